@@ -1,0 +1,1 @@
+"""Shared API machinery: app factory, middleware, policy engine, version documents."""

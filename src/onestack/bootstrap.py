@@ -1,0 +1,145 @@
+"""The one composition root: settings -> database, keys, managers, service apps.
+
+Nothing is built at import time. ``build_cloud`` wires the components; ``Cloud.serve`` runs
+every service's HTTP server in one event loop until asked to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from onestack.api.app import make_app
+from onestack.config import Settings
+from onestack.db.engine import Database
+from onestack.db.migrate import upgrade
+from onestack.identity.api import IdentityAPI, build_policy
+from onestack.identity.auth import TokenService
+from onestack.identity.manager import IdentityManager
+from onestack.identity.setup import Credentials, bootstrap
+from onestack.identity.tokens import FernetCodec, KeyRepository, TokenFormatter
+
+LOG = logging.getLogger(__name__)
+
+#: Services served by this version, in start order.
+SERVICES = ["identity"]
+
+
+@dataclass
+class Cloud:
+    """Everything ``onestack up`` runs, wired together."""
+
+    settings: Settings
+    db: Database
+    identity: IdentityManager
+    tokens: TokenService
+    apps: dict[str, ASGIApp]
+    credentials: Credentials | None = None
+    servers: list[uvicorn.Server] = field(default_factory=list)
+    _stop: asyncio.Event | None = None
+
+    async def _background(self) -> None:
+        """Periodic work: pick up other processes' identity changes, prune revocations."""
+        interval = max(0.2, self.settings.cache_refresh_interval)
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.identity.refresh)
+                now = time.time()
+                if now - last_prune > 3600:
+                    horizon = (self.settings.token_expiration
+                               + self.settings.token_allow_expired_window)
+                    await asyncio.to_thread(self.identity.prune_revocations, now - horizon)
+                    last_prune = now
+            except Exception:  # noqa: BLE001 - keep the loop alive, log the failure
+                LOG.exception("background refresh failed")
+
+    async def serve(self, install_signals: bool = True,
+                    started: asyncio.Event | None = None) -> None:
+        """Serve every service until SIGINT/SIGTERM (or ``stop()``)."""
+        self._stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._stop.set)
+        for name, app in self.apps.items():
+            config = uvicorn.Config(app, host=self.settings.bind,
+                                    port=self.settings.port(name), lifespan="off",
+                                    access_log=False, log_level=self.settings.log_level,
+                                    timeout_keep_alive=75, server_header=False)
+            self.servers.append(_Server(config))
+        tasks = [asyncio.create_task(s.serve()) for s in self.servers]
+        bg = asyncio.create_task(self._background())
+        try:
+            while not all(s.started for s in self.servers):
+                if any(t.done() for t in tasks):
+                    for t in tasks:
+                        if t.done() and t.exception():
+                            raise t.exception()  # type: ignore[misc]
+                    raise RuntimeError("a service failed to start (is its port in use?)")
+                await asyncio.sleep(0.01)
+            if started is not None:
+                started.set()
+            stop_wait = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for s in self.servers:
+                s.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+            bg.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bg
+            if install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            self.db.dispose()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to ``Cloud.serve`` (many share a loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
+    """Create the data dir, migrate the database, load keys and build every service app."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.db_url, settings.database_pool_size)
+    upgrade(db.engine)
+    fernet_repo = KeyRepository(settings.fernet_key_dir, settings.fernet_max_active_keys)
+    fernet_repo.setup()
+    cred_repo = KeyRepository(settings.credential_key_dir, settings.fernet_max_active_keys)
+    cred_repo.setup()
+    identity = IdentityManager(db, settings, FernetCodec(cred_repo))
+    tokens = TokenService(identity, TokenFormatter(FernetCodec(fernet_repo)), settings)
+    creds = None
+    if run_bootstrap:
+        creds = bootstrap(identity, settings, SERVICES)
+    identity.refresh()
+    policy_file = settings.policy_file or None
+    auth_uri = settings.url("identity")
+    apps: dict[str, Any] = {}
+    identity_api = IdentityAPI(identity, tokens, build_policy(policy_file), auth_uri)
+    apps["identity"] = make_app(identity_api.service, tokens, settings.max_request_body_size)
+    return Cloud(settings, db, identity, tokens, apps, creds)
+
+
+def pid_file(settings: Settings) -> str:
+    return os.fspath(settings.data_dir / "onestack.pid")

@@ -1,0 +1,197 @@
+"""``onestack`` command line: up, down, status, openrc, db upgrade, fernet rotate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+
+from onestack import __version__
+from onestack.config import ConfigError, Settings, load_settings
+
+
+def _settings(data_dir: str | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(data_dir, **overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+data_dir_option = click.option(
+    "--data-dir", envvar="ONESTACK_DATA_DIR", type=click.Path(file_okay=False),
+    help="Where onestack keeps its state (default ~/.local/share/onestack).")
+
+
+@click.group()
+@click.version_option(__version__, prog_name="onestack")
+def main() -> None:
+    """onestack: an OpenStack-compatible cloud in one command."""
+
+
+@main.command()
+@data_dir_option
+@click.option("--bind", help="Address the APIs listen on (default 127.0.0.1).")
+@click.option("--public-host", help="Host name or address written into catalog URLs.")
+@click.option("--identity-port", type=int, help="Identity API port (default 5000).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def up(data_dir: str | None, bind: str | None, public_host: str | None,
+       identity_port: int | None, log_level: str | None) -> None:
+    """Start every service of the cloud in the foreground (Ctrl-C stops it)."""
+    from onestack.bootstrap import build_cloud, pid_file
+
+    settings = _settings(data_dir, bind=bind, public_host=public_host,
+                         identity_port=identity_port, log_level=log_level)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.monotonic()
+    first = not (settings.data_dir / "onestack.pid").exists() and not (
+        settings.data_dir / "admin-openrc.sh").exists()
+    try:
+        cloud = build_cloud(settings)
+    except Exception as exc:  # noqa: BLE001 - report, do not trace back at the user
+        raise click.ClickException(f"cannot start: {exc}") from exc
+    pidf = Path(pid_file(settings))
+    pidf.write_text(str(os.getpid()))
+    started = asyncio.Event()
+
+    async def run() -> None:
+        task = asyncio.create_task(cloud.serve(started=started))
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if started.is_set():
+            elapsed = time.monotonic() - t0
+            click.echo(f"onestack {__version__} is up ({'first start, ' if first else ''}"
+                       f"{elapsed:.2f}s); data in {settings.data_dir}")
+            for name in cloud.apps:
+                click.echo(f"  {name:<10} {settings.url(name)}")
+            click.echo(f"  credentials: source {settings.data_dir / 'admin-openrc.sh'}  "
+                       f"(or OS_CLOUD=onestack-admin with {settings.data_dir / 'clouds.yaml'})")
+            sys.stdout.flush()
+        else:
+            waiter.cancel()
+        await task
+
+    try:
+        asyncio.run(run())
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot serve: {exc}") from exc
+    finally:
+        pidf.unlink(missing_ok=True)
+    click.echo("onestack stopped")
+
+
+@main.command()
+@data_dir_option
+@click.option("--timeout", default=30.0, help="Seconds to wait for a clean stop.")
+def down(data_dir: str | None, timeout: float) -> None:
+    """Stop a running ``onestack up`` (SIGTERM, then wait)."""
+    settings = _settings(data_dir)
+    pidf = settings.data_dir / "onestack.pid"
+    if not pidf.exists():
+        click.echo("onestack is not running")
+        return
+    pid = int(pidf.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidf.unlink(missing_ok=True)
+        click.echo("onestack was not running (stale pid file removed)")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            click.echo("onestack stopped")
+            return
+        time.sleep(0.1)
+    raise click.ClickException(f"onestack (pid {pid}) did not stop within {timeout}s")
+
+
+@main.command()
+@data_dir_option
+def status(data_dir: str | None) -> None:
+    """Print each service's health; exit non-zero if any is down."""
+    from onestack.bootstrap import SERVICES
+
+    settings = _settings(data_dir)
+    down_count = 0
+    with httpx.Client(timeout=3.0) as client:
+        for name in SERVICES:
+            url = f"http://{_connect_host(settings)}:{settings.port(name)}/healthcheck"
+            try:
+                ok = client.get(url).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            down_count += 0 if ok else 1
+            click.echo(f"{name:<10} {'up' if ok else 'DOWN':<5} {settings.url(name)}")
+    if down_count:
+        sys.exit(1)
+
+
+def _connect_host(settings: Settings) -> str:
+    if settings.bind in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if settings.bind == "::":
+        return "[::1]"
+    return f"[{settings.bind}]" if ":" in settings.bind else settings.bind
+
+
+@main.command()
+@data_dir_option
+@click.argument("user", type=click.Choice(["admin", "demo"]))
+def openrc(data_dir: str | None, user: str) -> None:
+    """Print the rc file for USER (source it in a shell)."""
+    settings = _settings(data_dir)
+    path = settings.data_dir / f"{user}-openrc.sh"
+    if not path.exists():
+        raise click.ClickException(f"{path} does not exist yet; run 'onestack up' first")
+    click.echo(path.read_text(), nl=False)
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@data_dir_option
+def db_upgrade(data_dir: str | None) -> None:
+    """Apply all database migrations."""
+    from onestack.db.engine import Database
+    from onestack.db.migrate import current, upgrade
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.db_url)
+    upgrade(database.engine)
+    click.echo(f"database at revision {current(database.engine)}")
+    database.dispose()
+
+
+@main.group()
+def fernet() -> None:
+    """Token key management."""
+
+
+@fernet.command("rotate")
+@data_dir_option
+def fernet_rotate(data_dir: str | None) -> None:
+    """Rotate the Fernet token keys (restart or wait for other processes to reload)."""
+    from onestack.identity.tokens import KeyRepository
+
+    settings = _settings(data_dir)
+    repo = KeyRepository(settings.fernet_key_dir, settings.fernet_max_active_keys)
+    repo.rotate()
+    click.echo(f"rotated keys in {settings.fernet_key_dir}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Pieces shared by every service: request context, ids, time, errors, list helpers."""

@@ -1,0 +1,183 @@
+"""One typed settings object for the whole cloud.
+
+Values come, in increasing priority, from the defaults below, ``DATA/onestack.toml`` and the
+environment (``ONESTACK_<FIELD>`` in upper case). In the TOML file a table flattens into its
+fields: ``[identity] port = 5001`` sets ``identity_port``. Unknown keys are an error, so a typo
+never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SERVICE_PORTS: dict[str, int] = {
+    "identity": 5000,
+    "image": 9292,
+    "compute": 8774,
+    "metadata": 8775,
+    "console": 6080,
+    "placement": 8778,
+    "network": 9696,
+    "volume": 8776,
+}
+
+
+class ConfigError(ValueError):
+    """Raised for a setting that cannot be parsed or does not exist."""
+
+
+def default_data_dir() -> Path:
+    """The data directory used when neither ``--data-dir`` nor the environment names one."""
+    env = os.environ.get("ONESTACK_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "onestack"
+
+
+@dataclass
+class Settings:
+    """Everything that can be configured, with defaults that run on a laptop."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    bind: str = "127.0.0.1"
+    public_host: str = ""
+    region: str = "RegionOne"
+    log_level: str = "warning"
+    # Database: empty means SQLite (WAL) in the data dir.
+    database_url: str = ""
+    database_pool_size: int = 10
+    # Message bus: memory:// (in-process) or amqp://user:pass@host:5672/
+    bus_url: str = "memory://"
+    # Ports
+    identity_port: int = SERVICE_PORTS["identity"]
+    image_port: int = SERVICE_PORTS["image"]
+    compute_port: int = SERVICE_PORTS["compute"]
+    metadata_port: int = SERVICE_PORTS["metadata"]
+    console_port: int = SERVICE_PORTS["console"]
+    placement_port: int = SERVICE_PORTS["placement"]
+    network_port: int = SERVICE_PORTS["network"]
+    volume_port: int = SERVICE_PORTS["volume"]
+    # API machinery
+    max_request_body_size: int = 114688
+    policy_file: str = ""
+    # Identity
+    admin_password: str = ""
+    demo_password: str = ""
+    token_expiration: int = 3600
+    token_allow_expired_window: int = 172800
+    fernet_max_active_keys: int = 3
+    bcrypt_rounds: int = 12
+    lockout_failure_attempts: int = 0
+    lockout_duration: int = 1800
+    password_expires_days: int = 0
+    unique_last_password_count: int = 0
+    cache_refresh_interval: float = 1.0
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        """Host written into catalog URLs."""
+        if self.public_host:
+            return self.public_host
+        if self.bind in ("0.0.0.0", "::", ""):
+            return "127.0.0.1"
+        return self.bind
+
+    def port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def url(self, service: str) -> str:
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port(service)}"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'onestack.db'}"
+
+    @property
+    def fernet_key_dir(self) -> Path:
+        return self.data_dir / "fernet-keys"
+
+    @property
+    def credential_key_dir(self) -> Path:
+        return self.data_dir / "credential-keys"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "onestack.toml"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    hint = typing.get_type_hints(Settings)[name]
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if hint is Path:
+            return Path(str(value)).expanduser()
+        if hint in (int, float, str):
+            return hint(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from exc
+    return value
+
+
+def _flatten(prefix: str, data: dict[str, Any], out: dict[str, Any]) -> None:
+    for key, value in data.items():
+        name = f"{prefix}_{key}" if prefix else key
+        name = name.replace("-", "_")
+        if isinstance(value, dict):
+            _flatten(name, value, out)
+        else:
+            out[name] = value
+
+
+def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings: defaults < ``DATA/onestack.toml`` < environment < ``overrides``."""
+    values: dict[str, Any] = {}
+    ddir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    values["data_dir"] = ddir
+    cfg = ddir / "onestack.toml"
+    if cfg.exists():
+        with cfg.open("rb") as fh:
+            flat: dict[str, Any] = {}
+            _flatten("", tomllib.load(fh), flat)
+        for key, value in flat.items():
+            if key not in _FIELDS or key == "data_dir":
+                raise ConfigError(f"{cfg}: unknown setting {key!r}")
+            values[key] = _coerce(key, value)
+    for key in _FIELDS:
+        env = os.environ.get(f"ONESTACK_{key.upper()}")
+        if env is not None and key != "data_dir":
+            values[key] = _coerce(key, env)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, value)
+    return Settings(**values)

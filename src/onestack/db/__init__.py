@@ -1,0 +1,1 @@
+"""Database access: engine/session (``engine``), tables per service, Alembic migrations."""

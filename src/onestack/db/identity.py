@@ -1,0 +1,220 @@
+"""Identity (Keystone) tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from onestack.db.base import Base, JSONDoc, LongText
+
+#: Stored in ``domain_id`` columns for global (domain-less) roles so uniqueness holds.
+NULL_DOMAIN = "<<null>>"
+
+
+class Domain(Base):
+    __tablename__ = "identity_domain"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Project(Base):
+    __tablename__ = "identity_project"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), ForeignKey("identity_domain.id"))
+    parent_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ProjectTag(Base):
+    __tablename__ = "identity_project_tag"
+    project_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_project.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class User(Base):
+    __tablename__ = "identity_user"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), ForeignKey("identity_domain.id"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    default_project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    password_created_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    password_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    password_history: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    failed_auth_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_auth_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_active_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Group(Base):
+    __tablename__ = "identity_group"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), ForeignKey("identity_domain.id"))
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class GroupMembership(Base):
+    __tablename__ = "identity_group_membership"
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_group.id", ondelete="CASCADE"), primary_key=True,
+        index=True,
+    )
+
+
+class Role(Base):
+    __tablename__ = "identity_role"
+    __table_args__ = (UniqueConstraint("name", "domain_id"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), default=NULL_DOMAIN)
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class ImpliedRole(Base):
+    __tablename__ = "identity_implied_role"
+    prior_role_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_role.id", ondelete="CASCADE"), primary_key=True
+    )
+    implied_role_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_role.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Assignment(Base):
+    """A role granted to an actor (user or group) on a target (project, domain or system)."""
+
+    __tablename__ = "identity_assignment"
+    __table_args__ = (Index("ix_identity_assignment_target", "target_id"),)
+    type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    actor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    inherited: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=False)
+
+
+class Region(Base):
+    __tablename__ = "identity_region"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    parent_region_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class Service(Base):
+    __tablename__ = "identity_service"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class Endpoint(Base):
+    __tablename__ = "identity_endpoint"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_service.id", ondelete="CASCADE")
+    )
+    interface: Mapped[str] = mapped_column(String(8))
+    url: Mapped[str] = mapped_column(LongText)
+    region_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class ApplicationCredential(Base):
+    __tablename__ = "identity_app_cred"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_user.id", ondelete="CASCADE")
+    )
+    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    unrestricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    system: Mapped[str | None] = mapped_column(String(64), default=None)
+    roles: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    access_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    created_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class AccessRule(Base):
+    __tablename__ = "identity_access_rule"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_user.id", ondelete="CASCADE"), index=True
+    )
+    service: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(16))
+
+
+class Credential(Base):
+    __tablename__ = "identity_credential"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    type: Mapped[str] = mapped_column(String(255))
+    encrypted_blob: Mapped[str] = mapped_column(LongText)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class RevocationEvent(Base):
+    """Tokens matching every non-null field and issued before ``issued_before`` are revoked."""
+
+    __tablename__ = "identity_revocation_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    domain_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    audit_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    audit_chain_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    app_cred_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    issued_before: Mapped[float] = mapped_column(Double)
+    revoked_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class CacheGeneration(Base):
+    """A counter bumped by every identity write; other processes drop caches when it moves."""
+
+    __tablename__ = "identity_cache_generation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)

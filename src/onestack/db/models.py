@@ -1,0 +1,3 @@
+"""Imports every service's tables so ``Base.metadata`` is complete (for Alembic)."""
+
+from onestack.db import identity  # noqa: F401

@@ -1,0 +1,1 @@
+"""Identity service (OpenStack Keystone v3)."""
