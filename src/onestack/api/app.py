@@ -204,7 +204,10 @@ def route(service: Service, path: str, handler: Handler, methods: Sequence[str],
 
 
 class ApiMiddleware:
-    """Request id, body-size limit and token authentication in one pure-ASGI pass."""
+    """Request id, body-size limit and token authentication in one pure-ASGI pass.
+
+    ``max_body`` <= 0 disables the limit (services that stream uploads check their own).
+    """
 
     def __init__(self, app: ASGIApp, service: Service, validator: TokenValidator | None,
                  max_body: int) -> None:
@@ -230,7 +233,7 @@ class ApiMiddleware:
                     length = -1
         ctx = RequestContext(request_id=request_id)
         scope[CTX_KEY] = ctx
-        if length is not None and (length < 0 or length > self.max_body):
+        if length is not None and (length < 0 or 0 < self.max_body < length):
             err: APIError = PayloadTooLarge("Request Entity Too Large")
             if length < 0:
                 err = BadRequest("Invalid Content-Length header.")
@@ -242,7 +245,7 @@ class ApiMiddleware:
             except APIError as exc:
                 await fault_response(self.service, exc, request_id)(scope, receive, send)
                 return
-        if length is None and self.max_body:
+        if length is None and self.max_body > 0:
             receive = _limited_receive(receive, self.max_body)
         try:
             await self.app(scope, receive, send)

@@ -152,7 +152,7 @@ def list_role_assignments(m: IdentityManager, base: str, q: Any) -> list[dict[st
             continue
         if f_domain and not (scope_kind == "domain" and scope_id == f_domain):
             continue
-        if f_system and not (scope_kind == "system"):
+        if f_system and scope_kind != "system":
             continue
         if f_inherited and not inherited:
             continue

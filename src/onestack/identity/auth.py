@@ -343,10 +343,13 @@ class TokenService:
 
     def _check_lockout(self, user: User | None) -> None:
         attempts = self.settings.lockout_failure_attempts
-        if not attempts or user is None or (user.options or {}).get("ignore_lockout_failure_attempts"):
+        if not attempts or user is None:
+            return
+        if (user.options or {}).get("ignore_lockout_failure_attempts"):
             return
         if user.failed_auth_count >= attempts and user.last_failed_auth_at is not None:
-            unlock = user.last_failed_auth_at + dt.timedelta(seconds=self.settings.lockout_duration)
+            duration = dt.timedelta(seconds=self.settings.lockout_duration)
+            unlock = user.last_failed_auth_at + duration
             if utcnow() < unlock:
                 raise Unauthorized(f"The account is locked for user: {user.id}.")
 

@@ -46,7 +46,7 @@ RULES: dict[str, str] = {
     "identity:list_projects": ADMIN_OR_READER,
     "identity:list_user_projects": (f"{ADMIN_OR_OWNER} or {SYSTEM_READER} or "
                                     "(role:reader and domain_id:%(target.user.domain_id)s)"),
-    "identity:create_project": f"{ADMIN} or (role:admin and domain_id:%(target.project.domain_id)s)",
+    "identity:create_project": ADMIN,
     "identity:update_project": ADMIN,
     "identity:delete_project": ADMIN,
     "identity:list_project_tags": ("rule:identity:get_project"),

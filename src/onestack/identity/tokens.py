@@ -144,7 +144,7 @@ class KeyRepository:
         while len(keys) + 1 > self.max_active_keys:
             (self.path / str(keys.pop(0))).unlink()
 
-    def keys(self) -> list[bytes]:
+    def all_keys(self) -> list[bytes]:
         """Keys, primary first."""
         indexes = self._indexes()
         if not indexes:
@@ -161,7 +161,7 @@ class FernetCodec:
         self._fernet: MultiFernet | None = None
 
     def reload(self) -> None:
-        self._fernet = MultiFernet([Fernet(k) for k in self.repo.keys()])
+        self._fernet = MultiFernet([Fernet(k) for k in self.repo.all_keys()])
 
     @property
     def fernet(self) -> MultiFernet:
