@@ -221,6 +221,10 @@ class ApiMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = "req-" + str(uuid.uuid4())
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # OpenStack services accept a trailing slash on any resource path.
+            scope["path"] = path.rstrip("/") or "/"
         token = None
         length = None
         for name, value in scope["headers"]:

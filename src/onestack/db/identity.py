@@ -218,3 +218,33 @@ class CacheGeneration(Base):
     __tablename__ = "identity_cache_generation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Document(Base):
+    """Small identity documents keyed by kind: policies, OAuth1 consumers, endpoint groups,
+    domain configuration options. Each kind's rules live in ``identity.documents``."""
+
+    __tablename__ = "identity_document"
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    parent_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+
+class Trust(Base):
+    """OS-TRUST delegation from a trustor to a trustee on a project."""
+
+    __tablename__ = "identity_trust"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trustor_user_id: Mapped[str] = mapped_column(String(64), index=True)
+    trustee_user_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    impersonation: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    remaining_uses: Mapped[int | None] = mapped_column(Integer, default=None)
+    allow_redelegation: Mapped[bool] = mapped_column(Boolean, default=False)
+    redelegation_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    redelegated_trust_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    roles: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -99,8 +99,8 @@ class IdentityAPI:
         r("/healthcheck", healthcheck, ["GET"], public=True)
         # auth
         r("/v3/auth/tokens", self.issue_token, ["POST"], public=True)
-        r("/v3/auth/tokens", self.validate_token, ["GET"])
         r("/v3/auth/tokens", self.check_token_head, ["HEAD"])
+        r("/v3/auth/tokens", self.validate_token, ["GET"])
         r("/v3/auth/tokens", self.revoke_token, ["DELETE"])
         r("/v3/auth/catalog", self.auth_catalog, ["GET"])
         r("/v3/auth/projects", self.auth_projects, ["GET"])
@@ -132,7 +132,7 @@ class IdentityAPI:
         r("/v3/users/{user_id}", self.get_user, ["GET"])
         r("/v3/users/{user_id}", self.update_user, ["PATCH"])
         r("/v3/users/{user_id}", self.delete_user, ["DELETE"])
-        r("/v3/users/{user_id}/password", self.change_password, ["POST"])
+        r("/v3/users/{user_id}/password", self.change_password, ["POST"], public=True)
         r("/v3/users/{user_id}/groups", self.user_groups, ["GET"])
         r("/v3/users/{user_id}/projects", self.user_projects, ["GET"])
         r("/v3/users/{user_id}/application_credentials", self.list_app_creds, ["GET"])
@@ -161,8 +161,8 @@ class IdentityAPI:
         r("/v3/roles/{role_id}", self.update_role, ["PATCH"])
         r("/v3/roles/{role_id}", self.delete_role, ["DELETE"])
         r("/v3/roles/{prior_id}/implies", self.list_implies, ["GET"])
-        r("/v3/roles/{prior_id}/implies/{implied_id}", self.get_implied, ["GET"])
         r("/v3/roles/{prior_id}/implies/{implied_id}", self.check_implied, ["HEAD"])
+        r("/v3/roles/{prior_id}/implies/{implied_id}", self.get_implied, ["GET"])
         r("/v3/roles/{prior_id}/implies/{implied_id}", self.create_implied, ["PUT"])
         r("/v3/roles/{prior_id}/implies/{implied_id}", self.delete_implied, ["DELETE"])
         r("/v3/role_inferences", self.role_inferences, ["GET"])
@@ -213,6 +213,9 @@ class IdentityAPI:
         r("/v3/credentials/{credential_id}", self.get_credential, ["GET"])
         r("/v3/credentials/{credential_id}", self.update_credential, ["PATCH"])
         r("/v3/credentials/{credential_id}", self.delete_credential, ["DELETE"])
+        from onestack.identity.api_extensions import add_extension_routes
+
+        add_extension_routes(self)
 
     # ------------------------------------------------------------------ versions
     def _version_doc(self, req: ApiRequest) -> dict[str, Any]:
@@ -593,11 +596,8 @@ class IdentityAPI:
         uid = req.param("user_id")
         body = schemas.validate(schemas.PASSWORD_CHANGE,
                                 schemas.body_of(await req.json(), "user"), "user")
-        if req.ctx.user_id != uid:
-            # Keystone checks the token's user against the path; a mismatch is a 403 only
-            # for authenticated callers.
-            raise Forbidden("You are not authorized to perform the requested action: "
-                            "identity:change_password.")
+        # Like Keystone, no token is needed: the original password authenticates, so a user
+        # whose password has expired can still change it.
         try:
             await req.run(self.m.change_password, uid, body["original_password"],
                           body["password"])
@@ -1072,12 +1072,11 @@ class IdentityAPI:
         req.enforce("identity:create_endpoint")
         body = schemas.validate(schemas.ENDPOINT_CREATE,
                                 schemas.body_of(await req.json(), "endpoint"), "endpoint")
-        region_id = body.get("region_id") or body.get("region")
         extra = {k: v for k, v in body.items() if k not in (
             "service_id", "interface", "url", "region_id", "region", "enabled")}
         e = await req.run(lambda: self.m.create_endpoint(
-            body["service_id"], body["interface"], body["url"], region_id,
-            body.get("enabled", True), extra))
+            body["service_id"], body["interface"], body["url"], body.get("region_id"),
+            body.get("enabled", True), extra, body.get("region")))
         return FastJSON({"endpoint": views.endpoint(req.base_url, e)}, status_code=201)
 
     async def get_endpoint(self, req: ApiRequest) -> dict[str, Any]:
@@ -1093,6 +1092,7 @@ class IdentityAPI:
                    if k in ("service_id", "interface", "url", "region_id", "enabled")}
         if "region" in body and "region_id" not in body:
             changes["region_id"] = body["region"]
+            changes["legacy_region"] = True
         extra = {k: v for k, v in body.items() if k not in changes and k != "region"}
         if extra:
             changes["extra"] = extra

@@ -48,9 +48,11 @@ def list_role_assignments(m: IdentityManager, base: str, q: Any) -> list[dict[st
         for gm in s.scalars(select(GroupMembership)):
             memberships.setdefault(gm.group_id, []).append(gm.user_id)
         implied: dict[str, list[str]] = {}
+        domain_roles: set[str] = set()
         if effective:
             for row in m._load_implied(s).items():
                 implied[row[0]] = row[1]
+            domain_roles = set(s.scalars(select(Role.id).where(Role.domain_id != NULL_DOMAIN)))
         names: dict[str, Any] = {}
         if include_names:
             names["role"] = {r.id: r for r in s.scalars(select(Role))}
@@ -126,7 +128,8 @@ def list_role_assignments(m: IdentityManager, base: str, q: Any) -> list[dict[st
                             final.append((e[0], e[1], e[2], e[3], imp, False,
                                           {**e[6], "prior_role": f"{base}/v3/roles/{rid}"}))
                 frontier = nxt
-        entries = final
+        # Domain-specific roles never show up in effective assignments (nor in tokens).
+        entries = [e for e in final if e[4] not in domain_roles]
 
     project_filter: set[str] | None = None
     if f_project:

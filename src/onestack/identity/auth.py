@@ -24,6 +24,7 @@ from onestack.identity import passwords
 from onestack.identity.cache import NO_LOAD, CacheMiss
 from onestack.identity.manager import IdentityManager, RoleRef, ScopeInfo, UserInfo
 from onestack.identity.tokens import TokenData, TokenError, TokenFormatter, new_audit_id
+from onestack.identity.trusts import TrustStore
 
 AUTH_REQUIRED = "The request you have made requires authentication."
 
@@ -39,6 +40,7 @@ class ValidToken:
     project: ScopeInfo | None = None
     domain: ScopeInfo | None = None
     app_cred: dict[str, Any] | None = None
+    trust: dict[str, Any] | None = None
 
     def context(self, request_id: str) -> RequestContext:
         ctx = RequestContext(
@@ -77,6 +79,7 @@ class TokenService:
         self.manager = manager
         self.formatter = formatter
         self.settings = settings
+        self.trusts = TrustStore(manager)
 
     # ------------------------------------------------------------------ validation
     def _fail(self, subject: bool) -> APIError:
@@ -106,19 +109,30 @@ class TokenService:
         if self.manager.revocations.is_revoked(data, user.domain_id):
             raise self._fail(subject)
         app_cred = None
+        trust = None
         restrict = None
         if data.app_cred_id:
             app_cred = self._app_cred_info(data.app_cred_id)
             if app_cred is None:
                 raise self._fail(subject)
             restrict = app_cred["role_ids"]
+        if data.trust_id:
+            trust = self._trust_info(data.trust_id)
+            if trust is None:
+                raise self._fail(subject)
+            for uid in (trust["trustor_user_id"], trust["trustee_user_id"]):
+                other = self.manager.user_info(uid)
+                if other is None or not other.enabled or not other.domain_enabled:
+                    raise self._fail(subject)
+            restrict = trust["role_ids"]
         project = domain = None
         roles: list[RoleRef] = []
         if data.project_id:
             project = self.manager.project_info(data.project_id)
             if project is None or not project.enabled:
                 raise self._fail(subject)
-            roles = self.manager.effective_roles(user.id, project_id=project.id,
+            role_holder = trust["trustor_user_id"] if trust else user.id
+            roles = self.manager.effective_roles(role_holder, project_id=project.id,
                                                  restrict_to=restrict)
         elif data.domain_id:
             domain = self.manager.domain_info(data.domain_id)
@@ -130,7 +144,9 @@ class TokenService:
             roles = self.manager.effective_roles(user.id, system=True, restrict_to=restrict)
         if data.scope_type and not roles:
             raise self._fail(subject)
-        return ValidToken(token_id, data, user, roles, project, domain, app_cred)
+        valid = ValidToken(token_id, data, user, roles, project, domain, app_cred)
+        valid.trust = trust
+        return valid
 
     def _app_cred_info(self, app_cred_id: str) -> dict[str, Any] | None:
         def load() -> dict[str, Any] | None:
@@ -142,6 +158,23 @@ class TokenService:
                     "role_ids": list(ac.roles or []), "access_rules": ac.access_rules or []}
 
         return self.manager.cache.get(("app-cred", app_cred_id), load)
+
+    def _trust_info(self, trust_id: str) -> dict[str, Any] | None:
+        def load() -> dict[str, Any] | None:
+            t = self.trusts.usable(trust_id)
+            if t is None:
+                return None
+            with self.manager.db.reader() as s:
+                expanded = self.manager._implied_closure(s, t.roles or [])
+            return {"id": t.id, "impersonation": t.impersonation,
+                    "trustor_user_id": t.trustor_user_id, "trustee_user_id": t.trustee_user_id,
+                    "project_id": t.project_id, "role_ids": sorted(expanded),
+                    "expires_at": t.expires_at}
+
+        info = self.manager.cache.get(("trust", trust_id), load)
+        if info is not None and info["expires_at"] is not None and info["expires_at"] <= utcnow():
+            return None
+        return info
 
     async def validate_async(self, token_id: str, *, subject: bool = False,
                              allow_expired: bool = False) -> ValidToken:
@@ -188,6 +221,8 @@ class TokenService:
                 raise Unauthorized(AUTH_REQUIRED) from exc
             if original.data.app_cred_id:
                 raise Forbidden("Application credential tokens cannot be rescoped.")
+            if original.data.trust_id:
+                raise Forbidden("Trust-scoped tokens cannot be rescoped.")
             user_id = original.user.id
             expires_at = original.data.expires_at
             audit_ids = [new_audit_id(), original.data.audit_ids[-1]]
@@ -220,7 +255,10 @@ class TokenService:
         data = TokenData(user_id=user_id, methods=method_names, expires_at=expires_at,
                          issued_at=now, audit_ids=audit_ids,
                          app_cred_id=app_cred.id if app_cred else None)
-        self._apply_scope(data, user, scope)
+        if isinstance(scope, dict) and "OS-TRUST:trust" in scope:
+            self._apply_trust(data, user, scope)
+        else:
+            self._apply_scope(data, user, scope)
         token_id = self.formatter.issue(data)
         return self.validate(token_id)
 
@@ -259,10 +297,29 @@ class TokenService:
             if not self.manager.effective_roles(user.id, system=True):
                 raise Unauthorized(f"User {user.id} has no access to the system.")
             data.system = "all"
-        elif kind == "OS-TRUST:trust":
-            raise Unauthorized("Trusts are not supported.")
         else:
             raise BadRequest(f"Invalid scope: {kind}.")
+
+    def _apply_trust(self, data: TokenData, user: UserInfo, scope: dict[str, Any]) -> None:
+        if len(scope) != 1 or not isinstance(scope["OS-TRUST:trust"], dict):
+            raise BadRequest("Invalid trust scope.")
+        trust_id = scope["OS-TRUST:trust"].get("id")
+        if not isinstance(trust_id, str):
+            raise BadRequest("Expecting to find id in OS-TRUST:trust.")
+        if data.app_cred_id:
+            raise Forbidden("Application credentials cannot be used with trusts.")
+        trust = self.trusts.usable(trust_id)
+        if trust is None:
+            raise Unauthorized(f"Could not find trust: {trust_id}.")
+        if trust.trustee_user_id != user.id:
+            raise Forbidden("The user is not the trustee of this trust.")
+        self.trusts.consume(trust)
+        data.trust_id = trust.id
+        data.project_id = trust.project_id
+        if trust.impersonation:
+            data.user_id = trust.trustor_user_id
+        if trust.expires_at is not None:
+            data.expires_at = min(data.expires_at, to_timestamp(trust.expires_at))
 
     def _lookup_domain(self, ref: dict[str, Any]) -> ScopeInfo:
         did = ref.get("id")
@@ -419,6 +476,12 @@ class TokenService:
             token["roles"] = [{"id": r.id, "name": r.name} for r in valid.roles]
             if with_catalog:
                 token["catalog"] = self.scoped_catalog(valid)
+        if valid.trust is not None:
+            t = valid.trust
+            token["OS-TRUST:trust"] = {
+                "id": t["id"], "impersonation": t["impersonation"],
+                "trustee_user": {"id": t["trustee_user_id"]},
+                "trustor_user": {"id": t["trustor_user_id"]}}
         if valid.app_cred is not None:
             token["application_credential"] = {
                 "id": valid.app_cred["id"], "name": valid.app_cred["name"],

@@ -93,10 +93,6 @@ class RoleRef:
     domain_id: str | None = None
 
 
-def _dom(value: str) -> str | None:
-    return None if value == NULL_DOMAIN else value
-
-
 class IdentityManager:
     """Identity state and its rules. Methods are synchronous (run them in a thread)."""
 
@@ -602,8 +598,12 @@ class IdentityManager:
         return u
 
     def change_password(self, user_id: str, original: str, new: str) -> None:
-        u = self.get_user(user_id)
-        if not passwords.check_password(original, u.password_hash):
+        try:
+            u = self.get_user(user_id)
+        except NotFound:
+            passwords.check_password(original, None)
+            raise Unauthorized("The request you have made requires authentication.") from None
+        if not u.enabled or not passwords.check_password(original, u.password_hash):
             raise Unauthorized("The request you have made requires authentication.")
         self.update_user(user_id, {"password": new})
 
@@ -1023,8 +1023,9 @@ class IdentityManager:
                 direct = self._direct_role_ids(s, user_id, project_id, domain_id, system)
                 ids = self._implied_closure(s, direct)
                 rows = s.scalars(select(Role).where(Role.id.in_(ids))).all() if ids else []
-                return sorted((RoleRef(r.id, r.name, _dom(r.domain_id)) for r in rows),
-                              key=lambda r: r.name)
+                # Domain-specific roles only carry the global roles they imply.
+                return sorted((RoleRef(r.id, r.name) for r in rows
+                               if r.domain_id == NULL_DOMAIN), key=lambda r: r.name)
 
         roles = self.cache.get(key, load)
         if restrict_to is not None:
@@ -1289,7 +1290,8 @@ class IdentityManager:
 
     def create_endpoint(self, service_id: str, interface: str, url: str,
                         region_id: str | None = None, enabled: bool = True,
-                        extra: dict[str, Any] | None = None) -> Endpoint:
+                        extra: dict[str, Any] | None = None,
+                        legacy_region: str | None = None) -> Endpoint:
         with self.write() as s:
             try:
                 self.get_service(service_id, s)
@@ -1297,6 +1299,11 @@ class IdentityManager:
                 raise BadRequest(f"Could not find service: {service_id}.") from exc
             if region_id and s.get(Region, region_id) is None:
                 raise BadRequest(f"Could not find region: {region_id}.")
+            if not region_id and legacy_region:
+                # The deprecated ``region`` attribute creates its region on demand.
+                region_id = legacy_region
+                if s.get(Region, region_id) is None:
+                    s.add(Region(id=region_id, description="", extra={}))
             e = Endpoint(id=new_id(), service_id=service_id, interface=interface, url=url,
                          region_id=region_id, enabled=enabled, extra=extra or {})
             s.add(e)
@@ -1308,7 +1315,10 @@ class IdentityManager:
             if "service_id" in changes and s.get(Service, changes["service_id"]) is None:
                 raise BadRequest(f"Could not find service: {changes['service_id']}.")
             if changes.get("region_id") and s.get(Region, changes["region_id"]) is None:
-                raise BadRequest(f"Could not find region: {changes['region_id']}.")
+                if not changes.get("legacy_region"):
+                    raise BadRequest(f"Could not find region: {changes['region_id']}.")
+                # The deprecated ``region`` attribute creates its region on demand.
+                s.add(Region(id=changes["region_id"], description="", extra={}))
             _apply(e, changes, ("service_id", "interface", "url", "region_id", "enabled"))
             if "extra" in changes:
                 e.extra = {**(e.extra or {}), **changes["extra"]}

@@ -92,6 +92,7 @@ class TokenData:
     domain_id: str | None = None
     system: str | None = None
     app_cred_id: str | None = None
+    trust_id: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -214,6 +215,8 @@ class TokenFormatter:
             [_pack_audit(a) for a in data.audit_ids],
             _pack_id(data.app_cred_id),
         ]
+        if data.trust_id:
+            payload.append(_pack_id(data.trust_id))
         return self.codec.encrypt(msgpack.packb(payload, use_bin_type=True))
 
     def parse(self, token: str) -> TokenData:
@@ -222,7 +225,8 @@ class TokenFormatter:
         raw = self.codec.decrypt(token)
         try:
             payload = msgpack.unpackb(raw, raw=False)
-            version, user, bits, scope_type, scope_id, exp, iat, audits, app_cred = payload
+            version, user, bits, scope_type, scope_id, exp, iat, audits, app_cred = payload[:9]
+            trust = payload[9] if len(payload) > 9 else None
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise TokenError("malformed token payload") from exc
         if version != PAYLOAD_VERSION:
@@ -235,6 +239,7 @@ class TokenFormatter:
             issued_at=float(iat),
             audit_ids=[_unpack_audit(a) for a in audits],
             app_cred_id=_unpack_id(app_cred),
+            trust_id=_unpack_id(trust),
         )
         if scope_type == SCOPE_PROJECT:
             data.project_id = _unpack_id(scope_id)

@@ -1,0 +1,418 @@
+"""Identity API routes for Keystone's extensions: OS-TRUST, OS-EC2, OS-OAUTH1 consumers,
+OS-EP-FILTER endpoint groups, policies and domain configuration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest, FastJSON
+from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
+from onestack.common.timeutils import isotime, parse_isotime
+from onestack.db.identity import Document, Trust
+from onestack.identity import schemas
+from onestack.identity.documents import DOMAIN_CONFIG_DEFAULTS, DocumentStore
+
+if TYPE_CHECKING:
+    from onestack.identity.api import IdentityAPI
+
+TRUST_CREATE = {
+    "type": "object",
+    "properties": {
+        "trustor_user_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "trustee_user_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "impersonation": {"type": "boolean"},
+        "project_id": {"type": ["string", "null"]},
+        "roles": {"type": "array", "items": {"type": "object"}},
+        "expires_at": {"type": ["string", "null"]},
+        "remaining_uses": {"type": ["integer", "null"], "minimum": 1},
+        "allow_redelegation": {"type": ["boolean", "null"]},
+        "redelegation_count": {"type": ["integer", "null"]},
+    },
+    "required": ["trustor_user_id", "trustee_user_id", "impersonation"],
+    "additionalProperties": True,
+}
+POLICY_CREATE = {"type": "object", "properties": {
+    "blob": {"type": "string"}, "type": {"type": "string", "maxLength": 255}},
+    "required": ["blob", "type"], "additionalProperties": True}
+POLICY_UPDATE = {"type": "object", "properties": {
+    "blob": {"type": "string"}, "type": {"type": "string", "maxLength": 255}},
+    "minProperties": 1, "additionalProperties": True}
+CONSUMER = {"type": "object", "properties": {"description": {"type": ["string", "null"]}},
+            "additionalProperties": True}
+_FILTER_KEYS = ("interface", "service_id", "region_id")
+ENDPOINT_GROUP_CREATE = {"type": "object", "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": {"type": ["string", "null"]},
+    "filters": {"type": "object", "minProperties": 1,
+                "properties": {k: {"type": "string"} for k in _FILTER_KEYS},
+                "additionalProperties": False}},
+    "required": ["name", "filters"], "additionalProperties": False}
+ENDPOINT_GROUP_UPDATE = {**ENDPOINT_GROUP_CREATE, "required": [], "minProperties": 1}
+
+
+def _links(base: str, path: str) -> dict[str, Any]:
+    return {"self": f"{base}/v3/{path}", "previous": None, "next": None}
+
+
+def add_extension_routes(api: IdentityAPI) -> None:
+    """Register the extension routes on ``api``."""
+    ext = _Extensions(api)
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    r("/v3/OS-TRUST/trusts", ext.list_trusts, ["GET"])
+    r("/v3/OS-TRUST/trusts", ext.create_trust, ["POST"])
+    r("/v3/OS-TRUST/trusts/{trust_id}", ext.get_trust, ["GET"])
+    r("/v3/OS-TRUST/trusts/{trust_id}", ext.delete_trust, ["DELETE"])
+    r("/v3/OS-TRUST/trusts/{trust_id}/roles", ext.trust_roles, ["GET"])
+    r("/v3/OS-TRUST/trusts/{trust_id}/roles/{role_id}", ext.check_trust_role, ["HEAD"])
+    r("/v3/OS-TRUST/trusts/{trust_id}/roles/{role_id}", ext.trust_role, ["GET"])
+    r("/v3/users/{user_id}/credentials/OS-EC2", ext.list_ec2, ["GET"])
+    r("/v3/users/{user_id}/credentials/OS-EC2", ext.create_ec2, ["POST"])
+    r("/v3/users/{user_id}/credentials/OS-EC2/{access}", ext.get_ec2, ["GET"])
+    r("/v3/users/{user_id}/credentials/OS-EC2/{access}", ext.delete_ec2, ["DELETE"])
+    r("/v3/policies", ext.list_policies, ["GET"])
+    r("/v3/policies", ext.create_policy, ["POST"])
+    r("/v3/policies/{policy_id}", ext.get_policy, ["GET"])
+    r("/v3/policies/{policy_id}", ext.update_policy, ["PATCH"])
+    r("/v3/policies/{policy_id}", ext.delete_policy, ["DELETE"])
+    r("/v3/OS-OAUTH1/consumers", ext.list_consumers, ["GET"])
+    r("/v3/OS-OAUTH1/consumers", ext.create_consumer, ["POST"])
+    r("/v3/OS-OAUTH1/consumers/{consumer_id}", ext.get_consumer, ["GET"])
+    r("/v3/OS-OAUTH1/consumers/{consumer_id}", ext.update_consumer, ["PATCH"])
+    r("/v3/OS-OAUTH1/consumers/{consumer_id}", ext.delete_consumer, ["DELETE"])
+    r("/v3/OS-EP-FILTER/endpoint_groups", ext.list_endpoint_groups, ["GET"])
+    r("/v3/OS-EP-FILTER/endpoint_groups", ext.create_endpoint_group, ["POST"])
+    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.check_endpoint_group, ["HEAD"])
+    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.get_endpoint_group, ["GET"])
+    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.update_endpoint_group, ["PATCH"])
+    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.delete_endpoint_group, ["DELETE"])
+    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}/endpoints", ext.endpoint_group_endpoints,
+      ["GET"])
+    r("/v3/domains/config/default", ext.default_config, ["GET"])
+    r("/v3/domains/config/{group}/default", ext.default_config, ["GET"])
+    r("/v3/domains/config/{group}/{option}/default", ext.default_config, ["GET"])
+    r("/v3/domains/{domain_id}/config", ext.get_config, ["GET"])
+    r("/v3/domains/{domain_id}/config", ext.put_config, ["PUT"])
+    r("/v3/domains/{domain_id}/config", ext.patch_config, ["PATCH"])
+    r("/v3/domains/{domain_id}/config", ext.delete_config, ["DELETE"])
+    for path in ("/v3/domains/{domain_id}/config/{group}",
+                 "/v3/domains/{domain_id}/config/{group}/{option}"):
+        r(path, ext.get_config, ["GET"])
+        r(path, ext.patch_config, ["PATCH"])
+        r(path, ext.delete_config, ["DELETE"])
+
+
+class _Extensions:
+    def __init__(self, api: IdentityAPI) -> None:
+        self.api = api
+        self.m = api.m
+        self.trusts = api.tokens.trusts
+        self.docs = DocumentStore(api.m)
+
+    # ------------------------------------------------------------------ trusts
+    def _trust_view(self, base: str, t: Trust) -> dict[str, Any]:
+        roles = []
+        for rid in t.roles or []:
+            try:
+                role = self.m.get_role(rid)
+            except NotFound:
+                continue
+            roles.append({"id": role.id, "name": role.name,
+                          "links": {"self": f"{base}/v3/roles/{role.id}"}})
+        return {
+            **(t.extra or {}), "id": t.id, "trustor_user_id": t.trustor_user_id,
+            "trustee_user_id": t.trustee_user_id, "project_id": t.project_id,
+            "impersonation": t.impersonation,
+            "expires_at": isotime(t.expires_at, subsecond=True),
+            "remaining_uses": t.remaining_uses, "allow_redelegation": t.allow_redelegation,
+            "redelegation_count": t.redelegation_count, "roles": roles,
+            "roles_links": {"self": f"{base}/v3/OS-TRUST/trusts/{t.id}/roles",
+                            "previous": None, "next": None},
+            "links": {"self": f"{base}/v3/OS-TRUST/trusts/{t.id}"},
+        }
+
+    async def create_trust(self, req: ApiRequest) -> Response:
+        body = schemas.validate(TRUST_CREATE, schemas.body_of(await req.json(), "trust"),
+                                "trust")
+        if body["trustor_user_id"] != req.ctx.user_id:
+            raise Forbidden("The authenticated user should match the trustor.")
+        if req.ctx.app_cred_id and req.ctx.extra.get("app_cred_restricted", True):
+            raise Forbidden("Using a restricted application credential to create a trust is "
+                            "not allowed.")
+        expires = None
+        if body.get("expires_at"):
+            try:
+                expires = parse_isotime(body["expires_at"])
+            except ValueError as exc:
+                raise ValidationError("Invalid input for field 'expires_at'.") from exc
+        t = await req.run(lambda: self.trusts.create(
+            body["trustor_user_id"], body["trustee_user_id"], body.get("project_id"),
+            body.get("roles") or [], body["impersonation"], expires,
+            body.get("remaining_uses"), bool(body.get("allow_redelegation"))))
+        return FastJSON({"trust": self._trust_view(req.base_url, t)}, status_code=201)
+
+    async def list_trusts(self, req: ApiRequest) -> dict[str, Any]:
+        trustor = req.query.get("trustor_user_id")
+        trustee = req.query.get("trustee_user_id")
+        privileged = req.ctx.is_admin or (req.ctx.system_scope == "all"
+                                          and "reader" in req.ctx.roles)
+        if not privileged and not (trustor == req.ctx.user_id or trustee == req.ctx.user_id):
+            raise Forbidden("You are not authorized to perform the requested action: "
+                            "identity:list_trusts.")
+        trusts = await req.run(self.trusts.list, trustor, trustee)
+        return {"trusts": [self._trust_view(req.base_url, t) for t in trusts],
+                "links": _links(req.base_url, "OS-TRUST/trusts")}
+
+    async def _visible_trust(self, req: ApiRequest) -> Trust:
+        t: Trust = await req.run(self.trusts.get, req.param("trust_id"))
+        if not (req.ctx.is_admin or req.ctx.user_id in (t.trustor_user_id,
+                                                         t.trustee_user_id)):
+            raise NotFound(f"Could not find trust: {t.id}.")
+        return t
+
+    async def get_trust(self, req: ApiRequest) -> dict[str, Any]:
+        t = await self._visible_trust(req)
+        return {"trust": self._trust_view(req.base_url, t)}
+
+    async def delete_trust(self, req: ApiRequest) -> None:
+        t = await self._visible_trust(req)
+        if not (req.ctx.is_admin or req.ctx.user_id == t.trustor_user_id):
+            raise Forbidden("Only the trustor may delete a trust.")
+        await req.run(self.trusts.delete, t.id)
+
+    async def trust_roles(self, req: ApiRequest) -> dict[str, Any]:
+        t = await self._visible_trust(req)
+        view = self._trust_view(req.base_url, t)
+        return {"roles": view["roles"], "links": view["roles_links"]}
+
+    async def _trust_role(self, req: ApiRequest) -> dict[str, Any]:
+        t = await self._visible_trust(req)
+        rid = req.param("role_id")
+        for role in self._trust_view(req.base_url, t)["roles"]:
+            if role["id"] == rid:
+                return role
+        raise NotFound(f"Could not find role: {rid}.")
+
+    async def trust_role(self, req: ApiRequest) -> dict[str, Any]:
+        return {"role": await self._trust_role(req)}
+
+    async def check_trust_role(self, req: ApiRequest) -> Response:
+        await self._trust_role(req)
+        return Response(status_code=200)
+
+    # ------------------------------------------------------------------ EC2
+    def _ec2_view(self, base: str, item: dict[str, Any]) -> dict[str, Any]:
+        return {**item, "links": {"self": f"{base}/v3/users/{item['user_id']}/credentials/"
+                                          f"OS-EC2/{item['access']}"}}
+
+    def _own(self, req: ApiRequest) -> str:
+        uid = req.param("user_id")
+        if not (req.ctx.is_admin or req.ctx.user_id == uid):
+            raise Forbidden("You are not authorized to perform the requested action: "
+                            "identity:ec2_credentials.")
+        return uid
+
+    async def create_ec2(self, req: ApiRequest) -> Response:
+        uid = self._own(req)
+        body = await req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("tenant_id"), str):
+            raise ValidationError("Expecting to find tenant_id in request body.")
+        item = await req.run(self.docs.create_ec2, uid, body["tenant_id"])
+        return FastJSON({"credential": self._ec2_view(req.base_url, item)}, status_code=201)
+
+    async def list_ec2(self, req: ApiRequest) -> dict[str, Any]:
+        uid = self._own(req)
+        items = await req.run(self.docs.list_ec2, uid)
+        return {"credentials": [self._ec2_view(req.base_url, i) for i in items],
+                "links": _links(req.base_url, f"users/{uid}/credentials/OS-EC2")}
+
+    async def get_ec2(self, req: ApiRequest) -> dict[str, Any]:
+        uid = self._own(req)
+        item = await req.run(self.docs.get_ec2, uid, req.param("access"))
+        return {"credential": self._ec2_view(req.base_url, item)}
+
+    async def delete_ec2(self, req: ApiRequest) -> None:
+        uid = self._own(req)
+        await req.run(self.docs.delete_ec2, uid, req.param("access"))
+
+    # ------------------------------------------------------------------ policies
+    def _policy_view(self, base: str, d: Document) -> dict[str, Any]:
+        return {**d.data, "id": d.id, "links": {"self": f"{base}/v3/policies/{d.id}"}}
+
+    async def list_policies(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_policies")
+        docs = await req.run(self.docs.list_policies, req.query.get("type"))
+        return {"policies": [self._policy_view(req.base_url, d) for d in docs],
+                "links": _links(req.base_url, "policies")}
+
+    async def create_policy(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_policy")
+        body = schemas.validate(POLICY_CREATE, schemas.body_of(await req.json(), "policy"),
+                                "policy")
+        extra = {k: v for k, v in body.items() if k not in ("blob", "type", "id")}
+        d = await req.run(self.docs.create_policy, body["blob"], body["type"], extra)
+        return FastJSON({"policy": self._policy_view(req.base_url, d)}, status_code=201)
+
+    async def get_policy(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_policy")
+        d = await req.run(self.docs.get_policy, req.param("policy_id"))
+        return {"policy": self._policy_view(req.base_url, d)}
+
+    async def update_policy(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_policy")
+        body = schemas.validate(POLICY_UPDATE, schemas.body_of(await req.json(), "policy"),
+                                "policy")
+        body.pop("id", None)
+        d = await req.run(self.docs.update_policy, req.param("policy_id"), body)
+        return {"policy": self._policy_view(req.base_url, d)}
+
+    async def delete_policy(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_policy")
+        await req.run(self.docs.delete_policy, req.param("policy_id"))
+
+    # ------------------------------------------------------------------ consumers
+    def _consumer_view(self, base: str, d: Document, secret: str | None = None
+                       ) -> dict[str, Any]:
+        data = {k: v for k, v in d.data.items() if k != "secret_hash"}
+        out = {**data, "id": d.id, "links": {"self": f"{base}/v3/OS-OAUTH1/consumers/{d.id}"}}
+        if secret is not None:
+            out["secret"] = secret
+        return out
+
+    async def list_consumers(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_consumers")
+        docs = await req.run(self.docs.list_consumers)
+        return {"consumers": [self._consumer_view(req.base_url, d) for d in docs],
+                "links": _links(req.base_url, "OS-OAUTH1/consumers")}
+
+    async def create_consumer(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_consumer")
+        body = schemas.validate(CONSUMER, schemas.body_of(await req.json(), "consumer"),
+                                "consumer")
+        extra = {k: v for k, v in body.items() if k not in ("description", "id", "secret")}
+        d, secret = await req.run(self.docs.create_consumer, body.get("description"), extra)
+        return FastJSON({"consumer": self._consumer_view(req.base_url, d, secret)},
+                        status_code=201)
+
+    async def get_consumer(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_consumer")
+        d = await req.run(self.docs.get_consumer, req.param("consumer_id"))
+        return {"consumer": self._consumer_view(req.base_url, d)}
+
+    async def update_consumer(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_consumer")
+        body = schemas.validate(CONSUMER, schemas.body_of(await req.json(), "consumer"),
+                                "consumer")
+        if "id" in body and body["id"] != req.param("consumer_id"):
+            raise BadRequest("Cannot change consumer id.")
+        body.pop("id", None)
+        d = await req.run(self.docs.update_consumer, req.param("consumer_id"), body)
+        return {"consumer": self._consumer_view(req.base_url, d)}
+
+    async def delete_consumer(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_consumer")
+        await req.run(self.docs.delete_consumer, req.param("consumer_id"))
+
+    # ------------------------------------------------------------------ endpoint groups
+    def _group_view(self, base: str, d: Document) -> dict[str, Any]:
+        return {**d.data, "id": d.id,
+                "links": {"self": f"{base}/v3/OS-EP-FILTER/endpoint_groups/{d.id}"}}
+
+    async def list_endpoint_groups(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_endpoint_groups")
+        docs = await req.run(self.docs.list_endpoint_groups, req.query.get("name"))
+        return {"endpoint_groups": [self._group_view(req.base_url, d) for d in docs],
+                "links": _links(req.base_url, "OS-EP-FILTER/endpoint_groups")}
+
+    async def create_endpoint_group(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_endpoint_group")
+        body = schemas.validate(ENDPOINT_GROUP_CREATE,
+                                schemas.body_of(await req.json(), "endpoint_group"),
+                                "endpoint_group")
+        d = await req.run(self.docs.create_endpoint_group, body["name"], body["filters"],
+                          body.get("description"))
+        return FastJSON({"endpoint_group": self._group_view(req.base_url, d)},
+                        status_code=201)
+
+    async def get_endpoint_group(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_endpoint_group")
+        d = await req.run(self.docs.get_endpoint_group, req.param("group_id"))
+        return {"endpoint_group": self._group_view(req.base_url, d)}
+
+    async def check_endpoint_group(self, req: ApiRequest) -> Response:
+        req.enforce("identity:get_endpoint_group")
+        await req.run(self.docs.get_endpoint_group, req.param("group_id"))
+        return Response(status_code=200)
+
+    async def update_endpoint_group(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_endpoint_group")
+        body = schemas.validate(ENDPOINT_GROUP_UPDATE,
+                                schemas.body_of(await req.json(), "endpoint_group"),
+                                "endpoint_group")
+        d = await req.run(self.docs.update_endpoint_group, req.param("group_id"), body)
+        return {"endpoint_group": self._group_view(req.base_url, d)}
+
+    async def delete_endpoint_group(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_endpoint_group")
+        await req.run(self.docs.delete_endpoint_group, req.param("group_id"))
+
+    async def endpoint_group_endpoints(self, req: ApiRequest) -> dict[str, Any]:
+        from onestack.identity import views
+
+        req.enforce("identity:list_endpoints_associated_with_endpoint_group")
+        eps = await req.run(self.docs.endpoints_in_group, req.param("group_id"))
+        return {"endpoints": [views.endpoint(req.base_url, e) for e in eps],
+                "links": _links(req.base_url, "OS-EP-FILTER/endpoint_groups/"
+                                + req.param("group_id") + "/endpoints")}
+
+    # ------------------------------------------------------------------ domain config
+    async def default_config(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_domain_config_default")
+        group = req.path_params.get("group")
+        option = req.path_params.get("option")
+        if group is None:
+            return {"config": DOMAIN_CONFIG_DEFAULTS}
+        if group not in DOMAIN_CONFIG_DEFAULTS:
+            raise Forbidden(f"Group {group} is not supported for domain specific "
+                            "configurations.")
+        if option is None:
+            return {"config": {group: DOMAIN_CONFIG_DEFAULTS[group]}}
+        if option not in DOMAIN_CONFIG_DEFAULTS[group]:
+            raise Forbidden(f"Option {option} in group {group} is not supported for domain "
+                            "specific configurations.")
+        return {"config": {option: DOMAIN_CONFIG_DEFAULTS[group][option]}}
+
+    async def get_config(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_domain_config")
+        config = await req.run(self.docs.get_domain_config, req.param("domain_id"))
+        group = req.path_params.get("group")
+        option = req.path_params.get("option")
+        if group is None:
+            return {"config": config}
+        if group not in config:
+            raise NotFound(f"Could not find group {group} in domain config.")
+        if option is None:
+            return {"config": {group: config[group]}}
+        if option not in config[group]:
+            raise NotFound(f"Could not find option {option} in group {group}.")
+        return {"config": {option: config[group][option]}}
+
+    async def put_config(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_domain_config")
+        config = schemas.body_of(await req.json(), "config")
+        result, created = await req.run(self.docs.create_domain_config,
+                                        req.param("domain_id"), config)
+        return FastJSON({"config": result}, status_code=201 if created else 200)
+
+    async def patch_config(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_domain_config")
+        config = schemas.body_of(await req.json(), "config")
+        result = await req.run(self.docs.update_domain_config, req.param("domain_id"), config,
+                               req.path_params.get("group"), req.path_params.get("option"))
+        return {"config": result}
+
+    async def delete_config(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_domain_config")
+        await req.run(self.docs.delete_domain_config, req.param("domain_id"),
+                      req.path_params.get("group"), req.path_params.get("option"))
