@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -79,12 +80,22 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
         await task
 
     try:
-        asyncio.run(run())
+        _run_loop(run())
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(f"cannot serve: {exc}") from exc
     finally:
         pidf.unlink(missing_ok=True)
     click.echo("onestack stopped")
+
+
+def _run_loop(coro: Any) -> None:
+    """Run the main coroutine on uvloop when it is installed (it is, with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - plain asyncio works too, only slower
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 @main.command()

@@ -235,7 +235,7 @@ class IdentityAPI:
         auth = schemas.body_of(body, "auth")
         if not isinstance(auth, dict):
             raise ValidationError("Expecting to find auth in request body.")
-        valid: ValidToken = await req.run(self.tokens.authenticate, auth, req.ctx)
+        valid: ValidToken = await self.tokens.authenticate_async(auth, req.ctx)
         nocatalog = _flag(req, "nocatalog")
         doc = self.tokens.document(valid, with_catalog=not nocatalog)
         return FastJSON(doc, status_code=201, headers={"X-Subject-Token": valid.token_id})

@@ -80,6 +80,8 @@ class TokenService:
         self.formatter = formatter
         self.settings = settings
         self.trusts = TrustStore(manager)
+        #: token -> (ValidToken, cache generation, revocation version) of a past success.
+        self._memo: dict[str, tuple[ValidToken, int, int]] = {}
 
     # ------------------------------------------------------------------ validation
     def _fail(self, subject: bool) -> APIError:
@@ -92,8 +94,15 @@ class TokenService:
         """Check a token completely. Raises 404 for a subject token, 401 for the caller's.
 
         Uses only cached data once warm; cold misses read the database (call from a thread,
-        or use ``validate_async``).
+        or use ``validate_async``). A token validated before is answered from a memo as long
+        as no identity data and no revocation changed since, and it has not expired.
         """
+        generation = self.manager.cache.generation
+        rev_version = self.manager.revocations.version
+        hit = self._memo.get(token_id)
+        if hit is not None and hit[1] == generation and hit[2] == rev_version and (
+                hit[0].data.expires_at > time.time()):
+            return hit[0]
         try:
             data = self.formatter.parse(token_id)
         except TokenError as exc:
@@ -146,6 +155,9 @@ class TokenService:
             raise self._fail(subject)
         valid = ValidToken(token_id, data, user, roles, project, domain, app_cred)
         valid.trust = trust
+        if len(self._memo) >= 50_000:
+            self._memo.clear()
+        self._memo[token_id] = (valid, generation, rev_version)
         return valid
 
     def _app_cred_info(self, app_cred_id: str) -> dict[str, Any] | None:
@@ -188,6 +200,19 @@ class TokenService:
         return valid.context(request_id)
 
     # ------------------------------------------------------------------ authentication
+    async def authenticate_async(self, auth: dict[str, Any],
+                                 caller: RequestContext | None = None) -> ValidToken:
+        """``authenticate``; token-only requests (rescoping) run inline when cached.
+
+        Password and application-credential checks (bcrypt) always run in a thread.
+        """
+        identity = auth.get("identity") if isinstance(auth, dict) else None
+        methods = identity.get("methods") if isinstance(identity, dict) else None
+        scope = auth.get("scope") if isinstance(auth, dict) else None
+        if methods == ["token"] and not (isinstance(scope, dict) and "OS-TRUST:trust" in scope):
+            return await _run_cached(lambda: self.authenticate(auth, caller))
+        return await run_in_threadpool(self.authenticate, auth, caller)
+
     def authenticate(self, auth: dict[str, Any], caller: RequestContext | None = None
                      ) -> ValidToken:
         """Process a ``POST /v3/auth/tokens`` body and return the new token (blocking)."""

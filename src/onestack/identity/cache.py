@@ -70,6 +70,8 @@ class RevocationList:
         self._lock = threading.Lock()
         self._index: dict[tuple[str, str], list[RevocationEvent]] = {}
         self.last_seen_id = 0
+        #: Bumped on every change, so memoised validations know to re-check.
+        self.version = 0
 
     def add(self, event: RevocationEvent) -> None:
         for key in self._KEYS:
@@ -77,12 +79,14 @@ class RevocationList:
             if value is not None:
                 with self._lock:
                     self._index.setdefault((key, value), []).append(event)
+                    self.version += 1
                 return
 
     def clear(self) -> None:
         with self._lock:
             self._index.clear()
             self.last_seen_id = 0
+            self.version += 1
 
     def is_revoked(self, token: TokenData, user_domain_id: str | None = None) -> bool:
         candidates: list[tuple[str, str | None]] = [
