@@ -1,0 +1,5 @@
+"""The message bus between API services, the scheduler and agents."""
+
+from onestack.bus.base import Bus, BusError, RemoteError, make_bus
+
+__all__ = ["Bus", "BusError", "RemoteError", "make_bus"]
