@@ -23,16 +23,21 @@ from onestack.api.app import make_app
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
+from onestack.drivers.storage.file import FileStore
 from onestack.identity.api import IdentityAPI, build_policy
 from onestack.identity.auth import TokenService
 from onestack.identity.manager import IdentityManager
 from onestack.identity.setup import Credentials, bootstrap
 from onestack.identity.tokens import FernetCodec, KeyRepository, TokenFormatter
+from onestack.image.api import AcceptCapture, ImageAPI
+from onestack.image.api import build_policy as build_image_policy
+from onestack.image.manager import ImageManager
+from onestack.image.setup import register_default_image
 
 LOG = logging.getLogger(__name__)
 
 #: Services served by this version, in start order.
-SERVICES = ["identity"]
+SERVICES = ["identity", "image"]
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Cloud:
     tokens: TokenService
     apps: dict[str, ASGIApp]
     credentials: Credentials | None = None
+    image: ImageManager | None = None
     servers: list[uvicorn.Server] = field(default_factory=list)
     _stop: asyncio.Event | None = None
 
@@ -138,7 +144,19 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     apps: dict[str, Any] = {}
     identity_api = IdentityAPI(identity, tokens, build_policy(policy_file), auth_uri)
     apps["identity"] = make_app(identity_api.service, tokens, settings.max_request_body_size)
-    return Cloud(settings, db, identity, tokens, apps, creds)
+    image_store = FileStore(settings.data_dir / "images")
+    image = ImageManager(db, image_store, build_image_policy(policy_file),
+                         settings.image_quota_bytes)
+    image.recover()
+    image_api = ImageAPI(image, image_store, image.policy, auth_uri,
+                         max_json_body=settings.image_max_json_body)
+    # Upload routes stream gigabytes: no shared body limit (JSON handlers apply their own).
+    apps["image"] = AcceptCapture(make_app(image_api.service, tokens, 0))
+    if run_bootstrap:
+        admin_project = identity.project_info_by_name("admin", "default")
+        register_default_image(image, settings,
+                               owner=admin_project.id if admin_project else None)
+    return Cloud(settings, db, identity, tokens, apps, creds, image=image)
 
 
 def pid_file(settings: Settings) -> str:

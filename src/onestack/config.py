@@ -80,6 +80,12 @@ class Settings:
     password_expires_days: int = 0
     unique_last_password_count: int = 0
     cache_refresh_interval: float = 1.0
+    # Image
+    #: Total bytes of image data one project may store (0 = unlimited; Glance's
+    #: user_storage_quota). Exceeding it answers 413.
+    image_quota_bytes: int = 0
+    #: Largest JSON request body the image API reads (its upload routes stream instead).
+    image_max_json_body: int = 65536
 
     # -- derived -------------------------------------------------------------------------
     @property

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import IN_CI, start_cloud
 
 HARNESS = Path(__file__).with_name("run_tempest.py")

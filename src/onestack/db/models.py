@@ -1,3 +1,6 @@
 """Imports every service's tables so ``Base.metadata`` is complete (for Alembic)."""
 
-from onestack.db import identity  # noqa: F401
+from onestack.db import (
+    identity,  # noqa: F401
+    image,  # noqa: F401
+)

@@ -1,0 +1,94 @@
+"""Image (Glance) tables.
+
+Images are deleted for real (their rows, tags, properties, members and data go together);
+custom properties live in their own table so list filters on them stay in SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from onestack.db.base import Base, JSONDoc, LongText
+
+
+class Image(Base):
+    __tablename__ = "image_image"
+    __table_args__ = (
+        Index("ix_image_image_owner", "owner"),
+        Index("ix_image_image_visibility", "visibility"),
+        Index("ix_image_image_created", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    status: Mapped[str] = mapped_column(String(30), default="queued")
+    visibility: Mapped[str] = mapped_column(String(20), default="shared")
+    disk_format: Mapped[str | None] = mapped_column(String(20), default=None)
+    container_format: Mapped[str | None] = mapped_column(String(20), default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    checksum: Mapped[str | None] = mapped_column(String(32), default=None)
+    os_hash_algo: Mapped[str | None] = mapped_column(String(64), default=None)
+    os_hash_value: Mapped[str | None] = mapped_column(String(128), default=None)
+    min_disk: Mapped[int] = mapped_column(Integer, default=0)
+    min_ram: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    os_hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Store location of the data (``file:///...``); never shown to users.
+    location: Mapped[str | None] = mapped_column(String(1024), default=None)
+    #: Internal bookkeeping (staged data hashes, upload owner); never shown to users.
+    internal: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class ImageProperty(Base):
+    __tablename__ = "image_property"
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(LongText)
+
+
+class ImageTag(Base):
+    __tablename__ = "image_tag"
+    __table_args__ = (Index("ix_image_tag_value", "value"),)
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class ImageMember(Base):
+    __tablename__ = "image_member"
+    __table_args__ = (Index("ix_image_member_member", "member"),)
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    member: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class ImageTask(Base):
+    """An import task (``GET /v2/images/{id}/tasks``)."""
+
+    __tablename__ = "image_task"
+    __table_args__ = (Index("ix_image_task_image", "image_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    image_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_image.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(30), default="api_image_import")
+    status: Mapped[str] = mapped_column(String(30), default="pending")
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    input: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
+    message: Mapped[str] = mapped_column(LongText, default="")
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)

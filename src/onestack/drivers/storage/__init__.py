@@ -1,0 +1,1 @@
+"""Image data stores: ``base.ImageStore`` is the contract, ``file.FileStore`` keeps files."""

@@ -1,0 +1,114 @@
+"""The image data store contract.
+
+A store keeps the bytes of images; the image manager keeps everything else. Stores are
+synchronous (callers run them in worker threads) and never hold a whole image in memory.
+
+Writing is two-phase so a failed or interrupted upload leaves nothing behind::
+
+    writer = store.begin(image_id)          # a temporary object, invisible to readers
+    writer.write(chunk) ...                 # hashes md5 + sha512 on the way
+    stored = writer.commit()                # durable (fsync) and atomically in place
+    # or writer.abort() on any failure: the temporary data is removed
+
+``StoredData`` carries the location string (opaque to callers, kept in the database), the
+size and the digests. ``open`` streams a byte range back, ``delete`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoredData:
+    """What a committed write produced."""
+
+    location: str
+    size: int
+    md5: str
+    sha512: str
+
+
+class StoreError(Exception):
+    """The store cannot complete an operation (disk full, missing data, bad location)."""
+
+
+class DataNotFound(StoreError):
+    """The location names no data (deleted behind our back, or never written)."""
+
+
+class Hasher:
+    """md5 + sha512 of a byte stream, as Glance records them (``checksum``, ``os_hash_value``)."""
+
+    algo = "sha512"
+
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha = hashlib.sha512()
+        self.size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.md5.update(data)
+        self.sha.update(data)
+        self.size += len(data)
+
+
+class ImageWriter(abc.ABC):
+    """One in-progress write. Not thread-safe: one caller writes at a time."""
+
+    #: Bytes written so far.
+    size: int = 0
+
+    @abc.abstractmethod
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data`` (and hash it)."""
+
+    @abc.abstractmethod
+    def commit(self) -> StoredData:
+        """Make the data durable and visible under its final location."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop everything written (idempotent, never raises)."""
+
+
+class ImageStore(abc.ABC):
+    """Where image bytes live."""
+
+    #: Store id shown in ``/v2/info/stores`` and the image's ``stores`` attribute.
+    store_id: str = "file"
+    description: str = ""
+
+    @abc.abstractmethod
+    def begin(self, image_id: str, staging: bool = False) -> ImageWriter:
+        """Start writing the data of ``image_id`` (``staging``: the import staging area)."""
+
+    @abc.abstractmethod
+    def open(self, location: str, offset: int = 0, length: int | None = None,
+             chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Stream ``length`` bytes (all when None) starting at ``offset``.
+
+        Raises ``DataNotFound`` before yielding anything when the data is gone.
+        """
+
+    @abc.abstractmethod
+    def delete(self, location: str) -> None:
+        """Remove the data at ``location``; a missing location is not an error."""
+
+    @abc.abstractmethod
+    def promote(self, staged: StoredData, image_id: str) -> StoredData:
+        """Move staged data into the store proper (import); returns its new location."""
+
+    def local_path(self, location: str) -> str | None:
+        """A filesystem path of the data, when the store has one (for ``qemu-img info``)."""
+        return None
+
+    def cleanup(self, keep: set[str]) -> int:
+        """Remove leftovers of crashed writes and data whose location is not in ``keep``.
+
+        Returns how many objects were removed. The default does nothing.
+        """
+        return 0

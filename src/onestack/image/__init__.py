@@ -1,0 +1,1 @@
+"""Image service (OpenStack Glance v2 API)."""

@@ -1,0 +1,635 @@
+"""Image API routes (Glance v2): parse -> manager -> view.
+
+Image data streams both ways without ever being held whole in memory: uploads are read from
+the ASGI body in chunks, batched into a few MiB and handed to the store in a worker thread
+(hashing md5 + sha512 on the way) while the next batch arrives; downloads read the store in
+1 MiB chunks. The app is built with the shared body limit disabled, so JSON handlers enforce
+their own (``image_max_json_body``).
+
+Faults are rendered as WebOb (Glance's framework) renders them: HTML by default, JSON
+``{"message", "code", "title"}`` when the client asks for ``application/json`` only, plain
+text when it asks for ``text/plain``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import contextvars
+import html
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.policy import Policy
+from onestack.api.versions import healthcheck
+from onestack.common.errors import (
+    APIError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
+    UnsupportedMediaType,
+)
+from onestack.common.pagination import next_link
+from onestack.drivers.storage.base import DataNotFound, ImageStore, StoreError
+from onestack.image import schemas, views
+from onestack.image.manager import IMPORT_METHODS, ImageManager
+from onestack.image.policies import RULES
+
+#: Versions we answer (newest first); 2.12 brings per-image tasks, which we serve.
+VERSIONS = ["2.16", "2.15", "2.14", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7",
+            "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0"]
+PATCH_TYPES = ("application/openstack-images-v2.1-json-patch",
+               "application/openstack-images-v2.0-json-patch")
+UPLOAD_BATCH = 4 << 20
+DOWNLOAD_CHUNK = 1 << 20
+
+_ACCEPT: contextvars.ContextVar[str] = contextvars.ContextVar("image_accept", default="")
+
+_EXPLANATIONS = {
+    400: "The server could not comply with the request since it is either malformed or "
+         "otherwise incorrect.",
+    401: "This server could not verify that you are authorized to access the document you "
+         "requested.",
+    403: "Access was denied to this resource.",
+    404: "The resource could not be found.",
+    405: "The method is not allowed for this resource.",
+    409: "There was a conflict when trying to complete your request.",
+    413: "The request is larger than the server is willing or able to process.",
+    415: "The request media type is not supported by this server.",
+    416: "The Range requested is not available.",
+    500: "The server has either erred or is incapable of performing the requested "
+         "operation.",
+    501: "The server has not implemented this feature.",
+    503: "The server is currently unavailable. Please try again at a later time.",
+}
+
+
+def _fault_kind(accept: str) -> str:
+    """Which body WebOb would choose for this Accept header: html, json or plain."""
+    offers: list[tuple[float, int, str]] = []
+    for _i, part in enumerate(accept.split(",")):
+        media, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media in ("*/*", "text/*", "text/html"):
+            offers.append((q, 0, "html"))
+        if media in ("*/*", "application/*", "application/json"):
+            offers.append((q, 1, "json"))
+        if media == "text/plain":
+            offers.append((q, 2, "plain"))
+    if not accept.strip():
+        return "html"
+    offers = [o for o in offers if o[0] > 0]
+    if not offers:
+        return "plain"
+    offers.sort(key=lambda o: (-o[0], o[1]))
+    return offers[0][2]
+
+
+def glance_fault(err: APIError) -> tuple[dict[str, Any] | str, str]:
+    """Glance's fault body, in the representation the request's Accept header selects."""
+    status = f"{err.status} {err.title}"
+    explanation = _EXPLANATIONS.get(err.status, err.title)
+    detail = html.escape(err.message, quote=False)
+    kind = _fault_kind(_ACCEPT.get())
+    if kind == "json":
+        return ({"message": f"{explanation}<br /><br />\n{detail}\n\n\n", "code": status,
+                 "title": err.title}, "application/json")
+    if kind == "plain":
+        return f"{status}\n\n{explanation}\n\n{err.message}\n\n", "text/plain"
+    return (f"<html>\n <head>\n  <title>{status}</title>\n </head>\n <body>\n  "
+            f"<h1>{status}</h1>\n  {explanation}<br /><br />\n{detail}\n\n\n </body>\n"
+            f"</html>", "text/html")
+
+
+class AcceptCapture:
+    """Outermost ASGI layer: remembers the Accept header for ``glance_fault``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            accept = ""
+            for name, value in scope["headers"]:
+                if name == b"accept":
+                    accept = value.decode("latin-1")
+                    break
+            token = _ACCEPT.set(accept)
+            try:
+                path = scope.get("path", "")
+                if path.startswith("/v2/images/") and path.endswith("/"):
+                    # ``/v2/images/`` names an image with an empty id: no such resource
+                    # (the shared middleware would strip the slash and list images).
+                    body, media = glance_fault(NotFound("The resource could not be found."))
+                    response = Response(body if isinstance(body, str) else
+                                        json.dumps(body), status_code=404, media_type=media)
+                    await response(scope, receive, send)
+                    return
+                await self.app(scope, receive, send)
+            finally:
+                _ACCEPT.reset(token)
+        else:
+            await self.app(scope, receive, send)
+
+
+def build_policy(policy_file: str | None) -> Policy:
+    return Policy(RULES, policy_file)
+
+
+def _decode_pointer(path: Any) -> list[str]:
+    if not isinstance(path, str) or not path.startswith("/") or path == "/":
+        raise BadRequest(f"Invalid JSON pointer for this resource: '{path}'")
+    parts = path[1:].split("/")
+    out = []
+    for p in parts:
+        if re.search(r"~[^01]|~$", p):
+            raise BadRequest(f"Invalid JSON pointer for this resource: '{path}'")
+        out.append(p.replace("~1", "/").replace("~0", "~"))
+    if any(not p for p in out):
+        raise BadRequest(f"Invalid JSON pointer for this resource: '{path}'")
+    return out
+
+
+def parse_patch(body: Any) -> list[tuple[str, list[str], Any]]:
+    """Validate a Glance JSON-patch document (2.1 ``op`` form or 2.0 ``{op: path}`` form)."""
+    if not isinstance(body, list):
+        raise BadRequest("Request body must be a JSON array of operation objects.")
+    changes = []
+    for item in body:
+        if not isinstance(item, dict):
+            raise BadRequest("Operations must be JSON objects.")
+        if "op" in item:
+            op = item.get("op")
+            path = item.get("path")
+            if "path" not in item:
+                raise BadRequest("Unable to find 'path' in JSON Schema change")
+        else:
+            found = [k for k in ("add", "replace", "remove", "test", "copy", "move")
+                     if k in item]
+            if len(found) != 1:
+                raise BadRequest("Unable to find `op` in JSON Schema change. It must be one "
+                                 "of the following: add, remove, replace.")
+            op = found[0]
+            path = item[op]
+        if op not in ("add", "replace", "remove"):
+            raise BadRequest(f"Invalid operation: `{op}`: It must be one of the following: "
+                             "add, remove, replace.")
+        if op in ("add", "replace") and "value" not in item:
+            raise BadRequest(f"Operation \"{op}\" requires a member named \"value\".")
+        changes.append((op, _decode_pointer(path), item.get("value")))
+    return changes
+
+
+def _parse_md5(value: str) -> str:
+    value = value.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        return value.lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise BadRequest("Invalid Content-MD5 header: expected an MD5 digest in hex or "
+                         "base64.")
+    return raw.hex()
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int]:
+    """(start, end inclusive) of a single ``bytes=`` range; 416 when unsatisfiable."""
+    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if not m or (not m.group(1) and not m.group(2)):
+        raise RangeNotSatisfiable("Invalid or multiple ranges requested; one bytes= range "
+                                  "is supported.", headers={"Content-Range": f"bytes */{size}"})
+    if m.group(1):
+        start = int(m.group(1))
+        end = int(m.group(2)) if m.group(2) else size - 1
+    else:
+        suffix = int(m.group(2))
+        start, end = max(0, size - suffix), size - 1
+        if suffix == 0:
+            start = size
+    end = min(end, size - 1)
+    if start >= size or start > end:
+        raise RangeNotSatisfiable(f"Requested range not satisfiable for an image of {size} "
+                                  "bytes.", headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+class ImageAPI:
+    """Builds the image service: routes bound to a manager and store."""
+
+    def __init__(self, manager: ImageManager, store: ImageStore, policy: Policy,
+                 auth_uri: str, max_json_body: int = 65536, default_limit: int = 25,
+                 max_limit: int = 1000) -> None:
+        self.m = manager
+        self.store = store
+        self.max_json_body = max_json_body
+        self.default_limit = default_limit
+        self.max_limit = max_limit
+        self.service = Service(name="image", routes=[], fault=glance_fault, policy=policy,
+                               auth_uri=auth_uri)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._add_routes()
+
+    def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
+           public: bool = False) -> None:
+        self.service.routes.append(route(self.service, path, handler, methods, public))
+
+    def _add_routes(self) -> None:
+        r = self._r
+        r("/", self.versions_root, ["GET"], public=True)
+        r("/versions", self.versions, ["GET"], public=True)
+        r("/v2", self.versions, ["GET"], public=True)
+        r("/v2/", self.versions, ["GET"], public=True)
+        r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
+        r("/v2/schemas/{name:path}", self.schema, ["GET"])
+        r("/v2/info/import", self.info_import, ["GET"])
+        r("/v2/info/stores", self.info_stores, ["GET"])
+        r("/v2/info/usage", self.info_usage, ["GET"])
+        r("/v2/images", self.list_images, ["GET"])
+        r("/v2/images", self.create_image, ["POST"])
+        r("/v2/images/{image_id}", self.show_image, ["GET"])
+        r("/v2/images/{image_id}", self.update_image, ["PATCH"])
+        r("/v2/images/{image_id}", self.delete_image, ["DELETE"])
+        r("/v2/images/{image_id}/file", self.upload, ["PUT"])
+        r("/v2/images/{image_id}/file", self.download, ["GET"])
+        r("/v2/images/{image_id}/stage", self.stage, ["PUT"])
+        r("/v2/images/{image_id}/import", self.import_image, ["POST"])
+        r("/v2/images/{image_id}/tasks", self.image_tasks, ["GET"])
+        r("/v2/tasks", self.create_task, ["POST"])
+        r("/v2/tasks", self.list_tasks, ["GET"])
+        r("/v2/tasks/{task_id}", self.show_task, ["GET"])
+        r("/v2/images/{image_id}/actions/deactivate", self.deactivate, ["POST"])
+        r("/v2/images/{image_id}/actions/reactivate", self.reactivate, ["POST"])
+        r("/v2/images/{image_id}/tags/{tag:path}", self.add_tag, ["PUT"])
+        r("/v2/images/{image_id}/tags/{tag:path}", self.delete_tag, ["DELETE"])
+        r("/v2/images/{image_id}/members", self.list_members, ["GET"])
+        r("/v2/images/{image_id}/members", self.create_member, ["POST"])
+        r("/v2/images/{image_id}/members/{member_id}", self.show_member, ["GET"])
+        r("/v2/images/{image_id}/members/{member_id}", self.update_member, ["PUT"])
+        r("/v2/images/{image_id}/members/{member_id}", self.delete_member, ["DELETE"])
+
+    # ------------------------------------------------------------------ helpers
+    async def _json(self, req: ApiRequest, media: tuple[str, ...] = ()) -> Any:
+        """The JSON body, read with the image API's own size limit."""
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media and ctype not in media:
+            raise UnsupportedMediaType(f"Unsupported Content-Type: {ctype or 'none'}; "
+                                       f"expected {' or '.join(media)}.")
+        if not media and ctype and "json" not in ctype:
+            raise UnsupportedMediaType(f"Unsupported Content-Type: {ctype}")
+        length = req.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_json_body:
+            raise PayloadTooLarge("Request Entity Too Large")
+        chunks: list[bytes] = []
+        seen = 0
+        try:
+            async for chunk in req.request.stream():
+                seen += len(chunk)
+                if seen > self.max_json_body:
+                    raise PayloadTooLarge("Request Entity Too Large")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise BadRequest("The client disconnected while sending the request.") from None
+        raw = b"".join(chunks)
+        if not raw.strip():
+            raise BadRequest("Body expected in request.")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("Malformed JSON in request body.") from None
+
+    def _image(self, info: Any) -> dict[str, Any]:
+        return views.image(info, self.store.store_id)
+
+    def _versions_doc(self, req: ApiRequest) -> dict[str, Any]:
+        href = req.base_url + "/v2/"
+        out = []
+        for i, v in enumerate(VERSIONS):
+            out.append({"id": f"v{v}", "status": "CURRENT" if i == 0 else "SUPPORTED",
+                        "links": [{"rel": "self", "href": href}]})
+        return {"versions": out}
+
+    # ------------------------------------------------------------------ discovery
+    async def versions_root(self, req: ApiRequest) -> Response:
+        return FastJSON(self._versions_doc(req), status_code=300)
+
+    async def versions(self, req: ApiRequest) -> Response:
+        return FastJSON(self._versions_doc(req))
+
+    async def schema(self, req: ApiRequest) -> dict[str, Any]:
+        name = req.param("name").strip("/")
+        docs: dict[str, Callable[[], dict[str, Any]]] = {
+            "image": schemas.image_schema, "images": schemas.images_schema,
+            "member": schemas.member_schema, "members": schemas.members_schema,
+        }
+        if name in docs:
+            return docs[name]()
+        meta = schemas.metadef_schemas()
+        if name in meta:
+            return meta[name]
+        raise NotFound(f"No schema named {name}.")
+
+    async def info_import(self, req: ApiRequest) -> dict[str, Any]:
+        return {"import-methods": {"description": "Import methods available.",
+                                   "type": "array", "value": list(IMPORT_METHODS)}}
+
+    async def info_stores(self, req: ApiRequest) -> dict[str, Any]:
+        return {"stores": [{"id": self.store.store_id, "description": self.store.description,
+                            "default": True}]}
+
+    async def info_usage(self, req: ApiRequest) -> dict[str, Any]:
+        used = await req.run(self.m.usage, req.ctx.project_id)
+        limit = self.m.quota_bytes if self.m.quota_bytes > 0 else -1
+        return {"usage": {"image_size_total": {"limit": limit, "usage": used}}}
+
+    # ------------------------------------------------------------------ images
+    async def list_images(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("get_images", {"project_id": req.ctx.project_id or ""})
+        q = self.m.parse_list_query(req.query, self.default_limit, self.max_limit)
+        images, more = await req.run(self.m.list, req.ctx, q)
+        doc: dict[str, Any] = {"images": [self._image(i) for i in images],
+                               "schema": "/v2/schemas/images"}
+        first_query = [(k, v) for k, v in req.query.multi_items() if k != "marker"]
+        doc["first"] = "/v2/images" + ("?" + urlencode(first_query) if first_query else "")
+        if more and images:
+            doc["next"] = next_link("/v2/images", req.query, images[-1].id,
+                                    q.limit if "limit" in req.query else None)
+        return doc
+
+    async def create_image(self, req: ApiRequest) -> Response:
+        req.enforce("add_image", {"project_id": req.ctx.project_id or ""})
+        body = await self._json(req)
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object describing the image.")
+        info = await req.run(self.m.create, req.ctx, body)
+        return FastJSON(self._image(info), status_code=201, headers={
+            "Location": f"{req.base_url}/v2/images/{info.id}",
+            "OpenStack-image-import-methods": ",".join(IMPORT_METHODS)})
+
+    async def show_image(self, req: ApiRequest) -> dict[str, Any]:
+        info = await req.run(self.m.get, req.ctx, req.param("image_id"))
+        req.enforce("get_image", info.target)
+        return self._image(info)
+
+    async def update_image(self, req: ApiRequest) -> dict[str, Any]:
+        image_id = req.param("image_id")
+        body = await self._json(req, PATCH_TYPES)
+        changes = parse_patch(body)
+        info = await req.run(self.m.update, req.ctx, image_id, changes)
+        return self._image(info)
+
+    async def delete_image(self, req: ApiRequest) -> None:
+        await req.run(self.m.delete, req.ctx, req.param("image_id"))
+
+    async def deactivate(self, req: ApiRequest) -> None:
+        await req.run(self.m.deactivate, req.ctx, req.param("image_id"))
+
+    async def reactivate(self, req: ApiRequest) -> None:
+        await req.run(self.m.reactivate, req.ctx, req.param("image_id"))
+
+    # ------------------------------------------------------------------ data
+    async def upload(self, req: ApiRequest) -> Response:
+        return await self._receive(req, staging=False)
+
+    async def stage(self, req: ApiRequest) -> Response:
+        return await self._receive(req, staging=True)
+
+    async def _receive(self, req: ApiRequest, staging: bool) -> Response:
+        """Stream a request body into the store (PUT file / PUT stage)."""
+        image_id = req.param("image_id")
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype != "application/octet-stream":
+            raise UnsupportedMediaType(f"Unsupported Content-Type: {ctype}; image data must "
+                                       "be sent as application/octet-stream.")
+        length: int | None = None
+        if req.headers.get("content-length"):
+            length = int(req.headers["content-length"])
+        expected_md5 = None
+        for header in ("content-md5", "x-image-meta-checksum"):
+            if req.headers.get(header):
+                expected_md5 = _parse_md5(req.headers[header])
+        expected_size: int | None = None
+        if req.headers.get("x-image-meta-size"):
+            try:
+                expected_size = int(req.headers["x-image-meta-size"])
+            except ValueError:
+                raise BadRequest("Invalid x-image-meta-size header.") from None
+        if expected_size is not None and length is not None and expected_size != length:
+            raise BadRequest(f"Size mismatch: x-image-meta-size is {expected_size} but the "
+                             f"body is {length} bytes.")
+        _, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
+        writer = None
+        pending: asyncio.Future[None] | None = None
+        committed = False
+        try:
+            writer = await run_in_threadpool(self.store.begin, image_id, staging)
+            batch: list[bytes] = []
+            buffered = 0
+            total = 0
+            async for chunk in req.request.stream():
+                if not chunk:
+                    continue
+                total += len(chunk)
+                if left is not None and total > left:
+                    raise PayloadTooLarge(
+                        "Denying attempt to upload image because it exceeds the quota of "
+                        f"{self.m.quota_bytes} bytes.")
+                if expected_size is not None and total > expected_size:
+                    raise BadRequest(f"Size mismatch: more than the expected {expected_size} "
+                                     "bytes were sent.")
+                batch.append(chunk)
+                buffered += len(chunk)
+                if buffered >= UPLOAD_BATCH:
+                    data = b"".join(batch)
+                    batch.clear()
+                    buffered = 0
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(run_in_threadpool(writer.write, data))
+            if pending is not None:
+                await pending
+                pending = None
+            if batch:
+                await run_in_threadpool(writer.write, b"".join(batch))
+            if length is not None and total != length:
+                raise BadRequest(f"Size mismatch: expected {length} bytes, received {total}.")
+            if expected_size is not None and total != expected_size:
+                raise BadRequest(f"Size mismatch: expected {expected_size} bytes, received "
+                                 f"{total}.")
+            if expected_md5 is not None:
+                got = writer.hasher.md5.hexdigest()  # type: ignore[attr-defined]
+                if got != expected_md5:
+                    raise BadRequest(f"Checksum mismatch: the data's MD5 is {got}, expected "
+                                     f"{expected_md5}.")
+            stored = await run_in_threadpool(writer.commit)
+            committed = True
+            await req.run(self.m.finish_upload, image_id, stored, staging)
+        except BaseException as exc:
+            if pending is not None:
+                with contextlib.suppress(BaseException):  # the original error matters
+                    await pending
+            if writer is not None and not committed:
+                await run_in_threadpool(writer.abort)
+            await run_in_threadpool(self.m.abort_upload, image_id, staging)
+            if isinstance(exc, ClientDisconnect):
+                raise BadRequest("The client disconnected before all image data arrived; "
+                                 "nothing was stored.") from None
+            if isinstance(exc, StoreError):
+                raise APIError(f"Image data could not be stored: {exc}",
+                               status=503) from None
+            raise
+        return Response(status_code=204)
+
+    async def download(self, req: ApiRequest) -> Response:
+        info = await req.run(self.m.get, req.ctx, req.param("image_id"))
+        req.enforce("download_image", info.target)
+        if info.status == "deactivated" and not req.ctx.is_admin:
+            raise Forbidden("The requested image has been deactivated. Image data download is "
+                            "forbidden.")
+        if not info.location or info.status not in ("active", "deactivated"):
+            return Response(status_code=204)
+        size = int(info.size or 0)
+        headers = {"Content-Type": "application/octet-stream"}
+        status = 200
+        start, end = 0, size - 1
+        rng = req.headers.get("range")
+        crange = req.headers.get("content-range")
+        if rng:
+            start, end = _parse_range(rng, size)
+            status = 206
+        elif crange:
+            m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", crange)
+            if not m:
+                raise RangeNotSatisfiable("Invalid Content-Range header.",
+                                          headers={"Content-Range": f"bytes */{size}"})
+            start, end = _parse_range(f"bytes={m.group(1)}-{m.group(2)}", size)
+            status = 206
+        length = max(0, end - start + 1)
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        elif info.checksum:
+            headers["Content-MD5"] = info.checksum
+        headers["Content-Length"] = str(length)
+        try:
+            it = await run_in_threadpool(self.store.open, info.location, start, length,
+                                         DOWNLOAD_CHUNK)
+        except DataNotFound:
+            raise NotFound(f"Image data of {info.id} is not available.") from None
+        except StoreError as exc:
+            raise APIError(f"Image data could not be read: {exc}", status=503) from None
+        return StreamingResponse(_stream(it), status_code=status, headers=headers)
+
+    # ------------------------------------------------------------------ import / tasks
+    async def import_image(self, req: ApiRequest) -> Response:
+        image_id = req.param("image_id")
+        body = await self._json(req)
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object.")
+        task_id = await req.run(self.m.start_import, req.ctx, image_id, body,
+                                req.ctx.request_id)
+        task = asyncio.create_task(run_in_threadpool(self.m.run_import, task_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Response(status_code=202)
+
+    async def image_tasks(self, req: ApiRequest) -> dict[str, Any]:
+        tasks = await req.run(self.m.list_tasks, req.ctx, req.param("image_id"))
+        return {"tasks": [views.task(t) for t in tasks]}
+
+    async def create_task(self, req: ApiRequest) -> None:
+        """``POST /v2/tasks`` (the legacy, admin-only task API)."""
+        req.enforce("add_task", {"project_id": req.ctx.project_id or ""})
+        body = await self._json(req)
+        if not isinstance(body, dict) or body.get("type") != "import" or not isinstance(
+                body.get("input"), dict):
+            raise BadRequest("Task body must be an object with type 'import' and an 'input' "
+                             "object.")
+        source = body["input"].get("import_from")
+        raise BadRequest(f"Import from URI {source!r} is not supported: this cloud does not "
+                         "fetch image data from other locations. Upload the data or stage it "
+                         "and use the 'glance-direct' import method.")
+
+    async def list_tasks(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("get_tasks", {"project_id": req.ctx.project_id or ""})
+        tasks = await req.run(self.m.all_tasks, req.ctx)
+        return {"tasks": [views.task(t) for t in tasks], "first": "/v2/tasks",
+                "schema": "/v2/schemas/tasks"}
+
+    async def show_task(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("get_task", {"project_id": req.ctx.project_id or ""})
+        task = await req.run(self.m.get_task, req.ctx, req.param("task_id"))
+        return views.task(task)
+
+    # ------------------------------------------------------------------ tags
+    async def add_tag(self, req: ApiRequest) -> None:
+        await req.run(self.m.add_tag, req.ctx, req.param("image_id"), req.param("tag"))
+
+    async def delete_tag(self, req: ApiRequest) -> None:
+        await req.run(self.m.delete_tag, req.ctx, req.param("image_id"), req.param("tag"))
+
+    # ------------------------------------------------------------------ members
+    async def list_members(self, req: ApiRequest) -> dict[str, Any]:
+        members = await req.run(self.m.list_members, req.ctx, req.param("image_id"))
+        return {"members": [views.member(m) for m in members],
+                "schema": "/v2/schemas/members"}
+
+    async def create_member(self, req: ApiRequest) -> dict[str, Any]:
+        body = await self._json(req)
+        if not isinstance(body, dict) or "member" not in body:
+            raise BadRequest("Request body must be a JSON object with a 'member' "
+                             "(project id).")
+        m = await req.run(self.m.add_member, req.ctx, req.param("image_id"), body["member"])
+        return views.member(m)
+
+    async def show_member(self, req: ApiRequest) -> dict[str, Any]:
+        m = await req.run(self.m.get_member, req.ctx, req.param("image_id"),
+                          req.param("member_id"))
+        return views.member(m)
+
+    async def update_member(self, req: ApiRequest) -> dict[str, Any]:
+        body = await self._json(req)
+        if not isinstance(body, dict) or "status" not in body:
+            raise BadRequest("Request body must be a JSON object with a 'status'.")
+        m = await req.run(self.m.update_member, req.ctx, req.param("image_id"),
+                          req.param("member_id"), body["status"])
+        return views.member(m)
+
+    async def delete_member(self, req: ApiRequest) -> None:
+        await req.run(self.m.delete_member, req.ctx, req.param("image_id"),
+                      req.param("member_id"))
+
+
+async def _stream(it: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Read a store iterator in worker threads, closing it whatever happens."""
+    sentinel = b""
+    try:
+        while True:
+            chunk = await run_in_threadpool(next, it, sentinel)
+            if not chunk:
+                break
+            yield chunk
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            await run_in_threadpool(close)

@@ -1,0 +1,44 @@
+"""Default image policy rules (Glance's secure-RBAC defaults, condensed).
+
+Targets carry ``project_id`` (the image owner) and, for member calls, ``member_id``. Who may
+*see* an image (public, community, shared with an accepted/pending membership, own) is
+decided in the manager's queries, not here: a hidden image is a 404, never a 403.
+"""
+
+from __future__ import annotations
+
+ADMIN = "rule:context_is_admin"
+PROJECT_MEMBER = "(role:member and project_id:%(project_id)s)"
+PROJECT_READER = "(role:reader and project_id:%(project_id)s)"
+ADMIN_OR_MEMBER = f"{ADMIN} or {PROJECT_MEMBER}"
+ANY_READER = f"{ADMIN} or role:reader or role:member"
+
+RULES: dict[str, str] = {
+    "context_is_admin": "role:admin or is_admin:1",
+    "default": ADMIN_OR_MEMBER,
+    "add_image": ADMIN_OR_MEMBER,
+    "get_image": ANY_READER,
+    "get_images": ANY_READER,
+    "modify_image": ADMIN_OR_MEMBER,
+    "delete_image": ADMIN_OR_MEMBER,
+    "publicize_image": ADMIN,
+    "communitize_image": ADMIN_OR_MEMBER,
+    "set_image_owner": ADMIN,
+    "upload_image": ADMIN_OR_MEMBER,
+    "download_image": ANY_READER,
+    "deactivate": ADMIN_OR_MEMBER,
+    "reactivate": ADMIN_OR_MEMBER,
+    "add_member": ADMIN_OR_MEMBER,
+    "delete_member": ADMIN_OR_MEMBER,
+    "get_member": ANY_READER,
+    "get_members": ANY_READER,
+    "modify_member": f"{ADMIN} or (role:member and project_id:%(member_id)s)",
+    "add_image_tag": ADMIN_OR_MEMBER,
+    "delete_image_tag": ADMIN_OR_MEMBER,
+    "stage_image": ADMIN_OR_MEMBER,
+    "import_image": ADMIN_OR_MEMBER,
+    "get_task": ANY_READER,
+    "get_tasks": ANY_READER,
+    "add_task": ADMIN,
+    "get_image_tasks": ANY_READER,
+}
