@@ -91,8 +91,12 @@ def rss_mb(pid: int) -> float:
 
 
 def start_onestack(data: Path, port: int, password: str) -> tuple[subprocess.Popen[bytes], float]:
-    env = {**os.environ, "ONESTACK_ADMIN_PASSWORD": password,
-           "ONESTACK_IDENTITY_PORT": str(port)}
+    from onestack.bootstrap import SERVICES
+
+    env = {**os.environ, "ONESTACK_ADMIN_PASSWORD": password}
+    for name in SERVICES:  # every other service on a free port too
+        env[f"ONESTACK_{name.upper()}_PORT"] = str(free_port())
+    env["ONESTACK_IDENTITY_PORT"] = str(port)
     env.pop("ONESTACK_BCRYPT_ROUNDS", None)
     t0 = time.monotonic()
     proc = subprocess.Popen([str(BIN / "onestack"), "up", "--data-dir", str(data)], env=env,

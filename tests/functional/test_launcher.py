@@ -22,7 +22,9 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_lifecycle_restart_and_kill9() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="onestack-life-"))
     data = tmp / "data"
-    ports = {"identity": free_port()}
+    from onestack.bootstrap import SERVICES
+
+    ports = {name: free_port() for name in SERVICES}
     try:
         c = start_cloud(data, ports=ports)
         for f in ("clouds.yaml", "admin-openrc.sh", "demo-openrc.sh"):
@@ -31,7 +33,8 @@ def test_lifecycle_restart_and_kill9() -> None:
         clouds = yaml.safe_load((data / "clouds.yaml").read_text())["clouds"]
         assert set(clouds) == {"onestack-admin", "onestack-demo"}
         assert clouds["onestack-admin"]["auth"]["password"] == c.admin_password
-        env = {"ONESTACK_IDENTITY_PORT": str(ports["identity"]), "PATH": "/usr/bin:/bin"}
+        env = {f"ONESTACK_{n.upper()}_PORT": str(p) for n, p in ports.items()}
+        env["PATH"] = "/usr/bin:/bin"
         st = _cli("status", "--data-dir", str(data), env=env)
         assert st.returncode == 0 and "identity" in st.stdout and "up" in st.stdout
         rc = _cli("openrc", "demo", "--data-dir", str(data), env=env)
@@ -63,7 +66,10 @@ def test_lifecycle_restart_and_kill9() -> None:
 def test_port_in_use_is_a_clear_error() -> None:
     import socket
 
+    from onestack.bootstrap import SERVICES
+
     tmp = Path(tempfile.mkdtemp(prefix="onestack-port-"))
+    env = {f"ONESTACK_{n.upper()}_PORT": str(free_port()) for n in SERVICES}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -71,7 +77,7 @@ def test_port_in_use_is_a_clear_error() -> None:
         res = subprocess.run(
             [str(VENV_BIN / "onestack"), "up", "--data-dir", str(tmp / "d")],
             capture_output=True, text=True, timeout=60,
-            env={"ONESTACK_IDENTITY_PORT": str(port), "PATH": "/usr/bin:/bin",
+            env={**env, "ONESTACK_IDENTITY_PORT": str(port), "PATH": "/usr/bin:/bin",
                  "ONESTACK_BCRYPT_ROUNDS": "4"})
     shutil.rmtree(tmp, ignore_errors=True)
     assert res.returncode != 0
