@@ -85,6 +85,28 @@ class RunningCloud:
         assert r.status_code == 201, r.text
         return r.headers["X-Subject-Token"]
 
+    def make_member(self, prefix: str = "member") -> tuple[str, str, str]:
+        """A new project with a new user holding ``member`` on it: (user, password, project).
+
+        Tests that need a non-admin use this instead of the bootstrapped ``demo`` user, which
+        other tests may delete or change.
+        """
+        import uuid
+
+        h = {"X-Auth-Token": self.token()}
+        suffix = uuid.uuid4().hex[:8]
+        user, password, project = f"{prefix}-u-{suffix}", f"pw-{suffix}", f"{prefix}-p-{suffix}"
+        base = self.auth_url
+        pid = httpx.post(base + "/projects", headers=h,
+                         json={"project": {"name": project}}).json()["project"]["id"]
+        uid = httpx.post(base + "/users", headers=h,
+                         json={"user": {"name": user, "password": password}}).json()["user"]["id"]
+        roles = httpx.get(base + "/roles", headers=h, params={"name": "member"}).json()
+        rid = roles["roles"][0]["id"]
+        r = httpx.put(f"{base}/projects/{pid}/users/{uid}/roles/{rid}", headers=h)
+        assert r.status_code == 204, r.text
+        return user, password, project
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

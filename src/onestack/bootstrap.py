@@ -33,11 +33,14 @@ from onestack.image.api import AcceptCapture, ImageAPI
 from onestack.image.api import build_policy as build_image_policy
 from onestack.image.manager import ImageManager
 from onestack.image.setup import register_default_image
+from onestack.placement.api import build_app as build_placement_app
+from onestack.placement.api import build_policy as build_placement_policy
+from onestack.placement.manager import PlacementManager
 
 LOG = logging.getLogger(__name__)
 
 #: Services served by this version, in start order.
-SERVICES = ["identity", "image"]
+SERVICES = ["identity", "image", "placement"]
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Cloud:
     apps: dict[str, ASGIApp]
     credentials: Credentials | None = None
     image: ImageManager | None = None
+    placement: PlacementManager | None = None
     servers: list[uvicorn.Server] = field(default_factory=list)
     _stop: asyncio.Event | None = None
 
@@ -146,7 +150,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     apps["identity"] = make_app(identity_api.service, tokens, settings.max_request_body_size)
     image_store = FileStore(settings.data_dir / "images")
     image = ImageManager(db, image_store, build_image_policy(policy_file),
-                         settings.image_quota_bytes)
+                         settings.image_quota_bytes, stores=settings.image_stores)
     image.recover()
     image_api = ImageAPI(image, image_store, image.policy, auth_uri,
                          max_json_body=settings.image_max_json_body)
@@ -156,7 +160,12 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         admin_project = identity.project_info_by_name("admin", "default")
         register_default_image(image, settings,
                                owner=admin_project.id if admin_project else None)
-    return Cloud(settings, db, identity, tokens, apps, creds, image=image)
+    placement = PlacementManager(db)
+    apps["placement"] = build_placement_app(placement, tokens,
+                                            build_placement_policy(policy_file), auth_uri,
+                                            settings.max_request_body_size)
+    return Cloud(settings, db, identity, tokens, apps, creds, image=image,
+                 placement=placement)
 
 
 def pid_file(settings: Settings) -> str:

@@ -86,6 +86,9 @@ class Settings:
     image_quota_bytes: int = 0
     #: Largest JSON request body the image API reads (its upload routes stream instead).
     image_max_json_body: int = 65536
+    #: Image stores as ``id[:weight]`` entries, comma-separated, the first the default
+    #: (e.g. ``fast:200,file:100``); empty: the single ``file`` store. See docs/image.md.
+    image_stores: str = ""
 
     # -- derived -------------------------------------------------------------------------
     @property

@@ -4,13 +4,32 @@ python-openstackclient, plus the keystoneauth1 snippet of seed 001."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import RunningCloud
+from tests.conftest import RunningCloud, start_cloud
 
 
-def test_seed_keystone_commands(cloud: RunningCloud) -> None:
+@pytest.fixture(scope="module")
+def own_cloud() -> Iterator[RunningCloud]:
+    """A cloud of this module's own: the seed commands delete and recreate ``demo``, which
+    the shared cloud's other tests rely on."""
+    tmp = Path(tempfile.mkdtemp(prefix="onestack-seed-"))
+    c = start_cloud(tmp / "data")
+    try:
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_seed_keystone_commands(own_cloud: RunningCloud) -> None:
+    cloud = own_cloud
     osc = cloud.openstack
     # onestack's first start already did the seed's set-up; remove the demo user and project
     # so that the seed's own commands run exactly as typed.

@@ -2,6 +2,9 @@
 
 Images are deleted for real (their rows, tags, properties, members and data go together);
 custom properties live in their own table so list filters on them stay in SQL.
+
+The metadata-definition catalog (``/v2/metadefs``) has its own tables: namespaces own their
+objects, properties, tags and resource-type associations (deleted with the namespace).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from onestack.db.base import Base, JSONDoc, LongText
@@ -92,3 +95,89 @@ class ImageTask(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
     updated_at: Mapped[dt.datetime] = mapped_column()
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class MetadefNamespace(Base):
+    """A metadata-definition namespace (the unit of ownership and visibility)."""
+
+    __tablename__ = "image_metadef_namespace"
+    __table_args__ = (Index("ix_image_metadef_namespace_owner", "owner"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(80), default=None)
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    visibility: Mapped[str] = mapped_column(String(32), default="private")
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class MetadefResourceType(Base):
+    """A kind of resource namespaces apply to (``OS::Glance::Image``, ...)."""
+
+    __tablename__ = "image_metadef_resource_type"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class MetadefResourceTypeAssoc(Base):
+    """Namespace <-> resource type, with the prefix its properties take on that resource."""
+
+    __tablename__ = "image_metadef_rt_assoc"
+    __table_args__ = (Index("ix_image_metadef_rt_assoc_resource_type_id", "resource_type_id"),)
+    namespace_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"),
+        primary_key=True)
+    resource_type_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_metadef_resource_type.id", ondelete="CASCADE"),
+        primary_key=True)
+    prefix: Mapped[str | None] = mapped_column(String(80), default=None)
+    properties_target: Mapped[str | None] = mapped_column(String(80), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class MetadefObject(Base):
+    """A named group of property definitions inside a namespace."""
+
+    __tablename__ = "image_metadef_object"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+    description: Mapped[str | None] = mapped_column(LongText, default=None)
+    required: Mapped[list[str] | None] = mapped_column(JSONDoc, default=None)
+    #: ``{property name: JSON-schema fragment}``.
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class MetadefProperty(Base):
+    """A property definition (a JSON-schema fragment: title, type, enum, ...)."""
+
+    __tablename__ = "image_metadef_property"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    schema: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class MetadefTag(Base):
+    __tablename__ = "image_metadef_tag"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()

@@ -3,4 +3,5 @@
 from onestack.db import (
     identity,  # noqa: F401
     image,  # noqa: F401
+    placement,  # noqa: F401
 )

@@ -45,7 +45,9 @@ from onestack.common.errors import (
 from onestack.common.pagination import next_link
 from onestack.drivers.storage.base import DataNotFound, ImageStore, StoreError
 from onestack.image import schemas, views
-from onestack.image.manager import IMPORT_METHODS, ImageManager
+from onestack.image.manager import ImageManager
+from onestack.image.metadefs import MetadefManager
+from onestack.image.metadefs_api import MetadefRoutes
 from onestack.image.policies import RULES
 
 #: Versions we answer (newest first); 2.12 brings per-image tasks, which we serve.
@@ -249,7 +251,9 @@ class ImageAPI:
         self.service = Service(name="image", routes=[], fault=glance_fault, policy=policy,
                                auth_uri=auth_uri)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.metadefs = MetadefManager(manager.db, manager.policy)
         self._add_routes()
+        MetadefRoutes(self, self.metadefs).add()
 
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
            public: bool = False) -> None:
@@ -276,6 +280,7 @@ class ImageAPI:
         r("/v2/images/{image_id}/stage", self.stage, ["PUT"])
         r("/v2/images/{image_id}/import", self.import_image, ["POST"])
         r("/v2/images/{image_id}/tasks", self.image_tasks, ["GET"])
+        r("/v2/stores/{store_id}/{image_id}", self.delete_from_store, ["DELETE"])
         r("/v2/tasks", self.create_task, ["POST"])
         r("/v2/tasks", self.list_tasks, ["GET"])
         r("/v2/tasks/{task_id}", self.show_task, ["GET"])
@@ -320,7 +325,7 @@ class ImageAPI:
             raise BadRequest("Malformed JSON in request body.") from None
 
     def _image(self, info: Any) -> dict[str, Any]:
-        return views.image(info, self.store.store_id)
+        return views.image(info, self.m.store_ids(info))
 
     def _versions_doc(self, req: ApiRequest) -> dict[str, Any]:
         href = req.base_url + "/v2/"
@@ -352,11 +357,10 @@ class ImageAPI:
 
     async def info_import(self, req: ApiRequest) -> dict[str, Any]:
         return {"import-methods": {"description": "Import methods available.",
-                                   "type": "array", "value": list(IMPORT_METHODS)}}
+                                   "type": "array", "value": self.m.import_methods}}
 
     async def info_stores(self, req: ApiRequest) -> dict[str, Any]:
-        return {"stores": [{"id": self.store.store_id, "description": self.store.description,
-                            "default": True}]}
+        return {"stores": self.m.stores.info()}
 
     async def info_usage(self, req: ApiRequest) -> dict[str, Any]:
         used = await req.run(self.m.usage, req.ctx.project_id)
@@ -385,7 +389,7 @@ class ImageAPI:
         info = await req.run(self.m.create, req.ctx, body)
         return FastJSON(self._image(info), status_code=201, headers={
             "Location": f"{req.base_url}/v2/images/{info.id}",
-            "OpenStack-image-import-methods": ",".join(IMPORT_METHODS)})
+            "OpenStack-image-import-methods": ",".join(self.m.import_methods)})
 
     async def show_image(self, req: ApiRequest) -> dict[str, Any]:
         info = await req.run(self.m.get, req.ctx, req.param("image_id"))
@@ -401,6 +405,10 @@ class ImageAPI:
 
     async def delete_image(self, req: ApiRequest) -> None:
         await req.run(self.m.delete, req.ctx, req.param("image_id"))
+
+    async def delete_from_store(self, req: ApiRequest) -> None:
+        await req.run(self.m.delete_from_store, req.ctx, req.param("image_id"),
+                      req.param("store_id"))
 
     async def deactivate(self, req: ApiRequest) -> None:
         await req.run(self.m.deactivate, req.ctx, req.param("image_id"))
@@ -438,12 +446,15 @@ class ImageAPI:
         if expected_size is not None and length is not None and expected_size != length:
             raise BadRequest(f"Size mismatch: x-image-meta-size is {expected_size} but the "
                              f"body is {length} bytes.")
+        store = self.m.stores.staging if staging else self.m.stores.default
+        if not staging and req.headers.get("x-image-meta-store"):
+            store = self.m.stores.get(req.headers["x-image-meta-store"].strip())
         _, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
         writer = None
         pending: asyncio.Future[None] | None = None
         committed = False
         try:
-            writer = await run_in_threadpool(self.store.begin, image_id, staging)
+            writer = await run_in_threadpool(store.begin, image_id, staging)
             batch: list[bytes] = []
             buffered = 0
             total = 0
@@ -484,7 +495,7 @@ class ImageAPI:
                                      f"{expected_md5}.")
             stored = await run_in_threadpool(writer.commit)
             committed = True
-            await req.run(self.m.finish_upload, image_id, stored, staging)
+            await req.run(self.m.finish_upload, image_id, stored, staging, store.store_id)
         except BaseException as exc:
             if pending is not None:
                 with contextlib.suppress(BaseException):  # the original error matters
@@ -532,7 +543,7 @@ class ImageAPI:
             headers["Content-MD5"] = info.checksum
         headers["Content-Length"] = str(length)
         try:
-            it = await run_in_threadpool(self.store.open, info.location, start, length,
+            it = await run_in_threadpool(self.m.stores.open, info.location, start, length,
                                          DOWNLOAD_CHUNK)
         except DataNotFound:
             raise NotFound(f"Image data of {info.id} is not available.") from None
@@ -547,7 +558,8 @@ class ImageAPI:
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object.")
         task_id = await req.run(self.m.start_import, req.ctx, image_id, body,
-                                req.ctx.request_id)
+                                req.ctx.request_id,
+                                req.headers.get("x-image-meta-store", "").strip() or None)
         task = asyncio.create_task(run_in_threadpool(self.m.run_import, task_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

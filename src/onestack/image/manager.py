@@ -48,6 +48,7 @@ from onestack.db.engine import Database
 from onestack.db.image import Image, ImageMember, ImageProperty, ImageTag, ImageTask
 from onestack.drivers.storage.base import ImageStore, StoredData, StoreError
 from onestack.image import schemas
+from onestack.image.stores import StoreSet
 
 LOG = logging.getLogger(__name__)
 
@@ -171,12 +172,30 @@ class ImageManager:
     """Owns images: their rows, their data in the store and their status transitions."""
 
     def __init__(self, db: Database, store: ImageStore, policy: Policy,
-                 quota_bytes: int = 0, qemu_img: str | None = None) -> None:
+                 quota_bytes: int = 0, qemu_img: str | None = None,
+                 stores: str = "") -> None:
         self.db = db
-        self.store = store
+        #: The default store (uploads and staging land here unless a store is named).
+        self.stores = StoreSet(store, stores)
+        self.store = self.stores.default
         self.policy = policy
         self.quota_bytes = quota_bytes
         self.qemu_img = qemu_img if qemu_img is not None else (shutil.which("qemu-img") or "")
+
+    @property
+    def import_methods(self) -> list[str]:
+        """Import methods this cloud offers (``copy-image`` needs a second store)."""
+        return IMPORT_METHODS + (["copy-image"] if len(self.stores) > 1 else [])
+
+    def locations(self, img: Image | ImageInfo) -> dict[str, str]:
+        """``{store id: location}`` of the image's data."""
+        locs = (img.internal or {}).get("locations")
+        if isinstance(locs, dict) and locs:
+            return dict(locs)
+        return {self.stores.store_id_of(img.location): img.location} if img.location else {}
+
+    def store_ids(self, img: Image | ImageInfo) -> list[str]:
+        return self.stores.order(self.locations(img).keys())
 
     # ------------------------------------------------------------------ helpers
     def _allowed(self, ctx: RequestContext, action: str, target: Mapping[str, Any]) -> bool:
@@ -521,7 +540,8 @@ class ImageManager:
             img = self._writable_row(ctx, s, image_id, "delete_image")
             if img.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
-            locations = [img.location, (img.internal or {}).get("staged", {}).get("location")]
+            locations = [*self.locations(img).values(),
+                         (img.internal or {}).get("staged", {}).get("location")]
             s.execute(delete(ImageTask).where(ImageTask.image_id == image_id))
             s.execute(delete(ImageMember).where(ImageMember.image_id == image_id))
             s.execute(delete(ImageTag).where(ImageTag.image_id == image_id))
@@ -533,7 +553,7 @@ class ImageManager:
 
     def _drop_data(self, location: str) -> None:
         try:
-            self.store.delete(location)
+            self.stores.delete(location)
         except StoreError:
             LOG.warning("could not delete image data at %s", location, exc_info=True)
 
@@ -718,7 +738,8 @@ class ImageManager:
                 Image.status == ("uploading" if staging else "saving")).values(
                 status="queued", updated_at=utcnow()))
 
-    def finish_upload(self, image_id: str, stored: StoredData, staging: bool) -> ImageInfo:
+    def finish_upload(self, image_id: str, stored: StoredData, staging: bool,
+                      store_id: str | None = None) -> ImageInfo:
         """Record uploaded (or staged) data; the image becomes active (or stays uploading).
 
         If the image was deleted or changed status meanwhile the data is dropped and 409/404
@@ -741,7 +762,7 @@ class ImageManager:
                     img.internal = internal
                     img.size = stored.size
                 else:
-                    self._activate(img, stored, virtual_size)
+                    self._activate(img, stored, virtual_size, store_id or self.stores.default_id)
                 self._touch(img)
                 s.flush()
                 return self._load(s, img)
@@ -750,7 +771,11 @@ class ImageManager:
             raise
 
     @staticmethod
-    def _activate(img: Image, stored: StoredData, virtual_size: int | None) -> None:
+    def _activate(img: Image, stored: StoredData, virtual_size: int | None,
+                  store_id: str) -> None:
+        internal = dict(img.internal or {})
+        internal["locations"] = {store_id: stored.location}
+        img.internal = internal
         img.location = stored.location
         img.size = stored.size
         img.checksum = stored.md5
@@ -773,7 +798,7 @@ class ImageManager:
             return stored.size
         fmt = {"qcow2": "qcow2", "vmdk": "vmdk", "vdi": "vdi", "vhd": "vpc",
                "vhdx": "vhdx", "ploop": "parallels"}.get(disk_format or "")
-        path = self.store.local_path(stored.location)
+        path = self.stores.local_path(stored.location)
         if not fmt or not path or not self.qemu_img:
             return None
         try:
@@ -798,9 +823,37 @@ class ImageManager:
         return int(value) if isinstance(value, int) else None
 
     # ------------------------------------------------------------------ import
+    def _import_targets(self, body: dict[str, Any], header_store: str | None) -> list[str]:
+        """Store ids an import request names (``stores``, ``all_stores``, the header)."""
+        stores = body.get("stores")
+        all_stores = body.get("all_stores", False)
+        if not isinstance(all_stores, bool):
+            raise BadRequest("'all_stores' must be a boolean.")
+        if not isinstance(body.get("all_stores_must_succeed", True), bool):
+            raise BadRequest("'all_stores_must_succeed' must be a boolean.")
+        if stores is not None:
+            if all_stores:
+                raise BadRequest("'stores' and 'all_stores' cannot be given together.")
+            if not isinstance(stores, list) or not stores or not all(
+                    isinstance(x, str) for x in stores):
+                raise BadRequest("'stores' must be a non-empty list of store ids.")
+            for sid in stores:
+                self.stores.get(sid)
+            return self.stores.order(set(stores))
+        if all_stores:
+            return self.stores.ids()
+        if header_store:
+            self.stores.get(header_store)
+            return [header_store]
+        return [self.stores.default_id]
+
     def start_import(self, ctx: RequestContext, image_id: str, body: dict[str, Any],
-                     request_id: str) -> str:
-        """Validate an import request, move the image to ``importing``, record a task."""
+                     request_id: str, header_store: str | None = None) -> str:
+        """Validate an import request, record the targets and a task; returns the task id.
+
+        ``glance-direct`` moves a staged image to ``importing``; ``copy-image`` copies an
+        active image's data into more stores (the image stays active).
+        """
         method = body.get("method")
         name = method.get("name") if isinstance(method, dict) else None
         if not isinstance(name, str):
@@ -809,37 +862,106 @@ class ImageManager:
             raise BadRequest("Import method 'web-download' is not available: this cloud does "
                              "not fetch image data from outside networks. Upload the data "
                              "(PUT /v2/images/{id}/file) or stage it and use 'glance-direct'.")
-        if name not in IMPORT_METHODS:
+        if name not in self.import_methods:
             known = "known but not enabled" if name in KNOWN_IMPORT_METHODS else "unknown"
             raise BadRequest(f"Import method '{name}' is {known}; available: "
-                             f"{', '.join(IMPORT_METHODS)}.")
-        stores = body.get("stores")
-        if stores is not None and (not isinstance(stores, list) or
-                                   any(st != self.store.store_id for st in stores)):
-            raise BadRequest(f"Unknown store in {stores!r}; available: {self.store.store_id}.")
+                             f"{', '.join(self.import_methods)}.")
+        targets = self._import_targets(body, header_store)
         now = utcnow()
         with self.db.transaction() as s:
             img = self._writable_row(ctx, s, image_id, "import_image")
-            if img.status != "uploading" or not (img.internal or {}).get("staged"):
-                raise Conflict(f"Image {image_id} needs to be staged before 'glance-direct' "
-                               f"can be used (its status is {img.status}).")
-            if img.disk_format is None or img.container_format is None:
-                raise BadRequest("Properties disk_format, container_format must be set prior "
-                                 "to importing data.")
-            img.status = "importing"
+            if name == "copy-image":
+                if not ctx.is_admin and img.owner != ctx.project_id:
+                    raise Forbidden("Only the image owner or an administrator may copy an "
+                                    "image to other stores.")
+                if img.status != "active":
+                    raise Conflict(f"Image {image_id} must be active to be copied (its status "
+                                   f"is {img.status}).")
+                internal = dict(img.internal or {})
+                if internal.get("importing_to"):
+                    raise Conflict(f"Image {image_id} is already being copied to "
+                                   f"{','.join(internal['importing_to'])}.")
+                have = set(self.locations(img))
+                targets = [t for t in targets if t not in have]
+            else:
+                if img.status != "uploading" or not (img.internal or {}).get("staged"):
+                    raise Conflict(f"Image {image_id} needs to be staged before "
+                                   f"'glance-direct' can be used (its status is "
+                                   f"{img.status}).")
+                if img.disk_format is None or img.container_format is None:
+                    raise BadRequest("Properties disk_format, container_format must be set "
+                                     "prior to importing data.")
+                img.status = "importing"
+                internal = dict(img.internal or {})
+            internal["importing_to"] = targets
+            internal["failed_import"] = []
+            img.internal = internal
             self._touch(img)
             task = ImageTask(id=new_uuid(), image_id=image_id, type="api_image_import",
                              status="processing", owner=img.owner, user_id=ctx.user_id,
                              request_id=request_id,
                              input={"image_id": image_id, "import_req": body,
-                                    "backend": [self.store.store_id]},
+                                    "backend": targets},
                              result=None, message="", created_at=now, updated_at=now,
                              expires_at=now + dt.timedelta(hours=48))
             s.add(task)
             return task.id
 
+    def _copy_into(self, source: str, store_id: str, image_id: str) -> StoredData:
+        """Copy the data at ``source`` into store ``store_id`` (verified by its md5)."""
+        store = self.stores.get(store_id)
+        writer = store.begin(image_id)
+        try:
+            for chunk in self.stores.open(source, chunk_size=4 << 20):
+                writer.write(chunk)
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _import_one(self, image_id: str, store_id: str, stored: StoredData,
+                    must_succeed: bool, virtual_size: int | None, glance_direct: bool) -> bool:
+        """Record data now in ``store_id``; False when the image went away meanwhile."""
+        with self.db.transaction() as s:
+            row = s.get(Image, image_id)
+            ok_status = ("importing", "active") if glance_direct else ("active",
+                                                                       "deactivated")
+            if row is None or row.status not in ok_status:
+                self._drop_data(stored.location)
+                return False
+            if stored.md5 != (row.checksum or stored.md5):
+                self._drop_data(stored.location)
+                raise StoreError(f"copy into {store_id} does not match the image checksum")
+            internal = dict(row.internal or {})
+            locs = self.locations(row)
+            if row.status == "importing":
+                self._activate(row, stored, virtual_size, store_id)
+                internal = dict(row.internal or {})
+                locs = {store_id: stored.location}
+            else:
+                locs[store_id] = stored.location
+            internal["locations"] = locs
+            internal["importing_to"] = [t for t in internal.get("importing_to", [])
+                                        if t != store_id]
+            row.location = locs[self.stores.order(locs.keys())[0]]
+            row.internal = internal
+            self._touch(row)
+            return True
+
+    def _import_failed(self, image_id: str, store_id: str) -> None:
+        with self.db.transaction() as s:
+            row = s.get(Image, image_id)
+            if row is None:
+                return
+            internal = dict(row.internal or {})
+            internal["importing_to"] = [t for t in internal.get("importing_to", [])
+                                        if t != store_id]
+            internal["failed_import"] = [*internal.get("failed_import", []), store_id]
+            row.internal = internal
+            self._touch(row)
+
     def run_import(self, task_id: str) -> None:
-        """Finish an import: move the staged data into the store and activate the image."""
+        """Carry out an import task: data into every target store, then activate."""
         with self.db.reader() as s:
             task = s.get(ImageTask, task_id)
             if task is None:
@@ -848,39 +970,86 @@ class ImageManager:
             img = s.get(Image, image_id)
             staged_doc = (img.internal or {}).get("staged") if img else None
             disk_format = img.disk_format if img else None
+            req = dict(task.input.get("import_req") or {})
+            targets = list(task.input.get("backend") or [])
+            source = self.locations(img) if img else {}
+        method = (req.get("method") or {}).get("name")
+        must_succeed = bool(req.get("all_stores_must_succeed", True))
+        glance_direct = method != "copy-image"
+        done: list[str] = []
+        failed: list[str] = []
         try:
-            if img is None or not staged_doc:
+            if img is None or (glance_direct and not staged_doc):
                 raise NotFound("image or staged data disappeared")
-            staged = StoredData(**staged_doc)
-            stored = self.store.promote(staged, image_id)
-            virtual_size = self.inspect(stored, image_id, disk_format)
+            if glance_direct:
+                assert staged_doc is not None
+                src_loc = staged_doc["location"]
+                staged = StoredData(**staged_doc)
+                virtual_size = self.inspect(staged, image_id, disk_format)
+            else:
+                src_loc = source[self.stores.order(source.keys())[0]]
+                virtual_size = img.virtual_size
+            # The default store takes the staged file by rename, so it goes last.
+            ordered = sorted(targets, key=lambda t: t == self.stores.staging.store_id)
+            for sid in ordered:
+                try:
+                    if glance_direct and sid == self.stores.staging.store_id:
+                        stored = self.stores.staging.promote(staged, image_id)
+                        staged_doc = None
+                    else:
+                        stored = self._copy_into(src_loc, sid, image_id)
+                    if not self._import_one(image_id, sid, stored, must_succeed,
+                                            virtual_size, glance_direct):
+                        raise Conflict("image was deleted or changed during the import")
+                    done.append(sid)
+                except (StoreError, OSError) as exc:
+                    LOG.warning("import of image %s into store %s failed: %s", image_id,
+                                sid, exc)
+                    failed.append(sid)
+                    self._import_failed(image_id, sid)
+                    if must_succeed:
+                        raise
+            if glance_direct and not done:
+                raise StoreError("the data could not be imported into any store")
             with self.db.transaction() as s:
                 row = s.get(Image, image_id)
-                if row is None or row.status != "importing":
-                    self._drop_data(stored.location)
-                    raise Conflict("image was deleted or changed during the import")
-                internal = dict(row.internal or {})
-                internal.pop("staged", None)
-                row.internal = internal
-                self._activate(row, stored, virtual_size)
-                self._touch(row)
+                if row is not None:
+                    internal = dict(row.internal or {})
+                    internal.pop("staged", None)
+                    row.internal = internal
                 self._finish_task(s, task_id, "success", "",
-                                  {"image_id": image_id})
+                                  {"image_id": image_id, "stores": done,
+                                   "failed_stores": failed})
         except (APIError, StoreError, OSError, ValueError, TypeError) as exc:
             message = getattr(exc, "message", None) or str(exc)
             LOG.warning("import of image %s failed: %s", image_id, message)
             with self.db.transaction() as s:
                 row = s.get(Image, image_id)
-                if row is not None and row.status == "importing":
+                if row is not None and glance_direct and row.status in ("importing",
+                                                                        "active"):
                     internal = dict(row.internal or {})
+                    for loc in self.locations(row).values():
+                        self._drop_data(loc)
                     internal.pop("staged", None)
-                    internal["failed_import"] = self.store.store_id
+                    internal.pop("locations", None)
+                    internal["importing_to"] = []
+                    internal["failed_import"] = sorted(set(internal.get("failed_import", []))
+                                                       | set(targets) - set(done)
+                                                       | set(failed))
                     row.internal = internal
                     row.status = "queued"
+                    row.location = None
                     row.size = None
+                    row.checksum = row.os_hash_algo = row.os_hash_value = None
+                    row.virtual_size = None
                     self._touch(row)
+                elif row is not None:
+                    internal = dict(row.internal or {})
+                    internal["importing_to"] = []
+                    row.internal = internal
                 self._finish_task(s, task_id, "failure", message, None)
-            if staged_doc:
+        finally:
+            if staged_doc and glance_direct:
                 self._drop_data(staged_doc["location"])
 
     @staticmethod
@@ -935,18 +1104,47 @@ class ImageManager:
                       .values(status="failure", message="interrupted by a restart",
                               updated_at=utcnow()))
             keep = set()
-            for loc, internal in s.execute(select(Image.location, Image.internal)):
-                if loc:
-                    keep.add(loc)
-                staged = (internal or {}).get("staged")
+            for img in s.scalars(select(Image)):
+                internal = dict(img.internal or {})
+                if internal.get("importing_to"):  # a copy-image cut short
+                    internal["failed_import"] = [*internal.get("failed_import", []),
+                                                 *internal["importing_to"]]
+                    internal["importing_to"] = []
+                    img.internal = internal
+                keep.update(self.locations(img).values())
+                staged = internal.get("staged")
                 if staged:
                     keep.add(staged["location"])
-        try:
-            removed = self.store.cleanup(keep)
-            if removed:
-                LOG.info("removed %d orphaned image data files", removed)
-        except OSError:
-            LOG.warning("image store cleanup failed", exc_info=True)
+        for store in self.stores:
+            try:
+                removed = store.cleanup(keep)
+                if removed:
+                    LOG.info("removed %d orphaned image data files from store %s", removed,
+                             store.store_id)
+            except OSError:
+                LOG.warning("cleanup of image store %s failed", store.store_id, exc_info=True)
+
+    def delete_from_store(self, ctx: RequestContext, image_id: str, store_id: str) -> None:
+        """``DELETE /v2/stores/{store}/{image}``: drop one copy of an active image's data."""
+        self.stores.get(store_id)
+        with self.db.transaction() as s:
+            img = self._writable_row(ctx, s, image_id, "delete_image_location")
+            if img.status != "active":
+                raise Conflict(f"Image {image_id} must be active to delete its data from a "
+                               f"store (its status is {img.status}).")
+            locs = self.locations(img)
+            if store_id not in locs:
+                raise NotFound(f"Image {image_id} has no data in store {store_id}.")
+            if len(locs) == 1:
+                raise Forbidden(f"Store {store_id} holds the last copy of image {image_id}; "
+                                "delete the image instead.")
+            gone = locs.pop(store_id)
+            internal = dict(img.internal or {})
+            internal["locations"] = locs
+            img.internal = internal
+            img.location = locs[self.stores.order(locs.keys())[0]]
+            self._touch(img)
+        self._drop_data(gone)
 
     def has_images(self, name: str) -> bool:
         with self.db.reader() as s:

@@ -165,40 +165,65 @@ def members_schema() -> dict[str, Any]:
     }
 
 
-def _metadef(name: str, props: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "properties": props, "additionalProperties": False}
+def _metadef(name: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    stamps = {"created_at": {"type": "string", "readOnly": True, "format": "date-time"},
+              "updated_at": {"type": "string", "readOnly": True, "format": "date-time"},
+              "schema": {"type": "string", "readOnly": True},
+              "self": {"type": "string", "readOnly": True}}
+    return {"name": name, "properties": {**props, **stamps}, "required": required,
+            "additionalProperties": False}
 
 
 def _metadef_list(name: str, item: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "properties": {name: {"type": "array", "items": item},
                                          "first": {"type": "string"},
                                          "next": {"type": "string"},
-                                         "schema": {"type": "string"}}}
+                                         "schema": {"type": "string"}},
+            "links": [{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"},
+                      {"rel": "describedby", "href": "{schema}"}]}
 
 
 def metadef_schemas() -> dict[str, dict[str, Any]]:
-    """Schema documents of the metadata-definition catalog (the API itself is not served)."""
+    """Schema documents of the metadata-definition catalog (``/v2/schemas/metadefs/*``)."""
+    from onestack.image.metadefs import PROPERTY_SCHEMA
+
     text = {"type": "string"}
-    namespace = _metadef("namespace", {"namespace": text, "display_name": text,
-                                       "description": text, "visibility": text,
-                                       "protected": {"type": "boolean"}, "owner": text})
-    rta = _metadef("resource_type_association", {"name": text, "prefix": text,
-                                                 "properties_target": text})
-    obj = _metadef("object", {"name": text, "description": text,
-                              "required": {"type": "array"}, "properties": {"type": "object"}})
-    prop = _metadef("property", {"name": text, "title": text, "type": text,
-                                 "description": text})
-    tag = _metadef("tag", {"name": text})
+    name80 = {"type": "string", "maxLength": 80}
+    prop_def = {k: v for k, v in PROPERTY_SCHEMA.items() if k != "additionalProperties"}
+    prop_map = {"type": "object", "additionalProperties": prop_def}
+    rta = _metadef("resource_type_association", {
+        "name": name80, "prefix": name80, "properties_target": name80}, ["name"])
+    obj = _metadef("object", {"name": {"type": "string", "maxLength": 80},
+                              "description": text, "required": {"type": "array",
+                                                                "items": text},
+                              "properties": prop_map}, ["name"])
+    tag = _metadef("tag", {"name": {"type": "string", "maxLength": 255}}, ["name"])
+    namespace = _metadef("namespace", {
+        "namespace": name80, "display_name": name80, "description": {
+            "type": "string", "maxLength": 500},
+        "visibility": {"type": "string", "enum": ["public", "private"]},
+        "protected": {"type": "boolean"}, "owner": {"type": "string", "maxLength": 255},
+        "resource_type_associations": {"type": "array", "items": rta},
+        "properties": prop_map, "objects": {"type": "array", "items": obj},
+        "tags": {"type": "array", "items": tag}}, ["namespace"])
+    prop = {"name": "property", "properties": {"name": {"type": "string", "maxLength": 255},
+                                               **PROPERTY_SCHEMA["properties"]},
+            "required": ["name", *PROPERTY_SCHEMA["required"]],
+            "additionalProperties": False}
+    resource_type = {"name": "resource_type", "properties": {
+        "name": name80, "created_at": text, "updated_at": text}}
     return {
         "metadefs/namespace": namespace,
         "metadefs/namespaces": _metadef_list("namespaces", namespace),
         "metadefs/resource_type": rta,
         "metadefs/resource_types": _metadef_list("resource_type_associations", rta),
+        "metadefs/resource_type_list": _metadef_list("resource_types", resource_type),
         "metadefs/object": obj,
         "metadefs/objects": _metadef_list("objects", obj),
         "metadefs/property": prop,
-        "metadefs/properties": {"name": "properties",
-                                "properties": {"properties": {"type": "object"}}},
+        "metadefs/properties": {"name": "properties", "properties": {
+            "properties": {"type": "object", "additionalProperties": prop_def},
+            "schema": text}},
         "metadefs/tag": tag,
         "metadefs/tags": _metadef_list("tags", tag),
     }

@@ -9,8 +9,11 @@ from onestack.db.image import ImageTask
 from onestack.image.manager import ImageInfo, MemberInfo
 
 
-def image(info: ImageInfo, store_id: str = "file") -> dict[str, Any]:
-    """One image: core attributes, custom properties flattened in, links."""
+def image(info: ImageInfo, stores: list[str] | None = None) -> dict[str, Any]:
+    """One image: core attributes, custom properties flattened in, links.
+
+    ``stores``: ids of the stores holding the data, highest weight first.
+    """
     doc: dict[str, Any] = dict(info.properties)
     doc.update({
         "id": info.id,
@@ -36,13 +39,17 @@ def image(info: ImageInfo, store_id: str = "file") -> dict[str, Any]:
         "file": f"/v2/images/{info.id}/file",
         "schema": "/v2/schemas/image",
     })
-    if info.location:
-        doc["stores"] = store_id
+    if info.location and stores:
+        doc["stores"] = ",".join(stores)
     internal = info.internal or {}
-    if info.status == "importing":
-        doc["os_glance_importing_to_stores"] = store_id
-    if internal.get("failed_import"):
-        doc["os_glance_failed_import"] = internal["failed_import"]
+    # Import bookkeeping, shown (as Glance does) once an import has been asked for.
+    if "importing_to" in internal:
+        doc["os_glance_importing_to_stores"] = ",".join(internal["importing_to"])
+    failed = internal.get("failed_import")
+    if isinstance(failed, str):
+        failed = [failed]
+    if failed is not None:
+        doc["os_glance_failed_import"] = ",".join(failed)
     return doc
 
 
