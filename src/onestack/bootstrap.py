@@ -33,6 +33,9 @@ from onestack.image.api import AcceptCapture, ImageAPI
 from onestack.image.api import build_policy as build_image_policy
 from onestack.image.manager import ImageManager
 from onestack.image.setup import register_default_image
+from onestack.network.api import NetworkAPI
+from onestack.network.api import build_policy as build_network_policy
+from onestack.network.manager import NetworkManager
 from onestack.placement.api import build_app as build_placement_app
 from onestack.placement.api import build_policy as build_placement_policy
 from onestack.placement.manager import PlacementManager
@@ -40,7 +43,7 @@ from onestack.placement.manager import PlacementManager
 LOG = logging.getLogger(__name__)
 
 #: Services served by this version, in start order.
-SERVICES = ["identity", "image", "placement"]
+SERVICES = ["identity", "image", "placement", "network"]
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Cloud:
     credentials: Credentials | None = None
     image: ImageManager | None = None
     placement: PlacementManager | None = None
+    network: NetworkManager | None = None
     servers: list[uvicorn.Server] = field(default_factory=list)
     _stop: asyncio.Event | None = None
 
@@ -164,8 +168,25 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     apps["placement"] = build_placement_app(placement, tokens,
                                             build_placement_policy(policy_file), auth_uri,
                                             settings.max_request_body_size)
+    network = NetworkManager(db, settings, build_network_policy(policy_file))
+    network_api = NetworkAPI(network, network.policy, auth_uri)
+    apps["network"] = make_app(network_api.service, tokens, settings.max_request_body_size)
+    if run_bootstrap:
+        _network_defaults(identity, network)
+    else:
+        network.ensure_agents()
     return Cloud(settings, db, identity, tokens, apps, creds, image=image,
-                 placement=placement)
+                 placement=placement, network=network)
+
+
+def _network_defaults(identity: IdentityManager, network: NetworkManager) -> None:
+    """First-start networks (public, private, router1) and this host's agents."""
+    admin_project = identity.project_info_by_name("admin", "default")
+    demo_project = identity.project_info_by_name("demo", "default")
+    if admin_project is not None:
+        network.ensure_defaults(admin_project.id, demo_project.id if demo_project else None)
+    else:
+        network.ensure_agents()
 
 
 def pid_file(settings: Settings) -> str:

@@ -89,6 +89,29 @@ class Settings:
     #: Image stores as ``id[:weight]`` entries, comma-separated, the first the default
     #: (e.g. ``fast:200,file:100``); empty: the single ``file`` store. See docs/image.md.
     image_stores: str = ""
+    # Network
+    #: Physical networks that may carry flat networks (ML2 ``flat_networks``; ``*`` = any).
+    network_flat_networks: str = "public,physnet1"
+    #: ``physnet[:min:max]`` entries, comma-separated (ML2 ``network_vlan_ranges``).
+    network_vlan_ranges: str = "physnet1:100:200"
+    #: ``min:max`` VNI ranges, comma-separated (ML2 ``vni_ranges``).
+    network_vxlan_ranges: str = "1:1000"
+    network_geneve_ranges: str = "1:1000"
+    #: Type given to project networks created without provider attributes, in order of
+    #: preference (ML2 ``tenant_network_types``).
+    network_tenant_network_types: str = "vxlan"
+    #: MTU of the physical networks (Neutron's ``global_physnet_mtu``).
+    network_physnet_mtu: int = 1500
+    #: MAC prefix of generated port addresses; ``00`` octets are randomised.
+    network_base_mac: str = "fa:16:3e:00:00:00"
+    #: Host name the agents and port bindings of this host report (empty: the host name).
+    network_host: str = ""
+    #: The DevStack-style defaults made on first start (public, private, router1).
+    network_create_defaults: bool = True
+    network_public_physical_network: str = "public"
+    network_public_subnet_range: str = "172.24.4.0/24"
+    network_public_gateway: str = "172.24.4.1"
+    network_private_subnet_range: str = "10.0.0.0/26"
 
     # -- derived -------------------------------------------------------------------------
     @property

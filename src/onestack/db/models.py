@@ -3,5 +3,6 @@
 from onestack.db import (
     identity,  # noqa: F401
     image,  # noqa: F401
+    network,  # noqa: F401
     placement,  # noqa: F401
 )

@@ -1,0 +1,1 @@
+"""Network data-plane drivers: ``base`` is the contract, ``noop`` its fake twin."""

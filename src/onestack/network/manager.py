@@ -1,0 +1,2776 @@
+"""Network business logic: the only place network state changes.
+
+Every public method takes the caller's ``RequestContext`` and enforces tenancy itself: a
+project sees its own resources plus shared and external networks (and their subnets);
+anything else is a 404, as in Neutron. Administrators see everything.
+
+Writes run in ``_tx``, one database transaction retried on a unique-key clash or deadlock
+(a concurrent allocator took the same IP, MAC or segment id); the clash can never commit
+because ``net_ip_allocation``'s primary key is ``(subnet_id, ip_address)``. Subnet rows are
+locked (``SELECT ... FOR UPDATE`` on MariaDB/PostgreSQL; SQLite serialises writers) while
+addresses are chosen, so retries are rare.
+
+The compute service uses the device API at the end of the class: ``create_port_for_device``,
+``bind_port``, ``unbind_port``, ``delete_ports_for_device`` and ``device_ports``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from onestack.api.policy import Policy
+from onestack.common.context import RequestContext
+from onestack.common.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
+from onestack.common.errors import PreconditionFailed as _Precondition
+from onestack.common.timeutils import isotime, utcnow
+from onestack.config import Settings
+from onestack.db import network as t
+from onestack.db.engine import Database
+from onestack.drivers.network.base import NetworkDriver
+from onestack.drivers.network.noop import NoopDriver
+from onestack.network import ipam, views
+from onestack.network import schemas as sc
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_QUOTAS: dict[str, int] = {
+    "network": 100, "subnet": 100, "subnetpool": -1, "port": 500, "router": 10,
+    "floatingip": 50, "security_group": 10, "security_group_rule": 100,
+}
+_QUOTA_MODELS: dict[str, Any] = {
+    "network": t.Network, "subnet": t.Subnet, "subnetpool": t.SubnetPool, "port": t.Port,
+    "router": t.Router, "floatingip": t.FloatingIP, "security_group": t.SecurityGroup,
+    "security_group_rule": t.SecurityGroupRule,
+}
+ROUTER_INTERFACE = "network:router_interface"
+ROUTER_GATEWAY = "network:router_gateway"
+FLOATINGIP_OWNER = "network:floatingip"
+TAGGABLE = {"networks": t.Network, "subnets": t.Subnet, "ports": t.Port,
+            "routers": t.Router, "floatingips": t.FloatingIP,
+            "security-groups": t.SecurityGroup, "security_groups": t.SecurityGroup,
+            "subnetpools": t.SubnetPool}
+_NOT_FOUND = {t.Network: "NetworkNotFound", t.Subnet: "SubnetNotFound",
+              t.Port: "PortNotFound", t.Router: "RouterNotFound",
+              t.FloatingIP: "FloatingIPNotFound", t.SecurityGroup: "SecurityGroupNotFound",
+              t.SecurityGroupRule: "SecurityGroupRuleNotFound",
+              t.SubnetPool: "SubnetPoolNotFound", t.Agent: "AgentNotFound"}
+_LABEL = {t.Network: "Network", t.Subnet: "Subnet", t.Port: "Port", t.Router: "Router",
+          t.FloatingIP: "Floating IP", t.SecurityGroup: "Security group",
+          t.SecurityGroupRule: "Security group rule", t.SubnetPool: "Subnet pool",
+          t.Agent: "Agent"}
+
+
+def conflict(message: str, kind: str) -> Conflict:
+    return Conflict(message, kind=kind)
+
+
+def not_found(model: Any, rid: str) -> NotFound:
+    label = _LABEL.get(model, "Resource")
+    return NotFound(f"{label} {rid} could not be found.", kind=_NOT_FOUND.get(model, "NotFound"))
+
+
+class _Retry(Exception):
+    """Raised inside a transaction to start it again (a concurrent writer won)."""
+
+
+def _parse_ranges(text: str, with_physnet: bool) -> dict[str, list[tuple[int, int]]]:
+    """``physnet:1:10,physnet2`` (VLAN) or ``1:1000,2000:3000`` (tunnels, key '')."""
+    out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        parts = item.split(":")
+        if with_physnet:
+            name = parts[0]
+            out.setdefault(name, [])
+            if len(parts) == 3:
+                out[name].append((int(parts[1]), int(parts[2])))
+        elif len(parts) == 2:
+            out[""].append((int(parts[0]), int(parts[1])))
+    return dict(out)
+
+
+class NetworkManager:
+    """Networks, subnets, subnet pools, ports + IPAM, security groups, routers, floating IPs,
+    quotas, tags and agents of the network service."""
+
+    def __init__(self, db: Database, settings: Settings, policy: Policy,
+                 driver: NetworkDriver | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.policy = policy
+        self.driver = driver or NoopDriver()
+        self.host = settings.network_host or socket.gethostname()
+        self.flat_networks = {p.strip() for p in settings.network_flat_networks.split(",")
+                              if p.strip()}
+        self.vlan_ranges = _parse_ranges(settings.network_vlan_ranges, True)
+        self.tunnel_ranges = {
+            "vxlan": _parse_ranges(settings.network_vxlan_ranges, False).get("", []),
+            "geneve": _parse_ranges(settings.network_geneve_ranges, False).get("", []),
+        }
+        self.tenant_types = [x.strip() for x in settings.network_tenant_network_types.split(",")
+                             if x.strip()] or ["vxlan"]
+        self.started = utcnow()
+        #: Last address handed out per subnet (a hint only; the database decides).
+        self._cursors: dict[str, int] = {}
+        #: Default security group id per project (cleared on any write race).
+        self._default_sgs: dict[str, str] = {}
+        # What a port create just wrote, keyed by port id, to answer without reading back.
+        self._new_ips: dict[str, list[dict[str, str]]] = {}
+        self._new_groups: dict[str, list[str]] = {}
+        self._new_tags: dict[str, list[str]] = {}
+
+    # ================================================================== plumbing
+    def _tx(self, fn: Callable[..., T], *args: Any, attempts: int = 12) -> T:
+        """Run ``fn(session, *args)`` in a transaction, retrying on write races."""
+        for attempt in range(attempts):
+            try:
+                with self.db.transaction() as s:
+                    return fn(s, *args)
+            except (IntegrityError, _Retry) as exc:
+                self._default_sgs.clear()
+                if attempt == attempts - 1:
+                    raise conflict("A concurrent request changed the same resources; "
+                                   "please retry.", "Conflict") from exc
+            except OperationalError as exc:
+                text = str(exc).lower()
+                if attempt == attempts - 1 or not any(
+                        w in text for w in ("deadlock", "lock wait", "could not serialize",
+                                            "database is locked")):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.db.reader() as s:
+            return fn(s, *args)
+
+    @staticmethod
+    def _admin(ctx: RequestContext) -> bool:
+        return ctx.is_admin
+
+    def _enforce(self, ctx: RequestContext, action: str, target: dict[str, Any]) -> None:
+        self.policy.enforce(action, ctx.policy_creds(), target)
+
+    def _owner_for_create(self, ctx: RequestContext, body: dict[str, Any]) -> str:
+        project = sc.project_of(body, ctx.project_id)
+        if project is None:
+            raise sc.bad("'project_id' is required (the token has no project scope).")
+        if project != ctx.project_id and not ctx.is_admin:
+            raise Forbidden("You are not authorized to create a resource for another "
+                            "project.", kind="PolicyNotAuthorized")
+        return project
+
+    def _check_owner(self, ctx: RequestContext, row: Any) -> None:
+        if not ctx.is_admin and row.project_id != ctx.project_id:
+            raise Forbidden("The request you have made requires authorization: you do not "
+                            "own this resource.", kind="PolicyNotAuthorized")
+
+    @staticmethod
+    def _check_revision(row: Any, revision: int | None) -> None:
+        if revision is not None and row.revision_number != revision:
+            raise _Precondition(
+                f"Constrained to revision {revision} but the resource is at revision "
+                f"{row.revision_number}.", kind="RevisionNumberConstraintFailed")
+
+    @staticmethod
+    def _touch(row: Any) -> None:
+        row.revision_number = (row.revision_number or 0) + 1
+        row.updated_at = utcnow()
+
+    @staticmethod
+    def _stamp(row: Any) -> Any:
+        now = utcnow()
+        row.created_at = now
+        row.updated_at = now
+        row.revision_number = 0
+        return row
+
+    def _get(self, s: Session, model: Any, rid: str, lock: bool = False) -> Any:
+        stmt = select(model).where(model.id == rid)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = s.execute(stmt).scalar_one_or_none()
+        if row is None:
+            raise not_found(model, rid)
+        return row
+
+    # ---- visibility
+    def _net_visible(self, ctx: RequestContext, net: t.Network) -> bool:
+        return (ctx.is_admin or net.project_id == ctx.project_id or net.shared
+                or net.external)
+
+    def _visible_net(self, s: Session, ctx: RequestContext, net_id: str) -> t.Network:
+        net = s.get(t.Network, net_id)
+        if net is None or not self._net_visible(ctx, net):
+            raise not_found(t.Network, net_id)
+        return net
+
+    def _owned(self, s: Session, ctx: RequestContext, model: Any, rid: str,
+               lock: bool = False) -> Any:
+        row = self._get(s, model, rid, lock)
+        if not ctx.is_admin and row.project_id != ctx.project_id:
+            raise not_found(model, rid)
+        return row
+
+    def _visible_subnet(self, s: Session, ctx: RequestContext, sid: str) -> t.Subnet:
+        sub = s.get(t.Subnet, sid)
+        if sub is None:
+            raise not_found(t.Subnet, sid)
+        if not ctx.is_admin and sub.project_id != ctx.project_id:
+            net = s.get(t.Network, sub.network_id)
+            if net is None or not (net.shared or net.project_id == ctx.project_id):
+                raise not_found(t.Subnet, sid)
+        return sub
+
+    def _visible_port(self, s: Session, ctx: RequestContext, pid: str) -> t.Port:
+        port = s.get(t.Port, pid)
+        if port is None:
+            raise not_found(t.Port, pid)
+        if not ctx.is_admin and port.project_id != ctx.project_id:
+            net = s.get(t.Network, port.network_id)
+            if net is None or net.project_id != ctx.project_id:
+                raise not_found(t.Port, pid)
+        return port
+
+    # ---- bulk loaders for views
+    @staticmethod
+    def _chunks(ids: list[str], size: int = 500) -> Iterable[list[str]]:
+        for i in range(0, len(ids), size):
+            yield ids[i:i + size]
+
+    def _tags(self, s: Session, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for chunk in self._chunks(ids):
+            for rid, tag in s.execute(select(t.Tag.resource_id, t.Tag.tag)
+                                      .where(t.Tag.resource_id.in_(chunk))):
+                out[rid].append(tag)
+        for v in out.values():
+            v.sort()
+        return out
+
+    def _fixed_ips(self, s: Session, port_ids: list[str]) -> dict[str, list[dict[str, str]]]:
+        out: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for chunk in self._chunks(port_ids):
+            rows = s.execute(select(t.IPAllocation).where(t.IPAllocation.port_id.in_(chunk)))
+            for (a,) in rows:
+                out[a.port_id].append({"subnet_id": a.subnet_id, "ip_address": a.ip_address})
+        for v in out.values():
+            v.sort(key=lambda x: (x["subnet_id"], ipaddress.ip_address(x["ip_address"])))
+        return out
+
+    def _port_groups(self, s: Session, port_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for chunk in self._chunks(port_ids):
+            rows = s.execute(select(t.PortSecurityGroup.port_id,
+                                    t.PortSecurityGroup.security_group_id)
+                             .where(t.PortSecurityGroup.port_id.in_(chunk)))
+            for pid, gid in rows:
+                out[pid].append(gid)
+        return out
+
+    # ---- views
+    def _network_views(self, s: Session, ctx: RequestContext,
+                       rows: list[t.Network]) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        subnets: dict[str, list[str]] = defaultdict(list)
+        for chunk in self._chunks(ids):
+            for sid, nid in s.execute(select(t.Subnet.id, t.Subnet.network_id)
+                                      .where(t.Subnet.network_id.in_(chunk))
+                                      .order_by(t.Subnet.created_at, t.Subnet.id)):
+                subnets[nid].append(sid)
+        tags = self._tags(s, ids)
+        return [views.network(r, subnets[r.id], tags[r.id], ctx.is_admin) for r in rows]
+
+    def _subnet_views(self, s: Session, rows: list[t.Subnet]) -> list[dict[str, Any]]:
+        tags = self._tags(s, [r.id for r in rows])
+        return [views.subnet(r, tags[r.id]) for r in rows]
+
+    def _port_views(self, s: Session, ctx: RequestContext,
+                    rows: list[t.Port]) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        ips = self._fixed_ips(s, ids)
+        groups = self._port_groups(s, ids)
+        tags = self._tags(s, ids)
+        return [views.port(r, ips[r.id], sorted(groups[r.id]), tags[r.id], ctx.is_admin)
+                for r in rows]
+
+    def _sg_views(self, s: Session, rows: list[t.SecurityGroup]) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        rules: dict[str, list[t.SecurityGroupRule]] = defaultdict(list)
+        for chunk in self._chunks(ids):
+            for (rule,) in s.execute(select(t.SecurityGroupRule)
+                                     .where(t.SecurityGroupRule.security_group_id.in_(chunk))
+                                     .order_by(t.SecurityGroupRule.created_at)):
+                rules[rule.security_group_id].append(rule)
+        tags = self._tags(s, ids)
+        return [views.security_group(r, rules[r.id], tags[r.id]) for r in rows]
+
+    def _router_views(self, s: Session, ctx: RequestContext,
+                      rows: list[t.Router]) -> list[dict[str, Any]]:
+        gw_ids = [r.gw_port_id for r in rows if r.gw_port_id]
+        ips = self._fixed_ips(s, gw_ids)
+        tags = self._tags(s, [r.id for r in rows])
+        return [views.router(r, ips.get(r.gw_port_id or "", []), tags[r.id], ctx.is_admin)
+                for r in rows]
+
+    def _fip_views(self, s: Session, rows: list[t.FloatingIP]) -> list[dict[str, Any]]:
+        tags = self._tags(s, [r.id for r in rows])
+        return [views.floatingip(r, tags[r.id]) for r in rows]
+
+    def _pool_views(self, s: Session, rows: list[t.SubnetPool]) -> list[dict[str, Any]]:
+        tags = self._tags(s, [r.id for r in rows])
+        return [views.subnetpool(r, tags[r.id]) for r in rows]
+
+    # ---- quotas
+    def _quota_limits(self, s: Session, project_id: str) -> dict[str, int]:
+        limits = dict(DEFAULT_QUOTAS)
+        for q in s.execute(select(t.Quota).where(t.Quota.project_id == project_id)).scalars():
+            limits[q.resource] = q.limit
+        return limits
+
+    def _usage(self, s: Session, project_id: str, resource: str) -> int:
+        model = _QUOTA_MODELS[resource]
+        return int(s.execute(select(func.count()).select_from(model)
+                             .where(model.project_id == project_id)).scalar_one())
+
+    def _check_quota(self, s: Session, project_id: str, resource: str, adding: int = 1) -> None:
+        if not project_id:
+            return
+        row = s.get(t.Quota, (project_id, resource))
+        limit = row.limit if row is not None else DEFAULT_QUOTAS.get(resource, -1)
+        if limit < 0:
+            return
+        if self._usage(s, project_id, resource) + adding > limit:
+            raise conflict(f"Quota exceeded for resources: ['{resource}'].", "OverQuota")
+
+    # ---- tags on create
+    def _set_tags(self, s: Session, rid: str, tags: Any) -> None:
+        if tags is None:
+            return
+        for tag in sorted(set(self._valid_tags(tags))):
+            s.add(t.Tag(resource_id=rid, tag=tag))
+
+    @staticmethod
+    def _valid_tags(tags: Any) -> list[str]:
+        if not isinstance(tags, list):
+            raise sc.bad("Invalid input for tags. Reason: it must be a list of strings.")
+        for tag in tags:
+            if not isinstance(tag, str) or not tag or len(tag) > 255 or "," in tag:
+                raise sc.bad(f"Invalid input for tags. Reason: '{tag}' is not a valid tag.")
+        return list(tags)
+
+    # ================================================================== networks
+    def list_networks(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        """Every network the caller may see."""
+        def run(s: Session) -> list[dict[str, Any]]:
+            stmt = select(t.Network).order_by(t.Network.created_at, t.Network.id)
+            if not ctx.is_admin:
+                stmt = stmt.where((t.Network.project_id == (ctx.project_id or ""))
+                                  | t.Network.shared | t.Network.external)
+            return self._network_views(s, ctx, list(s.execute(stmt).scalars()))
+        return self._read(run)
+
+    def get_network(self, ctx: RequestContext, net_id: str) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            return self._network_views(s, ctx, [self._visible_net(s, ctx, net_id)])[0]
+        return self._read(run)
+
+    def create_networks(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                        ) -> list[dict[str, Any]]:
+        """Create networks (all or nothing), allocating their segments."""
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = [self._create_network(s, ctx, b) for b in bodies]
+            return self._network_views(s, ctx, rows)
+        docs = self._tx(run)
+        for d in docs:
+            self.driver.network_updated(d, [])
+        return docs
+
+    def _create_network(self, s: Session, ctx: RequestContext, body: dict[str, Any]
+                        ) -> t.Network:
+        sc.check_keys(body, sc.NETWORK_KEYS, "network")
+        project = self._owner_for_create(ctx, body)
+        for key, action in (("shared", "create_network:shared"),
+                            ("router:external", "create_network:router:external"),
+                            ("is_default", "create_network:is_default")):
+            if key in body and sc.to_bool(body[key], key):
+                self._enforce(ctx, action, {"project_id": project})
+        if any(k.startswith("provider:") for k in body) or "segments" in body:
+            self._enforce(ctx, "create_network:provider:network_type", {"project_id": project})
+        if "segments" in body:
+            segs = sc.to_list(body["segments"], "segments")
+            if len(segs) != 1 or not isinstance(segs[0], dict):
+                raise sc.bad("Only a single segment per network is supported.")
+            for k, v in segs[0].items():
+                body.setdefault(k, v)
+        self._check_quota(s, project, "network")
+        net = self._stamp(t.Network(id=str(uuid.uuid4()), project_id=project))
+        net.name = sc.to_str(body.get("name", ""), "name") or ""
+        net.description = sc.to_str(body.get("description", ""), "description") or ""
+        net.admin_state_up = sc.to_bool(body.get("admin_state_up", True), "admin_state_up")
+        net.shared = sc.to_bool(body.get("shared", False), "shared")
+        net.external = sc.to_bool(body.get("router:external", False), "router:external")
+        net.is_default = sc.to_bool(body.get("is_default", False), "is_default")
+        if net.is_default and not net.external:
+            raise sc.bad("A default network must be external.")
+        net.port_security_enabled = sc.to_bool(body.get("port_security_enabled", True),
+                                               "port_security_enabled")
+        hints = body.get("availability_zone_hints", [])
+        for h in sc.to_list(hints, "availability_zone_hints"):
+            if h != "nova":
+                raise NotFound(f"AvailabilityZone {h} could not be found.",
+                               kind="AvailabilityZoneNotFound")
+        net.availability_zone_hints = list(hints)
+        net.dns_domain = sc.to_str(body.get("dns_domain", ""), "dns_domain") or ""
+        s.add(net)
+        s.flush()
+        self._allocate_segment(s, net, body)
+        if "mtu" in body and body["mtu"] is not None:
+            mtu = sc.to_int(body["mtu"], "mtu", minimum=68)
+            assert mtu is not None
+            if mtu > net.mtu:
+                raise sc.bad(f"Requested MTU is too big, maximum is {net.mtu}", "InvalidInput")
+            net.mtu = mtu
+        self._set_tags(s, net.id, body.get("tags"))
+        return net
+
+    def _type_mtu(self, network_type: str) -> int:
+        base = self.settings.network_physnet_mtu
+        return base - 50 if network_type in ("vxlan", "geneve", "gre") else base
+
+    def _allocate_segment(self, s: Session, net: t.Network, body: dict[str, Any]) -> None:
+        ntype = body.get("provider:network_type")
+        physnet = body.get("provider:physical_network")
+        seg = body.get("provider:segmentation_id")
+        if ntype is None:
+            if physnet is not None or seg is not None:
+                raise sc.bad("provider:network_type required", "InvalidInput")
+            for candidate in self.tenant_types:
+                try:
+                    self._claim(s, net, candidate, None, None)
+                    return
+                except APIError:
+                    continue
+            raise APIError("Unable to create the network. No tenant network is available "
+                           "for allocation.", status=503, kind="NoNetworkAvailable")
+        if ntype not in ("flat", "vlan", "vxlan", "geneve", "local", "gre"):
+            raise sc.bad(f"Invalid input for operation: network_type value '{ntype}' not "
+                         "supported.", "InvalidInput")
+        if physnet is not None:
+            physnet = sc.to_str(physnet, "provider:physical_network", 64)
+        if seg is not None:
+            seg = sc.to_int(seg, "provider:segmentation_id")
+        self._claim(s, net, str(ntype), physnet, seg)
+
+    def _claim(self, s: Session, net: t.Network, ntype: str, physnet: str | None,
+               seg: int | None) -> None:
+        def invalid(msg: str) -> BadRequest:
+            return sc.bad(f"Invalid input for operation: {msg}", "InvalidInput")
+
+        key_phys = ""
+        if ntype == "local":
+            if physnet or seg is not None:
+                raise invalid("local networks take no physical network or segmentation id.")
+        elif ntype == "flat":
+            if seg is not None:
+                raise invalid("segmentation_id specified for flat network.")
+            if not physnet:
+                raise invalid("physical_network required for flat provider network.")
+            if "*" not in self.flat_networks and physnet not in self.flat_networks:
+                raise invalid(f"physical_network '{physnet}' unknown for flat provider "
+                              "network.")
+            if s.get(t.SegmentAllocation, ("flat", physnet, 0)) is not None:
+                raise conflict(f"Unable to create the flat network. Physical network "
+                               f"{physnet} is in use.", "FlatNetworkInUse")
+            s.add(t.SegmentAllocation(network_type="flat", physical_network=physnet,
+                                      segmentation_id=0, network_id=net.id))
+            net.network_type, net.physical_network, net.segmentation_id = "flat", physnet, None
+            net.mtu = self._type_mtu("flat")
+            s.flush()
+            return
+        elif ntype == "vlan":
+            if physnet is None:
+                candidates = [p for p, r in self.vlan_ranges.items() if r]
+                if not candidates:
+                    raise invalid("no VLAN ranges are configured.")
+                physnet = candidates[0]
+            elif physnet not in self.vlan_ranges:
+                raise invalid(f"physical_network '{physnet}' unknown for VLAN provider "
+                              "network.")
+            if seg is not None and not 1 <= seg <= 4094:
+                raise invalid(f"segmentation_id out of range ({seg}); must be 1-4094.")
+            key_phys = physnet
+        else:  # tunnels
+            if physnet:
+                raise invalid(f"provider:physical_network specified for {ntype} network.")
+            if seg is not None and not 1 <= seg <= (1 << 24) - 1:
+                raise invalid(f"segmentation_id out of range ({seg}).")
+        if ntype != "local":
+            if seg is None:
+                ranges = (self.vlan_ranges.get(key_phys, []) if ntype == "vlan"
+                          else self.tunnel_ranges.get(ntype, [(1, 65535)]))
+                used = set(s.execute(select(t.SegmentAllocation.segmentation_id).where(
+                    t.SegmentAllocation.network_type == ntype,
+                    t.SegmentAllocation.physical_network == key_phys)).scalars())
+                seg = next((n for a, b in ranges for n in range(a, b + 1) if n not in used),
+                           None)
+                if seg is None:
+                    raise APIError("Unable to create the network. No tenant network is "
+                                   "available for allocation.", status=503,
+                                   kind="NoNetworkAvailable")
+            elif s.get(t.SegmentAllocation, (ntype, key_phys, seg)) is not None:
+                what = "VLAN" if ntype == "vlan" else "tunnel"
+                raise conflict(f"Unable to create the network. The {what} {seg} on physical "
+                               f"network {key_phys or '-'} is in use.",
+                               "VlanIdInUse" if ntype == "vlan" else "TunnelIdInUse")
+            s.add(t.SegmentAllocation(network_type=ntype, physical_network=key_phys,
+                                      segmentation_id=seg, network_id=net.id))
+        net.network_type = ntype
+        net.physical_network = physnet if ntype in ("vlan",) else None
+        net.segmentation_id = seg
+        net.mtu = self._type_mtu(ntype)
+        s.flush()
+
+    def update_network(self, ctx: RequestContext, net_id: str, body: dict[str, Any],
+                       revision: int | None = None) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            sc.check_keys(body, sc.NETWORK_KEYS, "network")
+            net = self._visible_net(s, ctx, net_id)
+            self._check_owner(ctx, net)
+            self._check_revision(net, revision)
+            for key in ("provider:network_type", "provider:physical_network",
+                        "provider:segmentation_id", "segments"):
+                if key in body:
+                    self._enforce(ctx, "update_network:provider:network_type",
+                                  {"project_id": net.project_id})
+                    raise sc.bad("Plugin does not support updating provider attributes.",
+                                 "InvalidInput")
+            if "project_id" in body or "tenant_id" in body:
+                raise sc.bad("Cannot update read-only attribute project_id")
+            if "name" in body:
+                net.name = sc.to_str(body["name"], "name") or ""
+            if "description" in body:
+                net.description = sc.to_str(body["description"], "description") or ""
+            if "admin_state_up" in body:
+                net.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
+            if "port_security_enabled" in body:
+                net.port_security_enabled = sc.to_bool(body["port_security_enabled"],
+                                                       "port_security_enabled")
+            if "shared" in body:
+                shared = sc.to_bool(body["shared"], "shared")
+                self._enforce(ctx, "update_network:shared", {"project_id": net.project_id})
+                if net.shared and not shared:
+                    others = s.execute(select(func.count()).select_from(t.Port).where(
+                        t.Port.network_id == net.id, t.Port.project_id != net.project_id,
+                        t.Port.project_id != "")).scalar_one()
+                    if others:
+                        raise conflict(f"Unable to reconfigure sharing settings for network "
+                                       f"{net.id}. Multiple tenants are using it.",
+                                       "InvalidSharedSetting")
+                net.shared = shared
+            if "router:external" in body:
+                ext = sc.to_bool(body["router:external"], "router:external")
+                self._enforce(ctx, "update_network:router:external",
+                              {"project_id": net.project_id})
+                if net.external and not ext:
+                    used = s.execute(select(func.count()).select_from(t.Router).where(
+                        t.Router.gw_network_id == net.id)).scalar_one()
+                    if used:
+                        raise conflict(f"External network {net.id} cannot be updated to be "
+                                       "internal: routers use it as gateway.",
+                                       "ExternalNetworkInUse")
+                net.external = ext
+            if "is_default" in body:
+                self._enforce(ctx, "update_network:is_default", {"project_id": net.project_id})
+                net.is_default = sc.to_bool(body["is_default"], "is_default")
+            if "mtu" in body:
+                mtu = sc.to_int(body["mtu"], "mtu", minimum=68)
+                assert mtu is not None
+                if mtu > self._type_mtu(net.network_type):
+                    raise sc.bad(f"Requested MTU is too big, maximum is "
+                                 f"{self._type_mtu(net.network_type)}", "InvalidInput")
+                net.mtu = mtu
+            if "dns_domain" in body:
+                net.dns_domain = sc.to_str(body["dns_domain"], "dns_domain") or ""
+            if "tags" in body:
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == net.id))
+                self._set_tags(s, net.id, body["tags"])
+            self._touch(net)
+            s.flush()
+            return self._network_views(s, ctx, [net])[0]
+        doc = self._tx(run)
+        self.driver.network_updated(doc, [])
+        return doc
+
+    def delete_network(self, ctx: RequestContext, net_id: str,
+                       revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            net = self._visible_net(s, ctx, net_id)
+            self._check_owner(ctx, net)
+            self._check_revision(net, revision)
+            for fip in list(s.execute(select(t.FloatingIP).where(
+                    t.FloatingIP.floating_network_id == net.id,
+                    t.FloatingIP.port_id.is_(None))).scalars()):
+                fport = s.get(t.Port, fip.floating_port_id)
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == fip.id))
+                s.delete(fip)
+                s.flush()
+                if fport is not None:
+                    self._delete_port_row(s, fport)
+            ports = s.execute(select(func.count()).select_from(t.Port).where(
+                t.Port.network_id == net.id, t.Port.device_owner != "network:dhcp")
+            ).scalar_one()
+            if ports:
+                raise conflict(f"Unable to complete operation on network {net.id}. There are "
+                               "one or more ports still in use on the network.", "NetworkInUse")
+            sub_ids = list(s.execute(select(t.Subnet.id).where(t.Subnet.network_id == net.id))
+                           .scalars())
+            s.execute(delete(t.Port).where(t.Port.network_id == net.id))
+            s.execute(delete(t.Tag).where(t.Tag.resource_id.in_([net.id, *sub_ids])))
+            s.execute(delete(t.Subnet).where(t.Subnet.network_id == net.id))
+            s.execute(delete(t.SegmentAllocation).where(
+                t.SegmentAllocation.network_id == net.id))
+            s.delete(net)
+        self._tx(run)
+        self.driver.network_deleted(net_id)
+
+    # ================================================================== subnets
+    def list_subnets(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            stmt = select(t.Subnet).order_by(t.Subnet.created_at, t.Subnet.id)
+            if not ctx.is_admin:
+                visible = select(t.Network.id).where(
+                    (t.Network.project_id == (ctx.project_id or "")) | t.Network.shared)
+                stmt = stmt.where((t.Subnet.project_id == (ctx.project_id or ""))
+                                  | t.Subnet.network_id.in_(visible))
+            return self._subnet_views(s, list(s.execute(stmt).scalars()))
+        return self._read(run)
+
+    def get_subnet(self, ctx: RequestContext, sid: str) -> dict[str, Any]:
+        return self._read(lambda s: self._subnet_views(s, [self._visible_subnet(s, ctx, sid)])[0])
+
+    def create_subnets(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                       ) -> list[dict[str, Any]]:
+        """Create subnets (all or nothing) with their pools, routes and name servers."""
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = [self._create_subnet(s, ctx, b) for b in bodies]
+            return self._subnet_views(s, rows)
+        return self._tx(run)
+
+    def _default_pool(self, s: Session, version: int) -> t.SubnetPool | None:
+        return s.execute(select(t.SubnetPool).where(
+            t.SubnetPool.is_default, t.SubnetPool.ip_version == version)).scalars().first()
+
+    def _create_subnet(self, s: Session, ctx: RequestContext, body: dict[str, Any]) -> t.Subnet:
+        sc.check_keys(body, sc.SUBNET_KEYS, "subnet")
+        if "network_id" not in body:
+            raise sc.bad("Failed to parse request. Required attribute 'network_id' not "
+                         "specified")
+        net = self._visible_net(s, ctx, sc.to_str(body["network_id"], "network_id") or "")
+        project = self._owner_for_create(ctx, body)
+        if not ctx.is_admin and net.project_id != ctx.project_id:
+            raise Forbidden(f"Tenant {ctx.project_id} not allowed to create subnet on this "
+                            "network", kind="PolicyNotAuthorized")
+        if body.get("segment_id") is not None:
+            raise sc.bad("Segments are not supported.", "InvalidInput")
+        self._check_quota(s, project, "subnet")
+        version = sc.to_int(body.get("ip_version", 4), "ip_version")
+        if version not in (4, 6):
+            raise sc.invalid("ip_version", version, f"{version} is not in [4, 6]")
+        pool: t.SubnetPool | None = None
+        pool_id = body.get("subnetpool_id")
+        if pool_id is not None:
+            pool = s.get(t.SubnetPool, pool_id)
+            if pool is None or not (ctx.is_admin or pool.shared
+                                    or pool.project_id == ctx.project_id):
+                raise not_found(t.SubnetPool, str(pool_id))
+        elif body.get("use_default_subnetpool") and sc.to_bool(
+                body["use_default_subnetpool"], "use_default_subnetpool"):
+            pool = self._default_pool(s, version)
+            if pool is None:
+                raise sc.bad(f"No default subnetpool found for IPv{version}")
+        elif body.get("cidr") is None:
+            pool = None
+            if "prefixlen" in body:
+                pool = self._default_pool(s, version)
+            if pool is None:
+                raise sc.bad("Bad subnets request: a cidr must be specified in the absence "
+                             "of a subnet pool")
+        if pool is not None and pool.ip_version != version and "ip_version" in body:
+            raise sc.bad("Bad subnets request: cannot allocate an IPv"
+                          f"{version} subnet from an IPv{pool.ip_version} subnet pool")
+        if pool is not None:
+            version = pool.ip_version
+            cidr = self._cidr_from_pool(s, pool, body)
+        else:
+            cidr = ipam.parse_cidr(body.get("cidr"))
+        if cidr.version != version:
+            raise sc.bad(f"Invalid input for operation: cidr '{cidr}' does not match "
+                         f"ip_version '{version}'", "InvalidInput")
+        if cidr.prefixlen == 0:
+            raise sc.bad(f"Invalid input for operation: 0 is not allowed as CIDR prefix "
+                         f"length ({cidr}).", "InvalidInput")
+        for other in s.execute(select(t.Subnet.id, t.Subnet.cidr).where(
+                t.Subnet.network_id == net.id)):
+            if ipaddress.ip_network(other.cidr).overlaps(cidr):
+                raise sc.bad(f"Invalid input for operation: Requested subnet with cidr: "
+                             f"{cidr} for network: {net.id} overlaps with another subnet.",
+                             "InvalidInput")
+        sub = self._stamp(t.Subnet(id=str(uuid.uuid4()), network_id=net.id,
+                                   project_id=project, ip_version=version, cidr=str(cidr)))
+        sub.subnetpool_id = pool.id if pool is not None else None
+        sub.name = sc.to_str(body.get("name", ""), "name") or ""
+        sub.description = sc.to_str(body.get("description", ""), "description") or ""
+        sub.enable_dhcp = sc.to_bool(body.get("enable_dhcp", True), "enable_dhcp")
+        ra = body.get("ipv6_ra_mode")
+        mode = body.get("ipv6_address_mode")
+        for name, val in (("ipv6_ra_mode", ra), ("ipv6_address_mode", mode)):
+            if val is not None:
+                if val not in sc.IPV6_MODES:
+                    raise sc.invalid(name, val, f"'{val}' is not in {list(sc.IPV6_MODES)}")
+                if version != 4:
+                    continue
+                raise sc.bad("Invalid input for operation: ipv6_ra_mode or ipv6_address_mode "
+                             "cannot be set when enable_dhcp is set to False or ip_version is "
+                             "4.", "InvalidInput")
+        if ra and mode and ra != mode:
+            raise sc.bad(f"Invalid input for operation: ipv6_ra_mode set to '{ra}' with "
+                         f"ipv6_address_mode set to '{mode}' is not valid.", "InvalidInput")
+        sub.ipv6_ra_mode, sub.ipv6_address_mode = ra, mode
+        if "gateway_ip" in body:
+            gw = body["gateway_ip"]
+            if gw is not None:
+                self._check_gateway(cidr, gw)
+                gw = str(ipaddress.ip_address(gw))
+        else:
+            gw = str(cidr.network_address + 1) if cidr.num_addresses > 2 or version == 6 \
+                else None
+        sub.gateway_ip = gw
+        if body.get("allocation_pools") is not None:
+            sub.allocation_pools = ipam.validate_pools(cidr, body["allocation_pools"], gw)
+        else:
+            sub.allocation_pools = ipam.default_pools(cidr, gw)
+        sub.dns_nameservers = self._dns(body.get("dns_nameservers", []), version)
+        sub.host_routes = self._routes(body.get("host_routes", []), version, "host_routes")
+        sub.service_types = list(sc.to_list(body.get("service_types", []), "service_types"))
+        s.add(sub)
+        s.flush()
+        self._set_tags(s, sub.id, body.get("tags"))
+        return sub
+
+    @staticmethod
+    def _check_gateway(cidr: ipam.Net, gw: Any) -> None:
+        ip = ipam.parse_ip(gw, "gateway_ip")
+        if ip.version != cidr.version or ip not in cidr:
+            raise sc.bad(f"Invalid input for operation: Gateway is not valid on subnet "
+                         f"({gw}).", "InvalidInput")
+        if ip == cidr.network_address and cidr.prefixlen < (31 if cidr.version == 4 else 127):
+            raise sc.bad(f"Gateway IP {gw} conflicts with the subnet's network address.",
+                         "InvalidInput")
+        if cidr.version == 4 and ip == cidr.broadcast_address and cidr.prefixlen < 31:
+            raise sc.bad(f"Gateway IP {gw} conflicts with the subnet's broadcast address.",
+                         "InvalidInput")
+
+    @staticmethod
+    def _dns(value: Any, version: int) -> list[str]:
+        servers = sc.to_list(value, "dns_nameservers")
+        seen: list[str] = []
+        for srv in servers:
+            ip = ipam.parse_ip(srv, "dns_nameservers")
+            if str(ip) in seen or srv in seen:
+                raise sc.bad(f"Invalid input for dns_nameservers. Reason: Duplicate "
+                             f"nameserver '{srv}'.")
+            seen.append(srv)
+        if len(seen) > 5:
+            raise sc.bad("Unable to complete operation for the subnet. The number of DNS "
+                         "nameservers exceeds the limit 5.", "DNSNameServersExhausted")
+        return seen
+
+    @staticmethod
+    def _routes(value: Any, version: int | None, field: str) -> list[dict[str, str]]:
+        routes = sc.to_list(value, field)
+        out: list[dict[str, str]] = []
+        for r in routes:
+            if not isinstance(r, dict) or set(r) != {"destination", "nexthop"}:
+                raise sc.bad(f"Invalid input for {field}. Reason: Validation of dictionary's "
+                             "keys failed. Expected keys: {'destination', 'nexthop'}.")
+            dest = ipaddress.ip_network(str(r["destination"]), strict=False) if isinstance(
+                r["destination"], str) and "/" in r["destination"] else None
+            if dest is None:
+                raise sc.bad(f"Invalid input for {field}. Reason: '{r['destination']}' is not "
+                             "a valid IP subnet.")
+            hop = ipam.parse_ip(r["nexthop"], field)
+            if version is not None and (dest.version != version or hop.version != version):
+                raise sc.bad(f"Invalid input for {field}: IP version mismatch.",
+                             "InvalidInput")
+            item = {"destination": str(dest), "nexthop": str(hop)}
+            if item in out:
+                raise sc.bad(f"Invalid input for {field}. Reason: Duplicate route "
+                             f"'{item}'.")
+            out.append(item)
+        if len(out) > 20:
+            raise sc.bad("Unable to complete operation for the subnet. The number of host "
+                         "routes exceeds the limit 20.", "HostRoutesExhausted")
+        return out
+
+    def _cidr_from_pool(self, s: Session, pool: t.SubnetPool, body: dict[str, Any]
+                        ) -> ipam.Net:
+        prefixes = [ipaddress.ip_network(p) for p in pool.prefixes]
+        used = [ipaddress.ip_network(c) for c in s.execute(select(t.Subnet.cidr).where(
+            t.Subnet.subnetpool_id == pool.id)).scalars()]
+        if body.get("cidr") is not None:
+            cidr = ipam.parse_cidr(body["cidr"])
+            if not any(cidr.version == p.version and cidr.subnet_of(p)  # type: ignore[arg-type]
+                       for p in prefixes):
+                raise sc.bad(f"Cidr {cidr} is not within the prefixes of subnet pool "
+                             f"{pool.id}.", "InvalidInput")
+            if any(cidr.overlaps(u) for u in used):
+                raise conflict(f"Cidr {cidr} overlaps with another subnet of pool "
+                               f"{pool.id}.", "SubnetAllocationError")
+            return cidr
+        plen = sc.to_int(body.get("prefixlen", pool.default_prefixlen), "prefixlen")
+        assert plen is not None
+        if plen < pool.min_prefixlen or plen > pool.max_prefixlen:
+            raise sc.bad(f"Illegal prefix bounds: prefixlen={plen}, "
+                         f"min_prefixlen={pool.min_prefixlen}, "
+                         f"max_prefixlen={pool.max_prefixlen}.", "IllegalSubnetPoolPrefixBounds")
+        for prefix in prefixes:
+            if plen < prefix.prefixlen:
+                continue
+            for cand in prefix.subnets(new_prefix=plen):
+                if not any(cand.overlaps(u) for u in used):
+                    return cand
+                if cand.num_addresses * 4096 < prefix.num_addresses and len(used) > 4096:
+                    break
+        raise conflict(f"Insufficient prefix space to allocate subnet size /{plen}.",
+                       "SubnetAllocationError")
+
+    def update_subnet(self, ctx: RequestContext, sid: str, body: dict[str, Any],
+                      revision: int | None = None) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            sc.check_keys(body, sc.SUBNET_KEYS, "subnet")
+            sub = self._visible_subnet(s, ctx, sid)
+            self._check_owner(ctx, sub)
+            self._check_revision(sub, revision)
+            for ro in ("cidr", "ip_version", "network_id", "subnetpool_id", "prefixlen",
+                       "ipv6_ra_mode", "ipv6_address_mode", "project_id", "tenant_id"):
+                if ro in body and body[ro] != getattr(sub, ro, object()):
+                    raise sc.bad(f"Cannot update read-only attribute {ro}")
+            cidr = ipaddress.ip_network(sub.cidr)
+            if "name" in body:
+                sub.name = sc.to_str(body["name"], "name") or ""
+            if "description" in body:
+                sub.description = sc.to_str(body["description"], "description") or ""
+            if "enable_dhcp" in body:
+                sub.enable_dhcp = sc.to_bool(body["enable_dhcp"], "enable_dhcp")
+            gw = sub.gateway_ip
+            if "gateway_ip" in body:
+                gw = body["gateway_ip"]
+                if gw is not None:
+                    self._check_gateway(cidr, gw)
+                    gw = str(ipaddress.ip_address(gw))
+                    used = s.execute(select(t.IPAllocation).where(
+                        t.IPAllocation.subnet_id == sub.id,
+                        t.IPAllocation.ip_address == gw)).scalar_one_or_none()
+                    if used is not None and gw != sub.gateway_ip:
+                        raise conflict(f"Gateway ip {gw} conflicts with an allocated port "
+                                       "address.", "GatewayIpInUse")
+            if "allocation_pools" in body:
+                pools = body["allocation_pools"]
+                sub.allocation_pools = (ipam.validate_pools(cidr, pools, gw)
+                                        if pools is not None else ipam.default_pools(cidr, gw))
+            elif "gateway_ip" in body and gw and ipam.in_pools(ipaddress.ip_address(gw),
+                                                               sub.allocation_pools):
+                raise conflict(f"Gateway ip {gw} conflicts with allocation pool.",
+                               "GatewayConflictWithAllocationPools")
+            sub.gateway_ip = gw
+            if "dns_nameservers" in body:
+                sub.dns_nameservers = self._dns(body["dns_nameservers"] or [], sub.ip_version)
+            if "host_routes" in body:
+                sub.host_routes = self._routes(body["host_routes"] or [], sub.ip_version,
+                                               "host_routes")
+            if "service_types" in body:
+                sub.service_types = list(sc.to_list(body["service_types"], "service_types"))
+            if "tags" in body:
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == sub.id))
+                self._set_tags(s, sub.id, body["tags"])
+            self._touch(sub)
+            s.flush()
+            return self._subnet_views(s, [sub])[0]
+        return self._tx(run)
+
+    def delete_subnet(self, ctx: RequestContext, sid: str, revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            sub = self._visible_subnet(s, ctx, sid)
+            self._check_owner(ctx, sub)
+            self._check_revision(sub, revision)
+            stmt = select(func.count()).select_from(t.IPAllocation).join(
+                t.Port, t.Port.id == t.IPAllocation.port_id).where(
+                t.IPAllocation.subnet_id == sub.id, t.Port.device_owner != "network:dhcp")
+            if sub.ipv6_address_mode in ("slaac", "dhcpv6-stateless"):
+                # Auto-addressed: only router interfaces keep the subnet in use.
+                stmt = stmt.where(t.Port.device_owner == ROUTER_INTERFACE)
+            in_use = s.execute(stmt).scalar_one()
+            if in_use:
+                raise conflict(f"Unable to complete operation on subnet {sub.id}: One or more "
+                               "ports have an IP allocation from this subnet.", "SubnetInUse")
+            s.execute(delete(t.IPAllocation).where(t.IPAllocation.subnet_id == sub.id))
+            s.execute(delete(t.Tag).where(t.Tag.resource_id == sub.id))
+            s.delete(sub)
+        self._tx(run)
+
+    # ================================================================== subnet pools
+    def _pool_visible(self, ctx: RequestContext, pool: t.SubnetPool) -> bool:
+        return ctx.is_admin or pool.shared or pool.project_id == ctx.project_id
+
+    def list_subnetpools(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = [p for p in s.execute(select(t.SubnetPool).order_by(
+                t.SubnetPool.created_at)).scalars() if self._pool_visible(ctx, p)]
+            return self._pool_views(s, rows)
+        return self._read(run)
+
+    def get_subnetpool(self, ctx: RequestContext, pid: str) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            pool = s.get(t.SubnetPool, pid)
+            if pool is None or not self._pool_visible(ctx, pool):
+                raise not_found(t.SubnetPool, pid)
+            return self._pool_views(s, [pool])[0]
+        return self._read(run)
+
+    @staticmethod
+    def _prefixes(value: Any) -> list[ipam.Net]:
+        items = sc.to_list(value, "prefixes")
+        if not items:
+            raise sc.bad("Invalid input for prefixes. Reason: at least one prefix is needed.")
+        nets = [ipam.parse_cidr(p, "prefixes") if isinstance(p, str) else
+                ipam.parse_cidr(p, "prefixes") for p in items]
+        if len({n.version for n in nets}) > 1:
+            raise sc.bad("Illegal subnetpool association: prefixes of different IP "
+                         "versions.", "PrefixVersionMismatch")
+        return list(ipaddress.collapse_addresses(nets))  # type: ignore[type-var]
+
+    def create_subnetpools(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                           ) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            return self._pool_views(s, [self._create_pool(s, ctx, b) for b in bodies])
+        return self._tx(run)
+
+    def _pool_bounds(self, pool: t.SubnetPool, body: dict[str, Any]) -> None:
+        maxlen = 32 if pool.ip_version == 4 else 128
+        for key in ("min_prefixlen", "max_prefixlen", "default_prefixlen"):
+            if key in body and body[key] is not None:
+                setattr(pool, key, sc.to_int(body[key], key, minimum=0, maximum=maxlen))
+        smallest = min(ipaddress.ip_network(p).prefixlen for p in pool.prefixes)
+        if pool.min_prefixlen < smallest and "min_prefixlen" not in body:
+            pool.min_prefixlen = smallest
+        if "default_prefixlen" not in body or body.get("default_prefixlen") is None:
+            pool.default_prefixlen = max(pool.default_prefixlen or 0, pool.min_prefixlen)
+        if not (pool.min_prefixlen <= pool.default_prefixlen <= pool.max_prefixlen):
+            raise sc.bad(f"Illegal prefix bounds: min_prefixlen={pool.min_prefixlen}, "
+                         f"default_prefixlen={pool.default_prefixlen}, "
+                         f"max_prefixlen={pool.max_prefixlen}.",
+                         "IllegalSubnetPoolPrefixBounds")
+
+    def _check_default_pool(self, s: Session, pool: t.SubnetPool) -> None:
+        if pool.is_default:
+            other = s.execute(select(t.SubnetPool.id).where(
+                t.SubnetPool.is_default, t.SubnetPool.ip_version == pool.ip_version,
+                t.SubnetPool.id != pool.id)).first()
+            if other is not None:
+                raise sc.bad(f"Invalid input for operation: A default subnetpool for this IP "
+                             f"family has already been set. Only one default may exist per "
+                             f"IP family ({other[0]}).", "InvalidInput")
+
+    def _create_pool(self, s: Session, ctx: RequestContext, body: dict[str, Any]
+                     ) -> t.SubnetPool:
+        sc.check_keys(body, sc.SUBNETPOOL_KEYS, "subnetpool")
+        project = self._owner_for_create(ctx, body)
+        if "prefixes" not in body:
+            raise sc.bad("Failed to parse request. Required attribute 'prefixes' not "
+                         "specified")
+        nets = self._prefixes(body["prefixes"])
+        version = nets[0].version
+        pool = self._stamp(t.SubnetPool(id=str(uuid.uuid4()), project_id=project,
+                                        ip_version=version, prefixes=[str(n) for n in nets]))
+        pool.name = sc.to_str(body.get("name", ""), "name") or ""
+        pool.description = sc.to_str(body.get("description", ""), "description") or ""
+        pool.min_prefixlen = 8 if version == 4 else 64
+        pool.max_prefixlen = 32 if version == 4 else 128
+        pool.default_prefixlen = 0
+        self._pool_bounds(pool, body)
+        for key, action in (("shared", "create_subnetpool:shared"),
+                            ("is_default", "create_subnetpool:is_default")):
+            if key in body and sc.to_bool(body[key], key):
+                self._enforce(ctx, action, {"project_id": project})
+        pool.shared = sc.to_bool(body.get("shared", False), "shared")
+        pool.is_default = sc.to_bool(body.get("is_default", False), "is_default")
+        pool.default_quota = sc.to_int(body.get("default_quota"), "default_quota",
+                                       nullable=True, minimum=0)
+        if body.get("address_scope_id") is not None:
+            raise NotFound(f"Address scope {body['address_scope_id']} could not be found.",
+                           kind="AddressScopeNotFound")
+        self._check_quota(s, project, "subnetpool")
+        self._check_default_pool(s, pool)
+        s.add(pool)
+        s.flush()
+        self._set_tags(s, pool.id, body.get("tags"))
+        return pool
+
+    def update_subnetpool(self, ctx: RequestContext, pid: str, body: dict[str, Any],
+                          revision: int | None = None) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            sc.check_keys(body, sc.SUBNETPOOL_KEYS, "subnetpool")
+            pool = s.get(t.SubnetPool, pid)
+            if pool is None or not self._pool_visible(ctx, pool):
+                raise not_found(t.SubnetPool, pid)
+            self._check_owner(ctx, pool)
+            self._check_revision(pool, revision)
+            if "prefixes" in body:
+                nets = self._prefixes(body["prefixes"])
+                if nets[0].version != pool.ip_version:
+                    raise sc.bad("Prefixes must be of the pool's IP version.",
+                                 "PrefixVersionMismatch")
+                for old in pool.prefixes:
+                    o = ipaddress.ip_network(old)
+                    if not any(o.subnet_of(n) for n in nets):  # type: ignore[arg-type]
+                        raise sc.bad(f"Illegal update to prefixes: {old} would be removed; "
+                                     "prefixes can only be added or grown.",
+                                     "IllegalPrefixUpdate")
+                pool.prefixes = [str(n) for n in nets]
+            if "name" in body:
+                pool.name = sc.to_str(body["name"], "name") or ""
+            if "description" in body:
+                pool.description = sc.to_str(body["description"], "description") or ""
+            self._pool_bounds(pool, body)
+            if "is_default" in body:
+                self._enforce(ctx, "update_subnetpool:is_default",
+                              {"project_id": pool.project_id})
+                pool.is_default = sc.to_bool(body["is_default"], "is_default")
+                self._check_default_pool(s, pool)
+            if "default_quota" in body:
+                pool.default_quota = sc.to_int(body["default_quota"], "default_quota",
+                                               nullable=True, minimum=0)
+            if "tags" in body:
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == pool.id))
+                self._set_tags(s, pool.id, body["tags"])
+            self._touch(pool)
+            s.flush()
+            return self._pool_views(s, [pool])[0]
+        return self._tx(run)
+
+    def delete_subnetpool(self, ctx: RequestContext, pid: str,
+                          revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            pool = s.get(t.SubnetPool, pid)
+            if pool is None or not self._pool_visible(ctx, pool):
+                raise not_found(t.SubnetPool, pid)
+            self._check_owner(ctx, pool)
+            self._check_revision(pool, revision)
+            if s.execute(select(t.Subnet.id).where(t.Subnet.subnetpool_id == pid)).first():
+                raise conflict(f"Unable to delete subnet pool: {pid}: subnets use it.",
+                               "SubnetPoolInUse")
+            s.execute(delete(t.Tag).where(t.Tag.resource_id == pid))
+            s.delete(pool)
+        self._tx(run)
+
+    # ================================================================== security groups
+    def _ensure_default_sg(self, s: Session, project_id: str | None) -> str | None:
+        """The project's ``default`` group, created (with its standard rules) on first use."""
+        if not project_id:
+            return None
+        cached = self._default_sgs.get(project_id)
+        if cached is not None:
+            return cached
+        row = s.get(t.DefaultSecurityGroup, project_id)
+        if row is not None:
+            self._default_sgs[project_id] = row.security_group_id
+            return row.security_group_id
+        sg = self._stamp(t.SecurityGroup(id=str(uuid.uuid4()), project_id=project_id,
+                                         name="default",
+                                         description="Default security group"))
+        s.add(sg)
+        s.flush()
+        s.add(t.DefaultSecurityGroup(project_id=project_id, security_group_id=sg.id))
+        for eth in ("IPv4", "IPv6"):
+            self._add_rule_row(s, sg, "egress", eth)
+            self._add_rule_row(s, sg, "ingress", eth, remote_group_id=sg.id)
+        s.flush()
+        return sg.id
+
+    def ensure_default_security_group(self, project_id: str) -> str:
+        """Create the project's default group if missing; returns its id (compute uses it)."""
+        def run(s: Session) -> str:
+            sid = self._ensure_default_sg(s, project_id)
+            assert sid is not None
+            return sid
+        return self._tx(run)
+
+    def _add_rule_row(self, s: Session, sg: t.SecurityGroup, direction: str, ethertype: str,
+                      **kw: Any) -> t.SecurityGroupRule:
+        rule = self._stamp(t.SecurityGroupRule(
+            id=str(uuid.uuid4()), security_group_id=sg.id, project_id=sg.project_id,
+            direction=direction, ethertype=ethertype, **kw))
+        s.add(rule)
+        return rule
+
+    def _sg_visible(self, ctx: RequestContext, sg: t.SecurityGroup) -> bool:
+        return ctx.is_admin or sg.project_id == ctx.project_id
+
+    def _get_sg(self, s: Session, ctx: RequestContext, gid: str) -> t.SecurityGroup:
+        sg = s.get(t.SecurityGroup, gid)
+        if sg is None or not self._sg_visible(ctx, sg):
+            raise not_found(t.SecurityGroup, gid)
+        return sg
+
+    def _default_sg_first(self, ctx: RequestContext) -> None:
+        if ctx.project_id:
+            with self.db.reader() as s:
+                if s.get(t.DefaultSecurityGroup, ctx.project_id) is not None:
+                    return
+            self._tx(self._ensure_default_sg, ctx.project_id)
+
+    def list_security_groups(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        self._default_sg_first(ctx)
+
+        def run(s: Session) -> list[dict[str, Any]]:
+            stmt = select(t.SecurityGroup).order_by(t.SecurityGroup.created_at)
+            if not ctx.is_admin:
+                stmt = stmt.where(t.SecurityGroup.project_id == (ctx.project_id or ""))
+            return self._sg_views(s, list(s.execute(stmt).scalars()))
+        return self._read(run)
+
+    def get_security_group(self, ctx: RequestContext, gid: str) -> dict[str, Any]:
+        return self._read(lambda s: self._sg_views(s, [self._get_sg(s, ctx, gid)])[0])
+
+    def create_security_groups(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                               ) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = []
+            for body in bodies:
+                sc.check_keys(body, sc.SECURITY_GROUP_KEYS, "security_group")
+                project = self._owner_for_create(ctx, body)
+                self._ensure_default_sg(s, project)
+                name = sc.to_str(body.get("name", ""), "name") or ""
+                if name == "default":
+                    raise conflict("Default security group already exists.",
+                                   "SecurityGroupDefaultAlreadyExists")
+                self._check_quota(s, project, "security_group")
+                sg = self._stamp(t.SecurityGroup(id=str(uuid.uuid4()), project_id=project,
+                                                 name=name))
+                sg.description = sc.to_str(body.get("description", ""), "description") or ""
+                sg.stateful = sc.to_bool(body.get("stateful", True), "stateful")
+                s.add(sg)
+                s.flush()
+                for eth in ("IPv4", "IPv6"):
+                    self._add_rule_row(s, sg, "egress", eth)
+                self._set_tags(s, sg.id, body.get("tags"))
+                rows.append(sg)
+            s.flush()
+            return self._sg_views(s, rows)
+        return self._tx(run)
+
+    def update_security_group(self, ctx: RequestContext, gid: str, body: dict[str, Any],
+                              revision: int | None = None) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            sc.check_keys(body, sc.SECURITY_GROUP_KEYS, "security_group")
+            sg = self._get_sg(s, ctx, gid)
+            self._check_revision(sg, revision)
+            if "name" in body:
+                name = sc.to_str(body["name"], "name") or ""
+                if sg.name == "default" and name != "default":
+                    raise conflict("Updating default security group not allowed.",
+                                   "SecurityGroupCannotUpdateDefault")
+                if name == "default" and sg.name != "default":
+                    raise conflict("Default security group already exists.",
+                                   "SecurityGroupDefaultAlreadyExists")
+                sg.name = name
+            if "description" in body:
+                sg.description = sc.to_str(body["description"], "description") or ""
+            if "stateful" in body:
+                sg.stateful = sc.to_bool(body["stateful"], "stateful")
+            if "tags" in body:
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == sg.id))
+                self._set_tags(s, sg.id, body["tags"])
+            self._touch(sg)
+            s.flush()
+            return self._sg_views(s, [sg])[0]
+        doc = self._tx(run)
+        self.driver.security_group_updated(doc)
+        return doc
+
+    def delete_security_group(self, ctx: RequestContext, gid: str,
+                              revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            sg = self._get_sg(s, ctx, gid)
+            self._check_revision(sg, revision)
+            default = s.get(t.DefaultSecurityGroup, sg.project_id)
+            if default is not None and default.security_group_id == sg.id:
+                if not ctx.is_admin:
+                    raise conflict("Insufficient rights for removing default security group.",
+                                   "SecurityGroupCannotRemoveDefault")
+                s.delete(default)
+                self._default_sgs.pop(sg.project_id, None)
+            if s.execute(select(t.PortSecurityGroup.port_id).where(
+                    t.PortSecurityGroup.security_group_id == gid)).first():
+                raise conflict(f"Security Group {gid} in use.", "SecurityGroupInUse")
+            s.execute(delete(t.Tag).where(t.Tag.resource_id == gid))
+            s.execute(delete(t.SecurityGroupRule).where(
+                t.SecurityGroupRule.security_group_id == gid))
+            s.delete(sg)
+        self._tx(run)
+
+    def list_security_group_rules(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        self._default_sg_first(ctx)
+
+        def run(s: Session) -> list[dict[str, Any]]:
+            stmt = select(t.SecurityGroupRule).order_by(t.SecurityGroupRule.created_at)
+            if not ctx.is_admin:
+                own = select(t.SecurityGroup.id).where(
+                    t.SecurityGroup.project_id == (ctx.project_id or ""))
+                stmt = stmt.where((t.SecurityGroupRule.project_id == (ctx.project_id or ""))
+                                  | t.SecurityGroupRule.security_group_id.in_(own))
+            return [views.security_group_rule(r) for r in s.execute(stmt).scalars()]
+        return self._read(run)
+
+    def get_security_group_rule(self, ctx: RequestContext, rid: str) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            rule = s.get(t.SecurityGroupRule, rid)
+            if rule is None:
+                raise not_found(t.SecurityGroupRule, rid)
+            sg = s.get(t.SecurityGroup, rule.security_group_id)
+            if not ctx.is_admin and rule.project_id != ctx.project_id and (
+                    sg is None or sg.project_id != ctx.project_id):
+                raise not_found(t.SecurityGroupRule, rid)
+            return views.security_group_rule(rule)
+        return self._read(run)
+
+    def create_security_group_rules(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                                    ) -> list[dict[str, Any]]:
+        def run(s: Session) -> tuple[list[dict[str, Any]], set[str]]:
+            rows = [self._create_rule(s, ctx, b) for b in bodies]
+            s.flush()
+            return [views.security_group_rule(r) for r in rows], {
+                r.security_group_id for r in rows}
+        docs, groups = self._tx(run)
+        for gid in groups:
+            self.driver.security_group_updated({"id": gid})
+        return docs
+
+    @staticmethod
+    def _norm_protocol(value: Any, ethertype: str) -> str | None:
+        if value is None or value == "" or (isinstance(value, str) and value.lower() == "any"):
+            return None
+        if isinstance(value, bool):
+            raise BadRequest(f"Security group rule protocol {value} not supported.",
+                             kind="SecurityGroupRuleInvalidProtocol")
+        text = str(value).lower()
+        if text.isdigit():
+            if not 0 <= int(text) <= 255:
+                raise BadRequest(f"Security group rule protocol {value} not supported. Only "
+                                 "protocol values [...] and integer representations [0 to 255] "
+                                 "are supported.", kind="SecurityGroupRuleInvalidProtocol")
+            return str(int(text))
+        if text not in sc.PROTOCOLS:
+            raise BadRequest(f"Security group rule protocol {value} not supported. Only "
+                             f"protocol values {sorted(sc.PROTOCOLS)} and integer "
+                             "representations [0 to 255] are supported.",
+                             kind="SecurityGroupRuleInvalidProtocol")
+        return text
+
+    def _create_rule(self, s: Session, ctx: RequestContext, body: dict[str, Any]
+                     ) -> t.SecurityGroupRule:
+        sc.check_keys(body, sc.SECURITY_GROUP_RULE_KEYS, "security_group_rule")
+        if "security_group_id" not in body:
+            raise sc.bad("Failed to parse request. Required attribute 'security_group_id' not "
+                         "specified")
+        sg = self._get_sg(s, ctx, str(body["security_group_id"]))
+        project = sc.project_of(body, sg.project_id) or sg.project_id
+        if project != sg.project_id and not ctx.is_admin:
+            raise Forbidden("Not allowed to create a rule for another project.",
+                            kind="PolicyNotAuthorized")
+        direction = body.get("direction")
+        if direction not in ("ingress", "egress"):
+            raise sc.invalid("direction", direction,
+                             f"'{direction}' is not in ['ingress', 'egress']")
+        ethertype = body.get("ethertype", "IPv4")
+        if isinstance(ethertype, str) and ethertype.lower() in ("ipv4", "ipv6"):
+            ethertype = "IPv4" if ethertype.lower() == "ipv4" else "IPv6"
+        else:
+            raise BadRequest(f"Invalid input for ethertype. Reason: '{ethertype}' is not in "
+                             "['IPv4', 'IPv6']", kind="SecurityGroupRuleInvalidEtherType")
+        protocol = self._norm_protocol(body.get("protocol"), ethertype)
+        pmin = sc.to_int(body.get("port_range_min"), "port_range_min", nullable=True)
+        pmax = sc.to_int(body.get("port_range_max"), "port_range_max", nullable=True)
+        if protocol in sc.PORT_PROTOCOLS:
+            if pmin is None and pmax is not None:
+                raise BadRequest("For TCP/UDP protocols, port_range_min must be <= "
+                                 "port_range_max", kind="SecurityGroupInvalidPortRange")
+            for val in (pmin, pmax):
+                if val is not None and not 1 <= val <= 65535:
+                    raise BadRequest(f"Invalid value for port {val}.",
+                                     kind="SecurityGroupInvalidPortValue")
+            if pmin is not None and pmax is None:
+                pmax = pmin
+            if pmin is not None and pmax is not None and pmin > pmax:
+                raise BadRequest("For TCP/UDP protocols, port_range_min must be <= "
+                                 "port_range_max", kind="SecurityGroupInvalidPortRange")
+        elif protocol in sc.ICMP_PROTOCOLS:
+            for name, val in (("type", pmin), ("code", pmax)):
+                if val is not None and not 0 <= val <= 255:
+                    raise BadRequest(f"Invalid value for ICMP {name} (port-range-min): {val}",
+                                     kind="SecurityGroupInvalidIcmpValue")
+            if pmin is None and pmax is not None:
+                raise BadRequest(f"ICMP code (port-range-max) {pmax} is provided but ICMP "
+                                 "type (port-range-min) is missing.",
+                                 kind="SecurityGroupMissingIcmpType")
+        elif pmin is not None or pmax is not None:
+            raise BadRequest("Port range is only supported for TCP, UDP, SCTP, DCCP and "
+                             "UDP-Lite protocols (and ICMP type/code).",
+                             kind="SecurityGroupInvalidProtocolForPortRange")
+        prefix = body.get("remote_ip_prefix")
+        remote_group = body.get("remote_group_id")
+        if prefix is not None and remote_group is not None:
+            raise BadRequest("Only remote_ip_prefix or remote_group_id may be provided.",
+                             kind="SecurityGroupRemoteGroupAndRemoteIpPrefix")
+        if prefix is not None:
+            if not isinstance(prefix, str):
+                raise sc.invalid("remote_ip_prefix", prefix,
+                                 f"'{prefix}' is not a valid IP subnet.")
+            try:
+                net = ipaddress.ip_network(prefix, strict=False)
+            except ValueError:
+                raise sc.invalid("remote_ip_prefix", prefix,
+                                 f"'{prefix}' is not a valid IP subnet.") from None
+            if f"IPv{net.version}" != ethertype:
+                raise BadRequest(f"Conflicting value ethertype {ethertype} for CIDR {prefix}",
+                                 kind="SecurityGroupRuleParameterConflict")
+            prefix = str(net)
+        if remote_group is not None:
+            rg = s.get(t.SecurityGroup, remote_group)
+            if rg is None or not (ctx.is_admin or rg.project_id in (ctx.project_id, project)):
+                raise not_found(t.SecurityGroup, str(remote_group))
+        for other in s.execute(select(t.SecurityGroupRule).where(
+                t.SecurityGroupRule.security_group_id == sg.id)).scalars():
+            if (other.direction, other.ethertype, other.protocol, other.port_range_min,
+                    other.port_range_max, other.remote_ip_prefix, other.remote_group_id) == (
+                    direction, ethertype, protocol, pmin, pmax, prefix, remote_group):
+                raise conflict(f"Security group rule already exists. Rule id is {other.id}.",
+                               "SecurityGroupRuleExists")
+        self._check_quota(s, project, "security_group_rule")
+        rule = self._stamp(t.SecurityGroupRule(
+            id=str(uuid.uuid4()), security_group_id=sg.id, project_id=project,
+            direction=direction, ethertype=ethertype, protocol=protocol, port_range_min=pmin,
+            port_range_max=pmax, remote_ip_prefix=prefix, remote_group_id=remote_group,
+            description=sc.to_str(body.get("description", ""), "description") or ""))
+        s.add(rule)
+        self._touch(sg)
+        return rule
+
+    def delete_security_group_rule(self, ctx: RequestContext, rid: str,
+                                   revision: int | None = None) -> None:
+        def run(s: Session) -> str:
+            rule = s.get(t.SecurityGroupRule, rid)
+            if rule is None:
+                raise not_found(t.SecurityGroupRule, rid)
+            sg = s.get(t.SecurityGroup, rule.security_group_id)
+            if not ctx.is_admin and rule.project_id != ctx.project_id and (
+                    sg is None or sg.project_id != ctx.project_id):
+                raise not_found(t.SecurityGroupRule, rid)
+            s.delete(rule)
+            if sg is not None:
+                self._touch(sg)
+            return rule.security_group_id
+        gid = self._tx(run)
+        self.driver.security_group_updated({"id": gid})
+
+    # ================================================================== ports + IPAM
+    def list_ports(self, ctx: RequestContext, **eq: Any) -> list[dict[str, Any]]:
+        """Ports the caller may see; ``eq`` pushes simple equality filters into SQL
+        (``network_id``, ``device_id``, ``device_owner``, ``project_id``, ``id``)."""
+        def run(s: Session) -> list[dict[str, Any]]:
+            stmt = select(t.Port).order_by(t.Port.created_at, t.Port.id)
+            for key, values in eq.items():
+                col = getattr(t.Port, key)
+                stmt = stmt.where(col.in_(values) if isinstance(values, list | tuple | set)
+                                  else col == values)
+            if not ctx.is_admin:
+                owned = select(t.Network.id).where(
+                    t.Network.project_id == (ctx.project_id or ""))
+                stmt = stmt.where((t.Port.project_id == (ctx.project_id or ""))
+                                  | t.Port.network_id.in_(owned))
+            return self._port_views(s, ctx, list(s.execute(stmt).scalars()))
+        return self._read(run)
+
+    def get_port(self, ctx: RequestContext, pid: str) -> dict[str, Any]:
+        return self._read(lambda s: self._port_views(s, ctx,
+                                                     [self._visible_port(s, ctx, pid)])[0])
+
+    def create_ports(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                     ) -> list[dict[str, Any]]:
+        """Create ports (all or nothing): MACs, fixed IPs, security groups, binding."""
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = [self._create_port(s, ctx, b) for b in bodies]
+            s.flush()
+            # The rows' IPs, groups and tags are known: no need to read them back.
+            return [views.port(r, sorted(self._new_ips.pop(r.id, []), key=lambda x: (
+                x["subnet_id"], ipaddress.ip_address(x["ip_address"]))),
+                sorted(self._new_groups.pop(r.id, [])), self._new_tags.pop(r.id, []),
+                ctx.is_admin) for r in rows]
+        docs = self._tx(run)
+        for d in docs:
+            self.driver.port_updated(d)
+        return docs
+
+    def _subnets_of(self, s: Session, net_id: str) -> list[t.Subnet]:
+        return list(s.execute(select(t.Subnet).where(t.Subnet.network_id == net_id)
+                              .order_by(t.Subnet.created_at, t.Subnet.id)).scalars())
+
+    def _create_port(self, s: Session, ctx: RequestContext, body: dict[str, Any],
+                     internal: bool = False) -> t.Port:
+        sc.check_keys(body, sc.PORT_KEYS, "port")
+        if "network_id" not in body:
+            raise sc.bad("Failed to parse request. Required attribute 'network_id' not "
+                         "specified")
+        net = self._visible_net(s, ctx, sc.to_str(body["network_id"], "network_id") or "")
+        project = self._owner_for_create(ctx, body) if not internal else (
+            sc.project_of(body, ctx.project_id) or "")
+        device_owner = sc.to_str(body.get("device_owner", ""), "device_owner") or ""
+        if (not internal and device_owner.startswith("network:") and not ctx.is_admin
+                and net.project_id != ctx.project_id):
+            raise Forbidden("(rule:create_port and rule:create_port:device_owner) is "
+                            "disallowed by policy", kind="PolicyNotAuthorized")
+        self._check_quota(s, project, "port")
+        port = self._stamp(t.Port(id=str(uuid.uuid4()), network_id=net.id,
+                                  project_id=project))
+        port.name = sc.to_str(body.get("name", ""), "name") or ""
+        port.description = sc.to_str(body.get("description", ""), "description") or ""
+        port.admin_state_up = sc.to_bool(body.get("admin_state_up", True), "admin_state_up")
+        port.device_id = sc.to_str(body.get("device_id", ""), "device_id") or ""
+        port.device_owner = device_owner
+        port.dns_name = sc.to_str(body.get("dns_name", ""), "dns_name") or ""
+        port.port_security_enabled = sc.to_bool(
+            body.get("port_security_enabled", net.port_security_enabled),
+            "port_security_enabled")
+        mac = body.get("mac_address")
+        if mac is not None:
+            if not ipam.valid_mac(mac):
+                raise sc.invalid("mac_address", mac, f"'{mac}' is not a valid MAC address")
+            mac = mac.lower()
+            if s.execute(select(t.Port.id).where(t.Port.network_id == net.id,
+                                                 t.Port.mac_address == mac)).first():
+                raise conflict(f"Unable to complete operation for network {net.id}. The mac "
+                               f"address {mac} is in use.", "MacAddressInUse")
+            port.mac_address = mac
+        else:
+            port.mac_address = ipam.random_mac(self.settings.network_base_mac)
+        port.extra_dhcp_opts = self._dhcp_opts(body.get("extra_dhcp_opts", []))
+        port.status = "ACTIVE" if device_owner.startswith("network:") else "DOWN"
+        self._set_binding(port, body, ctx, internal)
+        s.add(port)
+        subnets = self._subnets_of(s, net.id)
+        if "fixed_ips" in body and body["fixed_ips"] is not None:
+            requests = self._fixed_ip_requests(s, net, subnets, body["fixed_ips"])
+        else:
+            requests = self._auto_requests(subnets)
+        self._allocate(s, port, subnets, requests, auto="fixed_ips" not in body
+                       or body["fixed_ips"] is None)
+        pairs = body.get("allowed_address_pairs", [])
+        port.allowed_address_pairs = self._address_pairs(pairs, port)
+        if port.allowed_address_pairs and not port.port_security_enabled:
+            raise conflict("Port Security must be enabled in order to have allowed address "
+                           "pairs on a port.", "AddressPairAndPortSecurityRequired")
+        if "security_groups" in body and body["security_groups"] is not None:
+            groups = self._check_groups(s, ctx, project, body["security_groups"])
+        elif port.port_security_enabled and not device_owner.startswith("network:"):
+            sid = self._ensure_default_sg(s, project)
+            groups = [sid] if sid else []
+        else:
+            groups = []
+        if groups and not port.port_security_enabled:
+            raise conflict("Port has security group associated. Cannot disable port security "
+                           "or ip address until security group is removed",
+                           "PortSecurityPortHasSecurityGroup")
+        for gid in groups:
+            s.add(t.PortSecurityGroup(port_id=port.id, security_group_id=gid))
+        self._set_tags(s, port.id, body.get("tags"))
+        self._new_groups[port.id] = groups
+        self._new_tags[port.id] = sorted(set(body.get("tags") or []))
+        return port
+
+    def _set_binding(self, port: t.Port, body: dict[str, Any], ctx: RequestContext,
+                     internal: bool) -> None:
+        binding_keys = [k for k in ("binding:host_id", "binding:profile") if k in body]
+        if binding_keys and not internal:
+            self._enforce(ctx, "create_port:binding:host_id", {"project_id": port.project_id})
+        if "binding:vnic_type" in body:
+            vnic = body["binding:vnic_type"]
+            if vnic not in sc.VNIC_TYPES:
+                raise sc.invalid("binding:vnic_type", vnic, f"'{vnic}' is not in "
+                                 f"{list(sc.VNIC_TYPES)}")
+            port.binding_vnic_type = vnic
+        if "binding:profile" in body:
+            port.binding_profile = sc.to_dict(body["binding:profile"], "binding:profile")
+        if "binding:host_id" in body:
+            host = sc.to_str(body["binding:host_id"] or "", "binding:host_id") or ""
+            self._bind(port, host)
+
+    def _bind(self, port: t.Port, host: str) -> None:
+        port.binding_host_id = host
+        if not host:
+            port.binding_vif_type = "unbound"
+            port.binding_vif_details = {}
+            if not port.device_owner.startswith("network:"):
+                port.status = "DOWN"
+            return
+        view = {"id": port.id, "network_id": port.network_id, "mac_address": port.mac_address,
+                "binding:vnic_type": port.binding_vnic_type}
+        result = self.driver.bind_port(view, host)
+        if result is None:
+            port.binding_vif_type = "binding_failed"
+            port.binding_vif_details = {}
+            port.status = "DOWN"
+        else:
+            port.binding_vif_type = result.vif_type
+            port.binding_vif_details = dict(result.vif_details)
+            port.status = "ACTIVE" if result.active and port.admin_state_up else "DOWN"
+
+    @staticmethod
+    def _dhcp_opts(value: Any) -> list[dict[str, Any]]:
+        out = []
+        for opt in sc.to_list(value or [], "extra_dhcp_opts"):
+            if not isinstance(opt, dict) or "opt_name" not in opt:
+                raise sc.bad("Invalid input for extra_dhcp_opts. Reason: each option needs "
+                             "'opt_name' and 'opt_value'.")
+            version = sc.to_int(opt.get("ip_version", 4), "ip_version")
+            out.append({"opt_name": str(opt["opt_name"]), "opt_value": opt.get("opt_value"),
+                        "ip_version": version})
+        return out
+
+    def _address_pairs(self, value: Any, port: t.Port) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        for pair in sc.to_list(value or [], "allowed_address_pairs"):
+            if not isinstance(pair, dict) or "ip_address" not in pair or set(pair) - {
+                    "ip_address", "mac_address"}:
+                raise sc.bad("Invalid input for allowed_address_pairs. Reason: each pair "
+                             "needs an 'ip_address' (and optionally 'mac_address').",
+                             "AllowedAddressPairsMissingIP")
+            ip = pair["ip_address"]
+            try:
+                if not isinstance(ip, str):
+                    raise ValueError(ip)
+                if "/" in ip:
+                    ipaddress.ip_network(ip, strict=False)
+                else:
+                    ipaddress.ip_address(ip)
+            except ValueError:
+                raise sc.invalid("allowed_address_pairs", ip,
+                                 f"'{ip}' is not a valid IP address.") from None
+            mac = pair.get("mac_address") or port.mac_address
+            if not ipam.valid_mac(mac):
+                raise sc.invalid("allowed_address_pairs", mac, f"'{mac}' is not a valid MAC "
+                                 "address")
+            item = {"ip_address": ip, "mac_address": mac.lower()}
+            if item in out:
+                raise sc.bad("Request contains duplicate address pair: "
+                              f"mac_address {mac} ip_address {ip}.",
+                              "DuplicateAddressPairInRequest")
+            out.append(item)
+        if len(out) > 10:
+            raise sc.bad("Exceeded maximum amount of allowed address pairs (10).",
+                         "AllowedAddressPairExhausted")
+        return out
+
+    def _check_groups(self, s: Session, ctx: RequestContext, project: str, value: Any
+                      ) -> list[str]:
+        groups = sc.to_list(value, "security_groups")
+        out = []
+        for gid in groups:
+            sg = s.get(t.SecurityGroup, gid) if isinstance(gid, str) else None
+            if sg is None or not (ctx.is_admin or sg.project_id in (ctx.project_id, project)):
+                raise not_found(t.SecurityGroup, str(gid))
+            if gid not in out:
+                out.append(gid)
+        return out
+
+    def _fixed_ip_requests(self, s: Session, net: t.Network, subnets: list[t.Subnet],
+                           value: Any) -> list[tuple[t.Subnet, str | None]]:
+        """[(subnet, ip or None)] from a ``fixed_ips`` request."""
+        out: list[tuple[t.Subnet, str | None]] = []
+        by_id = {sub.id: sub for sub in subnets}
+        for item in sc.to_list(value, "fixed_ips"):
+            if not isinstance(item, dict) or not item or set(item) - {"subnet_id",
+                                                                      "ip_address"}:
+                raise sc.bad("Invalid input for fixed_ips. Reason: each entry takes "
+                             "'subnet_id' and/or 'ip_address'.")
+            sid = item.get("subnet_id")
+            ip = item.get("ip_address")
+            sub: t.Subnet | None = None
+            if sid is not None:
+                sub = by_id.get(sid)
+                if sub is None:
+                    if s.get(t.Subnet, sid) is None:
+                        raise not_found(t.Subnet, str(sid))
+                    raise sc.bad(f"Invalid input for operation: Failed to create port on "
+                                 f"network {net.id}, because fixed_ips included invalid "
+                                 f"subnet {sid}.", "InvalidInput")
+            if ip is not None:
+                addr = ipam.parse_ip(ip, "fixed_ips")
+                if sub is None:
+                    sub = next((x for x in subnets if addr in ipaddress.ip_network(x.cidr)),
+                               None)
+                    if sub is None:
+                        raise sc.bad(f"Invalid input for operation: IP address {ip} is not a "
+                                     f"valid IP for any of the subnets on the specified "
+                                     f"network.", "InvalidIpForNetwork")
+                cidr = ipaddress.ip_network(sub.cidr)
+                if addr.version != cidr.version or addr not in cidr:
+                    raise sc.bad(f"IP address {ip} is not a valid IP for the specified "
+                                 "subnet.", "InvalidIpForSubnet")
+                if cidr.version == 4 and cidr.prefixlen < 31 and addr in (
+                        cidr.network_address, cidr.broadcast_address):
+                    raise sc.bad(f"IP address {ip} is not a valid IP for the specified "
+                                 "subnet.", "InvalidIpForSubnet")
+                ip = str(addr)
+            assert sub is not None
+            if any(r[0].id == sub.id and r[1] == ip for r in out):
+                raise sc.bad("Duplicate IP address in fixed_ips.", "InvalidInput")
+            out.append((sub, ip))
+        return out
+
+    @staticmethod
+    def _auto_requests(subnets: list[t.Subnet]) -> list[tuple[t.Subnet, str | None]]:
+        out: list[tuple[t.Subnet, str | None]] = []
+        v4 = [x for x in subnets if x.ip_version == 4]
+        if v4:
+            out.append((v4[0], None))
+        stateful_done = False
+        for sub in subnets:
+            if sub.ip_version != 6:
+                continue
+            if sub.ipv6_address_mode in ("slaac", "dhcpv6-stateless"):
+                out.append((sub, None))
+            elif not stateful_done:
+                out.append((sub, None))
+                stateful_done = True
+        return out
+
+    def _allocate(self, s: Session, port: t.Port, subnets: list[t.Subnet],
+                  requests: list[tuple[t.Subnet, str | None]], auto: bool = False) -> None:
+        """Insert the fixed IPs of ``port`` (409 when a requested one is taken)."""
+        v4_auto = [r for r in requests if r[1] is None and r[0].ip_version == 4]
+        router_port = port.device_owner in (ROUTER_INTERFACE, "network:router_ha_interface")
+        for sub, ip in requests:
+            cidr = ipaddress.ip_network(sub.cidr)
+            if ip is None and sub.ip_version == 6 and sub.ipv6_address_mode in (
+                    "slaac", "dhcpv6-stateless") and cidr.prefixlen == 64 and not router_port:
+                ip = ipam.eui64(cidr, port.mac_address)
+            if ip is not None:
+                if ip == sub.gateway_ip and not router_port and not port.device_owner.startswith(
+                        "network:"):
+                    raise conflict(f"IP address {ip} already allocated in subnet {sub.id}",
+                                   "IpAddressAlreadyAllocated")
+                if s.get(t.IPAllocation, (sub.id, ip)) is not None:
+                    raise conflict(f"IP address {ip} already allocated in subnet {sub.id}",
+                                   "IpAddressAlreadyAllocated")
+                s.add(t.IPAllocation(subnet_id=sub.id, ip_address=ip, port_id=port.id,
+                                     network_id=port.network_id))
+                self._new_ips.setdefault(port.id, []).append(
+                    {"subnet_id": sub.id, "ip_address": ip})
+                continue
+            candidates = [sub]
+            if auto and sub.ip_version == 4 and v4_auto and sub is v4_auto[0][0]:
+                candidates = [x for x in subnets if x.ip_version == 4]
+            chosen = None
+            for cand in candidates:
+                chosen = self._next_free(s, cand)
+                if chosen is not None:
+                    sub = cand
+                    break
+            if chosen is None:
+                raise conflict(f"No more IP addresses available on network "
+                               f"{port.network_id}.", "IpAddressGenerationFailure")
+            s.add(t.IPAllocation(subnet_id=sub.id, ip_address=chosen, port_id=port.id,
+                                 network_id=port.network_id))
+            self._new_ips.setdefault(port.id, []).append(
+                {"subnet_id": sub.id, "ip_address": chosen})
+        s.flush()
+
+    def _next_free(self, s: Session, sub: t.Subnet) -> str | None:
+        """A free pool address of ``sub``.
+
+        Scans forward from a per-subnet cursor (the last address handed out) in batches,
+        each checked with one indexed query, wrapping around once; freed addresses are found
+        again on the wrap. Huge (IPv6) pools are probed at random instead.
+        """
+        if self.db.backend != "sqlite":
+            # Serialise allocators of this subnet (SQLite's writers are serial already).
+            s.execute(select(t.Subnet.id).where(t.Subnet.id == sub.id).with_for_update())
+        pools = sub.allocation_pools or []
+        ranges = sorted(ipam.pool_ranges(pools))
+        if not ranges:
+            return None
+        cls = ipaddress.IPv4Address if sub.ip_version == 4 else ipaddress.IPv6Address
+        skip = {sub.gateway_ip} if sub.gateway_ip else set()
+        size = sum(b - a + 1 for a, b in ranges)
+        if size > 1 << 20:
+            for _ in range(8):
+                batch = []
+                for _i in range(32):
+                    a, b = random.choice(ranges)
+                    batch.append(str(cls(random.randint(a, b))))
+                taken = set(s.execute(select(t.IPAllocation.ip_address).where(
+                    t.IPAllocation.subnet_id == sub.id,
+                    t.IPAllocation.ip_address.in_(batch))).scalars())
+                for ip in batch:
+                    if ip not in taken and ip not in skip:
+                        return ip
+            return None
+        cursor = self._cursors.get(sub.id)
+
+        def sequence() -> Iterable[int]:
+            start = cursor + 1 if cursor is not None else ranges[0][0]
+            for a, b in ranges:  # from the cursor to the end ...
+                if b >= start:
+                    yield from range(max(a, start), b + 1)
+            for a, b in ranges:  # ... then wrap around
+                if a >= start:
+                    break
+                yield from range(a, min(b, start - 1) + 1)
+
+        batch_size = 16
+        batch: list[str] = []
+        for n in sequence():
+            batch.append(str(cls(n)))
+            if len(batch) >= batch_size:
+                found = self._first_free(s, sub.id, batch, skip)
+                if found is not None:
+                    return found
+                batch = []
+                batch_size = min(batch_size * 4, 1024)
+        if batch:
+            return self._first_free(s, sub.id, batch, skip)
+        return None
+
+    def _first_free(self, s: Session, subnet_id: str, batch: list[str], skip: set[str]
+                    ) -> str | None:
+        taken = set(s.execute(select(t.IPAllocation.ip_address).where(
+            t.IPAllocation.subnet_id == subnet_id,
+            t.IPAllocation.ip_address.in_(batch))).scalars())
+        for ip in batch:
+            if ip not in taken and ip not in skip:
+                self._cursors[subnet_id] = int(ipaddress.ip_address(ip))
+                return ip
+        return None
+
+    def update_port(self, ctx: RequestContext, pid: str, body: dict[str, Any],
+                    revision: int | None = None) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            sc.check_keys(body, sc.PORT_KEYS, "port")
+            port = self._visible_port(s, ctx, pid)
+            self._check_revision(port, revision)
+            for ro in ("network_id", "project_id", "tenant_id"):
+                if ro in body and body[ro] != getattr(port, ro if ro != "tenant_id"
+                                                      else "project_id"):
+                    raise sc.bad(f"Cannot update read-only attribute {ro}")
+            self._apply_port_update(s, ctx, port, body)
+            self._touch(port)
+            s.flush()
+            return self._port_views(s, ctx, [port])[0]
+        doc = self._tx(run)
+        self.driver.port_updated(doc)
+        return doc
+
+    def _apply_port_update(self, s: Session, ctx: RequestContext, port: t.Port,
+                           body: dict[str, Any]) -> None:
+        for key in ("name", "description", "device_id", "device_owner", "dns_name"):
+            if key in body:
+                setattr(port, key, sc.to_str(body[key] if body[key] is not None else "", key)
+                        or "")
+        if "admin_state_up" in body:
+            port.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
+        if "mac_address" in body and body["mac_address"] != port.mac_address:
+            self._enforce(ctx, "update_port:mac_address", {"project_id": port.project_id})
+            mac = body["mac_address"]
+            if not ipam.valid_mac(mac):
+                raise sc.invalid("mac_address", mac, f"'{mac}' is not a valid MAC address")
+            if port.binding_host_id:
+                raise conflict("Port is bound; its MAC address cannot be changed.",
+                               "PortBound")
+            if s.execute(select(t.Port.id).where(t.Port.network_id == port.network_id,
+                                                 t.Port.mac_address == mac.lower())).first():
+                raise conflict(f"The mac address {mac} is in use.", "MacAddressInUse")
+            port.mac_address = mac.lower()
+        if "extra_dhcp_opts" in body:
+            port.extra_dhcp_opts = self._dhcp_opts(body["extra_dhcp_opts"])
+        if "port_security_enabled" in body:
+            port.port_security_enabled = sc.to_bool(body["port_security_enabled"],
+                                                    "port_security_enabled")
+        if "fixed_ips" in body:
+            net = s.get(t.Network, port.network_id)
+            assert net is not None
+            subnets = self._subnets_of(s, net.id)
+            requests = self._fixed_ip_requests(s, net, subnets, body["fixed_ips"] or [])
+            current = {(a.subnet_id, a.ip_address): a for a in s.execute(
+                select(t.IPAllocation).where(t.IPAllocation.port_id == port.id)).scalars()}
+            keep: set[tuple[str, str]] = set()
+            new: list[tuple[t.Subnet, str | None]] = []
+            for sub, ip in requests:
+                if ip is not None and (sub.id, ip) in current:
+                    keep.add((sub.id, ip))
+                elif ip is None and any(k[0] == sub.id and k not in keep for k in current):
+                    k = next(k for k in current if k[0] == sub.id and k not in keep)
+                    keep.add(k)
+                else:
+                    new.append((sub, ip))
+            for key, alloc in current.items():
+                if key not in keep:
+                    s.delete(alloc)
+            s.flush()
+            if new:
+                self._allocate(s, port, subnets, new)
+        if "allowed_address_pairs" in body:
+            port.allowed_address_pairs = self._address_pairs(body["allowed_address_pairs"],
+                                                             port)
+        if "security_groups" in body:
+            groups = self._check_groups(s, ctx, port.project_id, body["security_groups"] or [])
+            s.execute(delete(t.PortSecurityGroup).where(t.PortSecurityGroup.port_id == port.id))
+            s.flush()
+            for gid in groups:
+                s.add(t.PortSecurityGroup(port_id=port.id, security_group_id=gid))
+        if not port.port_security_enabled:
+            has_groups = s.execute(select(t.PortSecurityGroup.port_id).where(
+                t.PortSecurityGroup.port_id == port.id)).first()
+            if has_groups and "security_groups" not in body:
+                raise conflict("Port has security group associated. Cannot disable port "
+                               "security or ip address until security group is removed",
+                               "PortSecurityPortHasSecurityGroup")
+            if has_groups:
+                raise conflict("Port security must be enabled and port must have an IP "
+                               "address in order to use security groups.",
+                               "PortSecurityAndIPRequiredForSecurityGroups")
+            if port.allowed_address_pairs:
+                raise conflict("Port Security must be enabled in order to have allowed "
+                               "address pairs on a port.",
+                               "AddressPairAndPortSecurityRequired")
+        if "binding:vnic_type" in body or "binding:profile" in body or \
+                "binding:host_id" in body:
+            if "binding:host_id" in body or "binding:profile" in body:
+                self._enforce(ctx, "update_port:binding:host_id",
+                              {"project_id": port.project_id})
+            self._set_binding(port, body, ctx, True)
+        if "tags" in body:
+            s.execute(delete(t.Tag).where(t.Tag.resource_id == port.id))
+            self._set_tags(s, port.id, body["tags"])
+
+    def delete_port(self, ctx: RequestContext, pid: str, revision: int | None = None,
+                    internal: bool = False) -> None:
+        def run(s: Session) -> dict[str, Any]:
+            port = self._visible_port(s, ctx, pid)
+            self._check_revision(port, revision)
+            if not internal and port.device_owner in (ROUTER_INTERFACE, ROUTER_GATEWAY,
+                                                      FLOATINGIP_OWNER):
+                raise conflict(f"Port {pid} cannot be deleted directly via the port API: has "
+                               f"device owner {port.device_owner}.", "L3PortInUse")
+            view = self._port_views(s, ctx, [port])[0]
+            self._delete_port_row(s, port)
+            return view
+        view = self._tx(run)
+        self.driver.port_deleted(view)
+
+    def _delete_port_row(self, s: Session, port: t.Port) -> None:
+        for fip in s.execute(select(t.FloatingIP).where(t.FloatingIP.port_id == port.id)
+                             ).scalars():
+            fip.port_id = fip.fixed_ip_address = fip.router_id = None
+            fip.status = "DOWN"
+            self._touch(fip)
+        s.execute(delete(t.IPAllocation).where(t.IPAllocation.port_id == port.id))
+        s.execute(delete(t.PortSecurityGroup).where(t.PortSecurityGroup.port_id == port.id))
+        s.execute(delete(t.Tag).where(t.Tag.resource_id == port.id))
+        s.delete(port)
+        s.flush()
+
+    # ================================================================== routers
+    def list_routers(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            stmt = select(t.Router).order_by(t.Router.created_at, t.Router.id)
+            if not ctx.is_admin:
+                stmt = stmt.where(t.Router.project_id == (ctx.project_id or ""))
+            return self._router_views(s, ctx, list(s.execute(stmt).scalars()))
+        return self._read(run)
+
+    def get_router(self, ctx: RequestContext, rid: str) -> dict[str, Any]:
+        return self._read(lambda s: self._router_views(
+            s, ctx, [self._owned(s, ctx, t.Router, rid)])[0])
+
+    def create_routers(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                       ) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = []
+            for body in bodies:
+                sc.check_keys(body, sc.ROUTER_KEYS, "router")
+                project = self._owner_for_create(ctx, body)
+                self._check_quota(s, project, "router")
+                r = self._stamp(t.Router(id=str(uuid.uuid4()), project_id=project))
+                r.name = sc.to_str(body.get("name", ""), "name") or ""
+                r.description = sc.to_str(body.get("description", ""), "description") or ""
+                r.admin_state_up = sc.to_bool(body.get("admin_state_up", True),
+                                              "admin_state_up")
+                for key in ("distributed", "ha"):
+                    if key in body:
+                        self._enforce(ctx, f"create_router:{key}", {"project_id": project})
+                        setattr(r, key, sc.to_bool(body[key], key))
+                hints = sc.to_list(body.get("availability_zone_hints", []),
+                                   "availability_zone_hints")
+                for h in hints:
+                    if h != "nova":
+                        raise NotFound(f"AvailabilityZone {h} could not be found.",
+                                       kind="AvailabilityZoneNotFound")
+                r.availability_zone_hints = list(hints)
+                r.routes = []
+                s.add(r)
+                s.flush()
+                if body.get("external_gateway_info"):
+                    self._set_gateway(s, ctx, r, body["external_gateway_info"])
+                if body.get("routes"):
+                    raise sc.bad("Routes can only be set on update.", "InvalidInput")
+                self._set_tags(s, r.id, body.get("tags"))
+                rows.append(r)
+            s.flush()
+            return self._router_views(s, ctx, rows)
+        docs = self._tx(run)
+        for d in docs:
+            self.driver.router_updated(d, [], [])
+        return docs
+
+    def _set_gateway(self, s: Session, ctx: RequestContext, r: t.Router, info: Any) -> None:
+        info = sc.to_dict(info, "external_gateway_info")
+        if info and set(info) - {"network_id", "enable_snat", "external_fixed_ips",
+                                 "qos_policy_id"}:
+            raise sc.bad("Invalid input for external_gateway_info. Reason: unexpected keys.")
+        if not info or not info.get("network_id"):
+            if info and "network_id" not in info:
+                raise sc.bad("Invalid input for external_gateway_info. Reason: network_id is "
+                             "required.")
+            self._clear_gateway(s, r)
+            return
+        net_id = str(info["network_id"])
+        net = s.get(t.Network, net_id)
+        if net is None or not self._net_visible(ctx, net):
+            raise not_found(t.Network, net_id)
+        if not net.external:
+            raise sc.bad(f"Bad router request: Network {net_id} is not an external network.",
+                         "BadRequest")
+        if "enable_snat" in info:
+            snat = sc.to_bool(info["enable_snat"], "enable_snat")
+            if snat != r.enable_snat or not ctx.is_admin:
+                self._enforce(ctx, "update_router:external_gateway_info:enable_snat",
+                              {"project_id": r.project_id})
+            r.enable_snat = snat
+        elif r.gw_network_id != net_id:
+            r.enable_snat = True
+        fixed = info.get("external_fixed_ips")
+        if fixed is not None:
+            self._enforce(ctx, "update_router:external_gateway_info:external_fixed_ips",
+                          {"project_id": r.project_id})
+        if r.gw_network_id == net_id and r.gw_port_id and fixed is None:
+            return
+        if r.gw_network_id and r.gw_network_id != net_id:
+            self._check_fips_via(s, r)
+        old = s.get(t.Port, r.gw_port_id) if r.gw_port_id else None
+        if old is not None:
+            if r.gw_network_id == net_id and fixed is not None:
+                self._apply_port_update(s, RequestContext.admin(), old,
+                                        {"fixed_ips": fixed})
+                r.gw_network_id = net_id
+                return
+            self._delete_port_row(s, old)
+        port = self._create_port(s, RequestContext.admin(), {
+            "network_id": net_id, "device_owner": ROUTER_GATEWAY, "device_id": r.id,
+            "project_id": "", "fixed_ips": fixed}, internal=True)
+        if not s.execute(select(t.IPAllocation).where(t.IPAllocation.port_id == port.id)
+                         ).first():
+            subnets = self._subnets_of(s, net_id)
+            if not subnets:
+                raise sc.bad(f"Bad router request: No subnets on external network {net_id}.",
+                             "BadRequest")
+        r.gw_network_id = net_id
+        r.gw_port_id = port.id
+
+    def _check_fips_via(self, s: Session, r: t.Router) -> None:
+        if s.execute(select(t.FloatingIP.id).where(t.FloatingIP.router_id == r.id)).first():
+            raise conflict(f"Gateway cannot be updated for router {r.id}, since a gateway to "
+                           f"external network {r.gw_network_id} is required by one or more "
+                           "floating IPs.", "RouterExternalGatewayInUseByFloatingIp")
+
+    def _clear_gateway(self, s: Session, r: t.Router) -> None:
+        if not r.gw_network_id:
+            return
+        self._check_fips_via(s, r)
+        if r.gw_port_id:
+            old = s.get(t.Port, r.gw_port_id)
+            if old is not None:
+                self._delete_port_row(s, old)
+        r.gw_port_id = None
+        r.gw_network_id = None
+        r.enable_snat = True
+
+    def _router_interfaces(self, s: Session, rid: str) -> list[t.Port]:
+        return list(s.execute(select(t.Port).where(
+            t.Port.device_id == rid, t.Port.device_owner == ROUTER_INTERFACE)).scalars())
+
+    def update_router(self, ctx: RequestContext, rid: str, body: dict[str, Any],
+                      revision: int | None = None) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            sc.check_keys(body, sc.ROUTER_KEYS, "router")
+            r = self._owned(s, ctx, t.Router, rid)
+            self._check_revision(r, revision)
+            if "name" in body:
+                r.name = sc.to_str(body["name"], "name") or ""
+            if "description" in body:
+                r.description = sc.to_str(body["description"], "description") or ""
+            if "admin_state_up" in body:
+                r.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
+            for key in ("distributed", "ha"):
+                if key in body:
+                    self._enforce(ctx, f"update_router:{key}", {"project_id": r.project_id})
+                    setattr(r, key, sc.to_bool(body[key], key))
+            if "external_gateway_info" in body:
+                self._set_gateway(s, ctx, r, body["external_gateway_info"])
+            if "routes" in body:
+                routes = self._routes(body["routes"] or [], None, "routes")
+                cidrs = []
+                for port in self._router_interfaces(s, r.id):
+                    for a in s.execute(select(t.IPAllocation).where(
+                            t.IPAllocation.port_id == port.id)).scalars():
+                        sub = s.get(t.Subnet, a.subnet_id)
+                        if sub is not None:
+                            cidrs.append(ipaddress.ip_network(sub.cidr))
+                if r.gw_port_id:
+                    for a in s.execute(select(t.IPAllocation).where(
+                            t.IPAllocation.port_id == r.gw_port_id)).scalars():
+                        sub = s.get(t.Subnet, a.subnet_id)
+                        if sub is not None:
+                            cidrs.append(ipaddress.ip_network(sub.cidr))
+                for route in routes:
+                    hop = ipaddress.ip_address(route["nexthop"])
+                    if not any(hop in c for c in cidrs):
+                        raise sc.bad(f"Invalid format for routes: {route}, the nexthop is not "
+                                     "connected with router", "InvalidRoutes")
+                r.routes = routes
+            if "tags" in body:
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == r.id))
+                self._set_tags(s, r.id, body["tags"])
+            self._touch(r)
+            s.flush()
+            return self._router_views(s, ctx, [r])[0]
+        doc = self._tx(run)
+        self.driver.router_updated(doc, [], [])
+        return doc
+
+    def delete_router(self, ctx: RequestContext, rid: str, revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            r = self._owned(s, ctx, t.Router, rid)
+            self._check_revision(r, revision)
+            if self._router_interfaces(s, rid):
+                raise conflict(f"Router {rid} still has ports", "RouterInUse")
+            for fip in s.execute(select(t.FloatingIP).where(t.FloatingIP.router_id == rid)
+                                 ).scalars():
+                fip.port_id = fip.fixed_ip_address = fip.router_id = None
+                fip.status = "DOWN"
+            s.flush()
+            self._clear_gateway(s, r)
+            s.execute(delete(t.Tag).where(t.Tag.resource_id == rid))
+            s.delete(r)
+        self._tx(run)
+        self.driver.router_deleted(rid)
+
+    def add_router_interface(self, ctx: RequestContext, rid: str, body: Any
+                             ) -> dict[str, Any]:
+        """Attach a subnet (a new port on its gateway IP) or an existing port to a router."""
+        def run(s: Session) -> dict[str, Any]:
+            if not isinstance(body, dict):
+                raise sc.bad("Bad router request: body must be an object.")
+            r = self._owned(s, ctx, t.Router, rid)
+            sid, pid = body.get("subnet_id"), body.get("port_id")
+            if sid and pid:
+                raise sc.bad("Bad router request: Cannot specify both subnet-id and port-id",
+                             "BadRequest")
+            if not sid and not pid:
+                raise sc.bad("Bad router request: Either subnet_id or port_id must be "
+                             "specified", "BadRequest")
+            existing = []
+            for port in self._router_interfaces(s, r.id):
+                for a in s.execute(select(t.IPAllocation).where(
+                        t.IPAllocation.port_id == port.id)).scalars():
+                    sub = s.get(t.Subnet, a.subnet_id)
+                    if sub is not None:
+                        existing.append(sub)
+            if pid:
+                port = self._visible_port(s, ctx, str(pid))
+                if port.device_id or port.device_owner:
+                    raise conflict(f"Unable to complete operation on port {pid} for network "
+                                   f"{port.network_id}. Port already has an attached device "
+                                   f"{port.device_id}.", "PortInUse")
+                allocs = list(s.execute(select(t.IPAllocation).where(
+                    t.IPAllocation.port_id == port.id)).scalars())
+                if not allocs:
+                    raise sc.bad("Bad router request: Router port must have at least one "
+                                 "fixed IP", "BadRequest")
+                subs = [s.get(t.Subnet, a.subnet_id) for a in allocs]
+                self._check_overlap(existing, [x for x in subs if x is not None], r.id)
+                port.device_id = r.id
+                port.device_owner = ROUTER_INTERFACE
+                port.status = "ACTIVE"
+                self._touch(port)
+            else:
+                sub = self._visible_subnet(s, ctx, str(sid))
+                if not ctx.is_admin and sub.project_id != ctx.project_id:
+                    net = s.get(t.Network, sub.network_id)
+                    if net is None or not net.shared:
+                        raise not_found(t.Subnet, str(sid))
+                if not sub.gateway_ip:
+                    raise sc.bad(f"Bad router request: Subnet {sub.id} does not have a "
+                                 "gateway IP", "BadRequest")
+                self._check_overlap(existing, [sub], r.id)
+                port = self._create_port(s, RequestContext.admin(), {
+                    "network_id": sub.network_id, "device_owner": ROUTER_INTERFACE,
+                    "device_id": r.id, "project_id": r.project_id,
+                    "fixed_ips": [{"subnet_id": sub.id, "ip_address": sub.gateway_ip}]},
+                    internal=True)
+                subs = [sub]
+                allocs = []
+            self._touch(r)
+            s.flush()
+            sub_ids = [x.id for x in subs if x is not None]
+            return {"id": r.id, "tenant_id": r.project_id, "project_id": r.project_id,
+                    "port_id": port.id, "subnet_id": sub_ids[0] if sub_ids else None,
+                    "subnet_ids": sub_ids, "network_id": port.network_id}
+        doc = self._tx(run)
+        self.driver.router_updated({"id": rid}, [], [])
+        return doc
+
+    @staticmethod
+    def _check_overlap(existing: list[t.Subnet], new: list[t.Subnet], rid: str) -> None:
+        for sub in new:
+            cidr = ipaddress.ip_network(sub.cidr)
+            for other in existing:
+                if other.id == sub.id:
+                    raise sc.bad(f"Bad router request: Router already has a port on subnet "
+                                 f"{sub.id}.", "BadRequest")
+                if ipaddress.ip_network(other.cidr).overlaps(cidr):
+                    raise sc.bad(f"Bad router request: Cidr {sub.cidr} of subnet {sub.id} "
+                                 f"overlaps with cidr {other.cidr} of subnet {other.id}.",
+                                 "BadRequest")
+
+    def remove_router_interface(self, ctx: RequestContext, rid: str, body: Any
+                                ) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            if not isinstance(body, dict):
+                raise sc.bad("Bad router request: body must be an object.")
+            r = self._owned(s, ctx, t.Router, rid)
+            sid, pid = body.get("subnet_id"), body.get("port_id")
+            if not sid and not pid:
+                raise sc.bad("Bad router request: Either subnet_id or port_id must be "
+                             "specified", "BadRequest")
+            ports = self._router_interfaces(s, r.id)
+            target: t.Port | None = None
+            if pid:
+                target = next((p for p in ports if p.id == pid), None)
+                if target is None:
+                    raise NotFound(f"Router {rid} does not have an interface with id {pid}",
+                                   kind="RouterInterfaceNotFound")
+                allocs = list(s.execute(select(t.IPAllocation).where(
+                    t.IPAllocation.port_id == target.id)).scalars())
+                if sid and not any(a.subnet_id == sid for a in allocs):
+                    raise conflict(f"Subnet {sid} is not associated with port {pid}",
+                                   "SubnetMismatchForPort")
+            else:
+                self._visible_subnet(s, ctx, str(sid))
+                for p in ports:
+                    allocs = list(s.execute(select(t.IPAllocation).where(
+                        t.IPAllocation.port_id == p.id)).scalars())
+                    if any(a.subnet_id == sid for a in allocs):
+                        target = p
+                        break
+                if target is None:
+                    raise NotFound(f"Router {rid} has no interface on subnet {sid}",
+                                   kind="RouterInterfaceNotFoundForSubnet")
+            allocs = list(s.execute(select(t.IPAllocation).where(
+                t.IPAllocation.port_id == target.id)).scalars())
+            sub_ids = [a.subnet_id for a in allocs]
+            for a in allocs:
+                cidr = ipaddress.ip_network(s.get(t.Subnet, a.subnet_id).cidr)  # type: ignore
+                for fip in s.execute(select(t.FloatingIP).where(
+                        t.FloatingIP.router_id == r.id)).scalars():
+                    if fip.fixed_ip_address and ipaddress.ip_address(
+                            fip.fixed_ip_address) in cidr:
+                        raise conflict(f"Router interface for subnet {a.subnet_id} on router "
+                                       f"{rid} cannot be deleted, as it is required by one or "
+                                       "more floating IPs.", "RouterInterfaceInUseByFloatingIP")
+                for route in r.routes or []:
+                    if ipaddress.ip_address(route["nexthop"]) in cidr:
+                        raise conflict(f"Router interface for subnet {a.subnet_id} on router "
+                                       f"{rid} cannot be deleted, as it is required by one or "
+                                       "more routes.", "RouterInterfaceInUseByRoute")
+            result = {"id": r.id, "tenant_id": r.project_id, "project_id": r.project_id,
+                      "port_id": target.id, "subnet_id": sub_ids[0] if sub_ids else None,
+                      "subnet_ids": sub_ids, "network_id": target.network_id}
+            self._delete_port_row(s, target)
+            self._touch(r)
+            return result
+        doc = self._tx(run)
+        self.driver.router_updated({"id": rid}, [], [])
+        return doc
+
+    # ================================================================== floating IPs
+    def list_floatingips(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            stmt = select(t.FloatingIP).order_by(t.FloatingIP.created_at, t.FloatingIP.id)
+            if not ctx.is_admin:
+                stmt = stmt.where(t.FloatingIP.project_id == (ctx.project_id or ""))
+            return self._fip_views(s, list(s.execute(stmt).scalars()))
+        return self._read(run)
+
+    def get_floatingip(self, ctx: RequestContext, fid: str) -> dict[str, Any]:
+        return self._read(lambda s: self._fip_views(
+            s, [self._owned(s, ctx, t.FloatingIP, fid)])[0])
+
+    def create_floatingips(self, ctx: RequestContext, bodies: list[dict[str, Any]]
+                           ) -> list[dict[str, Any]]:
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = [self._create_fip(s, ctx, b) for b in bodies]
+            s.flush()
+            return self._fip_views(s, rows)
+        return self._tx(run)
+
+    def _create_fip(self, s: Session, ctx: RequestContext, body: dict[str, Any]
+                    ) -> t.FloatingIP:
+        sc.check_keys(body, sc.FLOATINGIP_KEYS, "floatingip")
+        if not body.get("floating_network_id"):
+            raise sc.bad("Failed to parse request. Required attribute 'floating_network_id' "
+                         "not specified")
+        project = self._owner_for_create(ctx, body)
+        net_id = str(body["floating_network_id"])
+        net = s.get(t.Network, net_id)
+        if net is None or not self._net_visible(ctx, net):
+            raise not_found(t.Network, net_id)
+        if not net.external:
+            raise sc.bad(f"Bad floatingip request: Network {net_id} is not a valid external "
+                         "network.", "BadRequest")
+        self._check_quota(s, project, "floatingip")
+        fip = self._stamp(t.FloatingIP(id=str(uuid.uuid4()), project_id=project,
+                                       floating_network_id=net_id))
+        fip.description = sc.to_str(body.get("description", ""), "description") or ""
+        fixed: list[dict[str, Any]] = []
+        if body.get("floating_ip_address") is not None:
+            self._enforce(ctx, "create_floatingip:floating_ip_address",
+                          {"project_id": project})
+            item: dict[str, Any] = {"ip_address": body["floating_ip_address"]}
+            if body.get("subnet_id"):
+                item["subnet_id"] = body["subnet_id"]
+            fixed = [item]
+        elif body.get("subnet_id"):
+            fixed = [{"subnet_id": body["subnet_id"]}]
+        else:
+            v4 = [x for x in self._subnets_of(s, net_id) if x.ip_version == 4]
+            if not v4:
+                raise sc.bad(f"Bad floatingip request: Network {net_id} has no IPv4 subnet.",
+                             "BadRequest")
+        try:
+            port = self._create_port(s, RequestContext.admin(), {
+                "network_id": net_id, "device_owner": FLOATINGIP_OWNER, "device_id": fip.id,
+                "project_id": "", "fixed_ips": fixed or None}, internal=True)
+        except APIError as exc:
+            if exc.kind == "IpAddressGenerationFailure":
+                raise conflict(f"No more IP addresses available on network {net_id}.",
+                               "IpAddressGenerationFailure") from exc
+            raise
+        alloc = s.execute(select(t.IPAllocation).join(
+            t.Subnet, t.Subnet.id == t.IPAllocation.subnet_id).where(
+            t.IPAllocation.port_id == port.id, t.Subnet.ip_version == 4)).scalars().first()
+        if alloc is None:
+            raise sc.bad("Bad floatingip request: no IPv4 address could be allocated.",
+                         "BadRequest")
+        fip.floating_ip_address = alloc.ip_address
+        fip.floating_port_id = port.id
+        s.add(fip)
+        s.flush()
+        if body.get("port_id"):
+            self._associate(s, ctx, fip, str(body["port_id"]), body.get("fixed_ip_address"))
+        self._set_tags(s, fip.id, body.get("tags"))
+        return fip
+
+    def _associate(self, s: Session, ctx: RequestContext, fip: t.FloatingIP, port_id: str,
+                   fixed_ip: Any) -> None:
+        port = s.get(t.Port, port_id)
+        if port is None or not (ctx.is_admin or port.project_id in (ctx.project_id,
+                                                                      fip.project_id)):
+            raise not_found(t.Port, port_id)
+        if port.device_owner in (ROUTER_INTERFACE, ROUTER_GATEWAY, FLOATINGIP_OWNER,
+                                 "network:dhcp"):
+            raise sc.bad(f"Bad floatingip request: Port {port_id} is a network device port "
+                         "and cannot have a floating IP.", "BadRequest")
+        allocs = [a for a in s.execute(select(t.IPAllocation).where(
+            t.IPAllocation.port_id == port.id)).scalars()
+            if ipaddress.ip_address(a.ip_address).version == 4]
+        if fixed_ip is not None:
+            ipam.parse_ip(fixed_ip, "fixed_ip_address")
+            chosen = next((a for a in allocs if a.ip_address == fixed_ip), None)
+            if chosen is None:
+                raise sc.bad(f"Bad floatingip request: Port {port_id} does not have fixed ip "
+                             f"{fixed_ip}.", "BadRequest")
+        else:
+            if not allocs:
+                raise sc.bad(f"Bad floatingip request: Port {port_id} does not have any IPv4 "
+                             "address.", "BadRequest")
+            chosen = allocs[0]
+        if port.network_id == fip.floating_network_id:
+            raise sc.bad("Bad floatingip request: the port is on the floating IP's own "
+                         "network.", "BadRequest")
+        other = s.execute(select(t.FloatingIP).where(
+            t.FloatingIP.port_id == port.id, t.FloatingIP.fixed_ip_address == chosen.ip_address,
+            t.FloatingIP.id != fip.id)).scalars().first()
+        if other is not None:
+            raise conflict(f"Cannot associate floating IP {fip.floating_ip_address} "
+                           f"({fip.id}) with port {port_id} using fixed IP "
+                           f"{chosen.ip_address}, as that fixed IP already has a floating IP "
+                           f"on external network {fip.floating_network_id}.",
+                           "FloatingIPPortAlreadyAssociated")
+        router_id = self._router_for(s, chosen.subnet_id, fip.floating_network_id)
+        if router_id is None:
+            raise NotFound(f"External network {fip.floating_network_id} is not reachable from "
+                           f"subnet {chosen.subnet_id}. Therefore, cannot associate Port "
+                           f"{port_id} with a Floating IP.",
+                           kind="ExternalGatewayForFloatingIPNotFound")
+        fip.port_id = port.id
+        fip.fixed_ip_address = chosen.ip_address
+        fip.router_id = router_id
+        fip.status = "ACTIVE"
+
+    def _router_for(self, s: Session, subnet_id: str, ext_net: str) -> str | None:
+        rows = s.execute(select(t.Router.id).join(
+            t.Port, (t.Port.device_id == t.Router.id)
+            & (t.Port.device_owner == ROUTER_INTERFACE)).join(
+            t.IPAllocation, t.IPAllocation.port_id == t.Port.id).where(
+            t.Router.gw_network_id == ext_net, t.IPAllocation.subnet_id == subnet_id)).first()
+        return rows[0] if rows else None
+
+    def update_floatingip(self, ctx: RequestContext, fid: str, body: dict[str, Any],
+                          revision: int | None = None) -> dict[str, Any]:
+        def run(s: Session) -> dict[str, Any]:
+            sc.check_keys(body, sc.FLOATINGIP_KEYS, "floatingip")
+            fip = self._owned(s, ctx, t.FloatingIP, fid)
+            self._check_revision(fip, revision)
+            for ro in ("floating_network_id", "floating_ip_address", "subnet_id"):
+                if ro in body and body[ro] != getattr(fip, ro, None):
+                    raise sc.bad(f"Cannot update read-only attribute {ro}")
+            if "description" in body:
+                fip.description = sc.to_str(body["description"], "description") or ""
+            if "port_id" in body:
+                if body["port_id"]:
+                    self._associate(s, ctx, fip, str(body["port_id"]),
+                                    body.get("fixed_ip_address"))
+                else:
+                    fip.port_id = fip.fixed_ip_address = fip.router_id = None
+                    fip.status = "DOWN"
+            elif body.get("fixed_ip_address") and fip.port_id:
+                self._associate(s, ctx, fip, fip.port_id, body["fixed_ip_address"])
+            if "tags" in body:
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == fip.id))
+                self._set_tags(s, fip.id, body["tags"])
+            self._touch(fip)
+            s.flush()
+            return self._fip_views(s, [fip])[0]
+        return self._tx(run)
+
+    def delete_floatingip(self, ctx: RequestContext, fid: str,
+                          revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            fip = self._owned(s, ctx, t.FloatingIP, fid)
+            self._check_revision(fip, revision)
+            port = s.get(t.Port, fip.floating_port_id)
+            s.execute(delete(t.Tag).where(t.Tag.resource_id == fid))
+            s.delete(fip)
+            s.flush()
+            if port is not None:
+                self._delete_port_row(s, port)
+        self._tx(run)
+
+    # ================================================================== tags
+    def _taggable(self, s: Session, ctx: RequestContext, resource: str, rid: str,
+                  write: bool) -> Any:
+        model = TAGGABLE.get(resource)
+        if model is None:
+            raise NotFound(f"Resource {resource} does not support tags.", kind="NotFound")
+        if model is t.Network:
+            row: Any = self._visible_net(s, ctx, rid)
+        elif model is t.Subnet:
+            row = self._visible_subnet(s, ctx, rid)
+        elif model is t.Port:
+            row = self._visible_port(s, ctx, rid)
+        elif model is t.SubnetPool:
+            row = s.get(t.SubnetPool, rid)
+            if row is None or not self._pool_visible(ctx, row):
+                raise not_found(t.SubnetPool, rid)
+        else:
+            row = self._owned(s, ctx, model, rid)
+        if write:
+            self._check_owner(ctx, row)
+        return row
+
+    def get_tags(self, ctx: RequestContext, resource: str, rid: str) -> list[str]:
+        def run(s: Session) -> list[str]:
+            self._taggable(s, ctx, resource, rid, False)
+            return self._tags(s, [rid])[rid]
+        return self._read(run)
+
+    def has_tag(self, ctx: RequestContext, resource: str, rid: str, tag: str) -> bool:
+        return tag in self.get_tags(ctx, resource, rid)
+
+    def set_tags(self, ctx: RequestContext, resource: str, rid: str, tags: Any,
+                 revision: int | None = None) -> list[str]:
+        """Replace every tag of a resource."""
+        def run(s: Session) -> list[str]:
+            row = self._taggable(s, ctx, resource, rid, True)
+            self._check_revision(row, revision)
+            clean = self._valid_tags(tags)
+            s.execute(delete(t.Tag).where(t.Tag.resource_id == rid))
+            s.flush()
+            self._set_tags(s, rid, clean)
+            self._touch(row)
+            return sorted(set(clean))
+        return self._tx(run)
+
+    def add_tag(self, ctx: RequestContext, resource: str, rid: str, tag: str,
+                revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            row = self._taggable(s, ctx, resource, rid, True)
+            self._check_revision(row, revision)
+            self._valid_tags([tag])
+            if s.get(t.Tag, (rid, tag)) is None:
+                s.add(t.Tag(resource_id=rid, tag=tag))
+                self._touch(row)
+        self._tx(run)
+
+    def delete_tag(self, ctx: RequestContext, resource: str, rid: str, tag: str | None,
+                   revision: int | None = None) -> None:
+        def run(s: Session) -> None:
+            row = self._taggable(s, ctx, resource, rid, True)
+            self._check_revision(row, revision)
+            if tag is None:
+                s.execute(delete(t.Tag).where(t.Tag.resource_id == rid))
+            else:
+                existing = s.get(t.Tag, (rid, tag))
+                if existing is None:
+                    raise NotFound(f"Tag {tag} could not be found for resource {rid}.",
+                                   kind="TagNotFound")
+                s.delete(existing)
+            self._touch(row)
+        self._tx(run)
+
+    # ================================================================== quotas
+    def _quota_target(self, ctx: RequestContext, project_id: str) -> None:
+        if not ctx.is_admin and project_id != ctx.project_id:
+            raise Forbidden("Only admin can view or configure quota of another project.",
+                            kind="AdminRequired")
+
+    def get_quota(self, ctx: RequestContext, project_id: str) -> dict[str, int]:
+        self._quota_target(ctx, project_id)
+        return self._read(self._quota_limits, project_id)
+
+    def default_quota(self) -> dict[str, int]:
+        return dict(DEFAULT_QUOTAS)
+
+    def quota_details(self, ctx: RequestContext, project_id: str) -> dict[str, Any]:
+        self._quota_target(ctx, project_id)
+
+        def run(s: Session) -> dict[str, Any]:
+            limits = self._quota_limits(s, project_id)
+            return {k: {"limit": v, "used": self._usage(s, project_id, k), "reserved": 0}
+                    for k, v in limits.items()}
+        return self._read(run)
+
+    def list_quotas(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        if not ctx.is_admin:
+            raise Forbidden("Only admin can list quotas.", kind="AdminRequired")
+
+        def run(s: Session) -> list[dict[str, Any]]:
+            projects = sorted(set(s.execute(select(t.Quota.project_id)).scalars()))
+            out = []
+            for p in projects:
+                doc: dict[str, Any] = dict(self._quota_limits(s, p))
+                doc.update(project_id=p, tenant_id=p)
+                out.append(doc)
+            return out
+        return self._read(run)
+
+    def update_quota(self, ctx: RequestContext, project_id: str, body: Any) -> dict[str, int]:
+        if not ctx.is_admin:
+            raise Forbidden("Only admin can update quotas.", kind="AdminRequired")
+        if not isinstance(body, dict):
+            raise sc.bad("Invalid input for quota: a 'quota' object is required.")
+        changes = {}
+        for key, value in body.items():
+            if key in ("project_id", "tenant_id", "force", "check_limit"):
+                continue
+            if key not in DEFAULT_QUOTAS:
+                raise sc.bad(f"Unrecognized attribute(s) '{key}'")
+            changes[key] = sc.to_int(value, key, minimum=-1)
+
+        def run(s: Session) -> dict[str, int]:
+            for key, limit in changes.items():
+                row = s.get(t.Quota, (project_id, key))
+                if row is None:
+                    s.add(t.Quota(project_id=project_id, resource=key, limit=limit))
+                else:
+                    row.limit = limit
+            s.flush()
+            return self._quota_limits(s, project_id)
+        return self._tx(run)
+
+    def delete_quota(self, ctx: RequestContext, project_id: str) -> None:
+        if not ctx.is_admin:
+            raise Forbidden("Only admin can reset quotas.", kind="AdminRequired")
+
+        def run(s: Session) -> None:
+            s.execute(delete(t.Quota).where(t.Quota.project_id == project_id))
+        self._tx(run)
+
+    # ================================================================== availability
+    def ip_availabilities(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        """Per-network (and per-subnet) totals of pool addresses and used addresses."""
+        def run(s: Session) -> list[dict[str, Any]]:
+            nets = list(s.execute(select(t.Network).order_by(t.Network.created_at)).scalars())
+            subs: dict[str, list[t.Subnet]] = defaultdict(list)
+            for sub in s.execute(select(t.Subnet).order_by(t.Subnet.created_at)).scalars():
+                subs[sub.network_id].append(sub)
+            used = dict(s.execute(select(t.IPAllocation.subnet_id, func.count())
+                                  .group_by(t.IPAllocation.subnet_id)).all())
+            out = []
+            for net in nets:
+                items = []
+                for sub in subs[net.id]:
+                    items.append({"subnet_id": sub.id, "subnet_name": sub.name,
+                                  "cidr": sub.cidr, "ip_version": sub.ip_version,
+                                  "total_ips": ipam.pool_size(sub.allocation_pools or []),
+                                  "used_ips": int(used.get(sub.id, 0))})
+                out.append({"network_id": net.id, "network_name": net.name,
+                            "tenant_id": net.project_id, "project_id": net.project_id,
+                            "total_ips": sum(i["total_ips"] for i in items),
+                            "used_ips": sum(i["used_ips"] for i in items),
+                            "subnet_ip_availability": items})
+            return out
+        return self._read(run)
+
+    # ================================================================== agents
+    def ensure_agents(self) -> None:
+        """Register this host's agents (the data plane's services) once."""
+        def run(s: Session) -> None:
+            for spec in self.driver.agents() or NoopDriver().agents():
+                aid = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                     f"onestack-agent:{self.host}:{spec['binary']}"))
+                row = s.get(t.Agent, aid)
+                now = utcnow()
+                if row is None:
+                    s.add(t.Agent(id=aid, agent_type=spec["agent_type"],
+                                  binary=spec["binary"], host=self.host,
+                                  topic=spec.get("topic", ""),
+                                  availability_zone="nova" if spec["agent_type"] in (
+                                      "L3 agent", "DHCP agent") else None,
+                                  configurations=spec.get("configurations", {}),
+                                  created_at=now, started_at=now))
+                else:
+                    row.started_at = now
+        self._tx(run)
+
+    def _agent_view(self, row: t.Agent) -> dict[str, Any]:
+        alive = row.host == self.host
+        return views.agent(row, alive, str(utcnow().replace(microsecond=0)) if alive else
+                           isotime(row.started_at))
+
+    def list_agents(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        if not ctx.is_admin:
+            return []
+        return self._read(lambda s: [self._agent_view(a) for a in s.execute(
+            select(t.Agent).order_by(t.Agent.agent_type)).scalars()])
+
+    def get_agent(self, ctx: RequestContext, aid: str) -> dict[str, Any]:
+        if not ctx.is_admin:
+            raise Forbidden("(rule:get_agent) is disallowed by policy",
+                            kind="PolicyNotAuthorized")
+        return self._read(lambda s: self._agent_view(self._get(s, t.Agent, aid)))
+
+    def update_agent(self, ctx: RequestContext, aid: str, body: dict[str, Any]
+                     ) -> dict[str, Any]:
+        if not ctx.is_admin:
+            raise Forbidden("(rule:update_agent) is disallowed by policy",
+                            kind="PolicyNotAuthorized")
+        sc.check_keys(body, ("admin_state_up", "description"), "agent")
+
+        def run(s: Session) -> dict[str, Any]:
+            row = self._get(s, t.Agent, aid)
+            if "admin_state_up" in body:
+                row.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
+            if "description" in body:
+                row.description = sc.to_str(body["description"] or "", "description") or ""
+            s.flush()
+            return self._agent_view(row)
+        return self._tx(run)
+
+    def delete_agent(self, ctx: RequestContext, aid: str) -> None:
+        if not ctx.is_admin:
+            raise Forbidden("(rule:delete_agent) is disallowed by policy",
+                            kind="PolicyNotAuthorized")
+        self._tx(lambda s: s.delete(self._get(s, t.Agent, aid)))
+
+    # ================================================================== first start
+    def ensure_defaults(self, admin_project: str, demo_project: str | None) -> None:
+        """DevStack's defaults, once: external flat ``public`` (+ ``public-subnet``) and, for
+        the demo project, ``private``/``private-subnet`` behind ``router1``."""
+        self.ensure_agents()
+        if not self.settings.network_create_defaults:
+            return
+        with self.db.reader() as s:
+            exists = s.execute(select(t.Network.id).where(
+                t.Network.name == "public", t.Network.project_id == admin_project)).first()
+        if exists:
+            return
+        admin = RequestContext.admin()
+        admin.project_id = admin_project
+        st = self.settings
+        public = self.create_networks(admin, [{
+            "name": "public", "router:external": True, "shared": False,
+            "provider:network_type": "flat",
+            "provider:physical_network": st.network_public_physical_network,
+            "project_id": admin_project}])[0]
+        self.create_subnets(admin, [{
+            "name": "public-subnet", "network_id": public["id"], "ip_version": 4,
+            "cidr": st.network_public_subnet_range, "gateway_ip": st.network_public_gateway,
+            "enable_dhcp": False, "project_id": admin_project}])
+        if not demo_project:
+            return
+        private = self.create_networks(admin, [{"name": "private",
+                                                "project_id": demo_project}])[0]
+        subnet = self.create_subnets(admin, [{
+            "name": "private-subnet", "network_id": private["id"], "ip_version": 4,
+            "cidr": st.network_private_subnet_range, "project_id": demo_project}])[0]
+        router = self.create_routers(admin, [{
+            "name": "router1", "project_id": demo_project,
+            "external_gateway_info": {"network_id": public["id"]}}])[0]
+        self.add_router_interface(admin, router["id"], {"subnet_id": subnet["id"]})
+        self.ensure_default_security_group(demo_project)
+        LOG.info("created the default networks public, private and router1")
+
+    # ================================================================== compute API
+    def create_port_for_device(self, ctx: RequestContext, network_id: str, device_id: str,
+                               *, device_owner: str = "compute:nova",
+                               fixed_ips: list[dict[str, str]] | None = None,
+                               security_groups: list[str] | None = None,
+                               host: str | None = None,
+                               name: str = "") -> dict[str, Any]:
+        """Create a port on ``network_id`` for a server (``device_id``) as ``ctx``'s project.
+
+        ``fixed_ips`` as in the API (``[{"subnet_id"|"ip_address": ...}]``); ``security_groups``
+        ids (default: the project's ``default`` group); ``host`` binds it at once. Raises the
+        API's errors (404 NetworkNotFound, 409 IpAddressGenerationFailure/OverQuota, ...).
+        """
+        body: dict[str, Any] = {"network_id": network_id, "device_id": device_id,
+                                "device_owner": device_owner, "name": name}
+        if fixed_ips is not None:
+            body["fixed_ips"] = fixed_ips
+        if security_groups is not None:
+            body["security_groups"] = security_groups
+        if host:
+            body["binding:host_id"] = host
+        admin = RequestContext.admin()
+        admin.project_id = ctx.project_id
+        # Visibility of the network is the caller's; binding is the service's right.
+        self.get_network(ctx, network_id)
+        return self.create_ports(admin, [body])[0]
+
+    def attach_port(self, ctx: RequestContext, port_id: str, device_id: str,
+                    device_owner: str = "compute:nova") -> dict[str, Any]:
+        """Claim an existing (user-made) port for a server; 409 PortInUse if it has one."""
+        def run(s: Session) -> dict[str, Any]:
+            port = self._visible_port(s, ctx, port_id)
+            if port.device_id and port.device_id != device_id:
+                raise conflict(f"Port {port_id} is still in use.", "PortInUse")
+            port.device_id, port.device_owner = device_id, device_owner
+            self._touch(port)
+            s.flush()
+            return self._port_views(s, RequestContext.admin(), [port])[0]
+        return self._tx(run)
+
+    def bind_port(self, port_id: str, host: str, profile: dict[str, Any] | None = None,
+                  vnic_type: str | None = None) -> dict[str, Any]:
+        """Bind a port to ``host`` through the driver (sets vif_type/vif_details, ACTIVE)."""
+        body: dict[str, Any] = {"binding:host_id": host}
+        if profile is not None:
+            body["binding:profile"] = profile
+        if vnic_type is not None:
+            body["binding:vnic_type"] = vnic_type
+        return self.update_port(RequestContext.admin(), port_id, body)
+
+    def unbind_port(self, port_id: str, detach: bool = False) -> dict[str, Any]:
+        """Clear a port's binding (status DOWN); with ``detach`` also its device_id/owner."""
+        body: dict[str, Any] = {"binding:host_id": "", "binding:profile": {}}
+        if detach:
+            body.update(device_id="", device_owner="")
+        return self.update_port(RequestContext.admin(), port_id, body)
+
+    def delete_ports_for_device(self, device_id: str, only_owner_prefix: str = "compute:"
+                                ) -> list[str]:
+        """Delete the ports of a server whose ``device_owner`` starts with the prefix and
+        return their ids. Ports the user made and attached (``attach_port``) should be
+        released first with ``unbind_port(port_id, detach=True)`` so they survive."""
+        deleted: list[str] = []
+        for port in self.list_ports(RequestContext.admin(), device_id=device_id):
+            if port["device_owner"].startswith(only_owner_prefix):
+                self.delete_port(RequestContext.admin(), port["id"], internal=True)
+                deleted.append(port["id"])
+        return deleted
+
+    def device_ports(self, device_id: str) -> list[dict[str, Any]]:
+        """A server's ports with network details: each port view plus ``floating_ips``
+        (``[{"floating_ip_address", "fixed_ip_address", "id"}]``), ``network_name``,
+        ``mtu`` and ``subnets`` (``{id: {cidr, gateway_ip, dns_nameservers, ...}}``)."""
+        admin = RequestContext.admin()
+        ports = self.list_ports(admin, device_id=device_id)
+        if not ports:
+            return []
+
+        def run(s: Session) -> list[dict[str, Any]]:
+            ids = [p["id"] for p in ports]
+            fips: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for fip in s.execute(select(t.FloatingIP).where(t.FloatingIP.port_id.in_(ids))
+                                 ).scalars():
+                fips[fip.port_id or ""].append({
+                    "id": fip.id, "floating_ip_address": fip.floating_ip_address,
+                    "fixed_ip_address": fip.fixed_ip_address})
+            out = []
+            for p in ports:
+                net = s.get(t.Network, p["network_id"])
+                subs = {}
+                for ip in p["fixed_ips"]:
+                    sub = s.get(t.Subnet, ip["subnet_id"])
+                    if sub is not None:
+                        subs[sub.id] = views.subnet(sub, [])
+                out.append({**p, "floating_ips": fips[p["id"]],
+                            "network_name": net.name if net else "",
+                            "mtu": net.mtu if net else 1500, "subnets": subs})
+            return out
+        return self._read(run)

@@ -1,0 +1,144 @@
+"""Network IPAM and segment allocation on every database backend."""
+
+from __future__ import annotations
+
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from onestack.common.context import RequestContext
+from onestack.common.errors import APIError
+from onestack.config import Settings
+from onestack.db.engine import Database
+from onestack.network.api import build_policy
+from onestack.network.manager import NetworkManager
+
+
+def _ctx(project: str = "proj-a", admin: bool = False) -> RequestContext:
+    return RequestContext(user_id="u-" + project, project_id=project,
+                          roles=["admin", "member", "reader"] if admin else ["member", "reader"])
+
+
+@pytest.fixture
+def manager(database: Database, settings: Settings) -> NetworkManager:
+    return NetworkManager(database, settings, build_policy(None))
+
+
+def _net_subnet(m: NetworkManager, cidr: str = "10.1.0.0/24") -> tuple[str, str]:
+    ctx = _ctx()
+    net = m.create_networks(ctx, [{"name": "n"}])[0]
+    sub = m.create_subnets(ctx, [{"network_id": net["id"], "cidr": cidr,
+                                  "ip_version": 4}])[0]
+    return net["id"], sub["id"]
+
+
+def test_parallel_port_creates_never_duplicate(manager: NetworkManager) -> None:
+    net_id, sub_id = _net_subnet(manager)
+    ctx = _ctx()
+
+    def create(_i: int) -> str:
+        port = manager.create_ports(ctx, [{"network_id": net_id}])[0]
+        return str(port["fixed_ips"][0]["ip_address"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        ips = list(pool.map(create, range(50)))
+    assert len(ips) == 50
+    assert len(set(ips)) == 50
+    net = ipaddress.ip_network("10.1.0.0/24")
+    assert all(ipaddress.ip_address(ip) in net for ip in ips)
+    assert "10.1.0.1" not in ips  # the gateway is never handed out
+
+
+def test_addresses_return_to_pool(manager: NetworkManager) -> None:
+    ctx = _ctx()
+    net_id, sub_id = _net_subnet(manager, "10.2.0.0/29")  # pool .2-.6: 5 addresses
+    ports = [manager.create_ports(ctx, [{"network_id": net_id}])[0] for _ in range(5)]
+    with pytest.raises(APIError) as exc:
+        manager.create_ports(ctx, [{"network_id": net_id}])
+    assert exc.value.status == 409 and exc.value.kind == "IpAddressGenerationFailure"
+    freed = ports[2]["fixed_ips"][0]["ip_address"]
+    manager.delete_port(ctx, ports[2]["id"])
+    again = manager.create_ports(ctx, [{"network_id": net_id}])[0]
+    assert again["fixed_ips"][0]["ip_address"] == freed
+
+
+def test_explicit_ip_conflict_and_bulk_rollback(manager: NetworkManager) -> None:
+    ctx = _ctx()
+    net_id, sub_id = _net_subnet(manager, "10.3.0.0/24")
+    manager.create_ports(ctx, [{"network_id": net_id,
+                                "fixed_ips": [{"ip_address": "10.3.0.50"}]}])
+    with pytest.raises(APIError) as exc:
+        manager.create_ports(ctx, [{"network_id": net_id,
+                                    "fixed_ips": [{"ip_address": "10.3.0.50"}]}])
+    assert exc.value.kind == "IpAddressAlreadyAllocated"
+    before = len(manager.list_ports(ctx))
+    with pytest.raises(APIError):
+        manager.create_ports(ctx, [{"network_id": net_id},
+                                   {"network_id": net_id,
+                                    "fixed_ips": [{"ip_address": "10.3.0.50"}]}])
+    assert len(manager.list_ports(ctx)) == before  # all or nothing
+
+
+def test_segments_are_unique(manager: NetworkManager) -> None:
+    admin = _ctx("admin-p", admin=True)
+    vlan = manager.create_networks(admin, [{
+        "provider:network_type": "vlan", "provider:physical_network": "physnet1"}])[0]
+    assert vlan["provider:segmentation_id"] == 100
+    with pytest.raises(APIError) as exc:
+        manager.create_networks(admin, [{
+            "provider:network_type": "vlan", "provider:physical_network": "physnet1",
+            "provider:segmentation_id": 100}])
+    assert exc.value.status == 409
+    manager.create_networks(admin, [{"provider:network_type": "flat",
+                                     "provider:physical_network": "physnet1"}])
+    with pytest.raises(APIError) as exc:
+        manager.create_networks(admin, [{"provider:network_type": "flat",
+                                         "provider:physical_network": "physnet1"}])
+    assert exc.value.kind == "FlatNetworkInUse"
+    tenant = [manager.create_networks(_ctx(), [{}])[0] for _ in range(3)]
+    admin_view = [manager.get_network(admin, n["id"]) for n in tenant]
+    segs = [n["provider:segmentation_id"] for n in admin_view]
+    assert all(n["provider:network_type"] == "vxlan" for n in admin_view)
+    assert len(set(segs)) == 3
+    assert all(n["mtu"] == 1450 for n in tenant)
+    manager.delete_network(admin, vlan["id"])
+    again = manager.create_networks(admin, [{
+        "provider:network_type": "vlan", "provider:physical_network": "physnet1"}])[0]
+    assert again["provider:segmentation_id"] == 100
+
+
+def test_defaults_idempotent(manager: NetworkManager) -> None:
+    manager.ensure_defaults("admin-project", "demo-project")
+    manager.ensure_defaults("admin-project", "demo-project")
+    admin = _ctx("admin-project", admin=True)
+    names = sorted(n["name"] for n in manager.list_networks(admin))
+    assert names == ["private", "public"]
+    routers = manager.list_routers(admin)
+    assert [r["name"] for r in routers] == ["router1"]
+    assert routers[0]["external_gateway_info"]["external_fixed_ips"]
+    assert len(manager.list_agents(admin)) == 4
+
+
+def test_device_api_for_compute(manager: NetworkManager) -> None:
+    manager.ensure_defaults("admin-project", "demo-project")
+    demo = _ctx("demo-project")
+    private = next(n for n in manager.list_networks(demo) if n["name"] == "private")
+    port = manager.create_port_for_device(demo, private["id"], "server-1", host="host-a")
+    assert port["device_id"] == "server-1" and port["status"] == "ACTIVE"
+    assert port["binding:vif_type"] == "bridge"
+    public = next(n for n in manager.list_networks(demo) if n["name"] == "public")
+    fip = manager.create_floatingips(demo, [{"floating_network_id": public["id"],
+                                             "port_id": port["id"]}])[0]
+    ports = manager.device_ports("server-1")
+    assert ports[0]["floating_ips"][0]["floating_ip_address"] == fip["floating_ip_address"]
+    assert ports[0]["fixed_ips"][0]["ip_address"].startswith("10.0.0.")
+    assert ports[0]["mtu"] == 1450 and ports[0]["subnets"]
+    assert manager.unbind_port(port["id"])["status"] == "DOWN"
+    assert manager.bind_port(port["id"], "host-b")["binding:host_id"] == "host-b"
+    assert manager.delete_ports_for_device("server-1") == [port["id"]]
+    assert manager.device_ports("server-1") == []
+    assert manager.get_floatingip(demo, fip["id"])["port_id"] is None
+    with pytest.raises(APIError) as exc:
+        manager.create_port_for_device(_ctx("other"), private["id"], "server-2")
+    assert exc.value.status == 404
