@@ -51,7 +51,7 @@ def _bool(value: str | None, name: str) -> bool | None:
 
 def _flag(req: ApiRequest, name: str) -> bool:
     """Keystone's query flags: present (any value but false/0) means on."""
-    if name not in req.query:
+    if not req.request.scope.get("query_string") or name not in req.query:
         return False
     return _bool(req.query.get(name), name) is not False
 
@@ -93,14 +93,14 @@ class IdentityAPI:
     # ------------------------------------------------------------------ routes
     def _add_routes(self) -> None:  # noqa: PLR0915 - a table of routes
         r = self._r
+        # the hot paths first: routes are matched in order
+        r("/v3/auth/tokens", self.check_token_head, ["HEAD"])
+        r("/v3/auth/tokens", self.validate_token, ["GET"])
+        r("/v3/auth/tokens", self.issue_token, ["POST"], public=True)
         r("/", self.versions, ["GET"], public=True)
         r("/v3", self.version, ["GET"], public=True)
         r("/v3/", self.version, ["GET"], public=True)
         r("/healthcheck", healthcheck, ["GET"], public=True)
-        # auth
-        r("/v3/auth/tokens", self.issue_token, ["POST"], public=True)
-        r("/v3/auth/tokens", self.check_token_head, ["HEAD"])
-        r("/v3/auth/tokens", self.validate_token, ["GET"])
         r("/v3/auth/tokens", self.revoke_token, ["DELETE"])
         r("/v3/auth/catalog", self.auth_catalog, ["GET"])
         r("/v3/auth/projects", self.auth_projects, ["GET"])
@@ -236,9 +236,9 @@ class IdentityAPI:
         if not isinstance(auth, dict):
             raise ValidationError("Expecting to find auth in request body.")
         valid: ValidToken = await self.tokens.authenticate_async(auth, req.ctx)
-        nocatalog = _flag(req, "nocatalog")
-        doc = self.tokens.document(valid, with_catalog=not nocatalog)
-        return FastJSON(doc, status_code=201, headers={"X-Subject-Token": valid.token_id})
+        body = self.tokens.document_bytes(valid, with_catalog=not _flag(req, "nocatalog"))
+        return Response(body, status_code=201, media_type="application/json",
+                        headers={"X-Subject-Token": valid.token_id})
 
     async def _subject(self, req: ApiRequest) -> ValidToken:
         subject = req.headers.get("x-subject-token")
@@ -256,8 +256,9 @@ class IdentityAPI:
         valid = await self._subject(req)
         req.enforce("identity:validate_token",
                     {"target": {"token": {"user_id": valid.user.id}}})
-        doc = self.tokens.document(valid, with_catalog=not _flag(req, "nocatalog"))
-        return FastJSON(doc, headers={"X-Subject-Token": valid.token_id})
+        body = self.tokens.document_bytes(valid, with_catalog=not _flag(req, "nocatalog"))
+        return Response(body, media_type="application/json",
+                        headers={"X-Subject-Token": valid.token_id})
 
     async def check_token_head(self, req: ApiRequest) -> Response:
         valid = await self._subject(req)

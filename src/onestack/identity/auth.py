@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 
 from onestack.common.context import RequestContext
@@ -41,6 +42,9 @@ class ValidToken:
     domain: ScopeInfo | None = None
     app_cred: dict[str, Any] | None = None
     trust: dict[str, Any] | None = None
+    #: Rendered token documents (JSON bytes) by ``with_catalog``; a ValidToken is immutable
+    #: and memoised per token, so repeated validations reuse them.
+    rendered: dict[bool, bytes] = field(default_factory=dict)
 
     def context(self, request_id: str) -> RequestContext:
         ctx = RequestContext(
@@ -107,6 +111,11 @@ class TokenService:
             data = self.formatter.parse(token_id)
         except TokenError as exc:
             raise self._fail(subject) from exc
+        return self._check(token_id, data, generation, rev_version, subject, allow_expired)
+
+    def _check(self, token_id: str, data: TokenData, generation: int, rev_version: int,
+               subject: bool = False, allow_expired: bool = False) -> ValidToken:
+        """Every check of ``validate`` on already-decoded token data; memoises success."""
         now = time.time()
         if data.expires_at <= now and not (
             allow_expired and data.expires_at + self.settings.token_allow_expired_window > now
@@ -284,8 +293,11 @@ class TokenService:
             self._apply_trust(data, user, scope)
         else:
             self._apply_scope(data, user, scope)
+        generation = self.manager.cache.generation
+        rev_version = self.manager.revocations.version
         token_id = self.formatter.issue(data)
-        return self.validate(token_id)
+        # The data was just built here: check it without decrypting the token again.
+        return self._check(token_id, data, generation, rev_version)
 
     def _apply_scope(self, data: TokenData, user: UserInfo, scope: Any) -> None:
         if scope is None:
@@ -513,11 +525,20 @@ class TokenService:
                 "restricted": not valid.app_cred["unrestricted"]}
         return {"token": token}
 
+    def document_bytes(self, valid: ValidToken, with_catalog: bool = True) -> bytes:
+        """``document`` serialised, cached on the (memoised) ValidToken."""
+        cached = valid.rendered.get(with_catalog)
+        if cached is None:
+            cached = orjson.dumps(self.document(valid, with_catalog))
+            valid.rendered[with_catalog] = cached
+        return cached
+
     def scoped_catalog(self, valid: ValidToken) -> list[dict[str, Any]]:
         catalog = self.manager.catalog()
         pid = valid.project.id if valid.project else None
-        if not any("$(" in e["url"] or "%(" in e["url"]
-                   for svc in catalog for e in svc["endpoints"]):
+        templated = self.manager.cache.get(("catalog-templated",), lambda: any(
+            "$(" in e["url"] or "%(" in e["url"] for svc in catalog for e in svc["endpoints"]))
+        if not templated:
             return catalog
         out = []
         for svc in catalog:
