@@ -20,6 +20,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from onestack.api.app import make_app
+from onestack.bus.base import Bus, make_bus
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
@@ -43,7 +44,7 @@ from onestack.placement.manager import PlacementManager
 LOG = logging.getLogger(__name__)
 
 #: Services served by this version, in start order.
-SERVICES = ["identity", "image", "placement", "network"]
+SERVICES = ["identity", "image", "placement", "network", "compute"]
 
 
 @dataclass
@@ -57,8 +58,12 @@ class Cloud:
     apps: dict[str, ASGIApp]
     credentials: Credentials | None = None
     image: ImageManager | None = None
-    placement: PlacementManager | None = None
     network: NetworkManager | None = None
+    placement: PlacementManager | None = None
+    bus: Bus | None = None
+    compute: Any = None
+    scheduler: Any = None
+    compute_agents: Any = None
     servers: list[uvicorn.Server] = field(default_factory=list)
     _stop: asyncio.Event | None = None
 
@@ -93,6 +98,12 @@ class Cloud:
                                     access_log=False, log_level=self.settings.log_level,
                                     timeout_keep_alive=75, server_header=False)
             self.servers.append(_Server(config))
+        if self.bus is not None:
+            await self.bus.start()
+            if self.scheduler is not None:
+                await self.scheduler.start()
+            if self.compute_agents is not None:
+                await self.compute_agents.start()
         tasks = [asyncio.create_task(s.serve()) for s in self.servers]
         bg = asyncio.create_task(self._background())
         try:
@@ -117,6 +128,12 @@ class Cloud:
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
+            if self.compute_agents is not None:
+                await self.compute_agents.stop()
+            if self.scheduler is not None:
+                await self.scheduler.stop()
+            if self.bus is not None:
+                await self.bus.stop()
             self.db.dispose()
 
     def stop(self) -> None:
@@ -175,8 +192,24 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         _network_defaults(identity, network)
     else:
         network.ensure_agents()
-    return Cloud(settings, db, identity, tokens, apps, creds, image=image,
-                 placement=placement, network=network)
+    bus = make_bus(settings.bus_url)
+    from onestack.compute.setup import build_compute
+
+    compute, compute_app, scheduler, agents = build_compute(
+        settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri)
+    apps["compute"] = compute_app
+    from onestack.drivers.hypervisor.guest_setup import real_guests, setup_real_guests
+
+    if real_guests(agents):  # the metadata service only serves real guests
+        from onestack.metadata.app import build_metadata_app
+
+        apps["metadata"] = build_metadata_app(settings, compute)
+    if run_bootstrap:
+        admin = identity.project_info_by_name("admin", "default")
+        setup_real_guests(settings, agents, image, compute, admin.id if admin else None)
+    return Cloud(settings, db, identity, tokens, apps, creds, image=image, network=network,
+                 placement=placement, bus=bus, compute=compute, scheduler=scheduler,
+                 compute_agents=agents)
 
 
 def _network_defaults(identity: IdentityManager, network: NetworkManager) -> None:

@@ -112,6 +112,43 @@ class Settings:
     network_public_subnet_range: str = "172.24.4.0/24"
     network_public_gateway: str = "172.24.4.1"
     network_private_subnet_range: str = "10.0.0.0/26"
+    # Compute
+    #: Hypervisor driver of this host's compute agent(s): fake, qemu or auto (qemu/auto fall
+    #: back to fake while no QEMU driver is installed).
+    compute_driver: str = "fake"
+    #: QEMU driver: accelerator ``auto`` (KVM when a time-boxed probe boots, else TCG),
+    #: ``kvm`` or ``tcg``.
+    compute_qemu_accel: str = "auto"
+    #: QEMU driver: give every guest a config drive, asked for or not.
+    compute_force_config_drive: bool = False
+    #: Shared secret of the metadata proxy's ``X-Instance-ID-Signature`` HMAC (empty: one
+    #: is generated once into ``DATA/metadata-secret``).
+    metadata_proxy_shared_secret: str = ""
+    #: Number of fake compute hosts this process runs (fake driver only).
+    compute_fake_hosts: int = 1
+    #: Host name of the compute agent (empty: this machine's host name).
+    compute_host: str = ""
+    #: Run compute agents in this process (off for an API/scheduler-only process).
+    compute_run_agents: bool = True
+    compute_fake_vcpus: int = 32
+    compute_fake_memory_mb: int = 131072
+    compute_fake_disk_gb: int = 2048
+    #: Seconds the fake driver sleeps in every operation (tests, benchmarks).
+    compute_fake_delay: float = 0.0
+    compute_default_availability_zone: str = "nova"
+    compute_heartbeat_interval: float = 10.0
+    compute_reconcile_interval: float = 60.0
+    #: Instances in BUILD for longer than this go to ERROR (seconds).
+    compute_build_timeout: float = 600.0
+    #: Scheduler filters (comma-separated class names; empty: the default set).
+    scheduler_filters: str = ""
+    #: Weigher multipliers as ``Name:multiplier`` (comma-separated), over the defaults.
+    scheduler_weighers: str = ""
+    scheduler_max_attempts: int = 3
+    scheduler_host_subset_size: int = 1
+    #: Where the scheduler claims resources: ``placement`` (the placement service's
+    #: allocations, atomic) or ``local`` (conditional updates of the compute node counters).
+    compute_claims: str = "placement"
 
     # -- derived -------------------------------------------------------------------------
     @property

@@ -42,7 +42,7 @@ def test_bootstrap_and_password_auth(database: Database, settings: Settings) -> 
         "name": "admin", "domain": {"id": "default"}, "password": "pw-admin"}}},
         "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}
     valid = tokens.authenticate(body)
-    assert {r.name for r in valid.roles} == {"admin", "member", "reader"}
+    assert {r.name for r in valid.roles} == {"admin", "manager", "member", "reader"}
     again = tokens.validate(valid.token_id)
     assert again.project is not None and again.project.name == "admin"
     doc = tokens.document(valid)

@@ -70,10 +70,11 @@ def bootstrap(m: IdentityManager, settings: Settings, services: list[str]) -> Cr
     if first:
         m.create_domain("Default", "The default domain", True, domain_id="default")
     roles = {}
-    for name in ("admin", "member", "reader", "service"):
+    for name in ("admin", "manager", "member", "reader", "service"):
         roles[name] = m.find_role(name) or m.create_role(name)
     implied = {p.id: [r.id for r in imp] for p, imp in m.list_implied_roles()}
-    for prior, imp in (("admin", "member"), ("member", "reader")):
+    # Keystone's bootstrap: admin implies manager implies member implies reader.
+    for prior, imp in (("admin", "manager"), ("manager", "member"), ("member", "reader")):
         if roles[imp].id not in implied.get(roles[prior].id, []):
             m.create_implied_role(roles[prior].id, roles[imp].id)
     projects = {}

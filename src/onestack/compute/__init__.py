@@ -1,0 +1,1 @@
+"""Compute service (OpenStack Nova v2.1 with microversions)."""

@@ -1,0 +1,1461 @@
+"""Compute API (Nova v2.1 + microversions): servers and server actions.
+
+Routes parse and validate, call ``ComputeManager`` (which owns every state change) and shape
+the result with ``views``. Work on guests never happens here: the API records intent and casts
+to the scheduler (new servers, moves) or to the instance's host agent (``compute.<host>``).
+Flavors, keypairs and the admin APIs live in ``api_resources.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.policy import Policy
+from onestack.api.versions import healthcheck
+from onestack.bus.base import Bus, BusError, NoConsumer, RemoteError
+from onestack.common.errors import (
+    APIError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationError,
+)
+from onestack.common.ids import new_uuid
+from onestack.common.pagination import next_link
+from onestack.common.timeutils import parse_isotime
+from onestack.compute import schemas, states, views
+from onestack.compute.api_resources import ResourceRoutes
+from onestack.compute.manager import ComputeManager, InstanceDict
+from onestack.compute.microversions import MAX_VERSION, MIN_VERSION, APIVersion, version_of
+from onestack.compute.policies import RULES
+
+LOG = logging.getLogger(__name__)
+
+FAULT_KINDS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
+               405: "badMethod", 406: "HTTPNotAcceptable", 409: "conflictingRequest",
+               413: "overLimit", 415: "badMediaType", 429: "overLimit",
+               501: "notImplemented", 503: "serviceUnavailable"}
+MAX_LIMIT = 1000
+VERSION_UPDATED = "2013-07-23T11:33:21Z"
+
+
+def nova_fault(err: APIError) -> tuple[dict[str, Any], str]:
+    """Nova's ``{"itemNotFound": {"code": 404, "message": ...}}``."""
+    kind = FAULT_KINDS.get(err.status, "computeFault")
+    return {kind: {"code": err.status, "message": err.message}}, "application/json"
+
+
+def build_policy(policy_file: str | None) -> Policy:
+    return Policy(RULES, policy_file)
+
+
+def ver(req: ApiRequest) -> APIVersion:
+    return version_of(req.request.scope)
+
+
+def _admin_pass() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(12))
+
+
+def _parse_time(value: str, field: str) -> dt.datetime:
+    try:
+        return parse_isotime(value)
+    except ValueError:
+        raise BadRequest(f"Invalid filter field: {field}.") from None
+
+
+class ComputeAPI(ResourceRoutes):
+    """Builds the compute service: routes bound to the manager, bus and image service."""
+
+    def __init__(self, manager: ComputeManager, bus: Bus, policy: Policy, auth_uri: str,
+                 images: Any | None = None, console_url: str = "http://127.0.0.1:6080",
+                 network: Any | None = None) -> None:
+        self.m = manager
+        self.bus = bus
+        self.images = images
+        #: Seam for the network service (Neutron): None means no networking, so only
+        #: ``networks: "none"``/``"auto"`` (or omitted) are accepted.
+        self.network = network
+        self.console_url = console_url
+        self.service = Service(name="compute", routes=[], fault=nova_fault, policy=policy,
+                               auth_uri=auth_uri)
+        self._add_routes()
+        self.add_resource_routes()
+
+    # ------------------------------------------------------------------ helpers
+    def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
+           public: bool = False) -> None:
+        self.service.routes.append(route(self.service, path, handler, methods, public))
+
+    @staticmethod
+    def tgt(req: ApiRequest, project_id: str | None = None) -> dict[str, Any]:
+        return {"project_id": project_id or req.ctx.project_id or "",
+                "user_id": req.ctx.user_id or ""}
+
+    async def _inst(self, req: ApiRequest, uuid: str | None = None) -> InstanceDict:
+        return await req.run(self.m.get_instance, req.ctx, uuid or req.param("server_id"))
+
+    async def _cast(self, inst: InstanceDict, method: str, **kwargs: Any) -> None:
+        """Cast to the instance's host agent (a down in-process host: nothing listens)."""
+        if not inst["host"]:
+            raise Conflict(f"Instance {inst['uuid']} is not assigned to a host.")
+        try:
+            await self.bus.cast(f"compute.{inst['host']}", method, **kwargs)
+        except NoConsumer:
+            LOG.warning("no compute agent for host %s; %s of %s not delivered",
+                        inst["host"], method, inst["uuid"])
+            raise Conflict(f"Compute host {inst['host']} could not be found.") from None
+
+    async def _call(self, inst: InstanceDict, method: str, **kwargs: Any) -> Any:
+        if not inst["host"]:
+            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
+        try:
+            return await self.bus.call(f"compute.{inst['host']}", method, timeout=30,
+                                        **kwargs)
+        except (NoConsumer, BusError) as exc:
+            raise Conflict(f"Compute host {inst['host']} is not available: {exc}") from None
+
+    async def _action_view(self, req: ApiRequest, inst: InstanceDict,
+                           rebuild: bool = False) -> dict[str, Any]:
+        """The server document of update/rebuild responses (before 2.75 a reduced one)."""
+        v = ver(req)
+        group = None
+        if v >= "2.75":
+            group = await req.run(self.m.group_of, inst["uuid"]) or ""
+        doc = self._server_view(req, inst, None, group)
+        if v < "2.75":
+            for key in list(doc):
+                if key.startswith(("OS-EXT-", "OS-SRV-USG:")) or key in (
+                        "config_drive", "os-extended-volumes:volumes_attached",
+                        "security_groups", "host_status", "server_groups", "key_name"):
+                    doc.pop(key)
+            if rebuild and v >= "2.54":
+                doc["key_name"] = inst["key_name"]
+        if rebuild and v >= "2.57":
+            doc.pop("OS-EXT-SRV-ATTR:user_data", None)
+            doc["user_data"] = inst["user_data"]
+        return doc
+
+    def _server_view(self, req: ApiRequest, inst: InstanceDict,
+                     host_status: str | None = None, group: str | None = None) -> dict[str,
+                                                                                        Any]:
+        return views.server(inst, req.base_url, ver(req), req.ctx.is_admin, host_status,
+                            group)
+
+    # ------------------------------------------------------------------ routes
+    def _add_routes(self) -> None:
+        r = self._r
+        r("/", self.versions, ["GET"], public=True)
+        r("/v2.1", self.version, ["GET"], public=True)
+        r("/v2", self.version_v2, ["GET"], public=True)
+        r("/healthcheck", healthcheck, ["GET"], public=True)
+        p = "/v2.1"
+        r(p + "/servers", self.list_servers, ["GET"])
+        r(p + "/servers/detail", self.list_servers_detail, ["GET"])
+        r(p + "/servers", self.create_server, ["POST"])
+        r(p + "/servers/{server_id}", self.show_server, ["GET"])
+        r(p + "/servers/{server_id}", self.update_server, ["PUT"])
+        r(p + "/servers/{server_id}", self.delete_server, ["DELETE"])
+        r(p + "/servers/{server_id}/action", self.server_action, ["POST"])
+        r(p + "/servers/{server_id}/metadata", self.get_metadata, ["GET"])
+        r(p + "/servers/{server_id}/metadata", self.replace_metadata, ["PUT"])
+        r(p + "/servers/{server_id}/metadata", self.update_metadata, ["POST"])
+        r(p + "/servers/{server_id}/metadata/{key}", self.get_meta_item, ["GET"])
+        r(p + "/servers/{server_id}/metadata/{key}", self.set_meta_item, ["PUT"])
+        r(p + "/servers/{server_id}/metadata/{key}", self.delete_meta_item, ["DELETE"])
+        r(p + "/servers/{server_id}/tags", self.list_tags, ["GET"])
+        r(p + "/servers/{server_id}/tags", self.replace_tags, ["PUT"])
+        r(p + "/servers/{server_id}/tags", self.delete_tags, ["DELETE"])
+        r(p + "/servers/{server_id}/tags/{tag}", self.check_tag, ["GET"])
+        r(p + "/servers/{server_id}/tags/{tag}", self.add_tag, ["PUT"])
+        r(p + "/servers/{server_id}/tags/{tag}", self.delete_tag, ["DELETE"])
+        r(p + "/servers/{server_id}/os-instance-actions", self.list_actions, ["GET"])
+        r(p + "/servers/{server_id}/os-instance-actions/{request_id}", self.show_action,
+          ["GET"])
+        r(p + "/servers/{server_id}/ips", self.list_ips, ["GET"])
+        r(p + "/servers/{server_id}/ips/{network}", self.show_ips, ["GET"])
+        r(p + "/servers/{server_id}/diagnostics", self.diagnostics, ["GET"])
+        r(p + "/servers/{server_id}/os-server-password", self.get_password, ["GET"])
+        r(p + "/servers/{server_id}/os-server-password", self.clear_password, ["DELETE"])
+        r(p + "/servers/{server_id}/remote-consoles", self.remote_console, ["POST"])
+        r(p + "/servers/{server_id}/os-interface", self.list_interfaces, ["GET"])
+        r(p + "/servers/{server_id}/os-interface", self.attach_interface, ["POST"])
+        r(p + "/servers/{server_id}/os-volume_attachments", self.list_volumes, ["GET"])
+        r(p + "/servers/{server_id}/os-volume_attachments", self.attach_volume, ["POST"])
+        r(p + "/servers/{server_id}/os-security-groups", self.server_sgs, ["GET"])
+        r(p + "/servers/{server_id}/migrations", self.server_migrations, ["GET"])
+        r(p + "/servers/{server_id}/topology", self.topology, ["GET"])
+        r(p + "/os-server-external-events", self.external_events, ["POST"])
+
+    # ------------------------------------------------------------------ versions
+    def _version_doc(self, base: str) -> dict[str, Any]:
+        return {"id": "v2.1", "status": "CURRENT", "version": MAX_VERSION,
+                "min_version": MIN_VERSION, "updated": VERSION_UPDATED,
+                "links": [{"rel": "self", "href": f"{base}/v2.1/"},
+                          {"rel": "describedby", "type": "text/html",
+                           "href": "http://docs.openstack.org/"}],
+                "media-types": [{"base": "application/json",
+                                 "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+
+    async def versions(self, req: ApiRequest) -> Response:
+        base = req.base_url
+        v2 = {"id": "v2.0", "status": "SUPPORTED", "version": "", "min_version": "",
+              "updated": "2011-01-21T11:33:21Z",
+              "links": [{"rel": "self", "href": f"{base}/v2/"}]}
+        doc = self._version_doc(base)
+        doc.pop("media-types")
+        doc["links"] = doc["links"][:1]
+        return FastJSON({"versions": [v2, doc]}, status_code=300 if False else 200)
+
+    async def version_v2(self, req: ApiRequest) -> dict[str, Any]:
+        base = req.base_url
+        return {"version": {
+            "id": "v2.0", "status": "SUPPORTED", "version": "", "min_version": "",
+            "updated": "2011-01-21T11:33:21Z",
+            "links": [{"rel": "self", "href": f"{base}/v2/"},
+                      {"rel": "describedby", "type": "text/html",
+                       "href": "http://docs.openstack.org/"}],
+            "media-types": [{"base": "application/json",
+                             "type": "application/vnd.openstack.compute+json;version=2"}]}}
+
+    async def version(self, req: ApiRequest) -> dict[str, Any]:
+        return {"version": self._version_doc(req.base_url)}
+
+    # ------------------------------------------------------------------ list / show
+    def _list_filters(self, req: ApiRequest, v: APIVersion) -> dict[str, Any]:
+        q = req.query
+        ctx = req.ctx
+        filters: dict[str, Any] = {"project_id": ctx.project_id or ""}
+        all_tenants = q.get("all_tenants")
+        if all_tenants is not None and all_tenants.lower() not in ("0", "false", "off", "no"):
+            req.enforce("os_compute_api:servers:detail:get_all_tenants", self.tgt(req))
+            filters["project_id"] = None
+        admin = ctx.is_admin
+        if admin:
+            pid = q.get("project_id") or q.get("tenant_id")
+            if pid and filters["project_id"] is None or pid and all_tenants is None:
+                filters["project_id"] = pid
+        if "status" in q:
+            wanted: list[str] = []
+            for st in q.getlist("status"):
+                st = st.upper()
+                if st == "DELETED":
+                    filters["deleted"] = True
+                    wanted.append(states.DELETED)
+                    continue
+                if st == "SOFT_DELETED":
+                    wanted.append(states.SOFT_DELETED)
+                    continue
+                vms = states.STATUS_VM_STATES.get(st)
+                if vms is None:
+                    if admin:
+                        raise BadRequest(f"Invalid server status: {st}")
+                    continue
+                wanted.extend(vms)
+                if st in ("REBOOT", "HARD_REBOOT", "RESIZE", "MIGRATING", "REBUILD"):
+                    filters["task_state"] = [k for k in _TASK_FOR_STATUS.get(st, [])]
+            filters["status"] = wanted or ["__none__"]
+        for key in ("image", "key_name", "reservation_id", "availability_zone", "uuid"):
+            if q.get(key) is not None:
+                filters[key] = q.get(key)
+        if q.get("flavor") is not None:
+            filters["flavor"] = q.get("flavor")
+        if q.get("name") is not None:
+            filters["name"] = q.get("name")
+        if q.get("ip") is not None:
+            filters["ip"] = q.get("ip")
+        if q.get("ip6") is not None and v >= "2.5":
+            filters["ip6"] = q.get("ip6")
+        if admin:
+            for key in ("host", "node", "user_id", "task_state", "power_state",
+                        "launch_index", "access_ip_v4", "access_ip_v6", "hostname"):
+                alias = {"access_ip_v4": "access_ip_v4"}.get(key, key)
+                if q.get(alias) is not None:
+                    filters[key] = q.get(alias)
+            if "vm_state" in q:
+                filters["vm_state"] = q.getlist("vm_state")
+            if q.get("deleted") is not None:
+                filters["deleted"] = q.get("deleted").lower() in ("true", "1", "yes", "on")
+        elif v >= "2.83" and q.get("user_id") is not None:
+            filters["user_id"] = q.get("user_id")
+        if q.get("changes-since") is not None:
+            filters["changes-since"] = _parse_time(q.get("changes-since"), "changes-since")
+        if q.get("changes-before") is not None and v >= "2.66":
+            filters["changes-before"] = _parse_time(q.get("changes-before"), "changes-before")
+            if ("changes-since" in filters
+                    and filters["changes-before"] < filters["changes-since"]):
+                raise BadRequest("The value of changes-since must be less than or equal to "
+                                 "changes-before.")
+        if "changes-since" in filters or "changes-before" in filters:
+            filters.setdefault("deleted", True)
+            if filters["deleted"] is True and "status" not in filters:
+                filters["deleted"] = True
+        if v >= "2.26":
+            for key in ("tags", "tags-any", "not-tags", "not-tags-any"):
+                if q.get(key):
+                    filters[key] = [t for t in q.get(key).split(",") if t]
+        if v >= "2.73" and q.get("locked") is not None:
+            val = q.get("locked").lower()
+            if val not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise BadRequest(f"Invalid value for locked: {q.get('locked')}")
+            filters["locked"] = val in ("true", "1", "yes", "on")
+        if "power_state" in filters:
+            try:
+                filters["power_state"] = int(filters["power_state"])
+            except ValueError:
+                filters.pop("power_state")
+        if "launch_index" in filters:
+            try:
+                filters["launch_index"] = int(filters["launch_index"])
+            except ValueError:
+                filters.pop("launch_index")
+        return filters
+
+    def _sort(self, req: ApiRequest) -> list[tuple[str, str]]:
+        keys = req.query.getlist("sort_key")
+        dirs = req.query.getlist("sort_dir")
+        from onestack.compute.manager import INSTANCE_SORT_KEYS
+
+        if not keys:
+            return [("created_at", (dirs[0] if dirs else "desc").lower())]
+        out = []
+        for i, k in enumerate(keys):
+            if k not in INSTANCE_SORT_KEYS:
+                raise BadRequest(f"Invalid sort_key {k}")
+            d = (dirs[i] if i < len(dirs) else (dirs[-1] if dirs else "desc")).lower()
+            if d not in ("asc", "desc"):
+                raise BadRequest(f"Invalid sort_dir {d}")
+            if not req.ctx.is_admin and k in ("host", "node"):
+                raise BadRequest(f"Invalid sort_key {k}")
+            out.append((k, d))
+        return out
+
+    async def _list(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
+        v = ver(req)
+        req.enforce("os_compute_api:servers:detail" if detail
+                    else "os_compute_api:servers:index", self.tgt(req))
+        filters = self._list_filters(req, v)
+        limit = None
+        if req.query.get("limit") is not None:
+            limit = schemas.integer(req.query.get("limit"), "limit", 0)
+        limit = MAX_LIMIT if limit is None else min(limit, MAX_LIMIT)
+        marker = req.query.get("marker")
+        sort = self._sort(req)
+        insts = await req.run(self.m.list_instances, req.ctx, filters, sort, limit, marker)
+        if detail:
+            host_status = None
+            servers = []
+            for i in insts:
+                if v >= "2.16" and req.ctx.is_admin:
+                    host_status = "UP" if i["host"] else ""
+                servers.append(self._server_view(req, i, host_status))
+        else:
+            servers = [views.server_brief(i, req.base_url) for i in insts]
+        out: dict[str, Any] = {"servers": servers}
+        if insts and len(insts) == limit:
+            path = req.base_url + req.request.url.path
+            out["servers_links"] = [{"rel": "next", "href": next_link(
+                path, req.query, insts[-1]["uuid"], limit)}]
+        return out
+
+    async def list_servers(self, req: ApiRequest) -> dict[str, Any]:
+        return await self._list(req, False)
+
+    async def list_servers_detail(self, req: ApiRequest) -> dict[str, Any]:
+        return await self._list(req, True)
+
+    async def show_server(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:servers:show", self.tgt(req, inst["project_id"]))
+        v = ver(req)
+        host_status = None
+        if v >= "2.16" and req.ctx.is_admin:
+            host_status = "UP" if inst["host"] else ""
+        group = (await req.run(self.m.group_of, inst["uuid"]) or "") if v >= "2.71" else None
+        return {"server": self._server_view(req, inst, host_status, group)}
+
+    # ------------------------------------------------------------------ create
+    def _image(self, req: ApiRequest, image_id: str) -> dict[str, Any]:
+        if self.images is None:
+            return {"id": image_id, "properties": {}, "min_ram": 0, "min_disk": 0, "size": 0}
+        try:
+            img = self.images.get(req.ctx, image_id)
+        except APIError:
+            raise BadRequest(f"Image {image_id} could not be found.") from None
+        if img.status != "active":
+            raise BadRequest(f"Image {image_id} is not active.")
+        return {"id": img.id, "properties": dict(img.properties), "min_ram": img.min_ram,
+                "min_disk": img.min_disk, "size": img.size or 0, "name": img.name}
+
+    def _prepare(self, req: ApiRequest, srv: dict[str, Any], hints: dict[str, Any],
+                 v: APIVersion) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Validate a create request; returns (instance spec, scheduler request)."""
+        ctx = req.ctx
+        name = schemas.name(srv.get("name"), "name")
+        flavor_ref = srv.get("flavorRef")
+        if flavor_ref is None:
+            raise ValidationError("Invalid input for field/attribute server. 'flavorRef' is a "
+                                  "required property")
+        fid = schemas.ref_id(flavor_ref, "flavorRef")
+        try:
+            flavor = self.m.get_flavor(ctx, fid)
+        except NotFound:
+            raise BadRequest(f"Flavor {fid} could not be found.") from None
+        if flavor["disabled"]:
+            raise BadRequest(f"Flavor {fid} could not be found.")
+        image_ref = srv.get("imageRef")
+        bdms = srv.get("block_device_mapping_v2") or []
+        if not isinstance(bdms, list):
+            raise ValidationError("Invalid input for field/attribute block_device_mapping_v2.")
+        for bdm in bdms:
+            if not isinstance(bdm, dict):
+                raise ValidationError("Invalid input for field/attribute "
+                                      "block_device_mapping_v2.")
+            src = bdm.get("source_type")
+            dst = bdm.get("destination_type", "local")
+            if src == "image" and dst == "local" and str(bdm.get("boot_index")) == "0":
+                image_ref = image_ref or bdm.get("uuid")
+            elif src == "blank" and dst == "local":
+                continue
+            else:
+                raise BadRequest("Block Device Mapping is Invalid: volumes are not available "
+                                 "in this cloud.")
+        if srv.get("block_device_mapping"):
+            raise BadRequest("Block Device Mapping is Invalid: volumes are not available in "
+                             "this cloud.")
+        if not image_ref:
+            raise BadRequest("Missing imageRef attribute")
+        image_id = schemas.ref_id(image_ref, "imageRef")
+        if not schemas.is_uuid(image_id):
+            raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not be "
+                             "found.")
+        image = self._image(req, image_id)
+        if image["min_ram"] and flavor["memory_mb"] < image["min_ram"]:
+            raise BadRequest("Flavor's memory is too small for requested image.")
+        if image["min_disk"] and flavor["root_gb"] and flavor["root_gb"] < image["min_disk"]:
+            raise BadRequest("Flavor's disk is too small for requested image.")
+        if flavor["root_gb"] and image["size"] > flavor["root_gb"] * 1024 ** 3:
+            raise BadRequest("Flavor's disk is too small for requested image.")
+        networks = srv.get("networks")
+        requested_networks: list[dict[str, Any]] = []
+        if v >= "2.37" and networks is None:
+            raise ValidationError("Invalid input for field/attribute server. 'networks' is a "
+                                  "required property")
+        if isinstance(networks, str):
+            if networks not in ("none", "auto") or v < "2.37":
+                raise ValidationError(f"Invalid input for field/attribute networks. Value: "
+                                      f"{networks}.")
+        elif isinstance(networks, list):
+            for net in networks:
+                if not isinstance(net, dict):
+                    raise ValidationError("Invalid input for field/attribute networks.")
+                if self.network is None:
+                    if net.get("port"):
+                        raise BadRequest(f"Port {net['port']} could not be found.")
+                    raise BadRequest(f"Network {net.get('uuid')} could not be found.")
+                requested_networks.append(net)
+        elif networks is not None:
+            raise ValidationError("Invalid input for field/attribute networks.")
+        key_data = None
+        key_name = srv.get("key_name")
+        if key_name is not None:
+            if not isinstance(key_name, str):
+                raise ValidationError("Invalid input for field/attribute key_name.")
+            try:
+                key_data = self.m.get_keypair(ctx.user_id or "", key_name)["public_key"]
+            except NotFound:
+                raise BadRequest("Invalid key_name provided.") from None
+        meta = schemas.metadata(srv.get("metadata", {}))
+        limits = self.m.quota_limits(ctx.project_id or "", ctx.user_id)
+        if 0 <= limits["metadata_items"] < len(meta):
+            raise Forbidden(f"Quota exceeded for metadata_items: Requested {len(meta)}, but "
+                            f"already used 0 of {limits['metadata_items']} metadata_items")
+        personality = srv.get("personality")
+        if personality is not None:
+            if v >= "2.57":
+                raise ValidationError("Invalid input for field/attribute server. Additional "
+                                      "properties are not allowed ('personality' was "
+                                      "unexpected)")
+            if not isinstance(personality, list):
+                raise ValidationError("Invalid input for field/attribute personality.")
+            if 0 <= limits["injected_files"] < len(personality):
+                raise Forbidden("Personality file limit exceeded")
+            for f in personality:
+                if not isinstance(f, dict) or "path" not in f:
+                    raise ValidationError("Invalid input for field/attribute personality.")
+                if len(str(f["path"])) > limits["injected_file_path_bytes"] >= 0:
+                    raise Forbidden("Personality file path exceeds maximum "
+                                    f"{limits['injected_file_path_bytes']}")
+                try:
+                    content = base64.b64decode(f.get("contents", ""), validate=True)
+                except Exception:  # noqa: BLE001
+                    raise BadRequest("Personality content for "
+                                     f"{f['path']} cannot be decoded") from None
+                if len(content) > limits["injected_file_content_bytes"] >= 0:
+                    raise Forbidden("Personality file content exceeds maximum "
+                                    f"{limits['injected_file_content_bytes']}")
+        user_data = srv.get("user_data")
+        if user_data is not None:
+            user_data = schemas.user_data(user_data)
+        az = srv.get("availability_zone")
+        if az is not None:
+            if not isinstance(az, str) or not az:
+                raise ValidationError("Invalid input for field/attribute availability_zone.")
+            zone = az.split(":", 1)[0]
+            if ":" in az:
+                req.enforce("os_compute_api:servers:create:forced_host", self.tgt(req))
+            if zone:
+                known = {z["name"] for z in self.m.availability_zones()
+                         if z["name"] != "internal"}
+                if zone not in known:
+                    raise BadRequest("The requested availability zone is not available")
+        req_host = srv.get("host")
+        req_node = srv.get("hypervisor_hostname")
+        if (req_host or req_node) and v >= "2.74":
+            req.enforce("os_compute_api:servers:create:requested_destination", self.tgt(req))
+            if req_host and not any(n["host"] == req_host for n in self.m.list_nodes()):
+                raise BadRequest(f"Compute host {req_host} could not be found.")
+            if req_node and self.m.node_by_name(req_node) is None:
+                raise BadRequest(f"Compute host {req_node} could not be found.")
+        sgs = srv.get("security_groups")
+        sg_names = ["default"]
+        if sgs is not None:
+            if not isinstance(sgs, list):
+                raise ValidationError("Invalid input for field/attribute security_groups.")
+            sg_names = []
+            for sg in sgs:
+                if not isinstance(sg, dict) or not isinstance(sg.get("name"), str):
+                    raise ValidationError("Invalid input for field/attribute security_groups.")
+                if sg["name"] != "default" and self.network is None:
+                    raise BadRequest(f"Security group {sg['name']} not found for project "
+                                     f"{ctx.project_id}.")
+                sg_names.append(sg["name"])
+        if isinstance(networks, str) and networks == "none":
+            sg_names = sg_names if sgs is not None else []
+        group = None
+        if hints:
+            if not isinstance(hints, dict):
+                raise ValidationError("Invalid input for field/attribute os:scheduler_hints.")
+            group = hints.get("group")
+            if group is not None:
+                if not schemas.is_uuid(group):
+                    raise ValidationError(f"Invalid input for field/attribute group. Value: "
+                                          f"{group}.")
+                try:
+                    self.m.get_group(ctx, group)
+                except NotFound:
+                    raise BadRequest(f"Instance group {group} could not be found.") from None
+        tags = []
+        if srv.get("tags") is not None:
+            if v < "2.52":
+                raise ValidationError("Invalid input for field/attribute server. Additional "
+                                      "properties are not allowed ('tags' was unexpected)")
+            tags = schemas.tags(srv["tags"])
+        description = srv.get("description")
+        if description is not None:
+            if v < "2.19":
+                raise ValidationError("Invalid input for field/attribute server. Additional "
+                                      "properties are not allowed ('description' was "
+                                      "unexpected)")
+            if not isinstance(description, str) or len(description) > 255:
+                raise ValidationError("Invalid input for field/attribute description.")
+        hostname = srv.get("hostname")
+        if hostname is not None and v < "2.90":
+            raise ValidationError("Invalid input for field/attribute server. Additional "
+                                  "properties are not allowed ('hostname' was unexpected)")
+        ipv4 = srv.get("accessIPv4")
+        ipv6 = srv.get("accessIPv6")
+        if ipv4 is not None and ipv4 != "":
+            ipv4 = schemas.ipv4(ipv4, "accessIPv4")
+        if ipv6 is not None and ipv6 != "":
+            ipv6 = schemas.ipv6(ipv6, "accessIPv6")
+        config_drive = srv.get("config_drive")
+        if config_drive is not None and not isinstance(config_drive, bool | str):
+            raise ValidationError("Invalid input for field/attribute config_drive.")
+        disk_config = srv.get("OS-DCF:diskConfig", "MANUAL")
+        if disk_config not in ("AUTO", "MANUAL"):
+            raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
+        admin_pass = srv.get("adminPass")
+        if admin_pass is not None and not isinstance(admin_pass, str):
+            raise ValidationError("Invalid input for field/attribute adminPass.")
+        spec = {"name": name, "flavor": flavor, "image_ref": image_id,
+                "key_name": key_name, "key_data": key_data, "user_data": user_data,
+                "metadata": meta, "availability_zone": (az.split(":", 1)[0] or None)
+                if az else None,
+                "config_drive": bool(config_drive) and config_drive not in ("", "False"),
+                "tags": tags, "access_ip_v4": ipv4 or None, "access_ip_v6": ipv6 or None,
+                "description": description, "hostname": hostname, "group": group,
+                "system_metadata": {"image_properties": image["properties"],
+                                    "security_groups": sg_names, "disk_config": disk_config,
+                                    "networks": requested_networks,
+                                    "requested_az": az.split(":", 1)[0] or None
+                                    if az else None,
+                                    "scheduler_hints": dict(hints or {})}}
+        request = {"availability_zone": az, "image_properties": image["properties"],
+                   "group": group, "hints": {k: v2 for k, v2 in (hints or {}).items()
+                                             if k != "group"},
+                   "host": req_host, "hypervisor_hostname": req_node}
+        return spec, request
+
+    async def create_server(self, req: ApiRequest) -> Response:
+        v = ver(req)
+        req.enforce("os_compute_api:servers:create", self.tgt(req))
+        body = await req.json()
+        srv = schemas.obj(body, "server")
+        hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
+        min_count = schemas.integer(srv.get("min_count", 1), "min_count", 1)
+        max_count = schemas.integer(srv.get("max_count", min_count), "max_count", 1)
+        if min_count > max_count:
+            raise BadRequest("min_count must be <= max_count")
+        spec, request = await req.run(self._prepare, req, srv, hints, v)
+        admin_pass = srv.get("adminPass") or _admin_pass()
+        request["admin_pass"] = admin_pass
+        insts = await req.run(self.m.create_instances, req.ctx, spec, max_count, min_count)
+        first = insts[0]
+        # What the scheduler and the agent need, so neither has to read the rows back.
+        request["instance"] = {
+            "flavor": spec["flavor"], "project_id": first["project_id"],
+            "user_id": first["user_id"], "image_ref": first["image_ref"],
+            "key_data": first["key_data"], "user_data": first["user_data"],
+            "metadata": first["metadata"], "config_drive": first["config_drive"],
+            "system_metadata": first["system_metadata"]}
+        request["names"] = {i["uuid"]: i["name"] for i in insts}
+        await self.bus.cast("scheduler", "build_instances",
+                            instance_uuids=[i["uuid"] for i in insts], request=request)
+        if srv.get("return_reservation_id") in (True, "True", "true"):
+            return FastJSON({"reservation_id": insts[0]["reservation_id"]}, status_code=202)
+        first = insts[0]
+        doc: dict[str, Any] = {"id": first["uuid"],
+                               "links": views.links(req.base_url, "servers", first["uuid"]),
+                               "OS-DCF:diskConfig": spec["system_metadata"]["disk_config"]}
+        if spec["system_metadata"]["security_groups"]:
+            doc["security_groups"] = [{"name": n} for n in
+                                      spec["system_metadata"]["security_groups"]]
+        doc["adminPass"] = admin_pass
+        return FastJSON({"server": doc}, status_code=202,
+                        headers={"Location": doc["links"][0]["href"]})
+
+    # ------------------------------------------------------------------ update / delete
+    async def update_server(self, req: ApiRequest) -> dict[str, Any]:
+        v = ver(req)
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:servers:update", self.tgt(req, inst["project_id"]))
+        body = await req.json()
+        srv = schemas.obj(body, "server")
+        allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
+        if v >= "2.19":
+            allowed.add("description")
+        if v >= "2.90":
+            allowed.add("hostname")
+        schemas.only(srv, allowed, "server")
+        values: dict[str, Any] = {}
+        if "name" in srv:
+            values["display_name"] = schemas.name(srv["name"])
+        if "description" in srv:
+            d = srv["description"]
+            if d is not None and (not isinstance(d, str) or len(d) > 255):
+                raise ValidationError("Invalid input for field/attribute description.")
+            values["display_description"] = d
+        if "accessIPv4" in srv:
+            values["access_ip_v4"] = (schemas.ipv4(srv["accessIPv4"], "accessIPv4")
+                                      if srv["accessIPv4"] else None)
+        if "accessIPv6" in srv:
+            values["access_ip_v6"] = (schemas.ipv6(srv["accessIPv6"], "accessIPv6")
+                                      if srv["accessIPv6"] else None)
+        if "hostname" in srv:
+            values["hostname"] = schemas.name(srv["hostname"], "hostname")
+        inst = await req.run(self.m.update_instance, req.ctx, inst["uuid"], values)
+        return {"server": await self._action_view(req, inst)}
+
+    async def delete_server(self, req: ApiRequest) -> Response:
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:servers:delete", self.tgt(req, inst["project_id"]))
+        await self._delete(req, inst["uuid"])
+        return Response(status_code=204)
+
+    async def _delete(self, req: ApiRequest, uuid: str, force: bool = False) -> None:
+        inst = await req.run(self.m.begin_delete, req.ctx, uuid, force)
+        if inst is None:
+            return
+        try:
+            await self.bus.cast(f"compute.{inst['host']}", "terminate_instance",
+                                instance_uuid=uuid)
+        except NoConsumer:
+            # The host's agent is gone (in-process): delete locally, like Nova does for an
+            # instance whose compute service is down. Its reconciliation cleans the guest.
+            await req.run(self.m.finish_delete, uuid)
+
+    # ------------------------------------------------------------------ actions
+    async def server_action(self, req: ApiRequest) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict) or len(body) != 1:
+            raise BadRequest("There is no such action: " + (
+                ",".join(body) if isinstance(body, dict) else str(body)))
+        (action, args), = body.items()
+        handler = _ACTIONS.get(action)
+        if handler is None:
+            raise BadRequest(f"There is no such action: {action}")
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:servers:action", self.tgt(req, inst["project_id"]))
+        result = await getattr(self, handler)(req, inst, args)
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status_code=202)
+        return FastJSON(result, status_code=200 if action in _OK_200 else 202)
+
+    async def _simple(self, req: ApiRequest, inst: InstanceDict, action: str, task: str,
+                      method: str, record: str | None = None, **kwargs: Any) -> None:
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, task,
+                             None, (None,), True, record)
+        await self._cast(inst, method, instance_uuid=inst["uuid"], **kwargs)
+
+    async def a_reboot(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        if not isinstance(args, dict) or str(args.get("type", "")).upper() not in ("SOFT",
+                                                                                  "HARD"):
+            raise ValidationError("Invalid input for field/attribute type.")
+        hard = str(args["type"]).upper() == "HARD"
+        vms = states.ALLOW_HARD_REBOOT if hard else states.ALLOW_SOFT_REBOOT
+        tasks: tuple[str | None, ...] = (None, "rebooting", "reboot_pending",
+                                         "reboot_started") if hard else (None,)
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "reboot",
+                             "rebooting_hard" if hard else "rebooting", vms, tasks, True)
+        await self._cast(inst, "reboot_instance", instance_uuid=inst["uuid"], hard=hard)
+
+    async def a_stop(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await self._simple(req, inst, "stop", "powering-off", "stop_instance")
+
+    async def a_start(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await self._simple(req, inst, "start", "powering-on", "start_instance")
+
+    async def a_pause(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await self._simple(req, inst, "pause", "pausing", "pause_instance")
+
+    async def a_unpause(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await self._simple(req, inst, "unpause", "unpausing", "unpause_instance")
+
+    async def a_suspend(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await self._simple(req, inst, "suspend", "suspending", "suspend_instance")
+
+    async def a_resume(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await self._simple(req, inst, "resume", "resuming", "resume_instance")
+
+    async def a_rescue(self, req: ApiRequest, inst: InstanceDict, args: Any) -> dict[str, Any]:
+        args = args or {}
+        if not isinstance(args, dict):
+            raise ValidationError("Invalid input for field/attribute rescue.")
+        rescue_image = args.get("rescue_image_ref")
+        if rescue_image is not None:
+            await req.run(self._image, req, schemas.ref_id(rescue_image, "rescue_image_ref"))
+        password = args.get("adminPass") or _admin_pass()
+        await self._simple(req, inst, "rescue", "rescuing", "rescue_instance",
+                           rescue_image=rescue_image)
+        return {"adminPass": password}
+
+    async def a_unrescue(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await self._simple(req, inst, "unrescue", "unrescuing", "unrescue_instance")
+
+    async def a_lock(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        reason = None
+        if isinstance(args, dict) and "locked_reason" in args:
+            if ver(req) < "2.73":
+                raise ValidationError("Invalid input for field/attribute lock. Additional "
+                                      "properties are not allowed")
+            reason = args["locked_reason"]
+            if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
+                raise ValidationError("Invalid input for field/attribute locked_reason.")
+        await req.run(self.m.lock, req.ctx, inst["uuid"], reason)
+
+    async def a_unlock(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        await req.run(self.m.unlock, req.ctx, inst["uuid"])
+
+    async def a_reset_state(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        req.enforce("os_compute_api:os-admin-actions:reset_state",
+                    self.tgt(req, inst["project_id"]))
+        st = args.get("state") if isinstance(args, dict) else None
+        if st not in ("active", "error"):
+            raise ValidationError("Invalid input for field/attribute state.")
+        await req.run(self.m.reset_state, req.ctx, inst["uuid"], st)
+
+    async def a_reset_network(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        req.enforce("os_compute_api:os-admin-actions:reset_state",
+                    self.tgt(req, inst["project_id"]))
+
+    async def a_console_output(self, req: ApiRequest, inst: InstanceDict,
+                               args: Any) -> dict[str, Any]:
+        length = None
+        if isinstance(args, dict) and args.get("length") is not None:
+            length = schemas.integer(args["length"], "length", -1)
+            if length == -1:
+                length = None
+        if inst["vm_state"] in (states.BUILDING,) or not inst["host"]:
+            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
+        out = await self._call(inst, "get_console_output", instance_uuid=inst["uuid"],
+                               length=length)
+        return {"output": out}
+
+    async def a_create_image(self, req: ApiRequest, inst: InstanceDict,
+                             args: Any) -> Response:
+        if not isinstance(args, dict):
+            raise ValidationError("Invalid input for field/attribute createImage.")
+        name = schemas.name(args.get("name"), "name")
+        meta = schemas.metadata(args.get("metadata", {}))
+        if self.images is None:
+            raise Conflict("The image service is not available.")
+        if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
+            raise Conflict(f"Cannot 'createImage' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+        image_id = await req.run(self._new_image, req, inst, name, meta, "snapshot")
+        try:
+            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "createImage",
+                                 "image_snapshot")
+        except APIError:
+            await req.run(self._drop_image, image_id)
+            raise
+        await self._cast(inst, "snapshot_instance", instance_uuid=inst["uuid"],
+                         image_id=image_id)
+        location = f"{req.base_url}/images/{image_id}"
+        if ver(req) >= "2.45":
+            return FastJSON({"image_id": image_id}, status_code=202)
+        return Response(status_code=202, headers={"Location": location})
+
+    async def a_create_backup(self, req: ApiRequest, inst: InstanceDict,
+                              args: Any) -> Response:
+        if not isinstance(args, dict):
+            raise ValidationError("Invalid input for field/attribute createBackup.")
+        name = schemas.name(args.get("name"), "name")
+        btype = args.get("backup_type")
+        if not isinstance(btype, str) or not btype:
+            raise ValidationError("Invalid input for field/attribute backup_type.")
+        rotation = schemas.integer(args.get("rotation"), "rotation", 0)
+        meta = schemas.metadata(args.get("metadata", {}))
+        if self.images is None:
+            raise Conflict("The image service is not available.")
+        if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
+            raise Conflict(f"Cannot 'createBackup' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+        meta = dict(meta, backup_type=btype)
+        image_id = await req.run(self._new_image, req, inst, name, meta, "backup")
+        try:
+            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "createBackup",
+                                 "image_backup")
+        except APIError:
+            await req.run(self._drop_image, image_id)
+            raise
+        await req.run(self._rotate_backups, inst, btype, rotation, image_id)
+        await self._cast(inst, "snapshot_instance", instance_uuid=inst["uuid"],
+                         image_id=image_id, task_state="image_backup")
+        if ver(req) >= "2.45":
+            return FastJSON({"image_id": image_id}, status_code=202)
+        return Response(status_code=202,
+                        headers={"Location": f"{req.base_url}/images/{image_id}"})
+
+    def _rotate_backups(self, inst: InstanceDict, btype: str, rotation: int,
+                        keep: str) -> None:
+        """Keep only the newest ``rotation`` backups of this type (the new one included)."""
+        from onestack.common.context import RequestContext
+
+        admin = RequestContext.admin()
+        q = self.images.parse_list_query({}, 1000, 1000)  # type: ignore[union-attr]
+        imgs, _ = self.images.list(admin, q)  # type: ignore[union-attr]
+        backups = sorted((i for i in imgs if i.properties.get("instance_uuid") == inst["uuid"]
+                          and i.properties.get("image_type") == "backup"
+                          and i.properties.get("backup_type") == btype),
+                         key=lambda i: i.created_at, reverse=True)
+        for old in backups[max(rotation, 1 if keep else 0):]:
+            if old.id != keep:
+                self._drop_image(old.id)
+
+    def _new_image(self, req: ApiRequest, inst: InstanceDict, name: str,
+                   meta: dict[str, str], image_type: str) -> str:
+        from onestack.common.context import RequestContext
+
+        ctx = req.ctx
+        props = {k: str(val) for k, val in (inst["system_metadata"].get("image_properties")
+                                            or {}).items()
+                 if k not in ("image_type", "instance_uuid", "base_image_ref")}
+        props.update({"image_type": image_type, "instance_uuid": inst["uuid"],
+                      "base_image_ref": inst["image_ref"] or "", "user_id": ctx.user_id or "",
+                      "owner_user_name": ctx.user_name or "",
+                      "owner_project_name": ctx.project_name or ""})
+        props.update(meta)
+        body: dict[str, Any] = {"name": name, "disk_format": "qcow2",
+                                "container_format": "bare", "visibility": "private", **props}
+        admin = RequestContext.admin()
+        admin.project_id = inst["project_id"]
+        body["owner"] = inst["project_id"]
+        try:
+            info = self.images.create(admin, body)  # type: ignore[union-attr]
+        except APIError as exc:
+            raise BadRequest(f"Cannot create the image: {exc.message}") from None
+        return str(info.id)
+
+    def _drop_image(self, image_id: str) -> None:
+        from onestack.common.context import RequestContext
+
+        try:
+            self.images.delete(RequestContext.admin(), image_id)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001
+            LOG.warning("could not delete image %s", image_id)
+
+    async def a_resize(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        if not isinstance(args, dict) or "flavorRef" not in args:
+            raise ValidationError("Invalid input for field/attribute resize.")
+        fid = schemas.ref_id(args["flavorRef"], "flavorRef")
+        try:
+            flavor = await req.run(self.m.get_flavor, req.ctx, fid)
+        except NotFound:
+            raise BadRequest(f"Flavor {fid} could not be found.") from None
+        if flavor["id"] == inst["flavor"]["id"]:
+            raise BadRequest("When resizing, instances must change flavor!")
+        if flavor["root_gb"] == 0 and inst["flavor"]["root_gb"] != 0:
+            raise BadRequest("Resize to zero disk flavor is not allowed.")
+        if flavor["root_gb"] < inst["flavor"]["root_gb"]:
+            raise BadRequest("Resize error: Unable to resize disk down.")
+        used = await req.run(self.m.quota_usage, inst["project_id"])
+        limits = await req.run(self.m.quota_limits, inst["project_id"])
+        from onestack.compute import quotas
+
+        quotas.check(limits, used, {
+            "cores": max(0, flavor["vcpus"] - inst["flavor"]["vcpus"]),
+            "ram": max(0, flavor["memory_mb"] - inst["flavor"]["memory_mb"])})
+        await self._move(req, inst, "resize", flavor)
+
+    async def a_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        req.enforce("os_compute_api:os-migrate-server:migrate",
+                    self.tgt(req, inst["project_id"]))
+        host = args.get("host") if isinstance(args, dict) else None
+        await self._move(req, inst, "migrate", inst["flavor"], host)
+
+    async def _move(self, req: ApiRequest, inst: InstanceDict, action: str,
+                    flavor: dict[str, Any], host: str | None = None) -> None:
+        sm = dict(inst["system_metadata"], old_vm_state=inst["vm_state"])
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, "resize_prep",
+                             None, (None,), True, None,
+                             {"old_flavor": inst["flavor"], "new_flavor": flavor,
+                              "system_metadata": sm})
+        mig = await req.run(self.m.create_migration, inst, None, None,
+                            "resize" if action == "resize" else "migration", flavor["id"])
+        ignore = [] if action == "resize" else [inst["host"]]
+        try:
+            dest = await self.bus.call("scheduler", "select_destination",
+                                       instance_uuid=inst["uuid"], consumer=mig["uuid"],
+                                       flavor=flavor,
+                                       request={"host": host,
+                                                "availability_zone": inst["availability_zone"]},
+                                       ignore_hosts=ignore)
+        except (RemoteError, BusError) as exc:
+            await req.run(self.m.set_migration, mig["uuid"], status="error")
+            await req.run(self.m.finish_task, inst["uuid"], "resize_prep", None,
+                          task_state=None, old_flavor=None, new_flavor=None)
+            msg = exc.message if isinstance(exc, RemoteError) else str(exc)
+            raise BadRequest(f"No valid host was found. {msg}") from None
+        await req.run(self.m.set_migration, mig["uuid"], dest_compute=dest["host"],
+                      dest_node=dest["node"])
+        await self._cast(inst, "resize_instance", instance_uuid=inst["uuid"],
+                         migration_uuid=mig["uuid"], dest_host=dest["host"],
+                         dest_node=dest["node"], new_flavor=flavor)
+
+    async def a_confirm_resize(self, req: ApiRequest, inst: InstanceDict,
+                               args: Any) -> Response:
+        mig = await req.run(self.m.latest_migration, inst["uuid"])
+        if inst["vm_state"] != states.RESIZED or mig is None or mig["status"] != "finished":
+            raise Conflict(f"Cannot 'confirmResize' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "confirmResize",
+                             "resize_confirming")
+        await req.run(self.m.set_migration, mig["uuid"], status="confirming")
+        await self._cast(inst, "confirm_resize", instance_uuid=inst["uuid"],
+                         migration_uuid=mig["uuid"], source_host=mig["source_compute"])
+        return Response(status_code=204)
+
+    async def a_revert_resize(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        mig = await req.run(self.m.latest_migration, inst["uuid"])
+        if inst["vm_state"] != states.RESIZED or mig is None or mig["status"] != "finished":
+            raise Conflict(f"Cannot 'revertResize' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "revertResize",
+                             "resize_reverting")
+        await req.run(self.m.set_migration, mig["uuid"], status="reverting")
+        await self._cast(inst, "revert_resize", instance_uuid=inst["uuid"],
+                         migration_uuid=mig["uuid"], source_host=mig["source_compute"],
+                         source_node=mig["source_node"])
+
+    async def a_live_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        req.enforce("os_compute_api:os-migrate-server:migrate_live",
+                    self.tgt(req, inst["project_id"]))
+        if not isinstance(args, dict) or "host" not in args or "block_migration" not in args:
+            raise ValidationError("Invalid input for field/attribute os-migrateLive.")
+        host = args.get("host")
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "os-migrateLive",
+                             "migrating", None, (None,), True, "live-migration")
+        mig = await req.run(self.m.create_migration, inst, host, None, "live-migration")
+        try:
+            dest = await self.bus.call("scheduler", "select_destination",
+                                       instance_uuid=inst["uuid"], consumer=mig["uuid"],
+                                       flavor=inst["flavor"], request={"host": host},
+                                       ignore_hosts=[inst["host"]])
+        except (RemoteError, BusError):
+            await req.run(self.m.set_migration, mig["uuid"], status="error")
+            await req.run(self.m.finish_task, inst["uuid"], "migrating", None,
+                          task_state=None)
+            if host:
+                raise BadRequest(f"Compute service of {host} is unavailable at this "
+                                 "time.") from None
+            raise BadRequest("No valid host was found.") from None
+        await req.run(self.m.set_migration, mig["uuid"], dest_compute=dest["host"],
+                      dest_node=dest["node"])
+        await self._cast(inst, "live_migrate", instance_uuid=inst["uuid"],
+                         migration_uuid=mig["uuid"], dest_host=dest["host"],
+                         dest_node=dest["node"])
+
+    async def a_rebuild(self, req: ApiRequest, inst: InstanceDict, args: Any) -> Response:
+        v = ver(req)
+        if not isinstance(args, dict) or "imageRef" not in args:
+            raise ValidationError("Invalid input for field/attribute rebuild.")
+        image_id = schemas.ref_id(args["imageRef"], "imageRef")
+        if not schemas.is_uuid(image_id):
+            raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not be "
+                             "found.")
+        image = await req.run(self._image, req, image_id)
+        extra: dict[str, Any] = {"image_ref": image_id}
+        if "name" in args:
+            extra["display_name"] = schemas.name(args["name"])
+        if "metadata" in args:
+            extra["meta"] = schemas.metadata(args["metadata"])
+        if "description" in args and v >= "2.19":
+            extra["display_description"] = args["description"]
+        if "key_name" in args and v >= "2.54":
+            if args["key_name"] is None:
+                extra.update(key_name=None, key_data=None)
+            else:
+                try:
+                    kp = await req.run(self.m.get_keypair, req.ctx.user_id or "",
+                                       args["key_name"])
+                except NotFound:
+                    raise BadRequest("Invalid key_name provided.") from None
+                extra.update(key_name=kp["name"], key_data=kp["public_key"])
+        if "user_data" in args and v >= "2.57":
+            extra["user_data"] = (schemas.user_data(args["user_data"])
+                                  if args["user_data"] is not None else None)
+        for field, col, fn in (("accessIPv4", "access_ip_v4", schemas.ipv4),
+                               ("accessIPv6", "access_ip_v6", schemas.ipv6)):
+            if args.get(field):
+                extra[col] = fn(args[field], field)
+        sm = dict(inst["system_metadata"], image_properties=image["properties"])
+        extra["system_metadata"] = sm
+        password = args.get("adminPass") or _admin_pass()
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "rebuild",
+                             "rebuilding", None, (None,), True, None, extra)
+        await self._cast(inst, "rebuild_instance", instance_uuid=inst["uuid"],
+                         image_ref=image_id)
+        doc = await self._action_view(req, inst, rebuild=True)
+        doc["adminPass"] = password
+        return FastJSON({"server": doc}, status_code=202)
+
+    async def a_shelve(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        image_id = None
+        if self.images is not None:
+            image_id = await req.run(self._new_image, req, inst, f"{inst['name']}-shelved", {},
+                                     "snapshot")
+        sm = dict(inst["system_metadata"], shelved_image_id=image_id)
+        try:
+            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "shelve",
+                                 "shelving", None, (None,), True, None,
+                                 {"system_metadata": sm})
+        except APIError:
+            if image_id:
+                await req.run(self._drop_image, image_id)
+            raise
+        await self._cast(inst, "shelve_instance", instance_uuid=inst["uuid"],
+                         image_id=image_id, offload=True)
+
+    async def a_shelve_offload(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        req.enforce("os_compute_api:os-shelve:shelve_offload",
+                    self.tgt(req, inst["project_id"]))
+        await self._simple(req, inst, "shelveOffload", "shelving_offloading",
+                           "shelve_offload_instance")
+
+    async def a_unshelve(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        az = None
+        host = None
+        if isinstance(args, dict) and v_ge(req, "2.77"):
+            az = args.get("availability_zone")
+            if v_ge(req, "2.91") and args.get("host"):
+                req.enforce("os_compute_api:os-migrate-server:migrate",
+                            self.tgt(req, inst["project_id"]))
+                host = args["host"]
+                if inst["vm_state"] != states.SHELVED_OFFLOADED:
+                    raise Conflict(f"Cannot 'unshelve' instance {inst['uuid']} to a host "
+                                   f"while it is in vm_state {inst['vm_state']}")
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "unshelve",
+                             "unshelving")
+        if inst["vm_state"] == states.SHELVED and inst["host"]:
+            await self._cast(inst, "unshelve_instance", instance_uuid=inst["uuid"],
+                             node=inst["node"])
+            return
+        try:
+            dest = await self.bus.call("scheduler", "select_destination",
+                                       instance_uuid=inst["uuid"], consumer=inst["uuid"],
+                                       flavor=inst["flavor"],
+                                       request={"availability_zone": az
+                                                or inst["availability_zone"], "host": host},
+                                       ignore_hosts=[])
+        except (RemoteError, BusError):
+            await req.run(self.m.finish_task, inst["uuid"], "unshelving", None,
+                          task_state=None)
+            raise BadRequest("No valid host was found.") from None
+        await req.run(self.m.set_instance, inst["uuid"], host=dest["host"], node=dest["node"])
+        image_id = inst["system_metadata"].get("shelved_image_id")
+        if image_id and self.images is not None:
+            await req.run(self._drop_image, image_id)
+        await self.bus.cast(f"compute.{dest['host']}", "unshelve_instance",
+                            instance_uuid=inst["uuid"], node=dest["node"])
+
+    async def a_force_delete(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        raise Conflict(f"Cannot 'forceDelete' instance {inst['uuid']} while it is in vm_state "
+                       f"{inst['vm_state']}")
+
+    async def a_restore(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        raise Conflict(f"Cannot 'restore' instance {inst['uuid']} while it is in vm_state "
+                       f"{inst['vm_state']}")
+
+    async def a_change_password(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        if not isinstance(args, dict) or not isinstance(args.get("adminPass"), str):
+            raise ValidationError("Invalid input for field/attribute changePassword.")
+        if inst["vm_state"] != states.ACTIVE:
+            raise Conflict(f"Cannot 'changePassword' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+
+    async def a_trigger_crash_dump(self, req: ApiRequest, inst: InstanceDict,
+                                   args: Any) -> None:
+        if ver(req) < "2.17":
+            raise BadRequest("There is no such action: trigger_crash_dump")
+        if inst["vm_state"] not in states.ACTION_VM_STATES["trigger_crash_dump"]:
+            raise Conflict(f"Cannot 'trigger_crash_dump' instance {inst['uuid']} while it is "
+                           f"in vm_state {inst['vm_state']}")
+
+    async def a_add_security_group(self, req: ApiRequest, inst: InstanceDict,
+                                   args: Any) -> None:
+        await self._security_group(req, inst, args, True)
+
+    async def a_remove_security_group(self, req: ApiRequest, inst: InstanceDict,
+                                      args: Any) -> None:
+        await self._security_group(req, inst, args, False)
+
+    async def _security_group(self, req: ApiRequest, inst: InstanceDict, args: Any,
+                              add: bool) -> None:
+        """Without networking only the ``default`` group exists; membership is recorded."""
+        name = args.get("name") if isinstance(args, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("Security group name cannot be empty")
+        groups = list(inst["system_metadata"].get("security_groups") or [])
+        if add:
+            if name != "default" and self.network is None:
+                raise NotFound(f"Security group {name} not found for project "
+                               f"{inst['project_id']}.")
+            if name in groups:
+                raise BadRequest(f"Security group {name} is already associated with the "
+                                 f"instance {inst['uuid']}")
+            groups.append(name)
+        else:
+            if name not in groups:
+                if name != "default" and self.network is None:
+                    raise NotFound(f"Security group {name} not found for project "
+                                   f"{inst['project_id']}.")
+                raise BadRequest(f"Security group {name} not associated with the instance "
+                                 f"{inst['uuid']}")
+            groups.remove(name)
+        sm = dict(inst["system_metadata"], security_groups=groups)
+        await req.run(self.m.set_instance, inst["uuid"], system_metadata=sm)
+
+    async def a_deprecated_console(self, req: ApiRequest, inst: InstanceDict,
+                                   args: Any) -> dict[str, Any]:
+        ctype = args.get("type") if isinstance(args, dict) else None
+        if ctype not in ("novnc", "xvpvnc", "spice-html5", "rdp-html5", "serial"):
+            raise BadRequest("Invalid console type specified")
+        return {"console": {"type": ctype, "url": self._console_url(inst)}}
+
+    def _console_url(self, inst: InstanceDict) -> str:
+        token = secrets.token_urlsafe(16)
+        return f"{self.console_url}/vnc_auto.html?path=%3Ftoken%3D{token}"
+
+    # ------------------------------------------------------------------ sub-resources
+    async def get_metadata(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        return {"metadata": inst["metadata"]}
+
+    async def _set_meta(self, req: ApiRequest, replace: bool) -> dict[str, Any]:
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:servers:update", self.tgt(req, inst["project_id"]))
+        body = await req.json()
+        meta = schemas.metadata(schemas.obj(body, "metadata"))
+        out = await req.run(self.m.set_metadata, req.ctx, inst["uuid"], meta, replace)
+        return {"metadata": out}
+
+    async def replace_metadata(self, req: ApiRequest) -> dict[str, Any]:
+        return await self._set_meta(req, True)
+
+    async def update_metadata(self, req: ApiRequest) -> dict[str, Any]:
+        return await self._set_meta(req, False)
+
+    async def get_meta_item(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        key = req.param("key")
+        if key not in inst["metadata"]:
+            raise NotFound("Metadata item was not found")
+        return {"meta": {key: inst["metadata"][key]}}
+
+    async def set_meta_item(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        body = await req.json()
+        meta = schemas.metadata(schemas.obj(body, "meta"), "meta")
+        key = req.param("key")
+        if len(meta) != 1:
+            raise BadRequest("Request body contains too many items")
+        if key not in meta:
+            raise BadRequest("Request body and URI mismatch")
+        await req.run(self.m.set_metadata, req.ctx, inst["uuid"], meta, False)
+        return {"meta": meta}
+
+    async def delete_meta_item(self, req: ApiRequest) -> Response:
+        inst = await self._inst(req)
+        await req.run(self.m.delete_metadata, req.ctx, inst["uuid"], req.param("key"))
+        return Response(status_code=204)
+
+    def _tags_allowed(self, req: ApiRequest) -> None:
+        if ver(req) < "2.26":
+            raise NotFound("The resource could not be found.")
+
+    async def list_tags(self, req: ApiRequest) -> dict[str, Any]:
+        self._tags_allowed(req)
+        inst = await self._inst(req)
+        return {"tags": inst["tags"]}
+
+    async def replace_tags(self, req: ApiRequest) -> dict[str, Any]:
+        self._tags_allowed(req)
+        inst = await self._inst(req)
+        body = await req.json()
+        if not isinstance(body, dict) or "tags" not in body:
+            raise ValidationError("Invalid input for field/attribute tags.")
+        tags = schemas.tags(body["tags"])
+        self._tag_state(inst)
+        return {"tags": await req.run(self.m.set_tags, req.ctx, inst["uuid"], tags)}
+
+    @staticmethod
+    def _tag_state(inst: InstanceDict) -> None:
+        if inst["vm_state"] not in (states.ACTIVE, states.PAUSED, states.SUSPENDED,
+                                    states.STOPPED, states.SHELVED, states.SHELVED_OFFLOADED,
+                                    states.BUILDING, states.ERROR, states.RESCUED,
+                                    states.RESIZED):
+            raise Conflict(f"Cannot 'update tags' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+
+    async def delete_tags(self, req: ApiRequest) -> Response:
+        self._tags_allowed(req)
+        inst = await self._inst(req)
+        self._tag_state(inst)
+        await req.run(self.m.set_tags, req.ctx, inst["uuid"], [])
+        return Response(status_code=204)
+
+    async def check_tag(self, req: ApiRequest) -> Response:
+        self._tags_allowed(req)
+        inst = await self._inst(req)
+        if req.param("tag") not in inst["tags"]:
+            raise NotFound(f"Tag {req.param('tag')} not found")
+        return Response(status_code=204)
+
+    async def add_tag(self, req: ApiRequest) -> Response:
+        self._tags_allowed(req)
+        inst = await self._inst(req)
+        tag = schemas.tag(req.param("tag"))
+        self._tag_state(inst)
+        existed = tag in inst["tags"]
+        await req.run(self.m.set_tags, req.ctx, inst["uuid"], None, tag)
+        loc = f"{req.base_url}/v2.1/servers/{inst['uuid']}/tags/{tag}"
+        return Response(status_code=204 if existed else 201, headers={"Location": loc})
+
+    async def delete_tag(self, req: ApiRequest) -> Response:
+        self._tags_allowed(req)
+        inst = await self._inst(req)
+        self._tag_state(inst)
+        await req.run(self.m.set_tags, req.ctx, inst["uuid"], None, None, req.param("tag"))
+        return Response(status_code=204)
+
+    async def list_actions(self, req: ApiRequest) -> dict[str, Any]:
+        v = ver(req)
+        actions = await req.run(self.m.instance_actions, req.ctx, req.param("server_id"))
+        q = req.query
+        if v >= "2.58":
+            if q.get("changes-since"):
+                since = _parse_time(q.get("changes-since"), "changes-since")
+                actions = [a for a in actions if a["updated_at"] >= since]
+            if q.get("changes-before") and v >= "2.66":
+                before = _parse_time(q.get("changes-before"), "changes-before")
+                actions = [a for a in actions if a["updated_at"] <= before]
+            if q.get("marker"):
+                ids = [a["request_id"] for a in actions]
+                if q.get("marker") not in ids:
+                    raise BadRequest(f"Marker {q.get('marker')} could not be found.")
+                actions = actions[ids.index(q.get("marker")) + 1:]
+            if q.get("limit") is not None:
+                actions = actions[:schemas.integer(q.get("limit"), "limit", 0)]
+        return {"instanceActions": [views.instance_action(a, v, False, req.ctx.is_admin)
+                                    for a in actions]}
+
+    async def show_action(self, req: ApiRequest) -> dict[str, Any]:
+        v = ver(req)
+        a = await req.run(self.m.instance_action, req.ctx, req.param("server_id"),
+                          req.param("request_id"))
+        return {"instanceAction": views.instance_action(a, v, True, req.ctx.is_admin)}
+
+    async def list_ips(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        return {"addresses": inst["system_metadata"].get("addresses", {})}
+
+    async def show_ips(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        addrs = inst["system_metadata"].get("addresses", {})
+        net = req.param("network")
+        if net not in addrs:
+            raise NotFound("Instance is not a member of specified network")
+        return {net: addrs[net]}
+
+    async def diagnostics(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:os-server-diagnostics", self.tgt(req, inst["project_id"]))
+        if inst["vm_state"] == states.BUILDING or not inst["host"]:
+            raise Conflict(f"Cannot 'get_diagnostics' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+        diag = await self._call(inst, "get_diagnostics", instance_uuid=inst["uuid"])
+        if ver(req) < "2.48":
+            return {"cpu0_time": 0, "memory": diag.get("memory_details", {}).get("maximum", 0)}
+        return dict(diag)
+
+    async def get_password(self, req: ApiRequest) -> dict[str, Any]:
+        await self._inst(req)
+        return {"password": ""}
+
+    async def clear_password(self, req: ApiRequest) -> Response:
+        await self._inst(req)
+        return Response(status_code=204)
+
+    async def remote_console(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        body = await req.json()
+        rc = schemas.obj(body, "remote_console")
+        protocol = rc.get("protocol")
+        ctype = rc.get("type")
+        valid = {"vnc": ("novnc", "xvpvnc"), "spice": ("spice-html5",),
+                 "rdp": ("rdp-html5",), "serial": ("serial",), "mks": ("webmks",)}
+        if protocol not in valid or ctype not in valid[protocol]:
+            raise ValidationError("Invalid input for field/attribute remote_console.")
+        if inst["vm_state"] != states.ACTIVE:
+            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
+        return {"remote_console": {"protocol": protocol, "type": ctype,
+                                   "url": self._console_url(inst)}}
+
+    async def list_interfaces(self, req: ApiRequest) -> dict[str, Any]:
+        await self._inst(req)
+        return {"interfaceAttachments": []}
+
+    async def attach_interface(self, req: ApiRequest) -> dict[str, Any]:
+        await self._inst(req)
+        raise BadRequest("Network service is not available in this cloud.")
+
+    async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
+        await self._inst(req)
+        return {"volumeAttachments": []}
+
+    async def attach_volume(self, req: ApiRequest) -> dict[str, Any]:
+        await self._inst(req)
+        raise BadRequest("Volume service is not available in this cloud.")
+
+    async def server_sgs(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        return {"security_groups": [
+            {"name": n, "id": new_uuid(), "description": "", "rules": [],
+             "tenant_id": inst["project_id"]}
+            for n in inst["system_metadata"].get("security_groups") or []]}
+
+    async def server_migrations(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:servers:migrations", self.tgt(req, inst["project_id"]))
+        migs = await req.run(self.m.list_migrations, inst["uuid"])
+        live = [mg for mg in migs if mg["migration_type"] == "live-migration"
+                and mg["status"] in ("queued", "preparing", "running", "post-migrating")]
+        return {"migrations": [views.migration(mg, ver(req), req.base_url) for mg in live]}
+
+    async def external_events(self, req: ApiRequest) -> Response:
+        req.enforce("os_compute_api:os-server-external-events:create", self.tgt(req))
+        body = await req.json()
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not events:
+            raise ValidationError("Invalid input for field/attribute events.")
+        out = []
+        found = False
+        for ev in events:
+            if not isinstance(ev, dict) or not isinstance(ev.get("name"), str) or \
+                    not isinstance(ev.get("server_uuid"), str):
+                raise ValidationError("Invalid input for field/attribute events.")
+            doc = dict(ev)
+            doc.setdefault("status", "completed")
+            try:
+                await req.run(self.m.get_instance, None, ev["server_uuid"])
+                doc["code"] = 200
+                found = True
+            except NotFound:
+                doc["code"] = 404
+            out.append(doc)
+        return FastJSON({"events": out}, status_code=200 if found else 404)
+
+    async def topology(self, req: ApiRequest) -> dict[str, Any]:
+        if ver(req) < "2.78":
+            raise NotFound("The resource could not be found.")
+        await self._inst(req)
+        return {"nodes": [], "pagesize_kb": None}
+
+
+def v_ge(req: ApiRequest, version: str) -> bool:
+    return ver(req) >= version
+
+
+_TASK_FOR_STATUS = {
+    "REBOOT": ["rebooting", "reboot_pending", "reboot_started"],
+    "HARD_REBOOT": ["rebooting_hard", "reboot_pending_hard", "reboot_started_hard"],
+    "RESIZE": ["resize_prep", "resize_migrating", "resize_migrated", "resize_finish"],
+    "MIGRATING": ["migrating"],
+    "REBUILD": ["rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"],
+}
+
+_ACTIONS = {
+    "reboot": "a_reboot", "os-stop": "a_stop", "os-start": "a_start", "pause": "a_pause",
+    "unpause": "a_unpause", "suspend": "a_suspend", "resume": "a_resume",
+    "rescue": "a_rescue", "unrescue": "a_unrescue", "lock": "a_lock", "unlock": "a_unlock",
+    "os-resetState": "a_reset_state", "resetNetwork": "a_reset_network",
+    "os-getConsoleOutput": "a_console_output", "createImage": "a_create_image",
+    "resize": "a_resize", "confirmResize": "a_confirm_resize",
+    "revertResize": "a_revert_resize", "migrate": "a_migrate",
+    "os-migrateLive": "a_live_migrate", "rebuild": "a_rebuild", "shelve": "a_shelve",
+    "shelveOffload": "a_shelve_offload", "unshelve": "a_unshelve",
+    "forceDelete": "a_force_delete", "restore": "a_restore",
+    "changePassword": "a_change_password", "trigger_crash_dump": "a_trigger_crash_dump",
+    "addSecurityGroup": "a_add_security_group",
+    "removeSecurityGroup": "a_remove_security_group", "createBackup": "a_create_backup",
+    "os-getVNCConsole": "a_deprecated_console", "os-getSPICEConsole": "a_deprecated_console",
+    "os-getSerialConsole": "a_deprecated_console",
+    "os-getRDPConsole": "a_deprecated_console",
+}
+_OK_200 = {"os-getConsoleOutput", "rescue", "os-getVNCConsole", "os-getSPICEConsole",
+           "os-getSerialConsole", "os-getRDPConsole"}

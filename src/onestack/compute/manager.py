@@ -1,0 +1,1555 @@
+"""Compute business logic: the only place compute state changes.
+
+The API, the scheduler and the compute agents all call this manager (agents on other hosts
+run their own instance of it against the shared database). Instances are handed around as
+plain dicts (``InstanceDict``) so they cross the bus unchanged.
+
+State changes of instances go through ``begin_task`` (API side: atomically check the allowed
+vm_state/task_state and set the new task_state, 409 otherwise) and ``finish_task`` (agent side:
+write the outcome only if the instance is still in the expected task_state).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from onestack.common.context import RequestContext
+from onestack.common.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
+from onestack.common.ids import new_uuid
+from onestack.common.timeutils import utcnow
+from onestack.compute import quotas, states
+from onestack.db.compute import (
+    Aggregate,
+    AggregateHost,
+    Allocation,
+    ComputeNode,
+    Flavor,
+    FlavorAccess,
+    Instance,
+    InstanceAction,
+    InstanceTag,
+    KeyPair,
+    Migration,
+    ServerGroup,
+    ServerGroupMember,
+    Service,
+)
+from onestack.db.engine import Database
+
+InstanceDict = dict[str, Any]
+
+#: Serialises this process's compute writes on SQLite (see ``ComputeManager.serial``).
+_SQLITE_WRITES = threading.RLock()
+
+#: DevStack's default flavors (id, name, ram MB, disk GB, vcpus) plus small test flavors.
+DEFAULT_FLAVORS = [
+    ("1", "m1.tiny", 512, 1, 1),
+    ("2", "m1.small", 2048, 20, 1),
+    ("3", "m1.medium", 4096, 40, 2),
+    ("4", "m1.large", 8192, 80, 4),
+    ("5", "m1.xlarge", 16384, 160, 8),
+    ("42", "m1.nano", 128, 1, 1),
+    ("84", "m1.micro", 192, 1, 1),
+    ("c1", "cirros256", 256, 1, 1),
+    ("d1", "ds512M", 512, 5, 1),
+    ("d2", "ds1G", 1024, 10, 1),
+]
+
+SERVICE_DOWN_TIME = 60.0
+INSTANCE_SORT_KEYS = ("created_at", "display_name", "updated_at", "uuid", "vm_state",
+                      "task_state", "power_state", "launched_at", "terminated_at", "host",
+                      "node", "image_ref", "project_id", "user_id", "availability_zone",
+                      "key_name", "hostname", "locked", "launch_index", "display_description",
+                      "instance_type_id", "access_ip_v4", "access_ip_v6", "config_drive",
+                      "kernel_id", "ramdisk_id", "root_device_name", "progress", "vcpus",
+                      "memory_mb", "root_gb", "ephemeral_gb", "reservation_id", "id")
+
+
+def _flavor_dict(f: Flavor, access: list[str] | None = None) -> dict[str, Any]:
+    return {"id": f.flavorid, "internal_id": f.id, "name": f.name, "memory_mb": f.memory_mb,
+            "vcpus": f.vcpus, "root_gb": f.root_gb, "ephemeral_gb": f.ephemeral_gb,
+            "swap": f.swap, "rxtx_factor": f.rxtx_factor, "is_public": f.is_public,
+            "disabled": f.disabled, "description": f.description,
+            "extra_specs": dict(f.extra_specs or {})}
+
+
+def _inst_dict(row: Instance, tags: list[str] | None = None) -> InstanceDict:
+    return {
+        "uuid": row.uuid, "name": row.display_name, "description": row.display_description,
+        "project_id": row.project_id, "user_id": row.user_id, "host": row.host,
+        "node": row.node, "flavor": dict(row.flavor or {}), "old_flavor": row.old_flavor,
+        "new_flavor": row.new_flavor, "vcpus": row.vcpus, "memory_mb": row.memory_mb,
+        "root_gb": row.root_gb, "image_ref": row.image_ref, "vm_state": row.vm_state,
+        "task_state": row.task_state, "power_state": row.power_state,
+        "key_name": row.key_name, "key_data": row.key_data, "user_data": row.user_data,
+        "metadata": dict(row.meta or {}), "system_metadata": dict(row.system_metadata or {}),
+        "locked": row.locked, "locked_by": row.locked_by, "locked_reason": row.locked_reason,
+        "availability_zone": row.availability_zone, "config_drive": row.config_drive,
+        "access_ip_v4": row.access_ip_v4, "access_ip_v6": row.access_ip_v6,
+        "hostname": row.hostname, "launch_index": row.launch_index,
+        "reservation_id": row.reservation_id, "progress": row.progress, "fault": row.fault,
+        "launched_at": row.launched_at, "terminated_at": row.terminated_at,
+        "created_at": row.created_at, "updated_at": row.updated_at, "deleted": row.deleted,
+        "deleted_at": row.deleted_at, "tags": sorted(tags or []),
+    }
+
+
+def fingerprint(public_key: str) -> str:
+    """The MD5 fingerprint (``aa:bb:…``) of an OpenSSH public key (400 when malformed)."""
+    parts = public_key.strip().split()
+    if len(parts) < 2:
+        raise BadRequest("Keypair data is invalid: failed to generate fingerprint")
+    try:
+        blob = base64.b64decode(parts[1].encode(), validate=True)
+        from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+        load_ssh_public_key(public_key.strip().encode())
+    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+        raise BadRequest("Keypair data is invalid: failed to generate fingerprint") from exc
+    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def x509_fingerprint(cert_pem: str) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    except Exception as exc:  # noqa: BLE001
+        raise BadRequest("Keypair data is invalid: failed to generate fingerprint") from exc
+    digest = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - what Nova shows
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def generate_keypair() -> tuple[str, str]:
+    """A new RSA 2048 key: (private key PEM, OpenSSH public key)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, public + " Generated-by-Nova"
+
+
+def generate_x509(user_id: str, project_id: str) -> tuple[str, str]:
+    """A new self-signed certificate: (private key PEM, certificate PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user_id or "onestack"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, project_id or "onestack")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=3650))
+            .sign(key, hashes.SHA256()))
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+    return private, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class ComputeManager:
+    """Compute state: flavors, keypairs, instances, hosts, aggregates, groups, quotas."""
+
+    def __init__(self, db: Database, default_az: str = "nova",
+                 placement: Any | None = None) -> None:
+        """``placement``: a ``PlacementManager``; when given, every claim is made there
+        (atomic, never oversubscribing) and the compute node counters only mirror it."""
+        self.db = db
+        self.placement = placement
+        self._node_uuids: dict[int, str] = {}
+        self.default_az = default_az
+        self._flavor_cache: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def serial(self) -> Iterator[None]:
+        """On SQLite, queue this process's compute writes on a fair in-process lock.
+
+        SQLite allows one writer; threads that collide on its lock back off in sleeps of up
+        to 100 ms, which under concurrency costs far more than the writes themselves.
+        Waiting here instead hands the lock over immediately. Other backends: no-op.
+        """
+        if self.db.backend != "sqlite":
+            yield
+            return
+        with _SQLITE_WRITES:
+            yield
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction; integrity errors become 409."""
+        try:
+            with self.serial(), self.db.transaction() as s:
+                yield s
+        except IntegrityError as exc:
+            raise Conflict("Conflict occurred while storing data.") from exc
+
+    # ================================================================== flavors
+    def ensure_default_flavors(self) -> None:
+        """Create DevStack's default flavors on a fresh cloud (idempotent)."""
+        with self.write() as s:
+            if s.scalar(select(func.count()).select_from(Flavor)):
+                return
+            now = utcnow()
+            for fid, name, ram, disk, vcpus in DEFAULT_FLAVORS:
+                s.add(Flavor(flavorid=fid, name=name, memory_mb=ram, root_gb=disk,
+                             vcpus=vcpus, ephemeral_gb=0, swap=0, rxtx_factor=1.0,
+                             is_public=True, disabled=False, extra_specs={},
+                             created_at=now))
+
+    def _flavor_visible(self, ctx: RequestContext, s: Session, f: Flavor) -> bool:
+        if f.is_public or ctx.is_admin:
+            return True
+        return s.get(FlavorAccess, (f.id, ctx.project_id or "")) is not None
+
+    def get_flavor(self, ctx: RequestContext | None, flavorid: str) -> dict[str, Any]:
+        """A flavor by its public id (404 when unknown or not accessible)."""
+        with self.db.reader() as s:
+            f = s.scalar(select(Flavor).where(Flavor.flavorid == flavorid))
+            if f is None or (ctx is not None and not self._flavor_visible(ctx, s, f)):
+                raise NotFound(f"Flavor {flavorid} could not be found.")
+            return _flavor_dict(f)
+
+    def list_flavors(self, ctx: RequestContext, is_public: bool | None, min_ram: int | None,
+                     min_disk: int | None, sort_key: str, sort_dir: str, limit: int | None,
+                     marker: str | None) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            q = select(Flavor).where(Flavor.disabled.is_(False))
+            if ctx.is_admin:
+                if is_public is not None:
+                    q = q.where(Flavor.is_public.is_(is_public))
+            else:
+                access = select(FlavorAccess.flavor_id).where(
+                    FlavorAccess.project_id == (ctx.project_id or ""))
+                if is_public is None or is_public:
+                    q = q.where(or_(Flavor.is_public.is_(True), Flavor.id.in_(access)))
+                else:
+                    q = q.where(Flavor.is_public.is_(False), Flavor.id.in_(access))
+            if min_ram is not None:
+                q = q.where(Flavor.memory_mb >= min_ram)
+            if min_disk is not None:
+                q = q.where(Flavor.root_gb >= min_disk)
+            col = {"flavorid": Flavor.flavorid, "name": Flavor.name,
+                   "memory_mb": Flavor.memory_mb, "vcpus": Flavor.vcpus,
+                   "root_gb": Flavor.root_gb, "swap": Flavor.swap, "id": Flavor.id,
+                   "ephemeral_gb": Flavor.ephemeral_gb, "rxtx_factor": Flavor.rxtx_factor,
+                   "created_at": Flavor.created_at, "description": Flavor.description,
+                   "disabled": Flavor.disabled, "is_public": Flavor.is_public}.get(sort_key)
+            if col is None:
+                raise BadRequest(f"Invalid sort_key {sort_key}")
+            order = [col.asc() if sort_dir == "asc" else col.desc(),
+                     Flavor.id.asc() if sort_dir == "asc" else Flavor.id.desc()]
+            q = q.order_by(*order)
+            rows = list(s.scalars(q))
+            if marker is not None:
+                ids = [r.flavorid for r in rows]
+                if marker not in ids:
+                    raise BadRequest(f"marker [{marker}] not found")
+                rows = rows[ids.index(marker) + 1:]
+            if limit is not None:
+                rows = rows[:limit]
+            return [_flavor_dict(r) for r in rows]
+
+    def create_flavor(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.write() as s:
+            fid = body.get("id") or new_uuid()
+            if s.scalar(select(Flavor.id).where(Flavor.flavorid == fid)) is not None:
+                raise Conflict(f"Flavor with ID {fid} already exists.")
+            if s.scalar(select(Flavor.id).where(Flavor.name == body["name"])) is not None:
+                raise Conflict(f"Flavor with name {body['name']} already exists.")
+            f = Flavor(flavorid=fid, name=body["name"], memory_mb=body["ram"],
+                       vcpus=body["vcpus"], root_gb=body["disk"],
+                       ephemeral_gb=body.get("OS-FLV-EXT-DATA:ephemeral", 0),
+                       swap=body.get("swap", 0) or 0,
+                       rxtx_factor=body.get("rxtx_factor", 1.0),
+                       is_public=body.get("os-flavor-access:is_public", True),
+                       description=body.get("description"), disabled=False,
+                       extra_specs={}, created_at=utcnow())
+            s.add(f)
+            s.flush()
+            return _flavor_dict(f)
+
+    def _flavor_row(self, s: Session, flavorid: str) -> Flavor:
+        f = s.scalar(select(Flavor).where(Flavor.flavorid == flavorid))
+        if f is None:
+            raise NotFound(f"Flavor {flavorid} could not be found.")
+        return f
+
+    def update_flavor(self, flavorid: str, description: str | None) -> dict[str, Any]:
+        with self.write() as s:
+            f = self._flavor_row(s, flavorid)
+            f.description = description
+            f.updated_at = utcnow()
+            return _flavor_dict(f)
+
+    def delete_flavor(self, flavorid: str) -> None:
+        with self.write() as s:
+            f = self._flavor_row(s, flavorid)
+            s.execute(delete(FlavorAccess).where(FlavorAccess.flavor_id == f.id))
+            s.delete(f)
+
+    def set_extra_specs(self, flavorid: str, specs: dict[str, str],
+                        replace_all: bool = False) -> dict[str, str]:
+        with self.write() as s:
+            f = self._flavor_row(s, flavorid)
+            cur = {} if replace_all else dict(f.extra_specs or {})
+            cur.update(specs)
+            f.extra_specs = cur
+            f.updated_at = utcnow()
+            return cur
+
+    def delete_extra_spec(self, flavorid: str, key: str) -> None:
+        with self.write() as s:
+            f = self._flavor_row(s, flavorid)
+            cur = dict(f.extra_specs or {})
+            if key not in cur:
+                raise NotFound(f"Flavor {flavorid} has no extra specs with key {key}.")
+            del cur[key]
+            f.extra_specs = cur
+
+    def flavor_access(self, flavorid: str) -> list[str]:
+        with self.db.reader() as s:
+            f = self._flavor_row(s, flavorid)
+            if f.is_public:
+                raise NotFound("Access list not available for public flavors.")
+            return sorted(s.scalars(select(FlavorAccess.project_id).where(
+                FlavorAccess.flavor_id == f.id)))
+
+    def add_flavor_access(self, flavorid: str, project_id: str) -> list[str]:
+        with self.write() as s:
+            f = self._flavor_row(s, flavorid)
+            if f.is_public:
+                raise Conflict("Can not add access to a public flavor.")
+            if s.get(FlavorAccess, (f.id, project_id)) is not None:
+                raise Conflict(f"Flavor access already exists for flavor {flavorid} and "
+                               f"project {project_id} combination.")
+            s.add(FlavorAccess(flavor_id=f.id, project_id=project_id))
+        return self.flavor_access(flavorid)
+
+    def remove_flavor_access(self, flavorid: str, project_id: str) -> list[str]:
+        with self.write() as s:
+            f = self._flavor_row(s, flavorid)
+            if f.is_public:
+                raise Conflict("Can not remove access from a public flavor.")
+            row = s.get(FlavorAccess, (f.id, project_id))
+            if row is None:
+                raise NotFound(f"Flavor access not found for {flavorid} / {project_id} "
+                               "combination.")
+            s.delete(row)
+        return self.flavor_access(flavorid)
+
+    # ================================================================== keypairs
+    def create_keypair(self, ctx: RequestContext, user_id: str, name: str,
+                       public_key: str | None, key_type: str) -> dict[str, Any]:
+        private = None
+        if public_key is None:
+            if key_type == "x509":
+                private, public_key = generate_x509(user_id, ctx.project_id or "")
+            else:
+                private, public_key = generate_keypair()
+        fp = (x509_fingerprint(public_key) if key_type == "x509"
+              else fingerprint(public_key))
+        with self.write() as s:
+            limits = quotas.project_limits(s, ctx.project_id or "", user_id)
+            used = int(s.scalar(select(func.count()).select_from(KeyPair).where(
+                KeyPair.user_id == user_id)) or 0)
+            if limits["key_pairs"] >= 0 and used + 1 > limits["key_pairs"]:
+                raise quotas.OverQuota("Quota exceeded, too many key pairs.")
+            if s.get(KeyPair, (user_id, name)) is not None:
+                raise Conflict(f"Key pair '{name}' already exists.")
+            kp = KeyPair(user_id=user_id, name=name, fingerprint=fp, public_key=public_key,
+                         type=key_type, created_at=utcnow())
+            s.add(kp)
+        out = self._kp(kp)
+        if private is not None:
+            out["private_key"] = private
+        return out
+
+    @staticmethod
+    def _kp(kp: KeyPair) -> dict[str, Any]:
+        return {"name": kp.name, "user_id": kp.user_id, "fingerprint": kp.fingerprint,
+                "public_key": kp.public_key, "type": kp.type, "created_at": kp.created_at}
+
+    def list_keypairs(self, user_id: str, limit: int | None = None,
+                      marker: str | None = None) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            q = select(KeyPair).where(KeyPair.user_id == user_id).order_by(KeyPair.name)
+            if marker is not None:
+                if s.get(KeyPair, (user_id, marker)) is None:
+                    raise BadRequest(f"marker [{marker}] not found")
+                q = q.where(KeyPair.name > marker)
+            if limit is not None:
+                q = q.limit(limit)
+            return [self._kp(k) for k in s.scalars(q)]
+
+    def get_keypair(self, user_id: str, name: str) -> dict[str, Any]:
+        with self.db.reader() as s:
+            kp = s.get(KeyPair, (user_id, name))
+            if kp is None:
+                raise NotFound(f"Keypair {name} not found for user {user_id}")
+            return self._kp(kp)
+
+    def delete_keypair(self, user_id: str, name: str) -> None:
+        with self.write() as s:
+            kp = s.get(KeyPair, (user_id, name))
+            if kp is None:
+                raise NotFound(f"Keypair {name} not found for user {user_id}")
+            s.delete(kp)
+
+    # ================================================================== instances
+    def create_instances(self, ctx: RequestContext, spec: dict[str, Any],
+                         count: int, min_count: int) -> list[InstanceDict]:
+        """Record ``count`` new instances (BUILD/scheduling) after the quota check.
+
+        ``spec`` holds the validated request: name, flavor (dict), image_ref, image (dict),
+        key_name/key_data, user_data, metadata, availability_zone, config_drive, tags,
+        access_ip_v4/6, description, hostname, group (server group uuid), system_metadata.
+        All rows are written in one transaction with the quota check, so a refused request
+        leaves nothing behind. When fewer than ``count`` but at least ``min_count`` fit, that
+        many are created (Nova's behaviour).
+        """
+        flavor = spec["flavor"]
+        project = ctx.project_id or ""
+        now = utcnow()
+        reservation = "r-" + new_uuid()[:8]
+        with self.write() as s:
+            limits = quotas.project_limits(s, project, ctx.user_id)
+            used = quotas.usage(s, project)
+            n = count
+            while n >= min_count:
+                try:
+                    quotas.check(limits, used, {"instances": n, "cores": n * flavor["vcpus"],
+                                                "ram": n * flavor["memory_mb"]})
+                    break
+                except quotas.OverQuota:
+                    if n == min_count:
+                        raise
+                    n -= 1
+            group = spec.get("group")
+            if group:
+                members = s.scalar(select(func.count()).select_from(ServerGroupMember).where(
+                    ServerGroupMember.group_uuid == group)) or 0
+                gl = limits["server_group_members"]
+                if gl >= 0 and members + n > gl:
+                    raise quotas.OverQuota("Quota exceeded, too many servers in group")
+            out = []
+            for i in range(n):
+                name = spec["name"]
+                if n > 1 and spec.get("multi_name", True):
+                    name = f"{spec['name']}-{i + 1}"
+                row = Instance(
+                    uuid=new_uuid(), display_name=name,
+                    display_description=spec.get("description"), project_id=project,
+                    user_id=ctx.user_id or "", flavor=flavor, vcpus=flavor["vcpus"],
+                    memory_mb=flavor["memory_mb"], root_gb=flavor["root_gb"],
+                    image_ref=spec.get("image_ref") or "", vm_state=states.BUILDING,
+                    task_state="scheduling", power_state=states.NOSTATE,
+                    key_name=spec.get("key_name"), key_data=spec.get("key_data"),
+                    user_data=spec.get("user_data"), meta=dict(spec.get("metadata") or {}),
+                    system_metadata=dict(spec.get("system_metadata") or {}),
+                    locked=False, availability_zone=spec.get("availability_zone"),
+                    config_drive="True" if spec.get("config_drive") else "",
+                    access_ip_v4=spec.get("access_ip_v4"), access_ip_v6=spec.get("access_ip_v6"),
+                    hostname=_hostname(spec.get("hostname") or name), launch_index=i,
+                    reservation_id=reservation, progress=0, created_at=now, updated_at=now,
+                    deleted=False)
+                s.add(row)
+                tags = list(spec.get("tags") or [])
+                for t in tags:
+                    s.add(InstanceTag(instance_uuid=row.uuid, tag=t))
+                if group:
+                    s.add(ServerGroupMember(group_uuid=group, instance_uuid=row.uuid))
+                s.add(_action(row.uuid, "create", ctx, now))
+                out.append(_inst_dict(row, tags))
+            return out
+
+    def _instance_row(self, ctx: RequestContext | None, s: Session, uuid: str,
+                      deleted_ok: bool = False) -> Instance:
+        row = s.get(Instance, uuid) if _looks_like_uuid(uuid) else None
+        if (row is None or (row.deleted and not deleted_ok)
+                or (ctx is not None and not ctx.is_admin and row.project_id != ctx.project_id)):
+            raise NotFound(f"Instance {uuid} could not be found.")
+        return row
+
+    def _tags(self, s: Session, uuids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for i in range(0, len(uuids), 500):
+            chunk = uuids[i:i + 500]
+            for u, t in s.execute(select(InstanceTag.instance_uuid, InstanceTag.tag).where(
+                    InstanceTag.instance_uuid.in_(chunk))):
+                out.setdefault(u, []).append(t)
+        return out
+
+    def get_instance(self, ctx: RequestContext | None, uuid: str,
+                     deleted_ok: bool = False) -> InstanceDict:
+        """One instance (404 when unknown, deleted or in another project)."""
+        with self.db.reader() as s:
+            row = self._instance_row(ctx, s, uuid, deleted_ok)
+            return _inst_dict(row, self._tags(s, [uuid]).get(uuid, []))
+
+    def list_instances(self, ctx: RequestContext, filters: dict[str, Any],
+                       sort: list[tuple[str, str]], limit: int | None,
+                       marker: str | None) -> list[InstanceDict]:
+        """Instances visible to ``ctx`` matching ``filters`` (already validated by the API).
+
+        Filters: project_id (None: every project, admin only), user_id, name (regex),
+        status (list of vm_states), host, node, image, flavor (flavor id), changes-since /
+        changes-before, deleted, ip, tags/tags-any/not-tags/not-tags-any, locked,
+        availability_zone, reservation_id, key_name, uuid, task_state, power_state.
+        """
+        with self.db.reader() as s:
+            q = select(Instance)
+            conds: list[Any] = []
+            if filters.get("project_id") is not None:
+                conds.append(Instance.project_id == filters["project_id"])
+            if "changes-since" in filters or "changes-before" in filters:
+                if "changes-since" in filters:
+                    conds.append(Instance.updated_at >= filters["changes-since"])
+                if "changes-before" in filters:
+                    conds.append(Instance.updated_at <= filters["changes-before"])
+                if not filters.get("deleted", True):
+                    conds.append(Instance.deleted.is_(False))
+            elif filters.get("deleted"):
+                conds.append(Instance.deleted.is_(True))
+            else:
+                conds.append(Instance.deleted.is_(False))
+            simple = {"user_id": Instance.user_id, "host": Instance.host,
+                      "node": Instance.node, "image": Instance.image_ref,
+                      "availability_zone": Instance.availability_zone,
+                      "reservation_id": Instance.reservation_id,
+                      "key_name": Instance.key_name, "uuid": Instance.uuid,
+                      "task_state": Instance.task_state,
+                      "power_state": Instance.power_state, "locked": Instance.locked,
+                      "config_drive": Instance.config_drive,
+                      "access_ip_v4": Instance.access_ip_v4,
+                      "access_ip_v6": Instance.access_ip_v6,
+                      "launch_index": Instance.launch_index,
+                      "hostname": Instance.hostname, "progress": Instance.progress}
+            for key, col in simple.items():
+                if key in filters and filters[key] is not None:
+                    val = filters[key]
+                    conds.append(col.in_(val) if isinstance(val, list) else col == val)
+            if filters.get("status") is not None:
+                conds.append(Instance.vm_state.in_(filters["status"]))
+            if filters.get("vm_state") is not None:
+                conds.append(Instance.vm_state.in_(filters["vm_state"]))
+            if filters.get("flavor") is not None:
+                conds.append(Instance.flavor["id"].as_string() == str(filters["flavor"]))
+            for t in filters.get("tags") or []:
+                conds.append(Instance.uuid.in_(select(InstanceTag.instance_uuid).where(
+                    InstanceTag.tag == t)))
+            if filters.get("tags-any"):
+                conds.append(Instance.uuid.in_(select(InstanceTag.instance_uuid).where(
+                    InstanceTag.tag.in_(filters["tags-any"]))))
+            if filters.get("not-tags"):
+                nt = filters["not-tags"]
+                sub = (select(InstanceTag.instance_uuid).where(InstanceTag.tag.in_(nt))
+                       .group_by(InstanceTag.instance_uuid)
+                       .having(func.count() == len(set(nt))))
+                conds.append(Instance.uuid.not_in(sub))
+            if filters.get("not-tags-any"):
+                conds.append(Instance.uuid.not_in(select(InstanceTag.instance_uuid).where(
+                    InstanceTag.tag.in_(filters["not-tags-any"]))))
+            q = q.where(and_(*conds))
+            cols = [(getattr(Instance, _sort_col(k)), d) for k, d in sort]
+            cols.append((Instance.uuid, sort[-1][1] if sort else "desc"))
+            order = [c.asc() if d == "asc" else c.desc() for c, d in cols]
+            q = q.order_by(*order)
+            if marker is not None:
+                mrow = s.get(Instance, marker) if _looks_like_uuid(marker) else None
+                if mrow is None:
+                    raise BadRequest(f"marker [{marker}] not found")
+                clauses = []
+                for i, (c, d) in enumerate(cols):
+                    eq = [cc == getattr(mrow, cc.key) for cc, _ in cols[:i]]
+                    v = getattr(mrow, c.key)
+                    if v is None:
+                        continue
+                    clauses.append(and_(*eq, c > v if d == "asc" else c < v))
+                q = q.where(or_(*clauses))
+            regex = filters.get("name")
+            ip = filters.get("ip") or filters.get("ip6")
+            post = regex is not None or ip is not None
+            if limit is not None and not post:
+                q = q.limit(limit)
+            rows = list(s.scalars(q))
+            if regex is not None:
+                try:
+                    rx = re.compile(regex)
+                except re.error:
+                    rows = []
+                else:
+                    rows = [r for r in rows if rx.search(r.display_name or "")]
+            if ip is not None:
+                rows = []  # no networking yet: nothing has an address
+            if limit is not None and post:
+                rows = rows[:limit]
+            tags = self._tags(s, [r.uuid for r in rows])
+            return [_inst_dict(r, tags.get(r.uuid, [])) for r in rows]
+
+    def update_instance(self, ctx: RequestContext, uuid: str,
+                        values: dict[str, Any]) -> InstanceDict:
+        allowed = {"display_name", "display_description", "access_ip_v4", "access_ip_v6",
+                   "hostname"}
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            for k, v in values.items():
+                if k in allowed:
+                    setattr(row, k, v)
+            row.updated_at = utcnow()
+            s.flush()
+            return _inst_dict(row, self._tags(s, [uuid]).get(uuid, []))
+
+    def begin_task(self, ctx: RequestContext, uuid: str, action: str,
+                   task_state: str | None, vm_states: Sequence[str] | None = None,
+                   task_states: Sequence[str | None] = (None,),
+                   check_lock: bool = True, record: str | None = None,
+                   extra: dict[str, Any] | None = None) -> InstanceDict:
+        """Atomically move an instance into ``task_state`` for ``action`` or raise 409.
+
+        The allowed vm_states default to ``states.ACTION_VM_STATES[action]``. Locked instances
+        refuse non-admin callers. ``record`` names the instance action to record (default:
+        ``action``). ``extra`` sets further columns in the same transaction.
+        """
+        allowed = vm_states if vm_states is not None else states.ACTION_VM_STATES[action]
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            if check_lock and row.locked and not ctx.is_admin:
+                raise Conflict(f"Instance {uuid} is locked")
+            if row.vm_state not in allowed:
+                raise Conflict(f"Cannot '{action}' instance {uuid} while it is in vm_state "
+                               f"{row.vm_state}")
+            if row.task_state not in task_states:
+                raise Conflict(f"Cannot '{action}' instance {uuid} while it is in task_state "
+                               f"{row.task_state}")
+            now = utcnow()
+            row.task_state = task_state
+            for k, v in (extra or {}).items():
+                setattr(row, k, v)
+            row.updated_at = now
+            s.add(_action(uuid, record or action, ctx, now))
+            s.flush()
+            return _inst_dict(row, self._tags(s, [uuid]).get(uuid, []))
+
+    def finish_task(self, uuid: str, expected_task_state: str | Sequence[str | None] | None,
+                    event: str | None = None, error: str | None = None,
+                    **values: Any) -> bool:
+        """Write an operation's outcome (agent side) unless the instance moved on meanwhile.
+
+        Returns False (and writes nothing) when the instance is gone or no longer in
+        ``expected_task_state`` (e.g. it was deleted while the operation ran).
+        """
+        with self.write() as s:
+            row = s.get(Instance, uuid)
+            if row is None or row.deleted:
+                return False
+            expected = (list(expected_task_state)
+                        if isinstance(expected_task_state, list | tuple)
+                        else [expected_task_state])
+            if row.task_state not in expected:
+                return False
+            now = utcnow()
+            for k, v in values.items():
+                setattr(row, k, v)
+            if error is not None:
+                row.fault = {"code": 500, "message": error[:255], "created": now.isoformat(),
+                             "details": error}
+            row.updated_at = now
+            if event is not None:
+                _record_event(s, uuid, event, row.host, error)
+            return True
+
+    def set_instance(self, uuid: str, **values: Any) -> None:
+        """Set columns unconditionally (scheduler placement, reconciliation)."""
+        with self.write() as s:
+            values["updated_at"] = utcnow()
+            s.execute(update(Instance).where(Instance.uuid == uuid).values(**values))
+
+    def record_event(self, uuid: str, event: str, host: str | None,
+                     error: str | None = None) -> None:
+        with self.write() as s:
+            _record_event(s, uuid, event, host, error)
+
+    def lock(self, ctx: RequestContext, uuid: str, reason: str | None) -> None:
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            row.locked = True
+            row.locked_by = "admin" if ctx.is_admin and row.project_id != ctx.project_id \
+                else "owner"
+            row.locked_reason = reason
+            row.updated_at = utcnow()
+            s.add(_action(uuid, "lock", ctx, row.updated_at))
+
+    def unlock(self, ctx: RequestContext, uuid: str) -> None:
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            if row.locked and row.locked_by == "admin" and not ctx.is_admin:
+                raise Forbidden("Policy doesn't allow os_compute_api:os-lock-server:unlock:"
+                                "unlock_override to be performed.")
+            row.locked = False
+            row.locked_by = None
+            row.locked_reason = None
+            row.updated_at = utcnow()
+            s.add(_action(uuid, "unlock", ctx, row.updated_at))
+
+    def reset_state(self, ctx: RequestContext, uuid: str, state: str) -> None:
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            row.vm_state = state
+            row.task_state = None
+            row.updated_at = utcnow()
+            s.add(_action(uuid, "resetState", ctx, row.updated_at))
+
+    def begin_delete(self, ctx: RequestContext, uuid: str,
+                     force: bool = False) -> InstanceDict | None:
+        """Mark an instance ``deleting``; returns it when an agent must destroy the guest,
+        None when it was deleted outright (never placed on a host)."""
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            if row.locked and not ctx.is_admin:
+                raise Conflict(f"Instance {uuid} is locked")
+            now = utcnow()
+            s.add(_action(uuid, "delete", ctx, now))
+            if row.host is None or force and row.vm_state == states.ERROR and not row.host:
+                self._mark_deleted(s, row, now)
+                local = True
+            else:
+                local = False
+            if not local:
+                row.task_state = "deleting"
+                row.updated_at = now
+                s.flush()
+                return _inst_dict(row)
+        self._placement_release(uuid)
+        return None
+
+    def finish_delete(self, uuid: str) -> None:
+        """The guest is gone: soft-delete the row, release resources and memberships."""
+        with self.write() as s:
+            row = s.get(Instance, uuid)
+            if row is None or row.deleted:
+                return
+            self._mark_deleted(s, row, utcnow())
+        self._placement_release(uuid)
+
+    def _mark_deleted(self, s: Session, row: Instance, now: dt.datetime) -> None:
+        row.vm_state = states.DELETED
+        row.task_state = None
+        row.power_state = states.NOSTATE
+        row.deleted = True
+        row.deleted_at = now
+        row.terminated_at = now
+        row.updated_at = now
+        self._release(s, row.uuid)
+        s.execute(delete(ServerGroupMember).where(ServerGroupMember.instance_uuid == row.uuid))
+        _record_event(s, row.uuid, "compute_terminate_instance", row.host, None)
+
+    def set_metadata(self, ctx: RequestContext, uuid: str, meta: dict[str, str],
+                     replace_all: bool, max_items: bool = True) -> dict[str, str]:
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            if row.locked and not ctx.is_admin:
+                raise Conflict(f"Instance {uuid} is locked")
+            if row.task_state is not None and row.task_state == "deleting":
+                raise Conflict(f"Cannot 'update metadata' instance {uuid} while it is in "
+                               f"task_state {row.task_state}")
+            cur = {} if replace_all else dict(row.meta or {})
+            cur.update(meta)
+            if max_items:
+                limit = quotas.project_limits(s, row.project_id)["metadata_items"]
+                if 0 <= limit < len(cur):
+                    raise quotas.OverQuota("Quota exceeded for metadata_items: Requested "
+                                           f"{len(cur)}, but already used 0 of {limit} "
+                                           "metadata_items")
+            row.meta = cur
+            row.updated_at = utcnow()
+            return cur
+
+    def delete_metadata(self, ctx: RequestContext, uuid: str, key: str) -> None:
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            if row.locked and not ctx.is_admin:
+                raise Conflict(f"Instance {uuid} is locked")
+            cur = dict(row.meta or {})
+            if key not in cur:
+                raise NotFound("Metadata item was not found")
+            del cur[key]
+            row.meta = cur
+            row.updated_at = utcnow()
+
+    def set_tags(self, ctx: RequestContext, uuid: str, tags: list[str] | None,
+                 add: str | None = None, remove: str | None = None) -> list[str]:
+        """Replace all tags (``tags``), add one or remove one (``None`` with no args: clear)."""
+        with self.write() as s:
+            row = self._instance_row(ctx, s, uuid)
+            cur = set(s.scalars(select(InstanceTag.tag).where(
+                InstanceTag.instance_uuid == uuid)))
+            if add is not None:
+                if add not in cur and len(cur) >= 50:
+                    raise BadRequest("The number of tags exceeded the per-server limit 50")
+                new = cur | {add}
+            elif remove is not None:
+                if remove not in cur:
+                    raise NotFound(f"Tag {remove} not found")
+                new = cur - {remove}
+            else:
+                new = set(tags or [])
+            s.execute(delete(InstanceTag).where(InstanceTag.instance_uuid == uuid))
+            for t in sorted(new):
+                s.add(InstanceTag(instance_uuid=uuid, tag=t))
+            row.updated_at = utcnow()
+            return sorted(new)
+
+    def instance_actions(self, ctx: RequestContext, uuid: str) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            self._instance_row(ctx, s, uuid, deleted_ok=True)
+            rows = s.scalars(select(InstanceAction).where(
+                InstanceAction.instance_uuid == uuid).order_by(
+                InstanceAction.start_time.desc(), InstanceAction.id.desc()))
+            return [_action_dict(a) for a in rows]
+
+    def instance_action(self, ctx: RequestContext, uuid: str,
+                        request_id: str) -> dict[str, Any]:
+        with self.db.reader() as s:
+            self._instance_row(ctx, s, uuid, deleted_ok=True)
+            a = s.scalar(select(InstanceAction).where(
+                InstanceAction.instance_uuid == uuid,
+                InstanceAction.request_id == request_id).order_by(
+                InstanceAction.id.desc()).limit(1))
+            if a is None:
+                raise NotFound(f"Action for request_id {request_id} on instance {uuid} not "
+                               "found")
+            return _action_dict(a)
+
+    def instances_on_host(self, host: str) -> list[InstanceDict]:
+        with self.db.reader() as s:
+            rows = s.scalars(select(Instance).where(Instance.host == host,
+                                                    Instance.deleted.is_(False)))
+            return [_inst_dict(r) for r in rows]
+
+    def deleted_on_host(self, host: str, uuids: Sequence[str]) -> list[str]:
+        """Which of ``uuids`` (guests a driver still has) are deleted or moved elsewhere."""
+        with self.db.reader() as s:
+            live = set(s.scalars(select(Instance.uuid).where(
+                Instance.uuid.in_(list(uuids)), Instance.deleted.is_(False),
+                Instance.host == host)))
+            return [u for u in uuids if u not in live]
+
+    def fail_stuck_builds(self, host: str, older_than: dt.datetime) -> list[str]:
+        """Instances on ``host`` stuck in BUILD since before ``older_than`` go to ERROR."""
+        with self.write() as s:
+            rows = list(s.scalars(select(Instance).where(
+                Instance.host == host, Instance.deleted.is_(False),
+                Instance.vm_state == states.BUILDING, Instance.updated_at < older_than)))
+            now = utcnow()
+            for r in rows:
+                r.vm_state = states.ERROR
+                r.task_state = None
+                r.fault = {"code": 500, "created": now.isoformat(),
+                           "message": "Build of instance aborted: the compute service "
+                                      "restarted while it was building.",
+                           "details": ""}
+                r.updated_at = now
+            return [r.uuid for r in rows]
+
+    # ================================================================== claims
+    def claim(self, consumer: str, node_id: int, vcpus: int, memory_mb: int,
+              disk_gb: int, project_id: str = "", user_id: str = "") -> bool:
+        """Atomically take resources on a node; False when they no longer fit.
+
+        With placement: a placement claim (provider = the node), then the node counters.
+        Without: one conditional UPDATE (usage + request <= capacity × ratio). Either way
+        concurrent claims can never oversubscribe a node, on every database backend.
+        """
+        if self.placement is not None and not self.placement_claim(
+                consumer, node_id, vcpus, memory_mb, disk_gb, project_id, user_id):
+            return False
+        with self.write() as s:
+            return self._claim(s, consumer, node_id, vcpus, memory_mb, disk_gb,
+                               force=self.placement is not None)
+
+    def _node_uuid(self, node_id: int) -> str:
+        uuid = self._node_uuids.get(node_id)
+        if uuid is None:
+            with self.db.reader() as s:
+                uuid = s.scalar(select(ComputeNode.uuid).where(ComputeNode.id == node_id))
+            if uuid is None:
+                raise NotFound(f"Compute node {node_id} could not be found.")
+            self._node_uuids[node_id] = uuid
+        return uuid
+
+    def placement_claim(self, consumer: str, node_id: int, vcpus: int, memory_mb: int,
+                        disk_gb: int, project_id: str, user_id: str) -> bool:
+        """Claim in placement (must run outside any compute transaction)."""
+        assert self.placement is not None
+        wanted = {rc: n for rc, n in (("VCPU", vcpus), ("MEMORY_MB", memory_mb),
+                                      ("DISK_GB", disk_gb)) if n > 0}
+        try:
+            provider = self._node_uuid(node_id)
+            with self.serial():
+                self.placement.claim(consumer, {provider: wanted}, project_id or "unknown",
+                                     user_id or "unknown")
+        except APIError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def _placement_release(self, consumer: str) -> None:
+        if self.placement is not None:
+            with self.serial():
+                self.placement.release(consumer)
+
+    def _claim(self, s: Session, consumer: str, node_id: int, vcpus: int, memory_mb: int,
+               disk_gb: int, force: bool = False) -> bool:
+        n = ComputeNode
+        conds = [n.id == node_id]
+        if not force:
+            conds += [n.vcpus_used + vcpus <= n.vcpus * n.cpu_allocation_ratio,
+                      n.memory_mb_used + memory_mb <= n.memory_mb * n.ram_allocation_ratio,
+                      n.local_gb_used + disk_gb <= n.local_gb * n.disk_allocation_ratio]
+        res = s.execute(update(n).where(*conds).values(
+            vcpus_used=n.vcpus_used + vcpus, memory_mb_used=n.memory_mb_used + memory_mb,
+            local_gb_used=n.local_gb_used + disk_gb, running_vms=n.running_vms + 1))
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        s.add(Allocation(instance_uuid=consumer, node_id=node_id, vcpus=vcpus,
+                         memory_mb=memory_mb, disk_gb=disk_gb))
+        return True
+
+    def release(self, consumer: str) -> None:
+        with self.write() as s:
+            self._release(s, consumer)
+        self._placement_release(consumer)
+
+    def _release(self, s: Session, consumer: str) -> None:
+        n = ComputeNode
+        for a in list(s.scalars(select(Allocation).where(Allocation.instance_uuid == consumer))):
+            s.execute(update(n).where(n.id == a.node_id).values(
+                vcpus_used=n.vcpus_used - a.vcpus, memory_mb_used=n.memory_mb_used - a.memory_mb,
+                local_gb_used=n.local_gb_used - a.disk_gb, running_vms=n.running_vms - 1))
+            s.delete(a)
+
+    def move_allocation(self, from_consumer: str, to_consumer: str) -> None:
+        """Re-own allocations (a confirmed move makes the migration's claim the instance's)."""
+        if self.placement is not None:
+            held = self.placement.get_consumer_allocations(from_consumer)
+            if held.allocations:
+                with self.serial():
+                    self.placement.claim(to_consumer, held.allocations,
+                                         held.project_id or "unknown",
+                                         held.user_id or "unknown")
+                    self.placement.release(from_consumer)
+        with self.write() as s:
+            s.execute(update(Allocation).where(Allocation.instance_uuid == from_consumer)
+                      .values(instance_uuid=to_consumer))
+
+    # ================================================================== hosts
+    def register_host(self, host: str, resources: dict[str, Any],
+                      binary: str = "nova-compute", zone: str = "nova") -> None:
+        """Create or refresh a compute service record and its compute node (agent start)."""
+        now = utcnow()
+        with self.write() as s:
+            svc = s.scalar(select(Service).where(Service.host == host,
+                                                 Service.binary == binary))
+            if svc is None:
+                s.add(Service(uuid=new_uuid(), host=host, binary=binary,
+                              topic="compute" if binary == "nova-compute" else binary,
+                              zone=zone, disabled=False, forced_down=False, report_count=1,
+                              last_seen_up=now, created_at=now, updated_at=now))
+            else:
+                svc.last_seen_up = now
+                svc.updated_at = now
+            if binary != "nova-compute":
+                return
+            hh = resources["hypervisor_hostname"]
+            node = s.scalar(select(ComputeNode).where(ComputeNode.hypervisor_hostname == hh))
+            if node is None:
+                node = ComputeNode(uuid=new_uuid(), host=host, hypervisor_hostname=hh,
+                                   created_at=now, vcpus_used=0, memory_mb_used=0,
+                                   local_gb_used=0, running_vms=0,
+                                   cpu_allocation_ratio=16.0, ram_allocation_ratio=1.5,
+                                   disk_allocation_ratio=1.0)
+                s.add(node)
+            node.host = host
+            node.vcpus = resources["vcpus"]
+            node.memory_mb = resources["memory_mb"]
+            node.local_gb = resources["local_gb"]
+            node.hypervisor_type = resources.get("hypervisor_type", "fake")
+            node.hypervisor_version = resources.get("hypervisor_version", 1000)
+            node.host_ip = resources.get("host_ip", "127.0.0.1")
+            node.cpu_info = resources.get("cpu_info") or {}
+            node.capabilities = resources.get("capabilities") or {}
+            node.updated_at = now
+            s.flush()
+            provider = (node.uuid, hh, node.cpu_allocation_ratio, node.ram_allocation_ratio,
+                        node.disk_allocation_ratio)
+        if self.placement is not None:
+            uuid, name, cpu_r, ram_r, disk_r = provider
+            self.placement.ensure_provider(uuid, name)
+            self.placement.set_inventories(uuid, {
+                "VCPU": {"total": resources["vcpus"], "allocation_ratio": cpu_r},
+                "MEMORY_MB": {"total": resources["memory_mb"], "allocation_ratio": ram_r},
+                "DISK_GB": {"total": resources["local_gb"], "allocation_ratio": disk_r}})
+
+    def heartbeat(self, hosts: Sequence[str], binary: str = "nova-compute") -> None:
+        """Report ``hosts``' services up (one statement for any number of fake hosts)."""
+        now = utcnow()
+        with self.write() as s:
+            for i in range(0, len(hosts), 500):
+                s.execute(update(Service).where(Service.binary == binary,
+                                                Service.host.in_(list(hosts[i:i + 500])))
+                          .values(last_seen_up=now, report_count=Service.report_count + 1))
+
+    def service_up(self, svc: dict[str, Any], now: dt.datetime | None = None) -> bool:
+        if svc["forced_down"]:
+            return False
+        seen = svc["last_seen_up"]
+        now = now or utcnow()
+        return seen is not None and (now - seen).total_seconds() <= SERVICE_DOWN_TIME
+
+    def list_services(self, host: str | None = None,
+                      binary: str | None = None) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            q = select(Service).order_by(Service.id)
+            if host:
+                q = q.where(Service.host == host)
+            if binary:
+                q = q.where(Service.binary == binary)
+            zones = self._host_zones(s)
+            out = []
+            for r in s.scalars(q):
+                d = _service_dict(r)
+                if r.binary == "nova-compute":
+                    d["zone"] = zones.get(r.host, self.default_az)
+                out.append(d)
+            return out
+
+    def _service_row(self, s: Session, service_id: str) -> Service:
+        row = None
+        if service_id.isdigit():
+            row = s.get(Service, int(service_id))
+        elif _looks_like_uuid(service_id):
+            row = s.scalar(select(Service).where(Service.uuid == service_id))
+        if row is None:
+            raise NotFound(f"Service {service_id} could not be found.")
+        return row
+
+    def update_service(self, service_id: str | None, host: str | None, binary: str | None,
+                       values: dict[str, Any]) -> dict[str, Any]:
+        with self.write() as s:
+            if service_id is not None:
+                row = self._service_row(s, service_id)
+            else:
+                row = s.scalar(select(Service).where(Service.host == host,
+                                                     Service.binary == binary))
+                if row is None:
+                    raise NotFound(f"Service {binary} on host {host} could not be found.")
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.updated_at = utcnow()
+            s.flush()
+            return _service_dict(row)
+
+    def delete_service(self, service_id: str) -> None:
+        with self.write() as s:
+            row = self._service_row(s, service_id)
+            if row.binary == "nova-compute":
+                busy = s.scalar(select(func.count()).select_from(Instance).where(
+                    Instance.host == row.host, Instance.deleted.is_(False)))
+                if busy:
+                    raise Conflict("Unable to delete compute service that is hosting "
+                                   "instances. Migrate or delete the instances first.")
+                s.execute(delete(ComputeNode).where(ComputeNode.host == row.host))
+                s.execute(delete(AggregateHost).where(AggregateHost.host == row.host))
+            s.delete(row)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            svcs = {r.host: _service_dict(r) for r in s.scalars(
+                select(Service).where(Service.binary == "nova-compute"))}
+            return [_node_dict(n, svcs.get(n.host)) for n in s.scalars(
+                select(ComputeNode).order_by(ComputeNode.id))]
+
+    def host_states(self) -> list[dict[str, Any]]:
+        """Everything the scheduler needs about every node, in two queries."""
+        with self.db.reader() as s:
+            svcs = {r.host: _service_dict(r) for r in s.scalars(
+                select(Service).where(Service.binary == "nova-compute"))}
+            aggs: dict[str, list[dict[str, Any]]] = {}
+            for agg, host in s.execute(select(Aggregate, AggregateHost.host).join(
+                    AggregateHost, AggregateHost.aggregate_id == Aggregate.id)):
+                aggs.setdefault(host, []).append(dict(agg.meta or {}))
+            out = []
+            for n in s.scalars(select(ComputeNode)):
+                d = _node_dict(n, svcs.get(n.host))
+                d["aggregates"] = aggs.get(n.host, [])
+                d["availability_zone"] = next(
+                    (m["availability_zone"] for m in d["aggregates"]
+                     if m.get("availability_zone")), self.default_az)
+                out.append(d)
+            return out
+
+    def group_hosts(self, group_uuid: str, exclude: str | None = None) -> dict[str, Any]:
+        """A server group's policy and the hosts its members run on."""
+        with self.db.reader() as s:
+            g = s.get(ServerGroup, group_uuid)
+            if g is None:
+                return {"policy": None, "hosts": [], "rules": {}}
+            hosts = [h for h, u in s.execute(
+                select(Instance.host, Instance.uuid).join(
+                    ServerGroupMember, ServerGroupMember.instance_uuid == Instance.uuid).where(
+                    ServerGroupMember.group_uuid == group_uuid, Instance.deleted.is_(False),
+                    Instance.host.is_not(None))) if u != exclude]
+            return {"policy": g.policy, "hosts": hosts, "rules": dict(g.rules or {})}
+
+    # ================================================================== aggregates
+    def _host_zones(self, s: Session) -> dict[str, str]:
+        zones: dict[str, str] = {}
+        for agg, host in s.execute(select(Aggregate, AggregateHost.host).join(
+                AggregateHost, AggregateHost.aggregate_id == Aggregate.id)):
+            az = (agg.meta or {}).get("availability_zone")
+            if az:
+                zones.setdefault(host, az)
+        return zones
+
+    def host_zone(self, host: str) -> str:
+        with self.db.reader() as s:
+            return self._host_zones(s).get(host, self.default_az)
+
+    def availability_zones(self) -> list[dict[str, Any]]:
+        """Zones with their hosts (``internal`` holds the non-compute services)."""
+        svcs = self.list_services()
+        now = utcnow()
+        zones: dict[str, dict[str, Any]] = {}
+        with self.db.reader() as s:
+            for agg in s.scalars(select(Aggregate)):
+                az = (agg.meta or {}).get("availability_zone")
+                if az:
+                    zones.setdefault(az, {"hosts": {}, "available": False})
+        for svc in svcs:
+            zone = svc["zone"]
+            z = zones.setdefault(zone, {"hosts": {}, "available": False})
+            up = self.service_up(svc, now)
+            z["hosts"].setdefault(svc["host"], {})[svc["binary"]] = {
+                "available": up and not svc["disabled"], "active": not svc["disabled"],
+                "updated_at": svc["updated_at"]}
+            if svc["binary"] == "nova-compute" and up and not svc["disabled"]:
+                z["available"] = True
+            if zone == "internal":
+                z["available"] = True
+        return [{"name": k, **v} for k, v in sorted(zones.items())]
+
+    def _agg_dict(self, s: Session, a: Aggregate) -> dict[str, Any]:
+        hosts = sorted(s.scalars(select(AggregateHost.host).where(
+            AggregateHost.aggregate_id == a.id)))
+        meta = dict(a.meta or {})
+        return {"id": a.id, "uuid": a.uuid, "name": a.name, "hosts": hosts, "metadata": meta,
+                "availability_zone": meta.get("availability_zone"), "created_at": a.created_at,
+                "updated_at": a.updated_at, "deleted": False, "deleted_at": None}
+
+    def list_aggregates(self) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            return [self._agg_dict(s, a) for a in s.scalars(select(Aggregate).order_by(
+                Aggregate.id))]
+
+    def _agg_row(self, s: Session, agg_id: str) -> Aggregate:
+        row = s.get(Aggregate, int(agg_id)) if str(agg_id).isdigit() else None
+        if row is None:
+            raise NotFound(f"Aggregate {agg_id} could not be found.")
+        return row
+
+    def get_aggregate(self, agg_id: str) -> dict[str, Any]:
+        with self.db.reader() as s:
+            return self._agg_dict(s, self._agg_row(s, agg_id))
+
+    def create_aggregate(self, name: str, az: str | None) -> dict[str, Any]:
+        with self.write() as s:
+            if s.scalar(select(Aggregate.id).where(Aggregate.name == name)) is not None:
+                raise Conflict(f"Aggregate {name} already exists.")
+            meta = {"availability_zone": az} if az else {}
+            a = Aggregate(uuid=new_uuid(), name=name, meta=meta, created_at=utcnow())
+            s.add(a)
+            s.flush()
+            return self._agg_dict(s, a)
+
+    def update_aggregate(self, agg_id: str, name: str | None, az: str | None,
+                         set_az: bool) -> dict[str, Any]:
+        with self.write() as s:
+            a = self._agg_row(s, agg_id)
+            if name is not None and name != a.name:
+                if s.scalar(select(Aggregate.id).where(Aggregate.name == name)) is not None:
+                    raise Conflict(f"Aggregate {name} already exists.")
+                a.name = name
+            if set_az:
+                meta = dict(a.meta or {})
+                if az:
+                    meta["availability_zone"] = az
+                else:
+                    meta.pop("availability_zone", None)
+                a.meta = meta
+            a.updated_at = utcnow()
+            s.flush()
+            return self._agg_dict(s, a)
+
+    def delete_aggregate(self, agg_id: str) -> None:
+        with self.write() as s:
+            a = self._agg_row(s, agg_id)
+            if s.scalar(select(func.count()).select_from(AggregateHost).where(
+                    AggregateHost.aggregate_id == a.id)):
+                raise BadRequest(f"Cannot remove aggregate {agg_id}: it still has hosts")
+            s.delete(a)
+
+    def aggregate_host(self, agg_id: str, host: str, add: bool) -> dict[str, Any]:
+        with self.write() as s:
+            a = self._agg_row(s, agg_id)
+            if s.scalar(select(Service.id).where(Service.host == host,
+                                                 Service.binary == "nova-compute")) is None:
+                raise NotFound(f"Compute host {host} could not be found.")
+            row = s.get(AggregateHost, (a.id, host))
+            if add:
+                if row is not None:
+                    raise Conflict(f"Aggregate {agg_id} already has host {host}.")
+                az = (a.meta or {}).get("availability_zone")
+                if az:
+                    other = self._host_zones(s).get(host)
+                    if other and other != az:
+                        raise Conflict(f"Cannot add host {host} to aggregate {agg_id}: the "
+                                       f"host is already in availability zone {other}")
+                s.add(AggregateHost(aggregate_id=a.id, host=host))
+            else:
+                if row is None:
+                    raise NotFound(f"Cannot remove host {host} in aggregate {agg_id}")
+                s.delete(row)
+            a.updated_at = utcnow()
+            s.flush()
+            return self._agg_dict(s, a)
+
+    def aggregate_metadata(self, agg_id: str, meta: dict[str, Any]) -> dict[str, Any]:
+        with self.write() as s:
+            a = self._agg_row(s, agg_id)
+            cur = dict(a.meta or {})
+            for k, v in meta.items():
+                if v is None:
+                    cur.pop(k, None)
+                else:
+                    cur[k] = str(v)
+            a.meta = cur
+            a.updated_at = utcnow()
+            s.flush()
+            return self._agg_dict(s, a)
+
+    # ================================================================== server groups
+    @staticmethod
+    def _group_dict(s: Session, g: ServerGroup) -> dict[str, Any]:
+        members = sorted(s.scalars(select(ServerGroupMember.instance_uuid).where(
+            ServerGroupMember.group_uuid == g.uuid)))
+        return {"id": g.uuid, "name": g.name, "project_id": g.project_id,
+                "user_id": g.user_id, "policy": g.policy, "rules": dict(g.rules or {}),
+                "members": members}
+
+    def create_group(self, ctx: RequestContext, name: str, policy: str,
+                     rules: dict[str, Any]) -> dict[str, Any]:
+        with self.write() as s:
+            limits = quotas.project_limits(s, ctx.project_id or "", ctx.user_id)
+            used = quotas.usage(s, ctx.project_id or "")
+            quotas.check(limits, used, {"server_groups": 1})
+            g = ServerGroup(uuid=new_uuid(), name=name, project_id=ctx.project_id or "",
+                            user_id=ctx.user_id or "", policy=policy, rules=rules,
+                            created_at=utcnow())
+            s.add(g)
+            s.flush()
+            return self._group_dict(s, g)
+
+    def list_groups(self, ctx: RequestContext, all_projects: bool, limit: int | None,
+                    offset: int) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            q = select(ServerGroup).order_by(ServerGroup.created_at, ServerGroup.uuid)
+            if not (all_projects and ctx.is_admin):
+                q = q.where(ServerGroup.project_id == (ctx.project_id or ""))
+            q = q.offset(offset)
+            if limit is not None:
+                q = q.limit(limit)
+            return [self._group_dict(s, g) for g in s.scalars(q)]
+
+    def get_group(self, ctx: RequestContext, uuid: str) -> dict[str, Any]:
+        with self.db.reader() as s:
+            g = s.get(ServerGroup, uuid)
+            if g is None or (not ctx.is_admin and g.project_id != ctx.project_id):
+                raise NotFound(f"Instance group {uuid} could not be found.")
+            return self._group_dict(s, g)
+
+    def delete_group(self, ctx: RequestContext, uuid: str) -> None:
+        with self.write() as s:
+            g = s.get(ServerGroup, uuid)
+            if g is None or (not ctx.is_admin and g.project_id != ctx.project_id):
+                raise NotFound(f"Instance group {uuid} could not be found.")
+            s.execute(delete(ServerGroupMember).where(ServerGroupMember.group_uuid == uuid))
+            s.delete(g)
+
+    def group_of(self, uuid: str) -> str | None:
+        with self.db.reader() as s:
+            return s.scalar(select(ServerGroupMember.group_uuid).where(
+                ServerGroupMember.instance_uuid == uuid))
+
+    # ================================================================== quotas
+    def quota_limits(self, project_id: str, user_id: str | None = None) -> dict[str, int]:
+        with self.db.reader() as s:
+            return quotas.project_limits(s, project_id, user_id)
+
+    def quota_usage(self, project_id: str, user_id: str | None = None) -> dict[str, int]:
+        with self.db.reader() as s:
+            return quotas.usage(s, project_id, user_id)
+
+    def quota_defaults(self) -> dict[str, int]:
+        with self.db.reader() as s:
+            return quotas.class_limits(s)
+
+    def set_quotas(self, project_id: str, values: dict[str, Any], user_id: str | None,
+                   force: bool) -> dict[str, int]:
+        with self.write() as s:
+            if not force:
+                used = quotas.usage(s, project_id, user_id)
+                for r, v in values.items():
+                    if int(v) >= 0 and used.get(r, 0) > int(v):
+                        raise BadRequest(f"Quota limit {v} for {r} must be greater than or "
+                                         f"equal to already used and reserved {used[r]}.")
+            quotas.set_limits(s, project_id, values, user_id)
+        return self.quota_limits(project_id, user_id)
+
+    def delete_quotas(self, project_id: str, user_id: str | None) -> None:
+        from onestack.db.compute import Quota
+
+        with self.write() as s:
+            q = delete(Quota).where(Quota.project_id == project_id)
+            if user_id:
+                q = q.where(Quota.user_id == user_id)
+            s.execute(q)
+
+    def quota_class(self, name: str) -> dict[str, int]:
+        with self.db.reader() as s:
+            return quotas.class_limits(s, name)
+
+    def set_quota_class(self, name: str, values: dict[str, Any]) -> dict[str, int]:
+        with self.write() as s:
+            quotas.set_class_limits(s, name, values)
+        return self.quota_class(name)
+
+    # ================================================================== usage
+    def usage_report(self, start: dt.datetime, end: dt.datetime,
+                     project_id: str | None) -> list[dict[str, Any]]:
+        """Per-project server usage between ``start`` and ``end`` (simple-tenant-usage)."""
+        with self.db.reader() as s:
+            q = select(Instance).where(
+                Instance.created_at < end,
+                or_(Instance.terminated_at.is_(None), Instance.terminated_at > start))
+            if project_id:
+                q = q.where(Instance.project_id == project_id)
+            rows = list(s.scalars(q.order_by(Instance.created_at)))
+        out: dict[str, dict[str, Any]] = {}
+        now = utcnow()
+        for r in rows:
+            begin = max(r.launched_at or r.created_at, start)
+            stop = min(r.terminated_at or now, end)
+            hours = max(0.0, (stop - begin).total_seconds() / 3600.0)
+            rep = out.setdefault(r.project_id, {
+                "tenant_id": r.project_id, "total_hours": 0.0, "total_local_gb_usage": 0.0,
+                "total_memory_mb_usage": 0.0, "total_vcpus_usage": 0.0,
+                "start": start, "stop": end, "server_usages": []})
+            rep["total_hours"] += hours
+            rep["total_local_gb_usage"] += hours * r.root_gb
+            rep["total_memory_mb_usage"] += hours * r.memory_mb
+            rep["total_vcpus_usage"] += hours * r.vcpus
+            rep["server_usages"].append({
+                "instance_id": r.uuid, "name": r.display_name, "hours": hours,
+                "memory_mb": r.memory_mb, "local_gb": r.root_gb, "vcpus": r.vcpus,
+                "tenant_id": r.project_id, "flavor": (r.flavor or {}).get("name"),
+                "started_at": r.launched_at or r.created_at, "ended_at": r.terminated_at,
+                "state": "terminated" if r.deleted else r.vm_state,
+                "uptime": int((now - (r.launched_at or r.created_at)).total_seconds())})
+        return list(out.values())
+
+    # ================================================================== migrations
+    def create_migration(self, inst: InstanceDict, dest: str | None, dest_node: str | None,
+                         mtype: str, new_flavor: str | None = None) -> dict[str, Any]:
+        with self.write() as s:
+            m = Migration(uuid=new_uuid(), instance_uuid=inst["uuid"],
+                          project_id=inst["project_id"], user_id=inst["user_id"],
+                          source_compute=inst["host"], source_node=inst["node"],
+                          dest_compute=dest, dest_node=dest_node,
+                          old_flavor_id=inst["flavor"].get("id"), new_flavor_id=new_flavor,
+                          migration_type=mtype, status="pre-migrating", created_at=utcnow())
+            s.add(m)
+            s.flush()
+            return _migration_dict(m)
+
+    def set_migration(self, uuid: str, **values: Any) -> None:
+        with self.write() as s:
+            values["updated_at"] = utcnow()
+            s.execute(update(Migration).where(Migration.uuid == uuid).values(**values))
+
+    def latest_migration(self, instance_uuid: str) -> dict[str, Any] | None:
+        with self.db.reader() as s:
+            m = s.scalar(select(Migration).where(Migration.instance_uuid == instance_uuid)
+                         .order_by(Migration.id.desc()).limit(1))
+            return None if m is None else _migration_dict(m)
+
+    def list_migrations(self, instance_uuid: str | None = None,
+                        project_id: str | None = None) -> list[dict[str, Any]]:
+        with self.db.reader() as s:
+            q = select(Migration).order_by(Migration.id.desc())
+            if instance_uuid:
+                q = q.where(Migration.instance_uuid == instance_uuid)
+            if project_id:
+                q = q.where(Migration.project_id == project_id)
+            return [_migration_dict(m) for m in s.scalars(q)]
+
+    def node_by_name(self, hypervisor_hostname: str) -> dict[str, Any] | None:
+        with self.db.reader() as s:
+            n = s.scalar(select(ComputeNode).where(
+                ComputeNode.hypervisor_hostname == hypervisor_hostname))
+            return None if n is None else _node_dict(n, None)
+
+
+# ---------------------------------------------------------------------- helpers
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                      r"[0-9a-fA-F]{12}$")
+
+
+def _looks_like_uuid(value: str) -> bool:
+    return bool(_UUID_RE.match(value or ""))
+
+
+def _hostname(name: str) -> str:
+    h = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-.")
+    return h[:63] or "server"
+
+
+def _sort_col(key: str) -> str:
+    return {"id": "uuid", "instance_type_id": "vcpus", "kernel_id": "image_ref",
+            "ramdisk_id": "image_ref", "root_device_name": "image_ref",
+            "ephemeral_gb": "root_gb"}.get(key, key)
+
+
+def _action(uuid: str, action: str, ctx: RequestContext, now: dt.datetime) -> InstanceAction:
+    return InstanceAction(instance_uuid=uuid, action=action,
+                          request_id=ctx.request_id or ("req-" + new_uuid()),
+                          project_id=ctx.project_id, user_id=ctx.user_id, start_time=now,
+                          updated_at=now, events=[])
+
+
+def _record_event(s: Session, uuid: str, event: str, host: str | None,
+                  error: str | None) -> None:
+    a = s.scalar(select(InstanceAction).where(InstanceAction.instance_uuid == uuid)
+                 .order_by(InstanceAction.id.desc()).limit(1))
+    if a is None:
+        return
+    now = utcnow()
+    events = list(a.events or [])
+    events.append({"event": event, "start_time": now.isoformat(),
+                   "finish_time": now.isoformat(), "result": "Error" if error else "Success",
+                   "traceback": error, "host": host})
+    a.events = events
+    a.finish_time = now
+    a.updated_at = now
+    if error:
+        a.message = "Error"
+
+
+def _action_dict(a: InstanceAction) -> dict[str, Any]:
+    return {"action": a.action, "instance_uuid": a.instance_uuid, "request_id": a.request_id,
+            "project_id": a.project_id, "user_id": a.user_id, "message": a.message,
+            "start_time": a.start_time, "updated_at": a.updated_at,
+            "events": list(a.events or [])}
+
+
+def _service_dict(r: Service) -> dict[str, Any]:
+    return {"id": r.id, "uuid": r.uuid, "host": r.host, "binary": r.binary, "zone": r.zone,
+            "disabled": r.disabled, "disabled_reason": r.disabled_reason,
+            "forced_down": r.forced_down, "last_seen_up": r.last_seen_up,
+            "updated_at": r.updated_at or r.created_at, "created_at": r.created_at}
+
+
+def _node_dict(n: ComputeNode, svc: dict[str, Any] | None) -> dict[str, Any]:
+    return {"id": n.id, "uuid": n.uuid, "host": n.host,
+            "hypervisor_hostname": n.hypervisor_hostname,
+            "hypervisor_type": n.hypervisor_type, "hypervisor_version": n.hypervisor_version,
+            "host_ip": n.host_ip, "vcpus": n.vcpus, "memory_mb": n.memory_mb,
+            "local_gb": n.local_gb, "vcpus_used": n.vcpus_used,
+            "memory_mb_used": n.memory_mb_used, "local_gb_used": n.local_gb_used,
+            "running_vms": n.running_vms, "cpu_allocation_ratio": n.cpu_allocation_ratio,
+            "ram_allocation_ratio": n.ram_allocation_ratio,
+            "disk_allocation_ratio": n.disk_allocation_ratio, "cpu_info": n.cpu_info or {},
+            "capabilities": n.capabilities or {}, "service": svc}
+
+
+def _migration_dict(m: Migration) -> dict[str, Any]:
+    return {"id": m.id, "uuid": m.uuid, "instance_uuid": m.instance_uuid,
+            "project_id": m.project_id, "user_id": m.user_id,
+            "source_compute": m.source_compute, "dest_compute": m.dest_compute,
+            "source_node": m.source_node, "dest_node": m.dest_node,
+            "old_instance_type_id": m.old_flavor_id, "new_instance_type_id": m.new_flavor_id,
+            "migration_type": m.migration_type, "status": m.status,
+            "created_at": m.created_at, "updated_at": m.updated_at}
+
+
+def place_instance(m: ComputeManager, uuid: str, node: dict[str, Any], vcpus: int,
+                   memory_mb: int, disk_gb: int, project_id: str | None = None,
+                   user_id: str | None = None) -> str:
+    """Claim ``node`` for a scheduling instance and record the host, in one transaction.
+
+    Returns ``"ok"``, ``"full"`` (the claim did not fit: try another host) or ``"gone"`` (the
+    instance was deleted or is no longer scheduling; nothing was claimed).
+    """
+    if m.placement is not None:
+        owner: Any = (project_id, user_id)
+        if project_id is None:
+            with m.db.reader() as s:
+                owner = s.execute(select(Instance.project_id, Instance.user_id).where(
+                    Instance.uuid == uuid)).first()
+            if owner is None:
+                return "gone"
+        if not m.placement_claim(uuid, node["node_id"], vcpus, memory_mb, disk_gb,
+                                 owner[0], owner[1]):
+            return "full"
+    with m.write() as s:
+        row = s.get(Instance, uuid)
+        if row is None or row.deleted or row.task_state != "scheduling":
+            gone = True
+        else:
+            gone = False
+            if not m._claim(s, uuid, node["node_id"], vcpus, memory_mb, disk_gb,
+                            force=m.placement is not None):
+                return "full"
+        if not gone:
+            row.host = node["host"]
+            row.node = node["nodename"]
+            row.task_state = "spawning"
+            if not row.availability_zone:
+                row.availability_zone = node.get("availability_zone")
+            row.updated_at = utcnow()
+    if gone:
+        m._placement_release(uuid)
+        return "gone"
+    return "ok"

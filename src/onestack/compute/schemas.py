@@ -1,0 +1,147 @@
+"""Request validation helpers for the compute API (400 ``badRequest`` on bad input)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from onestack.common.errors import BadRequest, ValidationError
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                   r"[0-9a-fA-F]{12}$")
+TAG_RE = re.compile(r"^[^,/]{1,60}$")
+KEYPAIR_NAME = re.compile(r"^[a-zA-Z0-9 _.@-]+$")
+
+
+def obj(body: Any, key: str) -> dict[str, Any]:
+    """``body[key]`` as an object (400 when the body does not have that shape)."""
+    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
+        raise ValidationError(f"Invalid input for field/attribute {key}. Value: {body}. "
+                              f"'{key}' is a required property")
+    return body[key]
+
+
+def is_uuid(value: Any) -> bool:
+    return isinstance(value, str) and bool(_UUID.match(value))
+
+
+def name(value: Any, field: str = "name", allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value!r} is not of type 'string'")
+    if len(value) > 255:
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              "is too long")
+    if not allow_empty and not value.strip():
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              "should be non-empty")
+    return value
+
+
+def integer(value: Any, field: str, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}.")
+    try:
+        n = int(value) if isinstance(value, int | str) else None
+    except ValueError:
+        n = None
+    if n is None or (isinstance(value, str) and not value.strip().lstrip("-").isdigit()):
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value!r} is not of type 'integer'")
+    if minimum is not None and n < minimum:
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value} is less than the minimum of {minimum}")
+    if maximum is not None and n > maximum:
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value} is greater than the maximum of {maximum}")
+    return n
+
+
+def boolean(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0",
+                                                     "no", "off"):
+        return value.lower() in ("true", "1", "yes", "on")
+    raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                          f"{value!r} is not of type 'boolean'")
+
+
+def metadata(value: Any, field: str = "metadata") -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value!r} is not of type 'object'")
+    for k, v in value.items():
+        if not isinstance(k, str) or not 1 <= len(k) <= 255:
+            raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}."
+                                  " Additional properties are not allowed")
+        if not isinstance(v, str) or len(v) > 255:
+            raise ValidationError(f"Invalid input for field/attribute {k}. Value: {v}. "
+                                  f"{v!r} is not of type 'string'")
+    return dict(value)
+
+
+def ref_id(value: Any, field: str) -> str:
+    """An id given directly or as the last segment of a URL (imageRef, flavorRef)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}.")
+    return value.rstrip("/").rsplit("/", 1)[-1]
+
+
+def user_data(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("Invalid input for field/attribute user_data.")
+    if len(value) > 65535:
+        raise ValidationError("Invalid input for field/attribute user_data. Value is too long")
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("User data needs to be valid base 64.") from None
+    return value
+
+
+def tags(value: Any, field: str = "tags") -> list[str]:
+    if not isinstance(value, list) or len(value) > 50:
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}.")
+    for t in value:
+        tag(t)
+    return list(dict.fromkeys(value))
+
+
+def tag(value: Any) -> str:
+    if not isinstance(value, str) or not TAG_RE.match(value):
+        raise ValidationError(f"Invalid input for field/attribute tag. Value: {value}.")
+    return value
+
+
+def ipv4(value: Any, field: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except (ValueError, TypeError):
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value!r} is not a 'ipv4'") from None
+
+
+def ipv6(value: Any, field: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv6Address(value))
+    except (ValueError, TypeError):
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value!r} is not a 'ipv6'") from None
+
+
+def only(doc: dict[str, Any], allowed: set[str], field: str) -> None:
+    extra = set(doc) - allowed
+    if extra:
+        raise ValidationError(f"Invalid input for field/attribute {field}. Additional "
+                              f"properties are not allowed ({', '.join(sorted(extra))} "
+                              "were unexpected)")

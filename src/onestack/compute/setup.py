@@ -1,0 +1,103 @@
+"""Wiring of the compute service for ``onestack up``: manager, API app, scheduler, agents."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from onestack.agents.compute import ComputeAgent, ComputeAgentPool
+from onestack.api.app import make_app
+from onestack.bus.base import Bus
+from onestack.common.context import RequestContext
+from onestack.compute.api import ComputeAPI, build_policy
+from onestack.compute.manager import ComputeManager
+from onestack.compute.microversions import VersionLayer
+from onestack.config import Settings
+from onestack.db.engine import Database
+from onestack.drivers.hypervisor import load_driver
+from onestack.scheduler.manager import Scheduler
+
+LOG = logging.getLogger(__name__)
+
+
+def image_uploader(images: Any) -> Any:
+    """``upload(image_id, path)`` storing a snapshot file through the image manager."""
+
+    def upload(image_id: str, path: str) -> None:
+        ctx = RequestContext.admin()
+        images.begin_upload(ctx, image_id, False, None)
+        writer = images.store.begin(image_id)
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(4 << 20):
+                    writer.write(chunk)
+            stored = writer.commit()
+        except BaseException:
+            writer.abort()
+            images.abort_upload(image_id, False)
+            raise
+        images.finish_upload(image_id, stored, False)
+
+    return upload
+
+
+def host_names(settings: Settings) -> list[str]:
+    """The compute host names this process runs agents for."""
+    base = settings.compute_host or socket.gethostname()
+    n = max(1, settings.compute_fake_hosts)
+    if n == 1:
+        return [base]
+    return [f"{base}-{i:04d}" for i in range(1, n + 1)]
+
+
+def _weighers(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        if part.strip():
+            name, _, mult = part.partition(":")
+            out[name.strip()] = float(mult or 1.0)
+    return out
+
+
+def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, images: Any,
+                  image_store: Any, placement: Any, policy_file: str | None,
+                  auth_uri: str) -> tuple[ComputeManager, ASGIApp, Scheduler,
+                                          ComputeAgentPool | None]:
+    use_placement = placement is not None and settings.compute_claims == "placement"
+    manager = ComputeManager(db, settings.compute_default_availability_zone,
+                             placement if use_placement else None)
+    manager.ensure_default_flavors()
+    api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,
+                     console_url=settings.url("console"))
+    app = VersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
+    filters = [f.strip() for f in settings.scheduler_filters.split(",") if f.strip()]
+    scheduler = Scheduler(manager, bus, filters or None, _weighers(settings.scheduler_weighers),
+                          settings.scheduler_max_attempts, settings.scheduler_host_subset_size,
+                          host=settings.compute_host or socket.gethostname(),
+                          heartbeat_interval=settings.compute_heartbeat_interval)
+    pool = None
+    if settings.compute_run_agents:
+        agents = []
+        upload = image_uploader(images) if images is not None else None
+        for host in host_names(settings):
+            driver = load_driver(settings.compute_driver, host,
+                                 **_driver_options(settings))
+            agents.append(ComputeAgent(host, driver, manager, bus, upload,
+                                       settings.compute_build_timeout))
+        pool = ComputeAgentPool(agents, manager, bus, settings.compute_heartbeat_interval,
+                                settings.compute_reconcile_interval)
+    return manager, app, scheduler, pool
+
+
+def _driver_options(settings: Settings) -> dict[str, Any]:
+    if settings.compute_driver != "fake":
+        from onestack.drivers.hypervisor import qemu
+
+        if settings.compute_driver == "qemu" or qemu.available():
+            return qemu.driver_options(settings)
+        return {}
+    return {"vcpus": settings.compute_fake_vcpus, "memory_mb": settings.compute_fake_memory_mb,
+            "local_gb": settings.compute_fake_disk_gb, "delay": settings.compute_fake_delay}

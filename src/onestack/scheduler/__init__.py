@@ -1,0 +1,1 @@
+"""Scheduler: picks a host for each instance (filters, then weighers) and claims it."""

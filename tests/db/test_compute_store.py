@@ -1,0 +1,84 @@
+"""Compute tables and manager on every database backend (SQLite, MariaDB, PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from onestack.common.context import RequestContext
+from onestack.common.errors import Forbidden
+from onestack.compute.manager import ComputeManager, place_instance
+from onestack.db.engine import Database
+from onestack.placement.manager import PlacementManager
+
+pytestmark = pytest.mark.db
+
+
+def _ctx(project: str = "p1") -> RequestContext:
+    return RequestContext(request_id="req-db", user_id="u1", project_id=project,
+                          roles=["member"])
+
+
+def _node(m: ComputeManager, host: str, memory_mb: int = 4096) -> dict:
+    m.register_host(host, {"vcpus": 64, "memory_mb": memory_mb, "local_gb": 1000,
+                           "hypervisor_hostname": host})
+    return next(n for n in m.list_nodes() if n["host"] == host)
+
+
+@pytest.mark.parametrize("claims", ["local", "placement"])
+def test_claims_never_oversubscribe_under_concurrency(database: Database, claims: str) -> None:
+    m = ComputeManager(database, placement=PlacementManager(database)
+                       if claims == "placement" else None)
+    node = _node(m, "h1", memory_mb=1024)  # 1536 MB usable with the 1.5 ratio
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    consumers = [str(uuid.uuid4()) for _ in range(12)]
+
+    def worker(i: int) -> None:
+        ok = m.claim(consumers[i], node["id"], 1, 256, 1, "p1", "u1")
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 6
+    node = next(n for n in m.list_nodes() if n["host"] == "h1")
+    assert node["memory_mb_used"] == 1536 and node["running_vms"] == 6
+    for c in consumers:
+        m.release(c)
+    node = next(n for n in m.list_nodes() if n["host"] == "h1")
+    assert node["memory_mb_used"] == 0 and node["running_vms"] == 0
+
+
+def test_instances_quota_place_and_list(database: Database) -> None:
+    m = ComputeManager(database)
+    m.ensure_default_flavors()
+    node = _node(m, "h1")
+    flavor = m.get_flavor(None, "1")
+    spec = {"name": "vm", "flavor": flavor, "image_ref": "img", "metadata": {"a": "b"},
+            "tags": ["t1", "t2"], "system_metadata": {}}
+    insts = m.create_instances(_ctx(), spec, 3, 3)
+    assert [i["name"] for i in insts] == ["vm-1", "vm-2", "vm-3"]
+    hs = {"node_id": node["id"], "host": "h1", "nodename": "h1", "availability_zone": "nova"}
+    assert place_instance(m, insts[0]["uuid"], hs, 1, 512, 1) == "ok"
+    assert place_instance(m, insts[0]["uuid"], hs, 1, 512, 1) == "gone"  # not scheduling
+    m.set_quotas("p1", {"instances": 3}, None, True)
+    with pytest.raises(Forbidden):
+        m.create_instances(_ctx(), spec, 1, 1)
+    page = m.list_instances(_ctx(), {"project_id": "p1", "tags": ["t1"]},
+                            [("display_name", "asc")], 2, None)
+    assert [i["name"] for i in page] == ["vm-1", "vm-2"]
+    rest = m.list_instances(_ctx(), {"project_id": "p1"}, [("display_name", "asc")], 2,
+                            page[-1]["uuid"])
+    assert [i["name"] for i in rest] == ["vm-3"]
+    assert m.list_instances(_ctx("p2"), {"project_id": "p2"}, [], None, None) == []
+    m.begin_delete(_ctx(), insts[0]["uuid"])
+    m.finish_delete(insts[0]["uuid"])
+    assert next(n for n in m.list_nodes())["memory_mb_used"] == 0
+    assert len(m.list_instances(_ctx(), {"project_id": "p1"}, [], None, None)) == 2
