@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,11 +26,15 @@ from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
 from onestack.drivers.storage.file import FileStore
-from onestack.identity.api import IdentityAPI, build_policy
 from onestack.identity.auth import TokenService
 from onestack.identity.manager import IdentityManager
+from onestack.identity.service import (
+    IdentityWorkers,
+    build_identity,
+    reuse_port_socket,
+    worker_count,
+)
 from onestack.identity.setup import Credentials, bootstrap
-from onestack.identity.tokens import FernetCodec, KeyRepository, TokenFormatter
 from onestack.image.api import AcceptCapture, ImageAPI
 from onestack.image.api import build_policy as build_image_policy
 from onestack.image.manager import ImageManager
@@ -92,19 +97,28 @@ class Cloud:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stop.set)
+        extra_identity = worker_count(self.settings) - 1
+        sockets: dict[int, list[socket.socket]] = {}
         for name, app in self.apps.items():
             config = uvicorn.Config(app, host=self.settings.bind,
                                     port=self.settings.port(name), lifespan="off",
                                     access_log=False, log_level=self.settings.log_level,
                                     timeout_keep_alive=75, server_header=False)
-            self.servers.append(_Server(config))
+            server = _Server(config)
+            if name == "identity" and extra_identity > 0:
+                # Shared with the extra identity processes (the kernel spreads connections).
+                sockets[id(server)] = [reuse_port_socket(self.settings.bind,
+                                                         self.settings.port(name))]
+            self.servers.append(server)
         if self.bus is not None:
             await self.bus.start()
             if self.scheduler is not None:
                 await self.scheduler.start()
             if self.compute_agents is not None:
                 await self.compute_agents.start()
-        tasks = [asyncio.create_task(s.serve()) for s in self.servers]
+        tasks = [asyncio.create_task(s.serve(sockets=sockets.get(id(s))))
+                 for s in self.servers]
+        workers = IdentityWorkers(self.settings, max(0, extra_identity))
         bg = asyncio.create_task(self._background())
         try:
             while not all(s.started for s in self.servers):
@@ -114,11 +128,14 @@ class Cloud:
                             raise t.exception()  # type: ignore[misc]
                     raise RuntimeError("a service failed to start (is its port in use?)")
                 await asyncio.sleep(0.01)
+            if workers.count:
+                await asyncio.to_thread(workers.start)
             if started is not None:
                 started.set()
             stop_wait = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            await asyncio.to_thread(workers.stop)
             for s in self.servers:
                 s.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -154,12 +171,8 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = Database(settings.db_url, settings.database_pool_size)
     upgrade(db.engine)
-    fernet_repo = KeyRepository(settings.fernet_key_dir, settings.fernet_max_active_keys)
-    fernet_repo.setup()
-    cred_repo = KeyRepository(settings.credential_key_dir, settings.fernet_max_active_keys)
-    cred_repo.setup()
-    identity = IdentityManager(db, settings, FernetCodec(cred_repo))
-    tokens = TokenService(identity, TokenFormatter(FernetCodec(fernet_repo)), settings)
+    parts = build_identity(settings, db)
+    identity, tokens = parts.manager, parts.tokens
     creds = None
     if run_bootstrap:
         creds = bootstrap(identity, settings, SERVICES)
@@ -167,8 +180,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     policy_file = settings.policy_file or None
     auth_uri = settings.url("identity")
     apps: dict[str, Any] = {}
-    identity_api = IdentityAPI(identity, tokens, build_policy(policy_file), auth_uri)
-    apps["identity"] = make_app(identity_api.service, tokens, settings.max_request_body_size)
+    apps["identity"] = parts.app
     image_store = FileStore(settings.data_dir / "images")
     image = ImageManager(db, image_store, build_image_policy(policy_file),
                          settings.image_quota_bytes, stores=settings.image_stores)

@@ -80,6 +80,8 @@ class Settings:
     password_expires_days: int = 0
     unique_last_password_count: int = 0
     cache_refresh_interval: float = 1.0
+    #: Processes serving the identity API (0: one per CPU, at most 4).
+    identity_workers: int = 0
     # Image
     #: Total bytes of image data one project may store (0 = unlimited; Glance's
     #: user_storage_quota). Exceeding it answers 413.

@@ -101,6 +101,7 @@ class TokenService:
         or use ``validate_async``). A token validated before is answered from a memo as long
         as no identity data and no revocation changed since, and it has not expired.
         """
+        self.manager.poll()  # another process on this host changed identity data?
         generation = self.manager.cache.generation
         rev_version = self.manager.revocations.version
         hit = self._memo.get(token_id)
@@ -225,6 +226,7 @@ class TokenService:
     def authenticate(self, auth: dict[str, Any], caller: RequestContext | None = None
                      ) -> ValidToken:
         """Process a ``POST /v3/auth/tokens`` body and return the new token (blocking)."""
+        self.manager.poll()
         identity = auth.get("identity")
         if not isinstance(identity, dict):
             raise BadRequest("Expecting to find identity in auth.")

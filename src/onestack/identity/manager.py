@@ -48,6 +48,7 @@ from onestack.db.identity import (
 from onestack.db.identity import RevocationEvent as RevocationRow
 from onestack.identity import passwords
 from onestack.identity.cache import IdentityCache, RevocationEvent, RevocationList
+from onestack.identity.coherence import ChangeHint
 from onestack.identity.tokens import FernetCodec
 
 USER_PROJECT, GROUP_PROJECT = "UserProject", "GroupProject"
@@ -104,6 +105,21 @@ class IdentityManager:
         self.credential_codec = credential_codec
         self.db_generation = -1
         self._refresh_lock = threading.Lock()
+        #: Shared change marker of the processes serving identity on this host (optional).
+        self.hint: ChangeHint | None = None
+
+    def announce(self) -> None:
+        """Tell this host's other identity processes that identity data changed."""
+        if self.hint is not None:
+            self.hint.bump()
+
+    def poll(self) -> None:
+        """Refresh from the database now if another process on this host changed something.
+
+        A cheap check (a read of shared memory) made before answering from the caches.
+        """
+        if self.hint is not None and self.hint.changed():
+            self.refresh()
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager
@@ -121,6 +137,7 @@ class IdentityManager:
             self.cache.invalidate()
             raise Conflict(f"Conflict occurred attempting to store data - {_short(exc)}") from exc
         self.cache.invalidate()
+        self.announce()
 
     def refresh(self) -> bool:
         """Pick up changes made by other processes: generation and new revocation events.
@@ -156,6 +173,7 @@ class IdentityManager:
         with self.db.transaction() as s:
             s.add(row)
         self.revocations.add(_event(row))
+        self.announce()
 
     def prune_revocations(self, older_than: float) -> int:
         with self.db.transaction() as s:
