@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -142,3 +144,93 @@ def test_device_api_for_compute(manager: NetworkManager) -> None:
     with pytest.raises(APIError) as exc:
         manager.create_port_for_device(_ctx("other"), private["id"], "server-2")
     assert exc.value.status == 404
+
+
+def test_bulk_create_distinct_addresses_and_quota(manager: NetworkManager) -> None:
+    ctx = _ctx("proj-q")
+    admin = _ctx("admin-p", admin=True)
+    net = manager.create_networks(ctx, [{"name": "q"}])[0]
+    manager.create_subnets(ctx, [{"network_id": net["id"], "cidr": "10.4.0.0/24",
+                                  "ip_version": 4}])
+    manager.update_quota(admin, "proj-q", {"port": 4})
+    ports = manager.create_ports(ctx, [{"network_id": net["id"]}] * 3)
+    ips = [p["fixed_ips"][0]["ip_address"] for p in ports]
+    assert len(set(ips)) == 3
+    assert len({p["mac_address"] for p in ports}) == 3
+    with pytest.raises(APIError) as exc:  # 3 + 2 > 4: all or nothing
+        manager.create_ports(ctx, [{"network_id": net["id"]}] * 2)
+    assert exc.value.status == 409 and exc.value.kind == "OverQuota"
+    assert len(manager.list_ports(ctx)) == 3
+    manager.create_ports(ctx, [{"network_id": net["id"]}])
+    with pytest.raises(APIError) as exc:
+        manager.create_ports(ctx, [{"network_id": net["id"]}])
+    assert exc.value.kind == "OverQuota"
+    # Two ports of one request asking for the same address: the second is refused.
+    manager.update_quota(admin, "proj-q", {"port": -1})
+    with pytest.raises(APIError) as exc:
+        manager.create_ports(ctx, [{"network_id": net["id"],
+                                    "fixed_ips": [{"ip_address": "10.4.0.99"}]}] * 2)
+    assert exc.value.kind == "IpAddressAlreadyAllocated"
+    assert len(manager.list_ports(ctx)) == 4
+
+
+def test_allocators_in_two_processes_share_nothing_but_the_database(
+        database: Database, settings: Settings) -> None:
+    """Each process keeps its own allocation cursor; the database keeps them honest:
+    addresses taken elsewhere (or explicitly, ahead of the cursor) are skipped and
+    freed addresses are found again after a wrap-around."""
+    one = NetworkManager(database, settings, build_policy(None))
+    two = NetworkManager(database, settings, build_policy(None))
+    ctx = _ctx()
+    net_id, _sub = _net_subnet(one, "10.5.0.0/28")  # pool .2-.14: 13 addresses
+    one.create_ports(ctx, [{"network_id": net_id, "fixed_ips": [{"ip_address": "10.5.0.4"}]}])
+    got = []
+    for i in range(12):
+        m = one if i % 2 == 0 else two
+        got.append(m.create_ports(ctx, [{"network_id": net_id}])[0]["fixed_ips"][0]
+                   ["ip_address"])
+    assert len(set(got)) == 12 and "10.5.0.4" not in got and "10.5.0.1" not in got
+    with pytest.raises(APIError) as exc:
+        two.create_ports(ctx, [{"network_id": net_id}])
+    assert exc.value.kind == "IpAddressGenerationFailure"
+    victim = next(p for p in one.list_ports(ctx)
+                  if p["fixed_ips"][0]["ip_address"] == "10.5.0.3")
+    one.delete_port(ctx, victim["id"])
+    again = two.create_ports(ctx, [{"network_id": net_id}])[0]
+    assert again["fixed_ips"][0]["ip_address"] == "10.5.0.3"
+
+
+def test_create_without_waiting(manager: NetworkManager, database: Database) -> None:
+    """``create_ports_nowait`` (the API's in-place path) creates like ``create_ports`` on
+    SQLite and declines (None) whenever it would have to wait for the write lock."""
+    ctx = _ctx()
+    net_id, sub_id = _net_subnet(manager, "10.6.0.0/24")
+    if database.backend != "sqlite":
+        assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is None
+        return
+    docs = manager.create_ports_nowait(ctx, [{"network_id": net_id, "name": "a",
+                                              "tags": ["x", "x", "b"]}])
+    assert docs is not None
+    assert docs[0] == manager.get_port(ctx, docs[0]["id"])
+    assert docs[0]["tags"] == ["b", "x"] and docs[0]["security_groups"]
+    with database.engine.connect() as other:
+        other.exec_driver_sql("SELECT 1")  # BEGIN IMMEDIATE: the write lock is taken
+        started = time.monotonic()
+        assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is None
+        assert time.monotonic() - started < 1
+        other.rollback()
+    with pytest.raises(APIError) as exc:  # API errors are raised as usual, nothing written
+        manager.create_ports_nowait(ctx, [{"network_id": net_id},
+                                          {"network_id": str(uuid.uuid4())}])
+    assert exc.value.status == 404
+    assert len(manager.list_ports(ctx)) == 1
+    started = time.monotonic()  # and it never keeps the write lock
+    manager.create_ports(ctx, [{"network_id": net_id}])
+    assert time.monotonic() - started < 5
+    conns = [database.engine.raw_connection() for _ in range(database.engine.pool.size())]
+    try:  # every pooled connection has its busy timeout back
+        assert {c.driver_connection.execute("PRAGMA busy_timeout").fetchone()[0]
+                for c in conns} == {30000}
+    finally:
+        for c in conns:
+            c.close()

@@ -170,13 +170,11 @@ def random_mac(base: str) -> str:
     parts = base.lower().split(":")
     if len(parts) != 6:
         parts = ["fa", "16", "3e", "00", "00", "00"]
-    out = []
-    for i, p in enumerate(parts):
-        if i >= 3 and p == "00":
-            out.append(f"{random.randint(0, 255):02x}")
-        else:
-            out.append(p)
-    return ":".join(out)
+    bits = random.getrandbits(24)  # one draw for the (at most three) random octets
+    for i in range(3, 6):
+        if parts[i] == "00":
+            parts[i] = f"{(bits >> (8 * (i - 3))) & 0xFF:02x}"
+    return ":".join(parts)
 
 
 def valid_mac(value: Any) -> bool:
