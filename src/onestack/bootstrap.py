@@ -208,7 +208,8 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     from onestack.compute.setup import build_compute
 
     compute, compute_app, scheduler, agents = build_compute(
-        settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri)
+        settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri,
+        network=network)
     apps["compute"] = compute_app
     from onestack.drivers.hypervisor.guest_setup import real_guests, setup_real_guests
 

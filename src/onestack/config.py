@@ -142,6 +142,9 @@ class Settings:
     compute_reconcile_interval: float = 60.0
     #: Instances in BUILD for longer than this go to ERROR (seconds).
     compute_build_timeout: float = 600.0
+    #: Seconds a stop (and shelve) gives the guest to shut down cleanly (ACPI power button)
+    #: before it is powered off the hard way (Nova's ``shutdown_timeout``).
+    compute_shutdown_timeout: float = 60.0
     #: Scheduler filters (comma-separated class names; empty: the default set).
     scheduler_filters: str = ""
     #: Weigher multipliers as ``Name:multiplier`` (comma-separated), over the defaults.

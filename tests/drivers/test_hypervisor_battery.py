@@ -174,9 +174,12 @@ def test_pause_unpause(host: Host) -> None:
 def test_suspend_resume(host: Host) -> None:
     spec = host.spec("battery1")
     run(host.driver.suspend(spec))
-    assert run(host.driver.get_info(spec)) == PowerState.SUSPENDED
+    # Saved to disk, no guest running: SHUTDOWN, as Nova/libvirt report a suspended server.
+    assert run(host.driver.get_info(spec)) == PowerState.SHUTDOWN
     if host.kind == "qemu":
         assert not host.processes(), "a suspended guest has no QEMU process"
+        assert host.data_dir is not None
+        assert (host.data_dir / "instances" / spec["uuid"] / "suspend.state").is_file()
     run(host.driver.resume(spec))
     assert run(host.driver.get_info(spec)) == PowerState.RUNNING
 

@@ -37,6 +37,15 @@ ImageUploader = Callable[[str, str], None]
 class ComputeAgent:
     """Bus endpoint of one compute host (see the module docstring)."""
 
+    #: ``resolve(spec image) -> image`` with its local files (``path``, ``kernel_path``,
+    #: ``ramdisk_path``, see drivers/hypervisor/imagefiles.py); None: drivers get ids only.
+    image_files: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: Seconds a stop waits for the guest to shut down cleanly (Nova's shutdown_timeout).
+    shutdown_timeout: float = 60.0
+    #: The network service seen from compute (``compute/network.py``: ``bind``); None:
+    #: guests get no ports.
+    network: Any = None
+
     def __init__(self, host: str, driver: HypervisorDriver, manager: ComputeManager, bus: Bus,
                  uploader: ImageUploader | None = None, build_timeout: float = 600.0) -> None:
         self.host = host
@@ -78,6 +87,12 @@ class ComputeAgent:
                 "networks": inst["system_metadata"].get("networks", []),
                 "admin_pass": None, **extra}
 
+    async def _files(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``spec`` with the local files of its image resolved (for spawning drivers)."""
+        if self.image_files is not None and spec["image"].get("id"):
+            spec["image"] = await asyncio.to_thread(self.image_files, spec["image"])
+        return spec
+
     async def _finish(self, uuid: str, expected: Any, event: str, **values: Any) -> bool:
         return bool(await asyncio.to_thread(self.m.finish_task, uuid, expected, event=event,
                                             **values))
@@ -88,6 +103,18 @@ class ComputeAgent:
         await asyncio.to_thread(self.m.finish_task, uuid, expected, event=event,
                                 error=str(exc) or type(exc).__name__, task_state=None,
                                 **values)
+
+    async def _bind(self, inst: InstanceDict, host: str | None = None) -> dict[str, Any]:
+        """Bind the instance's ports to ``host`` (this one) and record the port cache
+        (``system_metadata.networks``); returns ``{"networks": ports}`` for ``spec`` (empty
+        when the instance has no ports)."""
+        sm = inst["system_metadata"]
+        if self.network is None or not (sm.get("port_count") or sm.get("networks")):
+            return {}
+        nics = await asyncio.to_thread(self.network.bind, inst["uuid"], host or self.host)
+        await asyncio.to_thread(self.m.update_system_metadata, inst["uuid"], networks=nics,
+                                port_cache=True)
+        return {"networks": nics}
 
     # ------------------------------------------------------------------ build / delete
     async def build_and_run_instance(self, instance_uuid: str, request: dict[str, Any],
@@ -105,7 +132,9 @@ class ComputeAgent:
                 return
         assert inst is not None
         try:
-            await self.driver.spawn(self.spec(inst, admin_pass=request.get("admin_pass")))
+            nics = await self._bind(inst)
+            await self.driver.spawn(await self._files(
+                self.spec(inst, admin_pass=request.get("admin_pass"), **nics)))
         except Exception as exc:  # noqa: BLE001 - reschedule on any build failure
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
             with contextlib.suppress(Exception):
@@ -174,9 +203,11 @@ class ComputeAgent:
                           vm_state=states.ACTIVE, power_state=states.RUNNING)
 
     async def stop_instance(self, instance_uuid: str) -> None:
-        await self._power(instance_uuid, "powering-off", "compute_stop_instance",
-                          self.driver.power_off, vm_state=states.STOPPED,
-                          power_state=states.SHUTDOWN)
+        async def run(spec: dict[str, Any]) -> None:
+            await self.driver.power_off(spec, self.shutdown_timeout)  # clean, then forced
+
+        await self._power(instance_uuid, "powering-off", "compute_stop_instance", run,
+                          vm_state=states.STOPPED, power_state=states.SHUTDOWN)
 
     async def start_instance(self, instance_uuid: str) -> None:
         await self._power(instance_uuid, "powering-on", "compute_start_instance",
@@ -205,7 +236,8 @@ class ComputeAgent:
 
     async def rescue_instance(self, instance_uuid: str, rescue_image: str | None) -> None:
         async def run(spec: dict[str, Any]) -> None:
-            await self.driver.rescue(spec, {"id": rescue_image})
+            await self.driver.rescue(spec, (await self._files(
+                {"image": {"id": rescue_image}}))["image"])
 
         await self._power(instance_uuid, "rescuing", "compute_rescue_instance", run,
                           vm_state=states.RESCUED, power_state=states.RUNNING)
@@ -221,7 +253,7 @@ class ComputeAgent:
             return
         try:
             await self.driver.destroy(self.spec(inst))
-            await self.driver.spawn(self.spec(inst))
+            await self.driver.spawn(await self._files(self.spec(inst)))
             if inst["vm_state"] == states.STOPPED:
                 await self.driver.power_off(self.spec(inst))
         except Exception as exc:  # noqa: BLE001
@@ -265,7 +297,7 @@ class ComputeAgent:
         if inst is None or inst["task_state"] != "shelving":
             return
         try:
-            await self.driver.power_off(self.spec(inst))
+            await self.driver.power_off(self.spec(inst), self.shutdown_timeout)
             if image_id:
                 await self._snapshot_to(inst, image_id)
             if offload:
@@ -301,7 +333,8 @@ class ComputeAgent:
             if inst["vm_state"] == states.SHELVED and inst["host"] == self.host:
                 await self.driver.power_on(self.spec(inst))
             else:
-                await self.driver.spawn(self.spec(inst))
+                await self.driver.spawn(await self._files(self.spec(inst,
+                                                                    **await self._bind(inst))))
         except Exception as exc:  # noqa: BLE001
             await self._fail(instance_uuid, "unshelving", "compute_unshelve_instance", exc)
             return
@@ -351,7 +384,9 @@ class ComputeAgent:
             return
         was_stopped = inst["system_metadata"].get("old_vm_state") == states.STOPPED
         try:
-            await self.driver.finish_migration(self.spec(inst, flavor=new_flavor), True)
+            await self.driver.finish_migration(
+                await self._files(self.spec(inst, flavor=new_flavor,
+                                            **await self._bind(inst))), True)
             if was_stopped:
                 await self.driver.power_off(self.spec(inst))
         except Exception as exc:  # noqa: BLE001
@@ -407,7 +442,8 @@ class ComputeAgent:
         old = inst["old_flavor"] or inst["flavor"]
         stopped = inst["system_metadata"].get("old_vm_state") == states.STOPPED
         try:
-            await self.driver.finish_revert_migration(self.spec(inst, flavor=old))
+            await self.driver.finish_revert_migration(
+                await self._files(self.spec(inst, flavor=old, **await self._bind(inst))))
             if stopped:
                 await self.driver.power_off(self.spec(inst))
         except Exception as exc:  # noqa: BLE001
@@ -435,6 +471,8 @@ class ComputeAgent:
             await asyncio.to_thread(self.m.set_migration, migration_uuid, status="error")
             await self._fail(instance_uuid, "migrating", "compute_live_migration", exc)
             return
+        with contextlib.suppress(Exception):
+            await self._bind(inst, dest_host)
         # The new host's claim (held by the migration) becomes the instance's.
         await asyncio.to_thread(self.m.release, instance_uuid)
         await asyncio.to_thread(self.m.move_allocation, migration_uuid, instance_uuid)

@@ -133,7 +133,8 @@ class ComputeAPI(ResourceRoutes):
         group = None
         if v >= "2.75":
             group = await req.run(self.m.group_of, inst["uuid"]) or ""
-        doc = self._server_view(req, inst, None, group)
+        addrs = await self._addresses(req, [inst["uuid"]])
+        doc = self._server_view(req, inst, None, group, addrs.get(inst["uuid"], {}))
         if v < "2.75":
             for key in list(doc):
                 if key.startswith(("OS-EXT-", "OS-SRV-USG:")) or key in (
@@ -148,10 +149,36 @@ class ComputeAPI(ResourceRoutes):
         return doc
 
     def _server_view(self, req: ApiRequest, inst: InstanceDict,
-                     host_status: str | None = None, group: str | None = None) -> dict[str,
-                                                                                        Any]:
+                     host_status: str | None = None, group: str | None = None,
+                     addresses: dict[str, Any] | None = None) -> dict[str, Any]:
         return views.server(inst, req.base_url, ver(req), req.ctx.is_admin, host_status,
-                            group)
+                            group, addresses)
+
+    async def _addresses(self, req: ApiRequest, uuids: list[str]) -> dict[str, Any]:
+        """``addresses`` of the servers, from the network service in one batch."""
+        if self.network is None or not uuids:
+            return {}
+        return dict(await req.run(self.network.addresses, uuids))
+
+    async def _page_addresses(self, req: ApiRequest, insts: list[InstanceDict]
+                              ) -> dict[str, Any]:
+        """``addresses`` of a list page: port caches + live floating IPs (one batch);
+        servers that never had ports cost nothing."""
+        if self.network is None:
+            return {}
+        caches: dict[str, Any] = {}
+        for i in insts:
+            sm = i["system_metadata"]
+            if sm.get("port_cache"):
+                caches[i["uuid"]] = list(sm.get("networks") or [])
+            elif sm.get("port_count"):
+                caches[i["uuid"]] = None
+        if not caches:
+            return {}
+        return dict(await req.run(self.network.cached_addresses, caches))
+
+    def _preserved(self, inst: InstanceDict) -> list[str]:
+        return list(inst["system_metadata"].get("preserve_ports") or [])
 
     # ------------------------------------------------------------------ routes
     def _add_routes(self) -> None:
@@ -191,6 +218,9 @@ class ComputeAPI(ResourceRoutes):
         r(p + "/servers/{server_id}/remote-consoles", self.remote_console, ["POST"])
         r(p + "/servers/{server_id}/os-interface", self.list_interfaces, ["GET"])
         r(p + "/servers/{server_id}/os-interface", self.attach_interface, ["POST"])
+        r(p + "/servers/{server_id}/os-interface/{port_id}", self.show_interface, ["GET"])
+        r(p + "/servers/{server_id}/os-interface/{port_id}", self.detach_interface,
+          ["DELETE"])
         r(p + "/servers/{server_id}/os-volume_attachments", self.list_volumes, ["GET"])
         r(p + "/servers/{server_id}/os-volume_attachments", self.attach_volume, ["POST"])
         r(p + "/servers/{server_id}/os-security-groups", self.server_sgs, ["GET"])
@@ -352,14 +382,26 @@ class ComputeAPI(ResourceRoutes):
         limit = MAX_LIMIT if limit is None else min(limit, MAX_LIMIT)
         marker = req.query.get("marker")
         sort = self._sort(req)
+        if self.network is not None and ("ip" in filters or "ip6" in filters):
+            found: set[str] | None = None
+            for key, version in (("ip", 4), ("ip6", 6)):
+                pattern = filters.pop(key, None)
+                if pattern is not None:
+                    hits = set(await req.run(self.network.instances_by_ip, pattern, version))
+                    found = hits if found is None else found & hits
+            if filters.get("uuid") is not None:
+                found = {u for u in found or () if u == filters["uuid"]}
+            filters["uuid"] = sorted(found or ())
         insts = await req.run(self.m.list_instances, req.ctx, filters, sort, limit, marker)
         if detail:
             host_status = None
             servers = []
+            addrs = await self._page_addresses(req, insts)
             for i in insts:
                 if v >= "2.16" and req.ctx.is_admin:
                     host_status = "UP" if i["host"] else ""
-                servers.append(self._server_view(req, i, host_status))
+                servers.append(self._server_view(req, i, host_status, None,
+                                                 addrs.get(i["uuid"], {})))
         else:
             servers = [views.server_brief(i, req.base_url) for i in insts]
         out: dict[str, Any] = {"servers": servers}
@@ -383,7 +425,9 @@ class ComputeAPI(ResourceRoutes):
         if v >= "2.16" and req.ctx.is_admin:
             host_status = "UP" if inst["host"] else ""
         group = (await req.run(self.m.group_of, inst["uuid"]) or "") if v >= "2.71" else None
-        return {"server": self._server_view(req, inst, host_status, group)}
+        addrs = await self._addresses(req, [inst["uuid"]])
+        return {"server": self._server_view(req, inst, host_status, group,
+                                            addrs.get(inst["uuid"], {}))}
 
     # ------------------------------------------------------------------ create
     def _image(self, req: ApiRequest, image_id: str) -> dict[str, Any]:
@@ -460,6 +504,9 @@ class ComputeAPI(ResourceRoutes):
             for net in networks:
                 if not isinstance(net, dict):
                     raise ValidationError("Invalid input for field/attribute networks.")
+                for key in ("uuid", "port", "fixed_ip"):
+                    if net.get(key) is not None and not isinstance(net[key], str):
+                        raise ValidationError(f"Invalid input for field/attribute {key}.")
                 if self.network is None:
                     if net.get("port"):
                         raise BadRequest(f"Port {net['port']} could not be found.")
@@ -540,7 +587,8 @@ class ComputeAPI(ResourceRoutes):
                 if sg["name"] != "default" and self.network is None:
                     raise BadRequest(f"Security group {sg['name']} not found for project "
                                      f"{ctx.project_id}.")
-                sg_names.append(sg["name"])
+                if sg["name"] not in sg_names:
+                    sg_names.append(sg["name"])
         if isinstance(networks, str) and networks == "none":
             sg_names = sg_names if sgs is not None else []
         group = None
@@ -598,7 +646,8 @@ class ComputeAPI(ResourceRoutes):
                 "description": description, "hostname": hostname, "group": group,
                 "system_metadata": {"image_properties": image["properties"],
                                     "security_groups": sg_names, "disk_config": disk_config,
-                                    "networks": requested_networks,
+                                    "requested_networks": requested_networks,
+                                    "networks": [], "preserve_ports": [],
                                     "requested_az": az.split(":", 1)[0] or None
                                     if az else None,
                                     "scheduler_hints": dict(hints or {})}}
@@ -619,9 +668,20 @@ class ComputeAPI(ResourceRoutes):
         if min_count > max_count:
             raise BadRequest("min_count must be <= max_count")
         spec, request = await req.run(self._prepare, req, srv, hints, v)
+        plan: list[dict[str, Any]] = []
+        sg_ids: list[str] | None = None
+        if self.network is not None:
+            plan, sg_ids = await req.run(self._plan_network, req, srv, spec, max_count)
         admin_pass = srv.get("adminPass") or _admin_pass()
         request["admin_pass"] = admin_pass
         insts = await req.run(self.m.create_instances, req.ctx, spec, max_count, min_count)
+        if plan:
+            # Ports are made in the request, before the 202: a failure leaves nothing.
+            try:
+                await req.run(self._allocate_all, req.ctx, insts, plan, sg_ids)
+            except BaseException:
+                await req.run(self.m.purge_instances, [i["uuid"] for i in insts])
+                raise
         first = insts[0]
         # What the scheduler and the agent need, so neither has to read the rows back.
         request["instance"] = {
@@ -645,6 +705,39 @@ class ComputeAPI(ResourceRoutes):
         doc["adminPass"] = admin_pass
         return FastJSON({"server": doc}, status_code=202,
                         headers={"Location": doc["links"][0]["href"]})
+
+    def _plan_network(self, req: ApiRequest, srv: dict[str, Any], spec: dict[str, Any],
+                      count: int) -> tuple[list[dict[str, Any]], list[str] | None]:
+        """Validate ``networks``/``security_groups`` with the network service (Nova's
+        400/409 rules, see ``compute/network.py``); records the user's ports to keep."""
+        assert self.network is not None
+        sm = spec["system_metadata"]
+        plan = self.network.plan_networks(req.ctx, srv.get("networks"), count)
+        names = sm["security_groups"]
+        sg_ids = None
+        if plan or srv.get("security_groups") is not None:
+            sg_ids = self.network.security_group_ids(req.ctx, names or ["default"])
+        sm["preserve_ports"] = [e["port_id"] for e in plan if e.get("port_id")]
+        sm["port_count"] = len(plan)
+        return plan, sg_ids
+
+    def _allocate_all(self, ctx: Any, insts: list[InstanceDict], plan: list[dict[str, Any]],
+                      sg_ids: list[str] | None) -> None:
+        """Ports for every new instance, all or nothing."""
+        assert self.network is not None
+        done: list[str] = []
+        try:
+            for inst in insts:
+                self.network.allocate(ctx, inst["uuid"], plan, sg_ids)
+                done.append(inst["uuid"])
+        except BaseException:
+            preserve = [e["port_id"] for e in plan if e.get("port_id")]
+            for uuid in done:
+                try:
+                    self.network.deallocate(uuid, preserve)
+                except Exception:  # noqa: BLE001 - keep rolling back, then re-raise
+                    LOG.exception("could not release the ports of %s", uuid)
+            raise
 
     # ------------------------------------------------------------------ update / delete
     async def update_server(self, req: ApiRequest) -> dict[str, Any]:
@@ -681,11 +774,18 @@ class ComputeAPI(ResourceRoutes):
     async def delete_server(self, req: ApiRequest) -> Response:
         inst = await self._inst(req)
         req.enforce("os_compute_api:servers:delete", self.tgt(req, inst["project_id"]))
-        await self._delete(req, inst["uuid"])
+        await self._delete(req, inst["uuid"], preserve=self._preserved(inst))
         return Response(status_code=204)
 
-    async def _delete(self, req: ApiRequest, uuid: str, force: bool = False) -> None:
+    async def _delete(self, req: ApiRequest, uuid: str, force: bool = False,
+                      preserve: list[str] | None = None) -> None:
         inst = await req.run(self.m.begin_delete, req.ctx, uuid, force)
+        if self.network is not None:
+            # Ports compute made are deleted, the user's ports detached (they survive).
+            try:
+                await req.run(self.network.deallocate, uuid, preserve or [])
+            except Exception:  # noqa: BLE001 - the delete itself has been recorded
+                LOG.exception("could not release the ports of %s", uuid)
         if inst is None:
             return
         try:
@@ -1156,11 +1256,19 @@ class ComputeAPI(ResourceRoutes):
 
     async def _security_group(self, req: ApiRequest, inst: InstanceDict, args: Any,
                               add: bool) -> None:
-        """Without networking only the ``default`` group exists; membership is recorded."""
+        """Membership is recorded on the instance and, with networking, applied to every
+        port of the server (without it only the ``default`` group exists)."""
         name = args.get("name") if isinstance(args, dict) else None
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("Security group name cannot be empty")
         groups = list(inst["system_metadata"].get("security_groups") or [])
+        if self.network is not None:
+            ctx = self._project_ctx(inst["project_id"])
+            try:
+                await req.run(self.network.security_group_ids, ctx, [name])
+            except BadRequest:
+                raise NotFound(f"Security group {name} not found for project "
+                               f"{inst['project_id']}.") from None
         if add:
             if name != "default" and self.network is None:
                 raise NotFound(f"Security group {name} not found for project "
@@ -1177,8 +1285,35 @@ class ComputeAPI(ResourceRoutes):
                 raise BadRequest(f"Security group {name} not associated with the instance "
                                  f"{inst['uuid']}")
             groups.remove(name)
-        sm = dict(inst["system_metadata"], security_groups=groups)
-        await req.run(self.m.set_instance, inst["uuid"], system_metadata=sm)
+        if self.network is not None:
+            ids = await req.run(self.network.security_group_ids,
+                                self._project_ctx(inst["project_id"]), groups)
+            await req.run(self.network.set_security_groups, inst["uuid"], ids)
+        await req.run(self.m.update_system_metadata, inst["uuid"], security_groups=groups)
+
+    async def a_add_fixed_ip(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        """``addFixedIp``: one more address on the server's port on the network. Nova
+        removed it in 2.44; it is accepted at every microversion because openstacksdk (so
+        ``openstack server remove fixed ip``) sends these actions at its newest one."""
+        net_id = args.get("networkId") if isinstance(args, dict) else None
+        if not isinstance(net_id, str | int) or not str(net_id):
+            raise ValidationError("Invalid input for field/attribute networkId.")
+        if self.network is None:
+            raise BadRequest(f"Error: Network could not be found for instance "
+                             f"{inst['uuid']}.")
+        await req.run(self.network.add_fixed_ip, inst["uuid"], str(net_id))
+        await self._refresh_nics(req, inst)
+
+    async def a_remove_fixed_ip(self, req: ApiRequest, inst: InstanceDict,
+                                args: Any) -> None:
+        """``removeFixedIp`` (see ``a_add_fixed_ip`` on microversions)."""
+        address = args.get("address") if isinstance(args, dict) else None
+        if not isinstance(address, str) or not address:
+            raise ValidationError("Invalid input for field/attribute address.")
+        if self.network is None:
+            raise BadRequest(f"Instance {inst['uuid']} has no fixed IP '{address}'.")
+        await req.run(self.network.remove_fixed_ip, inst["uuid"], address)
+        await self._refresh_nics(req, inst)
 
     async def a_deprecated_console(self, req: ApiRequest, inst: InstanceDict,
                                    args: Any) -> dict[str, Any]:
@@ -1320,13 +1455,17 @@ class ComputeAPI(ResourceRoutes):
                           req.param("request_id"))
         return {"instanceAction": views.instance_action(a, v, True, req.ctx.is_admin)}
 
-    async def list_ips(self, req: ApiRequest) -> dict[str, Any]:
+    async def _basic_ips(self, req: ApiRequest) -> dict[str, list[dict[str, Any]]]:
         inst = await self._inst(req)
-        return {"addresses": inst["system_metadata"].get("addresses", {})}
+        addrs = (await self._addresses(req, [inst["uuid"]])).get(inst["uuid"], {})
+        return {net: [{"version": a["version"], "addr": a["addr"]} for a in entries]
+                for net, entries in addrs.items()}
+
+    async def list_ips(self, req: ApiRequest) -> dict[str, Any]:
+        return {"addresses": await self._basic_ips(req)}
 
     async def show_ips(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
-        addrs = inst["system_metadata"].get("addresses", {})
+        addrs = await self._basic_ips(req)
         net = req.param("network")
         if net not in addrs:
             raise NotFound("Instance is not a member of specified network")
@@ -1367,12 +1506,127 @@ class ComputeAPI(ResourceRoutes):
                                    "url": self._console_url(inst)}}
 
     async def list_interfaces(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req)
-        return {"interfaceAttachments": []}
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:os-attach-interfaces:list",
+                    self.tgt(req, inst["project_id"]))
+        if self.network is None:
+            return {"interfaceAttachments": []}
+        ports = await req.run(self.network.interfaces, inst["uuid"])
+        return {"interfaceAttachments": [self._iface(req, p) for p in ports]}
+
+    def _iface(self, req: ApiRequest, port: dict[str, Any]) -> dict[str, Any]:
+        from onestack.compute.network import interface_view
+
+        doc = interface_view(port)
+        if ver(req) >= "2.70":
+            doc["tag"] = None
+        return doc
+
+    async def show_interface(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:os-attach-interfaces:show",
+                    self.tgt(req, inst["project_id"]))
+        port_id = req.param("port_id")
+        ports = ([] if self.network is None
+                 else await req.run(self.network.interfaces, inst["uuid"]))
+        for p in ports:
+            if p["id"] == port_id:
+                return {"interfaceAttachment": self._iface(req, p)}
+        raise NotFound(f"Port {port_id} is not attached")
+
+    def _iface_state(self, inst: InstanceDict, action: str) -> None:
+        if inst["locked"]:
+            raise Conflict(f"Instance {inst['uuid']} is locked")
+        if inst["vm_state"] not in (states.ACTIVE, states.PAUSED, states.STOPPED) or \
+                inst["task_state"] is not None:
+            raise Conflict(f"Cannot '{action}' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
 
     async def attach_interface(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req)
-        raise BadRequest("Network service is not available in this cloud.")
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:os-attach-interfaces:create",
+                    self.tgt(req, inst["project_id"]))
+        if self.network is None:
+            raise BadRequest("Network service is not available in this cloud.")
+        body = await req.json()
+        att = schemas.obj(body, "interfaceAttachment") if isinstance(body, dict) and \
+            "interfaceAttachment" in body else {}
+        schemas.only(att, {"net_id", "port_id", "fixed_ips", "tag"}, "interfaceAttachment")
+        net_id = att.get("net_id")
+        port_id = att.get("port_id")
+        fixed = att.get("fixed_ips")
+        for key, val in (("net_id", net_id), ("port_id", port_id)):
+            if val is not None and (not isinstance(val, str) or not schemas.is_uuid(val)):
+                raise ValidationError(f"Invalid input for field/attribute {key}.")
+        if fixed is not None:
+            if not isinstance(fixed, list) or len(fixed) != 1 or not isinstance(
+                    fixed[0], dict) or not isinstance(fixed[0].get("ip_address"), str):
+                raise ValidationError("Invalid input for field/attribute fixed_ips.")
+            schemas.ipv4(fixed[0]["ip_address"], "ip_address") if ":" not in \
+                fixed[0]["ip_address"] else schemas.ipv6(fixed[0]["ip_address"], "ip_address")
+        if net_id and port_id:
+            raise BadRequest("Must not input both network_id and port_id")
+        if fixed and not net_id:
+            raise BadRequest("Must input network_id when request IP address")
+        self._iface_state(inst, "attach_interface")
+        sg_ids = None
+        names = inst["system_metadata"].get("security_groups") or []
+        if not port_id:
+            ctx = req.ctx if req.ctx.project_id == inst["project_id"] else \
+                self._project_ctx(inst["project_id"])
+            sg_ids = await req.run(self._sg_ids_quiet, ctx, names or ["default"])
+        else:
+            ctx = req.ctx
+        port = await req.run(self.network.attach_interface, ctx, inst["uuid"], net_id,
+                             port_id, fixed, inst["host"], sg_ids)
+        await req.run(self.m.record_action, req.ctx, inst["uuid"], "attach_interface")
+        if port_id:
+            keep = self._preserved(inst) + [port["id"]]
+            await req.run(self.m.update_system_metadata, inst["uuid"], preserve_ports=keep)
+        await self._refresh_nics(req, inst)
+        return {"interfaceAttachment": self._iface(req, port)}
+
+    @staticmethod
+    def _project_ctx(project_id: str) -> Any:
+        from onestack.common.context import RequestContext
+
+        ctx = RequestContext.admin()
+        ctx.project_id = project_id
+        return ctx
+
+    def _sg_ids_quiet(self, ctx: Any, names: list[str]) -> list[str] | None:
+        assert self.network is not None
+        try:
+            return list(self.network.security_group_ids(ctx, names))
+        except APIError:
+            return None
+
+    async def _refresh_nics(self, req: ApiRequest, inst: InstanceDict) -> None:
+        """Refresh the instance's port cache (``system_metadata.networks``, what the
+        driver and the metadata service read) after an interface change."""
+        if self.network is None:
+            return
+        nics = await req.run(self.network.network_info, inst["uuid"])
+        await req.run(self.m.update_system_metadata, inst["uuid"], networks=nics,
+                      port_cache=True)
+
+    async def detach_interface(self, req: ApiRequest) -> Response:
+        inst = await self._inst(req)
+        req.enforce("os_compute_api:os-attach-interfaces:delete",
+                    self.tgt(req, inst["project_id"]))
+        port_id = req.param("port_id")
+        if self.network is None:
+            raise NotFound(f"Port {port_id} is not attached")
+        self._iface_state(inst, "detach_interface")
+        preserve = self._preserved(inst)
+        await req.run(self.network.detach_interface, inst["uuid"], port_id,
+                      port_id in preserve)
+        await req.run(self.m.record_action, req.ctx, inst["uuid"], "detach_interface")
+        if port_id in preserve:
+            await req.run(self.m.update_system_metadata, inst["uuid"],
+                          preserve_ports=[p for p in preserve if p != port_id])
+        await self._refresh_nics(req, inst)
+        return Response(status_code=202)
 
     async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
         await self._inst(req)
@@ -1384,6 +1638,10 @@ class ComputeAPI(ResourceRoutes):
 
     async def server_sgs(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self._inst(req)
+        if self.network is not None:
+            groups = await req.run(self.network.security_groups_of, inst["uuid"])
+            if groups:
+                return {"security_groups": [_nova_sg(g) for g in groups]}
         return {"security_groups": [
             {"name": n, "id": new_uuid(), "description": "", "rules": [],
              "tenant_id": inst["project_id"]}
@@ -1427,6 +1685,23 @@ class ComputeAPI(ResourceRoutes):
         return {"nodes": [], "pagesize_kb": None}
 
 
+def _nova_sg(g: dict[str, Any]) -> dict[str, Any]:
+    """A network security group in Nova's ``os-security-groups`` shape."""
+    rules = []
+    for r in g.get("security_group_rules") or []:
+        if r.get("direction") != "ingress":
+            continue
+        rules.append({"id": r["id"], "parent_group_id": g["id"],
+                      "ip_protocol": r.get("protocol"), "from_port": r.get("port_range_min"),
+                      "to_port": r.get("port_range_max"),
+                      "ip_range": {"cidr": r["remote_ip_prefix"]}
+                      if r.get("remote_ip_prefix") else {},
+                      "group": {"name": g["name"], "tenant_id": g["project_id"]}
+                      if r.get("remote_group_id") else {}})
+    return {"id": g["id"], "name": g["name"], "description": g.get("description", ""),
+            "tenant_id": g["project_id"], "rules": rules}
+
+
 def v_ge(req: ApiRequest, version: str) -> bool:
     return ver(req) >= version
 
@@ -1444,6 +1719,7 @@ _ACTIONS = {
     "unpause": "a_unpause", "suspend": "a_suspend", "resume": "a_resume",
     "rescue": "a_rescue", "unrescue": "a_unrescue", "lock": "a_lock", "unlock": "a_unlock",
     "os-resetState": "a_reset_state", "resetNetwork": "a_reset_network",
+    "injectNetworkInfo": "a_reset_network",
     "os-getConsoleOutput": "a_console_output", "createImage": "a_create_image",
     "resize": "a_resize", "confirmResize": "a_confirm_resize",
     "revertResize": "a_revert_resize", "migrate": "a_migrate",
@@ -1452,6 +1728,7 @@ _ACTIONS = {
     "forceDelete": "a_force_delete", "restore": "a_restore",
     "changePassword": "a_change_password", "trigger_crash_dump": "a_trigger_crash_dump",
     "addSecurityGroup": "a_add_security_group",
+    "addFixedIp": "a_add_fixed_ip", "removeFixedIp": "a_remove_fixed_ip",
     "removeSecurityGroup": "a_remove_security_group", "createBackup": "a_create_backup",
     "os-getVNCConsole": "a_deprecated_console", "os-getSPICEConsole": "a_deprecated_console",
     "os-getSerialConsole": "a_deprecated_console",

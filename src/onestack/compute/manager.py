@@ -484,6 +484,31 @@ class ComputeManager:
                 out.append(_inst_dict(row, tags))
             return out
 
+    def purge_instances(self, uuids: Sequence[str]) -> None:
+        """Remove instances recorded by a create that failed afterwards (their ports could
+        not be set up) before anything was cast for them (no claims exist yet): rows, tags,
+        group memberships and actions, as if never created."""
+        if not uuids:
+            return
+        ids = list(uuids)
+        with self.write() as s:
+            s.execute(delete(InstanceTag).where(InstanceTag.instance_uuid.in_(ids)))
+            s.execute(delete(ServerGroupMember).where(
+                ServerGroupMember.instance_uuid.in_(ids)))
+            s.execute(delete(InstanceAction).where(InstanceAction.instance_uuid.in_(ids)))
+            s.execute(delete(Instance).where(Instance.uuid.in_(ids)))
+
+    def update_system_metadata(self, uuid: str, **items: Any) -> None:
+        """Merge keys into an instance's system_metadata (e.g. the agent's port cache
+        ``networks``) without overwriting the others."""
+        with self.write() as s:
+            row = s.get(Instance, uuid)
+            if row is None:
+                return
+            sm = dict(row.system_metadata or {})
+            sm.update(items)
+            row.system_metadata = sm
+
     def _instance_row(self, ctx: RequestContext | None, s: Session, uuid: str,
                       deleted_ok: bool = False) -> Instance:
         row = s.get(Instance, uuid) if _looks_like_uuid(uuid) else None
@@ -685,6 +710,11 @@ class ComputeManager:
         with self.write() as s:
             values["updated_at"] = utcnow()
             s.execute(update(Instance).where(Instance.uuid == uuid).values(**values))
+
+    def record_action(self, ctx: RequestContext, uuid: str, action: str) -> None:
+        """An instance action that needs no task state (e.g. ``attach_interface``)."""
+        with self.write() as s:
+            s.add(_action(uuid, action, ctx, utcnow()))
 
     def record_event(self, uuid: str, event: str, host: str | None,
                      error: str | None = None) -> None:

@@ -147,7 +147,13 @@ class VersionLayer:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = dict(message)
-                message["headers"] = [*message.get("headers", []), *headers]
+                out = [*message.get("headers", []), *headers]
+                # Nova also names the request id x-compute-request-id (Tempest reads it).
+                rid = next((v for k, v in out if k.lower() == b"x-openstack-request-id"),
+                           None)
+                if rid is not None:
+                    out.append((b"x-compute-request-id", rid))
+                message["headers"] = out
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

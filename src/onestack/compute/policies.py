@@ -37,6 +37,10 @@ RULES: dict[str, str] = {
     "os_compute_api:os-lock-server:unlock:unlock_override": ADMIN,
     "os_compute_api:os-server-diagnostics": ADMIN,
     "os_compute_api:os-shelve:shelve_offload": ADMIN,
+    "os_compute_api:os-attach-interfaces:list": READER,
+    "os_compute_api:os-attach-interfaces:show": READER,
+    "os_compute_api:os-attach-interfaces:create": MEMBER,
+    "os_compute_api:os-attach-interfaces:delete": MEMBER,
     # flavors
     "os_compute_api:os-flavor-manage:create": ADMIN,
     "os_compute_api:os-flavor-manage:update": ADMIN,

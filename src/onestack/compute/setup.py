@@ -15,6 +15,7 @@ from onestack.common.context import RequestContext
 from onestack.compute.api import ComputeAPI, build_policy
 from onestack.compute.manager import ComputeManager
 from onestack.compute.microversions import VersionLayer
+from onestack.compute.network import LocalNetwork
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.drivers.hypervisor import load_driver
@@ -64,14 +65,18 @@ def _weighers(text: str) -> dict[str, float]:
 
 def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, images: Any,
                   image_store: Any, placement: Any, policy_file: str | None,
-                  auth_uri: str) -> tuple[ComputeManager, ASGIApp, Scheduler,
-                                          ComputeAgentPool | None]:
+                  auth_uri: str, network: Any = None) -> tuple[ComputeManager, ASGIApp,
+                                                               Scheduler,
+                                                               ComputeAgentPool | None]:
+    """``network``: the in-process network manager (None: servers get no ports); the API
+    and the agents reach it through ``compute.network.LocalNetwork``."""
     use_placement = placement is not None and settings.compute_claims == "placement"
     manager = ComputeManager(db, settings.compute_default_availability_zone,
                              placement if use_placement else None)
     manager.ensure_default_flavors()
+    nets = LocalNetwork(network) if network is not None else None
     api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,
-                     console_url=settings.url("console"))
+                     console_url=settings.url("console"), network=nets)
     app = VersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     filters = [f.strip() for f in settings.scheduler_filters.split(",") if f.strip()]
     scheduler = Scheduler(manager, bus, filters or None, _weighers(settings.scheduler_weighers),
@@ -85,8 +90,15 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
         for host in host_names(settings):
             driver = load_driver(settings.compute_driver, host,
                                  **_driver_options(settings))
-            agents.append(ComputeAgent(host, driver, manager, bus, upload,
-                                       settings.compute_build_timeout))
+            agent = ComputeAgent(host, driver, manager, bus, upload,
+                                 settings.compute_build_timeout)
+            agent.shutdown_timeout = settings.compute_shutdown_timeout
+            agent.network = nets
+            if images is not None and driver.hypervisor_type != "fake":
+                from onestack.drivers.hypervisor.imagefiles import ImageFiles
+
+                agent.image_files = ImageFiles(images, settings.data_dir / "image-cache")
+            agents.append(agent)
         pool = ComputeAgentPool(agents, manager, bus, settings.compute_heartbeat_interval,
                                 settings.compute_reconcile_interval)
     return manager, app, scheduler, pool

@@ -55,8 +55,10 @@ def server_brief(inst: dict[str, Any], base: str) -> dict[str, Any]:
 
 
 def server(inst: dict[str, Any], base: str, v: APIVersion, is_admin: bool,
-           host_status: str | None = None, group: str | None = None) -> dict[str, Any]:
-    """The full server document (``GET /servers/{id}``, ``/servers/detail``)."""
+           host_status: str | None = None, group: str | None = None,
+           addresses: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full server document (``GET /servers/{id}``, ``/servers/detail``);
+    ``addresses`` come from the network service (``compute/network.py``)."""
     status = states.status(inst["vm_state"], inst["task_state"])
     fl = inst["flavor"]
     if v >= "2.47":
@@ -80,7 +82,7 @@ def server(inst: dict[str, Any], base: str, v: APIVersion, is_admin: bool,
         "tenant_id": inst["project_id"], "user_id": inst["user_id"],
         "metadata": inst["metadata"], "hostId": host_id(inst["project_id"], inst["host"]),
         "image": image, "flavor": flv, "created": isotime(inst["created_at"]),
-        "updated": isotime(inst["updated_at"]), "addresses": sm.get("addresses", {}),
+        "updated": isotime(inst["updated_at"]), "addresses": addresses or {},
         "accessIPv4": inst["access_ip_v4"] or "", "accessIPv6": inst["access_ip_v6"] or "",
         "links": links(base, "servers", inst["uuid"]),
         "OS-DCF:diskConfig": sm.get("disk_config", "MANUAL"),

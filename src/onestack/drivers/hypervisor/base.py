@@ -28,7 +28,12 @@ Semantics every driver (and the shared driver test battery) follows:
 * ``destroy`` is idempotent: destroying an unknown instance succeeds.
 * power operations on an instance the driver does not know raise ``InstanceNotFound``.
 * ``get_info`` returns the current ``PowerState`` of a guest; ``list_instances`` the uuids
-  the driver currently has (the agent reconciles the database against it).
+  the driver currently has (the agent reconciles the database against it). A guest
+  ``suspend`` saved to disk is ``SHUTDOWN`` (nothing runs; libvirt reports a managed-saved
+  domain the same way, and Nova shows power_state 4 for a SUSPENDED server); ``SUSPENDED``
+  is only a guest that put itself to sleep (ACPI S3) while its process runs.
+* ``power_off(instance, timeout)`` asks the guest to shut down (ACPI) and waits up to
+  ``timeout`` s before forcing it off; the agent's stop passes ``compute_shutdown_timeout``.
 * ``snapshot`` returns the path of a file holding the disk image (the agent uploads it to the
   image service and deletes the file afterwards).
 """

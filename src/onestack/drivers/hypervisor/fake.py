@@ -134,7 +134,7 @@ class FakeDriver(HypervisorDriver):
 
     async def suspend(self, instance: InstanceSpec) -> None:
         await self._op("suspend")
-        self._guest(instance).state = PowerState.SUSPENDED
+        self._guest(instance).state = PowerState.SHUTDOWN  # saved to disk (see base.py)
 
     async def resume(self, instance: InstanceSpec) -> None:
         await self._op("resume")

@@ -762,8 +762,9 @@ class QemuDriver(HypervisorDriver):
         self._load_state(uuid)
         status = await self._status(uuid)
         if status is None:
-            if (self._dir(uuid) / "suspend.state").exists():
-                return PowerState.SUSPENDED
+            # Suspended (memory saved in suspend.state) or stopped: no process, SHUTDOWN
+            # either way, as libvirt reports a managed-saved domain (Nova shows power_state
+            # 4 for a SUSPENDED server). SUSPENDED is the guest's own ACPI S3 sleep.
             return PowerState.SHUTDOWN
         return _RUNSTATES.get(status, PowerState.NOSTATE)
 
