@@ -25,6 +25,7 @@ def test_lifecycle_restart_and_kill9() -> None:
     from onestack.bootstrap import SERVICES
 
     ports = {name: free_port() for name in SERVICES}
+    c = None
     try:
         c = start_cloud(data, ports=ports)
         for f in ("clouds.yaml", "admin-openrc.sh", "demo-openrc.sh"):
@@ -60,6 +61,8 @@ def test_lifecycle_restart_and_kill9() -> None:
         st = _cli("status", "--data-dir", str(data), env=env)
         assert st.returncode != 0 and "DOWN" in st.stdout
     finally:
+        if c is not None:
+            c.stop()  # a failed assertion must not leave a cloud running
         shutil.rmtree(tmp, ignore_errors=True)
 
 

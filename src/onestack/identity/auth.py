@@ -165,7 +165,7 @@ class TokenService:
             raise self._fail(subject)
         valid = ValidToken(token_id, data, user, roles, project, domain, app_cred)
         valid.trust = trust
-        if len(self._memo) >= 50_000:
+        if len(self._memo) >= 4096:  # bounded: a burst of new tokens must not grow memory
             self._memo.clear()
         self._memo[token_id] = (valid, generation, rev_version)
         return valid
