@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from onestack.common.context import RequestContext
 from onestack.config import Settings
@@ -40,9 +41,17 @@ def register_default_image(manager: ImageManager, settings: Settings,
         return None
     ctx = RequestContext.admin()
     ctx.project_id = owner
-    info = manager.create(ctx, {"name": DEFAULT_IMAGE_NAME, "disk_format": "qcow2",
-                                "container_format": "bare", "visibility": "public",
-                                "owner": owner})
+    image_id = create_from_file(manager, ctx, {
+        "name": DEFAULT_IMAGE_NAME, "disk_format": "qcow2", "container_format": "bare",
+        "visibility": "public", "owner": owner}, path)
+    LOG.info("registered default image %s from %s", image_id, path)
+    return image_id
+
+
+def create_from_file(manager: ImageManager, ctx: RequestContext, body: dict[str, Any],
+                     path: Path) -> str:
+    """Create an image from ``body`` and upload ``path`` into it (aborted on any error)."""
+    info = manager.create(ctx, body)
     manager.begin_upload(ctx, info.id, False, path.stat().st_size)
     writer = manager.store.begin(info.id)
     try:
@@ -55,5 +64,4 @@ def register_default_image(manager: ImageManager, settings: Settings,
         manager.abort_upload(info.id, False)
         raise
     manager.finish_upload(info.id, stored, False)
-    LOG.info("registered default image %s from %s", info.id, path)
-    return info.id
+    return str(info.id)

@@ -36,20 +36,9 @@ INSTALL_HINT = ("QEMU is not installed: real guests need it "
 
 
 def _upload(images: Any, ctx: RequestContext, body: dict[str, Any], path: Path) -> str:
-    info = images.create(ctx, body)
-    images.begin_upload(ctx, info.id, False, path.stat().st_size)
-    writer = images.store.begin(info.id)
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(4 << 20):
-                writer.write(chunk)
-        stored = writer.commit()
-    except BaseException:
-        writer.abort()
-        images.abort_upload(info.id, False)
-        raise
-    images.finish_upload(info.id, stored, False)
-    return str(info.id)
+    from onestack.image.setup import create_from_file
+
+    return create_from_file(images, ctx, body, path)
 
 
 def register_guest(images: Any, compute: Any, owner: str | None) -> str | None:
