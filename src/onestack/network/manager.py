@@ -552,6 +552,12 @@ class NetworkManager:
             raise conflict(f"Quota exceeded for resources: ['{resource}'].", "OverQuota")
 
     # ---- tags on create
+    def _replace_tags(self, s: Session, rid: str, tags: Any) -> None:
+        """Make ``tags`` the resource's whole tag set (validated first, nothing half-set)."""
+        valid = self._valid_tags(tags) if tags is not None else None
+        s.execute(delete(t.Tag).where(t.Tag.resource_id == rid))
+        self._set_tags(s, rid, valid)
+
     def _set_tags(self, s: Session, rid: str, tags: Any) -> None:
         if tags is None:
             return
@@ -801,8 +807,7 @@ class NetworkManager:
             if "dns_domain" in body:
                 net.dns_domain = sc.to_str(body["dns_domain"], "dns_domain") or ""
             if "tags" in body:
-                s.execute(delete(t.Tag).where(t.Tag.resource_id == net.id))
-                self._set_tags(s, net.id, body["tags"])
+                self._replace_tags(s, net.id, body["tags"])
             self._touch(net)
             s.flush()
             return self._network_views(s, ctx, [net])[0]
@@ -1100,8 +1105,7 @@ class NetworkManager:
             if "service_types" in body:
                 sub.service_types = list(sc.to_list(body["service_types"], "service_types"))
             if "tags" in body:
-                s.execute(delete(t.Tag).where(t.Tag.resource_id == sub.id))
-                self._set_tags(s, sub.id, body["tags"])
+                self._replace_tags(s, sub.id, body["tags"])
             self._touch(sub)
             s.flush()
             return self._subnet_views(s, [sub])[0]
@@ -1262,8 +1266,7 @@ class NetworkManager:
                 pool.default_quota = sc.to_int(body["default_quota"], "default_quota",
                                                nullable=True, minimum=0)
             if "tags" in body:
-                s.execute(delete(t.Tag).where(t.Tag.resource_id == pool.id))
-                self._set_tags(s, pool.id, body["tags"])
+                self._replace_tags(s, pool.id, body["tags"])
             self._touch(pool)
             s.flush()
             return self._pool_views(s, [pool])[0]
@@ -1400,8 +1403,7 @@ class NetworkManager:
             if "stateful" in body:
                 sg.stateful = sc.to_bool(body["stateful"], "stateful")
             if "tags" in body:
-                s.execute(delete(t.Tag).where(t.Tag.resource_id == sg.id))
-                self._set_tags(s, sg.id, body["tags"])
+                self._replace_tags(s, sg.id, body["tags"])
             self._touch(sg)
             s.flush()
             return self._sg_views(s, [sg])[0]
@@ -2215,8 +2217,7 @@ class NetworkManager:
                               {"project_id": port.project_id})
             self._set_binding(port, body, ctx, True)
         if "tags" in body:
-            s.execute(delete(t.Tag).where(t.Tag.resource_id == port.id))
-            self._set_tags(s, port.id, body["tags"])
+            self._replace_tags(s, port.id, body["tags"])
 
     def delete_port(self, ctx: RequestContext, pid: str, revision: int | None = None,
                     internal: bool = False) -> None:
@@ -2414,8 +2415,7 @@ class NetworkManager:
                                      "connected with router", "InvalidRoutes")
                 r.routes = routes
             if "tags" in body:
-                s.execute(delete(t.Tag).where(t.Tag.resource_id == r.id))
-                self._set_tags(s, r.id, body["tags"])
+                self._replace_tags(s, r.id, body["tags"])
             self._touch(r)
             s.flush()
             return self._router_views(s, ctx, [r])[0]
@@ -2732,8 +2732,7 @@ class NetworkManager:
             elif body.get("fixed_ip_address") and fip.port_id:
                 self._associate(s, ctx, fip, fip.port_id, body["fixed_ip_address"])
             if "tags" in body:
-                s.execute(delete(t.Tag).where(t.Tag.resource_id == fip.id))
-                self._set_tags(s, fip.id, body["tags"])
+                self._replace_tags(s, fip.id, body["tags"])
             self._touch(fip)
             s.flush()
             return self._fip_views(s, [fip])[0]
