@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -299,5 +298,3 @@ def make_app(service: Service, validator: TokenValidator | None, max_body: int) 
     app.router.redirect_slashes = False
     return ApiMiddleware(app, service, validator, max_body)
 
-
-_SLASHES = re.compile(r"/+$")

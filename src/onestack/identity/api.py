@@ -280,8 +280,7 @@ class IdentityAPI:
         if not valid.data.scope_type:
             raise Forbidden("A scoped token is required to get the service catalog.")
         return {"catalog": self.tokens.scoped_catalog(valid),
-                "links": {"self": f"{req.base_url}/v3/auth/catalog", "previous": None,
-                          "next": None}}
+                "links": views.links(req.base_url, "auth/catalog")}
 
     async def auth_projects(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_auth_projects")
@@ -306,8 +305,7 @@ class IdentityAPI:
         roles = await req.run(self.m.effective_roles, req.ctx.user_id, None, None, True)
         system = [{"all": True}] if roles else []
         return {"system": system,
-                "links": {"self": f"{req.base_url}/v3/auth/system", "previous": None,
-                          "next": None}}
+                "links": views.links(req.base_url, "auth/system")}
 
     async def pki_revoked(self, req: ApiRequest) -> None:
         raise APIError("PKI tokens are not supported.", status=410)
@@ -332,8 +330,7 @@ class IdentityAPI:
                 if getattr(row, key) is not None:
                     ev[key] = getattr(row, key)
             events.append(ev)
-        return {"events": events, "links": {"self": f"{req.base_url}/v3/OS-REVOKE/events",
-                                            "previous": None, "next": None}}
+        return {"events": events, "links": views.links(req.base_url, "OS-REVOKE/events")}
 
     # ------------------------------------------------------------------ domains
     async def list_domains(self, req: ApiRequest) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
 from onestack.common.timeutils import isotime, parse_isotime
 from onestack.db.identity import Document, Trust
-from onestack.identity import schemas
+from onestack.identity import schemas, views
 from onestack.identity.documents import DOMAIN_CONFIG_DEFAULTS, DocumentStore
 
 if TYPE_CHECKING:
@@ -50,10 +50,6 @@ ENDPOINT_GROUP_CREATE = {"type": "object", "properties": {
                 "additionalProperties": False}},
     "required": ["name", "filters"], "additionalProperties": False}
 ENDPOINT_GROUP_UPDATE = {**ENDPOINT_GROUP_CREATE, "required": [], "minProperties": 1}
-
-
-def _links(base: str, path: str) -> dict[str, Any]:
-    return {"self": f"{base}/v3/{path}", "previous": None, "next": None}
 
 
 def add_extension_routes(api: IdentityAPI) -> None:
@@ -162,7 +158,7 @@ class _Extensions:
                             "identity:list_trusts.")
         trusts = await req.run(self.trusts.list, trustor, trustee)
         return {"trusts": [self._trust_view(req.base_url, t) for t in trusts],
-                "links": _links(req.base_url, "OS-TRUST/trusts")}
+                "links": views.links(req.base_url, "OS-TRUST/trusts")}
 
     async def _visible_trust(self, req: ApiRequest) -> Trust:
         t: Trust = await req.run(self.trusts.get, req.param("trust_id"))
@@ -225,7 +221,7 @@ class _Extensions:
         uid = self._own(req)
         items = await req.run(self.docs.list_ec2, uid)
         return {"credentials": [self._ec2_view(req.base_url, i) for i in items],
-                "links": _links(req.base_url, f"users/{uid}/credentials/OS-EC2")}
+                "links": views.links(req.base_url, f"users/{uid}/credentials/OS-EC2")}
 
     async def get_ec2(self, req: ApiRequest) -> dict[str, Any]:
         uid = self._own(req)
@@ -244,7 +240,7 @@ class _Extensions:
         req.enforce("identity:list_policies")
         docs = await req.run(self.docs.list_policies, req.query.get("type"))
         return {"policies": [self._policy_view(req.base_url, d) for d in docs],
-                "links": _links(req.base_url, "policies")}
+                "links": views.links(req.base_url, "policies")}
 
     async def create_policy(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_policy")
@@ -284,7 +280,7 @@ class _Extensions:
         req.enforce("identity:list_consumers")
         docs = await req.run(self.docs.list_consumers)
         return {"consumers": [self._consumer_view(req.base_url, d) for d in docs],
-                "links": _links(req.base_url, "OS-OAUTH1/consumers")}
+                "links": views.links(req.base_url, "OS-OAUTH1/consumers")}
 
     async def create_consumer(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_consumer")
@@ -323,7 +319,7 @@ class _Extensions:
         req.enforce("identity:list_endpoint_groups")
         docs = await req.run(self.docs.list_endpoint_groups, req.query.get("name"))
         return {"endpoint_groups": [self._group_view(req.base_url, d) for d in docs],
-                "links": _links(req.base_url, "OS-EP-FILTER/endpoint_groups")}
+                "links": views.links(req.base_url, "OS-EP-FILTER/endpoint_groups")}
 
     async def create_endpoint_group(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_endpoint_group")
@@ -358,12 +354,10 @@ class _Extensions:
         await req.run(self.docs.delete_endpoint_group, req.param("group_id"))
 
     async def endpoint_group_endpoints(self, req: ApiRequest) -> dict[str, Any]:
-        from onestack.identity import views
-
         req.enforce("identity:list_endpoints_associated_with_endpoint_group")
         eps = await req.run(self.docs.endpoints_in_group, req.param("group_id"))
         return {"endpoints": [views.endpoint(req.base_url, e) for e in eps],
-                "links": _links(req.base_url, "OS-EP-FILTER/endpoint_groups/"
+                "links": views.links(req.base_url, "OS-EP-FILTER/endpoint_groups/"
                                 + req.param("group_id") + "/endpoints")}
 
     # ------------------------------------------------------------------ domain config

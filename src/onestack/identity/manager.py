@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -195,13 +194,6 @@ class IdentityManager:
         d = s.get(Domain, domain_id)
         if d is None:
             raise NotFound(f"Could not find domain: {domain_id}.")
-        return d
-
-    def get_domain_by_name(self, name: str) -> Domain:
-        with self.db.reader() as s:
-            d = s.scalar(select(Domain).where(Domain.name == name))
-        if d is None:
-            raise NotFound(f"Could not find domain: {name}.")
         return d
 
     def list_domains(self, name: str | None = None, enabled: bool | None = None,
@@ -982,10 +974,6 @@ class IdentityManager:
                         Assignment.inherited == inherited).order_by(Role.name))
             return list(s.scalars(q))
 
-    def list_assignments(self) -> list[Assignment]:
-        with self.db.reader() as s:
-            return list(s.scalars(select(Assignment)))
-
     # ------------------------------------------------------------------ effective roles
     def _user_group_ids(self, s: Session, user_id: str) -> list[str]:
         return list(s.scalars(select(GroupMembership.group_id)
@@ -1513,6 +1501,3 @@ def _event(row: RevocationRow) -> RevocationEvent:
         issued_before=row.issued_before, revoked_at=row.revoked_at,
     )
 
-
-def json_dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)

@@ -25,10 +25,15 @@ def _link(base: str, path: str) -> dict[str, str]:
     return {"self": f"{base}/v3/{path}"}
 
 
+def links(base: str, path: str, query: str = "") -> dict[str, Any]:
+    """A collection's ``links`` (Keystone does not paginate: previous/next are null)."""
+    self_link = f"{base}/v3/{path}" + (f"?{query}" if query else "")
+    return {"self": self_link, "previous": None, "next": None}
+
+
 def collection(base: str, path: str, key: str, items: list[dict[str, Any]],
                query: str = "") -> dict[str, Any]:
-    self_link = f"{base}/v3/{path}" + (f"?{query}" if query else "")
-    return {key: items, "links": {"self": self_link, "previous": None, "next": None}}
+    return {key: items, "links": links(base, path, query)}
 
 
 def domain(base: str, d: Domain) -> dict[str, Any]:
