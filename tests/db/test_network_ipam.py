@@ -234,3 +234,114 @@ def test_create_without_waiting(manager: NetworkManager, database: Database) -> 
     finally:
         for c in conns:
             c.close()
+
+
+def test_create_without_waiting_on_the_driver(manager: NetworkManager,
+                                              database: Database) -> None:
+    """The in-place path writes on the sqlite3 connection itself: what it writes reads back
+    through the ORM exactly as its answer says (JSON, booleans, timestamps, addresses),
+    requests that need the ORM still work, and errors, quota and clashes behave as in
+    ``create_ports``."""
+    if database.backend != "sqlite":
+        return
+    ctx = _ctx("proj-d")
+    admin = _ctx("admin-p", admin=True)
+    net_id, sub_id = _net_subnet(manager, "10.7.0.0/24")
+    net = manager.create_networks(ctx, [{"name": "d"}])[0]
+    manager.create_subnets(ctx, [{"network_id": net["id"], "cidr": "10.8.0.0/24",
+                                  "ip_version": 4}])
+    manager.create_subnets(ctx, [{"network_id": net["id"], "cidr": "fd00:8::/64",
+                                  "ip_version": 6, "ipv6_address_mode": "slaac",
+                                  "ipv6_ra_mode": "slaac"}])
+    # The project's first port creates its default group (through the ORM).
+    first = manager.create_ports_nowait(ctx, [{"network_id": net["id"]}])
+    assert first is not None and len(first[0]["security_groups"]) == 1
+    group = first[0]["security_groups"][0]
+    body = {"network_id": net["id"], "name": "p", "admin_state_up": False,
+            "tags": ["t2", "t1"], "allowed_address_pairs": [{"ip_address": "10.9.0.0/24"}],
+            "extra_dhcp_opts": [{"opt_name": "mtu", "opt_value": "1400"}],
+            "binding:profile": {"k": [1, None, "x"]}, "security_groups": [group],
+            "fixed_ips": [{"subnet_id": [s for s in first[0]["fixed_ips"]
+                                         if ":" not in s["ip_address"]][0]["subnet_id"],
+                           "ip_address": "10.8.0.77"}],
+            "mac_address": "FA:16:3E:00:00:77", "project_id": "proj-d"}
+    docs = manager.create_ports_nowait(admin, [body])  # (binding:profile needs admin)
+    assert docs is not None
+    port = docs[0]
+    assert port == manager.get_port(admin, port["id"])
+    assert port["admin_state_up"] is False and port["mac_address"] == "fa:16:3e:00:00:77"
+    assert port["binding:profile"] == {"k": [1, None, "x"]} and port["tags"] == ["t1", "t2"]
+    assert [ip["ip_address"] for ip in port["fixed_ips"]] == ["10.8.0.77"]
+    again = manager.create_ports_nowait(ctx, [{"network_id": net["id"]}] * 2)
+    assert again is not None
+    assert all(len(p["fixed_ips"]) == 2 for p in again)  # IPv4 and SLAAC
+    assert all(p == manager.get_port(ctx, p["id"]) for p in again)
+    count = len(manager.list_ports(ctx))
+    for bad, status, kind in (
+            ({"fixed_ips": [{"ip_address": "10.8.0.77"}]}, 409, "IpAddressAlreadyAllocated"),
+            ({"mac_address": "fa:16:3e:00:00:77"}, 409, "MacAddressInUse"),
+            ({"security_groups": [str(uuid.uuid4())]}, 404, "SecurityGroupNotFound"),
+            ({"fixed_ips": [{"subnet_id": sub_id}]}, 400, "InvalidInput"),
+            ({"fixed_ips": [{"subnet_id": str(uuid.uuid4())}]}, 404, "SubnetNotFound")):
+        with pytest.raises(APIError) as exc:
+            manager.create_ports_nowait(ctx, [{"network_id": net["id"]}, {
+                "network_id": net["id"], **bad}])
+        assert (exc.value.status, exc.value.kind) == (status, kind)
+    manager.update_quota(admin, "proj-d", {"port": count + 1})
+    with pytest.raises(APIError) as exc:
+        manager.create_ports_nowait(ctx, [{"network_id": net["id"]}] * 2)
+    assert exc.value.kind == "OverQuota"
+    assert len(manager.list_ports(ctx)) == count  # nothing of a failed request stays
+    assert manager.create_ports_nowait(ctx, [{"network_id": net["id"]}]) is not None
+    manager.update_quota(admin, "proj-d", {"port": -1})
+    with database.engine.connect() as other:  # the write lock is taken: declined at once
+        other.exec_driver_sql("SELECT 1")
+        assert manager.create_ports_nowait(ctx, [{"network_id": net["id"]}]) is None
+        other.rollback()
+    started = time.monotonic()  # and it never keeps the write lock
+    manager.create_ports(ctx, [{"network_id": net["id"]}])
+    assert time.monotonic() - started < 5
+
+
+def test_create_without_waiting_checkpoints_in_the_background(
+        manager: NetworkManager, database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-place path never checkpoints the WAL on its own commits (SQLite would, on the
+    event loop): a thread checkpoints it every few commits without stopping writers, and
+    when that leaves too many pages the path restarts the WAL after a commit."""
+    if database.backend != "sqlite":
+        return
+    from onestack.network import manager as module
+
+    monkeypatch.setattr(module, "_CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(module, "_WAL_RESTART_PAGES", 20)
+    ctx = _ctx()
+    net_id, _sub = _net_subnet(manager, "10.9.0.0/24")
+
+    def wal_frames() -> int:  # pages in the WAL (a passive checkpoint also reports them)
+        raw = database.engine.raw_connection()
+        try:
+            return int(raw.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+        finally:
+            raw.close()
+
+    def settle() -> None:  # wait for a running background checkpoint
+        assert manager._checkpoint_lock.acquire(timeout=30)
+        manager._checkpoint_lock.release()
+
+    for _ in range(5):
+        assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is not None
+    own = manager._nowait_conn
+    assert own is not None
+    raw = own.connection.driver_connection
+    assert raw is not None
+    assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    settle()  # the fifth commit started one; it saw the pages of everything so far
+    assert manager._wal_pages > 20
+    before = wal_frames()
+    for _ in range(5):  # the tenth commit restarts the WAL
+        assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is not None
+    assert manager._wal_pages == 0
+    assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is not None
+    assert wal_frames() < before  # written again from its start
+    assert len(manager.list_ports(ctx)) == 11

@@ -21,9 +21,10 @@ import ipaddress
 import logging
 import random
 import socket
+import sqlite3
 import threading
 import uuid
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from types import SimpleNamespace
@@ -94,7 +95,9 @@ class _Retry(Exception):
 # Port creation is the busiest write of the service (every server boot makes one), so it
 # skips the ORM unit of work: prebuilt Core statements read what it needs and the rows are
 # written with one executemany per table (``_PortWrites``). The statements are built once
-# here; SQLAlchemy's compiled cache then makes each execution cheap.
+# here; SQLAlchemy's compiled cache then makes each execution cheap. On SQLite the API's
+# in-place path (``create_ports_nowait``) runs the same statements on the sqlite3 connection
+# itself (``_DriverStatement``), which leaves out SQLAlchemy's per-execution work.
 _NETS = t.Network.__table__
 _SUBNETS = t.Subnet.__table__
 _PORTS = t.Port.__table__
@@ -130,6 +133,8 @@ _INS_PORT, _INS_IP, _INS_PSG, _INS_TAG = (tb.insert() for tb in (_PORTS, _IPS, _
 _Q_ALL_TAKEN = select(_IPS.c.ip_address).where(_IPS.c.subnet_id == bindparam("sid"))
 _Q_LOCK_SUBNET = select(_SUBNETS.c.id).where(_SUBNETS.c.id == bindparam("sid")
                                              ).with_for_update()
+_SGS = t.SecurityGroup.__table__
+_Q_GROUP = select(_SGS.c.id, _SGS.c.project_id).where(_SGS.c.id == bindparam("id"))
 
 
 def _quota_columns(model: Any) -> tuple[Any, Any]:
@@ -152,6 +157,12 @@ _Q_NETWORK_SUBNETS_QUOTA = _Q_NETWORK_SUBNETS.add_columns(*_quota_columns(t.Port
 
 #: Largest request ``create_ports_nowait`` runs in place (bigger ones go to a thread).
 _NOWAIT_MAX_PORTS = 8
+#: ``create_ports_nowait``'s commits between two background checkpoints of the SQLite WAL
+#: (a port writes about 10 pages: about SQLite's own 1000-page interval).
+_CHECKPOINT_EVERY = 100
+#: WAL pages above which ``create_ports_nowait`` restarts the WAL itself (writes that
+#: never pause keep a background checkpoint from ever emptying it).
+_WAL_RESTART_PAGES = 4000
 
 
 def _ip_text(version: int, n: int) -> str:
@@ -159,6 +170,57 @@ def _ip_text(version: int, n: int) -> str:
     if version == 4:
         return socket.inet_ntoa(n.to_bytes(4, "big"))
     return str(ipaddress.IPv6Address(n))
+
+
+class _NeedsSession(Exception):
+    """Raised by ``_PortWrites.orm`` on the driver connection: the request needs the ORM, so
+    ``create_ports_nowait`` starts it again through SQLAlchemy."""
+
+
+class _DriverStatement:
+    """A Core statement compiled once for SQLite and executed on the sqlite3 connection
+    itself: the same SQL, and the same parameter and result conversions (its column types'
+    bind and result processors, e.g. JSON, booleans, timestamps), as when SQLAlchemy runs it,
+    without SQLAlchemy's per-execution work (context, events, result objects). An insert
+    takes every column of its table."""
+
+    __slots__ = ("sql", "names", "defaults", "binds", "results", "row")
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        keys = list(stmt.table.c.keys()) if stmt.is_insert else None
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        self.sql: str = compiled.string
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        params = compiled.binds
+        self.defaults = {n: params[n].value for n in self.names}
+        self.binds = tuple((i, proc) for i, n in enumerate(self.names)
+                           if (proc := params[n].type.dialect_impl(dialect)
+                               .bind_processor(dialect)) is not None)
+        columns = list(stmt.selected_columns) if stmt.is_select else []
+        self.results = tuple((i, proc) for i, c in enumerate(columns)
+                             if (proc := c.type.dialect_impl(dialect)
+                                 .result_processor(dialect, None)) is not None)
+        self.row: Any = namedtuple("Row", [c.key for c in columns], rename=True  # type: ignore[misc]
+                                   ) if columns else None
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        out = [params[n] if n in params else self.defaults[n] for n in self.names]
+        for i, proc in self.binds:
+            out[i] = proc(out[i])
+        return out
+
+    def rows(self, raw: sqlite3.Connection, params: dict[str, Any]) -> list[Any]:
+        found = raw.execute(self.sql, self.args(params)).fetchall()
+        if self.results:
+            for k, values in enumerate(found):
+                values = list(values)
+                for i, proc in self.results:
+                    values[i] = proc(values[i])
+                found[k] = values
+        return [self.row._make(r) for r in found]
+
+    def insert(self, raw: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+        raw.executemany(self.sql, [self.args(r) for r in rows])
 
 
 @dataclass(slots=True)
@@ -202,18 +264,24 @@ class _PortWrites:
     and the addresses/MACs taken by rows not written yet.
     """
 
-    __slots__ = ("conn", "ports", "ips", "groups", "tags", "taken", "macs", "nets",
+    __slots__ = ("conn", "raw", "ports", "ips", "groups", "tags", "taken", "macs", "nets",
                  "quota", "locked", "port_ips", "port_groups", "port_tags", "_session",
-                 "_own_session")
+                 "_own_session", "_statements")
 
-    def __init__(self, s: Session | None, conn: Connection | None = None) -> None:
+    def __init__(self, s: Session | None, conn: Connection | None = None,
+                 raw: sqlite3.Connection | None = None,
+                 statements: dict[Any, _DriverStatement] | None = None) -> None:
         """On the transaction of session ``s``, or (``s`` None) of connection ``conn``
-        (a session for the rare ORM work is then opened on it when needed)."""
+        (a session for the rare ORM work is then opened on it when needed), or (``raw``)
+        of ``conn``'s sqlite3 connection, where no ORM work can happen (``orm`` raises
+        ``_NeedsSession``); ``statements`` caches the driver statements."""
         if s is not None:
             s.flush()  # Core statements below must see the session's pending ORM rows
             conn = s.connection()
         assert conn is not None
         self.conn: Connection = conn
+        self.raw = raw
+        self._statements = statements if statements is not None else {}
         self._session = s
         self._own_session = False
         self.ports: list[dict[str, Any]] = []
@@ -229,8 +297,22 @@ class _PortWrites:
         self.port_groups: dict[str, list[str]] = {}
         self.port_tags: dict[str, list[str]] = {}
 
+    def _driver(self, stmt: Any) -> _DriverStatement:
+        found = self._statements.get(stmt)
+        if found is None:
+            found = self._statements[stmt] = _DriverStatement(stmt, self.conn.dialect)
+        return found
+
+    def rows(self, stmt: Any, params: dict[str, Any]) -> list[Any]:
+        """All rows of a prebuilt Core select (attribute and index access)."""
+        if self.raw is not None:
+            return self._driver(stmt).rows(self.raw, params)
+        return list(self.conn.execute(stmt, params).all())
+
     def orm(self) -> Session:
         """A session on this transaction (for reads and rare writes through the ORM)."""
+        if self.raw is not None:
+            raise _NeedsSession()
         if self._session is None:
             self._session = Session(bind=self.conn, expire_on_commit=False)
             self._own_session = True
@@ -260,7 +342,9 @@ class _PortWrites:
             self._session.flush()  # e.g. a default security group just created
         for stmt, rows in ((_INS_PORT, self.ports), (_INS_IP, self.ips),
                            (_INS_PSG, self.groups), (_INS_TAG, self.tags)):
-            if rows:
+            if rows and self.raw is not None:
+                self._driver(stmt).insert(self.raw, rows)
+            elif rows:
                 self.conn.execute(stmt, rows)
         self.ports, self.ips, self.groups, self.tags = [], [], [], []
 
@@ -322,6 +406,13 @@ class NetworkManager:
         self._nowait_conn: Connection | None = None
         self._nowait_raw: Any = None
         self._nowait_lock = threading.Lock()
+        #: Port-creation statements compiled for the sqlite3 connection (``_PortWrites``).
+        self._driver_statements: dict[Any, _DriverStatement] = {}
+        #: Commits of that connection, pages in the WAL after the last background
+        #: checkpoint, and a lock held while one runs (``_nowait_committed``).
+        self._nowait_commits = 0
+        self._wal_pages = 0
+        self._checkpoint_lock = threading.Lock()
 
     # ================================================================== plumbing
     def _tx(self, fn: Callable[..., T], *args: Any, attempts: int = 12) -> T:
@@ -536,18 +627,22 @@ class NetworkManager:
         return int(s.execute(select(func.count()).select_from(model)
                              .where(model.project_id == project_id)).scalar_one())
 
-    def _quota_state(self, conn: Connection, project_id: str, resource: str) -> list[int]:
-        """``[limit, usage]`` of a project's resource, read with one statement."""
-        limit, used = conn.execute(_Q_QUOTA[resource], {
+    @staticmethod
+    def _quota_state(rows: Callable[[Any, dict[str, Any]], list[Any]], project_id: str,
+                     resource: str) -> list[int]:
+        """``[limit, usage]`` of a project's resource, read with one statement (``rows``
+        runs it: ``_PortWrites.rows`` or a session's)."""
+        ((limit, used),) = rows(_Q_QUOTA[resource], {
             "pid": project_id, "res": resource,
-            "default": DEFAULT_QUOTAS.get(resource, -1)}).one()
+            "default": DEFAULT_QUOTAS.get(resource, -1)})
         return [int(limit), int(used)]
 
     def _check_quota(self, s: Session, project_id: str, resource: str, adding: int = 1) -> None:
         if not project_id:
             return
         s.flush()  # the usage count must include this session's pending rows
-        limit, used = self._quota_state(s.connection(), project_id, resource)
+        limit, used = self._quota_state(lambda stmt, p: list(s.execute(stmt, p)), project_id,
+                                        resource)
         if 0 <= limit < used + adding:
             raise conflict(f"Quota exceeded for resources: ['{resource}'].", "OverQuota")
 
@@ -1445,17 +1540,22 @@ class NetworkManager:
             return [views.security_group_rule(r) for r in s.execute(stmt).scalars()]
         return self._read(run)
 
+    @staticmethod
+    def _visible_rule(s: Session, ctx: RequestContext, rid: str
+                      ) -> tuple[t.SecurityGroupRule, t.SecurityGroup | None]:
+        """A rule the caller may see (its own, or in its own group) and the rule's group."""
+        rule = s.get(t.SecurityGroupRule, rid)
+        if rule is None:
+            raise not_found(t.SecurityGroupRule, rid)
+        sg = s.get(t.SecurityGroup, rule.security_group_id)
+        if not ctx.is_admin and rule.project_id != ctx.project_id and (
+                sg is None or sg.project_id != ctx.project_id):
+            raise not_found(t.SecurityGroupRule, rid)
+        return rule, sg
+
     def get_security_group_rule(self, ctx: RequestContext, rid: str) -> dict[str, Any]:
-        def run(s: Session) -> dict[str, Any]:
-            rule = s.get(t.SecurityGroupRule, rid)
-            if rule is None:
-                raise not_found(t.SecurityGroupRule, rid)
-            sg = s.get(t.SecurityGroup, rule.security_group_id)
-            if not ctx.is_admin and rule.project_id != ctx.project_id and (
-                    sg is None or sg.project_id != ctx.project_id):
-                raise not_found(t.SecurityGroupRule, rid)
-            return views.security_group_rule(rule)
-        return self._read(run)
+        return self._read(lambda s: views.security_group_rule(
+            self._visible_rule(s, ctx, rid)[0]))
 
     def create_security_group_rules(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                                     ) -> list[dict[str, Any]]:
@@ -1582,13 +1682,7 @@ class NetworkManager:
     def delete_security_group_rule(self, ctx: RequestContext, rid: str,
                                    revision: int | None = None) -> None:
         def run(s: Session) -> str:
-            rule = s.get(t.SecurityGroupRule, rid)
-            if rule is None:
-                raise not_found(t.SecurityGroupRule, rid)
-            sg = s.get(t.SecurityGroup, rule.security_group_id)
-            if not ctx.is_admin and rule.project_id != ctx.project_id and (
-                    sg is None or sg.project_id != ctx.project_id):
-                raise not_found(t.SecurityGroupRule, rid)
+            rule, sg = self._visible_rule(s, ctx, rid)
             s.delete(rule)
             if sg is not None:
                 self._touch(sg)
@@ -1628,7 +1722,8 @@ class NetworkManager:
 
     def _nowait_connection(self) -> Connection:
         """The connection of ``create_ports_nowait``: checked out once and kept, with a
-        zero busy timeout (re-applied whenever the pool gave it a new DBAPI connection)."""
+        zero busy timeout and no automatic WAL checkpoint (re-applied whenever the pool
+        gave it a new DBAPI connection; see ``_nowait_committed``)."""
         conn = self._nowait_conn
         if conn is None or conn.closed:
             conn = self._nowait_conn = self.db.engine.connect()
@@ -1636,13 +1731,64 @@ class NetworkManager:
         if raw is not self._nowait_raw:
             assert raw is not None
             raw.execute("PRAGMA busy_timeout=0")
+            raw.execute("PRAGMA wal_autocheckpoint=0")
             self._nowait_raw = raw
         return conn
 
+    def _nowait_committed(self, raw: sqlite3.Connection) -> None:
+        """Keep the WAL short without checkpointing on the event loop.
+
+        SQLite checkpoints in the connection whose commit takes the WAL past 1000 pages:
+        copying them and two fsyncs, 5-50 ms on the event loop every hundred ports. This
+        connection leaves that to a thread instead (``_checkpoint``, PASSIVE: it never
+        stops writers) every ``_CHECKPOINT_EVERY`` commits. Such a checkpoint cannot empty
+        the WAL while writes continue, so when it found more than ``_WAL_RESTART_PAGES``
+        pages, this connection restarts the WAL itself after its commit (RESTART: only the
+        pages written since that checkpoint are left to copy; with the zero busy timeout it
+        gives up at once when another writer, reader or checkpoint is in the way, and the
+        next round tries again)."""
+        self._nowait_commits += 1
+        if self._nowait_commits % _CHECKPOINT_EVERY:
+            return
+        if self._wal_pages > _WAL_RESTART_PAGES and not self._checkpoint_lock.locked():
+            try:
+                busy, _pages, _done = raw.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            except sqlite3.Error:  # e.g. the disk: the next round (or another writer) retries
+                LOG.warning("WAL checkpoint failed", exc_info=True)
+                return
+            if not busy:
+                self._wal_pages = 0
+            return
+        if self._checkpoint_lock.acquire(blocking=False):
+            try:
+                threading.Thread(target=self._checkpoint, name="wal-checkpoint",
+                                 daemon=True).start()
+            except RuntimeError:  # no thread to be had: the next round tries again
+                self._checkpoint_lock.release()
+                LOG.warning("could not start a WAL checkpoint thread", exc_info=True)
+
+    def _checkpoint(self) -> None:
+        """A PASSIVE checkpoint of the WAL on a pooled connection (in its own thread,
+        holding ``_checkpoint_lock``); notes how many pages the WAL holds."""
+        try:
+            raw = self.db.engine.raw_connection()
+            try:
+                driver = raw.driver_connection
+                assert driver is not None
+                _busy, pages, _done = driver.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self._wal_pages = int(pages)
+            finally:
+                raw.close()
+        except Exception:  # noqa: BLE001 - the next round (or any other writer) retries
+            LOG.warning("background WAL checkpoint failed", exc_info=True)
+        finally:
+            self._checkpoint_lock.release()
+
     def _create_ports_in(self, s: Session | None, ctx: RequestContext,
-                         bodies: list[dict[str, Any]], conn: Connection | None = None
-                         ) -> list[dict[str, Any]]:
-        w = _PortWrites(s, conn)
+                         bodies: list[dict[str, Any]], conn: Connection | None = None,
+                         raw: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+        w = _PortWrites(s, conn, raw, self._driver_statements)
         try:
             rows = [self._create_port(s, ctx, b, w=w) for b in bodies]
             w.flush()
@@ -1664,6 +1810,10 @@ class NetworkManager:
         timeout is 0, so its ``BEGIN IMMEDIATE`` fails at once (None) while another writer
         holds the lock; in WAL mode nothing after that can wait. A write race (unique key
         clash) also gives None and the worker-thread path retries it.
+
+        The transaction runs on the sqlite3 connection itself (``_DriverStatement``); a
+        request that needs the ORM (a project's first default security group, an error
+        that needs a lookup) starts again through SQLAlchemy on the same connection.
         """
         if (self.db.backend != "sqlite" or type(self.driver) is not NoopDriver
                 or len(bodies) > _NOWAIT_MAX_PORTS):
@@ -1673,31 +1823,48 @@ class NetworkManager:
         try:
             conn = self._nowait_connection()
             try:
-                trans = conn.begin()  # the engine's BEGIN IMMEDIATE: fails at once if busy
-            except OperationalError:
-                return None
-            try:
-                docs = self._create_ports_in(None, ctx, bodies, conn)
-                trans.commit()
-            except (IntegrityError, _Retry):
-                trans.rollback()
-                self._default_sgs.clear()
-                return None
-            except OperationalError as exc:
-                trans.rollback()
-                if "locked" in str(exc).lower() or "busy" in str(exc).lower():
-                    return None
-                raise
-            except BaseException:
-                trans.rollback()
-                raise
-            finally:
-                if conn.in_transaction():  # never leave the write lock held
-                    conn.rollback()
+                docs = self._nowait_attempt(conn, ctx, bodies, driver=True)
+            except _NeedsSession:
+                docs = self._nowait_attempt(conn, ctx, bodies, driver=False)
         finally:
             self._nowait_lock.release()
-        for d in docs:
+        for d in docs or []:
             self.driver.port_updated(d)
+        return docs
+
+    def _nowait_attempt(self, conn: Connection, ctx: RequestContext,
+                        bodies: list[dict[str, Any]], driver: bool
+                        ) -> list[dict[str, Any]] | None:
+        """One transaction of ``create_ports_nowait``, on the sqlite3 connection (``driver``)
+        or through SQLAlchemy; None when the write lock is taken or a write race was lost.
+        Whatever happens, the transaction is over (and the lock free) on return."""
+        raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+        try:
+            if driver:
+                raw.execute("BEGIN IMMEDIATE")  # busy timeout 0: fails at once if taken
+            else:
+                conn.begin()  # the engine's BEGIN IMMEDIATE
+        except (OperationalError, sqlite3.OperationalError):
+            return None
+        try:
+            docs = self._create_ports_in(None, ctx, bodies, conn, raw if driver else None)
+            if driver:
+                raw.execute("COMMIT")
+            else:
+                conn.commit()
+        except (IntegrityError, sqlite3.IntegrityError, _Retry):
+            self._default_sgs.clear()
+            return None
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                return None
+            raise
+        finally:
+            if conn.in_transaction():  # never leave the write lock held
+                conn.rollback()
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+        self._nowait_committed(raw)  # (after the commit: nothing here may undo it)
         return docs
 
     def _subnets_of(self, s: Session, net_id: str) -> list[t.Subnet]:
@@ -1711,15 +1878,15 @@ class NetworkManager:
         cached = w.nets.get(net_id)
         if cached is None:
             if isinstance(project, str) and project and project not in w.quota:
-                rows = w.conn.execute(_Q_NETWORK_SUBNETS_QUOTA, {
+                rows = w.rows(_Q_NETWORK_SUBNETS_QUOTA, {
                     "id": net_id, "pid": project, "res": "port",
-                    "default": DEFAULT_QUOTAS["port"]}).all()
+                    "default": DEFAULT_QUOTAS["port"]})
                 if rows:
                     w.quota[project] = [int(rows[0].q_limit), int(rows[0].q_used)]
             else:
-                rows = w.conn.execute(_Q_NETWORK_SUBNETS, {"id": net_id}).all()
+                rows = w.rows(_Q_NETWORK_SUBNETS, {"id": net_id})
             net = rows[0] if rows else None
-            subnets = [SimpleNamespace(**{k: row._mapping["s_" + k] for k in _SUBNET_KEYS})
+            subnets = [SimpleNamespace(**{k: getattr(row, "s_" + k) for k in _SUBNET_KEYS})
                        for row in rows if row.s_id is not None]
             cached = w.nets[net_id] = (net, subnets)
         net, subnets = cached
@@ -1732,7 +1899,7 @@ class NetworkManager:
             return
         state = w.quota.get(project)
         if state is None:
-            state = w.quota[project] = self._quota_state(w.conn, project, "port")
+            state = w.quota[project] = self._quota_state(w.rows, project, "port")
         if 0 <= state[0] < state[1] + 1:
             raise conflict("Quota exceeded for resources: ['port'].", "OverQuota")
         state[1] += 1
@@ -1775,8 +1942,7 @@ class NetworkManager:
             if not ipam.valid_mac(mac):
                 raise sc.invalid("mac_address", mac, f"'{mac}' is not a valid MAC address")
             mac = mac.lower()
-            if (net.id, mac) in w.macs or w.conn.execute(
-                    _Q_MAC_USED, {"nid": net.id, "mac": mac}).first():
+            if (net.id, mac) in w.macs or w.rows(_Q_MAC_USED, {"nid": net.id, "mac": mac}):
                 raise conflict(f"Unable to complete operation for network {net.id}. The mac "
                                f"address {mac} is in use.", "MacAddressInUse")
             port.mac_address = mac
@@ -1790,7 +1956,7 @@ class NetworkManager:
         port.status = "ACTIVE" if device_owner.startswith("network:") else "DOWN"
         self._set_binding(port, body, ctx, internal)
         if "fixed_ips" in body and body["fixed_ips"] is not None:
-            requests = self._fixed_ip_requests(w.orm(), net, subnets, body["fixed_ips"])
+            requests = self._fixed_ip_requests(w.orm, net, subnets, body["fixed_ips"])
         else:
             requests = self._auto_requests(subnets)
         self._allocate(s, port, subnets, requests, auto="fixed_ips" not in body
@@ -1801,7 +1967,9 @@ class NetworkManager:
             raise conflict("Port Security must be enabled in order to have allowed address "
                            "pairs on a port.", "AddressPairAndPortSecurityRequired")
         if "security_groups" in body and body["security_groups"] is not None:
-            groups = self._check_groups(w.orm(), ctx, project, body["security_groups"])
+            groups = self._check_groups(
+                lambda gid: next(iter(w.rows(_Q_GROUP, {"id": gid})), None), ctx, project,
+                body["security_groups"])
         elif port.port_security_enabled and not device_owner.startswith("network:"):
             sid = self._default_sgs.get(project) if project else None
             if sid is None and project:
@@ -1903,21 +2071,24 @@ class NetworkManager:
                          "AllowedAddressPairExhausted")
         return out
 
-    def _check_groups(self, s: Session, ctx: RequestContext, project: str, value: Any
-                      ) -> list[str]:
+    def _check_groups(self, find: Callable[[str], Any], ctx: RequestContext, project: str,
+                      value: Any) -> list[str]:
+        """The ids of security groups ``value`` (``find`` reads a group's ``project_id``)."""
         groups = sc.to_list(value, "security_groups")
         out = []
         for gid in groups:
-            sg = s.get(t.SecurityGroup, gid) if isinstance(gid, str) else None
+            sg = find(gid) if isinstance(gid, str) else None
             if sg is None or not (ctx.is_admin or sg.project_id in (ctx.project_id, project)):
                 raise not_found(t.SecurityGroup, str(gid))
             if gid not in out:
                 out.append(gid)
         return out
 
-    def _fixed_ip_requests(self, s: Session, net: t.Network, subnets: list[t.Subnet],
-                           value: Any) -> list[tuple[t.Subnet, str | None]]:
-        """[(subnet, ip or None)] from a ``fixed_ips`` request."""
+    def _fixed_ip_requests(self, session: Callable[[], Session], net: t.Network,
+                           subnets: list[t.Subnet], value: Any
+                           ) -> list[tuple[t.Subnet, str | None]]:
+        """[(subnet, ip or None)] from a ``fixed_ips`` request (``session`` is asked for
+        only to tell an unknown subnet from another network's)."""
         out: list[tuple[t.Subnet, str | None]] = []
         by_id = {sub.id: sub for sub in subnets}
         for item in sc.to_list(value, "fixed_ips"):
@@ -1931,7 +2102,7 @@ class NetworkManager:
             if sid is not None:
                 sub = by_id.get(sid)
                 if sub is None:
-                    if s.get(t.Subnet, sid) is None:
+                    if session().get(t.Subnet, sid) is None:
                         raise not_found(t.Subnet, str(sid))
                     raise sc.bad(f"Invalid input for operation: Failed to create port on "
                                  f"network {net.id}, because fixed_ips included invalid "
@@ -1999,8 +2170,8 @@ class NetworkManager:
                     raise conflict(f"IP address {ip} already allocated in subnet {sub.id}",
                                    "IpAddressAlreadyAllocated")
                 n = int(ipaddress.ip_address(ip))
-                if n in w.taken[sub.id] or self._first_free(
-                        w.conn, sub.id, sub.ip_version, [n]) is None:
+                if n in w.taken[sub.id] or self._first_free(w, sub.id, sub.ip_version,
+                                                            [n]) is None:
                     raise conflict(f"IP address {ip} already allocated in subnet {sub.id}",
                                    "IpAddressAlreadyAllocated")
                 w.add_ip(port, sub.id, ip, n)
@@ -2031,10 +2202,9 @@ class NetworkManager:
         wrapping around, so freed addresses are found again. Huge (IPv6) pools are probed at
         random instead. Addresses this transaction has buffered (``w.taken``) count as used.
         """
-        conn = w.conn
         if self.db.backend != "sqlite" and sub.id not in w.locked:
             # Serialise allocators of this subnet (SQLite's writers are serial already).
-            conn.execute(_Q_LOCK_SUBNET, {"sid": sub.id}).all()
+            w.rows(_Q_LOCK_SUBNET, {"sid": sub.id})
             w.locked.add(sub.id)
         ranges, size, gateway = self._pool_info(sub)
         if not ranges:
@@ -2046,8 +2216,8 @@ class NetworkManager:
         if size > 1 << 20:
             for _ in range(32):
                 batch = {random.randint(*random.choice(ranges)) for _i in range(_PROBE)}
-                found = self._first_free(conn, sub.id, version, [n for n in batch
-                                                                 if n not in skip])
+                found = self._first_free(w, sub.id, version, [n for n in batch
+                                                              if n not in skip])
                 if found is not None:
                     return found
             return None
@@ -2059,14 +2229,14 @@ class NetworkManager:
                     probe.append(n)
                     if len(probe) == _PROBE:
                         break
-            found = self._first_free(conn, sub.id, version, probe)
+            found = self._first_free(w, sub.id, version, probe)
             if found is not None:
                 self._cursors[sub.id] = found
                 return found
             if len(probe) < _PROBE:
                 return None  # the probe covered the whole pool
-        taken = {int(ipaddress.ip_address(ip)) for ip in
-                 conn.execute(_Q_ALL_TAKEN, {"sid": sub.id}).scalars()}
+        taken = {int(ipaddress.ip_address(r[0])) for r in
+                 w.rows(_Q_ALL_TAKEN, {"sid": sub.id})}
         for n in self._pool_order(ranges, cursor):
             if n not in taken and n not in skip:
                 self._cursors[sub.id] = n
@@ -2098,23 +2268,24 @@ class NetworkManager:
             yield from range(a, min(b, start - 1) + 1)
 
     @staticmethod
-    def _first_free(conn: Connection, subnet_id: str, version: int, addrs: list[int]
+    def _first_free(w: _PortWrites, subnet_id: str, version: int, addrs: list[int]
                     ) -> int | None:
         """The first of (at most ``_PROBE``) ``addrs`` not allocated in the subnet."""
         if not addrs:
             return None
         texts = [_ip_text(version, n) for n in addrs]
         padded = texts + [texts[-1]] * (_PROBE - len(texts))
-        if conn.dialect.name == "sqlite":
-            # Strings in, strings out: straight to the driver (in the same transaction),
-            # without the ~20 us SQLAlchemy adds to each execution.
-            raw = conn.connection.driver_connection
-            assert raw is not None
+        raw = w.raw
+        if raw is None and w.conn.dialect.name == "sqlite":
+            raw = w.conn.connection.driver_connection  # (in the same transaction)
+        if raw is not None:
+            # Strings in, strings out: straight to the driver, without the ~20 us
+            # SQLAlchemy adds to each execution.
             taken = {r[0] for r in raw.execute(_SQLITE_TAKEN, [subnet_id, *padded])}
         else:
             params = {f"ip{i}": ip for i, ip in enumerate(padded)}
             params["sid"] = subnet_id
-            taken = set(conn.execute(_Q_TAKEN, params).scalars())
+            taken = {r[0] for r in w.rows(_Q_TAKEN, params)}
         for n, text in zip(addrs, texts, strict=True):
             if text not in taken:
                 return n
@@ -2167,7 +2338,7 @@ class NetworkManager:
             net = s.get(t.Network, port.network_id)
             assert net is not None
             subnets = self._subnets_of(s, net.id)
-            requests = self._fixed_ip_requests(s, net, subnets, body["fixed_ips"] or [])
+            requests = self._fixed_ip_requests(lambda: s, net, subnets, body["fixed_ips"] or [])
             current = {(a.subnet_id, a.ip_address): a for a in s.execute(
                 select(t.IPAllocation).where(t.IPAllocation.port_id == port.id)).scalars()}
             keep: set[tuple[str, str]] = set()
@@ -2190,7 +2361,8 @@ class NetworkManager:
             port.allowed_address_pairs = self._address_pairs(body["allowed_address_pairs"],
                                                              port)
         if "security_groups" in body:
-            groups = self._check_groups(s, ctx, port.project_id, body["security_groups"] or [])
+            groups = self._check_groups(lambda gid: s.get(t.SecurityGroup, gid), ctx,
+                                        port.project_id, body["security_groups"] or [])
             s.execute(delete(t.PortSecurityGroup).where(t.PortSecurityGroup.port_id == port.id))
             s.flush()
             for gid in groups:
