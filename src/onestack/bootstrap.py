@@ -21,6 +21,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from onestack.api.app import make_app
+from onestack.api.http import HttpProtocol
 from onestack.bus.base import Bus, make_bus
 from onestack.config import Settings
 from onestack.db.engine import Database
@@ -50,6 +51,8 @@ LOG = logging.getLogger(__name__)
 
 #: Services served by this version, in start order.
 SERVICES = ["identity", "image", "placement", "network", "compute"]
+#: Served when their port is free, else skipped with a warning (no catalog entry).
+OPTIONAL_SERVICES = {"console"}
 
 
 @dataclass
@@ -103,9 +106,19 @@ class Cloud:
             config = uvicorn.Config(app, host=self.settings.bind,
                                     port=self.settings.port(name), lifespan="off",
                                     access_log=False, log_level=self.settings.log_level,
-                                    timeout_keep_alive=75, server_header=False)
+                                    timeout_keep_alive=75, server_header=False,
+                                    http=HttpProtocol)
             server = _Server(config)
-            if name == "identity" and extra_identity > 0:
+            if name in OPTIONAL_SERVICES:
+                # Bound here so that a taken port costs this service only, not the cloud.
+                try:
+                    sockets[id(server)] = [_listen(self.settings.bind,
+                                                   self.settings.port(name))]
+                except OSError as exc:
+                    LOG.warning("%s not served: port %s: %s", name, self.settings.port(name),
+                                exc)
+                    continue
+            elif name == "identity" and extra_identity > 0:
                 # Shared with the extra identity processes (the kernel spreads connections).
                 sockets[id(server)] = [reuse_port_socket(self.settings.bind,
                                                          self.settings.port(name))]
@@ -183,7 +196,9 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     apps["identity"] = parts.app
     image_store = FileStore(settings.data_dir / "images")
     image = ImageManager(db, image_store, build_image_policy(policy_file),
-                         settings.image_quota_bytes, stores=settings.image_stores)
+                         settings.image_quota_bytes, stores=settings.image_stores,
+                         url_allow=settings.image_url_allow,
+                         show_locations=settings.image_locations)
     image.recover()
     image_api = ImageAPI(image, image_store, image.policy, auth_uri,
                          max_json_body=settings.image_max_json_body)
@@ -211,6 +226,9 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri,
         network=network)
     apps["compute"] = compute_app
+    from onestack.console.setup import build_console_app
+
+    apps["console"] = build_console_app(settings, db, bus)
     from onestack.drivers.hypervisor.guest_setup import real_guests, setup_real_guests
 
     if real_guests(agents):  # the metadata service only serves real guests
@@ -233,6 +251,21 @@ def _network_defaults(identity: IdentityManager, network: NetworkManager) -> Non
         network.ensure_defaults(admin_project.id, demo_project.id if demo_project else None)
     else:
         network.ensure_agents()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (raises ``OSError`` when taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def pid_file(settings: Settings) -> str:

@@ -159,8 +159,22 @@ def test_spawn_running_and_console(host: Host) -> None:
         log = host.wait_ready("battery1")
         assert f"battery-user-data: battery1 {host.nonce}" in log, log[-3000:]
         assert "config drive found" in log
-        vnc = run(host.driver.get_vnc_console(spec))  # type: ignore[attr-defined]
-        assert vnc["host"] == "127.0.0.1" and 5900 <= vnc["port"] < 6900
+
+    async def vnc_banner() -> tuple[dict[str, Any], bytes]:
+        # One loop for the fake driver's console server, the connection and its cleanup.
+        vnc = await host.driver.get_vnc_console(spec)
+        reader, writer = await asyncio.open_connection(vnc["host"], vnc["port"])
+        try:
+            return vnc, await asyncio.wait_for(reader.readexactly(12), 30)
+        finally:
+            writer.close()
+            await host.driver.cleanup_host()
+
+    assert host.driver.capabilities.supports_remote_console
+    vnc, banner = run(vnc_banner())
+    assert vnc["host"] == "127.0.0.1" and banner == b"RFB 003.008\n"
+    if host.kind == "qemu":
+        assert 5900 <= vnc["port"] < 6900
 
 
 def test_pause_unpause(host: Host) -> None:

@@ -26,7 +26,12 @@ from onestack.bus.base import Bus
 from onestack.common.timeutils import utcnow
 from onestack.compute import states
 from onestack.compute.manager import ComputeManager, InstanceDict
-from onestack.drivers.hypervisor.base import HypervisorDriver, InstanceNotFound, PowerState
+from onestack.drivers.hypervisor.base import (
+    DriverError,
+    HypervisorDriver,
+    InstanceNotFound,
+    PowerState,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -491,6 +496,24 @@ class ComputeAgent:
             text = "\n".join(lines[-length:] if length > 0 else [])
         return text
 
+    async def get_vnc_console(self, instance_uuid: str) -> dict[str, Any]:
+        """Where the guest's VNC server listens: ``{"host", "port"}``, or ``{"error":
+        "unavailable"}`` (the driver has no remote console) or ``{"error": "not_ready",
+        "message"}`` (the guest has none right now). Asked by the compute API when it makes a
+        console token and by the console proxy before it connects."""
+        if not self.driver.capabilities.supports_remote_console:
+            return {"error": "unavailable"}
+        inst = await self._load(instance_uuid)
+        if inst is None:
+            return {"error": "not_ready", "message": f"Instance {instance_uuid} not found."}
+        try:
+            info = await self.driver.get_vnc_console(self.spec(inst))
+        except Exception as exc:  # noqa: BLE001 - QMP/driver failures: no console now
+            if not isinstance(exc, DriverError):
+                LOG.warning("VNC console of %s: %s", instance_uuid, exc)
+            return {"error": "not_ready", "message": str(exc)}
+        return {"host": str(info["host"]), "port": int(info["port"])}
+
     async def get_diagnostics(self, instance_uuid: str) -> dict[str, Any]:
         inst = await self._load(instance_uuid)
         if inst is None:
@@ -579,6 +602,11 @@ class ComputeAgentPool:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for agent in self.agents:
+            try:
+                await agent.driver.cleanup_host()
+            except Exception:  # noqa: BLE001 - stopping anyway
+                LOG.exception("driver cleanup of %s failed", agent.host)
 
     async def _periodic(self) -> None:
         last_reconcile = asyncio.get_running_loop().time()

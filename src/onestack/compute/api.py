@@ -28,6 +28,7 @@ from onestack.common.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    Unauthorized,
     ValidationError,
 )
 from onestack.common.ids import new_uuid
@@ -88,6 +89,8 @@ class ComputeAPI(ResourceRoutes):
         #: ``networks: "none"``/``"auto"`` (or omitted) are accepted.
         self.network = network
         self.console_url = console_url
+        #: Console token store (``onestack.console.tokens``); None: no remote consoles.
+        self.console_tokens: Any = None
         self.service = Service(name="compute", routes=[], fault=nova_fault, policy=policy,
                                auth_uri=auth_uri)
         self._add_routes()
@@ -227,6 +230,7 @@ class ComputeAPI(ResourceRoutes):
         r(p + "/servers/{server_id}/migrations", self.server_migrations, ["GET"])
         r(p + "/servers/{server_id}/topology", self.topology, ["GET"])
         r(p + "/os-server-external-events", self.external_events, ["POST"])
+        r(p + "/os-console-auth-tokens/{console_token}", self.show_console_token, ["GET"])
 
     # ------------------------------------------------------------------ versions
     def _version_doc(self, base: str) -> dict[str, Any]:
@@ -1320,11 +1324,43 @@ class ComputeAPI(ResourceRoutes):
         ctype = args.get("type") if isinstance(args, dict) else None
         if ctype not in ("novnc", "xvpvnc", "spice-html5", "rdp-html5", "serial"):
             raise BadRequest("Invalid console type specified")
-        return {"console": {"type": ctype, "url": self._console_url(inst)}}
+        return {"console": {"type": ctype, "url": await self._console_url(req, inst, ctype)}}
 
-    def _console_url(self, inst: InstanceDict) -> str:
-        token = secrets.token_urlsafe(16)
-        return f"{self.console_url}/vnc_auto.html?path=%3Ftoken%3D{token}"
+    async def _console_url(self, req: ApiRequest, inst: InstanceDict, ctype: str) -> str:
+        """A console URL with a new token (``inst`` was loaded through the tenancy-checked
+        manager, so the caller may see it). Only ``novnc`` exists: other types, and drivers
+        without a remote console, answer 400 "Unavailable console type" as Nova does."""
+        unavailable = BadRequest(f"Unavailable console type {ctype}.")
+        if ctype != "novnc" or self.console_tokens is None:
+            raise unavailable
+        if inst["vm_state"] != states.ACTIVE or not inst["host"]:
+            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
+        info = await self._call(inst, "get_vnc_console", instance_uuid=inst["uuid"])
+        if not isinstance(info, dict) or info.get("error") == "unavailable":
+            raise unavailable
+        if "port" not in info:
+            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
+        token, _ = await req.run(self.console_tokens.create, inst["uuid"], ctype,
+                                 str(info["host"]), int(info["port"]), inst["host"])
+        # noVNC >= 1.1 takes the WebSocket path (with the token) from ``path``.
+        return f"{self.console_url}/vnc_lite.html?path=%3Ftoken%3D{token}"
+
+    async def show_console_token(self, req: ApiRequest) -> dict[str, Any]:
+        """``GET /os-console-auth-tokens/{token}`` (admin): what a console token connects
+        to. Unknown or expired tokens: 404; before 2.31 only RDP tokens were shown."""
+        req.enforce("os_compute_api:os-console-auth-tokens", self.tgt(req))
+        conn = None
+        if self.console_tokens is not None:
+            conn = await req.run(self.console_tokens.validate, req.param("console_token"))
+        if conn is None:
+            raise NotFound("Token not found")
+        if ver(req) < "2.31" and conn.console_type != "rdp-html5":
+            raise Unauthorized("The requested console type details are not accessible")
+        doc = {"instance_uuid": conn.instance_uuid, "host": conn.host, "port": conn.port,
+               "internal_access_path": conn.internal_access_path}
+        if ver(req) >= "2.99":
+            doc["tls_port"] = None
+        return {"console": doc}
 
     # ------------------------------------------------------------------ sub-resources
     async def get_metadata(self, req: ApiRequest) -> dict[str, Any]:
@@ -1491,6 +1527,8 @@ class ComputeAPI(ResourceRoutes):
         return Response(status_code=204)
 
     async def remote_console(self, req: ApiRequest) -> dict[str, Any]:
+        if ver(req) < "2.6":
+            raise NotFound("The resource could not be found.")
         inst = await self._inst(req)
         body = await req.json()
         rc = schemas.obj(body, "remote_console")
@@ -1500,10 +1538,8 @@ class ComputeAPI(ResourceRoutes):
                  "rdp": ("rdp-html5",), "serial": ("serial",), "mks": ("webmks",)}
         if protocol not in valid or ctype not in valid[protocol]:
             raise ValidationError("Invalid input for field/attribute remote_console.")
-        if inst["vm_state"] != states.ACTIVE:
-            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
-        return {"remote_console": {"protocol": protocol, "type": ctype,
-                                   "url": self._console_url(inst)}}
+        url = await self._console_url(req, inst, ctype)
+        return {"remote_console": {"protocol": protocol, "type": ctype, "url": url}}
 
     async def list_interfaces(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self._inst(req)

@@ -71,6 +71,7 @@ RULES: dict[str, str] = {
     "os_compute_api:os-server-groups:index:all_projects": ADMIN,
     "os_compute_api:limits:other_project": ADMIN,
     "os_compute_api:os-server-external-events:create": ADMIN,
+    "os_compute_api:os-console-auth-tokens": ADMIN,
     "os_compute_api:os-hosts": ADMIN,
     "os_compute_api:os-instance-usage-audit-log": ADMIN,
 }

@@ -17,6 +17,7 @@ from onestack.compute.manager import ComputeManager
 from onestack.compute.microversions import VersionLayer
 from onestack.compute.network import LocalNetwork
 from onestack.config import Settings
+from onestack.console.setup import console_tokens
 from onestack.db.engine import Database
 from onestack.drivers.hypervisor import load_driver
 from onestack.scheduler.manager import Scheduler
@@ -77,6 +78,7 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
     nets = LocalNetwork(network) if network is not None else None
     api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,
                      console_url=settings.url("console"), network=nets)
+    api.console_tokens = console_tokens(settings, db)
     app = VersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     filters = [f.strip() for f in settings.scheduler_filters.split(",") if f.strip()]
     scheduler = Scheduler(manager, bus, filters or None, _weighers(settings.scheduler_weighers),

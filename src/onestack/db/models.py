@@ -2,6 +2,7 @@
 
 from onestack.db import (
     compute,  # noqa: F401
+    console,  # noqa: F401
     identity,  # noqa: F401
     image,  # noqa: F401
     network,  # noqa: F401

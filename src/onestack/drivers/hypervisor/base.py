@@ -17,8 +17,9 @@ optional ``hostname``, ``key_name``, ``project_id``, ``launch_index``,
 ``availability_zone`` and ``reservation_id`` feed the config drive (see
 ``onestack.metadata.content.build_metadata``); ``networks`` are port dicts (``id``,
 ``mac_address``, ``network_id``, ``mtu``, ``fixed_ips``, ``subnets``) — the QEMU driver
-makes tap ``"tap" + id[:11]`` for each. Drivers with a remote console offer
-``get_vnc_console(instance) -> {"host", "port"}`` (loopback address for the console proxy).
+makes tap ``"tap" + id[:11]`` for each. Drivers with a remote console
+(``capabilities.supports_remote_console``) offer ``get_vnc_console(instance) -> {"host",
+"port"}`` (loopback address for the console proxy, see ``onestack.console``).
 
 Semantics every driver (and the shared driver test battery) follows:
 
@@ -193,6 +194,17 @@ class HypervisorDriver(abc.ABC):
     async def get_console_output(self, instance: InstanceSpec) -> str:
         """The guest's serial console log."""
         raise DriverError("console output is not supported by this driver")
+
+    async def get_vnc_console(self, instance: InstanceSpec) -> dict[str, Any]:
+        """Where the guest's VNC server listens, ``{"host", "port"}`` (a loopback address
+        the console proxy connects to). Drivers with ``supports_remote_console`` implement
+        it; it raises ``DriverError`` when the guest has no console right now."""
+        raise DriverError("remote consoles are not supported by this driver")
+
+    async def cleanup_host(self) -> None:
+        """Release what the driver holds in this process (the agent is stopping). Guests
+        keep running."""
+        return None
 
     async def get_diagnostics(self, instance: InstanceSpec) -> dict[str, Any]:
         """Driver-specific diagnostics of a guest."""

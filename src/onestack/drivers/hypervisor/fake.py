@@ -1,5 +1,8 @@
 """The fake hypervisor: guests are entries in a dict; nothing runs.
 
+Their remote console is real enough for clients: one minimal VNC server per fake host on
+loopback (``fakevnc.FakeVncServer``), started on the first ``get_vnc_console``.
+
 It follows the contract of ``base.py`` exactly and adds two test knobs:
 
 * ``delay`` seconds slept by every operation (``delays`` per operation name overrides it);
@@ -28,6 +31,7 @@ from onestack.drivers.hypervisor.base import (
     InstanceSpec,
     PowerState,
 )
+from onestack.drivers.hypervisor.fakevnc import FakeVncServer
 
 
 @dataclass
@@ -57,7 +61,7 @@ class FakeDriver(HypervisorDriver):
     """In-memory hypervisor (see the module docstring)."""
 
     hypervisor_type = "fake"
-    capabilities = Capabilities(supports_remote_console=False)
+    capabilities = Capabilities(supports_remote_console=True)
     registry: ClassVar[dict[str, FakeDriver]] = {}
 
     def __init__(self, host: str, vcpus: int = 32, memory_mb: int = 131072,
@@ -73,6 +77,8 @@ class FakeDriver(HypervisorDriver):
         self.fail = set(fail or ())
         self.fail_once: set[str] = set()
         self.guests: dict[str, FakeGuest] = {}
+        #: The remote console of every fake guest (started on first use).
+        self.vnc = FakeVncServer(f"onestack fake console ({host})")
         FakeDriver.registry[host] = self
 
     async def _op(self, name: str) -> None:
@@ -206,6 +212,18 @@ class FakeDriver(HypervisorDriver):
     async def get_console_output(self, instance: InstanceSpec) -> str:
         guest = self._guest(instance)
         return "\n".join(guest.console) + "\n"
+
+    async def get_vnc_console(self, instance: InstanceSpec) -> dict[str, Any]:
+        """A minimal VNC server (see ``fakevnc``) shared by this host's guests; only a
+        running (or paused) guest has a console."""
+        guest = self._guest(instance)
+        if guest.state not in (PowerState.RUNNING, PowerState.PAUSED):
+            raise DriverError(f"instance {guest.uuid} is not running")
+        host, port = await self.vnc.start()
+        return {"host": host, "port": port}
+
+    async def cleanup_host(self) -> None:
+        await self.vnc.stop()
 
     async def get_diagnostics(self, instance: InstanceSpec) -> dict[str, Any]:
         guest = self._guest(instance)
