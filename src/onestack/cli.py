@@ -1,4 +1,5 @@
-"""``onestack`` command line: up, down, status, openrc, db upgrade, fernet rotate."""
+"""``onestack`` command line: up, down, status, openrc, db upgrade, fernet rotate,
+image-worker."""
 
 from __future__ import annotations
 
@@ -92,6 +93,23 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
     finally:
         pidf.unlink(missing_ok=True)
     click.echo("onestack stopped")
+
+
+@main.command("image-worker")
+@data_dir_option
+@click.option("--port", type=int, required=True, help="Port of this image API process.")
+@click.option("--bind", help="Address it listens on (default: the cloud's bind address).")
+def image_worker(data_dir: str | None, port: int, bind: str | None) -> None:
+    """Serve one more image API process over a running cloud's data (docs/image.md)."""
+    from onestack.image.worker import serve
+
+    settings = _settings(data_dir, bind=bind)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _run_loop(serve(settings, port))
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot serve: {exc}") from exc
 
 
 def _run_loop(coro: Any) -> None:

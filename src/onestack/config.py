@@ -91,6 +91,13 @@ class Settings:
     #: Image stores as ``id[:weight]`` entries, comma-separated, the first the default
     #: (e.g. ``fast:200,file:100``); empty: the single ``file`` store. See docs/image.md.
     image_stores: str = ""
+    #: URL prefixes (``scheme://host[:port][/path]``, comma-separated) the image service may
+    #: read image data from: ``web-download``/``glance-download`` imports and http(s)
+    #: locations (the read-only ``web`` store). Empty (default): it never fetches a URL.
+    image_url_allow: str = ""
+    #: Show and manage image ``locations`` (Glance's ``show_multiple_locations``; shows
+    #: file-store paths to users, so off by default).
+    image_locations: bool = False
     # Network
     #: Physical networks that may carry flat networks (ML2 ``flat_networks``; ``*`` = any).
     network_flat_networks: str = "public,physnet1"
@@ -145,6 +152,13 @@ class Settings:
     #: Seconds a stop (and shelve) gives the guest to shut down cleanly (ACPI power button)
     #: before it is powered off the hard way (Nova's ``shutdown_timeout``).
     compute_shutdown_timeout: float = 60.0
+    #: Console proxy: seconds a console URL's token stays valid (Nova's ``token_ttl``).
+    console_token_ttl: int = 600
+    #: Console proxy: host names besides its own that a browser's ``Origin`` may carry
+    #: (comma-separated; Nova's ``[console] allowed_origins``).
+    console_allowed_origins: str = ""
+    #: Console proxy: noVNC directory to serve (empty: /usr/share/novnc when installed).
+    console_novnc_dir: str = ""
     #: Scheduler filters (comma-separated class names; empty: the default set).
     scheduler_filters: str = ""
     #: Weigher multipliers as ``Name:multiplier`` (comma-separated), over the defaults.

@@ -106,6 +106,17 @@ def test_glance_direct_to_stores(multi: Any) -> None:
                 d.get("os_glance_importing_to_stores") == "")
     assert doc["stores"] == "file,slow"
     assert client.get(f"/v2/images/{image_id}/file").content == data
+    # All stores must succeed (the default): the image turns active only with its last store.
+    third = _new(client)
+    assert _put(client, third, os.urandom(48 << 20), "stage").status_code == 204
+    r = client.post(f"/v2/images/{third}/import", json={
+        "method": {"name": "glance-direct"}, "all_stores": True})
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 30
+    while (doc := client.get(f"/v2/images/{third}").json())["status"] == "importing":
+        assert time.monotonic() < deadline
+    assert (doc["status"], doc["stores"]) == ("active", "fast,file,slow")
+    assert client.delete(f"/v2/images/{third}").status_code == 204
     other = _new(client)
     assert _put(client, other, data, "stage").status_code == 204
     for body in ({"method": {"name": "glance-direct"}, "stores": ["nope"]},

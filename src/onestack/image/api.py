@@ -1,10 +1,11 @@
 """Image API routes (Glance v2): parse -> manager -> view.
 
 Image data streams both ways without ever being held whole in memory: uploads are read from
-the ASGI body in chunks, batched into a few MiB and handed to the store in a worker thread
-(hashing md5 + sha512 on the way) while the next batch arrives; downloads read the store in
-1 MiB chunks. The app is built with the shared body limit disabled, so JSON handlers enforce
-their own (``image_max_json_body``).
+the ASGI body in chunks, batched into a few MiB and fed to the store's writer pipeline (md5,
+sha512 and the file write each in its own thread), at most ``UPLOAD_IN_FLIGHT`` batches ahead
+of it, while the next batch arrives; downloads read the store in ``DOWNLOAD_CHUNK`` pieces in a
+worker thread, one piece ahead of the one being sent. The app is built with the shared body
+limit disabled, so JSON handlers enforce their own (``image_max_json_body``).
 
 Faults are rendered as WebOb (Glance's framework) renders them: HTML by default, JSON
 ``{"message", "code", "title"}`` when the client asks for ``application/json`` only, plain
@@ -22,6 +23,7 @@ import html
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,20 +45,23 @@ from onestack.common.errors import (
     UnsupportedMediaType,
 )
 from onestack.common.pagination import next_link
-from onestack.drivers.storage.base import DataNotFound, ImageStore, StoreError
+from onestack.drivers.storage.base import DataNotFound, ImageStore, ImageWriter, StoreError
 from onestack.image import schemas, views
+from onestack.image.cache import ImageCache
 from onestack.image.manager import ImageManager
 from onestack.image.metadefs import MetadefManager
 from onestack.image.metadefs_api import MetadefRoutes
 from onestack.image.policies import RULES
 
-#: Versions we answer (newest first); 2.12 brings per-image tasks, which we serve.
-VERSIONS = ["2.16", "2.15", "2.14", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7",
+#: Versions we answer (newest first); 2.12 brings per-image tasks, 2.17 the location API.
+VERSIONS = ["2.17", "2.16", "2.15", "2.14", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7",
             "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0"]
 PATCH_TYPES = ("application/openstack-images-v2.1-json-patch",
                "application/openstack-images-v2.0-json-patch")
-UPLOAD_BATCH = 4 << 20
-DOWNLOAD_CHUNK = 1 << 20
+UPLOAD_BATCH = 2 << 20
+#: Batches fed to the writer and not yet written: bounds an upload's memory (~8 MiB).
+UPLOAD_IN_FLIGHT = 4
+DOWNLOAD_CHUNK = 4 << 20
 
 _ACCEPT: contextvars.ContextVar[str] = contextvars.ContextVar("image_accept", default="")
 
@@ -242,7 +247,7 @@ class ImageAPI:
 
     def __init__(self, manager: ImageManager, store: ImageStore, policy: Policy,
                  auth_uri: str, max_json_body: int = 65536, default_limit: int = 25,
-                 max_limit: int = 1000) -> None:
+                 max_limit: int = 1000, cache_dir: Path | None = None) -> None:
         self.m = manager
         self.store = store
         self.max_json_body = max_json_body
@@ -251,6 +256,10 @@ class ImageAPI:
         self.service = Service(name="image", routes=[], fault=glance_fault, policy=policy,
                                auth_uri=auth_uri)
         self._tasks: set[asyncio.Task[None]] = set()
+        root = getattr(store, "root", None)
+        # Each API process has its own cache (as each Glance API node does).
+        self.cache = ImageCache(manager, cache_dir or Path(
+            root if isinstance(root, Path) else ".") / "cache")
         self.metadefs = MetadefManager(manager.db, manager.policy)
         self._add_routes()
         MetadefRoutes(self, self.metadefs).add()
@@ -280,6 +289,12 @@ class ImageAPI:
         r("/v2/images/{image_id}/stage", self.stage, ["PUT"])
         r("/v2/images/{image_id}/import", self.import_image, ["POST"])
         r("/v2/images/{image_id}/tasks", self.image_tasks, ["GET"])
+        r("/v2/images/{image_id}/locations", self.add_location, ["POST"])
+        r("/v2/images/{image_id}/locations", self.get_locations, ["GET"])
+        r("/v2/cache", self.cache.list, ["GET"])
+        r("/v2/cache", self.cache.clear, ["DELETE"])
+        r("/v2/cache/{image_id}", self.cache.queue, ["PUT"])
+        r("/v2/cache/{image_id}", self.cache.delete, ["DELETE"])
         r("/v2/stores/{store_id}/{image_id}", self.delete_from_store, ["DELETE"])
         r("/v2/tasks", self.create_task, ["POST"])
         r("/v2/tasks", self.list_tasks, ["GET"])
@@ -325,7 +340,8 @@ class ImageAPI:
             raise BadRequest("Malformed JSON in request body.") from None
 
     def _image(self, info: Any) -> dict[str, Any]:
-        return views.image(info, self.m.store_ids(info))
+        return views.image(info, self.m.store_ids(info),
+                           self.m.location_docs(info) if self.m.show_locations else None)
 
     def _versions_doc(self, req: ApiRequest) -> dict[str, Any]:
         href = req.base_url + "/v2/"
@@ -405,6 +421,7 @@ class ImageAPI:
 
     async def delete_image(self, req: ApiRequest) -> None:
         await req.run(self.m.delete, req.ctx, req.param("image_id"))
+        await run_in_threadpool(self.cache.forget, req.param("image_id"))
 
     async def delete_from_store(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_from_store, req.ctx, req.param("image_id"),
@@ -451,12 +468,10 @@ class ImageAPI:
             store = self.m.stores.get(req.headers["x-image-meta-store"].strip())
         _, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
         writer = None
-        pending: asyncio.Future[None] | None = None
         committed = False
+        batches = _Batches(asyncio.get_running_loop())
         try:
             writer = await run_in_threadpool(store.begin, image_id, staging)
-            batch: list[bytes] = []
-            buffered = 0
             total = 0
             async for chunk in req.request.stream():
                 if not chunk:
@@ -469,27 +484,16 @@ class ImageAPI:
                 if expected_size is not None and total > expected_size:
                     raise BadRequest(f"Size mismatch: more than the expected {expected_size} "
                                      "bytes were sent.")
-                batch.append(chunk)
-                buffered += len(chunk)
-                if buffered >= UPLOAD_BATCH:
-                    data = b"".join(batch)
-                    batch.clear()
-                    buffered = 0
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(run_in_threadpool(writer.write, data))
-            if pending is not None:
-                await pending
-                pending = None
-            if batch:
-                await run_in_threadpool(writer.write, b"".join(batch))
+                await batches.add(chunk, writer)
+            await batches.flush(writer)
+            await run_in_threadpool(writer.drain)
             if length is not None and total != length:
                 raise BadRequest(f"Size mismatch: expected {length} bytes, received {total}.")
             if expected_size is not None and total != expected_size:
                 raise BadRequest(f"Size mismatch: expected {expected_size} bytes, received "
                                  f"{total}.")
             if expected_md5 is not None:
-                got = writer.hasher.md5.hexdigest()  # type: ignore[attr-defined]
+                got = writer.md5_hexdigest()
                 if got != expected_md5:
                     raise BadRequest(f"Checksum mismatch: the data's MD5 is {got}, expected "
                                      f"{expected_md5}.")
@@ -497,9 +501,6 @@ class ImageAPI:
             committed = True
             await req.run(self.m.finish_upload, image_id, stored, staging, store.store_id)
         except BaseException as exc:
-            if pending is not None:
-                with contextlib.suppress(BaseException):  # the original error matters
-                    await pending
             if writer is not None and not committed:
                 await run_in_threadpool(writer.abort)
             await run_in_threadpool(self.m.abort_upload, image_id, staging)
@@ -543,8 +544,11 @@ class ImageAPI:
             headers["Content-MD5"] = info.checksum
         headers["Content-Length"] = str(length)
         try:
-            it = await run_in_threadpool(self.m.stores.open, info.location, start, length,
+            it = await run_in_threadpool(self.cache.open, info.id, start, length,
                                          DOWNLOAD_CHUNK)
+            if it is None:
+                it = await run_in_threadpool(self.m.stores.open, info.location, start, length,
+                                             DOWNLOAD_CHUNK)
         except DataNotFound:
             raise NotFound(f"Image data of {info.id} is not available.") from None
         except StoreError as exc:
@@ -560,10 +564,28 @@ class ImageAPI:
         task_id = await req.run(self.m.start_import, req.ctx, image_id, body,
                                 req.ctx.request_id,
                                 req.headers.get("x-image-meta-store", "").strip() or None)
-        task = asyncio.create_task(run_in_threadpool(self.m.run_import, task_id))
+        self._background(self.m.run_import, task_id, req.ctx.token)
+        return Response(status_code=202)
+
+    def _background(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` in a worker thread after the response (kept referenced)."""
+        task = asyncio.create_task(run_in_threadpool(fn, *args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def add_location(self, req: ApiRequest) -> Response:
+        """``POST /v2/images/{id}/locations`` (2.17): a URL location, hashed in a task."""
+        body = await self._json(req)
+        task_id = await req.run(self.m.add_location, req.ctx, req.param("image_id"), body,
+                                req.ctx.request_id)
+        self._background(self.m.run_location_task, task_id)
         return Response(status_code=202)
+
+    async def get_locations(self, req: ApiRequest) -> list[dict[str, Any]]:
+        """``GET /v2/images/{id}/locations`` (2.17): for admins and the service role."""
+        info = await req.run(self.m.get, req.ctx, req.param("image_id"))
+        req.enforce("fetch_image_location", info.target)
+        return self.m.location_docs(info)
 
     async def image_tasks(self, req: ApiRequest) -> dict[str, Any]:
         tasks = await req.run(self.m.list_tasks, req.ctx, req.param("image_id"))
@@ -632,16 +654,77 @@ class ImageAPI:
                       req.param("member_id"))
 
 
+class _Batches:
+    """Upload chunks copied into a few reused ``UPLOAD_BATCH`` buffers and fed to a writer.
+
+    Reusing the buffers (rather than joining chunks into new ones) spares the page faults of
+    fresh multi-MiB allocations; at most ``UPLOAD_IN_FLIGHT`` buffers exist, and a buffer is
+    filled again only once the writer is done with it (its ``done`` callback).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.free: list[bytearray] = []
+        self.made = 0
+        self.ready = asyncio.Event()
+        self.buf: bytearray | None = None
+        self.pos = 0
+
+    def _returned(self, buf: bytearray) -> None:  # on the loop
+        self.free.append(buf)
+        self.ready.set()
+
+    async def _take(self) -> bytearray:
+        while not self.free:
+            if self.made < UPLOAD_IN_FLIGHT:
+                self.made += 1
+                return bytearray(UPLOAD_BATCH)
+            self.ready.clear()
+            await self.ready.wait()
+        return self.free.pop()
+
+    def _feed(self, writer: ImageWriter, buf: bytearray, size: int) -> None:
+        data = memoryview(buf)[:size] if size < len(buf) else buf
+        writer.feed(data, lambda: self.loop.call_soon_threadsafe(self._returned, buf))
+
+    async def add(self, chunk: bytes, writer: ImageWriter) -> None:
+        view = memoryview(chunk)
+        while view:
+            if self.buf is None:
+                self.buf = await self._take()
+                self.pos = 0
+            n = min(len(view), UPLOAD_BATCH - self.pos)
+            self.buf[self.pos:self.pos + n] = view[:n]
+            self.pos += n
+            view = view[n:]
+            if self.pos == UPLOAD_BATCH:
+                self._feed(writer, self.buf, self.pos)
+                self.buf = None
+
+    async def flush(self, writer: ImageWriter) -> None:
+        if self.buf is not None and self.pos:
+            self._feed(writer, self.buf, self.pos)
+        self.buf = None
+
+
 async def _stream(it: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Read a store iterator in worker threads, closing it whatever happens."""
+    """Read a store iterator in worker threads, one chunk ahead of the one being sent,
+    closing it whatever happens."""
     sentinel = b""
+    ahead: asyncio.Future[bytes] | None = None
     try:
+        ahead = asyncio.ensure_future(run_in_threadpool(next, it, sentinel))
         while True:
-            chunk = await run_in_threadpool(next, it, sentinel)
+            chunk = await ahead
+            ahead = None
             if not chunk:
                 break
+            ahead = asyncio.ensure_future(run_in_threadpool(next, it, sentinel))
             yield chunk
     finally:
+        if ahead is not None:
+            with contextlib.suppress(BaseException):  # the read in flight must end first
+                await ahead
         close = getattr(it, "close", None)
         if close is not None:
             await run_in_threadpool(close)

@@ -47,7 +47,8 @@ from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.db.engine import Database
 from onestack.db.image import Image, ImageMember, ImageProperty, ImageTag, ImageTask
 from onestack.drivers.storage.base import ImageStore, StoredData, StoreError
-from onestack.image import schemas
+from onestack.image import fetch, schemas
+from onestack.image.locations import LocationsMixin, url_locations
 from onestack.image.stores import StoreSet
 
 LOG = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ MAX_TAGS = 128
 MAX_PROPERTIES = 128
 MAX_MEMBERS = 128
 IMPORT_METHODS = ["glance-direct"]
+#: Metadata a ``glance-download`` import copies from the source image (Glance's default
+#: ``extra_properties``): these prefixes and names.
+GLANCE_DOWNLOAD_PREFIXES = ("hw_", "trait:", "os_distro", "os_secure_boot",
+                            "os_type")
 KNOWN_IMPORT_METHODS = {"glance-direct", "web-download", "copy-image", "glance-download"}
 TIME_OPS = {"gt", "gte", "lt", "lte", "eq", "neq"}
 
@@ -168,15 +173,17 @@ def _int_filter(value: str, name: str) -> int:
         raise BadRequest(f"Invalid value for {name}: {value!r}; expected an integer.") from None
 
 
-class ImageManager:
+class ImageManager(LocationsMixin):
     """Owns images: their rows, their data in the store and their status transitions."""
 
     def __init__(self, db: Database, store: ImageStore, policy: Policy,
                  quota_bytes: int = 0, qemu_img: str | None = None,
-                 stores: str = "") -> None:
+                 stores: str = "", url_allow: str = "", show_locations: bool = False) -> None:
         self.db = db
         #: The default store (uploads and staging land here unless a store is named).
-        self.stores = StoreSet(store, stores)
+        self.stores = StoreSet(store, stores, fetch.UrlPolicy(url_allow))
+        #: Show and manage ``locations`` (Glance's ``show_multiple_locations``).
+        self.show_locations = show_locations
         self.store = self.stores.default
         self.policy = policy
         self.quota_bytes = quota_bytes
@@ -184,15 +191,30 @@ class ImageManager:
 
     @property
     def import_methods(self) -> list[str]:
-        """Import methods this cloud offers (``copy-image`` needs a second store)."""
-        return IMPORT_METHODS + (["copy-image"] if len(self.stores) > 1 else [])
+        """Import methods this cloud offers.
+
+        ``copy-image`` needs a second writable store; ``web-download`` and
+        ``glance-download`` need places the service may fetch from (``image_url_allow``).
+        """
+        methods = list(IMPORT_METHODS)
+        if self.stores.url_policy.enabled:
+            methods += ["web-download", "glance-download"]
+        if len(self.stores.writable_ids()) > 1:
+            methods.append("copy-image")
+        return methods
 
     def locations(self, img: Image | ImageInfo) -> dict[str, str]:
         """``{store id: location}`` of the image's data."""
         locs = (img.internal or {}).get("locations")
+        out: dict[str, str] = {}
         if isinstance(locs, dict) and locs:
-            return dict(locs)
-        return {self.stores.store_id_of(img.location): img.location} if img.location else {}
+            out = dict(locs)
+        elif img.location:
+            out = {self.stores.store_id_of(img.location): img.location}
+        urls = url_locations(img.internal)
+        if urls and self.stores.web is not None:
+            out.setdefault(self.stores.web.store_id, urls[0]["url"])
+        return out
 
     def store_ids(self, img: Image | ImageInfo) -> list[str]:
         return self.stores.order(self.locations(img).keys())
@@ -450,6 +472,11 @@ class ImageManager:
     def update(self, ctx: RequestContext, image_id: str,
                changes: list[tuple[str, list[str], Any]]) -> ImageInfo:
         """Apply parsed JSON-patch ``changes`` [(op, path, value)] atomically."""
+        if self.show_locations and any(path[0] == "locations" for _o, path, _v in changes):
+            with self.db.reader() as s:  # may this caller change it, before reading any URL?
+                self._writable_row(ctx, s, image_id)
+        sizes = self.prepare_location_changes(changes)
+        dropped: list[str] = []
         with self.db.transaction() as s:
             img = self._writable_row(ctx, s, image_id)
             info = self._load(s, img)
@@ -460,6 +487,9 @@ class ImageManager:
                 "tags": list(info.tags), "owner": img.owner}
             props = dict(info.properties)
             for op, path, value in changes:
+                if path[0] == "locations" and self.show_locations:
+                    self.apply_location_change(ctx, img, op, path, value, sizes, dropped)
+                    continue
                 self._apply(ctx, img, doc, props, op, path, value)
             writable = {k: v for k, v in doc.items() if k != "owner" or v is not None}
             schemas.validate_image({**writable, **props})
@@ -490,7 +520,10 @@ class ImageManager:
                     s.add(ImageProperty(image_id=img.id, name=k, value=v))
             self._touch(img)
             s.flush()
-            return _info(img, tags, props)
+            result = _info(img, tags, props)
+        for loc in dropped:
+            self._drop_data(loc)
+        return result
 
     @staticmethod
     def _apply(ctx: RequestContext, img: Image, doc: dict[str, Any], props: dict[str, str],
@@ -841,7 +874,7 @@ class ImageManager:
                 self.stores.get(sid)
             return self.stores.order(set(stores))
         if all_stores:
-            return self.stores.ids()
+            return self.stores.writable_ids()
         if header_store:
             self.stores.get(header_store)
             return [header_store]
@@ -858,19 +891,44 @@ class ImageManager:
         name = method.get("name") if isinstance(method, dict) else None
         if not isinstance(name, str):
             raise BadRequest("Import request requires a 'method' object with a 'name'.")
-        if name == "web-download":
-            raise BadRequest("Import method 'web-download' is not available: this cloud does "
-                             "not fetch image data from outside networks. Upload the data "
-                             "(PUT /v2/images/{id}/file) or stage it and use 'glance-direct'.")
+        if name in ("web-download", "glance-download") and not \
+                self.stores.url_policy.enabled:
+            raise BadRequest(f"Import method '{name}' is not available: this cloud does not "
+                             "fetch image data from other networks (its operator allowed no "
+                             "place, image_url_allow). Upload the data (PUT "
+                             "/v2/images/{id}/file) or stage it and use 'glance-direct'.")
         if name not in self.import_methods:
             known = "known but not enabled" if name in KNOWN_IMPORT_METHODS else "unknown"
             raise BadRequest(f"Import method '{name}' is {known}; available: "
                              f"{', '.join(self.import_methods)}.")
+        assert isinstance(method, dict)
+        if name == "web-download":
+            self._check_url(method.get("uri"))
+        elif name == "glance-download":
+            src = method.get("glance_image_id")
+            try:
+                schemas.check_uuid(src, "glance_image_id")
+            except APIError:
+                raise BadRequest(f"The glance_image_id {src!r}: image id does not look like a "
+                                 "UUID.") from None
+            for key in ("glance_region", "glance_service_interface"):
+                if not isinstance(method.get(key, ""), str):
+                    raise BadRequest(f"'{key}' must be a string.")
         targets = self._import_targets(body, header_store)
         now = utcnow()
         with self.db.transaction() as s:
             img = self._writable_row(ctx, s, image_id, "import_image")
-            if name == "copy-image":
+            if name in ("web-download", "glance-download"):
+                if img.status != "queued":
+                    raise Conflict(f"Image {image_id} must be queued to import data with "
+                                   f"'{name}' (its status is {img.status}).")
+                if name == "web-download" and (img.disk_format is None or
+                                               img.container_format is None):
+                    raise BadRequest("Properties disk_format, container_format must be set "
+                                     "prior to importing data.")
+                img.status = "importing"
+                internal = dict(img.internal or {})
+            elif name == "copy-image":
                 if not ctx.is_admin and img.owner != ctx.project_id:
                     raise Forbidden("Only the image owner or an administrator may copy an "
                                     "image to other stores.")
@@ -920,8 +978,13 @@ class ImageManager:
             raise
 
     def _import_one(self, image_id: str, store_id: str, stored: StoredData,
-                    must_succeed: bool, virtual_size: int | None, glance_direct: bool) -> bool:
-        """Record data now in ``store_id``; False when the image went away meanwhile."""
+                    must_succeed: bool, virtual_size: int | None, glance_direct: bool,
+                    last: bool = True) -> bool:
+        """Record data now in ``store_id``; False when the image went away meanwhile.
+
+        An importing image turns active with its last store when every store must succeed
+        (as Glance does), else with its first.
+        """
         with self.db.transaction() as s:
             row = s.get(Image, image_id)
             ok_status = ("importing", "active") if glance_direct else ("active",
@@ -933,13 +996,14 @@ class ImageManager:
                 self._drop_data(stored.location)
                 raise StoreError(f"copy into {store_id} does not match the image checksum")
             internal = dict(row.internal or {})
-            locs = self.locations(row)
             if row.status == "importing":
+                locs = dict(internal.get("locations") or {})  # stores done so far
+            else:
+                locs = self.locations(row)
+            locs[store_id] = stored.location
+            if row.status == "importing" and (last or not must_succeed):
                 self._activate(row, stored, virtual_size, store_id)
                 internal = dict(row.internal or {})
-                locs = {store_id: stored.location}
-            else:
-                locs[store_id] = stored.location
             internal["locations"] = locs
             internal["importing_to"] = [t for t in internal.get("importing_to", [])
                                         if t != store_id]
@@ -960,8 +1024,102 @@ class ImageManager:
             row.internal = internal
             self._touch(row)
 
-    def run_import(self, task_id: str) -> None:
-        """Carry out an import task: data into every target store, then activate."""
+    def _remote_image_url(self, region: str | None, interface: str, image_id: str) -> str:
+        """``glance-download``: the source image's URL at the catalog's image endpoint."""
+        from onestack.db.identity import Endpoint
+        from onestack.db.identity import Service as CatalogService
+
+        with self.db.reader() as s:
+            stmt = select(Endpoint.url).join(
+                CatalogService, CatalogService.id == Endpoint.service_id).where(
+                CatalogService.type == "image", CatalogService.enabled.is_(True),
+                Endpoint.enabled.is_(True), Endpoint.interface == interface)
+            if region:
+                stmt = stmt.where(Endpoint.region_id == region)
+            url = s.scalar(stmt.limit(1))
+        if not url:
+            raise StoreError(f"no {interface} image endpoint in region {region!r}")
+        return f"{url.rstrip('/')}/v2/images/{image_id}"
+
+    def _download(self, image_id: str, owner: str | None, method: dict[str, Any],
+                  token: str | None) -> tuple[StoredData, dict[str, Any]]:
+        """Fetch ``web-download``/``glance-download`` data into the staging area.
+
+        Returns the staged data and, for ``glance-download``, the source image's attributes
+        to copy (formats and the properties Glance copies by default). Every URL passes the
+        allow-list again here; the quota is enforced while the data streams.
+        """
+        extra: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        expected_md5 = None
+        if method.get("name") == "glance-download":
+            url = self._remote_image_url(method.get("glance_region"),
+                                         method.get("glance_service_interface") or "public",
+                                         method["glance_image_id"])
+            headers = {"X-Auth-Token": token or "", "Accept": "application/json"}
+            raw = b""
+            for piece in fetch.stream(self._check_url(url), headers=headers):
+                raw += piece
+                if len(raw) > 1 << 20:
+                    raise StoreError("the source image's description is too large")
+            try:
+                src = json.loads(raw)
+            except ValueError:
+                raise StoreError("the source image service answered no JSON") from None
+            if not isinstance(src, dict) or src.get("status") != "active":
+                raise StoreError("the source image is not active")
+            expected_md5 = src.get("checksum")
+            extra = {k: v for k, v in src.items() if isinstance(v, str) and (
+                k.startswith(GLANCE_DOWNLOAD_PREFIXES))}
+            extra["disk_format"] = src.get("disk_format")
+            extra["container_format"] = src.get("container_format")
+            target = self._check_url(url + "/file")
+            headers = {"X-Auth-Token": token or ""}
+        else:
+            target = self._check_url(method.get("uri"))
+        left = self.quota_left(owner)
+        writer = self.stores.staging.begin(image_id, staging=True)
+        try:
+            for chunk in fetch.stream(target, headers=headers, chunk_size=4 << 20):
+                writer.write(chunk)
+                if left is not None and writer.size > left:
+                    raise PayloadTooLarge(f"The image data exceeds the quota of "
+                                          f"{self.quota_bytes} bytes.")
+            stored = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        if expected_md5 and stored.md5 != expected_md5:
+            self._drop_data(stored.location)
+            raise StoreError("the downloaded data does not match the source checksum")
+        return stored, extra
+
+    def _adopt(self, image_id: str, extra: dict[str, Any]) -> str | None:
+        """Give an importing image the attributes of its ``glance-download`` source."""
+        with self.db.transaction() as s:
+            img = s.get(Image, image_id)
+            if img is None or img.status != "importing":
+                raise Conflict("image was deleted or changed during the import")
+            known = {"disk_format": schemas.DISK_FORMATS,
+                     "container_format": schemas.CONTAINER_FORMATS}
+            for key, allowed in known.items():
+                if extra.get(key) in allowed:
+                    setattr(img, key, extra[key])
+            for key, value in extra.items():
+                if key in ("disk_format", "container_format"):
+                    continue
+                row = s.get(ImageProperty, (image_id, key))
+                if row is None:
+                    s.add(ImageProperty(image_id=image_id, name=key, value=value))
+                else:
+                    row.value = value
+            return img.disk_format
+
+    def run_import(self, task_id: str, token: str | None = None) -> None:
+        """Carry out an import task: data into every target store, then activate.
+
+        ``token`` (kept in memory only) authenticates ``glance-download`` at the source.
+        """
         with self.db.reader() as s:
             task = s.get(ImageTask, task_id)
             if task is None:
@@ -979,6 +1137,12 @@ class ImageManager:
         done: list[str] = []
         failed: list[str] = []
         try:
+            if img is not None and method in ("web-download", "glance-download"):
+                fetched, extra = self._download(image_id, img.owner, req["method"], token)
+                staged_doc = {"location": fetched.location, "size": fetched.size,
+                              "md5": fetched.md5, "sha512": fetched.sha512}
+                if extra:
+                    disk_format = self._adopt(image_id, extra)
             if img is None or (glance_direct and not staged_doc):
                 raise NotFound("image or staged data disappeared")
             if glance_direct:
@@ -999,7 +1163,8 @@ class ImageManager:
                     else:
                         stored = self._copy_into(src_loc, sid, image_id)
                     if not self._import_one(image_id, sid, stored, must_succeed,
-                                            virtual_size, glance_direct):
+                                            virtual_size, glance_direct,
+                                            last=sid == ordered[-1]):
                         raise Conflict("image was deleted or changed during the import")
                     done.append(sid)
                 except (StoreError, OSError) as exc:

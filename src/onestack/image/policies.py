@@ -42,6 +42,8 @@ RULES: dict[str, str] = {
     "add_task": ADMIN,
     "get_image_tasks": ANY_READER,
     "delete_image_location": ADMIN,
+    "add_image_location": f"{ADMIN_OR_MEMBER} or role:service",
+    "fetch_image_location": f"{ADMIN} or role:service",
     # Metadata-definition catalog: targets carry the namespace owner as ``project_id``;
     # who may *read* a namespace (public, or own) is decided in the manager (404 otherwise).
     "get_metadef_namespace": ANY_READER,

@@ -95,6 +95,11 @@ def _image_properties() -> dict[str, Any]:
                    "description": "Comma-separated ids of the stores holding the data."},
         "schema": {"type": "string", "readOnly": True,
                    "description": "URL of this schema."},
+        "locations": {"type": "array", "description": "Where the data is (shown when the "
+                      "cloud shows locations).",
+                      "items": {"type": "object", "required": ["url", "metadata"],
+                                "properties": {"url": {"type": "string", "maxLength": 2048},
+                                               "metadata": {"type": "object"}}}},
         "kernel_id": {"type": _NULL_STR, "description": "Kernel image id (AMI style)."},
         "ramdisk_id": {"type": _NULL_STR, "description": "Ramdisk image id (AMI style)."},
         "instance_uuid": {"type": "string",

@@ -7,8 +7,9 @@ the first entry is the default store. The store with id ``file`` is the data dir
 there). Empty means the single ``file`` store. Stores are listed, and an image's ``stores``
 attribute is ordered, by weight (highest first, then id).
 
-Every store is a ``FileStore`` of this host: no store reads data from a location a user
-supplies.
+Every writable store is a ``FileStore`` of this host. When ``image_url_allow`` names places
+the service may read, a read-only ``web`` store (Glance's http store) serves images whose
+data lives at an http(s) location; it only ever reads URLs the allow-list accepts.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from onestack.common.errors import BadRequest
-from onestack.drivers.storage.base import DataNotFound, ImageStore, StoreError
+from onestack.common.errors import APIError, BadRequest
+from onestack.drivers.storage.base import (
+    DataNotFound,
+    ImageStore,
+    ImageWriter,
+    StoredData,
+    StoreError,
+)
 from onestack.drivers.storage.file import FileStore
+from onestack.image import fetch
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -39,10 +47,44 @@ def parse_spec(spec: str) -> list[tuple[str, int]]:
     return out
 
 
+WEB_STORE = "web"
+
+
+class HttpStore(ImageStore):
+    """Read-only store of data at http(s) URLs (image locations), behind the allow-list."""
+
+    store_id = WEB_STORE
+    description = "Read-only http(s) locations (allow-listed)"
+
+    def __init__(self, policy: fetch.UrlPolicy) -> None:
+        self.policy = policy
+
+    def begin(self, image_id: str, staging: bool = False) -> ImageWriter:
+        raise StoreError("the web store is read-only")
+
+    def open(self, location: str, offset: int = 0, length: int | None = None,
+             chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        try:
+            target = self.policy.check(location)
+        except APIError as exc:
+            raise StoreError(exc.message) from None
+        return fetch.stream(target, offset, length, chunk_size)
+
+    def delete(self, location: str) -> None:
+        """Nothing to do: the data is not ours (Glance's http store does not delete)."""
+
+    def promote(self, staged: StoredData, image_id: str) -> StoredData:
+        raise StoreError("the web store is read-only")
+
+    def owns(self, location: str) -> bool:
+        return location.startswith(("http://", "https://"))
+
+
 class StoreSet:
     """The stores an image can live in, by id."""
 
-    def __init__(self, default: ImageStore, spec: str = "") -> None:
+    def __init__(self, default: ImageStore, spec: str = "",
+                 url_policy: fetch.UrlPolicy | None = None) -> None:
         entries = parse_spec(spec) or [(default.store_id, 0)]
         self.weights = dict(entries)
         self.weighted = any(w for _s, w in entries)
@@ -64,6 +106,12 @@ class StoreSet:
             self._stores[default.store_id] = default
             self.weights.setdefault(default.store_id, 0)
         self.staging = default
+        self.url_policy = url_policy or fetch.UrlPolicy("")
+        self.web: HttpStore | None = None
+        if self.url_policy.enabled and WEB_STORE not in self._stores:
+            self.web = HttpStore(self.url_policy)
+            self._stores[WEB_STORE] = self.web
+            self.weights.setdefault(WEB_STORE, 0)
 
     @property
     def default(self) -> ImageStore:
@@ -72,6 +120,10 @@ class StoreSet:
     def ids(self) -> list[str]:
         """Store ids, highest weight first (then by id)."""
         return sorted(self._stores, key=lambda s: (-self.weights.get(s, 0), s))
+
+    def writable_ids(self) -> list[str]:
+        """Store ids that accept data (all but the read-only ``web`` store)."""
+        return [s for s in self.ids() if self._stores[s] is not self.web]
 
     def order(self, ids: Iterator[str] | list[str] | set[str]) -> list[str]:
         return sorted(ids, key=lambda s: (-self.weights.get(s, 0), s))
@@ -83,15 +135,17 @@ class StoreSet:
         return iter(self._stores[s] for s in self.ids())
 
     def get(self, store_id: str) -> ImageStore:
-        """The store ``store_id`` (400 when there is none)."""
+        """The writable store ``store_id`` (400 when there is none)."""
         store = self._stores.get(store_id) if isinstance(store_id, str) else None
-        if store is None:
-            raise BadRequest(f"Unknown store {store_id!r}; available: "
-                             f"{', '.join(self.ids())}.")
+        if store is None or store is self.web:
+            raise BadRequest(f"Unknown or read-only store {store_id!r}; available: "
+                             f"{', '.join(self.writable_ids())}.")
         return store
 
     def store_of(self, location: str) -> ImageStore:
         """The store that holds ``location`` (StoreError when none does)."""
+        if self.web is not None and self.web.owns(location):
+            return self.web
         for store in self._stores.values():
             if store.local_path(location) is not None:
                 return store
@@ -128,5 +182,7 @@ class StoreSet:
                 doc["default"] = True
             if self.weighted:
                 doc["weight"] = self.weights.get(sid, 0)
+            if self._stores[sid] is self.web:
+                doc["read-only"] = "true"
             out.append(doc)
         return out

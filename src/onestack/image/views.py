@@ -9,10 +9,12 @@ from onestack.db.image import ImageTask
 from onestack.image.manager import ImageInfo, MemberInfo
 
 
-def image(info: ImageInfo, stores: list[str] | None = None) -> dict[str, Any]:
+def image(info: ImageInfo, stores: list[str] | None = None,
+          locations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One image: core attributes, custom properties flattened in, links.
 
-    ``stores``: ids of the stores holding the data, highest weight first.
+    ``stores``: ids of the stores holding the data, highest weight first. ``locations``:
+    shown only when the cloud shows locations (``image_locations``).
     """
     doc: dict[str, Any] = dict(info.properties)
     doc.update({
@@ -41,6 +43,8 @@ def image(info: ImageInfo, stores: list[str] | None = None) -> dict[str, Any]:
     })
     if info.location and stores:
         doc["stores"] = ",".join(stores)
+    if locations is not None:
+        doc["locations"] = locations
     internal = info.internal or {}
     # Import bookkeeping, shown (as Glance does) once an import has been asked for.
     if "importing_to" in internal:

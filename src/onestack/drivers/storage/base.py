@@ -10,6 +10,11 @@ Writing is two-phase so a failed or interrupted upload leaves nothing behind::
     stored = writer.commit()                # durable (fsync) and atomically in place
     # or writer.abort() on any failure: the temporary data is removed
 
+``feed(data, done)`` is the pipelined form of ``write``: it queues the data and returns at
+once, ``done()`` is called (from another thread) once the data is hashed and written, and
+``drain()`` waits for everything fed. Callers bound how much they feed before ``done`` comes
+back, so memory stays bounded.
+
 ``StoredData`` carries the location string (opaque to callers, kept in the database), the
 size and the digests. ``open`` streams a byte range back, ``delete`` is idempotent.
 """
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -65,6 +70,25 @@ class ImageWriter(abc.ABC):
     @abc.abstractmethod
     def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` (and hash it)."""
+
+    def feed(self, data: bytes | bytearray | memoryview, done: Callable[[], None]) -> None:
+        """Queue ``data`` to be appended; ``done()`` follows once it is (default: at once).
+
+        The caller must not change ``data`` before ``done()``. Errors surface from a later
+        ``feed``, ``drain`` or ``commit`` (StoreError).
+        """
+        try:
+            self.write(data)
+        finally:
+            done()
+
+    def drain(self) -> None:
+        """Wait until everything fed is hashed and written (StoreError on a failure)."""
+        return None
+
+    @abc.abstractmethod
+    def md5_hexdigest(self) -> str:
+        """MD5 of the data written so far (after ``drain``)."""
 
     @abc.abstractmethod
     def commit(self) -> StoredData:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import secrets
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from onestack.drivers.storage.base import (
@@ -24,45 +25,133 @@ from onestack.drivers.storage.base import (
 )
 
 _PREFIX = "file://"
-#: Writes at least this large hash in parallel with the write.
-_PARALLEL_MIN = 256 << 10
-#: Shared by all writers: two hashes per batch, batches of different uploads interleave.
-_HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image-hash")
+
+
+class _Stage(threading.Thread):
+    """One step of a writer's pipeline (md5, sha512 or the file write), in order."""
+
+    def __init__(self, writer: _FileWriter, name: str,
+                 fn: Callable[[memoryview], None]) -> None:
+        super().__init__(name=f"image-{name}", daemon=True)
+        self.writer = writer
+        self.fn = fn
+        self.queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            try:
+                if self.writer.error is None:
+                    self.fn(batch.view)
+            except BaseException as exc:  # noqa: BLE001 - reported by the writer
+                self.writer.fail(exc)
+            finally:
+                batch.step_done()
+
+
+class _Batch:
+    """Data on its way through the stages; ``done`` runs after the last one."""
+
+    __slots__ = ("view", "left", "done", "writer")
+
+    def __init__(self, writer: _FileWriter, data: bytes | bytearray | memoryview,
+                 done: Callable[[], None] | None) -> None:
+        self.writer = writer
+        view = memoryview(data)
+        self.view = view if view.format == "B" else view.cast("B")
+        self.left = len(writer.stages)
+        self.done = done
+
+    def step_done(self) -> None:
+        with self.writer.lock:
+            self.left -= 1
+            last = self.left == 0
+        if last:
+            self.view.release()
+            self.writer.batch_done()
+            if self.done is not None:
+                self.done()
 
 
 class _FileWriter(ImageWriter):
+    """Writes through a three-stage pipeline: md5, sha512 and the file write each run in
+    their own thread, batch after batch, so on a multi-core host they overlap with each other
+    and with the network (hashlib and ``os.write`` release the GIL on big buffers)."""
+
     def __init__(self, tmp: Path, final: Path) -> None:
         self.tmp = tmp
         self.final = final
         self.hasher = Hasher()
         self.size = 0
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self._idle = threading.Condition(self.lock)
+        self._in_flight = 0
         self._fd: int | None = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.stages = [_Stage(self, "md5", self.hasher.md5.update),
+                       _Stage(self, "sha512", self.hasher.sha.update),
+                       _Stage(self, "write", self._write_all)]
+        for stage in self.stages:
+            stage.start()
 
-    def write(self, data: bytes | memoryview) -> None:
+    # ------------------------------------------------------------------ pipeline
+    def fail(self, exc: BaseException) -> None:
+        with self.lock:
+            if self.error is None:
+                self.error = exc
+
+    def batch_done(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
+
+    def _raise_error(self) -> None:
+        exc = self.error
+        if exc is not None:
+            if isinstance(exc, StoreError):
+                raise exc
+            raise StoreError(f"cannot write image data: {exc}") from exc
+
+    def feed(self, data: bytes | bytearray | memoryview, done: Callable[[], None]) -> None:
         if self._fd is None:
             raise StoreError("write after commit or abort")
-        view = memoryview(data)
-        if len(view) >= _PARALLEL_MIN:
-            # md5 and sha512 each run at well under disk speed; both release the GIL, so
-            # hash in two helper threads while this one writes.
-            futures = [_HASH_POOL.submit(self.hasher.md5.update, view),
-                       _HASH_POOL.submit(self.hasher.sha.update, view)]
-            try:
-                self._write_all(view)
-            finally:
-                for f in futures:
-                    f.result()
-            self.hasher.size += len(view)
-        else:
-            self.hasher.update(view)
-            self._write_all(view)
-        self.size += len(data)
+        self._raise_error()
+        batch = _Batch(self, data, done)
+        with self.lock:
+            self._in_flight += 1
+        self.size += batch.view.nbytes
+        self.hasher.size += batch.view.nbytes
+        for stage in self.stages:
+            stage.queue.put(batch)
 
+    def drain(self) -> None:
+        with self._idle:
+            while self._in_flight:
+                self._idle.wait()
+        self._raise_error()
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.feed(data, _nothing)
+        self.drain()
+
+    def md5_hexdigest(self) -> str:
+        return self.hasher.md5.hexdigest()
+
+    def _stop(self) -> None:
+        for stage in self.stages:
+            stage.queue.put(None)
+        for stage in self.stages:
+            if stage.is_alive() and stage is not threading.current_thread():
+                stage.join()
+
+    # ------------------------------------------------------------------ file
     def _write_all(self, view: memoryview) -> None:
-        assert self._fd is not None
+        fd = self._fd
+        if fd is None:
+            raise StoreError("write after abort")
         while view:
             try:
-                n = os.write(self._fd, view)
+                n = os.write(fd, view)
             except OSError as exc:
                 raise StoreError(f"cannot write image data: {exc.strerror}") from exc
             view = view[n:]
@@ -70,6 +159,12 @@ class _FileWriter(ImageWriter):
     def commit(self) -> StoredData:
         if self._fd is None:
             raise StoreError("commit after commit or abort")
+        try:
+            self.drain()
+        except StoreError:
+            self.abort()
+            raise
+        self._stop()
         try:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -87,12 +182,18 @@ class _FileWriter(ImageWriter):
                           self.hasher.sha.hexdigest())
 
     def abort(self) -> None:
+        self.fail(StoreError("aborted"))
+        self._stop()  # stages skip what is still queued once an error is recorded
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
         with contextlib.suppress(OSError):
             self.tmp.unlink(missing_ok=True)
+
+
+def _nothing() -> None:
+    """``done`` of a synchronous write."""
 
 
 class FileStore(ImageStore):
