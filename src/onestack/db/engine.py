@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -77,9 +77,8 @@ class Database:
         self.engine = make_engine(url, pool_size)
         self.backend = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(
-            self.engine.execution_options(onestack_readonly=True), expire_on_commit=False
-        )
+        self._ro_engine = self.engine.execution_options(onestack_readonly=True)
+        self._read_sessions = sessionmaker(self._ro_engine, expire_on_commit=False)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -92,6 +91,17 @@ class Database:
         """A session for reads (one transaction for a consistent view; no write lock)."""
         with self._read_sessions() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def connect(self, readonly: bool = False) -> Iterator[Connection]:
+        """A Core connection in one transaction (commit on success, roll back on error).
+
+        For hot paths written with Core statements: no ORM session, identity map or unit
+        of work, several times cheaper per statement than ``transaction()``/``reader()``.
+        ``readonly`` takes no write lock on SQLite (like ``reader()``).
+        """
+        with (self._ro_engine if readonly else self.engine).begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
