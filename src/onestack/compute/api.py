@@ -112,7 +112,8 @@ class ComputeAPI(ResourceRoutes):
                 "user_id": req.ctx.user_id or ""}
 
     async def _inst(self, req: ApiRequest, uuid: str | None = None) -> InstanceDict:
-        return await req.run(self.m.get_instance, req.ctx, uuid or req.param("server_id"))
+        return await self.m.db.run(self.m.get_instance, req.ctx,
+                                   uuid or req.param("server_id"))
 
     async def _cast(self, inst: InstanceDict, method: str, **kwargs: Any) -> None:
         """Cast to the instance's host agent (a down in-process host: nothing listens)."""
@@ -426,7 +427,7 @@ class ComputeAPI(ResourceRoutes):
         return await self._list(req, True)
 
     async def show_server(self, req: ApiRequest) -> dict[str, Any]:
-        inst, group_uuid = await req.run(self.m.show_instance, req.ctx,
+        inst, group_uuid = await self.m.db.run(self.m.show_instance, req.ctx,
                                          req.param("server_id"))
         req.enforce("os_compute_api:servers:show", self.tgt(req, inst["project_id"]))
         v = ver(req)
@@ -674,14 +675,15 @@ class ComputeAPI(ResourceRoutes):
         max_count = schemas.integer(srv.get("max_count", min_count), "max_count", 1)
         if min_count > max_count:
             raise BadRequest("min_count must be <= max_count")
-        spec, request = await req.run(self._prepare, req, srv, hints, v)
+        spec, request = await self.m.db.run(self._prepare, req, srv, hints, v)
         plan: list[dict[str, Any]] = []
         sg_ids: list[str] | None = None
         if self.network is not None:
             plan, sg_ids = await req.run(self._plan_network, req, srv, spec, max_count)
         admin_pass = srv.get("adminPass") or _admin_pass()
         request["admin_pass"] = admin_pass
-        insts = await req.run(self.m.create_instances, req.ctx, spec, max_count, min_count)
+        insts = await self.m.db.run(self.m.create_instances, req.ctx, spec, max_count,
+                                    min_count)
         if plan:
             # Ports are made in the request, before the 202: a failure leaves nothing.
             try:
@@ -787,7 +789,8 @@ class ComputeAPI(ResourceRoutes):
 
     async def _delete(self, req: ApiRequest, uuid: str, force: bool = False,
                       authorize: Callable[[InstanceDict], None] | None = None) -> None:
-        inst, on_host = await req.run(self.m.begin_delete, req.ctx, uuid, force, authorize)
+        inst, on_host = await self.m.db.run(self.m.begin_delete, req.ctx, uuid, force,
+                                            authorize)
         if self.network is not None and _has_ports(inst):
             # Ports compute made are deleted, the user's ports detached (they survive).
             try:

@@ -223,7 +223,7 @@ class Scheduler:
             self.invalidate()
             ranked = self.candidates(await self._host_states(), spec)
         for host in ranked:
-            result = await asyncio.to_thread(
+            result = await self.m.db.run(
                 place_instance, self.m, uuid,
                 {"node_id": host.node_id, "host": host.host, "nodename": host.nodename,
                  "availability_zone": host.availability_zone},
