@@ -444,13 +444,12 @@ class ComputeAPI(ResourceRoutes):
         if self.images is None:
             return {"id": image_id, "properties": {}, "min_ram": 0, "min_disk": 0, "size": 0}
         try:
-            img = self.images.get(req.ctx, image_id)
+            img = self.images.boot_info(req.ctx, image_id)
         except APIError:
             raise BadRequest(f"Image {image_id} could not be found.") from None
-        if img.status != "active":
+        if img.pop("status") != "active":
             raise BadRequest(f"Image {image_id} is not active.")
-        return {"id": img.id, "properties": dict(img.properties), "min_ram": img.min_ram,
-                "min_disk": img.min_disk, "size": img.size or 0, "name": img.name}
+        return img
 
     def _prepare(self, req: ApiRequest, srv: dict[str, Any], hints: dict[str, Any],
                  v: APIVersion) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -679,7 +678,7 @@ class ComputeAPI(ResourceRoutes):
         plan: list[dict[str, Any]] = []
         sg_ids: list[str] | None = None
         if self.network is not None:
-            plan, sg_ids = await req.run(self._plan_network, req, srv, spec, max_count)
+            plan, sg_ids = await self.m.db.run(self._plan_network, req, srv, spec, max_count)
         admin_pass = srv.get("adminPass") or _admin_pass()
         request["admin_pass"] = admin_pass
         insts = await self.m.db.run(self.m.create_instances, req.ctx, spec, max_count,
