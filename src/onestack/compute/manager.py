@@ -527,7 +527,7 @@ class ComputeManager:
                 raise Forbidden(f"Quota exceeded for metadata_items: Requested {len(meta)}, "
                                 f"but already used 0 of {limits['metadata_items']} "
                                 "metadata_items")
-            used = quotas.usage(c, project)
+            used = quotas.usage(c, project, groups=False)
             n = count
             while n >= min_count:
                 try:
@@ -1263,6 +1263,7 @@ class ComputeManager:
                 aggs.setdefault(host, []).append(dict(meta or {}))
             out = []
             for n in c.execute(select(_NODE)):
+                self._node_uuids[n.id] = n.uuid
                 d = _node_dict(n, svcs.get(n.host))
                 d["aggregates"] = aggs.get(n.host, [])
                 d["availability_zone"] = next(

@@ -64,8 +64,10 @@ def project_limits(s: Session | Connection, project_id: str,
     return limits
 
 
-def usage(s: Session | Connection, project_id: str,
-          user_id: str | None = None) -> dict[str, int]:
+def usage(s: Session | Connection, project_id: str, user_id: str | None = None,
+          groups: bool = True) -> dict[str, int]:
+    """What a project (or one of its users) uses; ``groups=False`` skips counting server
+    groups (not needed to check a boot)."""
     i = Instance.__table__
     conds = [i.c.project_id == project_id, i.c.deleted.is_(False)]
     if user_id:
@@ -73,11 +75,11 @@ def usage(s: Session | Connection, project_id: str,
     n, cores, ram = s.execute(
         select(func.count(), func.coalesce(func.sum(i.c.vcpus), 0),
                func.coalesce(func.sum(i.c.memory_mb), 0)).where(*conds)).one()
-    sg = ServerGroup.__table__
-    groups = s.execute(select(func.count()).select_from(sg).where(
-        sg.c.project_id == project_id)).scalar() or 0
-    out = {"instances": int(n), "cores": int(cores), "ram": int(ram),
-           "server_groups": int(groups)}
+    out = {"instances": int(n), "cores": int(cores), "ram": int(ram)}
+    if groups:
+        sg = ServerGroup.__table__
+        out["server_groups"] = int(s.execute(select(func.count()).select_from(sg).where(
+            sg.c.project_id == project_id)).scalar() or 0)
     if user_id:
         kp = KeyPair.__table__
         out["key_pairs"] = int(s.execute(select(func.count()).select_from(kp).where(

@@ -1214,7 +1214,7 @@ class PlacementManager:
 
     def claim_new(self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int],
                   project_id: str, user_id: str) -> int:
-        """``claim`` for the scheduler's common case, in a few Core statements: a consumer
+        """``claim`` for the scheduler's common case, in five Core statements: a consumer
         with no allocations yet taking standard resources from one provider. Same checks,
         errors and locking as ``claim``; anything else (custom classes, an existing
         consumer, an unknown provider) is handed to ``claim``."""
@@ -1230,17 +1230,19 @@ class PlacementManager:
                 with self.db.connect() as c:
                     prov = c.execute(select(rp.c.id, rp.c.generation).where(
                         rp.c.uuid == provider_uuid).with_for_update()).first()
-                    if prov is None or c.execute(select(Consumer.__table__.c.uuid).where(
-                            Consumer.__table__.c.uuid == consumer_id)).first() is not None:
+                    if prov is None:
                         raise _Fallback
-                    invs = {r.resource_class: r for r in c.execute(select(inv_t).where(
-                        inv_t.c.resource_provider_id == prov.id,
-                        inv_t.c.resource_class.in_(classes)))}
-                    used = {rc: int(u or 0) for rc, u in c.execute(
-                        select(alloc_t.c.resource_class, func.sum(alloc_t.c.used)).where(
-                            alloc_t.c.resource_provider_id == prov.id,
-                            alloc_t.c.resource_class.in_(classes))
-                        .group_by(alloc_t.c.resource_class))}
+                    # Inventory with its current usage, one query.
+                    in_use = (select(func.coalesce(func.sum(alloc_t.c.used), 0))
+                              .where(alloc_t.c.resource_provider_id == prov.id,
+                                     alloc_t.c.resource_class == inv_t.c.resource_class)
+                              .scalar_subquery())
+                    invs, used = {}, {}
+                    for r in c.execute(select(inv_t, in_use.label("in_use")).where(
+                            inv_t.c.resource_provider_id == prov.id,
+                            inv_t.c.resource_class.in_(classes))):
+                        invs[r.resource_class] = r
+                        used[r.resource_class] = int(r.in_use)
                     for rc in classes:
                         inv = invs.get(rc)
                         if inv is None:
@@ -1265,13 +1267,11 @@ class PlacementManager:
                             f"resource provider {provider_uuid} was changed concurrently; "
                             "please retry.")
                     return 1
-            except _Fallback:
+            except (_Fallback, IntegrityError):
+                # No such provider, or the consumer exists (its insert failed and rolled
+                # everything back): the general path replaces or reports it.
                 return self.claim(consumer_id, {provider_uuid: resources}, project_id,
                                   user_id)
-            except IntegrityError as exc:
-                raise errors.concurrent_update(
-                    "consumer generation conflict: the consumer was created or changed "
-                    "concurrently; please retry.") from exc
             except DBAPIError as exc:
                 if attempt + 1 < self.RETRIES and _retryable(exc):
                     time.sleep(0.005 * (2 ** attempt))
