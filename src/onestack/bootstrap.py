@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,9 @@ from onestack.placement.api import build_policy as build_placement_policy
 from onestack.placement.manager import PlacementManager
 
 LOG = logging.getLogger(__name__)
+
+#: Threads of the event loop's default executor (blocking work of every service).
+EXECUTOR_THREADS = 32
 
 #: Services served by this version, in start order.
 SERVICES = ["identity", "image", "placement", "network", "compute"]
@@ -97,6 +101,10 @@ class Cloud:
         """Serve every service until SIGINT/SIGTERM (or ``stop()``)."""
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # Blocking work (database, bcrypt) of every service and agent shares this pool;
+        # asyncio's default (CPUs + 4 threads) would let a few bcrypt hashes stall reads.
+        loop.set_default_executor(ThreadPoolExecutor(EXECUTOR_THREADS,
+                                                     thread_name_prefix="onestack"))
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stop.set)

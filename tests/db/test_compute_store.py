@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import Forbidden
+from onestack.common.errors import Forbidden, NotFound
 from onestack.compute.manager import ComputeManager, place_instance
 from onestack.db.engine import Database
 from onestack.placement.manager import PlacementManager
@@ -82,3 +82,47 @@ def test_instances_quota_place_and_list(database: Database) -> None:
     m.finish_delete(insts[0]["uuid"])
     assert next(n for n in m.list_nodes())["memory_mb_used"] == 0
     assert len(m.list_instances(_ctx(), {"project_id": "p1"}, [], None, None)) == 2
+
+
+def test_boot_and_delete_cycle_with_placement(database: Database) -> None:
+    """The hot path of a boot and a delete (Core statements) on every backend."""
+    m = ComputeManager(database, placement=PlacementManager(database))
+    m.ensure_default_flavors()
+    node = _node(m, "h1", memory_mb=1024)
+    # The node's placement provider is created by whoever registers it with placement:
+    placement = m.placement
+    assert placement is not None
+    placement.ensure_provider(node["uuid"], "h1")
+    placement.set_inventory(node["uuid"], {"VCPU": {"total": 64}, "MEMORY_MB": 1024,
+                                           "DISK_GB": 1000})
+    flavor = m.get_flavor(None, "1")
+    spec = {"name": "vm", "flavor": flavor, "image_ref": "img", "metadata": {"k": "v"},
+            "tags": ["t"], "system_metadata": {}}
+    inst = m.create_instances(_ctx(), spec, 1, 1)[0]
+    hs = {"node_id": node["id"], "host": "h1", "nodename": "h1", "availability_zone": "az1"}
+    assert place_instance(m, inst["uuid"], hs, 1, 512, 1, "p1", "u1") == "ok"
+    assert m.finish_task(inst["uuid"], "spawning", event="compute_build_and_run_instance",
+                         vm_state="active", task_state=None, power_state=1)
+    assert not m.finish_task(inst["uuid"], "spawning", vm_state="error")
+    shown, group = m.show_instance(_ctx(), inst["uuid"])
+    assert (shown["vm_state"], shown["task_state"], shown["host"], shown["tags"],
+            shown["metadata"], shown["availability_zone"], group) == (
+        "active", None, "h1", ["t"], {"k": "v"}, "az1", None)
+    with pytest.raises(NotFound):  # another project
+        m.show_instance(_ctx("p2"), inst["uuid"])
+    # A second instance does not fit next to the first (1536 MB usable, 512 + 1024).
+    big = dict(spec, flavor=dict(flavor, memory_mb=1100))
+    other = m.create_instances(_ctx(), big, 1, 1)[0]
+    assert place_instance(m, other["uuid"], hs, 1, 1100, 1, "p1", "u1") == "full"
+    doomed, on_host = m.begin_delete(_ctx(), inst["uuid"])
+    assert on_host and doomed["task_state"] == "deleting"
+    m.finish_delete(inst["uuid"])
+    assert set(placement.provider_usages(node["uuid"])[1].values()) == {0}
+    assert next(n for n in m.list_nodes())["memory_mb_used"] == 0
+    events = [e["event"] for a in m.instance_actions(_ctx(), inst["uuid"]) for e in a["events"]]
+    assert "compute_build_and_run_instance" in events and "compute_terminate_instance" in events
+    # Never placed: deleted outright.
+    gone, on_host = m.begin_delete(_ctx(), other["uuid"])
+    assert not on_host
+    with pytest.raises(NotFound):
+        m.get_instance(_ctx(), other["uuid"])

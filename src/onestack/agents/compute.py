@@ -77,7 +77,7 @@ class ComputeAgent:
 
     async def _load(self, uuid: str) -> InstanceDict | None:
         try:
-            return await asyncio.to_thread(self.m.get_instance, None, uuid)
+            return await self.m.db.run(self.m.get_instance, None, uuid)
         except Exception:  # noqa: BLE001 - deleted meanwhile
             return None
 
@@ -99,8 +99,8 @@ class ComputeAgent:
         return spec
 
     async def _finish(self, uuid: str, expected: Any, event: str, **values: Any) -> bool:
-        return bool(await asyncio.to_thread(self.m.finish_task, uuid, expected, event=event,
-                                            **values))
+        return bool(await self.m.db.run(self.m.finish_task, uuid, expected, event=event,
+                                        **values))
 
     async def _fail(self, uuid: str, expected: Any, event: str, exc: BaseException,
                     **values: Any) -> None:
@@ -168,7 +168,7 @@ class ComputeAgent:
                 await asyncio.to_thread(self.m.finish_delete, uuid)
 
     async def terminate_instance(self, instance_uuid: str) -> None:
-        inst = await asyncio.to_thread(self._load_any, instance_uuid)
+        inst = await self.m.db.run(self._load_any, instance_uuid)
         if inst is None:
             return
         try:
@@ -177,7 +177,7 @@ class ComputeAgent:
             await self._fail(instance_uuid, "deleting", "compute_terminate_instance", exc,
                              vm_state=states.ERROR)
             return
-        await asyncio.to_thread(self.m.finish_delete, instance_uuid)
+        await self.m.db.run(self.m.finish_delete, instance_uuid)
 
     def _load_any(self, uuid: str) -> InstanceDict | None:
         try:

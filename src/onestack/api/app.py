@@ -12,6 +12,9 @@ authentication, which puts a ``RequestContext`` on ``scope["onestack.ctx"]``.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import inspect
 import json
 import logging
@@ -22,7 +25,6 @@ from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -144,7 +146,7 @@ class ApiRequest:
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking work (database, bcrypt) in the thread pool."""
-        return await run_in_threadpool(fn, *args, **kwargs)
+        return await run_blocking(fn, *args, **kwargs)
 
     def enforce(self, action: str, target: Mapping[str, Any] | None = None) -> None:
         self.service.policy.enforce(action, self.ctx.policy_creds(), target or {})
@@ -154,6 +156,16 @@ class ApiRequest:
 
 
 _UNSET = object()
+
+
+async def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` in the event loop's default executor with the caller's context variables
+    (what ``asyncio.to_thread`` does; cheaper per call than anyio's worker threads, which
+    matters on hot paths of a few hundred microseconds). ``onestack up`` sizes that
+    executor (``bootstrap.EXECUTOR_THREADS``)."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await loop.run_in_executor(None, call)
 
 Handler = Callable[[ApiRequest], Awaitable[Any]]
 

@@ -76,6 +76,14 @@ def _parse_time(value: str, field: str) -> dt.datetime:
         raise BadRequest(f"Invalid filter field: {field}.") from None
 
 
+def _has_ports(inst: InstanceDict) -> bool:
+    """Whether the server ever had ports (at boot or attached since): servers that never
+    had any cost no network lookup on show and delete."""
+    sm = inst["system_metadata"]
+    return bool(sm.get("port_count") or sm.get("port_cache") or sm.get("networks")
+                or sm.get("preserve_ports"))
+
+
 class ComputeAPI(ResourceRoutes):
     """Builds the compute service: routes bound to the manager, bus and image service."""
 
@@ -107,7 +115,8 @@ class ComputeAPI(ResourceRoutes):
                 "user_id": req.ctx.user_id or ""}
 
     async def _inst(self, req: ApiRequest, uuid: str | None = None) -> InstanceDict:
-        return await req.run(self.m.get_instance, req.ctx, uuid or req.param("server_id"))
+        return await self.m.db.run(self.m.get_instance, req.ctx,
+                                   uuid or req.param("server_id"))
 
     async def _cast(self, inst: InstanceDict, method: str, **kwargs: Any) -> None:
         """Cast to the instance's host agent (a down in-process host: nothing listens)."""
@@ -422,14 +431,15 @@ class ComputeAPI(ResourceRoutes):
         return await self._list(req, True)
 
     async def show_server(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
+        inst, group_uuid = await self.m.db.run(self.m.show_instance, req.ctx,
+                                         req.param("server_id"))
         req.enforce("os_compute_api:servers:show", self.tgt(req, inst["project_id"]))
         v = ver(req)
         host_status = None
         if v >= "2.16" and req.ctx.is_admin:
             host_status = "UP" if inst["host"] else ""
-        group = (await req.run(self.m.group_of, inst["uuid"]) or "") if v >= "2.71" else None
-        addrs = await self._addresses(req, [inst["uuid"]])
+        group = (group_uuid or "") if v >= "2.71" else None
+        addrs = await self._addresses(req, [inst["uuid"]]) if _has_ports(inst) else {}
         return {"server": self._server_view(req, inst, host_status, group,
                                             addrs.get(inst["uuid"], {}))}
 
@@ -438,13 +448,12 @@ class ComputeAPI(ResourceRoutes):
         if self.images is None:
             return {"id": image_id, "properties": {}, "min_ram": 0, "min_disk": 0, "size": 0}
         try:
-            img = self.images.get(req.ctx, image_id)
+            img = self.images.boot_info(req.ctx, image_id)
         except APIError:
             raise BadRequest(f"Image {image_id} could not be found.") from None
-        if img.status != "active":
+        if img.pop("status") != "active":
             raise BadRequest(f"Image {image_id} is not active.")
-        return {"id": img.id, "properties": dict(img.properties), "min_ram": img.min_ram,
-                "min_disk": img.min_disk, "size": img.size or 0, "name": img.name}
+        return img
 
     def _prepare(self, req: ApiRequest, srv: dict[str, Any], hints: dict[str, Any],
                  v: APIVersion) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -527,11 +536,8 @@ class ComputeAPI(ResourceRoutes):
                 key_data = self.m.get_keypair(ctx.user_id or "", key_name)["public_key"]
             except NotFound:
                 raise BadRequest("Invalid key_name provided.") from None
+        # The metadata_items quota is checked with the others when the rows are written.
         meta = schemas.metadata(srv.get("metadata", {}))
-        limits = self.m.quota_limits(ctx.project_id or "", ctx.user_id)
-        if 0 <= limits["metadata_items"] < len(meta):
-            raise Forbidden(f"Quota exceeded for metadata_items: Requested {len(meta)}, but "
-                            f"already used 0 of {limits['metadata_items']} metadata_items")
         personality = srv.get("personality")
         if personality is not None:
             if v >= "2.57":
@@ -540,6 +546,7 @@ class ComputeAPI(ResourceRoutes):
                                       "unexpected)")
             if not isinstance(personality, list):
                 raise ValidationError("Invalid input for field/attribute personality.")
+            limits = self.m.quota_limits(ctx.project_id or "", ctx.user_id)
             if 0 <= limits["injected_files"] < len(personality):
                 raise Forbidden("Personality file limit exceeded")
             for f in personality:
@@ -671,14 +678,15 @@ class ComputeAPI(ResourceRoutes):
         max_count = schemas.integer(srv.get("max_count", min_count), "max_count", 1)
         if min_count > max_count:
             raise BadRequest("min_count must be <= max_count")
-        spec, request = await req.run(self._prepare, req, srv, hints, v)
+        spec, request = await self.m.db.run(self._prepare, req, srv, hints, v)
         plan: list[dict[str, Any]] = []
         sg_ids: list[str] | None = None
         if self.network is not None:
-            plan, sg_ids = await req.run(self._plan_network, req, srv, spec, max_count)
+            plan, sg_ids = await self.m.db.run(self._plan_network, req, srv, spec, max_count)
         admin_pass = srv.get("adminPass") or _admin_pass()
         request["admin_pass"] = admin_pass
-        insts = await req.run(self.m.create_instances, req.ctx, spec, max_count, min_count)
+        insts = await self.m.db.run(self.m.create_instances, req.ctx, spec, max_count,
+                                    min_count)
         if plan:
             # Ports are made in the request, before the 202: a failure leaves nothing.
             try:
@@ -776,21 +784,23 @@ class ComputeAPI(ResourceRoutes):
         return {"server": await self._action_view(req, inst)}
 
     async def delete_server(self, req: ApiRequest) -> Response:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:servers:delete", self.tgt(req, inst["project_id"]))
-        await self._delete(req, inst["uuid"], preserve=self._preserved(inst))
+        def authorize(inst: InstanceDict) -> None:
+            req.enforce("os_compute_api:servers:delete", self.tgt(req, inst["project_id"]))
+
+        await self._delete(req, req.param("server_id"), authorize=authorize)
         return Response(status_code=204)
 
     async def _delete(self, req: ApiRequest, uuid: str, force: bool = False,
-                      preserve: list[str] | None = None) -> None:
-        inst = await req.run(self.m.begin_delete, req.ctx, uuid, force)
-        if self.network is not None:
+                      authorize: Callable[[InstanceDict], None] | None = None) -> None:
+        inst, on_host = await self.m.db.run(self.m.begin_delete, req.ctx, uuid, force,
+                                            authorize)
+        if self.network is not None and _has_ports(inst):
             # Ports compute made are deleted, the user's ports detached (they survive).
             try:
-                await req.run(self.network.deallocate, uuid, preserve or [])
+                await req.run(self.network.deallocate, uuid, self._preserved(inst))
             except Exception:  # noqa: BLE001 - the delete itself has been recorded
                 LOG.exception("could not release the ports of %s", uuid)
-        if inst is None:
+        if not on_host:
             return
         try:
             await self.bus.cast(f"compute.{inst['host']}", "terminate_instance",

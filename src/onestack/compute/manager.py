@@ -14,13 +14,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,6 +50,24 @@ from onestack.db.compute import (
 from onestack.db.engine import Database
 
 InstanceDict = dict[str, Any]
+T = TypeVar("T")
+
+# Core tables and prebuilt statements of the hot paths (boot, show, delete): no ORM unit
+# of work there, which costs several times more per statement than the SQL itself.
+_I = Instance.__table__
+_TAG = InstanceTag.__table__
+_MEMBER = ServerGroupMember.__table__
+_ACTION = InstanceAction.__table__
+_NODE = ComputeNode.__table__
+_ALLOC = Allocation.__table__
+_SEL_INST = select(_I).where(_I.c.uuid == bindparam("uuid"))
+_SEL_TAGS = select(_TAG.c.tag).where(_TAG.c.instance_uuid == bindparam("uuid"))
+_SEL_GROUP = select(_MEMBER.c.group_uuid).where(_MEMBER.c.instance_uuid == bindparam("uuid"))
+_SEL_LAST_ACTION = (select(_ACTION.c.id, _ACTION.c.events)
+                    .where(_ACTION.c.instance_uuid == bindparam("uuid"))
+                    .order_by(_ACTION.c.id.desc()).limit(1))
+_SEL_HOST = select(_I.c.host).where(_I.c.uuid == bindparam("uuid"))
+_SEL_ALLOCS = select(_ALLOC).where(_ALLOC.c.instance_uuid == bindparam("uuid"))
 
 #: Serialises this process's compute writes on SQLite (see ``ComputeManager.serial``).
 _SQLITE_WRITES = threading.RLock()
@@ -76,7 +96,7 @@ INSTANCE_SORT_KEYS = ("created_at", "display_name", "updated_at", "uuid", "vm_st
                       "memory_mb", "root_gb", "ephemeral_gb", "reservation_id", "id")
 
 
-def _flavor_dict(f: Flavor, access: list[str] | None = None) -> dict[str, Any]:
+def _flavor_dict(f: Any, access: list[str] | None = None) -> dict[str, Any]:
     return {"id": f.flavorid, "internal_id": f.id, "name": f.name, "memory_mb": f.memory_mb,
             "vcpus": f.vcpus, "root_gb": f.root_gb, "ephemeral_gb": f.ephemeral_gb,
             "swap": f.swap, "rxtx_factor": f.rxtx_factor, "is_public": f.is_public,
@@ -103,6 +123,49 @@ def _inst_dict(row: Instance, tags: list[str] | None = None) -> InstanceDict:
         "created_at": row.created_at, "updated_at": row.updated_at, "deleted": row.deleted,
         "deleted_at": row.deleted_at, "tags": sorted(tags or []),
     }
+
+
+def _inst_from_row(r: Any, tags: list[str] | None = None) -> InstanceDict:
+    """``_inst_dict`` of a Core row mapping of ``compute_instance``."""
+    return {
+        "uuid": r["uuid"], "name": r["display_name"], "description": r["display_description"],
+        "project_id": r["project_id"], "user_id": r["user_id"], "host": r["host"],
+        "node": r["node"], "flavor": dict(r["flavor"] or {}), "old_flavor": r["old_flavor"],
+        "new_flavor": r["new_flavor"], "vcpus": r["vcpus"], "memory_mb": r["memory_mb"],
+        "root_gb": r["root_gb"], "image_ref": r["image_ref"], "vm_state": r["vm_state"],
+        "task_state": r["task_state"], "power_state": r["power_state"],
+        "key_name": r["key_name"], "key_data": r["key_data"], "user_data": r["user_data"],
+        "metadata": dict(r["metadata"] or {}),
+        "system_metadata": dict(r["system_metadata"] or {}),
+        "locked": r["locked"], "locked_by": r["locked_by"], "locked_reason": r["locked_reason"],
+        "availability_zone": r["availability_zone"], "config_drive": r["config_drive"],
+        "access_ip_v4": r["access_ip_v4"], "access_ip_v6": r["access_ip_v6"],
+        "hostname": r["hostname"], "launch_index": r["launch_index"],
+        "reservation_id": r["reservation_id"], "progress": r["progress"], "fault": r["fault"],
+        "launched_at": r["launched_at"], "terminated_at": r["terminated_at"],
+        "created_at": r["created_at"], "updated_at": r["updated_at"], "deleted": r["deleted"],
+        "deleted_at": r["deleted_at"], "tags": sorted(tags or []),
+    }
+
+
+def _task_matches(expected: str | Sequence[str | None] | None) -> Any:
+    """SQL condition: ``task_state`` is one of ``expected`` (None meaning NULL)."""
+    wanted = list(expected) if isinstance(expected, list | tuple) else [expected]
+    values = [v for v in wanted if v is not None]
+    conds = []
+    if values:
+        conds.append(_I.c.task_state.in_(values))
+    if None in wanted:
+        conds.append(_I.c.task_state.is_(None))
+    return or_(*conds) if conds else _I.c.task_state.is_(None)
+
+
+class _Undo(Exception):
+    """Raised inside a Core write to roll it back and report ``result``."""
+
+    def __init__(self, result: str) -> None:
+        super().__init__(result)
+        self.result = result
 
 
 def fingerprint(public_key: str) -> str:
@@ -168,6 +231,20 @@ def generate_x509(user_id: str, project_id: str) -> tuple[str, str]:
     return private, cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _changes_hosts(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator of manager methods that change what the scheduler knows of hosts
+    (services, nodes, aggregates): listeners hear of it when the change committed."""
+
+    @functools.wraps(fn)
+    def wrapper(self: ComputeManager, *args: Any, **kwargs: Any) -> T:
+        result = fn(self, *args, **kwargs)
+        for listener in self.host_listeners:
+            listener()
+        return result
+
+    return wrapper
+
+
 class ComputeManager:
     """Compute state: flavors, keypairs, instances, hosts, aggregates, groups, quotas."""
 
@@ -179,7 +256,9 @@ class ComputeManager:
         self.placement = placement
         self._node_uuids: dict[int, str] = {}
         self.default_az = default_az
-        self._flavor_cache: dict[str, dict[str, Any]] = {}
+        #: Called after a change to services, nodes or aggregates (the scheduler drops its
+        #: cached host view; other processes see the change at their next refresh).
+        self.host_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -205,6 +284,15 @@ class ComputeManager:
         except IntegrityError as exc:
             raise Conflict("Conflict occurred while storing data.") from exc
 
+    @contextlib.contextmanager
+    def core_write(self) -> Iterator[Connection]:
+        """A Core write transaction (hot paths); integrity errors become 409."""
+        try:
+            with self.serial(), self.db.connect() as c:
+                yield c
+        except IntegrityError as exc:
+            raise Conflict("Conflict occurred while storing data.") from exc
+
     # ================================================================== flavors
     def ensure_default_flavors(self) -> None:
         """Create DevStack's default flavors on a fresh cloud (idempotent)."""
@@ -218,16 +306,15 @@ class ComputeManager:
                              is_public=True, disabled=False, extra_specs={},
                              created_at=now))
 
-    def _flavor_visible(self, ctx: RequestContext, s: Session, f: Flavor) -> bool:
-        if f.is_public or ctx.is_admin:
-            return True
-        return s.get(FlavorAccess, (f.id, ctx.project_id or "")) is not None
-
     def get_flavor(self, ctx: RequestContext | None, flavorid: str) -> dict[str, Any]:
         """A flavor by its public id (404 when unknown or not accessible)."""
-        with self.db.reader() as s:
-            f = s.scalar(select(Flavor).where(Flavor.flavorid == flavorid))
-            if f is None or (ctx is not None and not self._flavor_visible(ctx, s, f)):
+        fl, fa = Flavor.__table__, FlavorAccess.__table__
+        with self.db.connect(readonly=True) as c:
+            f = c.execute(select(fl).where(fl.c.flavorid == flavorid)).first()
+            if f is None or (ctx is not None and not f.is_public and not ctx.is_admin
+                             and c.execute(select(fa.c.project_id).where(
+                                 fa.c.flavor_id == f.id,
+                                 fa.c.project_id == (ctx.project_id or ""))).first() is None):
                 raise NotFound(f"Flavor {flavorid} could not be found.")
             return _flavor_dict(f)
 
@@ -433,9 +520,14 @@ class ComputeManager:
         project = ctx.project_id or ""
         now = utcnow()
         reservation = "r-" + new_uuid()[:8]
-        with self.write() as s:
-            limits = quotas.project_limits(s, project, ctx.user_id)
-            used = quotas.usage(s, project)
+        meta = dict(spec.get("metadata") or {})
+        with self.core_write() as c:
+            limits = quotas.project_limits(c, project, ctx.user_id)
+            if 0 <= limits["metadata_items"] < len(meta):
+                raise Forbidden(f"Quota exceeded for metadata_items: Requested {len(meta)}, "
+                                f"but already used 0 of {limits['metadata_items']} "
+                                "metadata_items")
+            used = quotas.usage(c, project, groups=False)
             n = count
             while n >= min_count:
                 try:
@@ -448,41 +540,49 @@ class ComputeManager:
                     n -= 1
             group = spec.get("group")
             if group:
-                members = s.scalar(select(func.count()).select_from(ServerGroupMember).where(
-                    ServerGroupMember.group_uuid == group)) or 0
+                members = c.execute(select(func.count()).select_from(_MEMBER).where(
+                    _MEMBER.c.group_uuid == group)).scalar() or 0
                 gl = limits["server_group_members"]
                 if gl >= 0 and members + n > gl:
                     raise quotas.OverQuota("Quota exceeded, too many servers in group")
-            out = []
+            tags = list(spec.get("tags") or [])
+            rows, tag_rows, member_rows, actions = [], [], [], []
             for i in range(n):
                 name = spec["name"]
                 if n > 1 and spec.get("multi_name", True):
                     name = f"{spec['name']}-{i + 1}"
-                row = Instance(
-                    uuid=new_uuid(), display_name=name,
-                    display_description=spec.get("description"), project_id=project,
-                    user_id=ctx.user_id or "", flavor=flavor, vcpus=flavor["vcpus"],
-                    memory_mb=flavor["memory_mb"], root_gb=flavor["root_gb"],
-                    image_ref=spec.get("image_ref") or "", vm_state=states.BUILDING,
-                    task_state="scheduling", power_state=states.NOSTATE,
-                    key_name=spec.get("key_name"), key_data=spec.get("key_data"),
-                    user_data=spec.get("user_data"), meta=dict(spec.get("metadata") or {}),
-                    system_metadata=dict(spec.get("system_metadata") or {}),
-                    locked=False, availability_zone=spec.get("availability_zone"),
-                    config_drive="True" if spec.get("config_drive") else "",
-                    access_ip_v4=spec.get("access_ip_v4"), access_ip_v6=spec.get("access_ip_v6"),
-                    hostname=_hostname(spec.get("hostname") or name), launch_index=i,
-                    reservation_id=reservation, progress=0, created_at=now, updated_at=now,
-                    deleted=False)
-                s.add(row)
-                tags = list(spec.get("tags") or [])
-                for t in tags:
-                    s.add(InstanceTag(instance_uuid=row.uuid, tag=t))
+                uuid = new_uuid()
+                rows.append({
+                    "uuid": uuid, "display_name": name,
+                    "display_description": spec.get("description"), "project_id": project,
+                    "user_id": ctx.user_id or "", "host": None, "node": None,
+                    "flavor": flavor, "old_flavor": None, "new_flavor": None,
+                    "vcpus": flavor["vcpus"], "memory_mb": flavor["memory_mb"],
+                    "root_gb": flavor["root_gb"], "image_ref": spec.get("image_ref") or "",
+                    "vm_state": states.BUILDING, "task_state": "scheduling",
+                    "power_state": states.NOSTATE, "key_name": spec.get("key_name"),
+                    "key_data": spec.get("key_data"), "user_data": spec.get("user_data"),
+                    "metadata": meta, "system_metadata": dict(spec.get("system_metadata") or {}),
+                    "locked": False, "locked_by": None, "locked_reason": None,
+                    "availability_zone": spec.get("availability_zone"),
+                    "config_drive": "True" if spec.get("config_drive") else "",
+                    "access_ip_v4": spec.get("access_ip_v4"),
+                    "access_ip_v6": spec.get("access_ip_v6"),
+                    "hostname": _hostname(spec.get("hostname") or name), "launch_index": i,
+                    "reservation_id": reservation, "progress": 0, "fault": None,
+                    "launched_at": None, "terminated_at": None, "created_at": now,
+                    "updated_at": now, "deleted": False, "deleted_at": None})
+                tag_rows += [{"instance_uuid": uuid, "tag": t} for t in tags]
                 if group:
-                    s.add(ServerGroupMember(group_uuid=group, instance_uuid=row.uuid))
-                s.add(_action(row.uuid, "create", ctx, now))
-                out.append(_inst_dict(row, tags))
-            return out
+                    member_rows.append({"group_uuid": group, "instance_uuid": uuid})
+                actions.append(_action_values(uuid, "create", ctx, now))
+            c.execute(insert(_I), rows)
+            if tag_rows:
+                c.execute(insert(_TAG), tag_rows)
+            if member_rows:
+                c.execute(insert(_MEMBER), member_rows)
+            c.execute(insert(_ACTION), actions)
+            return [_inst_from_row(r, tags) for r in rows]
 
     def purge_instances(self, uuids: Sequence[str]) -> None:
         """Remove instances recorded by a create that failed afterwards (their ports could
@@ -526,12 +626,32 @@ class ComputeManager:
                 out.setdefault(u, []).append(t)
         return out
 
+    @staticmethod
+    def _visible_row(ctx: RequestContext | None, c: Connection, uuid: str,
+                     deleted_ok: bool = False) -> Any:
+        """The Core row mapping of an instance ``ctx`` may see (404 otherwise)."""
+        r = c.execute(_SEL_INST, {"uuid": uuid}).mappings().first() \
+            if _looks_like_uuid(uuid) else None
+        if (r is None or (r["deleted"] and not deleted_ok)
+                or (ctx is not None and not ctx.is_admin and r["project_id"] != ctx.project_id)):
+            raise NotFound(f"Instance {uuid} could not be found.")
+        return r
+
     def get_instance(self, ctx: RequestContext | None, uuid: str,
                      deleted_ok: bool = False) -> InstanceDict:
         """One instance (404 when unknown, deleted or in another project)."""
-        with self.db.reader() as s:
-            row = self._instance_row(ctx, s, uuid, deleted_ok)
-            return _inst_dict(row, self._tags(s, [uuid]).get(uuid, []))
+        with self.db.connect(readonly=True) as c:
+            r = self._visible_row(ctx, c, uuid, deleted_ok)
+            return _inst_from_row(r, list(c.execute(_SEL_TAGS, {"uuid": uuid}).scalars()))
+
+    def show_instance(self, ctx: RequestContext | None, uuid: str,
+                      ) -> tuple[InstanceDict, str | None]:
+        """One instance and its server group uuid (None: in no group), in one read."""
+        with self.db.connect(readonly=True) as c:
+            r = self._visible_row(ctx, c, uuid)
+            tags = list(c.execute(_SEL_TAGS, {"uuid": uuid}).scalars())
+            group = c.execute(_SEL_GROUP, {"uuid": uuid}).scalar()
+            return _inst_from_row(r, tags), group
 
     def list_instances(self, ctx: RequestContext, filters: dict[str, Any],
                        sort: list[tuple[str, str]], limit: int | None,
@@ -683,26 +803,25 @@ class ComputeManager:
         """Write an operation's outcome (agent side) unless the instance moved on meanwhile.
 
         Returns False (and writes nothing) when the instance is gone or no longer in
-        ``expected_task_state`` (e.g. it was deleted while the operation ran).
+        ``expected_task_state`` (e.g. it was deleted while the operation ran). One
+        conditional UPDATE, atomic on every backend.
         """
-        with self.write() as s:
-            row = s.get(Instance, uuid)
-            if row is None or row.deleted:
-                return False
-            expected = (list(expected_task_state)
-                        if isinstance(expected_task_state, list | tuple)
-                        else [expected_task_state])
-            if row.task_state not in expected:
-                return False
-            now = utcnow()
-            for k, v in values.items():
-                setattr(row, k, v)
-            if error is not None:
-                row.fault = {"code": 500, "message": error[:255], "created": now.isoformat(),
+        now = utcnow()
+        cols = {("metadata" if k == "meta" else k): v for k, v in values.items()}
+        if error is not None:
+            cols["fault"] = {"code": 500, "message": error[:255], "created": now.isoformat(),
                              "details": error}
-            row.updated_at = now
+        cols["updated_at"] = now
+        with self.core_write() as c:
+            res = c.execute(update(_I).where(
+                _I.c.uuid == uuid, _I.c.deleted.is_(False),
+                _task_matches(expected_task_state)).values(**cols))
+            if res.rowcount != 1:
+                return False
             if event is not None:
-                _record_event(s, uuid, event, row.host, error)
+                host = cols["host"] if "host" in cols else c.execute(
+                    _SEL_HOST, {"uuid": uuid}).scalar()
+                _record_event_core(c, uuid, event, host, error, now)
             return True
 
     def set_instance(self, uuid: str, **values: Any) -> None:
@@ -751,49 +870,53 @@ class ComputeManager:
             row.updated_at = utcnow()
             s.add(_action(uuid, "resetState", ctx, row.updated_at))
 
-    def begin_delete(self, ctx: RequestContext, uuid: str,
-                     force: bool = False) -> InstanceDict | None:
-        """Mark an instance ``deleting``; returns it when an agent must destroy the guest,
-        None when it was deleted outright (never placed on a host)."""
-        with self.write() as s:
-            row = self._instance_row(ctx, s, uuid)
-            if row.locked and not ctx.is_admin:
+    def begin_delete(self, ctx: RequestContext, uuid: str, force: bool = False,
+                     authorize: Callable[[InstanceDict], None] | None = None,
+                     ) -> tuple[InstanceDict, bool]:
+        """Mark an instance ``deleting``. Returns the instance and whether an agent must now
+        destroy its guest (False: it was deleted outright, never placed on a host).
+
+        ``authorize(instance)`` runs first, inside the transaction (policy check on the
+        instance's project: the lookup and the change are one read).
+        """
+        now = utcnow()
+        with self.core_write() as c:
+            r = self._visible_row(ctx, c, uuid)
+            inst = _inst_from_row(r)
+            if authorize is not None:
+                authorize(inst)
+            if r["locked"] and not ctx.is_admin:
                 raise Conflict(f"Instance {uuid} is locked")
-            now = utcnow()
-            s.add(_action(uuid, "delete", ctx, now))
-            if row.host is None or force and row.vm_state == states.ERROR and not row.host:
-                self._mark_deleted(s, row, now)
-                local = True
+            c.execute(insert(_ACTION).values(**_action_values(uuid, "delete", ctx, now)))
+            if r["host"] is None or force and r["vm_state"] == states.ERROR and not r["host"]:
+                self._mark_deleted(c, uuid, r["host"], now)
+                on_host = False
             else:
-                local = False
-            if not local:
-                row.task_state = "deleting"
-                row.updated_at = now
-                s.flush()
-                return _inst_dict(row)
-        self._placement_release(uuid)
-        return None
+                c.execute(update(_I).where(_I.c.uuid == uuid).values(
+                    task_state="deleting", updated_at=now))
+                inst.update(task_state="deleting", updated_at=now)
+                on_host = True
+        if not on_host:
+            self._placement_release(uuid)
+        return inst, on_host
 
     def finish_delete(self, uuid: str) -> None:
         """The guest is gone: soft-delete the row, release resources and memberships."""
-        with self.write() as s:
-            row = s.get(Instance, uuid)
-            if row is None or row.deleted:
+        with self.core_write() as c:
+            r = c.execute(select(_I.c.host, _I.c.deleted).where(_I.c.uuid == uuid)).first()
+            if r is None or r.deleted:
                 return
-            self._mark_deleted(s, row, utcnow())
+            self._mark_deleted(c, uuid, r.host, utcnow())
         self._placement_release(uuid)
 
-    def _mark_deleted(self, s: Session, row: Instance, now: dt.datetime) -> None:
-        row.vm_state = states.DELETED
-        row.task_state = None
-        row.power_state = states.NOSTATE
-        row.deleted = True
-        row.deleted_at = now
-        row.terminated_at = now
-        row.updated_at = now
-        self._release(s, row.uuid)
-        s.execute(delete(ServerGroupMember).where(ServerGroupMember.instance_uuid == row.uuid))
-        _record_event(s, row.uuid, "compute_terminate_instance", row.host, None)
+    def _mark_deleted(self, c: Connection, uuid: str, host: str | None,
+                      now: dt.datetime) -> None:
+        c.execute(update(_I).where(_I.c.uuid == uuid).values(
+            vm_state=states.DELETED, task_state=None, power_state=states.NOSTATE,
+            deleted=True, deleted_at=now, terminated_at=now, updated_at=now))
+        self._release(c, uuid)
+        c.execute(delete(_MEMBER).where(_MEMBER.c.instance_uuid == uuid))
+        _record_event_core(c, uuid, "compute_terminate_instance", host, None, now)
 
     def set_metadata(self, ctx: RequestContext, uuid: str, meta: dict[str, str],
                      replace_all: bool, max_items: bool = True) -> dict[str, str]:
@@ -938,8 +1061,8 @@ class ComputeManager:
         try:
             provider = self._node_uuid(node_id)
             with self.serial():
-                self.placement.claim(consumer, {provider: wanted}, project_id or "unknown",
-                                     user_id or "unknown")
+                self.placement.claim_new(consumer, provider, wanted, project_id or "unknown",
+                                         user_id or "unknown")
         except APIError as exc:
             if exc.status == 409:
                 return False
@@ -951,35 +1074,36 @@ class ComputeManager:
             with self.serial():
                 self.placement.release(consumer)
 
-    def _claim(self, s: Session, consumer: str, node_id: int, vcpus: int, memory_mb: int,
-               disk_gb: int, force: bool = False) -> bool:
-        n = ComputeNode
+    def _claim(self, s: Connection | Session, consumer: str, node_id: int, vcpus: int,
+               memory_mb: int, disk_gb: int, force: bool = False) -> bool:
+        n = _NODE.c
         conds = [n.id == node_id]
         if not force:
             conds += [n.vcpus_used + vcpus <= n.vcpus * n.cpu_allocation_ratio,
                       n.memory_mb_used + memory_mb <= n.memory_mb * n.ram_allocation_ratio,
                       n.local_gb_used + disk_gb <= n.local_gb * n.disk_allocation_ratio]
-        res = s.execute(update(n).where(*conds).values(
+        res = s.execute(update(_NODE).where(*conds).values(
             vcpus_used=n.vcpus_used + vcpus, memory_mb_used=n.memory_mb_used + memory_mb,
             local_gb_used=n.local_gb_used + disk_gb, running_vms=n.running_vms + 1))
         if res.rowcount != 1:  # type: ignore[attr-defined]
             return False
-        s.add(Allocation(instance_uuid=consumer, node_id=node_id, vcpus=vcpus,
-                         memory_mb=memory_mb, disk_gb=disk_gb))
+        s.execute(insert(_ALLOC).values(instance_uuid=consumer, node_id=node_id, vcpus=vcpus,
+                                        memory_mb=memory_mb, disk_gb=disk_gb))
         return True
 
     def release(self, consumer: str) -> None:
-        with self.write() as s:
-            self._release(s, consumer)
+        with self.core_write() as c:
+            self._release(c, consumer)
         self._placement_release(consumer)
 
-    def _release(self, s: Session, consumer: str) -> None:
-        n = ComputeNode
-        for a in list(s.scalars(select(Allocation).where(Allocation.instance_uuid == consumer))):
-            s.execute(update(n).where(n.id == a.node_id).values(
+    def _release(self, s: Connection | Session, consumer: str) -> None:
+        n = _NODE.c
+        for a in list(s.execute(_SEL_ALLOCS, {"uuid": consumer})):
+            s.execute(update(_NODE).where(n.id == a.node_id).values(
                 vcpus_used=n.vcpus_used - a.vcpus, memory_mb_used=n.memory_mb_used - a.memory_mb,
                 local_gb_used=n.local_gb_used - a.disk_gb, running_vms=n.running_vms - 1))
-            s.delete(a)
+            s.execute(delete(_ALLOC).where(_ALLOC.c.instance_uuid == consumer,
+                                           _ALLOC.c.node_id == a.node_id))
 
     def move_allocation(self, from_consumer: str, to_consumer: str) -> None:
         """Re-own allocations (a confirmed move makes the migration's claim the instance's)."""
@@ -996,6 +1120,7 @@ class ComputeManager:
                       .values(instance_uuid=to_consumer))
 
     # ================================================================== hosts
+    @_changes_hosts
     def register_host(self, host: str, resources: dict[str, Any],
                       binary: str = "nova-compute", zone: str = "nova") -> None:
         """Create or refresh a compute service record and its compute node (agent start)."""
@@ -1086,6 +1211,7 @@ class ComputeManager:
             raise NotFound(f"Service {service_id} could not be found.")
         return row
 
+    @_changes_hosts
     def update_service(self, service_id: str | None, host: str | None, binary: str | None,
                        values: dict[str, Any]) -> dict[str, Any]:
         with self.write() as s:
@@ -1102,6 +1228,7 @@ class ComputeManager:
             s.flush()
             return _service_dict(row)
 
+    @_changes_hosts
     def delete_service(self, service_id: str) -> None:
         with self.write() as s:
             row = self._service_row(s, service_id)
@@ -1124,15 +1251,19 @@ class ComputeManager:
 
     def host_states(self) -> list[dict[str, Any]]:
         """Everything the scheduler needs about every node, in two queries."""
-        with self.db.reader() as s:
-            svcs = {r.host: _service_dict(r) for r in s.scalars(
-                select(Service).where(Service.binary == "nova-compute"))}
+        svc_t, agg_t, ah_t = Service.__table__, Aggregate.__table__, AggregateHost.__table__
+        with self.db.connect(readonly=True) as c:
+            # Core rows (same attribute names as the models): with 1,000 hosts, ORM
+            # objects cost more than everything else the scheduler does.
+            svcs = {r.host: _service_dict(r) for r in c.execute(
+                select(svc_t).where(svc_t.c.binary == "nova-compute"))}
             aggs: dict[str, list[dict[str, Any]]] = {}
-            for agg, host in s.execute(select(Aggregate, AggregateHost.host).join(
-                    AggregateHost, AggregateHost.aggregate_id == Aggregate.id)):
-                aggs.setdefault(host, []).append(dict(agg.meta or {}))
+            for meta, host in c.execute(select(agg_t.c["metadata"], ah_t.c.host).join(
+                    ah_t, ah_t.c.aggregate_id == agg_t.c.id)):
+                aggs.setdefault(host, []).append(dict(meta or {}))
             out = []
-            for n in s.scalars(select(ComputeNode)):
+            for n in c.execute(select(_NODE)):
+                self._node_uuids[n.id] = n.uuid
                 d = _node_dict(n, svcs.get(n.host))
                 d["aggregates"] = aggs.get(n.host, [])
                 d["availability_zone"] = next(
@@ -1224,6 +1355,7 @@ class ComputeManager:
             s.flush()
             return self._agg_dict(s, a)
 
+    @_changes_hosts
     def update_aggregate(self, agg_id: str, name: str | None, az: str | None,
                          set_az: bool) -> dict[str, Any]:
         with self.write() as s:
@@ -1243,6 +1375,7 @@ class ComputeManager:
             s.flush()
             return self._agg_dict(s, a)
 
+    @_changes_hosts
     def delete_aggregate(self, agg_id: str) -> None:
         with self.write() as s:
             a = self._agg_row(s, agg_id)
@@ -1251,6 +1384,7 @@ class ComputeManager:
                 raise BadRequest(f"Cannot remove aggregate {agg_id}: it still has hosts")
             s.delete(a)
 
+    @_changes_hosts
     def aggregate_host(self, agg_id: str, host: str, add: bool) -> dict[str, Any]:
         with self.write() as s:
             a = self._agg_row(s, agg_id)
@@ -1276,6 +1410,7 @@ class ComputeManager:
             s.flush()
             return self._agg_dict(s, a)
 
+    @_changes_hosts
     def aggregate_metadata(self, agg_id: str, meta: dict[str, Any]) -> dict[str, Any]:
         with self.write() as s:
             a = self._agg_row(s, agg_id)
@@ -1482,11 +1617,16 @@ def _sort_col(key: str) -> str:
             "ephemeral_gb": "root_gb"}.get(key, key)
 
 
+def _action_values(uuid: str, action: str, ctx: RequestContext,
+                   now: dt.datetime) -> dict[str, Any]:
+    return {"instance_uuid": uuid, "action": action,
+            "request_id": ctx.request_id or ("req-" + new_uuid()),
+            "project_id": ctx.project_id, "user_id": ctx.user_id, "start_time": now,
+            "updated_at": now, "events": []}
+
+
 def _action(uuid: str, action: str, ctx: RequestContext, now: dt.datetime) -> InstanceAction:
-    return InstanceAction(instance_uuid=uuid, action=action,
-                          request_id=ctx.request_id or ("req-" + new_uuid()),
-                          project_id=ctx.project_id, user_id=ctx.user_id, start_time=now,
-                          updated_at=now, events=[])
+    return InstanceAction(**_action_values(uuid, action, ctx, now))
 
 
 def _record_event(s: Session, uuid: str, event: str, host: str | None,
@@ -1507,6 +1647,26 @@ def _record_event(s: Session, uuid: str, event: str, host: str | None,
         a.message = "Error"
 
 
+def _event_doc(event: str, host: str | None, error: str | None,
+               now: dt.datetime) -> dict[str, Any]:
+    return {"event": event, "start_time": now.isoformat(), "finish_time": now.isoformat(),
+            "result": "Error" if error else "Success", "traceback": error, "host": host}
+
+
+def _record_event_core(c: Connection, uuid: str, event: str, host: str | None,
+                       error: str | None, now: dt.datetime) -> None:
+    """``_record_event`` on a Core connection: append to the newest action's events."""
+    last = c.execute(_SEL_LAST_ACTION, {"uuid": uuid}).first()
+    if last is None:
+        return
+    values: dict[str, Any] = {"events": [*(last.events or []),
+                                         _event_doc(event, host, error, now)],
+                              "finish_time": now, "updated_at": now}
+    if error:
+        values["message"] = "Error"
+    c.execute(update(_ACTION).where(_ACTION.c.id == last.id).values(**values))
+
+
 def _action_dict(a: InstanceAction) -> dict[str, Any]:
     return {"action": a.action, "instance_uuid": a.instance_uuid, "request_id": a.request_id,
             "project_id": a.project_id, "user_id": a.user_id, "message": a.message,
@@ -1514,14 +1674,14 @@ def _action_dict(a: InstanceAction) -> dict[str, Any]:
             "events": list(a.events or [])}
 
 
-def _service_dict(r: Service) -> dict[str, Any]:
+def _service_dict(r: Any) -> dict[str, Any]:
     return {"id": r.id, "uuid": r.uuid, "host": r.host, "binary": r.binary, "zone": r.zone,
             "disabled": r.disabled, "disabled_reason": r.disabled_reason,
             "forced_down": r.forced_down, "last_seen_up": r.last_seen_up,
             "updated_at": r.updated_at or r.created_at, "created_at": r.created_at}
 
 
-def _node_dict(n: ComputeNode, svc: dict[str, Any] | None) -> dict[str, Any]:
+def _node_dict(n: Any, svc: dict[str, Any] | None) -> dict[str, Any]:
     return {"id": n.id, "uuid": n.uuid, "host": n.host,
             "hypervisor_hostname": n.hypervisor_hostname,
             "hypervisor_type": n.hypervisor_type, "hypervisor_version": n.hypervisor_version,
@@ -1563,23 +1723,22 @@ def place_instance(m: ComputeManager, uuid: str, node: dict[str, Any], vcpus: in
         if not m.placement_claim(uuid, node["node_id"], vcpus, memory_mb, disk_gb,
                                  owner[0], owner[1]):
             return "full"
-    with m.write() as s:
-        row = s.get(Instance, uuid)
-        if row is None or row.deleted or row.task_state != "scheduling":
-            gone = True
-        else:
-            gone = False
-            if not m._claim(s, uuid, node["node_id"], vcpus, memory_mb, disk_gb,
+    az = _I.c.availability_zone
+    try:
+        with m.core_write() as c:
+            res = c.execute(update(_I).where(
+                _I.c.uuid == uuid, _I.c.deleted.is_(False), _I.c.task_state == "scheduling",
+            ).values(host=node["host"], node=node["nodename"], task_state="spawning",
+                     availability_zone=case((or_(az.is_(None), az == ""),
+                                             node.get("availability_zone")), else_=az),
+                     updated_at=utcnow()))
+            if res.rowcount != 1:
+                raise _Undo("gone")
+            if not m._claim(c, uuid, node["node_id"], vcpus, memory_mb, disk_gb,
                             force=m.placement is not None):
-                return "full"
-        if not gone:
-            row.host = node["host"]
-            row.node = node["nodename"]
-            row.task_state = "spawning"
-            if not row.availability_zone:
-                row.availability_zone = node.get("availability_zone")
-            row.updated_at = utcnow()
-    if gone:
-        m._placement_release(uuid)
-        return "gone"
+                raise _Undo("full")
+    except _Undo as undo:
+        if undo.result == "gone":
+            m._placement_release(uuid)
+        return undo.result
     return "ok"

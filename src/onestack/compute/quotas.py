@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from onestack.common.errors import Forbidden
@@ -39,43 +40,50 @@ class OverQuota(Forbidden):
     """403 ``Quota exceeded ...`` (the view renders it as ``forbidden``)."""
 
 
-def class_limits(s: Session, class_name: str = "default") -> dict[str, int]:
+def class_limits(s: Session | Connection, class_name: str = "default") -> dict[str, int]:
+    qc = QuotaClass.__table__
     limits = dict(DEFAULTS)
-    for row in s.scalars(select(QuotaClass).where(QuotaClass.class_name == class_name)):
-        if row.resource in limits:
-            limits[row.resource] = row.hard_limit
+    for resource, hard in s.execute(select(qc.c.resource, qc.c.hard_limit).where(
+            qc.c.class_name == class_name)):
+        if resource in limits:
+            limits[resource] = hard
     return limits
 
 
-def project_limits(s: Session, project_id: str, user_id: str | None = None) -> dict[str, int]:
+def project_limits(s: Session | Connection, project_id: str,
+                   user_id: str | None = None) -> dict[str, int]:
+    """Class defaults, then the project's limits, then the user's (one query each)."""
+    q = Quota.__table__
     limits = class_limits(s)
-    rows = s.scalars(select(Quota).where(Quota.project_id == project_id,
-                                         Quota.user_id == ""))
-    for row in rows:
-        if row.resource in limits:
-            limits[row.resource] = row.hard_limit
-    if user_id:
-        for row in s.scalars(select(Quota).where(Quota.project_id == project_id,
-                                                 Quota.user_id == user_id)):
-            if row.resource in limits:
-                limits[row.resource] = row.hard_limit
+    users = ["", user_id] if user_id else [""]
+    rows = sorted(s.execute(select(q.c.user_id, q.c.resource, q.c.hard_limit).where(
+        q.c.project_id == project_id, q.c.user_id.in_(users))), key=lambda r: r[0] != "")
+    for _user, resource, hard in rows:
+        if resource in limits:
+            limits[resource] = hard
     return limits
 
 
-def usage(s: Session, project_id: str, user_id: str | None = None) -> dict[str, int]:
-    conds = [Instance.project_id == project_id, Instance.deleted.is_(False)]
+def usage(s: Session | Connection, project_id: str, user_id: str | None = None,
+          groups: bool = True) -> dict[str, int]:
+    """What a project (or one of its users) uses; ``groups=False`` skips counting server
+    groups (not needed to check a boot)."""
+    i = Instance.__table__
+    conds = [i.c.project_id == project_id, i.c.deleted.is_(False)]
     if user_id:
-        conds.append(Instance.user_id == user_id)
+        conds.append(i.c.user_id == user_id)
     n, cores, ram = s.execute(
-        select(func.count(), func.coalesce(func.sum(Instance.vcpus), 0),
-               func.coalesce(func.sum(Instance.memory_mb), 0)).where(*conds)).one()
-    groups = s.scalar(select(func.count()).select_from(ServerGroup).where(
-        ServerGroup.project_id == project_id)) or 0
-    out = {"instances": int(n), "cores": int(cores), "ram": int(ram),
-           "server_groups": int(groups)}
+        select(func.count(), func.coalesce(func.sum(i.c.vcpus), 0),
+               func.coalesce(func.sum(i.c.memory_mb), 0)).where(*conds)).one()
+    out = {"instances": int(n), "cores": int(cores), "ram": int(ram)}
+    if groups:
+        sg = ServerGroup.__table__
+        out["server_groups"] = int(s.execute(select(func.count()).select_from(sg).where(
+            sg.c.project_id == project_id)).scalar() or 0)
     if user_id:
-        out["key_pairs"] = int(s.scalar(select(func.count()).select_from(KeyPair).where(
-            KeyPair.user_id == user_id)) or 0)
+        kp = KeyPair.__table__
+        out["key_pairs"] = int(s.execute(select(func.count()).select_from(kp).where(
+            kp.c.user_id == user_id)).scalar() or 0)
     return out
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import os_traits
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,6 +91,38 @@ def is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _no_inventory(rc: str, rp_uuid: str) -> APIError:
+    return errors.conflict(f"Unable to allocate inventory: Inventory for '{rc}' on "
+                           f"resource provider '{rp_uuid}' invalid.")
+
+
+def _check_units(rp_uuid: str, rc: str, amount: int, inv: Any) -> None:
+    """400 when ``amount`` is outside the inventory's min/max unit or not a step multiple."""
+    if amount < inv.min_unit or amount > inv.max_unit:
+        raise errors.bad_request(
+            f"Unable to allocate inventory: Unable to allocate {amount} {rc} on resource "
+            f"provider {rp_uuid}: outside min_unit {inv.min_unit} / max_unit "
+            f"{inv.max_unit}.")
+    if amount % inv.step_size:
+        raise errors.bad_request(
+            f"Unable to allocate inventory: {amount} {rc} on resource provider {rp_uuid} "
+            f"is not a multiple of step_size {inv.step_size}.")
+
+
+def _check_capacity(rp_uuid: str, rc: str, amount: int, inv: Any, have: int) -> None:
+    """409 when ``have + amount`` exceeds the inventory's capacity."""
+    cap = capacity(inv.total, inv.reserved, inv.allocation_ratio)
+    if have + amount > cap:
+        raise errors.conflict(
+            f"Unable to allocate inventory: Unable to create allocation for '{rc}' on "
+            f"resource provider '{rp_uuid}'. The requested amount would exceed the capacity "
+            f"(used {have} + requested {amount} > capacity {cap}).")
+
+
+class _Fallback(Exception):
+    """The fast claim path does not apply: use the general one."""
 
 
 def capacity(total: int, reserved: int, ratio: float) -> int:
@@ -1130,29 +1162,11 @@ class PlacementManager:
                     for rc, amount in resources.items():
                         inv = invs.get((ids[rp_uuid], rc))
                         if inv is None:
-                            raise errors.conflict(
-                                f"Unable to allocate inventory: Inventory for '{rc}' on "
-                                f"resource provider '{rp_uuid}' invalid.")
-                        if amount < inv.min_unit or amount > inv.max_unit:
-                            raise errors.bad_request(
-                                f"Unable to allocate inventory: Unable to allocate {amount} "
-                                f"{rc} on resource provider {rp_uuid}: outside min_unit "
-                                f"{inv.min_unit} / max_unit {inv.max_unit}.")
-                        if amount % inv.step_size:
-                            raise errors.bad_request(
-                                f"Unable to allocate inventory: {amount} {rc} on resource "
-                                f"provider {rp_uuid} is not a multiple of step_size "
-                                f"{inv.step_size}.")
+                            raise _no_inventory(rc, rp_uuid)
+                        _check_units(rp_uuid, rc, amount, inv)
             for (pid, rc), amount in sorted(demand.items()):
                 inv = invs[(pid, rc)]
-                cap = capacity(inv.total, inv.reserved, inv.allocation_ratio)
-                have = used.get((pid, rc), 0)
-                if have + amount > cap:
-                    raise errors.conflict(
-                        f"Unable to allocate inventory: Unable to create allocation for "
-                        f"'{rc}' on resource provider '{rows[pid].uuid}'. The requested "
-                        f"amount would exceed the capacity (used {have} + requested "
-                        f"{amount} > capacity {cap}).")
+                _check_capacity(rows[pid].uuid, rc, amount, inv, used.get((pid, rc), 0))
         now = utcnow()
         result: dict[str, int] = {}
         for cid in cids:
@@ -1198,6 +1212,73 @@ class PlacementManager:
                               consumer_type)
         return self.set_allocations({consumer_id: req})[consumer_id]
 
+    def claim_new(self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int],
+                  project_id: str, user_id: str) -> int:
+        """``claim`` for the scheduler's common case, in five Core statements: a consumer
+        with no allocations yet taking standard resources from one provider. Same checks,
+        errors and locking as ``claim``; anything else (custom classes, an existing
+        consumer, an unknown provider) is handed to ``claim``."""
+        if not resources or any(rc not in _STANDARD_RC or not isinstance(n, int)
+                                or isinstance(n, bool) or n < 1
+                                for rc, n in resources.items()) or not is_uuid(consumer_id):
+            return self.claim(consumer_id, {provider_uuid: resources}, project_id, user_id)
+        rp, inv_t, alloc_t = (ResourceProvider.__table__, Inventory.__table__,
+                              Allocation.__table__)
+        classes = sorted(resources)
+        for attempt in range(self.RETRIES):
+            try:
+                with self.db.connect() as c:
+                    prov = c.execute(select(rp.c.id, rp.c.generation).where(
+                        rp.c.uuid == provider_uuid).with_for_update()).first()
+                    if prov is None:
+                        raise _Fallback
+                    # Inventory with its current usage, one query.
+                    in_use = (select(func.coalesce(func.sum(alloc_t.c.used), 0))
+                              .where(alloc_t.c.resource_provider_id == prov.id,
+                                     alloc_t.c.resource_class == inv_t.c.resource_class)
+                              .scalar_subquery())
+                    invs, used = {}, {}
+                    for r in c.execute(select(inv_t, in_use.label("in_use")).where(
+                            inv_t.c.resource_provider_id == prov.id,
+                            inv_t.c.resource_class.in_(classes))):
+                        invs[r.resource_class] = r
+                        used[r.resource_class] = int(r.in_use)
+                    for rc in classes:
+                        inv = invs.get(rc)
+                        if inv is None:
+                            raise _no_inventory(rc, provider_uuid)
+                        _check_units(provider_uuid, rc, resources[rc], inv)
+                    for rc in classes:
+                        _check_capacity(provider_uuid, rc, resources[rc], invs[rc],
+                                        used.get(rc, 0))
+                    now = utcnow()
+                    c.execute(insert(Consumer.__table__).values(
+                        uuid=consumer_id, project_id=project_id, user_id=user_id,
+                        generation=1, consumer_type=None, created_at=now, updated_at=now))
+                    c.execute(insert(alloc_t), [
+                        {"resource_provider_id": prov.id, "consumer_id": consumer_id,
+                         "resource_class": rc, "used": resources[rc], "created_at": now}
+                        for rc in classes])
+                    res = c.execute(update(rp).where(
+                        rp.c.id == prov.id, rp.c.generation == prov.generation).values(
+                        generation=prov.generation + 1, updated_at=now))
+                    if res.rowcount != 1:
+                        raise errors.concurrent_update(
+                            f"resource provider {provider_uuid} was changed concurrently; "
+                            "please retry.")
+                    return 1
+            except (_Fallback, IntegrityError):
+                # No such provider, or the consumer exists (its insert failed and rolled
+                # everything back): the general path replaces or reports it.
+                return self.claim(consumer_id, {provider_uuid: resources}, project_id,
+                                  user_id)
+            except DBAPIError as exc:
+                if attempt + 1 < self.RETRIES and _retryable(exc):
+                    time.sleep(0.005 * (2 ** attempt))
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def delete_allocations(self, consumer_id: str) -> None:
         """Remove everything ``consumer_id`` holds (404 if it holds nothing)."""
 
@@ -1211,14 +1292,21 @@ class PlacementManager:
         self._write(work)
 
     def release(self, consumer_id: str) -> bool:
-        """In-process helper: like ``delete_allocations`` but False instead of 404."""
-        try:
-            self.delete_allocations(consumer_id)
-        except APIError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        """In-process helper: like ``delete_allocations`` but False instead of 404 (two
+        Core statements)."""
+        alloc_t, cons_t = Allocation.__table__, Consumer.__table__
+        for attempt in range(self.RETRIES):
+            try:
+                with self.db.connect() as c:
+                    n = c.execute(delete(alloc_t).where(alloc_t.c.consumer_id == consumer_id))
+                    c.execute(delete(cons_t).where(cons_t.c.uuid == consumer_id))
+                    return bool(n.rowcount)
+            except DBAPIError as exc:
+                if attempt + 1 < self.RETRIES and _retryable(exc):
+                    time.sleep(0.005 * (2 ** attempt))
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ candidates
     def allocation_candidates(

@@ -12,8 +12,17 @@ class BaseFilter:
 
     name: ClassVar[str] = ""
 
+    def applies(self, spec: RequestSpec) -> bool:
+        """Whether this filter can reject any host for ``spec``; a filter that cannot (no
+        zone asked, no group, no hints…) is skipped for the whole request."""
+        return True
+
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         raise NotImplementedError
+
+    def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        """The hosts that pass (filters on the hot path override this with a tighter loop)."""
+        return [h for h in hosts if self.host_passes(h, spec)]
 
 
 class ComputeFilter(BaseFilter):
@@ -23,6 +32,9 @@ class ComputeFilter(BaseFilter):
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         return host.enabled and host.up
+
+    def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        return [h for h in hosts if h.enabled and h.up]
 
 
 class ResourceFilter(BaseFilter):
@@ -34,11 +46,22 @@ class ResourceFilter(BaseFilter):
         return (host.free_vcpus >= spec.vcpus and host.free_ram_mb >= spec.memory_mb
                 and host.free_disk_gb >= spec.disk_gb)
 
+    def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        # host_passes inlined: this runs over every host of the cloud for every boot.
+        cpu, ram, disk = spec.vcpus, spec.memory_mb, spec.disk_gb
+        return [h for h in hosts
+                if h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used >= ram
+                and h.vcpus * h.cpu_allocation_ratio - h.vcpus_used >= cpu
+                and h.local_gb * h.disk_allocation_ratio - h.local_gb_used >= disk]
+
 
 class AvailabilityZoneFilter(BaseFilter):
     """The host is in the requested availability zone (``zone:host[:node]`` too)."""
 
     name = "AvailabilityZoneFilter"
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return bool(spec.availability_zone)
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         if not spec.availability_zone:
@@ -50,6 +73,11 @@ class ImagePropertiesFilter(BaseFilter):
     """The image's ``hypervisor_type``/``hw_architecture`` match the host."""
 
     name = "ImagePropertiesFilter"
+
+    def applies(self, spec: RequestSpec) -> bool:
+        props = spec.image_properties
+        return any(props.get(k) for k in ("hypervisor_type", "img_hv_type", "hw_architecture",
+                                          "architecture"))
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         props = spec.image_properties
@@ -67,6 +95,9 @@ class ServerGroupAffinityFilter(BaseFilter):
 
     name = "ServerGroupAffinityFilter"
 
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.group_policy == "affinity" and bool(spec.group_hosts)
+
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         if spec.group_policy != "affinity" or not spec.group_hosts:
             return True
@@ -77,6 +108,9 @@ class ServerGroupAntiAffinityFilter(BaseFilter):
     """``anti-affinity`` groups: at most ``max_server_per_host`` members per host."""
 
     name = "ServerGroupAntiAffinityFilter"
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.group_policy == "anti-affinity"
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         if spec.group_policy != "anti-affinity":
@@ -91,6 +125,9 @@ class AggregateInstanceExtraSpecsFilter(BaseFilter):
 
     name = "AggregateInstanceExtraSpecsFilter"
     PREFIX = "aggregate_instance_extra_specs:"
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return any(k.startswith(self.PREFIX) for k in spec.flavor_extra_specs)
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         wanted = {k[len(self.PREFIX):]: v for k, v in spec.flavor_extra_specs.items()
@@ -112,6 +149,9 @@ class IgnoreHostsFilter(BaseFilter):
 
     name = "IgnoreHostsFilter"
 
+    def applies(self, spec: RequestSpec) -> bool:
+        return bool(spec.ignore_hosts or spec.force_hosts or spec.force_nodes)
+
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         if host.host in spec.ignore_hosts:
             return False
@@ -125,6 +165,9 @@ class SameHostFilter(BaseFilter):
 
     name = "SameHostFilter"
 
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.hints.get("_same_hosts") is not None
+
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         hosts = spec.hints.get("_same_hosts")
         return hosts is None or host.host in hosts
@@ -134,6 +177,9 @@ class DifferentHostFilter(BaseFilter):
     """Scheduler hint ``different_host``: avoid hosts running the given instances."""
 
     name = "DifferentHostFilter"
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.hints.get("_different_hosts") is not None
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         hosts = spec.hints.get("_different_hosts")

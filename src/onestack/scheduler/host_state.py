@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class HostState:
     """A compute node as the filters and weighers see it (free resources with ratios)."""
 

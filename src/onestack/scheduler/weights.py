@@ -16,8 +16,16 @@ class BaseWeigher:
     def __init__(self, multiplier: float = 1.0) -> None:
         self.multiplier = multiplier
 
+    def applies(self, spec: RequestSpec) -> bool:
+        """Whether this weigher can tell hosts apart for ``spec`` (else it is skipped)."""
+        return True
+
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         raise NotImplementedError
+
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        """Raw scores of many hosts (hot-path weighers override this with a tighter loop)."""
+        return [self.weigh(h, spec) for h in hosts]
 
 
 class RAMWeigher(BaseWeigher):
@@ -28,6 +36,9 @@ class RAMWeigher(BaseWeigher):
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return host.free_ram_mb
 
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        return [h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
+
 
 class CPUWeigher(BaseWeigher):
     """Free vCPUs."""
@@ -36,6 +47,9 @@ class CPUWeigher(BaseWeigher):
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return host.free_vcpus
+
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        return [h.vcpus * h.cpu_allocation_ratio - h.vcpus_used for h in hosts]
 
 
 class DiskWeigher(BaseWeigher):
@@ -46,11 +60,17 @@ class DiskWeigher(BaseWeigher):
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return host.free_disk_gb
 
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        return [h.local_gb * h.disk_allocation_ratio - h.local_gb_used for h in hosts]
+
 
 class ServerGroupSoftAffinityWeigher(BaseWeigher):
     """``soft-affinity``: prefer hosts already running members of the group."""
 
     name = "ServerGroupSoftAffinityWeigher"
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.group_policy == "soft-affinity"
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         if spec.group_policy != "soft-affinity":
@@ -62,6 +82,9 @@ class ServerGroupSoftAntiAffinityWeigher(BaseWeigher):
     """``soft-anti-affinity``: prefer hosts with fewer members of the group."""
 
     name = "ServerGroupSoftAntiAffinityWeigher"
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.group_policy == "soft-anti-affinity"
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         if spec.group_policy != "soft-anti-affinity":
@@ -83,13 +106,13 @@ def weigh_hosts(hosts: list[HostState], spec: RequestSpec,
     """Hosts with their total weight, best first."""
     totals = [0.0] * len(hosts)
     for w in weighers:
-        if w.multiplier == 0:
+        if w.multiplier == 0 or not w.applies(spec):
             continue
-        raw = [w.weigh(h, spec) for h in hosts]
+        raw = w.weigh_all(hosts, spec)
         lo, hi = min(raw), max(raw)
-        span = hi - lo
-        for i, v in enumerate(raw):
-            norm = 0.0 if span == 0 else (v - lo) / span
-            totals[i] += norm * w.multiplier
-    ranked = sorted(zip(totals, range(len(hosts)), strict=True), key=lambda t: -t[0])
-    return [(t, hosts[i]) for t, i in ranked]
+        if hi == lo:
+            continue  # every host scores the same: this weigher adds 0 to each
+        scale = w.multiplier / (hi - lo)
+        totals = [t + (v - lo) * scale for t, v in zip(totals, raw, strict=True)]
+    order = sorted(range(len(hosts)), key=totals.__getitem__, reverse=True)
+    return [(totals[i], hosts[i]) for i in order]
