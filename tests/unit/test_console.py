@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,11 +163,19 @@ def test_novnc_directory_is_served_and_contained(tmp_path: Path) -> None:
         assert pages.get(bad) is None, bad
 
 
+class _InlineDb:
+    """``Database.run`` as the agent uses it (calls in place)."""
+
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+
 class _Manager:
     """Just what ComputeAgent.get_vnc_console reads."""
 
     def __init__(self, known: set[str]) -> None:
         self.known = known
+        self.db = _InlineDb()
 
     def get_instance(self, ctx: object, uuid: str) -> dict[str, str]:
         if uuid not in self.known:
