@@ -107,6 +107,11 @@ class Cloud:
                       json={"quota_set": {"instances": -1, "cores": -1, "ram": -1}})
         r.raise_for_status()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the cloud's main process (from /proc; Linux)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -226,11 +231,13 @@ async def throughput(cloud: Cloud, concurrency: int, seconds: float,
         finally:
             await c.close()
 
+    cpu0 = cloud.cpu_seconds()
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - t0
+    cpu = cloud.cpu_seconds() - cpu0
     return {"servers_per_s": done / elapsed, "cycles": done, "errors": errors,
-            "seconds": elapsed}
+            "seconds": elapsed, "server_cpu_ms_per_cycle": cpu / max(done, 1) * 1000}
 
 
 def seed_servers(cloud: Cloud, n: int) -> None:
@@ -309,7 +316,8 @@ def main() -> int:
         ok &= hit
         print(f"boot+delete {args.hosts} hosts c={args.concurrency}: "
               f"{res['servers_per_s']:.1f} servers/s ({res['cycles']} in {res['seconds']:.1f}s, "
-              f"{res['errors']} errors) (target >= 100/s: {'met' if hit else 'MISSED'})",
+              f"{res['errors']} errors; server CPU {res['server_cpu_ms_per_cycle']:.1f} ms "
+              f"per boot+delete) (target >= 100/s: {'met' if hit else 'MISSED'})",
               flush=True)
     if args.only in (None, "list"):
         cloud = Cloud(1)
