@@ -76,6 +76,10 @@ def _parse_time(value: str, field: str) -> dt.datetime:
         raise BadRequest(f"Invalid filter field: {field}.") from None
 
 
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _has_ports(inst: InstanceDict) -> bool:
     """Whether the server ever had ports (at boot or attached since): servers that never
     had any cost no network lookup on show and delete."""
@@ -1060,7 +1064,8 @@ class ComputeAPI(ResourceRoutes):
                              {"old_flavor": inst["flavor"], "new_flavor": flavor,
                               "system_metadata": sm})
         mig = await req.run(self.m.create_migration, inst, None, None,
-                            "resize" if action == "resize" else "migration", flavor["id"])
+                            "resize" if action == "resize" else "migration",
+                            _opt_str(flavor.get("internal_id")))
         ignore = [] if action == "resize" else [inst["host"]]
         try:
             dest = await self.bus.call("scheduler", "select_destination",

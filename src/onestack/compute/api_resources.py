@@ -1136,11 +1136,11 @@ class ResourceRoutes:
         if maint is not None and maint not in ("enable", "disable"):
             raise ValidationError(f"Invalid input for field/attribute maintenance_mode. "
                                   f"Value: {maint}.")
+        if status is None and maint is None:
+            raise BadRequest("'status' or 'maintenance_mode' needed for host update")
         svcs = await req.run(self.m.list_services, host, "nova-compute")
         if not svcs:
             raise NotFound(f"Compute host {host} could not be found.")
-        if status is None and maint is None:
-            raise BadRequest("'status' or 'maintenance_mode' needed for host update")
         out: dict[str, Any] = {"host": host}
         if maint is not None:
             raise APIError("Virt driver does not implement host maintenance mode.",

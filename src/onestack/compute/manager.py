@@ -1558,12 +1558,15 @@ class ComputeManager:
     # ================================================================== migrations
     def create_migration(self, inst: InstanceDict, dest: str | None, dest_node: str | None,
                          mtype: str, new_flavor: str | None = None) -> dict[str, Any]:
+        """Record a migration; ``new_flavor`` is the new flavor's internal id (Nova shows
+        ``old/new_instance_type_id`` as the flavors' integer ids)."""
         with self.write() as s:
             m = Migration(uuid=new_uuid(), instance_uuid=inst["uuid"],
                           project_id=inst["project_id"], user_id=inst["user_id"],
                           source_compute=inst["host"], source_node=inst["node"],
                           dest_compute=dest, dest_node=dest_node,
-                          old_flavor_id=inst["flavor"].get("id"), new_flavor_id=new_flavor,
+                          old_flavor_id=_opt_str(inst["flavor"].get("internal_id")),
+                          new_flavor_id=new_flavor,
                           migration_type=mtype, status="pre-migrating", created_at=utcnow())
             s.add(m)
             s.flush()
@@ -1600,6 +1603,10 @@ class ComputeManager:
 # ---------------------------------------------------------------------- helpers
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
                       r"[0-9a-fA-F]{12}$")
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _looks_like_uuid(value: str) -> bool:

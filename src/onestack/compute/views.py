@@ -266,14 +266,18 @@ def instance_action(a: dict[str, Any], v: APIVersion, with_events: bool,
     return out
 
 
+def _flavor_int(value: Any) -> int | None:
+    """A flavor's internal id as the integer Nova shows (None when unknown)."""
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
 def migration(mg: dict[str, Any], v: APIVersion, base: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": mg["id"], "instance_uuid": mg["instance_uuid"], "status": mg["status"],
         "source_compute": mg["source_compute"], "dest_compute": mg["dest_compute"],
         "source_node": mg["source_node"], "dest_node": mg["dest_node"], "dest_host": None,
-        "old_instance_type_id": mg["old_instance_type_id"],
-        "new_instance_type_id": mg["new_instance_type_id"],
-        "source_region": "RegionOne", "dest_region": "RegionOne",
+        "old_instance_type_id": _flavor_int(mg["old_instance_type_id"]),
+        "new_instance_type_id": _flavor_int(mg["new_instance_type_id"]),
         "created_at": nova_time(mg["created_at"]), "updated_at": nova_time(mg["updated_at"])}
     if v >= "2.23":
         out["migration_type"] = "resize" if mg["migration_type"] == "resize" else \
