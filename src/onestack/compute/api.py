@@ -76,6 +76,12 @@ def _parse_time(value: str, field: str) -> dt.datetime:
         raise BadRequest(f"Invalid filter field: {field}.") from None
 
 
+#: The fields of Nova's standard server diagnostics (microversion 2.48).
+_DIAGNOSTICS_KEYS = frozenset({
+    "state", "driver", "hypervisor", "hypervisor_os", "uptime", "config_drive", "num_cpus",
+    "num_nics", "num_disks", "cpu_details", "nic_details", "disk_details", "memory_details"})
+
+
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -1531,7 +1537,8 @@ class ComputeAPI(ResourceRoutes):
         diag = await self._call(inst, "get_diagnostics", instance_uuid=inst["uuid"])
         if ver(req) < "2.48":
             return {"cpu0_time": 0, "memory": diag.get("memory_details", {}).get("maximum", 0)}
-        return dict(diag)
+        # Nova's standard diagnostics model only (drivers may report more, e.g. the accel).
+        return {k: v for k, v in diag.items() if k in _DIAGNOSTICS_KEYS}
 
     async def get_password(self, req: ApiRequest) -> dict[str, Any]:
         await self._inst(req)
