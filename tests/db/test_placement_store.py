@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -25,6 +26,33 @@ def _uuid() -> str:
     return str(uuid.uuid4())
 
 
+def _race(n: int, claim: Callable[[], object]) -> list[str]:
+    """Run ``claim`` in ``n`` threads released at once; each outcome as "ok", "409 <kind>" or
+    "error <exception>"."""
+    results: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n)
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            claim()
+            outcome = "ok"
+        except Conflict as exc:
+            outcome = f"409 {exc.kind}"
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcome = f"error {exc!r}"
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def _host(m: PlacementManager, name: str, vcpu: int = 8, ram: int = 4096,
           parent: str | None = None) -> str:
     rp = m.ensure_provider(_uuid(), name, parent)
@@ -36,27 +64,7 @@ def test_twenty_concurrent_claims_never_oversubscribe(database: Database) -> Non
     m = PlacementManager(database)
     rp = m.ensure_provider(_uuid(), "host-concurrency")
     m.set_inventory(rp.uuid, {"VCPU": {"total": 10}})
-    results: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(20)
-
-    def claim() -> None:
-        barrier.wait()
-        try:
-            m.claim(_uuid(), {rp.uuid: {"VCPU": 1}}, PROJECT, USER)
-            outcome = "ok"
-        except Conflict as exc:
-            outcome = f"409 {exc.kind}"
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            outcome = f"error {exc!r}"
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=claim) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _race(20, lambda: m.claim(_uuid(), {rp.uuid: {"VCPU": 1}}, PROJECT, USER))
     assert results.count("ok") == 10, results
     assert all(r == "409 placement.undefined_code" for r in results if r != "ok"), results
     gen, usages = m.provider_usages(rp.uuid)
@@ -287,26 +295,8 @@ def test_concurrent_claim_new_never_oversubscribes(database: Database) -> None:
     m = PlacementManager(database)
     rp = m.ensure_provider(_uuid(), "fast-concurrency")
     m.set_inventory(rp.uuid, {"VCPU": {"total": 10}, "MEMORY_MB": {"total": 100000}})
-    results: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(20)
-
-    def claim() -> None:
-        barrier.wait()
-        try:
-            m.claim_new(_uuid(), rp.uuid, {"VCPU": 1, "MEMORY_MB": 64}, PROJECT, USER)
-            outcome = "ok"
-        except Conflict:
-            outcome = "409"
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            outcome = f"error {exc!r}"
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=claim) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results.count("ok") == 10 and results.count("409") == 10, results
+    results = _race(20, lambda: m.claim_new(_uuid(), rp.uuid, {"VCPU": 1, "MEMORY_MB": 64},
+                                            PROJECT, USER))
+    assert results.count("ok") == 10, results
+    assert all(r == "409 placement.undefined_code" for r in results if r != "ok"), results
     assert m.provider_usages(rp.uuid)[1] == {"VCPU": 10, "MEMORY_MB": 640}

@@ -82,10 +82,6 @@ _DIAGNOSTICS_KEYS = frozenset({
     "num_nics", "num_disks", "cpu_details", "nic_details", "disk_details", "memory_details"})
 
 
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def _has_ports(inst: InstanceDict) -> bool:
     """Whether the server ever had ports (at boot or attached since): servers that never
     had any cost no network lookup on show and delete."""
@@ -1071,7 +1067,7 @@ class ComputeAPI(ResourceRoutes):
                               "system_metadata": sm})
         mig = await req.run(self.m.create_migration, inst, None, None,
                             "resize" if action == "resize" else "migration",
-                            _opt_str(flavor.get("internal_id")))
+                            flavor.get("internal_id"))
         ignore = [] if action == "resize" else [inst["host"]]
         try:
             dest = await self.bus.call("scheduler", "select_destination",

@@ -104,27 +104,6 @@ def _flavor_dict(f: Any, access: list[str] | None = None) -> dict[str, Any]:
             "extra_specs": dict(f.extra_specs or {})}
 
 
-def _inst_dict(row: Instance, tags: list[str] | None = None) -> InstanceDict:
-    return {
-        "uuid": row.uuid, "name": row.display_name, "description": row.display_description,
-        "project_id": row.project_id, "user_id": row.user_id, "host": row.host,
-        "node": row.node, "flavor": dict(row.flavor or {}), "old_flavor": row.old_flavor,
-        "new_flavor": row.new_flavor, "vcpus": row.vcpus, "memory_mb": row.memory_mb,
-        "root_gb": row.root_gb, "image_ref": row.image_ref, "vm_state": row.vm_state,
-        "task_state": row.task_state, "power_state": row.power_state,
-        "key_name": row.key_name, "key_data": row.key_data, "user_data": row.user_data,
-        "metadata": dict(row.meta or {}), "system_metadata": dict(row.system_metadata or {}),
-        "locked": row.locked, "locked_by": row.locked_by, "locked_reason": row.locked_reason,
-        "availability_zone": row.availability_zone, "config_drive": row.config_drive,
-        "access_ip_v4": row.access_ip_v4, "access_ip_v6": row.access_ip_v6,
-        "hostname": row.hostname, "launch_index": row.launch_index,
-        "reservation_id": row.reservation_id, "progress": row.progress, "fault": row.fault,
-        "launched_at": row.launched_at, "terminated_at": row.terminated_at,
-        "created_at": row.created_at, "updated_at": row.updated_at, "deleted": row.deleted,
-        "deleted_at": row.deleted_at, "tags": sorted(tags or []),
-    }
-
-
 def _inst_from_row(r: Any, tags: list[str] | None = None) -> InstanceDict:
     """``_inst_dict`` of a Core row mapping of ``compute_instance``."""
     return {
@@ -146,6 +125,15 @@ def _inst_from_row(r: Any, tags: list[str] | None = None) -> InstanceDict:
         "created_at": r["created_at"], "updated_at": r["updated_at"], "deleted": r["deleted"],
         "deleted_at": r["deleted_at"], "tags": sorted(tags or []),
     }
+
+
+#: ORM attribute of each ``compute_instance`` column (only ``metadata`` differs: ``meta``).
+_INST_ATTRS = {col.name: key for key, col in Instance.__mapper__.columns.items()}
+
+
+def _inst_dict(row: Instance, tags: list[str] | None = None) -> InstanceDict:
+    """``_inst_from_row`` of an ORM instance."""
+    return _inst_from_row({name: getattr(row, key) for name, key in _INST_ATTRS.items()}, tags)
 
 
 def _task_matches(expected: str | Sequence[str | None] | None) -> Any:
@@ -821,7 +809,7 @@ class ComputeManager:
             if event is not None:
                 host = cols["host"] if "host" in cols else c.execute(
                     _SEL_HOST, {"uuid": uuid}).scalar()
-                _record_event_core(c, uuid, event, host, error, now)
+                _record_event(c, uuid, event, host, error, now)
             return True
 
     def set_instance(self, uuid: str, **values: Any) -> None:
@@ -837,8 +825,8 @@ class ComputeManager:
 
     def record_event(self, uuid: str, event: str, host: str | None,
                      error: str | None = None) -> None:
-        with self.write() as s:
-            _record_event(s, uuid, event, host, error)
+        with self.core_write() as c:
+            _record_event(c, uuid, event, host, error, utcnow())
 
     def lock(self, ctx: RequestContext, uuid: str, reason: str | None) -> None:
         with self.write() as s:
@@ -916,7 +904,7 @@ class ComputeManager:
             deleted=True, deleted_at=now, terminated_at=now, updated_at=now))
         self._release(c, uuid)
         c.execute(delete(_MEMBER).where(_MEMBER.c.instance_uuid == uuid))
-        _record_event_core(c, uuid, "compute_terminate_instance", host, None, now)
+        _record_event(c, uuid, "compute_terminate_instance", host, None, now)
 
     def set_metadata(self, ctx: RequestContext, uuid: str, meta: dict[str, str],
                      replace_all: bool, max_items: bool = True) -> dict[str, str]:
@@ -1557,7 +1545,7 @@ class ComputeManager:
 
     # ================================================================== migrations
     def create_migration(self, inst: InstanceDict, dest: str | None, dest_node: str | None,
-                         mtype: str, new_flavor: str | None = None) -> dict[str, Any]:
+                         mtype: str, new_flavor: int | None = None) -> dict[str, Any]:
         """Record a migration; ``new_flavor`` is the new flavor's internal id (Nova shows
         ``old/new_instance_type_id`` as the flavors' integer ids)."""
         with self.write() as s:
@@ -1566,7 +1554,7 @@ class ComputeManager:
                           source_compute=inst["host"], source_node=inst["node"],
                           dest_compute=dest, dest_node=dest_node,
                           old_flavor_id=_opt_str(inst["flavor"].get("internal_id")),
-                          new_flavor_id=new_flavor,
+                          new_flavor_id=_opt_str(new_flavor),
                           migration_type=mtype, status="pre-migrating", created_at=utcnow())
             s.add(m)
             s.flush()
@@ -1636,33 +1624,15 @@ def _action(uuid: str, action: str, ctx: RequestContext, now: dt.datetime) -> In
     return InstanceAction(**_action_values(uuid, action, ctx, now))
 
 
-def _record_event(s: Session, uuid: str, event: str, host: str | None,
-                  error: str | None) -> None:
-    a = s.scalar(select(InstanceAction).where(InstanceAction.instance_uuid == uuid)
-                 .order_by(InstanceAction.id.desc()).limit(1))
-    if a is None:
-        return
-    now = utcnow()
-    events = list(a.events or [])
-    events.append({"event": event, "start_time": now.isoformat(),
-                   "finish_time": now.isoformat(), "result": "Error" if error else "Success",
-                   "traceback": error, "host": host})
-    a.events = events
-    a.finish_time = now
-    a.updated_at = now
-    if error:
-        a.message = "Error"
-
-
 def _event_doc(event: str, host: str | None, error: str | None,
                now: dt.datetime) -> dict[str, Any]:
     return {"event": event, "start_time": now.isoformat(), "finish_time": now.isoformat(),
             "result": "Error" if error else "Success", "traceback": error, "host": host}
 
 
-def _record_event_core(c: Connection, uuid: str, event: str, host: str | None,
-                       error: str | None, now: dt.datetime) -> None:
-    """``_record_event`` on a Core connection: append to the newest action's events."""
+def _record_event(c: Connection, uuid: str, event: str, host: str | None,
+                  error: str | None, now: dt.datetime) -> None:
+    """Append an event to the instance's newest action (its outcome and finish time)."""
     last = c.execute(_SEL_LAST_ACTION, {"uuid": uuid}).first()
     if last is None:
         return
