@@ -127,6 +127,24 @@ SERVICES = ["identity"]
 def start_cloud(data_dir: Path, *, ports: dict[str, int] | None = None,
                 env: dict[str, str] | None = None, admin_password: str = "Secret-Admin-1",
                 wait: float = 60.0, args: list[str] | None = None) -> RunningCloud:
+    """Start ``onestack up``; with free ports chosen here, a port another process took
+    between choosing and binding (EADDRINUSE) is retried with new ports."""
+    for attempt in range(3):
+        try:
+            return _start_cloud(data_dir, ports=ports, env=env, admin_password=admin_password,
+                                wait=wait, args=args)
+        except PortTaken:
+            if ports is not None or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """``onestack up`` exited because a port it was given was in use."""
+
+
+def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str, str] | None,
+                 admin_password: str, wait: float, args: list[str] | None) -> RunningCloud:
     from onestack.bootstrap import SERVICES as served
 
     ports = ports or {name: free_port() for name in served}
@@ -149,7 +167,9 @@ def start_cloud(data_dir: Path, *, ports: dict[str, int] | None = None,
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"onestack exited ({proc.returncode}):\n{cloud.log()}")
+            text = cloud.log()
+            kind = PortTaken if "address already in use" in text else RuntimeError
+            raise kind(f"onestack exited ({proc.returncode}):\n{text}")
         try:
             if all(httpx.get(cloud.url(s) + "/healthcheck", timeout=1).status_code == 200
                    for s in ports):
