@@ -177,6 +177,24 @@ def test_spawn_running_and_console(host: Host) -> None:
         assert 5900 <= vnc["port"] < 6900
 
 
+def test_diagnostics(host: Host) -> None:
+    """Nova's 2.48 fields; the driver name is one of Nova's (clients validate the enum)."""
+    spec = host.spec("battery1")
+    diag = run(host.driver.get_diagnostics(spec))
+    assert diag["driver"] == "libvirt" and diag["state"] == "running"
+    assert diag["num_cpus"] == spec["flavor"]["vcpus"]
+    if host.kind == "qemu":
+        assert diag["hypervisor"] in ("kvm", "qemu")
+        assert diag["hypervisor"] == ("kvm" if host.driver.accel == "kvm" else "qemu")
+        assert diag["memory_details"]["used"] > 0 and diag["uptime"] >= 0
+        # The guest booted, so its vCPU thread has run and its root disk has been read.
+        assert [c["id"] for c in diag["cpu_details"]] == list(range(diag["num_cpus"]))
+        assert all(c["time"] and c["time"] > 0 for c in diag["cpu_details"])
+        assert diag["num_disks"] == len(diag["disk_details"]) >= 2  # root + config drive
+        assert diag["disk_details"][0]["read_bytes"] > 0
+        assert diag["disk_details"][0]["errors_count"] == 0
+
+
 def test_pause_unpause(host: Host) -> None:
     spec = host.spec("battery1")
     run(host.driver.pause(spec))
