@@ -142,6 +142,28 @@ def test_upload_download_range_md5(clients: Any) -> None:
     assert r.status_code == 416
 
 
+def test_big_sized_upload_and_download(clients: Any) -> None:
+    """A body of several MiB with a Content-Length is read from the socket directly (also
+    after ``Expect: 100-continue``), a download goes out with sendfile: same bytes, same
+    digests, ranges included."""
+    _, a, _ = clients
+    data = os.urandom((5 << 20) + 12345)
+    for expect in (False, True):
+        img = a.create(name=f"big-{expect}")
+        headers = {"Expect": "100-continue"} if expect else {}
+        r = a.upload(img["id"], data, **headers)
+        assert r.status_code == 204, r.text
+        shown = a.show(img["id"]).json()
+        assert shown["status"] == "active" and shown["size"] == len(data)
+        assert shown["checksum"] == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        assert shown["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    r = a.http.get(f"/v2/images/{img['id']}/file")
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["content-md5"] == shown["checksum"]
+    r = a.http.get(f"/v2/images/{img['id']}/file", headers={"Range": "bytes=4194000-4194999"})
+    assert r.status_code == 206 and r.content == data[4194000:4195000]
+
+
 def test_chunked_upload(clients: Any) -> None:
     _, a, _ = clients
     img = a.create(name="chunked")

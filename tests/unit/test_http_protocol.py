@@ -1,15 +1,30 @@
-"""The services' HTTP protocol: a response's head leaves with its body, in one write."""
+"""The services' HTTP protocol: a response's head leaves with its body, in one write; a sized
+request body can be read from the socket directly (``onestack.body_reader``); a response body
+can be a file range sent with ``sendfile`` (``http.response.zerocopy``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
 import socket
+import tempfile
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from starlette.concurrency import run_in_threadpool
 
-from onestack.api.http import HttpProtocol, _HeadWithBody
+from onestack.api.http import (
+    BODY_READER,
+    ZEROCOPY,
+    BodyGone,
+    BodyReader,
+    HttpProtocol,
+    _HeadWithBody,
+)
 
 
 class _Transport:
@@ -103,3 +118,183 @@ def test_served_responses_arrive_in_one_segment() -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextlib.contextmanager
+def _serve(app: Any) -> Iterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", access_log=False,
+                                           log_level="warning", http=HttpProtocol))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            threading.Event().wait(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _response(c: socket.socket) -> tuple[bytes, bytes]:
+    """Read one response with a Content-Length: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = c.recv(65536)
+        assert piece, data
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        piece = c.recv(1 << 20)
+        assert piece
+        body += piece
+    return head, body
+
+
+def _upload_app(results: list[Any]) -> Any:
+    """Reads a sized body with the body reader (any other body with receive()), answers its
+    md5; records what it saw."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        reader: BodyReader | None = scope.get("extensions", {}).get(BODY_READER)
+        md5 = hashlib.md5(usedforsecurity=False)
+        try:
+            if reader is not None:
+                head, rest = reader.take()
+                md5.update(head)
+                buf = memoryview(bytearray(1 << 16))
+
+                def pump() -> None:
+                    while n := reader.readinto(buf):
+                        md5.update(buf[:n])
+
+                try:
+                    await run_in_threadpool(pump)
+                finally:
+                    reader.close()
+                results.append(("direct", len(head), rest))
+            else:
+                more = True
+                while more:
+                    msg = await receive()
+                    md5.update(msg.get("body", b""))
+                    more = msg.get("more_body", False)
+                results.append(("receive",))
+        except BodyGone as exc:
+            results.append(("gone", str(exc)))
+            return
+        out = md5.hexdigest().encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
+
+    return app
+
+
+def test_body_reader_reads_sized_bodies_from_the_socket() -> None:
+    results: list[Any] = []
+    body = os.urandom(3 << 20)
+    want = hashlib.md5(body, usedforsecurity=False).hexdigest().encode()
+    with _serve(_upload_app(results)) as port:
+        # A sized body: read directly, whatever already arrived with the head counted once.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                      % len(body) + body[:1000])
+            threading.Event().wait(0.05)
+            c.sendall(body[1000:])
+            head, got = _response(c)
+            assert head.startswith(b"HTTP/1.1 200") and got == want
+            assert b"connection: close" in head.lower()  # the parser never saw the rest
+            assert c.recv(10) == b""
+        assert results[-1][0] == "direct" and results[-1][1] + results[-1][2] == len(body)
+        # Expect: 100-continue is answered before the body is read.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body))
+            assert c.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            c.sendall(body)
+            assert _response(c)[1] == want
+        # Chunked bodies are not offered a reader: receive() as ever, keep-alive kept.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            for _ in range(2):
+                c.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"5\r\nhello\r\n0\r\n\r\n")
+                head, got = _response(c)
+                assert got == hashlib.md5(b"hello", usedforsecurity=False).hexdigest().encode()
+                assert results[-1] == ("receive",)
+
+
+def test_body_reader_reports_a_client_that_stops_short() -> None:
+    results: list[Any] = []
+    with _serve(_upload_app(results)) as port:
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+                      + b"z" * 300_000)
+            threading.Event().wait(0.2)
+        for _ in range(200):
+            if results:
+                break
+            threading.Event().wait(0.02)
+        assert results and results[0][0] == "gone", results
+        assert "outstanding" in results[0][1] or "connection" in results[0][1]
+
+
+def test_zerocopy_sends_file_ranges() -> None:
+    data = os.urandom(5 << 20)
+    with tempfile.TemporaryFile() as fh:
+        fh.write(data)
+        fh.flush()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            assert ZEROCOPY in scope["extensions"]
+            offset, count = (1000, 70_000) if scope["path"] == "/part" else (0, len(data))
+            if scope["path"] == "/short":
+                count = len(data) + 10  # the file ends first: the response is cut off
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(count).encode())]})
+            await send({"type": ZEROCOPY, "file": fh.fileno(), "offset": offset,
+                        "count": count, "more_body": False})
+
+        with _serve(app) as port, socket.create_connection(("127.0.0.1", port)) as c:
+            # keep-alive holds across zero-copy responses, heads stay in order
+            for path, want in (("/all", data), ("/part", data[1000:71_000]), ("/all", data)):
+                c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                head, body = _response(c)
+                assert head.startswith(b"HTTP/1.1 200") and body == want
+            c.sendall(b"HEAD /part HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.recv(65536).endswith(b"content-length: 70000\r\n\r\n")
+            c.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while piece := c.recv(1 << 20):
+                got += piece
+            assert len(got.partition(b"\r\n\r\n")[2]) == len(data)  # then closed
+
+
+def test_zerocopy_refuses_chunked_responses() -> None:
+    errors: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await send({"type": ZEROCOPY, "file": 0, "offset": 0, "count": 1})
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with _serve(app) as port, socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.recv(65536).endswith(b"2\r\nok\r\n0\r\n\r\n")
+    assert errors and "Content-Length" in errors[0]

@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import html
 import json
+import queue
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.http import BODY_READER, ZEROCOPY, BodyGone, BodyReader
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.common.errors import (
@@ -45,7 +47,13 @@ from onestack.common.errors import (
     UnsupportedMediaType,
 )
 from onestack.common.pagination import next_link
-from onestack.drivers.storage.base import DataNotFound, ImageStore, ImageWriter, StoreError
+from onestack.drivers.storage.base import (
+    DataNotFound,
+    FileSlice,
+    ImageStore,
+    ImageWriter,
+    StoreError,
+)
 from onestack.image import schemas, views
 from onestack.image.cache import ImageCache
 from onestack.image.manager import ImageManager
@@ -467,25 +475,35 @@ class ImageAPI:
         if not staging and req.headers.get("x-image-meta-store"):
             store = self.m.stores.get(req.headers["x-image-meta-store"].strip())
         _, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
+        reader: BodyReader | None = req.request.scope.get("extensions", {}).get(BODY_READER)
         writer = None
         committed = False
         batches = _Batches(asyncio.get_running_loop())
         try:
+            if length is not None and left is not None and length > left:
+                raise PayloadTooLarge(
+                    "Denying attempt to upload image because it exceeds the quota of "
+                    f"{self.m.quota_bytes} bytes.")
             writer = await run_in_threadpool(store.begin, image_id, staging)
             total = 0
-            async for chunk in req.request.stream():
-                if not chunk:
-                    continue
-                total += len(chunk)
-                if left is not None and total > left:
-                    raise PayloadTooLarge(
-                        "Denying attempt to upload image because it exceeds the quota of "
-                        f"{self.m.quota_bytes} bytes.")
-                if expected_size is not None and total > expected_size:
-                    raise BadRequest(f"Size mismatch: more than the expected {expected_size} "
-                                     "bytes were sent.")
-                await batches.add(chunk, writer)
-            await batches.flush(writer)
+            if reader is not None and length is not None and length >= UPLOAD_BATCH:
+                # A big sized body: read from the socket by a worker thread.
+                head, _rest = reader.take()
+                total = await run_in_threadpool(_pump, reader, head, writer)
+            else:
+                async for chunk in req.request.stream():
+                    if not chunk:
+                        continue
+                    total += len(chunk)
+                    if left is not None and total > left:
+                        raise PayloadTooLarge(
+                            "Denying attempt to upload image because it exceeds the quota of "
+                            f"{self.m.quota_bytes} bytes.")
+                    if expected_size is not None and total > expected_size:
+                        raise BadRequest(f"Size mismatch: more than the expected "
+                                         f"{expected_size} bytes were sent.")
+                    await batches.add(chunk, writer)
+                await batches.flush(writer)
             await run_in_threadpool(writer.drain)
             if length is not None and total != length:
                 raise BadRequest(f"Size mismatch: expected {length} bytes, received {total}.")
@@ -504,13 +522,16 @@ class ImageAPI:
             if writer is not None and not committed:
                 await run_in_threadpool(writer.abort)
             await run_in_threadpool(self.m.abort_upload, image_id, staging)
-            if isinstance(exc, ClientDisconnect):
+            if isinstance(exc, (ClientDisconnect, BodyGone)):
                 raise BadRequest("The client disconnected before all image data arrived; "
                                  "nothing was stored.") from None
             if isinstance(exc, StoreError):
                 raise APIError(f"Image data could not be stored: {exc}",
                                status=503) from None
             raise
+        finally:
+            if reader is not None:
+                reader.close()
         return Response(status_code=204)
 
     async def download(self, req: ApiRequest) -> Response:
@@ -553,6 +574,8 @@ class ImageAPI:
             raise NotFound(f"Image data of {info.id} is not available.") from None
         except StoreError as exc:
             raise APIError(f"Image data could not be read: {exc}", status=503) from None
+        if isinstance(it, FileSlice) and ZEROCOPY in req.request.scope.get("extensions", {}):
+            return _FileSliceResponse(it, status, headers)
         return StreamingResponse(_stream(it), status_code=status, headers=headers)
 
     # ------------------------------------------------------------------ import / tasks
@@ -705,6 +728,49 @@ class _Batches:
         if self.buf is not None and self.pos:
             self._feed(writer, self.buf, self.pos)
         self.buf = None
+
+
+def _pump(reader: BodyReader, head: bytes, writer: ImageWriter) -> int:
+    """Feed the writer a body taken over by ``reader`` (in a worker thread): ``head`` and
+    then the socket's bytes, read straight into ``UPLOAD_IN_FLIGHT`` reused
+    ``UPLOAD_BATCH`` buffers (a buffer is refilled once the writer is done with it).
+    Returns the body's size; raises ``BodyGone`` if the client stops short."""
+    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    for _ in range(UPLOAD_IN_FLIGHT):
+        free.put(bytearray(UPLOAD_BATCH))
+    total = 0
+    pending = memoryview(head)
+    while True:
+        buf = free.get()
+        view = memoryview(buf)
+        n = min(len(pending), UPLOAD_BATCH)
+        view[:n] = pending[:n]
+        pending = pending[n:]
+        if n < UPLOAD_BATCH:
+            n += reader.readinto(view[n:])
+        if n == 0:
+            return total
+        total += n
+        writer.feed(view[:n] if n < UPLOAD_BATCH else buf, lambda b=buf: free.put(b))
+
+
+class _FileSliceResponse(Response):
+    """Image data from a local file, sent by the server with ``sendfile`` (the
+    ``http.response.zerocopy`` extension): no read into Python, no chunk loop."""
+
+    def __init__(self, data: FileSlice, status: int, headers: dict[str, str]) -> None:
+        super().__init__(status_code=status, headers=headers)
+        self.data = data
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            await send({"type": ZEROCOPY, "file": self.data.fileno(),
+                        "offset": self.data.offset, "count": self.data.length,
+                        "more_body": False})
+        finally:
+            self.data.close()
 
 
 async def _stream(it: Iterator[bytes]) -> AsyncIterator[bytes]:

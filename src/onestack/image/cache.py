@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from onestack.common.errors import BadRequest, NotFound
-from onestack.drivers.storage.base import StoreError
+from onestack.drivers.storage.base import FileSlice, StoreError
 
 if TYPE_CHECKING:
     from onestack.api.app import ApiRequest
@@ -78,19 +78,7 @@ class ImageCache:
             self._hits[image_id] = self._hits.get(image_id, 0) + 1
             self._accessed[image_id] = time.time()
 
-        def read() -> Iterator[bytes]:
-            with fh:
-                if offset:
-                    fh.seek(offset)
-                left = length
-                while left > 0:
-                    data = fh.read(min(chunk_size, left))
-                    if not data:
-                        break
-                    left -= len(data)
-                    yield data
-
-        return read()
+        return FileSlice(fh, offset, length, chunk_size)
 
     def fill(self, image_id: str) -> None:
         """Copy one queued image into the cache (worker thread); failures are logged."""

@@ -16,13 +16,17 @@ once, ``done()`` is called (from another thread) once the data is hashed and wri
 back, so memory stays bounded.
 
 ``StoredData`` carries the location string (opaque to callers, kept in the database), the
-size and the digests. ``open`` streams a byte range back, ``delete`` is idempotent.
+size and the digests. ``open`` streams a byte range back (a :class:`FileSlice` when the
+bytes are in a local file, so a server can hand the file to ``sendfile``), ``delete`` is
+idempotent.
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import io
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -43,6 +47,49 @@ class StoreError(Exception):
 
 class DataNotFound(StoreError):
     """The location names no data (deleted behind our back, or never written)."""
+
+
+class FileSlice(Iterator[bytes]):
+    """``length`` bytes of an open file from ``offset`` (to its end when None), iterated
+    ``chunk_size`` bytes at a time; the file closes at the end, on :meth:`close` or when a
+    read fails. ``fileno``/``offset``/``length`` let a server send the slice with
+    ``sendfile`` instead of iterating it."""
+
+    def __init__(self, fh: io.RawIOBase, offset: int, length: int | None,
+                 chunk_size: int) -> None:
+        self._fh = fh
+        self.offset = offset
+        if length is None:
+            length = max(0, os.fstat(fh.fileno()).st_size - offset)
+        self.length = length
+        self._left = length
+        self._chunk = chunk_size
+        self._pos = offset
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def __iter__(self) -> FileSlice:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._left <= 0 or self._fh.closed:
+            self.close()
+            raise StopIteration
+        try:
+            data = os.pread(self._fh.fileno(), min(self._chunk, self._left), self._pos)
+        except BaseException:
+            self.close()
+            raise
+        if not data:  # the file is shorter than promised
+            self.close()
+            raise StopIteration
+        self._pos += len(data)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 class Hasher:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from onestack.drivers.storage.base import (
     DataNotFound,
+    FileSlice,
     Hasher,
     ImageStore,
     ImageWriter,
@@ -237,25 +238,7 @@ class FileStore(ImageStore):
             fh = path.open("rb", buffering=0)
         except FileNotFoundError:
             raise DataNotFound(f"no data at {location}") from None
-        return self._read(fh, offset, length, chunk_size)
-
-    @staticmethod
-    def _read(fh: object, offset: int, length: int | None, chunk_size: int) -> Iterator[bytes]:
-        import io
-
-        assert isinstance(fh, io.RawIOBase)
-        with fh:
-            if offset:
-                fh.seek(offset)
-            left = length
-            while left is None or left > 0:
-                want = chunk_size if left is None else min(chunk_size, left)
-                data = fh.read(want)
-                if not data:
-                    break
-                if left is not None:
-                    left -= len(data)
-                yield data
+        return FileSlice(fh, offset, length, chunk_size)
 
     def delete(self, location: str) -> None:
         try:
