@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,3 +206,58 @@ def database_urls() -> list[str]:
     extra = os.environ.get("ONESTACK_TEST_DATABASE_URLS", "")
     urls += [u.strip() for u in extra.split(",") if u.strip()]
     return urls
+
+
+def scratch_database(url: str, tmp_path: Path) -> Iterator[str]:
+    """A scratch database on the server of ``url`` (dropped afterwards); ``sqlite``: a file
+    under ``tmp_path``. Skips when the server is unavailable, except in CI."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    if url == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    parsed = make_url(url)
+    name = f"onestack_t_{uuid.uuid4().hex[:10]}"
+    admin_db = "postgres" if parsed.get_backend_name() == "postgresql" else "mysql"
+    server = create_engine(parsed.set(database=admin_db), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as exc:  # noqa: BLE001
+        server.dispose()
+        if IN_CI:
+            raise
+        pytest.skip(f"database server at {parsed.host} unavailable: {exc}")
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            if parsed.get_backend_name() == "postgresql":
+                conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        server.dispose()
+
+
+@contextlib.contextmanager
+def amqp_vhost(url: str) -> Iterator[str]:
+    """``url`` moved to a RabbitMQ virtual host of its own, deleted afterwards with every
+    queue and exchange in it, so tests neither see nor leave anything on the shared broker.
+    Without ``rabbitmqctl`` (a remote broker) ``url`` is used as it is."""
+    from urllib.parse import urlparse, urlunparse
+
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        yield url
+        return
+    user = urlparse(url).username or "guest"
+    vhost = f"onestack-test-{uuid.uuid4().hex[:10]}"
+    subprocess.run([ctl, "-q", "add_vhost", vhost], check=True, capture_output=True)
+    try:
+        subprocess.run([ctl, "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+                       check=True, capture_output=True)
+        yield urlunparse(urlparse(url)._replace(path="/" + vhost))
+    finally:
+        subprocess.run([ctl, "-q", "delete_vhost", vhost], capture_output=True)
