@@ -167,6 +167,16 @@ def status(data_dir: str | None) -> None:
                 ok = False
             down_count += 0 if ok else 1
             click.echo(f"{name:<10} {'up' if ok else 'DOWN':<5} {settings.url(name)}")
+        # The console proxy is optional (not served when its port was taken): shown, but
+        # its absence is not a failure.
+        url = f"http://{_connect_host(settings)}:{settings.console_port}/healthcheck"
+        try:
+            ok = client.get(url).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        host = settings.public_host or _connect_host(settings)
+        click.echo(f"{'console':<10} {'up' if ok else 'off':<5} "
+                   f"http://{host}:{settings.console_port}")
     if down_count:
         sys.exit(1)
 

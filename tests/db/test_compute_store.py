@@ -6,10 +6,13 @@ import threading
 import uuid
 
 import pytest
+from sqlalchemy import select
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import Forbidden, NotFound
 from onestack.compute.manager import ComputeManager, place_instance
+from onestack.console.tokens import ConsoleTokenStore
+from onestack.db.console import ConsoleAuthToken
 from onestack.db.engine import Database
 from onestack.placement.manager import PlacementManager
 
@@ -114,9 +117,17 @@ def test_boot_and_delete_cycle_with_placement(database: Database) -> None:
     big = dict(spec, flavor=dict(flavor, memory_mb=1100))
     other = m.create_instances(_ctx(), big, 1, 1)[0]
     assert place_instance(m, other["uuid"], hs, 1, 1100, 1, "p1", "u1") == "full"
+    tokens = ConsoleTokenStore(database)
+    token, _ = tokens.create(inst["uuid"], "novnc", "127.0.0.1", 5900, "h1")
+    kept, _ = tokens.create(other["uuid"], "novnc", "127.0.0.1", 5901, "h1")
     doomed, on_host = m.begin_delete(_ctx(), inst["uuid"])
     assert on_host and doomed["task_state"] == "deleting"
     m.finish_delete(inst["uuid"])
+    # The deleted server's console tokens are gone from the table, others stay.
+    with database.engine.connect() as conn:
+        left = conn.execute(select(ConsoleAuthToken.instance_uuid)).scalars().all()
+    assert left == [other["uuid"]]
+    assert tokens.validate(token) is None and tokens.validate(kept) is not None
     assert set(placement.provider_usages(node["uuid"])[1].values()) == {0}
     assert next(n for n in m.list_nodes())["memory_mb_used"] == 0
     events = [e["event"] for a in m.instance_actions(_ctx(), inst["uuid"]) for e in a["events"]]

@@ -291,5 +291,13 @@ def test_console_through_the_cloud(cloud: RunningCloud) -> None:
         return await refused(f"{ws_url}/?token={token}")
 
     assert asyncio.run(stale()) == 403
+    v231 = {**admin, "OpenStack-API-Version": "compute 2.31"}
+    assert httpx.get(f"{base}/os-console-auth-tokens/{token}", headers=v231).status_code == 200
     r = httpx.delete(f"{base}/servers/{sid}", headers=admin)
     assert r.status_code == 204
+    # Deleting the server drops its console tokens (Nova does the same).
+    for _ in range(200):
+        if httpx.get(f"{base}/servers/{sid}", headers=admin).status_code == 404:
+            break
+        time.sleep(0.05)
+    assert httpx.get(f"{base}/os-console-auth-tokens/{token}", headers=v231).status_code == 404

@@ -25,9 +25,10 @@ def test_lifecycle_restart_and_kill9() -> None:
     from onestack.bootstrap import SERVICES
 
     ports = {name: free_port() for name in SERVICES}
+    console = {"ONESTACK_CONSOLE_PORT": str(free_port())}
     c = None
     try:
-        c = start_cloud(data, ports=ports)
+        c = start_cloud(data, ports=ports, env=console)
         for f in ("clouds.yaml", "admin-openrc.sh", "demo-openrc.sh"):
             assert (data / f).exists()
             assert (data / f).stat().st_mode & 0o077 == 0  # secrets are private
@@ -36,8 +37,11 @@ def test_lifecycle_restart_and_kill9() -> None:
         assert clouds["onestack-admin"]["auth"]["password"] == c.admin_password
         env = {f"ONESTACK_{n.upper()}_PORT": str(p) for n, p in ports.items()}
         env["PATH"] = "/usr/bin:/bin"
+        env.update(console)
         st = _cli("status", "--data-dir", str(data), env=env)
         assert st.returncode == 0 and "identity" in st.stdout and "up" in st.stdout
+        assert st.stdout.count(" up ") == len(SERVICES) + 1, st.stdout  # + the console
+        assert f"console    up    http://127.0.0.1:{console['ONESTACK_CONSOLE_PORT']}" in st.stdout
         rc = _cli("openrc", "demo", "--data-dir", str(data), env=env)
         assert "OS_USERNAME=demo" in rc.stdout
 
@@ -48,7 +52,7 @@ def test_lifecycle_restart_and_kill9() -> None:
                        json={"project": {"name": "survivor"}})
         assert r.status_code == 201
         c.stop(signal.SIGKILL)
-        c = start_cloud(data, ports=ports)
+        c = start_cloud(data, ports=ports, env=console)
         r = httpx.get(c.auth_url + "/projects", headers={"X-Auth-Token": c.token()},
                       params={"name": "survivor"})
         assert len(r.json()["projects"]) == 1
@@ -59,7 +63,7 @@ def test_lifecycle_restart_and_kill9() -> None:
         assert c.stop(signal.SIGTERM) == 0
         assert "onestack stopped" in c.log()
         st = _cli("status", "--data-dir", str(data), env=env)
-        assert st.returncode != 0 and "DOWN" in st.stdout
+        assert st.returncode != 0 and "DOWN" in st.stdout and "console    off" in st.stdout
     finally:
         if c is not None:
             c.stop()  # a failed assertion must not leave a cloud running

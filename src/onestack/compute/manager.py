@@ -47,6 +47,7 @@ from onestack.db.compute import (
     ServerGroupMember,
     Service,
 )
+from onestack.db.console import ConsoleAuthToken
 from onestack.db.engine import Database
 
 InstanceDict = dict[str, Any]
@@ -57,6 +58,7 @@ T = TypeVar("T")
 _I = Instance.__table__
 _TAG = InstanceTag.__table__
 _MEMBER = ServerGroupMember.__table__
+_CONSOLE = ConsoleAuthToken.__table__
 _ACTION = InstanceAction.__table__
 _NODE = ComputeNode.__table__
 _ALLOC = Allocation.__table__
@@ -904,6 +906,7 @@ class ComputeManager:
             deleted=True, deleted_at=now, terminated_at=now, updated_at=now))
         self._release(c, uuid)
         c.execute(delete(_MEMBER).where(_MEMBER.c.instance_uuid == uuid))
+        c.execute(delete(_CONSOLE).where(_CONSOLE.c.instance_uuid == uuid))
         _record_event(c, uuid, "compute_terminate_instance", host, None, now)
 
     def set_metadata(self, ctx: RequestContext, uuid: str, meta: dict[str, str],
