@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import Forbidden, NotFound
@@ -85,6 +85,46 @@ def test_instances_quota_place_and_list(database: Database) -> None:
     m.finish_delete(insts[0]["uuid"])
     assert next(n for n in m.list_nodes())["memory_mb_used"] == 0
     assert len(m.list_instances(_ctx(), {"project_id": "p1"}, [], None, None)) == 2
+
+
+def test_concurrent_boots_never_exceed_the_quota(database: Database) -> None:
+    """12 threads of one project boot at once against an instances quota of 5: on every
+    backend the project ends with at most 5 instances, every success is one of them, every
+    refusal is the 403 kind and leaves nothing behind."""
+    m = ComputeManager(database)
+    m.ensure_default_flavors()
+    m.set_quotas("p1", {"instances": 5}, None, True)
+    flavor = m.get_flavor(None, "1")
+    spec = {"name": "vm", "flavor": flavor, "image_ref": "img", "metadata": {},
+            "tags": ["t"], "system_metadata": {}}
+    made: list[str] = []
+    refused: list[Exception] = []
+    barrier = threading.Barrier(12)
+
+    def boot() -> None:
+        barrier.wait()
+        try:
+            made.extend(i["uuid"] for i in m.create_instances(_ctx(), spec, 1, 1))
+        except Forbidden as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=boot) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    listed = {i["uuid"] for i in m.list_instances(_ctx(), {"project_id": "p1"}, [], None,
+                                                   None)}
+    assert len(made) + len(refused) == 12
+    assert len(made) <= 5 and listed == set(made)  # (racing boots may all be refused)
+    assert all("Quota exceeded for instances" in str(e) for e in refused)
+    with database.engine.connect() as conn:  # refused boots left no tags or actions
+        assert conn.execute(text("SELECT COUNT(*) FROM compute_instance_tag")).scalar() == len(made)
+    # What the race refused fits afterwards, up to the limit.
+    for _ in range(5 - len(made)):
+        m.create_instances(_ctx(), spec, 1, 1)
+    with pytest.raises(Forbidden):
+        m.create_instances(_ctx(), spec, 1, 1)
 
 
 def test_boot_and_delete_cycle_with_placement(database: Database) -> None:

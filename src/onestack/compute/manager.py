@@ -572,7 +572,30 @@ class ComputeManager:
             if member_rows:
                 c.execute(insert(_MEMBER), member_rows)
             c.execute(insert(_ACTION), actions)
-            return [_inst_from_row(r, tags) for r in rows]
+        if self.db.backend != "sqlite":
+            self._recheck_quota(project, limits, rows, flavor)
+        return [_inst_from_row(r, tags) for r in rows]
+
+    def _recheck_quota(self, project: str, limits: dict[str, int],
+                       rows: list[dict[str, Any]], flavor: dict[str, Any]) -> None:
+        """Nova's quota recheck, for databases that run transactions side by side: two
+        requests of one project can each pass the check before either commits. Counted
+        again after the commit (a fresh snapshot sees both), a project over its limit gets
+        this request's instances removed and the usual 403 (two racing requests may both be
+        refused; never is the quota exceeded). SQLite serialises writers: no race there."""
+        if all(limits.get(r, -1) < 0 for r in ("instances", "cores", "ram")):
+            return
+        with self.db.connect(readonly=True) as c:
+            used = quotas.usage(c, project, groups=False)
+        n = len(rows)
+        wanted = {"instances": n, "cores": n * flavor["vcpus"], "ram": n * flavor["memory_mb"]}
+        if not any(0 <= limits.get(r, -1) < used[r] for r in wanted):
+            return
+        self.purge_instances([r["uuid"] for r in rows])
+        others = {r: used[r] - wanted[r] for r in wanted}
+        quotas.check(limits, others, wanted)  # raises with Nova's message
+        raise quotas.OverQuota("Quota exceeded for instances: the project's usage changed "
+                               "while this request was being recorded")
 
     def purge_instances(self, uuids: Sequence[str]) -> None:
         """Remove instances recorded by a create that failed afterwards (their ports could
