@@ -26,6 +26,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from onestack.api.app import make_app
+from onestack.api.http import HttpProtocol
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.identity.api import IdentityAPI, build_policy
@@ -105,7 +106,7 @@ def _worker_main(settings: Settings, parent: int) -> None:
     sock = reuse_port_socket(settings.bind, settings.identity_port)
     config = uvicorn.Config(parts.app, lifespan="off", access_log=False,
                             log_level=settings.log_level, timeout_keep_alive=75,
-                            server_header=False)
+                            server_header=False, http=HttpProtocol)
     server = _Server(config)
 
     async def run() -> None:

@@ -23,6 +23,7 @@ import logging
 import uvicorn
 
 from onestack.api.app import make_app
+from onestack.api.http import HttpProtocol
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
@@ -53,7 +54,8 @@ def build_worker(settings: Settings,
     app = AcceptCapture(make_app(api.service, parts.tokens, 0))
     config = uvicorn.Config(app, host=settings.bind, port=port, lifespan="off",
                             access_log=False, log_level=settings.log_level,
-                            timeout_keep_alive=75, server_header=False)
+                            timeout_keep_alive=75, server_header=False,
+                            http=HttpProtocol)
     return uvicorn.Server(config), db, parts.manager
 
 
