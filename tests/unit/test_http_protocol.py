@@ -274,6 +274,15 @@ def test_zerocopy_sends_file_ranges() -> None:
                 assert head.startswith(b"HTTP/1.1 200") and body == want
             c.sendall(b"HEAD /part HTTP/1.1\r\nHost: x\r\n\r\n")
             assert c.recv(65536).endswith(b"content-length: 70000\r\n\r\n")
+            # A client that leaves mid-body costs the server nothing but that connection.
+            with socket.create_connection(("127.0.0.1", port)) as gone:
+                gone.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                gone.sendall(b"GET /all HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert gone.recv(1000)
+                gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            threading.Event().wait(0.2)
+            c.sendall(b"GET /part HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _response(c)[1] == data[1000:71_000]
             c.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
             got = b""
             while piece := c.recv(1 << 20):
