@@ -159,21 +159,20 @@ def status(data_dir: str | None) -> None:
     settings = _settings(data_dir)
     down_count = 0
     with httpx.Client(timeout=3.0) as client:
-        for name in SERVICES:
-            url = f"http://{_connect_host(settings)}:{settings.port(name)}/healthcheck"
+        def healthy(port: int) -> bool:
             try:
-                ok = client.get(url).status_code == 200
+                url = f"http://{_connect_host(settings)}:{port}/healthcheck"
+                return client.get(url).status_code == 200
             except httpx.HTTPError:
-                ok = False
+                return False
+
+        for name in SERVICES:
+            ok = healthy(settings.port(name))
             down_count += 0 if ok else 1
             click.echo(f"{name:<10} {'up' if ok else 'DOWN':<5} {settings.url(name)}")
         # The console proxy is optional (not served when its port was taken): shown, but
         # its absence is not a failure.
-        url = f"http://{_connect_host(settings)}:{settings.console_port}/healthcheck"
-        try:
-            ok = client.get(url).status_code == 200
-        except httpx.HTTPError:
-            ok = False
+        ok = healthy(settings.console_port)
         host = settings.public_host or _connect_host(settings)
         click.echo(f"{'console':<10} {'up' if ok else 'off':<5} "
                    f"http://{host}:{settings.console_port}")

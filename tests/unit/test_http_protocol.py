@@ -86,38 +86,22 @@ def test_served_responses_arrive_in_one_segment() -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if status == 204 else payload})
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", access_log=False,
-                                           log_level="warning", http=HttpProtocol))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            threading.Event().wait(0.01)
-        with socket.create_connection(("127.0.0.1", port)) as c:
-            for path in ("/small", "/empty", "/small"):
-                c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                data = c.recv(65536)
-                head, _, rest = data.partition(b"\r\n\r\n")
-                if path == "/small":
-                    assert head.startswith(b"HTTP/1.1 200") and rest == body
-                else:
-                    assert head.startswith(b"HTTP/1.1 204") and rest == b""
-            c.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            while not data.endswith(b"y" * 10) or len(data) < 1_000_000:
-                chunk = c.recv(1 << 20)
-                assert chunk
-                data += chunk
-            assert data.partition(b"\r\n\r\n")[2] == b"y" * 1_000_000
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with _serve(app) as port, socket.create_connection(("127.0.0.1", port)) as c:
+        for path in ("/small", "/empty", "/small"):
+            c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            data = c.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            if path == "/small":
+                assert head.startswith(b"HTTP/1.1 200") and rest == body
+            else:
+                assert head.startswith(b"HTTP/1.1 204") and rest == b""
+        c.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"y" * 10) or len(data) < 1_000_000:
+            chunk = c.recv(1 << 20)
+            assert chunk
+            data += chunk
+        assert data.partition(b"\r\n\r\n")[2] == b"y" * 1_000_000
 
 
 @contextlib.contextmanager

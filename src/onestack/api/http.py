@@ -27,6 +27,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 _HEAD_MAX = 16384
 #: The ASGI scope extension under which a request offers its :class:`BodyReader`.
 BODY_READER = "onestack.body_reader"
+#: Smallest declared body offered a :class:`BodyReader` (smaller ones arrive in one piece
+#: anyway; not building readers for them keeps ordinary JSON requests cheap).
+BODY_READER_MIN = 64 << 10
 #: Seconds a direct body read waits for the client to send more before giving up.
 BODY_IDLE_TIMEOUT = 120.0
 #: ASGI's zero-copy send extension: ``{"type": ZEROCOPY, "file": fd or file object,
@@ -34,6 +37,13 @@ BODY_IDLE_TIMEOUT = 120.0
 ZEROCOPY = "http.response.zerocopy"
 #: Seconds a zero-copy send waits for the client to accept more before giving up.
 SEND_IDLE_TIMEOUT = 120.0
+
+
+def _wait(fd: int, event: int, timeout: float) -> bool:
+    """Whether ``fd`` became ready for ``event`` (``select.POLLIN``/``POLLOUT``) in time."""
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(timeout * 1000))
 
 
 class BodyGone(Exception):
@@ -118,9 +128,7 @@ class BodyReader:
             try:
                 n = os.readv(fd, [buf[got:want]])
             except BlockingIOError:
-                poller = select.poll()
-                poller.register(fd, select.POLLIN)
-                if not poller.poll(timeout * 1000):
+                if not _wait(fd, select.POLLIN, timeout):
                     raise BodyGone(f"no body data for {timeout:.0f} s") from None
                 continue
             except OSError as exc:
@@ -175,12 +183,6 @@ class _HeadWithBody:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-def _wait(fd: int, event: int, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(fd, event)
-    return bool(poller.poll(timeout * 1000))
 
 
 def _sendfile_all(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
@@ -270,7 +272,7 @@ class HttpProtocol(HttpToolsProtocol):
         extensions[ZEROCOPY] = {}
         # The cycle's task has not run yet: it looks ``send`` up when it starts.
         cycle.send = _ZeroCopySend(self, cycle)  # type: ignore[method-assign]
-        # A body reader for a sized body of a request that starts at once (not a queued
+        # A body reader for a big sized body of a request that starts at once (not a queued
         # pipelined one: the socket's bytes are still its predecessor's business).
         if self.pipeline:
             return
@@ -283,7 +285,7 @@ class HttpProtocol(HttpToolsProtocol):
                     length = int(value)
                 except ValueError:
                     return
-        if length:
+        if length is not None and length >= BODY_READER_MIN:
             extensions[BODY_READER] = BodyReader(self, cycle, length)
 
     def handle_websocket_upgrade(self) -> None:

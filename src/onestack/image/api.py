@@ -481,9 +481,7 @@ class ImageAPI:
         batches = _Batches(asyncio.get_running_loop())
         try:
             if length is not None and left is not None and length > left:
-                raise PayloadTooLarge(
-                    "Denying attempt to upload image because it exceeds the quota of "
-                    f"{self.m.quota_bytes} bytes.")
+                raise self._over_quota()
             writer = await run_in_threadpool(store.begin, image_id, staging)
             total = 0
             if reader is not None and length is not None and length >= UPLOAD_BATCH:
@@ -496,9 +494,7 @@ class ImageAPI:
                         continue
                     total += len(chunk)
                     if left is not None and total > left:
-                        raise PayloadTooLarge(
-                            "Denying attempt to upload image because it exceeds the quota of "
-                            f"{self.m.quota_bytes} bytes.")
+                        raise self._over_quota()
                     if expected_size is not None and total > expected_size:
                         raise BadRequest(f"Size mismatch: more than the expected "
                                          f"{expected_size} bytes were sent.")
@@ -533,6 +529,10 @@ class ImageAPI:
             if reader is not None:
                 reader.close()
         return Response(status_code=204)
+
+    def _over_quota(self) -> PayloadTooLarge:
+        return PayloadTooLarge("Denying attempt to upload image because it exceeds the quota "
+                               f"of {self.m.quota_bytes} bytes.")
 
     async def download(self, req: ApiRequest) -> Response:
         info = await req.run(self.m.get, req.ctx, req.param("image_id"))
