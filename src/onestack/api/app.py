@@ -16,7 +16,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onestack.api.body import parse_json
 from onestack.api.policy import Policy
 from onestack.common.context import RequestContext
 from onestack.common.errors import (
@@ -126,7 +126,11 @@ class ApiRequest:
         return self.service.state
 
     async def json(self, required: bool = True) -> Any:
-        """The parsed JSON body (400 when malformed, 415 for a wrong content type)."""
+        """The parsed JSON body (400 when malformed, 415 for a wrong content type).
+
+        Parsed and checked by :func:`onestack.api.body.parse_json` (bounded depth, well-formed
+        Unicode, numbers within 64 bits), the one body parser of every service.
+        """
         if self._body is not _UNSET:
             return self._body
         raw = await self.request.body()
@@ -138,10 +142,7 @@ class ApiRequest:
             return None
         if ctype and "json" not in ctype and "text/plain" not in ctype:
             raise UnsupportedMediaType(f"Unsupported Content-Type: {ctype}")
-        try:
-            self._body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest("Malformed request body: it is not valid JSON.") from exc
+        self._body = parse_json(raw)
         return self._body
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.body import parse_json
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.common.errors import (
@@ -1122,10 +1123,9 @@ class IdentityAPI:
         cid = None
         if body["type"] == "ec2":
             try:
-                import json as _json
-                blob = _json.loads(body["blob"])
+                blob = parse_json(body["blob"])
                 access = blob["access"]
-            except (ValueError, KeyError, TypeError) as exc:
+            except (BadRequest, KeyError, TypeError) as exc:
                 raise ValidationError("Invalid blob in credential") from exc
             if not body.get("project_id"):
                 raise ValidationError("Invalid blob in credential: project_id is required "
