@@ -295,7 +295,8 @@ def test_zerocopy_refuses_chunked_responses() -> None:
 
 # ---------------------------------------------------------------------- head limits, keep-alive
 def _echo_app(seen: list[str]) -> Any:
-    """Answers 200 with the path; ``/fail`` raises; ``/early`` answers 413 without reading."""
+    """Answers 200 with the path; ``/fail`` raises; ``/early`` answers 413 without reading;
+    ``/raise-after`` raises after its response."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -312,6 +313,8 @@ def _echo_app(seen: list[str]) -> Any:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(out)).encode())]})
         await send({"type": "http.response.body", "body": out})
+        if scope["path"] == "/raise-after":  # what Starlette's error layer does after its 500
+            raise RuntimeError("after the response")
 
     return app
 
@@ -394,6 +397,13 @@ def test_connection_after_errors() -> None:
             c.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
                       + b"x" * 1000)
             _closes_with(c, b"413")
+        # An application that raises after its complete response: the connection is kept.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"GET /raise-after HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = _response(c)
+            assert body == b"/raise-after" and b"connection: close" not in head.lower()
+            c.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _response(c)[1] == b"/next"
         # A complete request answered: the connection serves the next one, also pipelined.
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")

@@ -192,6 +192,13 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
             if not public and not ctx.authenticated:
                 raise Unauthorized("The request you have made requires authentication.")
             result = await handler(ApiRequest(request, ctx, service))
+            # Rendered here too: a document that cannot be rendered is a fault body as well.
+            if isinstance(result, Response):
+                response = result
+            elif result is None:
+                response = Response(status_code=204)
+            else:
+                response = FastJSON(result)
         except APIError as err:
             return fault_response(service, err, ctx.request_id)
         except Exception:  # noqa: BLE001 - the fault body, never a traceback
@@ -199,12 +206,6 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
             return fault_response(
                 service, APIError("An unexpected error prevented the server from fulfilling "
                                   "your request."), ctx.request_id)
-        if isinstance(result, Response):
-            response = result
-        elif result is None:
-            response = Response(status_code=204)
-        else:
-            response = FastJSON(result)
         response.headers.setdefault(service.request_id_header, ctx.request_id)
         return response
 

@@ -23,12 +23,15 @@ the connection (with ``Connection: close``): the rest of the body is never read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import select
 from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+LOG = logging.getLogger(__name__)
 
 #: Largest header block held back for the body (anything bigger goes out at once).
 _HEAD_MAX = 16384
@@ -293,6 +296,24 @@ class _ZeroCopySend:
         await self._send({"type": "http.response.body", "body": b"", "more_body": more_body})
 
 
+def _after_response_guard(app: Any, cycle: RequestResponseCycle) -> Any:
+    """``app``, but an exception it raises once its response is complete is logged and
+    dropped: the client has its whole response (Starlette's error layer, for one, sends
+    its 500 and then re-raises), so the connection stays usable instead of being closed
+    without ``Connection: close``."""
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            if not cycle.response_complete:
+                raise
+            LOG.exception("error after the response to %s %s was complete",
+                          scope.get("method"), scope.get("path"))
+
+    return guarded
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol writing each response's head together with its body,
     with bounded request heads."""
@@ -384,6 +405,9 @@ class HttpProtocol(HttpToolsProtocol):
                     return
         if length is not None and length >= BODY_READER_MIN:
             extensions[BODY_READER] = BodyReader(self, cycle, length)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        super()._start_asgi_task(cycle, _after_response_guard(app, cycle))
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes over the transport itself.
