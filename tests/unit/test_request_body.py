@@ -44,3 +44,33 @@ def test_depth_limit_is_exact() -> None:
     assert parse_json(ok.encode()) is not None
     with pytest.raises(BodyError):
         parse_json(("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)).encode())
+
+
+# ---------------------------------------------------------------------- path and query checks
+@pytest.mark.parametrize("value", ["a\x00b", str(2 ** 63), str(-(2 ** 63) - 1), "9" * 40,
+                                   str(2 ** 70)])
+def test_path_parameters_that_cannot_name_anything(value: str) -> None:
+    from onestack.api.params import check_path
+    from onestack.common.errors import NotFound
+
+    with pytest.raises(NotFound):
+        check_path({"id": value})
+
+
+@pytest.mark.parametrize("items", [[("limit", str(2 ** 70))], [("minRam", "99999999999999999999")],
+                                   [("name", "a\x00")], [("a\x00", "1")],
+                                   [("marker", "-9223372036854775809")]])
+def test_query_values_refused(items: list[tuple[str, str]]) -> None:
+    from onestack.api.params import check_query
+
+    with pytest.raises(BadRequest):
+        check_query(items)
+
+
+def test_ordinary_parameters_pass() -> None:
+    from onestack.api.params import check_path, check_query
+
+    check_path({"id": "3f1d2c9e-8a7b-4c6d-9e0f-1a2b3c4d5e6f", "n": str(2 ** 63 - 1),
+                "name": "１２３４５６７８９０１２３４５６７８９０"})
+    check_query([("limit", "1000"), ("marker", "abc"), ("name", "x" * 100),
+                 ("n", str(-(2 ** 63))), ("ip", "10.0.0.1")])

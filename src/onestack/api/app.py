@@ -30,6 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onestack.api.body import parse_json
+from onestack.api.params import check_path, check_query
 from onestack.api.policy import Policy
 from onestack.common.context import RequestContext
 from onestack.common.errors import (
@@ -191,6 +192,10 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
         try:
             if not public and not ctx.authenticated:
                 raise Unauthorized("The request you have made requires authentication.")
+            if request.path_params:
+                check_path(request.path_params)
+            if request.scope["query_string"]:
+                check_query(request.query_params.multi_items())
             result = await handler(ApiRequest(request, ctx, service))
             # Rendered here too: a document that cannot be rendered is a fault body as well.
             if isinstance(result, Response):
