@@ -231,3 +231,22 @@ def test_headers_over_the_limit_on_every_port(bc: RunningCloud) -> None:
             assert data.startswith(b"HTTP/1.1 431"), (service, data[:200])
             assert b"connection: close" in data.lower()
         assert httpx.get(bc.url(service) + "/healthcheck").status_code == 200
+
+
+def test_tags_beyond_latin1_in_location_headers(bc: RunningCloud, prep: Prepared) -> None:
+    """A tag named in the path comes back in ``Location`` percent-encoded (it used to be a
+    500 after the tag was stored)."""
+    h = {"X-Auth-Token": prep.admin_token}
+    ident = bc.url("identity") + "/v3"
+    pid = httpx.post(ident + "/projects", headers=h,
+                     json={"project": {"name": "tags-utf8"}}).json()["project"]["id"]
+    r = httpx.put(f"{ident}/projects/{pid}/tags/%F0%9F%98%80", headers=h)
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"].endswith("/tags/%F0%9F%98%80")
+    assert httpx.get(f"{ident}/projects/{pid}/tags", headers=h).json()["tags"] == ["😀"]
+    comp = bc.url("compute") + "/v2.1"
+    sid = httpx.get(comp + "/servers", headers=h).json()["servers"][0]["id"]
+    r = httpx.put(f"{comp}/servers/{sid}/tags/%C3%A9t%C3%A9", headers={
+        **h, "OpenStack-API-Version": "compute 2.26"})
+    assert r.status_code in (201, 204), r.text
+    assert r.headers["Location"].endswith("/tags/%C3%A9t%C3%A9")

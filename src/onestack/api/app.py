@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
@@ -58,6 +59,12 @@ class TokenValidator(Protocol):
     """Turns an ``X-Auth-Token`` into a request context (raises ``Unauthorized``)."""
 
     async def context_for(self, token: str, request_id: str) -> RequestContext: ...
+
+
+def url_header(url: str) -> str:
+    """``url`` as a header value (``Location``): characters beyond ASCII in a path segment a
+    user named (a tag, say) are percent-encoded as UTF-8, never a rendering failure."""
+    return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
 
 
 def json_bytes(data: Any) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON, Service, route, url_header
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.bus.base import Bus, BusError, NoConsumer, RemoteError
@@ -1473,7 +1473,8 @@ class ComputeAPI(ResourceRoutes):
         existed = tag in inst["tags"]
         await req.run(self.m.set_tags, req.ctx, inst["uuid"], None, tag)
         loc = f"{req.base_url}/v2.1/servers/{inst['uuid']}/tags/{tag}"
-        return Response(status_code=204 if existed else 201, headers={"Location": loc})
+        return Response(status_code=204 if existed else 201,
+                        headers={"Location": url_header(loc)})
 
     async def delete_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
