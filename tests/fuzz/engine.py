@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -228,23 +227,23 @@ class Fuzzer:
 
     def fuzz_endpoint(self, ep: Endpoint, count: int) -> None:
         write = ep.method in ("POST", "PUT", "PATCH")
-        snap_path = self.fill(ep, bad=False) if write else ""
-        if write and ep.method == "POST" and not ep.template.endswith("/action"):
-            snap_of = snap_path
-        else:
-            snap_of = snap_path
+        # What a write there would change shows at the same path: the collection a POST
+        # adds to, the resource a PUT/PATCH changes (an action: the resource's sub-path).
+        snap_of = self.fill(ep, bad=False) if write else ""
         before = self.snapshot(ep.service, snap_of) if write else None
         refused_all = True
         for _ in range(count):
-            status, desc = self.one(ep)
+            status, _ = self.one(ep)
             if 200 <= status < 400:
                 refused_all = False
         if write and refused_all and before is not None:
             after = self.snapshot(ep.service, snap_of)
-            if after is not None and after != before:
+            if after != before:
+                detail = (_diff(before, after) if after is not None
+                          else "no longer answers 200")
                 self.failures.append(Failure(
                     "stored", str(ep), f"GET {snap_of}", 200,
-                    f"changed by refused requests: {_diff(before, after)}"))
+                    f"changed by refused requests: {detail}"))
 
     def one(self, ep: Endpoint) -> tuple[int, str]:
         """One malformed request to ``ep``; records a 5xx or a hang."""
@@ -390,7 +389,3 @@ def _diff(a: Any, b: Any) -> str:
     i = next((n for n, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
              min(len(ta), len(tb)))
     return f"...{ta[max(0, i - 80):i + 120]} != ...{tb[max(0, i - 80):i + 120]}"
-
-
-def new_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
