@@ -138,7 +138,8 @@ def _paths(doc: Any, prefix: tuple[Any, ...] = (), depth: int = 0) -> list[tuple
 def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
     for step in path[:-1]:
         doc = doc[step]
-    doc[path[-1]] = value
+    if isinstance(doc, dict | list):
+        doc[path[-1]] = value
 
 
 def _delete(doc: Any, path: tuple[Any, ...]) -> None:
@@ -187,6 +188,7 @@ def mutate_body(rng: random.Random, template: Any) -> tuple[bytes, str]:
                                    "user_id", "status", "created_at", "OS-EXT:x"])
                 target[name] = bad_value(rng)
                 changes.append(f"+{name}")
+                spots = _paths(doc)
     return dumps(doc), "; ".join(changes) or "unchanged"
 
 
