@@ -291,3 +291,123 @@ def test_zerocopy_refuses_chunked_responses() -> None:
         c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert c.recv(65536).endswith(b"2\r\nok\r\n0\r\n\r\n")
     assert errors and "Content-Length" in errors[0]
+
+
+# ---------------------------------------------------------------------- head limits, keep-alive
+def _echo_app(seen: list[str]) -> Any:
+    """Answers 200 with the path; ``/fail`` raises; ``/early`` answers 413 without reading;
+    ``/raise-after`` raises after its response."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(scope["path"])
+        if scope["path"] == "/fail":
+            raise RuntimeError("boom")
+        status = 413 if scope["path"] == "/early" else 200
+        if status == 200:
+            more = True
+            while more:
+                more = (await receive()).get("more_body", False)
+        out = scope["path"].encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
+        if scope["path"] == "/raise-after":  # what Starlette's error layer does after its 500
+            raise RuntimeError("after the response")
+
+    return app
+
+
+def _read_all(c: socket.socket) -> bytes:
+    """Everything until the server closes (a test timeout guards a server that does not)."""
+    c.settimeout(10)
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while piece := c.recv(65536):
+            data += piece
+    return data
+
+
+def _closes_with(c: socket.socket, status: bytes) -> None:
+    data = _read_all(c)
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 " + status), data[:200]
+    assert b"\r\nconnection: close" in head, head
+
+
+def _send_quietly(c: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        c.sendall(data)
+
+
+def test_oversize_request_line_is_414_and_closes() -> None:
+    seen: list[str] = []
+    with _serve(_echo_app(seen)) as port, socket.create_connection(("127.0.0.1", port)) as c:
+        _send_quietly(c, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        _closes_with(c, b"414")
+    assert seen == []
+
+
+def test_too_many_or_too_big_headers_are_431_and_close() -> None:
+    seen: list[str] = []
+    heads = [
+        b"".join(b"X-H%d: v\r\n" % i for i in range(150)),          # too many fields
+        b"X-Big: " + b"v" * 20000 + b"\r\n",                         # one field too long
+        b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 9000) for i in range(9)),  # head too big
+    ]
+    with _serve(_echo_app(seen)) as port:
+        for extra in heads:
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                _send_quietly(c, b"GET /x HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
+                _closes_with(c, b"431")
+        # A header streamed without end (32 MB would be accepted whole before): refused
+        # once past the limit, long before the client is done.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            _send_quietly(c, b"GET /x HTTP/1.1\r\nHost: x\r\nX-Huge: ")
+            sent = 0
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                while sent < 32 << 20:
+                    c.sendall(b"v" * 65536)
+                    sent += 65536
+            assert sent < 32 << 20
+            _closes_with(c, b"431")
+        # Ordinary heads are still served.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"GET /ok HTTP/1.1\r\nHost: x\r\nX-Auth-Token: " + b"t" * 8000 + b"\r\n\r\n")
+            head, body = _response(c)
+            assert head.startswith(b"HTTP/1.1 200") and body == b"/ok"
+    assert seen == ["/ok"]
+
+
+def test_connection_after_errors() -> None:
+    """Kept connections serve the next request; closed ones say ``Connection: close``."""
+    seen: list[str] = []
+    with _serve(_echo_app(seen)) as port:
+        # Malformed request: 400, closed with Connection: close.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            _closes_with(c, b"400")
+        # An application that raises: 500, closed with Connection: close.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")
+            _closes_with(c, b"500")
+        # Answered before the (big, still arriving) body: closed with Connection: close.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+                      + b"x" * 1000)
+            _closes_with(c, b"413")
+        # An application that raises after its complete response: the connection is kept.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"GET /raise-after HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = _response(c)
+            assert body == b"/raise-after" and b"connection: close" not in head.lower()
+            c.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _response(c)[1] == b"/next"
+        # A complete request answered: the connection serves the next one, also pipelined.
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            assert _response(c)[1] == b"/a"
+            c.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _response(c)[1] == b"/b"
+            assert _response(c)[1] == b"/c"

@@ -58,3 +58,16 @@ def test_garbage_is_rejected(tmp_path, bad: str) -> None:  # type: ignore[no-unt
     repo.setup()
     with pytest.raises(TokenError):
         TokenFormatter(FernetCodec(repo)).parse(bad)
+
+
+@pytest.mark.parametrize("suffix", ["=", "==", "===", "====", "\n", " ", "+", "/"])
+def test_token_spelled_otherwise_is_rejected(tmp_path, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    """One token has one accepted spelling: ``=`` padding or other characters appended to a
+    valid token make it invalid (a 401 at the API), as unpadded tokens are all we issue."""
+    repo = KeyRepository(tmp_path / "keys")
+    repo.setup()
+    fmt = TokenFormatter(FernetCodec(repo))
+    tok = fmt.issue(_data())
+    assert fmt.parse(tok)
+    with pytest.raises(TokenError):
+        fmt.parse(tok + suffix)

@@ -16,12 +16,12 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
@@ -30,6 +30,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onestack.api.body import parse_json
+from onestack.api.params import check_path, check_query
 from onestack.api.policy import Policy
 from onestack.common.context import RequestContext
 from onestack.common.errors import (
@@ -57,6 +59,12 @@ class TokenValidator(Protocol):
     """Turns an ``X-Auth-Token`` into a request context (raises ``Unauthorized``)."""
 
     async def context_for(self, token: str, request_id: str) -> RequestContext: ...
+
+
+def url_header(url: str) -> str:
+    """``url`` as a header value (``Location``): characters beyond ASCII in a path segment a
+    user named (a tag, say) are percent-encoded as UTF-8, never a rendering failure."""
+    return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
 
 
 def json_bytes(data: Any) -> bytes:
@@ -126,7 +134,11 @@ class ApiRequest:
         return self.service.state
 
     async def json(self, required: bool = True) -> Any:
-        """The parsed JSON body (400 when malformed, 415 for a wrong content type)."""
+        """The parsed JSON body (400 when malformed, 415 for a wrong content type).
+
+        Parsed and checked by :func:`onestack.api.body.parse_json` (bounded depth, well-formed
+        Unicode, numbers within 64 bits), the one body parser of every service.
+        """
         if self._body is not _UNSET:
             return self._body
         raw = await self.request.body()
@@ -138,10 +150,7 @@ class ApiRequest:
             return None
         if ctype and "json" not in ctype and "text/plain" not in ctype:
             raise UnsupportedMediaType(f"Unsupported Content-Type: {ctype}")
-        try:
-            self._body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest("Malformed request body: it is not valid JSON.") from exc
+        self._body = parse_json(raw)
         return self._body
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -190,7 +199,18 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
         try:
             if not public and not ctx.authenticated:
                 raise Unauthorized("The request you have made requires authentication.")
+            if request.path_params:
+                check_path(request.path_params)
+            if request.scope["query_string"]:
+                check_query(request.query_params.multi_items())
             result = await handler(ApiRequest(request, ctx, service))
+            # Rendered here too: a document that cannot be rendered is a fault body as well.
+            if isinstance(result, Response):
+                response = result
+            elif result is None:
+                response = Response(status_code=204)
+            else:
+                response = FastJSON(result)
         except APIError as err:
             return fault_response(service, err, ctx.request_id)
         except Exception:  # noqa: BLE001 - the fault body, never a traceback
@@ -198,12 +218,6 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
             return fault_response(
                 service, APIError("An unexpected error prevented the server from fulfilling "
                                   "your request."), ctx.request_id)
-        if isinstance(result, Response):
-            response = result
-        elif result is None:
-            response = Response(status_code=204)
-        else:
-            response = FastJSON(result)
         response.headers.setdefault(service.request_id_header, ctx.request_id)
         return response
 

@@ -11,17 +11,27 @@ wake-ups and context switches of each request on both sides (measured with a min
 app: 2.0 -> 1.0 switches per request on each side), which is what bounds a sequential
 client on a busy machine (``bench/network_bench.py``: faster in 7 of 8 back-to-back pairs,
 by about a fifth at the median).
+
+Request heads are bounded as common servers bound them (:data:`MAX_REQUEST_LINE`,
+:data:`MAX_HEADER_LINE`, :data:`MAX_HEADERS`, :data:`MAX_HEAD`): a request line too long is
+answered ``414 URI Too Long``, too many or too big header fields ``431 Request Header Fields
+Too Large``, and the connection is closed (``Connection: close``) as it is after any
+malformed request. A response given before the request's body has fully arrived also closes
+the connection (with ``Connection: close``): the rest of the body is never read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import select
 from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+LOG = logging.getLogger(__name__)
 
 #: Largest header block held back for the body (anything bigger goes out at once).
 _HEAD_MAX = 16384
@@ -37,6 +47,30 @@ BODY_IDLE_TIMEOUT = 120.0
 ZEROCOPY = "http.response.zerocopy"
 #: Seconds a zero-copy send waits for the client to accept more before giving up.
 SEND_IDLE_TIMEOUT = 120.0
+#: Longest request target (URL) accepted; longer: 414 (Apache and nginx allow 8 KiB).
+MAX_REQUEST_LINE = 16384
+#: Longest single header field (name and value) accepted; longer: 431.
+MAX_HEADER_LINE = 16384
+#: Most header fields in one request (Apache's ``LimitRequestFields``); more: 431.
+MAX_HEADERS = 100
+#: Most bytes of one request head (request line and all header fields); more: 431.
+MAX_HEAD = 65536
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop parsing a request head over a limit (httptools
+    turns it into a parser error, which :meth:`HttpProtocol.send_400_response` answers)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+_REFUSALS = {
+    414: (b"HTTP/1.1 414 URI Too Long\r\n", b"Request line too long."),
+    431: (b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+          b"Request header fields too large."),
+}
 
 
 def _wait(fd: int, event: int, timeout: float) -> bool:
@@ -216,7 +250,14 @@ class _ZeroCopySend:
         self._send = cycle.send
 
     async def __call__(self, message: Any) -> None:
-        if message.get("type") != ZEROCOPY:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            cycle = self._cycle
+            if cycle.more_body and cycle.keep_alive:
+                # Answered before the whole body arrived: the connection cannot be reused
+                # without reading the rest, so it closes (uvicorn adds ``Connection: close``).
+                cycle.keep_alive = False
+        if kind != ZEROCOPY:
             await self._send(message)
             return
         cycle, transport = self._cycle, self._protocol.transport
@@ -255,15 +296,92 @@ class _ZeroCopySend:
         await self._send({"type": "http.response.body", "body": b"", "more_body": more_body})
 
 
+def _after_response_guard(app: Any, cycle: RequestResponseCycle) -> Any:
+    """``app``, but an exception it raises once its response is complete is logged and
+    dropped: the client has its whole response (Starlette's error layer, for one, sends
+    its 500 and then re-raises), so the connection stays usable instead of being closed
+    without ``Connection: close``."""
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            if not cycle.response_complete:
+                raise
+            LOG.exception("error after the response to %s %s was complete",
+                          scope.get("method"), scope.get("path"))
+
+    return guarded
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing each response's head together with its body."""
+    """uvicorn's httptools protocol writing each response's head together with its body,
+    with bounded request heads."""
+
+    _in_head = False
+    _head_bytes = 0
+    _fields_bytes = 0
+    _refusal: int | None = None
+    _over: int | None = None  # the limit a parser callback found exceeded
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.flow = _Flow(transport)
         self.transport = _HeadWithBody(transport, self.loop)  # type: ignore[assignment]
 
+    # ------------------------------------------------------------------ head limits
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # refused: the connection is closing, nothing more is parsed
+        # Bytes arriving while a head is incomplete count towards its limit (a read that
+        # also carries a previous request's tail counts whole: a bound, never an excess).
+        super().data_received(data)
+        if self._refusal is None and self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._refuse(431 if self.url or self.headers else 414)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._fields_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > MAX_REQUEST_LINE:
+            self._over = 414
+            raise _HeadRefused(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value)
+        self._fields_bytes += size + 4
+        if (len(self.headers) >= MAX_HEADERS or size > MAX_HEADER_LINE
+                or len(self.url) + self._fields_bytes > MAX_HEAD):
+            self._over = 431
+            raise _HeadRefused(431)
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to any parser error, a limit refused in a callback among them.
+        if self._over is not None:
+            self._refuse(self._over)
+            return
+        self._refusal = 400
+        super().send_400_response(msg)
+
+    def _refuse(self, status: int) -> None:
+        """Answer ``status`` (414/431) with ``Connection: close`` and close."""
+        self._refusal = status
+        line, text = _REFUSALS[status]
+        self.transport.write(b"".join((
+            line, b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: ", str(len(text)).encode(), b"\r\n",
+            b"connection: close\r\n\r\n", text)))
+        self.transport.close()
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:  # an upgrade: no new cycle
@@ -287,6 +405,9 @@ class HttpProtocol(HttpToolsProtocol):
                     return
         if length is not None and length >= BODY_READER_MIN:
             extensions[BODY_READER] = BodyReader(self, cycle, length)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        super()._start_asgi_task(cycle, _after_response_guard(app, cycle))
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes over the transport itself.

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON, Service, route, url_header
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.bus.base import Bus, BusError, NoConsumer, RemoteError
@@ -34,7 +34,7 @@ from onestack.common.errors import (
 from onestack.common.ids import new_uuid
 from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime
-from onestack.compute import schemas, states, views
+from onestack.compute import schemas, server_schemas, states, views
 from onestack.compute.api_resources import ResourceRoutes
 from onestack.compute.manager import ComputeManager, InstanceDict
 from onestack.compute.microversions import MAX_VERSION, MIN_VERSION, APIVersion, version_of
@@ -679,6 +679,7 @@ class ComputeAPI(ResourceRoutes):
         req.enforce("os_compute_api:servers:create", self.tgt(req))
         body = await req.json()
         srv = schemas.obj(body, "server")
+        server_schemas.check_create(body, v.minor)
         hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
         min_count = schemas.integer(srv.get("min_count", 1), "min_count", 1)
         max_count = schemas.integer(srv.get("max_count", min_count), "max_count", 1)
@@ -1472,7 +1473,8 @@ class ComputeAPI(ResourceRoutes):
         existed = tag in inst["tags"]
         await req.run(self.m.set_tags, req.ctx, inst["uuid"], None, tag)
         loc = f"{req.base_url}/v2.1/servers/{inst['uuid']}/tags/{tag}"
-        return Response(status_code=204 if existed else 201, headers={"Location": loc})
+        return Response(status_code=204 if existed else 201,
+                        headers={"Location": url_header(loc)})
 
     async def delete_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)

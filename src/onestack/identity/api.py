@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON, Service, route, url_header
+from onestack.api.body import parse_json
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.common.errors import (
@@ -518,7 +519,8 @@ class IdentityAPI:
         schemas.validate(schemas.TAGS_PUT, {"tags": [tag]}, "tags")
         await req.run(self.m.add_project_tag, pid, tag)
         return Response(status_code=201,
-                        headers={"Location": f"{req.base_url}/v3/projects/{pid}/tags/{tag}"})
+                        headers={"Location": url_header(
+                            f"{req.base_url}/v3/projects/{pid}/tags/{tag}")})
 
     async def delete_tag(self, req: ApiRequest) -> None:
         pid = await self._project_for_tags(req, "identity:delete_project_tag")
@@ -1122,10 +1124,9 @@ class IdentityAPI:
         cid = None
         if body["type"] == "ec2":
             try:
-                import json as _json
-                blob = _json.loads(body["blob"])
+                blob = parse_json(body["blob"])
                 access = blob["access"]
-            except (ValueError, KeyError, TypeError) as exc:
+            except (BadRequest, KeyError, TypeError) as exc:
                 raise ValidationError("Invalid blob in credential") from exc
             if not body.get("project_id"):
                 raise ValidationError("Invalid blob in credential: project_id is required "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,10 @@ SCOPE_NONE, SCOPE_PROJECT, SCOPE_DOMAIN, SCOPE_SYSTEM = 0, 1, 2, 3
 
 class TokenError(Exception):
     """The token cannot be decrypted or parsed."""
+
+
+#: What :meth:`FernetCodec.encrypt` produces: unpadded URL-safe base64.
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def new_audit_id() -> str:
@@ -175,10 +180,12 @@ class FernetCodec:
         return self.fernet.encrypt(data).rstrip(b"=").decode("ascii")
 
     def decrypt(self, token: str) -> bytes:
-        try:
-            raw = token.encode("ascii")
-        except UnicodeEncodeError as exc:
-            raise TokenError("malformed token") from exc
+        """The payload of a token as :meth:`encrypt` writes it: URL-safe base64 without
+        ``=`` padding. Any other spelling (padding appended, other characters) is refused,
+        so that one token has exactly one accepted form."""
+        if not _TOKEN_TEXT.fullmatch(token):
+            raise TokenError("malformed token")
+        raw = token.encode("ascii")
         raw += b"=" * (-len(raw) % 4)
         try:
             return self.fernet.decrypt(raw)

@@ -34,6 +34,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.body import parse_json
 from onestack.api.http import BODY_READER, ZEROCOPY, BodyGone, BodyReader
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
@@ -342,10 +343,7 @@ class ImageAPI:
         raw = b"".join(chunks)
         if not raw.strip():
             raise BadRequest("Body expected in request.")
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("Malformed JSON in request body.") from None
+        return parse_json(raw)
 
     def _image(self, info: Any) -> dict[str, Any]:
         return views.image(info, self.m.store_ids(info),

@@ -2096,7 +2096,7 @@ class NetworkManager:
                                                                       "ip_address"}:
                 raise sc.bad("Invalid input for fixed_ips. Reason: each entry takes "
                              "'subnet_id' and/or 'ip_address'.")
-            sid = item.get("subnet_id")
+            sid = sc.to_str(item.get("subnet_id"), "fixed_ips", nullable=True)
             ip = item.get("ip_address")
             sub: t.Subnet | None = None
             if sid is not None:
