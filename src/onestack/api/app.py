@@ -84,6 +84,9 @@ class Service:
     state: dict[str, Any] = field(default_factory=dict)
     request_id_header: str = "x-openstack-request-id"
     auth_uri: str = ""
+    #: Run before every authenticated handler (raises an ``APIError`` to refuse the
+    #: request), e.g. compute's check of the project id in old-style URLs.
+    request_check: Callable[[ApiRequest], None] | None = None
 
 
 class ApiRequest:
@@ -188,9 +191,13 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
     async def asgi_endpoint(request: Request) -> Response:
         ctx: RequestContext = request.scope.get(CTX_KEY) or RequestContext()
         try:
-            if not public and not ctx.authenticated:
-                raise Unauthorized("The request you have made requires authentication.")
-            result = await handler(ApiRequest(request, ctx, service))
+            req = ApiRequest(request, ctx, service)
+            if not public:
+                if not ctx.authenticated:
+                    raise Unauthorized("The request you have made requires authentication.")
+                if service.request_check is not None:
+                    service.request_check(req)
+            result = await handler(req)
         except APIError as err:
             return fault_response(service, err, ctx.request_id)
         except Exception:  # noqa: BLE001 - the fault body, never a traceback

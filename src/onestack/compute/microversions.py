@@ -161,3 +161,8 @@ class VersionLayer:
 
 def version_of(scope: Scope) -> APIVersion:
     return scope.get(SCOPE_KEY) or MIN
+
+
+def url_project(scope: Scope) -> str | None:
+    """The ``{project_id}`` segment of an old-style ``/v2.1/{project_id}/...`` URL."""
+    return scope.get(SCOPE_KEY + ".project")
