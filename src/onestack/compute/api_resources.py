@@ -925,8 +925,13 @@ class ResourceRoutes:
     # ================================================================== migrations
     async def list_migrations(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-migrations:index", _tgt(req))
+        project = req.query.get("project_id")
+        if not project or project != req.ctx.project_id:
+            # Nova: a project manager lists its own project's migrations only (asked for
+            # with ?project_id=<own>); all or another project's need this rule.
+            req.enforce("os_compute_api:os-migrations:index:all_projects", _tgt(req))
         migs = await req.run(self.m.list_migrations, req.query.get("instance_uuid"),
-                             req.query.get("project_id"))
+                             project)
         mtype = req.query.get("migration_type")
         if mtype:
             migs = [mg for mg in migs if mg["migration_type"] == mtype]
