@@ -60,6 +60,17 @@ TABLE: list[tuple[Any, ...]] = [
      "403 202 202 202", "404 404 404 202", "active_server"),
     ("compute", "cold-migrate server (manager)", "POST", "/v2.1/servers/{fresh}/action",
      {"migrate": None}, "403 403 202 202", "404 404 404 202", "active_server"),
+    ("compute", "reboot server", "POST", "/v2.1/servers/{fresh}/action",
+     {"reboot": {"type": "SOFT"}}, "403 202 202 202", "404 404 404 202", "active_server"),
+    ("compute", "pause server", "POST", "/v2.1/servers/{fresh}/action", {"pause": None},
+     "403 202 202 202", "404 404 404 202", "active_server"),
+    ("compute", "live-migrate server (manager)", "POST", "/v2.1/servers/{fresh}/action",
+     {"os-migrateLive": {"host": None, "block_migration": "auto"}},
+     "403 403 202 202", "404 404 404 202", "active_server"),
+    ("compute", "live-migrate to a named host (admin)", "POST",
+     "/v2.1/servers/{server}/action",
+     {"os-migrateLive": {"host": "nowhere", "block_migration": "auto"}},
+     "403 403 403 400", "404 404 404 400"),
     ("compute", "reset server state (admin)", "POST", "/v2.1/servers/{server}/action",
      {"os-resetState": {"state": "active"}}, "403 403 403 202", "404 404 404 202"),
     ("compute", "console output", "POST", "/v2.1/servers/{server}/action",
@@ -465,7 +476,7 @@ def _fill(value: Any, names: dict[str, Any]) -> Any:
             return names[value[1:-1]]
         return value.format(**names)
     if isinstance(value, dict):
-        return {k: _fill(v, names) for k, v in value.items()}
+        return {_fill(k, names): _fill(v, names) for k, v in value.items()}
     if isinstance(value, list):
         return [_fill(v, names) for v in value]
     return value
