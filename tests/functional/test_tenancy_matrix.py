@@ -241,6 +241,9 @@ TABLE: list[tuple[Any, ...]] = [
      "403 201 201 201", "-"),
     ("image", "show private image", "GET", "/v2/images/{private_image}", None,
      "200 200 200 200", "404 404 404 200"),
+    ("image", "download an image (members, not readers)", "GET", "/v2/images/{image}/file",
+     None, "403 200 200 200", "-"),
+    ("image", "list tasks (admin)", "GET", "/v2/tasks", None, "403 403 403 200", "-"),
     ("image", "delete private image", "DELETE", "/v2/images/{fresh}", None,
      "403 204 204 204", "404 404 404 204", "image"),
     # ------------------------------------------------------------------ placement
@@ -258,6 +261,7 @@ TABLE: list[tuple[Any, ...]] = [
      {"project": {"name": "p-{cell}"}}, "403 403 403 201", "-"),
     ("identity", "show a user", "GET", "/v3/users/{owner_id}", None,
      "403 403 403 200", "403 403 403 200"),
+    ("identity", "list roles (admin)", "GET", "/v3/roles", None, "403 403 403 200", "-"),
     ("identity", "my projects", "GET", "/v3/auth/projects", None, "200 200 200 200", "-"),
 ]
 
