@@ -71,6 +71,20 @@ TABLE: list[tuple[Any, ...]] = [
      "/v2.1/servers/{server}/action",
      {"os-migrateLive": {"host": "nowhere", "block_migration": "auto"}},
      "403 403 403 400", "404 404 404 400"),
+    ("compute", "suspend server", "POST", "/v2.1/servers/{fresh}/action", {"suspend": None},
+     "403 202 202 202", "404 404 404 202", "active_server"),
+    ("compute", "rescue server", "POST", "/v2.1/servers/{fresh}/action", {"rescue": None},
+     "403 200 200 200", "404 404 404 200", "active_server"),
+    ("compute", "resize server", "POST", "/v2.1/servers/{fresh}/action",
+     {"resize": {"flavorRef": "84"}}, "403 202 202 202", "404 404 404 202", "active_server"),
+    ("compute", "rebuild server", "POST", "/v2.1/servers/{fresh}/action",
+     {"rebuild": {"imageRef": "{image}"}}, "403 202 202 202", "404 404 404 202",
+     "active_server"),
+    ("compute", "snapshot server", "POST", "/v2.1/servers/{fresh}/action",
+     {"createImage": {"name": "snap-{cell}"}}, "403 202 202 202", "404 404 404 202",
+     "active_server"),
+    ("compute", "shelve server", "POST", "/v2.1/servers/{fresh}/action", {"shelve": None},
+     "403 202 202 202", "404 404 404 202", "active_server"),
     ("compute", "reset server state (admin)", "POST", "/v2.1/servers/{server}/action",
      {"os-resetState": {"state": "active"}}, "403 403 403 202", "404 404 404 202"),
     ("compute", "console output", "POST", "/v2.1/servers/{server}/action",
@@ -81,10 +95,17 @@ TABLE: list[tuple[Any, ...]] = [
      {"metadata": {"k-{cell}": "v"}}, "403 200 200 200", "404 404 404 200"),
     ("compute", "set server metadata item", "PUT", "/v2.1/servers/{server}/metadata/k",
      {"meta": {"k": "v"}}, "403 200 200 200", "404 404 404 200"),
+    ("compute", "delete server metadata item", "DELETE",
+     "/v2.1/servers/{server}/metadata/{key}", None, "403 204 204 204", "404 404 404 204",
+     "meta_key"),
     ("compute", "list server tags", "GET", "/v2.1/servers/{server}/tags", None,
      "200 200 200 200", "404 404 404 200"),
     ("compute", "add server tag", "PUT", "/v2.1/servers/{server}/tags/t-{cell}", None,
      "403 201 201 201", "404 404 404 201"),
+    ("compute", "delete server tag", "DELETE", "/v2.1/servers/{server}/tags/{tag}", None,
+     "403 204 204 204", "404 404 404 204", "server_tag"),
+    ("compute", "replace server tags", "PUT", "/v2.1/servers/{server}/tags",
+     {"tags": ["a-{cell}"]}, "403 200 200 200", "404 404 404 200"),
     ("compute", "server addresses", "GET", "/v2.1/servers/{server}/ips", None,
      "200 200 200 200", "404 404 404 200"),
     ("compute", "server interfaces", "GET", "/v2.1/servers/{server}/os-interface", None,
@@ -107,6 +128,10 @@ TABLE: list[tuple[Any, ...]] = [
     ("compute", "create flavor (admin)", "POST", "/v2.1/flavors",
      {"flavor": {"name": "f-{cell}", "ram": 64, "vcpus": 1, "disk": 0}},
      "403 403 403 200", "-"),
+    ("compute", "update flavor (admin)", "PUT", "/v2.1/flavors/42",
+     {"flavor": {"description": "d-{cell}"}}, "403 403 403 200", "-"),
+    ("compute", "set flavor extra specs (admin)", "POST", "/v2.1/flavors/42/os-extra_specs",
+     {"extra_specs": {"hw:k": "v"}}, "403 403 403 200", "-"),
     ("compute", "create keypair (any user)", "POST", "/v2.1/os-keypairs",
      {"keypair": {"name": "k-{cell}"}}, "201 201 201 201", "-"),
     ("compute", "list keypairs", "GET", "/v2.1/os-keypairs", None, "200 200 200 200", "-"),
@@ -143,6 +168,14 @@ TABLE: list[tuple[Any, ...]] = [
     ("compute", "services (admin)", "GET", "/v2.1/os-services", None, "403 403 403 200", "-"),
     ("compute", "aggregates (admin)", "GET", "/v2.1/os-aggregates", None,
      "403 403 403 200", "-"),
+    ("compute", "create aggregate (admin)", "POST", "/v2.1/os-aggregates",
+     {"aggregate": {"name": "a-{cell}"}}, "403 403 403 200", "-"),
+    ("compute", "quota class (admin)", "GET", "/v2.1/os-quota-class-sets/default", None,
+     "403 403 403 200", "-"),
+    ("compute", "server external events (service, admin)", "POST",
+     "/v2.1/os-server-external-events",
+     {"events": [{"name": "network-changed", "server_uuid": "{server}"}]},
+     "403 403 403 200", "-"),
     # ------------------------------------------------------------------ network (Neutron)
     ("network", "list networks", "GET", "/v2.0/networks", None, "200 200 200 200", "-"),
     ("network", "create network", "POST", "/v2.0/networks",
@@ -162,8 +195,20 @@ TABLE: list[tuple[Any, ...]] = [
      {"network": {"name": "sh-{cell}"}}, "-", "403 403 403 200"),
     ("network", "port on another project's shared network", "POST", "/v2.0/ports",
      {"port": {"network_id": "{shared}"}}, "-", "201 201 201 201"),
+    ("network", "port with a chosen IP on another project's shared network", "POST",
+     "/v2.0/ports", {"port": {"network_id": "{shared}",
+                              "fixed_ips": [{"ip_address": "{ip}"}]}},
+     "-", "403 403 403 201", "ip"),
+    ("network", "port with address pairs on another project's shared network", "POST",
+     "/v2.0/ports", {"port": {"network_id": "{shared}",
+                              "allowed_address_pairs": [{"ip_address": "10.9.9.9"}]}},
+     "-", "403 403 403 201"),
     ("network", "tag network", "PUT", "/v2.0/networks/{network}/tags/t-{cell}", None,
      "403 201 201 201", "404 404 404 201"),
+    ("network", "delete network tag", "DELETE", "/v2.0/networks/{network}/tags/{tag}", None,
+     "403 204 204 204", "404 404 404 204", "network_tag"),
+    ("network", "replace network tags", "PUT", "/v2.0/networks/{network}/tags",
+     {"tags": ["a-{cell}"]}, "403 200 200 200", "404 404 404 200"),
     ("network", "list network tags", "GET", "/v2.0/networks/{network}/tags", None,
      "200 200 200 200", "404 404 404 200"),
     ("network", "create subnet", "POST", "/v2.0/subnets",
@@ -181,6 +226,8 @@ TABLE: list[tuple[Any, ...]] = [
      "200 200 200 200", "404 404 404 200"),
     ("network", "update port", "PUT", "/v2.0/ports/{port}", {"port": {"name": "r-{cell}"}},
      "403 200 200 200", "404 404 404 200"),
+    ("network", "change a port's MAC (manager)", "PUT", "/v2.0/ports/{port}",
+     {"port": {"mac_address": "{mac}"}}, "403 403 200 200", "404 404 404 200", "mac"),
     ("network", "delete port", "DELETE", "/v2.0/ports/{fresh}", None,
      "403 204 204 204", "404 404 404 204", "port"),
     ("network", "create security group", "POST", "/v2.0/security-groups",
@@ -209,6 +256,9 @@ TABLE: list[tuple[Any, ...]] = [
     ("network", "add router interface", "PUT", "/v2.0/routers/{fresh}/add_router_interface",
      {"subnet_id": "{fresh_subnet}"}, "403 200 200 200", "404 404 404 200",
      "router_and_subnet"),
+    ("network", "remove router interface", "PUT",
+     "/v2.0/routers/{fresh}/remove_router_interface", {"subnet_id": "{fresh_subnet}"},
+     "403 200 200 200", "404 404 404 200", "router_with_interface"),
     ("network", "delete router", "DELETE", "/v2.0/routers/{fresh}", None,
      "403 204 204 204", "404 404 404 204", "router"),
     ("network", "create floating IP", "POST", "/v2.0/floatingips",
@@ -226,6 +276,16 @@ TABLE: list[tuple[Any, ...]] = [
      "200 200 200 200", "404 404 404 200"),
     ("network", "update subnet pool", "PUT", "/v2.0/subnetpools/{pool}",
      {"subnetpool": {"description": "d-{cell}"}}, "403 200 200 200", "404 404 404 200"),
+    ("network", "delete subnet pool", "DELETE", "/v2.0/subnetpools/{fresh}", None,
+     "403 204 204 204", "404 404 404 204", "pool"),
+    ("network", "quota details", "GET", "/v2.0/quotas/{project}/details", None,
+     "200 200 200 200", "403 403 200 200"),
+    ("network", "default quotas", "GET", "/v2.0/quotas/{project}/default", None,
+     "200 200 200 200", "403 403 200 200"),
+    ("network", "availability zones", "GET", "/v2.0/availability_zones", None,
+     "200 200 200 200", "-"),
+    ("network", "show an agent (admin; hidden from others)", "GET", "/v2.0/agents/{agent}",
+     None, "404 404 404 200", "-"),
     ("network", "show quotas", "GET", "/v2.0/quotas/{project}", None,
      "200 200 200 200", "403 403 200 200"),
     ("network", "list quotas (manager)", "GET", "/v2.0/quotas", None,
@@ -234,6 +294,9 @@ TABLE: list[tuple[Any, ...]] = [
      {"quota": {"network": 100}}, "403 403 403 200", "403 403 403 200"),
     ("network", "IP availability (admin)", "GET", "/v2.0/network-ip-availabilities", None,
      "403 403 403 200", "-"),
+    # Last network row: it puts the projects' network quotas back to the defaults.
+    ("network", "reset quotas (admin)", "DELETE", "/v2.0/quotas/{project}", None,
+     "403 403 403 204", "403 403 403 204"),
     # ------------------------------------------------------------------ image (Glance)
     ("image", "list images", "GET", "/v2/images", None, "200 200 200 200", "-"),
     ("image", "create image", "POST", "/v2/images",
@@ -366,6 +429,32 @@ def _factory(w: World, kind: str, sc: Scope) -> dict[str, Any]:
         net = _net(w, tok, f"rn-{n}")
         return {"fresh": _router(w, tok, f"r-{n}"),
                 "fresh_subnet": _subnet(w, tok, net, "192.168.7.0/24")}
+    if kind == "router_with_interface":
+        net = _net(w, tok, f"rn-{n}")
+        router, subnet = _router(w, tok, f"r-{n}"), _subnet(w, tok, net, "192.168.8.0/24")
+        w.call("network", "PUT", f"/v2.0/routers/{router}/add_router_interface", tok,
+               {"subnet_id": subnet}, 200)
+        return {"fresh": router, "fresh_subnet": subnet}
+    if kind == "pool":
+        return {"fresh": w.call("network", "POST", "/v2.0/subnetpools", tok, {"subnetpool": {
+            "name": f"p-{n}", "prefixes": [f"100.{n % 250}.0.0/16"]}}, 201
+        ).json()["subnetpool"]["id"]}
+    if kind == "network_tag":
+        w.call("network", "PUT", f"/v2.0/networks/{sc.ids['network']}/tags/x-{n}", tok,
+               None, 201)
+        return {"tag": f"x-{n}"}
+    if kind == "server_tag":
+        w.call("compute", "PUT", f"/v2.1/servers/{sc.ids['server']}/tags/x-{n}", tok,
+               None, 201)
+        return {"tag": f"x-{n}"}
+    if kind == "meta_key":
+        w.call("compute", "PUT", f"/v2.1/servers/{sc.ids['server']}/metadata/x-{n}", tok,
+               {"meta": {f"x-{n}": "v"}}, 200)
+        return {"key": f"x-{n}"}
+    if kind == "ip":
+        return {"ip": f"10.251.0.{10 + n % 200}"}
+    if kind == "mac":
+        return {"mac": f"fa:16:3e:00:{n // 256 % 256:02x}:{n % 256:02x}"}
     if kind == "fip":
         return {"fresh": _fip(w, tok)}
     if kind == "octet":
@@ -426,6 +515,10 @@ def world() -> Iterator[World]:
             w.call("compute", "PUT", f"/v2.1/os-quota-sets/{pid}", w.admin_token,
                    {"quota_set": {"instances": -1, "cores": -1, "ram": -1,
                                   "server_groups": -1}}, 200)
+            quota = w.call("network", "GET", f"/v2.0/quotas/{pid}", w.admin_token, None,
+                           200).json()["quota"]
+            w.call("network", "PUT", f"/v2.0/quotas/{pid}", w.admin_token,
+                   {"quota": dict.fromkeys(quota, -1)}, 200)
         alpha = w.scopes["alpha"]
         for role in ROLES:
             _, pw = _user_with_role(w, f"alpha-{role}", alpha.project, role)
@@ -441,6 +534,7 @@ def world() -> Iterator[World]:
         _subnet(w, w.admin_token, external, "203.0.113.0/24")
         shared = _net(w, w.admin_token, "shared", shared=True,
                       project_id=w.scopes["beta"].project)
+        _subnet(w, w.admin_token, shared, "10.251.0.0/24")
         for sc in w.scopes.values():
             tok = sc.owner_token
             ids = sc.ids
@@ -464,7 +558,10 @@ def world() -> Iterator[World]:
                 "name": f"pool-{sc.name}", "prefixes": [f"10.{w.next() + 100}.0.0/16"]}},
                 201).json()["subnetpool"]["id"]
             ids["private_image"] = _image(w, tok, f"private-{sc.name}")
+        agents = w.call("network", "GET", "/v2.0/agents", w.admin_token, None, 200
+                        ).json()["agents"]
         for sc in w.scopes.values():
+            sc.ids["agent"] = agents[0]["id"]
             _wait_active(w, sc.owner_token, sc.ids["server"])
         yield w
     finally:

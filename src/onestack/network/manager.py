@@ -476,13 +476,18 @@ class NetworkManager:
         """``action`` on a found row: 403 when refused but readable, else 404."""
         self.authz.change(ctx, action, resource, target, not_found(model, target["id"]))
 
-    def _row_target(self, s: Session, row: Any) -> tuple[str, dict[str, Any]]:
-        """The policy resource name and target of a row of any taggable model."""
+    def _row_target(self, s: Session, ctx: RequestContext, row: Any
+                    ) -> tuple[str, dict[str, Any]]:
+        """The policy resource name and target of a row of any taggable model. A port's or
+        subnet's network is read for every caller but an admin (an admin passes every rule;
+        for the others it is often in the session already, loaded by the visibility
+        check)."""
         if isinstance(row, t.Network):
             return "network", network_target(row)
         if isinstance(row, t.Subnet | t.Port):
             name = "subnet" if isinstance(row, t.Subnet) else "port"
-            return name, on_network_target(row, s.get(t.Network, row.network_id))
+            net = None if ctx.is_admin else s.get(t.Network, row.network_id)
+            return name, on_network_target(row, net)
         if isinstance(row, t.SubnetPool):
             return "subnetpool", owned_target(row, shared=bool(row.shared))
         if isinstance(row, t.SecurityGroup):
@@ -1186,7 +1191,7 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.SUBNET_KEYS, "subnet")
             sub = self._visible_subnet(s, ctx, sid)
-            self._change(ctx, "update_subnet", *self._row_target(s, sub), t.Subnet)
+            self._change(ctx, "update_subnet", *self._row_target(s, ctx, sub), t.Subnet)
             self._check_revision(sub, revision)
             for ro in ("cidr", "ip_version", "network_id", "subnetpool_id", "prefixlen",
                        "ipv6_ra_mode", "ipv6_address_mode", "project_id", "tenant_id"):
@@ -1237,7 +1242,7 @@ class NetworkManager:
     def delete_subnet(self, ctx: RequestContext, sid: str, revision: int | None = None) -> None:
         def run(s: Session) -> None:
             sub = self._visible_subnet(s, ctx, sid)
-            self._change(ctx, "delete_subnet", *self._row_target(s, sub), t.Subnet)
+            self._change(ctx, "delete_subnet", *self._row_target(s, ctx, sub), t.Subnet)
             self._check_revision(sub, revision)
             stmt = select(func.count()).select_from(t.IPAllocation).join(
                 t.Port, t.Port.id == t.IPAllocation.port_id).where(
@@ -1361,7 +1366,7 @@ class NetworkManager:
             pool = s.get(t.SubnetPool, pid)
             if pool is None or not self._pool_visible(ctx, pool):
                 raise not_found(t.SubnetPool, pid)
-            self._change(ctx, "update_subnetpool", *self._row_target(s, pool), t.SubnetPool)
+            self._change(ctx, "update_subnetpool", *self._row_target(s, ctx, pool), t.SubnetPool)
             self._check_revision(pool, revision)
             if "prefixes" in body:
                 nets = self._prefixes(body["prefixes"])
@@ -1401,7 +1406,7 @@ class NetworkManager:
             pool = s.get(t.SubnetPool, pid)
             if pool is None or not self._pool_visible(ctx, pool):
                 raise not_found(t.SubnetPool, pid)
-            self._change(ctx, "delete_subnetpool", *self._row_target(s, pool), t.SubnetPool)
+            self._change(ctx, "delete_subnetpool", *self._row_target(s, ctx, pool), t.SubnetPool)
             self._check_revision(pool, revision)
             if s.execute(select(t.Subnet.id).where(t.Subnet.subnetpool_id == pid)).first():
                 raise conflict(f"Unable to delete subnet pool: {pid}: subnets use it.",
@@ -1511,7 +1516,7 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.SECURITY_GROUP_KEYS, "security_group")
             sg = self._get_sg(s, ctx, gid)
-            self._change(ctx, "update_security_group", *self._row_target(s, sg),
+            self._change(ctx, "update_security_group", *self._row_target(s, ctx, sg),
                          t.SecurityGroup)
             self._check_revision(sg, revision)
             if "name" in body:
@@ -1540,7 +1545,7 @@ class NetworkManager:
                               revision: int | None = None) -> None:
         def run(s: Session) -> None:
             sg = self._get_sg(s, ctx, gid)
-            self._change(ctx, "delete_security_group", *self._row_target(s, sg),
+            self._change(ctx, "delete_security_group", *self._row_target(s, ctx, sg),
                          t.SecurityGroup)
             self._check_revision(sg, revision)
             default = s.get(t.DefaultSecurityGroup, sg.project_id)
@@ -1968,10 +1973,10 @@ class NetworkManager:
         if not internal:
             self._on_network_create(ctx, "port", project, net)
         device_owner = sc.to_str(body.get("device_owner", ""), "device_owner") or ""
-        if (not internal and device_owner.startswith("network:") and not ctx.is_admin
-                and net.project_id != ctx.project_id):
-            raise Forbidden("(rule:create_port and rule:create_port:device_owner) is "
-                            "disallowed by policy", kind="PolicyNotAuthorized")
+        if not internal:
+            self.authz.attributes(ctx, "create_port", body, {
+                "project_id": project, "network:project_id": net.project_id,
+                "shared": bool(net.shared), "device_owner": device_owner})
         self._check_port_quota(w, project)
         port = self._stamp(_PortRow(id=str(uuid.uuid4()), network_id=net.id,
                                     project_id=project))
@@ -2037,9 +2042,6 @@ class NetworkManager:
 
     def _set_binding(self, port: t.Port, body: dict[str, Any], ctx: RequestContext,
                      internal: bool) -> None:
-        binding_keys = [k for k in ("binding:host_id", "binding:profile") if k in body]
-        if binding_keys and not internal:
-            self._enforce(ctx, "create_port:binding:host_id", {"project_id": port.project_id})
         if "binding:vnic_type" in body:
             vnic = body["binding:vnic_type"]
             if vnic not in sc.VNIC_TYPES:
@@ -2343,7 +2345,9 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.PORT_KEYS, "port")
             port = self._visible_port(s, ctx, pid)
-            self._change(ctx, "update_port", *self._row_target(s, port), t.Port)
+            target = self._row_target(s, ctx, port)[1]
+            self._change(ctx, "update_port", "port", target, t.Port)
+            self.authz.attributes(ctx, "update_port", body, target)
             self._check_revision(port, revision)
             for ro in ("network_id", "project_id", "tenant_id"):
                 if ro in body and body[ro] != getattr(port, ro if ro != "tenant_id"
@@ -2366,7 +2370,6 @@ class NetworkManager:
         if "admin_state_up" in body:
             port.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
         if "mac_address" in body and body["mac_address"] != port.mac_address:
-            self._enforce(ctx, "update_port:mac_address", {"project_id": port.project_id})
             mac = body["mac_address"]
             if not ipam.valid_mac(mac):
                 raise sc.invalid("mac_address", mac, f"'{mac}' is not a valid MAC address")
@@ -2432,9 +2435,6 @@ class NetworkManager:
                                "AddressPairAndPortSecurityRequired")
         if "binding:vnic_type" in body or "binding:profile" in body or \
                 "binding:host_id" in body:
-            if "binding:host_id" in body or "binding:profile" in body:
-                self._enforce(ctx, "update_port:binding:host_id",
-                              {"project_id": port.project_id})
             self._set_binding(port, body, ctx, True)
         if "tags" in body:
             self._replace_tags(s, port.id, body["tags"])
@@ -2444,7 +2444,7 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             port = self._visible_port(s, ctx, pid)
             if not internal:
-                self._change(ctx, "delete_port", *self._row_target(s, port), t.Port)
+                self._change(ctx, "delete_port", *self._row_target(s, ctx, port), t.Port)
             self._check_revision(port, revision)
             if not internal and port.device_owner in (ROUTER_INTERFACE, ROUTER_GATEWAY,
                                                       FLOATINGIP_OWNER):
@@ -3000,7 +3000,7 @@ class NetworkManager:
                 raise not_found(t.SubnetPool, rid)
         else:
             row = self._owned(s, ctx, model, rid)
-        name, target = self._row_target(s, row)
+        name, target = self._row_target(s, ctx, row)
         rule = f"{action}_{name}:tags"
         if not self.authz.allowed(ctx, rule, target):
             raise self.authz.denied(rule)
