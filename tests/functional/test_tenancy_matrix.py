@@ -50,6 +50,8 @@ TABLE: list[tuple[Any, ...]] = [
      "200 200 200 200", "-"),
     ("compute", "old-style URL, another project", "GET", "/v2.1/{beta}/servers", None,
      "400 400 400 400", "-"),
+    ("compute", "old-style URL, a made-up project", "DELETE", "/v2.1/1234/servers/{server}",
+     None, "400 400 400 400", "-"),
     ("compute", "update server", "PUT", "/v2.1/servers/{server}",
      {"server": {"name": "renamed-{cell}"}}, "403 200 200 200", "404 404 404 200"),
     ("compute", "delete server", "DELETE", "/v2.1/servers/{fresh}", None,

@@ -64,6 +64,9 @@ class RequestContext:
 
     @classmethod
     def admin(cls) -> RequestContext:
-        """An internal context for the cloud's own work (bootstrap, agents)."""
-        return cls(is_admin_internal=True, roles=["admin", "member", "reader"],
+        """An internal context for the cloud's own work (bootstrap, agents, one service
+        calling another): an admin holding the ``service`` role, as OpenStack's service
+        users do (rules such as Neutron's ``binding:profile`` are for services only)."""
+        return cls(is_admin_internal=True, roles=["admin", "manager", "member", "reader",
+                                                  "service"],
                    system_scope="all")
