@@ -752,6 +752,9 @@ class ComputeAPI(ResourceRoutes):
         assert self.network is not None
         sm = spec["system_metadata"]
         plan = self.network.plan_networks(req.ctx, srv.get("networks"), count)
+        for entry in plan:
+            if entry.get("external"):
+                self._external_attach(req, entry["network_id"])
         names = sm["security_groups"]
         sg_ids = None
         if plan or srv.get("security_groups") is not None:
@@ -759,6 +762,13 @@ class ComputeAPI(ResourceRoutes):
         sm["preserve_ports"] = [e["port_id"] for e in plan if e.get("port_id")]
         sm["port_count"] = len(plan)
         return plan, sg_ids
+
+    @staticmethod
+    def _external_attach(req: ApiRequest, net_id: str) -> None:
+        """Nova's ``network:attach_external_network`` (admins): 403 otherwise."""
+        if not req.allowed("network:attach_external_network", ComputeAPI.tgt(req)):
+            raise Forbidden(f"It is not allowed to create an interface on external network "
+                            f"{net_id}")
 
     def _allocate_all(self, ctx: Any, insts: list[InstanceDict], plan: list[dict[str, Any]],
                       sg_ids: list[str] | None) -> None:
@@ -1634,6 +1644,9 @@ class ComputeAPI(ResourceRoutes):
         if fixed and not net_id:
             raise BadRequest("Must input network_id when request IP address")
         self._iface_state(inst, "attach_interface")
+        if net_id and not req.ctx.is_admin and await req.run(self.network.is_external,
+                                                             req.ctx, net_id):
+            self._external_attach(req, net_id)
         sg_ids = None
         names = inst["system_metadata"].get("security_groups") or []
         if not port_id:
