@@ -106,8 +106,21 @@ def _make_check(token: str) -> Check:
 
         return role_check
 
+    whole = _INTERP_RE.fullmatch(match)
+    name = whole.group(1) if whole is not None else None
+    if "%(" not in match:
+        constant: object = match
+    else:
+        constant = None
+
     def generic_check(c: Creds, t: Target, p: Policy) -> bool:
-        value = _interpolate(match, t)
+        # ``project_id:%(project_id)s`` (the common case) is one lookup, no regex.
+        if name is not None:
+            value = _lookup(t, name)
+        elif constant is not None:
+            value = constant
+        else:
+            value = _interpolate(match, t)
         if value is _MISSING:
             return False
         have = _lookup(c, kind)
@@ -184,6 +197,10 @@ class _Parser:
             parts.append(self.and_expr())
         if len(parts) == 1:
             return parts[0]
+        if len(parts) == 2:
+            first, second = parts
+            return lambda c, t, p: first(c, t, p) or second(c, t, p)
+
         return lambda c, t, p: any(x(c, t, p) for x in parts)
 
     def and_expr(self) -> Check:
@@ -193,6 +210,10 @@ class _Parser:
             parts.append(self.not_expr())
         if len(parts) == 1:
             return parts[0]
+        if len(parts) == 2:
+            first, second = parts
+            return lambda c, t, p: first(c, t, p) and second(c, t, p)
+
         return lambda c, t, p: all(x(c, t, p) for x in parts)
 
     def not_expr(self) -> Check:
