@@ -677,3 +677,22 @@ def _assert_fault(service: str, r: httpx.Response) -> None:
     elif service == "placement":
         assert doc and doc["errors"][0]["status"] == r.status_code, r.text
 
+
+
+def test_a_role_below_reader_reads_nothing(world: World) -> None:
+    """A token whose only role is a custom one: Neutron hides the project's resources
+    (``get_*`` refuses: 404), Nova refuses (403), neither lets it write."""
+    _identity(world, "POST", "/v3/roles", {"role": {"name": "observer"}}, 201)
+    alpha = world.scopes["alpha"]
+    _, pw = _user_with_role(world, "alpha-observer", alpha.project, "observer")
+    token = world.cloud.token("alpha-observer", pw, "alpha")
+    ids = alpha.ids
+    assert world.call("network", "GET", f"/v2.0/networks/{ids['network']}", token
+                      ).status_code == 404
+    assert world.call("network", "GET", f"/v2.0/ports/{ids['port']}", token).status_code == 404
+    assert world.call("network", "POST", "/v2.0/networks", token,
+                      {"network": {"name": "x"}}).status_code == 403
+    r = world.call("compute", "GET", f"/v2.1/servers/{ids['server']}", token)
+    assert r.status_code == 403 and "forbidden" in r.json()
+    assert world.call("compute", "PUT", f"/v2.1/servers/{ids['server']}", token,
+                      {"server": {"name": "x"}}).status_code == 403

@@ -476,8 +476,19 @@ class NetworkManager:
         """``action`` on a found row: 403 when refused but readable, else 404."""
         self.authz.change(ctx, action, resource, target, not_found(model, target["id"]))
 
-    def _row_target(self, s: Session, ctx: RequestContext, row: Any
-                    ) -> tuple[str, dict[str, Any]]:
+    def _readable(self, s: Session, ctx: RequestContext, row: Any) -> Any:
+        """``row`` once ``get_<resource>`` lets the caller read it (404 otherwise, as
+        Neutron's show). The owner's own row passes without reading its network."""
+        name, target = self._row_target(s, ctx, row, with_network=False)
+        if not self.authz.allowed(ctx, f"get_{name}", target):
+            if isinstance(row, t.Subnet | t.Port):
+                name, target = self._row_target(s, ctx, row)
+            if not self.authz.allowed(ctx, f"get_{name}", target):
+                raise not_found(type(row), row.id)
+        return row
+
+    def _row_target(self, s: Session, ctx: RequestContext, row: Any,
+                    with_network: bool = True) -> tuple[str, dict[str, Any]]:
         """The policy resource name and target of a row of any taggable model. A port's or
         subnet's network is read for every caller but an admin (an admin passes every rule;
         for the others it is often in the session already, loaded by the visibility
@@ -486,7 +497,8 @@ class NetworkManager:
             return "network", network_target(row)
         if isinstance(row, t.Subnet | t.Port):
             name = "subnet" if isinstance(row, t.Subnet) else "port"
-            net = None if ctx.is_admin else s.get(t.Network, row.network_id)
+            net = None if ctx.is_admin or not with_network else s.get(t.Network,
+                                                                       row.network_id)
             return name, on_network_target(row, net)
         if isinstance(row, t.SubnetPool):
             return "subnetpool", owned_target(row, shared=bool(row.shared))
@@ -716,7 +728,8 @@ class NetworkManager:
 
     def get_network(self, ctx: RequestContext, net_id: str) -> dict[str, Any]:
         def run(s: Session) -> dict[str, Any]:
-            return self._network_views(s, ctx, [self._visible_net(s, ctx, net_id)])[0]
+            return self._network_views(
+                s, ctx, [self._readable(s, ctx, self._visible_net(s, ctx, net_id))])[0]
         return self._read(run)
 
     def create_networks(self, ctx: RequestContext, bodies: list[dict[str, Any]]
@@ -990,7 +1003,8 @@ class NetworkManager:
         return self._read(run)
 
     def get_subnet(self, ctx: RequestContext, sid: str) -> dict[str, Any]:
-        return self._read(lambda s: self._subnet_views(s, [self._visible_subnet(s, ctx, sid)])[0])
+        return self._read(lambda s: self._subnet_views(
+            s, [self._readable(s, ctx, self._visible_subnet(s, ctx, sid))])[0])
 
     def create_subnets(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                        ) -> list[dict[str, Any]]:
@@ -1277,7 +1291,7 @@ class NetworkManager:
             pool = s.get(t.SubnetPool, pid)
             if pool is None or not self._pool_visible(ctx, pool):
                 raise not_found(t.SubnetPool, pid)
-            return self._pool_views(s, [pool])[0]
+            return self._pool_views(s, [self._readable(s, ctx, pool)])[0]
         return self._read(run)
 
     @staticmethod
@@ -1482,7 +1496,8 @@ class NetworkManager:
         return self._read(run)
 
     def get_security_group(self, ctx: RequestContext, gid: str) -> dict[str, Any]:
-        return self._read(lambda s: self._sg_views(s, [self._get_sg(s, ctx, gid)])[0])
+        return self._read(lambda s: self._sg_views(
+            s, [self._readable(s, ctx, self._get_sg(s, ctx, gid))])[0])
 
     def create_security_groups(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                                ) -> list[dict[str, Any]]:
@@ -1759,8 +1774,8 @@ class NetworkManager:
         return self._read(run)
 
     def get_port(self, ctx: RequestContext, pid: str) -> dict[str, Any]:
-        return self._read(lambda s: self._port_views(s, ctx,
-                                                     [self._visible_port(s, ctx, pid)])[0])
+        return self._read(lambda s: self._port_views(
+            s, ctx, [self._readable(s, ctx, self._visible_port(s, ctx, pid))])[0])
 
     def create_ports(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                      ) -> list[dict[str, Any]]:
@@ -2479,7 +2494,7 @@ class NetworkManager:
 
     def get_router(self, ctx: RequestContext, rid: str) -> dict[str, Any]:
         return self._read(lambda s: self._router_views(
-            s, ctx, [self._owned(s, ctx, t.Router, rid)])[0])
+            s, ctx, [self._readable(s, ctx, self._owned(s, ctx, t.Router, rid))])[0])
 
     def create_routers(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                        ) -> list[dict[str, Any]]:
@@ -2815,7 +2830,7 @@ class NetworkManager:
 
     def get_floatingip(self, ctx: RequestContext, fid: str) -> dict[str, Any]:
         return self._read(lambda s: self._fip_views(
-            s, [self._owned(s, ctx, t.FloatingIP, fid)])[0])
+            s, [self._readable(s, ctx, self._owned(s, ctx, t.FloatingIP, fid))])[0])
 
     def create_floatingips(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                            ) -> list[dict[str, Any]]:
