@@ -696,3 +696,20 @@ def test_a_role_below_reader_reads_nothing(world: World) -> None:
     assert r.status_code == 403 and "forbidden" in r.json()
     assert world.call("compute", "PUT", f"/v2.1/servers/{ids['server']}", token,
                       {"server": {"name": "x"}}).status_code == 403
+
+
+def test_project_manager_sees_its_migrations_without_hosts(world: World) -> None:
+    """Nova: a project manager lists its project's migrations, the hosts blanked."""
+    alpha = world.scopes["alpha"]
+    server = _factory(world, "active_server", alpha)["fresh"]
+    world.call("compute", "POST", f"/v2.1/servers/{server}/action", world.tokens["admin"],
+               {"migrate": None}, 202)
+    path = f"/v2.1/os-migrations?project_id={alpha.project}"
+    seen = world.call("compute", "GET", path, world.tokens["manager"], None, 200
+                      ).json()["migrations"]
+    mine = [m for m in seen if m["instance_uuid"] == server]
+    assert mine and all(m["source_compute"] is None and m["dest_compute"] is None
+                        for m in seen)
+    admin = world.call("compute", "GET", path, world.tokens["admin"], None, 200
+                       ).json()["migrations"]
+    assert any(m["instance_uuid"] == server and m["source_compute"] for m in admin)

@@ -31,6 +31,10 @@ def ver(req: ApiRequest) -> APIVersion:
     return version_of(req.request.scope)
 
 
+_MIGRATION_HOST_FIELDS = ("source_compute", "source_node", "dest_compute", "dest_node",
+                          "dest_host")
+
+
 def _tgt(req: ApiRequest, project_id: str | None = None) -> dict[str, Any]:
     return {"project_id": project_id or req.ctx.project_id or "",
             "user_id": req.ctx.user_id or ""}
@@ -938,7 +942,12 @@ class ResourceRoutes:
         status = req.query.get("status")
         if status:
             migs = [mg for mg in migs if mg["status"] == status]
-        return {"migrations": [views.migration(mg, ver(req), req.base_url) for mg in migs]}
+        docs = [views.migration(mg, ver(req), req.base_url) for mg in migs]
+        if not req.allowed("os_compute_api:os-migrations:index:host", _tgt(req)):
+            # A project manager does not learn the cloud's hosts (Nova blanks them).
+            for doc in docs:
+                doc.update(dict.fromkeys(_MIGRATION_HOST_FIELDS))
+        return {"migrations": docs}
 
     async def extensions(self, req: ApiRequest) -> dict[str, Any]:
         return {"extensions": [_extension(n, a) for n, a in EXTENSIONS]}
