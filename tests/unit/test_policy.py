@@ -58,3 +58,57 @@ def test_override_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def test_parse_errors(bad: str) -> None:
     with pytest.raises(PolicyError):
         compile_rule(bad)
+
+
+def test_field_checks_read_the_target() -> None:
+    """Neutron's ``field:`` checks: shared networks, network-owned ports."""
+    p = Policy({"shared": "field:networks:shared=True",
+                "external": "field:networks:router:external=True",
+                "device": "field:port:device_owner=~^network:",
+                "get": "(role:reader and project_id:%(project_id)s) or rule:shared"})
+    assert p.check("shared", {}, {"shared": True})
+    assert not p.check("shared", {}, {"shared": False}) and not p.check("shared", {}, {})
+    assert p.check("external", {}, {"router:external": True})
+    assert p.check("device", {}, {"device_owner": "network:dhcp"})
+    assert not p.check("device", {}, {"device_owner": "compute:nova"})
+    other = {"roles": ["reader"], "project_id": "a"}
+    assert p.check("get", other, {"project_id": "b", "shared": True})
+    assert not p.check("get", other, {"project_id": "b", "shared": False})
+
+
+def test_service_defaults_follow_openstack() -> None:
+    """A few anchors of the compute/network/placement defaults (the whole table is in
+    tests/functional/test_tenancy_matrix.py): a reader reads, only a member writes."""
+    from onestack.compute.policies import ACTION_RULES
+    from onestack.compute.policies import RULES as NOVA
+    from onestack.network.policies import RULES as NEUTRON
+    from onestack.placement.policies import RULES as PLACEMENT
+
+    nova, neutron, placement = Policy(NOVA), Policy(NEUTRON), Policy(PLACEMENT)
+    reader = {"roles": ["reader"], "roles_lower": frozenset({"reader"}), "project_id": "p",
+              "user_id": "u"}
+    member = {"roles": ["member", "reader"], "project_id": "p", "user_id": "u"}
+    manager = {"roles": ["manager", "member", "reader"], "project_id": "p", "user_id": "u"}
+    admin = {"roles": ["admin"], "project_id": "x", "user_id": "a"}
+    own = {"project_id": "p", "user_id": "u"}
+    assert nova.check("os_compute_api:servers:show", reader, own)
+    assert not nova.check("os_compute_api:servers:create", reader, own)
+    assert nova.check("os_compute_api:servers:create", member, own)
+    assert not nova.check("os_compute_api:servers:create", member, {"project_id": "q"})
+    assert nova.check("os_compute_api:servers:create", admin, own)
+    migrate = ACTION_RULES["migrate"]
+    assert not nova.check(migrate, member, own) and nova.check(migrate, manager, own)
+    assert nova.check("os_compute_api:os-keypairs:create", reader, own)  # user-owned
+    assert all(rule in NOVA for rule in ACTION_RULES.values())
+    assert not neutron.check("create_network", reader, own)
+    assert neutron.check("create_network", member, own)
+    assert neutron.check("get_network", reader, own)
+    assert neutron.check("create_port", reader, {"project_id": "p", "shared": True,
+                                                 "network:project_id": "q"})
+    assert not neutron.check("create_subnet", member, {"project_id": "p", "shared": True,
+                                                       "network:project_id": "q"})
+    assert not neutron.check("get_quota", member, own) and neutron.check("get_quota",
+                                                                         manager, own)
+    assert not placement.check("placement:resource_providers:list", manager, own)
+    assert placement.check("placement:usages", reader, own)
+    assert not placement.check("placement:usages", reader, {"project_id": "q"})

@@ -92,6 +92,9 @@ class Service:
     state: dict[str, Any] = field(default_factory=dict)
     request_id_header: str = "x-openstack-request-id"
     auth_uri: str = ""
+    #: Run before every authenticated handler (raises an ``APIError`` to refuse the
+    #: request), e.g. compute's check of the project id in old-style URLs.
+    request_check: Callable[[ApiRequest], None] | None = None
 
 
 class ApiRequest:
@@ -197,13 +200,17 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
     async def asgi_endpoint(request: Request) -> Response:
         ctx: RequestContext = request.scope.get(CTX_KEY) or RequestContext()
         try:
-            if not public and not ctx.authenticated:
-                raise Unauthorized("The request you have made requires authentication.")
+            req = ApiRequest(request, ctx, service)
+            if not public:
+                if not ctx.authenticated:
+                    raise Unauthorized("The request you have made requires authentication.")
+                if service.request_check is not None:
+                    service.request_check(req)
             if request.path_params:
                 check_path(request.path_params)
             if request.scope["query_string"]:
                 check_query(request.query_params.multi_items())
-            result = await handler(ApiRequest(request, ctx, service))
+            result = await handler(req)
             # Rendered here too: a document that cannot be rendered is a fault body as well.
             if isinstance(result, Response):
                 response = result

@@ -5,6 +5,8 @@ A rule is an expression of checks joined by ``and``, ``or``, ``not`` and parenth
 * ``@`` always passes, ``!`` never does, an empty rule passes;
 * ``rule:NAME`` evaluates another rule;
 * ``role:NAME`` passes when the caller holds that role;
+* ``field:RESOURCE:FIELD=VALUE`` compares the target's FIELD with VALUE (``=~`` matches a
+  regular expression), as Neutron's ``field:networks:shared=True``;
 * ``KEY:VALUE`` compares a credential (``project_id``, ``user_id``, ``domain_id``,
   ``system_scope``, ``is_admin`` …) with VALUE, where VALUE may interpolate the target with
   ``%(name)s`` (dotted names reach into nested dicts); ``'literal':%(name)s`` compares a literal.
@@ -87,6 +89,8 @@ def _make_check(token: str) -> Check:
 
         return literal_check
     kind, match = token.split(":", 1)
+    if kind == "field" and ":" in match and "=" in match:
+        return _field_check(match)
     if kind == "rule":
         return lambda c, t, p: p.check_rule(match, c, t)
     if kind == "role":
@@ -97,13 +101,26 @@ def _make_check(token: str) -> Check:
                 value = _interpolate(match, t)
                 if value is _MISSING:
                     return False
-                return str(value).lower() in [r.lower() for r in c.get("roles", ())]
-            return lowered in [r.lower() for r in c.get("roles", ())]
+                return str(value).lower() in _roles(c)
+            return lowered in _roles(c)
 
         return role_check
 
+    whole = _INTERP_RE.fullmatch(match)
+    name = whole.group(1) if whole is not None else None
+    if "%(" not in match:
+        constant: object = match
+    else:
+        constant = None
+
     def generic_check(c: Creds, t: Target, p: Policy) -> bool:
-        value = _interpolate(match, t)
+        # ``project_id:%(project_id)s`` (the common case) is one lookup, no regex.
+        if name is not None:
+            value = _lookup(t, name)
+        elif constant is not None:
+            value = constant
+        else:
+            value = _interpolate(match, t)
         if value is _MISSING:
             return False
         have = _lookup(c, kind)
@@ -116,6 +133,40 @@ def _make_check(token: str) -> Check:
         return str(have) == str(value)
 
     return generic_check
+
+
+def _roles(creds: Creds) -> frozenset[str]:
+    """The caller's role names in lower case (precomputed by ``RequestContext``)."""
+    lowered = creds.get("roles_lower")
+    if lowered is None:
+        lowered = frozenset(str(r).lower() for r in creds.get("roles", ()))
+    return lowered  # type: ignore[no-any-return]
+
+
+def _field_check(spec: str) -> Check:
+    """``RESOURCE:FIELD=VALUE`` / ``RESOURCE:FIELD=~REGEX`` against the target."""
+    _resource, rest = spec.split(":", 1)
+    if "=~" in rest:
+        field, pattern = rest.split("=~", 1)
+        rx = re.compile(pattern)
+
+        def regex_check(c: Creds, t: Target, p: Policy) -> bool:
+            value = t.get(field)
+            return value is not None and rx.match(str(value)) is not None
+
+        return regex_check
+    field, wanted = rest.split("=", 1)
+    wanted_l = wanted.lower()
+
+    def equal_check(c: Creds, t: Target, p: Policy) -> bool:
+        value = t.get(field, _MISSING)
+        if value is _MISSING or value is None:
+            return False
+        if isinstance(value, bool):
+            return str(value).lower() == wanted_l
+        return str(value) == wanted
+
+    return equal_check
 
 
 class _Parser:
@@ -146,6 +197,10 @@ class _Parser:
             parts.append(self.and_expr())
         if len(parts) == 1:
             return parts[0]
+        if len(parts) == 2:
+            first, second = parts
+            return lambda c, t, p: first(c, t, p) or second(c, t, p)
+
         return lambda c, t, p: any(x(c, t, p) for x in parts)
 
     def and_expr(self) -> Check:
@@ -155,6 +210,10 @@ class _Parser:
             parts.append(self.not_expr())
         if len(parts) == 1:
             return parts[0]
+        if len(parts) == 2:
+            first, second = parts
+            return lambda c, t, p: first(c, t, p) and second(c, t, p)
+
         return lambda c, t, p: all(x(c, t, p) for x in parts)
 
     def not_expr(self) -> Check:
@@ -186,7 +245,13 @@ def compile_rule(text: str) -> Check:
 class Policy:
     """A named set of compiled rules with an optional operator override file."""
 
-    def __init__(self, defaults: Mapping[str, str], override_file: str | Path | None = None):
+    def __init__(self, defaults: Mapping[str, str], override_file: str | Path | None = None,
+                 denied: str = "You are not authorized to perform the requested action: "
+                               "{action}.",
+                 denied_kind: str = "PolicyNotAuthorized") -> None:
+        #: The 403 message (``{action}`` is the rule name) and error kind of the service.
+        self.denied = denied
+        self.denied_kind = denied_kind
         self.rules: dict[str, str] = dict(defaults)
         if override_file:
             path = Path(override_file)
@@ -210,7 +275,4 @@ class Policy:
     def enforce(self, action: str, creds: Creds, target: Target | None = None) -> None:
         """Raise Forbidden unless ``action`` is allowed."""
         if not self.check(action, creds, target):
-            raise Forbidden(
-                f"You are not authorized to perform the requested action: {action}.",
-                kind="PolicyNotAuthorized",
-            )
+            raise Forbidden(self.denied.format(action=action), kind=self.denied_kind)

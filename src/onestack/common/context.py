@@ -47,6 +47,8 @@ class RequestContext:
         return self.is_admin_internal or "admin" in self.roles
 
     def policy_creds(self) -> dict[str, Any]:
+        """The credentials policy rules see (``roles_lower``: the role names in lower case,
+        so each ``role:`` check is one set lookup)."""
         return {
             "user_id": self.user_id,
             "user_domain_id": self.user_domain_id,
@@ -55,12 +57,16 @@ class RequestContext:
             "domain_id": self.domain_id,
             "system_scope": self.system_scope,
             "roles": self.roles,
+            "roles_lower": frozenset(r.lower() for r in self.roles),
             "is_admin": self.is_admin_internal,
             "token": {"app_cred_id": self.app_cred_id},
         }
 
     @classmethod
     def admin(cls) -> RequestContext:
-        """An internal context for the cloud's own work (bootstrap, agents)."""
-        return cls(is_admin_internal=True, roles=["admin", "member", "reader"],
+        """An internal context for the cloud's own work (bootstrap, agents, one service
+        calling another): an admin holding the ``service`` role, as OpenStack's service
+        users do (rules such as Neutron's ``binding:profile`` are for services only)."""
+        return cls(is_admin_internal=True, roles=["admin", "manager", "member", "reader",
+                                                  "service"],
                    system_scope="all")

@@ -37,8 +37,14 @@ from onestack.common.timeutils import parse_isotime
 from onestack.compute import schemas, server_schemas, states, views
 from onestack.compute.api_resources import ResourceRoutes
 from onestack.compute.manager import ComputeManager, InstanceDict
-from onestack.compute.microversions import MAX_VERSION, MIN_VERSION, APIVersion, version_of
-from onestack.compute.policies import RULES
+from onestack.compute.microversions import (
+    MAX_VERSION,
+    MIN_VERSION,
+    APIVersion,
+    url_project,
+    version_of,
+)
+from onestack.compute.policies import ACTION_RULES, RULES
 
 LOG = logging.getLogger(__name__)
 
@@ -56,8 +62,16 @@ def nova_fault(err: APIError) -> tuple[dict[str, Any], str]:
     return {kind: {"code": err.status, "message": err.message}}, "application/json"
 
 
+def check_url_project(req: ApiRequest) -> None:
+    """A ``/v2.1/{project_id}/...`` URL must name the token's own project (Nova: 400)."""
+    project = url_project(req.request.scope)
+    if project is not None and project != req.ctx.project_id:
+        raise BadRequest(f"Malformed request URL: URL's project_id '{project}' doesn't match "
+                         f"Context's project_id '{req.ctx.project_id}'")
+
+
 def build_policy(policy_file: str | None) -> Policy:
-    return Policy(RULES, policy_file)
+    return Policy(RULES, policy_file, denied="Policy doesn't allow {action} to be performed.")
 
 
 def ver(req: ApiRequest) -> APIVersion:
@@ -106,7 +120,7 @@ class ComputeAPI(ResourceRoutes):
         #: Console token store (``onestack.console.tokens``); None: no remote consoles.
         self.console_tokens: Any = None
         self.service = Service(name="compute", routes=[], fault=nova_fault, policy=policy,
-                               auth_uri=auth_uri)
+                               auth_uri=auth_uri, request_check=check_url_project)
         self._add_routes()
         self.add_resource_routes()
 
@@ -116,13 +130,18 @@ class ComputeAPI(ResourceRoutes):
         self.service.routes.append(route(self.service, path, handler, methods, public))
 
     @staticmethod
-    def tgt(req: ApiRequest, project_id: str | None = None) -> dict[str, Any]:
+    def tgt(req: ApiRequest, project_id: str | None = None,
+            user_id: str | None = None) -> dict[str, Any]:
         return {"project_id": project_id or req.ctx.project_id or "",
-                "user_id": req.ctx.user_id or ""}
+                "user_id": user_id or req.ctx.user_id or ""}
 
-    async def _inst(self, req: ApiRequest, uuid: str | None = None) -> InstanceDict:
-        return await self.m.db.run(self.m.get_instance, req.ctx,
-                                   uuid or req.param("server_id"))
+    async def _inst(self, req: ApiRequest, rule: str | None = None) -> InstanceDict:
+        """The server of the URL (another project's is not found for a non-admin: 404),
+        then ``rule`` checked against it (403), as Nova orders them."""
+        inst = await self.m.db.run(self.m.get_instance, req.ctx, req.param("server_id"))
+        if rule is not None:
+            req.enforce(rule, self.tgt(req, inst["project_id"], inst["user_id"]))
+        return inst
 
     async def _cast(self, inst: InstanceDict, method: str, **kwargs: Any) -> None:
         """Cast to the instance's host agent (a down in-process host: nothing listens)."""
@@ -282,13 +301,15 @@ class ComputeAPI(ResourceRoutes):
         return {"version": self._version_doc(req.base_url)}
 
     # ------------------------------------------------------------------ list / show
-    def _list_filters(self, req: ApiRequest, v: APIVersion) -> dict[str, Any]:
+    def _list_filters(self, req: ApiRequest, v: APIVersion, detail: bool = True
+                      ) -> dict[str, Any]:
         q = req.query
         ctx = req.ctx
         filters: dict[str, Any] = {"project_id": ctx.project_id or ""}
         all_tenants = q.get("all_tenants")
         if all_tenants is not None and all_tenants.lower() not in ("0", "false", "off", "no"):
-            req.enforce("os_compute_api:servers:detail:get_all_tenants", self.tgt(req))
+            req.enforce("os_compute_api:servers:detail:get_all_tenants" if detail
+                        else "os_compute_api:servers:index:get_all_tenants", self.tgt(req))
             filters["project_id"] = None
         admin = ctx.is_admin
         if admin:
@@ -394,7 +415,7 @@ class ComputeAPI(ResourceRoutes):
         v = ver(req)
         req.enforce("os_compute_api:servers:detail" if detail
                     else "os_compute_api:servers:index", self.tgt(req))
-        filters = self._list_filters(req, v)
+        filters = self._list_filters(req, v, detail)
         limit = None
         if req.query.get("limit") is not None:
             limit = schemas.integer(req.query.get("limit"), "limit", 0)
@@ -732,6 +753,9 @@ class ComputeAPI(ResourceRoutes):
         assert self.network is not None
         sm = spec["system_metadata"]
         plan = self.network.plan_networks(req.ctx, srv.get("networks"), count)
+        for entry in plan:
+            if entry.get("external"):
+                self._external_attach(req, entry["network_id"])
         names = sm["security_groups"]
         sg_ids = None
         if plan or srv.get("security_groups") is not None:
@@ -739,6 +763,13 @@ class ComputeAPI(ResourceRoutes):
         sm["preserve_ports"] = [e["port_id"] for e in plan if e.get("port_id")]
         sm["port_count"] = len(plan)
         return plan, sg_ids
+
+    @staticmethod
+    def _external_attach(req: ApiRequest, net_id: str) -> None:
+        """Nova's ``network:attach_external_network`` (admins): 403 otherwise."""
+        if not req.allowed("network:attach_external_network", ComputeAPI.tgt(req)):
+            raise Forbidden(f"It is not allowed to create an interface on external network "
+                            f"{net_id}")
 
     def _allocate_all(self, ctx: Any, insts: list[InstanceDict], plan: list[dict[str, Any]],
                       sg_ids: list[str] | None) -> None:
@@ -761,8 +792,7 @@ class ComputeAPI(ResourceRoutes):
     # ------------------------------------------------------------------ update / delete
     async def update_server(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:servers:update", self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:servers:update")
         body = await req.json()
         srv = schemas.obj(body, "server")
         allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
@@ -827,8 +857,7 @@ class ComputeAPI(ResourceRoutes):
         handler = _ACTIONS.get(action)
         if handler is None:
             raise BadRequest(f"There is no such action: {action}")
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:servers:action", self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, ACTION_RULES[action])
         result = await getattr(self, handler)(req, inst, args)
         if isinstance(result, Response):
             return result
@@ -902,16 +931,13 @@ class ComputeAPI(ResourceRoutes):
         await req.run(self.m.unlock, req.ctx, inst["uuid"])
 
     async def a_reset_state(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        req.enforce("os_compute_api:os-admin-actions:reset_state",
-                    self.tgt(req, inst["project_id"]))
         st = args.get("state") if isinstance(args, dict) else None
         if st not in ("active", "error"):
             raise ValidationError("Invalid input for field/attribute state.")
         await req.run(self.m.reset_state, req.ctx, inst["uuid"], st)
 
     async def a_reset_network(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        req.enforce("os_compute_api:os-admin-actions:reset_state",
-                    self.tgt(req, inst["project_id"]))
+        """Nothing to inject: the network service configures guests (authorized above)."""
 
     async def a_console_output(self, req: ApiRequest, inst: InstanceDict,
                                args: Any) -> dict[str, Any]:
@@ -1054,9 +1080,10 @@ class ComputeAPI(ResourceRoutes):
         await self._move(req, inst, "resize", flavor)
 
     async def a_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        req.enforce("os_compute_api:os-migrate-server:migrate",
-                    self.tgt(req, inst["project_id"]))
         host = args.get("host") if isinstance(args, dict) else None
+        if host is not None:
+            req.enforce("os_compute_api:os-migrate-server:migrate:host",
+                        self.tgt(req, inst["project_id"]))
         await self._move(req, inst, "migrate", inst["flavor"], host)
 
     async def _move(self, req: ApiRequest, inst: InstanceDict, action: str,
@@ -1115,11 +1142,12 @@ class ComputeAPI(ResourceRoutes):
                          source_node=mig["source_node"])
 
     async def a_live_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        req.enforce("os_compute_api:os-migrate-server:migrate_live",
-                    self.tgt(req, inst["project_id"]))
         if not isinstance(args, dict) or "host" not in args or "block_migration" not in args:
             raise ValidationError("Invalid input for field/attribute os-migrateLive.")
         host = args.get("host")
+        if host is not None:
+            req.enforce("os_compute_api:os-migrate-server:migrate_live:host",
+                        self.tgt(req, inst["project_id"]))
         inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "os-migrateLive",
                              "migrating", None, (None,), True, "live-migration")
         mig = await req.run(self.m.create_migration, inst, host, None, "live-migration")
@@ -1204,8 +1232,6 @@ class ComputeAPI(ResourceRoutes):
                          image_id=image_id, offload=True)
 
     async def a_shelve_offload(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        req.enforce("os_compute_api:os-shelve:shelve_offload",
-                    self.tgt(req, inst["project_id"]))
         await self._simple(req, inst, "shelveOffload", "shelving_offloading",
                            "shelve_offload_instance")
 
@@ -1215,7 +1241,7 @@ class ComputeAPI(ResourceRoutes):
         if isinstance(args, dict) and v_ge(req, "2.77"):
             az = args.get("availability_zone")
             if v_ge(req, "2.91") and args.get("host"):
-                req.enforce("os_compute_api:os-migrate-server:migrate",
+                req.enforce("os_compute_api:os-shelve:unshelve_to_host",
                             self.tgt(req, inst["project_id"]))
                 host = args["host"]
                 if inst["vm_state"] != states.SHELVED_OFFLOADED:
@@ -1382,12 +1408,12 @@ class ComputeAPI(ResourceRoutes):
 
     # ------------------------------------------------------------------ sub-resources
     async def get_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:server-metadata:index")
         return {"metadata": inst["metadata"]}
 
     async def _set_meta(self, req: ApiRequest, replace: bool) -> dict[str, Any]:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:servers:update", self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:server-metadata:update_all" if replace
+                                else "os_compute_api:server-metadata:create")
         body = await req.json()
         meta = schemas.metadata(schemas.obj(body, "metadata"))
         out = await req.run(self.m.set_metadata, req.ctx, inst["uuid"], meta, replace)
@@ -1400,14 +1426,14 @@ class ComputeAPI(ResourceRoutes):
         return await self._set_meta(req, False)
 
     async def get_meta_item(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:server-metadata:show")
         key = req.param("key")
         if key not in inst["metadata"]:
             raise NotFound("Metadata item was not found")
         return {"meta": {key: inst["metadata"][key]}}
 
     async def set_meta_item(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:server-metadata:update")
         body = await req.json()
         meta = schemas.metadata(schemas.obj(body, "meta"), "meta")
         key = req.param("key")
@@ -1419,7 +1445,7 @@ class ComputeAPI(ResourceRoutes):
         return {"meta": meta}
 
     async def delete_meta_item(self, req: ApiRequest) -> Response:
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:server-metadata:delete")
         await req.run(self.m.delete_metadata, req.ctx, inst["uuid"], req.param("key"))
         return Response(status_code=204)
 
@@ -1429,12 +1455,12 @@ class ComputeAPI(ResourceRoutes):
 
     async def list_tags(self, req: ApiRequest) -> dict[str, Any]:
         self._tags_allowed(req)
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-server-tags:index")
         return {"tags": inst["tags"]}
 
     async def replace_tags(self, req: ApiRequest) -> dict[str, Any]:
         self._tags_allowed(req)
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-server-tags:update_all")
         body = await req.json()
         if not isinstance(body, dict) or "tags" not in body:
             raise ValidationError("Invalid input for field/attribute tags.")
@@ -1453,21 +1479,21 @@ class ComputeAPI(ResourceRoutes):
 
     async def delete_tags(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-server-tags:delete_all")
         self._tag_state(inst)
         await req.run(self.m.set_tags, req.ctx, inst["uuid"], [])
         return Response(status_code=204)
 
     async def check_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-server-tags:show")
         if req.param("tag") not in inst["tags"]:
             raise NotFound(f"Tag {req.param('tag')} not found")
         return Response(status_code=204)
 
     async def add_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-server-tags:update")
         tag = schemas.tag(req.param("tag"))
         self._tag_state(inst)
         existed = tag in inst["tags"]
@@ -1478,13 +1504,14 @@ class ComputeAPI(ResourceRoutes):
 
     async def delete_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-server-tags:delete")
         self._tag_state(inst)
         await req.run(self.m.set_tags, req.ctx, inst["uuid"], None, None, req.param("tag"))
         return Response(status_code=204)
 
     async def list_actions(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
+        await self._inst(req, "os_compute_api:os-instance-actions:list")
         actions = await req.run(self.m.instance_actions, req.ctx, req.param("server_id"))
         q = req.query
         if v >= "2.58":
@@ -1506,29 +1533,29 @@ class ComputeAPI(ResourceRoutes):
 
     async def show_action(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
+        await self._inst(req, "os_compute_api:os-instance-actions:show")
         a = await req.run(self.m.instance_action, req.ctx, req.param("server_id"),
                           req.param("request_id"))
         return {"instanceAction": views.instance_action(a, v, True, req.ctx.is_admin)}
 
-    async def _basic_ips(self, req: ApiRequest) -> dict[str, list[dict[str, Any]]]:
-        inst = await self._inst(req)
+    async def _basic_ips(self, req: ApiRequest, rule: str) -> dict[str, list[dict[str, Any]]]:
+        inst = await self._inst(req, rule)
         addrs = (await self._addresses(req, [inst["uuid"]])).get(inst["uuid"], {})
         return {net: [{"version": a["version"], "addr": a["addr"]} for a in entries]
                 for net, entries in addrs.items()}
 
     async def list_ips(self, req: ApiRequest) -> dict[str, Any]:
-        return {"addresses": await self._basic_ips(req)}
+        return {"addresses": await self._basic_ips(req, "os_compute_api:ips:index")}
 
     async def show_ips(self, req: ApiRequest) -> dict[str, Any]:
-        addrs = await self._basic_ips(req)
+        addrs = await self._basic_ips(req, "os_compute_api:ips:show")
         net = req.param("network")
         if net not in addrs:
             raise NotFound("Instance is not a member of specified network")
         return {net: addrs[net]}
 
     async def diagnostics(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:os-server-diagnostics", self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:os-server-diagnostics")
         if inst["vm_state"] == states.BUILDING or not inst["host"]:
             raise Conflict(f"Cannot 'get_diagnostics' instance {inst['uuid']} while it is in "
                            f"vm_state {inst['vm_state']}")
@@ -1539,17 +1566,17 @@ class ComputeAPI(ResourceRoutes):
         return {k: v for k, v in diag.items() if k in _DIAGNOSTICS_KEYS}
 
     async def get_password(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req)
+        await self._inst(req, "os_compute_api:os-server-password:show")
         return {"password": ""}
 
     async def clear_password(self, req: ApiRequest) -> Response:
-        await self._inst(req)
+        await self._inst(req, "os_compute_api:os-server-password:clear")
         return Response(status_code=204)
 
     async def remote_console(self, req: ApiRequest) -> dict[str, Any]:
         if ver(req) < "2.6":
             raise NotFound("The resource could not be found.")
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-remote-consoles")
         body = await req.json()
         rc = schemas.obj(body, "remote_console")
         protocol = rc.get("protocol")
@@ -1562,9 +1589,7 @@ class ComputeAPI(ResourceRoutes):
         return {"remote_console": {"protocol": protocol, "type": ctype, "url": url}}
 
     async def list_interfaces(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:os-attach-interfaces:list",
-                    self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:list")
         if self.network is None:
             return {"interfaceAttachments": []}
         ports = await req.run(self.network.interfaces, inst["uuid"])
@@ -1579,9 +1604,7 @@ class ComputeAPI(ResourceRoutes):
         return doc
 
     async def show_interface(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:os-attach-interfaces:show",
-                    self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:show")
         port_id = req.param("port_id")
         ports = ([] if self.network is None
                  else await req.run(self.network.interfaces, inst["uuid"]))
@@ -1599,9 +1622,7 @@ class ComputeAPI(ResourceRoutes):
                            f"vm_state {inst['vm_state']}")
 
     async def attach_interface(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:os-attach-interfaces:create",
-                    self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:create")
         if self.network is None:
             raise BadRequest("Network service is not available in this cloud.")
         body = await req.json()
@@ -1625,6 +1646,9 @@ class ComputeAPI(ResourceRoutes):
         if fixed and not net_id:
             raise BadRequest("Must input network_id when request IP address")
         self._iface_state(inst, "attach_interface")
+        if net_id and not req.ctx.is_admin and await req.run(self.network.is_external,
+                                                             req.ctx, net_id):
+            self._external_attach(req, net_id)
         sg_ids = None
         names = inst["system_metadata"].get("security_groups") or []
         if not port_id:
@@ -1667,9 +1691,7 @@ class ComputeAPI(ResourceRoutes):
                       port_cache=True)
 
     async def detach_interface(self, req: ApiRequest) -> Response:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:os-attach-interfaces:delete",
-                    self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:delete")
         port_id = req.param("port_id")
         if self.network is None:
             raise NotFound(f"Port {port_id} is not attached")
@@ -1685,15 +1707,15 @@ class ComputeAPI(ResourceRoutes):
         return Response(status_code=202)
 
     async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req)
+        await self._inst(req, "os_compute_api:os-volumes-attachments:index")
         return {"volumeAttachments": []}
 
     async def attach_volume(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req)
+        await self._inst(req, "os_compute_api:os-volumes-attachments:create")
         raise BadRequest("Volume service is not available in this cloud.")
 
     async def server_sgs(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
+        inst = await self._inst(req, "os_compute_api:os-security-groups:list")
         if self.network is not None:
             groups = await req.run(self.network.security_groups_of, inst["uuid"])
             if groups:
@@ -1704,8 +1726,7 @@ class ComputeAPI(ResourceRoutes):
             for n in inst["system_metadata"].get("security_groups") or []]}
 
     async def server_migrations(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req)
-        req.enforce("os_compute_api:servers:migrations", self.tgt(req, inst["project_id"]))
+        inst = await self._inst(req, "os_compute_api:servers:migrations:index")
         migs = await req.run(self.m.list_migrations, inst["uuid"])
         live = [mg for mg in migs if mg["migration_type"] == "live-migration"
                 and mg["status"] in ("queued", "preparing", "running", "post-migrating")]
@@ -1737,7 +1758,7 @@ class ComputeAPI(ResourceRoutes):
     async def topology(self, req: ApiRequest) -> dict[str, Any]:
         if ver(req) < "2.78":
             raise NotFound("The resource could not be found.")
-        await self._inst(req)
+        await self._inst(req, "compute:server:topology:index")
         return {"nodes": [], "pagesize_kb": None}
 
 

@@ -31,6 +31,10 @@ def ver(req: ApiRequest) -> APIVersion:
     return version_of(req.request.scope)
 
 
+_MIGRATION_HOST_FIELDS = ("source_compute", "source_node", "dest_compute", "dest_node",
+                          "dest_host")
+
+
 def _tgt(req: ApiRequest, project_id: str | None = None) -> dict[str, Any]:
     return {"project_id": project_id or req.ctx.project_id or "",
             "user_id": req.ctx.user_id or ""}
@@ -294,6 +298,7 @@ class ResourceRoutes:
         return {"flavor_access": [{"flavor_id": fid, "tenant_id": p} for p in projects]}
 
     async def list_specs(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("os_compute_api:os-flavor-extra-specs:index", _tgt(req))
         f = await req.run(self.m.get_flavor, req.ctx, req.param("flavor_id"))
         return {"extra_specs": f["extra_specs"]}
 
@@ -325,6 +330,7 @@ class ResourceRoutes:
         return {"extra_specs": specs}
 
     async def show_spec(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("os_compute_api:os-flavor-extra-specs:show", _tgt(req))
         f = await req.run(self.m.get_flavor, req.ctx, req.param("flavor_id"))
         key = req.param("key")
         if key not in f["extra_specs"]:
@@ -350,17 +356,20 @@ class ResourceRoutes:
         return Response(status_code=200)
 
     # ================================================================== keypairs
-    def _kp_user(self, req: ApiRequest, user_id: Any) -> str:
-        if user_id and user_id != req.ctx.user_id:
-            if ver(req) < "2.10":
-                return req.ctx.user_id or ""
-            req.enforce("os_compute_api:os-keypairs:other_user", _tgt(req))
-            return str(user_id)
-        return req.ctx.user_id or ""
+    def _kp_user(self, req: ApiRequest, user_id: Any, action: str) -> str:
+        """The keypairs' owner (another user's only for an admin, from 2.10) once
+        ``os_compute_api:os-keypairs:<action>`` allows it (keypairs belong to users: Nova
+        asks no project role)."""
+        user = req.ctx.user_id or ""
+        if user_id and user_id != req.ctx.user_id and ver(req) >= "2.10":
+            user = str(user_id)
+        req.enforce(f"os_compute_api:os-keypairs:{action}",
+                    {"project_id": req.ctx.project_id or "", "user_id": user})
+        return user
 
     async def list_keypairs(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
-        user = self._kp_user(req, req.query.get("user_id"))
+        user = self._kp_user(req, req.query.get("user_id"), "index")
         limit = marker = None
         if v >= "2.35":
             if req.query.get("limit") is not None:
@@ -397,18 +406,18 @@ class ResourceRoutes:
         ktype = kp.get("type", "ssh")
         if ktype not in ("ssh", "x509"):
             raise ValidationError("Invalid input for field/attribute type.")
-        user = self._kp_user(req, kp.get("user_id"))
+        user = self._kp_user(req, kp.get("user_id"), "create")
         created = await req.run(self.m.create_keypair, req.ctx, user, name, public_key, ktype)
         doc = views.keypair(created, v, created=True)
         return FastJSON({"keypair": doc}, status_code=201 if v >= "2.2" else 200)
 
     async def show_keypair(self, req: ApiRequest) -> dict[str, Any]:
-        user = self._kp_user(req, req.query.get("user_id"))
+        user = self._kp_user(req, req.query.get("user_id"), "show")
         kp = await req.run(self.m.get_keypair, user, req.param("name"))
         return {"keypair": views.keypair(kp, ver(req), full=True)}
 
     async def delete_keypair(self, req: ApiRequest) -> Response:
-        user = self._kp_user(req, req.query.get("user_id"))
+        user = self._kp_user(req, req.query.get("user_id"), "delete")
         await req.run(self.m.delete_keypair, user, req.param("name"))
         return Response(status_code=204 if ver(req) >= "2.2" else 202)
 
@@ -468,7 +477,7 @@ class ResourceRoutes:
 
     async def show_quota_detail(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
-        req.enforce("os_compute_api:os-quota-sets:show", _tgt(req, project))
+        req.enforce("os_compute_api:os-quota-sets:detail", _tgt(req, project))
         user = req.query.get("user_id")
         lim = await req.run(self.m.quota_limits, project, user)
         used = await req.run(self.m.quota_usage, project, user)
@@ -512,9 +521,7 @@ class ResourceRoutes:
 
     async def show_quota_class(self, req: ApiRequest) -> dict[str, Any]:
         name = req.param("name")
-        if not req.ctx.is_admin:
-            raise Forbidden("Policy doesn't allow os_compute_api:os-quota-class-sets:show to "
-                            "be performed.")
+        req.enforce("os_compute_api:os-quota-class-sets:show", _tgt(req))
         lim = await req.run(self.m.quota_class, name)
         return {"quota_class_set": self._quota_doc(lim, ver(req), name)}
 
@@ -819,6 +826,7 @@ class ResourceRoutes:
 
     # ================================================================== server groups
     async def list_groups(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("os_compute_api:os-server-groups:index", _tgt(req))
         q = req.query
         all_projects = q.get("all_projects", "").lower() in ("true", "1", "yes", "on", "")
         all_projects = all_projects and "all_projects" in q
@@ -830,6 +838,7 @@ class ResourceRoutes:
         return {"server_groups": [views.server_group(g, ver(req)) for g in groups]}
 
     async def create_group(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("os_compute_api:os-server-groups:create", _tgt(req))
         v = ver(req)
         body = await req.json()
         g = schemas.obj(body, "server_group")
@@ -866,9 +875,13 @@ class ResourceRoutes:
 
     async def show_group(self, req: ApiRequest) -> dict[str, Any]:
         g = await req.run(self.m.get_group, req.ctx, req.param("group_id"))
+        req.enforce("os_compute_api:os-server-groups:show", _tgt(req, g["project_id"]))
         return {"server_group": views.server_group(g, ver(req))}
 
     async def delete_group(self, req: ApiRequest) -> Response:
+        # Found first (another project's group is a 404), then authorized, as Nova does.
+        g = await req.run(self.m.get_group, req.ctx, req.param("group_id"))
+        req.enforce("os_compute_api:os-server-groups:delete", _tgt(req, g["project_id"]))
         await req.run(self.m.delete_group, req.ctx, req.param("group_id"))
         return Response(status_code=204)
 
@@ -916,15 +929,25 @@ class ResourceRoutes:
     # ================================================================== migrations
     async def list_migrations(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-migrations:index", _tgt(req))
+        project = req.query.get("project_id")
+        if not project or project != req.ctx.project_id:
+            # Nova: a project manager lists its own project's migrations only (asked for
+            # with ?project_id=<own>); all or another project's need this rule.
+            req.enforce("os_compute_api:os-migrations:index:all_projects", _tgt(req))
         migs = await req.run(self.m.list_migrations, req.query.get("instance_uuid"),
-                             req.query.get("project_id"))
+                             project)
         mtype = req.query.get("migration_type")
         if mtype:
             migs = [mg for mg in migs if mg["migration_type"] == mtype]
         status = req.query.get("status")
         if status:
             migs = [mg for mg in migs if mg["status"] == status]
-        return {"migrations": [views.migration(mg, ver(req), req.base_url) for mg in migs]}
+        docs = [views.migration(mg, ver(req), req.base_url) for mg in migs]
+        if not req.allowed("os_compute_api:os-migrations:index:host", _tgt(req)):
+            # A project manager does not learn the cloud's hosts (Nova blanks them).
+            for doc in docs:
+                doc.update(dict.fromkeys(_MIGRATION_HOST_FIELDS))
+        return {"migrations": docs}
 
     async def extensions(self, req: ApiRequest) -> dict[str, Any]:
         return {"extensions": [_extension(n, a) for n, a in EXTENSIONS]}

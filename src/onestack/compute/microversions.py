@@ -20,7 +20,9 @@ MIN_VERSION = "2.1"
 MAX_VERSION = "2.100"
 SCOPE_KEY = "onestack.compute.version"
 _VERSION_RE = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
-_PROJECT_SEGMENT = re.compile(r"^/v2(?:\.1)?/([0-9a-fA-F]{32}|[0-9a-fA-F-]{36})(/.*)?$")
+#: Nova routes ``/{project_id}/...`` for any ``[0-9a-f-]+`` segment (no collection name is
+#: made of hex digits only).
+_PROJECT_SEGMENT = re.compile(r"^/v2(?:\.1)?/([0-9a-f-]+)(/.*)?$")
 
 
 @total_ordering
@@ -161,3 +163,8 @@ class VersionLayer:
 
 def version_of(scope: Scope) -> APIVersion:
     return scope.get(SCOPE_KEY) or MIN
+
+
+def url_project(scope: Scope) -> str | None:
+    """The ``{project_id}`` segment of an old-style ``/v2.1/{project_id}/...`` URL."""
+    return scope.get(SCOPE_KEY + ".project")

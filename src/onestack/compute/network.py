@@ -244,8 +244,16 @@ class LocalNetwork:
                     if any(ip["ip_address"] == fixed_ip for ip in p["fixed_ips"]):
                         raise BadRequest(f"Fixed IP address {fixed_ip} is already in use on "
                                          f"instance {p['device_id']}.")
-            plan.append({"network_id": net_id, "fixed_ip": fixed_ip})
+            entry: dict[str, Any] = {"network_id": net_id, "fixed_ip": fixed_ip}
+            if net.get("router:external") and not net.get("shared"):
+                entry["external"] = True  # Nova: network:attach_external_network decides
+            plan.append(entry)
         return plan
+
+    def is_external(self, ctx: RequestContext, net_id: str) -> bool:
+        """An external, unshared network (attaching servers to it is for admins)."""
+        net = self._network(ctx, net_id)
+        return bool(net.get("router:external") and not net.get("shared"))
 
     def security_group_ids(self, ctx: RequestContext, names: list[str]) -> list[str]:
         """Group names (or ids) of ``ctx``'s project to ids; 400 for an unknown one."""

@@ -79,8 +79,8 @@ RULES: dict[str, str] = {
                                      "(role:reader and domain_id:%(target.group.domain_id)s)"),
     "identity:add_user_to_group": ADMIN,
     # roles
-    "identity:get_role": f"{ADMIN} or {SYSTEM_READER} or role:reader",
-    "identity:list_roles": f"{ADMIN} or {SYSTEM_READER} or role:reader",
+    "identity:get_role": f"{ADMIN} or {SYSTEM_READER}",
+    "identity:list_roles": f"{ADMIN} or {SYSTEM_READER}",
     "identity:create_role": ADMIN,
     "identity:update_role": ADMIN,
     "identity:delete_role": ADMIN,

@@ -12,6 +12,8 @@ PROJECT_MEMBER = "(role:member and project_id:%(project_id)s)"
 PROJECT_READER = "(role:reader and project_id:%(project_id)s)"
 ADMIN_OR_MEMBER = f"{ADMIN} or {PROJECT_MEMBER}"
 ANY_READER = f"{ADMIN} or role:reader or role:member"
+#: Glance lets members (not readers) download what they can see.
+ANY_MEMBER = f"{ADMIN} or role:member"
 
 RULES: dict[str, str] = {
     "context_is_admin": "role:admin or is_admin:1",
@@ -25,7 +27,7 @@ RULES: dict[str, str] = {
     "communitize_image": ADMIN_OR_MEMBER,
     "set_image_owner": ADMIN,
     "upload_image": ADMIN_OR_MEMBER,
-    "download_image": ANY_READER,
+    "download_image": ANY_MEMBER,
     "deactivate": ADMIN_OR_MEMBER,
     "reactivate": ADMIN_OR_MEMBER,
     "add_member": ADMIN_OR_MEMBER,
@@ -37,8 +39,9 @@ RULES: dict[str, str] = {
     "delete_image_tag": ADMIN_OR_MEMBER,
     "stage_image": ADMIN_OR_MEMBER,
     "import_image": ADMIN_OR_MEMBER,
-    "get_task": ANY_READER,
-    "get_tasks": ANY_READER,
+    # The tasks API is admin-only (Glance's tasks_api_access).
+    "get_task": ADMIN,
+    "get_tasks": ADMIN,
     "add_task": ADMIN,
     "get_image_tasks": ANY_READER,
     "delete_image_location": ADMIN,

@@ -105,7 +105,7 @@ def neutron_fault(err: APIError) -> tuple[dict[str, Any] | str, str]:
 
 
 def build_policy(policy_file: str | None) -> Policy:
-    return Policy(RULES, policy_file)
+    return Policy(RULES, policy_file, denied="rule:{action} is disallowed by policy")
 
 
 @dataclass
@@ -336,10 +336,7 @@ class NetworkAPI:
         return {"quota": await req.run(self.m.get_quota, req.ctx, req.param("project_id"))}
 
     async def default_quota(self, req: ApiRequest) -> dict[str, Any]:
-        pid = req.param("project_id")
-        if not req.ctx.is_admin and pid != req.ctx.project_id:
-            raise APIError("Only admin can view or configure quota of another project.",
-                           status=403, kind="AdminRequired")
+        self.m._quota_target(req.ctx, req.param("project_id"))
         return {"quota": self.m.default_quota()}
 
     async def quota_details(self, req: ApiRequest) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from onestack.drivers.network.base import NetworkDriver
 from onestack.drivers.network.noop import NoopDriver
 from onestack.network import ipam, views
 from onestack.network import schemas as sc
+from onestack.network.authz import Authorizer, network_target, on_network_target, owned_target
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -384,6 +385,7 @@ class NetworkManager:
         self.db = db
         self.settings = settings
         self.policy = policy
+        self.authz = Authorizer(policy)
         self.driver = driver or NoopDriver()
         self.host = settings.network_host or socket.gethostname()
         self.flat_networks = {p.strip() for p in settings.network_flat_networks.split(",")
@@ -445,19 +447,64 @@ class NetworkManager:
     def _enforce(self, ctx: RequestContext, action: str, target: dict[str, Any]) -> None:
         self.policy.enforce(action, ctx.policy_creds(), target)
 
-    def _owner_for_create(self, ctx: RequestContext, body: dict[str, Any]) -> str:
+    def _owner_for_create(self, ctx: RequestContext, body: dict[str, Any],
+                          resource: str | None = None) -> str:
+        """The new resource's project; with ``resource``, ``create_<resource>`` checked."""
         project = sc.project_of(body, ctx.project_id)
         if project is None:
             raise sc.bad("'project_id' is required (the token has no project scope).")
+        if resource is not None:
+            self.authz.create(ctx, resource, {"project_id": project, "tenant_id": project})
         if project != ctx.project_id and not ctx.is_admin:
             raise Forbidden("You are not authorized to create a resource for another "
                             "project.", kind="PolicyNotAuthorized")
         return project
 
-    def _check_owner(self, ctx: RequestContext, row: Any) -> None:
-        if not ctx.is_admin and row.project_id != ctx.project_id:
-            raise Forbidden("The request you have made requires authorization: you do not "
-                            "own this resource.", kind="PolicyNotAuthorized")
+    def _on_network_create(self, ctx: RequestContext, resource: str, project: str,
+                           net: t.Network) -> None:
+        """A port or subnet on ``net``: another project's unshared network is not found
+        (Neutron hides it), then ``create_<resource>`` decides (network owner, shared)."""
+        if not ctx.is_admin and not net.shared and net.project_id != project:
+            raise not_found(t.Network, net.id)
+        self.authz.create(ctx, resource, {
+            "project_id": project, "tenant_id": project, "network_id": net.id,
+            "network:project_id": net.project_id, "shared": bool(net.shared),
+            "router:external": bool(net.external)})
+
+    def _change(self, ctx: RequestContext, action: str, resource: str, target: dict[str, Any],
+                model: Any) -> None:
+        """``action`` on a found row: 403 when refused but readable, else 404."""
+        self.authz.change(ctx, action, resource, target, not_found(model, target["id"]))
+
+    def _readable(self, s: Session, ctx: RequestContext, row: Any) -> Any:
+        """``row`` once ``get_<resource>`` lets the caller read it (404 otherwise, as
+        Neutron's show). The owner's own row passes without reading its network."""
+        name, target = self._row_target(s, ctx, row, with_network=False)
+        if not self.authz.allowed(ctx, f"get_{name}", target):
+            if isinstance(row, t.Subnet | t.Port):
+                name, target = self._row_target(s, ctx, row)
+            if not self.authz.allowed(ctx, f"get_{name}", target):
+                raise not_found(type(row), row.id)
+        return row
+
+    def _row_target(self, s: Session, ctx: RequestContext, row: Any,
+                    with_network: bool = True) -> tuple[str, dict[str, Any]]:
+        """The policy resource name and target of a row of any taggable model. A port's or
+        subnet's network is read for every caller but an admin (an admin passes every rule;
+        for the others it is often in the session already, loaded by the visibility
+        check)."""
+        if isinstance(row, t.Network):
+            return "network", network_target(row)
+        if isinstance(row, t.Subnet | t.Port):
+            name = "subnet" if isinstance(row, t.Subnet) else "port"
+            net = None if ctx.is_admin or not with_network else s.get(t.Network,
+                                                                       row.network_id)
+            return name, on_network_target(row, net)
+        if isinstance(row, t.SubnetPool):
+            return "subnetpool", owned_target(row, shared=bool(row.shared))
+        if isinstance(row, t.SecurityGroup):
+            return "security_group", owned_target(row, shared=False)
+        return {t.Router: "router", t.FloatingIP: "floatingip"}[type(row)], owned_target(row)
 
     @staticmethod
     def _check_revision(row: Any, revision: int | None) -> None:
@@ -681,7 +728,8 @@ class NetworkManager:
 
     def get_network(self, ctx: RequestContext, net_id: str) -> dict[str, Any]:
         def run(s: Session) -> dict[str, Any]:
-            return self._network_views(s, ctx, [self._visible_net(s, ctx, net_id)])[0]
+            return self._network_views(
+                s, ctx, [self._readable(s, ctx, self._visible_net(s, ctx, net_id))])[0]
         return self._read(run)
 
     def create_networks(self, ctx: RequestContext, bodies: list[dict[str, Any]]
@@ -698,7 +746,7 @@ class NetworkManager:
     def _create_network(self, s: Session, ctx: RequestContext, body: dict[str, Any]
                         ) -> t.Network:
         sc.check_keys(body, sc.NETWORK_KEYS, "network")
-        project = self._owner_for_create(ctx, body)
+        project = self._owner_for_create(ctx, body, "network")
         for key, action in (("shared", "create_network:shared"),
                             ("router:external", "create_network:router:external"),
                             ("is_default", "create_network:is_default")):
@@ -845,7 +893,7 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.NETWORK_KEYS, "network")
             net = self._visible_net(s, ctx, net_id)
-            self._check_owner(ctx, net)
+            self._change(ctx, "update_network", "network", network_target(net), t.Network)
             self._check_revision(net, revision)
             for key in ("provider:network_type", "provider:physical_network",
                         "provider:segmentation_id", "segments"):
@@ -914,7 +962,7 @@ class NetworkManager:
                        revision: int | None = None) -> None:
         def run(s: Session) -> None:
             net = self._visible_net(s, ctx, net_id)
-            self._check_owner(ctx, net)
+            self._change(ctx, "delete_network", "network", network_target(net), t.Network)
             self._check_revision(net, revision)
             for fip in list(s.execute(select(t.FloatingIP).where(
                     t.FloatingIP.floating_network_id == net.id,
@@ -955,7 +1003,8 @@ class NetworkManager:
         return self._read(run)
 
     def get_subnet(self, ctx: RequestContext, sid: str) -> dict[str, Any]:
-        return self._read(lambda s: self._subnet_views(s, [self._visible_subnet(s, ctx, sid)])[0])
+        return self._read(lambda s: self._subnet_views(
+            s, [self._readable(s, ctx, self._visible_subnet(s, ctx, sid))])[0])
 
     def create_subnets(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                        ) -> list[dict[str, Any]]:
@@ -976,9 +1025,7 @@ class NetworkManager:
                          "specified")
         net = self._visible_net(s, ctx, sc.to_str(body["network_id"], "network_id") or "")
         project = self._owner_for_create(ctx, body)
-        if not ctx.is_admin and net.project_id != ctx.project_id:
-            raise Forbidden(f"Tenant {ctx.project_id} not allowed to create subnet on this "
-                            "network", kind="PolicyNotAuthorized")
+        self._on_network_create(ctx, "subnet", project, net)
         if body.get("segment_id") is not None:
             raise sc.bad("Segments are not supported.", "InvalidInput")
         self._check_quota(s, project, "subnet")
@@ -1158,7 +1205,7 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.SUBNET_KEYS, "subnet")
             sub = self._visible_subnet(s, ctx, sid)
-            self._check_owner(ctx, sub)
+            self._change(ctx, "update_subnet", *self._row_target(s, ctx, sub), t.Subnet)
             self._check_revision(sub, revision)
             for ro in ("cidr", "ip_version", "network_id", "subnetpool_id", "prefixlen",
                        "ipv6_ra_mode", "ipv6_address_mode", "project_id", "tenant_id"):
@@ -1209,7 +1256,7 @@ class NetworkManager:
     def delete_subnet(self, ctx: RequestContext, sid: str, revision: int | None = None) -> None:
         def run(s: Session) -> None:
             sub = self._visible_subnet(s, ctx, sid)
-            self._check_owner(ctx, sub)
+            self._change(ctx, "delete_subnet", *self._row_target(s, ctx, sub), t.Subnet)
             self._check_revision(sub, revision)
             stmt = select(func.count()).select_from(t.IPAllocation).join(
                 t.Port, t.Port.id == t.IPAllocation.port_id).where(
@@ -1244,7 +1291,7 @@ class NetworkManager:
             pool = s.get(t.SubnetPool, pid)
             if pool is None or not self._pool_visible(ctx, pool):
                 raise not_found(t.SubnetPool, pid)
-            return self._pool_views(s, [pool])[0]
+            return self._pool_views(s, [self._readable(s, ctx, pool)])[0]
         return self._read(run)
 
     @staticmethod
@@ -1294,7 +1341,7 @@ class NetworkManager:
     def _create_pool(self, s: Session, ctx: RequestContext, body: dict[str, Any]
                      ) -> t.SubnetPool:
         sc.check_keys(body, sc.SUBNETPOOL_KEYS, "subnetpool")
-        project = self._owner_for_create(ctx, body)
+        project = self._owner_for_create(ctx, body, "subnetpool")
         if "prefixes" not in body:
             raise sc.bad("Failed to parse request. Required attribute 'prefixes' not "
                          "specified")
@@ -1333,7 +1380,7 @@ class NetworkManager:
             pool = s.get(t.SubnetPool, pid)
             if pool is None or not self._pool_visible(ctx, pool):
                 raise not_found(t.SubnetPool, pid)
-            self._check_owner(ctx, pool)
+            self._change(ctx, "update_subnetpool", *self._row_target(s, ctx, pool), t.SubnetPool)
             self._check_revision(pool, revision)
             if "prefixes" in body:
                 nets = self._prefixes(body["prefixes"])
@@ -1373,7 +1420,7 @@ class NetworkManager:
             pool = s.get(t.SubnetPool, pid)
             if pool is None or not self._pool_visible(ctx, pool):
                 raise not_found(t.SubnetPool, pid)
-            self._check_owner(ctx, pool)
+            self._change(ctx, "delete_subnetpool", *self._row_target(s, ctx, pool), t.SubnetPool)
             self._check_revision(pool, revision)
             if s.execute(select(t.Subnet.id).where(t.Subnet.subnetpool_id == pid)).first():
                 raise conflict(f"Unable to delete subnet pool: {pid}: subnets use it.",
@@ -1449,7 +1496,8 @@ class NetworkManager:
         return self._read(run)
 
     def get_security_group(self, ctx: RequestContext, gid: str) -> dict[str, Any]:
-        return self._read(lambda s: self._sg_views(s, [self._get_sg(s, ctx, gid)])[0])
+        return self._read(lambda s: self._sg_views(
+            s, [self._readable(s, ctx, self._get_sg(s, ctx, gid))])[0])
 
     def create_security_groups(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                                ) -> list[dict[str, Any]]:
@@ -1457,7 +1505,7 @@ class NetworkManager:
             rows = []
             for body in bodies:
                 sc.check_keys(body, sc.SECURITY_GROUP_KEYS, "security_group")
-                project = self._owner_for_create(ctx, body)
+                project = self._owner_for_create(ctx, body, "security_group")
                 self._ensure_default_sg(s, project)
                 name = sc.to_str(body.get("name", ""), "name") or ""
                 if name == "default":
@@ -1483,6 +1531,8 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.SECURITY_GROUP_KEYS, "security_group")
             sg = self._get_sg(s, ctx, gid)
+            self._change(ctx, "update_security_group", *self._row_target(s, ctx, sg),
+                         t.SecurityGroup)
             self._check_revision(sg, revision)
             if "name" in body:
                 name = sc.to_str(body["name"], "name") or ""
@@ -1510,6 +1560,8 @@ class NetworkManager:
                               revision: int | None = None) -> None:
         def run(s: Session) -> None:
             sg = self._get_sg(s, ctx, gid)
+            self._change(ctx, "delete_security_group", *self._row_target(s, ctx, sg),
+                         t.SecurityGroup)
             self._check_revision(sg, revision)
             default = s.get(t.DefaultSecurityGroup, sg.project_id)
             if default is not None and default.security_group_id == sg.id:
@@ -1596,7 +1648,16 @@ class NetworkManager:
         if "security_group_id" not in body:
             raise sc.bad("Failed to parse request. Required attribute 'security_group_id' not "
                          "specified")
-        sg = self._get_sg(s, ctx, str(body["security_group_id"]))
+        gid = str(body["security_group_id"])
+        found = s.get(t.SecurityGroup, gid)
+        if found is None:
+            raise not_found(t.SecurityGroup, gid)
+        # Neutron's rule names the group's owner (sg_owner): another project's group is
+        # refused (403) before it is looked up as the caller.
+        self.authz.create(ctx, "security_group_rule", {
+            "project_id": sc.project_of(body, ctx.project_id) or found.project_id,
+            "security_group:project_id": found.project_id})
+        sg = self._get_sg(s, ctx, gid)
         project = sc.project_of(body, sg.project_id) or sg.project_id
         if project != sg.project_id and not ctx.is_admin:
             raise Forbidden("Not allowed to create a rule for another project.",
@@ -1683,6 +1744,10 @@ class NetworkManager:
                                    revision: int | None = None) -> None:
         def run(s: Session) -> str:
             rule, sg = self._visible_rule(s, ctx, rid)
+            self._change(ctx, "delete_security_group_rule", "security_group_rule", {
+                "id": rule.id, "project_id": rule.project_id,
+                "security_group:project_id": sg.project_id if sg is not None else ""},
+                t.SecurityGroupRule)
             s.delete(rule)
             if sg is not None:
                 self._touch(sg)
@@ -1709,8 +1774,8 @@ class NetworkManager:
         return self._read(run)
 
     def get_port(self, ctx: RequestContext, pid: str) -> dict[str, Any]:
-        return self._read(lambda s: self._port_views(s, ctx,
-                                                     [self._visible_port(s, ctx, pid)])[0])
+        return self._read(lambda s: self._port_views(
+            s, ctx, [self._readable(s, ctx, self._visible_port(s, ctx, pid))])[0])
 
     def create_ports(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                      ) -> list[dict[str, Any]]:
@@ -1920,11 +1985,13 @@ class NetworkManager:
             w, ctx, sc.to_str(body["network_id"], "network_id") or "", likely_project)
         project = self._owner_for_create(ctx, body) if not internal else (
             sc.project_of(body, ctx.project_id) or "")
+        if not internal:
+            self._on_network_create(ctx, "port", project, net)
         device_owner = sc.to_str(body.get("device_owner", ""), "device_owner") or ""
-        if (not internal and device_owner.startswith("network:") and not ctx.is_admin
-                and net.project_id != ctx.project_id):
-            raise Forbidden("(rule:create_port and rule:create_port:device_owner) is "
-                            "disallowed by policy", kind="PolicyNotAuthorized")
+        if not internal:
+            self.authz.attributes(ctx, "create_port", body, {
+                "project_id": project, "network:project_id": net.project_id,
+                "shared": bool(net.shared), "device_owner": device_owner})
         self._check_port_quota(w, project)
         port = self._stamp(_PortRow(id=str(uuid.uuid4()), network_id=net.id,
                                     project_id=project))
@@ -1990,9 +2057,6 @@ class NetworkManager:
 
     def _set_binding(self, port: t.Port, body: dict[str, Any], ctx: RequestContext,
                      internal: bool) -> None:
-        binding_keys = [k for k in ("binding:host_id", "binding:profile") if k in body]
-        if binding_keys and not internal:
-            self._enforce(ctx, "create_port:binding:host_id", {"project_id": port.project_id})
         if "binding:vnic_type" in body:
             vnic = body["binding:vnic_type"]
             if vnic not in sc.VNIC_TYPES:
@@ -2296,6 +2360,9 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.PORT_KEYS, "port")
             port = self._visible_port(s, ctx, pid)
+            target = self._row_target(s, ctx, port)[1]
+            self._change(ctx, "update_port", "port", target, t.Port)
+            self.authz.attributes(ctx, "update_port", body, target)
             self._check_revision(port, revision)
             for ro in ("network_id", "project_id", "tenant_id"):
                 if ro in body and body[ro] != getattr(port, ro if ro != "tenant_id"
@@ -2318,7 +2385,6 @@ class NetworkManager:
         if "admin_state_up" in body:
             port.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
         if "mac_address" in body and body["mac_address"] != port.mac_address:
-            self._enforce(ctx, "update_port:mac_address", {"project_id": port.project_id})
             mac = body["mac_address"]
             if not ipam.valid_mac(mac):
                 raise sc.invalid("mac_address", mac, f"'{mac}' is not a valid MAC address")
@@ -2384,9 +2450,6 @@ class NetworkManager:
                                "AddressPairAndPortSecurityRequired")
         if "binding:vnic_type" in body or "binding:profile" in body or \
                 "binding:host_id" in body:
-            if "binding:host_id" in body or "binding:profile" in body:
-                self._enforce(ctx, "update_port:binding:host_id",
-                              {"project_id": port.project_id})
             self._set_binding(port, body, ctx, True)
         if "tags" in body:
             self._replace_tags(s, port.id, body["tags"])
@@ -2395,6 +2458,8 @@ class NetworkManager:
                     internal: bool = False) -> None:
         def run(s: Session) -> dict[str, Any]:
             port = self._visible_port(s, ctx, pid)
+            if not internal:
+                self._change(ctx, "delete_port", *self._row_target(s, ctx, port), t.Port)
             self._check_revision(port, revision)
             if not internal and port.device_owner in (ROUTER_INTERFACE, ROUTER_GATEWAY,
                                                       FLOATINGIP_OWNER):
@@ -2429,7 +2494,7 @@ class NetworkManager:
 
     def get_router(self, ctx: RequestContext, rid: str) -> dict[str, Any]:
         return self._read(lambda s: self._router_views(
-            s, ctx, [self._owned(s, ctx, t.Router, rid)])[0])
+            s, ctx, [self._readable(s, ctx, self._owned(s, ctx, t.Router, rid))])[0])
 
     def create_routers(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                        ) -> list[dict[str, Any]]:
@@ -2437,7 +2502,7 @@ class NetworkManager:
             rows = []
             for body in bodies:
                 sc.check_keys(body, sc.ROUTER_KEYS, "router")
-                project = self._owner_for_create(ctx, body)
+                project = self._owner_for_create(ctx, body, "router")
                 self._check_quota(s, project, "router")
                 r = self._stamp(t.Router(id=str(uuid.uuid4()), project_id=project))
                 r.name = sc.to_str(body.get("name", ""), "name") or ""
@@ -2552,6 +2617,7 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.ROUTER_KEYS, "router")
             r = self._owned(s, ctx, t.Router, rid)
+            self._change(ctx, "update_router", "router", owned_target(r), t.Router)
             self._check_revision(r, revision)
             if "name" in body:
                 r.name = sc.to_str(body["name"], "name") or ""
@@ -2598,6 +2664,7 @@ class NetworkManager:
     def delete_router(self, ctx: RequestContext, rid: str, revision: int | None = None) -> None:
         def run(s: Session) -> None:
             r = self._owned(s, ctx, t.Router, rid)
+            self._change(ctx, "delete_router", "router", owned_target(r), t.Router)
             self._check_revision(r, revision)
             if self._router_interfaces(s, rid):
                 raise conflict(f"Router {rid} still has ports", "RouterInUse")
@@ -2619,6 +2686,7 @@ class NetworkManager:
             if not isinstance(body, dict):
                 raise sc.bad("Bad router request: body must be an object.")
             r = self._owned(s, ctx, t.Router, rid)
+            self._change(ctx, "add_router_interface", "router", owned_target(r), t.Router)
             sid, pid = body.get("subnet_id"), body.get("port_id")
             if sid and pid:
                 raise sc.bad("Bad router request: Cannot specify both subnet-id and port-id",
@@ -2696,6 +2764,7 @@ class NetworkManager:
             if not isinstance(body, dict):
                 raise sc.bad("Bad router request: body must be an object.")
             r = self._owned(s, ctx, t.Router, rid)
+            self._change(ctx, "remove_router_interface", "router", owned_target(r), t.Router)
             sid, pid = body.get("subnet_id"), body.get("port_id")
             if not sid and not pid:
                 raise sc.bad("Bad router request: Either subnet_id or port_id must be "
@@ -2761,7 +2830,7 @@ class NetworkManager:
 
     def get_floatingip(self, ctx: RequestContext, fid: str) -> dict[str, Any]:
         return self._read(lambda s: self._fip_views(
-            s, [self._owned(s, ctx, t.FloatingIP, fid)])[0])
+            s, [self._readable(s, ctx, self._owned(s, ctx, t.FloatingIP, fid))])[0])
 
     def create_floatingips(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                            ) -> list[dict[str, Any]]:
@@ -2777,7 +2846,7 @@ class NetworkManager:
         if not body.get("floating_network_id"):
             raise sc.bad("Failed to parse request. Required attribute 'floating_network_id' "
                          "not specified")
-        project = self._owner_for_create(ctx, body)
+        project = self._owner_for_create(ctx, body, "floatingip")
         net_id = str(body["floating_network_id"])
         net = s.get(t.Network, net_id)
         if net is None or not self._net_visible(ctx, net):
@@ -2888,6 +2957,8 @@ class NetworkManager:
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.FLOATINGIP_KEYS, "floatingip")
             fip = self._owned(s, ctx, t.FloatingIP, fid)
+            self._change(ctx, "update_floatingip", "floatingip", owned_target(fip),
+                         t.FloatingIP)
             self._check_revision(fip, revision)
             for ro in ("floating_network_id", "floating_ip_address", "subnet_id"):
                 if ro in body and body[ro] != getattr(fip, ro, None):
@@ -2914,6 +2985,8 @@ class NetworkManager:
                           revision: int | None = None) -> None:
         def run(s: Session) -> None:
             fip = self._owned(s, ctx, t.FloatingIP, fid)
+            self._change(ctx, "delete_floatingip", "floatingip", owned_target(fip),
+                         t.FloatingIP)
             self._check_revision(fip, revision)
             port = s.get(t.Port, fip.floating_port_id)
             s.execute(delete(t.Tag).where(t.Tag.resource_id == fid))
@@ -2925,7 +2998,8 @@ class NetworkManager:
 
     # ================================================================== tags
     def _taggable(self, s: Session, ctx: RequestContext, resource: str, rid: str,
-                  write: bool) -> Any:
+                  action: str) -> Any:
+        """The tagged row the caller may see, then ``<action>_<resource>:tags`` (403)."""
         model = TAGGABLE.get(resource)
         if model is None:
             raise NotFound(f"Resource {resource} does not support tags.", kind="NotFound")
@@ -2941,13 +3015,15 @@ class NetworkManager:
                 raise not_found(t.SubnetPool, rid)
         else:
             row = self._owned(s, ctx, model, rid)
-        if write:
-            self._check_owner(ctx, row)
+        name, target = self._row_target(s, ctx, row)
+        rule = f"{action}_{name}:tags"
+        if not self.authz.allowed(ctx, rule, target):
+            raise self.authz.denied(rule)
         return row
 
     def get_tags(self, ctx: RequestContext, resource: str, rid: str) -> list[str]:
         def run(s: Session) -> list[str]:
-            self._taggable(s, ctx, resource, rid, False)
+            self._taggable(s, ctx, resource, rid, "get")
             return self._tags(s, [rid])[rid]
         return self._read(run)
 
@@ -2958,7 +3034,7 @@ class NetworkManager:
                  revision: int | None = None) -> list[str]:
         """Replace every tag of a resource."""
         def run(s: Session) -> list[str]:
-            row = self._taggable(s, ctx, resource, rid, True)
+            row = self._taggable(s, ctx, resource, rid, "update")
             self._check_revision(row, revision)
             clean = self._valid_tags(tags)
             s.execute(delete(t.Tag).where(t.Tag.resource_id == rid))
@@ -2971,7 +3047,7 @@ class NetworkManager:
     def add_tag(self, ctx: RequestContext, resource: str, rid: str, tag: str,
                 revision: int | None = None) -> None:
         def run(s: Session) -> None:
-            row = self._taggable(s, ctx, resource, rid, True)
+            row = self._taggable(s, ctx, resource, rid, "update")
             self._check_revision(row, revision)
             self._valid_tags([tag])
             if s.get(t.Tag, (rid, tag)) is None:
@@ -2982,7 +3058,7 @@ class NetworkManager:
     def delete_tag(self, ctx: RequestContext, resource: str, rid: str, tag: str | None,
                    revision: int | None = None) -> None:
         def run(s: Session) -> None:
-            row = self._taggable(s, ctx, resource, rid, True)
+            row = self._taggable(s, ctx, resource, rid, "delete")
             self._check_revision(row, revision)
             if tag is None:
                 s.execute(delete(t.Tag).where(t.Tag.resource_id == rid))
@@ -2997,9 +3073,13 @@ class NetworkManager:
 
     # ================================================================== quotas
     def _quota_target(self, ctx: RequestContext, project_id: str) -> None:
-        if not ctx.is_admin and project_id != ctx.project_id:
-            raise Forbidden("Only admin can view or configure quota of another project.",
-                            kind="AdminRequired")
+        """Another project's quota needs ``get_quota`` (Neutron checks it against the
+        caller's own project: admins and project managers)."""
+        if project_id != ctx.project_id:
+            self._quota_rule(ctx, "get_quota")
+
+    def _quota_rule(self, ctx: RequestContext, action: str) -> None:
+        self._enforce(ctx, action, {"project_id": ctx.project_id or ""})
 
     def get_quota(self, ctx: RequestContext, project_id: str) -> dict[str, int]:
         self._quota_target(ctx, project_id)
@@ -3018,8 +3098,7 @@ class NetworkManager:
         return self._read(run)
 
     def list_quotas(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        if not ctx.is_admin:
-            raise Forbidden("Only admin can list quotas.", kind="AdminRequired")
+        self._quota_rule(ctx, "get_quota")
 
         def run(s: Session) -> list[dict[str, Any]]:
             projects = sorted(set(s.execute(select(t.Quota.project_id)).scalars()))
@@ -3032,8 +3111,7 @@ class NetworkManager:
         return self._read(run)
 
     def update_quota(self, ctx: RequestContext, project_id: str, body: Any) -> dict[str, int]:
-        if not ctx.is_admin:
-            raise Forbidden("Only admin can update quotas.", kind="AdminRequired")
+        self._quota_rule(ctx, "update_quota")
         if not isinstance(body, dict):
             raise sc.bad("Invalid input for quota: a 'quota' object is required.")
         changes = {}
@@ -3056,8 +3134,7 @@ class NetworkManager:
         return self._tx(run)
 
     def delete_quota(self, ctx: RequestContext, project_id: str) -> None:
-        if not ctx.is_admin:
-            raise Forbidden("Only admin can reset quotas.", kind="AdminRequired")
+        self._quota_rule(ctx, "delete_quota")
 
         def run(s: Session) -> None:
             s.execute(delete(t.Quota).where(t.Quota.project_id == project_id))
@@ -3116,22 +3193,19 @@ class NetworkManager:
                            isotime(row.started_at))
 
     def list_agents(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        if not ctx.is_admin:
+        if not self.authz.allowed(ctx, "get_agent", {}):
             return []
         return self._read(lambda s: [self._agent_view(a) for a in s.execute(
             select(t.Agent).order_by(t.Agent.agent_type)).scalars()])
 
     def get_agent(self, ctx: RequestContext, aid: str) -> dict[str, Any]:
-        if not ctx.is_admin:
-            raise Forbidden("(rule:get_agent) is disallowed by policy",
-                            kind="PolicyNotAuthorized")
+        # Neutron hides what its policy does not let the caller read: 404.
+        self._change(ctx, "get_agent", "agent", {"id": aid}, t.Agent)
         return self._read(lambda s: self._agent_view(self._get(s, t.Agent, aid)))
 
     def update_agent(self, ctx: RequestContext, aid: str, body: dict[str, Any]
                      ) -> dict[str, Any]:
-        if not ctx.is_admin:
-            raise Forbidden("(rule:update_agent) is disallowed by policy",
-                            kind="PolicyNotAuthorized")
+        self._change(ctx, "update_agent", "agent", {"id": aid}, t.Agent)
         sc.check_keys(body, ("admin_state_up", "description"), "agent")
 
         def run(s: Session) -> dict[str, Any]:
@@ -3145,9 +3219,7 @@ class NetworkManager:
         return self._tx(run)
 
     def delete_agent(self, ctx: RequestContext, aid: str) -> None:
-        if not ctx.is_admin:
-            raise Forbidden("(rule:delete_agent) is disallowed by policy",
-                            kind="PolicyNotAuthorized")
+        self._change(ctx, "delete_agent", "agent", {"id": aid}, t.Agent)
         self._tx(lambda s: s.delete(self._get(s, t.Agent, aid)))
 
     # ================================================================== first start

@@ -612,7 +612,8 @@ class PlacementAPI:
     # ------------------------------------------------------------------ usages
     async def usages(self, req: ApiRequest) -> dict[str, Any]:
         v = _need(req, (1, 9))
-        req.enforce("placement:usages")
+        # Placement's target: the project asked about (a project reader sees its own).
+        req.enforce("placement:usages", {"project_id": req.query.get("project_id") or ""})
         allowed = {"project_id", "user_id"}
         if v >= (1, 38):
             allowed.add("consumer_type")

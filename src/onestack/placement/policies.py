@@ -1,4 +1,5 @@
-"""Default placement policy: administrators and services only, as Placement itself ships.
+"""Default placement policy: administrators and services only, as Placement itself ships
+(``GET /usages`` also for the readers of the project asked about).
 
 Operators may override any rule in ``policy_file`` (e.g. let a ``reader`` list providers).
 """
@@ -28,6 +29,12 @@ RULES: dict[str, str] = {
     "admin_api": "role:admin or is_admin:True",
     "service_api": "role:service",
     "admin_or_service_api": "rule:admin_api or rule:service_api",
+    "project_reader_api": "role:reader and project_id:%(project_id)s",
+    "admin_or_project_reader_or_service_api": "role:admin or rule:project_reader_api or "
+                                              "role:service",
     "default": ADMIN_OR_SERVICE,
     **{f"placement:{action}": ADMIN_OR_SERVICE for action in _ACTIONS},
+    # Total usages of a project: also that project's readers (Placement's default).
+    "placement:usages": "rule:admin_or_project_reader_or_service_api",
+    "placement:reshaper:reshape": "rule:service_api",
 }
