@@ -7,7 +7,8 @@ becomes the service's own fault body; any other exception becomes a 500 in that 
 logged), never a traceback.
 
 Middleware is pure ASGI (no per-request task switching): request id, body size limit and token
-authentication, which puts a ``RequestContext`` on ``scope["onestack.ctx"]``.
+authentication, which puts a ``RequestContext`` on ``scope["onestack.ctx"]`` and holds tokens
+limited by application-credential access rules to them (``onestack.api.access``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onestack.api.access import PUBLIC_ATTR, AccessGate
 from onestack.api.policy import Policy
 from onestack.common.context import RequestContext
 from onestack.common.errors import (
@@ -84,6 +86,8 @@ class Service:
     state: dict[str, Any] = field(default_factory=dict)
     request_id_header: str = "x-openstack-request-id"
     auth_uri: str = ""
+    #: The catalog type access rules name this service by (default: ``name``).
+    service_type: str = ""
 
 
 class ApiRequest:
@@ -208,6 +212,7 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
         return response
 
     asgi_endpoint.__name__ = handler.__name__
+    setattr(asgi_endpoint, PUBLIC_ATTR, public)  # noqa: B010 - read by AccessGate
     return asgi_endpoint
 
 
@@ -228,6 +233,7 @@ class ApiMiddleware:
         self.service = service
         self.validator = validator
         self.max_body = max_body
+        self.access = AccessGate(service.service_type or service.name, service.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -258,7 +264,9 @@ class ApiMiddleware:
             return
         if token and self.validator is not None:
             try:
-                scope[CTX_KEY] = await self.validator.context_for(token, request_id)
+                ctx = scope[CTX_KEY] = await self.validator.context_for(token, request_id)
+                if ctx.access_rules is not None:
+                    self.access.check(scope, ctx)
             except APIError as exc:
                 await fault_response(self.service, exc, request_id)(scope, receive, send)
                 return
