@@ -71,18 +71,40 @@ def _tokens(pattern: str) -> list[tuple[int, str]]:
     return simplified
 
 
+def _whole_segment(segment: str) -> str | bool | None:
+    """A pattern segment without ``/``: its literal text, None when it is one wildcard
+    (``*`` or ``{name}``), False when it mixes them or holds ``**``."""
+    if segment == "*" or (segment.startswith("{") and segment.endswith("}")
+                          and "}" not in segment[:-1]):
+        return None
+    if "*" in segment or "{" in segment or "}" in segment:
+        return False  # braces may open a name that spans segments: the general matcher
+    return segment
+
+
 class PathPattern:
     """One compiled access-rule path pattern (see the module docstring for the syntax)."""
 
-    __slots__ = ("pattern", "_literal", "_lit", "_seg", "_one", "_stay_any", "_stay_seg",
-                 "_eps", "_accept")
+    __slots__ = ("pattern", "_literal", "_prefix", "_segments", "_lit", "_one", "_stay_any",
+                 "_stay_seg", "_eps", "_accept")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         tokens = _tokens(pattern)
+        # Fast forms for the usual rules: a literal path, a literal prefix then ``**``, or
+        # whole-segment wildcards only (``/v2.1/servers/*/action``).
         self._literal: str | None = None
+        self._prefix: str | None = None
+        self._segments: list[str | None] | None = None
         if all(kind == _LIT for kind, _ in tokens):
             self._literal = pattern
+            return
+        if tokens[-1][0] == _ANY_STAR and all(kind == _LIT for kind, _ in tokens[:-1]):
+            self._prefix = "".join(ch for _, ch in tokens[:-1])
+            return
+        segments = [_whole_segment(seg) for seg in pattern.split("/")]
+        if all(seg is not False for seg in segments):
+            self._segments = [seg if isinstance(seg, str) else None for seg in segments]
             return
         # Bit i set = "tokens[:i] matched". Per character c: a literal c at i moves i -> i+1,
         # one non-slash at i moves i -> i+1, a star at i stays at i (any* on any character,
@@ -113,6 +135,13 @@ class PathPattern:
         """True when the pattern matches the whole of ``path``."""
         if self._literal is not None:
             return path == self._literal
+        if self._prefix is not None:
+            return path.startswith(self._prefix)
+        if self._segments is not None:
+            parts = path.split("/")
+            return len(parts) == len(self._segments) and all(
+                part == want if want is not None else part != ""
+                for part, want in zip(parts, self._segments, strict=True))
         lit, one, stay_any, stay_seg = self._lit, self._one, self._stay_any, self._stay_seg
         states = self._close(1)
         for ch in path:
