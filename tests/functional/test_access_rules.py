@@ -249,3 +249,24 @@ def test_openstackclient_with_a_restricted_credential(cloud: RunningCloud,
     assert refused.returncode != 0
     assert "401" in refused.stderr or "authentication" in refused.stderr.lower(), \
         refused.stderr
+
+
+def test_restricted_credential_cannot_mint_ec2_credentials(cloud: RunningCloud,
+                                                           member: Member) -> None:
+    """The rules let the request through; the restriction (Keystone's ``unrestricted``
+    flag) still refuses it, and even an unrestricted credential stays in its project."""
+    ec2 = f"/v3/users/{member.user_id}/credentials/OS-EC2"
+    rule = _rule("identity", "POST", "/v3/users/*/credentials/OS-EC2")
+    restricted = member.cred_token(member.create_cred([rule]))
+    r = call(cloud, restricted, "identity", "POST", ec2, {"tenant_id": member.project_id})
+    assert r.status_code == 403, r.text
+    free = member.cred_token(member.create_cred(None, unrestricted=True))
+    admin_project = httpx.get(cloud.auth_url + "/auth/tokens", headers={
+        "X-Auth-Token": cloud.token(), "X-Subject-Token": cloud.token()}).json()[
+        "token"]["project"]["id"]
+    r = call(cloud, free, "identity", "POST", ec2, {"tenant_id": admin_project})
+    assert r.status_code == 403, r.text
+    r = call(cloud, free, "identity", "POST", ec2, {"tenant_id": member.project_id})
+    assert r.status_code == 201, r.text
+    listed = call(cloud, member.token, "identity", "GET", ec2).json()["credentials"]
+    assert [c["tenant_id"] for c in listed] == [member.project_id]
