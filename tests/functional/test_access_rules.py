@@ -210,6 +210,7 @@ def test_credentials_sharing_a_rule(cloud: RunningCloud, member: Member) -> None
     for cred in (by_id, same):
         assert cred["access_rules"] == [{"id": rule_id, "service": "compute",
                                          "path": "/v2.1/servers", "method": "GET"}]
+    first_token = member.cred_token(first)
     h = {"X-Auth-Token": member.token}
     rules = httpx.get(f"{cloud.auth_url}/users/{member.user_id}/access_rules",
                       headers=h).json()["access_rules"]
@@ -217,6 +218,8 @@ def test_credentials_sharing_a_rule(cloud: RunningCloud, member: Member) -> None
     r = httpx.delete(f"{cloud.auth_url}/users/{member.user_id}/application_credentials/"
                      f"{first['id']}", headers=h)
     assert r.status_code == 204
+    # The deleted credential's tokens are gone at once (cached rules and all).
+    assert call(cloud, first_token, "compute", "GET", "/v2.1/servers").status_code == 401
     for cred in (by_id, same):
         tok = member.cred_token(cred)
         assert call(cloud, tok, "compute", "GET", "/v2.1/servers").status_code == 200
