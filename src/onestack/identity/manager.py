@@ -1377,9 +1377,9 @@ class IdentityManager:
                 if not all(isinstance(f, str) and f for f in fields):
                     if rid:
                         raise BadRequest(f"Could not find Access Rule: {rid}.")
-                    raise BadRequest("An access rule needs a service, a path and a "
-                                          "method, or the id of an existing access rule.")
-                rule = by_value.get(fields)  # type: ignore[arg-type]
+                    raise BadRequest("An access rule needs a service, a path and a method, "
+                                     "or the id of an existing access rule.")
+                rule = by_value.get(fields)
             if rule is None:
                 rid = rid or new_id()
                 if s.get(AccessRule, rid) is not None:  # another user's rule id
