@@ -273,3 +273,21 @@ def test_restricted_credential_cannot_mint_ec2_credentials(cloud: RunningCloud,
     assert r.status_code == 201, r.text
     listed = call(cloud, member.token, "identity", "GET", ec2).json()["credentials"]
     assert [c["tenant_id"] for c in listed] == [member.project_id]
+
+
+@pytest.mark.parametrize("rule", [
+    {"service": "compute", "path": "/v2.1/servers"},                    # no method
+    {"service": "compute", "method": "GET", "path": "v2.1/servers"},   # not a path
+    {"service": "c" * 65, "method": "GET", "path": "/v2.1/servers"},   # longer than an id
+    {"id": "x" * 65},
+])
+def test_malformed_access_rules_are_refused(cloud: RunningCloud, member: Member,
+                                            rule: Rule) -> None:
+    name = "bad-" + uuid.uuid4().hex[:8]
+    h = {"X-Auth-Token": member.token}
+    url = f"{cloud.auth_url}/users/{member.user_id}/application_credentials"
+    r = httpx.post(url, headers=h, json={"application_credential": {
+        "name": name, "access_rules": [rule]}})
+    assert r.status_code == 400, r.text
+    assert name not in [c["name"] for c in httpx.get(url, headers=h).json()[
+        "application_credentials"]]
