@@ -130,5 +130,10 @@ def test_gate_uses_the_path_as_sent_and_keeps_public_routes_open() -> None:
     # Percent-encoding is decoded as in ``path``; without raw_path, path is used.
     assert request_path(_scope("GET", "/x", b"/v2.1/a%20b")) == "/v2.1/a b"
     assert request_path(_scope("GET", "/v2.1/servers")) == "/v2.1/servers"
+    mounted = _scope("GET", "/compute/v2.1/servers", b"/v2.1/servers")
+    mounted["root_path"] = "/compute"
+    assert request_path(mounted) == "/compute/v2.1/servers"
+    mounted["raw_path"] = b"/compute/v2.1/servers"
+    assert request_path(mounted) == "/compute/v2.1/servers"
     # A context without access rules is never limited.
     gate.check(_scope("DELETE", "/v2.1/servers", b"/v2.1/servers"), RequestContext(user_id="u"))

@@ -30,7 +30,7 @@ AUTH_REQUIRED = "The request you have made requires authentication."
 def request_path(scope: Scope) -> str:
     """The request path as the client sent it: ``raw_path`` (ASGI servers keep it as
     received; inner layers rewrite ``path``) percent-decoded like ``path``, under the app's
-    ``root_path``."""
+    ``root_path`` (keystonemiddleware's ``SCRIPT_NAME + PATH_INFO``)."""
     raw = scope.get("raw_path")
     if isinstance(raw, bytes | bytearray):
         path = bytes(raw).split(b"?", 1)[0].decode("latin-1")
@@ -38,7 +38,8 @@ def request_path(scope: Scope) -> str:
             path = unquote(path)
     else:
         path = scope["path"]
-    return str(scope.get("root_path") or "") + path
+    root = str(scope.get("root_path") or "")
+    return path if not root or path.startswith(root) else root + path
 
 
 class AccessGate:
