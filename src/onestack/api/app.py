@@ -7,7 +7,8 @@ becomes the service's own fault body; any other exception becomes a 500 in that 
 logged), never a traceback.
 
 Middleware is pure ASGI (no per-request task switching): request id, body size limit and token
-authentication, which puts a ``RequestContext`` on ``scope["onestack.ctx"]``.
+authentication, which puts a ``RequestContext`` on ``scope["onestack.ctx"]`` and holds tokens
+limited by application-credential access rules to them (``onestack.api.access``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onestack.api.access import PUBLIC_ATTR, AccessGate
 from onestack.api.body import parse_json
 from onestack.api.params import check_path, check_query
 from onestack.api.policy import Policy
@@ -95,6 +97,8 @@ class Service:
     #: Run before every authenticated handler (raises an ``APIError`` to refuse the
     #: request), e.g. compute's check of the project id in old-style URLs.
     request_check: Callable[[ApiRequest], None] | None = None
+    #: The catalog type access rules name this service by (default: ``name``).
+    service_type: str = ""
 
 
 class ApiRequest:
@@ -229,6 +233,7 @@ def endpoint(service: Service, handler: Handler, public: bool = False) -> Callab
         return response
 
     asgi_endpoint.__name__ = handler.__name__
+    setattr(asgi_endpoint, PUBLIC_ATTR, public)  # noqa: B010 - read by AccessGate
     return asgi_endpoint
 
 
@@ -249,6 +254,7 @@ class ApiMiddleware:
         self.service = service
         self.validator = validator
         self.max_body = max_body
+        self.access = AccessGate(service.service_type or service.name, service.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -279,7 +285,9 @@ class ApiMiddleware:
             return
         if token and self.validator is not None:
             try:
-                scope[CTX_KEY] = await self.validator.context_for(token, request_id)
+                ctx = scope[CTX_KEY] = await self.validator.context_for(token, request_id)
+                if ctx.access_rules is not None:
+                    self.access.check(scope, ctx)
             except APIError as exc:
                 await fault_response(self.service, exc, request_id)(scope, receive, send)
                 return

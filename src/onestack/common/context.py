@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from onestack.common.access_rules import AccessRules
+
 
 @dataclass
 class RequestContext:
@@ -12,7 +14,9 @@ class RequestContext:
 
     Built by the auth middleware from a validated token; passed to policy checks and managers.
     ``project_id`` is set for project-scoped tokens, ``domain_id`` for domain-scoped ones and
-    ``system_scope`` (``"all"``) for system-scoped ones.
+    ``system_scope`` (``"all"``) for system-scoped ones. ``access_rules`` is set when the
+    token comes from an application credential with access rules: then only the requests
+    they match may be made (``onestack.api.access`` checks every request against them).
     """
 
     request_id: str = ""
@@ -33,6 +37,7 @@ class RequestContext:
     audit_ids: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     app_cred_id: str | None = None
+    access_rules: AccessRules | None = None
     expires_at: float | None = None
     is_admin_internal: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

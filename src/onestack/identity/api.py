@@ -21,7 +21,6 @@ from onestack.common.errors import (
     Unauthorized,
     ValidationError,
 )
-from onestack.common.ids import new_id
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.identity import schemas, views
 from onestack.identity.auth import TokenService, ValidToken
@@ -30,6 +29,9 @@ from onestack.identity.policies import RULES
 
 VERSION_ID = "v3.14"
 VERSION_UPDATED = "2020-04-07T00:00:00Z"
+#: ``OpenStack-Identity-Access-Rules`` version a validator must declare to see tokens that
+#: carry access rules (Keystone's ``ACCESS_RULES_MIN_VERSION``).
+ACCESS_RULES_MIN_VERSION = 1.0
 MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
 
 
@@ -253,8 +255,23 @@ class IdentityAPI:
                                                  allow_expired=allow_expired)
         return valid
 
+    @staticmethod
+    def _check_access_rules_support(req: ApiRequest, valid: ValidToken) -> None:
+        """A token limited by access rules is shown only to a validator that says it
+        enforces them (``OpenStack-Identity-Access-Rules: 1.0`` or later, as
+        keystonemiddleware sends); to any other it does not exist, as in Keystone."""
+        if valid.access_rules is None:
+            return
+        try:
+            supported = float(req.headers.get("openstack-identity-access-rules", "0"))
+        except ValueError:
+            supported = 0.0
+        if not supported >= ACCESS_RULES_MIN_VERSION:
+            raise NotFound("Could not find token.", kind="TokenNotFound")
+
     async def validate_token(self, req: ApiRequest) -> Response:
         valid = await self._subject(req)
+        self._check_access_rules_support(req, valid)
         req.enforce("identity:validate_token",
                     {"target": {"token": {"user_id": valid.user.id}}})
         body = self.tokens.document_bytes(valid, with_catalog=not _flag(req, "nocatalog"))
@@ -263,6 +280,7 @@ class IdentityAPI:
 
     async def check_token_head(self, req: ApiRequest) -> Response:
         valid = await self._subject(req)
+        self._check_access_rules_support(req, valid)
         req.enforce("identity:check_token", {"target": {"token": {"user_id": valid.user.id}}})
         return Response(status_code=200, headers={"X-Subject-Token": valid.token_id})
 
@@ -678,10 +696,7 @@ class IdentityAPI:
                 raise ValidationError("The expiration time of an application credential must "
                                       "be in the future.")
         secret = body.get("secret") or secrets.token_urlsafe(64)
-        rules = []
-        for rule in body.get("access_rules") or []:
-            rules.append({"id": rule.get("id") or new_id(), "service": rule.get("service"),
-                          "path": rule.get("path"), "method": rule.get("method")})
+        rules = [dict(rule) for rule in body.get("access_rules") or []]
         ac = await req.run(lambda: self.m.create_app_cred(
             uid, ctx.project_id, body["name"], secret, body.get("description"), expires,
             bool(body.get("unrestricted")), role_ids, None, rules))

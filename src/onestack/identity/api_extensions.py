@@ -216,9 +216,19 @@ class _Extensions:
 
     async def create_ec2(self, req: ApiRequest) -> Response:
         uid = self._own(req)
+        ctx = req.ctx
+        if ctx.app_cred_id and ctx.extra.get("app_cred_restricted", True):
+            raise Forbidden("You are not authorized to perform the requested action: Using "
+                            "method 'application_credential' is not allowed for managing "
+                            "additional application credentials.")
         body = await req.json()
         if not isinstance(body, dict) or not isinstance(body.get("tenant_id"), str):
             raise ValidationError("Expecting to find tenant_id in request body.")
+        if ctx.app_cred_id and body["tenant_id"] != ctx.project_id:
+            # A delegated token reaches no further than its own project (Keystone).
+            raise Forbidden("You are not authorized to perform the requested action: EC2 "
+                            "credential project does not match the project scope of the "
+                            "delegated token.")
         item = await req.run(self.docs.create_ec2, uid, body["tenant_id"])
         return FastJSON({"credential": self._ec2_view(req.base_url, item)}, status_code=201)
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from onestack.common.access_rules import AccessRules, compile_rules
 from onestack.common.context import RequestContext
 from onestack.common.errors import APIError, BadRequest, Forbidden, NotFound, Unauthorized
 from onestack.common.timeutils import from_timestamp, isotime, to_timestamp, utcnow
@@ -72,7 +73,17 @@ class ValidToken:
             ctx.domain_name = self.domain.name
         if self.app_cred is not None:
             ctx.extra["app_cred_restricted"] = not self.app_cred.get("unrestricted", False)
+            ctx.access_rules = self.access_rules
         return ctx
+
+    @property
+    def access_rules(self) -> AccessRules | None:
+        """The compiled access rules of the token's application credential (None: no rules,
+        not limited by them)."""
+        if self.app_cred is None:
+            return None
+        rules: AccessRules | None = self.app_cred.get("rules")
+        return rules
 
 
 class TokenService:
@@ -176,8 +187,12 @@ class TokenService:
                 ac = self.manager.get_app_cred(app_cred_id)
             except NotFound:
                 return None
+            # Compiled once per credential and cached like the rest of it: the cache is
+            # dropped on every identity change (deleting the credential included), so
+            # validating its tokens stays a decrypt and a few dictionary lookups.
             return {"id": ac.id, "name": ac.name, "unrestricted": ac.unrestricted,
-                    "role_ids": list(ac.roles or []), "access_rules": ac.access_rules or []}
+                    "role_ids": list(ac.roles or []), "access_rules": ac.access_rules or [],
+                    "rules": compile_rules(ac.access_rules)}
 
         return self.manager.cache.get(("app-cred", app_cred_id), load)
 
@@ -525,6 +540,8 @@ class TokenService:
             token["application_credential"] = {
                 "id": valid.app_cred["id"], "name": valid.app_cred["name"],
                 "restricted": not valid.app_cred["unrestricted"]}
+            if valid.access_rules is not None:
+                token["application_credential"]["access_rules"] = valid.access_rules.as_list()
         return {"token": token}
 
     def document_bytes(self, valid: ValidToken, with_catalog: bool = True) -> bytes:

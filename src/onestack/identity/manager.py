@@ -1349,17 +1349,51 @@ class IdentityManager:
                 raise Conflict(
                     "Conflict occurred attempting to store application_credential - "
                     "Duplicate entry found with name " + name + ".")
+            rules = self._resolve_access_rules(s, user_id, access_rules or [])
             ac = ApplicationCredential(
                 id=new_id(), name=name, user_id=user_id, project_id=project_id,
                 secret_hash=secret_hash, description=description, expires_at=expires_at,
                 unrestricted=unrestricted, roles=roles, system=system,
-                access_rules=access_rules or [], created_at=utcnow())
+                access_rules=rules, created_at=utcnow())
             s.add(ac)
-            for rule in access_rules or []:
-                if s.get(AccessRule, rule["id"]) is None:
-                    s.add(AccessRule(id=rule["id"], user_id=user_id, service=rule["service"],
-                                     path=rule["path"], method=rule["method"]))
         return ac
+
+    def _resolve_access_rules(self, s: Session, user_id: str,
+                              requested: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rules an application credential is created with, as Keystone resolves them:
+        a rule given by ``id`` is the user's existing rule of that id; a rule equal in
+        service, path and method to one the user already has is that rule (so credentials
+        share it); any other becomes a new rule of the user's (with the given id or a new
+        one). Returns the full rules ({id, service, path, method}), each once."""
+        existing = {r.id: r for r in s.scalars(
+            select(AccessRule).where(AccessRule.user_id == user_id))}
+        by_value = {(r.service, r.path, r.method): r for r in existing.values()}
+        out: list[dict[str, Any]] = []
+        for want in requested:
+            rid = want.get("id")
+            rule = existing.get(rid) if rid else None
+            if rule is None:
+                fields = (want.get("service"), want.get("path"), want.get("method"))
+                if not all(isinstance(f, str) and f for f in fields):
+                    if rid:
+                        raise BadRequest(f"Could not find Access Rule: {rid}.")
+                    raise BadRequest("An access rule needs a service, a path and a method, "
+                                     "or the id of an existing access rule.")
+                rule = by_value.get(fields)
+            if rule is None:
+                rid = rid or new_id()
+                if s.get(AccessRule, rid) is not None:  # another user's rule id
+                    raise Conflict(f"Conflict occurred attempting to store access_rule - "
+                                   f"Duplicate ID, {rid}.")
+                rule = AccessRule(id=rid, user_id=user_id, service=want["service"],
+                                  path=want["path"], method=want["method"])
+                s.add(rule)
+                existing[rule.id] = rule
+                by_value[(rule.service, rule.path, rule.method)] = rule
+            if not any(r["id"] == rule.id for r in out):
+                out.append({"id": rule.id, "service": rule.service, "path": rule.path,
+                            "method": rule.method})
+        return out
 
     def get_app_cred(self, app_cred_id: str, user_id: str | None = None
                      ) -> ApplicationCredential:

@@ -123,9 +123,11 @@ _role_ref = {"type": "object", "properties": {"id": {"type": "string"},
 _access_rule = {
     "type": "object",
     "properties": {
-        "id": {"type": "string"}, "path": {"type": "string", "minLength": 1, "maxLength": 225},
+        # Lengths as Keystone's (and the columns'): ids and service types are id strings.
+        "id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "path": {"type": "string", "minLength": 1, "maxLength": 225, "pattern": "^/"},
         "method": {"type": "string", "enum": ["POST", "GET", "HEAD", "PATCH", "PUT", "DELETE"]},
-        "service": {"type": "string", "minLength": 1, "maxLength": 225},
+        "service": {"type": "string", "minLength": 1, "maxLength": 64},
     },
     "additionalProperties": False,
 }
