@@ -239,10 +239,13 @@ class ComputeManager:
     """Compute state: flavors, keypairs, instances, hosts, aggregates, groups, quotas."""
 
     def __init__(self, db: Database, default_az: str = "nova",
-                 placement: Any | None = None) -> None:
+                 placement: Any | None = None, max_instances_per_request: int = 1000) -> None:
         """``placement``: a ``PlacementManager``; when given, every claim is made there
-        (atomic, never oversubscribing) and the compute node counters only mirror it."""
+        (atomic, never oversubscribing) and the compute node counters only mirror it.
+        ``max_instances_per_request``: the most instances one ``POST /servers`` creates,
+        whatever its ``max_count`` and the project's quota (unlimited quota included)."""
         self.db = db
+        self.max_instances_per_request = max(1, max_instances_per_request)
         self.placement = placement
         self._node_uuids: dict[int, str] = {}
         self.default_az = default_az
@@ -504,7 +507,7 @@ class ComputeManager:
         access_ip_v4/6, description, hostname, group (server group uuid), system_metadata.
         All rows are written in one transaction with the quota check, so a refused request
         leaves nothing behind. When fewer than ``count`` but at least ``min_count`` fit, that
-        many are created (Nova's behaviour).
+        many are created (Nova's behaviour); never more than ``max_instances_per_request``.
         """
         flavor = spec["flavor"]
         project = ctx.project_id or ""
@@ -518,16 +521,8 @@ class ComputeManager:
                                 f"but already used 0 of {limits['metadata_items']} "
                                 "metadata_items")
             used = quotas.usage(c, project, groups=False)
-            n = count
-            while n >= min_count:
-                try:
-                    quotas.check(limits, used, {"instances": n, "cores": n * flavor["vcpus"],
-                                                "ram": n * flavor["memory_mb"]})
-                    break
-                except quotas.OverQuota:
-                    if n == min_count:
-                        raise
-                    n -= 1
+            n = quotas.instances_that_fit(limits, used, flavor, min_count, count,
+                                          self.max_instances_per_request)
             group = spec.get("group")
             if group:
                 members = c.execute(select(func.count()).select_from(_MEMBER).where(

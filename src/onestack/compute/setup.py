@@ -73,7 +73,8 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
     and the agents reach it through ``compute.network.LocalNetwork``."""
     use_placement = placement is not None and settings.compute_claims == "placement"
     manager = ComputeManager(db, settings.compute_default_availability_zone,
-                             placement if use_placement else None)
+                             placement if use_placement else None,
+                             settings.compute_max_instances_per_request)
     manager.ensure_default_flavors()
     nets = LocalNetwork(network) if network is not None else None
     api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,
