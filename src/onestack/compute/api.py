@@ -151,8 +151,12 @@ class ComputeAPI(ResourceRoutes):
         group = None
         if v >= "2.75":
             group = await req.run(self.m.group_of, inst["uuid"]) or ""
-        addrs = await self._addresses(req, [inst["uuid"]])
-        doc = self._server_view(req, inst, None, group, addrs.get(inst["uuid"], {}))
+        addrs = (await self._addresses(req, [inst["uuid"]])).get(inst["uuid"], {})
+        if v < "2.75":
+            # Nova's ``extend_address=False``: no OS-EXT-IPS(-MAC) keys (Tempest's schema
+            # of these responses refuses them).
+            addrs = views.basic_addresses(addrs)
+        doc = self._server_view(req, inst, None, group, addrs)
         if v < "2.75":
             for key in list(doc):
                 if key.startswith(("OS-EXT-", "OS-SRV-USG:")) or key in (
@@ -1055,7 +1059,16 @@ class ComputeAPI(ResourceRoutes):
     async def a_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         req.enforce("os_compute_api:os-migrate-server:migrate",
                     self.tgt(req, inst["project_id"]))
-        host = args.get("host") if isinstance(args, dict) else None
+        host = None
+        if args is not None:
+            # Nova: ``null`` before 2.56; from 2.56 an object with an optional host.
+            if ver(req) < "2.56" or not isinstance(args, dict):
+                if args is not None:
+                    raise ValidationError(f"Invalid input for field/attribute migrate. "
+                                          f"Value: {args}. {args!r} is not of type 'null'")
+            else:
+                schemas.only(args, {"host"}, "migrate")
+                host = schemas.host_or_null(args.get("host"))
         await self._move(req, inst, "migrate", inst["flavor"], host)
 
     async def _move(self, req: ApiRequest, inst: InstanceDict, action: str,
@@ -1116,9 +1129,8 @@ class ComputeAPI(ResourceRoutes):
     async def a_live_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         req.enforce("os_compute_api:os-migrate-server:migrate_live",
                     self.tgt(req, inst["project_id"]))
-        if not isinstance(args, dict) or "host" not in args or "block_migration" not in args:
-            raise ValidationError("Invalid input for field/attribute os-migrateLive.")
-        host = args.get("host")
+        # Validated before any state change: a bad body leaves the server as it was.
+        host = schemas.live_migrate(args, ver(req))
         inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "os-migrateLive",
                              "migrating", None, (None,), True, "live-migration")
         mig = await req.run(self.m.create_migration, inst, host, None, "live-migration")
