@@ -689,6 +689,10 @@ class ComputeAPI(ResourceRoutes):
         if min_count > max_count:
             raise BadRequest("min_count must be <= max_count")
         spec, request = await self.m.db.run(self._prepare, req, srv, hints, v)
+        # Kept with the instance (Nova's RequestSpec) so a boot whose scheduling was lost
+        # in a crash can be scheduled again (compute/recovery.py).
+        spec["system_metadata"]["schedule_request"] = {
+            k: val for k, val in request.items() if k != "image_properties"}
         plan: list[dict[str, Any]] = []
         sg_ids: list[str] | None = None
         if self.network is not None:

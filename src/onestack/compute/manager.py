@@ -1019,11 +1019,13 @@ class ComputeManager:
             return [u for u in uuids if u not in live]
 
     def fail_stuck_builds(self, host: str, older_than: dt.datetime) -> list[str]:
-        """Instances on ``host`` stuck in BUILD since before ``older_than`` go to ERROR."""
+        """Instances on ``host`` stuck in BUILD since before ``older_than`` go to ERROR
+        (not those being deleted: their delete was answered, it is finished instead)."""
         with self.write() as s:
             rows = list(s.scalars(select(Instance).where(
                 Instance.host == host, Instance.deleted.is_(False),
-                Instance.vm_state == states.BUILDING, Instance.updated_at < older_than)))
+                Instance.vm_state == states.BUILDING, Instance.updated_at < older_than,
+                or_(Instance.task_state.is_(None), Instance.task_state != "deleting"))))
             now = utcnow()
             for r in rows:
                 r.vm_state = states.ERROR

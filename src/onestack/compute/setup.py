@@ -16,6 +16,7 @@ from onestack.compute.api import ComputeAPI, build_policy
 from onestack.compute.manager import ComputeManager
 from onestack.compute.microversions import VersionLayer
 from onestack.compute.network import LocalNetwork
+from onestack.compute.recovery import BootRecovery
 from onestack.config import Settings
 from onestack.console.setup import console_tokens
 from onestack.db.engine import Database
@@ -85,7 +86,11 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
     scheduler = Scheduler(manager, bus, filters or None, _weighers(settings.scheduler_weighers),
                           settings.scheduler_max_attempts, settings.scheduler_host_subset_size,
                           host=settings.compute_host or socket.gethostname(),
-                          heartbeat_interval=settings.compute_heartbeat_interval)
+                          heartbeat_interval=settings.compute_heartbeat_interval,
+                          recovery=BootRecovery(manager, bus, nets,
+                                                settings.compute_recover_after),
+                          recovery_interval=min(settings.compute_reconcile_interval,
+                                                settings.compute_recover_after))
     pool = None
     if settings.compute_run_agents:
         agents = []
