@@ -1713,13 +1713,17 @@ def place_instance(m: ComputeManager, uuid: str, node: dict[str, Any], vcpus: in
     instance was deleted or is no longer scheduling; nothing was claimed).
     """
     if m.placement is not None:
-        owner: Any = (project_id, user_id)
-        if project_id is None:
-            with m.db.reader() as s:
-                owner = s.execute(select(Instance.project_id, Instance.user_id).where(
-                    Instance.uuid == uuid)).first()
-            if owner is None:
-                return "gone"
+        # Placement replaces a consumer's allocations: claiming for an instance another
+        # scheduler already placed (a boot cast twice: a redelivered message, a recovered
+        # boot) would move or, on "gone", drop the allocation of a placed server. Only a
+        # scheduling instance is claimed for.
+        with m.db.reader() as s:
+            row = s.execute(select(Instance.project_id, Instance.user_id).where(
+                Instance.uuid == uuid, Instance.deleted.is_(False),
+                Instance.task_state == "scheduling")).first()
+        if row is None:
+            return "gone"
+        owner: Any = (project_id, user_id) if project_id is not None else row
         if not m.placement_claim(uuid, node["node_id"], vcpus, memory_mb, disk_gb,
                                  owner[0], owner[1]):
             return "full"
@@ -1739,6 +1743,10 @@ def place_instance(m: ComputeManager, uuid: str, node: dict[str, Any], vcpus: in
                 raise _Undo("full")
     except _Undo as undo:
         if undo.result == "gone":
-            m._placement_release(uuid)
+            with m.db.reader() as s:
+                placed = s.execute(select(Instance.host).where(
+                    Instance.uuid == uuid, Instance.deleted.is_(False))).scalar()
+            if not placed:  # deleted meanwhile: nothing may hold resources for it
+                m._placement_release(uuid)
         return undo.result
     return "ok"

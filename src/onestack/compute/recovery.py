@@ -8,8 +8,9 @@ recovered here, when the scheduler starts and then periodically:
 
 * an accepted boot still unscheduled (BUILD/``scheduling``, no host) from before this
   process started, or untouched for ``stale_after`` seconds, is scheduled again from the
-  request kept with it (``system_metadata.schedule_request``); a placement allocation it
-  holds from a claim the crash cut short is given back first;
+  request kept with it (``system_metadata.schedule_request``). A placement allocation it
+  holds from a claim the crash cut short is not touched here (a scheduler may be placing
+  it right now): placing it replaces that claim, failing to place it releases it;
 * an unscheduled boot whose ports were never all made cannot have been answered (the 202
   comes after the ports): once ``stale_after`` old it is removed with its ports, as the
   API's own rollback would have;
@@ -28,7 +29,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from onestack.bus.base import Bus
 from onestack.common.timeutils import utcnow
@@ -36,7 +37,6 @@ from onestack.compute import states
 from onestack.compute.manager import ComputeManager
 from onestack.db.compute import Instance
 from onestack.db.placement import Allocation as PlacementAllocation
-from onestack.db.placement import Consumer
 
 LOG = logging.getLogger(__name__)
 
@@ -70,15 +70,6 @@ class BootRecovery:
                 Instance.deleted.is_(True),
                 Instance.uuid.in_(select(PlacementAllocation.consumer_id).distinct()))))
 
-    def _stale_claims(self, uuids: list[str], before: dt.datetime) -> list[str]:
-        """Which of ``uuids`` hold a placement allocation last changed before ``before``."""
-        if not uuids:
-            return []
-        with self.m.db.reader() as s:
-            return list(s.scalars(select(Consumer.uuid).where(and_(
-                Consumer.uuid.in_(uuids), Consumer.updated_at < before,
-                Consumer.uuid.in_(select(PlacementAllocation.consumer_id))))))
-
     # ------------------------------------------------------------------ work
     def request_of(self, sm: dict[str, Any]) -> dict[str, Any]:
         """The scheduling request of a recorded boot (what ``POST /servers`` cast)."""
@@ -110,7 +101,6 @@ class BootRecovery:
         counts = {"rescheduled": 0, "removed": 0, "released": 0, "ports": 0}
         casts: list[tuple[str, dict[str, Any]]] = []
         rows = self._unscheduled(before)
-        stale_claims = set(self._stale_claims([r["uuid"] for r in rows], before))
         for row in rows:
             uuid, sm = row["uuid"], row["sm"]
             if not self._ports_complete(uuid, sm):
@@ -118,9 +108,6 @@ class BootRecovery:
                     self._remove_unanswered(uuid, sm)
                     counts["removed"] += 1
                 continue
-            if uuid in stale_claims:
-                self.m._placement_release(uuid)
-                counts["released"] += 1
             # Touch it (only if still unscheduled) so the next pass leaves it alone.
             if self.m.finish_task(uuid, "scheduling"):
                 casts.append((uuid, self.request_of(sm)))

@@ -217,6 +217,14 @@ class Scheduler:
     def _fail(self, uuid: str, message: str) -> None:
         self.m.finish_task(uuid, ["scheduling", "spawning"], event="schedule_instances",
                            error=message, vm_state=states.ERROR, task_state=None)
+        try:
+            placed = self.m.get_instance(None, uuid, True)["host"]
+        except Exception:  # noqa: BLE001 - gone: its delete released everything
+            return
+        if not placed:
+            # A claim a crash cut short (placement allocation made, the instance never
+            # placed) would otherwise outlive the failed boot.
+            self.m._placement_release(uuid)
 
     async def _build_one(self, uuid: str, request: dict[str, Any], tried: list[str],
                          attempt: int, last_error: str | None = None) -> None:
