@@ -111,3 +111,45 @@ def test_request_of_a_recorded_boot() -> None:
     assert r == {"availability_zone": "nova:h1", "group": "g1", "host": "h1",
                  "hypervisor_hostname": None, "hints": {"same_host": ["x"]},
                  "image_properties": {"hw_x": "1"}}
+
+
+@pytest.mark.parametrize("claims", ["local", "placement"])
+async def test_build_delivered_twice_runs_once(db: Database, claims: str) -> None:
+    e = Env(db, hosts=1, claims=claims)
+    await e.start()
+    try:
+        c = ctx()
+        (inst,) = await e.boot(c)
+        active = await e.wait(inst["uuid"], states.ACTIVE)
+        before = _used(e)
+        spawns = []
+        orig = e.drivers[0].spawn
+
+        async def counting(spec: dict[str, object]) -> None:
+            spawns.append(spec["uuid"])
+            await orig(spec)  # type: ignore[arg-type]
+
+        e.drivers[0].spawn = counting  # type: ignore[method-assign]
+        # The broker hands the (already done) build to the agent again after a restart.
+        await e.agents[0].build_and_run_instance(
+            inst["uuid"], {"instance": dict(active)}, ["h0"], 1)
+        assert spawns == []
+        assert e.m.get_instance(None, inst["uuid"])["vm_state"] == states.ACTIVE
+        assert _used(e) == before
+    finally:
+        await e.stop()
+
+
+@pytest.mark.parametrize("claims", ["local", "placement"])
+async def test_failed_builds_end_unplaced_with_nothing_held(db: Database,
+                                                            claims: str) -> None:
+    e = Env(db, hosts=2, claims=claims, fail={"spawn"})
+    await e.start()
+    try:
+        (inst,) = await e.boot(ctx())
+        err = await e.wait(inst["uuid"], states.ERROR)
+        assert err["host"] is None and "Exceeded maximum number of retries" in str(
+            err["fault"])
+        assert _used(e) == (0, {})
+    finally:
+        await e.stop()

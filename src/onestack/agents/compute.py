@@ -137,8 +137,10 @@ class ComputeAgent:
                                      tried: list[str], attempt: int) -> None:
         base = request.get("instance")
         if base is not None and attempt == 1:
-            # First attempt: the API sent the instance (saves a read); finish_task below
+            # First attempt: the API sent the instance (saves reading it); finish_task below
             # only writes if it is still spawning, and a racing delete is cleaned up.
+            if not await self.m.db.run(self.m.spawning_on, instance_uuid, self.host):
+                return  # delivered twice (or deleted/failed meanwhile)
             inst: InstanceDict | None = dict(
                 base, uuid=instance_uuid, name=(request.get("names") or {}).get(
                     instance_uuid, ""))
@@ -153,9 +155,13 @@ class ComputeAgent:
                 self.spec(inst, admin_pass=request.get("admin_pass"), **nics)))
         except Exception as exc:  # noqa: BLE001 - reschedule on any build failure
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
+            if not await asyncio.to_thread(self.m.unplace, instance_uuid, self.host):
+                # No longer ours to retry (deleted meanwhile): only its guest goes.
+                with contextlib.suppress(Exception):
+                    await self._cleanup_if_deleted(instance_uuid)
+                return
             with contextlib.suppress(Exception):
                 await self.driver.destroy(self.spec(inst))
-            await asyncio.to_thread(self.m.release, instance_uuid)
             await asyncio.to_thread(self.m.record_event, instance_uuid,
                                     "compute_build_and_run_instance", self.host, str(exc))
             await self.bus.cast("scheduler", "reschedule", instance_uuid=instance_uuid,

@@ -1102,6 +1102,30 @@ class ComputeManager:
                                         memory_mb=memory_mb, disk_gb=disk_gb))
         return True
 
+    def spawning_on(self, uuid: str, host: str) -> bool:
+        """Whether the instance is (still) being built on ``host`` (a build message that
+        arrives twice, e.g. redelivered by the broker after a crash, is not run twice)."""
+        with self.db.reader() as s:
+            return s.execute(select(Instance.uuid).where(
+                Instance.uuid == uuid, Instance.deleted.is_(False), Instance.host == host,
+                Instance.task_state == "spawning")).first() is not None
+
+    def unplace(self, uuid: str, host: str) -> bool:
+        """A build on ``host`` failed: back to ``scheduling`` with no host and its claim
+        released, in one transaction (a crash leaves either the placed or the unscheduled
+        instance, never a placed one without its claim; a placement claim left behind is
+        replaced when it is placed again). False when it is no longer building there."""
+        with self.core_write() as c:
+            res = c.execute(update(_I).where(
+                _I.c.uuid == uuid, _I.c.deleted.is_(False), _I.c.host == host,
+                _I.c.task_state == "spawning").values(
+                task_state="scheduling", host=None, node=None, updated_at=utcnow()))
+            if res.rowcount != 1:
+                return False
+            self._release(c, uuid)
+        self._placement_release(uuid)
+        return True
+
     def release(self, consumer: str) -> None:
         with self.core_write() as c:
             self._release(c, consumer)

@@ -208,11 +208,9 @@ class Scheduler:
                                     f"available for retrying build failures for instance "
                                     f"{instance_uuid}. Last error: {error}")
             return
-        ok = await asyncio.to_thread(self.m.finish_task, instance_uuid, "spawning",
-                                     task_state="scheduling", host=None, node=None)
-        if ok:
-            self.invalidate()
-            await self._build_one(instance_uuid, request, list(tried), attempt + 1, error)
+        # The agent put it back to scheduling and released its claim (``unplace``).
+        self.invalidate()
+        await self._build_one(instance_uuid, request, list(tried), attempt + 1, error)
 
     def _fail(self, uuid: str, message: str) -> None:
         self.m.finish_task(uuid, ["scheduling", "spawning"], event="schedule_instances",
