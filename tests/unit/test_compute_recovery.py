@@ -102,7 +102,7 @@ async def test_boot_whose_scheduling_was_lost_is_scheduled_on_start(db: Database
 
 
 def test_request_of_a_recorded_boot() -> None:
-    r = BootRecovery.request_of(None, {  # type: ignore[arg-type]
+    r = BootRecovery.request_of({
         "image_properties": {"hw_x": "1"}, "requested_az": "nova",
         "scheduler_hints": {"group": "g1", "same_host": ["x"]},
         "schedule_request": {"availability_zone": "nova:h1", "host": "h1",

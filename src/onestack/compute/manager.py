@@ -1080,6 +1080,10 @@ class ComputeManager:
             raise
         return True
 
+    def release_placement(self, consumer: str) -> None:
+        """Give back what ``consumer`` holds in placement (nothing: no-op)."""
+        self._placement_release(consumer)
+
     def _placement_release(self, consumer: str) -> None:
         if self.placement is not None:
             with self.serial():

@@ -71,7 +71,8 @@ class BootRecovery:
                 Instance.uuid.in_(select(PlacementAllocation.consumer_id).distinct()))))
 
     # ------------------------------------------------------------------ work
-    def request_of(self, sm: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def request_of(sm: dict[str, Any]) -> dict[str, Any]:
         """The scheduling request of a recorded boot (what ``POST /servers`` cast)."""
         hints = dict(sm.get("scheduler_hints") or {})
         request = {"availability_zone": sm.get("requested_az"), "group": hints.get("group"),
@@ -85,12 +86,12 @@ class BootRecovery:
         wanted = int(sm.get("port_count") or 0)
         if not wanted or self.network is None:
             return True
-        return len(self.network.n.list_ports(self.network._admin(), device_id=uuid)) >= wanted
+        return self.network.port_count(uuid) >= wanted
 
     def _remove_unanswered(self, uuid: str, sm: dict[str, Any]) -> None:
         if self.network is not None:
             self.network.deallocate(uuid, list(sm.get("preserve_ports") or []))
-        self.m._placement_release(uuid)
+        self.m.release_placement(uuid)
         self.m.purge_instances([uuid])
 
     def plan(self, on_start: bool) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, int]]:
@@ -112,7 +113,7 @@ class BootRecovery:
             if self.m.finish_task(uuid, "scheduling"):
                 casts.append((uuid, self.request_of(sm)))
         for uuid in self._deleted_holding_allocations():
-            self.m._placement_release(uuid)
+            self.m.release_placement(uuid)
             counts["released"] += 1
         if on_start:
             counts["ports"] = self._ports_of_deleted()
@@ -124,10 +125,7 @@ class BootRecovery:
         short); ports the user attached are detached and survive."""
         if self.network is None:
             return 0
-        ports = self.network.n.list_ports(self.network._admin())
-        devices = {p["device_id"] for p in ports
-                   if str(p.get("device_owner") or "").startswith("compute:")
-                   and p.get("device_id")}
+        devices = self.network.compute_port_devices()
         if not devices:
             return 0
         with self.m.db.reader() as s:

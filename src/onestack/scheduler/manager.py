@@ -95,7 +95,11 @@ class Scheduler:
         """The start-up recovery pass (call once this process's agents consume)."""
         if self.recovery is None:
             return {}
-        return await self.recovery.run(on_start=True)
+        try:
+            return await self.recovery.run(on_start=True)
+        except Exception:  # noqa: BLE001 - the periodic pass tries again; serve anyway
+            LOG.exception("boot recovery failed")
+            return {}
 
     async def _heartbeat(self) -> None:
         last_recovery = time.monotonic()
@@ -222,7 +226,7 @@ class Scheduler:
         if not placed:
             # A claim a crash cut short (placement allocation made, the instance never
             # placed) would otherwise outlive the failed boot.
-            self.m._placement_release(uuid)
+            self.m.release_placement(uuid)
 
     async def _build_one(self, uuid: str, request: dict[str, Any], tried: list[str],
                          attempt: int, last_error: str | None = None) -> None:
