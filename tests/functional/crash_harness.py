@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import RunningCloud, start_cloud
+from tests.conftest import PortTaken, RunningCloud, start_cloud
 
 FLAVOR = {"vcpus": 1, "ram": 512, "disk": 1}  # flavor "1" (m1.tiny)
 ENV = {
@@ -98,8 +98,19 @@ class CrashRun:
     def start(self) -> None:
         t0 = time.monotonic()
         ports = self.cloud.ports if self.cloud is not None else None
-        self.cloud = start_cloud(self.root / "data", ports=ports, env=self.env,
-                                 args=["--fake-hosts", str(self.hosts)], wait=120)
+        for attempt in range(4):
+            try:
+                self.cloud = start_cloud(self.root / "data", ports=ports, env=self.env,
+                                         args=["--fake-hosts", str(self.hosts)], wait=120)
+                break
+            except PortTaken:
+                # Another process took one of our ports while we were down: the same
+                # ports a few times, then new ones (clients here use the ports directly).
+                if attempt == 3:
+                    raise
+                time.sleep(1)
+                if attempt == 2:
+                    ports = None
         self.restart_seconds.append(time.monotonic() - t0)
 
     def kill(self) -> None:
