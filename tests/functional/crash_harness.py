@@ -240,8 +240,10 @@ class CrashRun:
         with self.ledger.lock:
             self.ledger.errors.append(f"{op}: {r.status_code} {r.text[:200]}")
 
-    def load(self, seconds: float) -> None:
-        """Run the workload from ``threads`` threads, then kill the cloud under it."""
+    def load(self, seconds: float, min_acks: int = 3, cap: float = 30.0) -> None:
+        """Run the workload from ``threads`` threads, then kill the cloud under it: after
+        ``seconds`` once at least ``min_acks`` requests were acknowledged (at most ``cap``
+        seconds), so every kill lands on a cloud doing work however slow the machine."""
         assert self.cloud is not None
         stop = threading.Event()
 
@@ -253,9 +255,14 @@ class CrashRun:
 
         ts = [threading.Thread(target=worker, args=(self.rng.random(),))
               for _ in range(self.threads)]
+        acked = self.ledger.acknowledged
+        t0 = time.monotonic()
         for t in ts:
             t.start()
         time.sleep(seconds)
+        while (self.ledger.acknowledged < acked + min_acks
+               and time.monotonic() - t0 < cap):
+            time.sleep(0.1)
         stop.set()  # requests already sent are in flight when the kill comes
         self.kill()
         for t in ts:

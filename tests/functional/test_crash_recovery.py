@@ -49,7 +49,7 @@ def test_kill_under_load_loses_nothing(backend_env: tuple[Path, dict[str, str]])
     root, env = backend_env
     result = run(root, kills=3, env=env, load=(1.5, 3.0))
     print(json.dumps(result))
-    assert result["acknowledged"] >= 10, result
+    assert result["acknowledged"] >= 9, result  # >= 3 before each kill
     for key in ("lost", "resurrected", "duplicates", "stuck", "orphan_ports", "usage_drift",
                 "unexpected_answers"):
         assert result[key] == [], (key, result)
