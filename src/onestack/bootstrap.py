@@ -137,6 +137,9 @@ class Cloud:
                 await self.scheduler.start()
             if self.compute_agents is not None:
                 await self.compute_agents.start()
+            if self.scheduler is not None:
+                # After the agents: rescheduled boots are cast to them.
+                await self.scheduler.recover()
         tasks = [asyncio.create_task(s.serve(sockets=sockets.get(id(s))))
                  for s in self.servers]
         workers = IdentityWorkers(self.settings, max(0, extra_identity))

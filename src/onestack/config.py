@@ -145,8 +145,16 @@ class Settings:
     #: Seconds the fake driver sleeps in every operation (tests, benchmarks).
     compute_fake_delay: float = 0.0
     compute_default_availability_zone: str = "nova"
+    #: The most instances one ``POST /servers`` creates (its ``max_count`` is lowered to
+    #: this, a ``min_count`` above it is refused with 403), whatever the project's quota,
+    #: unlimited included: one request never records an unbounded number of servers.
+    compute_max_instances_per_request: int = 1000
     compute_heartbeat_interval: float = 10.0
     compute_reconcile_interval: float = 60.0
+    #: Seconds an accepted boot may stay unscheduled (its scheduling lost in a crash)
+    #: before it is scheduled again; one whose ports were never all made is removed then.
+    #: Boots from before a restart are rescheduled at once (compute/recovery.py).
+    compute_recover_after: float = 60.0
     #: Instances in BUILD for longer than this go to ERROR (seconds).
     compute_build_timeout: float = 600.0
     #: Seconds a stop (and shelve) gives the guest to shut down cleanly (ACPI power button)

@@ -39,6 +39,17 @@ LOG = logging.getLogger(__name__)
 ImageUploader = Callable[[str, str], None]
 
 
+#: Task states of operations that simply ended with the process that ran them: on start
+#: the task state is cleared and the power state taken from the driver. (Moves, rebuilds and
+#: builds are not in here: they have their own recovery.)
+_RESTARTED_TASKS = frozenset({
+    "powering-off", "powering-on", "rebooting", "reboot_pending", "reboot_started",
+    "rebooting_hard", "reboot_pending_hard", "reboot_started_hard", "pausing", "unpausing",
+    "suspending", "resuming", "rescuing", "unrescuing", "image_snapshot",
+    "image_snapshot_pending", "image_pending_upload", "image_uploading", "image_backup",
+    "updating_password"})
+
+
 class ComputeAgent:
     """Bus endpoint of one compute host (see the module docstring)."""
 
@@ -126,8 +137,10 @@ class ComputeAgent:
                                      tried: list[str], attempt: int) -> None:
         base = request.get("instance")
         if base is not None and attempt == 1:
-            # First attempt: the API sent the instance (saves a read); finish_task below
+            # First attempt: the API sent the instance (saves reading it); finish_task below
             # only writes if it is still spawning, and a racing delete is cleaned up.
+            if not await self.m.db.run(self.m.spawning_on, instance_uuid, self.host):
+                return  # delivered twice (or deleted/failed meanwhile)
             inst: InstanceDict | None = dict(
                 base, uuid=instance_uuid, name=(request.get("names") or {}).get(
                     instance_uuid, ""))
@@ -142,9 +155,13 @@ class ComputeAgent:
                 self.spec(inst, admin_pass=request.get("admin_pass"), **nics)))
         except Exception as exc:  # noqa: BLE001 - reschedule on any build failure
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
+            if not await asyncio.to_thread(self.m.unplace, instance_uuid, self.host):
+                # No longer ours to retry (deleted meanwhile): only its guest goes.
+                with contextlib.suppress(Exception):
+                    await self._cleanup_if_deleted(instance_uuid)
+                return
             with contextlib.suppress(Exception):
                 await self.driver.destroy(self.spec(inst))
-            await asyncio.to_thread(self.m.release, instance_uuid)
             await asyncio.to_thread(self.m.record_event, instance_uuid,
                                     "compute_build_and_run_instance", self.host, str(exc))
             await self.bus.cast("scheduler", "reschedule", instance_uuid=instance_uuid,
@@ -528,7 +545,8 @@ class ComputeAgent:
         """Bring the database and the driver into line (see the module docstring).
 
         * guests the driver has whose instance is deleted (or now elsewhere) are destroyed;
-        * instances left ``deleting`` are destroyed and marked deleted;
+        * instances left ``deleting`` are destroyed and marked deleted (before the next
+          step: a delete answered while building wins);
         * instances stuck in BUILD (on start: any; later: older than ``build_timeout``)
           go to ERROR with a fault;
         * instances at rest whose guest is missing or stopped get the driver's power state
@@ -542,20 +560,27 @@ class ComputeAgent:
                 with contextlib.suppress(Exception):
                     await self.driver.destroy({"uuid": uuid})
                 counts["destroyed"] += 1
+        # Pending deletes first: a server whose DELETE was answered while it was building
+        # is deleted (allocation and quota freed), not failed into ERROR below.
+        have = set(await self.driver.list_instances())
+        for inst in await asyncio.to_thread(self.m.instances_on_host, self.host):
+            if inst["task_state"] == "deleting" and (on_start or inst["uuid"] not in have):
+                with contextlib.suppress(Exception):
+                    await self.driver.destroy(self.spec(inst))
+                await asyncio.to_thread(self.m.finish_delete, inst["uuid"])
+                counts["deleted"] += 1
         horizon = utcnow() if on_start else utcnow() - dt.timedelta(seconds=self.build_timeout)
         if on_start and self.started_at is not None:
             horizon = self.started_at
         counts["errored"] = len(await asyncio.to_thread(self.m.fail_stuck_builds, self.host,
                                                         horizon))
-        have = set(await self.driver.list_instances())
         for inst in await asyncio.to_thread(self.m.instances_on_host, self.host):
-            if inst["task_state"] == "deleting":
-                if on_start or inst["uuid"] not in have:
-                    with contextlib.suppress(Exception):
-                        await self.driver.destroy(self.spec(inst))
-                    await asyncio.to_thread(self.m.finish_delete, inst["uuid"])
-                    counts["deleted"] += 1
-                continue
+            # An operation that died with the previous process: the instance is at rest
+            # again (Nova's _init_instance); its power state is synced just below.
+            if (on_start and inst["task_state"] in _RESTARTED_TASKS
+                    and await asyncio.to_thread(self.m.finish_task, inst["uuid"],
+                                                inst["task_state"], task_state=None)):
+                inst["task_state"] = None
             if inst["task_state"] is not None or inst["vm_state"] in (
                     states.BUILDING, states.ERROR, states.SHELVED_OFFLOADED):
                 continue

@@ -170,8 +170,12 @@ class ComputeAPI(ResourceRoutes):
         group = None
         if v >= "2.75":
             group = await req.run(self.m.group_of, inst["uuid"]) or ""
-        addrs = await self._addresses(req, [inst["uuid"]])
-        doc = self._server_view(req, inst, None, group, addrs.get(inst["uuid"], {}))
+        addrs = (await self._addresses(req, [inst["uuid"]])).get(inst["uuid"], {})
+        if v < "2.75":
+            # Nova's ``extend_address=False``: no OS-EXT-IPS(-MAC) keys (Tempest's schema
+            # of these responses refuses them).
+            addrs = views.basic_addresses(addrs)
+        doc = self._server_view(req, inst, None, group, addrs)
         if v < "2.75":
             for key in list(doc):
                 if key.startswith(("OS-EXT-", "OS-SRV-USG:")) or key in (
@@ -707,6 +711,10 @@ class ComputeAPI(ResourceRoutes):
         if min_count > max_count:
             raise BadRequest("min_count must be <= max_count")
         spec, request = await self.m.db.run(self._prepare, req, srv, hints, v)
+        # Kept with the instance (Nova's RequestSpec) so a boot whose scheduling was lost
+        # in a crash can be scheduled again (compute/recovery.py).
+        spec["system_metadata"]["schedule_request"] = {
+            k: val for k, val in request.items() if k != "image_properties"}
         plan: list[dict[str, Any]] = []
         sg_ids: list[str] | None = None
         if self.network is not None:
@@ -1080,7 +1088,16 @@ class ComputeAPI(ResourceRoutes):
         await self._move(req, inst, "resize", flavor)
 
     async def a_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        host = args.get("host") if isinstance(args, dict) else None
+        host = None
+        if args is not None:
+            # Nova: ``null`` before 2.56; from 2.56 an object with an optional host.
+            if ver(req) < "2.56" or not isinstance(args, dict):
+                if args is not None:
+                    raise ValidationError(f"Invalid input for field/attribute migrate. "
+                                          f"Value: {args}. {args!r} is not of type 'null'")
+            else:
+                schemas.only(args, {"host"}, "migrate")
+                host = schemas.host_or_null(args.get("host"))
         if host is not None:
             req.enforce("os_compute_api:os-migrate-server:migrate:host",
                         self.tgt(req, inst["project_id"]))
@@ -1142,9 +1159,8 @@ class ComputeAPI(ResourceRoutes):
                          source_node=mig["source_node"])
 
     async def a_live_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        if not isinstance(args, dict) or "host" not in args or "block_migration" not in args:
-            raise ValidationError("Invalid input for field/attribute os-migrateLive.")
-        host = args.get("host")
+        # Validated before any state change: a bad body leaves the server as it was.
+        host = schemas.live_migrate(args, ver(req))
         if host is not None:
             req.enforce("os_compute_api:os-migrate-server:migrate_live:host",
                         self.tgt(req, inst["project_id"]))

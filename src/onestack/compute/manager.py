@@ -239,10 +239,13 @@ class ComputeManager:
     """Compute state: flavors, keypairs, instances, hosts, aggregates, groups, quotas."""
 
     def __init__(self, db: Database, default_az: str = "nova",
-                 placement: Any | None = None) -> None:
+                 placement: Any | None = None, max_instances_per_request: int = 1000) -> None:
         """``placement``: a ``PlacementManager``; when given, every claim is made there
-        (atomic, never oversubscribing) and the compute node counters only mirror it."""
+        (atomic, never oversubscribing) and the compute node counters only mirror it.
+        ``max_instances_per_request``: the most instances one ``POST /servers`` creates,
+        whatever its ``max_count`` and the project's quota (unlimited quota included)."""
         self.db = db
+        self.max_instances_per_request = max(1, max_instances_per_request)
         self.placement = placement
         self._node_uuids: dict[int, str] = {}
         self.default_az = default_az
@@ -504,7 +507,7 @@ class ComputeManager:
         access_ip_v4/6, description, hostname, group (server group uuid), system_metadata.
         All rows are written in one transaction with the quota check, so a refused request
         leaves nothing behind. When fewer than ``count`` but at least ``min_count`` fit, that
-        many are created (Nova's behaviour).
+        many are created (Nova's behaviour); never more than ``max_instances_per_request``.
         """
         flavor = spec["flavor"]
         project = ctx.project_id or ""
@@ -518,16 +521,8 @@ class ComputeManager:
                                 f"but already used 0 of {limits['metadata_items']} "
                                 "metadata_items")
             used = quotas.usage(c, project, groups=False)
-            n = count
-            while n >= min_count:
-                try:
-                    quotas.check(limits, used, {"instances": n, "cores": n * flavor["vcpus"],
-                                                "ram": n * flavor["memory_mb"]})
-                    break
-                except quotas.OverQuota:
-                    if n == min_count:
-                        raise
-                    n -= 1
+            n = quotas.instances_that_fit(limits, used, flavor, min_count, count,
+                                          self.max_instances_per_request)
             group = spec.get("group")
             if group:
                 members = c.execute(select(func.count()).select_from(_MEMBER).where(
@@ -1024,11 +1019,13 @@ class ComputeManager:
             return [u for u in uuids if u not in live]
 
     def fail_stuck_builds(self, host: str, older_than: dt.datetime) -> list[str]:
-        """Instances on ``host`` stuck in BUILD since before ``older_than`` go to ERROR."""
+        """Instances on ``host`` stuck in BUILD since before ``older_than`` go to ERROR
+        (not those being deleted: their delete was answered, it is finished instead)."""
         with self.write() as s:
             rows = list(s.scalars(select(Instance).where(
                 Instance.host == host, Instance.deleted.is_(False),
-                Instance.vm_state == states.BUILDING, Instance.updated_at < older_than)))
+                Instance.vm_state == states.BUILDING, Instance.updated_at < older_than,
+                or_(Instance.task_state.is_(None), Instance.task_state != "deleting"))))
             now = utcnow()
             for r in rows:
                 r.vm_state = states.ERROR
@@ -1083,6 +1080,10 @@ class ComputeManager:
             raise
         return True
 
+    def release_placement(self, consumer: str) -> None:
+        """Give back what ``consumer`` holds in placement (nothing: no-op)."""
+        self._placement_release(consumer)
+
     def _placement_release(self, consumer: str) -> None:
         if self.placement is not None:
             with self.serial():
@@ -1103,6 +1104,30 @@ class ComputeManager:
             return False
         s.execute(insert(_ALLOC).values(instance_uuid=consumer, node_id=node_id, vcpus=vcpus,
                                         memory_mb=memory_mb, disk_gb=disk_gb))
+        return True
+
+    def spawning_on(self, uuid: str, host: str) -> bool:
+        """Whether the instance is (still) being built on ``host`` (a build message that
+        arrives twice, e.g. redelivered by the broker after a crash, is not run twice)."""
+        with self.db.reader() as s:
+            return s.execute(select(Instance.uuid).where(
+                Instance.uuid == uuid, Instance.deleted.is_(False), Instance.host == host,
+                Instance.task_state == "spawning")).first() is not None
+
+    def unplace(self, uuid: str, host: str) -> bool:
+        """A build on ``host`` failed: back to ``scheduling`` with no host and its claim
+        released, in one transaction (a crash leaves either the placed or the unscheduled
+        instance, never a placed one without its claim; a placement claim left behind is
+        replaced when it is placed again). False when it is no longer building there."""
+        with self.core_write() as c:
+            res = c.execute(update(_I).where(
+                _I.c.uuid == uuid, _I.c.deleted.is_(False), _I.c.host == host,
+                _I.c.task_state == "spawning").values(
+                task_state="scheduling", host=None, node=None, updated_at=utcnow()))
+            if res.rowcount != 1:
+                return False
+            self._release(c, uuid)
+        self._placement_release(uuid)
         return True
 
     def release(self, consumer: str) -> None:
@@ -1716,13 +1741,17 @@ def place_instance(m: ComputeManager, uuid: str, node: dict[str, Any], vcpus: in
     instance was deleted or is no longer scheduling; nothing was claimed).
     """
     if m.placement is not None:
-        owner: Any = (project_id, user_id)
-        if project_id is None:
-            with m.db.reader() as s:
-                owner = s.execute(select(Instance.project_id, Instance.user_id).where(
-                    Instance.uuid == uuid)).first()
-            if owner is None:
-                return "gone"
+        # Placement replaces a consumer's allocations: claiming for an instance another
+        # scheduler already placed (a boot cast twice: a redelivered message, a recovered
+        # boot) would move or, on "gone", drop the allocation of a placed server. Only a
+        # scheduling instance is claimed for.
+        with m.db.reader() as s:
+            row = s.execute(select(Instance.project_id, Instance.user_id).where(
+                Instance.uuid == uuid, Instance.deleted.is_(False),
+                Instance.task_state == "scheduling")).first()
+        if row is None:
+            return "gone"
+        owner: Any = (project_id, user_id) if project_id is not None else row
         if not m.placement_claim(uuid, node["node_id"], vcpus, memory_mb, disk_gb,
                                  owner[0], owner[1]):
             return "full"
@@ -1742,6 +1771,10 @@ def place_instance(m: ComputeManager, uuid: str, node: dict[str, Any], vcpus: in
                 raise _Undo("full")
     except _Undo as undo:
         if undo.result == "gone":
-            m._placement_release(uuid)
+            with m.db.reader() as s:
+                placed = s.execute(select(Instance.host).where(
+                    Instance.uuid == uuid, Instance.deleted.is_(False))).scalar()
+            if not placed:  # deleted meanwhile: nothing may hold resources for it
+                m._placement_release(uuid)
         return undo.result
     return "ok"

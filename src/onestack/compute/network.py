@@ -51,6 +51,10 @@ class ComputeNetwork(Protocol):
 
     def deallocate(self, instance_uuid: str, preserve: list[str]) -> None: ...
 
+    def port_count(self, instance_uuid: str) -> int: ...
+
+    def compute_port_devices(self) -> set[str]: ...
+
     def bind(self, instance_uuid: str, host: str) -> list[dict[str, Any]]: ...
 
     def addresses(self, instance_uuids: list[str]) -> dict[str, dict[str, list[dict[
@@ -330,6 +334,16 @@ class LocalNetwork:
                 with contextlib.suppress(NotFound):
                     self.n.unbind_port(port["id"], detach=True)
         self.n.delete_ports_for_device(instance_uuid, only_owner_prefix="compute:")
+
+    def port_count(self, instance_uuid: str) -> int:
+        """How many ports a server has."""
+        return len(self.n.list_ports(self._admin(), device_id=instance_uuid))
+
+    def compute_port_devices(self) -> set[str]:
+        """The device ids of every port compute made (``compute:*`` owners)."""
+        return {p["device_id"] for p in self.n.list_ports(self._admin())
+                if str(p.get("device_owner") or "").startswith("compute:")
+                and p.get("device_id")}
 
     def bind(self, instance_uuid: str, host: str) -> list[dict[str, Any]]:
         """Bind every port of a server to ``host``; the driver's port dicts."""

@@ -103,6 +103,37 @@ def check(limits: dict[str, int], used: dict[str, int], wanted: dict[str, int]) 
                     + ", ".join(f"{used.get(r, 0)} of {limits[r]} {r}" for r in over))
 
 
+def instances_that_fit(limits: dict[str, int], used: dict[str, int], flavor: dict[str, Any],
+                       min_count: int, max_count: int, cap: int) -> int:
+    """How many of ``min_count``..``max_count`` instances of ``flavor`` to create: the most
+    that fit every limit (computed, not searched: ``max_count`` may be 2**63), at most
+    ``cap`` per request. Raises ``OverQuota`` with Nova's message when not even
+    ``min_count`` fit (Nova's ``check_num_instances_quota``)."""
+    per = {"instances": 1, "cores": int(flavor["vcpus"]), "ram": int(flavor["memory_mb"])}
+    allowed = max_count
+    headroom: dict[str, int] = {}
+    for r, each in per.items():
+        limit = limits.get(r, -1)
+        if limit < 0:
+            continue
+        headroom[r] = max(0, limit - used.get(r, 0))
+        if each > 0:
+            allowed = min(allowed, headroom[r] // each)
+    if allowed >= min_count:
+        if min_count > cap:
+            raise OverQuota(f"Quota exceeded for instances: Requested {min_count}, but at "
+                            f"most {cap} instances can be created in one request")
+        return min(allowed, cap)
+    over = sorted(r for r, each in per.items() if r in headroom and max_count * each > headroom[r])
+    wanted = f"{min_count}" if min_count == max_count else f"{min_count}-{max_count}"
+    requested = {"instances": wanted, "cores": max_count * per["cores"],
+                 "ram": max_count * per["ram"]}
+    raise OverQuota("Quota exceeded for {}: Requested {}, but already used {} of {} {}".format(
+        ", ".join(over), ", ".join(str(requested[r]) for r in over),
+        ", ".join(str(used.get(r, 0)) for r in over),
+        ", ".join(str(limits[r]) for r in over), ", ".join(over)))
+
+
 def set_limits(s: Session, project_id: str, values: dict[str, Any],
                user_id: str | None = None) -> None:
     for resource, value in values.items():

@@ -145,3 +145,60 @@ def only(doc: dict[str, Any], allowed: set[str], field: str) -> None:
         raise ValidationError(f"Invalid input for field/attribute {field}. Additional "
                               f"properties are not allowed ({', '.join(sorted(extra))} "
                               "were unexpected)")
+
+
+#: Nova's ``parameter_types.hostname``: what a compute host name may look like.
+HOSTNAME = re.compile(r"^[a-zA-Z0-9-._]{1,255}$")
+#: Nova's ``parameter_types.boolean``: JSON booleans and these strings.
+BOOLEAN_STRINGS = frozenset({"True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes",
+                             "yes", "False", "FALSE", "false", "0", "OFF", "Off", "off",
+                             "NO", "No", "no"})
+
+
+def host_or_null(value: Any, field: str = "host") -> str | None:
+    """A compute host name or ``null`` (Nova's ``hostname`` type, nullable)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not HOSTNAME.match(value):
+        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                              f"{value!r} is not a valid host name")
+    return value
+
+
+def strict_boolean(value: Any, field: str, extra: tuple[str, ...] = ()) -> bool | str:
+    """Nova's ``parameter_types.boolean`` (plus ``extra`` literal strings, e.g. ``auto``)."""
+    if isinstance(value, bool) or (isinstance(value, str)
+                                   and (value in BOOLEAN_STRINGS or value in extra)):
+        return value
+    raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
+                          f"{value!r} is not one of the allowed values")
+
+
+def live_migrate(args: Any, version: Any) -> str | None:
+    """Validate an ``os-migrateLive`` body as Nova's schema of that microversion does
+    (before 2.25: ``block_migration``, ``disk_over_commit`` and ``host`` required;
+    2.25: ``disk_over_commit`` gone, ``block_migration`` may be ``auto``; 2.30-2.67: an
+    optional ``force``; no other keys). Returns the requested host (None: scheduler's
+    choice)."""
+    if not isinstance(args, dict):
+        raise ValidationError(f"Invalid input for field/attribute os-migrateLive. Value: "
+                              f"{args}. {args!r} is not of type 'object'")
+    if version >= "2.25":
+        required = ["block_migration", "host"]
+        allowed = {"block_migration", "host"}
+        if version >= "2.30" and version < "2.68":
+            allowed.add("force")
+    else:
+        required = ["block_migration", "disk_over_commit", "host"]
+        allowed = {"block_migration", "disk_over_commit", "host"}
+    for key in required:
+        if key not in args:
+            raise ValidationError(f"Invalid input for field/attribute os-migrateLive. Value: "
+                                  f"{args}. '{key}' is a required property")
+    only(args, allowed, "os-migrateLive")
+    strict_boolean(args["block_migration"], "block_migration",
+                   ("auto",) if version >= "2.25" else ())
+    for key in ("disk_over_commit", "force"):
+        if key in args:
+            strict_boolean(args[key], key)
+    return host_or_null(args["host"])

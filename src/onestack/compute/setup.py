@@ -16,6 +16,7 @@ from onestack.compute.api import ComputeAPI, build_policy
 from onestack.compute.manager import ComputeManager
 from onestack.compute.microversions import VersionLayer
 from onestack.compute.network import LocalNetwork
+from onestack.compute.recovery import BootRecovery
 from onestack.config import Settings
 from onestack.console.setup import console_tokens
 from onestack.db.engine import Database
@@ -73,7 +74,8 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
     and the agents reach it through ``compute.network.LocalNetwork``."""
     use_placement = placement is not None and settings.compute_claims == "placement"
     manager = ComputeManager(db, settings.compute_default_availability_zone,
-                             placement if use_placement else None)
+                             placement if use_placement else None,
+                             settings.compute_max_instances_per_request)
     manager.ensure_default_flavors()
     nets = LocalNetwork(network) if network is not None else None
     api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,
@@ -84,7 +86,11 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
     scheduler = Scheduler(manager, bus, filters or None, _weighers(settings.scheduler_weighers),
                           settings.scheduler_max_attempts, settings.scheduler_host_subset_size,
                           host=settings.compute_host or socket.gethostname(),
-                          heartbeat_interval=settings.compute_heartbeat_interval)
+                          heartbeat_interval=settings.compute_heartbeat_interval,
+                          recovery=BootRecovery(manager, bus, nets,
+                                                settings.compute_recover_after),
+                          recovery_interval=min(settings.compute_reconcile_interval,
+                                                settings.compute_recover_after))
     pool = None
     if settings.compute_run_agents:
         agents = []

@@ -288,3 +288,10 @@ def migration(mg: dict[str, Any], v: APIVersion, base: str) -> dict[str, Any]:
         out["project_id"] = mg["project_id"]
         out["user_id"] = mg["user_id"]
     return out
+
+
+def basic_addresses(addresses: dict[str, Any]) -> dict[str, Any]:
+    """``addresses`` with only ``version`` and ``addr`` per address (Nova's view without
+    ``extend_address``: update and rebuild responses before 2.75)."""
+    return {net: [{"version": a["version"], "addr": a["addr"]} for a in ips]
+            for net, ips in addresses.items()}

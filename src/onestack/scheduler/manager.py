@@ -25,6 +25,7 @@ from onestack.bus.base import Bus, NoConsumer
 from onestack.common.timeutils import utcnow
 from onestack.compute import states
 from onestack.compute.manager import ComputeManager, place_instance
+from onestack.compute.recovery import BootRecovery
 from onestack.scheduler.filters import ALL_FILTERS, DEFAULT_FILTERS, BaseFilter
 from onestack.scheduler.host_state import HostState, RequestSpec
 from onestack.scheduler.weights import (
@@ -49,8 +50,14 @@ class Scheduler:
                  filters: list[str] | None = None,
                  weighers: dict[str, float] | None = None, max_attempts: int = 3,
                  host_subset_size: int = 1, refresh_interval: float = 10.0,
-                 host: str = "localhost", heartbeat_interval: float = 10.0) -> None:
+                 host: str = "localhost", heartbeat_interval: float = 10.0,
+                 recovery: BootRecovery | None = None, recovery_interval: float = 60.0
+                 ) -> None:
         self.m = manager
+        #: Reschedules boots whose scheduling a crash lost (see ``compute/recovery.py``):
+        #: ``recover()`` once the agents run, then every ``recovery_interval`` seconds.
+        self.recovery = recovery
+        self.recovery_interval = recovery_interval
         self.host = host
         self.heartbeat_interval = heartbeat_interval
         self._beat: asyncio.Task[None] | None = None
@@ -84,12 +91,27 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat
 
+    async def recover(self) -> dict[str, int]:
+        """The start-up recovery pass (call once this process's agents consume)."""
+        if self.recovery is None:
+            return {}
+        try:
+            return await self.recovery.run(on_start=True)
+        except Exception:  # noqa: BLE001 - the periodic pass tries again; serve anyway
+            LOG.exception("boot recovery failed")
+            return {}
+
     async def _heartbeat(self) -> None:
+        last_recovery = time.monotonic()
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            await asyncio.sleep(min(self.heartbeat_interval, self.recovery_interval))
             try:
                 for binary in ("nova-scheduler", "nova-conductor"):
                     await asyncio.to_thread(self.m.heartbeat, [self.host], binary)
+                if (self.recovery is not None
+                        and time.monotonic() - last_recovery >= self.recovery_interval):
+                    last_recovery = time.monotonic()
+                    await self.recovery.run()
             except Exception:  # noqa: BLE001
                 LOG.exception("scheduler heartbeat failed")
 
@@ -190,15 +212,21 @@ class Scheduler:
                                     f"available for retrying build failures for instance "
                                     f"{instance_uuid}. Last error: {error}")
             return
-        ok = await asyncio.to_thread(self.m.finish_task, instance_uuid, "spawning",
-                                     task_state="scheduling", host=None, node=None)
-        if ok:
-            self.invalidate()
-            await self._build_one(instance_uuid, request, list(tried), attempt + 1, error)
+        # The agent put it back to scheduling and released its claim (``unplace``).
+        self.invalidate()
+        await self._build_one(instance_uuid, request, list(tried), attempt + 1, error)
 
     def _fail(self, uuid: str, message: str) -> None:
         self.m.finish_task(uuid, ["scheduling", "spawning"], event="schedule_instances",
                            error=message, vm_state=states.ERROR, task_state=None)
+        try:
+            placed = self.m.get_instance(None, uuid, True)["host"]
+        except Exception:  # noqa: BLE001 - gone: its delete released everything
+            return
+        if not placed:
+            # A claim a crash cut short (placement allocation made, the instance never
+            # placed) would otherwise outlive the failed boot.
+            self.m.release_placement(uuid)
 
     async def _build_one(self, uuid: str, request: dict[str, Any], tried: list[str],
                          attempt: int, last_error: str | None = None) -> None:

@@ -1,0 +1,150 @@
+"""Boot recovery after a crash: the conductor's side of "restart-safe".
+
+A boot is recorded (instance rows, quota) and its ports are made inside ``POST /servers``;
+only then is it cast to the scheduler and answered 202. A crash (``kill -9``) can lose that
+cast, or come between any two of those steps, or between the steps of a delete. The compute
+agents reconcile what is on their hosts (``agents/compute.py``); what no host knows about is
+recovered here, when the scheduler starts and then periodically:
+
+* an accepted boot still unscheduled (BUILD/``scheduling``, no host) from before this
+  process started, or untouched for ``stale_after`` seconds, is scheduled again from the
+  request kept with it (``system_metadata.schedule_request``). A placement allocation it
+  holds from a claim the crash cut short is not touched here (a scheduler may be placing
+  it right now): placing it replaces that claim, failing to place it releases it;
+* an unscheduled boot whose ports were never all made cannot have been answered (the 202
+  comes after the ports): once ``stale_after`` old it is removed with its ports, as the
+  API's own rollback would have;
+* placement allocations still held by deleted servers are released, and the ports compute
+  made for deleted servers are deleted (a crash between the delete and its clean-up).
+
+Every step is idempotent and safe to run beside live schedulers: placing an instance is
+atomic (``place_instance`` only moves a ``scheduling`` instance), so a boot cast twice is
+placed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from onestack.bus.base import Bus
+from onestack.common.timeutils import utcnow
+from onestack.compute import states
+from onestack.compute.manager import ComputeManager
+from onestack.db.compute import Instance
+from onestack.db.placement import Allocation as PlacementAllocation
+
+LOG = logging.getLogger(__name__)
+
+
+class BootRecovery:
+    """See the module docstring. ``network``: ``compute.network.LocalNetwork`` or None."""
+
+    def __init__(self, manager: ComputeManager, bus: Bus, network: Any = None,
+                 stale_after: float = 60.0) -> None:
+        self.m = manager
+        self.bus = bus
+        self.network = network
+        self.stale_after = stale_after
+        self.started_at = utcnow()
+
+    # ------------------------------------------------------------------ queries
+    def _unscheduled(self, before: dt.datetime) -> list[dict[str, Any]]:
+        i = Instance
+        with self.m.db.reader() as s:
+            rows = s.execute(select(i.uuid, i.system_metadata, i.updated_at).where(
+                i.deleted.is_(False), i.vm_state == states.BUILDING,
+                i.task_state == "scheduling", i.host.is_(None),
+                i.updated_at < before)).all()
+        return [{"uuid": r.uuid, "sm": dict(r.system_metadata or {}),
+                 "updated_at": r.updated_at} for r in rows]
+
+    def _deleted_holding_allocations(self) -> list[str]:
+        """Deleted instances placement still has allocations for."""
+        with self.m.db.reader() as s:
+            return list(s.scalars(select(Instance.uuid).where(
+                Instance.deleted.is_(True),
+                Instance.uuid.in_(select(PlacementAllocation.consumer_id).distinct()))))
+
+    # ------------------------------------------------------------------ work
+    @staticmethod
+    def request_of(sm: dict[str, Any]) -> dict[str, Any]:
+        """The scheduling request of a recorded boot (what ``POST /servers`` cast)."""
+        hints = dict(sm.get("scheduler_hints") or {})
+        request = {"availability_zone": sm.get("requested_az"), "group": hints.get("group"),
+                   "hints": {k: v for k, v in hints.items() if k != "group"},
+                   "host": None, "hypervisor_hostname": None}
+        request.update(sm.get("schedule_request") or {})
+        request["image_properties"] = sm.get("image_properties") or {}
+        return request
+
+    def _ports_complete(self, uuid: str, sm: dict[str, Any]) -> bool:
+        wanted = int(sm.get("port_count") or 0)
+        if not wanted or self.network is None:
+            return True
+        return self.network.port_count(uuid) >= wanted
+
+    def _remove_unanswered(self, uuid: str, sm: dict[str, Any]) -> None:
+        if self.network is not None:
+            self.network.deallocate(uuid, list(sm.get("preserve_ports") or []))
+        self.m.release_placement(uuid)
+        self.m.purge_instances([uuid])
+
+    def plan(self, on_start: bool) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, int]]:
+        """Blocking part of a pass: clean-ups done, the boots to cast returned."""
+        now = utcnow()
+        stale = now - dt.timedelta(seconds=self.stale_after)
+        before = max(self.started_at, stale) if on_start else stale
+        counts = {"rescheduled": 0, "removed": 0, "released": 0, "ports": 0}
+        casts: list[tuple[str, dict[str, Any]]] = []
+        rows = self._unscheduled(before)
+        for row in rows:
+            uuid, sm = row["uuid"], row["sm"]
+            if not self._ports_complete(uuid, sm):
+                if row["updated_at"] < stale:
+                    self._remove_unanswered(uuid, sm)
+                    counts["removed"] += 1
+                continue
+            # Touch it (only if still unscheduled) so the next pass leaves it alone.
+            if self.m.finish_task(uuid, "scheduling"):
+                casts.append((uuid, self.request_of(sm)))
+        for uuid in self._deleted_holding_allocations():
+            self.m.release_placement(uuid)
+            counts["released"] += 1
+        if on_start:
+            counts["ports"] = self._ports_of_deleted()
+        counts["rescheduled"] = len(casts)
+        return casts, counts
+
+    def _ports_of_deleted(self) -> int:
+        """Delete the ports compute made for servers that are deleted (their delete was cut
+        short); ports the user attached are detached and survive."""
+        if self.network is None:
+            return 0
+        devices = self.network.compute_port_devices()
+        if not devices:
+            return 0
+        with self.m.db.reader() as s:
+            gone = list(s.execute(select(Instance.uuid, Instance.system_metadata).where(
+                Instance.uuid.in_(list(devices)), Instance.deleted.is_(True))))
+        for uuid, sm in gone:
+            try:
+                self.network.deallocate(uuid, list((sm or {}).get("preserve_ports") or []))
+            except Exception:  # noqa: BLE001 - the next start tries again
+                LOG.exception("could not release the ports of deleted server %s", uuid)
+        return len(gone)
+
+    async def run(self, on_start: bool = False) -> dict[str, int]:
+        """One pass (see the module docstring); returns what it did."""
+        casts, counts = await asyncio.to_thread(self.plan, on_start)
+        for uuid, request in casts:
+            await self.bus.cast("scheduler", "build_instances", instance_uuids=[uuid],
+                                request=request)
+        if any(counts.values()):
+            LOG.warning("boot recovery: %s", counts)
+        return counts
+
