@@ -34,6 +34,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.bulk import json_response, run_bulk
 from onestack.api.http import BODY_READER, ZEROCOPY, BodyGone, BodyReader
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
@@ -56,7 +57,7 @@ from onestack.drivers.storage.base import (
 )
 from onestack.image import schemas, views
 from onestack.image.cache import ImageCache
-from onestack.image.manager import ImageManager
+from onestack.image.manager import ImageManager, ListQuery
 from onestack.image.metadefs import MetadefManager
 from onestack.image.metadefs_api import MetadefRoutes
 from onestack.image.policies import RULES
@@ -392,10 +393,15 @@ class ImageAPI:
         return {"usage": {"image_size_total": {"limit": limit, "usage": used}}}
 
     # ------------------------------------------------------------------ images
-    async def list_images(self, req: ApiRequest) -> dict[str, Any]:
+    async def list_images(self, req: ApiRequest) -> Response:
         req.enforce("get_images", {"project_id": req.ctx.project_id or ""})
         q = self.m.parse_list_query(req.query, self.default_limit, self.max_limit)
-        images, more = await req.run(self.m.list, req.ctx, q)
+        # The page — query, shaping, JSON — is bulk work: off the loop (api/bulk.py).
+        return await run_bulk(self._list_page, req, q)
+
+    def _list_page(self, req: ApiRequest, q: ListQuery) -> Response:
+        """One rendered page of ``GET /v2/images`` (blocking; the bulk pool)."""
+        images, more = self.m.list(req.ctx, q)
         doc: dict[str, Any] = {"images": [self._image(i) for i in images],
                                "schema": "/v2/schemas/images"}
         first_query = [(k, v) for k, v in req.query.multi_items() if k != "marker"]
@@ -403,7 +409,7 @@ class ImageAPI:
         if more and images:
             doc["next"] = next_link("/v2/images", req.query, images[-1].id,
                                     q.limit if "limit" in req.query else None)
-        return doc
+        return json_response(doc)
 
     async def create_image(self, req: ApiRequest) -> Response:
         req.enforce("add_image", {"project_id": req.ctx.project_id or ""})
