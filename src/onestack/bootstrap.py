@@ -208,7 +208,8 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     image = ImageManager(db, image_store, build_image_policy(policy_file),
                          settings.image_quota_bytes, stores=settings.image_stores,
                          url_allow=settings.image_url_allow,
-                         show_locations=settings.image_locations)
+                         show_locations=settings.image_locations,
+                         require_format_match=settings.image_require_format_match)
     image.recover()
     image_api = ImageAPI(image, image_store, image.policy, auth_uri,
                          max_json_body=settings.image_max_json_body)

@@ -57,6 +57,7 @@ from onestack.drivers.storage.base import (
 )
 from onestack.image import schemas, views
 from onestack.image.cache import ImageCache
+from onestack.image.formats import InspectingWriter
 from onestack.image.manager import ImageManager, ListQuery
 from onestack.image.metadefs import MetadefManager
 from onestack.image.metadefs_api import MetadefRoutes
@@ -480,15 +481,19 @@ class ImageAPI:
         store = self.m.stores.staging if staging else self.m.stores.default
         if not staging and req.headers.get("x-image-meta-store"):
             store = self.m.stores.get(req.headers["x-image-meta-store"].strip())
-        _, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
+        info, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
         reader: BodyReader | None = req.request.scope.get("extensions", {}).get(BODY_READER)
-        writer = None
+        writer: ImageWriter | None = None
         committed = False
         batches = _Batches(asyncio.get_running_loop())
+        # Uploads are inspected as they stream (staged data when it is imported): Glance.
+        inspector = None if staging else self.m.format_inspector(info)
         try:
             if length is not None and left is not None and length > left:
                 raise self._over_quota()
             writer = await run_in_threadpool(store.begin, image_id, staging)
+            if inspector is not None:
+                writer = InspectingWriter(writer, inspector)
             total = 0
             if reader is not None and length is not None and length >= UPLOAD_BATCH:
                 # A big sized body: read from the socket by a worker thread.
@@ -517,9 +522,11 @@ class ImageAPI:
                 if got != expected_md5:
                     raise BadRequest(f"Checksum mismatch: the data's MD5 is {got}, expected "
                                      f"{expected_md5}.")
+            verdict = inspector.check(final=True) if inspector is not None else None
             stored = await run_in_threadpool(writer.commit)
             committed = True
-            await req.run(self.m.finish_upload, image_id, stored, staging, store.store_id)
+            await req.run(self.m.finish_upload, image_id, stored, staging, store.store_id,
+                          verdict)
         except BaseException as exc:
             if writer is not None and not committed:
                 await run_in_threadpool(writer.abort)
