@@ -14,7 +14,7 @@ two things at once for ``--seconds``:
 * the probes (this process, one blocking keep-alive connection per target): ``GET /`` of
   identity, image, placement, network and compute, ``GET /healthcheck`` of compute and
   network, and a token validation (``GET /v3/auth/tokens`` with ``X-Subject-Token``), each
-  target by a thread of its own, 20 ms between its requests.
+  target by a thread of its own, one request due every 100 ms, timed from when it was due.
 
 Prints p50/p99 of each probe with and without the load, the list throughput (pages/s and
 servers/s), writes ``bench/results/health.json``, and exits non-zero when a ``GET /`` p99
@@ -108,20 +108,26 @@ def probes(cloud: Cloud) -> dict[str, Probe]:
 
 
 def run_probes(targets: dict[str, Probe], seconds: float,
-               gap: float = 0.02) -> dict[str, dict[str, float]]:
-    """Each target probed by a thread of its own, ``gap`` seconds between its requests
-    (a slow target does not thin out the others' samples)."""
+               gap: float = 0.1) -> dict[str, dict[str, float]]:
+    """Each target probed by a thread of its own on a fixed schedule, one request every
+    ``gap`` seconds, each timed from when it was due (not from when it could be sent): a
+    stall counts for every request it held up, as a client arriving then would see it
+    (no coordinated omission); a slow target does not thin out the others' samples."""
     times: dict[str, list[float]] = {k: [] for k in targets}
     bad: dict[str, int] = dict.fromkeys(targets, 0)
-    stop_at = time.monotonic() + seconds
+    start = time.perf_counter()
+    count = int(seconds / gap)
 
     def probe_loop(name: str, probe: Probe) -> None:
-        while time.monotonic() < stop_at:
-            status, dt = probe.get()
-            times[name].append(dt)
+        for k in range(count):
+            due = start + k * gap
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            status, _ = probe.get()
+            times[name].append(time.perf_counter() - due)
             if status == 0 or status >= 500:
                 bad[name] += 1
-            time.sleep(gap)
 
     threads = [threading.Thread(target=probe_loop, args=item) for item in targets.items()]
     for t in threads:
