@@ -98,6 +98,10 @@ class Settings:
     #: Show and manage image ``locations`` (Glance's ``show_multiple_locations``; shows
     #: file-store paths to users, so off by default).
     image_locations: bool = False
+    #: Refuse image data whose content is not its ``disk_format`` (415), as Glance's
+    #: ``[image_format] require_image_format_match`` (default on). Safety checks (qcow2
+    #: backing/data files, VMDK extents…) apply either way. See image/formats.py.
+    image_require_format_match: bool = True
     # Network
     #: Physical networks that may carry flat networks (ML2 ``flat_networks``; ``*`` = any).
     network_flat_networks: str = "public,physnet1"

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests import image_samples
 from tests.conftest import VENV_BIN, RunningCloud, start_cloud
 
 pytestmark = pytest.mark.slow
@@ -59,7 +60,7 @@ def wait_status(cloud: RunningCloud, name: str, status: str, timeout: float = 30
 def test_seed_flow(compute_cloud: RunningCloud, tmp_path: Path) -> None:
     cloud = compute_cloud
     image = tmp_path / "cirros.img"
-    image.write_bytes(b"\0" * 65536)
+    image.write_bytes(image_samples.qcow2(length=65536))
     cloud.openstack("image", "create", "cirros", "--file", str(image), "--disk-format",
                     "qcow2", "--container-format", "bare", "--public")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests import image_samples
 from tests.conftest import RunningCloud, start_cloud
 
 
@@ -73,7 +74,8 @@ def image_id(nc: RunningCloud) -> str:
     img = httpx.post(nc.url("image") + "/v2/images", headers=h, json={
         "name": "cirros", "disk_format": "qcow2", "container_format": "bare",
         "visibility": "public"}).json()
-    r = httpx.put(nc.url("image") + f"/v2/images/{img['id']}/file", content=b"x" * 1024,
+    r = httpx.put(nc.url("image") + f"/v2/images/{img['id']}/file",
+                  content=image_samples.qcow2(length=1024),
                   headers={**h, "Content-Type": "application/octet-stream"})
     assert r.status_code == 204, r.text
     return str(img["id"])
@@ -116,7 +118,7 @@ def test_cli_server_with_network_floating_ip_and_ports(nc: RunningCloud,
                                                        tmp_path: Path) -> None:
     cloud = nc
     image = tmp_path / "cirros.img"
-    image.write_bytes(b"\0" * 65536)
+    image.write_bytes(image_samples.qcow2(length=65536))
     cloud.openstack("image", "create", "cirros-cli", "--file", str(image), "--disk-format",
                     "qcow2", "--container-format", "bare", "--public")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import image_samples
+
 PATCH = "application/openstack-images-v2.1-json-patch"
 
 
@@ -488,7 +490,8 @@ def listing(clients: Any) -> tuple[Client, list[dict[str, Any]]]:
         img = a.create(name=f"{tag}-{i}", tags=[tag] + (["odd"] if i % 2 else []),
                        disk_format="qcow2" if i % 3 == 0 else "raw",
                        min_ram=i, colour="red" if i < 3 else "blue")
-        a.upload(img["id"], b"z" * (100 * (i + 1)))
+        size = 100 * (i + 1)
+        a.upload(img["id"], image_samples.qcow2(length=size) if i % 3 == 0 else b"z" * size)
         made.append(a.show(img["id"]).json())
         time.sleep(0.01)
     return a, made

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from onestack.bootstrap import SERVICES as SERVED
+from tests import image_samples
 from tests.conftest import RunningCloud, free_port, start_cloud
 
 DATA = os.urandom(300_000)
@@ -37,11 +38,13 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def web() -> Iterator[str]:
-    """``http://127.0.0.1:PORT``: ``/ok/img.raw`` (allowed) and ``/no/img.raw`` (not)."""
+    """``http://127.0.0.1:PORT``: ``/ok/img.raw`` (allowed) and ``/no/img.raw`` (not);
+    ``/ok/disguised.iso`` is a qcow2 naming a backing file."""
     root = Path(tempfile.mkdtemp(prefix="onestack-web-"))
     for sub in ("ok", "no"):
         (root / sub).mkdir()
         (root / sub / "img.raw").write_bytes(DATA)
+    (root / "ok" / "disguised.iso").write_bytes(image_samples.qcow2(backing="/etc/shadow"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -158,6 +161,22 @@ def test_web_download(fetching: Any, web: str) -> None:
     _tasks(client, image_id, "failure")
     doc = _wait(client, image_id, lambda d: d["status"] == "queued")
     assert doc["os_glance_failed_import"]
+    client.delete(f"/v2/images/{image_id}")
+
+
+def test_web_download_is_inspected(fetching: Any, web: str) -> None:
+    """Downloaded data is checked against the disk_format as uploads are (Glance)."""
+    cloud, client = fetching
+    image_id = _new(client, disk_format="iso")
+    r = client.post(f"/v2/images/{image_id}/import", json={
+        "method": {"name": "web-download", "uri": f"{web}/ok/disguised.iso"}})
+    assert r.status_code == 202, r.text
+    task = _tasks(client, image_id, "failure")[-1]
+    assert "Image disk_format iso does not match stream data qcow2" in task["message"]
+    doc = _wait(client, image_id, lambda d: d["status"] == "queued")
+    assert doc["size"] is None and doc["checksum"] is None
+    staged = Path(cloud.data_dir) / "images"
+    assert not [p for p in staged.rglob(f"*{image_id}*") if p.is_file()]
     client.delete(f"/v2/images/{image_id}")
 
 

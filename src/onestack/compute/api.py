@@ -19,6 +19,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON, Service, route, url_header
+from onestack.api.bulk import json_response, run_bulk
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.bus.base import Bus, BusError, NoConsumer, RemoteError
@@ -201,10 +202,9 @@ class ComputeAPI(ResourceRoutes):
             return {}
         return dict(await req.run(self.network.addresses, uuids))
 
-    async def _page_addresses(self, req: ApiRequest, insts: list[InstanceDict]
-                              ) -> dict[str, Any]:
+    def _page_addresses(self, insts: list[InstanceDict]) -> dict[str, Any]:
         """``addresses`` of a list page: port caches + live floating IPs (one batch);
-        servers that never had ports cost nothing."""
+        servers that never had ports cost nothing (blocking)."""
         if self.network is None:
             return {}
         caches: dict[str, Any] = {}
@@ -216,7 +216,7 @@ class ComputeAPI(ResourceRoutes):
                 caches[i["uuid"]] = None
         if not caches:
             return {}
-        return dict(await req.run(self.network.cached_addresses, caches))
+        return dict(self.network.cached_addresses(caches))
 
     def _preserved(self, inst: InstanceDict) -> list[str]:
         return list(inst["system_metadata"].get("preserve_ports") or [])
@@ -415,7 +415,7 @@ class ComputeAPI(ResourceRoutes):
             out.append((k, d))
         return out
 
-    async def _list(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
+    async def _list(self, req: ApiRequest, detail: bool) -> Response:
         v = ver(req)
         req.enforce("os_compute_api:servers:detail" if detail
                     else "os_compute_api:servers:index", self.tgt(req))
@@ -436,11 +436,18 @@ class ComputeAPI(ResourceRoutes):
             if filters.get("uuid") is not None:
                 found = {u for u in found or () if u == filters["uuid"]}
             filters["uuid"] = sorted(found or ())
-        insts = await req.run(self.m.list_instances, req.ctx, filters, sort, limit, marker)
+        # The page — query, shaping, JSON — is bulk work: off the loop (api/bulk.py).
+        return await run_bulk(self._list_page, req, detail, filters, sort, limit, marker)
+
+    def _list_page(self, req: ApiRequest, detail: bool, filters: dict[str, Any],
+                   sort: list[tuple[str, str]], limit: int, marker: str | None) -> Response:
+        """One page of ``GET /servers[/detail]``, rendered (blocking; bulk pool)."""
+        v = ver(req)
+        insts = self.m.list_instances(req.ctx, filters, sort, limit, marker)
         if detail:
             host_status = None
             servers = []
-            addrs = await self._page_addresses(req, insts)
+            addrs = self._page_addresses(insts)
             for i in insts:
                 if v >= "2.16" and req.ctx.is_admin:
                     host_status = "UP" if i["host"] else ""
@@ -453,12 +460,12 @@ class ComputeAPI(ResourceRoutes):
             path = req.base_url + req.request.url.path
             out["servers_links"] = [{"rel": "next", "href": next_link(
                 path, req.query, insts[-1]["uuid"], limit)}]
-        return out
+        return json_response(out)
 
-    async def list_servers(self, req: ApiRequest) -> dict[str, Any]:
+    async def list_servers(self, req: ApiRequest) -> Response:
         return await self._list(req, False)
 
-    async def list_servers_detail(self, req: ApiRequest) -> dict[str, Any]:
+    async def list_servers_detail(self, req: ApiRequest) -> Response:
         return await self._list(req, True)
 
     async def show_server(self, req: ApiRequest) -> dict[str, Any]:

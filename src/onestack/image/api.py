@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from onestack.api.app import ApiRequest, FastJSON, Service, route
 from onestack.api.body import parse_json
+from onestack.api.bulk import json_response, run_bulk
 from onestack.api.http import BODY_READER, ZEROCOPY, BodyGone, BodyReader
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
@@ -57,7 +58,8 @@ from onestack.drivers.storage.base import (
 )
 from onestack.image import schemas, views
 from onestack.image.cache import ImageCache
-from onestack.image.manager import ImageManager
+from onestack.image.formats import InspectingWriter
+from onestack.image.manager import ImageManager, ListQuery
 from onestack.image.metadefs import MetadefManager
 from onestack.image.metadefs_api import MetadefRoutes
 from onestack.image.policies import RULES
@@ -390,10 +392,15 @@ class ImageAPI:
         return {"usage": {"image_size_total": {"limit": limit, "usage": used}}}
 
     # ------------------------------------------------------------------ images
-    async def list_images(self, req: ApiRequest) -> dict[str, Any]:
+    async def list_images(self, req: ApiRequest) -> Response:
         req.enforce("get_images", {"project_id": req.ctx.project_id or ""})
         q = self.m.parse_list_query(req.query, self.default_limit, self.max_limit)
-        images, more = await req.run(self.m.list, req.ctx, q)
+        # The page — query, shaping, JSON — is bulk work: off the loop (api/bulk.py).
+        return await run_bulk(self._list_page, req, q)
+
+    def _list_page(self, req: ApiRequest, q: ListQuery) -> Response:
+        """One rendered page of ``GET /v2/images`` (blocking; the bulk pool)."""
+        images, more = self.m.list(req.ctx, q)
         doc: dict[str, Any] = {"images": [self._image(i) for i in images],
                                "schema": "/v2/schemas/images"}
         first_query = [(k, v) for k, v in req.query.multi_items() if k != "marker"]
@@ -401,7 +408,7 @@ class ImageAPI:
         if more and images:
             doc["next"] = next_link("/v2/images", req.query, images[-1].id,
                                     q.limit if "limit" in req.query else None)
-        return doc
+        return json_response(doc)
 
     async def create_image(self, req: ApiRequest) -> Response:
         req.enforce("add_image", {"project_id": req.ctx.project_id or ""})
@@ -472,15 +479,19 @@ class ImageAPI:
         store = self.m.stores.staging if staging else self.m.stores.default
         if not staging and req.headers.get("x-image-meta-store"):
             store = self.m.stores.get(req.headers["x-image-meta-store"].strip())
-        _, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
+        info, left = await req.run(self.m.begin_upload, req.ctx, image_id, staging, length)
         reader: BodyReader | None = req.request.scope.get("extensions", {}).get(BODY_READER)
-        writer = None
+        writer: ImageWriter | None = None
         committed = False
         batches = _Batches(asyncio.get_running_loop())
+        # Uploads are inspected as they stream (staged data when it is imported): Glance.
+        inspector = None if staging else self.m.format_inspector(info)
         try:
             if length is not None and left is not None and length > left:
                 raise self._over_quota()
             writer = await run_in_threadpool(store.begin, image_id, staging)
+            if inspector is not None:
+                writer = InspectingWriter(writer, inspector)
             total = 0
             if reader is not None and length is not None and length >= UPLOAD_BATCH:
                 # A big sized body: read from the socket by a worker thread.
@@ -509,9 +520,11 @@ class ImageAPI:
                 if got != expected_md5:
                     raise BadRequest(f"Checksum mismatch: the data's MD5 is {got}, expected "
                                      f"{expected_md5}.")
+            verdict = inspector.check(final=True) if inspector is not None else None
             stored = await run_in_threadpool(writer.commit)
             committed = True
-            await req.run(self.m.finish_upload, image_id, stored, staging, store.store_id)
+            await req.run(self.m.finish_upload, image_id, stored, staging, store.store_id,
+                          verdict)
         except BaseException as exc:
             if writer is not None and not committed:
                 await run_in_threadpool(writer.abort)

@@ -47,7 +47,7 @@ from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.db.engine import Database
 from onestack.db.image import Image, ImageMember, ImageProperty, ImageTag, ImageTask
 from onestack.drivers.storage.base import ImageStore, StoredData, StoreError
-from onestack.image import fetch, schemas
+from onestack.image import fetch, formats, schemas
 from onestack.image.locations import LocationsMixin, url_locations
 from onestack.image.stores import StoreSet
 
@@ -178,8 +178,12 @@ class ImageManager(LocationsMixin):
 
     def __init__(self, db: Database, store: ImageStore, policy: Policy,
                  quota_bytes: int = 0, qemu_img: str | None = None,
-                 stores: str = "", url_allow: str = "", show_locations: bool = False) -> None:
+                 stores: str = "", url_allow: str = "", show_locations: bool = False,
+                 require_format_match: bool = True) -> None:
         self.db = db
+        #: Refuse data whose format differs from its disk_format (Glance's
+        #: ``require_image_format_match``); safety checks apply either way (formats.py).
+        self.require_format_match = require_format_match
         #: The default store (uploads and staging land here unless a store is named).
         self.stores = StoreSet(store, stores, fetch.UrlPolicy(url_allow))
         #: Show and manage ``locations`` (Glance's ``show_multiple_locations``).
@@ -796,13 +800,19 @@ class ImageManager(LocationsMixin):
                 status="queued", updated_at=utcnow()))
 
     def finish_upload(self, image_id: str, stored: StoredData, staging: bool,
-                      store_id: str | None = None) -> ImageInfo:
+                      store_id: str | None = None,
+                      verdict: formats.Verdict | None = None) -> ImageInfo:
         """Record uploaded (or staged) data; the image becomes active (or stays uploading).
 
-        If the image was deleted or changed status meanwhile the data is dropped and 409/404
-        raised, so no orphaned data survives.
+        ``verdict``: the format inspection of the data as it arrived (API uploads); its
+        virtual size is used when it has one. If the image was deleted or changed status
+        meanwhile the data is dropped and 409/404 raised, so no orphaned data survives.
         """
-        virtual_size = None if staging else self.inspect(stored, image_id)
+        virtual_size = None
+        if verdict is not None:
+            virtual_size = verdict.virtual_size
+        if not staging and virtual_size is None:
+            virtual_size = self.inspect(stored, image_id)
         try:
             with self.db.transaction() as s:
                 img = s.get(Image, image_id)
@@ -840,6 +850,21 @@ class ImageManager(LocationsMixin):
         img.os_hash_value = stored.sha512
         img.virtual_size = virtual_size
         img.status = "active"
+
+    def format_inspector(self, info: ImageInfo) -> formats.Inspector:
+        """An inspector for data arriving for ``info`` (formats.py)."""
+        return formats.Inspector(info.disk_format or "", info.container_format,
+                                 self.require_format_match)
+
+    def check_format(self, stored: StoredData, disk_format: str | None,
+                     container_format: str | None) -> formats.Verdict:
+        """Inspect stored (staged) data against ``disk_format``: reads its first MiB and its
+        last bytes only; raises ``FormatRefused`` (415) as Glance does."""
+        def read(offset: int, length: int) -> bytes:
+            return b"".join(self.stores.open(stored.location, offset, length, 1 << 20))
+
+        return formats.inspect_stored(read, stored.size, disk_format or "", container_format,
+                                      self.require_format_match)
 
     def inspect(self, stored: StoredData, image_id: str,
                 disk_format: str | None = None) -> int | None:
@@ -1152,6 +1177,7 @@ class ImageManager(LocationsMixin):
             img = s.get(Image, image_id)
             staged_doc = (img.internal or {}).get("staged") if img else None
             disk_format = img.disk_format if img else None
+            container_format = img.container_format if img else None
             req = dict(task.input.get("import_req") or {})
             targets = list(task.input.get("backend") or [])
             source = self.locations(img) if img else {}
@@ -1173,7 +1199,11 @@ class ImageManager(LocationsMixin):
                 assert staged_doc is not None
                 src_loc = staged_doc["location"]
                 staged = StoredData(**staged_doc)
-                virtual_size = self.inspect(staged, image_id, disk_format)
+                # Glance inspects staged data when it is imported, not when it is staged.
+                verdict = self.check_format(staged, disk_format, container_format)
+                virtual_size = verdict.virtual_size
+                if virtual_size is None:
+                    virtual_size = self.inspect(staged, image_id, disk_format)
             else:
                 src_loc = source[self.stores.order(source.keys())[0]]
                 virtual_size = img.virtual_size

@@ -47,7 +47,8 @@ def build_worker(settings: Settings,
     policy = build_policy(settings.policy_file or None)
     manager = ImageManager(db, store, policy, settings.image_quota_bytes,
                            stores=settings.image_stores, url_allow=settings.image_url_allow,
-                           show_locations=settings.image_locations)
+                           show_locations=settings.image_locations,
+                           require_format_match=settings.image_require_format_match)
     api = ImageAPI(manager, store, policy, settings.url("identity"),
                    max_json_body=settings.image_max_json_body,
                    cache_dir=settings.data_dir / "images" / f"cache-{port}")

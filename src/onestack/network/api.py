@@ -16,6 +16,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.bulk import json_response, run_bulk
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, NotFound
@@ -502,18 +503,22 @@ class NetworkAPI:
         doc[coll_name] = [self._fields(req, i) for i in items]
         return doc
 
-    async def list(self, req: ApiRequest) -> dict[str, Any]:
+    async def list(self, req: ApiRequest) -> Response:
         coll = self._coll(req)
+        eq: dict[str, list[str]] = {}
         if coll.name == "ports":
-            eq = {}
             for key in ("network_id", "device_id", "device_owner", "id"):
                 vals = req.query.getlist(key)
                 if vals:
                     eq[key] = vals
-            items = await req.run(coll.list, req.ctx, **eq)
-        else:
-            items = await req.run(coll.list, req.ctx)
-        return self._list_doc(req, coll.name, items)
+        # The page — query, filters, sorting, fields, JSON — is bulk work: off the loop.
+        return await run_bulk(self._list_page, req, coll, eq)
+
+    def _list_page(self, req: ApiRequest, coll: Collection,
+                   eq: dict[str, list[str]]) -> Response:
+        """One rendered list page of a collection (blocking; the bulk pool)."""
+        items = coll.list(req.ctx, **eq)
+        return json_response(self._list_doc(req, coll.name, items))
 
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         coll = self._coll(req)
