@@ -265,7 +265,10 @@ def test_create_without_waiting_on_the_driver(manager: NetworkManager,
                                          if ":" not in s["ip_address"]][0]["subnet_id"],
                            "ip_address": "10.8.0.77"}],
             "mac_address": "FA:16:3E:00:00:77", "project_id": "proj-d"}
-    docs = manager.create_ports_nowait(admin, [body])  # (binding:profile needs admin)
+    # binding:profile is a service-only attribute in Neutron's defaults (what Nova sets).
+    service = RequestContext(user_id="u-nova", project_id="service",
+                             roles=["service", "admin", "member", "reader"])
+    docs = manager.create_ports_nowait(service, [body])
     assert docs is not None
     port = docs[0]
     assert port == manager.get_port(admin, port["id"])

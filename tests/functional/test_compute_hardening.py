@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import image_samples
 from tests.conftest import RunningCloud, start_cloud
 
 CAP = 5
@@ -69,7 +70,7 @@ def image_id(hc: RunningCloud) -> str:
     img = httpx.post(hc.url("image") + "/v2/images", headers=h, json={
         "name": "cirros", "disk_format": "qcow2", "container_format": "bare",
         "visibility": "public"}).json()
-    r = httpx.put(hc.url("image") + f"/v2/images/{img['id']}/file", content=b"x" * 1024,
+    r = httpx.put(hc.url("image") + f"/v2/images/{img['id']}/file", content=image_samples.qcow2(),
                   headers={**h, "Content-Type": "application/octet-stream"})
     assert r.status_code == 204, r.text
     return str(img["id"])
