@@ -14,6 +14,7 @@ import pytest
 
 from tests import image_samples
 from tests.conftest import RunningCloud, start_cloud
+from tests.functional.api_client import Http
 
 
 @pytest.fixture(scope="module")
@@ -27,27 +28,11 @@ def cc() -> Iterator[RunningCloud]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class Client:
+class Client(Http):
+    """The compute API of ``cloud`` with ``token``."""
+
     def __init__(self, cloud: RunningCloud, token: str, version: str | None = None) -> None:
-        self.base = cloud.url("compute") + "/v2.1"
-        self.headers = {"X-Auth-Token": token}
-        if version:
-            self.headers["OpenStack-API-Version"] = f"compute {version}"
-        self.http = httpx.Client(timeout=30)
-
-    def __call__(self, method: str, path: str, body: Any = None,
-                 **headers: str) -> httpx.Response:
-        return self.http.request(method, self.base + path, json=body,
-                                 headers={**self.headers, **headers})
-
-    def wait(self, server_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            s = self("GET", f"/servers/{server_id}").json()["server"]
-            if s["status"] == status and s["OS-EXT-STS:task_state"] is None:
-                return dict(s)
-            assert time.monotonic() < deadline, f"{s['status']}/{s['OS-EXT-STS:task_state']}"
-            time.sleep(0.05)
+        super().__init__(cloud.url("compute") + "/v2.1", token, version)
 
 
 @pytest.fixture(scope="module")

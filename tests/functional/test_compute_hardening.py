@@ -20,6 +20,7 @@ import pytest
 
 from tests import image_samples
 from tests.conftest import RunningCloud, start_cloud
+from tests.functional.api_client import Http
 
 CAP = 5
 
@@ -34,29 +35,6 @@ def hc() -> Iterator[RunningCloud]:
     finally:
         c.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-class Http:
-    def __init__(self, base: str, token: str, version: str | None = None) -> None:
-        self.base = base
-        self.headers = {"X-Auth-Token": token}
-        if version:
-            self.headers["OpenStack-API-Version"] = f"compute {version}"
-        self.http = httpx.Client(timeout=30)
-
-    def __call__(self, method: str, path: str, body: Any = None,
-                 **headers: str) -> httpx.Response:
-        return self.http.request(method, self.base + path, json=body,
-                                 headers={**self.headers, **headers})
-
-    def wait(self, sid: str, status: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            s = self("GET", f"/servers/{sid}").json()["server"]
-            if s["status"] == status and s["OS-EXT-STS:task_state"] is None:
-                return dict(s)
-            assert time.monotonic() < deadline, f"{s['status']}/{s['OS-EXT-STS:task_state']}"
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
