@@ -313,7 +313,7 @@ def test_create_without_waiting_checkpoints_in_the_background(
     when that leaves too many pages the path restarts the WAL after a commit."""
     if database.backend != "sqlite":
         return
-    from onestack.network import manager as module
+    from onestack.network import writer as module
 
     monkeypatch.setattr(module, "_CHECKPOINT_EVERY", 5)
     monkeypatch.setattr(module, "_WAL_RESTART_PAGES", 20)
