@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -183,16 +184,24 @@ def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str,
     raise RuntimeError(f"onestack did not become healthy:\n{cloud.log()}")
 
 
-@pytest.fixture(scope="session")
-def cloud() -> Iterator[RunningCloud]:
-    """One onestack for the whole session (tests must not depend on each other's data)."""
-    tmp = Path(tempfile.mkdtemp(prefix="onestack-test-"))
-    c = start_cloud(tmp / "data")
+@contextlib.contextmanager
+def own_cloud(prefix: str, **kwargs: Any) -> Iterator[RunningCloud]:
+    """A cloud of one's own in a new temporary directory (``start_cloud``'s options), stopped
+    and removed afterwards: what module fixtures yield."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    c = start_cloud(tmp / "data", **kwargs)
     try:
         yield c
     finally:
         c.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[RunningCloud]:
+    """One onestack for the whole session (tests must not depend on each other's data)."""
+    with own_cloud("onestack-test-") as c:
+        yield c
 
 
 @pytest.fixture

@@ -9,17 +9,14 @@ projects, groups, server groups, networks and images, then reads every list back
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import RunningCloud, start_cloud
+from tests.conftest import RunningCloud, own_cloud
 from tests.fuzz.fixtures import Prepared, prepare
 
 SURROGATES = ['"\\ud800"', '"x\\udfffy"', '"\\udc00\\ud800"']
@@ -28,13 +25,8 @@ HUGE = [str(2 ** 63), str(2 ** 64), str(2 ** 70), str(-(2 ** 63) - 1), "1e400", 
 
 @pytest.fixture(scope="module")
 def bc() -> Iterator[RunningCloud]:
-    tmp = Path(tempfile.mkdtemp(prefix="onestack-bad-input-"))
-    c = start_cloud(tmp / "data")
-    try:
+    with own_cloud("onestack-bad-input-") as c:
         yield c
-    finally:
-        c.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

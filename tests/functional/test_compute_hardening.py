@@ -7,19 +7,16 @@ module.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests import image_samples
-from tests.conftest import RunningCloud, start_cloud
+from tests.conftest import RunningCloud, own_cloud
 from tests.functional.api_client import Http
 
 CAP = 5
@@ -27,14 +24,9 @@ CAP = 5
 
 @pytest.fixture(scope="module")
 def hc() -> Iterator[RunningCloud]:
-    tmp = Path(tempfile.mkdtemp(prefix="onestack-compute-hard-"))
-    c = start_cloud(tmp / "data", args=["--fake-hosts", "2"],
-                    env={"ONESTACK_COMPUTE_MAX_INSTANCES_PER_REQUEST": str(CAP)})
-    try:
+    with own_cloud("onestack-compute-hard-", args=["--fake-hosts", "2"],
+                   env={"ONESTACK_COMPUTE_MAX_INSTANCES_PER_REQUEST": str(CAP)}) as c:
         yield c
-    finally:
-        c.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
