@@ -178,7 +178,6 @@ class CrashRun:
             op = "boot"
         if op == "port_delete" and not live_ports:
             op = "port"
-        target = ""
         try:
             if op in ("boot", "boot_port"):
                 nets: Any = [{"uuid": self.net}] if op == "boot_port" else "none"
@@ -192,18 +191,8 @@ class CrashRun:
                 else:
                     self._unexpected(op, r)
             elif op == "delete":
-                target = rng.choice(live)
-                with led.lock:
-                    led.servers_delete_doubt.add(target)
-                r = c("compute", "DELETE", f"/v2.1/servers/{target}")
-                with led.lock:
-                    if r.status_code == 204:
-                        led.servers_deleted.add(target)
-                        led.servers_delete_doubt.discard(target)
-                    elif r.status_code in (404, 409):
-                        led.servers_delete_doubt.discard(target)
-                    else:
-                        self._unexpected(op, r)
+                self._delete(c, op, "compute", "/v2.1/servers/", rng.choice(live),
+                             led.servers_delete_doubt, led.servers_deleted, (404, 409))
             elif op == "port":
                 r = c("network", "POST", "/v2.0/ports", {"port": {"network_id": self.net}})
                 if r.status_code == 201:
@@ -212,16 +201,8 @@ class CrashRun:
                 else:
                     self._unexpected(op, r)
             elif op == "port_delete":
-                target = rng.choice(live_ports)
-                with led.lock:
-                    led.ports_delete_doubt.add(target)
-                r = c("network", "DELETE", f"/v2.0/ports/{target}")
-                with led.lock:
-                    if r.status_code == 204:
-                        led.ports_deleted.add(target)
-                        led.ports_delete_doubt.discard(target)
-                    else:
-                        self._unexpected(op, r)
+                self._delete(c, op, "network", "/v2.0/ports/", rng.choice(live_ports),
+                             led.ports_delete_doubt, led.ports_deleted, ())
             else:
                 r = c("network", "POST", "/v2.0/networks",
                       {"network": {"name": f"n-{uuid.uuid4().hex[:6]}"}})
@@ -235,6 +216,21 @@ class CrashRun:
                 led.in_doubt += 1  # the kill cut the answer off (a delete stays in doubt)
                 if len(led.doubts) < 5:
                     led.doubts.append(f"{op}: {exc!r}")
+
+    def _delete(self, c: Client, op: str, service: str, prefix: str, target: str,
+                doubt: set[str], deleted: set[str], gone: tuple[int, ...]) -> None:
+        """DELETE ``prefix + target``: in doubt until answered; 204 is acknowledged, a code in
+        ``gone`` (already deleted or busy) settles the doubt, anything else is unexpected."""
+        with self.ledger.lock:
+            doubt.add(target)
+        r = c(service, "DELETE", prefix + target)
+        if r.status_code != 204 and r.status_code not in gone:
+            self._unexpected(op, r)  # (takes the lock itself)
+            return
+        with self.ledger.lock:
+            if r.status_code == 204:
+                deleted.add(target)
+            doubt.discard(target)
 
     def _unexpected(self, op: str, r: httpx.Response) -> None:
         with self.ledger.lock:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,18 +19,9 @@ from onestack.compute import states
 from onestack.compute.manager import ComputeManager
 from onestack.db.compute import Instance
 from onestack.db.engine import Database
-from onestack.db.migrate import upgrade
 from onestack.drivers.hypervisor.fake import FakeDriver
 from onestack.placement.manager import PlacementManager
 from onestack.scheduler.manager import Scheduler
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'c.db'}", 5)
-    upgrade(database.engine)
-    yield database
-    database.dispose()
 
 
 def ctx(project: str = "p1", user: str = "u1", admin: bool = False) -> RequestContext:

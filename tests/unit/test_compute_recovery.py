@@ -4,8 +4,6 @@ allocations of deleted servers are given back (agents' reconcile + compute/recov
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -14,18 +12,9 @@ from onestack.compute import states
 from onestack.compute.recovery import BootRecovery
 from onestack.db.compute import Instance
 from onestack.db.engine import Database
-from onestack.db.migrate import upgrade
 from tests.unit.test_compute_control import Env, ctx
 
 LONG_AGO = dt.datetime(2000, 1, 1)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'c.db'}", 5)
-    upgrade(database.engine)
-    yield database
-    database.dispose()
 
 
 def _used(e: Env) -> tuple[int, dict[str, int]]:
