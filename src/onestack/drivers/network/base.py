@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -48,6 +48,28 @@ class DesiredState:
     routers: list[dict[str, Any]] = field(default_factory=list)
     floating_ips: list[dict[str, Any]] = field(default_factory=list)
     security_groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ControlPlane(Protocol):
+    """What a data plane may ask of the network control plane (the manager implements it).
+
+    Neutron's agents do the same over RPC: read the model, report port status, create the
+    DHCP port of a network, and send heartbeats.
+    """
+
+    def desired_state(self) -> DesiredState:
+        """The whole model, read from the database now."""
+
+    def set_port_status(self, port_id: str, status: str) -> None:
+        """The port is wired (``ACTIVE``) or not (``DOWN``); ACTIVE on a compute port sends
+        Nova's ``network-vif-plugged`` event."""
+
+    def ensure_dhcp_port(self, network_id: str) -> dict[str, Any] | None:
+        """The network's ``network:dhcp`` port for this host, created when missing (with an
+        address in each DHCP-enabled subnet); None when the network has no such subnet."""
+
+    def agent_heartbeat(self, agent_types: list[str]) -> None:
+        """The named agents of this host are alive now."""
 
 
 class NetworkDriver(ABC):
@@ -92,6 +114,12 @@ class NetworkDriver(ABC):
     @abstractmethod
     def router_deleted(self, router_id: str) -> None:
         """Remove the router's namespace, NAT rules and addresses."""
+
+    def start(self, control: ControlPlane) -> None:  # noqa: B027 - optional hook
+        """Begin work (threads, agents). Called once, before the first ``sync``."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Stop background work; what runs on the host stays (the next start adopts it)."""
 
     def agents(self) -> list[dict[str, Any]]:
         """The agents this data plane runs on this host: dicts with ``agent_type``,

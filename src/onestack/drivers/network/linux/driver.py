@@ -1,0 +1,311 @@
+"""The Linux data plane: Neutron's linuxbridge, DHCP, L3 and metadata agents in one driver.
+
+Contract calls (from API threads, after each commit) only update :class:`Model` and mark what
+changed; one worker thread converges the host with the model, component by component:
+
+* :mod:`.l2` — a bridge per network, VXLAN devices for tenant segments, flat networks on
+  their physical network's bridge, guests' taps and veth ends enslaved (``plug``/``unplug``);
+* :mod:`.firewall` — security groups and anti-spoofing in onestack's own nft tables;
+* :mod:`.dhcp` — a dnsmasq per network in ``qdhcp-<net>``, static leases from the model;
+* :mod:`.l3` — a ``qrouter-<id>`` namespace per router: interfaces, gateway, SNAT, floating
+  IPs, extra routes;
+* :mod:`.metadata` — the proxy from ``169.254.169.254`` to the metadata service.
+
+A pass that fails is logged and retried with the same dirty set (backoff up to 5 s); a full
+reconcile (``sync``: on start and every ``sync_interval`` seconds) re-reads the model from the
+control plane, converges everything and removes what onestack made that the model no longer
+wants. The worker also reports which ports are wired (ACTIVE) and the agents' heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from onestack.drivers.network.base import Binding, ControlPlane, DesiredState, NetworkDriver
+from onestack.drivers.network.linux import names
+from onestack.drivers.network.linux.host import Host
+from onestack.drivers.network.linux.model import Dirty, Model
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class LinuxOptions:
+    """Settings of the Linux data plane (from ``Settings.network_*``)."""
+
+    #: Where dnsmasq files, the metadata proxy's state and the ownership ledger live.
+    state_dir: Path
+    #: physical network -> bridge name ("" = onestack makes ``brq<net>`` for flat networks
+    #: on it). The ``public`` physical network's bridge carries ``public_gateway_cidr``.
+    bridge_mappings: dict[str, str] = field(default_factory=dict)
+    #: The address the host side of the public network carries (DevStack: 172.24.4.1/24);
+    #: "" leaves the bridge without an address.
+    public_gateway_cidr: str = "172.24.4.1/24"
+    #: Local VTEP address of VXLAN devices and the UDP port.
+    vxlan_local_ip: str = "127.0.0.1"
+    vxlan_port: int = 4789
+    #: The metadata service the proxy forwards to, and the shared secret it signs with.
+    metadata_host: str = "127.0.0.1"
+    metadata_port: int = 8775
+    metadata_secret: str = ""
+    #: Masquerade the public network to the host's uplink (off by default; never in tests).
+    external_nat: bool = False
+    dhcp_lease_seconds: int = 86400
+    dns_servers: list[str] = field(default_factory=list)
+    dns_domain: str = "openstacklocal"
+    #: Seconds between full reconciles.
+    sync_interval: float = 60.0
+    #: Seconds between agent heartbeats.
+    heartbeat_interval: float = 10.0
+
+
+class Component(Protocol):
+    """One part of the data plane (L2, firewall, DHCP, L3, metadata)."""
+
+    #: The agent this component is (``agent_type`` in ``/v2.0/agents``), or "".
+    agent_type: str
+
+    def apply(self, model: Model, dirty: Dirty) -> None:
+        """Converge the host for what ``dirty`` names (everything when ``dirty.all``).
+        Idempotent; raises on host trouble (the pass is retried)."""
+
+    def cleanup(self, model: Model) -> None:
+        """Remove what this component made on the host that ``model`` no longer wants
+        (after a full sync: stale namespaces, devices, rules, processes)."""
+
+    def wired(self, model: Model) -> set[str]:
+        """Ids of ports this component has wired on the host now (for port status)."""
+
+    def stop(self) -> None:
+        """Stop processes/threads this component runs in-process (not host state)."""
+
+
+class LinuxDriver(NetworkDriver):
+    """The real data plane on one Linux host. See the module documentation."""
+
+    name = "linux"
+
+    def __init__(self, options: LinuxOptions, host: Host | None = None,
+                 components: list[Component] | None = None) -> None:
+        self.options = options
+        self.host = host or Host()
+        self.model = Model()
+        self.control: ControlPlane | None = None
+        self._dirty = Dirty()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._statuses: dict[str, str] = {}
+        self._last_sync = 0.0
+        self._last_beat = 0.0
+        self.components: list[Component] = (components if components is not None
+                                            else self._default_components())
+
+    def _default_components(self) -> list[Component]:
+        from onestack.drivers.network.linux.dhcp import Dhcp
+        from onestack.drivers.network.linux.firewall import Firewall
+        from onestack.drivers.network.linux.l2 import L2
+        from onestack.drivers.network.linux.l3 import L3
+        from onestack.drivers.network.linux.metadata import MetadataProxy
+        return [L2(self.host, self.options), Firewall(self.host, self.options),
+                Dhcp(self.host, self.options), L3(self.host, self.options),
+                MetadataProxy(self.host, self.options)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, control: ControlPlane) -> None:
+        self.control = control
+        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="onestack-dataplane",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for c in self.components:
+            c.stop()
+
+    def _mark(self, **ids: Any) -> None:
+        with self._cond:
+            for key, values in ids.items():
+                if key == "all":
+                    self._dirty.all = True
+                else:
+                    getattr(self._dirty, key).update(values)
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until the worker has converged everything marked so far (tests, bench)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._dirty or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    _busy = False
+
+    # ------------------------------------------------------------------ the worker
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                while not self._dirty and not self._stopping and not self._due():
+                    self._cond.wait(self._sleep_for())
+                if self._stopping:
+                    return
+                dirty, self._dirty = self._dirty, Dirty()
+                self._busy = True
+            try:
+                self._pass(dirty)
+                backoff = 0.0
+            except Exception:  # noqa: BLE001 - host trouble: log, retry the same work
+                LOG.exception("data plane pass failed; retrying")
+                backoff = min(5.0, backoff * 2 or 0.2)
+                with self._cond:
+                    self._dirty.merge(dirty)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+            if backoff:
+                time.sleep(backoff)
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        return (now - self._last_sync >= self.options.sync_interval
+                or now - self._last_beat >= self.options.heartbeat_interval)
+
+    def _sleep_for(self) -> float:
+        now = time.monotonic()
+        return max(0.05, min(self._last_sync + self.options.sync_interval,
+                             self._last_beat + self.options.heartbeat_interval) - now)
+
+    def _pass(self, dirty: Dirty) -> None:
+        now = time.monotonic()
+        if now - self._last_sync >= self.options.sync_interval and self.control is not None:
+            self.model.replace(self.control.desired_state())
+            dirty = Dirty(all=True)
+        full = dirty.all
+        model = self.model.snapshot()
+        if dirty:
+            for c in self.components:
+                c.apply(model, dirty)
+            if full:
+                for c in self.components:
+                    c.cleanup(model)
+                self._last_sync = now
+            self._report_ports(model)
+        if now - self._last_beat >= self.options.heartbeat_interval and self.control:
+            self.control.agent_heartbeat([c.agent_type for c in self.components
+                                          if c.agent_type])
+            self._last_beat = now
+
+    def _report_ports(self, model: Model) -> None:
+        """Tell the control plane which ports changed between wired and not."""
+        if self.control is None:
+            return
+        wired: set[str] = set()
+        for c in self.components:
+            wired |= c.wired(model)
+        for pid, port in model.ports.items():
+            if not port.get("binding:host_id"):
+                continue
+            status = "ACTIVE" if pid in wired and port.get("admin_state_up", True) else "DOWN"
+            if self._statuses.get(pid) != status:
+                self.control.set_port_status(pid, status)
+                self._statuses[pid] = status
+        for pid in set(self._statuses) - set(model.ports):
+            del self._statuses[pid]
+
+    # ------------------------------------------------------------------ the contract
+    def sync(self, state: DesiredState) -> None:
+        self.model.replace(state)
+        self._last_sync = 0.0 if self.control is None else self._last_sync
+        self._mark(all=True)
+
+    def network_updated(self, network: dict[str, Any], subnets: list[dict[str, Any]]) -> None:
+        with self.model.lock:
+            self.model.networks[network["id"]] = network
+            for s in subnets:
+                self.model.subnets[s["id"]] = s
+        self._mark(networks={network["id"]})
+
+    def network_deleted(self, network_id: str) -> None:
+        with self.model.lock:
+            self.model.networks.pop(network_id, None)
+            for sid in [s for s, v in self.model.subnets.items()
+                        if v.get("network_id") == network_id]:
+                del self.model.subnets[sid]
+        self._mark(networks={network_id})
+
+    def bind_port(self, port: dict[str, Any], host: str) -> Binding | None:
+        net = self.model.networks.get(port["network_id"], {})
+        if net.get("provider:network_type") == "vlan":
+            return None  # no 8021q on this kernel: binding_failed, never silently
+        return Binding("bridge", {"port_filter": True, "connectivity": "l2",
+                                  "bridge_name": names.bridge(port["network_id"])},
+                       active=False)
+
+    def port_updated(self, port: dict[str, Any]) -> None:
+        with self.model.lock:
+            self.model.ports[port["id"]] = port
+        self._mark(ports={port["id"]}, networks={port["network_id"]},
+                   security_groups=set(port.get("security_groups") or ()))
+
+    def port_deleted(self, port: dict[str, Any]) -> None:
+        with self.model.lock:
+            old = self.model.ports.pop(port["id"], None) or port
+        self._mark(ports={port["id"]}, networks={old.get("network_id", "")},
+                   security_groups=set(old.get("security_groups") or ()))
+
+    def security_group_updated(self, group: dict[str, Any]) -> None:
+        with self.model.lock:
+            if group.get("security_group_rules") is not None:
+                self.model.security_groups[group["id"]] = group
+            elif group.get("deleted"):
+                self.model.security_groups.pop(group["id"], None)
+        self._mark(security_groups={group["id"]})
+
+    def router_updated(self, router: dict[str, Any], interfaces: list[dict[str, Any]],
+                       floating_ips: list[dict[str, Any]]) -> None:
+        with self.model.lock:
+            self.model.routers[router["id"]] = router
+            for p in interfaces:
+                self.model.ports[p["id"]] = p
+            for f in floating_ips:
+                self.model.floating_ips[f["id"]] = f
+        self._mark(routers={router["id"]})
+
+    def router_deleted(self, router_id: str) -> None:
+        with self.model.lock:
+            self.model.routers.pop(router_id, None)
+        self._mark(routers={router_id})
+
+    # ------------------------------------------------------------------ VIF plugging
+    def plug(self, port: dict[str, Any], tap: str) -> None:
+        """The QEMU driver's hook: its tap for ``port`` exists; enslave it now."""
+        from onestack.drivers.network.linux.l2 import L2
+        for c in self.components:
+            if isinstance(c, L2):
+                c.plug(port, tap)
+        self._mark(ports={str(port.get("port_id") or port.get("id"))})
+
+    def unplug(self, port: dict[str, Any], tap: str) -> None:
+        """The guest's tap is going away."""
+        self._mark(ports={str(port.get("port_id") or port.get("id"))})
+
+    def agents(self) -> list[dict[str, Any]]:
+        from onestack.drivers.network.noop import AGENTS
+        running = {c.agent_type for c in self.components if c.agent_type}
+        return [dict(a) for a in AGENTS if a["agent_type"] in running]

@@ -1,0 +1,120 @@
+"""Running the host's tools (``ip``, ``bridge``, ``nft``, ``dnsmasq``) for the Linux driver.
+
+One small seam between the data plane and the machine: every command the driver runs goes
+through :class:`Host`, so tests can see them and errors carry the command and its stderr.
+Commands are plain argument lists (never a shell). ``netns`` runs a command inside a network
+namespace (``ip netns exec``); batches go through ``ip -batch -`` and ``nft -f -`` so one
+change is one process and nft rule sets are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+#: Tools the Linux data plane needs on ``PATH``.
+REQUIRED_TOOLS = ("ip", "bridge", "nft", "dnsmasq")
+
+
+class HostError(RuntimeError):
+    """A host command failed; ``argv``, ``returncode`` and ``stderr`` say which and why."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(f"{' '.join(argv)}: exit {returncode}: {stderr.strip()[:500]}")
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def missing_requirements() -> list[str]:
+    """Why the Linux data plane cannot run here (empty when it can): root and the tools."""
+    reasons = []
+    if os.geteuid() != 0:
+        reasons.append("not root")
+    reasons += [f"{tool} not found" for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    return reasons
+
+
+class Host:
+    """Runs commands on this host; keeps a bounded log of them for tests and debugging."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self.history: list[list[str]] = []
+
+    def _remember(self, argv: list[str]) -> None:
+        with self._lock:
+            if len(self.history) > 2000:
+                del self.history[:1000]
+            self.history.append(argv)
+
+    def run(self, argv: Sequence[str], *, netns: str | None = None, check: bool = True,
+            input: str | None = None) -> str:
+        """Run ``argv`` (in ``netns`` when given); its stdout. Raises :class:`HostError`
+        on a non-zero exit when ``check``."""
+        full = (["ip", "netns", "exec", netns] if netns else []) + list(argv)
+        self._remember(full)
+        try:
+            proc = subprocess.run(full, input=input, capture_output=True, text=True,
+                                  timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise HostError(full, -1, f"timed out after {self.timeout} s") from exc
+        if check and proc.returncode != 0:
+            raise HostError(full, proc.returncode, proc.stderr)
+        return proc.stdout
+
+    def ip_batch(self, commands: Sequence[str], *, netns: str | None = None,
+                 force: bool = False) -> None:
+        """Run ``ip`` commands (one per line, without the leading ``ip``) in one process;
+        ``force`` goes on past failing lines (``ip -force``)."""
+        if not commands:
+            return
+        argv = ["ip"] + (["-force"] if force else []) + ["-batch", "-"]
+        self.run(argv, netns=netns, input="\n".join(commands) + "\n")
+
+    def nft(self, script: str, *, netns: str | None = None) -> None:
+        """Load an nft script atomically (``nft -f -``)."""
+        self.run(["nft", "-f", "-"], netns=netns, input=script)
+
+    # ------------------------------------------------------------------ reading
+    def netns_list(self) -> set[str]:
+        """Names of the network namespaces (``/run/netns``)."""
+        base = Path("/run/netns")
+        try:
+            return {p.name for p in base.iterdir()}
+        except FileNotFoundError:
+            return set()
+
+    def links(self, netns: str | None = None) -> set[str]:
+        """Interface names in this namespace (or ``netns``)."""
+        if netns is None:
+            try:
+                return {p.name for p in Path("/sys/class/net").iterdir()}
+            except FileNotFoundError:
+                return set()
+        out = self.run(["ip", "-o", "link", "show"], netns=netns, check=False)
+        names = set()
+        for line in out.splitlines():
+            parts = line.split(":", 2)
+            if len(parts) >= 2:
+                names.add(parts[1].strip().split("@", 1)[0])
+        return names
+
+    def link_exists(self, name: str) -> bool:
+        """Whether ``name`` exists in the namespace onestack runs in (no process spawned)."""
+        return Path("/sys/class/net", name).exists()
+
+    def master_of(self, name: str) -> str | None:
+        """The bridge ``name`` is enslaved to, in onestack's namespace (None if none)."""
+        try:
+            return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
+        except OSError:
+            return None
