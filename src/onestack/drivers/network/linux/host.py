@@ -3,8 +3,11 @@
 One small seam between the data plane and the machine: every command the driver runs goes
 through :class:`Host`, so tests can see them and errors carry the command and its stderr.
 Commands are plain argument lists (never a shell). ``netns`` runs a command inside a network
-namespace (``ip netns exec``); batches go through ``ip -batch -`` and ``nft -f -`` so one
-change is one process and nft rule sets are replaced atomically.
+namespace (``ip netns exec``). :attr:`Host.netns` names the namespace that plays "the host"
+(the root side: bridges, taps, onestack's nft table); None, the default, is the namespace the
+process runs in. Tests set it to a namespace they made, so nothing touches the machine.
+Batches go through ``ip -batch -`` and ``nft -f -`` so one change is one process and nft rule
+sets are replaced atomically.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ def missing_requirements() -> list[str]:
 class Host:
     """Runs commands on this host; keeps a bounded log of them for tests and debugging."""
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(self, netns: str | None = None, timeout: float = 30.0) -> None:
+        #: The namespace of the root side (None: the one this process runs in).
+        self.netns = netns
         self.timeout = timeout
         self._lock = threading.Lock()
         self.history: list[list[str]] = []
@@ -58,8 +63,9 @@ class Host:
 
     def run(self, argv: Sequence[str], *, netns: str | None = None, check: bool = True,
             input: str | None = None) -> str:
-        """Run ``argv`` (in ``netns`` when given); its stdout. Raises :class:`HostError`
-        on a non-zero exit when ``check``."""
+        """Run ``argv`` in ``netns`` (default: the root side, :attr:`netns`); its stdout.
+        Raises :class:`HostError` on a non-zero exit when ``check``."""
+        netns = netns or self.netns
         full = (["ip", "netns", "exec", netns] if netns else []) + list(argv)
         self._remember(full)
         try:
@@ -94,7 +100,8 @@ class Host:
             return set()
 
     def links(self, netns: str | None = None) -> set[str]:
-        """Interface names in this namespace (or ``netns``)."""
+        """Interface names in ``netns`` (default: the root side)."""
+        netns = netns or self.netns
         if netns is None:
             try:
                 return {p.name for p in Path("/sys/class/net").iterdir()}
@@ -109,12 +116,19 @@ class Host:
         return names
 
     def link_exists(self, name: str) -> bool:
-        """Whether ``name`` exists in the namespace onestack runs in (no process spawned)."""
-        return Path("/sys/class/net", name).exists()
+        """Whether ``name`` exists on the root side (no process spawned when that is the
+        namespace this process runs in)."""
+        if self.netns is None:
+            return Path("/sys/class/net", name).exists()
+        return name in self.links()
 
     def master_of(self, name: str) -> str | None:
-        """The bridge ``name`` is enslaved to, in onestack's namespace (None if none)."""
-        try:
-            return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
-        except OSError:
-            return None
+        """The bridge ``name`` is enslaved to, on the root side (None if none)."""
+        if self.netns is None:
+            try:
+                return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
+            except OSError:
+                return None
+        out = self.run(["ip", "-o", "link", "show", "dev", name], check=False)
+        words = out.split()
+        return words[words.index("master") + 1] if "master" in words else None

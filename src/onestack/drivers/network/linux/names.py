@@ -55,3 +55,14 @@ def router_namespace(router_id: str) -> str:
 
 OWNED_LINK_PREFIXES = ("brq", "tap", "vxlan-")
 OWNED_NETNS_PREFIXES = ("qdhcp-", "qrouter-")
+
+
+def network_bridge(network: dict[str, object], bridge_mappings: dict[str, str]) -> str:
+    """The bridge a network's ports go into: a flat network's physical network may be mapped
+    to a named bridge (``bridge_mappings``); every other network gets ``brq<net[:11]>``."""
+    physnet = network.get("provider:physical_network")
+    if network.get("provider:network_type") == "flat" and isinstance(physnet, str):
+        mapped = bridge_mappings.get(physnet)
+        if mapped:
+            return mapped
+    return bridge(str(network["id"]))
