@@ -197,6 +197,8 @@ class LinuxDriver(NetworkDriver):
             self.model.replace(self.control.desired_state())
             dirty = Dirty(all=True)
         full = dirty.all
+        if dirty:
+            self._ensure_dhcp_ports(dirty)
         model = self.model.snapshot()
         if dirty:
             for c in self.components:
@@ -210,6 +212,20 @@ class LinuxDriver(NetworkDriver):
             self.control.agent_heartbeat([c.agent_type for c in self.components
                                           if c.agent_type])
             self._last_beat = now
+
+    def _ensure_dhcp_ports(self, dirty: Dirty) -> None:
+        """Networks with DHCP-enabled subnets get their ``network:dhcp`` port from the
+        control plane (as Neutron's DHCP agent asks the server for one)."""
+        if self.control is None:
+            return
+        ids = set(self.model.networks) if dirty.all else dirty.networks
+        for net_id in ids:
+            if net_id in self.model.networks and self.model.dhcp_subnets(net_id) \
+                    and self.model.dhcp_port(net_id) is None:
+                port = self.control.ensure_dhcp_port(net_id)
+                if port is not None:
+                    with self.model.lock:
+                        self.model.ports[port["id"]] = port
 
     def _report_ports(self, model: Model) -> None:
         """Tell the control plane which ports changed between wired and not."""

@@ -125,3 +125,17 @@ class Model:
                 if p.get("network_id") == network_id and p.get("device_id")
                 and (p.get("device_owner") in ROUTER_INTERFACE_OWNERS
                      or p.get("device_owner") == ROUTER_GATEWAY)}
+
+    def dhcp_subnets(self, network_id: str) -> list[View]:
+        """The network's subnets with DHCP enabled."""
+        return [s for s in self.subnets_of(network_id) if s.get("enable_dhcp")]
+
+    def isolated(self, network_id: str) -> bool:
+        """No router has an interface on any of the network's IPv4 subnets: its guests get
+        metadata through the DHCP namespace (Neutron's ``enable_isolated_metadata``)."""
+        v4 = {s["id"] for s in self.subnets_of(network_id) if s.get("ip_version") == 4}
+        return not any(
+            p.get("network_id") == network_id
+            and p.get("device_owner") in ROUTER_INTERFACE_OWNERS
+            and any(ip.get("subnet_id") in v4 for ip in p.get("fixed_ips") or ())
+            for p in self.ports.values())
