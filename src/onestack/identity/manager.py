@@ -1135,8 +1135,12 @@ class IdentityManager:
 
         def load() -> list[dict[str, Any]]:
             with self.db.reader() as s:
-                services = list(s.scalars(select(Service).where(Service.enabled.is_(True))))
-                endpoints = list(s.scalars(select(Endpoint).where(Endpoint.enabled.is_(True))))
+                # A stable order on every database, so two reads of an unchanged catalog
+                # (a token issued, then validated) give the same document.
+                services = list(s.scalars(select(Service).where(Service.enabled.is_(True))
+                                          .order_by(Service.id)))
+                endpoints = list(s.scalars(select(Endpoint).where(Endpoint.enabled.is_(True))
+                                           .order_by(Endpoint.id)))
             by_service: dict[str, list[dict[str, Any]]] = {}
             for e in endpoints:
                 by_service.setdefault(e.service_id, []).append({
