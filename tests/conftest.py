@@ -156,6 +156,9 @@ def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str,
         "ONESTACK_ADMIN_PASSWORD": admin_password,
         "ONESTACK_BCRYPT_ROUNDS": os.environ.get("ONESTACK_TEST_BCRYPT_ROUNDS", "4"),
         "ONESTACK_LOG_LEVEL": "warning",
+        # Tests never wire the machine's own network: the Linux data plane only where a
+        # test asks for it (inside a namespace it made).
+        "ONESTACK_NETWORK_DRIVER": "noop",
     })
     for name, port in ports.items():
         full_env[f"ONESTACK_{name.upper()}_PORT"] = str(port)

@@ -173,6 +173,8 @@ class Cloud:
                     loop.remove_signal_handler(sig)
             if self.compute_agents is not None:
                 await self.compute_agents.stop()
+            if self.network is not None:
+                await asyncio.to_thread(self.network.stop_dataplane)
             if self.scheduler is not None:
                 await self.scheduler.stop()
             if self.bus is not None:
@@ -226,13 +228,17 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     apps["placement"] = build_placement_app(placement, tokens,
                                             build_placement_policy(policy_file), auth_uri,
                                             settings.max_request_body_size)
-    network = NetworkManager(db, settings, build_network_policy(policy_file))
+    from onestack.drivers.network.loader import build_network_driver
+
+    network = NetworkManager(db, settings, build_network_policy(policy_file),
+                             driver=build_network_driver(settings))
     network_api = NetworkAPI(network, network.policy, auth_uri)
     apps["network"] = make_app(network_api.service, tokens, settings.max_request_body_size)
     if run_bootstrap:
         _network_defaults(identity, network)
     else:
         network.ensure_agents()
+    network.start_dataplane()
     bus = make_bus(settings.bus_url)
     from onestack.compute.setup import build_compute
 

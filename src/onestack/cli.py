@@ -45,17 +45,22 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--compute-driver", type=click.Choice(["fake", "qemu", "auto"]),
               help="Hypervisor driver of the compute agent (default fake).")
+@click.option("--network-driver", type=click.Choice(["noop", "linux", "auto"]),
+              help="Network data plane: linux (bridges, DHCP, routers, NAT, security "
+                   "groups; root), noop (model only) or auto (default: linux for real "
+                   "guests when root and the tools are there).")
 @click.option("--fake-hosts", type=click.IntRange(1, 100000),
               help="Number of fake compute hosts to run (fake driver).")
 def up(data_dir: str | None, bind: str | None, public_host: str | None,
        identity_port: int | None, log_level: str | None, compute_driver: str | None,
-       fake_hosts: int | None) -> None:
+       network_driver: str | None, fake_hosts: int | None) -> None:
     """Start every service of the cloud in the foreground (Ctrl-C stops it)."""
     from onestack.bootstrap import build_cloud, pid_file
 
     settings = _settings(data_dir, bind=bind, public_host=public_host,
                          identity_port=identity_port, log_level=log_level,
-                         compute_driver=compute_driver, compute_fake_hosts=fake_hosts)
+                         compute_driver=compute_driver, compute_fake_hosts=fake_hosts,
+                         network_driver=network_driver)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.monotonic()

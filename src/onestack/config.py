@@ -125,6 +125,18 @@ class Settings:
     network_public_subnet_range: str = "172.24.4.0/24"
     network_public_gateway: str = "172.24.4.1"
     network_private_subnet_range: str = "10.0.0.0/26"
+    #: Data plane: ``noop`` (the model only), ``linux`` (bridges, namespaces, dnsmasq,
+    #: nftables; needs root, iproute2, nftables and dnsmasq) or ``auto`` (``linux`` when it
+    #: can run and the compute driver runs real guests, else ``noop``).
+    network_driver: str = "auto"
+    #: Linux data plane: ``physnet:bridge`` pairs (comma-separated) putting a flat physical
+    #: network on an existing bridge; unmapped flat networks get ``brq<net>``.
+    network_bridge_mappings: str = ""
+    #: Linux data plane: give the public network's bridge the public gateway address (the
+    #: host side of ``public``, as DevStack's br-ex carries 172.24.4.1/24).
+    network_public_bridge_address: bool = True
+    #: Linux data plane: seconds between full reconciles of the host with the database.
+    network_sync_interval: float = 60.0
     # Compute
     #: Hypervisor driver of this host's compute agent(s): fake, qemu or auto (qemu/auto fall
     #: back to fake while no QEMU driver is installed).

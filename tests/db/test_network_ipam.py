@@ -6,6 +6,7 @@ import ipaddress
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from onestack.common.context import RequestContext
 from onestack.common.errors import APIError
 from onestack.config import Settings
 from onestack.db.engine import Database
+from onestack.drivers.network.noop import AGENTS, NoopDriver
 from onestack.network.api import build_policy
 from onestack.network.manager import NetworkManager
 
@@ -119,7 +121,48 @@ def test_defaults_idempotent(manager: NetworkManager) -> None:
     routers = manager.list_routers(admin)
     assert [r["name"] for r in routers] == ["router1"]
     assert routers[0]["external_gateway_info"]["external_fixed_ips"]
-    assert len(manager.list_agents(admin)) == 4
+    assert manager.list_agents(admin) == []  # the noop data plane runs no agent
+
+
+class _AgentsDriver(NoopDriver):
+    """The noop twin claiming the Linux data plane's agents (what runs is the test's word)."""
+
+    def agents(self) -> list[dict[str, Any]]:
+        return [dict(a) for a in AGENTS]
+
+
+def test_control_plane_for_the_data_plane(database: Database, settings: Settings) -> None:
+    """What a data plane asks of the manager: agents alive only while they beat, the whole
+    model, the network's one DHCP port, port status."""
+    m = NetworkManager(database, settings, build_policy(None), driver=_AgentsDriver())
+    m.ensure_agents()
+    admin = _ctx("p", admin=True)
+    agents = m.list_agents(admin)
+    assert len(agents) == 4 and not any(a["alive"] for a in agents)
+    m.agent_heartbeat(["DHCP agent", "L3 agent"])
+    alive = {a["agent_type"]: a["alive"] for a in m.list_agents(admin)}
+    assert alive == {"DHCP agent": True, "L3 agent": True, "Metadata agent": False,
+                     "Linux bridge agent": False}
+    assert all(a["heartbeat_timestamp"] for a in m.list_agents(admin) if a["alive"])
+
+    net_id, sub_id = _net_subnet(m)
+    dhcp = m.ensure_dhcp_port(net_id)
+    assert dhcp is not None and dhcp["device_owner"] == "network:dhcp"
+    assert dhcp["fixed_ips"][0]["subnet_id"] == sub_id
+    assert m.ensure_dhcp_port(net_id)["id"] == dhcp["id"]  # type: ignore[index]
+    no_dhcp = m.create_networks(_ctx(), [{"name": "nd"}])[0]
+    m.create_subnets(_ctx(), [{"network_id": no_dhcp["id"], "cidr": "10.2.0.0/24",
+                               "ip_version": 4, "enable_dhcp": False}])
+    assert m.ensure_dhcp_port(no_dhcp["id"]) is None
+
+    m.set_port_status(dhcp["id"], "ACTIVE")
+    assert m.get_port(admin, dhcp["id"])["status"] == "ACTIVE"
+    with pytest.raises(ValueError):
+        m.set_port_status(dhcp["id"], "HAPPY")
+    state = m.desired_state()
+    assert {n["id"] for n in state.networks} >= {net_id, no_dhcp["id"]}
+    assert dhcp["id"] in {p["id"] for p in state.ports}
+    assert sub_id in {s["id"] for s in state.subnets}
 
 
 def test_device_api_for_compute(manager: NetworkManager) -> None:

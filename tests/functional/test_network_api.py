@@ -294,8 +294,7 @@ def test_quotas(cloud: RunningCloud, users: tuple[Client, Client], admin: Client
 
 
 def test_agents_and_availability(admin: Client, users: tuple[Client, Client]) -> None:
-    agents = admin.req("GET", "/agents")["agents"]
-    assert all(x["alive"] for x in agents) and len(agents) >= 4
+    assert admin.req("GET", "/agents")["agents"] == []  # the noop data plane runs none
     assert users[0].req("GET", "/agents")["agents"] == []
     zones = admin.req("GET", "/availability_zones")["availability_zones"]
     assert {"name": "nova", "resource": "network", "state": "available"} in zones

@@ -13,6 +13,7 @@ the other project; its resources are made by its own member. A row's ``own`` cod
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -520,6 +521,20 @@ def _image(w: World, tok: str, name: str, **extra: Any) -> str:
     ).json()["id"])
 
 
+def _register_agent(data_dir: Path) -> str:
+    """An agent row as another host's data plane registers it (this cloud's noop data plane
+    runs none), written straight into the cloud's SQLite database."""
+    import sqlite3
+
+    aid = str(uuid.uuid4())
+    with contextlib.closing(sqlite3.connect(data_dir / "onestack.db")) as db, db:
+        db.execute("INSERT INTO net_agent (id, agent_type, binary, host, topic, admin_state_up,"
+                   " description, availability_zone, configurations, created_at, started_at)"
+                   " VALUES (?, 'L3 agent', 'neutron-l3-agent', 'other-host', 'l3_agent', 1,"
+                   " '', 'nova', '{}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')", (aid,))
+    return aid
+
+
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
     tmp = Path(tempfile.mkdtemp(prefix="onestack-tenancy-"))
@@ -579,10 +594,9 @@ def world() -> Iterator[World]:
                 "name": f"pool-{sc.name}", "prefixes": [f"10.{w.next() + 100}.0.0/16"]}},
                 201).json()["subnetpool"]["id"]
             ids["private_image"] = _image(w, tok, f"private-{sc.name}")
-        agents = w.call("network", "GET", "/v2.0/agents", w.admin_token, None, 200
-                        ).json()["agents"]
+        agent_id = _register_agent(tmp / "data")
         for sc in w.scopes.values():
-            sc.ids["agent"] = agents[0]["id"]
+            sc.ids["agent"] = agent_id
             _wait_active(w, sc.owner_token, sc.ids["server"])
         yield w
     finally:

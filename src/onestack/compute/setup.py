@@ -98,6 +98,10 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
         for host in host_names(settings):
             driver = load_driver(settings.compute_driver, host,
                                  **_driver_options(settings))
+            plugger = getattr(network, "driver", None) if network is not None else None
+            if hasattr(driver, "vif_plugger") and hasattr(plugger, "plug"):
+                # The data plane enslaves each guest tap as soon as the driver makes it.
+                driver.vif_plugger = plugger
             agent = ComputeAgent(host, driver, manager, bus, upload,
                                  settings.compute_build_timeout)
             agent.shutdown_timeout = settings.compute_shutdown_timeout

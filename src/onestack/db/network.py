@@ -238,7 +238,7 @@ class Quota(Base):
 
 
 class Agent(Base):
-    """The agents of the host (their liveness is reported by the in-process control plane)."""
+    """The data-plane agents of each host; alive while their heartbeats are recent."""
 
     __tablename__ = "net_agent"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -252,3 +252,5 @@ class Agent(Base):
     configurations: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column()
     started_at: Mapped[dt.datetime] = mapped_column()
+    #: When the agent last reported itself alive (None: never); ``alive`` is derived from it.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import NotFound
-from onestack.common.timeutils import isotime, utcnow
+from onestack.common.timeutils import utcnow
 from onestack.db import network as t
-from onestack.drivers.network.noop import NoopDriver
 from onestack.network import ipam, views
 from onestack.network import schemas as sc
 from onestack.network.base import ManagerBase
@@ -195,9 +194,10 @@ class AdminMixin(ManagerBase):
 
     # ================================================================== agents
     def ensure_agents(self) -> None:
-        """Register this host's agents (the data plane's services) once."""
+        """Register the agents this host's data plane runs (none for the noop driver); each
+        is listed alive only while the driver's heartbeats arrive."""
         def run(s: Session) -> None:
-            for spec in self.driver.agents() or NoopDriver().agents():
+            for spec in self.driver.agents():
                 aid = str(uuid.uuid5(uuid.NAMESPACE_URL,
                                      f"onestack-agent:{self.host}:{spec['binary']}"))
                 row = s.get(t.Agent, aid)
@@ -215,9 +215,9 @@ class AdminMixin(ManagerBase):
         self._tx(run)
 
     def _agent_view(self, row: t.Agent) -> dict[str, Any]:
-        alive = row.host == self.host
-        return views.agent(row, alive, str(utcnow().replace(microsecond=0)) if alive else
-                           isotime(row.started_at))
+        beat = row.heartbeat_at
+        return views.agent(row, self.agent_alive(row),  # type: ignore[attr-defined]
+                           str(beat.replace(microsecond=0)) if beat else None)
 
     def list_agents(self, ctx: RequestContext) -> list[dict[str, Any]]:
         if not self.authz.allowed(ctx, "get_agent", {}):

@@ -14,8 +14,8 @@ The compute service uses the device API (``devices.py``): ``create_port_for_devi
 ``bind_port``, ``unbind_port``, ``delete_ports_for_device`` and ``device_ports``.
 
 The resources live in one module each (``networks``, ``subnets``, ``security_groups``,
-``ports``, ``routers``, ``admin``, ``devices``, with ``base``, ``store`` and ``writer`` for
-the plumbing); ``NetworkManager`` composes them.
+``ports``, ``routers``, ``admin``, ``devices``, ``dataplane``, with ``base``, ``store`` and
+``writer`` for the plumbing); ``NetworkManager`` composes them.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from onestack.network.admin import AdminMixin
 from onestack.network.authz import Authorizer
 from onestack.network.base import ManagerBase
 from onestack.network.common import TAGGABLE
+from onestack.network.dataplane import DataplaneMixin
 from onestack.network.devices import DevicesMixin
 from onestack.network.networks import NetworksMixin
 from onestack.network.ports import PortsMixin
@@ -67,8 +68,8 @@ def _parse_ranges(text: str, with_physnet: bool) -> dict[str, list[tuple[int, in
     return dict(out)
 
 
-class NetworkManager(DevicesMixin, AdminMixin, RoutersMixin, PortsMixin, SecurityGroupsMixin,
-                     SubnetsMixin, NetworksMixin, WriterMixin, ManagerBase):
+class NetworkManager(DataplaneMixin, DevicesMixin, AdminMixin, RoutersMixin, PortsMixin,
+                     SecurityGroupsMixin, SubnetsMixin, NetworksMixin, WriterMixin, ManagerBase):
     """Networks, subnets, subnet pools, ports + IPAM, security groups, routers, floating IPs,
     quotas, tags and agents of the network service."""
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from onestack.drivers.network.base import Binding, DesiredState, NetworkDriver
 
-#: The agents the Linux data plane will run on every host (type, binary, topic).
+#: The agents the Linux data plane runs on every host (type, binary, topic).
 AGENTS: list[dict[str, Any]] = [
     {"agent_type": "L3 agent", "binary": "neutron-l3-agent", "topic": "l3_agent",
      "configurations": {"agent_mode": "legacy", "interface_driver": "linuxbridge"}},
@@ -74,4 +74,5 @@ class NoopDriver(NetworkDriver):
         self._record("router_deleted", router_id)
 
     def agents(self) -> list[dict[str, Any]]:
-        return [dict(a) for a in AGENTS]
+        """None: nothing runs on the host, so no agent is claimed."""
+        return []

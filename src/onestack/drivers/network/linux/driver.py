@@ -33,6 +33,9 @@ from onestack.drivers.network.linux.model import Dirty, Model
 
 LOG = logging.getLogger(__name__)
 
+#: Ports of the data plane's own devices whose status it reports wherever they are bound.
+REPORTED = ("network:router_interface", "network:router_gateway", "network:dhcp")
+
 
 @dataclass
 class LinuxOptions:
@@ -40,6 +43,10 @@ class LinuxOptions:
 
     #: Where dnsmasq files, the metadata proxy's state and the ownership ledger live.
     state_dir: Path
+    #: This host's name (ports bound here are wired here).
+    host: str = "localhost"
+    #: The physical network of ``public`` (its bridge carries ``public_gateway_cidr``).
+    public_physical_network: str = "public"
     #: physical network -> bridge name ("" = onestack makes ``brq<net>`` for flat networks
     #: on it). The ``public`` physical network's bridge carries ``public_gateway_cidr``.
     bridge_mappings: dict[str, str] = field(default_factory=dict)
@@ -133,8 +140,11 @@ class LinuxDriver(NetworkDriver):
         for c in self.components:
             c.stop()
 
+    _refresh = False
+
     def _mark(self, **ids: Any) -> None:
         with self._cond:
+            self._refresh = True
             for key, values in ids.items():
                 if key == "all":
                     self._dirty.all = True
@@ -193,8 +203,17 @@ class LinuxDriver(NetworkDriver):
 
     def _pass(self, dirty: Dirty) -> None:
         now = time.monotonic()
-        if now - self._last_sync >= self.options.sync_interval and self.control is not None:
+        if now - self._last_beat >= self.options.heartbeat_interval and self.control:
+            self.control.agent_heartbeat([c.agent_type for c in self.components
+                                          if c.agent_type])
+            self._last_beat = now
+        full_due = now - self._last_sync >= self.options.sync_interval
+        if self.control is not None and (full_due or self._refresh):
+            # The contract's calls may carry partial views (an id only): the model is
+            # re-read from the control plane once per pass, which coalesces bursts.
+            self._refresh = False
             self.model.replace(self.control.desired_state())
+        if full_due:
             dirty = Dirty(all=True)
         full = dirty.all
         if dirty:
@@ -208,10 +227,6 @@ class LinuxDriver(NetworkDriver):
                     c.cleanup(model)
                 self._last_sync = now
             self._report_ports(model)
-        if now - self._last_beat >= self.options.heartbeat_interval and self.control:
-            self.control.agent_heartbeat([c.agent_type for c in self.components
-                                          if c.agent_type])
-            self._last_beat = now
 
     def _ensure_dhcp_ports(self, dirty: Dirty) -> None:
         """Networks with DHCP-enabled subnets get their ``network:dhcp`` port from the
@@ -235,12 +250,13 @@ class LinuxDriver(NetworkDriver):
         for c in self.components:
             wired |= c.wired(model)
         for pid, port in model.ports.items():
-            if not port.get("binding:host_id"):
+            owner = str(port.get("device_owner") or "")
+            if port.get("binding:host_id") != self.options.host and owner not in REPORTED:
                 continue
             status = "ACTIVE" if pid in wired and port.get("admin_state_up", True) else "DOWN"
-            if self._statuses.get(pid) != status:
+            if self._statuses.get(pid) != status and port.get("status") != status:
                 self.control.set_port_status(pid, status)
-                self._statuses[pid] = status
+            self._statuses[pid] = status
         for pid in set(self._statuses) - set(model.ports):
             del self._statuses[pid]
 
@@ -310,12 +326,19 @@ class LinuxDriver(NetworkDriver):
 
     # ------------------------------------------------------------------ VIF plugging
     def plug(self, port: dict[str, Any], tap: str) -> None:
-        """The QEMU driver's hook: its tap for ``port`` exists; enslave it now."""
+        """The hypervisor driver's hook: its tap for ``port`` exists; enslave it now (the
+        worker retries when this host trouble or a model not yet refreshed prevents it)."""
         from onestack.drivers.network.linux.l2 import L2
+        pid = str(port.get("port_id") or port.get("id"))
+        view = self.model.ports.get(pid) or {**port, "id": pid}
         for c in self.components:
             if isinstance(c, L2):
-                c.plug(port, tap)
-        self._mark(ports={str(port.get("port_id") or port.get("id"))})
+                try:
+                    c.plug(view, self.model.networks.get(str(view.get("network_id"))))
+                except Exception:  # noqa: BLE001 - the worker's pass retries it
+                    LOG.warning("plugging %s failed; the next pass retries", tap,
+                                exc_info=True)
+        self._mark(ports={pid})
 
     def unplug(self, port: dict[str, Any], tap: str) -> None:
         """The guest's tap is going away."""

@@ -1,0 +1,178 @@
+"""L2 of the Linux data plane: Neutron's Linux bridge agent.
+
+* A bridge per network, ``brq<net[:11]>``; a flat network whose physical network is mapped
+  (``bridge_mappings``) uses the mapped bridge instead. The public physical network's bridge
+  carries the host side of the public subnet (``public_gateway_cidr``, DevStack's br-ex
+  address), so the host reaches floating IPs.
+* VXLAN networks get a ``vxlan-<vni>`` device in their bridge even on one host (local VTEP
+  ``vxlan_local_ip``, no learning), so more hosts only add forwarding entries later. A VXLAN
+  device the kernel refuses is logged; the bridge alone carries one host's traffic.
+* VLAN segments stay model-only (no 8021q on this kernel): their ports are never bound.
+* Guests' taps (``tap<port[:11]>``, made by the hypervisor driver) are enslaved to their
+  network's bridge with the network's MTU, at once through :meth:`L2.plug` and on every pass
+  for the ports that changed (after a restart: all of them).
+
+Only devices with onestack's names are touched; ``cleanup`` deletes ``brq*``/``vxlan-*``
+devices no network wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from onestack.drivers.network.linux import names
+from onestack.drivers.network.linux.host import Host, HostError
+from onestack.drivers.network.linux.model import Dirty, Model
+
+LOG = logging.getLogger(__name__)
+
+View = dict[str, Any]
+
+#: device_owner prefixes of ports whose device is a hypervisor's tap.
+GUEST_OWNERS = ("compute:",)
+
+
+class L2:
+    """Bridges, VXLAN devices and guest taps. See the module documentation."""
+
+    agent_type = "Linux bridge agent"
+
+    def __init__(self, host: Host, options: Any) -> None:
+        self.host = host
+        self.options = options
+        self._lock = threading.Lock()
+        self._wired: set[str] = set()
+        self._vxlan_refused: set[int] = set()
+
+    # ------------------------------------------------------------------ naming
+    def bridge_of(self, network: View) -> str:
+        return names.network_bridge(network, self.options.bridge_mappings)
+
+    def _is_public(self, network: View) -> bool:
+        return (network.get("provider:network_type") == "flat"
+                and network.get("provider:physical_network")
+                == self.options.public_physical_network)
+
+    @staticmethod
+    def _wired_here(port: View, host_name: str) -> bool:
+        owner = str(port.get("device_owner") or "")
+        return owner.startswith(GUEST_OWNERS) and port.get("binding:host_id") == host_name
+
+    # ------------------------------------------------------------------ Component
+    def apply(self, model: Model, dirty: Dirty) -> None:
+        if dirty.all:
+            nets = list(model.networks.values())
+            ports = list(model.ports.values())
+        else:
+            net_ids = set(dirty.networks)
+            port_ids = set(dirty.ports)
+            for rid in dirty.routers:
+                net_ids |= {p["network_id"] for p in model.ports.values()
+                            if p.get("device_id") == rid}
+            for pid in port_ids:
+                if pid in model.ports:
+                    net_ids.add(model.ports[pid]["network_id"])
+            nets = [model.networks[n] for n in net_ids if n in model.networks]
+            ports = [p for p in model.ports.values()
+                     if p["id"] in port_ids or p.get("network_id") in dirty.networks]
+        links = self.host.links()
+        for net in sorted(nets, key=lambda n: n["id"]):
+            self._ensure_network(net, links)
+        for port in ports:
+            net = model.networks.get(port.get("network_id", ""))
+            if net is not None and self._wired_here(port, self.options.host):
+                self._plug(port, net, links)
+        gone = {pid for pid in dirty.ports if pid not in model.ports}
+        with self._lock:
+            self._wired -= gone
+
+    def cleanup(self, model: Model) -> None:
+        wanted = {self.bridge_of(n) for n in model.networks.values()
+                  if n.get("provider:network_type") != "vlan"}
+        mapped = set(self.options.bridge_mappings.values())
+        vnis = {int(n["provider:segmentation_id"]) for n in model.networks.values()
+                if n.get("provider:network_type") == "vxlan"
+                and n.get("provider:segmentation_id") is not None}
+        stale = []
+        for link in self.host.links():
+            unwanted_bridge = link.startswith("brq") and link not in wanted | mapped
+            unwanted_vxlan = (link.startswith("vxlan-") and link[6:].isdigit()
+                              and int(link[6:]) not in vnis)
+            if unwanted_bridge or unwanted_vxlan:
+                stale.append(link)
+        if stale:
+            LOG.info("removing devices no network wants: %s", ", ".join(sorted(stale)))
+            self.host.ip_batch([f"link del dev {name}" for name in stale], force=True)
+        with self._lock:
+            self._wired &= set(model.ports)
+
+    def wired(self, model: Model) -> set[str]:
+        with self._lock:
+            return set(self._wired) & set(model.ports)
+
+    def stop(self) -> None:
+        """Nothing runs in-process; bridges and taps stay for the next start."""
+
+    # ------------------------------------------------------------------ plugging
+    def plug(self, port: View, network: View | None) -> bool:
+        """The hypervisor made the guest's tap: enslave it now (True when done). Without the
+        network's view yet, the worker does it on its next pass."""
+        if network is None:
+            return False
+        links = self.host.links()
+        self._ensure_network(network, links)
+        return self._plug(port, network, links)
+
+    def _plug(self, port: View, network: View, links: set[str]) -> bool:
+        tap = names.tap(port["id"])
+        if tap not in links:
+            with self._lock:
+                self._wired.discard(port["id"])
+            return False
+        bridge = self.bridge_of(network)
+        if self.host.master_of(tap) != bridge:
+            cmds = [f"link set dev {tap} master {bridge}"]
+            mtu = network.get("mtu")
+            if mtu:
+                cmds.append(f"link set dev {tap} mtu {int(mtu)}")
+            cmds.append(f"link set dev {tap} up")
+            self.host.ip_batch(cmds)
+        with self._lock:
+            self._wired.add(port["id"])
+        return True
+
+    # ------------------------------------------------------------------ networks
+    def _ensure_network(self, net: View, links: set[str]) -> None:
+        kind = net.get("provider:network_type")
+        if kind == "vlan":
+            return  # model-only on this kernel
+        bridge = self.bridge_of(net)
+        if bridge not in links:
+            self.host.ip_batch([f"link add name {bridge} type bridge forward_delay 0",
+                                f"link set dev {bridge} up"])
+            links.add(bridge)
+        if kind == "vxlan" and net.get("provider:segmentation_id") is not None:
+            self._ensure_vxlan(int(net["provider:segmentation_id"]), bridge, links)
+        if self._is_public(net) and self.options.public_gateway_cidr:
+            self.host.ip_batch([f"address replace {self.options.public_gateway_cidr} "
+                                f"dev {bridge}", f"link set dev {bridge} up"])
+
+    def _ensure_vxlan(self, vni: int, bridge: str, links: set[str]) -> None:
+        dev = names.vxlan(vni)
+        if dev not in links:
+            if vni in self._vxlan_refused:
+                return
+            try:
+                self.host.ip_batch([
+                    f"link add {dev} type vxlan id {vni} local {self.options.vxlan_local_ip} "
+                    f"dstport {int(self.options.vxlan_port)} nolearning"])
+            except HostError as exc:
+                self._vxlan_refused.add(vni)
+                LOG.warning("no VXLAN device for VNI %s (one host needs none): %s", vni, exc)
+                return
+            links.add(dev)
+        if self.host.master_of(dev) != bridge:
+            self.host.ip_batch([f"link set dev {dev} master {bridge}",
+                                f"link set dev {dev} up"])
