@@ -77,6 +77,21 @@ class Host:
             raise HostError(full, proc.returncode, proc.stderr)
         return proc.stdout
 
+    def run_top(self, argv: Sequence[str], *, check: bool = True) -> str:
+        """Run ``argv`` in the namespaces this process runs in, never inside the root side:
+        ``ip netns add/delete`` must (``ip netns exec`` gives its command a private mount
+        namespace, so a namespace made there would exist only for that command)."""
+        full = list(argv)
+        self._remember(full)
+        try:
+            proc = subprocess.run(full, capture_output=True, text=True, timeout=self.timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise HostError(full, -1, f"timed out after {self.timeout} s") from exc
+        if check and proc.returncode != 0:
+            raise HostError(full, proc.returncode, proc.stderr)
+        return proc.stdout
+
     def ip_batch(self, commands: Sequence[str], *, netns: str | None = None,
                  force: bool = False) -> None:
         """Run ``ip`` commands (one per line, without the leading ``ip``) in one process;

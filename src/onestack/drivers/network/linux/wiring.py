@@ -23,14 +23,14 @@ def ensure_namespace(host: Host, ledger: Ledger, name: str) -> None:
     if name in host.netns_list():
         return
     ledger.add(name)
-    host.run(["ip", "netns", "add", name], netns=None if host.netns is None else host.netns)
+    host.run_top(["ip", "netns", "add", name])
     host.run(["ip", "link", "set", "lo", "up"], netns=name)
 
 
 def delete_namespace(host: Host, ledger: Ledger, name: str) -> None:
     """Delete namespace ``name`` (its devices go with it) and forget it."""
     if name in host.netns_list():
-        host.run(["ip", "netns", "delete", name], check=False)
+        host.run_top(["ip", "netns", "delete", name], check=False)
     ledger.discard(name)
 
 
@@ -62,38 +62,52 @@ def plug_veth(host: Host, *, bridge: str, root_end: str, netns: str, ns_end: str
     host.ip_batch(ns_cmds, netns=netns)
 
 
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
 class Ledger:
-    """Names of host objects this cloud created, persisted in ``path`` (JSON list)."""
+    """Names of host objects this cloud created, persisted in ``path`` (JSON list).
+
+    Several components keep their own ``Ledger`` on the same file: every change re-reads the
+    file under a lock shared by all instances of that path, so none overwrites another's.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        with _LOCKS_LOCK:
+            self._lock = _LOCKS.setdefault(path.resolve(), threading.Lock())
+
+    def _load(self) -> set[str]:
         try:
-            self._names: set[str] = set(json.loads(path.read_text()))
+            return set(json.loads(self.path.read_text()))
         except (FileNotFoundError, ValueError):
-            self._names = set()
+            return set()
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names
+        with self._lock:
+            return name in self._load()
 
     def names(self, prefix: str = "") -> set[str]:
         with self._lock:
-            return {n for n in self._names if n.startswith(prefix)}
+            return {n for n in self._load() if n.startswith(prefix)}
 
     def add(self, name: str) -> None:
         with self._lock:
-            if name not in self._names:
-                self._names.add(name)
-                self._save()
+            names = self._load()
+            if name not in names:
+                names.add(name)
+                self._save(names)
 
     def discard(self, name: str) -> None:
         with self._lock:
-            if name in self._names:
-                self._names.discard(name)
-                self._save()
+            names = self._load()
+            if name in names:
+                names.discard(name)
+                self._save(names)
 
-    def _save(self) -> None:
+    def _save(self, names: set[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(sorted(self._names)))
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted(names)))
         os.replace(tmp, self.path)
