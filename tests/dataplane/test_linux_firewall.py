@@ -272,6 +272,89 @@ def test_unbound_and_unknown_network_ports_get_nothing(lab: Lab) -> None:
     assert not lab.connect("a", "b", 23, timeout=0.5)
 
 
+DHCP_PORT = ("d4c90000-0000-4000-8000-0000000000dc", "fa:16:3e:00:00:dc", "10.0.0.2")
+
+
+@contextlib.contextmanager
+def dnsmasq(lab: Lab, netns: str, server_ip: str) -> Iterator[None]:
+    """A DHCP server in ``netns`` offering A its address."""
+    leases = Path(lab.options.state_dir, f"leases-{netns}")
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+         "--port=0", "--no-resolv", "--no-hosts", "--bind-interfaces", "--interface=eth0",
+         f"--listen-address={server_ip}", "--pid-file=", f"--dhcp-leasefile={leases}",
+         "--dhcp-range=10.0.0.0,static,255.255.255.0,120",
+         f"--dhcp-host={GUESTS['a'][1]},{GUESTS['a'][2]}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def dhcp_lease(lab: Lab) -> bool:
+    """Whether A gets a lease (discover from 0.0.0.0, broadcast/unicast offer)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", lab.ns["a"], "busybox", "udhcpc", "-i", "eth0", "-n", "-q",
+         "-f", "-t", "3", "-T", "1", "-s", "/bin/true"],
+        capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("dnsmasq") is None or shutil.which("busybox") is None,
+                    reason="needs dnsmasq and busybox (udhcpc)")
+def test_dhcp_passes_and_guests_cannot_serve_it(lab: Lab) -> None:
+    model = make_model()
+    lab.apply(model)
+    with dnsmasq(lab, lab.ns["b"], GUESTS["b"][2]):  # a filtered guest as a rogue server
+        assert not dhcp_lease(lab)
+        open_b = make_model()
+        bid = GUESTS["b"][0]
+        open_b.ports[bid] = {**open_b.ports[bid], "port_security_enabled": False}
+        lab.apply(open_b)  # control: without port security B's offers do arrive
+        assert dhcp_lease(lab)
+    lab.apply(model)
+    with namespace("fw-dhcp") as dns:
+        pid, mac, ip = DHCP_PORT
+        plug_veth(lab.host, bridge=names.bridge(NET), root_end=names.tap(pid), netns=dns,
+                  ns_end="eth0", mac=mac)
+        lab.host.run(["ip", "addr", "add", f"{ip}/24", "dev", "eth0"], netns=dns)
+        model.ports[pid] = {
+            "id": pid, "network_id": NET, "mac_address": mac, "device_owner": "network:dhcp",
+            "fixed_ips": [{"subnet_id": "s", "ip_address": ip}], "security_groups": [],
+            "port_security_enabled": False, "binding:host_id": "host1"}
+        lab.apply(model)
+        try:
+            with dnsmasq(lab, dns, ip):
+                assert dhcp_lease(lab)
+        finally:
+            lab.host.run(["ip", "link", "del", names.tap(pid)], check=False)
+    lab.apply(make_model())
+
+
+def test_ipv6_link_local_and_neighbour_discovery(lab: Lab) -> None:
+    model = make_model()
+    model.security_groups["web"]["security_group_rules"].append(
+        _rule("ingress", "icmp", ethertype="IPv6"))
+    lab.apply(model)
+    out = lab.run("b", "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link")
+    b_ll = out.split("inet6 ", 1)[1].split("/", 1)[0]
+
+    def ping6(src: str) -> bool:
+        return subprocess.run(["ip", "netns", "exec", lab.ns[src], "ping", "-6", "-c", "1",
+                               "-W", "1", f"{b_ll}%eth0"], capture_output=True).returncode == 0
+
+    deadline = time.monotonic() + 5  # the guests' link-local addresses may still be in DAD
+    while not ping6("a") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert ping6("a")
+    lab.apply(make_model())  # without the IPv6 ICMP rule: ND still passes, echo does not
+    lab.run("a", "ip", "-6", "neigh", "flush", "dev", "eth0", check=False)
+    assert not ping6("a")
+    assert "lladdr" in lab.run("a", "ip", "-6", "neigh", "show", b_ll, "dev", "eth0")
+
+
 def test_hostile_model_loads(lab: Lab) -> None:
     from tests.unit.test_linux_firewall_rules import hostile_model
     with namespace("fw-bad") as root:
