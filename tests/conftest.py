@@ -129,13 +129,16 @@ SERVICES = ["identity"]
 
 def start_cloud(data_dir: Path, *, ports: dict[str, int] | None = None,
                 env: dict[str, str] | None = None, admin_password: str = "Secret-Admin-1",
-                wait: float = 60.0, args: list[str] | None = None) -> RunningCloud:
+                wait: float = 60.0, args: list[str] | None = None,
+                prefix: list[str] | None = None) -> RunningCloud:
     """Start ``onestack up``; with free ports chosen here, a port another process took
-    between choosing and binding (EADDRINUSE) is retried with new ports."""
+    between choosing and binding (EADDRINUSE) is retried with new ports. ``prefix`` runs it
+    under a wrapper (``ip netns exec NS``: the data-plane tests' namespace, with its own
+    ``/sys``)."""
     for attempt in range(3):
         try:
             return _start_cloud(data_dir, ports=ports, env=env, admin_password=admin_password,
-                                wait=wait, args=args)
+                                wait=wait, args=args, prefix=prefix)
         except PortTaken:
             if ports is not None or attempt == 2:
                 raise
@@ -147,7 +150,8 @@ class PortTaken(RuntimeError):
 
 
 def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str, str] | None,
-                 admin_password: str, wait: float, args: list[str] | None) -> RunningCloud:
+                 admin_password: str, wait: float, args: list[str] | None,
+                 prefix: list[str] | None = None) -> RunningCloud:
     from onestack.bootstrap import SERVICES as served
 
     ports = ports or {name: free_port() for name in served}
@@ -166,7 +170,8 @@ def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str,
     full_env.update(env or {})
     log_path = data_dir.parent / f"{data_dir.name}.log"
     log = log_path.open("ab")
-    proc = subprocess.Popen([str(VENV_BIN / "onestack"), "up", "--data-dir", str(data_dir),
+    proc = subprocess.Popen([*(prefix or []), str(VENV_BIN / "onestack"), "up",
+                             "--data-dir", str(data_dir),
                              *(args or [])], env=full_env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     cloud = RunningCloud(data_dir, ports, admin_password, proc, log_path, env or {})

@@ -121,21 +121,25 @@ def _remove_namespaces(names: list[str]) -> None:
             subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
 
 
-def _qemu_pids(data_dir: Path) -> list[int]:
+def _cloud_pids(data_dir: Path) -> list[int]:
+    """QEMU guests and dnsmasq servers of this test's cloud (their command lines name its
+    data dir); they outlive onestack by design."""
     out = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
                 cmdline = (proc / "cmdline").read_bytes()
-                if b"qemu-system" in cmdline and os.fsencode(data_dir) in cmdline:
+                if (b"qemu-system" in cmdline or b"dnsmasq" in cmdline) \
+                        and os.fsencode(data_dir) in cmdline:
                     out.append(int(proc.name))
     return out
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    from onestack.guestimage import default_cache_dir
+    from onestack.guestimage import build_guest_image, default_cache_dir
 
+    build_guest_image()  # from Debian's archive, before entering the namespace (no uplink)
     tmp = Path(tempfile.mkdtemp(prefix="onestack-lab-"))
     data_dir = tmp / "data"
     ids: dict[str, list[str]] = {}
@@ -163,7 +167,7 @@ def lab() -> Iterator[Lab]:
                             timeout=60).stdout
                         ids[kind] = out.split()
                 cloud.stop()
-            for pid in _qemu_pids(data_dir):
+            for pid in _cloud_pids(data_dir):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             _remove_namespaces(_cloud_namespaces(ids))
@@ -240,8 +244,8 @@ def test_devstack_lab_end_to_end(lab: Lab) -> None:
     net_id = lab.json("network", "show", "lab-net")["id"]
     lab.cloud.stop(signal.SIGKILL)
     restarted = start_cloud(lab.cloud.data_dir, ports=lab.cloud.ports, env=lab.cloud.extra_env,
-                            wait=600, args=["--compute-driver", "qemu",
-                                            "--network-driver", "linux"])
+                            wait=600,
+                            args=["--compute-driver", "qemu", "--network-driver", "linux"])
     lab.cloud.proc = restarted.proc
     _wait(lambda: lab.ssh(fip, "true").returncode == 0, "ssh after restart", timeout=120)
     dnsmasqs = [p for p in netns_pids(f"qdhcp-{net_id}")

@@ -517,7 +517,7 @@ class QemuDriver(HypervisorDriver):
     def _plug(self, spec: InstanceSpec) -> None:
         for port in self._ports(spec):
             tap = tap_name(str(port.get("port_id") or port.get("id")))
-            if not Path(f"/sys/class/net/{tap}").exists():
+            if not _link_exists(tap):
                 _run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
             if port.get("mtu"):
                 _run(["ip", "link", "set", "dev", tap, "mtu", str(int(port["mtu"]))])
@@ -531,7 +531,7 @@ class QemuDriver(HypervisorDriver):
             if self.vif_plugger is not None:
                 with contextlib.suppress(Exception):
                     self.vif_plugger.unplug(port, tap)
-            if Path(f"/sys/class/net/{tap}").exists():
+            if _link_exists(tap):
                 with contextlib.suppress(DriverError):
                     _run(["ip", "link", "del", "dev", tap])
 
@@ -1129,6 +1129,17 @@ def _thread_cpu_ns(pid: int, tid: Any) -> int | None:
     fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _link_exists(name: str) -> bool:
+    """Whether network device ``name`` exists in this process's namespace (sysfs when it
+    shows that namespace, else the kernel over netlink)."""
+    from onestack.drivers.network.linux.host import sysfs_is_ours
+
+    if sysfs_is_ours():
+        return Path(f"/sys/class/net/{name}").exists()
+    return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True,
+                          check=False).returncode == 0
 
 
 def _tap_stats(tap: str, mac: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ MD_URL=http://169.254.169.254/openstack/latest
 DHCP_TRIES=5            # udhcpc discover attempts, one second apart, per NIC
 CONFIG_DRIVE_WAIT=30    # tenths of a second to wait for a config drive to appear
 MD_TRIES=3              # metadata service attempts (each with a 3 s timeout)
+# Debian's busybox wget crashes (SIGSEGV) with its own -T timeout: bound it with timeout(1).
 
 log() {
     echo "onestack-guest: $*"
@@ -124,10 +125,11 @@ read_metadata_service() {
     ip route get 169.254.169.254 >/dev/null 2>&1 || return 1
     n=0
     while [ "$n" -lt "$MD_TRIES" ]; do
-        if wget -q -T 3 -O "$RUN_DIR/meta_data.json" "$MD_URL/meta_data.json" 2>/dev/null; then
-            wget -q -T 3 -O "$RUN_DIR/user_data" "$MD_URL/user_data" 2>/dev/null ||
+        if timeout 3 wget -q -O "$RUN_DIR/meta_data.json" "$MD_URL/meta_data.json" 2>/dev/null
+        then
+            timeout 3 wget -q -O "$RUN_DIR/user_data" "$MD_URL/user_data" 2>/dev/null ||
                 rm -f "$RUN_DIR/user_data"
-            wget -q -T 3 -O "$RUN_DIR/network_data.json" "$MD_URL/network_data.json" \
+            timeout 3 wget -q -O "$RUN_DIR/network_data.json" "$MD_URL/network_data.json" \
                 2>/dev/null || rm -f "$RUN_DIR/network_data.json"
             log "metadata service answered"
             return 0

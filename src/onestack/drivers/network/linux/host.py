@@ -117,33 +117,53 @@ class Host:
     def links(self, netns: str | None = None) -> set[str]:
         """Interface names in ``netns`` (default: the root side)."""
         netns = netns or self.netns
-        if netns is None:
+        if netns is None and sysfs_is_ours():
             try:
                 return {p.name for p in Path("/sys/class/net").iterdir()}
             except FileNotFoundError:
                 return set()
-        out = self.run(["ip", "-o", "link", "show"], netns=netns, check=False)
-        names = set()
+        return set(self.link_masters(netns))
+
+    def link_masters(self, netns: str | None = None) -> dict[str, str | None]:
+        """Interface name -> the bridge it is enslaved to (None if none), in ``netns``
+        (default: the root side); one ``ip`` process."""
+        out = self.run(["ip", "-o", "link", "show"], netns=netns or self.netns, check=False)
+        table: dict[str, str | None] = {}
         for line in out.splitlines():
             parts = line.split(":", 2)
-            if len(parts) >= 2:
-                names.add(parts[1].strip().split("@", 1)[0])
-        return names
+            if len(parts) < 3:
+                continue
+            words = parts[2].split()
+            table[parts[1].strip().split("@", 1)[0]] = (
+                words[words.index("master") + 1] if "master" in words[:-1] else None)
+        return table
 
     def link_exists(self, name: str) -> bool:
         """Whether ``name`` exists on the root side (no process spawned when that is the
-        namespace this process runs in)."""
-        if self.netns is None:
+        namespace this process runs in and ``/sys`` shows it)."""
+        if self.netns is None and sysfs_is_ours():
             return Path("/sys/class/net", name).exists()
         return name in self.links()
 
     def master_of(self, name: str) -> str | None:
         """The bridge ``name`` is enslaved to, on the root side (None if none)."""
-        if self.netns is None:
+        if self.netns is None and sysfs_is_ours():
             try:
                 return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
             except OSError:
                 return None
-        out = self.run(["ip", "-o", "link", "show", "dev", name], check=False)
-        words = out.split()
-        return words[words.index("master") + 1] if "master" in words else None
+        return self.link_masters().get(name)
+
+
+def sysfs_is_ours() -> bool:
+    """Whether ``/sys/class/net`` shows this thread's network namespace.
+
+    sysfs shows the namespace of whoever mounted it, normally the machine's (that of PID 1).
+    A process moved into another namespace with ``setns`` (as the data-plane tests run
+    onestack) still sees the machine's devices there, so it asks the kernel over netlink
+    (``ip``) instead.
+    """
+    try:
+        return os.stat("/proc/thread-self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return False

@@ -77,7 +77,7 @@ class L2:
             nets = [model.networks[n] for n in net_ids if n in model.networks]
             ports = [p for p in model.ports.values()
                      if p["id"] in port_ids or p.get("network_id") in dirty.networks]
-        links = self.host.links()
+        links = self.host.link_masters()
         for net in sorted(nets, key=lambda n: n["id"]):
             self._ensure_network(net, links)
         for port in ports:
@@ -121,18 +121,18 @@ class L2:
         network's view yet, the worker does it on its next pass."""
         if network is None:
             return False
-        links = self.host.links()
+        links = self.host.link_masters()
         self._ensure_network(network, links)
         return self._plug(port, network, links)
 
-    def _plug(self, port: View, network: View, links: set[str]) -> bool:
+    def _plug(self, port: View, network: View, links: dict[str, str | None]) -> bool:
         tap = names.tap(port["id"])
         if tap not in links:
             with self._lock:
                 self._wired.discard(port["id"])
             return False
         bridge = self.bridge_of(network)
-        if self.host.master_of(tap) != bridge:
+        if links[tap] != bridge:
             cmds = [f"link set dev {tap} master {bridge}"]
             mtu = network.get("mtu")
             if mtu:
@@ -144,7 +144,7 @@ class L2:
         return True
 
     # ------------------------------------------------------------------ networks
-    def _ensure_network(self, net: View, links: set[str]) -> None:
+    def _ensure_network(self, net: View, links: dict[str, str | None]) -> None:
         kind = net.get("provider:network_type")
         if kind == "vlan":
             return  # model-only on this kernel
@@ -152,14 +152,14 @@ class L2:
         if bridge not in links:
             self.host.ip_batch([f"link add name {bridge} type bridge forward_delay 0",
                                 f"link set dev {bridge} up"])
-            links.add(bridge)
+            links[bridge] = None
         if kind == "vxlan" and net.get("provider:segmentation_id") is not None:
             self._ensure_vxlan(int(net["provider:segmentation_id"]), bridge, links)
         if self._is_public(net) and self.options.public_gateway_cidr:
             self.host.ip_batch([f"address replace {self.options.public_gateway_cidr} "
                                 f"dev {bridge}", f"link set dev {bridge} up"])
 
-    def _ensure_vxlan(self, vni: int, bridge: str, links: set[str]) -> None:
+    def _ensure_vxlan(self, vni: int, bridge: str, links: dict[str, str | None]) -> None:
         dev = names.vxlan(vni)
         if dev not in links:
             if vni in self._vxlan_refused:
@@ -172,7 +172,8 @@ class L2:
                 self._vxlan_refused.add(vni)
                 LOG.warning("no VXLAN device for VNI %s (one host needs none): %s", vni, exc)
                 return
-            links.add(dev)
-        if self.host.master_of(dev) != bridge:
+            links[dev] = None
+        if links[dev] != bridge:
             self.host.ip_batch([f"link set dev {dev} master {bridge}",
                                 f"link set dev {dev} up"])
+            links[dev] = bridge
