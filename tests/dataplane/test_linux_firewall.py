@@ -240,6 +240,31 @@ def test_removed_rule_stops_existing_flow(lab: Lab) -> None:
     assert lab.ping("a", "b")
 
 
+def test_member_leaving_remote_group_loses_its_flows(lab: Lab) -> None:
+    lab.apply(make_model())
+    a, d = GUESTS["a"][2], GUESTS["d"][2]
+    zone = str(lab.fw.zones[NET])
+
+    def tracked() -> str:
+        return lab.host.run(["conntrack", "-L", "-w", zone, "-p", "tcp", "-s", a, "-d", d,
+                             "--dport", "8080"], check=False)
+
+    with in_netns(lab.ns["a"]), socket.socket() as s:
+        s.settimeout(1.0)
+        s.connect((d, 8080))
+        assert "ESTABLISHED" in tracked()
+        model = make_model()
+        model.security_groups["plain"] = {"id": "plain", "security_group_rules": [
+            _rule("egress")]}
+        aid = GUESTS["a"][0]
+        model.ports[aid] = {**model.ports[aid], "security_groups": ["plain"]}
+        lab.apply(model)
+        assert "ESTABLISHED" not in tracked()
+    assert not lab.connect("a", "d", 8080, timeout=0.5)
+    lab.apply(make_model())
+    assert lab.connect("a", "d", 8080)
+
+
 def test_same_model_spawns_nothing_and_restart_adopts(lab: Lab) -> None:
     model = make_model()
     lab.apply(model)

@@ -229,10 +229,10 @@ def test_removed_rules_name_the_flows_to_forget() -> None:
     zone = before.zones["net"]
     # ingress protocol 112 has no conntrack name: one delete without -p covers it and icmp
     assert _removed_flows(before.ports, after.ports) == {
-        (zone, 4, "10.0.0.5", "-d", None), (zone, 4, "10.0.0.5", "-s", None)}
+        (zone, 4, None, "10.0.0.5", None), (zone, 4, "10.0.0.5", None, None)}
     only_icmp = render(model(port("a"), rules=rules[1:]), OPTIONS, before.marks,
                        before.zones)
-    assert _removed_flows(before.ports, only_icmp.ports) == {(zone, 4, "10.0.0.5", "-d", 1)}
+    assert _removed_flows(before.ports, only_icmp.ports) == {(zone, 4, None, "10.0.0.5", 1)}
     unchanged = render(model(port("a"), rules=rules), OPTIONS, before.marks, before.zones)
     assert _removed_flows(before.ports, unchanged.ports) == set()
     gone = render(model(), OPTIONS, before.marks, before.zones)
@@ -264,3 +264,13 @@ def test_hostile_model_renders_safe_text() -> None:
     assert r.text.count("{") == r.text.count("}")
     assert set(r.marks) == {"ok-1", "ok-2", "ok-3"}  # not the port with the quoted id
     assert set(r.zones) == {"net"}  # the quoted network's bridge name is never written
+
+
+def test_removed_group_member_names_the_flows_to_forget() -> None:
+    rules = [rule(protocol="tcp", low=80, high=80, remote_group_id="sg")]
+    before = render(model(port("a"), port("b", fixed_ips=[{"ip_address": "10.0.0.6"}]),
+                          rules=rules), OPTIONS, {}, {})
+    after = render(model(port("a"), rules=rules), OPTIONS, before.marks, before.zones)
+    zone = before.zones["net"]
+    assert _removed_flows(before.ports, after.ports, before.members, after.members) == {
+        (zone, 4, "10.0.0.6", "10.0.0.5", None)}

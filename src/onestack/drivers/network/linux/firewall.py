@@ -162,6 +162,8 @@ class RuleMatch:
     line: str
     protocol: int | None
     version: int
+    #: The remote group's address set the rule matches against, if any.
+    remote_set: str | None = None
 
 
 def render_rule(rule: View) -> RuleMatch | None:
@@ -183,10 +185,12 @@ def render_rule(rule: View) -> RuleMatch | None:
     except (ValueError, TypeError):
         return None
     parts = [f"meta nfproto ipv{version}"]
+    remote_set = None
     if rule.get("remote_address_group_id"):
         return None  # address groups are not in the model: the rule matches nothing
     if rule.get("remote_group_id"):
-        parts.append(f"{fam} {peer} @{group_set_name(rule['remote_group_id'], version)}")
+        remote_set = group_set_name(rule["remote_group_id"], version)
+        parts.append(f"{fam} {peer} @{remote_set}")
     elif rule.get("remote_ip_prefix") not in (None, ""):
         net = _network(rule["remote_ip_prefix"])
         if net is None or net.version != version:
@@ -207,7 +211,7 @@ def render_rule(rule: View) -> RuleMatch | None:
             if high is not None:
                 parts.append(f"{icmp} code {high}")
     parts.append("return")
-    return RuleMatch(" ".join(parts), proto, version)
+    return RuleMatch(" ".join(parts), proto, version, remote_set)
 
 
 def port_networks(port: View) -> list[tuple[str, Net]]:
@@ -305,6 +309,8 @@ class Rendered:
     ports: dict[str, PortFilter]
     marks: dict[str, int]
     zones: dict[str, int]
+    #: Remote group set name -> the host addresses in it.
+    members: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def filtered(port: View, model: Model) -> bool:
@@ -421,9 +427,12 @@ def render(model: Model, options: LinuxOptions, marks: dict[str, int],
     out.append("}")
 
     out.append(f"table inet {TABLE} {{")
+    hosts: dict[str, frozenset[str]] = {}
     for set_name, (gid, version) in sorted(used_sets.items()):
         members = [n for m in model.group_members(gid) for _, n in port_networks(m)
                    if n.version == version]
+        hosts[set_name] = frozenset(str(n.network_address) for n in members
+                                    if n.prefixlen == n.max_prefixlen)
         out += _named_set(set_name, "ipv4_addr" if version == _V4 else "ipv6_addr",
                           _collapse(members), interval=True)
     for net_id in sorted({str(p["network_id"]) for p in ports}):
@@ -475,29 +484,45 @@ def render(model: Model, options: LinuxOptions, marks: dict[str, int],
         out += [f"\t\t{line}" for line in sorted(pl.ingress)]
         out.append("\t\tdrop\n\t}")
     out.append("}")
-    return Rendered("\n".join(out) + "\n", plans, new_marks, new_zones)
+    return Rendered("\n".join(out) + "\n", plans, new_marks, new_zones, hosts)
+
+
+#: A conntrack delete: (zone, IP version, source, destination, protocol); None = any.
+Flow = tuple[int, int, str | None, str | None, int | None]
 
 
 def _removed_flows(old: dict[str, PortFilter], new: dict[str, PortFilter],
-                   ) -> set[tuple[int, int, str, str, int | None]]:
-    """(zone, version, address, "-s"/"-d", protocol) whose conntrack entries must go: a
-    port still filtered lost an allow rule."""
-    keys: set[tuple[int, int, str, str, int | None]] = set()
-    for pid, before in old.items():
-        after = new.get(pid)
-        if after is None:
-            continue
-        for side, flag in (("egress", "-s"), ("ingress", "-d")):
-            gone = set(getattr(before, side)) - set(getattr(after, side))
+                   old_members: dict[str, frozenset[str]] | None = None,
+                   new_members: dict[str, frozenset[str]] | None = None) -> set[Flow]:
+    """Conntrack entries that must go because a port still filtered lost an allow rule
+    (entries of its addresses, per protocol) or a remote group lost a member (entries
+    between the port and that member), as Neutron does."""
+    keys: set[Flow] = set()
+    old_members, new_members = old_members or {}, new_members or {}
+    gone_members = {name: hosts - new_members.get(name, frozenset())
+                    for name, hosts in old_members.items()}
+    for pid, after in new.items():
+        before = old.get(pid)
+        for side in ("egress", "ingress"):
+            rules: dict[str, RuleMatch] = getattr(after, side)
+            gone = (set(getattr(before, side)) - set(rules)) if before else set()
             for line in gone:
                 match: RuleMatch = getattr(before, side)[line]
+                proto = match.protocol if match.protocol in CONNTRACK_NAMES else None
                 for addr in after.addresses:
                     if addr.version == match.version:
-                        proto = (match.protocol if match.protocol in CONNTRACK_NAMES
-                                 else None)
-                        keys.add((after.zone, addr.version, str(addr.network_address),
-                                  flag, proto))
-    # one delete without a protocol covers those with one
+                        a = str(addr.network_address)
+                        keys.add((after.zone, addr.version, *((a, None) if side == "egress"
+                                                              else (None, a)), proto))
+            for match in rules.values():
+                for member in gone_members.get(match.remote_set or "", ()):
+                    for addr in after.addresses:
+                        if addr.version == match.version:
+                            a = str(addr.network_address)
+                            keys.add((after.zone, addr.version,
+                                      *((a, member) if side == "egress" else (member, a)),
+                                      None))
+    # a delete without a protocol covers those with one
     return {k for k in keys if k[4] is None or (*k[:4], None) not in keys}
 
 
@@ -512,6 +537,7 @@ class Firewall:
         self.options = options
         self._last_text: str | None = None
         self._plans: dict[str, PortFilter] = {}
+        self._members: dict[str, frozenset[str]] = {}
         self._sysctl_done = False
         self._marks, self._zones = self._load_state()
         #: Number of ``nft`` loads and conntrack deletes so far (tests, diagnostics).
@@ -572,7 +598,7 @@ class Firewall:
         self.host.nft("".join(f"add table {fam} {TABLE}\ndelete table {fam} {TABLE}\n"
                               for fam in ("bridge", "inet")))
         self._last_text = None
-        self._plans = {}
+        self._plans, self._members = {}, {}
 
     # ------------------------------------------------------------------ internals
     def _converge(self, model: Model) -> None:
@@ -581,7 +607,7 @@ class Firewall:
             self._marks, self._zones = rendered.marks, rendered.zones
             self._save_state()
         if rendered.text == self._last_text:
-            self._plans = rendered.ports
+            self._plans, self._members = rendered.ports, rendered.members
             return
         self._enable_br_netfilter()
         script = "".join(f"add table {fam} {TABLE}\ndelete table {fam} {TABLE}\n"
@@ -589,8 +615,10 @@ class Firewall:
         self.host.nft(script)
         self.loads += 1
         old, self._plans = self._plans, rendered.ports
+        old_members, self._members = self._members, rendered.members
         self._last_text = rendered.text
-        self._flush_conntrack(_removed_flows(old, rendered.ports))
+        self._flush_conntrack(_removed_flows(old, rendered.ports, old_members,
+                                             rendered.members))
 
     def _enable_br_netfilter(self) -> None:
         if self._sysctl_done:
@@ -599,14 +627,16 @@ class Firewall:
                        "net.bridge.bridge-nf-call-ip6tables=1"])
         self._sysctl_done = True
 
-    def _flush_conntrack(self, keys: set[tuple[int, int, str, str, int | None]]) -> None:
+    def _flush_conntrack(self, keys: set[Flow]) -> None:
         if not keys:
             return
         if shutil.which("conntrack") is None:
             LOG.warning("firewall: conntrack not found; removed rules keep existing flows")
             return
-        for zone, version, addr, flag, proto in sorted(keys, key=str):
-            argv = ["conntrack", "-D", "-f", f"ipv{version}", "-w", str(zone), flag, addr]
+        for zone, version, src, dst, proto in sorted(keys, key=str):
+            argv = ["conntrack", "-D", "-f", f"ipv{version}", "-w", str(zone)]
+            argv += ["-s", src] if src else []
+            argv += ["-d", dst] if dst else []
             if proto is not None:
                 argv += ["-p", CONNTRACK_NAMES[proto]]
             self.host.run(argv, check=False)  # exit 1 when nothing matched
