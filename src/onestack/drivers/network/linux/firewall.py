@@ -4,24 +4,32 @@ Neutron's linuxbridge agent filters bridged traffic with iptables ``physdev`` ru
 ``br_netfilter``; this component does the same with two nft tables named ``onestack-sg`` in
 the root-side namespace (:attr:`Host.netns`), loaded atomically as one ``nft -f -`` script:
 
-* ``bridge onestack-sg``: ``prerouting`` (priority -300) sends each filtered port's frames
-  (``iifname "tap…"``) to its ``spoof-N`` chain, which stamps the packet mark with the port's
-  index and drops frames whose source MAC, ARP sender or IP source is not the port's (fixed
-  IPs and allowed address pairs; DHCP discovery from 0.0.0.0, IPv6 link-local and DAD pass),
-  DHCP server replies and router advertisements from the guest. ``forward`` (priority -300)
-  adds the index of a filtered egress port (``oifname``) to the mark in ``out-N``.
+* ``bridge onestack-sg``: ``prerouting`` (priority -300) stamps the packet mark of frames
+  from a filtered port (``iifname "tap…"``) with the port's index and drops frames whose
+  source MAC, ARP sender or IP source is not the port's (sets keyed by device . MAC .
+  address: fixed IPs and allowed address pairs, CIDRs too; DHCP discovery from 0.0.0.0,
+  IPv6 link-local and DAD pass), DHCP server replies and router advertisements from
+  guests. ``forward`` (priority -300) adds the index of a filtered egress port
+  (``oifname``) to the mark in ``out-N``.
 * ``inet onestack-sg``: ``prerouting`` (raw priority) puts each tenant network's traffic in
   its own conntrack zone (keyed by the network's bridge, which is what ``iifname`` is there
   under ``br_netfilter``), so overlapping tenant CIDRs never share entries; ``forward`` drops
   invalid, accepts established/related, then runs the sender's ``eg-N`` chain (its groups'
   egress rules) and the receiver's ``in-N`` chain (ingress rules); both end in ``drop``.
+  ``input`` runs the sender's ``eg-N`` for what guests send to the host itself.
 
 The mark layout is :data:`MARK_FLAG` (set on every packet touched) | ingress index (bits
 0–14) | egress index << 15 (bits 15–29). Port indexes and network zones are kept in
 ``<state_dir>/firewall.json`` so they survive restarts. Ports without port security, ports of
 routers and DHCP servers (``network:*`` owners), unbound ports and ports of unknown networks
 get no filtering. When a port loses an allow rule, the conntrack entries of its addresses
-(per zone and protocol) are deleted so the removed allow also stops existing flows.
+(per zone and protocol) are deleted so the removed allow also stops existing flows; a member
+leaving a remote group loses its flows with the ports whose rules named the group.
+
+External networks stay in conntrack zone 0: the host routes (and may masquerade) their
+traffic, and replies from the uplink arrive in zone 0. A reload is one transaction that
+deletes and redefines both tables (``flush table`` would keep stale chains and set
+elements); it happens only when the rendered text changed.
 """
 
 from __future__ import annotations
