@@ -43,7 +43,17 @@ class SubnetsMixin(ManagerBase):
         def run(s: Session) -> list[dict[str, Any]]:
             rows = [self._create_subnet(s, ctx, b) for b in bodies]
             return self._subnet_views(s, rows)
-        return self._tx(run)
+        docs = self._tx(run)
+        self._subnets_changed(docs)
+        return docs
+
+    def _subnets_changed(self, docs: list[dict[str, Any]]) -> None:
+        """Tell the data plane (DHCP, routes) which networks' subnets changed."""
+        by_net: dict[str, list[dict[str, Any]]] = {}
+        for d in docs:
+            by_net.setdefault(d["network_id"], []).append(d)
+        for net_id, subnets in by_net.items():
+            self.driver.network_updated({"id": net_id}, subnets)
 
     def _default_pool(self, s: Session, version: int) -> t.SubnetPool | None:
         return s.execute(select(t.SubnetPool).where(
@@ -282,10 +292,12 @@ class SubnetsMixin(ManagerBase):
             self._touch(sub)
             s.flush()
             return self._subnet_views(s, [sub])[0]
-        return self._tx(run)
+        doc = self._tx(run)
+        self._subnets_changed([doc])
+        return doc
 
     def delete_subnet(self, ctx: RequestContext, sid: str, revision: int | None = None) -> None:
-        def run(s: Session) -> None:
+        def run(s: Session) -> str:
             sub = self._visible_subnet(s, ctx, sid)
             self._change(ctx, "delete_subnet", *self._row_target(s, ctx, sub), t.Subnet)
             self._check_revision(sub, revision)
@@ -302,8 +314,10 @@ class SubnetsMixin(ManagerBase):
             s.execute(delete(t.IPAllocation).where(t.IPAllocation.subnet_id == sub.id))
             s.execute(delete(t.Tag).where(t.Tag.resource_id == sub.id))
             s.delete(sub)
-        self._tx(run)
+            return sub.network_id
+        net_id = self._tx(run)
         self._cursors.pop(sid, None)  # the allocation hints of the subnet
+        self.driver.network_updated({"id": net_id}, [])
         self._pools.pop(sid, None)
 
     # ================================================================== subnet pools

@@ -142,9 +142,10 @@ class LinuxDriver(NetworkDriver):
 
     _refresh = False
 
-    def _mark(self, **ids: Any) -> None:
+    def _mark(self, refresh: bool = True, **ids: Any) -> None:
+        """Mark ids dirty and wake the worker; ``refresh``: re-read the model first."""
         with self._cond:
-            self._refresh = True
+            self._refresh = self._refresh or refresh
             for key, values in ids.items():
                 if key == "all":
                     self._dirty.all = True
@@ -266,19 +267,14 @@ class LinuxDriver(NetworkDriver):
         self._last_sync = 0.0 if self.control is None else self._last_sync
         self._mark(all=True)
 
+    # Calls other than the port ones may carry partial views (an id only, a subnet without
+    # its network): they only mark what changed; the worker re-reads the model first.
     def network_updated(self, network: dict[str, Any], subnets: list[dict[str, Any]]) -> None:
-        with self.model.lock:
-            self.model.networks[network["id"]] = network
-            for s in subnets:
-                self.model.subnets[s["id"]] = s
         self._mark(networks={network["id"]})
 
     def network_deleted(self, network_id: str) -> None:
         with self.model.lock:
             self.model.networks.pop(network_id, None)
-            for sid in [s for s, v in self.model.subnets.items()
-                        if v.get("network_id") == network_id]:
-                del self.model.subnets[sid]
         self._mark(networks={network_id})
 
     def bind_port(self, port: dict[str, Any], host: str) -> Binding | None:
@@ -292,7 +288,7 @@ class LinuxDriver(NetworkDriver):
     def port_updated(self, port: dict[str, Any]) -> None:
         with self.model.lock:
             self.model.ports[port["id"]] = port
-        self._mark(ports={port["id"]}, networks={port["network_id"]},
+        self._mark(False, ports={port["id"]}, networks={port["network_id"]},
                    security_groups=set(port.get("security_groups") or ()))
 
     def port_deleted(self, port: dict[str, Any]) -> None:
@@ -302,21 +298,10 @@ class LinuxDriver(NetworkDriver):
                    security_groups=set(old.get("security_groups") or ()))
 
     def security_group_updated(self, group: dict[str, Any]) -> None:
-        with self.model.lock:
-            if group.get("security_group_rules") is not None:
-                self.model.security_groups[group["id"]] = group
-            elif group.get("deleted"):
-                self.model.security_groups.pop(group["id"], None)
         self._mark(security_groups={group["id"]})
 
     def router_updated(self, router: dict[str, Any], interfaces: list[dict[str, Any]],
                        floating_ips: list[dict[str, Any]]) -> None:
-        with self.model.lock:
-            self.model.routers[router["id"]] = router
-            for p in interfaces:
-                self.model.ports[p["id"]] = p
-            for f in floating_ips:
-                self.model.floating_ips[f["id"]] = f
         self._mark(routers={router["id"]})
 
     def router_deleted(self, router_id: str) -> None:
@@ -338,11 +323,11 @@ class LinuxDriver(NetworkDriver):
                 except Exception:  # noqa: BLE001 - the worker's pass retries it
                     LOG.warning("plugging %s failed; the next pass retries", tap,
                                 exc_info=True)
-        self._mark(ports={pid})
+        self._mark(False, ports={pid})
 
     def unplug(self, port: dict[str, Any], tap: str) -> None:
         """The guest's tap is going away."""
-        self._mark(ports={str(port.get("port_id") or port.get("id"))})
+        self._mark(False, ports={str(port.get("port_id") or port.get("id"))})
 
     def agents(self) -> list[dict[str, Any]]:
         from onestack.drivers.network.noop import AGENTS
