@@ -204,8 +204,8 @@ def test_devstack_lab_end_to_end(lab: Lab) -> None:
     addr = lab.ssh(fip, "ip -4 -o addr show dev eth0").stdout
     assert f"{fixed1}/24" in addr, addr
     assert lab.ssh(fip, "pidof udhcpc").returncode == 0, "the address did not come by DHCP"
-    md = lab.ssh(fip, "wget -q -O - http://169.254.169.254/latest/meta-data/instance-id")
-    assert md.stdout.strip() == vm1["id"], md
+    md = lab.ssh(fip, "wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json")
+    assert json.loads(md.stdout)["uuid"] == vm1["id"], md
     assert lab.ssh(fip, "ping -c 1 -W 2 192.168.77.1").returncode == 0, "router unreachable"
     lab.boot("lab-vm2", "lab-net", "lab-sg")
     fixed2 = lab.fixed_ip("lab-vm2")

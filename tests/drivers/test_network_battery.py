@@ -136,6 +136,15 @@ def test_battery(plane: Plane) -> None:
         # no tap yet: the compute port is bound but not wired
         assert m.get_port(admin, port["id"])["status"] == "DOWN"
 
+    # disassociated: the router forgets it at once (no full sync needed)
+    m.update_floatingip(ctx, fip["id"], {"port_id": None})
+    _idle(plane)
+    if plane.kind == "linux":
+        nat = subprocess.run(["ip", "netns", "exec", f"qrouter-{router['id']}", "nft",
+                              "list", "ruleset"], capture_output=True, text=True,
+                             check=True).stdout
+        assert fip["floating_ip_address"] not in nat
+
     # everything goes away again
     m.delete_floatingip(ctx, fip["id"])
     m.delete_port(admin, port["id"])

@@ -383,7 +383,14 @@ class RoutersMixin(ManagerBase):
             rows = [self._create_fip(s, ctx, b) for b in bodies]
             s.flush()
             return self._fip_views(s, rows)
-        return self._tx(run)
+        docs = self._tx(run)
+        self._fips_moved({d.get("router_id") for d in docs})
+        return docs
+
+    def _fips_moved(self, router_ids: set[str | None]) -> None:
+        """Tell the data plane which routers' floating IPs changed (NAT, addresses)."""
+        for rid in sorted(r for r in router_ids if r):
+            self.driver.router_updated({"id": rid}, [], [])
 
     def _create_fip(self, s: Session, ctx: RequestContext, body: dict[str, Any]
                     ) -> t.FloatingIP:
@@ -499,11 +506,14 @@ class RoutersMixin(ManagerBase):
 
     def update_floatingip(self, ctx: RequestContext, fid: str, body: dict[str, Any],
                           revision: int | None = None) -> dict[str, Any]:
+        before: list[str | None] = []
+
         def run(s: Session) -> dict[str, Any]:
             sc.check_keys(body, sc.FLOATINGIP_KEYS, "floatingip")
             fip = self._owned(s, ctx, t.FloatingIP, fid)
             self._change(ctx, "update_floatingip", "floatingip", owned_target(fip),
                          t.FloatingIP)
+            before[:] = [fip.router_id]
             self._check_revision(fip, revision)
             for ro in ("floating_network_id", "floating_ip_address", "subnet_id"):
                 if ro in body and body[ro] != getattr(fip, ro, None):
@@ -524,7 +534,9 @@ class RoutersMixin(ManagerBase):
             self._touch(fip)
             s.flush()
             return self._fip_views(s, [fip])[0]
-        return self._tx(run)
+        doc = self._tx(run)
+        self._fips_moved({doc.get("router_id"), *before})
+        return doc
 
     def delete_floatingip(self, ctx: RequestContext, fid: str,
                           revision: int | None = None) -> None:
@@ -534,9 +546,11 @@ class RoutersMixin(ManagerBase):
                          t.FloatingIP)
             self._check_revision(fip, revision)
             port = s.get(t.Port, fip.floating_port_id)
+            rid = fip.router_id
             s.execute(delete(t.Tag).where(t.Tag.resource_id == fid))
             s.delete(fip)
             s.flush()
             if port is not None:
                 self._delete_port_row(s, port)
-        self._tx(run)
+            return rid
+        self._fips_moved({self._tx(run)})

@@ -294,8 +294,10 @@ class LinuxDriver(NetworkDriver):
     def port_deleted(self, port: dict[str, Any]) -> None:
         with self.model.lock:
             old = self.model.ports.pop(port["id"], None) or port
+            routers = {str(f["router_id"]) for f in self.model.floating_ips.values()
+                       if f.get("port_id") == port["id"] and f.get("router_id")}
         self._mark(ports={port["id"]}, networks={old.get("network_id", "")},
-                   security_groups=set(old.get("security_groups") or ()))
+                   security_groups=set(old.get("security_groups") or ()), routers=routers)
 
     def security_group_updated(self, group: dict[str, Any]) -> None:
         self._mark(security_groups={group["id"]})
