@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -25,7 +25,7 @@ from onestack.common.context import RequestContext
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
-from onestack.drivers.network.base import NetworkDriver
+from onestack.drivers.network.base import DesiredState, NetworkDriver
 from onestack.drivers.network.linux import names
 from onestack.drivers.network.linux.host import Host, missing_requirements
 from onestack.drivers.network.noop import NoopDriver
@@ -69,6 +69,10 @@ def plane(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Plane]:
             yield Plane(request.param, driver, manager,
                         root if request.param == "linux" else None)
         finally:
+            if request.param == "linux":
+                # An empty model: the driver removes every namespace and dnsmasq it made.
+                driver.sync(DesiredState())
+                cast(Any, driver).wait_idle(30)
             manager.stop_dataplane()
             db.dispose()
 

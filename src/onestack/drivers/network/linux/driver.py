@@ -265,7 +265,7 @@ class LinuxDriver(NetworkDriver):
     def sync(self, state: DesiredState) -> None:
         self.model.replace(state)
         self._last_sync = 0.0 if self.control is None else self._last_sync
-        self._mark(all=True)
+        self._mark(False, all=True)
 
     # Calls other than the port ones may carry partial views (an id only, a subnet without
     # its network): they only mark what changed; the worker re-reads the model first.
