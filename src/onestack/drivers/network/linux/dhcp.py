@@ -35,6 +35,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from onestack.drivers.network.linux import names
 from onestack.drivers.network.linux.driver import LinuxOptions
@@ -267,6 +268,8 @@ class Dhcp:
         self.base = options.state_dir / "dhcp"
         #: network id -> (DHCP port id, dnsmasq pid) of networks converged by this process.
         self._up: dict[str, tuple[str, int]] = {}
+        #: network id -> what its namespace, veth and addresses were last made from.
+        self._wiring: dict[str, tuple[Any, ...]] = {}
         #: Seconds the last dnsmasq start / reload took (for the bench).
         self.last_start: float | None = None
         self.last_reload: float | None = None
@@ -316,7 +319,7 @@ class Dhcp:
         for net_id in sorted(self._scope(model, dirty)):
             try:
                 if net_id in wanted:
-                    self._ensure(model, net_id)
+                    self._ensure(model, net_id, full=dirty.all)
                 elif net_id in self._up or (self.base / net_id).is_dir():
                     self._teardown(net_id)
             except Exception as exc:  # noqa: BLE001 - converge the others, then raise
@@ -345,22 +348,29 @@ class Dhcp:
         """Nothing: dnsmasq keeps serving while onestack is down."""
 
     # -------------------------------------------------------------- one network
-    def _ensure(self, model: Model, net_id: str) -> None:
+    def _ensure(self, model: Model, net_id: str, full: bool = True) -> None:
         network = model.networks[net_id]
         port = model.dhcp_port(net_id)
         assert port is not None
         ns = names.dhcp_namespace(net_id)
         device = names.dhcp_device(str(port["id"]))
-        ensure_namespace(self._top(), self.ledger(), ns)
-        for stale in self.host.links(ns) - {"lo", device}:
-            if stale.startswith("ns-"):
-                self.host.run(["ip", "link", "del", "dev", stale], netns=ns, check=False)
         mtu = network.get("mtu")
-        plug_veth(self.host, bridge=names.network_bridge(network, self.options.bridge_mappings),
-                  root_end=names.tap(str(port["id"])), netns=ns, ns_end=device,
-                  mac=str(port.get("mac_address") or "") or None,
-                  mtu=int(mtu) if mtu else None)
-        self._ensure_addresses(model, net_id, port, ns, device)
+        bridge = names.network_bridge(network, self.options.bridge_mappings)
+        want = self._wanted_addresses(model, net_id, port)
+        signature = (str(port["id"]), str(port.get("mac_address") or ""), mtu, bridge, want)
+        if full or self._wiring.get(net_id) != signature:
+            # The namespace, veth and addresses: checked on a full sync and whenever what
+            # they depend on changed; a host-entry change only rewrites the files below.
+            self._wiring.pop(net_id, None)
+            ensure_namespace(self._top(), self.ledger(), ns)
+            for stale in self.host.links(ns) - {"lo", device}:
+                if stale.startswith("ns-"):
+                    self.host.run(["ip", "link", "del", "dev", stale], netns=ns, check=False)
+            plug_veth(self.host, bridge=bridge, root_end=names.tap(str(port["id"])), netns=ns,
+                      ns_end=device, mac=str(port.get("mac_address") or "") or None,
+                      mtu=int(mtu) if mtu else None)
+            self._ensure_addresses(want, ns, device)
+            self._wiring[net_id] = signature
 
         files = self.files(net_id)
         files.dir.mkdir(parents=True, exist_ok=True)
@@ -383,10 +393,10 @@ class Dhcp:
             self.last_reload = time.monotonic() - began
         self._up[net_id] = (str(port["id"]), pid)
 
-    def _ensure_addresses(self, model: Model, net_id: str, port: View, ns: str,
-                          device: str) -> None:
+    @staticmethod
+    def _wanted_addresses(model: Model, net_id: str, port: View) -> frozenset[str]:
         """The DHCP port's fixed IPs (prefix from the subnet), and the metadata address when
-        the network is isolated, on ``device``; other global addresses removed."""
+        the network is isolated."""
         want: set[str] = set()
         for fixed in port.get("fixed_ips") or ():
             subnet = model.subnets.get(str(fixed.get("subnet_id")))
@@ -396,6 +406,10 @@ class Dhcp:
             want.add(str(ipaddress.ip_interface(f"{fixed['ip_address']}/{prefix}")))
         if model.isolated(net_id):
             want.add(METADATA_CIDR)
+        return frozenset(want)
+
+    def _ensure_addresses(self, want: frozenset[str], ns: str, device: str) -> None:
+        """``want`` on ``device``; other global addresses removed."""
         have: set[str] = set()
         out = self.host.run(["ip", "-o", "addr", "show", "dev", device], netns=ns)
         for line in out.splitlines():
@@ -421,6 +435,7 @@ class Dhcp:
         return pid
 
     def _teardown(self, net_id: str) -> None:
+        self._wiring.pop(net_id, None)
         files = self.files(net_id)
         pid = find_dnsmasq(files)
         if pid is not None:

@@ -108,18 +108,22 @@ class LinuxDriver(NetworkDriver):
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._statuses: dict[str, str] = {}
+        #: Seconds the last pass spent in each component (debugging, benchmarks).
+        self.timings: dict[str, float] = {}
         self._last_sync = 0.0
         self._last_beat = 0.0
         self.components: list[Component] = (components if components is not None
                                             else self._default_components())
 
     def _default_components(self) -> list[Component]:
+        """In the order a pass runs them: the firewall has a new port's rules loaded before
+        L2 puts its tap into the bridge."""
         from onestack.drivers.network.linux.dhcp import Dhcp
         from onestack.drivers.network.linux.firewall import Firewall
         from onestack.drivers.network.linux.l2 import L2
         from onestack.drivers.network.linux.l3 import L3
         from onestack.drivers.network.linux.metadata import MetadataProxy
-        return [L2(self.host, self.options), Firewall(self.host, self.options),
+        return [Firewall(self.host, self.options), L2(self.host, self.options),
                 Dhcp(self.host, self.options), L3(self.host, self.options),
                 MetadataProxy(self.host, self.options)]
 
@@ -222,7 +226,9 @@ class LinuxDriver(NetworkDriver):
         model = self.model.snapshot()
         if dirty:
             for c in self.components:
+                started = time.perf_counter()
                 c.apply(model, dirty)
+                self.timings[type(c).__name__] = time.perf_counter() - started
             if full:
                 for c in self.components:
                     c.cleanup(model)
@@ -315,11 +321,15 @@ class LinuxDriver(NetworkDriver):
     def plug(self, port: dict[str, Any], tap: str) -> None:
         """The hypervisor driver's hook: its tap for ``port`` exists; enslave it now (the
         worker retries when this host trouble or a model not yet refreshed prevents it)."""
+        from onestack.drivers.network.linux.firewall import Firewall, filtered
         from onestack.drivers.network.linux.l2 import L2
         pid = str(port.get("port_id") or port.get("id"))
         view = self.model.ports.get(pid) or {**port, "id": pid}
+        unfiltered_yet = any(isinstance(c, Firewall) and pid not in c.marks
+                             and filtered(view, self.model) for c in self.components)
         for c in self.components:
-            if isinstance(c, L2):
+            # A port whose filter is not loaded yet waits for the pass (firewall, then L2).
+            if isinstance(c, L2) and not unfiltered_yet:
                 try:
                     c.plug(view, self.model.networks.get(str(view.get("network_id"))))
                 except Exception:  # noqa: BLE001 - the worker's pass retries it
