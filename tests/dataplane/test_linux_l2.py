@@ -106,7 +106,9 @@ def test_bridges_vxlan_taps_and_sync(root: str) -> None:
             tap = names.tap(PORT)
             subprocess.run(["ip", "-n", root, "tuntap", "add", "dev", tap, "mode", "tap"],
                            check=True)
+            assert not driver.wait_plugged([PORT], 0.3)  # no tap: never wired
             driver.plug({"id": PORT, "network_id": NET}, tap)
+            assert driver.wait_plugged([PORT], 20)  # what the QEMU driver waits for
             assert driver.wait_idle(20)
             links = _links(root)
             assert links[tap]["master"] == br and links[tap]["mtu"] == 1450

@@ -91,6 +91,9 @@ class VifPlugger(Protocol):
 
     def unplug(self, port: dict[str, Any], tap: str) -> None: ...
 
+    # Optional: ``wait_plugged(port_ids, timeout) -> bool``, True once the data plane has
+    # wired every port (Nova's ``network-vif-plugged`` event); the guest starts after it.
+
 
 def available() -> bool:
     """Whether QEMU (system emulator and qemu-img) is installed here."""
@@ -278,7 +281,10 @@ class QemuDriver(HypervisorDriver):
     Options: ``data_dir`` (default: the onestack data dir), ``accel`` (``auto``, ``kvm``,
     ``tcg``), ``force_config_drive``, ``vif_plugger`` (the network driver hook, default
     none: taps stay unplugged), ``console_log_limit`` bytes kept per generation,
-    ``kvm_probe_timeout`` s, ``soft_reboot_timeout`` s, ``qemu_binary``.
+    ``kvm_probe_timeout`` s, ``soft_reboot_timeout`` s, ``qemu_binary``,
+    ``vif_plugging_timeout`` s (how long a start waits for the data plane to wire the
+    guest's ports before it fails, as Nova's ``vif_plugging_timeout`` with
+    ``vif_plugging_is_fatal``).
     """
 
     hypervisor_type = "QEMU"
@@ -288,7 +294,7 @@ class QemuDriver(HypervisorDriver):
                  force_config_drive: bool = False, vif_plugger: VifPlugger | None = None,
                  console_log_limit: int = 1 << 20, kvm_probe_timeout: float = 3.0,
                  soft_reboot_timeout: float = 60.0, qemu_binary: str = QEMU_BINARY,
-                 **options: Any) -> None:
+                 vif_plugging_timeout: float = 300.0, **options: Any) -> None:
         super().__init__(host)
         if data_dir is None:
             from onestack.config import default_data_dir
@@ -304,6 +310,7 @@ class QemuDriver(HypervisorDriver):
         self.kvm_probe_timeout = kvm_probe_timeout
         self.soft_reboot_timeout = soft_reboot_timeout
         self.qemu_binary = qemu_binary
+        self.vif_plugging_timeout = vif_plugging_timeout
         if options:
             LOG.debug("QEMU driver ignores options %s", sorted(options))
         self._accel: str | None = None
@@ -525,6 +532,17 @@ class QemuDriver(HypervisorDriver):
             if self.vif_plugger is not None:
                 self.vif_plugger.plug(port, tap)
 
+    async def _wait_plugged(self, spec: InstanceSpec) -> None:
+        """Start the guest only once the data plane has wired its ports (so its DHCP
+        request never races the wiring); fail the start after ``vif_plugging_timeout``."""
+        wait = getattr(self.vif_plugger, "wait_plugged", None)
+        ids = [str(p.get("port_id") or p.get("id")) for p in self._ports(spec)]
+        if wait is None or not ids:
+            return
+        if not await asyncio.to_thread(wait, ids, self.vif_plugging_timeout):
+            raise DriverError(f"the network did not wire ports {', '.join(ids)} within "
+                              f"{self.vif_plugging_timeout:g} s (vif plugging timed out)")
+
     def _unplug(self, spec: InstanceSpec) -> None:
         for port in self._ports(spec):
             tap = tap_name(str(port.get("port_id") or port.get("id")))
@@ -605,6 +623,7 @@ class QemuDriver(HypervisorDriver):
             with contextlib.suppress(OSError):
                 (d / stale).unlink()
         await asyncio.to_thread(self._plug, state["spec"])
+        await self._wait_plugged(state["spec"])
         for attempt in range(4):
             try:
                 await self._launch(uuid, state, incoming, _free_vnc_display(uuid))

@@ -108,6 +108,8 @@ class LinuxDriver(NetworkDriver):
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._statuses: dict[str, str] = {}
+        #: Ports wired on the host as of the last pass (``wait_plugged``).
+        self._wired: set[str] = set()
         #: Seconds the last pass spent in each component (debugging, benchmarks).
         self.timings: dict[str, float] = {}
         self._last_sync = 0.0
@@ -251,11 +253,14 @@ class LinuxDriver(NetworkDriver):
 
     def _report_ports(self, model: Model) -> None:
         """Tell the control plane which ports changed between wired and not."""
-        if self.control is None:
-            return
         wired: set[str] = set()
         for c in self.components:
             wired |= c.wired(model)
+        with self._cond:
+            self._wired = wired
+            self._cond.notify_all()
+        if self.control is None:
+            return
         for pid, port in model.ports.items():
             owner = str(port.get("device_owner") or "")
             if port.get("binding:host_id") != self.options.host and owner not in REPORTED:
@@ -336,6 +341,18 @@ class LinuxDriver(NetworkDriver):
                     LOG.warning("plugging %s failed; the next pass retries", tap,
                                 exc_info=True)
         self._mark(False, ports={pid})
+
+    def wait_plugged(self, port_ids: list[str], timeout: float) -> bool:
+        """Block until every port is wired on the host (True) or ``timeout`` passes (False):
+        the in-process form of Neutron's ``network-vif-plugged`` event to Nova."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not set(port_ids) <= self._wired:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping:
+                    return False
+                self._cond.wait(min(left, 1.0))
+        return True
 
     def unplug(self, port: dict[str, Any], tap: str) -> None:
         """The guest's tap is going away."""
