@@ -263,7 +263,8 @@ class LinuxDriver(NetworkDriver):
             return
         for pid, port in model.ports.items():
             owner = str(port.get("device_owner") or "")
-            if port.get("binding:host_id") != self.options.host and owner not in REPORTED:
+            if (port.get("binding:host_id") != self.options.host and owner not in REPORTED
+                    and pid not in wired):
                 continue
             status = "ACTIVE" if pid in wired and port.get("admin_state_up", True) else "DOWN"
             if self._statuses.get(pid) != status and port.get("status") != status:

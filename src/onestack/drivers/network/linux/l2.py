@@ -57,8 +57,10 @@ class L2:
 
     @staticmethod
     def _wired_here(port: View, host_name: str) -> bool:
+        """A bound guest port: wired here when its tap exists here (the tap is the proof the
+        guest runs on this host, whatever host name its compute agent reports)."""
         owner = str(port.get("device_owner") or "")
-        return owner.startswith(GUEST_OWNERS) and port.get("binding:host_id") == host_name
+        return owner.startswith(GUEST_OWNERS) and bool(port.get("binding:host_id"))
 
     # ------------------------------------------------------------------ Component
     def apply(self, model: Model, dirty: Dirty) -> None:
