@@ -195,9 +195,16 @@ class AdminMixin(ManagerBase):
     # ================================================================== agents
     def ensure_agents(self) -> None:
         """Register the agents this host's data plane runs (none for the noop driver); each
-        is listed alive only while the driver's heartbeats arrive."""
+        is listed alive only while the driver's heartbeats arrive. This host's rows of
+        agents the driver does not run (an earlier release listed them for the noop driver,
+        or the driver changed) are removed."""
         def run(s: Session) -> None:
-            for spec in self.driver.agents():
+            specs = self.driver.agents()
+            binaries = {spec["binary"] for spec in specs}
+            for row in s.execute(select(t.Agent).where(t.Agent.host == self.host)).scalars():
+                if row.binary not in binaries:
+                    s.delete(row)
+            for spec in specs:
                 aid = str(uuid.uuid5(uuid.NAMESPACE_URL,
                                      f"onestack-agent:{self.host}:{spec['binary']}"))
                 row = s.get(t.Agent, aid)

@@ -292,7 +292,11 @@ class LinuxDriver(NetworkDriver):
     def bind_port(self, port: dict[str, Any], host: str) -> Binding | None:
         net = self.model.networks.get(port["network_id"], {})
         if net.get("provider:network_type") == "vlan":
-            return None  # no 8021q on this kernel: binding_failed, never silently
+            # No 8021q on this kernel: binding_failed, never silently.
+            LOG.warning("port %s cannot be bound: network %s is a VLAN network, which this "
+                        "data plane keeps in the model only (no 8021q)", port["id"],
+                        port["network_id"])
+            return None
         return Binding("bridge", {"port_filter": True, "connectivity": "l2",
                                   "bridge_name": names.bridge(port["network_id"])},
                        active=False)
