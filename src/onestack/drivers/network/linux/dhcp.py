@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from onestack.drivers.network.linux import names
-from onestack.drivers.network.linux.driver import LinuxOptions
 from onestack.drivers.network.linux.host import Host
 from onestack.drivers.network.linux.model import ROUTER_INTERFACE_OWNERS, Dirty, Model, View
+from onestack.drivers.network.linux.options import LinuxOptions
 from onestack.drivers.network.linux.wiring import (
     Ledger,
     delete_namespace,

@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onestack.drivers.network.linux import names
-from onestack.drivers.network.linux.driver import LinuxOptions
 from onestack.drivers.network.linux.host import Host
 from onestack.drivers.network.linux.model import Dirty, Model, View
+from onestack.drivers.network.linux.options import LinuxOptions
 
 LOG = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from onestack.drivers.network.linux.wiring import (
 )
 
 if TYPE_CHECKING:
-    from onestack.drivers.network.linux.driver import LinuxOptions
+    from onestack.drivers.network.linux.options import LinuxOptions
 
 LOG = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from onestack.drivers.network.linux import names
-from onestack.drivers.network.linux.driver import LinuxOptions
 from onestack.drivers.network.linux.host import Host
 from onestack.drivers.network.linux.model import Dirty, Model, View
+from onestack.drivers.network.linux.options import LinuxOptions
 from onestack.metadata.app import sign_instance_id
 
 LOG = logging.getLogger(__name__)
