@@ -95,8 +95,10 @@ def start(data_dir: Path, driver: str = "noop") -> tuple[subprocess.Popen[bytes]
                ONESTACK_LOG_LEVEL="warning", ONESTACK_NETWORK_DRIVER=driver)
     for name, port in ports.items():
         env[f"ONESTACK_{name.upper()}_PORT"] = str(port)
+    log = os.environ.get("ONESTACK_BENCH_LOG")  # where the cloud's output goes (debugging)
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child's
     proc = subprocess.Popen([str(BIN / "onestack"), "up", "--data-dir", str(data_dir)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -115,7 +115,14 @@ def test_bridges_vxlan_taps_and_sync(root: str) -> None:
             assert control.statuses == {PORT: "ACTIVE"}
             assert any("Linux bridge agent" in b for b in control.beats)
 
-            # The network goes away: a full sync removes its bridge and VXLAN device only.
+            # The network is deleted: its bridge and VXLAN device go at once.
+            control.state = DesiredState(networks=[_state().networks[1]])
+            driver.network_deleted(NET)
+            assert driver.wait_idle(20)
+            links = _links(root)
+            assert br not in links and "vxlan-77" not in links and tap in links
+            # A full sync removes what is left over from before (and only that).
+            subprocess.run(["ip", "-n", root, "link", "add", br, "type", "bridge"], check=True)
             subprocess.run(["ip", "-n", root, "link", "add", "keep0", "type", "bridge"],
                            check=True)
             control.state = DesiredState(networks=[_state().networks[1]])

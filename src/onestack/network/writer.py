@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.drivers.network.noop import NoopDriver
 from onestack.network.base import ManagerBase
 from onestack.network.common import LOG, _Retry
 from onestack.network.store import _NeedsSession, _PortWrites
@@ -116,7 +115,8 @@ class WriterMixin(ManagerBase):
 
         A port create is a sub-millisecond SQLite transaction, cheaper than the hop to a
         worker thread and back, so the API runs it in place when nothing can make it wait:
-        SQLite (no network round trips), the in-memory data-plane driver, a small request,
+        SQLite (no network round trips), a data-plane driver whose port calls never block
+        (``nonblocking_updates``: noop, linux), a small request,
         and the database write lock free *now*. It uses a connection of its own whose busy
         timeout is 0, so its ``BEGIN IMMEDIATE`` fails at once (None) while another writer
         holds the lock; in WAL mode nothing after that can wait. A write race (unique key
@@ -126,7 +126,7 @@ class WriterMixin(ManagerBase):
         request that needs the ORM (a project's first default security group, an error
         that needs a lookup) starts again through SQLAlchemy on the same connection.
         """
-        if (self.db.backend != "sqlite" or type(self.driver) is not NoopDriver
+        if (self.db.backend != "sqlite" or not self.driver.nonblocking_updates
                 or len(bodies) > _NOWAIT_MAX_PORTS):
             return None
         if not self._nowait_lock.acquire(blocking=False):

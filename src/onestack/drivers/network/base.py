@@ -77,6 +77,9 @@ class NetworkDriver(ABC):
 
     #: Name reported in agent listings and port bindings.
     name: str = "base"
+    #: ``port_updated``/``port_deleted`` return at once without I/O (they only record the
+    #: change): the API may then call them from its event loop (the fast port-create path).
+    nonblocking_updates: bool = False
 
     @abstractmethod
     def sync(self, state: DesiredState) -> None:

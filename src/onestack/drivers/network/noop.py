@@ -34,6 +34,7 @@ class NoopDriver(NetworkDriver):
     """Records calls, binds every port as a ``bridge`` VIF."""
 
     name = "noop"
+    nonblocking_updates = True
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []

@@ -32,6 +32,11 @@ from onestack.drivers.network.linux.options import LinuxOptions
 
 LOG = logging.getLogger(__name__)
 
+#: A change within this many seconds of the end of the last pass is part of a burst: the
+#: worker then waits ``COALESCE`` seconds for more before its next pass.
+BURST_GAP = 0.1
+COALESCE = 0.25
+
 #: Ports of the data plane's own devices whose status it reports wherever they are bound.
 REPORTED = ("network:router_interface", "network:router_gateway", "network:dhcp")
 
@@ -61,6 +66,8 @@ class LinuxDriver(NetworkDriver):
     """The real data plane on one Linux host. See the module documentation."""
 
     name = "linux"
+    #: Contract calls only update the in-memory model and wake the worker.
+    nonblocking_updates = True
 
     def __init__(self, options: LinuxOptions, host: Host | None = None,
                  components: list[Component] | None = None) -> None:
@@ -73,6 +80,8 @@ class LinuxDriver(NetworkDriver):
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._statuses: dict[str, str] = {}
+        #: Port views received while the model is re-read (None: not re-reading).
+        self._newer_ports: dict[str, dict[str, Any] | None] | None = None
         #: Ports wired on the host as of the last pass (``wait_plugged``).
         self._wired: set[str] = set()
         #: Seconds the last pass spent in each component (debugging, benchmarks).
@@ -113,16 +122,22 @@ class LinuxDriver(NetworkDriver):
 
     _refresh = False
 
-    def _mark(self, refresh: bool = True, **ids: Any) -> None:
-        """Mark ids dirty and wake the worker; ``refresh``: re-read the model first."""
+    _urgent = False
+
+    def _mark(self, refresh: bool = True, urgent: bool = False, **ids: Any) -> None:
+        """Mark ids dirty and wake the worker; ``refresh``: re-read the model first;
+        ``urgent``: someone waits for it (a guest's start), so no gathering of a burst."""
         with self._cond:
+            waiting = not self._dirty or (urgent and not self._urgent)
+            self._urgent = self._urgent or urgent
             self._refresh = self._refresh or refresh
             for key, values in ids.items():
                 if key == "all":
                     self._dirty.all = True
                 else:
                     getattr(self._dirty, key).update(values)
-            self._cond.notify_all()
+            if waiting:
+                self._cond.notify_all()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until the worker has converged everything marked so far (tests, bench)."""
@@ -136,6 +151,7 @@ class LinuxDriver(NetworkDriver):
         return True
 
     _busy = False
+    _last_pass_end = 0.0
 
     # ------------------------------------------------------------------ the worker
     def _run(self) -> None:
@@ -146,7 +162,17 @@ class LinuxDriver(NetworkDriver):
                     self._cond.wait(self._sleep_for())
                 if self._stopping:
                     return
+                if time.monotonic() - self._last_pass_end < BURST_GAP:
+                    # Changes keep coming (a burst of creates): gather them for a moment so
+                    # that one pass serves many; after a quiet spell a change goes at once.
+                    until = time.monotonic() + COALESCE
+                    while not self._stopping and not self._urgent \
+                            and (left := until - time.monotonic()) > 0:
+                        self._cond.wait(left)
+                    if self._stopping:
+                        return
                 dirty, self._dirty = self._dirty, Dirty()
+                self._urgent = False
                 self._busy = True
             try:
                 self._pass(dirty)
@@ -159,6 +185,7 @@ class LinuxDriver(NetworkDriver):
             finally:
                 with self._cond:
                     self._busy = False
+                    self._last_pass_end = time.monotonic()
                     self._cond.notify_all()
             if backoff:
                 time.sleep(backoff)
@@ -184,7 +211,7 @@ class LinuxDriver(NetworkDriver):
             # The contract's calls may carry partial views (an id only): the model is
             # re-read from the control plane once per pass, which coalesces bursts.
             self._refresh = False
-            self.model.replace(self.control.desired_state())
+            self._reread()
         if full_due:
             dirty = Dirty(all=True)
         full = dirty.all
@@ -202,15 +229,29 @@ class LinuxDriver(NetworkDriver):
                 self._last_sync = now
             self._report_ports(model)
 
+    def _reread(self) -> None:
+        """Replace the model with the control plane's, keeping the port updates that arrive
+        while it is read (the database read may predate them)."""
+        assert self.control is not None
+        with self.model.lock:
+            self._newer_ports = {}
+        try:
+            state = self.control.desired_state()
+        finally:
+            with self.model.lock:
+                newer, self._newer_ports = self._newer_ports, None
+        self.model.replace(state, newer)
+
     def _ensure_dhcp_ports(self, dirty: Dirty) -> None:
         """Networks with DHCP-enabled subnets get their ``network:dhcp`` port from the
         control plane (as Neutron's DHCP agent asks the server for one)."""
         if self.control is None:
             return
-        ids = set(self.model.networks) if dirty.all else dirty.networks
+        model = self.model.snapshot()  # (API threads keep changing the live one)
+        ids = set(model.networks) if dirty.all else dirty.networks
         for net_id in ids:
-            if net_id in self.model.networks and self.model.dhcp_subnets(net_id) \
-                    and self.model.dhcp_port(net_id) is None:
+            if net_id in model.networks and model.dhcp_subnets(net_id) \
+                    and model.dhcp_port(net_id) is None:
                 port = self.control.ensure_dhcp_port(net_id)
                 if port is not None:
                     with self.model.lock:
@@ -269,12 +310,16 @@ class LinuxDriver(NetworkDriver):
     def port_updated(self, port: dict[str, Any]) -> None:
         with self.model.lock:
             self.model.ports[port["id"]] = port
+            if self._newer_ports is not None:
+                self._newer_ports[port["id"]] = port
         self._mark(False, ports={port["id"]}, networks={port["network_id"]},
                    security_groups=set(port.get("security_groups") or ()))
 
     def port_deleted(self, port: dict[str, Any]) -> None:
         with self.model.lock:
             old = self.model.ports.pop(port["id"], None) or port
+            if self._newer_ports is not None:
+                self._newer_ports[port["id"]] = None
             routers = {str(f["router_id"]) for f in self.model.floating_ips.values()
                        if f.get("port_id") == port["id"] and f.get("router_id")}
         self._mark(ports={port["id"]}, networks={old.get("network_id", "")},
@@ -310,7 +355,7 @@ class LinuxDriver(NetworkDriver):
                 except Exception:  # noqa: BLE001 - the worker's pass retries it
                     LOG.warning("plugging %s failed; the next pass retries", tap,
                                 exc_info=True)
-        self._mark(False, ports={pid})
+        self._mark(False, urgent=True, ports={pid})
 
     def wait_plugged(self, port_ids: list[str], timeout: float) -> bool:
         """Block until every port is wired on the host (True) or ``timeout`` passes (False):

@@ -45,6 +45,9 @@ class L2:
         self._lock = threading.Lock()
         self._wired: set[str] = set()
         self._vxlan_refused: set[int] = set()
+        #: network id -> signature of the network its bridge was last converged for
+        #: (cleared by every full sync, which checks everything again).
+        self._converged: dict[str, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ naming
     def bridge_of(self, network: View) -> str:
@@ -67,6 +70,7 @@ class L2:
         if dirty.all:
             nets = list(model.networks.values())
             ports = list(model.ports.values())
+            self._converged.clear()
         else:
             net_ids = set(dirty.networks)
             port_ids = set(dirty.ports)
@@ -77,18 +81,49 @@ class L2:
                 if pid in model.ports:
                     net_ids.add(model.ports[pid]["network_id"])
             nets = [model.networks[n] for n in net_ids if n in model.networks]
+            # A network seen for the first time (or changed) gets all its guest ports
+            # checked; otherwise only the ports that changed.
+            fresh = {n["id"] for n in nets
+                     if self._converged.get(n["id"]) != self._signature(n)}
             ports = [p for p in model.ports.values()
-                     if p["id"] in port_ids or p.get("network_id") in dirty.networks]
-        links = self.host.link_masters()
-        for net in sorted(nets, key=lambda n: n["id"]):
-            self._ensure_network(net, links)
-        for port in ports:
-            net = model.networks.get(port.get("network_id", ""))
-            if net is not None and self._wired_here(port, self.options.host):
-                self._plug(port, net, links)
+                     if p["id"] in port_ids or p.get("network_id") in fresh]
+        nets = [n for n in nets if self._converged.get(n["id"]) != self._signature(n)]
+        guests = [p for p in ports if self._wired_here(p, self.options.host)
+                  and p.get("network_id") in model.networks]
+        if nets or guests:  # nothing to look at otherwise: no process spawned
+            links = self.host.link_masters()
+            for net in sorted(nets, key=lambda n: n["id"]):
+                self._ensure_network(net, links)
+                self._converged[net["id"]] = self._signature(net)
+            for port in guests:
+                self._plug(port, model.networks[port["network_id"]], links)
+        self._remove_deleted(model, dirty)
         gone = {pid for pid in dirty.ports if pid not in model.ports}
         with self._lock:
             self._wired -= gone
+
+    def _remove_deleted(self, model: Model, dirty: Dirty) -> None:
+        """Networks deleted since they were converged here lose their bridge and VXLAN
+        device at once (a full sync would find them too)."""
+        cmds = []
+        for net_id in sorted(dirty.networks - set(model.networks)):
+            signature = self._converged.pop(net_id, None)
+            if signature is None:
+                continue
+            kind, physnet, vni = signature[0], signature[1], signature[2]
+            mapped = kind == "flat" and self.options.bridge_mappings.get(physnet)
+            if not mapped:
+                cmds.append(f"link del dev {names.bridge(net_id)}")
+            if kind == "vxlan" and vni is not None:
+                cmds.append(f"link del dev {names.vxlan(int(vni))}")
+        if cmds:
+            self.host.ip_batch(cmds, force=True)
+
+    @staticmethod
+    def _signature(net: View) -> tuple[Any, ...]:
+        """What a network's host state is made from (a change re-converges it)."""
+        return (net.get("provider:network_type"), net.get("provider:physical_network"),
+                net.get("provider:segmentation_id"), net.get("mtu"))
 
     def cleanup(self, model: Model) -> None:
         wanted = {self.bridge_of(n) for n in model.networks.values()
@@ -104,6 +139,8 @@ class L2:
                               and int(link[6:]) not in vnis)
             if unwanted_bridge or unwanted_vxlan:
                 stale.append(link)
+        for net_id in set(self._converged) - set(model.networks):
+            del self._converged[net_id]
         if stale:
             LOG.info("removing devices no network wants: %s", ", ".join(sorted(stale)))
             self.host.ip_batch([f"link del dev {name}" for name in stale], force=True)

@@ -63,12 +63,19 @@ class Model:
         self.security_groups: dict[str, View] = {}
 
     # ------------------------------------------------------------------ whole model
-    def replace(self, state: DesiredState) -> None:
-        """Take the whole desired model (``sync``)."""
+    def replace(self, state: DesiredState, newer_ports: dict[str, View | None] | None = None
+                ) -> None:
+        """Take the whole desired model (``sync``). ``newer_ports``: port views (None: the
+        port was deleted) that arrived while ``state`` was being read; they win over it."""
         with self.lock:
             self.networks = {n["id"]: n for n in state.networks}
             self.subnets = {s["id"]: s for s in state.subnets}
             self.ports = {p["id"]: p for p in state.ports}
+            for pid, view in (newer_ports or {}).items():
+                if view is None:
+                    self.ports.pop(pid, None)
+                else:
+                    self.ports[pid] = view
             self.routers = {r["id"]: r for r in state.routers}
             self.floating_ips = {f["id"]: f for f in state.floating_ips}
             self.security_groups = {g["id"]: g for g in state.security_groups}
