@@ -115,6 +115,18 @@ def test_bridges_vxlan_taps_and_sync(root: str) -> None:
             assert control.statuses == {PORT: "ACTIVE"}
             assert any("Linux bridge agent" in b for b in control.beats)
 
+            # admin_state_up false takes the tap out of the bridge (DOWN); true puts it back.
+            port = {**_state().ports[0], "admin_state_up": False}
+            control.state.ports[0] = port
+            driver.port_updated(port)
+            assert driver.wait_idle(20)
+            assert "master" not in _links(root)[tap] and control.statuses[PORT] == "DOWN"
+            port = {**port, "admin_state_up": True}
+            control.state.ports[0] = port
+            driver.port_updated(port)
+            assert driver.wait_idle(20)
+            assert _links(root)[tap]["master"] == br and control.statuses[PORT] == "ACTIVE"
+
             # The network is deleted: its bridge and VXLAN device go at once.
             control.state = DesiredState(networks=[_state().networks[1]])
             driver.network_deleted(NET)

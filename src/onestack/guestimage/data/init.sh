@@ -38,6 +38,7 @@ mount_kernel_filesystems() {
     mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
     mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
     mkdir -p "$RUN_DIR" /run/dropbear /var/log
+    [ -e /var/run ] || ln -s /run /var/run    # Tempest reads /var/run/udhcpc.<nic>.pid
     [ -e /proc/sys/kernel/modprobe ] && echo /sbin/modprobe > /proc/sys/kernel/modprobe
 }
 
@@ -59,7 +60,7 @@ start_dhcp() {
         ip link set "$ifname" up
         # Blocks until a lease or DHCP_TRIES discovers, then stays in the background (-b).
         udhcpc -i "$ifname" -b -t "$DHCP_TRIES" -T 1 -A 3 \
-            -p "/run/udhcpc.$ifname.pid" -s "$GUEST_DIR/udhcpc.sh" >/dev/null 2>&1 &
+            -p "/var/run/udhcpc.$ifname.pid" -s "$GUEST_DIR/udhcpc.sh" >/dev/null 2>&1 &
         DHCP_PIDS="$DHCP_PIDS $!"
     done
 }

@@ -273,7 +273,9 @@ class LinuxDriver(NetworkDriver):
                     and pid not in wired):
                 continue
             status = "ACTIVE" if pid in wired and port.get("admin_state_up", True) else "DOWN"
-            if self._statuses.get(pid) != status and port.get("status") != status:
+            # What this process last reported, else (after a start) what the database says.
+            known = self._statuses.get(pid, port.get("status"))
+            if known != status:
                 self.control.set_port_status(pid, status)
             self._statuses[pid] = status
         for pid in set(self._statuses) - set(model.ports):

@@ -171,7 +171,13 @@ class L2:
                 self._wired.discard(port["id"])
             return False
         bridge = self.bridge_of(network)
-        if links[tap] != bridge:
+        if port.get("admin_state_up", True) is False:
+            # Administratively down: out of the bridge, so nothing reaches or leaves the
+            # guest (Neutron's agent does the same); back in when it is set up again.
+            if links[tap] is not None:
+                self.host.ip_batch([f"link set dev {tap} nomaster"])
+                links[tap] = None
+        elif links[tap] != bridge:
             cmds = [f"link set dev {tap} master {bridge}"]
             mtu = network.get("mtu")
             if mtu:
