@@ -254,7 +254,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     if real_guests(agents):  # the metadata service only serves real guests
         from onestack.metadata.app import build_metadata_app
 
-        apps["metadata"] = build_metadata_app(settings, compute)
+        apps["metadata"] = build_metadata_app(settings, compute, network)
     if run_bootstrap:
         admin = identity.project_info_by_name("admin", "default")
         setup_real_guests(settings, agents, image, compute, admin.id if admin else None)

@@ -112,3 +112,36 @@ def test_secret_is_created_once(tmp_path: Path) -> None:
     assert first and load_or_create_secret(tmp_path) == first
     assert (tmp_path / "metadata-secret").stat().st_mode & 0o777 == 0o600
     assert load_or_create_secret(tmp_path, "configured") == "configured"
+
+
+async def test_password_post_once_and_public_ipv4() -> None:
+    """A guest posts its password once (then 409; over 256 bytes 400); ``public-ipv4`` is the
+    port's floating IP."""
+    stored: dict[str, str] = {}
+    inst = {**INSTANCE, "system_metadata": {},
+            "networks": [{**INSTANCE["networks"][0],
+                          "floating_ips": [{"floating_ip_address": "172.24.4.9"}]}]}
+
+    def lookup(uuid: str) -> dict[str, Any] | None:
+        if uuid != UUID:
+            return None
+        return {**inst, "system_metadata": {"password": stored.get(uuid, "")}}
+
+    app = MetadataApp(lookup, SECRET, cache_ttl=0,
+                      store_password=lambda uuid, pw: stored.__setitem__(uuid, pw))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://169.254.169.254") as c:
+        h = _headers()
+        assert (await c.get("/latest/meta-data/public-ipv4", headers=h)).text == "172.24.4.9"
+        too_long = await c.post("/openstack/2013-10-17/password", headers=h,
+                                content=b"x" * 257)
+        assert too_long.status_code == 400 and stored == {}
+        assert (await c.post("/openstack/2013-10-17/password", headers=h,
+                             content=b"secret-1")).status_code == 200
+        assert stored == {UUID: "secret-1"}
+        again = await c.post("/openstack/2013-10-17/password", headers=h, content=b"other")
+        assert again.status_code == 409 and stored == {UUID: "secret-1"}
+        assert (await c.post("/openstack/latest/meta_data.json", headers=h)).status_code == 405
+        unsigned = await c.post("/openstack/2013-10-17/password", content=b"x",
+                                headers={"X-Instance-ID": UUID})
+        assert unsigned.status_code == 400

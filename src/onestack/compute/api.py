@@ -1589,11 +1589,13 @@ class ComputeAPI(ResourceRoutes):
         return {k: v for k, v in diag.items() if k in _DIAGNOSTICS_KEYS}
 
     async def get_password(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req, "os_compute_api:os-server-password:show")
-        return {"password": ""}
+        inst = await self._inst(req, "os_compute_api:os-server-password:show")
+        # What the guest posted to the metadata service (encrypted by the guest, as in Nova).
+        return {"password": str((inst.get("system_metadata") or {}).get("password") or "")}
 
     async def clear_password(self, req: ApiRequest) -> Response:
-        await self._inst(req, "os_compute_api:os-server-password:clear")
+        inst = await self._inst(req, "os_compute_api:os-server-password:clear")
+        await req.run(self.m.update_system_metadata, inst["uuid"], password="")
         return Response(status_code=204)
 
     async def remote_console(self, req: ApiRequest) -> dict[str, Any]:

@@ -113,6 +113,7 @@ DATA_FILES: dict[str, tuple[str, int]] = {
     "udhcpc.sh": ("usr/share/onestack-guest/udhcpc.sh", 0o755),
     "power-button.sh": ("etc/acpi/PWRF/00000080", 0o755),
     "sudo.sh": ("usr/bin/sudo", 0o755),
+    "curl.sh": ("usr/bin/curl", 0o755),
 }
 
 _LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib")

@@ -72,8 +72,10 @@ def load_or_create_secret(data_dir: Path, configured: str = "") -> str:
     return secret
 
 
-def compute_lookup(manager: Any) -> Lookup:
-    """A lookup reading instances through ``ComputeManager.get_instance`` (admin view)."""
+def compute_lookup(manager: Any, network: Any = None) -> Lookup:
+    """A lookup reading instances through ``ComputeManager.get_instance`` (admin view); with
+    the network manager, the ports are read live (floating IPs associated after the boot
+    included), else from the instance's port cache."""
 
     def lookup(uuid: str) -> dict[str, Any] | None:
         try:
@@ -81,10 +83,23 @@ def compute_lookup(manager: Any) -> Lookup:
         except Exception:  # noqa: BLE001 - unknown/deleted instance
             return None
         sysmeta = inst.get("system_metadata") or {}
-        return {**inst, "networks": sysmeta.get("networks", inst.get("networks") or []),
-                "image": {"id": inst.get("image_ref")}}
+        ports = sysmeta.get("networks", inst.get("networks") or [])
+        if network is not None:
+            from onestack.compute.network import driver_port
+
+            try:
+                ports = [{**driver_port(p), "floating_ips": p.get("floating_ips") or []}
+                         for p in network.device_ports(uuid)] or ports
+            except Exception:  # noqa: BLE001 - the cache is the answer then
+                LOG.debug("live ports of %s unavailable", uuid, exc_info=True)
+        return {**inst, "networks": ports, "image": {"id": inst.get("image_ref")}}
 
     return lookup
+
+
+#: Longest password a guest may post (Nova's limit).
+MAX_PASSWORD = 256
+PasswordStore = Callable[[str, str], None]
 
 
 def _listing(items: list[str]) -> bytes:
@@ -94,10 +109,13 @@ def _listing(items: list[str]) -> bytes:
 class MetadataApp:
     """The ASGI app (see the module docstring)."""
 
-    def __init__(self, lookup: Lookup, secret: str, cache_ttl: float = 15.0) -> None:
+    def __init__(self, lookup: Lookup, secret: str, cache_ttl: float = 15.0,
+                 store_password: PasswordStore | None = None) -> None:
         if not secret:
             raise ValueError("the metadata service needs a shared secret")
         self.lookup = lookup
+        #: ``(instance uuid, password)``: keeps what a guest posts to ``.../password``.
+        self.store_password = store_password
         self.secret = secret
         self.cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, InstanceMetadata, dict[str, Any]]] = {}
@@ -105,18 +123,21 @@ class MetadataApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        status, ctype, body = await self.handle(scope)
+        status, ctype, body = await self.handle(scope, receive)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", ctype.encode()),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body",
                     "body": b"" if scope.get("method") == "HEAD" else body})
 
-    async def handle(self, scope: Scope) -> tuple[int, str, bytes]:
+    async def handle(self, scope: Scope, receive: Receive | None = None
+                     ) -> tuple[int, str, bytes]:
         path = scope.get("path", "/")
         if path in ("/healthcheck",):
             return 200, "text/plain", b"OK"
-        if scope.get("method") not in ("GET", "HEAD"):
+        method = scope.get("method")
+        posting = method == "POST" and _is_password_path(path)
+        if method not in ("GET", "HEAD") and not posting:
             return 405, "text/plain", b"405 Method Not Allowed"
         headers = {k.decode().lower(): v.decode(errors="replace")
                    for k, v in scope.get("headers", [])}
@@ -136,7 +157,28 @@ class MetadataApp:
         tenant = headers.get("x-tenant-id")
         if tenant and inst.get("project_id") and tenant != inst["project_id"]:
             return 404, "text/plain", b"404 Not Found"
+        if posting:
+            return await self._post_password(instance_id, inst, receive)
         return self.route(md, path)
+
+    async def _post_password(self, uuid: str, inst: dict[str, Any],
+                             receive: Receive | None) -> tuple[int, str, bytes]:
+        """A guest posts its (encrypted) password once, as Nova's metadata API allows."""
+        if self.store_password is None or receive is None:
+            return 405, "text/plain", b"405 Method Not Allowed"
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_PASSWORD:
+                return 400, "text/plain", b"400 Bad Request: password too long"
+            if not message.get("more_body"):
+                break
+        if ((inst.get("system_metadata") or {}).get("password")):
+            return 409, "text/plain", b"409 Conflict: the password is already set"
+        await asyncio.to_thread(self.store_password, uuid, body.decode(errors="replace"))
+        self._cache.pop(uuid, None)
+        return 200, "text/plain", b""
 
     async def _metadata(self, uuid: str) -> tuple[InstanceMetadata, dict[str, Any]] | None:
         loop = asyncio.get_running_loop()
@@ -215,9 +257,21 @@ class MetadataApp:
         return tree  # type: ignore[no-any-return]
 
 
-def build_metadata_app(settings: Any, compute: Any) -> MetadataApp:
-    """The metadata service of ``onestack up``: instances read through the compute manager,
-    the secret from ``metadata_proxy_shared_secret`` or ``DATA/metadata-secret``."""
+def _is_password_path(path: str) -> bool:
+    """``/openstack/<version>/password`` (where guests post their password)."""
+    parts = [p for p in path.split("/") if p]
+    return len(parts) == 3 and parts[0] == "openstack" and parts[2] == "password"
+
+
+def build_metadata_app(settings: Any, compute: Any, network: Any = None) -> MetadataApp:
+    """The metadata service of ``onestack up``: instances read through the compute manager
+    (ports live from the network manager when given), the secret from
+    ``metadata_proxy_shared_secret`` or ``DATA/metadata-secret``."""
     secret = load_or_create_secret(settings.data_dir,
                                    getattr(settings, "metadata_proxy_shared_secret", ""))
-    return MetadataApp(compute_lookup(compute), secret)
+
+    def store_password(uuid: str, password: str) -> None:
+        compute.update_system_metadata(uuid, password=password)
+
+    return MetadataApp(compute_lookup(compute, network), secret,
+                       store_password=store_password)

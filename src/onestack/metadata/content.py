@@ -151,6 +151,15 @@ def _first_ipv4(ports: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _first_floating_ip(ports: list[dict[str, Any]]) -> str:
+    """The EC2 ``public-ipv4``: the first floating IP of the instance's ports ("" if none)."""
+    for port in ports:
+        for fip in port.get("floating_ips") or []:
+            if fip.get("floating_ip_address"):
+                return str(fip["floating_ip_address"])
+    return ""
+
+
 def build_metadata(inst: dict[str, Any]) -> InstanceMetadata:
     """Every metadata document of ``inst`` (see the module docstring)."""
     uuid = str(inst["uuid"])
@@ -199,7 +208,7 @@ def build_metadata(inst: dict[str, Any]) -> InstanceMetadata:
         "local-ipv4": local_ipv4,
         "placement": {"availability-zone": meta["availability_zone"]},
         "public-hostname": hostname,
-        "public-ipv4": "",
+        "public-ipv4": _first_floating_ip(ports),
         "reservation-id": inst.get("reservation_id") or "",
         "security-groups": ["default"],
     }
