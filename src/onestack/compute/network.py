@@ -283,6 +283,25 @@ class LocalNetwork:
         return out
 
     # ------------------------------------------------------------------ ports of servers
+    def _groups_for(self, ctx: RequestContext, network_id: str,
+                    security_groups: list[str] | None) -> list[str] | None:
+        """The groups a new port on ``network_id`` gets: on a network with port security
+        off, none when only the project's ``default`` group was asked for (as Nova leaves
+        it), a 400 when others were (Nova's SecurityGroupCannotBeApplied)."""
+        if not security_groups:
+            return security_groups
+        try:
+            net = self.n.get_network(self._admin(), network_id)
+        except APIError:
+            return security_groups  # the create reports the network's absence
+        if net.get("port_security_enabled", True):
+            return security_groups
+        default = self.n.ensure_default_security_group(ctx.project_id or "")
+        if set(security_groups) <= {default}:
+            return []
+        raise BadRequest("Network requires port_security_enabled and subnet associated in "
+                         "order to apply security groups.")
+
     def allocate(self, ctx: RequestContext, instance_uuid: str, plan: list[dict[str, Any]],
                  security_groups: list[str] | None) -> list[dict[str, Any]]:
         """Create/claim the plan's ports for one server; on any failure release what this
@@ -303,7 +322,8 @@ class LocalNetwork:
                              else None)
                     port = self.n.create_port_for_device(
                         ctx, entry["network_id"], instance_uuid, device_owner=DEVICE_OWNER,
-                        fixed_ips=fixed, security_groups=security_groups)
+                        fixed_ips=fixed, security_groups=self._groups_for(
+                            ctx, entry["network_id"], security_groups))
                     done.append((port["id"], True))
                 ports.append(port)
         except APIError as exc:
