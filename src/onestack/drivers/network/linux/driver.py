@@ -1,20 +1,27 @@
 """The Linux data plane: Neutron's linuxbridge, DHCP, L3 and metadata agents in one driver.
 
-Contract calls (from API threads, after each commit) only update :class:`Model` and mark what
-changed; one worker thread converges the host with the model, component by component:
+Contract calls (from API threads, after each commit) only record what changed (port views go
+into :class:`Model` at once; calls with partial views — a router or group id — make the worker
+re-read the model from the control plane first). One worker thread converges the host with the
+model, component by component, in this order:
 
+* :mod:`.firewall` — security groups and anti-spoofing in onestack's own nft tables (first, so
+  a new port's filter is loaded before its tap enters a bridge);
 * :mod:`.l2` — a bridge per network, VXLAN devices for tenant segments, flat networks on
-  their physical network's bridge, guests' taps and veth ends enslaved (``plug``/``unplug``);
-* :mod:`.firewall` — security groups and anti-spoofing in onestack's own nft tables;
+  their physical network's bridge, guests' taps enslaved (at once through ``plug`` when the
+  port's filter is loaded);
 * :mod:`.dhcp` — a dnsmasq per network in ``qdhcp-<net>``, static leases from the model;
 * :mod:`.l3` — a ``qrouter-<id>`` namespace per router: interfaces, gateway, SNAT, floating
   IPs, extra routes;
 * :mod:`.metadata` — the proxy from ``169.254.169.254`` to the metadata service.
 
-A pass that fails is logged and retried with the same dirty set (backoff up to 5 s); a full
-reconcile (``sync``: on start and every ``sync_interval`` seconds) re-reads the model from the
-control plane, converges everything and removes what onestack made that the model no longer
-wants. The worker also reports which ports are wired (ACTIVE) and the agents' heartbeats.
+A change after a quiet spell is converged at once; during a burst (changes within
+``BURST_GAP`` of the last pass) the worker gathers them for ``COALESCE`` seconds so one pass
+serves many, unless someone waits (``plug``: a guest's start). A pass that fails is logged and
+retried with the same dirty set (backoff up to 5 s); a full reconcile (on start and every
+``sync_interval`` seconds) re-reads the model, converges everything and removes what onestack
+made that the model no longer wants. The worker also reports which ports are wired (ACTIVE;
+``wait_plugged``) and the agents' heartbeats.
 """
 
 from __future__ import annotations
