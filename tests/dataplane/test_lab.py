@@ -9,8 +9,10 @@ br-ex does): ``ping`` and ``ssh`` to the floating IP. Inside the guest (over SSH
 came by DHCP, the metadata service answers with its id through 169.254.169.254, it pings its
 router and the second guest. Removing the ICMP rule stops ping within 2 s while SSH stays;
 disassociating the floating IP makes it unreachable. A guest of another project cannot reach
-the first one's fixed IP. After ``kill -9`` of onestack and a new ``onestack up``, the guest
-answers on its floating IP again with nothing duplicated (one dnsmasq per network).
+the first one's fixed IP. A second network attached to the running guest appears in it as
+a hot-plugged NIC with its DHCP address, and leaves it when detached. After ``kill -9`` of
+onestack and a new ``onestack up``, the guest answers on its floating IP again with nothing
+duplicated (one dnsmasq per network).
 
 Root, QEMU and the data-plane tools only; the namespace, guests, dnsmasq and every namespace
 the cloud made are removed afterwards.
@@ -232,6 +234,26 @@ def test_devstack_lab_end_to_end(lab: Lab) -> None:
     probe = lab.ssh(fip2, f"ping -c 2 -W 2 {fixed1} >/dev/null && echo reached || echo blocked",
                     30)
     assert "blocked" in probe.stdout, probe
+
+    # ---- NIC hot-plug: a second network attached to the running guest gets its address
+    # by DHCP on the new NIC (the subnet has no gateway: the guest's default route stays)
+    lab.run("network", "create", "lab-net2")
+    lab.run("subnet", "create", "lab-subnet2", "--network", "lab-net2",
+            "--subnet-range", "192.168.79.0/24", "--gateway", "none")
+    lab.run("server", "add", "network", "lab-vm1", "lab-net2")
+    ports = lab.json("port", "list", "--server", "lab-vm1", "--network", "lab-net2")
+    assert len(ports) == 1, ports
+    fixed3 = ports[0]["Fixed IP Addresses"][0]["ip_address"]
+    _wait(lambda: f" {fixed3}/24 " in lab.ssh(fip, "ip -4 -o addr show").stdout,
+          "the hot-plugged NIC's DHCP address", timeout=60)
+    dhcp_ip = next(p["Fixed IP Addresses"][0]["ip_address"] for p in lab.json(
+        "port", "list", "--network", "lab-net2", "--device-owner", "network:dhcp"))
+    assert lab.ssh(fip, f"ping -c 1 -W 2 {dhcp_ip}").returncode == 0, "new network unreachable"
+    lab.run("server", "remove", "network", "lab-vm1", "lab-net2")
+    _wait(lambda: f" {fixed3}/" not in lab.ssh(fip, "ip -4 -o addr show").stdout,
+          "the hot-unplugged NIC to leave the guest", timeout=60)
+    assert "removed" in lab.run("console", "log", "show", "lab-vm1")
+    assert lab.json("port", "list", "--server", "lab-vm1", "--network", "lab-net2") == []
 
     # ---- removing the ICMP rule stops ping within 2 s; SSH stays
     lab.run("security", "group", "rule", "delete", icmp["id"])

@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,8 +214,13 @@ def test_boot_on_network_addresses_and_interfaces(member: dict[str, Any],
           {"interfaceAttachment": {"net_id": member["net1"],
                                    "fixed_ips": [{"ip_address": "10.10.0.200"}]}})
     assert r.status_code == 409, r.text
+    # The hypervisor got the NIC (the fake driver logs it on the guest's console).
+    console = c("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}})
+    assert f"nic {att['port_id']} added" in console.json()["output"]
     assert c("DELETE", f"/servers/{sid}/os-interface/{att['port_id']}").status_code == 202
     assert c("DELETE", f"/servers/{sid}/os-interface/{att['port_id']}").status_code == 404
+    console = c("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}})
+    assert f"nic {att['port_id']} removed" in console.json()["output"]
     assert len(c("GET", f"/servers/{sid}/os-interface").json()["interfaceAttachments"]) == 1
 
     before = {p["id"] for p in project_ports(member)}
@@ -342,3 +348,123 @@ def test_port_security_disabled_network(member: dict[str, Any], image_id: str) -
         assert r.status_code == 400, r.text
     assert {p["id"] for p in project_ports(member)} == before
     assert c("DELETE", f"/servers/{sid}").status_code == 204
+
+
+# ---------------------------------------------------------------------------- Nova's proxies
+def test_nova_network_proxies(nc: RunningCloud, member: dict[str, Any], image_id: str) -> None:
+    """os-security-groups(-rules), os-floating-ips(-pools), add/removeFloatingIp and
+    os-(tenant-)networks at 2.35, Nova's shapes and codes; 404 from 2.36."""
+    old = Http(nc.url("compute") + "/v2.1", member["token"],
+               {"OpenStack-API-Version": "compute 2.35"})
+    new = member["compute"]  # 2.79
+    assert new("GET", "/os-security-groups").status_code == 404
+    assert new("GET", "/os-floating-ips").status_code == 404
+
+    # ---- security groups and rules
+    for bad in ({"name": "", "description": "d"}, {"name": "x", "description": " "},
+                {"name": "x" * 256, "description": "d"}, {"description": "d"}):
+        r = old("POST", "/os-security-groups", {"security_group": bad})
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["badRequest"]["code"] == 400
+    r = old("POST", "/os-security-groups", {"security_group": {"name": "web",
+                                                               "description": "web tier"}})
+    assert r.status_code == 200, r.text
+    sg = r.json()["security_group"]
+    assert sg["rules"] == [] and len(sg["tenant_id"]) == 32
+    names = [g["name"] for g in old("GET", "/os-security-groups").json()["security_groups"]]
+    assert "web" in names and "default" in names
+    rule = {"parent_group_id": sg["id"], "ip_protocol": "tcp", "from_port": 22,
+            "to_port": 22}
+    r = old("POST", "/os-security-group-rules", {"security_group_rule": rule})
+    assert r.status_code == 200, r.text
+    made = r.json()["security_group_rule"]
+    assert made["ip_range"] == {"cidr": "0.0.0.0/0"} and made["from_port"] == 22
+    assert old("POST", "/os-security-group-rules",
+               {"security_group_rule": rule}).status_code == 400  # duplicate
+    for bad in ({**rule, "from_port": 30, "to_port": 20}, {**rule, "ip_protocol": "gre"},
+                {**rule, "cidr": "10.0.0.0/0"}, {"parent_group_id": sg["id"]},
+                {**rule, "from_port": "x"}):
+        r = old("POST", "/os-security-group-rules", {"security_group_rule": bad})
+        assert r.status_code == 400, (bad, r.text)
+    r = old("POST", "/os-security-group-rules", {"security_group_rule": {
+        **rule, "parent_group_id": str(uuid.uuid4())}})
+    assert r.status_code == 404
+    shown = old("GET", f"/os-security-groups/{sg['id']}").json()["security_group"]
+    assert [x["id"] for x in shown["rules"]] == [made["id"]]  # ingress only
+    r = old("PUT", f"/os-security-groups/{sg['id']}",
+            {"security_group": {"name": "web2", "description": "renamed"}})
+    assert r.status_code == 200 and r.json()["security_group"]["name"] == "web2"
+    assert old("GET", f"/os-security-groups/{uuid.uuid4()}").status_code == 404
+    assert old("GET", "/os-security-groups/not-a-uuid").status_code == 400
+    assert old("DELETE", f"/os-security-group-rules/{made['id']}").status_code == 202
+    assert old("DELETE", f"/os-security-group-rules/{made['id']}").status_code == 404
+
+    # ---- a reader sees but does not write; another project sees nothing of ours
+    reader, rpw, _ = nc.make_member("cnet-reader")
+    nc.openstack("role", "add", "--user", reader, "--project", member["project"], "reader")
+    nc.openstack("role", "remove", "--user", reader, "--project", _, "member")
+    ro = Http(nc.url("compute") + "/v2.1", nc.token(reader, rpw, member["project"]),
+              {"OpenStack-API-Version": "compute 2.35"})
+    assert ro("GET", f"/os-security-groups/{sg['id']}").status_code == 200
+    assert ro("POST", "/os-security-groups", {"security_group": {
+        "name": "x", "description": "y"}}).status_code == 403
+    assert ro("DELETE", f"/os-security-groups/{sg['id']}").status_code == 403
+    other, opw, oproject = nc.make_member("cnet-other")
+    oc = Http(nc.url("compute") + "/v2.1", nc.token(other, opw, oproject),
+              {"OpenStack-API-Version": "compute 2.35"})
+    assert oc("GET", f"/os-security-groups/{sg['id']}").status_code == 404
+    assert oc("DELETE", f"/os-security-groups/{sg['id']}").status_code == 404
+    assert old("DELETE", f"/os-security-groups/{sg['id']}").status_code == 202
+
+    # ---- floating IPs through Nova
+    pools = old("GET", "/os-floating-ip-pools").json()["floating_ip_pools"]
+    assert {"name": "public"} in pools
+    assert old("POST", "/os-floating-ips", {"pool": "nope"}).status_code == 404
+    r = old("POST", "/os-floating-ips", {"pool": "public"})
+    assert r.status_code == 200, r.text
+    fip = r.json()["floating_ip"]
+    assert fip["pool"] == "public" and fip["instance_id"] is None and fip["fixed_ip"] is None
+    assert old("GET", f"/os-floating-ips/{fip['id']}").json()["floating_ip"] == fip
+    assert old("GET", f"/os-floating-ips/{uuid.uuid4()}").status_code == 404
+    assert oc("GET", f"/os-floating-ips/{fip['id']}").status_code == 404
+    net = member["net"]
+    router = net("POST", "/routers", {"router": {"name": "proxy-r"}}).json()["router"]
+    public = net("GET", "/networks?name=public").json()["networks"][0]["id"]
+    net("PUT", f"/routers/{router['id']}", {"router": {
+        "external_gateway_info": {"network_id": public}}})
+    sub = net("GET", f"/subnets?network_id={member['net1']}").json()["subnets"][0]["id"]
+    assert net("PUT", f"/routers/{router['id']}/add_router_interface",
+               {"subnet_id": sub}).status_code == 200
+    sid = boot(member, image_id, "fipvm", [{"uuid": member["net1"]}]).json()["server"]["id"]
+    wait_active(new, sid)
+    act = f"/servers/{sid}/action"
+    assert old("POST", act, {"addFloatingIp": {"address": "bogus"}}).status_code == 400
+    assert old("POST", act, {"addFloatingIp": {"address": "203.0.113.9"}}).status_code == 404
+    assert old("POST", act, {"addFloatingIp": {"address": fip["ip"],
+                                               "fixed_address": "10.99.0.1"}}
+               ).status_code == 400
+    assert old("POST", act, {"addFloatingIp": {"address": fip["ip"]}}).status_code == 202
+    listed = old("GET", "/os-floating-ips").json()["floating_ips"]
+    mine = next(f for f in listed if f["id"] == fip["id"])
+    assert mine["instance_id"] == sid and mine["fixed_ip"].startswith("10.10.0.")
+    addrs = new("GET", f"/servers/{sid}").json()["server"]["addresses"]["net1"]
+    assert [a["addr"] for a in addrs if a["OS-EXT-IPS:type"] == "floating"] == [fip["ip"]]
+    assert old("POST", act, {"removeFloatingIp": {"address": fip["ip"]}}).status_code == 202
+    assert old("POST", act, {"removeFloatingIp": {"address": fip["ip"]}}).status_code == 409
+    assert old("DELETE", f"/os-floating-ips/{fip['id']}").status_code == 202
+    assert old("GET", f"/os-floating-ips/{fip['id']}").status_code == 404
+    assert new("DELETE", f"/servers/{sid}").status_code == 204
+    wait_gone(new, sid)
+    net("PUT", f"/routers/{router['id']}/remove_router_interface", {"subnet_id": sub})
+    net("DELETE", f"/routers/{router['id']}")
+
+    # ---- networks as Nova lists them
+    nets = old("GET", "/os-networks").json()["networks"]
+    entry = next(x for x in nets if x["id"] == member["net1"])
+    assert entry["label"] == "net1" and entry["cidr"] is None
+    assert old("GET", f"/os-networks/{member['net1']}").json()["network"]["label"] == "net1"
+    assert old("GET", f"/os-networks/{uuid.uuid4()}").status_code == 404
+    assert old("POST", "/os-networks", {"network": {"label": "x"}}).status_code == 410
+    tn = old("GET", "/os-tenant-networks").json()["networks"]
+    assert {"id": member["net1"], "label": "net1", "cidr": "10.10.0.0/24"} in tn
+    assert oc("GET", f"/os-tenant-networks/{member['net1']}").status_code == 404

@@ -537,6 +537,30 @@ class ComputeAgent:
             return {}
         return await self.driver.get_diagnostics(self.spec(inst))
 
+    async def attach_interface(self, instance_uuid: str,
+                               port: dict[str, Any]) -> dict[str, Any]:
+        """Give the guest a NIC on ``port`` (hot-plugged when it runs). Returns ``{}``, or
+        ``{"error": message}`` when the driver could not (the API then rolls back)."""
+        return await self._nic(instance_uuid, port, self.driver.attach_interface)
+
+    async def detach_interface(self, instance_uuid: str,
+                               port: dict[str, Any]) -> dict[str, Any]:
+        """Take ``port``'s NIC from the guest; ``{}`` once released, else ``{"error"}``
+        (the port then stays attached)."""
+        return await self._nic(instance_uuid, port, self.driver.detach_interface)
+
+    async def _nic(self, instance_uuid: str, port: dict[str, Any],
+                   fn: Callable[[dict[str, Any], dict[str, Any]], Any]) -> dict[str, Any]:
+        inst = await self._load(instance_uuid)
+        if inst is None:
+            return {"error": f"Instance {instance_uuid} could not be found."}
+        try:
+            await fn(self.spec(inst), port)
+        except Exception as exc:  # noqa: BLE001 - reported to the API, which rolls back
+            LOG.warning("interface %s of %s: %s", port.get("id"), instance_uuid, exc)
+            return {"error": str(exc) or type(exc).__name__}
+        return {}
+
     async def ping(self) -> str:
         return self.host
 

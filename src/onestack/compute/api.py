@@ -45,6 +45,7 @@ from onestack.compute.microversions import (
     url_project,
     version_of,
 )
+from onestack.compute.network_proxies import NetworkProxyRoutes, nova_group
 from onestack.compute.policies import ACTION_RULES, RULES
 
 LOG = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ FAULT_KINDS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "i
                413: "overLimit", 415: "badMediaType", 429: "overLimit",
                501: "notImplemented", 503: "serviceUnavailable"}
 MAX_LIMIT = 1000
+#: How long an interface attach/detach waits for the compute host (hot-plug, guest release).
+NIC_TIMEOUT = 90
 VERSION_UPDATED = "2013-07-23T11:33:21Z"
 
 
@@ -105,7 +108,7 @@ def _has_ports(inst: InstanceDict) -> bool:
                 or sm.get("preserve_ports"))
 
 
-class ComputeAPI(ResourceRoutes):
+class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
     """Builds the compute service: routes bound to the manager, bus and image service."""
 
     def __init__(self, manager: ComputeManager, bus: Bus, policy: Policy, auth_uri: str,
@@ -124,6 +127,7 @@ class ComputeAPI(ResourceRoutes):
                                auth_uri=auth_uri, request_check=check_url_project)
         self._add_routes()
         self.add_resource_routes()
+        self.add_network_proxy_routes()
 
     # ------------------------------------------------------------------ helpers
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
@@ -155,11 +159,12 @@ class ComputeAPI(ResourceRoutes):
                         inst["host"], method, inst["uuid"])
             raise Conflict(f"Compute host {inst['host']} could not be found.") from None
 
-    async def _call(self, inst: InstanceDict, method: str, **kwargs: Any) -> Any:
+    async def _call(self, inst: InstanceDict, method: str, timeout: float = 30,
+                    **kwargs: Any) -> Any:
         if not inst["host"]:
             raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
         try:
-            return await self.bus.call(f"compute.{inst['host']}", method, timeout=30,
+            return await self.bus.call(f"compute.{inst['host']}", method, timeout=timeout,
                                         **kwargs)
         except (NoConsumer, BusError) as exc:
             raise Conflict(f"Compute host {inst['host']} is not available: {exc}") from None
@@ -1684,11 +1689,26 @@ class ComputeAPI(ResourceRoutes):
             ctx = req.ctx
         port = await req.run(self.network.attach_interface, ctx, inst["uuid"], net_id,
                              port_id, fixed, inst["host"], sg_ids)
+        nics = await self._refresh_nics(req, inst)
+        if inst["host"]:
+            # The guest gets the NIC now (hot-plug) or at its next start; a failure
+            # undoes the port's attachment.
+            nic = next((n for n in nics if n.get("id") == port["id"]), {"id": port["id"]})
+            try:
+                res = await self._call(inst, "attach_interface", timeout=NIC_TIMEOUT,
+                                       instance_uuid=inst["uuid"], port=nic)
+            except Conflict as exc:
+                res = {"error": exc.message}
+            if isinstance(res, dict) and res.get("error"):
+                await req.run(self.network.detach_interface, inst["uuid"], port["id"],
+                              bool(port_id))
+                await self._refresh_nics(req, inst)
+                raise Conflict(f"Failed to attach network adapter device to "
+                               f"{inst['uuid']}: {res['error']}")
         await req.run(self.m.record_action, req.ctx, inst["uuid"], "attach_interface")
         if port_id:
             keep = self._preserved(inst) + [port["id"]]
             await req.run(self.m.update_system_metadata, inst["uuid"], preserve_ports=keep)
-        await self._refresh_nics(req, inst)
         return {"interfaceAttachment": self._iface(req, port)}
 
     @staticmethod
@@ -1706,14 +1726,15 @@ class ComputeAPI(ResourceRoutes):
         except APIError:
             return None
 
-    async def _refresh_nics(self, req: ApiRequest, inst: InstanceDict) -> None:
+    async def _refresh_nics(self, req: ApiRequest, inst: InstanceDict) -> list[dict[str, Any]]:
         """Refresh the instance's port cache (``system_metadata.networks``, what the
-        driver and the metadata service read) after an interface change."""
+        driver and the metadata service read) after an interface change; returns it."""
         if self.network is None:
-            return
-        nics = await req.run(self.network.network_info, inst["uuid"])
+            return []
+        nics: list[dict[str, Any]] = await req.run(self.network.network_info, inst["uuid"])
         await req.run(self.m.update_system_metadata, inst["uuid"], networks=nics,
                       port_cache=True)
+        return nics
 
     async def detach_interface(self, req: ApiRequest) -> Response:
         inst = await self._inst(req, "os_compute_api:os-attach-interfaces:delete")
@@ -1721,6 +1742,21 @@ class ComputeAPI(ResourceRoutes):
         if self.network is None:
             raise NotFound(f"Port {port_id} is not attached")
         self._iface_state(inst, "detach_interface")
+        attached = {p["id"]: p for p in await req.run(self.network.interfaces, inst["uuid"])}
+        if port_id not in attached:
+            raise NotFound(f"Port {port_id} is not attached")
+        if inst["host"]:
+            # The guest lets go of the NIC first; if it does not, the port stays attached.
+            nics = inst["system_metadata"].get("networks") or []
+            nic = next((n for n in nics if n.get("id") == port_id), {"id": port_id})
+            try:
+                res = await self._call(inst, "detach_interface", timeout=NIC_TIMEOUT,
+                                       instance_uuid=inst["uuid"], port=nic)
+            except Conflict as exc:
+                res = {"error": exc.message}
+            if isinstance(res, dict) and res.get("error"):
+                raise Conflict(f"Failed to detach network adapter device from "
+                               f"{inst['uuid']}: {res['error']}")
         preserve = self._preserved(inst)
         await req.run(self.network.detach_interface, inst["uuid"], port_id,
                       port_id in preserve)
@@ -1744,7 +1780,10 @@ class ComputeAPI(ResourceRoutes):
         if self.network is not None:
             groups = await req.run(self.network.security_groups_of, inst["uuid"])
             if groups:
-                return {"security_groups": [_nova_sg(g) for g in groups]}
+                known = {g["id"]: g for g in groups}
+                return {"security_groups": sorted(
+                    (nova_group(g, known) for g in groups),
+                    key=lambda g: (g["tenant_id"], g["name"]))}
         return {"security_groups": [
             {"name": n, "id": new_uuid(), "description": "", "rules": [],
              "tenant_id": inst["project_id"]}
@@ -1787,23 +1826,6 @@ class ComputeAPI(ResourceRoutes):
         return {"nodes": [], "pagesize_kb": None}
 
 
-def _nova_sg(g: dict[str, Any]) -> dict[str, Any]:
-    """A network security group in Nova's ``os-security-groups`` shape."""
-    rules = []
-    for r in g.get("security_group_rules") or []:
-        if r.get("direction") != "ingress":
-            continue
-        rules.append({"id": r["id"], "parent_group_id": g["id"],
-                      "ip_protocol": r.get("protocol"), "from_port": r.get("port_range_min"),
-                      "to_port": r.get("port_range_max"),
-                      "ip_range": {"cidr": r["remote_ip_prefix"]}
-                      if r.get("remote_ip_prefix") else {},
-                      "group": {"name": g["name"], "tenant_id": g["project_id"]}
-                      if r.get("remote_group_id") else {}})
-    return {"id": g["id"], "name": g["name"], "description": g.get("description", ""),
-            "tenant_id": g["project_id"], "rules": rules}
-
-
 def v_ge(req: ApiRequest, version: str) -> bool:
     return ver(req) >= version
 
@@ -1830,6 +1852,7 @@ _ACTIONS = {
     "forceDelete": "a_force_delete", "restore": "a_restore",
     "changePassword": "a_change_password", "trigger_crash_dump": "a_trigger_crash_dump",
     "addSecurityGroup": "a_add_security_group",
+    "addFloatingIp": "a_add_floating_ip", "removeFloatingIp": "a_remove_floating_ip",
     "addFixedIp": "a_add_fixed_ip", "removeFixedIp": "a_remove_fixed_ip",
     "removeSecurityGroup": "a_remove_security_group", "createBackup": "a_create_backup",
     "os-getVNCConsole": "a_deprecated_console", "os-getSPICEConsole": "a_deprecated_console",

@@ -296,6 +296,8 @@ ACTION_RULES: dict[str, str] = {
     "addSecurityGroup": "os_compute_api:os-security-groups:add",
     "removeSecurityGroup": "os_compute_api:os-security-groups:remove",
     "addFixedIp": "os_compute_api:os-multinic:add",
+    "addFloatingIp": "os_compute_api:os-floating-ips:add",
+    "removeFloatingIp": "os_compute_api:os-floating-ips:remove",
     "removeFixedIp": "os_compute_api:os-multinic:remove",
     "os-getVNCConsole": "os_compute_api:os-remote-consoles",
     "os-getSPICEConsole": "os_compute_api:os-remote-consoles",

@@ -37,6 +37,13 @@ Semantics every driver (and the shared driver test battery) follows:
   ``timeout`` s before forcing it off; the agent's stop passes ``compute_shutdown_timeout``.
 * ``snapshot`` returns the path of a file holding the disk image (the agent uploads it to the
   image service and deletes the file afterwards).
+* ``attach_interface(instance, port)`` / ``detach_interface(instance, port)`` add or remove one
+  NIC (``port`` is a port dict as in ``networks``). On a running (or paused) guest the NIC is
+  hot-plugged: on return of ``attach_interface`` the guest has the device; ``detach_interface``
+  returns once the guest released it (``DriverError`` when it did not within the driver's
+  timeout: the NIC stays). On a stopped guest only the next start sees the change. Either
+  way the driver's own record of the guest's NICs follows, so later starts keep them.
+  Detaching a NIC the guest does not have succeeds.
 """
 
 from __future__ import annotations
@@ -190,6 +197,14 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     async def get_available_resource(self) -> HostResources:
         """The host's capacity."""
+
+    async def attach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
+        """Give the guest one more NIC on ``port`` (hot-plugged when it runs)."""
+        raise DriverError("attaching interfaces is not supported by this driver")
+
+    async def detach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
+        """Take the NIC of ``port`` from the guest (hot-unplugged when it runs)."""
+        raise DriverError("detaching interfaces is not supported by this driver")
 
     async def get_console_output(self, instance: InstanceSpec) -> str:
         """The guest's serial console log."""

@@ -42,6 +42,8 @@ class FakeGuest:
     flavor: dict[str, Any]
     rescued: bool = False
     console: list[str] = field(default_factory=list)
+    #: The guest's NICs: port id -> MAC address (boot NICs and attached ones).
+    nics: dict[str, str] = field(default_factory=dict)
 
 
 _BOOT_LOG = (
@@ -106,6 +108,10 @@ class FakeDriver(HypervisorDriver):
                           dict(instance.get("flavor") or {}))
         for line in _BOOT_LOG:
             self._log(guest, line.format(name=guest.name, uuid=guest.uuid))
+        for port in instance.get("networks") or []:
+            if isinstance(port, dict) and (port.get("port_id") or port.get("id")):
+                guest.nics[str(port.get("port_id") or port.get("id"))] = str(
+                    port.get("mac_address") or "")
         self.guests[guest.uuid] = guest
 
     async def destroy(self, instance: InstanceSpec) -> None:
@@ -198,6 +204,20 @@ class FakeDriver(HypervisorDriver):
     async def get_info(self, instance: InstanceSpec) -> PowerState:
         return self._guest(instance).state
 
+    async def attach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
+        await self._op("attach_interface")
+        guest = self._guest(instance)
+        port_id = str(port.get("port_id") or port.get("id"))
+        guest.nics[port_id] = str(port.get("mac_address") or "")
+        self._log(guest, f"nic {port_id} added")
+
+    async def detach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
+        await self._op("detach_interface")
+        guest = self._guest(instance)
+        port_id = str(port.get("port_id") or port.get("id"))
+        if guest.nics.pop(port_id, None) is not None:
+            self._log(guest, f"nic {port_id} removed")
+
     async def list_instances(self) -> list[str]:
         return list(self.guests)
 
@@ -232,5 +252,5 @@ class FakeDriver(HypervisorDriver):
                 "hypervisor": "fake", "hypervisor_os": "fake",
                 "num_cpus": int(guest.flavor.get("vcpus", 1)),
                 "memory_details": {"maximum": int(guest.flavor.get("memory_mb", 0)), "used": 0},
-                "uptime": 1, "config_drive": False, "num_nics": 0, "num_disks": 1,
+                "uptime": 1, "config_drive": False, "num_nics": len(guest.nics), "num_disks": 1,
                 "cpu_details": [], "nic_details": [], "disk_details": []}

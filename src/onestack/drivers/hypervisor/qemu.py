@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from onestack.drivers.hypervisor.base import (
     Capabilities,
@@ -51,6 +51,7 @@ from onestack.drivers.hypervisor.base import (
     PowerState,
 )
 from onestack.drivers.hypervisor.configdrive import build_config_drive
+from onestack.drivers.hypervisor.qemu_nics import GuestNics, VifPlugger, ports_of, tap_stats
 from onestack.drivers.hypervisor.qmp import QMPClient, QMPError
 from onestack.metadata.content import tap_name
 
@@ -82,17 +83,6 @@ _RUNSTATES = {
     "internal-error": PowerState.CRASHED,
     "guest-panicked": PowerState.CRASHED,
 }
-
-
-class VifPlugger(Protocol):
-    """The network driver hook: wires a guest's tap device into the data plane."""
-
-    def plug(self, port: dict[str, Any], tap: str) -> None: ...
-
-    def unplug(self, port: dict[str, Any], tap: str) -> None: ...
-
-    # Optional: ``wait_plugged(port_ids, timeout) -> bool``, True once the data plane has
-    # wired every port (Nova's ``network-vif-plugged`` event); the guest starts after it.
 
 
 def available() -> bool:
@@ -305,12 +295,12 @@ class QemuDriver(HypervisorDriver):
         self.base_dir = self.root / "_base"
         self.requested_accel = accel
         self.force_config_drive = force_config_drive
-        self.vif_plugger = vif_plugger
         self.console_log_limit = console_log_limit
         self.kvm_probe_timeout = kvm_probe_timeout
         self.soft_reboot_timeout = soft_reboot_timeout
         self.qemu_binary = qemu_binary
         self.vif_plugging_timeout = vif_plugging_timeout
+        self.nics = GuestNics(vif_plugger, vif_plugging_timeout)
         if options:
             LOG.debug("QEMU driver ignores options %s", sorted(options))
         self._accel: str | None = None
@@ -320,6 +310,15 @@ class QemuDriver(HypervisorDriver):
         if not available():
             raise DriverError(f"{QEMU_BINARY} and {QEMU_IMG} are needed by the QEMU driver "
                               "(Debian/Ubuntu: apt-get install qemu-system-x86 qemu-utils)")
+
+    @property
+    def vif_plugger(self) -> VifPlugger | None:
+        """The network driver's hook that wires taps (set by the composition root)."""
+        return self.nics.vif_plugger
+
+    @vif_plugger.setter
+    def vif_plugger(self, plugger: VifPlugger | None) -> None:
+        self.nics.vif_plugger = plugger
 
     # ------------------------------------------------------------------ paths & state
     def _dir(self, uuid: str) -> Path:
@@ -518,40 +517,7 @@ class QemuDriver(HypervisorDriver):
 
     # ------------------------------------------------------------------ NICs
     def _ports(self, spec: InstanceSpec) -> list[dict[str, Any]]:
-        return [p for p in spec.get("networks") or []
-                if isinstance(p, dict) and (p.get("port_id") or p.get("id"))]
-
-    def _plug(self, spec: InstanceSpec) -> None:
-        for port in self._ports(spec):
-            tap = tap_name(str(port.get("port_id") or port.get("id")))
-            if not _link_exists(tap):
-                _run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
-            if port.get("mtu"):
-                _run(["ip", "link", "set", "dev", tap, "mtu", str(int(port["mtu"]))])
-            _run(["ip", "link", "set", "dev", tap, "up"])
-            if self.vif_plugger is not None:
-                self.vif_plugger.plug(port, tap)
-
-    async def _wait_plugged(self, spec: InstanceSpec) -> None:
-        """Start the guest only once the data plane has wired its ports (so its DHCP
-        request never races the wiring); fail the start after ``vif_plugging_timeout``."""
-        wait = getattr(self.vif_plugger, "wait_plugged", None)
-        ids = [str(p.get("port_id") or p.get("id")) for p in self._ports(spec)]
-        if wait is None or not ids:
-            return
-        if not await asyncio.to_thread(wait, ids, self.vif_plugging_timeout):
-            raise DriverError(f"the network did not wire ports {', '.join(ids)} within "
-                              f"{self.vif_plugging_timeout:g} s (vif plugging timed out)")
-
-    def _unplug(self, spec: InstanceSpec) -> None:
-        for port in self._ports(spec):
-            tap = tap_name(str(port.get("port_id") or port.get("id")))
-            if self.vif_plugger is not None:
-                with contextlib.suppress(Exception):
-                    self.vif_plugger.unplug(port, tap)
-            if _link_exists(tap):
-                with contextlib.suppress(DriverError):
-                    _run(["ip", "link", "del", "dev", tap])
+        return ports_of(spec)
 
     # ------------------------------------------------------------------ QEMU process
     def _argv(self, uuid: str, state: dict[str, Any], incoming: bool = False,
@@ -605,12 +571,7 @@ class QemuDriver(HypervisorDriver):
             argv += ["-drive", f"file={d / 'config.iso'},if=none,id=config,format=raw,"
                                "readonly=on",
                      "-device", "virtio-blk-pci,drive=config"]
-        for n, port in enumerate(self._ports(spec)):
-            tap = tap_name(str(port.get("port_id") or port.get("id")))
-            argv += ["-netdev", f"tap,id=net{n},ifname={tap},script=no,downscript=no",
-                     "-device", f"virtio-net-pci,netdev=net{n}"
-                     + (f",mac={port.get('mac_address') or port.get('mac')}"
-                        if port.get("mac_address") or port.get("mac") else "")]
+        argv += self.nics.argv(self._ports(spec), machine, state.get("nic_slots") or {})
         if incoming:
             argv += ["-incoming", "defer"]
         return argv
@@ -622,8 +583,8 @@ class QemuDriver(HypervisorDriver):
         for stale in ("qemu.pid", "qmp.sock"):
             with contextlib.suppress(OSError):
                 (d / stale).unlink()
-        await asyncio.to_thread(self._plug, state["spec"])
-        await self._wait_plugged(state["spec"])
+        await asyncio.to_thread(self.nics.plug, self._ports(state["spec"]))
+        await self.nics.wait_plugged(self._ports(state["spec"]))
         for attempt in range(4):
             try:
                 await self._launch(uuid, state, incoming, _free_vnc_display(uuid))
@@ -771,7 +732,7 @@ class QemuDriver(HypervisorDriver):
             if child is not None:
                 with contextlib.suppress(Exception):
                     child.wait(timeout=1)
-            await asyncio.to_thread(self._unplug, spec)
+            await asyncio.to_thread(self.nics.unplug, self._ports(spec))
             await asyncio.to_thread(shutil.rmtree, d, True)
             self._drop_sock_link(uuid)
         self._locks.pop(uuid, None)
@@ -786,6 +747,54 @@ class QemuDriver(HypervisorDriver):
             # 4 for a SUSPENDED server). SUSPENDED is the guest's own ACPI S3 sleep.
             return PowerState.SHUTDOWN
         return _RUNSTATES.get(status, PowerState.NOSTATE)
+
+    async def attach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
+        uuid = instance["uuid"]
+        pid = str(port.get("port_id") or port.get("id"))
+        async with self._lock(uuid):
+            state = self._load_state(uuid)
+            spec = state["spec"]
+            if any(str(p.get("port_id") or p.get("id")) == pid for p in self._ports(spec)):
+                return
+            slots: dict[str, str] = state.setdefault("nic_slots", {})
+            if (self._dir(uuid) / "suspend.state").exists() and self._pid(uuid) is None:
+                raise DriverError(f"instance {uuid} is suspended")  # saved layout is fixed
+            if self._pid(uuid) is not None:
+                machine = str((spec.get("image") or {}).get("properties", {}).get(
+                    "hw_machine_type") or "q35")
+                slot = self.nics.free_slot(machine, slots)
+                if slot is None:
+                    raise DriverError(f"instance {uuid} has no free PCIe slot for another "
+                                      "interface (a restart of the server frees them)")
+                await asyncio.to_thread(self.nics.plug, [port])
+                try:
+                    await self.nics.wait_plugged([port])
+                    await self.nics.hot_add(
+                        lambda cmd, args=None: self._qmp(uuid, cmd, args), port, slot)
+                except DriverError:
+                    await asyncio.to_thread(self.nics.unplug, [port])
+                    raise
+                if slot:
+                    slots[pid] = slot
+            spec["networks"] = [*(spec.get("networks") or []), dict(port)]
+            self._save_state(uuid, state)
+
+    async def detach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
+        uuid = instance["uuid"]
+        pid = str(port.get("port_id") or port.get("id"))
+        async with self._lock(uuid):
+            state = self._load_state(uuid)
+            spec = state["spec"]
+            if (self._dir(uuid) / "suspend.state").exists() and self._pid(uuid) is None:
+                raise DriverError(f"instance {uuid} is suspended")
+            if self._pid(uuid) is not None:
+                await self.nics.hot_remove(
+                    lambda cmd, args=None: self._qmp(uuid, cmd, args), port)
+            await asyncio.to_thread(self.nics.unplug, [port])
+            spec["networks"] = [p for p in spec.get("networks") or []
+                                if str(p.get("port_id") or p.get("id")) != pid]
+            (state.get("nic_slots") or {}).pop(pid, None)
+            self._save_state(uuid, state)
 
     async def power_off(self, instance: InstanceSpec, timeout: float = 0) -> None:
         uuid = instance["uuid"]
@@ -1124,7 +1133,7 @@ class QemuDriver(HypervisorDriver):
                                   "errors_count": sum(int(st.get(k) or 0) for k in (
                                       "failed_rd_operations", "failed_wr_operations",
                                       "failed_flush_operations"))})
-        nics = [_tap_stats(tap_name(str(p.get("port_id") or p.get("id"))),
+        nics = [tap_stats(tap_name(str(p.get("port_id") or p.get("id"))),
                            p.get("mac_address") or p.get("mac")) for p in ports]
         has_iso = (d / "config.iso").exists()
         return {"state": power.name.lower(), "driver": "libvirt",
@@ -1148,34 +1157,6 @@ def _thread_cpu_ns(pid: int, tid: Any) -> int | None:
     fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-
-
-def _link_exists(name: str) -> bool:
-    """Whether network device ``name`` exists in this process's namespace (sysfs when it
-    shows that namespace, else the kernel over netlink)."""
-    from onestack.drivers.network.linux.host import sysfs_is_ours
-
-    if sysfs_is_ours():
-        return Path(f"/sys/class/net/{name}").exists()
-    return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True,
-                          check=False).returncode == 0
-
-
-def _tap_stats(tap: str, mac: str | None) -> dict[str, Any]:
-    """A NIC's counters from its tap device, turned to the guest's side (what the host's
-    tap receives the guest sent)."""
-    base = Path(f"/sys/class/net/{tap}/statistics")
-
-    def read(name: str) -> int | None:
-        try:
-            return int((base / name).read_text())
-        except (OSError, ValueError):
-            return None
-
-    return {"mac_address": mac, "rx_octets": read("tx_bytes"), "rx_errors": read("tx_errors"),
-            "rx_drop": read("tx_dropped"), "rx_packets": read("tx_packets"), "rx_rate": None,
-            "tx_octets": read("rx_bytes"), "tx_errors": read("rx_errors"),
-            "tx_drop": read("rx_dropped"), "tx_packets": read("rx_packets"), "tx_rate": None}
 
 
 def driver_options(settings: Any) -> dict[str, Any]:

@@ -65,6 +65,33 @@ start_dhcp() {
     done
 }
 
+# NICs hot-plugged later: bring each up with DHCP as at boot (and stop its DHCP client
+# when it is unplugged); one line on the console per change.
+watch_nics() {
+    known=" "
+    for dev in /sys/class/net/*; do known="$known${dev##*/} "; done
+    while sleep 1; do
+        now=" "
+        for dev in /sys/class/net/*; do
+            ifname=${dev##*/}
+            now="$now$ifname "
+            case "$known" in *" $ifname "*) continue ;; esac
+            [ "$(cat "$dev/type" 2>/dev/null)" = 1 ] || continue
+            log "nic $ifname added ($(cat "$dev/address" 2>/dev/null))"
+            ip link set "$ifname" up
+            udhcpc -i "$ifname" -b -t "$DHCP_TRIES" -T 1 -A 3 \
+                -p "/var/run/udhcpc.$ifname.pid" -s "$GUEST_DIR/udhcpc.sh" >/dev/null 2>&1 &
+        done
+        for ifname in $known; do
+            case "$now" in *" $ifname "*) continue ;; esac
+            pidfile="/var/run/udhcpc.$ifname.pid"
+            [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null && rm -f "$pidfile"
+            log "nic $ifname removed"
+        done
+        known=$now
+    done
+}
+
 wait_dhcp() {
     for pid in $DHCP_PIDS; do
         wait "$pid"
@@ -230,5 +257,6 @@ for addr in $(ip -o -4 addr show scope global 2>/dev/null | awk '{print $2 "=" $
 done
 log "up $(cut -d' ' -f1 /proc/uptime) s"
 log "$HOST ready"
+watch_nics </dev/null >/dev/console 2>&1 &
 
 exec /sbin/init
