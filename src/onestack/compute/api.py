@@ -140,10 +140,13 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {"project_id": project_id or req.ctx.project_id or "",
                 "user_id": user_id or req.ctx.user_id or ""}
 
-    async def _inst(self, req: ApiRequest, rule: str | None = None) -> InstanceDict:
+    async def _inst(self, req: ApiRequest, rule: str | None = None,
+                    deleted_ok: bool = False) -> InstanceDict:
         """The server of the URL (another project's is not found for a non-admin: 404),
-        then ``rule`` checked against it (403), as Nova orders them."""
-        inst = await self.m.db.run(self.m.get_instance, req.ctx, req.param("server_id"))
+        then ``rule`` checked against it (403), as Nova orders them. ``deleted_ok``: a deleted
+        server is found too (instance actions from 2.21)."""
+        inst = await self.m.db.run(self.m.get_instance, req.ctx, req.param("server_id"),
+                                   deleted_ok)
         if rule is not None:
             req.enforce(rule, self.tgt(req, inst["project_id"], inst["user_id"]))
         return inst
@@ -322,8 +325,10 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             filters["project_id"] = None
         admin = ctx.is_admin
         if admin:
+            # As in Nova, project_id/tenant_id narrow an all_tenants listing only; without
+            # all_tenants an admin lists its own project's servers.
             pid = q.get("project_id") or q.get("tenant_id")
-            if pid and filters["project_id"] is None or pid and all_tenants is None:
+            if pid and filters["project_id"] is None:
                 filters["project_id"] = pid
         if "status" in q:
             wanted: list[str] = []
@@ -837,8 +842,19 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                                       if srv["accessIPv6"] else None)
         if "hostname" in srv:
             values["hostname"] = schemas.name(srv["hostname"], "hostname")
+        await self._set_disk_config(req, inst, srv)
         inst = await req.run(self.m.update_instance, req.ctx, inst["uuid"], values)
         return {"server": await self._action_view(req, inst)}
+
+    async def _set_disk_config(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+        """``OS-DCF:diskConfig`` of an update, rebuild or resize (Nova's
+        ``auto_disk_config``): validated, then recorded."""
+        if not isinstance(args, dict) or "OS-DCF:diskConfig" not in args:
+            return
+        value = args["OS-DCF:diskConfig"]
+        if value not in ("AUTO", "MANUAL"):
+            raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
+        await req.run(self.m.update_system_metadata, inst["uuid"], disk_config=value)
 
     async def delete_server(self, req: ApiRequest) -> Response:
         def authorize(inst: InstanceDict) -> None:
@@ -1097,7 +1113,10 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         quotas.check(limits, used, {
             "cores": max(0, flavor["vcpus"] - inst["flavor"]["vcpus"]),
             "ram": max(0, flavor["memory_mb"] - inst["flavor"]["memory_mb"])})
+        if args.get("OS-DCF:diskConfig") not in (None, "AUTO", "MANUAL"):
+            raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
         await self._move(req, inst, "resize", flavor)
+        await self._set_disk_config(req, inst, args)
 
     async def a_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         host = None
@@ -1232,6 +1251,10 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             if args.get(field):
                 extra[col] = fn(args[field], field)
         sm = dict(inst["system_metadata"], image_properties=image["properties"])
+        if "OS-DCF:diskConfig" in args:
+            if args["OS-DCF:diskConfig"] not in ("AUTO", "MANUAL"):
+                raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
+            sm["disk_config"] = args["OS-DCF:diskConfig"]
         extra["system_metadata"] = sm
         password = args.get("adminPass") or _admin_pass()
         inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "rebuild",
@@ -1539,7 +1562,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     async def list_actions(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
-        await self._inst(req, "os_compute_api:os-instance-actions:list")
+        await self._inst(req, "os_compute_api:os-instance-actions:list", v >= "2.21")
         actions = await req.run(self.m.instance_actions, req.ctx, req.param("server_id"))
         q = req.query
         if v >= "2.58":
@@ -1561,7 +1584,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     async def show_action(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
-        await self._inst(req, "os_compute_api:os-instance-actions:show")
+        await self._inst(req, "os_compute_api:os-instance-actions:show", v >= "2.21")
         a = await req.run(self.m.instance_action, req.ctx, req.param("server_id"),
                           req.param("request_id"))
         return {"instanceAction": views.instance_action(a, v, True, req.ctx.is_admin)}

@@ -78,13 +78,14 @@ def nova_group(group: dict[str, Any], groups: dict[str, dict[str, Any]]) -> dict
 
 
 def _property(value: Any, name: str) -> str:
-    """Nova's check of a group's name/description: a string, 1-255 characters stripped."""
+    """Nova's check of a group's name/description: a string of 1-255 characters once
+    stripped; the value is kept as given (spaces included)."""
     if not isinstance(value, str):
         raise BadRequest(f"Security group {name} is not a string or unicode")
-    value = value.strip()
-    if not 1 <= len(value) <= 255:
+    stripped = value.strip()
+    if not 1 <= len(stripped) <= 255:
         raise BadRequest(f"{name} has a minimum character requirement of 1."
-                         if not value else
+                         if not stripped else
                          f"{name} has more than 255 characters.")
     return value
 
@@ -427,10 +428,11 @@ class NetworkProxyRoutes:
         await req.run(run)
 
     # ------------------------------------------------------------------ networks
-    def _visible_networks(self, req: ApiRequest, n: Any) -> list[dict[str, Any]]:
-        pid = req.ctx.project_id or ""
-        return [net for net in n.list_networks(req.ctx)
-                if net.get("shared") or net["project_id"] == pid]
+    @staticmethod
+    def _visible_networks(req: ApiRequest, n: Any) -> list[dict[str, Any]]:
+        """What the network service lists for the caller (Nova lists Neutron's networks
+        with the user's token: an admin sees every network)."""
+        return list(n.list_networks(req.ctx))
 
     def _cidr(self, req: ApiRequest, n: Any, net: dict[str, Any]) -> str | None:
         for sid in net.get("subnets") or []:
@@ -539,7 +541,7 @@ def _neutron_rule(rule: dict[str, Any]) -> dict[str, Any]:
             raise BadRequest(f"Invalid cidr {cidr}.") from None
         if net.prefixlen == 0 and str(net.network_address) not in ("0.0.0.0", "::"):
             raise BadRequest(f"Bad prefix for network in cidr {cidr}")
-        out["remote_ip_prefix"] = str(net)
+        out["remote_ip_prefix"] = str(cidr)  # as given: Neutron keeps host bits too
         out["ethertype"] = "IPv6" if net.version == 6 else "IPv4"
     if proto and lo is not None and hi is not None:
         proto = str(proto)

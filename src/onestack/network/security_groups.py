@@ -310,7 +310,9 @@ class SecurityGroupsMixin(ManagerBase):
             if f"IPv{net.version}" != ethertype:
                 raise BadRequest(f"Conflicting value ethertype {ethertype} for CIDR {prefix}",
                                  kind="SecurityGroupRuleParameterConflict")
-            prefix = str(net)
+            # Kept as given, host bits included, with the mask added when absent (as Neutron
+            # does); duplicates are found on the normalised network.
+            prefix = prefix.strip() if "/" in prefix else f"{prefix.strip()}/{net.max_prefixlen}"
         if remote_group is not None:
             rg = s.get(t.SecurityGroup, remote_group)
             if rg is None or not (ctx.is_admin or rg.project_id in (ctx.project_id, project)):
@@ -318,8 +320,9 @@ class SecurityGroupsMixin(ManagerBase):
         for other in s.execute(select(t.SecurityGroupRule).where(
                 t.SecurityGroupRule.security_group_id == sg.id)).scalars():
             if (other.direction, other.ethertype, other.protocol, other.port_range_min,
-                    other.port_range_max, other.remote_ip_prefix, other.remote_group_id) == (
-                    direction, ethertype, protocol, pmin, pmax, prefix, remote_group):
+                    other.port_range_max, _normal(other.remote_ip_prefix),
+                    other.remote_group_id) == (direction, ethertype, protocol, pmin, pmax,
+                                               _normal(prefix), remote_group):
                 raise conflict(f"Security group rule already exists. Rule id is {other.id}.",
                                "SecurityGroupRuleExists")
         self._check_quota(s, project, "security_group_rule")
@@ -346,3 +349,13 @@ class SecurityGroupsMixin(ManagerBase):
             return rule.security_group_id
         gid = self._tx(run)
         self.driver.security_group_updated({"id": gid})
+
+
+def _normal(prefix: str | None) -> str | None:
+    """A remote prefix in canonical form (host bits cleared), for duplicate checks."""
+    if prefix is None:
+        return None
+    try:
+        return str(ipaddress.ip_network(prefix, strict=False))
+    except ValueError:
+        return prefix
