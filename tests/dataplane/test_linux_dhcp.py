@@ -207,3 +207,87 @@ def test_router_on_network_drops_metadata_route(lab: tuple[Lab, contextlib.ExitS
     assert "169.254.169.254/32" in lab_.ask(g1)["staticroutes"]
     dhcp.cleanup(Model())
     assert names.dhcp_namespace(lab_.net) not in Host().netns_list()
+
+
+def _dhcpv6_solicit(ns: str, mac: str, timeout: float = 10.0) -> list[str]:
+    """Send a DHCPv6 Solicit (DUID-LL of ``mac``, one IA_NA) from ``ns``'s eth0; the
+    addresses offered in the Advertise (empty: no answer)."""
+    import socket
+    import struct
+
+    deadline = time.monotonic() + 10
+    while "tentative" in subprocess.run(["ip", "-n", ns, "-6", "addr", "show", "dev", "eth0"],
+                                        capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, "the link-local address stays tentative"
+        time.sleep(0.1)
+    from tests.netns import in_netns
+
+    with in_netns(ns):
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+        sock.bind(("::", 546))
+        sock.settimeout(1.0)
+        duid = struct.pack("!HH", 3, 1) + bytes.fromhex(mac.replace(":", ""))
+        body = (b"\x01\x12\x34\x56" + struct.pack("!HH", 1, len(duid)) + duid
+                + struct.pack("!HHIII", 3, 12, 1, 0, 0) + struct.pack("!HHH", 8, 2, 0))
+        with in_netns(ns):
+            index = socket.if_nametoindex("eth0")
+        offered: list[str] = []
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not offered:
+            sock.sendto(body, ("ff02::1:2", 547, 0, index))
+            try:
+                data = sock.recv(2048)
+            except TimeoutError:
+                continue
+            pos = 4
+            while pos + 4 <= len(data):
+                code, length = struct.unpack("!HH", data[pos:pos + 4])
+                value = data[pos + 4:pos + 4 + length]
+                if code == 3:  # IA_NA: IAID, T1, T2, then options (IAADDR = 5)
+                    sub = 12
+                    while sub + 4 <= len(value):
+                        c2, l2 = struct.unpack("!HH", value[sub:sub + 4])
+                        if c2 == 5:
+                            offered.append(socket.inet_ntop(socket.AF_INET6,
+                                                            value[sub + 4:sub + 20]))
+                        sub += 4 + l2
+                pos += 4 + length
+        return offered
+    finally:
+        sock.close()
+
+
+def test_dhcpv6_stateful_subnet(lab: tuple[Lab, contextlib.ExitStack]) -> None:
+    """A DHCPv6-stateful subnet next to the IPv4 one: dnsmasq offers the port's address to
+    a Solicit from its MAC; a SLAAC subnet is left to router advertisements."""
+    lab_, stack = lab
+    v6, slaac = str(uuid.uuid4()), str(uuid.uuid4())
+    lab_.model.subnets[v6] = {
+        "id": v6, "network_id": lab_.net, "cidr": "2001:db8:9::/64", "ip_version": 6,
+        "gateway_ip": "2001:db8:9::1", "enable_dhcp": True, "dns_nameservers": [],
+        "host_routes": [], "ipv6_address_mode": "dhcpv6-stateful",
+        "ipv6_ra_mode": "dhcpv6-stateful"}
+    lab_.model.subnets[slaac] = {
+        "id": slaac, "network_id": lab_.net, "cidr": "2001:db8:a::/64", "ip_version": 6,
+        "gateway_ip": "2001:db8:a::1", "enable_dhcp": True, "dns_nameservers": [],
+        "host_routes": [], "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}
+    lab_.dhcp_port["fixed_ips"].append({"subnet_id": v6, "ip_address": "2001:db8:9::2"})
+    g1, p1 = lab_.guest(stack, "10.9.0.10", "fa:16:3e:00:00:10")
+    p1["fixed_ips"].append({"subnet_id": v6, "ip_address": "2001:db8:9::10"})
+    p1["fixed_ips"].append({"subnet_id": slaac, "ip_address": "2001:db8:a::f816:3eff:fe00:10"})
+    dhcp = Dhcp(lab_.host, lab_.options)
+    dhcp.apply(lab_.model, Dirty(all=True))
+    files = dhcp.files(lab_.net)
+    hosts = files.hosts.read_text()
+    assert "fa:16:3e:00:00:10,host-2001-db8-9--10.example.test,[2001:db8:9::10]" in hosts
+    assert "2001:db8:a::" not in hosts
+    pid = find_dnsmasq(files)
+    assert pid is not None
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert any(a.startswith(f"--dhcp-range=set:subnet-{v6},2001:db8:9::,static,64,".encode())
+               for a in argv)
+    assert not any(slaac.encode() in a for a in argv)
+    assert lab_.ask(g1)["ip"] == "10.9.0.10"  # IPv4 unchanged
+    assert _dhcpv6_solicit(g1, "fa:16:3e:00:00:10") == ["2001:db8:9::10"]

@@ -319,3 +319,59 @@ def test_timing_adoption_routes_and_cleanup(world: World) -> None:
     assert w.ns not in w.host.netns_list()
     assert not second.ledger.names("qrouter-")
     assert second.wired(w.model) == set()
+
+
+@pytest.mark.skipif(shutil.which("radvd") is None, reason="radvd is not installed")
+def test_ipv6_router_advertisements(world: World) -> None:
+    """An IPv6 SLAAC subnet on the router: radvd in the namespace advertises the prefix, a
+    guest makes its EUI-64 address and a default route via the router; the router's removal
+    stops radvd."""
+    w = world
+    v6 = uid()
+    int_net = str(w.model.ports[w.if_port]["network_id"])
+    w.model.subnets[v6] = {"id": v6, "network_id": int_net, "cidr": "2001:db8:20::/64",
+                           "ip_version": 6, "gateway_ip": "2001:db8:20::1",
+                           "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac",
+                           "dns_nameservers": ["2001:db8:20::53"]}
+    w.model.ports[w.if_port]["fixed_ips"].append({"subnet_id": v6,
+                                                  "ip_address": "2001:db8:20::1"})
+    w.l3 = L3(w.host, w.options)
+    w.apply()
+    pid = w.l3.ra.pid(w.router_id)
+    assert pid is not None, (w.options.state_dir / "ra").glob("*/log")
+    conf = (w.options.state_dir / "ra" / w.router_id / "radvd.conf").read_text()
+    assert "prefix 2001:db8:20::/64" in conf and "AdvAutonomous on;" in conf
+    assert "RDNSS 2001:db8:20::53" in conf and "AdvLinkMTU 1450;" in conf
+    # The guest solicits (link down/up) and configures itself from the advertisement.
+    guest = w.guests[0]
+    sh("ip", "-n", guest, "link", "set", "eth0", "down")
+    sh("ip", "-n", guest, "link", "set", "eth0", "up")
+    mac = sh("ip", "-n", guest, "-j", "link", "show", "eth0").stdout
+    octets = [int(x, 16) for x in json.loads(mac)[0]["address"].split(":")]
+    eui = [octets[0] ^ 2, octets[1], octets[2], 0xFF, 0xFE, octets[3], octets[4], octets[5]]
+    expected = "2001:db8:20:0:" + ":".join(
+        f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2))
+    deadline = time.monotonic() + 20
+    addrs = ""
+    while time.monotonic() < deadline:
+        addrs = sh("ip", "-n", guest, "-6", "addr", "show", "dev", "eth0").stdout
+        if expected in addrs:
+            break
+        time.sleep(0.2)
+    assert expected in addrs, addrs
+    routes = sh("ip", "-n", guest, "-6", "route", "show", "default").stdout
+    assert "via fe80:" in routes, routes
+    # A second L3 (after kill -9) adopts radvd; a changed subnet reloads the same process.
+    second = L3(Host(netns=w.root), w.options)
+    w.model.subnets[v6]["ipv6_ra_mode"] = "dhcpv6-stateful"
+    w.model.subnets[v6]["ipv6_address_mode"] = "dhcpv6-stateful"
+    w.apply(second)
+    assert second.ra.pid(w.router_id) == pid
+    conf = (w.options.state_dir / "ra" / w.router_id / "radvd.conf").read_text()
+    assert "AdvManagedFlag on;" in conf and "AdvAutonomous off;" in conf
+    # The router goes: radvd stops with its namespace.
+    del w.model.routers[w.router_id]
+    second.cleanup(w.model)
+    assert second.ra.pid(w.router_id) is None
+    assert not Path(f"/proc/{pid}").exists() or b"radvd" not in Path(
+        f"/proc/{pid}/cmdline").read_bytes()

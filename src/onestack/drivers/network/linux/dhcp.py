@@ -18,9 +18,11 @@ of onestack the running dnsmasq is adopted: found by its pid file (or, failing t
 scanning ``/proc`` for the command line naming this network's hosts file) and verified by its
 command line, so a second one is never started and a foreign process is never signalled.
 
-Gaps (knowingly): IPv6 subnets are not served (their addresses are on the ``ns-`` device, but
-dnsmasq gets no DHCPv6 range and no router advertisements are sent); DNS is off (``--port=0``);
-no ``extra_dhcp_opts``.
+IPv6 subnets are served as Neutron's agent serves them: ``dhcpv6-stateful`` (or no IPv6 mode)
+with a static DHCPv6 range and ``[address]`` host entries, ``dhcpv6-stateless`` with options
+only, ``slaac`` not at all (router advertisements come from the router, see ``l3.py``).
+
+Gaps (knowingly): DNS is off (``--port=0``); no ``extra_dhcp_opts``.
 """
 
 from __future__ import annotations
@@ -60,26 +62,48 @@ def host_name(ip: str) -> str:
     return "host-" + ip.replace(".", "-").replace(":", "-")
 
 
+def v6_mode(subnet: View) -> str | None:
+    """How dnsmasq serves an IPv6 subnet, as Neutron's DHCP agent does: ``stateful``
+    (addresses and options: ``dhcpv6-stateful``, or neither IPv6 mode set), ``stateless``
+    (options only) or None (``slaac``: the router's advertisements do it all)."""
+    address_mode = subnet.get("ipv6_address_mode")
+    if address_mode == "dhcpv6-stateless":
+        return "stateless"
+    if address_mode == "dhcpv6-stateful" or (address_mode is None
+                                             and subnet.get("ipv6_ra_mode") is None):
+        return "stateful"
+    return None
+
+
 def served_subnets(model: Model, network_id: str) -> list[View]:
-    """The network's subnets dnsmasq serves (DHCP enabled, IPv4), in a stable order."""
-    return sorted((s for s in model.dhcp_subnets(network_id) if s.get("ip_version", 4) == 4),
+    """The network's subnets dnsmasq serves (DHCP enabled; IPv4, or IPv6 with a DHCPv6
+    mode), in a stable order."""
+    return sorted((s for s in model.dhcp_subnets(network_id)
+                   if s.get("ip_version", 4) == 4 or v6_mode(s) is not None),
                   key=lambda s: str(s["id"]))
 
 
 def render_hosts(model: Model, network_id: str, domain: str) -> str:
     """The ``--dhcp-hostsfile``: ``mac,host-<ip>.<domain>,ip`` for every fixed IP of every
     port of the network in a served subnet (the DHCP port itself excluded)."""
-    served = {s["id"] for s in served_subnets(model, network_id)}
+    served = {s["id"]: s for s in served_subnets(model, network_id)}
     lines = []
     for port in sorted(model.ports_of(network_id), key=lambda p: str(p["id"])):
         if port.get("device_owner") == "network:dhcp" or not port.get("mac_address"):
             continue
+        mac = str(port["mac_address"]).lower()
         for fixed in port.get("fixed_ips") or ():
-            if fixed.get("subnet_id") not in served or not fixed.get("ip_address"):
+            subnet = served.get(fixed.get("subnet_id"))
+            if subnet is None or not fixed.get("ip_address"):
                 continue
             ip = str(fixed["ip_address"])
             name = host_name(ip) + (f".{domain}" if domain else "")
-            lines.append(f"{str(port['mac_address']).lower()},{name},{ip}")
+            if subnet.get("ip_version", 4) == 4:
+                lines.append(f"{mac},{name},{ip}")
+            elif v6_mode(subnet) == "stateful":
+                lines.append(f"{mac},{name},[{ip}]")
+            else:  # stateless: options only, the address comes from SLAAC
+                lines.append(f"{mac},{name}")
     return "".join(line + "\n" for line in lines)
 
 
@@ -101,6 +125,12 @@ def render_opts(model: Model, network_id: str, dns_servers: list[str]) -> str:
     out = []
     for subnet in served_subnets(model, network_id):
         tag = f"tag:subnet-{subnet['id']}"
+        if subnet.get("ip_version", 4) == 6:
+            # DHCPv6 has no router option (router advertisements give the route).
+            servers6 = [d for d in subnet.get("dns_nameservers") or () if ":" in str(d)]
+            if servers6:
+                out.append(f"{tag},option6:dns-server" + "".join(f",[{d}]" for d in servers6))
+            continue
         gateway = subnet.get("gateway_ip")
         out.append(f"{tag},option:router" + (f",{gateway}" if gateway else ""))
         servers = list(subnet.get("dns_nameservers") or ()) or list(dns_servers)
@@ -158,6 +188,10 @@ def dnsmasq_args(model: Model, network_id: str, files: NetworkFiles, device: str
     hosts = 0
     for subnet in served_subnets(model, network_id):
         net = ipaddress.ip_network(str(subnet["cidr"]), strict=False)
+        if net.version == 6:
+            args.append(f"--dhcp-range=set:subnet-{subnet['id']},{net.network_address},"
+                        f"static,{net.prefixlen},{lease_text}")
+            continue
         args.append(f"--dhcp-range=set:subnet-{subnet['id']},{net.network_address},static,"
                     f"{net.netmask},{lease_text}")
         hosts += net.num_addresses

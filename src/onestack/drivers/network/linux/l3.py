@@ -16,6 +16,9 @@ namespace :class:`~.wiring.Ledger` before it is made) with IPv4 and IPv6 forward
   ``169.254.169.254:80`` from ``qr-`` devices to the proxy on port 9697 (which only ``qr-``
   devices and loopback may reach).
 
+Internal ports on IPv6 subnets with an ``ipv6_ra_mode`` get router advertisements from a
+radvd in the namespace (``ra.py``).
+
 A new floating IP is announced with a gratuitous ARP (``arping -U``, not waited for); a removed
 one loses its address, rules and conntrack entries. Addresses and routes are reconciled against
 ``ip -j`` output on ``qr-``/``qg-`` devices only, so a second process (after ``kill -9``) adopts a
@@ -50,6 +53,7 @@ from onestack.drivers.network.linux.wiring import (
 
 if TYPE_CHECKING:
     from onestack.drivers.network.linux.options import LinuxOptions
+from onestack.drivers.network.linux.ra import Radvd
 
 LOG = logging.getLogger(__name__)
 
@@ -357,6 +361,8 @@ class L3:
         self._ready: set[str] = set()
         self._ext_nat = ""
         self._garps: list[subprocess.Popen[bytes]] = []
+        #: IPv6 router advertisements (radvd per router namespace, see ``ra.py``).
+        self.ra = Radvd(host, options.state_dir)
 
     # ------------------------------------------------------------------ Component
     def apply(self, model: Model, dirty: Dirty) -> None:
@@ -384,6 +390,8 @@ class L3:
                 self.teardown(rid)
         for rid in [r for r in self._wired if not wanted(model, r)]:
             self._forget(rid)
+        for rid in self.ra.routers() - set(model.routers):
+            self.ra.stop(rid)
         if not self.options.external_nat:
             self.host.run(["nft", "delete", "table", "ip", EXT_TABLE], check=False)
             self._ext_nat = ""
@@ -492,11 +500,13 @@ class L3:
         self._fips[router_id] = dict(plan.fips)
         for dev_name, addr in added:
             self._announce(ns, dev_name, addr)
+        self.ra.ensure(model, router_id, ns)
         self._wired[router_id] = {d.port_id for d in plan.devices.values()}
 
     def teardown(self, router_id: str) -> None:
         """Delete router ``router_id``'s namespace (only when onestack made it)."""
         ns = names.router_namespace(router_id)
+        self.ra.stop(router_id)
         if ns in self.ledger:
             delete_namespace(self.host, self.ledger, ns)
         self._forget(router_id)
