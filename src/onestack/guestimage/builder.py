@@ -115,6 +115,7 @@ DATA_FILES: dict[str, tuple[str, int]] = {
     "sudo.sh": ("usr/bin/sudo", 0o755),
     "curl.sh": ("usr/bin/curl", 0o755),
     "blkid.sh": ("usr/bin/blkid", 0o755),
+    "lsblk.sh": ("usr/bin/lsblk", 0o755),
 }
 
 _LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib")

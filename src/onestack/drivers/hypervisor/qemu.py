@@ -8,6 +8,8 @@ Same contract as ``fake.py`` (see ``base.py``). Everything a guest owns lives in
                     re-adopt and restart the guest
     disk            qcow2 overlay on the cached base image (``DATA/instances/_base``)
     disk.rescue     rescue root disk (while rescued)
+    disk.local      the flavor's ephemeral disk (ephemeral_gb; thin qcow2, unformatted)
+    disk.swap       the flavor's swap disk (swap MiB; thin qcow2, unformatted)
     config.iso      config drive (ISO 9660, label ``config-2``), when requested
     console.log     serial console (QEMU appends; rotated to console.log.0 past a limit)
     qemu.log        QEMU's own stdout/stderr
@@ -481,6 +483,23 @@ class QemuDriver(HypervisorDriver):
             _run([QEMU_IMG, "create", "-q", "-f", "qcow2", os.fspath(disk), size])
         os.chmod(disk, 0o600)
 
+    def _make_flavor_disks(self, uuid: str, flavor: dict[str, Any]) -> None:
+        """The flavor's ephemeral (``disk.local``, ``ephemeral_gb``) and swap
+        (``disk.swap``, ``swap`` MiB) disks: thin qcow2, unformatted, made or grown to the
+        flavor's sizes (never shrunk), as Nova's libvirt driver attaches them after the
+        root disk."""
+        d = self._dir(uuid)
+        for name, size in (("disk.local", int(flavor.get("ephemeral_gb") or 0) * GiB),
+                           ("disk.swap", int(flavor.get("swap") or 0) << 20)):
+            disk = d / name
+            if size <= 0:
+                continue
+            if not disk.exists():
+                _run([QEMU_IMG, "create", "-q", "-f", "qcow2", os.fspath(disk), str(size)])
+                os.chmod(disk, 0o600)
+            elif size > int(self._image_info(disk).get("virtual-size") or 0):
+                _run([QEMU_IMG, "resize", "-q", os.fspath(disk), str(size)])
+
     def _resolve_image(self, image: dict[str, Any]) -> dict[str, Any]:
         """Fill ``path``/``kernel_path``/``ramdisk_path`` the agent left out from the local
         image store (``DATA/images/<id>``, the file store of an all-in-one host)."""
@@ -560,6 +579,7 @@ class QemuDriver(HypervisorDriver):
             if boot.get("ramdisk"):
                 argv += ["-initrd", boot["ramdisk"]]
         disks = [d / "disk.rescue", d / "disk"] if rescue is not None else [d / "disk"]
+        disks += [d / "disk.local", d / "disk.swap"]
         for n, disk in enumerate(disks):
             if not disk.exists():
                 continue
@@ -712,6 +732,7 @@ class QemuDriver(HypervisorDriver):
         state["boot"] = self._boot_files(image)
         root_gb = int((instance.get("flavor") or {}).get("root_gb") or 0)
         self._make_root_disk(d / "disk", image, root_gb)
+        self._make_flavor_disks(uuid, instance.get("flavor") or {})
         if instance.get("config_drive") or self.force_config_drive:
             build_config_drive(d / "config.iso", instance)
         (d / "console.log").touch(mode=0o600)
@@ -1024,6 +1045,7 @@ class QemuDriver(HypervisorDriver):
                 if root_gb * GiB > int(info.get("virtual-size") or 0):
                     await asyncio.to_thread(_run, [QEMU_IMG, "resize", "-q", os.fspath(disk),
                                                    f"{root_gb}G"])
+            await asyncio.to_thread(self._make_flavor_disks, uuid, flavor)
             self._save_state(uuid, state)
             await self._start(uuid, state)
 
