@@ -284,6 +284,25 @@ def test_same_model_spawns_nothing_and_restart_adopts(lab: Lab) -> None:
     assert lab.connect("a", "b", 22) and not lab.connect("a", "b", 23, timeout=0.5)
 
 
+def test_new_port_loads_incrementally(lab: Lab) -> None:
+    """A port joining (its chains, marks, anti-spoofing and remote-group elements) is
+    added to the loaded ruleset without reloading it; a port leaving reloads it all."""
+    without_b = make_model()
+    b = GUESTS["b"][0]
+    del without_b.ports[b]
+    lab.apply(without_b)
+    assert not lab.connect("b", "d", 8080, timeout=0.5)
+    deltas, loads = lab.fw.delta_loads, lab.fw.loads
+    lab.apply(make_model())
+    assert (lab.fw.delta_loads, lab.fw.loads) == (deltas + 1, loads + 1)
+    assert lab.connect("a", "b", 22) and not lab.connect("a", "b", 23, timeout=0.5)
+    assert lab.connect("b", "d", 8080)  # b's address joined d's remote group "web"
+    assert lab.ping("b", "a") and not lab.udp_arrives("b", "a", source_ip="10.0.0.99")
+    lab.apply(without_b)
+    assert lab.fw.delta_loads == deltas + 1 and lab.fw.loads == loads + 2
+    assert not lab.connect("b", "d", 8080, timeout=0.5)
+
+
 def test_unbound_and_unknown_network_ports_get_nothing(lab: Lab) -> None:
     model = make_model()
     b = GUESTS["b"][0]

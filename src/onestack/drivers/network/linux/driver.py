@@ -321,7 +321,12 @@ class LinuxDriver(NetworkDriver):
             self.model.ports[port["id"]] = port
             if self._newer_ports is not None:
                 self._newer_ports[port["id"]] = port
-        self._mark(False, ports={port["id"]}, networks={port["network_id"]},
+        # A guest's port just bound here is about to be plugged (its tap comes next): load
+        # its filter now, without gathering a burst, so the plug finds it ready.
+        urgent = (port.get("binding:host_id") == self.options.host
+                  and str(port.get("device_owner") or "").startswith("compute:")
+                  and port["id"] not in self._wired)
+        self._mark(False, urgent=urgent, ports={port["id"]}, networks={port["network_id"]},
                    security_groups=set(port.get("security_groups") or ()))
 
     def port_deleted(self, port: dict[str, Any]) -> None:

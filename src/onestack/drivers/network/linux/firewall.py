@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onestack.drivers.network.linux import names
-from onestack.drivers.network.linux.host import Host
+from onestack.drivers.network.linux.host import Host, HostError
 from onestack.drivers.network.linux.model import Dirty, Model, View
 from onestack.drivers.network.linux.options import LinuxOptions
 
@@ -319,6 +319,11 @@ class Rendered:
     zones: dict[str, int]
     #: Remote group set name -> the host addresses in it.
     members: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: The text without set elements and per-port chains (what must not change for an
+    #: incremental load), the named sets' elements and the per-port chains' rules.
+    skeleton: str = ""
+    sets: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    chains: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 def filtered(port: View, model: Model) -> bool:
@@ -400,7 +405,8 @@ def render(model: Model, options: LinuxOptions, marks: dict[str, int],
         plans[pid] = plan
 
     dhcp_sets: dict[str, str] = {}
-    out: list[str] = [f"table bridge {TABLE} {{"]
+    out = _Text()
+    out.line(f"table bridge {TABLE} {{")
     spoof = SpoofElements()
     for p in ports:
         elems = spoof_elements(p, names.tap(str(p["id"])))
@@ -408,91 +414,149 @@ def render(model: Model, options: LinuxOptions, marks: dict[str, int],
         spoof.arp += elems.arp
         spoof.v4 += elems.v4
         spoof.v6 += elems.v6
-    out += _named_set("sg-ports", "ifname", (f'"{pl.tap}"' for pl in plans.values()))
-    out += _named_set("sg-marks", "ifname : mark",
-                      (f'"{pl.tap}" : {MARK_FLAG | pl.index:#010x}' for pl in plans.values()))
-    out += _named_set("sg-macs", "ifname . ether_addr", spoof.macs)
-    out += _named_set("sg-arp", "ifname . ether_addr . ipv4_addr", spoof.arp, interval=True)
-    out += _named_set("sg-v4", "ifname . ether_addr . ipv4_addr", spoof.v4, interval=True)
-    out += _named_set("sg-v6", "ifname . ether_addr . ipv6_addr", spoof.v6, interval=True)
-    out += _named_set("guest-no-icmpv6", "icmpv6_type", ["nd-router-advert", "nd-redirect"])
-    out += _named_set("guest-ethertypes", "ether_type", ["ip", "ip6", "arp"])
-    out.append("\tchain prerouting {\n\t\ttype filter hook prerouting priority -300; "
-               "policy accept;")
-    out.append("\t\tiifname != @sg-ports accept")
-    out.append("\t\tmeta mark set iifname map @sg-marks")
-    out += [f"\t\t{line}" for line in _SPOOF_RULES]
-    out.append("\t}")
-    out.append("\tchain forward {\n\t\ttype filter hook forward priority -300; "
-               "policy accept;")
-    if plans:
-        vmap = ", ".join(f'"{pl.tap}" : jump out-{pl.index}' for pl in plans.values())
-        out.append(f"\t\toifname vmap {{ {vmap} }}")
-    out.append("\t}")
+    out.named("bridge", "sg-ports", "ifname", (f'"{pl.tap}"' for pl in plans.values()))
+    out.named("bridge", "sg-marks", "ifname : mark",
+              (f'"{pl.tap}" : {MARK_FLAG | pl.index:#010x}' for pl in plans.values()))
+    out.named("bridge", "sg-macs", "ifname . ether_addr", spoof.macs)
+    out.named("bridge", "sg-arp", "ifname . ether_addr . ipv4_addr", spoof.arp, interval=True)
+    out.named("bridge", "sg-v4", "ifname . ether_addr . ipv4_addr", spoof.v4, interval=True)
+    out.named("bridge", "sg-v6", "ifname . ether_addr . ipv6_addr", spoof.v6, interval=True)
+    out.named("bridge", "guest-no-icmpv6", "icmpv6_type", ["nd-router-advert", "nd-redirect"])
+    out.named("bridge", "guest-ethertypes", "ether_type", ["ip", "ip6", "arp"])
+    out.named("bridge", "out-chains", "ifname : verdict",
+              (f'"{pl.tap}" : jump out-{pl.index}' for pl in plans.values()))
+    out.line("\tchain prerouting {\n\t\ttype filter hook prerouting priority -300; "
+             "policy accept;")
+    out.line("\t\tiifname != @sg-ports accept")
+    out.line("\t\tmeta mark set iifname map @sg-marks")
+    for line in _SPOOF_RULES:
+        out.line(f"\t\t{line}")
+    out.line("\t}")
+    out.line("\tchain forward {\n\t\ttype filter hook forward priority -300; "
+             "policy accept;")
+    out.line("\t\toifname vmap @out-chains")
+    out.line("\t}")
     for pl in plans.values():
-        out.append(f"\tchain out-{pl.index} {{\n\t\tmeta mark set meta mark | "
-                   f"{MARK_FLAG | (pl.index << OUT_SHIFT):#010x}\n\t}}")
-    out.append("}")
+        out.chain("bridge", f"out-{pl.index}",
+                  [f"meta mark set meta mark | {MARK_FLAG | (pl.index << OUT_SHIFT):#010x}"])
+    out.line("}")
 
-    out.append(f"table inet {TABLE} {{")
+    out.line(f"table inet {TABLE} {{")
     hosts: dict[str, frozenset[str]] = {}
     for set_name, (gid, version) in sorted(used_sets.items()):
         members = [n for m in model.group_members(gid) for _, n in port_networks(m)
                    if n.version == version]
         hosts[set_name] = frozenset(str(n.network_address) for n in members
                                     if n.prefixlen == n.max_prefixlen)
-        out += _named_set(set_name, "ipv4_addr" if version == _V4 else "ipv6_addr",
-                          _collapse(members), interval=True)
+        out.named("inet", set_name, "ipv4_addr" if version == _V4 else "ipv6_addr",
+                  _collapse(members), interval=True)
     for net_id in sorted({str(p["network_id"]) for p in ports}):
         dport = model.dhcp_port(net_id)
         servers = _collapse(n for _, n in port_networks(dport) if n.version == _V4) \
             if dport else []
         if servers:
             dhcp_sets[net_id] = "dhcp-" + hashlib.sha256(net_id.encode()).hexdigest()[:16]
-            out += _named_set(dhcp_sets[net_id], "ipv4_addr", servers, interval=True)
-    out += _named_set("nd-egress", "icmpv6_type", [
+            out.named("inet", dhcp_sets[net_id], "ipv4_addr", servers, interval=True)
+    out.named("inet", "nd-egress", "icmpv6_type", [
         "nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert",
         "mld-listener-report", "mld-listener-done", "mld2-listener-report"])
-    out += _named_set("nd-ingress", "icmpv6_type", [
+    out.named("inet", "nd-ingress", "icmpv6_type", [
         "nd-neighbor-solicit", "nd-neighbor-advert", "mld-listener-query"])
-    out.append("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; "
-               "policy accept;")
+    out.line("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; "
+             "policy accept;")
     if bridges:
         zmap = ", ".join(f'"{b}" : {new_zones[n]}' for b, n in bridges.items()
                          if n in new_zones)
-        out.append(f"\t\tct zone set iifname map {{ {zmap} }}")
-    out.append("\t}")
-    out += _named_set("egress-chains", "mark : verdict",
-                      (f"{pl.index:#x} : jump eg-{pl.index}" for pl in plans.values()))
-    out += _named_set("ingress-chains", "mark : verdict",
-                      (f"{pl.index << OUT_SHIFT:#x} : jump in-{pl.index}"
-                       for pl in plans.values()))
+        out.line(f"\t\tct zone set iifname map {{ {zmap} }}")
+    out.line("\t}")
+    out.named("inet", "egress-chains", "mark : verdict",
+              (f"{pl.index:#x} : jump eg-{pl.index}" for pl in plans.values()))
+    out.named("inet", "ingress-chains", "mark : verdict",
+              (f"{pl.index << OUT_SHIFT:#x} : jump in-{pl.index}" for pl in plans.values()))
     for hook in ("forward", "input"):
         # input: what a guest sends to the host itself passes its egress rules (Neutron)
-        out.append(f"\tchain {hook} {{\n\t\ttype filter hook {hook} priority filter; "
-                   "policy accept;")
-        out.append(f"\t\tmeta mark & {MARK_FLAG:#010x} == 0 accept")
-        out.append("\t\tct state invalid drop")
-        out.append("\t\tct state established,related accept")
-        out.append(f"\t\tmeta mark & {IN_MASK:#010x} vmap @egress-chains")
+        out.line(f"\tchain {hook} {{\n\t\ttype filter hook {hook} priority filter; "
+                 "policy accept;")
+        out.line(f"\t\tmeta mark & {MARK_FLAG:#010x} == 0 accept")
+        out.line("\t\tct state invalid drop")
+        out.line("\t\tct state established,related accept")
+        out.line(f"\t\tmeta mark & {IN_MASK:#010x} vmap @egress-chains")
         if hook == "forward":
-            out.append(f"\t\tmeta mark & {OUT_MASK:#010x} vmap @ingress-chains")
-        out.append("\t}")
+            out.line(f"\t\tmeta mark & {OUT_MASK:#010x} vmap @ingress-chains")
+        out.line("\t}")
     for p in ports:
         pl = plans[str(p["id"])]
-        out.append(f"\tchain eg-{pl.index} {{")
-        out += [f"\t\t{line}" for line in _EGRESS_FIXED]
-        out += [f"\t\t{line}" for line in sorted(pl.egress)]
-        out.append("\t\tdrop\n\t}")
-        out.append(f"\tchain in-{pl.index} {{")
+        out.chain("inet", f"eg-{pl.index}",
+                  [*_EGRESS_FIXED, *sorted(pl.egress), "drop"])
         dset = dhcp_sets.get(str(p["network_id"]))
         src = f"ip saddr @{dset} " if dset else "meta nfproto ipv4 "
-        out.append(f"\t\t{src}udp sport 67 udp dport 68 return")
-        out += [f"\t\t{line}" for line in _INGRESS_FIXED]
-        out += [f"\t\t{line}" for line in sorted(pl.ingress)]
-        out.append("\t\tdrop\n\t}")
-    out.append("}")
-    return Rendered("\n".join(out) + "\n", plans, new_marks, new_zones, hosts)
+        out.chain("inet", f"in-{pl.index}",
+                  [f"{src}udp sport 67 udp dport 68 return", *_INGRESS_FIXED,
+                   *sorted(pl.ingress), "drop"])
+    out.line("}")
+    return Rendered(out.text(), plans, new_marks, new_zones, hosts,
+                    skeleton=out.skeleton(), sets=out.sets, chains=out.chains)
+
+
+class _Text:
+    """The ruleset being rendered, with its structure kept for incremental loads."""
+
+    def __init__(self) -> None:
+        self._full: list[str] = []
+        self._skel: list[str] = []
+        self.sets: dict[tuple[str, str], list[str]] = {}
+        self.chains: dict[tuple[str, str], list[str]] = {}
+
+    def line(self, text: str) -> None:
+        self._full.append(text)
+        self._skel.append(text)
+
+    def named(self, family: str, name: str, kind: str, elements: Iterable[str],
+              interval: bool = False) -> None:
+        elems = list(elements)
+        self._full += _named_set(name, kind, elems, interval)
+        self._skel += _named_set(name, kind, (), interval)
+        self.sets[(family, name)] = elems
+
+    def chain(self, family: str, name: str, rules: list[str]) -> None:
+        self._full.append(f"\tchain {name} {{")
+        self._full += [f"\t\t{r}" for r in rules]
+        self._full.append("\t}")
+        self.chains[(family, name)] = list(rules)
+
+    def text(self) -> str:
+        return "\n".join(self._full) + "\n"
+
+    def skeleton(self) -> str:
+        return "\n".join(self._skel) + "\n"
+
+
+def delta_script(old: Rendered, new: Rendered) -> str | None:
+    """An nft script that turns ``old`` (loaded) into ``new`` by additions only: new
+    per-port chains and new set elements, the rest unchanged. None when anything else
+    changed (a port or rule removed or changed, a set or chain declared anew): then the
+    whole ruleset is reloaded."""
+    if old.skeleton != new.skeleton or not old.skeleton:
+        return None
+    for key, rules in old.chains.items():
+        if new.chains.get(key) != rules:
+            return None
+    added: dict[tuple[str, str], list[str]] = {}
+    for key, elems in new.sets.items():
+        before = set(old.sets.get(key, ()))
+        if not before <= set(elems):
+            return None
+        fresh = [e for e in elems if e not in before]
+        if fresh:
+            added[key] = fresh
+    lines: list[str] = []
+    for (family, name), rules in new.chains.items():
+        if (family, name) not in old.chains:
+            lines.append(f"add chain {family} {TABLE} {name}")
+            lines += [f"add rule {family} {TABLE} {name} {r}" for r in rules]
+    for (family, name), fresh in added.items():  # after the chains the maps jump to
+        lines.append(f"add element {family} {TABLE} {name} {{ {', '.join(fresh)} }}")
+    return "".join(line + "\n" for line in lines)
 
 
 #: A conntrack delete: (zone, IP version, source, destination, protocol); None = any.
@@ -544,12 +608,16 @@ class Firewall:
         self.host = host
         self.options = options
         self._last_text: str | None = None
+        #: What the kernel holds now (as loaded by this process), for incremental loads.
+        self._last: Rendered | None = None
         self._plans: dict[str, PortFilter] = {}
         self._members: dict[str, frozenset[str]] = {}
         self._sysctl_done = False
         self._marks, self._zones = self._load_state()
         #: Number of ``nft`` loads and conntrack deletes so far (tests, diagnostics).
         self.loads = 0
+        #: Of those loads, how many only added new ports' chains and elements.
+        self.delta_loads = 0
         self.conntrack_deletes = 0
 
     # ------------------------------------------------------------------ state file
@@ -606,6 +674,7 @@ class Firewall:
         self.host.nft("".join(f"add table {fam} {TABLE}\ndelete table {fam} {TABLE}\n"
                               for fam in ("bridge", "inet")))
         self._last_text = None
+        self._last = None
         self._plans, self._members = {}, {}
 
     # ------------------------------------------------------------------ internals
@@ -616,11 +685,23 @@ class Firewall:
             self._save_state()
         if rendered.text == self._last_text:
             self._plans, self._members = rendered.ports, rendered.members
+            self._last = rendered
             return
         self._enable_br_netfilter()
-        script = "".join(f"add table {fam} {TABLE}\ndelete table {fam} {TABLE}\n"
-                         for fam in ("bridge", "inet")) + rendered.text
-        self.host.nft(script)
+        delta = delta_script(self._last, rendered) if self._last is not None else None
+        loaded = False
+        if delta:
+            try:  # new ports only: add their chains and elements, nothing reloaded
+                self.host.nft(delta)
+                loaded = True
+                self.delta_loads += 1
+            except HostError as exc:
+                LOG.warning("firewall: incremental load failed (%s); reloading", exc)
+        if not loaded:
+            script = "".join(f"add table {fam} {TABLE}\ndelete table {fam} {TABLE}\n"
+                             for fam in ("bridge", "inet")) + rendered.text
+            self.host.nft(script)
+        self._last = rendered
         self.loads += 1
         old, self._plans = self._plans, rendered.ports
         old_members, self._members = self._members, rendered.members
