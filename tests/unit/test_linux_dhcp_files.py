@@ -23,7 +23,8 @@ def _model(gateway: str | None = "10.0.0.1") -> Model:
                       "host_routes": [{"destination": "192.168.0.0/16",
                                        "nexthop": "10.0.0.254"}]}
     m.subnets["v6"] = {"id": "v6", "network_id": "n", "cidr": "fd00::/64", "ip_version": 6,
-                       "gateway_ip": "fd00::1", "enable_dhcp": True}
+                       "gateway_ip": "fd00::1", "enable_dhcp": True,
+                       "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}
     m.ports["d"] = {"id": "d", "network_id": "n", "device_owner": "network:dhcp",
                     "mac_address": "fa:16:3e:00:00:02",
                     "fixed_ips": [{"subnet_id": "s", "ip_address": "10.0.0.2"}]}
@@ -38,6 +39,25 @@ def test_hosts_file_has_guests_not_the_dhcp_port() -> None:
     assert render_hosts(_model(), "n", "example.test") == \
         "fa:16:3e:00:00:05,host-10-0-0-5.example.test,10.0.0.5\n"
     assert render_hosts(_model(), "n", "") == "fa:16:3e:00:00:05,host-10-0-0-5,10.0.0.5\n"
+
+
+def test_dhcpv6_modes_as_neutron_serves_them() -> None:
+    """SLAAC: not dnsmasq's; stateful (or no mode): address entries and a static range;
+    stateless: a host entry without the address (options only)."""
+    m = _model()
+    m.subnets["v6"].update(ipv6_address_mode="dhcpv6-stateful")
+    m.subnets["v6"]["dns_nameservers"] = ["fd00::53", "9.9.9.9"]
+    assert "fa:16:3e:00:00:05,host-fd00--5.example.test,[fd00::5]\n" in render_hosts(
+        m, "n", "example.test")
+    assert "tag:subnet-v6,option6:dns-server,[fd00::53]" in render_opts(m, "n", [])
+    args = dnsmasq_args(m, "n", NetworkFiles(Path("/st/dhcp/n")), "ns-x",
+                        LinuxOptions(state_dir=Path("/st")))
+    assert "--dhcp-range=set:subnet-v6,fd00::,static,64,86400s" in args
+    m.subnets["v6"].update(ipv6_address_mode=None, ipv6_ra_mode=None)
+    assert "[fd00::5]" in render_hosts(m, "n", "")
+    m.subnets["v6"].update(ipv6_address_mode="dhcpv6-stateless",
+                           ipv6_ra_mode="dhcpv6-stateless")
+    assert render_hosts(m, "n", "").splitlines()[-1] == "fa:16:3e:00:00:05,host-fd00--5"
 
 
 def test_isolated_network_options_route_metadata_and_default() -> None:
