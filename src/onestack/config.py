@@ -161,6 +161,10 @@ class Settings:
     #: Seconds the fake driver sleeps in every operation (tests, benchmarks).
     compute_fake_delay: float = 0.0
     compute_default_availability_zone: str = "nova"
+    #: Compute quotas from Keystone's unified limits (``/v3/registered_limits`` and
+    #: ``/v3/limits`` of the ``compute`` service, Nova's resource names) instead of the
+    #: os-quota-sets values, as Nova's ``[quota] driver = unified_limits``.
+    compute_unified_limits: bool = False
     #: The most instances one ``POST /servers`` creates (its ``max_count`` is lowered to
     #: this, a ``min_count`` above it is refused with 403), whatever the project's quota,
     #: unlimited included: one request never records an unbounded number of servers.

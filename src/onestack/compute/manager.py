@@ -74,7 +74,9 @@ _SEL_ALLOCS = select(_ALLOC).where(_ALLOC.c.instance_uuid == bindparam("uuid"))
 #: Serialises this process's compute writes on SQLite (see ``ComputeManager.serial``).
 _SQLITE_WRITES = threading.RLock()
 
-#: DevStack's default flavors (id, name, ram MB, disk GB, vcpus) plus small test flavors.
+#: The flavors a fresh DevStack has (id, name, ram MB, disk GB, vcpus): Nova's classic m1
+#: set, Tempest's m1.nano/m1.micro, and DevStack's own small set (``cirros256``, ``ds*``),
+#: which DevStack creates with the ``hw_rng:allowed`` extra spec.
 DEFAULT_FLAVORS = [
     ("1", "m1.tiny", 512, 1, 1),
     ("2", "m1.small", 2048, 20, 1),
@@ -86,7 +88,10 @@ DEFAULT_FLAVORS = [
     ("c1", "cirros256", 256, 1, 1),
     ("d1", "ds512M", 512, 5, 1),
     ("d2", "ds1G", 1024, 10, 1),
+    ("d3", "ds2G", 2048, 10, 2),
+    ("d4", "ds4G", 4096, 20, 4),
 ]
+_DEVSTACK_SPECS = {"hw_rng:allowed": "True"}
 
 SERVICE_DOWN_TIME = 60.0
 INSTANCE_SORT_KEYS = ("created_at", "display_name", "updated_at", "uuid", "vm_state",
@@ -249,6 +254,8 @@ class ComputeManager:
         self.placement = placement
         self._node_uuids: dict[int, str] = {}
         self.default_az = default_az
+        #: Keystone's unified limits as the quota source (None: os-quota-sets values).
+        self.unified_limits: quotas.LimitSource | None = None
         #: Called after a change to services, nodes or aggregates (the scheduler drops its
         #: cached host view; other processes see the change at their next refresh).
         self.host_listeners: list[Callable[[], None]] = []
@@ -296,7 +303,8 @@ class ComputeManager:
             for fid, name, ram, disk, vcpus in DEFAULT_FLAVORS:
                 s.add(Flavor(flavorid=fid, name=name, memory_mb=ram, root_gb=disk,
                              vcpus=vcpus, ephemeral_gb=0, swap=0, rxtx_factor=1.0,
-                             is_public=True, disabled=False, extra_specs={},
+                             is_public=True, disabled=False,
+                             extra_specs=dict(_DEVSTACK_SPECS) if fid[0] in "cd" else {},
                              created_at=now))
 
     def get_flavor(self, ctx: RequestContext | None, flavorid: str) -> dict[str, Any]:
@@ -451,7 +459,8 @@ class ComputeManager:
         fp = (x509_fingerprint(public_key) if key_type == "x509"
               else fingerprint(public_key))
         with self.write() as s:
-            limits = quotas.project_limits(s, ctx.project_id or "", user_id)
+            limits = quotas.project_limits(s, ctx.project_id or "", user_id,
+                                           self.unified_limits)
             used = int(s.scalar(select(func.count()).select_from(KeyPair).where(
                 KeyPair.user_id == user_id)) or 0)
             if limits["key_pairs"] >= 0 and used + 1 > limits["key_pairs"]:
@@ -515,7 +524,7 @@ class ComputeManager:
         reservation = "r-" + new_uuid()[:8]
         meta = dict(spec.get("metadata") or {})
         with self.core_write() as c:
-            limits = quotas.project_limits(c, project, ctx.user_id)
+            limits = quotas.project_limits(c, project, ctx.user_id, self.unified_limits)
             if 0 <= limits["metadata_items"] < len(meta):
                 raise Forbidden(f"Quota exceeded for metadata_items: Requested {len(meta)}, "
                                 f"but already used 0 of {limits['metadata_items']} "
@@ -939,7 +948,8 @@ class ComputeManager:
             cur = {} if replace_all else dict(row.meta or {})
             cur.update(meta)
             if max_items:
-                limit = quotas.project_limits(s, row.project_id)["metadata_items"]
+                limit = quotas.project_limits(
+                    s, row.project_id, None, self.unified_limits)["metadata_items"]
                 if 0 <= limit < len(cur):
                     raise quotas.OverQuota("Quota exceeded for metadata_items: Requested "
                                            f"{len(cur)}, but already used 0 of {limit} "
@@ -1476,7 +1486,8 @@ class ComputeManager:
     def create_group(self, ctx: RequestContext, name: str, policy: str,
                      rules: dict[str, Any]) -> dict[str, Any]:
         with self.write() as s:
-            limits = quotas.project_limits(s, ctx.project_id or "", ctx.user_id)
+            limits = quotas.project_limits(s, ctx.project_id or "", ctx.user_id,
+                                           self.unified_limits)
             used = quotas.usage(s, ctx.project_id or "")
             quotas.check(limits, used, {"server_groups": 1})
             g = ServerGroup(uuid=new_uuid(), name=name, project_id=ctx.project_id or "",
@@ -1520,7 +1531,7 @@ class ComputeManager:
     # ================================================================== quotas
     def quota_limits(self, project_id: str, user_id: str | None = None) -> dict[str, int]:
         with self.db.reader() as s:
-            return quotas.project_limits(s, project_id, user_id)
+            return quotas.project_limits(s, project_id, user_id, self.unified_limits)
 
     def quota_usage(self, project_id: str, user_id: str | None = None) -> dict[str, int]:
         with self.db.reader() as s:

@@ -6,7 +6,7 @@ the inserts they guard, so an over-quota request leaves nothing behind.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -36,6 +36,29 @@ NETWORK_RESOURCES = ("fixed_ips", "floating_ips", "security_groups", "security_g
 INJECTED = ("injected_files", "injected_file_content_bytes", "injected_file_path_bytes")
 
 
+#: Nova's unified-limits resource names -> the os-quota-sets names used here.
+UNIFIED_NAMES = {
+    "servers": "instances", "class:VCPU": "cores", "class:MEMORY_MB": "ram",
+    "server_metadata_items": "metadata_items", "server_injected_files": "injected_files",
+    "server_injected_file_content_bytes": "injected_file_content_bytes",
+    "server_injected_file_path_bytes": "injected_file_path_bytes",
+    "server_key_pairs": "key_pairs", "server_groups": "server_groups",
+    "server_group_members": "server_group_members",
+}
+#: Resources that must have a registered limit under unified limits (Nova's default
+#: ``unified_limits_resource_strategy = require`` with ``servers``): without one, none may
+#: be created. Any other resource without one is unlimited.
+UNIFIED_REQUIRED = ("instances",)
+
+
+class LimitSource(Protocol):
+    """Where unified limits come from (``identity.limits.UnifiedLimits``)."""
+
+    def for_project(self, c: Session | Connection, project_id: str) -> dict[str, int]:
+        """The project's limit per resource (Nova's names), read in ``c``."""
+        ...
+
+
 class OverQuota(Forbidden):
     """403 ``Quota exceeded ...`` (the view renders it as ``forbidden``)."""
 
@@ -51,8 +74,21 @@ def class_limits(s: Session | Connection, class_name: str = "default") -> dict[s
 
 
 def project_limits(s: Session | Connection, project_id: str,
-                   user_id: str | None = None) -> dict[str, int]:
-    """Class defaults, then the project's limits, then the user's (one query each)."""
+                   user_id: str | None = None, unified: LimitSource | None = None
+                   ) -> dict[str, int]:
+    """Class defaults, then the project's limits, then the user's (one query each); with
+    ``unified``, the project's unified limits instead (they have no per-user values)."""
+    if unified is not None:
+        found = unified.for_project(s, project_id)
+        limits = {r: -1 for r in DEFAULTS}
+        for r in NETWORK_RESOURCES:
+            limits[r] = DEFAULTS[r]
+        for r in UNIFIED_REQUIRED:
+            limits[r] = 0
+        for name, value in found.items():
+            if name in UNIFIED_NAMES:
+                limits[UNIFIED_NAMES[name]] = value
+        return limits
     q = Quota.__table__
     limits = class_limits(s)
     users = ["", user_id] if user_id else [""]

@@ -21,6 +21,7 @@ from onestack.config import Settings
 from onestack.console.setup import console_tokens
 from onestack.db.engine import Database
 from onestack.drivers.hypervisor import load_driver
+from onestack.identity.limits import UnifiedLimits
 from onestack.scheduler.manager import Scheduler
 
 LOG = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
     manager = ComputeManager(db, settings.compute_default_availability_zone,
                              placement if use_placement else None,
                              settings.compute_max_instances_per_request)
+    if settings.compute_unified_limits:
+        manager.unified_limits = UnifiedLimits("compute", settings.region)
     manager.ensure_default_flavors()
     nets = LocalNetwork(network) if network is not None else None
     api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,

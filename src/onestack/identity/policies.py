@@ -136,6 +136,21 @@ RULES: dict[str, str] = {
     "identity:get_access_rule": f"{ADMIN} or {SYSTEM_READER} or {OWNER}",
     "identity:list_access_rules": f"{ADMIN} or {SYSTEM_READER} or {OWNER}",
     "identity:delete_access_rule": ADMIN_OR_OWNER,
+    # unified limits
+    "identity:get_registered_limit": "",
+    "identity:list_registered_limits": "",
+    "identity:create_registered_limits": ADMIN,
+    "identity:update_registered_limit": ADMIN,
+    "identity:delete_registered_limit": ADMIN,
+    "identity:get_limit_model": "",
+    "identity:get_limit": (f"{ADMIN} or {SYSTEM_READER} or "
+                           "domain_id:%(target.limit.domain_id)s or "
+                           "domain_id:%(target.limit.project.domain_id)s or "
+                           "project_id:%(target.limit.project_id)s"),
+    "identity:list_limits": "",
+    "identity:create_limits": ADMIN,
+    "identity:update_limit": ADMIN,
+    "identity:delete_limit": ADMIN,
     # credentials
     "identity:get_credential": (f"{ADMIN} or {SYSTEM_READER} or "
                                 "user_id:%(target.credential.user_id)s"),

@@ -1,0 +1,159 @@
+"""Identity API routes for unified limits: ``/v3/registered_limits``, ``/v3/limits`` and
+``/v3/limits/model`` (Keystone's shapes, statuses and default policies)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest, FastJSON
+from onestack.common.errors import ValidationError
+from onestack.db.identity import Document, Project
+from onestack.identity import limits as lim
+from onestack.identity import schemas, views
+from onestack.identity.limits import LimitStore
+
+if TYPE_CHECKING:
+    from onestack.identity.api import IdentityAPI
+
+_REG_FIELDS = ("service_id", "region_id", "resource_name", "default_limit", "description")
+_LIMIT_FIELDS = ("project_id", "domain_id", "service_id", "region_id", "resource_name",
+                 "resource_limit", "description")
+
+
+def add_limit_routes(api: IdentityAPI) -> None:
+    """Register the unified-limits routes on ``api``."""
+    h = _Limits(api)
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    r("/v3/registered_limits", h.list_registered, ["GET"])
+    r("/v3/registered_limits", h.create_registered, ["POST"])
+    r("/v3/registered_limits/{limit_id}", h.get_registered, ["GET"])
+    r("/v3/registered_limits/{limit_id}", h.update_registered, ["PATCH"])
+    r("/v3/registered_limits/{limit_id}", h.delete_registered, ["DELETE"])
+    r("/v3/limits/model", h.model, ["GET"])
+    r("/v3/limits", h.list_limits, ["GET"])
+    r("/v3/limits", h.create_limits, ["POST"])
+    r("/v3/limits/{limit_id}", h.get_limit, ["GET"])
+    r("/v3/limits/{limit_id}", h.update_limit, ["PATCH"])
+    r("/v3/limits/{limit_id}", h.delete_limit, ["DELETE"])
+
+
+def _batch(body: Any, key: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    items = schemas.body_of(body, key)
+    if not isinstance(items, list):
+        raise ValidationError(f"Invalid input for field '{key}': a list is expected.")
+    schemas.validate({"type": "object", "properties": {key: schema}}, {key: items}, key)
+    return items
+
+
+class _Limits:
+    def __init__(self, api: IdentityAPI) -> None:
+        self.api = api
+        self.m = api.m
+        self.store = LimitStore(api.m)
+
+    @staticmethod
+    def _reg_view(base: str, d: Document) -> dict[str, Any]:
+        return {"id": d.id, **{k: d.data.get(k) for k in _REG_FIELDS},
+                "links": {"self": f"{base}/v3/registered_limits/{d.id}"}}
+
+    @staticmethod
+    def _limit_view(base: str, d: Document) -> dict[str, Any]:
+        return {"id": d.id, **{k: d.data.get(k) for k in _LIMIT_FIELDS},
+                "links": {"self": f"{base}/v3/limits/{d.id}"}}
+
+    @staticmethod
+    def _filters(req: ApiRequest, keys: tuple[str, ...]) -> dict[str, str]:
+        return {k: req.query[k] for k in keys if k in req.query}
+
+    # ------------------------------------------------------------------ registered limits
+    async def list_registered(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_registered_limits")
+        docs = await req.run(self.store.list_registered_limits,
+                             self._filters(req, ("service_id", "region_id", "resource_name")))
+        return views.collection(req.base_url, "registered_limits", "registered_limits",
+                                [self._reg_view(req.base_url, d) for d in docs])
+
+    async def create_registered(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_registered_limits")
+        items = _batch(await req.json(), "registered_limits", lim.REGISTERED_LIMITS_CREATE)
+        docs = await req.run(self.store.create_registered_limits, items)
+        return FastJSON({"registered_limits": [self._reg_view(req.base_url, d) for d in docs]},
+                        status_code=201)
+
+    async def get_registered(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_registered_limit")
+        d = await req.run(self.store.get_registered_limit, req.param("limit_id"))
+        return {"registered_limit": self._reg_view(req.base_url, d)}
+
+    async def update_registered(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_registered_limit")
+        body = schemas.validate(lim.REGISTERED_LIMIT_UPDATE,
+                                schemas.body_of(await req.json(), "registered_limit"),
+                                "registered_limit")
+        d = await req.run(self.store.update_registered_limit, req.param("limit_id"), body)
+        return {"registered_limit": self._reg_view(req.base_url, d)}
+
+    async def delete_registered(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_registered_limit")
+        await req.run(self.store.delete_registered_limit, req.param("limit_id"))
+
+    # ------------------------------------------------------------------ limits
+    async def model(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_limit_model")
+        return {"model": dict(lim.MODEL)}
+
+    def _visible_owners(self, req: ApiRequest) -> set[str] | None:
+        """The projects/domains whose limits the caller may list (None: all). Keystone: a
+        system (or here: cloud admin) token sees all; a domain token its domain's and its
+        projects'; a project token its project's."""
+        ctx = req.ctx
+        if ctx.is_admin or ctx.system_scope:
+            return None
+        if ctx.domain_id:
+            with self.m.db.reader() as s:
+                projects = set(s.scalars(select(Project.id).where(
+                    Project.domain_id == ctx.domain_id)))
+            return {ctx.domain_id, *projects}
+        return {ctx.project_id} if ctx.project_id else set()
+
+    async def list_limits(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_limits")
+        owners = await req.run(self._visible_owners, req)
+        docs = await req.run(self.store.list_limits, self._filters(
+            req, ("service_id", "region_id", "resource_name", "project_id", "domain_id")),
+            owners)
+        return views.collection(req.base_url, "limits", "limits",
+                                [self._limit_view(req.base_url, d) for d in docs])
+
+    async def create_limits(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_limits")
+        items = _batch(await req.json(), "limits", lim.LIMITS_CREATE)
+        docs = await req.run(self.store.create_limits, items)
+        return FastJSON({"limits": [self._limit_view(req.base_url, d) for d in docs]},
+                        status_code=201)
+
+    async def get_limit(self, req: ApiRequest) -> dict[str, Any]:
+        d = await req.run(self.store.get_limit, req.param("limit_id"))
+        project_domain = None
+        if d.data.get("project_id"):
+            with self.m.db.reader() as s:
+                p = s.get(Project, d.data["project_id"])
+                project_domain = p.domain_id if p is not None else None
+        req.enforce("identity:get_limit", {"target": {"limit": {
+            "project_id": d.data.get("project_id"), "domain_id": d.data.get("domain_id"),
+            "project": {"domain_id": project_domain}}}})
+        return {"limit": self._limit_view(req.base_url, d)}
+
+    async def update_limit(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_limit")
+        body = schemas.validate(lim.LIMIT_UPDATE, schemas.body_of(await req.json(), "limit"),
+                                "limit")
+        d = await req.run(self.store.update_limit, req.param("limit_id"), body)
+        return {"limit": self._limit_view(req.base_url, d)}
+
+    async def delete_limit(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_limit")
+        await req.run(self.store.delete_limit, req.param("limit_id"))
