@@ -66,6 +66,19 @@ class SegmentAllocation(Base):
         String(36), ForeignKey("net_network.id", ondelete="CASCADE"))
 
 
+class AddressScope(Base):
+    """A Neutron address scope: subnet pools bound to one share a non-overlapping address
+    space (Neutron gives address scopes no standard attributes)."""
+
+    __tablename__ = "net_address_scope"
+    __table_args__ = (Index("ix_net_address_scope_project", "project_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str] = mapped_column(String(255), default="")
+    ip_version: Mapped[int] = mapped_column(Integer, default=4)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class SubnetPool(_Standard, Base):
     __tablename__ = "net_subnetpool"
     __table_args__ = (Index("ix_net_subnetpool_project", "project_id"),)

@@ -29,6 +29,7 @@ RESERVED = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse",
             "tags-any", "not-tags", "not-tags-any", "verbose", "_"}
 
 EXTENSIONS: list[tuple[str, str, str]] = [
+    ("address-scope", "Address scope", "Address scopes extension."),
     ("agent", "agent", "The agent management extension."),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
     ("availability_zone", "Availability Zone", "The availability zone extension."),
@@ -38,6 +39,8 @@ EXTENSIONS: list[tuple[str, str, str]] = [
      "subnetpool as the default."),
     ("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by "
      "attributes with empty string value"),
+    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details "
+     "attribute to Floating IP resource"),
     ("external-net", "Neutron external network", "Adds external network attribute to "
      "network resource."),
     ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP."),
@@ -73,6 +76,8 @@ EXTENSIONS: list[tuple[str, str, str]] = [
     ("router_availability_zone", "Router Availability Zone", "Availability zone support for "
      "router."),
     ("security-group", "security-group", "The security groups extension."),
+    ("service-type", "Neutron Service Type Management", "API for retrieving service "
+     "providers for Neutron advanced services"),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("standard-attr-description", "standard-attr-description", "Extension to add "
      "descriptions to standard attributes"),
@@ -207,6 +212,10 @@ class NetworkAPI:
             "subnetpools": Collection("subnetpools", "subnetpool", m.list_subnetpools,
                                       m.get_subnetpool, m.create_subnetpools,
                                       m.update_subnetpool, m.delete_subnetpool),
+            "address-scopes": Collection(
+                "address_scopes", "address_scope", m.list_address_scopes,
+                m.get_address_scope, m.create_address_scopes, m.update_address_scope,
+                m.delete_address_scope),
             "ports": Collection("ports", "port", m.list_ports, m.get_port, m.create_ports,
                                 m.update_port, m.delete_port),
             "routers": Collection("routers", "router", m.list_routers, m.get_router,
@@ -242,6 +251,7 @@ class NetworkAPI:
         r("/v2.0/extensions", self.extensions, ["GET"])
         r("/v2.0/extensions/{alias}", self.extension, ["GET"])
         r("/v2.0/availability_zones", self.availability_zones, ["GET"])
+        r("/v2.0/service-providers", self.service_providers, ["GET"])
         r("/v2.0/network-ip-availabilities", self.ip_availabilities, ["GET"])
         r("/v2.0/network-ip-availabilities/{id}", self.ip_availability, ["GET"])
         r("/v2.0/quotas", self.list_quotas, ["GET"])
@@ -271,11 +281,13 @@ class NetworkAPI:
 
     async def resources(self, req: ApiRequest) -> dict[str, Any]:
         names = [("network", "networks"), ("subnet", "subnets"),
-                 ("subnetpool", "subnetpools"), ("port", "ports"), ("router", "routers"),
+                 ("subnetpool", "subnetpools"), ("address_scope", "address-scopes"),
+                 ("port", "ports"), ("router", "routers"),
                  ("floatingip", "floatingips"), ("security_group", "security-groups"),
                  ("security_group_rule", "security-group-rules"), ("agent", "agents"),
                  ("quota", "quotas"), ("availability_zone", "availability_zones"),
                  ("network_ip_availability", "network-ip-availabilities"),
+                 ("service_provider", "service-providers"),
                  ("extension", "extensions")]
         base = req.base_url + "/v2.0/"
         return {"resources": [{"name": n, "collection": c, "links": [
@@ -301,6 +313,13 @@ class NetworkAPI:
         items = [{"name": "nova", "resource": r, "state": "available"}
                  for r in ("network", "router")]
         return self._list_doc(req, "availability_zones", items, paginate=False)
+
+    async def service_providers(self, req: ApiRequest) -> dict[str, Any]:
+        """The flavors of service this cloud offers (``service-type``): the L3 router,
+        served by onestack's own router implementation, is the only one and the default."""
+        req.enforce("get_service_provider", {"project_id": req.ctx.project_id or ""})
+        items = [{"service_type": "L3_ROUTER_NAT", "name": "onestack", "default": True}]
+        return self._list_doc(req, "service_providers", items, paginate=False)
 
     async def ip_availabilities(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("get_network_ip_availability", {"project_id": req.ctx.project_id or ""})

@@ -232,7 +232,12 @@ class ManagerBase:
                                       .order_by(t.Subnet.created_at, t.Subnet.id)):
                 subnets[nid].append(sid)
         tags = self._tags(s, ids)
-        return [views.network(r, subnets[r.id], tags[r.id], ctx.is_admin) for r in rows]
+        scopes: dict[str, dict[int, str | None]] = {}
+        if any(subnets.values()):
+            for chunk in self._chunks(ids):
+                scopes.update(self._network_scopes(s, chunk))
+        return [views.network(r, subnets[r.id], tags[r.id], ctx.is_admin, scopes.get(r.id))
+                for r in rows]
 
     def _subnet_views(self, s: Session, rows: list[t.Subnet]) -> list[dict[str, Any]]:
         tags = self._tags(s, [r.id for r in rows])
@@ -268,7 +273,12 @@ class ManagerBase:
 
     def _fip_views(self, s: Session, rows: list[t.FloatingIP]) -> list[dict[str, Any]]:
         tags = self._tags(s, [r.id for r in rows])
-        return [views.floatingip(r, tags[r.id]) for r in rows]
+        port_ids = [r.port_id for r in rows if r.port_id]
+        ports: dict[str, t.Port] = {}
+        for chunk in self._chunks(port_ids):
+            ports.update({p.id: p for p in s.execute(
+                select(t.Port).where(t.Port.id.in_(chunk))).scalars()})
+        return [views.floatingip(r, tags[r.id], ports.get(r.port_id or "")) for r in rows]
 
     def _pool_views(self, s: Session, rows: list[t.SubnetPool]) -> list[dict[str, Any]]:
         tags = self._tags(s, [r.id for r in rows])

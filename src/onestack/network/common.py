@@ -32,11 +32,12 @@ _NOT_FOUND = {t.Network: "NetworkNotFound", t.Subnet: "SubnetNotFound",
               t.Port: "PortNotFound", t.Router: "RouterNotFound",
               t.FloatingIP: "FloatingIPNotFound", t.SecurityGroup: "SecurityGroupNotFound",
               t.SecurityGroupRule: "SecurityGroupRuleNotFound",
-              t.SubnetPool: "SubnetPoolNotFound", t.Agent: "AgentNotFound"}
+              t.SubnetPool: "SubnetPoolNotFound", t.Agent: "AgentNotFound",
+              t.AddressScope: "AddressScopeNotFound"}
 _LABEL = {t.Network: "Network", t.Subnet: "Subnet", t.Port: "Port", t.Router: "Router",
           t.FloatingIP: "Floating IP", t.SecurityGroup: "Security group",
           t.SecurityGroupRule: "Security group rule", t.SubnetPool: "Subnet pool",
-          t.Agent: "Agent"}
+          t.Agent: "Agent", t.AddressScope: "Address scope"}
 
 
 def conflict(message: str, kind: str) -> Conflict:

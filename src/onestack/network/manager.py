@@ -13,7 +13,8 @@ addresses are chosen, so retries are rare.
 The compute service uses the device API (``devices.py``): ``create_port_for_device``,
 ``bind_port``, ``unbind_port``, ``delete_ports_for_device`` and ``device_ports``.
 
-The resources live in one module each (``networks``, ``subnets``, ``security_groups``,
+The resources live in one module each (``networks``, ``subnets``, ``address_scopes``,
+``security_groups``,
 ``ports``, ``routers``, ``admin``, ``devices``, ``dataplane``, with ``base``, ``store`` and
 ``writer`` for the plumbing); ``NetworkManager`` composes them.
 """
@@ -33,6 +34,7 @@ from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.drivers.network.base import NetworkDriver
 from onestack.drivers.network.noop import NoopDriver
+from onestack.network.address_scopes import AddressScopesMixin
 from onestack.network.admin import AdminMixin
 from onestack.network.authz import Authorizer
 from onestack.network.base import ManagerBase
@@ -69,9 +71,10 @@ def _parse_ranges(text: str, with_physnet: bool) -> dict[str, list[tuple[int, in
 
 
 class NetworkManager(DataplaneMixin, DevicesMixin, AdminMixin, RoutersMixin, PortsMixin,
-                     SecurityGroupsMixin, SubnetsMixin, NetworksMixin, WriterMixin, ManagerBase):
-    """Networks, subnets, subnet pools, ports + IPAM, security groups, routers, floating IPs,
-    quotas, tags and agents of the network service."""
+                     SecurityGroupsMixin, SubnetsMixin, AddressScopesMixin, NetworksMixin,
+                     WriterMixin, ManagerBase):
+    """Networks, subnets, subnet pools, address scopes, ports + IPAM, security groups,
+    routers, floating IPs, quotas, tags and agents of the network service."""
 
     def __init__(self, db: Database, settings: Settings, policy: Policy,
                  driver: NetworkDriver | None = None) -> None:

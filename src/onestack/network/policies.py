@@ -105,6 +105,16 @@ RULES: dict[str, str] = {
     "delete_subnet:tags": (
         "role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member "
         "and rule:network_owner)"),
+    # address scope
+    "shared_address_scopes": "field:address_scopes:shared=True",
+    "create_address_scope": ADMIN_OR_MEMBER,
+    "create_address_scope:shared": ADMIN,
+    "get_address_scope": (
+        "(rule:admin_only) or (role:reader and project_id:%(project_id)s) or "
+        "rule:shared_address_scopes"),
+    "update_address_scope": ADMIN_OR_MEMBER,
+    "update_address_scope:shared": ADMIN,
+    "delete_address_scope": ADMIN_OR_MEMBER,
     # subnetpool
     "shared_subnetpools": "field:subnetpools:shared=True",
     "create_subnetpool": ADMIN_OR_MEMBER,
@@ -241,6 +251,8 @@ RULES: dict[str, str] = {
     "create_security_group_rule": "(rule:admin_only) or (role:member and rule:sg_owner)",
     "get_security_group_rule": "(rule:admin_only) or (role:reader and rule:sg_owner)",
     "delete_security_group_rule": "(rule:admin_only) or (role:member and rule:sg_owner)",
+    # service providers
+    "get_service_provider": "rule:regular_user",
     # router
     "create_router": ADMIN_OR_MEMBER,
     "create_router:distributed": ADMIN,

@@ -126,12 +126,8 @@ class RoutersMixin(ManagerBase):
         port = self._create_port(s, RequestContext.admin(), {
             "network_id": net_id, "device_owner": ROUTER_GATEWAY, "device_id": r.id,
             "project_id": "", "fixed_ips": fixed}, internal=True)
-        if not s.execute(select(t.IPAllocation).where(t.IPAllocation.port_id == port.id)
-                         ).first():
-            subnets = self._subnets_of(s, net_id)
-            if not subnets:
-                raise sc.bad(f"Bad router request: No subnets on external network {net_id}.",
-                             "BadRequest")
+        # An external network without subnets gives a gateway port without addresses,
+        # which Neutron accepts (the router then has no SNAT address until one exists).
         r.gw_network_id = net_id
         r.gw_port_id = port.id
 

@@ -10,7 +10,6 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import NotFound
 from onestack.db import network as t
 from onestack.network import ipam
 from onestack.network import schemas as sc
@@ -408,9 +407,7 @@ class SubnetsMixin(ManagerBase):
         pool.is_default = sc.to_bool(body.get("is_default", False), "is_default")
         pool.default_quota = sc.to_int(body.get("default_quota"), "default_quota",
                                        nullable=True, minimum=0)
-        if body.get("address_scope_id") is not None:
-            raise NotFound(f"Address scope {body['address_scope_id']} could not be found.",
-                           kind="AddressScopeNotFound")
+        self._bind_scope(s, ctx, pool, body.get("address_scope_id"))
         self._check_quota(s, project, "subnetpool")
         self._check_default_pool(s, pool)
         s.add(pool)
@@ -439,6 +436,11 @@ class SubnetsMixin(ManagerBase):
                                      "prefixes can only be added or grown.",
                                      "IllegalPrefixUpdate")
                 pool.prefixes = [str(n) for n in nets]
+                if pool.address_scope_id and "address_scope_id" not in body:
+                    self._check_scope_prefixes(s, pool.address_scope_id, pool.id,
+                                               pool.prefixes)
+            if "address_scope_id" in body:
+                self._bind_scope(s, ctx, pool, body["address_scope_id"])
             if "name" in body:
                 pool.name = sc.to_str(body["name"], "name") or ""
             if "description" in body:

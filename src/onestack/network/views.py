@@ -14,7 +14,8 @@ def _std(row: Any, tags: list[str]) -> dict[str, Any]:
             "revision_number": row.revision_number}
 
 
-def network(row: t.Network, subnets: list[str], tags: list[str], admin: bool) -> dict[str, Any]:
+def network(row: t.Network, subnets: list[str], tags: list[str], admin: bool,
+            scopes: dict[int, str | None] | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": row.id, "name": row.name, "tenant_id": row.project_id,
         "project_id": row.project_id, "admin_state_up": row.admin_state_up,
@@ -22,8 +23,9 @@ def network(row: t.Network, subnets: list[str], tags: list[str], admin: bool) ->
         "router:external": row.external, "mtu": row.mtu,
         "port_security_enabled": row.port_security_enabled,
         "availability_zone_hints": list(row.availability_zone_hints or []),
-        "availability_zones": ["nova"], "ipv4_address_scope": None,
-        "ipv6_address_scope": None, "is_default": row.is_default,
+        "availability_zones": ["nova"],
+        "ipv4_address_scope": (scopes or {}).get(4), "ipv6_address_scope": (scopes or {}).get(6),
+        "is_default": row.is_default,
         "dns_domain": row.dns_domain or "",
         **_std(row, tags),
     }
@@ -114,15 +116,28 @@ def router(row: t.Router, gw_ips: list[dict[str, str]], tags: list[str],
     return doc
 
 
-def floatingip(row: t.FloatingIP, tags: list[str]) -> dict[str, Any]:
+def floatingip(row: t.FloatingIP, tags: list[str], port: t.Port | None = None
+               ) -> dict[str, Any]:
+    """A floating IP with its associated port's summary (``fip-port-details``)."""
+    details = None
+    if port is not None:
+        details = {"name": port.name, "network_id": port.network_id,
+                   "mac_address": port.mac_address, "admin_state_up": port.admin_state_up,
+                   "status": port.status, "device_id": port.device_id,
+                   "device_owner": port.device_owner}
     return {
         "id": row.id, "tenant_id": row.project_id, "project_id": row.project_id,
         "floating_network_id": row.floating_network_id,
         "floating_ip_address": row.floating_ip_address, "port_id": row.port_id,
         "fixed_ip_address": row.fixed_ip_address, "router_id": row.router_id,
-        "status": row.status,
+        "status": row.status, "port_details": details,
         **_std(row, tags),
     }
+
+
+def address_scope(row: t.AddressScope) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "tenant_id": row.project_id,
+            "project_id": row.project_id, "ip_version": row.ip_version, "shared": row.shared}
 
 
 def subnetpool(row: t.SubnetPool, tags: list[str]) -> dict[str, Any]:
@@ -181,6 +196,8 @@ ATTRIBUTES: dict[str, set[str]] = {
                 "external_gateway_info", "routes", "availability_zone_hints",
                 "availability_zones", "distributed", "ha", "description", "tags",
                 "created_at", "updated_at", "revision_number"},
+    "address_scopes": {"id", "name", "tenant_id", "project_id", "ip_version", "shared"},
+    "service_providers": {"service_type", "name", "default"},
     "floatingips": {"id", "tenant_id", "project_id", "floating_network_id",
                     "floating_ip_address", "port_id", "fixed_ip_address", "router_id",
                     "status", "description", "tags", "created_at", "updated_at",
