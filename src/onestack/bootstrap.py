@@ -30,6 +30,7 @@ from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
 from onestack.drivers.storage.file import FileStore
 from onestack.identity.auth import TokenService
+from onestack.identity.limits import UnifiedLimits
 from onestack.identity.manager import IdentityManager
 from onestack.identity.service import (
     IdentityWorkers,
@@ -215,6 +216,8 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
                          url_allow=settings.image_url_allow,
                          show_locations=settings.image_locations,
                          require_format_match=settings.image_require_format_match)
+    if settings.image_unified_limits:
+        image.unified_limits = UnifiedLimits("image", settings.region)
     image.recover()
     image_api = ImageAPI(image, image_store, image.policy, auth_uri,
                          max_json_body=settings.image_max_json_body)

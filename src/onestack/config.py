@@ -86,6 +86,9 @@ class Settings:
     #: Total bytes of image data one project may store (0 = unlimited; Glance's
     #: user_storage_quota). Exceeding it answers 413.
     image_quota_bytes: int = 0
+    #: Image quotas from Keystone's unified limits (the ``image`` service's
+    #: ``image_size_total`` in MiB), as Glance's ``use_keystone_limits``.
+    image_unified_limits: bool = False
     #: Largest JSON request body the image API reads (its upload routes stream instead).
     image_max_json_body: int = 65536
     #: Image stores as ``id[:weight]`` entries, comma-separated, the first the default

@@ -260,3 +260,29 @@ def test_devstack_flavors(cloud: RunningCloud) -> None:
     # Scripts that search by RAM range find DevStack's set.
     small = [f.name for f in _conn(cloud).compute.flavors(min_ram=256) if f.ram <= 1024]
     assert {"cirros256", "ds512M", "ds1G", "m1.tiny"} <= set(small)
+
+
+def test_image_quota_from_unified_limits(tmp_path: Any) -> None:
+    """``image_unified_limits``: the image service's ``image_size_total`` (MiB) per project,
+    nothing uploaded without a registered limit (Glance's ``use_keystone_limits``)."""
+    with own_cloud("onestack-il-", env={"ONESTACK_IMAGE_UNIFIED_LIMITS": "true"}) as c:
+        conn = _conn(c)
+        image_svc = next(s for s in conn.identity.services() if s.type == "image")
+        data = tmp_path / "one-mib.raw"
+        data.write_bytes(b"\1" * (1 << 20))
+        with pytest.raises(exc.HttpException) as err:
+            conn.image.create_image(name="none", filename=str(data), disk_format="raw",
+                                    container_format="bare")
+        assert err.value.status_code == 413
+        conn.identity.create_registered_limit(service_id=image_svc.id,
+                                              resource_name="image_size_total",
+                                              default_limit=1)
+        conn.image.create_image(name="fits", filename=str(data), disk_format="raw",
+                                container_format="bare")
+        with pytest.raises(exc.HttpException) as err:
+            conn.image.create_image(name="over", filename=str(data), disk_format="raw",
+                                    container_format="bare")
+        assert err.value.status_code == 413
+        usage = httpx.get(c.url("image") + "/v2/info/usage",
+                          headers={"X-Auth-Token": c.token()}).json()["usage"]
+        assert usage["image_size_total"] == {"limit": 1 << 20, "usage": 1 << 20}

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from onestack.common.context import RequestContext
 from onestack.common.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.ids import new_uuid
+from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.compute import quotas, states
 from onestack.db.compute import (
@@ -255,7 +256,7 @@ class ComputeManager:
         self._node_uuids: dict[int, str] = {}
         self.default_az = default_az
         #: Keystone's unified limits as the quota source (None: os-quota-sets values).
-        self.unified_limits: quotas.LimitSource | None = None
+        self.unified_limits: LimitSource | None = None
         #: Called after a change to services, nodes or aggregates (the scheduler drops its
         #: cached host view; other processes see the change at their next refresh).
         self.host_listeners: list[Callable[[], None]] = []

@@ -6,13 +6,14 @@ the inserts they guard, so an over-quota request leaves nothing behind.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from onestack.common.errors import Forbidden
+from onestack.common.limits import LimitSource
 from onestack.db.compute import Instance, KeyPair, Quota, QuotaClass, ServerGroup
 
 DEFAULTS: dict[str, int] = {
@@ -49,14 +50,6 @@ UNIFIED_NAMES = {
 #: ``unified_limits_resource_strategy = require`` with ``servers``): without one, none may
 #: be created. Any other resource without one is unlimited.
 UNIFIED_REQUIRED = ("instances",)
-
-
-class LimitSource(Protocol):
-    """Where unified limits come from (``identity.limits.UnifiedLimits``)."""
-
-    def for_project(self, c: Session | Connection, project_id: str) -> dict[str, int]:
-        """The project's limit per resource (Nova's names), read in ``c``."""
-        ...
 
 
 class OverQuota(Forbidden):

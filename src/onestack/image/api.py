@@ -388,7 +388,7 @@ class ImageAPI:
 
     async def info_usage(self, req: ApiRequest) -> dict[str, Any]:
         used = await req.run(self.m.usage, req.ctx.project_id)
-        limit = self.m.quota_bytes if self.m.quota_bytes > 0 else -1
+        limit = await req.run(self.m.limit_bytes, req.ctx.project_id)
         return {"usage": {"image_size_total": {"limit": limit, "usage": used}}}
 
     # ------------------------------------------------------------------ images
@@ -542,8 +542,8 @@ class ImageAPI:
         return Response(status_code=204)
 
     def _over_quota(self) -> PayloadTooLarge:
-        return PayloadTooLarge("Denying attempt to upload image because it exceeds the quota "
-                               f"of {self.m.quota_bytes} bytes.")
+        return PayloadTooLarge("Denying attempt to upload image because it exceeds the "
+                               "quota.")
 
     async def download(self, req: ApiRequest) -> Response:
         info = await req.run(self.m.get, req.ctx, req.param("image_id"))

@@ -42,6 +42,7 @@ from onestack.common.errors import (
     PayloadTooLarge,
 )
 from onestack.common.ids import new_uuid
+from onestack.common.limits import LimitSource
 from onestack.common.pagination import SortKey
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.db.engine import Database
@@ -191,6 +192,8 @@ class ImageManager(LocationsMixin):
         self.store = self.stores.default
         self.policy = policy
         self.quota_bytes = quota_bytes
+        #: Keystone's unified limits as the quota source (None: ``quota_bytes``).
+        self.unified_limits: LimitSource | None = None
         self.qemu_img = qemu_img if qemu_img is not None else (shutil.which("qemu-img") or "")
 
     @property
@@ -754,11 +757,26 @@ class ImageManager(LocationsMixin):
                 Image.owner == owner, Image.status.in_(QUOTA_STATUSES))) or 0
         return int(stored)
 
+    def limit_bytes(self, owner: str | None, s: Session | None = None) -> int:
+        """Bytes of image data ``owner`` may hold (-1: unlimited): ``quota_bytes``, or with
+        ``unified_limits`` the project's ``image_size_total`` (MiB), as Glance's
+        ``use_keystone_limits`` (a resource without a registered limit allows nothing)."""
+        if self.unified_limits is None:
+            return self.quota_bytes if self.quota_bytes > 0 else -1
+        if s is None:
+            with self.db.reader() as r:
+                found = self.unified_limits.for_project(r, owner or "")
+        else:
+            found = self.unified_limits.for_project(s, owner or "")
+        mib = found.get("image_size_total", 0)
+        return -1 if mib < 0 else mib * 1024 * 1024
+
     def quota_left(self, owner: str | None) -> int | None:
         """Bytes ``owner`` may still store (None: unlimited)."""
-        if self.quota_bytes <= 0:
+        limit = self.limit_bytes(owner)
+        if limit < 0:
             return None
-        return max(0, self.quota_bytes - self.usage(owner))
+        return max(0, limit - self.usage(owner))
 
     def begin_upload(self, ctx: RequestContext, image_id: str, staging: bool,
                      length: int | None) -> tuple[ImageInfo, int | None]:
@@ -777,10 +795,11 @@ class ImageManager(LocationsMixin):
                 raise BadRequest("Properties disk_format, container_format must be set prior "
                                  "to saving data.")
             left = None
-            if self.quota_bytes > 0:
+            limit = self.limit_bytes(img.owner, s)
+            if limit >= 0:
                 used = s.scalar(select(func.coalesce(func.sum(Image.size), 0)).where(
                     Image.owner == img.owner, Image.status.in_(QUOTA_STATUSES))) or 0
-                left = max(0, self.quota_bytes - int(used))
+                left = max(0, limit - int(used))
                 if length is not None and length > left:
                     raise PayloadTooLarge(
                         f"Denying attempt to upload image because it exceeds the quota: The "
@@ -1133,7 +1152,7 @@ class ImageManager(LocationsMixin):
                 writer.write(chunk)
                 if left is not None and writer.size > left:
                     raise PayloadTooLarge(f"The image data exceeds the quota of "
-                                          f"{self.quota_bytes} bytes.")
+                                          f"{self.limit_bytes(owner)} bytes.")
             stored = writer.commit()
         except BaseException:
             writer.abort()

@@ -49,6 +49,10 @@ def build_worker(settings: Settings,
                            stores=settings.image_stores, url_allow=settings.image_url_allow,
                            show_locations=settings.image_locations,
                            require_format_match=settings.image_require_format_match)
+    if settings.image_unified_limits:
+        from onestack.identity.limits import UnifiedLimits
+
+        manager.unified_limits = UnifiedLimits("image", settings.region)
     api = ImageAPI(manager, store, policy, settings.url("identity"),
                    max_json_body=settings.image_max_json_body,
                    cache_dir=settings.data_dir / "images" / f"cache-{port}")
