@@ -47,7 +47,8 @@ async def test_openstack_documents(client: httpx.AsyncClient) -> None:
     r = await client.get("/openstack/latest/meta_data.json", headers=_headers())
     assert r.status_code == 200
     meta = r.json()
-    assert meta["uuid"] == UUID and meta["hostname"] == "web-1" and meta["name"] == "Web 1"
+    assert meta["uuid"] == UUID and meta["name"] == "Web 1"
+    assert meta["hostname"] == "web-1.novalocal"
     assert meta["public_keys"] == {"mykey": INSTANCE["key_data"]}
     assert meta["meta"] == {"role": "web"} and meta["project_id"] == "p1"
     assert (await client.get("/openstack/latest/user_data", headers=_headers())).content == \
@@ -69,7 +70,7 @@ async def test_ec2_tree(client: httpx.AsyncClient) -> None:
     keys = (await client.get("/latest/meta-data/", headers=h)).text.splitlines()
     for k in ("hostname", "instance-id", "local-ipv4", "public-keys/", "placement/"):
         assert k in keys
-    assert (await client.get("/latest/meta-data/hostname", headers=h)).text == "web-1"
+    assert (await client.get("/latest/meta-data/hostname", headers=h)).text == "web-1.novalocal"
     assert (await client.get("/latest/meta-data/local-ipv4", headers=h)).text == "10.0.0.5"
     assert (await client.get("/latest/meta-data/public-keys/", headers=h)).text == "0=mykey"
     assert (await client.get("/latest/meta-data/public-keys/0/openssh-key",
@@ -102,7 +103,7 @@ def test_config_drive_matches_service(tmp_path: Path) -> None:
     assert json.loads(files["openstack/2012-08-10/meta_data.json"]) == md.meta_data
     assert json.loads(files["openstack/latest/network_data.json"]) == md.network_data
     assert files["openstack/latest/user_data"] == b"#!/bin/sh\necho hi\n"
-    assert json.loads(files["ec2/latest/meta-data.json"])["hostname"] == "web-1"
+    assert json.loads(files["ec2/latest/meta-data.json"])["hostname"] == "web-1.novalocal"
     assert "openstack/latest/vendor_data.json" in files
     assert iso.read_bytes()[32808:32816] == b"config-2"  # volume label
 

@@ -563,7 +563,7 @@ class ComputeManager:
                     "config_drive": "True" if spec.get("config_drive") else "",
                     "access_ip_v4": spec.get("access_ip_v4"),
                     "access_ip_v6": spec.get("access_ip_v6"),
-                    "hostname": _hostname(spec.get("hostname") or name), "launch_index": i,
+                    "hostname": spec.get("hostname") or _hostname(name), "launch_index": i,
                     "reservation_id": reservation, "progress": 0, "fault": None,
                     "launched_at": None, "terminated_at": None, "created_at": now,
                     "updated_at": now, "deleted": False, "deleted_at": None})
@@ -1665,6 +1665,8 @@ def _looks_like_uuid(value: str) -> bool:
 
 
 def _hostname(name: str) -> str:
+    """The hostname Nova derives from a display name (a hostname given at 2.90+ is kept as
+    it is: the request schema has already checked it)."""
     h = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-.")
     return h[:63] or "server"
 

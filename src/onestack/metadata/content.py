@@ -160,6 +160,11 @@ def _first_floating_ip(ports: list[dict[str, Any]]) -> str:
     return ""
 
 
+#: The domain appended to an instance's hostname in its metadata (Nova's ``[api]
+#: dhcp_domain``, whose default this is).
+DHCP_DOMAIN = "novalocal"
+
+
 def build_metadata(inst: dict[str, Any]) -> InstanceMetadata:
     """Every metadata document of ``inst`` (see the module docstring)."""
     uuid = str(inst["uuid"])
@@ -167,6 +172,7 @@ def build_metadata(inst: dict[str, Any]) -> InstanceMetadata:
     hostname = str(inst.get("hostname") or "".join(
         c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")[:63]
         or "instance")
+    hostname = f"{hostname}.{DHCP_DOMAIN}" if DHCP_DOMAIN else hostname
     key_name = inst.get("key_name") or ("key" if inst.get("key_data") else None)
     key_data = inst.get("key_data")
     public_keys: dict[str, str] = {}

@@ -176,12 +176,15 @@ md_get() {
 }
 
 apply_metadata() {
-    HOST=$(md_get '^hostname$' | head -n 1 | tr -d ' \t\r')
-    [ -n "$HOST" ] || HOST=$(md_get '^name$' | head -n 1 | tr -cd 'A-Za-z0-9.-')
-    [ -n "$HOST" ] || HOST=onestack
+    # The metadata's hostname is a FQDN (Nova appends its dhcp_domain); the host name is
+    # its first label, as cloud-init sets it.
+    FQDN=$(md_get '^hostname$' | head -n 1 | tr -d ' \t\r')
+    [ -n "$FQDN" ] || FQDN=$(md_get '^name$' | head -n 1 | tr -cd 'A-Za-z0-9.-')
+    [ -n "$FQDN" ] || FQDN=onestack
+    HOST=${FQDN%%.*}
     hostname "$HOST"
     echo "$HOST" > /etc/hostname
-    echo "127.0.1.1 $HOST ${HOST%%.*}" >> /etc/hosts
+    echo "127.0.1.1 $FQDN $HOST" >> /etc/hosts
 
     uuid=$(md_get '^uuid$' | head -n 1)
     if [ -n "$uuid" ]; then
