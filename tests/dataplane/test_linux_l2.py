@@ -116,16 +116,26 @@ def test_bridges_vxlan_taps_and_sync(root: str) -> None:
             assert any("Linux bridge agent" in b for b in control.beats)
 
             # admin_state_up false takes the tap out of the bridge (DOWN); true puts it back.
-            port = {**_state().ports[0], "admin_state_up": False}
+            # (Views carry the status last written, as the control plane's do.)
+            port = {**_state().ports[0], "admin_state_up": False, "status": "ACTIVE"}
             control.state.ports[0] = port
             driver.port_updated(port)
             assert driver.wait_idle(20)
             assert "master" not in _links(root)[tap] and control.statuses[PORT] == "DOWN"
-            port = {**port, "admin_state_up": True}
+            port = {**port, "admin_state_up": True, "status": "DOWN"}
             control.state.ports[0] = port
             driver.port_updated(port)
             assert driver.wait_idle(20)
             assert _links(root)[tap]["master"] == br and control.statuses[PORT] == "ACTIVE"
+
+            # The control plane writes DOWN itself when it binds the port again (an interface
+            # moved to another guest within one burst): the wired port is reported again.
+            control.statuses.clear()
+            port = {**port, "status": "DOWN"}  # was ACTIVE; the rebind wrote DOWN
+            control.state.ports[0] = port
+            driver.port_updated(port)
+            assert driver.wait_idle(20)
+            assert control.statuses == {PORT: "ACTIVE"}
 
             # The network is deleted: its bridge and VXLAN device go at once.
             control.state = DesiredState(networks=[_state().networks[1]])

@@ -321,6 +321,12 @@ class LinuxDriver(NetworkDriver):
             self.model.ports[port["id"]] = port
             if self._newer_ports is not None:
                 self._newer_ports[port["id"]] = port
+        status = port.get("status")
+        if status is not None and self._statuses.get(port["id"], status) != status:
+            # The control plane set the status itself (a bind or an unbind writes DOWN): what
+            # this process last reported no longer holds, so the next pass reports again (a
+            # port moved quickly from one guest to another would otherwise stay DOWN).
+            self._statuses.pop(port["id"], None)
         # A guest's port just bound here is about to be plugged (its tap comes next): load
         # its filter now, without gathering a burst, so the plug finds it ready.
         urgent = (port.get("binding:host_id") == self.options.host
