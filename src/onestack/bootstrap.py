@@ -56,7 +56,7 @@ LOG = logging.getLogger(__name__)
 EXECUTOR_THREADS = 32
 
 #: Services served by this version, in start order.
-SERVICES = ["identity", "image", "placement", "network", "compute"]
+SERVICES = ["identity", "image", "placement", "network", "compute", "volume"]
 #: Served when their port is free, else skipped with a warning (no catalog entry).
 OPTIONAL_SERVICES = {"console"}
 
@@ -78,6 +78,7 @@ class Cloud:
     compute: Any = None
     scheduler: Any = None
     compute_agents: Any = None
+    volume: Any = None
     servers: list[uvicorn.Server] = field(default_factory=list)
     _stop: asyncio.Event | None = None
 
@@ -249,6 +250,10 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri,
         network=network)
     apps["compute"] = compute_app
+    from onestack.volume.setup import build_volume
+
+    volume, apps["volume"], _volume_api = build_volume(settings, db, tokens, policy_file,
+                                                       auth_uri)
     from onestack.console.setup import build_console_app
 
     apps["console"] = build_console_app(settings, db, bus)
@@ -263,7 +268,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         setup_real_guests(settings, agents, image, compute, admin.id if admin else None)
     return Cloud(settings, db, identity, tokens, apps, creds, image=image, network=network,
                  placement=placement, bus=bus, compute=compute, scheduler=scheduler,
-                 compute_agents=agents)
+                 compute_agents=agents, volume=volume)
 
 
 def _network_defaults(identity: IdentityManager, network: NetworkManager) -> None:

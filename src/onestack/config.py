@@ -164,6 +164,15 @@ class Settings:
     #: Seconds the fake driver sleeps in every operation (tests, benchmarks).
     compute_fake_delay: float = 0.0
     compute_default_availability_zone: str = "nova"
+    # Volume
+    #: ``file``: volumes as sparse files in ``<data dir>/volumes`` (the default); ``fake``: in
+    #: memory, a test double.
+    volume_driver: str = "file"
+    #: Thin provisioning: GiB promised may reach this many times the file system's size
+    #: (Cinder's ``max_over_subscription_ratio``).
+    volume_max_over_subscription_ratio: float = 20.0
+    #: Capacity of the ``fake`` volume driver.
+    volume_fake_capacity_gb: int = 1000
     #: Compute quotas from Keystone's unified limits (``/v3/registered_limits`` and
     #: ``/v3/limits`` of the ``compute`` service, Nova's resource names) instead of the
     #: os-quota-sets values, as Nova's ``[quota] driver = unified_limits``.

@@ -7,4 +7,5 @@ from onestack.db import (
     image,  # noqa: F401
     network,  # noqa: F401
     placement,  # noqa: F401
+    volume,  # noqa: F401
 )

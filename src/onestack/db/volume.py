@@ -1,0 +1,80 @@
+"""Volume (Cinder) tables: volumes, snapshots, volume types and quotas.
+
+Rows are deleted outright (Cinder soft-deletes; nothing here reads deleted rows). A volume's
+data lives with the storage driver; ``provider_location`` is the driver's name for it, so a
+row and its data can be reconciled after a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from onestack.db.base import Base, JSONDoc
+
+
+class Volume(Base):
+    __tablename__ = "volume_volume"
+    __table_args__ = (Index("ix_volume_volume_project", "project_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), default="")
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    size: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(32), default="creating")
+    attach_status: Mapped[str] = mapped_column(String(32), default="detached")
+    availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
+    volume_type_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    multiattach: Mapped[bool] = mapped_column(Boolean, default=False)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    source_volid: Mapped[str | None] = mapped_column(String(36), default=None)
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+    provider_location: Mapped[str | None] = mapped_column(String(255), default=None)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
+    admin_metadata: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    image_metadata: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Snapshot(Base):
+    __tablename__ = "volume_snapshot"
+    __table_args__ = (Index("ix_volume_snapshot_volume", "volume_id"),
+                      Index("ix_volume_snapshot_project", "project_id"))
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str] = mapped_column(String(64), default="")
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    size: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(32), default="creating")
+    progress: Mapped[str] = mapped_column(String(16), default="0%")
+    provider_location: Mapped[str | None] = mapped_column(String(255), default=None)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class VolumeType(Base):
+    __tablename__ = "volume_type"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra_specs: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    projects: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class VolumeQuota(Base):
+    """A project's own limit for one resource (the class defaults are settings)."""
+
+    __tablename__ = "volume_quota"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,1 @@
+"""Block-storage drivers: where a volume's data lives (``base.py`` is the contract)."""

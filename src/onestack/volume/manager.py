@@ -1,0 +1,740 @@
+"""Volume business logic: the only code that changes the volume tables.
+
+Every public method takes the caller's ``RequestContext``: a project sees its own volumes and
+snapshots (an admin all of them, with ``all_tenants``); another project's are a 404. A create
+records the row (``creating``) and the quota in one transaction and returns at once; the
+storage work runs afterwards (``finish_*``, in a worker thread) and moves the row to
+``available`` or ``error``. ``reconcile`` on start finishes what a crash interrupted: rows left
+``creating``/``deleting``/``extending`` follow what the backend holds, and data that no row
+names is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from onestack.api.policy import Policy
+from onestack.common.context import RequestContext
+from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from onestack.common.timeutils import utcnow
+from onestack.db.engine import Database
+from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType
+from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_TYPE = "__DEFAULT__"
+#: Cinder's quota defaults (``[DEFAULT] quota_*``); -1 is unlimited.
+QUOTA_DEFAULTS = {"volumes": 10, "snapshots": 10, "gigabytes": 1000, "backups": 10,
+                  "backup_gigabytes": 1000, "per_volume_gigabytes": -1, "groups": 10}
+#: Statuses from which a volume may be deleted without force (Cinder's).
+DELETABLE = {"available", "error", "error_restoring", "error_extending", "error_managing"}
+#: Statuses ``os-reset_status`` accepts.
+VOLUME_STATUSES = {"creating", "available", "deleting", "error", "error_deleting",
+                   "error_managing", "managing", "attaching", "in-use", "detaching",
+                   "maintenance", "reserved", "extending", "error_extending",
+                   "downloading", "uploading", "retyping", "backing-up", "restoring-backup",
+                   "error_restoring"}
+
+
+class OverQuota(PayloadTooLarge):
+    """413: a quota would be exceeded (Cinder's fault renders it ``overLimit``)."""
+
+
+class VolumeManager:
+    """Volumes, snapshots, volume types and quotas of the block-storage service."""
+
+    def __init__(self, db: Database, driver: VolumeDriver, policy: Policy,
+                 host: str = "onestack", availability_zone: str = "nova") -> None:
+        self.db = db
+        self.driver = driver
+        self.policy = policy
+        self.host = f"{host}@{driver.backend_name}#{driver.backend_name}"
+        self.availability_zone = availability_zone
+
+    # ------------------------------------------------------------------ plumbing
+    def _tx(self, fn: Callable[[Session], T]) -> T:
+        with self.db.transaction() as s:
+            return fn(s)
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        with self.db.reader() as s:
+            return fn(s)
+
+    def enforce(self, ctx: RequestContext, action: str, project_id: str | None) -> None:
+        self.policy.enforce(action, ctx.policy_creds(),
+                            {"project_id": project_id or "", "user_id": ctx.user_id or ""})
+
+    @staticmethod
+    def _visible(ctx: RequestContext, row: Volume | Snapshot | None, what: str,
+                 rid: str) -> Any:
+        if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
+            raise NotFound(f"{what} {rid} could not be found.")
+        return row
+
+    # ------------------------------------------------------------------ types
+    def ensure_default_type(self) -> None:
+        """Cinder's ``__DEFAULT__`` type, created once."""
+        def run(s: Session) -> None:
+            if s.scalar(select(VolumeType.id).where(VolumeType.name == DEFAULT_TYPE)) is None:
+                s.add(VolumeType(id=str(uuid.uuid4()), name=DEFAULT_TYPE,
+                                 description="Default Volume Type", is_public=True,
+                                 extra_specs={}, projects=[], created_at=utcnow()))
+        self._tx(run)
+
+    @staticmethod
+    def _type_visible(ctx: RequestContext, vt: VolumeType) -> bool:
+        return ctx.is_admin or vt.is_public or (ctx.project_id or "") in (vt.projects or [])
+
+    def _find_type(self, s: Session, ctx: RequestContext, ref: str | None) -> VolumeType:
+        if ref is None:
+            vt = s.scalar(select(VolumeType).where(VolumeType.name == DEFAULT_TYPE))
+        else:
+            vt = s.get(VolumeType, ref) or s.scalar(
+                select(VolumeType).where(VolumeType.name == ref))
+        if vt is None or not self._type_visible(ctx, vt):
+            raise NotFound(f"Volume type with name {ref} could not be found.")
+        return vt
+
+    def list_types(self, ctx: RequestContext, is_public: str | None = None) -> list[VolumeType]:
+        def run(s: Session) -> list[VolumeType]:
+            rows = list(s.scalars(select(VolumeType).order_by(VolumeType.name)))
+            rows = [r for r in rows if self._type_visible(ctx, r)]
+            if ctx.is_admin and is_public is not None and is_public.lower() != "none":
+                want = is_public.lower() in ("true", "1", "yes")
+                rows = [r for r in rows if r.is_public == want]
+            elif not ctx.is_admin:
+                rows = [r for r in rows if r.is_public
+                        or (ctx.project_id or "") in (r.projects or [])]
+            return rows
+        return self._read(run)
+
+    def get_type(self, ctx: RequestContext, type_id: str) -> VolumeType:
+        def run(s: Session) -> VolumeType:
+            if type_id == "default":
+                return self._find_type(s, ctx, None)
+            vt = s.get(VolumeType, type_id)
+            if vt is None or not self._type_visible(ctx, vt):
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            return vt
+        return self._read(run)
+
+    def create_type(self, name: str, description: str | None, is_public: bool,
+                    extra_specs: dict[str, str]) -> VolumeType:
+        def run(s: Session) -> VolumeType:
+            if s.scalar(select(VolumeType.id).where(VolumeType.name == name)):
+                raise Conflict(f"Volume Type {name} already exists.")
+            vt = VolumeType(id=str(uuid.uuid4()), name=name, description=description,
+                            is_public=is_public, extra_specs=dict(extra_specs), projects=[],
+                            created_at=utcnow())
+            s.add(vt)
+            return vt
+        return self._tx(run)
+
+    def update_type(self, type_id: str, changes: dict[str, Any]) -> VolumeType:
+        def run(s: Session) -> VolumeType:
+            vt = s.get(VolumeType, type_id)
+            if vt is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            if "name" in changes and changes["name"] != vt.name:
+                if vt.name == DEFAULT_TYPE:
+                    raise BadRequest("The default volume type cannot be renamed.")
+                if s.scalar(select(VolumeType.id).where(VolumeType.name == changes["name"])):
+                    raise Conflict(f"Volume Type {changes['name']} already exists.")
+                vt.name = changes["name"]
+            if "description" in changes:
+                vt.description = changes["description"]
+            if "is_public" in changes:
+                vt.is_public = bool(changes["is_public"])
+            return vt
+        return self._tx(run)
+
+    def delete_type(self, type_id: str) -> None:
+        def run(s: Session) -> None:
+            vt = s.get(VolumeType, type_id)
+            if vt is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            if vt.name == DEFAULT_TYPE:
+                raise BadRequest("The default volume type cannot be deleted.")
+            if s.scalar(select(Volume.id).where(Volume.volume_type_id == vt.id).limit(1)):
+                raise BadRequest("Target volume type is still in use.")
+            s.delete(vt)
+        self._tx(run)
+
+    def set_extra_specs(self, type_id: str, specs: dict[str, str],
+                        replace: bool = False) -> dict[str, str]:
+        def run(s: Session) -> dict[str, str]:
+            vt = s.get(VolumeType, type_id)
+            if vt is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            if s.scalar(select(Volume.id).where(Volume.volume_type_id == vt.id).limit(1)):
+                raise BadRequest("Volume Type is currently in use.")
+            vt.extra_specs = dict(specs) if replace else {**(vt.extra_specs or {}), **specs}
+            return dict(vt.extra_specs)
+        return self._tx(run)
+
+    def delete_extra_spec(self, type_id: str, key: str) -> None:
+        def run(s: Session) -> None:
+            vt = s.get(VolumeType, type_id)
+            if vt is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            specs = dict(vt.extra_specs or {})
+            if key not in specs:
+                raise NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
+            del specs[key]
+            vt.extra_specs = specs
+        self._tx(run)
+
+    def set_type_access(self, type_id: str, project_id: str, add: bool) -> None:
+        def run(s: Session) -> None:
+            vt = s.get(VolumeType, type_id)
+            if vt is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            if vt.is_public:
+                raise BadRequest("Invalid volume type: Type access modification is not "
+                                 "applicable to public volume type.")
+            projects = list(vt.projects or [])
+            if add:
+                if project_id in projects:
+                    raise Conflict(f"Volume type access for {type_id} / {project_id} "
+                                   "combination already exists.")
+                projects.append(project_id)
+            else:
+                if project_id not in projects:
+                    raise NotFound(f"Volume type access not found for {type_id} / "
+                                   f"{project_id} combination.")
+                projects.remove(project_id)
+            vt.projects = projects
+        self._tx(run)
+
+    def type_names(self) -> dict[str, str]:
+        return self._read(lambda s: {r.id: r.name for r in s.scalars(select(VolumeType))})
+
+    # ------------------------------------------------------------------ quotas
+    def quota_limits(self, s: Session, project_id: str) -> dict[str, int]:
+        limits = dict(QUOTA_DEFAULTS)
+        for name in s.scalars(select(VolumeType.name)):
+            for res in ("volumes", "gigabytes", "snapshots"):
+                limits[f"{res}_{name}"] = -1
+        for q in s.scalars(select(VolumeQuota).where(VolumeQuota.project_id == project_id)):
+            limits[q.resource] = q.hard_limit
+        return limits
+
+    def quota_usage(self, s: Session, project_id: str) -> dict[str, int]:
+        n, gb = s.execute(select(func.count(), func.coalesce(func.sum(Volume.size), 0)).where(
+            Volume.project_id == project_id)).one()
+        sn, sgb = s.execute(select(func.count(), func.coalesce(func.sum(Snapshot.size), 0))
+                            .where(Snapshot.project_id == project_id)).one()
+        return {"volumes": int(n), "gigabytes": int(gb) + int(sgb), "snapshots": int(sn),
+                "backups": 0, "backup_gigabytes": 0, "groups": 0}
+
+    def _check_quota(self, s: Session, project_id: str, volumes: int = 0, snapshots: int = 0,
+                     gigabytes: int = 0, per_volume: int | None = None) -> None:
+        limits = self.quota_limits(s, project_id)
+        if per_volume is not None and 0 <= limits["per_volume_gigabytes"] < per_volume:
+            raise OverQuota(f"VolumeSizeExceedsLimit: Requested volume size {per_volume}G is "
+                            f"larger than maximum allowed limit "
+                            f"{limits['per_volume_gigabytes']}G.")
+        used = self.quota_usage(s, project_id)
+        if 0 <= limits["gigabytes"] < used["gigabytes"] + gigabytes:
+            what = "snapshot" if snapshots else "volume"
+            raise OverQuota(f"VolumeSizeExceedsAvailableQuota: Requested {what} or snapshot "
+                            f"exceeds allowed gigabytes quota. Requested {gigabytes}G, quota "
+                            f"is {limits['gigabytes']}G and {used['gigabytes']}G has been "
+                            "consumed.")
+        if volumes and 0 <= limits["volumes"] < used["volumes"] + volumes:
+            raise OverQuota(f"VolumeLimitExceeded: Maximum number of volumes allowed "
+                            f"({limits['volumes']}) exceeded for quota 'volumes'.")
+        if snapshots and 0 <= limits["snapshots"] < used["snapshots"] + snapshots:
+            raise OverQuota(f"SnapshotLimitExceeded: Maximum number of snapshots allowed "
+                            f"({limits['snapshots']}) exceeded")
+
+    def get_quotas(self, project_id: str) -> tuple[dict[str, int], dict[str, int]]:
+        return self._read(lambda s: (self.quota_limits(s, project_id),
+                                     self.quota_usage(s, project_id)))
+
+    def default_quotas(self) -> dict[str, int]:
+        return self._read(lambda s: self.quota_limits(s, ""))
+
+    def set_quotas(self, project_id: str, values: dict[str, int]) -> dict[str, int]:
+        def run(s: Session) -> dict[str, int]:
+            known = self.quota_limits(s, project_id)
+            for k in values:
+                if k not in known:
+                    raise BadRequest(f"Bad key(s) in quota set: {k}")
+            for k, v in values.items():
+                row = s.get(VolumeQuota, (project_id, k))
+                if row is None:
+                    s.add(VolumeQuota(project_id=project_id, resource=k, hard_limit=v))
+                else:
+                    row.hard_limit = v
+            s.flush()
+            return self.quota_limits(s, project_id)
+        return self._tx(run)
+
+    def delete_quotas(self, project_id: str) -> None:
+        def run(s: Session) -> None:
+            for q in s.scalars(select(VolumeQuota).where(VolumeQuota.project_id == project_id)):
+                s.delete(q)
+        self._tx(run)
+
+    # ------------------------------------------------------------------ volumes
+    def list_volumes(self, ctx: RequestContext, all_projects: bool = False,
+                     project_id: str | None = None) -> list[Volume]:
+        def run(s: Session) -> list[Volume]:
+            q = select(Volume)
+            if not (ctx.is_admin and all_projects):
+                q = q.where(Volume.project_id == (ctx.project_id or ""))
+            elif project_id:
+                q = q.where(Volume.project_id == project_id)
+            return list(s.scalars(q.order_by(Volume.created_at.desc(), Volume.id.desc())))
+        return self._read(run)
+
+    def get_volume(self, ctx: RequestContext, volume_id: str) -> Volume:
+        return self._read(lambda s: self._visible(ctx, s.get(Volume, volume_id), "Volume",
+                                                  volume_id))
+
+    def create_volume(self, ctx: RequestContext, size: int | None, name: str | None,
+                      description: str | None, volume_type: str | None,
+                      metadata: dict[str, str], availability_zone: str | None,
+                      snapshot_id: str | None, source_volid: str | None,
+                      multiattach: bool) -> Volume:
+        """Record a new volume (``creating``); ``finish_create`` does the storage work."""
+        if availability_zone and availability_zone != self.availability_zone:
+            raise BadRequest(f"Availability zone '{availability_zone}' is invalid.")
+
+        def run(s: Session) -> Volume:
+            project = ctx.project_id or ""
+            want = size
+            type_ref = volume_type
+            if snapshot_id:
+                snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot",
+                                     snapshot_id)
+                if snap.status != "available":
+                    raise BadRequest(f"Invalid snapshot: Originating snapshot status must be "
+                                     f"one of 'available' values (snapshot {snapshot_id} is "
+                                     f"{snap.status}).")
+                want = want or snap.size
+                if want < snap.size:
+                    raise BadRequest(f"Invalid input received: Volume size '{want}'GB cannot "
+                                     f"be smaller than the snapshot size {snap.size}GB. They "
+                                     "must be >= original snapshot size.")
+                src = s.get(Volume, snap.volume_id)
+                if type_ref is None and src is not None:
+                    type_ref = src.volume_type_id
+            if source_volid:
+                src = self._visible(ctx, s.get(Volume, source_volid), "Volume", source_volid)
+                if src.status not in ("available", "in-use"):
+                    raise BadRequest(f"Invalid volume: Source volume status must be one of "
+                                     f"'available', 'in-use' ({source_volid} is "
+                                     f"{src.status}).")
+                want = want or src.size
+                if want < src.size:
+                    raise BadRequest(f"Invalid input received: Volume size '{want}'GB cannot "
+                                     f"be smaller than original volume size {src.size}GB. "
+                                     "They must be >= original volume size.")
+                if type_ref is None:
+                    type_ref = src.volume_type_id
+            if not want or want < 1:
+                raise BadRequest(f"Invalid input received: Volume size '{want}' must be an "
+                                 "integer and greater than 0.")
+            vt = self._find_type(s, ctx, type_ref)
+            self._check_quota(s, project, volumes=1, gigabytes=want, per_volume=want)
+            vol = Volume(id=str(uuid.uuid4()), project_id=project, user_id=ctx.user_id or "",
+                         name=name, description=description, size=want, status="creating",
+                         attach_status="detached", availability_zone=self.availability_zone,
+                         volume_type_id=vt.id, bootable=False, multiattach=multiattach,
+                         snapshot_id=snapshot_id, source_volid=source_volid, host=self.host,
+                         metadata_=dict(metadata), admin_metadata={}, image_metadata={},
+                         created_at=utcnow())
+            s.add(vol)
+            return vol
+        return self._tx(run)
+
+    def finish_create(self, volume_id: str) -> None:
+        """The storage work of a create (blocking): the row ends ``available`` or
+        ``error``."""
+        vol = self._read(lambda s: s.get(Volume, volume_id))
+        if vol is None:
+            return
+        try:
+            if vol.snapshot_id:
+                snap = self._read(lambda s: s.get(Snapshot, vol.snapshot_id))
+                if snap is None or not snap.provider_location:
+                    raise VolumeDriverError(f"snapshot {vol.snapshot_id} has no data")
+                loc = self.driver.create_from_snapshot(vol.id, vol.size, snap.provider_location)
+            elif vol.source_volid:
+                src = self._read(lambda s: s.get(Volume, vol.source_volid))
+                if src is None or not src.provider_location:
+                    raise VolumeDriverError(f"volume {vol.source_volid} has no data")
+                loc = self.driver.clone_volume(vol.id, vol.size, src.provider_location)
+            else:
+                loc = self.driver.create_volume(vol.id, vol.size)
+        except VolumeDriverError as exc:
+            LOG.warning("volume %s: create failed: %s", volume_id, exc)
+            self._set_status(volume_id, "error")
+            return
+        def done(s: Session) -> bool:
+            row = s.get(Volume, volume_id)
+            if row is None:  # deleted meanwhile
+                return False
+            row.provider_location = loc
+            if row.status == "creating":
+                row.status = "available"
+            if vol.source_volid or vol.snapshot_id:
+                src_id = vol.source_volid
+                if vol.snapshot_id:
+                    snap = s.get(Snapshot, vol.snapshot_id)
+                    src_id = snap.volume_id if snap is not None else None
+                src = s.get(Volume, src_id) if src_id else None
+                if src is not None:
+                    row.bootable = src.bootable
+                    row.image_metadata = dict(src.image_metadata or {})
+            row.updated_at = utcnow()
+            return True
+        if not self._tx(done):
+            self.driver.delete_volume(loc)
+
+    def _set_status(self, volume_id: str, status: str) -> None:
+        def run(s: Session) -> None:
+            row = s.get(Volume, volume_id)
+            if row is not None:
+                row.status = status
+                row.updated_at = utcnow()
+        self._tx(run)
+
+    def update_volume(self, ctx: RequestContext, volume_id: str,
+                      changes: dict[str, Any]) -> Volume:
+        def run(s: Session) -> Volume:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, "volume:update", vol.project_id)
+            for key in ("name", "description"):
+                if key in changes:
+                    setattr(vol, key, changes[key])
+            if "metadata" in changes:
+                vol.metadata_ = dict(changes["metadata"])
+            vol.updated_at = utcnow()
+            return vol
+        return self._tx(run)
+
+    def begin_delete(self, ctx: RequestContext, volume_id: str, force: bool = False,
+                     cascade: bool = False) -> None:
+        """Mark a volume ``deleting`` (``finish_delete`` removes its data and row)."""
+        def run(s: Session) -> None:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, "volume:force_delete" if force else "volume:delete",
+                         vol.project_id)
+            if vol.attach_status == "attached" or vol.status == "in-use":
+                raise BadRequest("Invalid volume: Volume status must be available or error or "
+                                 "error_restoring or error_extending or error_managing and "
+                                 "must not be migrating, attached, belong to a group, have "
+                                 "snapshots or be disassociated from snapshots after volume "
+                                 "transfer.")
+            if not force and vol.status not in DELETABLE:
+                raise BadRequest(f"Invalid volume: Volume status must be available or error "
+                                 f"or error_restoring or error_extending or error_managing "
+                                 f"and must not be migrating, attached, belong to a group, "
+                                 f"have snapshots or be disassociated from snapshots after "
+                                 f"volume transfer (volume {volume_id} is {vol.status}).")
+            snaps = list(s.scalars(select(Snapshot).where(Snapshot.volume_id == vol.id)))
+            if snaps and not cascade:
+                raise BadRequest("Invalid volume: Volume status must be available or error or "
+                                 "error_restoring or error_extending or error_managing and "
+                                 "must not be migrating, attached, belong to a group, have "
+                                 "snapshots or be disassociated from snapshots after volume "
+                                 "transfer.")
+            for snap in snaps:
+                snap.status = "deleting"
+            vol.status = "deleting"
+            vol.updated_at = utcnow()
+        self._tx(run)
+
+    def finish_delete(self, volume_id: str) -> None:
+        vol = self._read(lambda s: s.get(Volume, volume_id))
+        if vol is None:
+            return
+        snaps = self._read(lambda s: list(s.scalars(
+            select(Snapshot).where(Snapshot.volume_id == volume_id))))
+        try:
+            for snap in snaps:
+                if snap.provider_location:
+                    self.driver.delete_snapshot(snap.provider_location)
+            if vol.provider_location:
+                self.driver.delete_volume(vol.provider_location)
+        except VolumeDriverError as exc:
+            LOG.warning("volume %s: delete failed: %s", volume_id, exc)
+            self._set_status(volume_id, "error_deleting")
+            return
+        def run(s: Session) -> None:
+            for snap in s.scalars(select(Snapshot).where(Snapshot.volume_id == volume_id)):
+                s.delete(snap)
+            row = s.get(Volume, volume_id)
+            if row is not None:
+                s.delete(row)
+        self._tx(run)
+
+    def begin_extend(self, ctx: RequestContext, volume_id: str, new_size: int) -> int:
+        def run(s: Session) -> int:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, "volume:extend", vol.project_id)
+            if vol.status != "available":
+                raise BadRequest(f"Invalid volume: Volume status must be 'available' to "
+                                 f"extend, currently in '{vol.status}'.")
+            if new_size <= vol.size:
+                raise BadRequest(f"Invalid input received: New size for extend must be "
+                                 f"greater than current size. (current: {vol.size}, "
+                                 f"extended: {new_size}).")
+            self._check_quota(s, vol.project_id, gigabytes=new_size - vol.size,
+                              per_volume=new_size)
+            vol.status = "extending"
+            vol.updated_at = utcnow()
+            return vol.size
+        return self._tx(run)
+
+    def finish_extend(self, volume_id: str, new_size: int) -> None:
+        vol = self._read(lambda s: s.get(Volume, volume_id))
+        if vol is None or not vol.provider_location:
+            return
+        try:
+            self.driver.extend_volume(vol.provider_location, new_size)
+        except VolumeDriverError as exc:
+            LOG.warning("volume %s: extend failed: %s", volume_id, exc)
+            self._set_status(volume_id, "error_extending")
+            return
+        def run(s: Session) -> None:
+            row = s.get(Volume, volume_id)
+            if row is not None:
+                row.size = new_size
+                row.status = "available"
+                row.updated_at = utcnow()
+        self._tx(run)
+
+    def volume_action(self, ctx: RequestContext, volume_id: str, action: str,
+                      fn: Callable[[Volume], None]) -> None:
+        """A synchronous change of one volume after ``action``'s policy."""
+        def run(s: Session) -> None:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, action, vol.project_id)
+            fn(vol)
+            vol.updated_at = utcnow()
+        self._tx(run)
+
+    def set_volume_metadata(self, ctx: RequestContext, volume_id: str,
+                            metadata: dict[str, str], replace: bool) -> dict[str, str]:
+        def run(s: Session) -> dict[str, str]:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, "volume:update_volume_metadata", vol.project_id)
+            vol.metadata_ = dict(metadata) if replace else {**(vol.metadata_ or {}),
+                                                             **metadata}
+            return dict(vol.metadata_)
+        return self._tx(run)
+
+    def delete_volume_metadata(self, ctx: RequestContext, volume_id: str, key: str) -> None:
+        def run(s: Session) -> None:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, "volume:delete_volume_metadata", vol.project_id)
+            meta = dict(vol.metadata_ or {})
+            if key not in meta:
+                raise NotFound(f"Volume {volume_id} has no metadata with key {key}.")
+            del meta[key]
+            vol.metadata_ = meta
+        self._tx(run)
+
+    # ------------------------------------------------------------------ snapshots
+    def list_snapshots(self, ctx: RequestContext, all_projects: bool = False) -> list[Snapshot]:
+        def run(s: Session) -> list[Snapshot]:
+            q = select(Snapshot)
+            if not (ctx.is_admin and all_projects):
+                q = q.where(Snapshot.project_id == (ctx.project_id or ""))
+            return list(s.scalars(q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())))
+        return self._read(run)
+
+    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
+        return self._read(lambda s: self._visible(ctx, s.get(Snapshot, snapshot_id),
+                                                  "Snapshot", snapshot_id))
+
+    def create_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
+                        description: str | None, force: bool,
+                        metadata: dict[str, str]) -> Snapshot:
+        def run(s: Session) -> Snapshot:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            if vol.status != "available" and not (force and vol.status == "in-use"):
+                raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
+                                 f"available or in-use, but current status is: {vol.status}.")
+            if vol.status == "in-use":
+                raise BadRequest("Invalid volume: snapshots of attached volumes are not "
+                                 "supported by this backend.")
+            self._check_quota(s, vol.project_id, snapshots=1, gigabytes=vol.size)
+            snap = Snapshot(id=str(uuid.uuid4()), volume_id=vol.id, project_id=vol.project_id,
+                            user_id=ctx.user_id or "", name=name, description=description,
+                            size=vol.size, status="creating", progress="0%",
+                            metadata_=dict(metadata), created_at=utcnow())
+            s.add(snap)
+            return snap
+        return self._tx(run)
+
+    def finish_snapshot(self, snapshot_id: str) -> None:
+        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
+        if snap is None:
+            return
+        vol = self._read(lambda s: s.get(Volume, snap.volume_id))
+        try:
+            if vol is None or not vol.provider_location:
+                raise VolumeDriverError(f"volume {snap.volume_id} has no data")
+            loc = self.driver.create_snapshot(snap.id, vol.provider_location)
+        except VolumeDriverError as exc:
+            LOG.warning("snapshot %s: create failed: %s", snapshot_id, exc)
+            def fail(s: Session) -> None:
+                row = s.get(Snapshot, snapshot_id)
+                if row is not None:
+                    row.status = "error"
+            self._tx(fail)
+            return
+        def done(s: Session) -> bool:
+            row = s.get(Snapshot, snapshot_id)
+            if row is None:
+                return False
+            row.provider_location = loc
+            if row.status == "creating":
+                row.status = "available"
+                row.progress = "100%"
+            row.updated_at = utcnow()
+            return True
+        if not self._tx(done):
+            self.driver.delete_snapshot(loc)
+
+    def update_snapshot(self, ctx: RequestContext, snapshot_id: str,
+                        changes: dict[str, Any]) -> Snapshot:
+        def run(s: Session) -> Snapshot:
+            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
+            self.enforce(ctx, "volume:update_snapshot", snap.project_id)
+            for key in ("name", "description"):
+                if key in changes:
+                    setattr(snap, key, changes[key])
+            if "metadata" in changes:
+                snap.metadata_ = dict(changes["metadata"])
+            snap.updated_at = utcnow()
+            return snap
+        return self._tx(run)
+
+    def set_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
+                              metadata: dict[str, str], replace: bool) -> dict[str, str]:
+        def run(s: Session) -> dict[str, str]:
+            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
+            self.enforce(ctx, "volume:update_snapshot_metadata", snap.project_id)
+            snap.metadata_ = dict(metadata) if replace else {**(snap.metadata_ or {}),
+                                                              **metadata}
+            return dict(snap.metadata_)
+        return self._tx(run)
+
+    def delete_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
+                                 key: str) -> None:
+        def run(s: Session) -> None:
+            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
+            self.enforce(ctx, "volume:delete_snapshot_metadata", snap.project_id)
+            meta = dict(snap.metadata_ or {})
+            if key not in meta:
+                raise NotFound(f"Snapshot {snapshot_id} has no metadata with key {key}.")
+            del meta[key]
+            snap.metadata_ = meta
+        self._tx(run)
+
+    def begin_delete_snapshot(self, ctx: RequestContext, snapshot_id: str,
+                              force: bool = False) -> None:
+        def run(s: Session) -> None:
+            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
+            self.enforce(ctx, "volume:force_delete_snapshot" if force
+                         else "volume:delete_snapshot", snap.project_id)
+            if not force and snap.status not in ("available", "error"):
+                raise BadRequest(f"Invalid snapshot: Snapshot status must be available or "
+                                 f"error (snapshot {snapshot_id} is {snap.status}).")
+            snap.status = "deleting"
+        self._tx(run)
+
+    def finish_delete_snapshot(self, snapshot_id: str) -> None:
+        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
+        if snap is None:
+            return
+        try:
+            if snap.provider_location:
+                self.driver.delete_snapshot(snap.provider_location)
+        except VolumeDriverError as exc:
+            LOG.warning("snapshot %s: delete failed: %s", snapshot_id, exc)
+            def fail(s: Session) -> None:
+                row = s.get(Snapshot, snapshot_id)
+                if row is not None:
+                    row.status = "error_deleting"
+            self._tx(fail)
+            return
+        def run(s: Session) -> None:
+            row = s.get(Snapshot, snapshot_id)
+            if row is not None:
+                s.delete(row)
+        self._tx(run)
+
+    def snapshot_action(self, ctx: RequestContext, snapshot_id: str, action: str,
+                        fn: Callable[[Snapshot], None]) -> None:
+        def run(s: Session) -> None:
+            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
+            self.enforce(ctx, action, snap.project_id)
+            fn(snap)
+        self._tx(run)
+
+    # ------------------------------------------------------------------ recovery
+    def reconcile(self) -> dict[str, int]:
+        """Finish what a crash interrupted (see the module docstring); the counts done."""
+        counts = {"created": 0, "failed": 0, "deleted": 0, "extended": 0, "orphans": 0}
+        vols = self._read(lambda s: list(s.scalars(select(Volume))))
+        snaps = self._read(lambda s: list(s.scalars(select(Snapshot))))
+        for vol in vols:
+            if vol.status == "creating":
+                loc = f"volume-{vol.id}"
+                if self.driver.exists(loc):
+                    def done(s: Session, vid: str = vol.id, loc: str = loc) -> None:
+                        row = s.get(Volume, vid)
+                        if row is not None:
+                            row.provider_location = loc
+                            row.status = "available"
+                    self._tx(done)
+                    counts["created"] += 1
+                else:
+                    self._set_status(vol.id, "error")
+                    counts["failed"] += 1
+            elif vol.status == "deleting":
+                self.finish_delete(vol.id)
+                counts["deleted"] += 1
+            elif (vol.status == "extending" and vol.provider_location
+                  and self.driver.exists(vol.provider_location)):
+                real = self.driver.size_gb(vol.provider_location)
+
+                def fix(s: Session, vid: str = vol.id, size: int = real) -> None:
+                    row = s.get(Volume, vid)
+                    if row is not None:
+                        row.size = max(row.size, size)
+                        row.status = "available"
+                self._tx(fix)
+                counts["extended"] += 1
+        for snap in snaps:
+            if snap.status == "creating":
+                self.finish_snapshot(snap.id)
+            elif snap.status == "deleting":
+                self.finish_delete_snapshot(snap.id)
+        named = self._read(lambda s: {
+            *(loc for (loc,) in s.execute(select(Volume.provider_location)) if loc),
+            *(f"volume-{vid}" for (vid,) in s.execute(select(Volume.id))),
+            *(loc for (loc,) in s.execute(select(Snapshot.provider_location)) if loc),
+            *(f"snapshot-{sid}" for (sid,) in s.execute(select(Snapshot.id)))})
+        for loc in self.driver.locations() - named:
+            if loc.startswith("snapshot-"):
+                self.driver.delete_snapshot(loc)
+            else:
+                self.driver.delete_volume(loc)
+            counts["orphans"] += 1
+        return counts

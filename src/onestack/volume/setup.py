@@ -1,0 +1,40 @@
+"""Wiring of the block-storage service for ``onestack up``: driver, manager, API app."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from onestack.api.app import TokenValidator, make_app
+from onestack.config import Settings
+from onestack.db.engine import Database
+from onestack.drivers.volume.base import VolumeDriver
+from onestack.volume.api import VolumeAPI, build_policy
+from onestack.volume.manager import VolumeManager
+from onestack.volume.microversion import VolumeVersionLayer
+
+
+def build_volume_driver(settings: Settings) -> VolumeDriver:
+    """``volume_driver``: ``file`` (sparse files under the data dir, the default) or
+    ``fake`` (in memory: a test double)."""
+    if settings.volume_driver == "fake":
+        from onestack.drivers.volume.fake import FakeVolumeDriver
+
+        return FakeVolumeDriver(settings.volume_fake_capacity_gb)
+    if settings.volume_driver != "file":
+        raise ValueError(f"unknown volume_driver {settings.volume_driver!r}")
+    from onestack.drivers.volume.file import FileVolumeDriver
+
+    return FileVolumeDriver(settings.data_dir / "volumes",
+                            settings.volume_max_over_subscription_ratio)
+
+
+def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
+                 policy_file: str | None, auth_uri: str) -> tuple[VolumeManager, Any, VolumeAPI]:
+    manager = VolumeManager(db, build_volume_driver(settings), build_policy(policy_file),
+                            host=settings.compute_host or socket.gethostname())
+    manager.ensure_default_type()
+    manager.reconcile()
+    api = VolumeAPI(manager, manager.policy, auth_uri)
+    app = VolumeVersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
+    return manager, app, api
