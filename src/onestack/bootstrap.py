@@ -253,7 +253,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     from onestack.volume.setup import build_volume
 
     volume, apps["volume"], _volume_api = build_volume(settings, db, tokens, policy_file,
-                                                       auth_uri)
+                                                       auth_uri, images=image)
     from onestack.console.setup import build_console_app
 
     apps["console"] = build_console_app(settings, db, bus)

@@ -93,3 +93,31 @@ def test_file_volumes_are_sparse_and_leftovers_go(tmp_path: Path) -> None:
     assert not (tmp_path / "vols" / ".volume-x.part").exists()
     with pytest.raises(VolumeDriverError):
         d.delete_volume("../etc")
+
+
+def test_create_from_image(driver: VolumeDriver, tmp_path: Path) -> None:
+    raw = tmp_path / "img.raw"
+    raw.write_bytes(b"RAWDISK" + b"\0" * 4096)
+    loc = driver.create_from_image("v1", 1, str(raw), "raw")
+    assert _read(driver, loc, 7) == b"RAWDISK" and driver.size_gb(loc) == 1
+
+
+def test_file_driver_converts_qcow2_and_refuses_too_big(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img missing")
+    d = FileVolumeDriver(tmp_path / "vols")
+    raw = tmp_path / "src.raw"
+    raw.write_bytes(b"QCOWDATA" + b"\0" * 65536)
+    q = tmp_path / "img.qcow2"
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(q)],
+                   check=True)
+    loc = d.create_from_image("v1", 1, str(q), "qcow2")
+    assert _read(d, loc, 8) == b"QCOWDATA" and d.size_gb(loc) == 1
+    big = tmp_path / "big.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(big), "2G"], check=True)
+    with pytest.raises(VolumeDriverError):
+        d.create_from_image("v2", 1, str(big), "qcow2")
+    assert d.locations() == {loc}

@@ -8,6 +8,7 @@ row and its data can be reconciled after a crash.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,6 +38,9 @@ class Volume(Base):
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
     admin_metadata: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
     image_metadata: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    #: Attachments recorded through the attach actions: ``{id, server_id, host_name,
+    #: device, attached_at, attach_mode}`` each.
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
     created_at: Mapped[dt.datetime] = mapped_column()
     updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 

@@ -19,9 +19,16 @@ from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, NotFound
 from onestack.common.pagination import parse_limit
 from onestack.db.volume import Snapshot, Volume
+from onestack.volume import attach_actions as aa
 from onestack.volume import views
 from onestack.volume.manager import VOLUME_STATUSES, VolumeManager
-from onestack.volume.microversion import MAX_VERSION, MIN_VERSION, url_project, version_of
+from onestack.volume.microversion import (
+    MAX_VERSION,
+    MIN_VERSION,
+    request_path,
+    url_project,
+    version_of,
+)
 from onestack.volume.policies import RULES
 
 LOG = logging.getLogger(__name__)
@@ -31,6 +38,21 @@ FAULT_KINDS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "i
 _MAX_STR = 255
 VOLUME_SORT_KEYS = ("created_at", "updated_at", "id", "name", "size", "status",
                     "availability_zone", "bootable")
+
+
+#: action -> (policy, ``f(args) -> change of the volume``).
+ATTACH_ACTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], Callable[[Volume], None]]]] = {
+    "os-reserve": ("volume_extension:volume_actions:reserve", lambda a: aa.reserve),
+    "os-unreserve": ("volume_extension:volume_actions:unreserve", lambda a: aa.unreserve),
+    "os-attach": ("volume_extension:volume_actions:attach", aa.attach),
+    "os-begin_detaching": ("volume_extension:volume_actions:begin_detaching",
+                           lambda a: aa.begin_detaching),
+    "os-roll_detaching": ("volume_extension:volume_actions:roll_detaching",
+                          lambda a: aa.roll_detaching),
+    "os-detach": ("volume_extension:volume_actions:detach", aa.detach),
+    "os-force_detach": ("volume_extension:volume_admin_actions:force_detach",
+                        lambda a: aa.detach(a, force=True)),
+}
 
 
 def cinder_fault(err: APIError) -> tuple[dict[str, Any], str]:
@@ -135,6 +157,7 @@ class VolumeAPI:
         r("/v3/", self.version, ["GET"], public=True)
         r("/v3/volumes", self.list_volumes, ["GET"])
         r("/v3/volumes/detail", self.list_volumes_detail, ["GET"])
+        r("/v3/volumes/summary", self.volume_summary, ["GET"])
         r("/v3/volumes", self.create_volume, ["POST"])
         r("/v3/volumes/{id}", self.show_volume, ["GET"])
         r("/v3/volumes/{id}", self.update_volume, ["PUT"])
@@ -160,27 +183,17 @@ class VolumeAPI:
         r("/v3/snapshots/{id}/metadata/{key}", self.put_snapshot_metadata_item, ["PUT"])
         r("/v3/snapshots/{id}/metadata/{key}", self.delete_snapshot_metadata_item,
           ["DELETE"])
-        r("/v3/types", self.list_types, ["GET"])
-        r("/v3/types", self.create_type, ["POST"])
-        r("/v3/types/{id}", self.show_type, ["GET"])
-        r("/v3/types/{id}", self.update_type, ["PUT"])
-        r("/v3/types/{id}", self.delete_type, ["DELETE"])
-        r("/v3/types/{id}/action", self.type_action, ["POST"])
-        r("/v3/types/{id}/os-volume-type-access", self.type_access, ["GET"])
-        r("/v3/types/{id}/extra_specs", self.extra_specs, ["GET"])
-        r("/v3/types/{id}/extra_specs", self.add_extra_specs, ["POST"])
-        r("/v3/types/{id}/extra_specs/{key}", self.extra_spec, ["GET"])
-        r("/v3/types/{id}/extra_specs/{key}", self.put_extra_spec, ["PUT"])
-        r("/v3/types/{id}/extra_specs/{key}", self.delete_extra_spec, ["DELETE"])
         r("/v3/os-availability-zone", self.availability_zones, ["GET"])
         r("/v3/limits", self.limits, ["GET"])
         r("/v3/os-quota-sets/{project_id}", self.show_quotas, ["GET"])
         r("/v3/os-quota-sets/{project_id}/defaults", self.default_quotas, ["GET"])
         r("/v3/os-quota-sets/{project_id}", self.update_quotas, ["PUT"])
         r("/v3/os-quota-sets/{project_id}", self.delete_quotas, ["DELETE"])
-        r("/v3/extensions", self.extensions, ["GET"])
-        r("/v3/os-services", self.services, ["GET"])
-        r("/v3/scheduler-stats/get_pools", self.pools, ["GET"])
+        from onestack.volume.api_admin import add_admin_routes
+        from onestack.volume.api_types import add_type_routes
+
+        add_type_routes(self)
+        add_admin_routes(self)
 
     # ------------------------------------------------------------------ background work
     def _later(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -226,7 +239,8 @@ class VolumeAPI:
             req.enforce("volume:get_all_tenants", {"project_id": req.ctx.project_id or ""})
         return want
 
-    def _filtered(self, req: ApiRequest, rows: list[Volume]) -> list[Volume]:
+    def _filtered(self, req: ApiRequest, rows: list[Volume], links: dict[str, Any]
+                  ) -> list[Volume]:
         q = req.query
         if "name" in q:
             rows = [v for v in rows if v.name == q["name"]]
@@ -252,10 +266,12 @@ class VolumeAPI:
                 raise BadRequest("Invalid filter: metadata must be a JSON object.")
             rows = [v for v in rows if all((v.metadata_ or {}).get(k) == val
                                            for k, val in meta.items())]
-        return self._sorted_page(req, rows, VOLUME_SORT_KEYS)
+        return self._sorted_page(req, rows, VOLUME_SORT_KEYS, links)
 
-    def _sorted_page(self, req: ApiRequest, rows: list[Any], keys: tuple[str, ...]
-                     ) -> list[Any]:
+    def _sorted_page(self, req: ApiRequest, rows: list[Any], keys: tuple[str, ...],
+                     links: dict[str, Any] | None = None) -> list[Any]:
+        """Sort (``sort=k:d,…`` or ``sort_key``/``sort_dir``), ``marker``/``offset`` and
+        ``limit``; with ``links``, a ``next`` link is put there when a page is cut short."""
         sort: list[tuple[str, str]] = []
         if "sort" in req.query:
             for part in req.query["sort"].split(","):
@@ -263,6 +279,8 @@ class VolumeAPI:
                 sort.append((key, direction or "desc"))
         elif "sort_key" in req.query:
             sort.append((req.query["sort_key"], req.query.get("sort_dir", "desc")))
+        aliases = {"display_name": "name", "display_description": "description"}
+        sort = [(aliases.get(k, k), d.lower()) for k, d in sort]
         for key, direction in reversed(sort):
             if key not in keys or direction not in ("asc", "desc"):
                 raise BadRequest(f"Invalid input received: Invalid sort key or direction: "
@@ -275,39 +293,80 @@ class VolumeAPI:
             if idx is None:
                 raise NotFound(f"Marker {marker} could not be found.")
             rows = rows[idx + 1:]
+        if "offset" in req.query:
+            try:
+                offset = int(req.query["offset"])
+            except ValueError:
+                offset = -1
+            if offset < 0:
+                raise BadRequest("Invalid input received: offset must be a non-negative "
+                                 "integer.")
+            rows = rows[offset:]
         if "limit" in req.query:
-            rows = rows[:parse_limit(req.query, self.max_limit, self.max_limit)]
+            limit = parse_limit(req.query, self.max_limit, self.max_limit)
+            # Cinder links a next page whenever a page is full.
+            if links is not None and limit and len(rows) >= limit:
+                from urllib.parse import urlencode
+                q = [(k, v) for k, v in req.query.multi_items() if k not in ("marker",
+                                                                             "offset")]
+                q.append(("marker", rows[limit - 1].id))
+                base = req.base_url + request_path(req.request.scope)
+                links["links"] = [{"href": f"{base}?{urlencode(q)}", "rel": "next"}]
+            rows = rows[:limit]
         return rows
 
-    async def _volume_rows(self, req: ApiRequest) -> list[Volume]:
+    async def _volume_rows(self, req: ApiRequest, links: dict[str, Any]) -> list[Volume]:
         req.enforce("volume:get_all", {"project_id": req.ctx.project_id or ""})
         all_projects = self._all_projects(req)
         rows = await req.run(self.m.list_volumes, req.ctx, all_projects,
                              req.query.get("project_id"))
-        return self._filtered(req, rows)
+        return self._filtered(req, rows, links)
 
-    def _with_count(self, req: ApiRequest, doc: dict[str, Any], n: int) -> dict[str, Any]:
+    def _with_count(self, req: ApiRequest, doc: dict[str, Any], n: int,
+                    links: dict[str, Any] | None = None) -> dict[str, Any]:
+        if links and links.get("links"):
+            doc[f"{next(iter(doc))}_links"] = links["links"]
         if version_of(req.request.scope) >= "3.45" and "with_count" in req.query and _bool(
                 req.query["with_count"], "with_count"):
             doc["count"] = n
         return doc
 
     async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
-        rows = await self._volume_rows(req)
+        links: dict[str, Any] = {}
+        rows = await self._volume_rows(req, links)
         return self._with_count(req, {"volumes": [views.volume_summary(req.base_url, v)
-                                                  for v in rows]}, len(rows))
+                                                  for v in rows]}, len(rows), links)
 
     async def list_volumes_detail(self, req: ApiRequest) -> dict[str, Any]:
-        rows = await self._volume_rows(req)
+        links: dict[str, Any] = {}
+        rows = await self._volume_rows(req, links)
         names = await req.run(self.m.type_names)
         ver = version_of(req.request.scope)
         return self._with_count(req, {"volumes": [
-            views.volume(req.base_url, v, req.ctx, ver, names) for v in rows]}, len(rows))
+            views.volume(req.base_url, v, req.ctx, ver, names) for v in rows]}, len(rows),
+            links)
 
-    async def _volume_doc(self, req: ApiRequest, v: Volume) -> dict[str, Any]:
+    async def volume_summary(self, req: ApiRequest) -> dict[str, Any]:
+        """Counts and GiB of the volumes listed (3.12; their metadata values at 3.36)."""
+        if version_of(req.request.scope) < "3.12":
+            raise NotFound("Volume summary could not be found.")
+        rows = await self._volume_rows(req, {})
+        doc: dict[str, Any] = {"total_size": sum(v.size for v in rows),
+                               "total_count": len(rows)}
+        if version_of(req.request.scope) >= "3.36":
+            meta: dict[str, list[str]] = {}
+            for v in rows:
+                for k, val in (v.metadata_ or {}).items():
+                    if val not in meta.setdefault(k, []):
+                        meta[k].append(val)
+            doc["metadata"] = meta
+        return {"volume-summary": doc}
+
+    async def _volume_doc(self, req: ApiRequest, v: Volume, extended: bool = True
+                          ) -> dict[str, Any]:
         names = await req.run(self.m.type_names)
         return {"volume": views.volume(req.base_url, v, req.ctx,
-                                       version_of(req.request.scope), names)}
+                                       version_of(req.request.scope), names, extended)}
 
     async def show_volume(self, req: ApiRequest) -> dict[str, Any]:
         v = await req.run(self.m.get_volume, req.ctx, req.param("id"))
@@ -317,9 +376,17 @@ class VolumeAPI:
     async def create_volume(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "volume")
         req.enforce("volume:create", {"project_id": req.ctx.project_id or ""})
-        if body.get("imageRef") or body.get("backup_id"):
-            raise BadRequest("Invalid input received: volumes from images and backups are "
-                             "not supported by this cloud yet.")
+        if body.get("backup_id"):
+            raise BadRequest("Invalid input received: volumes from backups are not "
+                             "supported by this cloud yet.")
+        image = None
+        image_ref = body.get("imageRef", body.get("image_id"))
+        if image_ref is not None:
+            if self.m.images is None:
+                raise BadRequest("Invalid input received: no image service to create a "
+                                 "volume from.")
+            image = await req.run(self.m.images.volume_image, req.ctx,
+                                  _text(image_ref, "imageRef", nullable=False))
         size = _size(body["size"]) if body.get("size") is not None else None
         if size is None and not (body.get("snapshot_id") or body.get("source_volid")):
             raise BadRequest("Invalid input for field/attribute size. Value: None. None is "
@@ -333,9 +400,9 @@ class VolumeAPI:
             _text(body.get("availability_zone"), "availability_zone"),
             _text(body.get("snapshot_id"), "snapshot_id"),
             _text(body.get("source_volid"), "source_volid"),
-            _bool(body.get("multiattach", False), "multiattach"))
-        self._later(self.m.finish_create, v.id)
-        return FastJSON(await self._volume_doc(req, v), status_code=202)
+            _bool(body.get("multiattach", False), "multiattach"), image)
+        self._later(self.m.finish_create, v.id, image)
+        return FastJSON(await self._volume_doc(req, v, extended=False), status_code=202)
 
     async def update_volume(self, req: ApiRequest) -> dict[str, Any]:
         body = _obj(await req.json(), "volume")
@@ -349,7 +416,7 @@ class VolumeAPI:
             raise BadRequest("Invalid input received: a volume update needs a name, a "
                              "description or metadata.")
         v = await req.run(self.m.update_volume, req.ctx, req.param("id"), changes)
-        return await self._volume_doc(req, v)
+        return await self._volume_doc(req, v, extended=False)
 
     async def delete_volume(self, req: ApiRequest) -> Response:
         vid = req.param("id")
@@ -409,8 +476,78 @@ class VolumeAPI:
             await req.run(self.m.begin_delete, req.ctx, vid, True, True)
             self._later(self.m.finish_delete, vid)
             return Response(status_code=202)
-        del arg
+        if action == "os-retype":
+            args = _obj(body, action)
+            policy = args.get("migration_policy", "never")
+            if policy not in ("never", "on-demand"):
+                raise BadRequest(f"Invalid input received: migration_policy '{policy}' is "
+                                 "not 'never' or 'on-demand'.")
+            await req.run(self.m.retype, req.ctx, vid,
+                          _text(args.get("new_type"), "new_type", nullable=False), policy)
+            return Response(status_code=202)
+        if action in ("os-set_image_metadata", "os-unset_image_metadata",
+                      "os-show_image_metadata"):
+            meta = await self._image_metadata(req, vid, action, arg)
+            if action == "os-unset_image_metadata":
+                return Response(status_code=200)
+            return FastJSON({"metadata": meta})
+        if action in ATTACH_ACTIONS:
+            policy, make = ATTACH_ACTIONS[action]
+            args = arg if isinstance(arg, dict) else {}
+            await req.run(self.m.volume_action, req.ctx, vid, policy, make(args))
+            return Response(status_code=202)
+        if action == "os-initialize_connection":
+            v = await req.run(self.m.get_volume, req.ctx, vid)
+            req.enforce("volume_extension:volume_actions:initialize_connection",
+                        {"project_id": v.project_id})
+            if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
+                raise BadRequest("Must specify 'connector'")
+            if not v.provider_location:
+                raise BadRequest(f"Invalid volume: Volume {vid} has no data yet.")
+            info = await req.run(self.m.driver.connection_info, v.provider_location, v.id)
+            return FastJSON({"connection_info": info}, status_code=200)
+        if action == "os-terminate_connection":
+            v = await req.run(self.m.get_volume, req.ctx, vid)
+            req.enforce("volume_extension:volume_actions:terminate_connection",
+                        {"project_id": v.project_id})
+            if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
+                raise BadRequest("Must specify 'connector'")
+            return Response(status_code=202)
         raise BadRequest(f"There is no such action: {action}")
+
+    async def _image_metadata(self, req: ApiRequest, vid: str, action: str,
+                              arg: Any) -> dict[str, str]:
+        """``volume_image_metadata``: set keys, unset one, or show it."""
+        if action == "os-show_image_metadata":
+            v = await req.run(self.m.get_volume, req.ctx, vid)
+            req.enforce("volume_extension:volume_image_metadata:show",
+                        {"project_id": v.project_id})
+            return dict(v.image_metadata or {})
+        if not isinstance(arg, dict):
+            raise BadRequest(f"Malformed request body: {action} needs an object.")
+        out: dict[str, str] = {}
+        if action == "os-set_image_metadata":
+            meta = _metadata(arg.get("metadata"))
+
+            def change(v: Volume) -> None:
+                v.image_metadata = {**(v.image_metadata or {}), **meta}
+                out.update(v.image_metadata)
+        else:
+            key = arg.get("key")
+            if not isinstance(key, str) or not key:
+                raise BadRequest("Malformed request body: os-unset_image_metadata needs a "
+                                 "key.")
+
+            def change(v: Volume) -> None:
+                meta = dict(v.image_metadata or {})
+                if key not in meta:
+                    raise NotFound(f"Glance metadata for volume {v.id} cannot be found.")
+                del meta[key]
+                v.image_metadata = meta
+                out.update(meta)
+        await req.run(self.m.volume_action, req.ctx, vid,
+                      "volume_extension:volume_image_metadata:set", change)
+        return out
 
     # volume metadata
     async def volume_metadata(self, req: ApiRequest) -> dict[str, Any]:
@@ -443,13 +580,16 @@ class VolumeAPI:
         await req.run(self.m.set_volume_metadata, req.ctx, req.param("id"), meta, False)
         return {"meta": meta}
 
-    async def delete_volume_metadata_item(self, req: ApiRequest) -> None:
+    async def delete_volume_metadata_item(self, req: ApiRequest) -> Response:
         await req.run(self.m.delete_volume_metadata, req.ctx, req.param("id"),
                       req.param("key"))
+        return Response(status_code=200)
 
     # ------------------------------------------------------------------ snapshots
-    def _snap_doc(self, req: ApiRequest, s: Snapshot) -> dict[str, Any]:
-        return {"snapshot": views.snapshot(req.base_url, s, version_of(req.request.scope))}
+    def _snap_doc(self, req: ApiRequest, s: Snapshot, extended: bool = True
+                  ) -> dict[str, Any]:
+        return {"snapshot": views.snapshot(req.base_url, s, version_of(req.request.scope),
+                                           extended)}
 
     async def list_snapshots(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("volume:get_all_snapshots", {"project_id": req.ctx.project_id or ""})
@@ -457,11 +597,13 @@ class VolumeAPI:
         for key in ("name", "status", "volume_id"):
             if key in req.query:
                 rows = [s for s in rows if getattr(s, key) == req.query[key]]
+        links: dict[str, Any] = {}
         rows = self._sorted_page(req, rows, ("created_at", "updated_at", "id", "name",
-                                             "size", "status"))
+                                             "size", "status"), links)
         ver = version_of(req.request.scope)
+        detail = req.request.url.path.endswith("/detail")
         return self._with_count(req, {"snapshots": [
-            views.snapshot(req.base_url, s, ver) for s in rows]}, len(rows))
+            views.snapshot(req.base_url, s, ver, detail) for s in rows]}, len(rows), links)
 
     async def show_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         s = await req.run(self.m.get_snapshot, req.ctx, req.param("id"))
@@ -473,14 +615,14 @@ class VolumeAPI:
         req.enforce("volume:create_snapshot", {"project_id": req.ctx.project_id or ""})
         vid = body.get("volume_id")
         if not isinstance(vid, str) or not vid:
-            raise BadRequest("Invalid input for field/attribute volume_id. Value: None.")
+            raise NotFound(f"Volume {vid} could not be found.")
         s = await req.run(
             self.m.create_snapshot, req.ctx, vid,
             _text(body.get("name", body.get("display_name")), "name"),
             _text(body.get("description", body.get("display_description")), "description"),
             _bool(body.get("force", False), "force"), _metadata(body.get("metadata")))
         self._later(self.m.finish_snapshot, s.id)
-        return FastJSON(self._snap_doc(req, s), status_code=202)
+        return FastJSON(self._snap_doc(req, s, extended=False), status_code=202)
 
     async def update_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         body = _obj(await req.json(), "snapshot")
@@ -494,7 +636,7 @@ class VolumeAPI:
             raise BadRequest("Invalid input received: a snapshot update needs a name, a "
                              "description or metadata.")
         s = await req.run(self.m.update_snapshot, req.ctx, req.param("id"), changes)
-        return self._snap_doc(req, s)
+        return self._snap_doc(req, s, extended=False)
 
     async def delete_snapshot(self, req: ApiRequest) -> Response:
         sid = req.param("id")
@@ -517,6 +659,22 @@ class VolumeAPI:
             await req.run(self.m.snapshot_action, req.ctx, sid,
                           "volume_extension:snapshot_admin_actions:reset_status",
                           lambda s: setattr(s, "status", status))
+            return Response(status_code=202)
+        if "os-update_snapshot_status" in body:
+            args = _obj(body, "os-update_snapshot_status")
+            status, progress = args.get("status"), args.get("progress")
+            allowed = {"creating": {"creating", "available", "error"},
+                       "deleting": {"deleting", "error_deleting"}}
+
+            def update(s: Snapshot) -> None:
+                if status not in allowed.get(s.status, set()):
+                    raise BadRequest(f"Invalid input received: snapshot status update from "
+                                     f"{s.status} to {status} is not allowed.")
+                s.status = status
+                if isinstance(progress, str):
+                    s.progress = progress[:16]
+            await req.run(self.m.snapshot_action, req.ctx, sid,
+                          "snapshot_extension:snapshot_actions:update_snapshot_status", update)
             return Response(status_code=202)
         if "os-force_delete" in body:
             await req.run(self.m.begin_delete_snapshot, req.ctx, sid, True)
@@ -553,110 +711,10 @@ class VolumeAPI:
         await req.run(self.m.set_snapshot_metadata, req.ctx, req.param("id"), meta, False)
         return {"meta": meta}
 
-    async def delete_snapshot_metadata_item(self, req: ApiRequest) -> None:
+    async def delete_snapshot_metadata_item(self, req: ApiRequest) -> Response:
         await req.run(self.m.delete_snapshot_metadata, req.ctx, req.param("id"),
                       req.param("key"))
-
-    # ------------------------------------------------------------------ types
-    async def list_types(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("volume_extension:type_get_all", {"project_id": req.ctx.project_id or ""})
-        rows = await req.run(self.m.list_types, req.ctx, req.query.get("is_public"))
-        return {"volume_types": [views.volume_type(t, req.ctx.is_admin) for t in rows]}
-
-    async def show_type(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("volume_extension:type_get", {"project_id": req.ctx.project_id or ""})
-        t = await req.run(self.m.get_type, req.ctx, req.param("id"))
-        return {"volume_type": views.volume_type(t, req.ctx.is_admin)}
-
-    def _admin(self, req: ApiRequest, action: str = "volume_extension:types_manage") -> None:
-        req.enforce(action, {"project_id": req.ctx.project_id or ""})
-
-    async def create_type(self, req: ApiRequest) -> dict[str, Any]:
-        self._admin(req)
-        body = _obj(await req.json(), "volume_type")
-        name = _text(body.get("name"), "name", nullable=False) or ""
-        if not name.strip():
-            raise BadRequest("Invalid input for field/attribute name: a volume type needs a "
-                             "name.")
-        public = _bool(body.get("os-volume-type-access:is_public",
-                                body.get("is_public", True)), "is_public")
-        t = await req.run(self.m.create_type, name, _text(body.get("description"),
-                                                          "description"),
-                          public, _metadata(body.get("extra_specs"), "extra_specs"))
-        return {"volume_type": views.volume_type(t, True)}
-
-    async def update_type(self, req: ApiRequest) -> dict[str, Any]:
-        self._admin(req)
-        body = _obj(await req.json(), "volume_type")
-        changes: dict[str, Any] = {}
-        if "name" in body:
-            changes["name"] = _text(body["name"], "name", nullable=False)
-        if "description" in body:
-            changes["description"] = _text(body["description"], "description")
-        if "is_public" in body:
-            changes["is_public"] = _bool(body["is_public"], "is_public")
-        if not changes:
-            raise BadRequest("Invalid input received: a volume type update needs a name, a "
-                             "description or is_public.")
-        t = await req.run(self.m.update_type, req.param("id"), changes)
-        return {"volume_type": views.volume_type(t, True)}
-
-    async def delete_type(self, req: ApiRequest) -> Response:
-        self._admin(req)
-        await req.run(self.m.delete_type, req.param("id"))
-        return Response(status_code=202)
-
-    async def type_action(self, req: ApiRequest) -> Response:
-        body = await req.json()
-        for action, add in (("addProjectAccess", True), ("removeProjectAccess", False)):
-            if isinstance(body, dict) and action in body:
-                self._admin(req, f"volume_extension:volume_type_access:{action}")
-                project = _obj(body, action).get("project")
-                if not isinstance(project, str) or not project:
-                    raise BadRequest("Access list requires a project.")
-                await req.run(self.m.set_type_access, req.param("id"), project, add)
-                return Response(status_code=202)
-        raise BadRequest("There is no such action.")
-
-    async def type_access(self, req: ApiRequest) -> dict[str, Any]:
-        self._admin(req, "volume_extension:volume_type_access")
-        t = await req.run(self.m.get_type, req.ctx, req.param("id"))
-        if t.is_public:
-            raise NotFound("Access list not available for public volume types.")
-        return {"volume_type_access": [{"volume_type_id": t.id, "project_id": p}
-                                       for p in t.projects or []]}
-
-    async def extra_specs(self, req: ApiRequest) -> dict[str, Any]:
-        self._admin(req, "volume_extension:access_types_extra_specs")
-        t = await req.run(self.m.get_type, req.ctx, req.param("id"))
-        return {"extra_specs": dict(t.extra_specs or {})}
-
-    async def add_extra_specs(self, req: ApiRequest) -> dict[str, Any]:
-        self._admin(req)
-        specs = _metadata(_obj(await req.json(), "extra_specs"), "extra_specs")
-        return {"extra_specs": await req.run(self.m.set_extra_specs, req.param("id"), specs)}
-
-    async def extra_spec(self, req: ApiRequest) -> dict[str, Any]:
-        specs = (await self.extra_specs(req))["extra_specs"]
-        key = req.param("key")
-        if key not in specs:
-            raise NotFound(f"Volume Type {req.param('id')} has no extra specs with key "
-                           f"{key}.")
-        return {key: specs[key]}
-
-    async def put_extra_spec(self, req: ApiRequest) -> dict[str, Any]:
-        self._admin(req)
-        body = await req.json()
-        spec = _metadata(body, "extra_specs")
-        if list(spec) != [req.param("key")]:
-            raise BadRequest("Request body and URI mismatch")
-        await req.run(self.m.set_extra_specs, req.param("id"), spec)
-        return spec
-
-    async def delete_extra_spec(self, req: ApiRequest) -> Response:
-        self._admin(req)
-        await req.run(self.m.delete_extra_spec, req.param("id"), req.param("key"))
-        return Response(status_code=202)
+        return Response(status_code=200)
 
     # ------------------------------------------------------------------ zones, limits, quotas
     async def availability_zones(self, req: ApiRequest) -> dict[str, Any]:
@@ -704,52 +762,8 @@ class VolumeAPI:
         doc.pop("id", None)
         return {"quota_set": doc}
 
-    async def delete_quotas(self, req: ApiRequest) -> None:
+    async def delete_quotas(self, req: ApiRequest) -> Response:
         project = req.param("project_id")
         req.enforce("volume_extension:quotas:delete", {"project_id": project})
         await req.run(self.m.delete_quotas, project)
-
-    # ------------------------------------------------------------------ discovery, admin
-    async def extensions(self, req: ApiRequest) -> dict[str, Any]:
-        names = [("AvailabilityZones", "os-availability-zone"), ("Quotas", "os-quota-sets"),
-                 ("Types", "types"), ("TypesManage", "types-manage"),
-                 ("ExtendedSnapshotAttributes", "os-extended-snapshot-attributes"),
-                 ("VolumeActions", "os-volume-actions"),
-                 ("AdminActions", "os-admin-actions"),
-                 ("VolumeTenantAttribute", "os-vol-tenant-attr"),
-                 ("VolumeHostAttribute", "os-vol-host-attr"),
-                 ("Services", "os-services"), ("SchedulerStats", "scheduler-stats")]
-        return {"extensions": [{"name": n, "alias": a, "description": f"{n} support.",
-                                "updated": "2023-01-01T00:00:00+00:00", "links": []}
-                               for n, a in names]}
-
-    async def services(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("volume_extension:services:index", {"project_id": req.ctx.project_id or ""})
-        host = self.m.host.split("#", 1)[0]
-        items = [{"binary": "cinder-scheduler", "host": host.split("@", 1)[0],
-                  "zone": self.m.availability_zone, "status": "enabled", "state": "up",
-                  "updated_at": None, "disabled_reason": None},
-                 {"binary": "cinder-volume", "host": host,
-                  "zone": self.m.availability_zone, "status": "enabled", "state": "up",
-                  "updated_at": None, "disabled_reason": None}]
-        for key in ("binary", "host"):
-            if key in req.query:
-                items = [i for i in items if i[key] == req.query[key]]
-        return {"services": items}
-
-    async def pools(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("scheduler_extension:scheduler_stats:get_pools",
-                    {"project_id": req.ctx.project_id or ""})
-        cap = await req.run(self.m.driver.capacity)
-        pool: dict[str, Any] = {"name": self.m.host}
-        if "detail" in req.query and _bool(req.query["detail"], "detail"):
-            pool["capabilities"] = {
-                "pool_name": self.m.driver.backend_name,
-                "volume_backend_name": self.m.driver.backend_name,
-                "storage_protocol": self.m.driver.protocol, "vendor_name": "onestack",
-                "driver_version": "1.0", "total_capacity_gb": cap.total_gb,
-                "free_capacity_gb": cap.free_gb,
-                "provisioned_capacity_gb": cap.provisioned_gb,
-                "thin_provisioning_support": True, "thick_provisioning_support": False,
-                "reserved_percentage": 0, "multiattach": False, "timestamp": None}
-        return {"pools": [pool]}
+        return Response(status_code=200)

@@ -25,7 +25,8 @@ from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLar
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
 from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType
-from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
+from onestack.drivers.volume.base import GiB, VolumeDriver, VolumeDriverError
+from onestack.volume.images import ImageSource, VolumeImage
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,8 +53,13 @@ class VolumeManager:
     """Volumes, snapshots, volume types and quotas of the block-storage service."""
 
     def __init__(self, db: Database, driver: VolumeDriver, policy: Policy,
-                 host: str = "onestack", availability_zone: str = "nova") -> None:
+                 host: str = "onestack", availability_zone: str = "nova",
+                 images: ImageSource | None = None) -> None:
         self.db = db
+        #: Where volumes made from images read them (None: no image service).
+        self.images = images
+        #: Set while an operator has disabled the volume service (new volumes then fail).
+        self.disabled_reason: str | None = None
         self.driver = driver
         self.policy = policy
         self.host = f"{host}@{driver.backend_name}#{driver.backend_name}"
@@ -219,13 +225,36 @@ class VolumeManager:
 
     # ------------------------------------------------------------------ quotas
     def quota_limits(self, s: Session, project_id: str) -> dict[str, int]:
+        """Cinder's defaults, then the ``default`` quota class (stored as project ``""``),
+        then the project's own limits."""
         limits = dict(QUOTA_DEFAULTS)
         for name in s.scalars(select(VolumeType.name)):
             for res in ("volumes", "gigabytes", "snapshots"):
                 limits[f"{res}_{name}"] = -1
-        for q in s.scalars(select(VolumeQuota).where(VolumeQuota.project_id == project_id)):
-            limits[q.resource] = q.hard_limit
+        rows = sorted(s.scalars(select(VolumeQuota).where(
+            VolumeQuota.project_id.in_(["", project_id]))), key=lambda q: q.project_id != "")
+        for q in rows:
+            if q.resource in limits:
+                limits[q.resource] = q.hard_limit
         return limits
+
+    def host_usage(self) -> dict[str, dict[str, int]]:
+        """Per project and in all (``(total)``): volumes and snapshots and their GiB."""
+        def run(s: Session) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            zero = {"volumes": 0, "gigabytes": 0, "snapshots": 0, "snapshot_gigabytes": 0}
+            for project, n, gb in s.execute(select(
+                    Volume.project_id, func.count(), func.coalesce(func.sum(Volume.size), 0))
+                    .group_by(Volume.project_id)):
+                out.setdefault(project, dict(zero)).update(volumes=int(n), gigabytes=int(gb))
+            for project, n, gb in s.execute(select(
+                    Snapshot.project_id, func.count(),
+                    func.coalesce(func.sum(Snapshot.size), 0)).group_by(Snapshot.project_id)):
+                out.setdefault(project, dict(zero)).update(snapshots=int(n),
+                                                           snapshot_gigabytes=int(gb))
+            total = {k: sum(t[k] for t in out.values()) for k in zero}
+            return {"(total)": total, **out}
+        return self._read(run)
 
     def quota_usage(self, s: Session, project_id: str) -> dict[str, int]:
         n, gb = s.execute(select(func.count(), func.coalesce(func.sum(Volume.size), 0)).where(
@@ -305,7 +334,7 @@ class VolumeManager:
                       description: str | None, volume_type: str | None,
                       metadata: dict[str, str], availability_zone: str | None,
                       snapshot_id: str | None, source_volid: str | None,
-                      multiattach: bool) -> Volume:
+                      multiattach: bool, image: VolumeImage | None = None) -> Volume:
         """Record a new volume (``creating``); ``finish_create`` does the storage work."""
         if availability_zone and availability_zone != self.availability_zone:
             raise BadRequest(f"Availability zone '{availability_zone}' is invalid.")
@@ -345,6 +374,15 @@ class VolumeManager:
             if not want or want < 1:
                 raise BadRequest(f"Invalid input received: Volume size '{want}' must be an "
                                  "integer and greater than 0.")
+            if image is not None:
+                need = -(-max(image.size, image.virtual_size or 0) // GiB)
+                if need > want:
+                    raise BadRequest(f"Invalid input received: Size of specified image {need} "
+                                     f"GB is larger than volume size {want} GB.")
+                if image.min_disk > want:
+                    raise BadRequest(f"Invalid input received: Volume size {want} GB cannot "
+                                     f"be smaller than the image minDisk size "
+                                     f"{image.min_disk} GB.")
             vt = self._find_type(s, ctx, type_ref)
             self._check_quota(s, project, volumes=1, gigabytes=want, per_volume=want)
             vol = Volume(id=str(uuid.uuid4()), project_id=project, user_id=ctx.user_id or "",
@@ -352,20 +390,26 @@ class VolumeManager:
                          attach_status="detached", availability_zone=self.availability_zone,
                          volume_type_id=vt.id, bootable=False, multiattach=multiattach,
                          snapshot_id=snapshot_id, source_volid=source_volid, host=self.host,
-                         metadata_=dict(metadata), admin_metadata={}, image_metadata={},
-                         created_at=utcnow())
+                         metadata_=dict(metadata), admin_metadata={},
+                         image_metadata=image.metadata() if image is not None else {},
+                         attachments=[], created_at=utcnow())
             s.add(vol)
             return vol
         return self._tx(run)
 
-    def finish_create(self, volume_id: str) -> None:
+    def finish_create(self, volume_id: str, image: VolumeImage | None = None) -> None:
         """The storage work of a create (blocking): the row ends ``available`` or
-        ``error``."""
+        ``error``; a volume made from ``image`` is bootable."""
         vol = self._read(lambda s: s.get(Volume, volume_id))
         if vol is None:
             return
         try:
-            if vol.snapshot_id:
+            if self.disabled_reason is not None:
+                raise VolumeDriverError("no valid backend: the volume service is disabled")
+            if image is not None:
+                loc = self.driver.create_from_image(vol.id, vol.size, image.path,
+                                                    image.disk_format)
+            elif vol.snapshot_id:
                 snap = self._read(lambda s: s.get(Snapshot, vol.snapshot_id))
                 if snap is None or not snap.provider_location:
                     raise VolumeDriverError(f"snapshot {vol.snapshot_id} has no data")
@@ -388,6 +432,8 @@ class VolumeManager:
             row.provider_location = loc
             if row.status == "creating":
                 row.status = "available"
+            if image is not None:
+                row.bootable = True
             if vol.source_volid or vol.snapshot_id:
                 src_id = vol.source_volid
                 if vol.snapshot_id:
@@ -523,6 +569,25 @@ class VolumeManager:
             vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
             self.enforce(ctx, action, vol.project_id)
             fn(vol)
+            vol.updated_at = utcnow()
+        self._tx(run)
+
+    def retype(self, ctx: RequestContext, volume_id: str, new_type: str,
+               migration_policy: str) -> None:
+        """Change a volume's type. Every type lives on this one backend, so no data moves
+        (a retype ``never`` needing migration cannot happen here)."""
+        def run(s: Session) -> None:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, "volume_extension:retype", vol.project_id)
+            if vol.status not in ("available", "in-use"):
+                raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
+                                 f"available or in-use, but current status is: "
+                                 f"{vol.status}.")
+            vt = self._find_type(s, ctx, new_type)
+            if vt.id == vol.volume_type_id:
+                raise BadRequest("Invalid input received: Retype requested to the volume's "
+                                 "current type.")
+            vol.volume_type_id = vt.id
             vol.updated_at = utcnow()
         self._tx(run)
 

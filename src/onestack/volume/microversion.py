@@ -59,9 +59,18 @@ class VolumeVersionLayer:
             return
         m = _PROJECT_SEGMENT.match(scope["path"])
         scope = dict(scope)
+        scope[SCOPE_KEY + ".path"] = scope["path"]
         if m is not None:
             scope["path"] = "/v3" + (m.group(2) or "")
             scope[SCOPE_KEY + ".project"] = m.group(1)
+        if scope["path"].endswith("/") and scope["path"] != "/v3/":
+            # ``/volumes/`` names a resource with an empty id: no such resource.
+            body = _fault(404, "itemNotFound", "The resource could not be found.")
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
         version, error = _requested(scope)
         status, kind, message = 0, "", ""
         if version is None:
@@ -92,6 +101,11 @@ class VolumeVersionLayer:
 
 def version_of(scope: Scope) -> APIVersion:
     return scope.get(SCOPE_KEY) or MIN
+
+
+def request_path(scope: Scope) -> str:
+    """The path as the client sent it (with its ``/v3/{project_id}``)."""
+    return str(scope.get(SCOPE_KEY + ".path") or scope["path"])
 
 
 def url_project(scope: Scope) -> str | None:

@@ -10,6 +10,7 @@ from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.drivers.volume.base import VolumeDriver
 from onestack.volume.api import VolumeAPI, build_policy
+from onestack.volume.images import LocalImages
 from onestack.volume.manager import VolumeManager
 from onestack.volume.microversion import VolumeVersionLayer
 
@@ -30,9 +31,12 @@ def build_volume_driver(settings: Settings) -> VolumeDriver:
 
 
 def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
-                 policy_file: str | None, auth_uri: str) -> tuple[VolumeManager, Any, VolumeAPI]:
+                 policy_file: str | None, auth_uri: str, images: Any = None
+                 ) -> tuple[VolumeManager, Any, VolumeAPI]:
+    """``images``: the in-process image manager (volumes from images read its files)."""
     manager = VolumeManager(db, build_volume_driver(settings), build_policy(policy_file),
-                            host=settings.compute_host or socket.gethostname())
+                            host=settings.compute_host or socket.gethostname(),
+                            images=LocalImages(images) if images is not None else None)
     manager.ensure_default_type()
     manager.reconcile()
     api = VolumeAPI(manager, manager.policy, auth_uri)

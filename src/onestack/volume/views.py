@@ -15,30 +15,39 @@ def _links(base: str, kind: str, rid: str, project: str) -> list[dict[str, str]]
             {"href": f"{base}/{project}/{kind}/{rid}", "rel": "bookmark"}]
 
 
+def attachment(volume_id: str, a: dict[str, Any]) -> dict[str, Any]:
+    return {"id": volume_id, "attachment_id": a["id"], "volume_id": volume_id,
+            "server_id": a.get("server_id"), "host_name": a.get("host_name"),
+            "device": a.get("device"), "attached_at": a.get("attached_at")}
+
+
 def volume_summary(base: str, v: Volume) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "links": _links(base, "volumes", v.id, v.project_id)}
 
 
 def volume(base: str, v: Volume, ctx: RequestContext, ver: APIVersion,
-           type_names: dict[str, str]) -> dict[str, Any]:
-    """Cinder's detailed volume view at microversion ``ver``."""
+           type_names: dict[str, str], extended: bool = True) -> dict[str, Any]:
+    """Cinder's detailed volume view at microversion ``ver``; ``extended`` adds the
+    ``os-vol-*`` attributes that show and list carry (create and update answers do not)."""
     doc: dict[str, Any] = {
         "id": v.id, "name": v.name, "description": v.description, "size": v.size,
         "status": v.status, "availability_zone": v.availability_zone,
         "created_at": isotime(v.created_at, subsecond=True),
         "updated_at": isotime(v.updated_at, subsecond=True),
-        "attachments": [], "bootable": "true" if v.bootable else "false",
+        "attachments": [attachment(v.id, a) for a in v.attachments or []],
+        "bootable": "true" if v.bootable else "false",
         "encrypted": False, "multiattach": v.multiattach,
         "metadata": dict(v.metadata_ or {}), "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid, "user_id": v.user_id,
         "volume_type": type_names.get(v.volume_type_id or ""),
         "consistencygroup_id": None, "replication_status": None, "migration_status": None,
-        "os-vol-tenant-attr:tenant_id": v.project_id,
         "links": _links(base, "volumes", v.id, v.project_id),
     }
-    if v.image_metadata:
+    if extended:
+        doc["os-vol-tenant-attr:tenant_id"] = v.project_id
+    if v.image_metadata and extended:
         doc["volume_image_metadata"] = dict(v.image_metadata)
-    if ctx.is_admin:
+    if ctx.is_admin and extended:
         doc["os-vol-host-attr:host"] = v.host
         doc["os-vol-mig-status-attr:migstat"] = None
         doc["os-vol-mig-status-attr:name_id"] = None
@@ -58,16 +67,19 @@ def volume(base: str, v: Volume, ctx: RequestContext, ver: APIVersion,
     return doc
 
 
-def snapshot(base: str, s: Snapshot, ver: APIVersion) -> dict[str, Any]:
+def snapshot(base: str, s: Snapshot, ver: APIVersion, extended: bool = True
+             ) -> dict[str, Any]:
+    """A snapshot; ``extended`` adds ``os-extended-snapshot-attributes`` (show, detail)."""
     doc: dict[str, Any] = {
         "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id,
         "size": s.size, "status": s.status,
         "created_at": isotime(s.created_at, subsecond=True),
         "updated_at": isotime(s.updated_at, subsecond=True),
         "metadata": dict(s.metadata_ or {}),
-        "os-extended-snapshot-attributes:progress": s.progress,
-        "os-extended-snapshot-attributes:project_id": s.project_id,
     }
+    if extended:
+        doc["os-extended-snapshot-attributes:progress"] = s.progress
+        doc["os-extended-snapshot-attributes:project_id"] = s.project_id
     if ver >= "3.14":
         doc["group_snapshot_id"] = None
     if ver >= "3.41":
@@ -77,11 +89,17 @@ def snapshot(base: str, s: Snapshot, ver: APIVersion) -> dict[str, Any]:
     return doc
 
 
-def volume_type(t: VolumeType, admin: bool) -> dict[str, Any]:
-    return {"id": t.id, "name": t.name, "description": t.description,
-            "is_public": t.is_public, "os-volume-type-access:is_public": t.is_public,
-            "extra_specs": dict(t.extra_specs or {}) if admin else {},
-            "qos_specs_id": None}
+def volume_type(t: VolumeType, admin: bool, shape: str = "show") -> dict[str, Any]:
+    """A volume type as show/list (``show``), create (``create``: no QoS id) or update
+    (``update``: neither the access flag nor the QoS id) answer it."""
+    doc: dict[str, Any] = {"id": t.id, "name": t.name, "description": t.description,
+                           "is_public": t.is_public,
+                           "extra_specs": dict(t.extra_specs or {}) if admin else {}}
+    if shape != "update":
+        doc["os-volume-type-access:is_public"] = t.is_public
+    if shape == "show":
+        doc["qos_specs_id"] = None
+    return doc
 
 
 def quota_set(project_id: str, limits: dict[str, int],

@@ -61,6 +61,12 @@ class VolumeDriver(ABC):
         """A new volume with a snapshot's content, grown to ``size_gb``; its location."""
 
     @abstractmethod
+    def create_from_image(self, volume_id: str, size_gb: int, image_path: str,
+                          disk_format: str) -> str:
+        """A new volume holding the image's disk (converted to the volume's format), grown
+        to ``size_gb``; ``VolumeDriverError`` when the image's disk does not fit."""
+
+    @abstractmethod
     def delete_volume(self, location: str) -> None:
         """Remove the volume's data (nothing to do when it is already gone)."""
 

@@ -43,6 +43,12 @@ class FakeVolumeDriver(VolumeDriver):
         size, content = self._get(self.snapshots, snapshot_location)
         return self._add(f"volume-{volume_id}", max(size, size_gb), content)
 
+    def create_from_image(self, volume_id: str, size_gb: int, image_path: str,
+                          disk_format: str) -> str:
+        with open(image_path, "rb") as fh:
+            content = fh.read(1 << 20)
+        return self._add(f"volume-{volume_id}", size_gb, content)
+
     @staticmethod
     def _get(table: dict[str, tuple[int, bytes]], location: str) -> tuple[int, bytes]:
         if location not in table:

@@ -8,6 +8,7 @@ the connection info names it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -95,6 +96,35 @@ class FileVolumeDriver(VolumeDriver):
 
     def create_from_snapshot(self, volume_id: str, size_gb: int, snapshot_location: str) -> str:
         return self._copy(self._path(snapshot_location), f"volume-{volume_id}", size_gb)
+
+    def create_from_image(self, volume_id: str, size_gb: int, image_path: str,
+                          disk_format: str) -> str:
+        if disk_format == "raw":
+            if os.path.getsize(image_path) > size_gb * GiB:
+                raise VolumeDriverError(f"the image's {os.path.getsize(image_path)} bytes "
+                                        f"do not fit in {size_gb} GiB")
+            return self._copy(Path(image_path), f"volume-{volume_id}", size_gb)
+        self._reserve(size_gb)
+        location = f"volume-{volume_id}"
+        part = self.dir / f".{location}.part"
+        try:
+            info = subprocess.run(["qemu-img", "info", "--output=json", "-f", disk_format,
+                                   image_path], check=True, capture_output=True, text=True)
+            virtual = int(json.loads(info.stdout).get("virtual-size") or 0)
+            if virtual > size_gb * GiB:
+                raise VolumeDriverError(f"the image's disk ({virtual} bytes) does not fit in "
+                                        f"{size_gb} GiB")
+            subprocess.run(["qemu-img", "convert", "-q", "-f", disk_format, "-O", "raw",
+                            "-S", "4k", image_path, str(part)], check=True,
+                           capture_output=True)
+            os.truncate(part, size_gb * GiB)
+            return self._finish(part, location)
+        except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+            part.unlink(missing_ok=True)
+            raise VolumeDriverError(f"image conversion failed: {exc}") from exc
+        except VolumeDriverError:
+            part.unlink(missing_ok=True)
+            raise
 
     def delete_volume(self, location: str) -> None:
         self._path(location).unlink(missing_ok=True)

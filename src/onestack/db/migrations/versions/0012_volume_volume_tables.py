@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("admin_metadata", sa.JSON(), nullable=False),
         sa.Column("image_metadata", sa.JSON(), nullable=False),
+        sa.Column("attachments", sa.JSON(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_volume")),

@@ -1,0 +1,141 @@
+"""Block-storage API routes for volume types: types, their extra specs and project access
+(Cinder's ``types``, ``types-manage``, ``os-volume-type-access``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest
+from onestack.common.errors import BadRequest, NotFound
+from onestack.volume import views
+from onestack.volume.api import _bool, _metadata, _obj, _text
+
+if TYPE_CHECKING:
+    from onestack.volume.api import VolumeAPI
+
+
+def add_type_routes(api: VolumeAPI) -> None:
+    """Register the routes of this module on ``api``."""
+    h = _Types(api)
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    r("/v3/types", h.list_types, ["GET"])
+    r("/v3/types", h.create_type, ["POST"])
+    r("/v3/types/{id}", h.show_type, ["GET"])
+    r("/v3/types/{id}", h.update_type, ["PUT"])
+    r("/v3/types/{id}", h.delete_type, ["DELETE"])
+    r("/v3/types/{id}/action", h.type_action, ["POST"])
+    r("/v3/types/{id}/os-volume-type-access", h.type_access, ["GET"])
+    r("/v3/types/{id}/extra_specs", h.extra_specs, ["GET"])
+    r("/v3/types/{id}/extra_specs", h.add_extra_specs, ["POST"])
+    r("/v3/types/{id}/extra_specs/{key}", h.extra_spec, ["GET"])
+    r("/v3/types/{id}/extra_specs/{key}", h.put_extra_spec, ["PUT"])
+    r("/v3/types/{id}/extra_specs/{key}", h.delete_extra_spec, ["DELETE"])
+
+
+class _Types:
+    def __init__(self, api: VolumeAPI) -> None:
+        self.m = api.m
+
+    async def list_types(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("volume_extension:type_get_all", {"project_id": req.ctx.project_id or ""})
+        rows = await req.run(self.m.list_types, req.ctx, req.query.get("is_public"))
+        return {"volume_types": [views.volume_type(t, req.ctx.is_admin) for t in rows]}
+
+    async def show_type(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("volume_extension:type_get", {"project_id": req.ctx.project_id or ""})
+        t = await req.run(self.m.get_type, req.ctx, req.param("id"))
+        return {"volume_type": views.volume_type(t, req.ctx.is_admin)}
+
+    def _admin(self, req: ApiRequest, action: str = "volume_extension:types_manage") -> None:
+        req.enforce(action, {"project_id": req.ctx.project_id or ""})
+
+    async def create_type(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req)
+        body = _obj(await req.json(), "volume_type")
+        name = _text(body.get("name"), "name", nullable=False) or ""
+        if not name.strip():
+            raise BadRequest("Invalid input for field/attribute name: a volume type needs a "
+                             "name.")
+        public = _bool(body.get("os-volume-type-access:is_public",
+                                body.get("is_public", True)), "is_public")
+        t = await req.run(self.m.create_type, name, _text(body.get("description"),
+                                                          "description"),
+                          public, _metadata(body.get("extra_specs"), "extra_specs"))
+        return {"volume_type": views.volume_type(t, True, "create")}
+
+    async def update_type(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req)
+        body = _obj(await req.json(), "volume_type")
+        changes: dict[str, Any] = {}
+        if "name" in body:
+            changes["name"] = _text(body["name"], "name", nullable=False)
+        if "description" in body:
+            changes["description"] = _text(body["description"], "description")
+        if "is_public" in body:
+            changes["is_public"] = _bool(body["is_public"], "is_public")
+        if not changes:
+            raise BadRequest("Invalid input received: a volume type update needs a name, a "
+                             "description or is_public.")
+        t = await req.run(self.m.update_type, req.param("id"), changes)
+        return {"volume_type": views.volume_type(t, True, "update")}
+
+    async def delete_type(self, req: ApiRequest) -> Response:
+        self._admin(req)
+        await req.run(self.m.delete_type, req.param("id"))
+        return Response(status_code=202)
+
+    async def type_action(self, req: ApiRequest) -> Response:
+        body = await req.json()
+        for action, add in (("addProjectAccess", True), ("removeProjectAccess", False)):
+            if isinstance(body, dict) and action in body:
+                self._admin(req, f"volume_extension:volume_type_access:{action}")
+                project = _obj(body, action).get("project")
+                if not isinstance(project, str) or not project:
+                    raise BadRequest("Access list requires a project.")
+                await req.run(self.m.set_type_access, req.param("id"), project, add)
+                return Response(status_code=202)
+        raise BadRequest("There is no such action.")
+
+    async def type_access(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req, "volume_extension:volume_type_access")
+        t = await req.run(self.m.get_type, req.ctx, req.param("id"))
+        if t.is_public:
+            raise NotFound("Access list not available for public volume types.")
+        return {"volume_type_access": [{"volume_type_id": t.id, "project_id": p}
+                                       for p in t.projects or []]}
+
+    async def extra_specs(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req, "volume_extension:access_types_extra_specs")
+        t = await req.run(self.m.get_type, req.ctx, req.param("id"))
+        return {"extra_specs": dict(t.extra_specs or {})}
+
+    async def add_extra_specs(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req)
+        specs = _metadata(_obj(await req.json(), "extra_specs"), "extra_specs")
+        await req.run(self.m.set_extra_specs, req.param("id"), specs)
+        return {"extra_specs": specs}
+
+    async def extra_spec(self, req: ApiRequest) -> dict[str, Any]:
+        specs = (await self.extra_specs(req))["extra_specs"]
+        key = req.param("key")
+        if key not in specs:
+            raise NotFound(f"Volume Type {req.param('id')} has no extra specs with key "
+                           f"{key}.")
+        return {key: specs[key]}
+
+    async def put_extra_spec(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req)
+        body = await req.json()
+        spec = _metadata(body, "extra_specs")
+        if list(spec) != [req.param("key")]:
+            raise BadRequest("Request body and URI mismatch")
+        await req.run(self.m.set_extra_specs, req.param("id"), spec)
+        return spec
+
+    async def delete_extra_spec(self, req: ApiRequest) -> Response:
+        self._admin(req)
+        await req.run(self.m.delete_extra_spec, req.param("id"), req.param("key"))
+        return Response(status_code=202)
+

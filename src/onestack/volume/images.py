@@ -1,0 +1,66 @@
+"""What the volume service needs from the image service (a typed seam): an image a caller
+may see, with a local file of its data, to create a volume from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from onestack.common.context import RequestContext
+from onestack.common.errors import BadRequest, NotFound
+
+
+@dataclass(frozen=True)
+class VolumeImage:
+    """An active image's facts a volume copies (``volume_image_metadata``) and its data."""
+
+    id: str
+    name: str | None
+    size: int
+    virtual_size: int | None
+    disk_format: str
+    container_format: str | None
+    min_disk: int
+    min_ram: int
+    checksum: str | None
+    path: str
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, str]:
+        """Cinder's ``volume_image_metadata`` of a volume made from this image."""
+        meta = {"image_id": self.id, "image_name": self.name or "",
+                "checksum": self.checksum or "", "disk_format": self.disk_format,
+                "container_format": self.container_format or "",
+                "min_disk": str(self.min_disk), "min_ram": str(self.min_ram),
+                "size": str(self.size)}
+        meta.update({k: str(v) for k, v in self.properties.items()})
+        return meta
+
+
+class ImageSource(Protocol):
+    def volume_image(self, ctx: RequestContext, image_id: str) -> VolumeImage:
+        """The image ``ctx`` may see, active and with local data (404/400 otherwise)."""
+        ...
+
+
+class LocalImages:
+    """``ImageSource`` over the in-process image manager."""
+
+    def __init__(self, images: Any) -> None:
+        self.images = images
+
+    def volume_image(self, ctx: RequestContext, image_id: str) -> VolumeImage:
+        info = self.images.get(ctx, image_id)  # 404 when not visible
+        if info.status != "active":
+            raise BadRequest(f"Invalid image identifier or unable to access requested image: "
+                             f"image {image_id} is {info.status}, not active.")
+        path = self.images.stores.local_path(info.location) if info.location else None
+        if path is None:
+            raise NotFound(f"Image {image_id} has no data this volume service can read.")
+        return VolumeImage(id=info.id, name=info.name, size=int(info.size or 0),
+                           virtual_size=info.virtual_size,
+                           disk_format=info.disk_format or "raw",
+                           container_format=info.container_format,
+                           min_disk=int(info.min_disk or 0), min_ram=int(info.min_ram or 0),
+                           checksum=info.checksum, path=path,
+                           properties=dict(info.properties or {}))

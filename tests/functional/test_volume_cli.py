@@ -1,0 +1,210 @@
+"""The block-storage service through the real clients (``openstack volume …`` and
+openstacksdk): volumes, snapshots, clones, volumes from images, extend, types, quotas,
+the legacy attach actions, tenancy, bad input, and a restart that finds files and rows in
+line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openstack
+import pytest
+from openstack import exceptions as exc
+
+from tests.conftest import RunningCloud
+
+
+def _json(cloud: RunningCloud, *args: str, env: dict[str, str] | None = None) -> Any:
+    return json.loads(cloud.openstack(*args, "-f", "json", env=env).stdout)
+
+
+def _conn(cloud: RunningCloud, user: str = "admin", password: str | None = None,
+          project: str = "admin") -> Any:
+    return openstack.connect(
+        auth_url=cloud.auth_url, username=user, password=password or cloud.admin_password,
+        project_name=project, user_domain_id="default", project_domain_id="default",
+        region_name="RegionOne", identity_api_version="3")
+
+
+def _wait(fn: Any, want: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        item = fn()
+        status = item["status"] if isinstance(item, dict) else item.status
+        if status == want:
+            return item
+        assert status not in ("error", "error_deleting"), item
+        assert time.monotonic() < deadline, f"still {status}, not {want}"
+        time.sleep(0.1)
+
+
+def _files(cloud: RunningCloud) -> set[str]:
+    d = cloud.data_dir / "volumes"
+    return {p.name for p in d.iterdir() if not p.name.startswith(".")} if d.exists() else set()
+
+
+def test_volume_lifecycle_with_the_cli(cloud: RunningCloud) -> None:
+    user, password, project = cloud.make_member("vol")
+    env = cloud.os_env(user, password, project)
+    before = _files(cloud)
+    vol = _json(cloud, "volume", "create", "--size", "1", "v1", env=env)
+    assert vol["status"] == "creating" and vol["size"] == 1
+    _wait(lambda: _json(cloud, "volume", "show", vol["id"], env=env), "available")
+    assert f"volume-{vol['id']}" in _files(cloud)
+    snap = _json(cloud, "volume", "snapshot", "create", "--volume", "v1", "s1", env=env)
+    _wait(lambda: _json(cloud, "volume", "snapshot", "show", snap["id"], env=env),
+          "available")
+    v2 = _json(cloud, "volume", "create", "--snapshot", snap["id"], "--size", "2", "v2",
+               env=env)
+    v3 = _json(cloud, "volume", "create", "--source", vol["id"], "v3", env=env)
+    for v in (v2, v3):
+        _wait(lambda v=v: _json(cloud, "volume", "show", v["id"], env=env), "available")
+    cloud.openstack("volume", "set", "--size", "3", "--property", "k=v", "--bootable", "v1",
+                    env=env)
+    shown = _wait(lambda: _json(cloud, "volume", "show", vol["id"], env=env), "available")
+    assert shown["size"] == 3 and shown["bootable"] in ("true", True)
+    assert shown["properties"] == {"k": "v"} or shown["properties"] == "k='v'"
+    # A volume with snapshots is not deleted (400) until they are gone.
+    r = cloud.openstack("volume", "delete", "v1", env=env, check=False)
+    assert r.returncode != 0
+    cloud.openstack("volume", "snapshot", "delete", snap["id"], env=env)
+    cloud.openstack("volume", "delete", "v1", "v2", "v3", env=env)
+    deadline = time.monotonic() + 30
+    while _json(cloud, "volume", "list", env=env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _json(cloud, "volume", "list", env=env) == []
+    assert _files(cloud) == before  # nothing left on disk
+
+
+def test_volume_from_image_and_types(cloud: RunningCloud, tmp_path: Path) -> None:
+    conn = _conn(cloud)
+    data = tmp_path / "disk.raw"
+    data.write_bytes(b"BOOT" + b"\0" * (1 << 20))
+    img = conn.image.create_image(name="vol-src", filename=str(data), disk_format="raw",
+                                  container_format="bare", visibility="public")
+    vt = conn.block_storage.create_type(name="gold", extra_specs={"tier": "1"})
+    vol = conn.block_storage.create_volume(size=1, image_id=img.id, volume_type="gold",
+                                           name="from-image")
+    vol = conn.block_storage.wait_for_status(vol, "available", wait=30)
+    assert vol.is_bootable and vol.volume_type == "gold"
+    assert vol.volume_image_metadata["image_id"] == img.id
+    with open(cloud.data_dir / "volumes" / f"volume-{vol.id}", "rb") as f:
+        assert f.read(4) == b"BOOT"
+    # An image bigger than the volume is refused before anything is stored.
+    big = tmp_path / "big.raw"
+    with open(big, "wb") as f:
+        f.truncate(3 << 30)
+    img2 = conn.image.create_image(name="vol-big", filename=str(big), disk_format="raw",
+                                   container_format="bare")
+    with pytest.raises(exc.BadRequestException):
+        conn.block_storage.create_volume(size=1, image_id=img2.id, name="too-small")
+    # A type in use is not deleted; the default type stays.
+    with pytest.raises(exc.BadRequestException):
+        conn.block_storage.delete_type(vt)
+    conn.block_storage.delete_volume(vol)
+    conn.block_storage.wait_for_delete(vol, wait=30)
+    conn.block_storage.delete_type(vt)
+    names = [t.name for t in conn.block_storage.types()]
+    assert "__DEFAULT__" in names and "gold" not in names
+    conn.image.delete_image(img)
+    conn.image.delete_image(img2)
+
+
+def test_tenancy_quota_and_bad_input(cloud: RunningCloud) -> None:
+    admin = _conn(cloud)
+    u1, p1, proj1 = cloud.make_member("vq1")
+    u2, p2, proj2 = cloud.make_member("vq2")
+    one, two = _conn(cloud, u1, p1, proj1), _conn(cloud, u2, p2, proj2)
+    pid1 = admin.identity.find_project(proj1).id
+    admin.block_storage.update_quota_set(pid1, volumes=1)
+    vol = one.block_storage.create_volume(size=1, name="mine")
+    one.block_storage.wait_for_status(vol, "available", wait=30)
+    with pytest.raises(exc.HttpException) as err:
+        one.block_storage.create_volume(size=1, name="over")
+    assert err.value.status_code == 413
+    # Another project sees nothing of it and cannot touch it (404).
+    assert [v.id for v in two.block_storage.volumes()] == []
+    with pytest.raises(exc.NotFoundException):
+        two.block_storage.get_volume(vol.id)
+    with pytest.raises(exc.NotFoundException):
+        two.block_storage.delete_volume(vol.id, ignore_missing=False)
+    # A member cannot manage types or reset status (403).
+    with pytest.raises(exc.ForbiddenException):
+        one.block_storage.create_type(name="nope")
+    token = cloud.token(u1, p1, proj1)
+    base = f"{cloud.url('volume')}/v3/{one.current_project_id}"
+    h = {"X-Auth-Token": token}
+    r = httpx.post(f"{base}/volumes/{vol.id}/action", headers=h,
+                   json={"os-reset_status": {"status": "error"}})
+    assert r.status_code == 403 and "forbidden" in r.json()
+    for body in ({"volume": {"size": 0}}, {"volume": {"size": "x"}}, {"volume": []},
+                 {"volume": {"size": 1, "name": "n" * 300}},
+                 {"volume": {"size": 1, "metadata": {"k": 5}}},
+                 {"volume": {"size": 1, "volume_type": "nope"}}):
+        r = httpx.post(f"{base}/volumes", headers=h, json=body)
+        assert r.status_code in (400, 404), (body, r.text)
+        assert set(r.json()) <= {"badRequest", "itemNotFound"}
+    r = httpx.get(f"{base}/volumes", headers={**h, "OpenStack-API-Version": "volume 3.99"})
+    assert r.status_code == 404
+    assert [v.name for v in one.block_storage.volumes()] == ["mine"]  # nothing stored
+    one.block_storage.delete_volume(vol)
+
+
+def test_legacy_attach_actions(cloud: RunningCloud) -> None:
+    conn = _conn(cloud)
+    vol = conn.block_storage.create_volume(size=1, name="att")
+    conn.block_storage.wait_for_status(vol, "available", wait=30)
+    base = f"{cloud.url('volume')}/v3/{conn.current_project_id}/volumes/{vol.id}/action"
+    h = {"X-Auth-Token": cloud.token()}
+
+    def act(body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(base, headers=h, json=body)
+
+    assert act({"os-reserve": {}}).status_code == 202
+    assert conn.block_storage.get_volume(vol.id).status == "attaching"
+    assert act({"os-attach": {"instance_uuid": "6a3e4b5c-0000-4000-8000-000000000001",
+                              "mountpoint": "/dev/vdb"}}).status_code == 202
+    v = conn.block_storage.get_volume(vol.id)
+    assert v.status == "in-use" and v.attachments[0]["device"] == "/dev/vdb"
+    r = act({"os-initialize_connection": {"connector": {"host": "h1"}}})
+    assert r.status_code == 200
+    info = r.json()["connection_info"]
+    assert info["driver_volume_type"] == "file"
+    assert Path(info["data"]["path"]).exists()
+    # Attached: not deleted.
+    with pytest.raises(exc.BadRequestException):
+        conn.block_storage.delete_volume(vol, ignore_missing=False)
+    assert act({"os-begin_detaching": {}}).status_code == 202
+    assert act({"os-detach": {}}).status_code == 202
+    assert conn.block_storage.get_volume(vol.id).status == "available"
+    assert act({"os-unreserve": {}}).status_code == 400  # not attaching
+    conn.block_storage.delete_volume(vol)
+
+
+def test_restart_reconciles(tmp_path: Path) -> None:
+    """Rows left ``creating`` become available when their file exists, else error; files
+    that no row names are removed on start."""
+    from tests.conftest import start_cloud
+
+    cloud = start_cloud(tmp_path / "data")
+    try:
+        conn = _conn(cloud)
+        vol = conn.block_storage.create_volume(size=1, name="keep")
+        conn.block_storage.wait_for_status(vol, "available", wait=30)
+    finally:
+        cloud.stop()
+    orphan = tmp_path / "data" / "volumes" / "volume-00000000-0000-4000-8000-000000000000"
+    orphan.write_bytes(b"")
+    part = tmp_path / "data" / "volumes" / ".volume-x.part"
+    part.write_bytes(b"half")
+    cloud = start_cloud(tmp_path / "data")
+    try:
+        conn = _conn(cloud)
+        assert conn.block_storage.get_volume(vol.id).status == "available"
+        assert not orphan.exists() and not part.exists()
+    finally:
+        cloud.stop()
