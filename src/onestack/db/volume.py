@@ -72,6 +72,34 @@ class VolumeType(Base):
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     extra_specs: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
     projects: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    qos_specs_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class QosSpecs(Base):
+    """Named QoS specs (``consumer`` back-end, front-end or both) that types point to."""
+
+    __tablename__ = "volume_qos_specs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    consumer: Mapped[str] = mapped_column(String(16), default="back-end")
+    specs: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class Transfer(Base):
+    """A volume offered to another project: whoever presents the id and the auth key (kept
+    as a salted hash) takes it."""
+
+    __tablename__ = "volume_transfer"
+    __table_args__ = (Index("ix_volume_transfer_project", "project_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    salt: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(128))
+    no_snapshots: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column()
 
 

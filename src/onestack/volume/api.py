@@ -190,9 +190,13 @@ class VolumeAPI:
         r("/v3/os-quota-sets/{project_id}", self.update_quotas, ["PUT"])
         r("/v3/os-quota-sets/{project_id}", self.delete_quotas, ["DELETE"])
         from onestack.volume.api_admin import add_admin_routes
+        from onestack.volume.api_qos import add_qos_routes
+        from onestack.volume.api_transfers import add_transfer_routes
         from onestack.volume.api_types import add_type_routes
 
         add_type_routes(self)
+        add_transfer_routes(self)
+        add_qos_routes(self)
         add_admin_routes(self)
 
     # ------------------------------------------------------------------ background work

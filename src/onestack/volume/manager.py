@@ -24,7 +24,7 @@ from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType
+from onestack.db.volume import Snapshot, Transfer, Volume, VolumeQuota, VolumeType
 from onestack.drivers.volume.base import GiB, VolumeDriver, VolumeDriverError
 from onestack.volume.images import ImageSource, VolumeImage
 
@@ -521,6 +521,8 @@ class VolumeManager:
         def run(s: Session) -> None:
             for snap in s.scalars(select(Snapshot).where(Snapshot.volume_id == volume_id)):
                 s.delete(snap)
+            for offer in s.scalars(select(Transfer).where(Transfer.volume_id == volume_id)):
+                s.delete(offer)
             row = s.get(Volume, volume_id)
             if row is not None:
                 s.delete(row)

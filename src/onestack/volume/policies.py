@@ -54,6 +54,18 @@ RULES: dict[str, str] = {
     "volume:delete_snapshot_metadata": MEMBER,
     "volume_extension:snapshot_admin_actions:reset_status": ADMIN,
     "volume_extension:extended_snapshot_attributes": READER,
+    # QoS specs
+    "volume_extension:qos_specs_manage:get": ADMIN,
+    "volume_extension:qos_specs_manage:get_all": ADMIN,
+    "volume_extension:qos_specs_manage:create": ADMIN,
+    "volume_extension:qos_specs_manage:update": ADMIN,
+    "volume_extension:qos_specs_manage:delete": ADMIN,
+    # transfers
+    "volume:create_transfer": MEMBER,
+    "volume:get_transfer": READER,
+    "volume:get_all_transfers": READER,
+    "volume:delete_transfer": MEMBER,
+    "volume:accept_transfer": MEMBER,
     # types
     "volume_extension:types_manage": ADMIN,
     "volume_extension:type_get": ANY_READER,

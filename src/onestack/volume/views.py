@@ -98,7 +98,7 @@ def volume_type(t: VolumeType, admin: bool, shape: str = "show") -> dict[str, An
     if shape != "update":
         doc["os-volume-type-access:is_public"] = t.is_public
     if shape == "show":
-        doc["qos_specs_id"] = None
+        doc["qos_specs_id"] = t.qos_specs_id
     return doc
 
 

@@ -80,10 +80,35 @@ def upgrade() -> None:
         sa.Column("is_public", sa.Boolean(), nullable=False),
         sa.Column("extra_specs", sa.JSON(), nullable=False),
         sa.Column("projects", sa.JSON(), nullable=False),
+        sa.Column("qos_specs_id", sa.String(36), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_type")),
         sa.UniqueConstraint("name", name=op.f("uq_volume_type_name")),
     )
+    op.create_table(
+        "volume_qos_specs",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("consumer", sa.String(16), nullable=False),
+        sa.Column("specs", sa.JSON(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_qos_specs")),
+        sa.UniqueConstraint("name", name=op.f("uq_volume_qos_specs_name")),
+    )
+    op.create_table(
+        "volume_transfer",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("volume_id", sa.String(36), nullable=False),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=True),
+        sa.Column("salt", sa.String(64), nullable=False),
+        sa.Column("key_hash", sa.String(128), nullable=False),
+        sa.Column("no_snapshots", sa.Boolean(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_transfer")),
+    )
+    with op.batch_alter_table("volume_transfer") as batch:
+        batch.create_index("ix_volume_transfer_project", ["project_id"], unique=False)
     op.create_table(
         "volume_quota",
         sa.Column("project_id", sa.String(64), nullable=False),
@@ -94,5 +119,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("volume_quota", "volume_type", "volume_snapshot", "volume_volume"):
+    for table in ("volume_quota", "volume_transfer", "volume_qos_specs", "volume_type", "volume_snapshot", "volume_volume"):
         op.drop_table(table)
