@@ -103,6 +103,36 @@ class Transfer(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
 
 
+class Backup(Base):
+    """A copy of a volume's data in the backup directory (full, or incremental on a
+    parent)."""
+
+    __tablename__ = "volume_backup"
+    __table_args__ = (Index("ix_volume_backup_project", "project_id"),
+                      Index("ix_volume_backup_volume", "volume_id"))
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str] = mapped_column(String(64), default="")
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    status: Mapped[str] = mapped_column(String(32), default="creating")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    object_count: Mapped[int] = mapped_column(Integer, default=0)
+    container: Mapped[str | None] = mapped_column(String(255), default=None)
+    parent_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    #: The directory of the backup store holding its data (its own id, or for an
+    #: imported record the id it was exported with).
+    service_metadata: Mapped[str | None] = mapped_column(String(255), default=None)
+    fail_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+    availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
+    data_timestamp: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
 class VolumeQuota(Base):
     """A project's own limit for one resource (the class defaults are settings)."""
 

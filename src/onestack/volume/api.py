@@ -129,8 +129,10 @@ class VolumeAPI:
     """Builds the volume service: routes bound to a manager."""
 
     def __init__(self, manager: VolumeManager, policy: Policy, auth_uri: str,
-                 max_limit: int = 1000) -> None:
+                 max_limit: int = 1000, backups: Any = None) -> None:
+        """``backups``: a ``volume.backups.Backups`` (None: no backup routes)."""
         self.m = manager
+        self.backups = backups
         self.max_limit = max_limit
         self.service = Service(name="volume", routes=[], fault=cinder_fault, policy=policy,
                                auth_uri=auth_uri, request_check=self._check_project,
@@ -197,6 +199,10 @@ class VolumeAPI:
         add_type_routes(self)
         add_transfer_routes(self)
         add_qos_routes(self)
+        if self.backups is not None:
+            from onestack.volume.api_backups import add_backup_routes
+
+            add_backup_routes(self, self.backups)
         add_admin_routes(self)
 
     # ------------------------------------------------------------------ background work

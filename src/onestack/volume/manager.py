@@ -60,6 +60,8 @@ class VolumeManager:
         self.images = images
         #: Set while an operator has disabled the volume service (new volumes then fail).
         self.disabled_reason: str | None = None
+        #: ``(session, project) -> (backups, GiB)`` when backups are served.
+        self.backup_usage: Callable[[Session, str], tuple[int, int]] | None = None
         self.driver = driver
         self.policy = policy
         self.host = f"{host}@{driver.backend_name}#{driver.backend_name}"
@@ -261,8 +263,9 @@ class VolumeManager:
             Volume.project_id == project_id)).one()
         sn, sgb = s.execute(select(func.count(), func.coalesce(func.sum(Snapshot.size), 0))
                             .where(Snapshot.project_id == project_id)).one()
+        bn, bgb = self.backup_usage(s, project_id) if self.backup_usage else (0, 0)
         return {"volumes": int(n), "gigabytes": int(gb) + int(sgb), "snapshots": int(sn),
-                "backups": 0, "backup_gigabytes": 0, "groups": 0}
+                "backups": bn, "backup_gigabytes": bgb, "groups": 0}
 
     def _check_quota(self, s: Session, project_id: str, volumes: int = 0, snapshots: int = 0,
                      gigabytes: int = 0, per_volume: int | None = None) -> None:

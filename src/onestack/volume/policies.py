@@ -60,6 +60,16 @@ RULES: dict[str, str] = {
     "volume_extension:qos_specs_manage:create": ADMIN,
     "volume_extension:qos_specs_manage:update": ADMIN,
     "volume_extension:qos_specs_manage:delete": ADMIN,
+    # backups
+    "backup:create": MEMBER,
+    "backup:get": READER,
+    "backup:get_all": READER,
+    "backup:update": MEMBER,
+    "backup:delete": MEMBER,
+    "backup:restore": MEMBER,
+    "backup:backup-reset_status": ADMIN,
+    "backup:backup-force_delete": ADMIN,
+    "backup:export-import": ADMIN,
     # transfers
     "volume:create_transfer": MEMBER,
     "volume:get_transfer": READER,

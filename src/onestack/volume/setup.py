@@ -10,6 +10,8 @@ from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.drivers.volume.base import VolumeDriver
 from onestack.volume.api import VolumeAPI, build_policy
+from onestack.volume.backup_store import DirectoryBackupStore
+from onestack.volume.backups import Backups
 from onestack.volume.images import LocalImages
 from onestack.volume.manager import VolumeManager
 from onestack.volume.microversion import VolumeVersionLayer
@@ -39,6 +41,9 @@ def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
                             images=LocalImages(images) if images is not None else None)
     manager.ensure_default_type()
     manager.reconcile()
-    api = VolumeAPI(manager, manager.policy, auth_uri)
+    backups = Backups(manager, DirectoryBackupStore(settings.data_dir / "backups"))
+    manager.backup_usage = backups.usage
+    backups.reconcile()
+    api = VolumeAPI(manager, manager.policy, auth_uri, backups=backups)
     app = VolumeVersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     return manager, app, api

@@ -14,6 +14,7 @@ rules in memory; ``tests/drivers/test_volume_battery.py`` runs one battery over 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,14 @@ class VolumeDriver(ABC):
     def connection_info(self, location: str, volume_id: str) -> dict[str, Any]:
         """What a hypervisor needs to open the volume (``{"driver_volume_type", "data"}``,
         Cinder's shape)."""
+
+    @abstractmethod
+    def read_chunks(self, location: str, chunk_size: int) -> Iterator[bytes]:
+        """The volume's content in ``chunk_size`` pieces (the last may be shorter)."""
+
+    @abstractmethod
+    def write_chunks(self, location: str, chunks: Iterable[tuple[int, bytes]]) -> None:
+        """Write ``(offset, data)`` pieces into the volume (a restore)."""
 
     @abstractmethod
     def capacity(self) -> Capacity:

@@ -4,9 +4,16 @@ dictionaries instead of files. Contents are byte strings, so copies can be check
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from onestack.drivers.volume.base import Capacity, NoCapacity, VolumeDriver, VolumeDriverError
+from onestack.drivers.volume.base import (
+    Capacity,
+    GiB,
+    NoCapacity,
+    VolumeDriver,
+    VolumeDriverError,
+)
 
 
 class FakeVolumeDriver(VolumeDriver):
@@ -90,6 +97,24 @@ class FakeVolumeDriver(VolumeDriver):
         self._get(self.volumes, location)
         return {"driver_volume_type": "fake", "data": {"name": location,
                                                        "volume_id": volume_id}}
+
+    def read_chunks(self, location: str, chunk_size: int) -> Iterator[bytes]:
+        size, content = self._get(self.volumes, location)
+        total = size * GiB
+        for off in range(0, total, chunk_size):
+            piece = content[off:off + chunk_size]
+            yield piece + b"\0" * (min(chunk_size, total - off) - len(piece))
+
+    def write_chunks(self, location: str, chunks: Iterable[tuple[int, bytes]]) -> None:
+        size, content = self._get(self.volumes, location)
+        buf = bytearray(content)
+        for off, data in chunks:
+            if off + len(data) > size * GiB:
+                raise VolumeDriverError("write beyond the end of the volume")
+            if len(buf) < off + len(data):
+                buf.extend(b"\0" * (off + len(data) - len(buf)))
+            buf[off:off + len(data)] = data
+        self.volumes[location] = (size, bytes(buf.rstrip(b"\0")))
 
     def capacity(self) -> Capacity:
         used = self._used()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,26 @@ class FileVolumeDriver(VolumeDriver):
         return {"driver_volume_type": "file",
                 "data": {"export": str(self.dir), "name": location, "path": str(path),
                          "format": "raw", "volume_id": volume_id}}
+
+    def read_chunks(self, location: str, chunk_size: int) -> Iterator[bytes]:
+        path = self._path(location)
+        if not path.exists():
+            raise VolumeDriverError(f"no data at {location}")
+        with open(path, "rb") as fh:
+            while piece := fh.read(chunk_size):
+                yield piece
+
+    def write_chunks(self, location: str, chunks: Iterable[tuple[int, bytes]]) -> None:
+        path = self._path(location)
+        if not path.exists():
+            raise VolumeDriverError(f"no data at {location}")
+        size = path.stat().st_size
+        with open(path, "r+b") as fh:
+            for off, data in chunks:
+                if off + len(data) > size:
+                    raise VolumeDriverError("write beyond the end of the volume")
+                fh.seek(off)
+                fh.write(data)
 
     def capacity(self) -> Capacity:
         st = os.statvfs(self.dir)

@@ -110,6 +110,32 @@ def upgrade() -> None:
     with op.batch_alter_table("volume_transfer") as batch:
         batch.create_index("ix_volume_transfer_project", ["project_id"], unique=False)
     op.create_table(
+        "volume_backup",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("volume_id", sa.String(36), nullable=False),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("user_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=True),
+        sa.Column("description", sa.String(255), nullable=True),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("object_count", sa.Integer(), nullable=False),
+        sa.Column("container", sa.String(255), nullable=True),
+        sa.Column("parent_id", sa.String(36), nullable=True),
+        sa.Column("snapshot_id", sa.String(36), nullable=True),
+        sa.Column("service_metadata", sa.String(255), nullable=True),
+        sa.Column("fail_reason", sa.String(255), nullable=True),
+        sa.Column("availability_zone", sa.String(255), nullable=False),
+        sa.Column("metadata", sa.JSON(), nullable=False),
+        sa.Column("data_timestamp", TS, nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("updated_at", TS, nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_backup")),
+    )
+    with op.batch_alter_table("volume_backup") as batch:
+        batch.create_index("ix_volume_backup_project", ["project_id"], unique=False)
+        batch.create_index("ix_volume_backup_volume", ["volume_id"], unique=False)
+    op.create_table(
         "volume_quota",
         sa.Column("project_id", sa.String(64), nullable=False),
         sa.Column("resource", sa.String(255), nullable=False),
@@ -119,5 +145,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("volume_quota", "volume_transfer", "volume_qos_specs", "volume_type", "volume_snapshot", "volume_volume"):
+    for table in ("volume_quota", "volume_backup", "volume_transfer", "volume_qos_specs", "volume_type", "volume_snapshot", "volume_volume"):
         op.drop_table(table)

@@ -1,0 +1,161 @@
+"""Block-storage API routes for backups (``backups``: create, list, show, update at 3.9,
+delete, restore, reset-status, force-delete, export and import of records)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest, FastJSON
+from onestack.common.errors import BadRequest, NotFound
+from onestack.common.timeutils import isotime
+from onestack.db.volume import Backup
+from onestack.volume.api import _bool, _metadata, _obj, _text
+from onestack.volume.backups import Backups
+from onestack.volume.microversion import version_of
+
+if TYPE_CHECKING:
+    from onestack.volume.api import VolumeAPI
+
+
+def add_backup_routes(api: VolumeAPI, backups: Backups) -> None:
+    """Register the routes of this module on ``api``."""
+    h = _BackupRoutes(api, backups)
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    r("/v3/backups", h.list, ["GET"])
+    r("/v3/backups/detail", h.list_detail, ["GET"])
+    r("/v3/backups", h.create, ["POST"])
+    r("/v3/backups/import_record", h.import_record, ["POST"])
+    r("/v3/backups/{id}", h.show, ["GET"])
+    r("/v3/backups/{id}", h.update, ["PUT"])
+    r("/v3/backups/{id}", h.delete, ["DELETE"])
+    r("/v3/backups/{id}/restore", h.restore, ["POST"])
+    r("/v3/backups/{id}/action", h.action, ["POST"])
+    r("/v3/backups/{id}/export_record", h.export_record, ["GET"])
+
+
+class _BackupRoutes:
+    def __init__(self, api: VolumeAPI, backups: Backups) -> None:
+        self.api = api
+        self.b = backups
+
+    @staticmethod
+    def _summary(req: ApiRequest, b: Backup) -> dict[str, Any]:
+        href = f"{req.base_url}/v3/{b.project_id}/backups/{b.id}"
+        doc: dict[str, Any] = {"id": b.id, "name": b.name, "links": [
+            {"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]}
+        if version_of(req.request.scope) >= "3.43":
+            doc["metadata"] = dict(b.metadata_ or {})
+        return doc
+
+    def _view(self, req: ApiRequest, b: Backup, dependents: bool) -> dict[str, Any]:
+        doc = {**self._summary(req, b), "status": b.status, "object_count": b.object_count,
+               "container": b.container, "description": b.description,
+               "availability_zone": b.availability_zone,
+               "created_at": isotime(b.created_at, subsecond=True),
+               "updated_at": isotime(b.updated_at, subsecond=True),
+               "has_dependent_backups": dependents, "volume_id": b.volume_id,
+               "fail_reason": b.fail_reason, "size": b.size,
+               "is_incremental": b.parent_id is not None,
+               "data_timestamp": isotime(b.data_timestamp, subsecond=True),
+               "snapshot_id": b.snapshot_id}
+        ver = version_of(req.request.scope)
+        if ver >= "3.18" and req.ctx.is_admin:
+            doc["os-backup-project-attr:project_id"] = b.project_id
+        if ver >= "3.56":
+            doc["user_id"] = b.user_id
+        return doc
+
+    def _all(self, req: ApiRequest) -> bool:
+        raw = req.query.get("all_tenants")
+        return raw is not None and (raw == "" or _bool(raw, "all_tenants"))
+
+    def _filter(self, req: ApiRequest, rows: list[tuple[Backup, bool]]
+                ) -> list[tuple[Backup, bool]]:
+        for key in ("name", "status", "volume_id"):
+            if key in req.query:
+                rows = [(b, d) for b, d in rows if getattr(b, key) == req.query[key]]
+        return rows
+
+    async def list(self, req: ApiRequest) -> dict[str, Any]:
+        rows = self._filter(req, await req.run(self.b.list, req.ctx, self._all(req)))
+        return {"backups": [self._summary(req, b) for b, _ in rows]}
+
+    async def list_detail(self, req: ApiRequest) -> dict[str, Any]:
+        rows = self._filter(req, await req.run(self.b.list, req.ctx, self._all(req)))
+        return {"backups": [self._view(req, b, d) for b, d in rows]}
+
+    async def show(self, req: ApiRequest) -> dict[str, Any]:
+        b, dependents = await req.run(self.b.get, req.ctx, req.param("id"))
+        return {"backup": self._view(req, b, dependents)}
+
+    async def create(self, req: ApiRequest) -> Response:
+        body = _obj(await req.json(), "backup")
+        vid = _text(body.get("volume_id"), "volume_id", nullable=False) or ""
+        if body.get("snapshot_id"):
+            raise BadRequest("Invalid input received: backups of snapshots are not "
+                             "supported by this cloud yet.")
+        b = await req.run(
+            self.b.create, req.ctx, vid, _text(body.get("name"), "name"),
+            _text(body.get("description"), "description"),
+            _bool(body.get("incremental", False), "incremental"),
+            _bool(body.get("force", False), "force"),
+            _text(body.get("container"), "container"), _metadata(body.get("metadata")))
+        self.api._later(self.b.finish_create, b.id)  # noqa: SLF001
+        return FastJSON({"backup": self._summary(req, b)}, status_code=202)
+
+    async def update(self, req: ApiRequest) -> dict[str, Any]:
+        if version_of(req.request.scope) < "3.9":
+            raise NotFound("The resource could not be found.")
+        body = _obj(await req.json(), "backup")
+        changes: dict[str, Any] = {}
+        for key in ("name", "description"):
+            if key in body:
+                changes[key] = _text(body[key], key)
+        if "metadata" in body:
+            changes["metadata"] = _metadata(body["metadata"])
+        b = await req.run(self.b.update, req.ctx, req.param("id"), changes)
+        return {"backup": self._summary(req, b)}
+
+    async def delete(self, req: ApiRequest) -> Response:
+        bid = req.param("id")
+        await req.run(self.b.begin_delete, req.ctx, bid, False)
+        self.api._later(self.b.finish_delete, bid)  # noqa: SLF001
+        return Response(status_code=202)
+
+    async def restore(self, req: ApiRequest) -> Response:
+        body = _obj(await req.json(), "restore")
+        vid = _text(body.get("volume_id"), "volume_id")
+        b, vol = await req.run(self.b.begin_restore, req.ctx, req.param("id"), vid,
+                               _text(body.get("name"), "name"))
+        self.api._later(self.b.finish_restore, b.id, vol.id)  # noqa: SLF001
+        return FastJSON({"restore": {"backup_id": b.id, "volume_id": vol.id,
+                                     "volume_name": vol.name}}, status_code=202)
+
+    async def action(self, req: ApiRequest) -> Response:
+        body = await req.json()
+        bid = req.param("id")
+        if isinstance(body, dict) and "os-reset_status" in body:
+            status = _obj(body, "os-reset_status").get("status")
+            await req.run(self.b.reset_status, req.ctx, bid, str(status))
+            return Response(status_code=202)
+        if isinstance(body, dict) and "os-force_delete" in body:
+            await req.run(self.b.begin_delete, req.ctx, bid, True)
+            self.api._later(self.b.finish_delete, bid)  # noqa: SLF001
+            return Response(status_code=202)
+        raise BadRequest("There is no such action.")
+
+    async def export_record(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("backup:export-import", {"project_id": req.ctx.project_id or ""})
+        return {"backup-record": await req.run(self.b.export_record, req.ctx,
+                                               req.param("id"))}
+
+    async def import_record(self, req: ApiRequest) -> Response:
+        req.enforce("backup:export-import", {"project_id": req.ctx.project_id or ""})
+        body = _obj(await req.json(), "backup-record")
+        b = await req.run(self.b.import_record, req.ctx,
+                          _text(body.get("backup_service"), "backup_service",
+                                nullable=False) or "",
+                          str(body.get("backup_url") or ""))
+        return FastJSON({"backup": self._summary(req, b)}, status_code=201)
