@@ -208,3 +208,67 @@ def test_restart_reconciles(tmp_path: Path) -> None:
         assert not orphan.exists() and not part.exists()
     finally:
         cloud.stop()
+
+
+def test_backups_and_transfers(cloud: RunningCloud) -> None:
+    """A full and an incremental backup restore what was written; a transfer hands the
+    volume to another project; nothing is left on disk afterwards."""
+    u1, p1, proj1 = cloud.make_member("vb1")
+    u2, p2, proj2 = cloud.make_member("vb2")
+    one, two = _conn(cloud, u1, p1, proj1), _conn(cloud, u2, p2, proj2)
+    vol = one.block_storage.create_volume(size=1, name="data")
+    one.block_storage.wait_for_status(vol, "available", wait=30)
+    path = cloud.data_dir / "volumes" / f"volume-{vol.id}"
+    with open(path, "r+b") as f:
+        f.write(b"first")
+        f.seek(40 << 20)
+        f.write(b"far away")
+    full = one.block_storage.create_backup(volume_id=vol.id, name="full")
+    full = one.block_storage.wait_for_status(full, "available", wait=60)
+    one.block_storage.wait_for_status(vol, "available", wait=30)
+    with open(path, "r+b") as f:
+        f.write(b"SECND")
+    inc = one.block_storage.create_backup(volume_id=vol.id, name="inc", is_incremental=True)
+    inc = one.block_storage.wait_for_status(inc, "available", wait=60)
+    assert inc.is_incremental and inc.object_count == 1  # only the changed chunk
+    with pytest.raises(exc.BadRequestException):  # the full one has a dependent
+        one.block_storage.delete_backup(full, ignore_missing=False)
+    # Restore the full backup into the volume: the first write comes back.
+    one.block_storage.restore_backup(full, volume_id=vol.id)
+    _wait(lambda: one.block_storage.get_backup(full.id), "available", 60)
+    _wait(lambda: one.block_storage.get_volume(vol.id), "available", 60)
+    with open(path, "rb") as f:
+        assert f.read(5) == b"first"
+        f.seek(40 << 20)
+        assert f.read(8) == b"far away"
+    # Restore the incremental one into a new volume.
+    restored = one.block_storage.restore_backup(inc, name="restored")
+    new_id = restored["volume_id"] if isinstance(restored, dict) else restored.volume_id
+    _wait(lambda: one.block_storage.get_backup(inc.id), "available", 60)
+    _wait(lambda: one.block_storage.get_volume(new_id), "available", 60)
+    with open(cloud.data_dir / "volumes" / f"volume-{new_id}", "rb") as f:
+        assert f.read(5) == b"SECND"
+    one.block_storage.delete_backup(inc)
+    one.block_storage.wait_for_delete(inc, wait=30)
+    one.block_storage.delete_backup(full)
+    one.block_storage.wait_for_delete(full, wait=30)
+    # Transfer the restored volume to the other project.
+    env1 = cloud.os_env(u1, p1, proj1)
+    t = _json(cloud, "volume", "transfer", "request", "create", new_id, env=env1)
+    assert one.block_storage.get_volume(new_id).status == "awaiting-transfer"
+    env2 = cloud.os_env(u2, p2, proj2)
+    cloud.openstack("volume", "transfer", "request", "accept", "--auth-key", t["auth_key"],
+                    t["id"], env=env2)
+    moved = two.block_storage.get_volume(new_id)
+    assert moved.status == "available" and moved.project_id == two.current_project_id
+    with pytest.raises(exc.NotFoundException):
+        one.block_storage.get_volume(new_id)
+    two.block_storage.delete_volume(moved)
+    one.block_storage.delete_volume(vol)
+    for conn, vid in ((two, new_id), (one, vol.id)):
+        deadline = time.monotonic() + 30
+        while conn.block_storage.find_volume(vid) is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    backups = cloud.data_dir / "backups"
+    assert not backups.exists() or not any(backups.iterdir())

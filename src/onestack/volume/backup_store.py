@@ -41,7 +41,7 @@ class DirectoryBackupStore:
         return (self.dir / backup_id / "manifest.json").exists()
 
     def write(self, backup_id: str, chunks: Iterable[bytes], size_bytes: int,
-              parent_id: str | None = None) -> int:
+              parent_id: str | None = None, volume: dict[str, Any] | None = None) -> int:
         """Store a backup of the volume whose content ``chunks`` yields; incremental on
         ``parent_id`` (only chunks that differ from it are stored). Returns the number of
         chunk files written (Cinder's ``object_count``)."""
@@ -65,7 +65,7 @@ class DirectoryBackupStore:
                 written += 1
             (part / "manifest.json").write_text(json.dumps({
                 "size_bytes": size_bytes, "chunk_size": self.chunk_size, "parent": parent_id,
-                "chunks": table}))
+                "volume": volume or {}, "chunks": table}))
             os.replace(part, self.dir / backup_id)
         except OSError as exc:
             shutil.rmtree(part, ignore_errors=True)
@@ -90,6 +90,11 @@ class DirectoryBackupStore:
         held = {int(i) for i in m["chunks"]}
         return [(i * step, min(step, size - i * step)) for i in range(-(-size // step))
                 if i not in held]
+
+    def volume_facts(self, backup_id: str) -> dict[str, Any]:
+        """What the backup recorded of its volume (metadata, bootable, image metadata)."""
+        facts: dict[str, Any] = self._manifest(backup_id).get("volume") or {}
+        return facts
 
     def delete(self, backup_id: str) -> None:
         shutil.rmtree(self.dir / backup_id, ignore_errors=True)

@@ -132,7 +132,9 @@ class Backups:
                 lambda s: s.get(Backup, b.parent_id)) if b.parent_id else None
             count = self.store.write(
                 b.id, self.m.driver.read_chunks(vol.provider_location, self.store.chunk_size),
-                vol.size * GiB, (parent.service_metadata or parent.id) if parent else None)
+                vol.size * GiB, (parent.service_metadata or parent.id) if parent else None,
+                {"metadata": dict(vol.metadata_ or {}), "bootable": vol.bootable,
+                 "image_metadata": dict(vol.image_metadata or {})})
             status, reason = "available", None
         except (VolumeDriverError, BackupError, OSError) as exc:
             LOG.warning("backup %s failed: %s", backup_id, exc)
@@ -236,6 +238,7 @@ class Backups:
     def finish_restore(self, backup_id: str, volume_id: str) -> None:
         vol = self.m._read(lambda s: s.get(Volume, volume_id))  # noqa: SLF001
         ok = True
+        facts: dict[str, Any] = {}
         try:
             if vol is None or not vol.provider_location:
                 raise VolumeDriverError(f"volume {volume_id} has no data")
@@ -245,6 +248,7 @@ class Backups:
             self.m.driver.write_chunks(vol.provider_location, (
                 (off, b"\0" * n) for off, n in zeros))
             self.m.driver.write_chunks(vol.provider_location, self.store.read(data))
+            facts = self.store.volume_facts(data)
         except (VolumeDriverError, BackupError, OSError) as exc:
             LOG.warning("restore of backup %s failed: %s", backup_id, exc)
             ok = False
@@ -259,6 +263,11 @@ class Backups:
                 meta.pop("previous_status", None)
                 v.admin_metadata = meta
                 v.status = "available" if ok else "error_restoring"
+                if ok:  # the source volume's metadata comes back with its data (Cinder's)
+                    v.metadata_ = {**(v.metadata_ or {}), **(facts.get("metadata") or {})}
+                    v.bootable = bool(facts.get("bootable", v.bootable))
+                    if facts.get("image_metadata"):
+                        v.image_metadata = dict(facts["image_metadata"])
         self.m._tx(done)  # noqa: SLF001
 
     # ------------------------------------------------------------------ recovery
