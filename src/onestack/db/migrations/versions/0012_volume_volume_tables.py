@@ -145,5 +145,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("volume_quota", "volume_backup", "volume_transfer", "volume_qos_specs", "volume_type", "volume_snapshot", "volume_volume"):
+    for table in ("volume_quota", "volume_backup", "volume_transfer", "volume_qos_specs",
+                  "volume_type", "volume_snapshot", "volume_volume"):
         op.drop_table(table)
