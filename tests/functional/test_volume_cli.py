@@ -86,7 +86,8 @@ def test_volume_from_image_and_types(cloud: RunningCloud, tmp_path: Path) -> Non
     data.write_bytes(b"BOOT" + b"\0" * (1 << 20))
     img = conn.image.create_image(name="vol-src", filename=str(data), disk_format="raw",
                                   container_format="bare", visibility="public")
-    vt = conn.block_storage.create_type(name="gold", extra_specs={"tier": "1"})
+    vt = conn.block_storage.create_type(name="gold", extra_specs={
+        "capabilities:thin_provisioning_support": "<is> True", "qos:tier": "1"})
     vol = conn.block_storage.create_volume(size=1, image_id=img.id, volume_type="gold",
                                            name="from-image")
     vol = conn.block_storage.wait_for_status(vol, "available", wait=30)
@@ -272,3 +273,30 @@ def test_backups_and_transfers(cloud: RunningCloud) -> None:
             time.sleep(0.1)
     backups = cloud.data_dir / "backups"
     assert not backups.exists() or not any(backups.iterdir())
+
+
+def test_unmet_extra_specs_end_in_error_with_a_message(cloud: RunningCloud) -> None:
+    """A type asking for a capability this backend lacks: no valid backend, the volume ends
+    in ``error`` and a user message (3.3) says why, as Cinder's scheduler does."""
+    conn = _conn(cloud)
+    vt = conn.block_storage.create_type(name="iscsi-only",
+                                        extra_specs={"storage_protocol": "iSCSI"})
+    vol = conn.block_storage.create_volume(size=1, volume_type="iscsi-only", name="nowhere")
+    deadline = time.monotonic() + 30
+    while conn.block_storage.get_volume(vol.id).status != "error":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert f"volume-{vol.id}" not in _files(cloud)
+    h = {"X-Auth-Token": cloud.token(), "OpenStack-API-Version": "volume 3.3"}
+    base = f"{cloud.url('volume')}/v3/{conn.current_project_id}"
+    msgs = httpx.get(f"{base}/messages", headers=h).json()["messages"]
+    mine = [m for m in msgs if m["resource_uuid"] == vol.id]
+    assert mine and mine[0]["event_id"] == "VOLUME_VOLUME_001_003"
+    assert httpx.delete(f"{base}/messages/{mine[0]['id']}", headers=h).status_code == 204
+    assert httpx.get(f"{base}/messages/{mine[0]['id']}", headers=h).status_code == 404
+    conn.block_storage.delete_volume(vol)
+    deadline = time.monotonic() + 30
+    while conn.block_storage.find_volume(vol.id) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    conn.block_storage.delete_type(vt)

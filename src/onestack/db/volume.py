@@ -133,6 +133,22 @@ class Backup(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
+class Message(Base):
+    """A user message: why an asynchronous operation failed (Cinder's ``messages``)."""
+
+    __tablename__ = "volume_message"
+    __table_args__ = (Index("ix_volume_message_project", "project_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    resource_uuid: Mapped[str | None] = mapped_column(String(36), default=None)
+    event_id: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+
 class VolumeQuota(Base):
     """A project's own limit for one resource (the class defaults are settings)."""
 

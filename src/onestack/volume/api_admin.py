@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from starlette.responses import Response
+
 from onestack.api.app import ApiRequest
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime, utcnow
+from onestack.db.volume import Message
 from onestack.volume import views
+from onestack.volume.microversion import version_of
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -35,6 +39,9 @@ def add_admin_routes(api: VolumeAPI) -> None:
     r("/v3/os-hosts/{host}", h.host, ["GET"])
     r("/v3/capabilities/{host}", h.capabilities, ["GET"])
     r("/v3/scheduler-stats/get_pools", h.pools, ["GET"])
+    r("/v3/messages", h.list_messages, ["GET"])
+    r("/v3/messages/{id}", h.show_message, ["GET"])
+    r("/v3/messages/{id}", h.delete_message, ["DELETE"])
     r("/v3/os-quota-class-sets/{name}", h.show_quota_class, ["GET"])
     r("/v3/os-quota-class-sets/{name}", h.update_quota_class, ["PUT"])
 
@@ -151,21 +158,47 @@ class _Admin:
 
     async def pools(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "scheduler_extension:scheduler_stats:get_pools")
-        d = self.m.driver
-        cap = await req.run(d.capacity)
         pool: dict[str, Any] = {"name": self.m.host}
         detail = req.query.get("detail", "false").lower() in ("true", "1", "yes")
         if detail:
-            pool["capabilities"] = {
-                "pool_name": d.backend_name, "volume_backend_name": d.backend_name,
-                "storage_protocol": d.protocol, "vendor_name": "Open Source",
-                "driver_version": "1.0", "total_capacity_gb": cap.total_gb,
-                "free_capacity_gb": cap.free_gb,
-                "provisioned_capacity_gb": cap.provisioned_gb,
-                "max_over_subscription_ratio": str(getattr(d, "oversubscription", 1.0)),
-                "thin_provisioning_support": True, "thick_provisioning_support": False,
-                "reserved_percentage": 0, "multiattach": True, "timestamp": isotime(utcnow())}
+            caps = await req.run(self.m.capabilities)
+            pool["capabilities"] = {**caps, "timestamp": isotime(utcnow())}
         return {"pools": [pool]}
+
+    # ------------------------------------------------------------------ user messages
+    def _message(self, req: ApiRequest, m: Message) -> dict[str, Any]:
+        href = f"{req.base_url}/v3/{m.project_id}/messages/{m.id}"
+        return {"id": m.id, "message_level": "ERROR", "event_id": m.event_id,
+                "user_message": m.message, "request_id": m.request_id,
+                "resource_type": m.resource_type, "resource_uuid": m.resource_uuid,
+                "created_at": isotime(m.created_at, subsecond=True),
+                "guaranteed_until": isotime(m.expires_at, subsecond=True),
+                "links": [{"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]}
+
+    @staticmethod
+    def _since_3_3(req: ApiRequest) -> None:
+        if version_of(req.request.scope) < "3.3":
+            raise NotFound("The resource could not be found.")
+
+    async def list_messages(self, req: ApiRequest) -> dict[str, Any]:
+        self._since_3_3(req)
+        req.enforce("message:get_all", {"project_id": req.ctx.project_id or ""})
+        rows = await req.run(self.m.list_messages, req.ctx)
+        for key in ("resource_uuid", "resource_type", "event_id"):
+            if key in req.query:
+                rows = [m for m in rows if getattr(m, key) == req.query[key]]
+        return {"messages": [self._message(req, m) for m in rows]}
+
+    async def show_message(self, req: ApiRequest) -> dict[str, Any]:
+        self._since_3_3(req)
+        m = await req.run(self.m.get_message, req.ctx, req.param("id"))
+        req.enforce("message:get", {"project_id": m.project_id})
+        return {"message": self._message(req, m)}
+
+    async def delete_message(self, req: ApiRequest) -> Response:
+        self._since_3_3(req)
+        await req.run(self.m.delete_message, req.ctx, req.param("id"))
+        return Response(status_code=204)
 
     async def show_quota_class(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:quota_classes")

@@ -11,6 +11,7 @@ names is removed.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable
@@ -24,9 +25,10 @@ from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.volume import Snapshot, Transfer, Volume, VolumeQuota, VolumeType
+from onestack.db.volume import Message, Snapshot, Transfer, Volume, VolumeQuota, VolumeType
 from onestack.drivers.volume.base import GiB, VolumeDriver, VolumeDriverError
 from onestack.volume.images import ImageSource, VolumeImage
+from onestack.volume.scheduling import unmet
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +45,10 @@ VOLUME_STATUSES = {"creating", "available", "deleting", "error", "error_deleting
                    "maintenance", "reserved", "extending", "error_extending",
                    "downloading", "uploading", "retyping", "backing-up", "restoring-backup",
                    "error_restoring"}
+
+
+class NoValidBackend(VolumeDriverError):
+    """No backend satisfies the request (the volume ends in ``error``)."""
 
 
 class OverQuota(PayloadTooLarge):
@@ -66,6 +72,58 @@ class VolumeManager:
         self.policy = policy
         self.host = f"{host}@{driver.backend_name}#{driver.backend_name}"
         self.availability_zone = availability_zone
+
+    # ------------------------------------------------------------------ capabilities, messages
+    def capabilities(self) -> dict[str, Any]:
+        """What this backend reports to the scheduler (Cinder's pool capabilities)."""
+        cap = self.driver.capacity()
+        return {"volume_backend_name": self.driver.backend_name,
+                "pool_name": self.driver.backend_name,
+                "storage_protocol": self.driver.protocol, "vendor_name": "Open Source",
+                "driver_version": "1.0", "total_capacity_gb": cap.total_gb,
+                "free_capacity_gb": cap.free_gb, "provisioned_capacity_gb": cap.provisioned_gb,
+                "max_over_subscription_ratio": str(getattr(self.driver, "oversubscription",
+                                                           1.0)),
+                "thin_provisioning_support": True, "thick_provisioning_support": False,
+                "reserved_percentage": 0, "multiattach": True}
+
+    def add_message(self, project_id: str, resource_type: str, resource_uuid: str | None,
+                    event_id: str, message: str) -> None:
+        """Record a user message (kept 30 days, Cinder's default)."""
+        now = utcnow()
+
+        def run(s: Session) -> None:
+            s.add(Message(id=str(uuid.uuid4()), project_id=project_id,
+                          resource_type=resource_type, resource_uuid=resource_uuid,
+                          event_id=event_id, message=message[:255],
+                          request_id=f"req-{uuid.uuid4()}", created_at=now,
+                          expires_at=now + dt.timedelta(days=30)))
+        self._tx(run)
+
+    def list_messages(self, ctx: RequestContext) -> list[Message]:
+        def run(s: Session) -> list[Message]:
+            q = select(Message).where(Message.expires_at > utcnow())
+            if not ctx.is_admin:
+                q = q.where(Message.project_id == (ctx.project_id or ""))
+            return list(s.scalars(q.order_by(Message.created_at.desc())))
+        return self._read(run)
+
+    def get_message(self, ctx: RequestContext, message_id: str) -> Message:
+        def run(s: Session) -> Message:
+            msg = s.get(Message, message_id)
+            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
+                raise NotFound(f"Message {message_id} could not be found.")
+            return msg
+        return self._read(run)
+
+    def delete_message(self, ctx: RequestContext, message_id: str) -> None:
+        def run(s: Session) -> None:
+            msg = s.get(Message, message_id)
+            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
+                raise NotFound(f"Message {message_id} could not be found.")
+            self.enforce(ctx, "message:delete", msg.project_id)
+            s.delete(msg)
+        self._tx(run)
 
     # ------------------------------------------------------------------ plumbing
     def _tx(self, fn: Callable[[Session], T]) -> T:
@@ -408,7 +466,11 @@ class VolumeManager:
             return
         try:
             if self.disabled_reason is not None:
-                raise VolumeDriverError("no valid backend: the volume service is disabled")
+                raise NoValidBackend("the volume service is disabled")
+            vt = self._read(lambda s: s.get(VolumeType, vol.volume_type_id or ""))
+            missing = unmet(dict(vt.extra_specs or {}) if vt else {}, self.capabilities())
+            if missing:
+                raise NoValidBackend(f"extra specs {', '.join(sorted(missing))} are not met")
             if image is not None:
                 loc = self.driver.create_from_image(vol.id, vol.size, image.path,
                                                     image.disk_format)
@@ -424,9 +486,18 @@ class VolumeManager:
                 loc = self.driver.clone_volume(vol.id, vol.size, src.provider_location)
             else:
                 loc = self.driver.create_volume(vol.id, vol.size)
+        except NoValidBackend as exc:
+            LOG.warning("volume %s: no valid backend: %s", volume_id, exc)
+            self._set_status(volume_id, "error")
+            self.add_message(vol.project_id, "VOLUME", volume_id, "VOLUME_VOLUME_001_003",
+                             "schedule allocate volume:Could not find any available weighted "
+                             "backend.")
+            return
         except VolumeDriverError as exc:
             LOG.warning("volume %s: create failed: %s", volume_id, exc)
             self._set_status(volume_id, "error")
+            self.add_message(vol.project_id, "VOLUME", volume_id, "VOLUME_VOLUME_001_002",
+                             "create volume:Could not create volume.")
             return
         def done(s: Session) -> bool:
             row = s.get(Volume, volume_id)

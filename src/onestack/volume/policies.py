@@ -70,6 +70,10 @@ RULES: dict[str, str] = {
     "backup:backup-reset_status": ADMIN,
     "backup:backup-force_delete": ADMIN,
     "backup:export-import": ADMIN,
+    # user messages
+    "message:get": READER,
+    "message:get_all": READER,
+    "message:delete": MEMBER,
     # transfers
     "volume:create_transfer": MEMBER,
     "volume:get_transfer": READER,

@@ -136,6 +136,21 @@ def upgrade() -> None:
         batch.create_index("ix_volume_backup_project", ["project_id"], unique=False)
         batch.create_index("ix_volume_backup_volume", ["volume_id"], unique=False)
     op.create_table(
+        "volume_message",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("resource_type", sa.String(64), nullable=False),
+        sa.Column("resource_uuid", sa.String(36), nullable=True),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("message", sa.String(255), nullable=False),
+        sa.Column("request_id", sa.String(255), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("expires_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_message")),
+    )
+    with op.batch_alter_table("volume_message") as batch:
+        batch.create_index("ix_volume_message_project", ["project_id"], unique=False)
+    op.create_table(
         "volume_quota",
         sa.Column("project_id", sa.String(64), nullable=False),
         sa.Column("resource", sa.String(255), nullable=False),
@@ -145,6 +160,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("volume_quota", "volume_backup", "volume_transfer", "volume_qos_specs",
-                  "volume_type", "volume_snapshot", "volume_volume"):
+    for table in ("volume_quota", "volume_message", "volume_backup", "volume_transfer",
+                  "volume_qos_specs", "volume_type", "volume_snapshot", "volume_volume"):
         op.drop_table(table)
