@@ -300,3 +300,22 @@ def test_unmet_extra_specs_end_in_error_with_a_message(cloud: RunningCloud) -> N
         assert time.monotonic() < deadline
         time.sleep(0.1)
     conn.block_storage.delete_type(vt)
+
+
+def test_volume_upload_to_image(cloud: RunningCloud) -> None:
+    """``openstack image create --volume``: the volume's data becomes an active image."""
+    conn = _conn(cloud)
+    vol = conn.block_storage.create_volume(size=1, name="to-image")
+    _wait(lambda: conn.block_storage.get_volume(vol.id), "available")
+    with open(cloud.data_dir / "volumes" / f"volume-{vol.id}", "r+b") as f:
+        f.write(b"UPLOADED")
+    out = _json(cloud, "image", "create", "--volume", vol.id, "--disk-format", "raw",
+                "--container-format", "bare", "vol-image")
+    image_id = out.get("image_id") or out.get("id")
+    img = _wait(lambda: conn.image.get_image(image_id), "active", 60)
+    assert img.size == 1 << 30
+    data = conn.image.download_image(img, stream=True)
+    assert next(data.iter_content(8)) == b"UPLOADED"
+    _wait(lambda: conn.block_storage.get_volume(vol.id), "available")
+    conn.image.delete_image(img)
+    conn.block_storage.delete_volume(vol)

@@ -18,6 +18,7 @@ from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, NotFound
 from onestack.common.pagination import parse_limit
+from onestack.common.timeutils import isotime
 from onestack.db.volume import Snapshot, Volume
 from onestack.volume import attach_actions as aa
 from onestack.volume import views
@@ -486,6 +487,8 @@ class VolumeAPI:
             await req.run(self.m.begin_delete, req.ctx, vid, True, True)
             self._later(self.m.finish_delete, vid)
             return Response(status_code=202)
+        if action == "os-volume_upload_image":
+            return await self._upload_image(req, vid, _obj(body, action))
         if action == "os-retype":
             args = _obj(body, action)
             policy = args.get("migration_policy", "never")
@@ -524,6 +527,39 @@ class VolumeAPI:
                 raise BadRequest("Must specify 'connector'")
             return Response(status_code=202)
         raise BadRequest(f"There is no such action: {action}")
+
+    async def _upload_image(self, req: ApiRequest, vid: str, args: dict[str, Any]
+                            ) -> Response:
+        """Copy a volume into a new image (raw data; Cinder's ``os-volume_upload_image``)."""
+        if self.m.images is None:
+            raise BadRequest("Invalid input received: no image service to upload to.")
+        name = _text(args.get("image_name"), "image_name", nullable=False) or ""
+        disk_format = args.get("disk_format", "raw")
+        if disk_format != "raw":
+            raise BadRequest(f"Invalid input received: disk_format {disk_format} is not "
+                             "supported by this backend (raw only).")
+        container = args.get("container_format", "bare")
+        if container != "bare":
+            raise BadRequest(f"Invalid input received: container_format {container} is "
+                             "not supported (bare only).")
+        visibility = args.get("visibility", "private")
+        protected = _bool(args.get("protected", False), "protected")
+        force = _bool(args.get("force", False), "force")
+        vol = await req.run(self.m.begin_upload, req.ctx, vid, force)
+        try:
+            image_id = await req.run(self.m.images.new_image, req.ctx, name, disk_format,
+                                     container, str(visibility), protected)
+        except Exception:
+            await req.run(self.m.end_upload, vid)
+            raise
+        self._later(self.m.finish_upload, vid, image_id)
+        names = await req.run(self.m.type_names)
+        return FastJSON({"os-volume_upload_image": {
+            "id": vol.id, "updated_at": isotime(vol.updated_at, subsecond=True),
+            "status": "uploading", "display_description": vol.description, "size": vol.size,
+            "volume_type": {"name": names.get(vol.volume_type_id or "")},
+            "image_id": image_id, "container_format": container,
+            "disk_format": disk_format, "image_name": name}}, status_code=202)
 
     async def _image_metadata(self, req: ApiRequest, vid: str, action: str,
                               arg: Any) -> dict[str, str]:

@@ -667,6 +667,47 @@ class VolumeManager:
             vol.updated_at = utcnow()
         self._tx(run)
 
+    def begin_upload(self, ctx: RequestContext, volume_id: str, force: bool) -> Volume:
+        """``os-volume_upload_image``: the volume goes ``uploading`` (back when done)."""
+        def run(s: Session) -> Volume:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            self.enforce(ctx, "volume_extension:volume_actions:upload_image", vol.project_id)
+            if vol.status != "available" and not (force and vol.status == "in-use"):
+                raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
+                                 f"available or in-use, but current status is: "
+                                 f"{vol.status}.")
+            vol.admin_metadata = {**(vol.admin_metadata or {}),
+                                  "previous_status": vol.status}
+            vol.status = "uploading"
+            return vol
+        return self._tx(run)
+
+    def finish_upload(self, volume_id: str, image_id: str) -> None:
+        """Copy the volume's raw data into the image (blocking); the image is deleted when
+        the copy fails."""
+        vol = self._read(lambda s: s.get(Volume, volume_id))
+        try:
+            if self.images is None or vol is None or not vol.provider_location:
+                raise VolumeDriverError(f"volume {volume_id} has no data")
+            self.images.upload(image_id, self.driver.read_chunks(vol.provider_location,
+                                                                 4 << 20))
+        except Exception as exc:  # noqa: BLE001 - any failure: no half image, volume back
+            LOG.warning("upload of volume %s to image %s failed: %s", volume_id, image_id,
+                        exc)
+            if self.images is not None:
+                self.images.discard(image_id)
+        self.end_upload(volume_id)
+
+    def end_upload(self, volume_id: str) -> None:
+        """The volume back to the status it had before an upload."""
+        def done(s: Session) -> None:
+            row = s.get(Volume, volume_id)
+            if row is not None and row.status == "uploading":
+                meta = dict(row.admin_metadata or {})
+                row.status = meta.pop("previous_status", "available")
+                row.admin_metadata = meta
+        self._tx(done)
+
     def set_volume_metadata(self, ctx: RequestContext, volume_id: str,
                             metadata: dict[str, str], replace: bool) -> dict[str, str]:
         def run(s: Session) -> dict[str, str]:

@@ -31,6 +31,7 @@ RULES: dict[str, str] = {
     "volume_extension:volume_image_metadata:show": READER,
     "volume_extension:volume_image_metadata:set": MEMBER,
     "volume_extension:volume_actions:reserve": MEMBER,
+    "volume_extension:volume_actions:upload_image": MEMBER,
     "volume_extension:volume_actions:unreserve": MEMBER,
     "volume_extension:volume_actions:attach": MEMBER,
     "volume_extension:volume_actions:begin_detaching": MEMBER,
