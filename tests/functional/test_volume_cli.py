@@ -319,3 +319,58 @@ def test_volume_upload_to_image(cloud: RunningCloud) -> None:
     _wait(lambda: conn.block_storage.get_volume(vol.id), "available")
     conn.image.delete_image(img)
     conn.block_storage.delete_volume(vol)
+
+
+def test_groups_and_group_snapshots(cloud: RunningCloud) -> None:
+    """Group type, group of volumes, group snapshot, a group made from it, deletes."""
+    conn = _conn(cloud)
+    base = f"{cloud.url('volume')}/v3/{conn.current_project_id}"
+    h = {"X-Auth-Token": cloud.token(), "OpenStack-API-Version": "volume 3.25"}
+    c = httpx.Client(headers=h, timeout=30)
+
+    def status(url: str, key: str, want: str) -> None:
+        deadline = time.monotonic() + 30
+        while c.get(url).json()[key]["status"] != want:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    gt = c.post(f"{base}/group_types", json={"group_type": {"name": "gt1"}}).json()
+    gt_id = gt["group_type"]["id"]
+    default_type = c.get(f"{base}/types/default").json()["volume_type"]["id"]
+    g = c.post(f"{base}/groups", json={"group": {"name": "g1", "group_type": gt_id,
+                                                 "volume_types": [default_type]}}).json()
+    gid = g["group"]["id"]
+    status(f"{base}/groups/{gid}", "group", "available")
+    vids = []
+    for i in range(2):
+        v = c.post(f"{base}/volumes", json={"volume": {"size": 1, "name": f"gv{i}",
+                                                       "group_id": gid}}).json()["volume"]
+        status(f"{base}/volumes/{v['id']}", "volume", "available")
+        vids.append(v["id"])
+    shown = c.get(f"{base}/groups/{gid}", params={"list_volume": "true"}).json()["group"]
+    assert sorted(shown["volumes"]) == sorted(vids)
+    # A volume of a group is not deleted on its own.
+    assert c.delete(f"{base}/volumes/{vids[0]}").status_code == 400
+    gs = c.post(f"{base}/group_snapshots", json={"group_snapshot": {
+        "group_id": gid, "name": "gs1"}}).json()["group_snapshot"]
+    status(f"{base}/group_snapshots/{gs['id']}", "group_snapshot", "available")
+    g2 = c.post(f"{base}/groups/action", json={"create-from-src": {
+        "group_snapshot_id": gs["id"], "name": "g2"}}).json()["group"]
+    status(f"{base}/groups/{g2['id']}", "group", "available")
+    g2_vols = c.get(f"{base}/groups/{g2['id']}",
+                    params={"list_volume": "true"}).json()["group"]["volumes"]
+    assert len(g2_vols) == 2
+    # Deleting needs delete-volumes while volumes remain; group snapshots go first.
+    r = c.post(f"{base}/groups/{gid}/action", json={"delete": {"delete-volumes": False}})
+    assert r.status_code == 400
+    assert c.delete(f"{base}/group_snapshots/{gs['id']}").status_code == 202
+    for group in (gid, g2["id"]):
+        r = c.post(f"{base}/groups/{group}/action", json={"delete": {"delete-volumes": True}})
+        assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 30
+    ours = set(vids) | set(g2_vols)
+    while ours & {v["id"] for v in c.get(f"{base}/volumes").json()["volumes"]}:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert c.delete(f"{base}/group_types/{gt_id}").status_code == 202
+    c.close()

@@ -38,6 +38,7 @@ class Volume(Base):
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
     admin_metadata: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
     image_metadata: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    group_id: Mapped[str | None] = mapped_column(String(36), default=None)
     #: Attachments recorded through the attach actions: ``{id, server_id, host_name,
     #: device, attached_at, attach_mode}`` each.
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
@@ -58,6 +59,7 @@ class Snapshot(Base):
     size: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(32), default="creating")
     progress: Mapped[str] = mapped_column(String(16), default="0%")
+    group_snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None)
     provider_location: Mapped[str | None] = mapped_column(String(255), default=None)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column()
@@ -147,6 +149,48 @@ class Message(Base):
     request_id: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[dt.datetime] = mapped_column()
     expires_at: Mapped[dt.datetime] = mapped_column()
+
+
+class GroupType(Base):
+    __tablename__ = "volume_group_type"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    group_specs: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class Group(Base):
+    """A group of volumes snapshotted together (Cinder's generic volume groups)."""
+
+    __tablename__ = "volume_group"
+    __table_args__ = (Index("ix_volume_group_project", "project_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), default="")
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    status: Mapped[str] = mapped_column(String(32), default="creating")
+    group_type_id: Mapped[str] = mapped_column(String(36))
+    volume_type_ids: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
+    group_snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    source_group_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class GroupSnapshot(Base):
+    __tablename__ = "volume_group_snapshot"
+    __table_args__ = (Index("ix_volume_group_snapshot_project", "project_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), default="")
+    group_id: Mapped[str] = mapped_column(String(36))
+    group_type_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    status: Mapped[str] = mapped_column(String(32), default="creating")
+    created_at: Mapped[dt.datetime] = mapped_column()
 
 
 class VolumeQuota(Base):

@@ -200,6 +200,9 @@ class VolumeAPI:
         add_type_routes(self)
         add_transfer_routes(self)
         add_qos_routes(self)
+        from onestack.volume.api_groups import add_group_routes
+
+        add_group_routes(self)
         if self.backups is not None:
             from onestack.volume.api_backups import add_backup_routes
 
@@ -403,6 +406,11 @@ class VolumeAPI:
             raise BadRequest("Invalid input for field/attribute size. Value: None. None is "
                              "not of type 'integer', 'string'")
         vtype = body.get("volume_type")
+        group_id = None
+        if body.get("group_id") is not None:
+            if version_of(req.request.scope) < "3.13":
+                raise BadRequest("Invalid input received: group_id needs microversion 3.13.")
+            group_id = _text(body["group_id"], "group_id", nullable=False)
         v = await req.run(
             self.m.create_volume, req.ctx, size,
             _text(body.get("name", body.get("display_name")), "name"),
@@ -411,7 +419,7 @@ class VolumeAPI:
             _text(body.get("availability_zone"), "availability_zone"),
             _text(body.get("snapshot_id"), "snapshot_id"),
             _text(body.get("source_volid"), "source_volid"),
-            _bool(body.get("multiattach", False), "multiattach"), image)
+            _bool(body.get("multiattach", False), "multiattach"), image, group_id)
         self._later(self.m.finish_create, v.id, image)
         return FastJSON(await self._volume_doc(req, v, extended=False), status_code=202)
 

@@ -25,7 +25,15 @@ from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.volume import Message, Snapshot, Transfer, Volume, VolumeQuota, VolumeType
+from onestack.db.volume import (
+    Group,
+    Message,
+    Snapshot,
+    Transfer,
+    Volume,
+    VolumeQuota,
+    VolumeType,
+)
 from onestack.drivers.volume.base import GiB, VolumeDriver, VolumeDriverError
 from onestack.volume.images import ImageSource, VolumeImage
 from onestack.volume.scheduling import unmet
@@ -395,7 +403,8 @@ class VolumeManager:
                       description: str | None, volume_type: str | None,
                       metadata: dict[str, str], availability_zone: str | None,
                       snapshot_id: str | None, source_volid: str | None,
-                      multiattach: bool, image: VolumeImage | None = None) -> Volume:
+                      multiattach: bool, image: VolumeImage | None = None,
+                      group_id: str | None = None) -> Volume:
         """Record a new volume (``creating``); ``finish_create`` does the storage work."""
         if availability_zone and availability_zone != self.availability_zone:
             raise BadRequest(f"Availability zone '{availability_zone}' is invalid.")
@@ -445,6 +454,13 @@ class VolumeManager:
                                      f"be smaller than the image minDisk size "
                                      f"{image.min_disk} GB.")
             vt = self._find_type(s, ctx, type_ref)
+            if group_id is not None:
+                group = s.get(Group, group_id)
+                if group is None or (not ctx.is_admin and group.project_id != project):
+                    raise NotFound(f"Group {group_id} could not be found.")
+                if vt.id not in (group.volume_type_ids or []):
+                    raise BadRequest(f"Invalid input received: volume type {vt.name} is not "
+                                     f"one of group {group_id}'s volume types.")
             self._check_quota(s, project, volumes=1, gigabytes=want, per_volume=want)
             vol = Volume(id=str(uuid.uuid4()), project_id=project, user_id=ctx.user_id or "",
                          name=name, description=description, size=want, status="creating",
@@ -453,7 +469,7 @@ class VolumeManager:
                          snapshot_id=snapshot_id, source_volid=source_volid, host=self.host,
                          metadata_=dict(metadata), admin_metadata={},
                          image_metadata=image.metadata() if image is not None else {},
-                         attachments=[], created_at=utcnow())
+                         attachments=[], group_id=group_id, created_at=utcnow())
             s.add(vol)
             return vol
         return self._tx(run)
@@ -563,6 +579,9 @@ class VolumeManager:
                                  f"and must not be migrating, attached, belong to a group, "
                                  f"have snapshots or be disassociated from snapshots after "
                                  f"volume transfer (volume {volume_id} is {vol.status}).")
+            if vol.group_id is not None:
+                raise BadRequest(f"Invalid volume: Volume {volume_id} belongs to group "
+                                 f"{vol.group_id}; remove it from the group first.")
             snaps = list(s.scalars(select(Snapshot).where(Snapshot.volume_id == vol.id)))
             if snaps and not cascade:
                 raise BadRequest("Invalid volume: Volume status must be available or error or "

@@ -52,7 +52,7 @@ def volume(base: str, v: Volume, ctx: RequestContext, ver: APIVersion,
         doc["os-vol-mig-status-attr:migstat"] = None
         doc["os-vol-mig-status-attr:name_id"] = None
     if ver >= "3.13":
-        doc["group_id"] = None
+        doc["group_id"] = v.group_id
     if ver >= "3.21" and ctx.is_admin:
         doc["provider_id"] = None
     if ver >= "3.48":
@@ -81,7 +81,7 @@ def snapshot(base: str, s: Snapshot, ver: APIVersion, extended: bool = True
         doc["os-extended-snapshot-attributes:progress"] = s.progress
         doc["os-extended-snapshot-attributes:project_id"] = s.project_id
     if ver >= "3.14":
-        doc["group_snapshot_id"] = None
+        doc["group_snapshot_id"] = s.group_snapshot_id
     if ver >= "3.41":
         doc["user_id"] = s.user_id
     if ver >= "3.65":

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("admin_metadata", sa.JSON(), nullable=False),
         sa.Column("image_metadata", sa.JSON(), nullable=False),
+        sa.Column("group_id", sa.String(36), nullable=True),
         sa.Column("attachments", sa.JSON(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=True),
@@ -63,6 +64,7 @@ def upgrade() -> None:
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("progress", sa.String(16), nullable=False),
+        sa.Column("group_snapshot_id", sa.String(36), nullable=True),
         sa.Column("provider_location", sa.String(255), nullable=True),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
@@ -151,6 +153,49 @@ def upgrade() -> None:
     with op.batch_alter_table("volume_message") as batch:
         batch.create_index("ix_volume_message_project", ["project_id"], unique=False)
     op.create_table(
+        "volume_group_type",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("description", sa.String(255), nullable=True),
+        sa.Column("is_public", sa.Boolean(), nullable=False),
+        sa.Column("group_specs", sa.JSON(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_group_type")),
+        sa.UniqueConstraint("name", name=op.f("uq_volume_group_type_name")),
+    )
+    op.create_table(
+        "volume_group",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("user_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=True),
+        sa.Column("description", sa.String(255), nullable=True),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("group_type_id", sa.String(36), nullable=False),
+        sa.Column("volume_type_ids", sa.JSON(), nullable=False),
+        sa.Column("availability_zone", sa.String(255), nullable=False),
+        sa.Column("group_snapshot_id", sa.String(36), nullable=True),
+        sa.Column("source_group_id", sa.String(36), nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_group")),
+    )
+    with op.batch_alter_table("volume_group") as batch:
+        batch.create_index("ix_volume_group_project", ["project_id"], unique=False)
+    op.create_table(
+        "volume_group_snapshot",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("group_id", sa.String(36), nullable=False),
+        sa.Column("group_type_id", sa.String(36), nullable=False),
+        sa.Column("name", sa.String(255), nullable=True),
+        sa.Column("description", sa.String(255), nullable=True),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_volume_group_snapshot")),
+    )
+    with op.batch_alter_table("volume_group_snapshot") as batch:
+        batch.create_index("ix_volume_group_snapshot_project", ["project_id"], unique=False)
+    op.create_table(
         "volume_quota",
         sa.Column("project_id", sa.String(64), nullable=False),
         sa.Column("resource", sa.String(255), nullable=False),
@@ -160,6 +205,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("volume_quota", "volume_message", "volume_backup", "volume_transfer",
+    for table in ("volume_group_snapshot", "volume_group", "volume_group_type",
+                  "volume_quota", "volume_message", "volume_backup", "volume_transfer",
                   "volume_qos_specs", "volume_type", "volume_snapshot", "volume_volume"):
         op.drop_table(table)
