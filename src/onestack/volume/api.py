@@ -30,13 +30,13 @@ from onestack.volume.microversion import (
     url_project,
     version_of,
 )
+from onestack.volume.params import _bool, _metadata, _obj, _size, _text
 from onestack.volume.policies import RULES
 
 LOG = logging.getLogger(__name__)
 FAULT_KINDS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
                405: "badMethod", 409: "conflictingRequest", 413: "overLimit",
                415: "badMediaType"}
-_MAX_STR = 255
 VOLUME_SORT_KEYS = ("created_at", "updated_at", "id", "name", "size", "status",
                     "availability_zone", "bootable")
 
@@ -66,72 +66,13 @@ def build_policy(policy_file: str | None) -> Policy:
     return Policy(RULES, policy_file, denied="Policy doesn't allow {action} to be performed.")
 
 
-# ---------------------------------------------------------------------- input checks
-def _obj(body: Any, key: str) -> dict[str, Any]:
-    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
-        raise BadRequest(f"Missing required element '{key}' in request body.")
-    return body[key]
-
-
-def _text(value: Any, field: str, nullable: bool = True) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
-                         f"{value!r} is not of type 'string'")
-    if len(value) > _MAX_STR:
-        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
-                         f"'{value[:40]}...' is too long")
-    return value
-
-
-def _size(value: Any, field: str = "size") -> int:
-    if isinstance(value, bool):
-        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}.")
-    try:
-        n = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
-                         f"{value!r} is not a valid integer") from None
-    if n < 1 or n > 2**31 - 1:
-        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
-                         f"{value} must be an integer and greater than 0.")
-    return n
-
-
-def _metadata(value: Any, field: str = "metadata") -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or len(value) > 128:
-        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}.")
-    out = {}
-    for k, v in value.items():
-        if not isinstance(k, str) or not k or len(k) > _MAX_STR:
-            raise BadRequest(f"Invalid input for field/attribute {field}: metadata keys are "
-                             "strings of 1-255 characters.")
-        if not isinstance(v, str) or len(v) > _MAX_STR:
-            raise BadRequest(f"Invalid input for field/attribute {field}: metadata values "
-                             "are strings of at most 255 characters.")
-        out[k] = v
-    return out
-
-
-def _bool(value: Any, field: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes",
-                                                             "no", "on", "off", "y", "n"):
-        return value.strip().lower() in ("true", "1", "yes", "on", "y")
-    raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
-                     f"{value!r} is not a valid boolean")
-
-
 class VolumeAPI:
     """Builds the volume service: routes bound to a manager."""
 
     def __init__(self, manager: VolumeManager, policy: Policy, auth_uri: str,
                  max_limit: int = 1000, backups: Any = None) -> None:
-        """``backups``: a ``volume.backups.Backups`` (None: no backup routes)."""
+        """The volume, snapshot, zone, limit and quota routes; ``volume.setup`` adds the
+        other resources' (types, transfers, QoS, groups, backups, operator routes)."""
         self.m = manager
         self.backups = backups
         self.max_limit = max_limit
@@ -192,22 +133,7 @@ class VolumeAPI:
         r("/v3/os-quota-sets/{project_id}/defaults", self.default_quotas, ["GET"])
         r("/v3/os-quota-sets/{project_id}", self.update_quotas, ["PUT"])
         r("/v3/os-quota-sets/{project_id}", self.delete_quotas, ["DELETE"])
-        from onestack.volume.api_admin import add_admin_routes
-        from onestack.volume.api_qos import add_qos_routes
-        from onestack.volume.api_transfers import add_transfer_routes
-        from onestack.volume.api_types import add_type_routes
-
-        add_type_routes(self)
-        add_transfer_routes(self)
-        add_qos_routes(self)
-        from onestack.volume.api_groups import add_group_routes
-
-        add_group_routes(self)
-        if self.backups is not None:
-            from onestack.volume.api_backups import add_backup_routes
-
-            add_backup_routes(self, self.backups)
-        add_admin_routes(self)
+        # The other resources' routes are added by ``volume.setup`` (their own modules).
 
     # ------------------------------------------------------------------ background work
     def _later(self, fn: Callable[..., Any], *args: Any) -> None:

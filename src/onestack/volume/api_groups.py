@@ -11,9 +11,9 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Group, GroupSnapshot, GroupType
-from onestack.volume.api import _bool, _metadata, _obj, _text
 from onestack.volume.groups import Groups
 from onestack.volume.microversion import version_of
+from onestack.volume.params import _bool, _metadata, _obj, _text
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI

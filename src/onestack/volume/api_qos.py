@@ -9,7 +9,7 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest
 from onestack.common.errors import BadRequest
 from onestack.db.volume import QosSpecs
-from onestack.volume.api import _bool, _metadata, _obj
+from onestack.volume.params import _bool, _metadata, _obj
 from onestack.volume.qos import Qos
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.common.errors import BadRequest
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Transfer
-from onestack.volume.api import _bool, _obj, _text
 from onestack.volume.microversion import version_of
+from onestack.volume.params import _bool, _obj, _text
 from onestack.volume.transfers import Transfers
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest
 from onestack.common.errors import BadRequest, NotFound
 from onestack.volume import views
-from onestack.volume.api import _bool, _metadata, _obj, _text
+from onestack.volume.params import _bool, _metadata, _obj, _text
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI

@@ -10,6 +10,12 @@ from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.drivers.volume.base import VolumeDriver
 from onestack.volume.api import VolumeAPI, build_policy
+from onestack.volume.api_admin import add_admin_routes
+from onestack.volume.api_backups import add_backup_routes
+from onestack.volume.api_groups import add_group_routes
+from onestack.volume.api_qos import add_qos_routes
+from onestack.volume.api_transfers import add_transfer_routes
+from onestack.volume.api_types import add_type_routes
 from onestack.volume.backup_store import DirectoryBackupStore
 from onestack.volume.backups import Backups
 from onestack.volume.images import LocalImages
@@ -45,5 +51,11 @@ def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
     manager.backup_usage = backups.usage
     backups.reconcile()
     api = VolumeAPI(manager, manager.policy, auth_uri, backups=backups)
+    add_type_routes(api)
+    add_transfer_routes(api)
+    add_qos_routes(api)
+    add_group_routes(api)
+    add_backup_routes(api, backups)
+    add_admin_routes(api)
     app = VolumeVersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     return manager, app, api

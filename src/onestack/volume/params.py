@@ -1,0 +1,70 @@
+"""Input checks shared by the volume API's route modules: each raises Cinder's 400."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onestack.common.errors import BadRequest
+
+_MAX_STR = 255
+
+
+def _obj(body: Any, key: str) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
+        raise BadRequest(f"Missing required element '{key}' in request body.")
+    return body[key]
+
+
+def _text(value: Any, field: str, nullable: bool = True) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
+                         f"{value!r} is not of type 'string'")
+    if len(value) > _MAX_STR:
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
+                         f"'{value[:40]}...' is too long")
+    return value
+
+
+def _size(value: Any, field: str = "size") -> int:
+    if isinstance(value, bool):
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}.")
+    try:
+        n = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
+                         f"{value!r} is not a valid integer") from None
+    if n < 1 or n > 2**31 - 1:
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
+                         f"{value} must be an integer and greater than 0.")
+    return n
+
+
+def _metadata(value: Any, field: str = "metadata") -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 128:
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}.")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k or len(k) > _MAX_STR:
+            raise BadRequest(f"Invalid input for field/attribute {field}: metadata keys are "
+                             "strings of 1-255 characters.")
+        if not isinstance(v, str) or len(v) > _MAX_STR:
+            raise BadRequest(f"Invalid input for field/attribute {field}: metadata values "
+                             "are strings of at most 255 characters.")
+        out[k] = v
+    return out
+
+
+def _bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes",
+                                                             "no", "on", "off", "y", "n"):
+        return value.strip().lower() in ("true", "1", "yes", "on", "y")
+    raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
+                     f"{value!r} is not a valid boolean")
+
+
