@@ -121,3 +121,11 @@ def test_file_driver_converts_qcow2_and_refuses_too_big(tmp_path: Path) -> None:
     with pytest.raises(VolumeDriverError):
         d.create_from_image("v2", 1, str(big), "qcow2")
     assert d.locations() == {loc}
+
+
+def test_export_raw(driver: VolumeDriver, tmp_path: Path) -> None:
+    loc = driver.create_volume("v1", 1)
+    _write(driver, loc, b"EXPORTED")
+    out = tmp_path / "out.raw"
+    driver.export_file(loc, str(out), "raw")
+    assert out.read_bytes()[:8] == b"EXPORTED" and out.stat().st_size == GiB

@@ -75,6 +75,8 @@ class VolumeAPI:
         other resources' (types, transfers, QoS, groups, backups, operator routes)."""
         self.m = manager
         self.backups = backups
+        #: Where uploads in formats other than raw are converted (None: the temp dir).
+        self.scratch_dir: str | None = None
         self.max_limit = max_limit
         self.service = Service(name="volume", routes=[], fault=cinder_fault, policy=policy,
                                auth_uri=auth_uri, request_check=self._check_project,
@@ -469,9 +471,9 @@ class VolumeAPI:
             raise BadRequest("Invalid input received: no image service to upload to.")
         name = _text(args.get("image_name"), "image_name", nullable=False) or ""
         disk_format = args.get("disk_format", "raw")
-        if disk_format != "raw":
+        if disk_format not in ("raw", "qcow2", "vmdk", "vdi", "vhdx"):
             raise BadRequest(f"Invalid input received: disk_format {disk_format} is not "
-                             "supported by this backend (raw only).")
+                             "one of raw, qcow2, vmdk, vdi, vhdx.")
         container = args.get("container_format", "bare")
         if container != "bare":
             raise BadRequest(f"Invalid input received: container_format {container} is "
@@ -486,7 +488,7 @@ class VolumeAPI:
         except Exception:
             await req.run(self.m.end_upload, vid)
             raise
-        self._later(self.m.finish_upload, vid, image_id)
+        self._later(self.m.finish_upload, vid, image_id, disk_format, self.scratch_dir)
         names = await req.run(self.m.type_names)
         return FastJSON({"os-volume_upload_image": {
             "id": vol.id, "updated_at": isotime(vol.updated_at, subsecond=True),

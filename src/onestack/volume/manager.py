@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -468,15 +469,28 @@ class VolumeManager(TypesAndQuotasMixin):
             return vol
         return self._tx(run)
 
-    def finish_upload(self, volume_id: str, image_id: str) -> None:
-        """Copy the volume's raw data into the image (blocking); the image is deleted when
-        the copy fails."""
+    def finish_upload(self, volume_id: str, image_id: str, disk_format: str = "raw",
+                      scratch: str | None = None) -> None:
+        """Copy the volume into the image (blocking): raw data streamed, other formats
+        written by the driver to a scratch file first; the image is deleted when the copy
+        fails."""
         vol = self._read(lambda s: s.get(Volume, volume_id))
         try:
             if self.images is None or vol is None or not vol.provider_location:
                 raise VolumeDriverError(f"volume {volume_id} has no data")
-            self.images.upload(image_id, self.driver.read_chunks(vol.provider_location,
-                                                                 4 << 20))
+            if disk_format == "raw":
+                self.images.upload(image_id, self.driver.read_chunks(vol.provider_location,
+                                                                     4 << 20))
+            else:
+                with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+                    out = f"{tmp}/image"
+                    self.driver.export_file(vol.provider_location, out, disk_format)
+
+                    def chunks() -> Any:
+                        with open(out, "rb") as fh:
+                            while piece := fh.read(4 << 20):
+                                yield piece
+                    self.images.upload(image_id, chunks())
         except Exception as exc:  # noqa: BLE001 - any failure: no half image, volume back
             LOG.warning("upload of volume %s to image %s failed: %s", volume_id, image_id,
                         exc)

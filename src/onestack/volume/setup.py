@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from typing import Any
 
@@ -51,6 +52,10 @@ def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
     manager.backup_usage = backups.usage
     backups.reconcile()
     api = VolumeAPI(manager, manager.policy, auth_uri, backups=backups)
+    scratch = settings.data_dir / "volumes-scratch"
+    shutil.rmtree(scratch, ignore_errors=True)  # conversions a crash interrupted
+    scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+    api.scratch_dir = str(scratch)
     add_type_routes(api)
     add_transfer_routes(api)
     add_qos_routes(api)

@@ -109,5 +109,10 @@ class VolumeDriver(ABC):
         """Write ``(offset, data)`` pieces into the volume (a restore)."""
 
     @abstractmethod
+    def export_file(self, location: str, path: str, disk_format: str) -> None:
+        """Write the volume's disk to ``path`` in ``disk_format`` (an upload to an image);
+        ``VolumeDriverError`` for a format this backend cannot write."""
+
+    @abstractmethod
     def capacity(self) -> Capacity:
         """The backend's capacity now."""

@@ -116,6 +116,15 @@ class FakeVolumeDriver(VolumeDriver):
             buf[off:off + len(data)] = data
         self.volumes[location] = (size, bytes(buf.rstrip(b"\0")))
 
+    def export_file(self, location: str, path: str, disk_format: str) -> None:
+        size, content = self._get(self.volumes, location)
+        if disk_format != "raw":
+            raise VolumeDriverError(f"the fake backend writes raw images only, not "
+                                    f"{disk_format}")
+        with open(path, "wb") as fh:
+            fh.write(content)
+            fh.truncate(size * GiB)
+
     def capacity(self) -> Capacity:
         used = self._used()
         return Capacity(float(self.capacity_gb), float(self.capacity_gb - used), float(used))

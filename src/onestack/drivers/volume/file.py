@@ -188,6 +188,19 @@ class FileVolumeDriver(VolumeDriver):
                 fh.seek(off)
                 fh.write(data)
 
+    def export_file(self, location: str, path: str, disk_format: str) -> None:
+        src = self._path(location)
+        if not src.exists():
+            raise VolumeDriverError(f"no data at {location}")
+        if disk_format not in ("raw", "qcow2", "vmdk", "vdi", "vhdx"):
+            raise VolumeDriverError(f"cannot write a {disk_format} image")
+        fmt = {"vhdx": "vhdx", "vdi": "vdi", "vmdk": "vmdk"}.get(disk_format, disk_format)
+        try:
+            subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt, str(src),
+                            path], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise VolumeDriverError(f"image conversion failed: {exc}") from exc
+
     def capacity(self) -> Capacity:
         st = os.statvfs(self.dir)
         total = st.f_blocks * st.f_frsize / GiB
