@@ -235,7 +235,7 @@ def test_backups_and_transfers(cloud: RunningCloud) -> None:
     with pytest.raises(exc.BadRequestException):  # the full one has a dependent
         one.block_storage.delete_backup(full, ignore_missing=False)
     # Restore the full backup into the volume: the first write comes back.
-    one.block_storage.restore_backup(full, volume_id=vol.id)
+    one.block_storage.restore_backup(full, volume=vol.id)
     _wait(lambda: one.block_storage.get_backup(full.id), "available", 60)
     _wait(lambda: one.block_storage.get_volume(vol.id), "available", 60)
     with open(path, "rb") as f:

@@ -135,13 +135,16 @@ class _Limits:
         return FastJSON({"limits": [self._limit_view(req.base_url, d) for d in docs]},
                         status_code=201)
 
+    def _project_domain(self, project_id: str | None) -> str | None:
+        if not project_id:
+            return None
+        with self.m.db.reader() as s:
+            p = s.get(Project, project_id)
+            return p.domain_id if p is not None else None
+
     async def get_limit(self, req: ApiRequest) -> dict[str, Any]:
         d = await req.run(self.store.get_limit, req.param("limit_id"))
-        project_domain = None
-        if d.data.get("project_id"):
-            with self.m.db.reader() as s:
-                p = s.get(Project, d.data["project_id"])
-                project_domain = p.domain_id if p is not None else None
+        project_domain = await req.run(self._project_domain, d.data.get("project_id"))
         req.enforce("identity:get_limit", {"target": {"limit": {
             "project_id": d.data.get("project_id"), "domain_id": d.data.get("domain_id"),
             "project": {"domain_id": project_domain}}}})
