@@ -66,6 +66,46 @@ def build_policy(policy_file: str | None) -> Policy:
     return Policy(RULES, policy_file, denied="Policy doesn't allow {action} to be performed.")
 
 
+class MetadataRoutes:
+    """The ``…/{id}/metadata[/{key}]`` routes of volumes or snapshots (the same in both)."""
+
+    def __init__(self, label: str, get: Callable[..., Any], set_: Callable[..., Any],
+                 delete: Callable[..., Any], read_policy: str) -> None:
+        self.label, self.get, self.set, self.delete = label, get, set_, delete
+        self.read_policy = read_policy
+
+    async def show(self, req: ApiRequest) -> dict[str, Any]:
+        row = await req.run(self.get, req.ctx, req.param("id"))
+        req.enforce(self.read_policy, {"project_id": row.project_id})
+        return {"metadata": dict(row.metadata_ or {})}
+
+    async def add(self, req: ApiRequest) -> dict[str, Any]:
+        meta = _metadata(_obj(await req.json(), "metadata"))
+        return {"metadata": await req.run(self.set, req.ctx, req.param("id"), meta, False)}
+
+    async def replace(self, req: ApiRequest) -> dict[str, Any]:
+        meta = _metadata(_obj(await req.json(), "metadata"))
+        return {"metadata": await req.run(self.set, req.ctx, req.param("id"), meta, True)}
+
+    async def item(self, req: ApiRequest) -> dict[str, Any]:
+        meta = (await self.show(req))["metadata"]
+        key = req.param("key")
+        if key not in meta:
+            raise NotFound(f"{self.label} {req.param('id')} has no metadata with key {key}.")
+        return {"meta": {key: meta[key]}}
+
+    async def put_item(self, req: ApiRequest) -> dict[str, Any]:
+        meta = _metadata(_obj(await req.json(), "meta"), "meta")
+        if list(meta) != [req.param("key")]:
+            raise BadRequest("Request body and URI mismatch")
+        await req.run(self.set, req.ctx, req.param("id"), meta, False)
+        return {"meta": meta}
+
+    async def delete_item(self, req: ApiRequest) -> Response:
+        await req.run(self.delete, req.ctx, req.param("id"), req.param("key"))
+        return Response(status_code=200)
+
+
 class VolumeAPI:
     """Builds the volume service: routes bound to a manager."""
 
@@ -82,6 +122,12 @@ class VolumeAPI:
                                auth_uri=auth_uri, request_check=self._check_project,
                                service_type="block-storage")
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._volume_meta = MetadataRoutes(
+            "Volume", manager.get_volume, manager.set_volume_metadata,
+            manager.delete_volume_metadata, "volume:get_volume_metadata")
+        self._snapshot_meta = MetadataRoutes(
+            "Snapshot", manager.get_snapshot, manager.set_snapshot_metadata,
+            manager.delete_snapshot_metadata, "volume:get_snapshot_metadata")
         self._add_routes()
 
     @staticmethod
@@ -109,12 +155,6 @@ class VolumeAPI:
         r("/v3/volumes/{id}", self.update_volume, ["PUT"])
         r("/v3/volumes/{id}", self.delete_volume, ["DELETE"])
         r("/v3/volumes/{id}/action", self.volume_action, ["POST"])
-        r("/v3/volumes/{id}/metadata", self.volume_metadata, ["GET"])
-        r("/v3/volumes/{id}/metadata", self.add_volume_metadata, ["POST"])
-        r("/v3/volumes/{id}/metadata", self.replace_volume_metadata, ["PUT"])
-        r("/v3/volumes/{id}/metadata/{key}", self.volume_metadata_item, ["GET"])
-        r("/v3/volumes/{id}/metadata/{key}", self.put_volume_metadata_item, ["PUT"])
-        r("/v3/volumes/{id}/metadata/{key}", self.delete_volume_metadata_item, ["DELETE"])
         r("/v3/snapshots", self.list_snapshots, ["GET"])
         r("/v3/snapshots/detail", self.list_snapshots, ["GET"])
         r("/v3/snapshots", self.create_snapshot, ["POST"])
@@ -122,13 +162,13 @@ class VolumeAPI:
         r("/v3/snapshots/{id}", self.update_snapshot, ["PUT"])
         r("/v3/snapshots/{id}", self.delete_snapshot, ["DELETE"])
         r("/v3/snapshots/{id}/action", self.snapshot_action, ["POST"])
-        r("/v3/snapshots/{id}/metadata", self.snapshot_metadata, ["GET"])
-        r("/v3/snapshots/{id}/metadata", self.add_snapshot_metadata, ["POST"])
-        r("/v3/snapshots/{id}/metadata", self.replace_snapshot_metadata, ["PUT"])
-        r("/v3/snapshots/{id}/metadata/{key}", self.snapshot_metadata_item, ["GET"])
-        r("/v3/snapshots/{id}/metadata/{key}", self.put_snapshot_metadata_item, ["PUT"])
-        r("/v3/snapshots/{id}/metadata/{key}", self.delete_snapshot_metadata_item,
-          ["DELETE"])
+        for kind, meta in (("volumes", self._volume_meta), ("snapshots", self._snapshot_meta)):
+            r(f"/v3/{kind}/{{id}}/metadata", meta.show, ["GET"])
+            r(f"/v3/{kind}/{{id}}/metadata", meta.add, ["POST"])
+            r(f"/v3/{kind}/{{id}}/metadata", meta.replace, ["PUT"])
+            r(f"/v3/{kind}/{{id}}/metadata/{{key}}", meta.item, ["GET"])
+            r(f"/v3/{kind}/{{id}}/metadata/{{key}}", meta.put_item, ["PUT"])
+            r(f"/v3/{kind}/{{id}}/metadata/{{key}}", meta.delete_item, ["DELETE"])
         r("/v3/os-availability-zone", self.availability_zones, ["GET"])
         r("/v3/limits", self.limits, ["GET"])
         r("/v3/os-quota-sets/{project_id}", self.show_quotas, ["GET"])
@@ -531,42 +571,6 @@ class VolumeAPI:
                       "volume_extension:volume_image_metadata:set", change)
         return out
 
-    # volume metadata
-    async def volume_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        v = await req.run(self.m.get_volume, req.ctx, req.param("id"))
-        req.enforce("volume:get_volume_metadata", {"project_id": v.project_id})
-        return {"metadata": dict(v.metadata_ or {})}
-
-    async def add_volume_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        meta = _metadata(_obj(await req.json(), "metadata"))
-        return {"metadata": await req.run(self.m.set_volume_metadata, req.ctx,
-                                          req.param("id"), meta, False)}
-
-    async def replace_volume_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        meta = _metadata(_obj(await req.json(), "metadata"))
-        return {"metadata": await req.run(self.m.set_volume_metadata, req.ctx,
-                                          req.param("id"), meta, True)}
-
-    async def volume_metadata_item(self, req: ApiRequest) -> dict[str, Any]:
-        meta = (await self.volume_metadata(req))["metadata"]
-        key = req.param("key")
-        if key not in meta:
-            raise NotFound(f"Volume {req.param('id')} has no metadata with key {key}.")
-        return {"meta": {key: meta[key]}}
-
-    async def put_volume_metadata_item(self, req: ApiRequest) -> dict[str, Any]:
-        meta = _metadata(_obj(await req.json(), "meta"), "meta")
-        key = req.param("key")
-        if list(meta) != [key]:
-            raise BadRequest("Request body and URI mismatch")
-        await req.run(self.m.set_volume_metadata, req.ctx, req.param("id"), meta, False)
-        return {"meta": meta}
-
-    async def delete_volume_metadata_item(self, req: ApiRequest) -> Response:
-        await req.run(self.m.delete_volume_metadata, req.ctx, req.param("id"),
-                      req.param("key"))
-        return Response(status_code=200)
-
     # ------------------------------------------------------------------ snapshots
     def _snap_doc(self, req: ApiRequest, s: Snapshot, extended: bool = True
                   ) -> dict[str, Any]:
@@ -663,40 +667,6 @@ class VolumeAPI:
             self._later(self.m.finish_delete_snapshot, sid)
             return Response(status_code=202)
         raise BadRequest(f"There is no such action: {next(iter(body))}")
-
-    async def snapshot_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        s = await req.run(self.m.get_snapshot, req.ctx, req.param("id"))
-        req.enforce("volume:get_snapshot_metadata", {"project_id": s.project_id})
-        return {"metadata": dict(s.metadata_ or {})}
-
-    async def add_snapshot_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        meta = _metadata(_obj(await req.json(), "metadata"))
-        return {"metadata": await req.run(self.m.set_snapshot_metadata, req.ctx,
-                                          req.param("id"), meta, False)}
-
-    async def replace_snapshot_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        meta = _metadata(_obj(await req.json(), "metadata"))
-        return {"metadata": await req.run(self.m.set_snapshot_metadata, req.ctx,
-                                          req.param("id"), meta, True)}
-
-    async def snapshot_metadata_item(self, req: ApiRequest) -> dict[str, Any]:
-        meta = (await self.snapshot_metadata(req))["metadata"]
-        key = req.param("key")
-        if key not in meta:
-            raise NotFound(f"Snapshot {req.param('id')} has no metadata with key {key}.")
-        return {"meta": {key: meta[key]}}
-
-    async def put_snapshot_metadata_item(self, req: ApiRequest) -> dict[str, Any]:
-        meta = _metadata(_obj(await req.json(), "meta"), "meta")
-        if list(meta) != [req.param("key")]:
-            raise BadRequest("Request body and URI mismatch")
-        await req.run(self.m.set_snapshot_metadata, req.ctx, req.param("id"), meta, False)
-        return {"meta": meta}
-
-    async def delete_snapshot_metadata_item(self, req: ApiRequest) -> Response:
-        await req.run(self.m.delete_snapshot_metadata, req.ctx, req.param("id"),
-                      req.param("key"))
-        return Response(status_code=200)
 
     # ------------------------------------------------------------------ zones, limits, quotas
     async def availability_zones(self, req: ApiRequest) -> dict[str, Any]:
