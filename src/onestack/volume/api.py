@@ -66,6 +66,21 @@ def build_policy(policy_file: str | None) -> Policy:
     return Policy(RULES, policy_file, denied="Policy doesn't allow {action} to be performed.")
 
 
+def _updates(body: dict[str, Any], what: str) -> dict[str, Any]:
+    """The name, description (or their ``display_`` aliases) and metadata a volume or
+    snapshot update sets; 400 when it sets none."""
+    changes: dict[str, Any] = {}
+    for key, alias in (("name", "display_name"), ("description", "display_description")):
+        if key in body or alias in body:
+            changes[key] = _text(body.get(key, body.get(alias)), key)
+    if "metadata" in body:
+        changes["metadata"] = _metadata(body["metadata"])
+    if not changes:
+        raise BadRequest(f"Invalid input received: a {what} update needs a name, a "
+                         "description or metadata.")
+    return changes
+
+
 class MetadataRoutes:
     """The ``…/{id}/metadata[/{key}]`` routes of volumes or snapshots (the same in both)."""
 
@@ -392,16 +407,7 @@ class VolumeAPI:
         return FastJSON(await self._volume_doc(req, v, extended=False), status_code=202)
 
     async def update_volume(self, req: ApiRequest) -> dict[str, Any]:
-        body = _obj(await req.json(), "volume")
-        changes: dict[str, Any] = {}
-        for key, alias in (("name", "display_name"), ("description", "display_description")):
-            if key in body or alias in body:
-                changes[key] = _text(body.get(key, body.get(alias)), key)
-        if "metadata" in body:
-            changes["metadata"] = _metadata(body["metadata"])
-        if not changes:
-            raise BadRequest("Invalid input received: a volume update needs a name, a "
-                             "description or metadata.")
+        changes = _updates(_obj(await req.json(), "volume"), "volume")
         v = await req.run(self.m.update_volume, req.ctx, req.param("id"), changes)
         return await self._volume_doc(req, v, extended=False)
 
@@ -611,16 +617,7 @@ class VolumeAPI:
         return FastJSON(self._snap_doc(req, s, extended=False), status_code=202)
 
     async def update_snapshot(self, req: ApiRequest) -> dict[str, Any]:
-        body = _obj(await req.json(), "snapshot")
-        changes: dict[str, Any] = {}
-        for key, alias in (("name", "display_name"), ("description", "display_description")):
-            if key in body or alias in body:
-                changes[key] = _text(body.get(key, body.get(alias)), key)
-        if "metadata" in body:
-            changes["metadata"] = _metadata(body["metadata"])
-        if not changes:
-            raise BadRequest("Invalid input received: a snapshot update needs a name, a "
-                             "description or metadata.")
+        changes = _updates(_obj(await req.json(), "snapshot"), "snapshot")
         s = await req.run(self.m.update_snapshot, req.ctx, req.param("id"), changes)
         return self._snap_doc(req, s, extended=False)
 

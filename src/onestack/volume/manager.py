@@ -151,6 +151,58 @@ class VolumeManager(TypesAndQuotasMixin):
             raise NotFound(f"{what} {rid} could not be found.")
         return row
 
+    # ------------------------------------------------------------------ changes of one row
+    def _change(self, ctx: RequestContext, model: type[Any], label: str, rid: str,
+                action: str, fn: Callable[[Any], T]) -> T:
+        """``fn`` applied, in one transaction, to the volume or snapshot ``rid`` the caller
+        sees (404 otherwise) once ``action``'s policy allows it; its ``updated_at`` is set."""
+        def run(s: Session) -> T:
+            row = self._visible(ctx, s.get(model, rid), label, rid)
+            self.enforce(ctx, action, row.project_id)
+            out = fn(row)
+            row.updated_at = utcnow()
+            return out
+        return self._tx(run)
+
+    def volume_action(self, ctx: RequestContext, volume_id: str, action: str,
+                      fn: Callable[[Volume], None]) -> None:
+        """A synchronous change of one volume after ``action``'s policy."""
+        self._change(ctx, Volume, "Volume", volume_id, action, fn)
+
+    def snapshot_action(self, ctx: RequestContext, snapshot_id: str, action: str,
+                        fn: Callable[[Snapshot], None]) -> None:
+        self._change(ctx, Snapshot, "Snapshot", snapshot_id, action, fn)
+
+    def update_volume(self, ctx: RequestContext, volume_id: str,
+                      changes: dict[str, Any]) -> Volume:
+        return self._change(ctx, Volume, "Volume", volume_id, "volume:update",
+                            lambda row: _updated(row, changes))
+
+    def update_snapshot(self, ctx: RequestContext, snapshot_id: str,
+                        changes: dict[str, Any]) -> Snapshot:
+        return self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:update_snapshot",
+                            lambda row: _updated(row, changes))
+
+    def set_volume_metadata(self, ctx: RequestContext, volume_id: str,
+                            metadata: dict[str, str], replace: bool) -> dict[str, str]:
+        return self._change(ctx, Volume, "Volume", volume_id, "volume:update_volume_metadata",
+                            lambda row: _set_meta(row, metadata, replace))
+
+    def delete_volume_metadata(self, ctx: RequestContext, volume_id: str, key: str) -> None:
+        self._change(ctx, Volume, "Volume", volume_id, "volume:delete_volume_metadata",
+                     lambda row: _drop_meta(row, "Volume", key))
+
+    def set_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
+                              metadata: dict[str, str], replace: bool) -> dict[str, str]:
+        return self._change(ctx, Snapshot, "Snapshot", snapshot_id,
+                            "volume:update_snapshot_metadata",
+                            lambda row: _set_meta(row, metadata, replace))
+
+    def delete_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
+                                 key: str) -> None:
+        self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:delete_snapshot_metadata",
+                     lambda row: _drop_meta(row, "Snapshot", key))
+
     # ------------------------------------------------------------------ volumes
     def list_volumes(self, ctx: RequestContext, all_projects: bool = False,
                      project_id: str | None = None) -> list[Volume]:
@@ -314,20 +366,6 @@ class VolumeManager(TypesAndQuotasMixin):
                 row.updated_at = utcnow()
         self._tx(run)
 
-    def update_volume(self, ctx: RequestContext, volume_id: str,
-                      changes: dict[str, Any]) -> Volume:
-        def run(s: Session) -> Volume:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            self.enforce(ctx, "volume:update", vol.project_id)
-            for key in ("name", "description"):
-                if key in changes:
-                    setattr(vol, key, changes[key])
-            if "metadata" in changes:
-                vol.metadata_ = dict(changes["metadata"])
-            vol.updated_at = utcnow()
-            return vol
-        return self._tx(run)
-
     def begin_delete(self, ctx: RequestContext, volume_id: str, force: bool = False,
                      cascade: bool = False) -> None:
         """Mark a volume ``deleting`` (``finish_delete`` removes its data and row)."""
@@ -425,16 +463,6 @@ class VolumeManager(TypesAndQuotasMixin):
                 row.updated_at = utcnow()
         self._tx(run)
 
-    def volume_action(self, ctx: RequestContext, volume_id: str, action: str,
-                      fn: Callable[[Volume], None]) -> None:
-        """A synchronous change of one volume after ``action``'s policy."""
-        def run(s: Session) -> None:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            self.enforce(ctx, action, vol.project_id)
-            fn(vol)
-            vol.updated_at = utcnow()
-        self._tx(run)
-
     def retype(self, ctx: RequestContext, volume_id: str, new_type: str,
                migration_policy: str) -> None:
         """Change a volume's type. Every type lives on this one backend, so no data moves
@@ -508,27 +536,6 @@ class VolumeManager(TypesAndQuotasMixin):
                 row.admin_metadata = meta
         self._tx(done)
 
-    def set_volume_metadata(self, ctx: RequestContext, volume_id: str,
-                            metadata: dict[str, str], replace: bool) -> dict[str, str]:
-        def run(s: Session) -> dict[str, str]:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            self.enforce(ctx, "volume:update_volume_metadata", vol.project_id)
-            vol.metadata_ = dict(metadata) if replace else {**(vol.metadata_ or {}),
-                                                             **metadata}
-            return dict(vol.metadata_)
-        return self._tx(run)
-
-    def delete_volume_metadata(self, ctx: RequestContext, volume_id: str, key: str) -> None:
-        def run(s: Session) -> None:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            self.enforce(ctx, "volume:delete_volume_metadata", vol.project_id)
-            meta = dict(vol.metadata_ or {})
-            if key not in meta:
-                raise NotFound(f"Volume {volume_id} has no metadata with key {key}.")
-            del meta[key]
-            vol.metadata_ = meta
-        self._tx(run)
-
     # ------------------------------------------------------------------ snapshots
     def list_snapshots(self, ctx: RequestContext, all_projects: bool = False) -> list[Snapshot]:
         def run(s: Session) -> list[Snapshot]:
@@ -592,42 +599,6 @@ class VolumeManager(TypesAndQuotasMixin):
         if not self._tx(done):
             self.driver.delete_snapshot(loc)
 
-    def update_snapshot(self, ctx: RequestContext, snapshot_id: str,
-                        changes: dict[str, Any]) -> Snapshot:
-        def run(s: Session) -> Snapshot:
-            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
-            self.enforce(ctx, "volume:update_snapshot", snap.project_id)
-            for key in ("name", "description"):
-                if key in changes:
-                    setattr(snap, key, changes[key])
-            if "metadata" in changes:
-                snap.metadata_ = dict(changes["metadata"])
-            snap.updated_at = utcnow()
-            return snap
-        return self._tx(run)
-
-    def set_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
-                              metadata: dict[str, str], replace: bool) -> dict[str, str]:
-        def run(s: Session) -> dict[str, str]:
-            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
-            self.enforce(ctx, "volume:update_snapshot_metadata", snap.project_id)
-            snap.metadata_ = dict(metadata) if replace else {**(snap.metadata_ or {}),
-                                                              **metadata}
-            return dict(snap.metadata_)
-        return self._tx(run)
-
-    def delete_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
-                                 key: str) -> None:
-        def run(s: Session) -> None:
-            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
-            self.enforce(ctx, "volume:delete_snapshot_metadata", snap.project_id)
-            meta = dict(snap.metadata_ or {})
-            if key not in meta:
-                raise NotFound(f"Snapshot {snapshot_id} has no metadata with key {key}.")
-            del meta[key]
-            snap.metadata_ = meta
-        self._tx(run)
-
     def begin_delete_snapshot(self, ctx: RequestContext, snapshot_id: str,
                               force: bool = False) -> None:
         def run(s: Session) -> None:
@@ -659,14 +630,6 @@ class VolumeManager(TypesAndQuotasMixin):
             row = s.get(Snapshot, snapshot_id)
             if row is not None:
                 s.delete(row)
-        self._tx(run)
-
-    def snapshot_action(self, ctx: RequestContext, snapshot_id: str, action: str,
-                        fn: Callable[[Snapshot], None]) -> None:
-        def run(s: Session) -> None:
-            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
-            self.enforce(ctx, action, snap.project_id)
-            fn(snap)
         self._tx(run)
 
     # ------------------------------------------------------------------ recovery
@@ -720,3 +683,26 @@ class VolumeManager(TypesAndQuotasMixin):
                 self.driver.delete_volume(loc)
             counts["orphans"] += 1
         return counts
+
+
+def _updated(row: Any, changes: dict[str, Any]) -> Any:
+    """``row`` with a new name, description or metadata (what an update may change)."""
+    for key in ("name", "description"):
+        if key in changes:
+            setattr(row, key, changes[key])
+    if "metadata" in changes:
+        row.metadata_ = dict(changes["metadata"])
+    return row
+
+
+def _set_meta(row: Any, metadata: dict[str, str], replace: bool) -> dict[str, str]:
+    row.metadata_ = dict(metadata) if replace else {**(row.metadata_ or {}), **metadata}
+    return dict(row.metadata_)
+
+
+def _drop_meta(row: Any, label: str, key: str) -> None:
+    meta = dict(row.metadata_ or {})
+    if key not in meta:
+        raise NotFound(f"{label} {row.id} has no metadata with key {key}.")
+    del meta[key]
+    row.metadata_ = meta

@@ -8,12 +8,11 @@ it on the scope for handlers and adds the version headers to every response.
 
 from __future__ import annotations
 
-import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onestack.compute.microversions import APIVersion
+from onestack.api.microversion import APIVersion, send_fault
 
 MIN_VERSION = "3.0"
 MAX_VERSION = "3.71"
@@ -22,10 +21,6 @@ MAX = APIVersion(MAX_VERSION)
 SCOPE_KEY = "onestack.volume.version"
 #: ``/v3/{project_id}/...``: a project id is 32 hex digits (or a UUID).
 _PROJECT_SEGMENT = re.compile(r"^/v3/([0-9a-f]{32}|[0-9a-f-]{36})(/.*)?$")
-
-
-def _fault(status: int, kind: str, message: str) -> bytes:
-    return json.dumps({kind: {"code": status, "message": message}}).encode()
 
 
 def _requested(scope: Scope) -> tuple[APIVersion | None, str | None]:
@@ -65,11 +60,7 @@ class VolumeVersionLayer:
             scope[SCOPE_KEY + ".project"] = m.group(1)
         if scope["path"].endswith("/") and scope["path"] != "/v3/":
             # ``/volumes/`` names a resource with an empty id: no such resource.
-            body = _fault(404, "itemNotFound", "The resource could not be found.")
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_fault(send, 404, "itemNotFound", "The resource could not be found.")
             return
         version, error = _requested(scope)
         status, kind, message = 0, "", ""
@@ -82,11 +73,7 @@ class VolumeVersionLayer:
         headers = [(b"openstack-api-version", f"volume {version or MIN}".encode()),
                    (b"vary", b"OpenStack-API-Version")]
         if status:
-            body = _fault(status, kind, message)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode()), *headers]})
-            await send({"type": "http.response.body", "body": body})
+            await send_fault(send, status, kind, message, headers)
             return
         scope[SCOPE_KEY] = version
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from onestack.api.microversion import APIVersion
 from onestack.common.context import RequestContext
 from onestack.common.timeutils import isotime
-from onestack.compute.microversions import APIVersion
 from onestack.db.volume import Snapshot, Volume, VolumeType
 
 
