@@ -9,55 +9,18 @@ unsupported one with Nova's fault body, stores the version on the scope for hand
 
 from __future__ import annotations
 
-import json
 import re
-from functools import total_ordering
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from onestack.api.microversion import APIVersion, send_fault
 
 MIN_VERSION = "2.1"
 MAX_VERSION = "2.100"
 SCOPE_KEY = "onestack.compute.version"
-_VERSION_RE = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 #: Nova routes ``/{project_id}/...`` for any ``[0-9a-f-]+`` segment (no collection name is
 #: made of hex digits only).
 _PROJECT_SEGMENT = re.compile(r"^/v2(?:\.1)?/([0-9a-f-]+)(/.*)?$")
-
-
-@total_ordering
-class APIVersion:
-    """A ``major.minor`` version comparable with another or with a ``"2.x"`` string."""
-
-    __slots__ = ("major", "minor")
-
-    def __init__(self, text: str) -> None:
-        m = _VERSION_RE.match(text.strip())
-        if m is None:
-            raise ValueError(text)
-        self.major = int(m.group(1))
-        self.minor = int(m.group(2))
-
-    def _key(self, other: Any) -> tuple[int, int]:
-        if isinstance(other, str):
-            other = APIVersion(other)
-        return (other.major, other.minor)
-
-    def __eq__(self, other: object) -> bool:
-        return (self.major, self.minor) == self._key(other)
-
-    def __lt__(self, other: Any) -> bool:
-        return (self.major, self.minor) < self._key(other)
-
-    def __hash__(self) -> int:
-        return hash((self.major, self.minor))
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}"
-
-    def matches(self, low: str, high: str | None = None) -> bool:
-        """``low <= self`` (and ``self <= high`` when given)."""
-        return self >= low and (high is None or self <= high)
 
 
 MIN = APIVersion(MIN_VERSION)
@@ -94,10 +57,6 @@ def requested(scope: Scope) -> tuple[APIVersion | None, str | None]:
                       "MajorNum.MinorNum.")
 
 
-def _fault(status: int, kind: str, message: str) -> bytes:
-    return json.dumps({kind: {"code": status, "message": message}}).encode()
-
-
 class VersionLayer:
     """Outermost ASGI layer of the compute API (see the module docstring)."""
 
@@ -119,11 +78,7 @@ class VersionLayer:
         if scope["path"].endswith("/") and scope["path"] not in ("/v2/", "/v2.1/"):
             # ``/servers/`` names a resource with an empty id: no such resource (the shared
             # middleware would strip the slash and answer for the collection instead).
-            body = _fault(404, "itemNotFound", "The resource could not be found.")
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_fault(send, 404, "itemNotFound", "The resource could not be found.")
             return
         version, error = requested(scope)
         status, kind, message = 0, "", ""
@@ -137,11 +92,7 @@ class VersionLayer:
                    (b"x-openstack-nova-api-version", str(version or MIN).encode()),
                    (b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")]
         if status:
-            body = _fault(status, kind, message)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode()), *headers]})
-            await send({"type": "http.response.body", "body": body})
+            await send_fault(send, status, kind, message, headers)
             return
         scope = dict(scope)
         scope[SCOPE_KEY] = version
