@@ -244,16 +244,17 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         network.ensure_agents()
     network.start_dataplane()
     bus = make_bus(settings.bus_url)
+    from onestack.volume.setup import build_volume
+
+    volume, apps["volume"], volume_api = build_volume(settings, db, tokens, policy_file,
+                                                      auth_uri, images=image)
     from onestack.compute.setup import build_compute
+    from onestack.compute.volumes import LocalVolumes
 
     compute, compute_app, scheduler, agents = build_compute(
         settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri,
-        network=network)
+        network=network, volumes=LocalVolumes(volume, volume_api.attachments))
     apps["compute"] = compute_app
-    from onestack.volume.setup import build_volume
-
-    volume, apps["volume"], _volume_api = build_volume(settings, db, tokens, policy_file,
-                                                       auth_uri, images=image)
     from onestack.console.setup import build_console_app
 
     apps["console"] = build_console_app(settings, db, bus)

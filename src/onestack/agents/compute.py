@@ -24,8 +24,9 @@ from typing import Any
 
 from onestack.bus.base import Bus
 from onestack.common.timeutils import utcnow
-from onestack.compute import states
+from onestack.compute import block_devices, states
 from onestack.compute.manager import ComputeManager, InstanceDict
+from onestack.compute.volumes import release_all
 from onestack.drivers.hypervisor.base import (
     DriverError,
     HypervisorDriver,
@@ -61,6 +62,8 @@ class ComputeAgent:
     #: The network service seen from compute (``compute/network.py``: ``bind``); None:
     #: guests get no ports.
     network: Any = None
+    #: The volume service seen from compute (``compute/volumes.py``); None: no volumes.
+    volumes: Any = None
 
     def __init__(self, host: str, driver: HypervisorDriver, manager: ComputeManager, bus: Bus,
                  uploader: ImageUploader | None = None, build_timeout: float = 600.0) -> None:
@@ -101,6 +104,7 @@ class ComputeAgent:
                 "key_data": inst["key_data"], "user_data": inst["user_data"],
                 "metadata": inst["metadata"], "config_drive": bool(inst["config_drive"]),
                 "networks": inst["system_metadata"].get("networks", []),
+                "block_devices": block_devices.of(inst),
                 "admin_pass": None, **extra}
 
     async def _files(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +198,9 @@ class ComputeAgent:
             await self._fail(instance_uuid, "deleting", "compute_terminate_instance", exc,
                              vm_state=states.ERROR)
             return
+        if self.volumes is not None and block_devices.of(inst):
+            await asyncio.to_thread(release_all, self.volumes, instance_uuid,
+                                    block_devices.of(inst))
         await self.m.db.run(self.m.finish_delete, instance_uuid)
 
     def _load_any(self, uuid: str) -> InstanceDict | None:
@@ -549,17 +556,31 @@ class ComputeAgent:
         (the port then stays attached)."""
         return await self._nic(instance_uuid, port, self.driver.detach_interface)
 
-    async def _nic(self, instance_uuid: str, port: dict[str, Any],
+    async def _nic(self, instance_uuid: str, device: dict[str, Any],
                    fn: Callable[[dict[str, Any], dict[str, Any]], Any]) -> dict[str, Any]:
+        """A NIC or disk change of a guest, its failure reported instead of raised."""
         inst = await self._load(instance_uuid)
         if inst is None:
             return {"error": f"Instance {instance_uuid} could not be found."}
         try:
-            await fn(self.spec(inst), port)
+            await fn(self.spec(inst), device)
         except Exception as exc:  # noqa: BLE001 - reported to the API, which rolls back
-            LOG.warning("interface %s of %s: %s", port.get("id"), instance_uuid, exc)
+            LOG.warning("device %s of %s: %s", device.get("id") or device.get("volume_id"),
+                        instance_uuid, exc)
             return {"error": str(exc) or type(exc).__name__}
         return {}
+
+    async def attach_volume(self, instance_uuid: str,
+                            volume: dict[str, Any]) -> dict[str, Any]:
+        """Give the guest the disk of ``volume`` (a block device with its connection info;
+        hot-plugged when it runs). ``{}``, or ``{"error": message}`` (the API rolls back)."""
+        return await self._nic(instance_uuid, volume, self.driver.attach_volume)
+
+    async def detach_volume(self, instance_uuid: str,
+                            volume: dict[str, Any]) -> dict[str, Any]:
+        """Take the disk of ``volume`` from the guest; ``{}`` once released, else
+        ``{"error"}`` (the volume then stays attached)."""
+        return await self._nic(instance_uuid, volume, self.driver.detach_volume)
 
     async def ping(self) -> str:
         return self.host

@@ -35,8 +35,9 @@ from onestack.common.errors import (
 from onestack.common.ids import new_uuid
 from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime
-from onestack.compute import schemas, server_schemas, states, views
+from onestack.compute import block_devices, schemas, server_schemas, states, views
 from onestack.compute.api_resources import ResourceRoutes
+from onestack.compute.api_volumes import add_volume_attachment_routes
 from onestack.compute.manager import ComputeManager, InstanceDict
 from onestack.compute.microversions import (
     MAX_VERSION,
@@ -47,6 +48,7 @@ from onestack.compute.microversions import (
 )
 from onestack.compute.network_proxies import NetworkProxyRoutes, nova_group
 from onestack.compute.policies import ACTION_RULES, RULES
+from onestack.compute.volumes import release_all
 
 LOG = logging.getLogger(__name__)
 
@@ -120,6 +122,9 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         #: Seam for the network service (Neutron): None means no networking, so only
         #: ``networks: "none"``/``"auto"`` (or omitted) are accepted.
         self.network = network
+        #: Seam for the block-storage service (Cinder, ``compute.volumes``); None: no
+        #: volumes (attaching one is refused).
+        self.volumes: Any = None
         self.console_url = console_url
         #: Console token store (``onestack.console.tokens``); None: no remote consoles.
         self.console_tokens: Any = None
@@ -128,6 +133,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         self._add_routes()
         self.add_resource_routes()
         self.add_network_proxy_routes()
+        add_volume_attachment_routes(self)
 
     # ------------------------------------------------------------------ helpers
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
@@ -270,8 +276,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         r(p + "/servers/{server_id}/os-interface/{port_id}", self.show_interface, ["GET"])
         r(p + "/servers/{server_id}/os-interface/{port_id}", self.detach_interface,
           ["DELETE"])
-        r(p + "/servers/{server_id}/os-volume_attachments", self.list_volumes, ["GET"])
-        r(p + "/servers/{server_id}/os-volume_attachments", self.attach_volume, ["POST"])
         r(p + "/servers/{server_id}/os-security-groups", self.server_sgs, ["GET"])
         r(p + "/servers/{server_id}/migrations", self.server_migrations, ["GET"])
         r(p + "/servers/{server_id}/topology", self.topology, ["GET"])
@@ -874,6 +878,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             except Exception:  # noqa: BLE001 - the delete itself has been recorded
                 LOG.exception("could not release the ports of %s", uuid)
         if not on_host:
+            await self._release_volumes(req, inst)
             return
         try:
             await self.bus.cast(f"compute.{inst['host']}", "terminate_instance",
@@ -881,7 +886,14 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         except NoConsumer:
             # The host's agent is gone (in-process): delete locally, like Nova does for an
             # instance whose compute service is down. Its reconciliation cleans the guest.
+            await self._release_volumes(req, inst)
             await req.run(self.m.finish_delete, uuid)
+
+    async def _release_volumes(self, req: ApiRequest, inst: InstanceDict) -> None:
+        """A server deleted without its host: its volumes are released here."""
+        bdms = block_devices.of(inst)
+        if self.volumes is not None and bdms:
+            await req.run(release_all, self.volumes, inst["uuid"], bdms)
 
     # ------------------------------------------------------------------ actions
     async def server_action(self, req: ApiRequest) -> Response:
@@ -1789,14 +1801,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                           preserve_ports=[p for p in preserve if p != port_id])
         await self._refresh_nics(req, inst)
         return Response(status_code=202)
-
-    async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req, "os_compute_api:os-volumes-attachments:index")
-        return {"volumeAttachments": []}
-
-    async def attach_volume(self, req: ApiRequest) -> dict[str, Any]:
-        await self._inst(req, "os_compute_api:os-volumes-attachments:create")
-        raise BadRequest("Volume service is not available in this cloud.")
 
     async def server_sgs(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self._inst(req, "os_compute_api:os-security-groups:list")

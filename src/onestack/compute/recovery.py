@@ -15,7 +15,9 @@ recovered here, when the scheduler starts and then periodically:
   comes after the ports): once ``stale_after`` old it is removed with its ports, as the
   API's own rollback would have;
 * placement allocations still held by deleted servers are released, and the ports compute
-  made for deleted servers are deleted (a crash between the delete and its clean-up).
+  made for deleted servers are deleted (a crash between the delete and its clean-up);
+  likewise the volume attachments of deleted servers are released (and their
+  ``delete_on_termination`` volumes deleted).
 
 Every step is idempotent and safe to run beside live schedulers: placing an instance is
 atomic (``place_instance`` only moves a ``scheduling`` instance), so a boot cast twice is
@@ -33,8 +35,9 @@ from sqlalchemy import select
 
 from onestack.bus.base import Bus
 from onestack.common.timeutils import utcnow
-from onestack.compute import states
+from onestack.compute import block_devices, states
 from onestack.compute.manager import ComputeManager
+from onestack.compute.volumes import release_all
 from onestack.db.compute import Instance
 from onestack.db.placement import Allocation as PlacementAllocation
 
@@ -49,6 +52,8 @@ class BootRecovery:
         self.m = manager
         self.bus = bus
         self.network = network
+        #: ``compute.volumes.ComputeVolumes`` or None (no block storage).
+        self.volumes: Any = None
         self.stale_after = stale_after
         self.started_at = utcnow()
 
@@ -117,6 +122,7 @@ class BootRecovery:
             counts["released"] += 1
         if on_start:
             counts["ports"] = self._ports_of_deleted()
+        counts["volumes"] = self._volumes_of_deleted()
         counts["rescheduled"] = len(casts)
         return casts, counts
 
@@ -136,6 +142,20 @@ class BootRecovery:
                 self.network.deallocate(uuid, list((sm or {}).get("preserve_ports") or []))
             except Exception:  # noqa: BLE001 - the next start tries again
                 LOG.exception("could not release the ports of deleted server %s", uuid)
+        return len(gone)
+
+    def _volumes_of_deleted(self) -> int:
+        """Release what deleted servers still hold of the volume service."""
+        if self.volumes is None:
+            return 0
+        holders = self.volumes.attached_servers()
+        if not holders:
+            return 0
+        with self.m.db.reader() as s:
+            gone = list(s.execute(select(Instance.uuid, Instance.system_metadata).where(
+                Instance.uuid.in_(list(holders)), Instance.deleted.is_(True))))
+        for uuid, sm in gone:
+            release_all(self.volumes, uuid, block_devices.of({"system_metadata": sm}))
         return len(gone)
 
     async def run(self, on_start: bool = False) -> dict[str, int]:

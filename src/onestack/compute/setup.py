@@ -68,11 +68,11 @@ def _weighers(text: str) -> dict[str, float]:
 
 def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, images: Any,
                   image_store: Any, placement: Any, policy_file: str | None,
-                  auth_uri: str, network: Any = None) -> tuple[ComputeManager, ASGIApp,
-                                                               Scheduler,
-                                                               ComputeAgentPool | None]:
+                  auth_uri: str, network: Any = None, volumes: Any = None
+                  ) -> tuple[ComputeManager, ASGIApp, Scheduler, ComputeAgentPool | None]:
     """``network``: the in-process network manager (None: servers get no ports); the API
-    and the agents reach it through ``compute.network.LocalNetwork``."""
+    and the agents reach it through ``compute.network.LocalNetwork``. ``volumes``: the
+    block-storage seam (``compute.volumes.ComputeVolumes``; None: no volumes)."""
     use_placement = placement is not None and settings.compute_claims == "placement"
     manager = ComputeManager(db, settings.compute_default_availability_zone,
                              placement if use_placement else None,
@@ -84,14 +84,16 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
     api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,
                      console_url=settings.url("console"), network=nets)
     api.console_tokens = console_tokens(settings, db)
+    api.volumes = volumes
     app = VersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     filters = [f.strip() for f in settings.scheduler_filters.split(",") if f.strip()]
+    recovery = BootRecovery(manager, bus, nets, settings.compute_recover_after)
+    recovery.volumes = volumes
     scheduler = Scheduler(manager, bus, filters or None, _weighers(settings.scheduler_weighers),
                           settings.scheduler_max_attempts, settings.scheduler_host_subset_size,
                           host=settings.compute_host or socket.gethostname(),
                           heartbeat_interval=settings.compute_heartbeat_interval,
-                          recovery=BootRecovery(manager, bus, nets,
-                                                settings.compute_recover_after),
+                          recovery=recovery,
                           recovery_interval=min(settings.compute_reconcile_interval,
                                                 settings.compute_recover_after))
     pool = None
@@ -109,6 +111,7 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
                                  settings.compute_build_timeout)
             agent.shutdown_timeout = settings.compute_shutdown_timeout
             agent.network = nets
+            agent.volumes = volumes
             if images is not None and driver.hypervisor_type != "fake":
                 from onestack.drivers.hypervisor.imagefiles import ImageFiles
 

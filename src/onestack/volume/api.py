@@ -130,6 +130,8 @@ class VolumeAPI:
         other resources' (types, transfers, QoS, groups, backups, operator routes)."""
         self.m = manager
         self.backups = backups
+        #: The attachments (set by ``volume.setup``; the compute service uses them too).
+        self.attachments: Any = None
         #: Where uploads in formats other than raw are converted (None: the temp dir).
         self.scratch_dir: str | None = None
         self.max_limit = max_limit

@@ -12,11 +12,13 @@ from onestack.db.engine import Database
 from onestack.drivers.volume.base import VolumeDriver
 from onestack.volume.api import VolumeAPI, build_policy
 from onestack.volume.api_admin import add_admin_routes
+from onestack.volume.api_attachments import add_attachment_routes
 from onestack.volume.api_backups import add_backup_routes
 from onestack.volume.api_groups import add_group_routes
 from onestack.volume.api_qos import add_qos_routes
 from onestack.volume.api_transfers import add_transfer_routes
 from onestack.volume.api_types import add_type_routes
+from onestack.volume.attachments import Attachments
 from onestack.volume.backup_store import DirectoryBackupStore
 from onestack.volume.backups import Backups
 from onestack.volume.images import LocalImages
@@ -62,5 +64,7 @@ def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
     add_group_routes(api)
     add_backup_routes(api, backups)
     add_admin_routes(api)
+    api.attachments = Attachments(manager)
+    add_attachment_routes(api, api.attachments)
     app = VolumeVersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     return manager, app, api

@@ -44,6 +44,14 @@ Semantics every driver (and the shared driver test battery) follows:
   timeout: the NIC stays). On a stopped guest only the next start sees the change. Either
   way the driver's own record of the guest's NICs follows, so later starts keep them.
   Detaching a NIC the guest does not have succeeds.
+* ``attach_volume(instance, volume)`` / ``detach_volume(instance, volume)`` do the same for
+  one volume's disk. ``volume`` is a block device (``compute/volumes.py``): ``volume_id``,
+  ``device``, ``mode`` (``rw``/``ro``) and the volume service's ``connection_info``
+  (``{"driver_volume_type": "file", "data": {"path", "format", ...}}`` for file-backed
+  volumes); the guest sees the disk with the serial ``volume_id[:20]``
+  (``/dev/disk/by-id/virtio-<serial>``). The instance spec's ``block_devices`` lists the
+  volumes a guest has when it is spawned. Attaching a volume the guest already has and
+  detaching one it does not have succeed.
 """
 
 from __future__ import annotations
@@ -205,6 +213,14 @@ class HypervisorDriver(abc.ABC):
     async def detach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
         """Take the NIC of ``port`` from the guest (hot-unplugged when it runs)."""
         raise DriverError("detaching interfaces is not supported by this driver")
+
+    async def attach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        """Give the guest the disk of ``volume`` (hot-plugged when it runs)."""
+        raise DriverError("attaching volumes is not supported by this driver")
+
+    async def detach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        """Take the disk of ``volume`` from the guest (hot-unplugged when it runs)."""
+        raise DriverError("detaching volumes is not supported by this driver")
 
     async def get_console_output(self, instance: InstanceSpec) -> str:
         """The guest's serial console log."""

@@ -44,6 +44,8 @@ class FakeGuest:
     console: list[str] = field(default_factory=list)
     #: The guest's NICs: port id -> MAC address (boot NICs and attached ones).
     nics: dict[str, str] = field(default_factory=dict)
+    #: The guest's volumes: volume id -> device name.
+    disks: dict[str, str] = field(default_factory=dict)
 
 
 _BOOT_LOG = (
@@ -112,6 +114,8 @@ class FakeDriver(HypervisorDriver):
             if isinstance(port, dict) and (port.get("port_id") or port.get("id")):
                 guest.nics[str(port.get("port_id") or port.get("id"))] = str(
                     port.get("mac_address") or "")
+        for bdm in instance.get("block_devices") or []:
+            guest.disks[str(bdm["volume_id"])] = str(bdm.get("device") or "")
         self.guests[guest.uuid] = guest
 
     async def destroy(self, instance: InstanceSpec) -> None:
@@ -218,6 +222,20 @@ class FakeDriver(HypervisorDriver):
         if guest.nics.pop(port_id, None) is not None:
             self._log(guest, f"nic {port_id} removed")
 
+    async def attach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        await self._op("attach_volume")
+        guest = self._guest(instance)
+        if not (volume.get("connection_info") or {}).get("driver_volume_type"):
+            raise DriverError(f"volume {volume.get('volume_id')} has no connection info")
+        guest.disks[str(volume["volume_id"])] = str(volume.get("device") or "")
+        self._log(guest, f"disk {volume['volume_id']} added")
+
+    async def detach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        await self._op("detach_volume")
+        guest = self._guest(instance)
+        if guest.disks.pop(str(volume["volume_id"]), None) is not None:
+            self._log(guest, f"disk {volume['volume_id']} removed")
+
     async def list_instances(self) -> list[str]:
         return list(self.guests)
 
@@ -252,5 +270,6 @@ class FakeDriver(HypervisorDriver):
                 "hypervisor": "fake", "hypervisor_os": "fake",
                 "num_cpus": int(guest.flavor.get("vcpus", 1)),
                 "memory_details": {"maximum": int(guest.flavor.get("memory_mb", 0)), "used": 0},
-                "uptime": 1, "config_drive": False, "num_nics": len(guest.nics), "num_disks": 1,
+                "uptime": 1, "config_drive": False, "num_nics": len(guest.nics),
+                "num_disks": 1 + len(guest.disks),
                 "cpu_details": [], "nic_details": [], "disk_details": []}

@@ -1,0 +1,266 @@
+"""Compute API routes for a server's volumes (``os-volume_attachments``).
+
+Attach, as Nova does it with new-style Cinder attachments: the API reserves the volume (an
+attachment), records the block device (``compute.block_devices``), connects the attachment
+for the server's host, asks that host's agent to give the guest the disk (hot-plugged when it
+runs, at its next start otherwise), then completes the attachment (the volume is ``in-use``).
+Detach reverses it: ``detaching``, the guest lets go of the disk, the attachment is deleted
+(the volume is ``available``). Unlike Nova the API waits for the agent, so a failure is
+answered (409) and rolled back instead of leaving an instance fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest
+from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, ValidationError
+from onestack.compute import block_devices, schemas, states
+from onestack.compute.microversions import version_of
+
+if TYPE_CHECKING:
+    from onestack.compute.api import ComputeAPI, InstanceDict
+    from onestack.compute.volumes import ComputeVolumes
+
+#: How long the API waits for an agent to attach or detach a disk.
+VOLUME_TIMEOUT = 90
+#: States in which a server's volumes may change (Nova's ``check_instance_state``).
+_STATES = (states.ACTIVE, states.PAUSED, states.STOPPED, states.RESIZED,
+           states.SOFT_DELETED, states.SHELVED, states.SHELVED_OFFLOADED)
+
+
+def add_volume_attachment_routes(api: ComputeAPI) -> None:
+    """Register the routes of this module on ``api``."""
+    h = VolumeAttachmentRoutes(api)
+    p = "/v2.1/servers/{server_id}/os-volume_attachments"
+    api._r(p, h.list, ["GET"])  # noqa: SLF001 - the owner's route helper
+    api._r(p, h.attach, ["POST"])  # noqa: SLF001
+    api._r(p + "/{volume_id}", h.show, ["GET"])  # noqa: SLF001
+    api._r(p + "/{volume_id}", h.update, ["PUT"])  # noqa: SLF001
+    api._r(p + "/{volume_id}", h.detach, ["DELETE"])  # noqa: SLF001
+
+
+def _view(req: ApiRequest, inst: InstanceDict, bdm: dict[str, Any],
+          created: bool = False) -> dict[str, Any]:
+    v = version_of(req.request.scope)
+    doc: dict[str, Any] = {"id": bdm["volume_id"], "serverId": inst["uuid"],
+                           "volumeId": bdm["volume_id"], "device": bdm.get("device")}
+    if v >= "2.70":
+        doc["tag"] = bdm.get("tag")
+    if v >= "2.79":
+        doc["delete_on_termination"] = bool(bdm.get("delete_on_termination"))
+    if v >= "2.89" and not created:
+        del doc["id"]
+        doc["attachment_id"] = bdm.get("attachment_id")
+        doc["bdm_uuid"] = bdm.get("bdm_uuid")
+    return doc
+
+
+class VolumeAttachmentRoutes:
+    """``/servers/{id}/os-volume_attachments`` over the ``ComputeVolumes`` seam."""
+
+    def __init__(self, api: ComputeAPI) -> None:
+        self.api = api
+        self.bdms = block_devices.BlockDevices(api.m)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def volumes(self) -> ComputeVolumes:
+        if self.api.volumes is None:
+            raise BadRequest("Volume service is not available in this cloud.")
+        return self.api.volumes  # type: ignore[no-any-return]
+
+    def _lock(self, uuid: str) -> asyncio.Lock:
+        return self._locks.setdefault(uuid, asyncio.Lock())
+
+    @staticmethod
+    def _check_state(inst: InstanceDict, action: str) -> None:
+        if inst["locked"]:
+            raise Conflict(f"Instance {inst['uuid']} is locked")
+        if inst["vm_state"] not in _STATES or inst["task_state"] is not None:
+            raise Conflict(f"Cannot '{action}' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+
+    @staticmethod
+    def _volume_id(req: ApiRequest) -> str:
+        vid = req.param("volume_id")
+        if not schemas.is_uuid(vid):
+            raise NotFound(f"volume_id not found: {vid}")
+        return vid
+
+    # ------------------------------------------------------------------ reading
+    async def list(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self.api._inst(req, "os_compute_api:os-volumes-attachments:index")  # noqa: SLF001
+        bdms = block_devices.of(inst)
+        q = req.query
+        if q.get("offset") is not None:
+            bdms = bdms[schemas.integer(q.get("offset"), "offset", 0):]
+        if q.get("limit") is not None:
+            bdms = bdms[:schemas.integer(q.get("limit"), "limit", 0)]
+        return {"volumeAttachments": [_view(req, inst, b) for b in bdms]}
+
+    async def show(self, req: ApiRequest) -> dict[str, Any]:
+        inst = await self.api._inst(req, "os_compute_api:os-volumes-attachments:show")  # noqa: SLF001
+        vid = self._volume_id(req)
+        bdm = block_devices.find(inst, vid)
+        if bdm is None:
+            raise NotFound(f"Instance {inst['uuid']} is not attached.")
+        return {"volumeAttachment": _view(req, inst, bdm)}
+
+    # ------------------------------------------------------------------ attach
+    @staticmethod
+    def _attach_body(req: ApiRequest, body: Any) -> dict[str, Any]:
+        v = version_of(req.request.scope)
+        att = schemas.obj(body, "volumeAttachment")
+        allowed = {"volumeId", "device"}
+        if v >= "2.49":
+            allowed.add("tag")
+        if v >= "2.79":
+            allowed.add("delete_on_termination")
+        schemas.only(att, allowed, "volumeAttachment")
+        vid = att.get("volumeId")
+        if not isinstance(vid, str) or not schemas.is_uuid(vid):
+            raise ValidationError("Invalid input for field/attribute volumeId.")
+        tag = att.get("tag")
+        if tag is not None and (not isinstance(tag, str) or not 0 < len(tag) <= 60
+                                or "/" in tag or "," in tag):
+            raise ValidationError("Invalid input for field/attribute tag.")
+        if "delete_on_termination" in att and not isinstance(att["delete_on_termination"],
+                                                             bool):
+            raise ValidationError("Invalid input for field/attribute delete_on_termination.")
+        device = att.get("device")
+        if device is not None and (not isinstance(device, str) or len(device) > 255):
+            raise ValidationError("Invalid input for field/attribute device.")
+        return att
+
+    async def attach(self, req: ApiRequest) -> dict[str, Any]:
+        api = self.api
+        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:create")  # noqa: SLF001
+        att = self._attach_body(req, await req.json())
+        vols = self.volumes
+        vid = att["volumeId"]
+        async with self._lock(inst["uuid"]):
+            inst = await api.m.db.run(api.m.get_instance, req.ctx, inst["uuid"])
+            self._check_state(inst, "attach_volume")
+            volume = await req.run(vols.get, req.ctx, vid)
+            if block_devices.find(inst, vid) is not None or any(
+                    a.get("server_id") == inst["uuid"] for a in volume["attachments"]):
+                raise BadRequest(f"Invalid volume: volume {vid} is already attached to "
+                                 f"server {inst['uuid']}.")
+            device = block_devices.device_name(inst, att.get("device"))
+            attachment_id = await req.run(vols.reserve, req.ctx, vid, inst["uuid"])
+            try:
+                bdm = await req.run(self.bdms.add, inst["uuid"], {
+                    "volume_id": vid, "attachment_id": attachment_id, "device": device,
+                    "tag": att.get("tag"),
+                    "delete_on_termination": bool(att.get("delete_on_termination"))})
+            except BaseException:
+                await req.run(vols.release, attachment_id)
+                raise
+            try:
+                bdm = await self._connect_guest(req, inst, bdm)
+            except BaseException:
+                await req.run(self.bdms.remove, inst["uuid"], vid)
+                await req.run(vols.release, attachment_id)
+                raise
+            await req.run(api.m.record_action, req.ctx, inst["uuid"], "attach_volume")
+        return {"volumeAttachment": _view(req, inst, bdm, created=True)}
+
+    async def _connect_guest(self, req: ApiRequest, inst: InstanceDict,
+                             bdm: dict[str, Any]) -> dict[str, Any]:
+        """Connect the attachment for the server's host and hand the disk to the guest."""
+        vols = self.volumes
+        host = inst["host"] or ""
+        info = await req.run(vols.connect, bdm["attachment_id"], host, bdm["device"])
+        bdm = {**bdm, "connection_info": info,
+               "mode": (info.get("data") or {}).get("access_mode", "rw")}
+        if inst["host"] and inst["vm_state"] != states.SHELVED_OFFLOADED:
+            res = await self._agent(inst, "attach_volume", bdm)
+            if res.get("error"):
+                raise Conflict(f"Failed to attach volume {bdm['volume_id']} to "
+                               f"{inst['uuid']}: {res['error']}")
+        await req.run(self.bdms.update, inst["uuid"], bdm["volume_id"],
+                      connection_info=info, mode=bdm["mode"])
+        await req.run(vols.complete, bdm["attachment_id"])
+        return bdm
+
+    async def _agent(self, inst: InstanceDict, method: str,
+                     bdm: dict[str, Any]) -> dict[str, Any]:
+        try:
+            res = await self.api._call(inst, method, timeout=VOLUME_TIMEOUT,  # noqa: SLF001
+                                       instance_uuid=inst["uuid"], volume=bdm)
+        except Conflict as exc:
+            return {"error": exc.message}
+        return res if isinstance(res, dict) else {}
+
+    # ------------------------------------------------------------------ update / detach
+    async def update(self, req: ApiRequest) -> Response:
+        api = self.api
+        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:update")  # noqa: SLF001
+        vid = self._volume_id(req)
+        body = await req.json()
+        att = schemas.obj(body, "volumeAttachment")
+        v = version_of(req.request.scope)
+        allowed = {"volumeId", "device"}
+        if v >= "2.85":
+            allowed |= {"id", "serverId", "tag", "delete_on_termination"}
+        schemas.only(att, allowed, "volumeAttachment")
+        new = att.get("volumeId")
+        if not isinstance(new, str) or not schemas.is_uuid(new):
+            raise ValidationError("Invalid input for field/attribute volumeId.")
+        if new != vid:
+            req.enforce("os_compute_api:os-volumes-attachments:swap",
+                        api.tgt(req, inst["project_id"]))
+            raise Conflict("Swapping the volume of a server is not supported by this "
+                           "cloud's hypervisor driver.")
+        if v < "2.85":
+            raise BadRequest("The volume was not changed: volumeId names the attached "
+                             "volume (updating an attachment needs microversion 2.85).")
+        async with self._lock(inst["uuid"]):
+            inst = await api.m.db.run(api.m.get_instance, req.ctx, inst["uuid"])
+            bdm = block_devices.find(inst, vid)
+            if bdm is None:
+                raise NotFound(f"volume_id not found: {vid}")
+            for key, have in (("id", vid), ("serverId", inst["uuid"]),
+                              ("device", bdm.get("device")), ("tag", bdm.get("tag"))):
+                if key in att and att[key] != have:
+                    raise BadRequest(f"Updating '{key}' of a volume attachment is not "
+                                     "supported.")
+            if "delete_on_termination" in att:
+                dot = att["delete_on_termination"]
+                if not isinstance(dot, bool):
+                    raise ValidationError("Invalid input for field/attribute "
+                                          "delete_on_termination.")
+                await req.run(self.bdms.update, inst["uuid"], vid, delete_on_termination=dot)
+        return Response(status_code=202)
+
+    async def detach(self, req: ApiRequest) -> Response:
+        api = self.api
+        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:delete")  # noqa: SLF001
+        vid = self._volume_id(req)
+        vols = self.volumes
+        async with self._lock(inst["uuid"]):
+            inst = await api.m.db.run(api.m.get_instance, req.ctx, inst["uuid"])
+            self._check_state(inst, "detach_volume")
+            await req.run(vols.get, req.ctx, vid)  # 404 for an unknown volume
+            bdm = block_devices.find(inst, vid)
+            if bdm is None:
+                raise NotFound(f"volume_id not found: {vid}")
+            if bdm.get("boot_index") == 0:
+                raise BadRequest("Cannot detach a root device volume")
+            await req.run(vols.begin_detaching, vid)
+            if inst["host"] and inst["vm_state"] != states.SHELVED_OFFLOADED:
+                res = await self._agent(inst, "detach_volume", bdm)
+                if res.get("error"):
+                    await req.run(vols.roll_detaching, vid)
+                    raise Conflict(f"Failed to detach volume {vid} from {inst['uuid']}: "
+                                   f"{res['error']}")
+            with contextlib.suppress(APIError):  # removed meanwhile (a force detach)
+                await req.run(vols.release, bdm["attachment_id"])
+            await req.run(self.bdms.remove, inst["uuid"], vid)
+            await req.run(api.m.record_action, req.ctx, inst["uuid"], "detach_volume")
+        return Response(status_code=202)

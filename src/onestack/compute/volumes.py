@@ -1,0 +1,158 @@
+"""The compute side of the block-storage service (Cinder): the seam between compute and
+volume.
+
+``ComputeVolumes`` is everything compute asks of the volume service, in Nova's terms
+(``nova/volume/cinder.py`` is its model, new-style attachments only): look a volume up,
+reserve it for a server (an attachment), connect the attachment for the host that runs the
+guest (the connection info the hypervisor opens), complete it once the guest has the disk,
+and release it (attachment delete) when the disk is gone; a volume marked
+``delete_on_termination`` is deleted with its server.
+
+``LocalVolumes`` implements it in process over ``onestack.volume``'s manager and attachments
+(``onestack up`` runs both services in one process). A compute API on a host without the
+volume service would pass an HTTP implementation of the same methods (``/v3/attachments``
+at 3.44); nothing else changes. Every method is synchronous (callers run them in worker
+threads) and raises compute-style ``APIError``s with Nova's messages.
+
+A *block device* is how compute records a volume of a server (``system_metadata
+["block_devices"]``, Nova's block device mapping): ``{"volume_id", "attachment_id",
+"device", "tag", "delete_on_termination", "bdm_uuid", "boot_index", "connection_info",
+"mode"}``. Drivers receive them in the instance spec (``block_devices``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+from typing import Any, Protocol
+
+from onestack.common.context import RequestContext
+from onestack.common.errors import APIError, BadRequest, NotFound
+
+LOG = logging.getLogger(__name__)
+
+
+class ComputeVolumes(Protocol):
+    """What the compute API and agents need of the volume service (see module docstring)."""
+
+    def get(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]: ...
+
+    def reserve(self, ctx: RequestContext, volume_id: str, instance_uuid: str) -> str: ...
+
+    def connect(self, attachment_id: str, host: str, device: str) -> dict[str, Any]: ...
+
+    def complete(self, attachment_id: str) -> None: ...
+
+    def release(self, attachment_id: str) -> None: ...
+
+    def begin_detaching(self, volume_id: str) -> None: ...
+
+    def roll_detaching(self, volume_id: str) -> None: ...
+
+    def delete(self, volume_id: str) -> None: ...
+
+    def attached_servers(self) -> set[str]: ...
+
+
+def connector(host: str, device: str | None = None) -> dict[str, Any]:
+    """What os-brick's connector tells Cinder about a compute host."""
+    out: dict[str, Any] = {"host": host, "platform": platform.machine(), "os_type": "linux",
+                           "multipath": False, "initiator": None, "ip": "127.0.0.1"}
+    if device:
+        out["mountpoint"] = device
+    return out
+
+
+def volume_error(exc: APIError) -> APIError:
+    """A volume service error worded as Nova reports it (400 ``Invalid volume``)."""
+    if exc.status == 404:
+        return exc
+    if exc.status == 400 and not exc.message.startswith("Invalid volume"):
+        return BadRequest(f"Invalid volume: {exc.message}")
+    return BadRequest(exc.message) if exc.status < 500 else exc
+
+
+class LocalVolumes:
+    """``ComputeVolumes`` over the in-process volume manager and attachments."""
+
+    def __init__(self, manager: Any, attachments: Any) -> None:
+        self.m = manager
+        self.a = attachments
+
+    def get(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
+        try:
+            v = self.m.get_volume(ctx, volume_id)
+        except NotFound:
+            raise NotFound(f"Volume {volume_id} could not be found.") from None
+        return {"id": v.id, "status": v.status, "size": v.size, "project_id": v.project_id,
+                "multiattach": v.multiattach, "bootable": v.bootable,
+                "attachments": [dict(a) for a in v.attachments or []]}
+
+    def reserve(self, ctx: RequestContext, volume_id: str, instance_uuid: str) -> str:
+        try:
+            view = self.a.create(ctx, volume_id, instance_uuid)
+        except NotFound:
+            raise NotFound(f"Volume {volume_id} could not be found.") from None
+        except APIError as exc:
+            raise volume_error(exc) from None
+        return str(view.data["id"])
+
+    def connect(self, attachment_id: str, host: str, device: str) -> dict[str, Any]:
+        try:
+            view = self.a.update(None, attachment_id, connector(host, device))
+        except APIError as exc:
+            raise volume_error(exc) from None
+        return dict(view.data["connection_info"])
+
+    def complete(self, attachment_id: str) -> None:
+        self.a.complete(None, attachment_id)
+
+    def release(self, attachment_id: str) -> None:
+        with contextlib.suppress(NotFound):  # already gone
+            self.a.delete(None, attachment_id)
+
+    def _volume_action(self, volume_id: str, fn: Any) -> None:
+        ctx = RequestContext.admin()
+        with contextlib.suppress(NotFound):
+            self.m.volume_action(ctx, volume_id, "volume:update", fn)
+
+    def begin_detaching(self, volume_id: str) -> None:
+        def fn(v: Any) -> None:
+            if v.status == "in-use":
+                v.status = "detaching"
+        self._volume_action(volume_id, fn)
+
+    def roll_detaching(self, volume_id: str) -> None:
+        def fn(v: Any) -> None:
+            if v.status == "detaching":
+                v.status = "in-use"
+        self._volume_action(volume_id, fn)
+
+    def delete(self, volume_id: str) -> None:
+        """Delete a volume its server took with it (``delete_on_termination``)."""
+        ctx = RequestContext.admin()
+        try:
+            self.m.begin_delete(ctx, volume_id)
+        except NotFound:
+            return
+        self.m.finish_delete(volume_id)
+
+    def attached_servers(self) -> set[str]:
+        views = self.a.list(RequestContext.admin(), all_projects=True)
+        return {str(v.data["server_id"]) for v in views if v.data.get("server_id")}
+
+
+def release_all(volumes: ComputeVolumes, instance_uuid: str,
+                block_devices: list[dict[str, Any]]) -> None:
+    """A deleted server's volumes: attachments released, ``delete_on_termination`` volumes
+    deleted (never raises: what fails is logged and retried by the next start's sweep)."""
+    for bdm in block_devices:
+        try:
+            if bdm.get("attachment_id"):
+                volumes.release(bdm["attachment_id"])
+            if bdm.get("delete_on_termination"):
+                volumes.delete(bdm["volume_id"])
+        except Exception:  # noqa: BLE001 - keep releasing the others
+            LOG.exception("could not release volume %s of deleted server %s",
+                          bdm.get("volume_id"), instance_uuid)

@@ -1,0 +1,127 @@
+"""Block-storage API routes for attachments (``/v3/attachments``, microversion 3.27+;
+``os-complete`` at 3.44, the attach ``mode`` at 3.54)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest
+from onestack.common.errors import BadRequest, NotFound
+from onestack.volume.attachments import Attachments, attachment_view
+from onestack.volume.microversion import version_of
+from onestack.volume.params import _obj, _text
+
+if TYPE_CHECKING:
+    from onestack.volume.api import VolumeAPI
+
+_FILTERS = ("volume_id", "instance_id", "status", "project_id")
+
+
+def add_attachment_routes(api: VolumeAPI, attachments: Attachments) -> None:
+    """Register the routes of this module on ``api``."""
+    h = _AttachmentRoutes(attachments)
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    r("/v3/attachments", h.list, ["GET"])
+    r("/v3/attachments/detail", h.list_detail, ["GET"])
+    r("/v3/attachments", h.create, ["POST"])
+    r("/v3/attachments/{id}", h.show, ["GET"])
+    r("/v3/attachments/{id}", h.update, ["PUT"])
+    r("/v3/attachments/{id}", h.delete, ["DELETE"])
+    r("/v3/attachments/{id}/action", h.action, ["POST"])
+
+
+def _need(req: ApiRequest, version: str) -> None:
+    """Below ``version`` the resource does not exist (Cinder answers 404)."""
+    if version_of(req.request.scope) < version:
+        raise NotFound("The resource could not be found.")
+
+
+def _uuid(value: Any, field: str, required: bool) -> str | None:
+    text = _text(value, field, nullable=not required)
+    if text is None:
+        if required:
+            raise BadRequest(f"Invalid input for field/attribute {field}. Value: None.")
+        return None
+    if len(text) > 64 or not text.replace("-", "").isalnum():
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {text}. "
+                         f"'{text}' is not a 'uuid'")
+    return text
+
+
+def _connector(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 64:
+        raise BadRequest("Invalid input for field/attribute connector: an object is "
+                         "expected.")
+    for k, v in value.items():
+        if not isinstance(k, str) or len(k) > 255:
+            raise BadRequest("Invalid input for field/attribute connector.")
+        if isinstance(v, str) and len(v) > 4096:
+            raise BadRequest(f"Invalid input for field/attribute connector: {k} is too "
+                             "long.")
+    return value
+
+
+class _AttachmentRoutes:
+    def __init__(self, attachments: Attachments) -> None:
+        self.a = attachments
+
+    async def _list(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
+        _need(req, "3.27")
+        filters = {k: req.query[k] for k in _FILTERS if req.query.get(k)}
+        rows = await req.run(self.a.list, req.ctx, "all_tenants" in req.query, filters)
+        return {"attachments": [attachment_view(v, detail) for v in rows]}
+
+    async def list(self, req: ApiRequest) -> dict[str, Any]:
+        return await self._list(req, False)
+
+    async def list_detail(self, req: ApiRequest) -> dict[str, Any]:
+        return await self._list(req, True)
+
+    async def show(self, req: ApiRequest) -> dict[str, Any]:
+        _need(req, "3.27")
+        view = await req.run(self.a.get, req.ctx, req.param("id"))
+        return {"attachment": attachment_view(view, True)}
+
+    async def create(self, req: ApiRequest) -> dict[str, Any]:
+        _need(req, "3.27")
+        body = _obj(await req.json(), "attachment")
+        volume_id = _uuid(body.get("volume_uuid"), "volume_uuid", True) or ""
+        instance = _uuid(body.get("instance_uuid"), "instance_uuid", False)
+        connector = _connector(body.get("connector"))
+        mode = "rw"
+        if body.get("mode") is not None:
+            if version_of(req.request.scope) < "3.54":
+                raise BadRequest("Invalid input received: mode needs microversion 3.54.")
+            if body["mode"] not in ("rw", "ro"):
+                raise BadRequest(f"Invalid input for field/attribute mode. Value: "
+                                 f"{body['mode']}. It must be 'rw' or 'ro'.")
+            mode = body["mode"]
+        view = await req.run(self.a.create, req.ctx, volume_id, instance, connector, mode)
+        return {"attachment": attachment_view(view, True)}
+
+    async def update(self, req: ApiRequest) -> dict[str, Any]:
+        _need(req, "3.27")
+        body = _obj(await req.json(), "attachment")
+        connector = _connector(body.get("connector"))
+        if connector is None:
+            raise BadRequest("Invalid input received: Must specify 'connector'.")
+        view = await req.run(self.a.update, req.ctx, req.param("id"), connector)
+        return {"attachment": attachment_view(view, True)}
+
+    async def delete(self, req: ApiRequest) -> dict[str, Any]:
+        _need(req, "3.27")
+        rest = await req.run(self.a.delete, req.ctx, req.param("id"))
+        return {"attachments": [attachment_view(v, False) for v in rest]}
+
+    async def action(self, req: ApiRequest) -> Response:
+        _need(req, "3.44")
+        body = await req.json()
+        if not isinstance(body, dict) or "os-complete" not in body or len(body) != 1:
+            raise BadRequest("Invalid input received: the only attachment action is "
+                             "os-complete.")
+        await req.run(self.a.complete, req.ctx, req.param("id"))
+        return Response(status_code=204)

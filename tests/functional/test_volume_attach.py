@@ -1,0 +1,234 @@
+"""Volumes attached to servers through the real clients: ``openstack server add/remove
+volume``, ``server volume list``, openstacksdk's volume attachments (Nova 2.79+ with
+``delete_on_termination``) and Cinder's attachments API (3.27-3.44), with the fake
+hypervisor; tenancy, a reader, bad input, and what a server delete releases."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openstack
+import pytest
+
+from tests import image_samples
+from tests.conftest import RunningCloud
+
+pytestmark = pytest.mark.slow
+
+
+def _json(cloud: RunningCloud, *args: str, env: dict[str, str]) -> Any:
+    return json.loads(cloud.openstack(*args, "-f", "json", env=env).stdout)
+
+
+def _until(fn: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = fn()
+        if out:
+            return out
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def _volume_status(cloud: RunningCloud, env: dict[str, str], vid: str) -> str:
+    return str(_json(cloud, "volume", "show", vid, env=env)["status"])
+
+
+@pytest.fixture(scope="module")
+def image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("img") / "tiny.qcow2"
+    path.write_bytes(image_samples.qcow2(length=65536))
+    out = _json(cloud, "image", "create", "attach-tiny", "--file", str(path),
+                "--disk-format", "qcow2", "--container-format", "bare", "--public",
+                env=cloud.os_env())
+    return str(out["id"])
+
+
+def _member(cloud: RunningCloud, prefix: str) -> tuple[dict[str, str], Any]:
+    user, password, project = cloud.make_member(prefix)
+    env = cloud.os_env(user, password, project)
+    conn = openstack.connect(
+        auth_url=cloud.auth_url, username=user, password=password, project_name=project,
+        user_domain_id="default", project_domain_id="default", region_name="RegionOne",
+        identity_api_version="3")
+    return env, conn
+
+
+def test_attach_detach_with_the_cli(cloud: RunningCloud, image: str) -> None:
+    env, conn = _member(cloud, "att")
+    cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", image, "--nic",
+                    "none", "--wait", "srv", env=env)
+    vol = _json(cloud, "volume", "create", "--size", "1", "data", env=env)
+    _until(lambda: _volume_status(cloud, env, vol["id"]) == "available")
+
+    cloud.openstack("server", "add", "volume", "srv", "data", env=env)
+    shown = _json(cloud, "volume", "show", "data", env=env)
+    assert shown["status"] == "in-use"
+    (att,) = shown["attachments"]
+    server = conn.compute.find_server("srv")
+    assert att["server_id"] == server.id and att["device"] == "/dev/vdb"
+    listed = _json(cloud, "server", "volume", "list", "srv", env=env)
+    assert [(a["Volume ID"], a["Device"]) for a in listed] == [(vol["id"], "/dev/vdb")]
+    # The same volume again, or to a second server: 400 and nothing changes.
+    again = cloud.openstack("server", "add", "volume", "srv", "data", env=env, check=False)
+    assert again.returncode != 0
+    cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", image, "--nic",
+                    "none", "--wait", "srv2", env=env)
+    other = cloud.openstack("server", "add", "volume", "srv2", "data", env=env, check=False)
+    assert other.returncode != 0 and "400" in other.stderr
+    assert len(_json(cloud, "server", "volume", "list", "srv2", env=env)) == 0
+
+    # Cinder's attachments API sees the same attachment (3.27+).
+    atts = list(conn.block_storage.attachments())
+    assert [(a.volume_id, a.instance, a.status) for a in atts] == [
+        (vol["id"], server.id, "attached")]
+
+    cloud.openstack("server", "remove", "volume", "srv", "data", env=env)
+    assert _volume_status(cloud, env, vol["id"]) == "available"
+    assert _json(cloud, "volume", "show", "data", env=env)["attachments"] == []
+    assert _json(cloud, "server", "volume", "list", "srv", env=env) == []
+    actions = [a["Action"] for a in _json(cloud, "server", "event", "list", "srv", env=env)]
+    assert "attach_volume" in actions and "detach_volume" in actions
+    cloud.openstack("server", "delete", "--wait", "srv", "srv2", env=env)
+    cloud.openstack("volume", "delete", "data", env=env)
+
+
+def test_delete_on_termination_and_server_delete(cloud: RunningCloud, image: str) -> None:
+    env, conn = _member(cloud, "dot")
+    server = conn.compute.create_server(name="s", flavor_id=conn.compute.find_flavor(
+        "m1.tiny").id, image_id=image, networks="none")
+    server = conn.compute.wait_for_server(server, wait=60)
+    keep = conn.block_storage.create_volume(size=1, name="keep")
+    gone = conn.block_storage.create_volume(size=1, name="gone")
+    for v in (keep, gone):
+        conn.block_storage.wait_for_status(v, "available", wait=30)
+    conn.compute.create_volume_attachment(server, volume_id=keep.id)
+    # delete_on_termination needs 2.79: the SDK negotiates the highest version.
+    conn.compute.create_volume_attachment(server, volume_id=gone.id,
+                                          delete_on_termination=True)
+    atts = {a.volume_id: a for a in conn.compute.volume_attachments(server)}
+    assert atts[keep.id].delete_on_termination is False
+    assert atts[gone.id].delete_on_termination is True
+    assert {a.device for a in atts.values()} == {"/dev/vdb", "/dev/vdc"}
+    assert atts[keep.id].attachment_id  # 2.89: Cinder's attachment id
+    # 2.85: flip delete_on_termination of an attachment.
+    conn.compute.update_volume_attachment(server, keep.id, delete_on_termination=False)
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, wait=60)
+    _until(lambda: conn.block_storage.get_volume(keep.id).status == "available")
+    _until(lambda: conn.block_storage.find_volume(gone.id) is None)
+    conn.block_storage.delete_volume(keep.id)
+
+
+def test_tenancy_reader_and_bad_input(cloud: RunningCloud, image: str) -> None:
+    env, conn = _member(cloud, "atn")
+    cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", image, "--nic",
+                    "none", "--wait", "t1", env=env)
+    sid = conn.compute.find_server("t1").id
+    vol = conn.block_storage.create_volume(size=1, name="tv")
+    conn.block_storage.wait_for_status(vol, "available", wait=30)
+    token = conn.session.get_token()
+    base = f"{cloud.url('compute')}/v2.1/servers/{sid}/os-volume_attachments"
+    h = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.79"}
+    for body, code in (({"volumeAttachment": {"volumeId": "nope"}}, 400),
+                       ({"volumeAttachment": {"volumeId": vol.id, "device": "vdb"}}, 400),
+                       ({"volumeAttachment": {"volumeId": vol.id, "bogus": 1}}, 400),
+                       ({"volumeAttachment": {"volumeId": vol.id,
+                                              "delete_on_termination": "yes"}}, 400),
+                       ({"volumeAttachment": {"volumeId":
+                                              "00000000-0000-4000-8000-000000000000"}}, 404),
+                       ({"volumeAttachment": []}, 400), ([1, 2], 400)):
+        r = httpx.post(base, headers=h, json=body)
+        assert r.status_code == code, (body, r.text)
+        assert "message" in next(iter(r.json().values()))
+    assert conn.block_storage.get_volume(vol.id).status == "available"
+    # Another project sees neither the server nor the volume.
+    _env2, conn2 = _member(cloud, "atx")
+    h2 = {"X-Auth-Token": conn2.session.get_token()}
+    assert httpx.post(base, headers=h2, json={"volumeAttachment": {
+        "volumeId": vol.id}}).status_code == 404
+    own = conn2.compute.create_server(name="x", flavor_id=conn2.compute.find_flavor(
+        "m1.tiny").id, image_id=image, networks="none")
+    own = conn2.compute.wait_for_server(own, wait=60)
+    r = httpx.post(f"{cloud.url('compute')}/v2.1/servers/{own.id}/os-volume_attachments",
+                   headers=h2, json={"volumeAttachment": {"volumeId": vol.id}})
+    assert r.status_code == 404, r.text
+    conn2.compute.delete_server(own)
+    # A reader of the project cannot attach (403) but can list.
+    admin = {"X-Auth-Token": cloud.token()}
+    ident = cloud.auth_url
+    pid = conn.current_project_id
+    uid = httpx.post(ident + "/users", headers=admin, json={"user": {
+        "name": f"reader-{pid[:8]}", "password": "pw-reader"}}).json()["user"]["id"]
+    rid = httpx.get(ident + "/roles", headers=admin,
+                    params={"name": "reader"}).json()["roles"][0]["id"]
+    httpx.put(f"{ident}/projects/{pid}/users/{uid}/roles/{rid}", headers=admin)
+    reader = openstack.connect(
+        auth_url=cloud.auth_url, username=f"reader-{pid[:8]}", password="pw-reader",
+        project_id=pid, user_domain_id="default", region_name="RegionOne",
+        identity_api_version="3")
+    hr = {"X-Auth-Token": reader.session.get_token()}
+    r = httpx.post(base, headers=hr, json={"volumeAttachment": {"volumeId": vol.id}})
+    assert r.status_code == 403, r.text
+    assert httpx.get(base, headers=hr).json() == {"volumeAttachments": []}
+    # Detaching what is not attached: 404.
+    r = httpx.delete(f"{base}/{vol.id}", headers=h)
+    assert r.status_code == 404, r.text
+    conn.compute.delete_server(sid)
+    conn.block_storage.delete_volume(vol.id)
+
+
+def test_cinder_attachment_flow(cloud: RunningCloud) -> None:
+    """Nova's steps against /v3/attachments: reserve, connect, complete, delete."""
+    _env, conn = _member(cloud, "cat")
+    vol = conn.block_storage.create_volume(size=1, name="cv")
+    conn.block_storage.wait_for_status(vol, "available", wait=30)
+    url = conn.block_storage.get_endpoint().rstrip("/")
+    h = {"X-Auth-Token": conn.session.get_token(), "OpenStack-API-Version": "volume 3.44"}
+    server = "11111111-2222-4333-8444-555555555555"
+    old = {**h, "OpenStack-API-Version": "volume 3.26"}
+    assert httpx.get(url + "/attachments", headers=old).status_code == 404
+    r = httpx.post(url + "/attachments", headers=h, json={"attachment": {
+        "volume_uuid": vol.id, "instance_uuid": server}})
+    assert r.status_code == 200, r.text
+    att = r.json()["attachment"]
+    assert att["status"] == "reserved" and att["instance"] == server
+    assert conn.block_storage.get_volume(vol.id).status == "reserved"
+    # A second reservation of a volume that is not multiattach: 400.
+    r = httpx.post(url + "/attachments", headers=h, json={"attachment": {
+        "volume_uuid": vol.id, "instance_uuid": server}})
+    assert r.status_code == 400, r.text
+    r = httpx.put(f"{url}/attachments/{att['id']}", headers=h, json={"attachment": {
+        "connector": {"host": "h1", "platform": "x86_64", "os_type": "linux"}}})
+    assert r.status_code == 200, r.text
+    info = r.json()["attachment"]["connection_info"]
+    assert info["driver_volume_type"] == "file" and info["data"]["path"].endswith(
+        f"volume-{vol.id}")
+    assert conn.block_storage.get_volume(vol.id).status == "attaching"
+    r = httpx.post(f"{url}/attachments/{att['id']}/action", headers=h,
+                   json={"os-complete": None})
+    assert r.status_code == 204, r.text
+    shown = conn.block_storage.get_volume(vol.id)
+    assert shown.status == "in-use" and shown.attachments[0]["server_id"] == server
+    listed = httpx.get(url + "/attachments/detail", headers=h,
+                       params={"instance_id": server}).json()["attachments"]
+    assert [a["status"] for a in listed] == ["attached"]
+    # Another project does not see it.
+    _env2, conn2 = _member(cloud, "cax")
+    h2 = {**h, "X-Auth-Token": conn2.session.get_token()}
+    url2 = conn2.block_storage.get_endpoint().rstrip("/")
+    assert httpx.get(f"{url2}/attachments/{att['id']}", headers=h2).status_code == 404
+    assert httpx.get(url2 + "/attachments", headers=h2).json() == {"attachments": []}
+    # Bad input: 400, nothing stored.
+    for body in ({"attachment": {}}, {"attachment": {"volume_uuid": 5}},
+                 {"attachment": {"volume_uuid": vol.id, "connector": "x"}}, {"x": 1}):
+        r = httpx.post(url + "/attachments", headers=h, json=body)
+        assert r.status_code == 400, (body, r.text)
+    r = httpx.delete(f"{url}/attachments/{att['id']}", headers=h)
+    assert r.status_code == 200 and r.json() == {"attachments": []}
+    assert conn.block_storage.get_volume(vol.id).status == "available"
+    conn.block_storage.delete_volume(vol.id)
