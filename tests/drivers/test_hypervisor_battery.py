@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from onestack.drivers.hypervisor.base import (
+    DriverError,
     HostResources,
     HypervisorDriver,
     InstanceNotFound,
@@ -94,6 +95,17 @@ class Host:
                 return text
             time.sleep(0.1)
         pytest.fail(f"{name}: ready line #{count} not seen in {READY_TIMEOUT} s:\n{text[-3000:]}")
+
+    def wait_console(self, text: str, count: int = 1) -> str:
+        """Wait until the console of battery1 shows ``text`` ``count`` times."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        log = ""
+        while time.monotonic() < deadline:
+            log = run(self.driver.get_console_output(self.spec("battery1")))
+            if log.count(text) >= count:
+                return log
+            time.sleep(0.2)
+        pytest.fail(f"{text!r} not seen {count} times on the console:\n{log[-3000:]}")
 
     def processes(self) -> list[str]:
         """QEMU processes of this host's data dir still alive."""
@@ -193,6 +205,52 @@ def test_diagnostics(host: Host) -> None:
         assert diag["num_disks"] == len(diag["disk_details"]) >= 2  # root + config drive
         assert diag["disk_details"][0]["read_bytes"] > 0
         assert diag["disk_details"][0]["errors_count"] == 0
+
+
+def _volume_file(host: Host, name: str) -> Path:
+    base = host.data_dir if host.data_dir is not None else Path(tempfile.gettempdir())
+    path = base / f"vol-{name}-{host.nonce}"
+    with open(path, "wb") as fh:
+        fh.truncate(64 << 20)
+    return path
+
+
+def test_attach_detach_volume(host: Host) -> None:
+    """A volume's disk hot-plugged into the running guest (the guest's kernel sees a new
+    virtio disk), kept across a restart, then hot-unplugged (the guest lets go of it)."""
+    spec = host.spec("battery1")
+    path = _volume_file(host, "a")
+    vol = {"volume_id": str(uuidlib.uuid4()), "device": "/dev/vdb", "mode": "rw",
+           "connection_info": {"driver_volume_type": "file",
+                               "data": {"path": str(path), "format": "raw"}}}
+    try:
+        disks = run(host.driver.get_diagnostics(spec))["num_disks"]
+        run(host.driver.attach_volume(spec, vol))
+        run(host.driver.attach_volume(spec, vol))  # again: nothing changes
+        assert run(host.driver.get_diagnostics(spec))["num_disks"] == disks + 1
+        serial = vol["volume_id"][:20]
+        if host.kind == "qemu":  # the guest sees the disk, by its serial
+            host.wait_console(f"(serial {serial}, {64 << 20} bytes)")
+            # A restart keeps the disk (it is on the command line now).
+            run(host.driver.power_off(spec, 30))
+            run(host.driver.power_on(spec))
+            host.wait_ready("battery1", 2)
+            assert run(host.driver.get_diagnostics(spec))["num_disks"] == disks + 1
+        if host.kind == "qemu":
+            before = run(host.driver.get_console_output(spec)).count("removed")
+        run(host.driver.detach_volume(spec, vol))
+        if host.kind == "qemu":  # the guest let go of it
+            host.wait_console("removed", before + 1)
+        run(host.driver.detach_volume(spec, vol))  # not attached: fine
+        assert run(host.driver.get_diagnostics(spec))["num_disks"] == disks
+        bad = dict(vol, volume_id=str(uuidlib.uuid4()),
+                   connection_info={"driver_volume_type": "iscsi", "data": {}})
+        if host.kind == "qemu":
+            with pytest.raises(DriverError):
+                run(host.driver.attach_volume(spec, bad))
+            assert run(host.driver.get_diagnostics(spec))["num_disks"] == disks
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def test_pause_unpause(host: Host) -> None:

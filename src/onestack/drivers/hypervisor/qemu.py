@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from onestack.drivers.hypervisor import qemu_disks
 from onestack.drivers.hypervisor.base import (
     Capabilities,
     DriverError,
@@ -53,7 +54,14 @@ from onestack.drivers.hypervisor.base import (
     PowerState,
 )
 from onestack.drivers.hypervisor.configdrive import build_config_drive
-from onestack.drivers.hypervisor.qemu_nics import GuestNics, VifPlugger, ports_of, tap_stats
+from onestack.drivers.hypervisor.qemu_nics import (
+    HOTPLUG_SLOTS,
+    LEGACY_SLOTS,
+    GuestNics,
+    VifPlugger,
+    ports_of,
+    tap_stats,
+)
 from onestack.drivers.hypervisor.qmp import QMPClient, QMPError
 from onestack.metadata.content import tap_name
 
@@ -303,6 +311,7 @@ class QemuDriver(HypervisorDriver):
         self.qemu_binary = qemu_binary
         self.vif_plugging_timeout = vif_plugging_timeout
         self.nics = GuestNics(vif_plugger, vif_plugging_timeout)
+        self.disks = qemu_disks.GuestDisks()
         if options:
             LOG.debug("QEMU driver ignores options %s", sorted(options))
         self._accel: str | None = None
@@ -591,7 +600,10 @@ class QemuDriver(HypervisorDriver):
             argv += ["-drive", f"file={d / 'config.iso'},if=none,id=config,format=raw,"
                                "readonly=on",
                      "-device", "virtio-blk-pci,drive=config"]
-        argv += self.nics.argv(self._ports(spec), machine, state.get("nic_slots") or {})
+        argv += self.nics.argv(self._ports(spec), machine, state.get("nic_slots") or {},
+                               int(state.get("root_ports") or LEGACY_SLOTS))
+        argv += self.disks.argv(list(spec.get("block_devices") or []),
+                                state.get("disk_slots") or {})
         if incoming:
             argv += ["-incoming", "defer"]
         return argv
@@ -720,7 +732,12 @@ class QemuDriver(HypervisorDriver):
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             d.mkdir(mode=0o700)
             spec = {k: v for k, v in instance.items() if k != "admin_pass"}
-            state: dict[str, Any] = {"spec": spec, "rescue": None, "created_at": time.time()}
+            state: dict[str, Any] = {"spec": spec, "rescue": None, "created_at": time.time(),
+                                     "root_ports": HOTPLUG_SLOTS}
+            for bdm in spec.get("block_devices") or []:  # slots, so they can be unplugged
+                slot = self._free_slot(state)
+                if slot:
+                    state.setdefault("disk_slots", {})[str(bdm["volume_id"])] = slot
             await asyncio.to_thread(self._prepare_disks, uuid, instance, state)
             self._save_state(uuid, state)
             await self._start(uuid, state)
@@ -781,9 +798,7 @@ class QemuDriver(HypervisorDriver):
             if (self._dir(uuid) / "suspend.state").exists() and self._pid(uuid) is None:
                 raise DriverError(f"instance {uuid} is suspended")  # saved layout is fixed
             if self._pid(uuid) is not None:
-                machine = str((spec.get("image") or {}).get("properties", {}).get(
-                    "hw_machine_type") or "q35")
-                slot = self.nics.free_slot(machine, slots)
+                slot = self._free_slot(state)
                 if slot is None:
                     raise DriverError(f"instance {uuid} has no free PCIe slot for another "
                                       "interface (a restart of the server frees them)")
@@ -815,6 +830,55 @@ class QemuDriver(HypervisorDriver):
             spec["networks"] = [p for p in spec.get("networks") or []
                                 if str(p.get("port_id") or p.get("id")) != pid]
             (state.get("nic_slots") or {}).pop(pid, None)
+            self._save_state(uuid, state)
+
+    def _free_slot(self, state: dict[str, Any]) -> str | None:
+        """A root port no hot-plugged NIC or volume holds ("" on the ``pc`` machine)."""
+        props = (state["spec"].get("image") or {}).get("properties") or {}
+        used = [*(state.get("nic_slots") or {}).values(),
+                *(state.get("disk_slots") or {}).values()]
+        return self.nics.free_slot(str(props.get("hw_machine_type") or "q35"), used,
+                                   int(state.get("root_ports") or LEGACY_SLOTS))
+
+    async def attach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        uuid = instance["uuid"]
+        vid = str(volume["volume_id"])
+        async with self._lock(uuid):
+            state = self._load_state(uuid)
+            spec = state["spec"]
+            if any(str(b.get("volume_id")) == vid for b in spec.get("block_devices") or []):
+                return
+            if (self._dir(uuid) / "suspend.state").exists() and self._pid(uuid) is None:
+                raise DriverError(f"instance {uuid} is suspended")  # saved layout is fixed
+            qemu_disks.blockdev(volume)  # refuses what QEMU could not open, before anything
+            slot = self._free_slot(state)
+            if self._pid(uuid) is not None:
+                if slot is None:
+                    raise DriverError(f"instance {uuid} has no free PCIe slot for another "
+                                      "volume (detach a volume or interface first)")
+                await self.disks.hot_add(
+                    lambda cmd, args=None: self._qmp(uuid, cmd, args), volume, slot)
+            if slot:
+                state.setdefault("disk_slots", {})[vid] = slot
+            keep = {k: volume.get(k) for k in ("volume_id", "device", "mode",
+                                               "connection_info", "boot_index")}
+            spec["block_devices"] = [*(spec.get("block_devices") or []), keep]
+            self._save_state(uuid, state)
+
+    async def detach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        uuid = instance["uuid"]
+        vid = str(volume["volume_id"])
+        async with self._lock(uuid):
+            state = self._load_state(uuid)
+            spec = state["spec"]
+            if (self._dir(uuid) / "suspend.state").exists() and self._pid(uuid) is None:
+                raise DriverError(f"instance {uuid} is suspended")
+            if self._pid(uuid) is not None:
+                await self.disks.hot_remove(
+                    lambda cmd, args=None: self._qmp(uuid, cmd, args), volume)
+            spec["block_devices"] = [b for b in spec.get("block_devices") or []
+                                     if str(b.get("volume_id")) != vid]
+            (state.get("disk_slots") or {}).pop(vid, None)
             self._save_state(uuid, state)
 
     async def power_off(self, instance: InstanceSpec, timeout: float = 0) -> None:

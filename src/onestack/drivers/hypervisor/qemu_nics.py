@@ -6,7 +6,8 @@ port's MAC address. QEMU ids follow the port too, so a NIC can be found again af
 restarts: netdev ``hn-<port[:11]>``, device ``nic-<port[:11]>``.
 
 Hot-plug (what libvirt does for Nova's ``attach_interface``): on ``q35`` the guest gets
-``HOTPLUG_SLOTS`` spare ``pcie-root-port``s (``hp0``...; Nova's ``num_pcie_ports``) at start;
+``HOTPLUG_SLOTS`` spare ``pcie-root-port``s (``hp0``...; Nova's ``num_pcie_ports``; shared
+with hot-plugged volumes) at start;
 ``netdev_add`` + ``device_add`` put a new NIC on a free one. On ``pc`` (i440fx) NICs are
 hot-plugged on the root bus. Unplug is ``device_del``, then waiting for the guest to release
 the device (PCIe hot-plug needs the guest's cooperation: the kernel's pciehp/acpiphp), then
@@ -25,11 +26,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from onestack.drivers.hypervisor.base import DriverError
-from onestack.drivers.hypervisor.qmp import QMPError
+from onestack.drivers.hypervisor.qmp import QMPError, unplug_device
 from onestack.metadata.content import tap_name
 
-#: Spare PCIe root ports of a q35 guest for hot-plugged NICs.
-HOTPLUG_SLOTS = 4
+#: Spare PCIe root ports of a new q35 guest for hot-plugged NICs and volumes (the number is
+#: kept in the guest's state: a saved guest must be restored with the same layout).
+HOTPLUG_SLOTS = 8
+#: What guests started before the number was recorded have.
+LEGACY_SLOTS = 4
 #: How long a detach waits for the guest to release the NIC (Nova: 8 attempts x 20 s).
 DETACH_TIMEOUT = 30.0
 
@@ -155,12 +159,14 @@ class GuestNics:
 
     # ------------------------------------------------------------------ command line
     @staticmethod
-    def argv(ports: list[dict[str, Any]], machine: str, slots: dict[str, str]) -> list[str]:
-        """The NICs' part of QEMU's command line: spare root ports (q35), then one tap
-        netdev and virtio NIC per port (on its recorded hot-plug slot, if any)."""
+    def argv(ports: list[dict[str, Any]], machine: str, slots: dict[str, str],
+             root_ports: int = LEGACY_SLOTS) -> list[str]:
+        """The NICs' part of QEMU's command line: ``root_ports`` spare root ports (q35),
+        then one tap netdev and virtio NIC per port (on its recorded hot-plug slot, if
+        any)."""
         out: list[str] = []
         if machine.startswith("q35") or machine == "pc-q35":
-            for n in range(HOTPLUG_SLOTS):
+            for n in range(root_ports):
                 out += ["-device", f"pcie-root-port,id=hp{n},bus=pcie.0,chassis={n + 1}"]
         for port in ports:
             netdev, device = qemu_ids(port)
@@ -176,12 +182,14 @@ class GuestNics:
         return out
 
     @staticmethod
-    def free_slot(machine: str, slots: dict[str, str]) -> str | None:
-        """A root port no NIC occupies ("" on machines that hot-plug on the root bus)."""
+    def free_slot(machine: str, used: Iterable[str],
+                  root_ports: int = LEGACY_SLOTS) -> str | None:
+        """A root port no device occupies ("" on machines that hot-plug on the root bus);
+        ``used``: the slots hot-plugged NICs and volumes hold."""
         if not (machine.startswith("q35") or machine == "pc-q35"):
             return ""
-        used = set(slots.values())
-        return next((f"hp{n}" for n in range(HOTPLUG_SLOTS) if f"hp{n}" not in used), None)
+        taken = set(used)
+        return next((f"hp{n}" for n in range(root_ports) if f"hp{n}" not in taken), None)
 
     # ------------------------------------------------------------------ hot-plug
     async def hot_add(self, qmp: QmpCall, port: dict[str, Any], slot: str) -> None:
@@ -209,25 +217,6 @@ class GuestNics:
         """Unplug the port's NIC from a running QEMU; returns once the guest released it
         (``DriverError`` after ``detach_timeout``). A NIC QEMU does not have is no error."""
         netdev, device = qemu_ids(port)
-        path = f"/machine/peripheral/{device}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.detach_timeout
-        asked = -1e9
-        while True:
-            try:
-                await qmp("qom-get", {"path": path, "property": "type"})
-            except QMPError as exc:
-                if exc.error_class in ("DeviceNotFound", "GenericError"):
-                    break  # gone (or never there)
-                raise DriverError(f"QMP: {exc}") from exc
-            now = loop.time()
-            if now >= deadline:
-                raise DriverError(f"the guest did not release interface {port_id(port)} "
-                                  f"within {self.detach_timeout:g} s")
-            if now - asked >= 10.0:  # ask again: the guest may have missed the request
-                with contextlib.suppress(QMPError):
-                    await qmp("device_del", {"id": device})
-                asked = now
-            await asyncio.sleep(0.1)
+        await unplug_device(qmp, device, self.detach_timeout, f"interface {port_id(port)}")
         with contextlib.suppress(QMPError):
             await qmp("netdev_del", {"id": netdev})

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -129,3 +130,32 @@ async def qmp_command(path: str, command: str, arguments: dict[str, Any] | None 
     """Open a session, run one command, close."""
     async with QMPClient(path, timeout) as qmp:
         return await qmp.execute(command, arguments)
+
+
+async def unplug_device(qmp: Callable[..., Awaitable[Any]], device_id: str,
+                        timeout: float, what: str) -> None:
+    """Hot-unplug device ``device_id`` through ``qmp(command, arguments)`` and return once
+    the guest released it: ``device_del`` (asked again every 10 s: the guest may miss a
+    request), polling until QEMU no longer has the device. ``DriverError`` naming ``what``
+    after ``timeout`` s; a device QEMU does not have is no error."""
+    from onestack.drivers.hypervisor.base import DriverError
+
+    path = f"/machine/peripheral/{device_id}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    asked = -1e9
+    while True:
+        try:
+            await qmp("qom-get", {"path": path, "property": "type"})
+        except QMPError as exc:
+            if exc.error_class in ("DeviceNotFound", "GenericError"):
+                return  # gone (or never there)
+            raise DriverError(f"QMP: {exc}") from exc
+        now = loop.time()
+        if now >= deadline:
+            raise DriverError(f"the guest did not release {what} within {timeout:g} s")
+        if now - asked >= 10.0:
+            with contextlib.suppress(QMPError):
+                await qmp("device_del", {"id": device_id})
+            asked = now
+        await asyncio.sleep(0.1)

@@ -65,12 +65,43 @@ start_dhcp() {
     done
 }
 
+# /dev/disk/by-id/virtio-<serial> of a virtio disk, as udev makes it (no udev here).
+disk_link() {
+    serial=$(cat "/sys/block/$1/serial" 2>/dev/null)
+    [ -n "$serial" ] || return 0
+    mkdir -p /dev/disk/by-id
+    ln -sf "../../$1" "/dev/disk/by-id/virtio-$serial"
+}
+
+# Disks hot-plugged later (volumes): the by-id link and one console line per change.
+watch_disks() {
+    now=" "
+    for dev in /sys/block/vd*; do
+        [ -e "$dev" ] || continue
+        name=${dev##*/}
+        now="$now$name "
+        case "$disks" in *" $name "*) continue ;; esac
+        disk_link "$name"
+        [ "$disks" = "" ] || log "disk $name added (serial $(cat "$dev/serial" 2>/dev/null)," \
+            "$(( $(cat "$dev/size") * 512 )) bytes)"
+    done
+    for name in $disks; do
+        case "$now" in *" $name "*) continue ;; esac
+        find /dev/disk/by-id -lname "../../$name" -exec rm -f {} + 2>/dev/null
+        log "disk $name removed"
+    done
+    disks=$now
+}
+
 # NICs hot-plugged later: bring each up with DHCP as at boot (and stop its DHCP client
-# when it is unplugged); one line on the console per change.
+# when it is unplugged); one line on the console per change. Disks are watched too.
 watch_nics() {
     known=" "
+    disks=""
+    watch_disks
     for dev in /sys/class/net/*; do known="$known${dev##*/} "; done
     while sleep 1; do
+        watch_disks
         now=" "
         for dev in /sys/class/net/*; do
             ifname=${dev##*/}
