@@ -14,7 +14,6 @@ import httpx
 import openstack
 import pytest
 
-from tests import image_samples
 from tests.conftest import RunningCloud
 
 pytestmark = pytest.mark.slow
@@ -40,11 +39,11 @@ def _volume_status(cloud: RunningCloud, env: dict[str, str], vid: str) -> str:
 
 @pytest.fixture(scope="module")
 def image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path: Path = tmp_path_factory.mktemp("img") / "tiny.qcow2"
-    path.write_bytes(image_samples.qcow2(length=65536))
+    path: Path = tmp_path_factory.mktemp("img") / "tiny.raw"
+    path.write_bytes(b"onestack" * 8192)
     out = _json(cloud, "image", "create", "attach-tiny", "--file", str(path),
-                "--disk-format", "qcow2", "--container-format", "bare", "--public",
-                env=cloud.os_env())
+                "--disk-format", "raw", "--container-format", "bare", "--public",
+                "--property", "hw_rng_model=virtio", env=cloud.os_env())
     return str(out["id"])
 
 
@@ -232,3 +231,68 @@ def test_cinder_attachment_flow(cloud: RunningCloud) -> None:
     assert r.status_code == 200 and r.json() == {"attachments": []}
     assert conn.block_storage.get_volume(vol.id).status == "available"
     conn.block_storage.delete_volume(vol.id)
+
+
+def test_boot_from_volume(cloud: RunningCloud, image: str) -> None:
+    """``openstack server create --boot-from-volume`` (image -> new volume), ``--volume``
+    (an existing volume) and ``--snapshot``, with the fake hypervisor."""
+    env, conn = _member(cloud, "bfv")
+    cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", image,
+                    "--boot-from-volume", "1", "--nic", "none", "--wait", "b1", env=env)
+    b1 = _json(cloud, "server", "show", "b1", env=env)
+    assert b1["status"] == "ACTIVE" and not b1["image"].strip("N/A (booted from volume)")
+    (root,) = conn.compute.volume_attachments(conn.compute.find_server("b1"))
+    vol = conn.block_storage.get_volume(root.volume_id)
+    assert vol.status == "in-use" and vol.is_bootable
+    assert vol.volume_image_metadata["image_id"] == image
+    assert root.device == "/dev/vda"
+    # The root volume cannot be detached.
+    r = cloud.openstack("server", "remove", "volume", "b1", root.volume_id, env=env,
+                        check=False)
+    assert r.returncode != 0 and "root device" in r.stderr
+    # An existing volume as the root disk; its image metadata configures the guest.
+    src = conn.block_storage.create_volume(size=1, image_id=image, name="rootvol")
+    conn.block_storage.wait_for_status(src, "available", wait=30)
+    snap = conn.block_storage.create_snapshot(volume_id=src.id, name="s")
+    conn.block_storage.wait_for_status(snap, "available", wait=30)
+    cloud.openstack("server", "create", "--flavor", "m1.tiny", "--volume", "rootvol",
+                    "--nic", "none", "--wait", "b2", env=env)
+    assert conn.block_storage.get_volume(src.id).status == "in-use"
+    # The same volume for another server: 400 before anything is made.
+    r = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--volume", "rootvol",
+                        "--nic", "none", "b3", env=env, check=False)
+    assert r.returncode != 0 and "400" in r.stderr
+    assert conn.compute.find_server("b3") is None
+    # From a snapshot of a volume (a new volume made by compute).
+    cloud.openstack("server", "create", "--flavor", "m1.tiny", "--snapshot", snap.id,
+                    "--nic", "none", "--wait", "b4", env=env)
+    b4 = conn.compute.find_server("b4")
+    (made,) = conn.compute.volume_attachments(b4)
+    assert conn.block_storage.get_volume(made.volume_id).snapshot_id == snap.id
+    # Bad mappings: 400, nothing stored.
+    token = conn.session.get_token()
+    url = cloud.url("compute") + "/v2.1/servers"
+    h = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.67"}
+    flavor = conn.compute.find_flavor("m1.tiny").id
+    for bdm in ([{"source_type": "image", "uuid": image, "destination_type": "volume",
+                  "boot_index": 0}],  # no volume_size
+                [{"source_type": "volume", "uuid": "00000000-0000-4000-8000-000000000000",
+                  "destination_type": "volume", "boot_index": 0}],
+                [{"source_type": "volume", "uuid": src.id, "destination_type": "volume",
+                  "boot_index": 0}, {"source_type": "blank", "destination_type": "volume",
+                                     "volume_size": 1, "boot_index": 0}]):
+        r = httpx.post(url, headers=h, json={"server": {
+            "name": "bad", "flavorRef": flavor, "networks": "none",
+            "block_device_mapping_v2": bdm}})
+        assert r.status_code == 400, (bdm, r.text)
+    assert conn.compute.find_server("bad") is None
+    # Deleting the servers: delete_on_termination volumes go, the others are freed.
+    for name in ("b1", "b2", "b4"):
+        conn.compute.delete_server(conn.compute.find_server(name))
+    for name in ("b1", "b2", "b4"):
+        _until(lambda name=name: conn.compute.find_server(name) is None, 60)
+    _until(lambda: conn.block_storage.get_volume(src.id).status == "available")
+    conn.block_storage.delete_snapshot(snap)
+    for v in conn.block_storage.volumes():
+        conn.block_storage.wait_for_status(v, "available", wait=30)
+        conn.block_storage.delete_volume(v)

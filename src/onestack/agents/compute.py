@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from onestack.bus.base import Bus
+from onestack.common.context import RequestContext
 from onestack.common.timeutils import utcnow
 from onestack.compute import block_devices, states
 from onestack.compute.manager import ComputeManager, InstanceDict
@@ -99,7 +100,9 @@ class ComputeAgent:
     def spec(inst: InstanceDict, **extra: Any) -> dict[str, Any]:
         """The driver's view of an instance (see drivers/hypervisor/base.py)."""
         return {"uuid": inst["uuid"], "name": inst["name"], "flavor": inst["flavor"],
-                "image": {"id": inst["image_ref"],
+                # A volume-backed guest boots with the kernel of its root's image, if any.
+                "image": {"id": inst["image_ref"] or inst["system_metadata"].get(
+                    "boot_image"),
                           "properties": inst["system_metadata"].get("image_properties", {})},
                 "key_data": inst["key_data"], "user_data": inst["user_data"],
                 "metadata": inst["metadata"], "config_drive": bool(inst["config_drive"]),
@@ -153,6 +156,15 @@ class ComputeAgent:
             if inst is None or inst["task_state"] != "spawning" or inst["host"] != self.host:
                 return
         assert inst is not None
+        if self.volumes is not None and block_devices.of(inst):
+            try:
+                inst["system_metadata"] = dict(
+                    inst["system_metadata"],
+                    block_devices=await asyncio.to_thread(self._prepare_volumes, inst))
+            except Exception as exc:  # noqa: BLE001 - no reschedule: the volumes are the cause
+                await self._fail(instance_uuid, "spawning", "compute_build_and_run_instance",
+                                 exc, vm_state=states.ERROR)
+                return
         try:
             nics = await self._bind(inst)
             await self.driver.spawn(await self._files(
@@ -179,6 +191,44 @@ class ComputeAgent:
         if not ok:
             # Deleted while spawning: the guest must not outlive its record.
             await self._cleanup_if_deleted(instance_uuid)
+
+    def _prepare_volumes(self, inst: InstanceDict) -> list[dict[str, Any]]:
+        """The server's volumes ready for its guest (Nova's ``_prep_block_device``): new
+        ones made (from an image, a snapshot or empty), each reserved, connected for this
+        host and completed; returns the block devices as recorded (blocking)."""
+        vols = self.volumes
+        store = block_devices.BlockDevices(self.m)
+        uuid = inst["uuid"]
+        current = self.m.get_instance(None, uuid)  # the API may have reserved some
+        for bdm in block_devices.of(current):
+            vid = bdm.get("volume_id")
+            if not vid:
+                src = bdm.get("source_type")
+                made = vols.create(inst["project_id"], inst["user_id"],
+                                   int(bdm.get("volume_size") or 1),
+                                   f"{inst['name'] or uuid}-{src}-volume",
+                                   image_id=bdm["uuid"] if src == "image" else None,
+                                   snapshot_id=bdm["uuid"] if src == "snapshot" else None,
+                                   volume_type=bdm.get("volume_type"))
+                vid = made["id"]
+                store.update(uuid, bdm["bdm_uuid"], by="bdm_uuid", volume_id=vid)
+                if made["status"] != "available":
+                    raise DriverError(f"Volume {vid} did not finish being created: its "
+                                      f"status is {made['status']}.")
+            aid = bdm.get("attachment_id")
+            if not aid:
+                aid = vols.reserve(RequestContext.admin(), vid, uuid)
+                store.update(uuid, vid, attachment_id=aid)
+            device = bdm.get("device")
+            if bdm.get("boot_index") == 0:
+                device = "/dev/vda"
+            elif not device:
+                device = block_devices.device_name(self.m.get_instance(None, uuid), None)
+            info = vols.connect(aid, self.host, device)
+            vols.complete(aid)
+            store.update(uuid, vid, device=device, connection_info=info,
+                         mode=(info.get("data") or {}).get("access_mode", "rw"))
+        return block_devices.of(self.m.get_instance(None, uuid))
 
     async def _cleanup_if_deleted(self, uuid: str) -> None:
         inst = await asyncio.to_thread(self.m.get_instance, None, uuid, True)

@@ -35,7 +35,7 @@ from onestack.common.errors import (
 from onestack.common.ids import new_uuid
 from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime
-from onestack.compute import block_devices, schemas, server_schemas, states, views
+from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, states, views
 from onestack.compute.api_resources import ResourceRoutes
 from onestack.compute.api_volumes import add_volume_attachment_routes
 from onestack.compute.manager import ComputeManager, InstanceDict
@@ -523,39 +523,25 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             raise BadRequest(f"Flavor {fid} could not be found.") from None
         if flavor["disabled"]:
             raise BadRequest(f"Flavor {fid} could not be found.")
-        image_ref = srv.get("imageRef")
-        bdms = srv.get("block_device_mapping_v2") or []
-        if not isinstance(bdms, list):
-            raise ValidationError("Invalid input for field/attribute block_device_mapping_v2.")
-        for bdm in bdms:
-            if not isinstance(bdm, dict):
-                raise ValidationError("Invalid input for field/attribute "
-                                      "block_device_mapping_v2.")
-            src = bdm.get("source_type")
-            dst = bdm.get("destination_type", "local")
-            if src == "image" and dst == "local" and str(bdm.get("boot_index")) == "0":
-                image_ref = image_ref or bdm.get("uuid")
-            elif src == "blank" and dst == "local":
-                continue
-            else:
-                raise BadRequest("Block Device Mapping is Invalid: volumes are not available "
-                                 "in this cloud.")
-        if srv.get("block_device_mapping"):
-            raise BadRequest("Block Device Mapping is Invalid: volumes are not available in "
-                             "this cloud.")
-        if not image_ref:
-            raise BadRequest("Missing imageRef attribute")
-        image_id = schemas.ref_id(image_ref, "imageRef")
-        if not schemas.is_uuid(image_id):
-            raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not be "
-                             "found.")
-        image = self._image(req, image_id)
-        if image["min_ram"] and flavor["memory_mb"] < image["min_ram"]:
-            raise BadRequest("Flavor's memory is too small for requested image.")
-        if image["min_disk"] and flavor["root_gb"] and flavor["root_gb"] < image["min_disk"]:
-            raise BadRequest("Flavor's disk is too small for requested image.")
-        if flavor["root_gb"] and image["size"] > flavor["root_gb"] * 1024 ** 3:
-            raise BadRequest("Flavor's disk is too small for requested image.")
+        disks = boot_volumes.parse(ctx, srv, srv.get("imageRef"), self.volumes,
+                                   lambda iid: self._image(req, iid),
+                                   schemas.integer(srv.get("max_count", 1), "max_count", 1))
+        if disks.volume_backed:
+            image_id = ""
+            image = {"properties": disks.root_properties or {}}
+        else:
+            image_id = schemas.ref_id(disks.image_ref, "imageRef")
+            if not schemas.is_uuid(image_id):
+                raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not "
+                                 "be found.")
+            image = self._image(req, image_id)
+            if image["min_ram"] and flavor["memory_mb"] < image["min_ram"]:
+                raise BadRequest("Flavor's memory is too small for requested image.")
+            if image["min_disk"] and flavor["root_gb"] and \
+                    flavor["root_gb"] < image["min_disk"]:
+                raise BadRequest("Flavor's disk is too small for requested image.")
+            if flavor["root_gb"] and image["size"] > flavor["root_gb"] * 1024 ** 3:
+                raise BadRequest("Flavor's disk is too small for requested image.")
         networks = srv.get("networks")
         requested_networks: list[dict[str, Any]] = []
         if v >= "2.37" and networks is None:
@@ -714,6 +700,10 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                                     "requested_az": az.split(":", 1)[0] or None
                                     if az else None,
                                     "scheduler_hints": dict(hints or {})}}
+        if disks.volumes:
+            spec["system_metadata"]["block_devices"] = disks.volumes
+        if disks.boot_image:
+            spec["system_metadata"]["boot_image"] = disks.boot_image
         request = {"availability_zone": az, "image_properties": image["properties"],
                    "group": group, "hints": {k: v2 for k, v2 in (hints or {}).items()
                                              if k != "group"},
@@ -744,11 +734,20 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         request["admin_pass"] = admin_pass
         insts = await self.m.db.run(self.m.create_instances, req.ctx, spec, max_count,
                                     min_count)
+        if spec["system_metadata"].get("block_devices"):
+            # The user's volumes are reserved for the server before the 202 (as Nova).
+            try:
+                await req.run(self._reserve_volumes, req.ctx, insts[0]["uuid"],
+                              spec["system_metadata"]["block_devices"])
+            except BaseException:
+                await req.run(self.m.purge_instances, [i["uuid"] for i in insts])
+                raise
         if plan:
             # Ports are made in the request, before the 202: a failure leaves nothing.
             try:
                 await req.run(self._allocate_all, req.ctx, insts, plan, sg_ids)
             except BaseException:
+                await req.run(self._release_reserved, insts[0]["uuid"])
                 await req.run(self.m.purge_instances, [i["uuid"] for i in insts])
                 raise
         first = insts[0]
@@ -774,6 +773,27 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         doc["adminPass"] = admin_pass
         return FastJSON({"server": doc}, status_code=202,
                         headers={"Location": doc["links"][0]["href"]})
+
+    def _reserve_volumes(self, ctx: Any, uuid: str, bdms: list[dict[str, Any]]) -> None:
+        """Reserve the existing volumes a boot names (all or none)."""
+        done: list[str] = []
+        store = block_devices.BlockDevices(self.m)
+        try:
+            for bdm in bdms:
+                if bdm.get("volume_id") and not bdm.get("attachment_id"):
+                    aid = self.volumes.reserve(ctx, bdm["volume_id"], uuid)
+                    done.append(aid)
+                    store.update(uuid, bdm["volume_id"], attachment_id=aid)
+        except BaseException:
+            for aid in done:
+                self.volumes.release(aid)
+            raise
+
+    def _release_reserved(self, uuid: str) -> None:
+        inst = self.m.get_instance(None, uuid)
+        for bdm in block_devices.of(inst):
+            if bdm.get("attachment_id"):
+                self.volumes.release(bdm["attachment_id"])
 
     def _plan_network(self, req: ApiRequest, srv: dict[str, Any], spec: dict[str, Any],
                       count: int) -> tuple[list[dict[str, Any]], list[str] | None]:

@@ -89,9 +89,14 @@ class BlockDevices:
         self._change(instance_uuid, fn)
         return bdm
 
-    def update(self, instance_uuid: str, volume_id: str, **changes: Any) -> None:
+    def update(self, instance_uuid: str, which: str, by: str = "volume_id",
+               **changes: Any) -> None:
+        """Change the record whose ``by`` field is ``which`` (the volume id, or the
+        ``bdm_uuid`` of a volume not made yet)."""
+        def hit(b: dict[str, Any]) -> bool:
+            return bool(b.get(by) == which)
         self._change(instance_uuid, lambda bdms: [
-            {**b, **changes} if b.get("volume_id") == volume_id else b for b in bdms])
+            {**b, **changes} if hit(b) else b for b in bdms])
 
     def remove(self, instance_uuid: str, volume_id: str) -> None:
         self._change(instance_uuid, lambda bdms: [

@@ -93,7 +93,9 @@ def server(inst: dict[str, Any], base: str, v: APIVersion, is_admin: bool,
         "OS-EXT-STS:task_state": inst["task_state"],
         "OS-EXT-STS:vm_state": inst["vm_state"],
         "OS-EXT-STS:power_state": inst["power_state"],
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": [
+            {"id": b["volume_id"]} for b in sm.get("block_devices") or []
+            if b.get("volume_id")],
     }
     sgs = sm.get("security_groups")
     if sgs:
@@ -114,7 +116,10 @@ def server(inst: dict[str, Any], base: str, v: APIVersion, is_admin: bool,
     elif v >= "2.90":
         out["OS-EXT-SRV-ATTR:hostname"] = inst["hostname"]
     if v >= "2.3":
-        out["os-extended-volumes:volumes_attached"] = []
+        out["os-extended-volumes:volumes_attached"] = [
+            {"id": b["volume_id"],
+             "delete_on_termination": bool(b.get("delete_on_termination"))}
+            for b in sm.get("block_devices") or [] if b.get("volume_id")]
     if inst["fault"] and inst["vm_state"] in (states.ERROR, states.DELETED):
         fault = {"code": inst["fault"].get("code", 500),
                  "created": isotime(_parse(inst["fault"].get("created"))),

@@ -54,6 +54,12 @@ class ComputeVolumes(Protocol):
 
     def attached_servers(self) -> set[str]: ...
 
+    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]: ...
+
+    def create(self, project_id: str, user_id: str, size: int, name: str,
+               image_id: str | None = None, snapshot_id: str | None = None,
+               volume_type: str | None = None) -> dict[str, Any]: ...
+
 
 def connector(host: str, device: str | None = None) -> dict[str, Any]:
     """What os-brick's connector tells Cinder about a compute host."""
@@ -85,9 +91,47 @@ class LocalVolumes:
             v = self.m.get_volume(ctx, volume_id)
         except NotFound:
             raise NotFound(f"Volume {volume_id} could not be found.") from None
+        return self._volume(v)
+
+    @staticmethod
+    def _volume(v: Any) -> dict[str, Any]:
         return {"id": v.id, "status": v.status, "size": v.size, "project_id": v.project_id,
                 "multiattach": v.multiattach, "bootable": v.bootable,
-                "attachments": [dict(a) for a in v.attachments or []]}
+                "attachments": [dict(a) for a in v.attachments or []],
+                **_image_facts(v.image_metadata)}
+
+    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]:
+        """A snapshot the caller sees, with the image metadata of its volume."""
+        try:
+            snap = self.m.get_snapshot(ctx, snapshot_id)
+        except NotFound:
+            raise NotFound(f"Snapshot {snapshot_id} could not be found.") from None
+        meta: dict[str, str] = {}
+        with contextlib.suppress(NotFound):
+            meta = dict(self.m.get_volume(RequestContext.admin(), snap.volume_id)
+                        .image_metadata or {})
+        return {"id": snap.id, "status": snap.status, "size": snap.size,
+                **_image_facts(meta)}
+
+    def create(self, project_id: str, user_id: str, size: int, name: str,
+               image_id: str | None = None, snapshot_id: str | None = None,
+               volume_type: str | None = None) -> dict[str, Any]:
+        """A new volume of the project (from an image, a snapshot or empty), made before
+        returning (blocking): its facts, ``status`` ``available`` or ``error``."""
+        ctx = RequestContext.admin()
+        ctx.project_id, ctx.user_id = project_id, user_id
+        image = None
+        try:
+            if image_id:
+                if self.m.images is None:
+                    raise BadRequest("no image service to create a volume from")
+                image = self.m.images.volume_image(ctx, image_id)
+            v = self.m.create_volume(ctx, size, name, None, volume_type, {}, None,
+                                     snapshot_id, None, False, image)
+        except APIError as exc:
+            raise volume_error(exc) from None
+        self.m.finish_create(v.id, image)
+        return self._volume(self.m.get_volume(ctx, v.id))
 
     def reserve(self, ctx: RequestContext, volume_id: str, instance_uuid: str) -> str:
         try:
@@ -141,6 +185,19 @@ class LocalVolumes:
     def attached_servers(self) -> set[str]:
         views = self.a.list(RequestContext.admin(), all_projects=True)
         return {str(v.data["server_id"]) for v in views if v.data.get("server_id")}
+
+
+#: ``volume_image_metadata`` keys that describe the image itself, not its properties.
+_IMAGE_FIELDS = {"image_id", "image_name", "checksum", "size", "min_disk", "min_ram",
+                 "disk_format", "container_format"}
+
+
+def _image_facts(meta: dict[str, str] | None) -> dict[str, Any]:
+    """The image a volume was made from (``image_id``) and that image's properties (what a
+    guest booted from the volume is configured by)."""
+    meta = dict(meta or {})
+    return {"image_id": meta.get("image_id"),
+            "image_properties": {k: v for k, v in meta.items() if k not in _IMAGE_FIELDS}}
 
 
 def release_all(volumes: ComputeVolumes, instance_uuid: str,

@@ -587,6 +587,10 @@ class QemuDriver(HypervisorDriver):
                      DEFAULT_KERNEL_CMDLINE]
             if boot.get("ramdisk"):
                 argv += ["-initrd", boot["ramdisk"]]
+        volumes = list(spec.get("block_devices") or [])
+        root = [b for b in volumes if b.get("boot_index") == 0]
+        if root and rescue is None:  # volume-backed: the root volume is the first disk
+            argv += self.disks.argv(root, {})
         disks = [d / "disk.rescue", d / "disk"] if rescue is not None else [d / "disk"]
         disks += [d / "disk.local", d / "disk.swap"]
         for n, disk in enumerate(disks):
@@ -602,7 +606,7 @@ class QemuDriver(HypervisorDriver):
                      "-device", "virtio-blk-pci,drive=config"]
         argv += self.nics.argv(self._ports(spec), machine, state.get("nic_slots") or {},
                                int(state.get("root_ports") or LEGACY_SLOTS))
-        argv += self.disks.argv(list(spec.get("block_devices") or []),
+        argv += self.disks.argv([b for b in volumes if b.get("boot_index") != 0 or rescue],
                                 state.get("disk_slots") or {})
         if incoming:
             argv += ["-incoming", "defer"]
@@ -735,6 +739,8 @@ class QemuDriver(HypervisorDriver):
             state: dict[str, Any] = {"spec": spec, "rescue": None, "created_at": time.time(),
                                      "root_ports": HOTPLUG_SLOTS}
             for bdm in spec.get("block_devices") or []:  # slots, so they can be unplugged
+                if bdm.get("boot_index") == 0:
+                    continue  # the root volume stays on the root bus, first
                 slot = self._free_slot(state)
                 if slot:
                     state.setdefault("disk_slots", {})[str(bdm["volume_id"])] = slot
@@ -748,7 +754,8 @@ class QemuDriver(HypervisorDriver):
         state["spec"]["image"] = image
         state["boot"] = self._boot_files(image)
         root_gb = int((instance.get("flavor") or {}).get("root_gb") or 0)
-        self._make_root_disk(d / "disk", image, root_gb)
+        if not any(b.get("boot_index") == 0 for b in instance.get("block_devices") or []):
+            self._make_root_disk(d / "disk", image, root_gb)  # not volume-backed
         self._make_flavor_disks(uuid, instance.get("flavor") or {})
         if instance.get("config_drive") or self.force_config_drive:
             build_config_drive(d / "config.iso", instance)

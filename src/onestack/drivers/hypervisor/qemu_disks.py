@@ -91,10 +91,13 @@ class GuestDisks:
 
     @staticmethod
     def argv(bdms: list[dict[str, Any]], slots: dict[str, str]) -> list[str]:
-        """The volumes' part of QEMU's command line (each on its recorded slot, if any)."""
+        """The volumes' part of QEMU's command line (each on its recorded slot, if any; a
+        root volume, boot index 0, is the first boot device)."""
         out: list[str] = []
         for bdm in bdms:
             args = device_args(bdm, slots.get(volume_id(bdm), ""))
+            if bdm.get("boot_index") == 0:  # the root disk of a volume-backed guest
+                args["bootindex"] = 1
             dev = ",".join(f"{k}={v}" for k, v in args.items() if k != "driver")
             out += ["-blockdev", json.dumps(blockdev(bdm), separators=(",", ":")),
                     "-device", f"{args['driver']},{dev}"]
