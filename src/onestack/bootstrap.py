@@ -28,7 +28,7 @@ from onestack.bus.base import Bus, make_bus
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
-from onestack.drivers.storage.file import FileStore
+from onestack.drivers.imagestore.file import FileStore
 from onestack.identity.auth import TokenService
 from onestack.identity.limits import UnifiedLimits
 from onestack.identity.manager import IdentityManager

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from onestack.common.errors import BadRequest
-from onestack.drivers.storage.base import StoreError
-from onestack.drivers.storage.file import FileStore
+from onestack.drivers.imagestore.base import StoreError
+from onestack.drivers.imagestore.file import FileStore
 from onestack.image.fetch import UrlPolicy
 from onestack.image.locations import check_validation_data
 from onestack.image.stores import StoreSet

@@ -214,7 +214,7 @@ def test_the_setting_turns_the_format_match_off(tmp_path: Path, monkeypatch: pyt
     from onestack.config import load_settings
     from onestack.db.engine import Database
     from onestack.db.migrate import upgrade
-    from onestack.drivers.storage.file import FileStore
+    from onestack.drivers.imagestore.file import FileStore
     from onestack.image.manager import ImageManager
 
     monkeypatch.setenv("ONESTACK_IMAGE_REQUIRE_FORMAT_MATCH", str(enforce).lower())

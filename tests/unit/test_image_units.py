@@ -12,8 +12,8 @@ from starlette.datastructures import QueryParams
 from onestack.common import pagination
 from onestack.common.errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable
 from onestack.common.pagination import SortKey
-from onestack.drivers.storage.base import DataNotFound
-from onestack.drivers.storage.file import FileStore
+from onestack.drivers.imagestore.base import DataNotFound
+from onestack.drivers.imagestore.file import FileStore
 from onestack.image import api, schemas
 from onestack.image.manager import _split_in
 
@@ -179,7 +179,7 @@ def test_file_store_starts_writeback_as_it_writes(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Writeback of a big image starts in ``WRITEBACK_EVERY`` steps, covering the file in
     order, so the commit's fsync has little left; the data and the slices read back agree."""
-    from onestack.drivers.storage import file as file_store
+    from onestack.drivers.imagestore import file as file_store
 
     assert file_store._sync_file_range is not None  # Linux: the real call is available
     calls: list[tuple[int, int]] = []

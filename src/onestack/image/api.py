@@ -49,7 +49,7 @@ from onestack.common.errors import (
     UnsupportedMediaType,
 )
 from onestack.common.pagination import next_link
-from onestack.drivers.storage.base import (
+from onestack.drivers.imagestore.base import (
     DataNotFound,
     FileSlice,
     ImageStore,

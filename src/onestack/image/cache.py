@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from onestack.common.errors import BadRequest, NotFound
-from onestack.drivers.storage.base import FileSlice, StoreError
+from onestack.drivers.imagestore.base import FileSlice, StoreError
 
 if TYPE_CHECKING:
     from onestack.api.app import ApiRequest

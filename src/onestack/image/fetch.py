@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from onestack.common.errors import BadRequest
-from onestack.drivers.storage.base import DataNotFound, StoreError
+from onestack.drivers.imagestore.base import DataNotFound, StoreError
 
 SCHEMES = ("http", "https")
 _DEFAULT_PORT = {"http": 80, "https": 443}

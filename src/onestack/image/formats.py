@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from onestack.common.errors import UnsupportedMediaType
-from onestack.drivers.storage.base import ImageWriter, StoredData
+from onestack.drivers.imagestore.base import ImageWriter, StoredData
 
 LOG = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from onestack.common.errors import BadRequest, Conflict, Forbidden
 from onestack.common.ids import new_uuid
 from onestack.common.timeutils import utcnow
 from onestack.db.image import Image, ImageTask
-from onestack.drivers.storage.base import StoreError
+from onestack.drivers.imagestore.base import StoreError
 from onestack.image import fetch
 
 if TYPE_CHECKING:

@@ -47,7 +47,7 @@ from onestack.common.pagination import SortKey
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.db.engine import Database
 from onestack.db.image import Image, ImageMember, ImageProperty, ImageTag, ImageTask
-from onestack.drivers.storage.base import ImageStore, StoredData, StoreError
+from onestack.drivers.imagestore.base import ImageStore, StoredData, StoreError
 from onestack.image import fetch, formats, schemas
 from onestack.image.locations import LocationsMixin, url_locations
 from onestack.image.stores import StoreSet

@@ -19,14 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from onestack.common.errors import APIError, BadRequest
-from onestack.drivers.storage.base import (
+from onestack.drivers.imagestore.base import (
     DataNotFound,
     ImageStore,
     ImageWriter,
     StoredData,
     StoreError,
 )
-from onestack.drivers.storage.file import FileStore
+from onestack.drivers.imagestore.file import FileStore
 from onestack.image import fetch
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

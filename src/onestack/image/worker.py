@@ -27,7 +27,7 @@ from onestack.api.http import HttpProtocol
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
-from onestack.drivers.storage.file import FileStore
+from onestack.drivers.imagestore.file import FileStore
 from onestack.identity.manager import IdentityManager
 from onestack.identity.service import build_identity
 from onestack.image.api import AcceptCapture, ImageAPI, build_policy

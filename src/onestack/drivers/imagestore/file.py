@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from onestack.drivers.storage.base import (
+from onestack.drivers.imagestore.base import (
     DataNotFound,
     FileSlice,
     Hasher,
