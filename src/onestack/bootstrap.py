@@ -251,9 +251,10 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     from onestack.compute.setup import build_compute
     from onestack.compute.volumes import LocalVolumes
 
-    compute, compute_app, scheduler, agents = build_compute(
+    compute, compute_app, scheduler, agents, compute_api = build_compute(
         settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri,
         network=network, volumes=LocalVolumes(volume, volume_api.attachments))
+    volume_api.compute_events = compute_api.volume_routes  # Cinder -> Nova events
     apps["compute"] = compute_app
     from onestack.console.setup import build_console_app
 

@@ -227,10 +227,17 @@ def test_attach_detach_volume(host: Host) -> None:
         disks = run(host.driver.get_diagnostics(spec))["num_disks"]
         run(host.driver.attach_volume(spec, vol))
         run(host.driver.attach_volume(spec, vol))  # again: nothing changes
+        if host.kind == "fake":
+            run(host.driver.extend_volume(spec, vol, 1))
         assert run(host.driver.get_diagnostics(spec))["num_disks"] == disks + 1
         serial = vol["volume_id"][:20]
         if host.kind == "qemu":  # the guest sees the disk, by its serial
             host.wait_console(f"(serial {serial}, {64 << 20} bytes)")
+            # The volume grows: the guest is told (block_resize) and sees the new size.
+            with open(path, "r+b") as fh:
+                fh.truncate(1 << 30)
+            run(host.driver.extend_volume(spec, vol, 1))
+            host.wait_console(f"resized ({1 << 30} bytes)")
             # A restart keeps the disk (it is on the command line now).
             run(host.driver.power_off(spec, 30))
             run(host.driver.power_on(spec))

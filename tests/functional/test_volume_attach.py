@@ -86,6 +86,19 @@ def test_attach_detach_with_the_cli(cloud: RunningCloud, image: str) -> None:
     assert [(a.volume_id, a.instance, a.status) for a in atts] == [
         (vol["id"], server.id, "attached")]
 
+    # Growing the attached volume needs 3.42; the guest is told (Nova's volume-extended).
+    vol_url = conn.block_storage.get_endpoint().rstrip("/") + f"/volumes/{vol['id']}/action"
+    vh = {"X-Auth-Token": conn.session.get_token()}
+    r = httpx.post(vol_url, headers={**vh, "OpenStack-API-Version": "volume 3.41"},
+                   json={"os-extend": {"new_size": 2}})
+    assert r.status_code == 400, r.text
+    r = httpx.post(vol_url, headers={**vh, "OpenStack-API-Version": "volume 3.42"},
+                   json={"os-extend": {"new_size": 2}})
+    assert r.status_code == 202, r.text
+    _until(lambda: conn.block_storage.get_volume(vol["id"]).size == 2)
+    assert conn.block_storage.get_volume(vol["id"]).status == "in-use"
+    _until(lambda: "resized to 2 GiB" in cloud.openstack(
+        "console", "log", "show", "srv", env=env).stdout)
     cloud.openstack("server", "remove", "volume", "srv", "data", env=env)
     assert _volume_status(cloud, env, vol["id"]) == "available"
     assert _json(cloud, "volume", "show", "data", env=env)["attachments"] == []

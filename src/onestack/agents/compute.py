@@ -632,6 +632,13 @@ class ComputeAgent:
         ``{"error"}`` (the volume then stays attached)."""
         return await self._nic(instance_uuid, volume, self.driver.detach_volume)
 
+    async def extend_volume(self, instance_uuid: str, volume: dict[str, Any],
+                            new_size: int) -> None:
+        """A volume of the guest grew to ``new_size`` GiB: the guest is told (cast, like
+        Nova's handling of Cinder's ``volume-extended`` event)."""
+        await self._nic(instance_uuid, volume,
+                        lambda spec, vol: self.driver.extend_volume(spec, vol, new_size))
+
     async def ping(self) -> str:
         return self.host
 

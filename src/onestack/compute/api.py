@@ -23,6 +23,7 @@ from onestack.api.bulk import json_response, run_bulk
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.bus.base import Bus, BusError, NoConsumer, RemoteError
+from onestack.common.context import RequestContext
 from onestack.common.errors import (
     APIError,
     BadRequest,
@@ -133,7 +134,8 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         self._add_routes()
         self.add_resource_routes()
         self.add_network_proxy_routes()
-        add_volume_attachment_routes(self)
+        #: Volume attachments; also where the volume service's events arrive.
+        self.volume_routes = add_volume_attachment_routes(self)
 
     # ------------------------------------------------------------------ helpers
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
@@ -1079,8 +1081,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
     def _rotate_backups(self, inst: InstanceDict, btype: str, rotation: int,
                         keep: str) -> None:
         """Keep only the newest ``rotation`` backups of this type (the new one included)."""
-        from onestack.common.context import RequestContext
-
         admin = RequestContext.admin()
         q = self.images.parse_list_query({}, 1000, 1000)  # type: ignore[union-attr]
         imgs, _ = self.images.list(admin, q)  # type: ignore[union-attr]
@@ -1094,8 +1094,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     def _new_image(self, req: ApiRequest, inst: InstanceDict, name: str,
                    meta: dict[str, str], image_type: str) -> str:
-        from onestack.common.context import RequestContext
-
         ctx = req.ctx
         props = {k: str(val) for k, val in (inst["system_metadata"].get("image_properties")
                                             or {}).items()
@@ -1117,8 +1115,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return str(info.id)
 
     def _drop_image(self, image_id: str) -> None:
-        from onestack.common.context import RequestContext
-
         try:
             self.images.delete(RequestContext.admin(), image_id)  # type: ignore[union-attr]
         except Exception:  # noqa: BLE001
@@ -1768,8 +1764,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     @staticmethod
     def _project_ctx(project_id: str) -> Any:
-        from onestack.common.context import RequestContext
-
         ctx = RequestContext.admin()
         ctx.project_id = project_id
         return ctx
@@ -1858,11 +1852,19 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             doc = dict(ev)
             doc.setdefault("status", "completed")
             try:
-                await req.run(self.m.get_instance, None, ev["server_uuid"])
+                inst = await req.run(self.m.get_instance, None, ev["server_uuid"])
                 doc["code"] = 200
                 found = True
             except NotFound:
                 doc["code"] = 404
+                inst = None
+            if inst is not None and ev["name"] == "volume-extended" and \
+                    isinstance(ev.get("tag"), str):
+                bdm = block_devices.find(inst, ev["tag"])
+                if bdm is not None and self.volumes is not None:
+                    vol = await req.run(self.volumes.get, RequestContext.admin(), ev["tag"])
+                    await self.volume_routes.volume_extended(ev["tag"], [inst["uuid"]],
+                                                             int(vol["size"]))
             out.append(doc)
         return FastJSON({"events": out}, status_code=200 if found else 404)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from onestack.compute.api import ComputeAPI, InstanceDict
     from onestack.compute.volumes import ComputeVolumes
 
+LOG = logging.getLogger(__name__)
+
 #: How long the API waits for an agent to attach or detach a disk.
 VOLUME_TIMEOUT = 90
 #: States in which a server's volumes may change (Nova's ``check_instance_state``).
@@ -33,8 +36,9 @@ _STATES = (states.ACTIVE, states.PAUSED, states.STOPPED, states.RESIZED,
            states.SOFT_DELETED, states.SHELVED, states.SHELVED_OFFLOADED)
 
 
-def add_volume_attachment_routes(api: ComputeAPI) -> None:
-    """Register the routes of this module on ``api``."""
+def add_volume_attachment_routes(api: ComputeAPI) -> VolumeAttachmentRoutes:
+    """Register the routes of this module on ``api``; returns their handler (which also
+    takes the volume service's events)."""
     h = VolumeAttachmentRoutes(api)
     p = "/v2.1/servers/{server_id}/os-volume_attachments"
     api._r(p, h.list, ["GET"])  # noqa: SLF001 - the owner's route helper
@@ -42,6 +46,7 @@ def add_volume_attachment_routes(api: ComputeAPI) -> None:
     api._r(p + "/{volume_id}", h.show, ["GET"])  # noqa: SLF001
     api._r(p + "/{volume_id}", h.update, ["PUT"])  # noqa: SLF001
     api._r(p + "/{volume_id}", h.detach, ["DELETE"])  # noqa: SLF001
+    return h
 
 
 def _view(req: ApiRequest, inst: InstanceDict, bdm: dict[str, Any],
@@ -196,6 +201,27 @@ class VolumeAttachmentRoutes:
         except Conflict as exc:
             return {"error": exc.message}
         return res if isinstance(res, dict) else {}
+
+    # ------------------------------------------------------------------ events
+    async def volume_extended(self, volume_id: str, servers: list[str],
+                              new_size: int) -> None:
+        """A volume of these servers grew (Cinder's ``volume-extended`` event): each
+        running guest is told the new size of the disk (its host's agent resizes it)."""
+        api = self.api
+        for uuid in servers:
+            try:
+                inst = await api.m.db.run(api.m.get_instance, None, uuid)
+            except NotFound:
+                continue
+            bdm = block_devices.find(inst, volume_id)
+            if bdm is None or not inst["host"] or \
+                    inst["vm_state"] == states.SHELVED_OFFLOADED:
+                continue
+            try:
+                await api.bus.cast(f"compute.{inst['host']}", "extend_volume",
+                                   instance_uuid=uuid, volume=bdm, new_size=new_size)
+            except Exception:  # noqa: BLE001 - the guest sees the size at its next start
+                LOG.warning("could not tell %s that volume %s grew", uuid, volume_id)
 
     # ------------------------------------------------------------------ update / detach
     async def update(self, req: ApiRequest) -> Response:

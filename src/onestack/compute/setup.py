@@ -69,7 +69,8 @@ def _weighers(text: str) -> dict[str, float]:
 def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, images: Any,
                   image_store: Any, placement: Any, policy_file: str | None,
                   auth_uri: str, network: Any = None, volumes: Any = None
-                  ) -> tuple[ComputeManager, ASGIApp, Scheduler, ComputeAgentPool | None]:
+                  ) -> tuple[ComputeManager, ASGIApp, Scheduler, ComputeAgentPool | None,
+                             ComputeAPI]:
     """``network``: the in-process network manager (None: servers get no ports); the API
     and the agents reach it through ``compute.network.LocalNetwork``. ``volumes``: the
     block-storage seam (``compute.volumes.ComputeVolumes``; None: no volumes)."""
@@ -119,7 +120,7 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
             agents.append(agent)
         pool = ComputeAgentPool(agents, manager, bus, settings.compute_heartbeat_interval,
                                 settings.compute_reconcile_interval)
-    return manager, app, scheduler, pool
+    return manager, app, scheduler, pool, api
 
 
 def _driver_options(settings: Settings) -> dict[str, Any]:

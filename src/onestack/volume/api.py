@@ -132,6 +132,9 @@ class VolumeAPI:
         self.backups = backups
         #: The attachments (set by ``volume.setup``; the compute service uses them too).
         self.attachments: Any = None
+        #: Where servers hear that their volume grew: ``async volume_extended(volume_id,
+        #: server_ids, new_size)`` (the compute service; None: nobody is told).
+        self.compute_events: Any = None
         #: Where uploads in formats other than raw are converted (None: the temp dir).
         self.scratch_dir: str | None = None
         self.max_limit = max_limit
@@ -197,7 +200,9 @@ class VolumeAPI:
     # ------------------------------------------------------------------ background work
     def _later(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run the storage half of an operation in a worker thread, after the answer."""
-        fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        self._track(asyncio.get_running_loop().run_in_executor(None, fn, *args))
+
+    def _track(self, fut: asyncio.Future[Any]) -> None:
         self._tasks.add(fut)
 
         def done(f: asyncio.Future[Any]) -> None:
@@ -205,6 +210,12 @@ class VolumeAPI:
             if not f.cancelled() and f.exception() is not None:
                 LOG.error("volume background work failed", exc_info=f.exception())
         fut.add_done_callback(done)
+
+    async def _extend(self, volume_id: str, new_size: int) -> None:
+        """Grow the volume, then tell the servers using it (Nova's ``volume-extended``)."""
+        servers = await asyncio.to_thread(self.m.finish_extend, volume_id, new_size)
+        if servers and self.compute_events is not None:
+            await self.compute_events.volume_extended(volume_id, servers, new_size)
 
     async def drain(self) -> None:
         """Wait for the background work started so far (tests, shutdown)."""
@@ -430,8 +441,9 @@ class VolumeAPI:
         vid = req.param("id")
         if action == "os-extend":
             new = _size(_obj(body, action).get("new_size"), "new_size")
-            await req.run(self.m.begin_extend, req.ctx, vid, new)
-            self._later(self.m.finish_extend, vid, new)
+            await req.run(self.m.begin_extend, req.ctx, vid, new,
+                          version_of(req.request.scope) >= "3.42")
+            self._track(asyncio.ensure_future(self._extend(vid, new)))
             return Response(status_code=202)
         if action == "os-set_bootable":
             flag = _bool(_obj(body, action).get("bootable"), "bootable")

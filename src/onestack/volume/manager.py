@@ -427,12 +427,18 @@ class VolumeManager(TypesAndQuotasMixin):
                 s.delete(row)
         self._tx(run)
 
-    def begin_extend(self, ctx: RequestContext, volume_id: str, new_size: int) -> int:
+    def begin_extend(self, ctx: RequestContext, volume_id: str, new_size: int,
+                     attached_ok: bool = False) -> int:
+        """Mark a volume ``extending``; ``attached_ok`` (microversion 3.42+): an
+        ``in-use`` volume too (its servers are told once it has grown)."""
         def run(s: Session) -> int:
             vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            self.enforce(ctx, "volume:extend", vol.project_id)
-            if vol.status != "available":
-                raise BadRequest(f"Invalid volume: Volume status must be 'available' to "
+            online = attached_ok and vol.status == "in-use"
+            self.enforce(ctx, "volume:extend_attached_volume" if online else "volume:extend",
+                         vol.project_id)
+            if vol.status != "available" and not online:
+                wanted = "'available' or 'in-use'" if attached_ok else "'available'"
+                raise BadRequest(f"Invalid volume: Volume status must be {wanted} to "
                                  f"extend, currently in '{vol.status}'.")
             if new_size <= vol.size:
                 raise BadRequest(f"Invalid input received: New size for extend must be "
@@ -445,23 +451,31 @@ class VolumeManager(TypesAndQuotasMixin):
             return vol.size
         return self._tx(run)
 
-    def finish_extend(self, volume_id: str, new_size: int) -> None:
+    def finish_extend(self, volume_id: str, new_size: int) -> list[str]:
+        """Grow the data (blocking); returns the servers the volume is attached to, which
+        must be told (Cinder's ``volume-extended`` event to Nova)."""
         vol = self._read(lambda s: s.get(Volume, volume_id))
         if vol is None or not vol.provider_location:
-            return
+            return []
         try:
             self.driver.extend_volume(vol.provider_location, new_size)
         except VolumeDriverError as exc:
             LOG.warning("volume %s: extend failed: %s", volume_id, exc)
             self._set_status(volume_id, "error_extending")
-            return
-        def run(s: Session) -> None:
+            return []
+
+        def run(s: Session) -> list[str]:
             row = s.get(Volume, volume_id)
-            if row is not None:
-                row.size = new_size
-                row.status = "available"
-                row.updated_at = utcnow()
-        self._tx(run)
+            if row is None:
+                return []
+            row.size = new_size
+            servers = [str(a["server_id"]) for a in row.attachments or []
+                       if a.get("server_id") and a.get("attach_status",
+                                                       "attached") == "attached"]
+            row.status = "in-use" if row.attachments else "available"
+            row.updated_at = utcnow()
+            return servers
+        return self._tx(run)
 
     def retype(self, ctx: RequestContext, volume_id: str, new_type: str,
                migration_policy: str) -> None:

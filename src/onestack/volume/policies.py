@@ -21,6 +21,7 @@ RULES: dict[str, str] = {
     "volume:delete": MEMBER,
     "volume:force_delete": ADMIN,
     "volume:extend": MEMBER,
+    "volume:extend_attached_volume": MEMBER,
     "volume:get_volume_metadata": READER,
     "volume:update_volume_metadata": MEMBER,
     "volume:delete_volume_metadata": MEMBER,

@@ -51,7 +51,9 @@ Semantics every driver (and the shared driver test battery) follows:
   volumes); the guest sees the disk with the serial ``volume_id[:20]``
   (``/dev/disk/by-id/virtio-<serial>``). The instance spec's ``block_devices`` lists the
   volumes a guest has when it is spawned. Attaching a volume the guest already has and
-  detaching one it does not have succeed.
+  detaching one it does not have succeed. ``extend_volume(instance, volume, new_size)``
+  tells a running guest that the volume grew to ``new_size`` GiB (a stopped one sees it
+  at its next start).
 """
 
 from __future__ import annotations
@@ -221,6 +223,11 @@ class HypervisorDriver(abc.ABC):
     async def detach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
         """Take the disk of ``volume`` from the guest (hot-unplugged when it runs)."""
         raise DriverError("detaching volumes is not supported by this driver")
+
+    async def extend_volume(self, instance: InstanceSpec, volume: dict[str, Any],
+                            new_size: int) -> None:
+        """Tell the guest that ``volume`` grew to ``new_size`` GiB."""
+        raise DriverError("extending attached volumes is not supported by this driver")
 
     async def get_console_output(self, instance: InstanceSpec) -> str:
         """The guest's serial console log."""

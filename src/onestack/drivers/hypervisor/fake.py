@@ -236,6 +236,14 @@ class FakeDriver(HypervisorDriver):
         if guest.disks.pop(str(volume["volume_id"]), None) is not None:
             self._log(guest, f"disk {volume['volume_id']} removed")
 
+    async def extend_volume(self, instance: InstanceSpec, volume: dict[str, Any],
+                            new_size: int) -> None:
+        await self._op("extend_volume")
+        guest = self._guest(instance)
+        if str(volume["volume_id"]) not in guest.disks:
+            raise DriverError(f"volume {volume['volume_id']} is not attached")
+        self._log(guest, f"disk {volume['volume_id']} resized to {new_size} GiB")
+
     async def list_instances(self) -> list[str]:
         return list(self.guests)
 

@@ -888,6 +888,18 @@ class QemuDriver(HypervisorDriver):
             (state.get("disk_slots") or {}).pop(vid, None)
             self._save_state(uuid, state)
 
+    async def extend_volume(self, instance: InstanceSpec, volume: dict[str, Any],
+                            new_size: int) -> None:
+        uuid = instance["uuid"]
+        async with self._lock(uuid):
+            state = self._load_state(uuid)
+            if not any(str(b.get("volume_id")) == str(volume["volume_id"])
+                       for b in state["spec"].get("block_devices") or []):
+                raise DriverError(f"volume {volume['volume_id']} is not attached")
+            if self._pid(uuid) is not None:
+                await self.disks.resize(lambda cmd, args=None: self._qmp(uuid, cmd, args),
+                                        volume, new_size)
+
     async def power_off(self, instance: InstanceSpec, timeout: float = 0) -> None:
         uuid = instance["uuid"]
         async with self._lock(uuid):

@@ -125,3 +125,13 @@ class GuestDisks:
         await unplug_device(qmp, device, self.detach_timeout, f"volume {volume_id(bdm)}")
         with contextlib.suppress(QMPError):
             await qmp("blockdev-del", {"node-name": node})
+
+    @staticmethod
+    async def resize(qmp: QmpCall, bdm: dict[str, Any], new_size_gb: int) -> None:
+        """Tell a running QEMU (and so the guest) that the volume's file grew."""
+        node, _ = qemu_ids(bdm)
+        try:
+            await qmp("block_resize", {"node-name": node, "size": int(new_size_gb) << 30})
+        except QMPError as exc:
+            raise DriverError(f"QEMU could not resize volume {volume_id(bdm)}: "
+                              f"{exc}") from exc

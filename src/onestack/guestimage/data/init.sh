@@ -73,21 +73,29 @@ disk_link() {
     ln -sf "../../$1" "/dev/disk/by-id/virtio-$serial"
 }
 
-# Disks hot-plugged later (volumes): the by-id link and one console line per change.
+# Disks hot-plugged later (volumes): the by-id link and one console line per change
+# (added, resized, removed).
 watch_disks() {
     now=" "
     for dev in /sys/block/vd*; do
         [ -e "$dev" ] || continue
         name=${dev##*/}
         now="$now$name "
+        bytes=$(( $(cat "$dev/size") * 512 ))
+        case "$sizes" in
+        *" $name:$bytes "*) ;;
+        *" $name:"*) log "disk $name resized ($bytes bytes)" ;;
+        esac
+        sizes="$(echo "$sizes" | sed "s/ $name:[0-9]* / /") $name:$bytes "
         case "$disks" in *" $name "*) continue ;; esac
         disk_link "$name"
         [ "$disks" = "" ] || log "disk $name added (serial $(cat "$dev/serial" 2>/dev/null)," \
-            "$(( $(cat "$dev/size") * 512 )) bytes)"
+            "$bytes bytes)"
     done
     for name in $disks; do
         case "$now" in *" $name "*) continue ;; esac
         find /dev/disk/by-id -lname "../../$name" -exec rm -f {} + 2>/dev/null
+        sizes="$(echo "$sizes" | sed "s/ $name:[0-9]* / /") "
         log "disk $name removed"
     done
     disks=$now
@@ -98,6 +106,7 @@ watch_disks() {
 watch_nics() {
     known=" "
     disks=""
+    sizes=" "
     watch_disks
     for dev in /sys/class/net/*; do known="$known${dev##*/} "; done
     while sleep 1; do
