@@ -310,3 +310,36 @@ def test_boot_from_volume(cloud: RunningCloud, image: str) -> None:
     for v in conn.block_storage.volumes():
         conn.block_storage.wait_for_status(v, "available", wait=30)
         conn.block_storage.delete_volume(v)
+
+
+def test_nova_volume_proxy(cloud: RunningCloud) -> None:
+    """Nova's deprecated ``os-volumes``/``os-snapshots`` (up to 2.35)."""
+    _env, conn = _member(cloud, "prx")
+    base = cloud.url("compute") + "/v2.1"
+    h = {"X-Auth-Token": conn.session.get_token(), "OpenStack-API-Version": "compute 2.35"}
+    r = httpx.post(f"{base}/os-volumes", headers=h, json={"volume": {
+        "size": 1, "display_name": "pv", "metadata": {"k": "v"}}})
+    assert r.status_code == 200, r.text
+    vol = r.json()["volume"]
+    assert vol["displayName"] == "pv" and vol["attachments"] == [{}]
+    _until(lambda: httpx.get(f"{base}/os-volumes/{vol['id']}", headers=h).json()[
+        "volume"]["status"] == "available")
+    listed = httpx.get(f"{base}/os-volumes/detail", headers=h).json()["volumes"]
+    assert [v["id"] for v in listed] == [vol["id"]]
+    r = httpx.post(f"{base}/os-snapshots", headers=h, json={"snapshot": {
+        "volume_id": vol["id"], "display_name": "ps"}})
+    assert r.status_code == 200, r.text
+    sid = r.json()["snapshot"]["id"]
+    _until(lambda: httpx.get(f"{base}/os-snapshots/{sid}", headers=h).json()[
+        "snapshot"]["status"] == "available")
+    for body in ({"volume": {"size": 0}}, {"volume": {"size": "#$%"}}, {"volume": {}},
+                 {"volume": {"size": 1, "bogus": 1}}):
+        assert httpx.post(f"{base}/os-volumes", headers=h, json=body).status_code == 400
+    assert httpx.get(f"{base}/os-volumes/{sid}", headers=h).status_code == 404
+    # Gone from 2.36 on.
+    h36 = {**h, "OpenStack-API-Version": "compute 2.36"}
+    assert httpx.get(f"{base}/os-volumes", headers=h36).status_code == 404
+    assert httpx.delete(f"{base}/os-snapshots/{sid}", headers=h).status_code == 202
+    _until(lambda: httpx.get(f"{base}/os-snapshots/{sid}", headers=h).status_code == 404)
+    assert httpx.delete(f"{base}/os-volumes/{vol['id']}", headers=h).status_code == 202
+    _until(lambda: httpx.get(f"{base}/os-volumes/{vol['id']}", headers=h).status_code == 404)

@@ -38,6 +38,7 @@ from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime
 from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, states, views
 from onestack.compute.api_resources import ResourceRoutes
+from onestack.compute.api_volume_proxy import add_volume_proxy_routes
 from onestack.compute.api_volumes import add_volume_attachment_routes
 from onestack.compute.manager import ComputeManager, InstanceDict
 from onestack.compute.microversions import (
@@ -136,6 +137,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         self.add_network_proxy_routes()
         #: Volume attachments; also where the volume service's events arrive.
         self.volume_routes = add_volume_attachment_routes(self)
+        add_volume_proxy_routes(self)
 
     # ------------------------------------------------------------------ helpers
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],

@@ -60,6 +60,15 @@ class ComputeVolumes(Protocol):
                image_id: str | None = None, snapshot_id: str | None = None,
                volume_type: str | None = None) -> dict[str, Any]: ...
 
+    # Nova's volume proxy (``os-volumes``/``os-snapshots``, ``compute/api_volume_proxy.py``):
+    # list/show/begin_create/finish_create/delete_volume/finish_delete and
+    # list_snapshots/show_snapshot/begin_snapshot/finish_snapshot/delete_snapshot/
+    # finish_delete_snapshot, in the neutral shapes ``LocalVolumes.describe*`` gives.
+
+    def list_volumes(self, ctx: RequestContext) -> list[dict[str, Any]]: ...
+
+    def show_volume(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]: ...
+
 
 def connector(host: str, device: str | None = None) -> dict[str, Any]:
     """What os-brick's connector tells Cinder about a compute host."""
@@ -120,67 +129,103 @@ class LocalVolumes:
         returning (blocking): its facts, ``status`` ``available`` or ``error``."""
         ctx = RequestContext.admin()
         ctx.project_id, ctx.user_id = project_id, user_id
-        image = None
+        made = self.begin_create(ctx, size, name, None, volume_type, {}, None, snapshot_id,
+                                 image_id)
+        self.finish_create(made["id"], image_id)
+        return self._volume(self.m.get_volume(ctx, made["id"]))
+
+    # ------------------------------------------------------------------ os-volumes proxy
+    def begin_create(self, ctx: RequestContext, size: int | None, name: str | None,
+                     description: str | None, volume_type: str | None,
+                     metadata: dict[str, str], availability_zone: str | None,
+                     snapshot_id: str | None, image_id: str | None) -> dict[str, Any]:
+        """Record a new volume of ``ctx``'s project (``creating``); ``finish_create`` makes
+        its data."""
         try:
+            image = None
             if image_id:
                 if self.m.images is None:
                     raise BadRequest("no image service to create a volume from")
                 image = self.m.images.volume_image(ctx, image_id)
-            v = self.m.create_volume(ctx, size, name, None, volume_type, {}, None,
-                                     snapshot_id, None, False, image)
+            v = self.m.create_volume(ctx, size, name, description, volume_type, metadata,
+                                     availability_zone, snapshot_id, None, False, image)
         except APIError as exc:
-            raise volume_error(exc) from None
-        self.m.finish_create(v.id, image)
-        return self._volume(self.m.get_volume(ctx, v.id))
+            raise volume_error(exc) if exc.status != 403 else exc from None
+        return self.describe(v)
 
-    def reserve(self, ctx: RequestContext, volume_id: str, instance_uuid: str) -> str:
+    def finish_create(self, volume_id: str, image_id: str | None = None) -> None:
+        """The storage work of a create (blocking; the volume ends available or error)."""
+        image = None
+        if image_id and self.m.images is not None:
+            with contextlib.suppress(APIError):
+                image = self.m.images.volume_image(RequestContext.admin(), image_id)
+        self.m.finish_create(volume_id, image)
+
+    def describe(self, v: Any) -> dict[str, Any]:
+        """A volume in neutral terms (what Nova's volume proxy shows)."""
+        names = self.m.type_names()
+        return {"id": v.id, "status": v.status, "size": v.size, "name": v.name,
+                "description": v.description, "availability_zone": v.availability_zone,
+                "created_at": v.created_at, "snapshot_id": v.snapshot_id,
+                "volume_type": names.get(v.volume_type_id or ""),
+                "metadata": dict(v.metadata_ or {}),
+                "attachments": [dict(a) for a in v.attachments or []
+                                if a.get("attach_status", "attached") == "attached"]}
+
+    def list_volumes(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        return [self.describe(v) for v in self.m.list_volumes(ctx)]
+
+    def show_volume(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
         try:
-            view = self.a.create(ctx, volume_id, instance_uuid)
+            return self.describe(self.m.get_volume(ctx, volume_id))
         except NotFound:
             raise NotFound(f"Volume {volume_id} could not be found.") from None
-        except APIError as exc:
-            raise volume_error(exc) from None
-        return str(view.data["id"])
 
-    def connect(self, attachment_id: str, host: str, device: str) -> dict[str, Any]:
-        try:
-            view = self.a.update(None, attachment_id, connector(host, device))
-        except APIError as exc:
-            raise volume_error(exc) from None
-        return dict(view.data["connection_info"])
-
-    def complete(self, attachment_id: str) -> None:
-        self.a.complete(None, attachment_id)
-
-    def release(self, attachment_id: str) -> None:
-        with contextlib.suppress(NotFound):  # already gone
-            self.a.delete(None, attachment_id)
-
-    def _volume_action(self, volume_id: str, fn: Any) -> None:
-        ctx = RequestContext.admin()
-        with contextlib.suppress(NotFound):
-            self.m.volume_action(ctx, volume_id, "volume:update", fn)
-
-    def begin_detaching(self, volume_id: str) -> None:
-        def fn(v: Any) -> None:
-            if v.status == "in-use":
-                v.status = "detaching"
-        self._volume_action(volume_id, fn)
-
-    def roll_detaching(self, volume_id: str) -> None:
-        def fn(v: Any) -> None:
-            if v.status == "detaching":
-                v.status = "in-use"
-        self._volume_action(volume_id, fn)
-
-    def delete(self, volume_id: str) -> None:
-        """Delete a volume its server took with it (``delete_on_termination``)."""
-        ctx = RequestContext.admin()
+    def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
+        """Begin deleting the caller's volume (``finish_delete`` removes its data)."""
         try:
             self.m.begin_delete(ctx, volume_id)
         except NotFound:
-            return
+            raise NotFound(f"Volume {volume_id} could not be found.") from None
+
+    def finish_delete(self, volume_id: str) -> None:
         self.m.finish_delete(volume_id)
+
+    @staticmethod
+    def describe_snapshot(s: Any) -> dict[str, Any]:
+        return {"id": s.id, "volume_id": s.volume_id, "status": s.status, "size": s.size,
+                "created_at": s.created_at, "name": s.name, "description": s.description}
+
+    def list_snapshots(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        return [self.describe_snapshot(s) for s in self.m.list_snapshots(ctx)]
+
+    def show_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]:
+        try:
+            return self.describe_snapshot(self.m.get_snapshot(ctx, snapshot_id))
+        except NotFound:
+            raise NotFound(f"Snapshot {snapshot_id} could not be found.") from None
+
+    def begin_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
+                       description: str | None, force: bool) -> dict[str, Any]:
+        try:
+            snap = self.m.create_snapshot(ctx, volume_id, name, description, force, {})
+        except NotFound:
+            raise NotFound(f"Volume {volume_id} could not be found.") from None
+        except APIError as exc:
+            raise volume_error(exc) if exc.status != 403 else exc from None
+        return self.describe_snapshot(snap)
+
+    def finish_snapshot(self, snapshot_id: str) -> None:
+        self.m.finish_snapshot(snapshot_id)
+
+    def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
+        try:
+            self.m.begin_delete_snapshot(ctx, snapshot_id)
+        except NotFound:
+            raise NotFound(f"Snapshot {snapshot_id} could not be found.") from None
+
+    def finish_delete_snapshot(self, snapshot_id: str) -> None:
+        self.m.finish_delete_snapshot(snapshot_id)
 
     def attached_servers(self) -> set[str]:
         views = self.a.list(RequestContext.admin(), all_projects=True)

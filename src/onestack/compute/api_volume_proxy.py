@@ -1,0 +1,184 @@
+"""Nova's deprecated volume proxy (``os-volumes``, ``os-snapshots``; microversions up to 2.35):
+volumes and snapshots of the block-storage service shown in Nova's shape.
+
+The storage half of a create or delete runs after the answer, as the volume service's own API
+does; the records are made (and quotas checked) before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest
+from onestack.common.errors import BadRequest, NotFound, ValidationError
+from onestack.common.timeutils import isotime
+from onestack.compute import schemas
+from onestack.compute.microversions import version_of
+
+if TYPE_CHECKING:
+    from onestack.compute.api import ComputeAPI
+
+LOG = logging.getLogger(__name__)
+
+
+def add_volume_proxy_routes(api: ComputeAPI) -> None:
+    """Register the routes of this module on ``api``."""
+    h = VolumeProxyRoutes(api)
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    for kind, lst, show, create, delete in (
+            ("os-volumes", h.list_volumes, h.show_volume, h.create_volume, h.delete_volume),
+            ("os-snapshots", h.list_snapshots, h.show_snapshot, h.create_snapshot,
+             h.delete_snapshot)):
+        r(f"/v2.1/{kind}", lst, ["GET"])
+        r(f"/v2.1/{kind}/detail", lst, ["GET"])
+        r(f"/v2.1/{kind}", create, ["POST"])
+        r(f"/v2.1/{kind}/{{id}}", show, ["GET"])
+        r(f"/v2.1/{kind}/{{id}}", delete, ["DELETE"])
+
+
+def _volume(v: dict[str, Any]) -> dict[str, Any]:
+    atts = [{"id": v["id"], "volumeId": v["id"], "serverId": a.get("server_id"),
+             "device": a.get("device")} for a in v["attachments"]]
+    return {"id": v["id"], "status": v["status"], "size": v["size"],
+            "availabilityZone": v["availability_zone"],
+            "createdAt": isotime(v["created_at"], subsecond=True),
+            "attachments": atts or [{}], "displayName": v["name"],
+            "displayDescription": v["description"], "volumeType": v["volume_type"],
+            "snapshotId": v["snapshot_id"], "metadata": v["metadata"]}
+
+
+def _snapshot(s: dict[str, Any]) -> dict[str, Any]:
+    return {"id": s["id"], "volumeId": s["volume_id"], "status": s["status"],
+            "size": s["size"], "createdAt": isotime(s["created_at"], subsecond=True),
+            "displayName": s["name"], "displayDescription": s["description"]}
+
+
+def _page(req: ApiRequest, items: list[Any]) -> list[Any]:
+    q = req.query
+    if q.get("offset") is not None:
+        items = items[schemas.integer(q.get("offset"), "offset", 0):]
+    if q.get("limit") is not None:
+        items = items[:schemas.integer(q.get("limit"), "limit", 0)]
+    return items
+
+
+def _opt_text(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, str) or len(value) > 255):
+        raise ValidationError(f"Invalid input for field/attribute {key}.")
+    return value
+
+
+class VolumeProxyRoutes:
+    """``/os-volumes`` and ``/os-snapshots`` over the ``ComputeVolumes`` seam."""
+
+    def __init__(self, api: ComputeAPI) -> None:
+        self.api = api
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def _vols(self, req: ApiRequest, rule: str) -> Any:
+        if version_of(req.request.scope) >= "2.36":
+            raise NotFound("The resource could not be found.")
+        req.enforce(rule, self.api.tgt(req))
+        if self.api.volumes is None:
+            raise NotFound("The resource could not be found.")
+        return self.api.volumes
+
+    def _later(self, fn: Any, *args: Any) -> None:
+        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._tasks.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._tasks.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                LOG.error("volume proxy background work failed", exc_info=f.exception())
+        fut.add_done_callback(done)
+
+    # ------------------------------------------------------------------ volumes
+    async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
+        vols = self._vols(req, "os_compute_api:os-volumes:list")
+        rows = await req.run(vols.list_volumes, req.ctx)
+        return {"volumes": [_volume(v) for v in _page(req, rows)]}
+
+    async def show_volume(self, req: ApiRequest) -> dict[str, Any]:
+        vols = self._vols(req, "os_compute_api:os-volumes:show")
+        return {"volume": _volume(await req.run(vols.show_volume, req.ctx, req.param("id")))}
+
+    async def create_volume(self, req: ApiRequest) -> dict[str, Any]:
+        vols = self._vols(req, "os_compute_api:os-volumes:create")
+        doc = schemas.obj(await req.json(), "volume")
+        schemas.only(doc, {"size", "display_name", "display_description", "volume_type",
+                           "metadata", "availability_zone", "snapshot_id", "imageRef"},
+                     "volume")
+        size = doc.get("size")
+        if isinstance(size, bool) or not isinstance(size, int | str):
+            raise ValidationError("Invalid input for field/attribute size.")
+        try:
+            n = int(str(size))
+        except ValueError:
+            raise ValidationError("Invalid input for field/attribute size.") from None
+        if n < 1:
+            raise ValidationError("Invalid input for field/attribute size. Value: "
+                                  f"{size}. {size} is less than the minimum of 1")
+        meta = doc.get("metadata") or {}
+        if not isinstance(meta, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+            raise ValidationError("Invalid input for field/attribute metadata.")
+        snap = _opt_text(doc, "snapshot_id")
+        image = _opt_text(doc, "imageRef")
+        if image is not None and not schemas.is_uuid(image):
+            raise BadRequest(f"Invalid image identifier or unable to access requested "
+                             f"image {image}.")
+        made = await req.run(vols.begin_create, req.ctx, n, _opt_text(doc, "display_name"),
+                             _opt_text(doc, "display_description"),
+                             _opt_text(doc, "volume_type"), meta,
+                             _opt_text(doc, "availability_zone"), snap, image)
+        self._later(vols.finish_create, made["id"], image)
+        return {"volume": _volume(made)}
+
+    async def delete_volume(self, req: ApiRequest) -> Response:
+        vols = self._vols(req, "os_compute_api:os-volumes:delete")
+        vid = req.param("id")
+        await req.run(vols.delete_volume, req.ctx, vid)
+        self._later(vols.finish_delete, vid)
+        return Response(status_code=202)
+
+    # ------------------------------------------------------------------ snapshots
+    async def list_snapshots(self, req: ApiRequest) -> dict[str, Any]:
+        vols = self._vols(req, "os_compute_api:os-volumes:snapshots:list")
+        rows = await req.run(vols.list_snapshots, req.ctx)
+        return {"snapshots": [_snapshot(s) for s in _page(req, rows)]}
+
+    async def show_snapshot(self, req: ApiRequest) -> dict[str, Any]:
+        vols = self._vols(req, "os_compute_api:os-volumes:snapshots:show")
+        snap = await req.run(vols.show_snapshot, req.ctx, req.param("id"))
+        return {"snapshot": _snapshot(snap)}
+
+    async def create_snapshot(self, req: ApiRequest) -> dict[str, Any]:
+        vols = self._vols(req, "os_compute_api:os-volumes:snapshots:create")
+        doc = schemas.obj(await req.json(), "snapshot")
+        schemas.only(doc, {"volume_id", "force", "display_name", "display_description"},
+                     "snapshot")
+        vid = doc.get("volume_id")
+        if not isinstance(vid, str) or not vid:
+            raise ValidationError("Invalid input for field/attribute volume_id.")
+        force = doc.get("force", False)
+        if force not in (True, False, "True", "true", "False", "false"):
+            raise ValidationError("Invalid input for field/attribute force.")
+        snap = await req.run(vols.begin_snapshot, req.ctx, vid,
+                             _opt_text(doc, "display_name"),
+                             _opt_text(doc, "display_description"),
+                             force in (True, "True", "true"))
+        self._later(vols.finish_snapshot, snap["id"])
+        return {"snapshot": _snapshot(snap)}
+
+    async def delete_snapshot(self, req: ApiRequest) -> Response:
+        vols = self._vols(req, "os_compute_api:os-volumes:snapshots:delete")
+        sid = req.param("id")
+        await req.run(vols.delete_snapshot, req.ctx, sid)
+        self._later(vols.finish_delete_snapshot, sid)
+        return Response(status_code=202)
