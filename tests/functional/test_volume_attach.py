@@ -85,6 +85,17 @@ def test_attach_detach_with_the_cli(cloud: RunningCloud, image: str) -> None:
     atts = list(conn.block_storage.attachments())
     assert [(a.volume_id, a.instance, a.status) for a in atts] == [
         (vol["id"], server.id, "attached")]
+    # ... but the volume service refuses to remove it behind compute's back (409).
+    vurl = conn.block_storage.get_endpoint().rstrip("/")
+    vh = {"X-Auth-Token": conn.session.get_token(), "OpenStack-API-Version": "volume 3.44"}
+    for method, url, body in (
+            ("DELETE", f"{vurl}/attachments/{atts[0].id}", None),
+            ("POST", f"{vurl}/volumes/{vol['id']}/action", {"os-detach": {}}),
+            ("POST", f"{vurl}/volumes/{vol['id']}/action",
+             {"os-terminate_connection": {"connector": {}}})):
+        r = httpx.request(method, url, headers=vh, json=body)
+        assert r.status_code == 409, (url, body, r.text)
+    assert _volume_status(cloud, env, vol["id"]) == "in-use"
 
     # Growing the attached volume needs 3.42; the guest is told (Nova's volume-extended).
     vol_url = conn.block_storage.get_endpoint().rstrip("/") + f"/volumes/{vol['id']}/action"

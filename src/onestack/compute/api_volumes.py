@@ -203,6 +203,14 @@ class VolumeAttachmentRoutes:
         return res if isinstance(res, dict) else {}
 
     # ------------------------------------------------------------------ events
+    def uses_volume(self, server_id: str, volume_id: str) -> bool:
+        """Whether the server has the volume attached (compute's record; blocking)."""
+        try:
+            inst = self.api.m.get_instance(None, server_id)
+        except NotFound:
+            return False
+        return block_devices.find(inst, volume_id) is not None
+
     async def volume_extended(self, volume_id: str, servers: list[str],
                               new_size: int) -> None:
         """A volume of these servers grew (Cinder's ``volume-extended`` event): each

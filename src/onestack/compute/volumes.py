@@ -227,6 +227,55 @@ class LocalVolumes:
     def finish_delete_snapshot(self, snapshot_id: str) -> None:
         self.m.finish_delete_snapshot(snapshot_id)
 
+    def reserve(self, ctx: RequestContext, volume_id: str, instance_uuid: str) -> str:
+        try:
+            view = self.a.create(ctx, volume_id, instance_uuid)
+        except NotFound:
+            raise NotFound(f"Volume {volume_id} could not be found.") from None
+        except APIError as exc:
+            raise volume_error(exc) from None
+        return str(view.data["id"])
+
+    def connect(self, attachment_id: str, host: str, device: str) -> dict[str, Any]:
+        try:
+            view = self.a.update(None, attachment_id, connector(host, device))
+        except APIError as exc:
+            raise volume_error(exc) from None
+        return dict(view.data["connection_info"])
+
+    def complete(self, attachment_id: str) -> None:
+        self.a.complete(None, attachment_id)
+
+    def release(self, attachment_id: str) -> None:
+        with contextlib.suppress(NotFound):  # already gone
+            self.a.delete(None, attachment_id)
+
+    def _volume_action(self, volume_id: str, fn: Any) -> None:
+        ctx = RequestContext.admin()
+        with contextlib.suppress(NotFound):
+            self.m.volume_action(ctx, volume_id, "volume:update", fn)
+
+    def begin_detaching(self, volume_id: str) -> None:
+        def fn(v: Any) -> None:
+            if v.status == "in-use":
+                v.status = "detaching"
+        self._volume_action(volume_id, fn)
+
+    def roll_detaching(self, volume_id: str) -> None:
+        def fn(v: Any) -> None:
+            if v.status == "detaching":
+                v.status = "in-use"
+        self._volume_action(volume_id, fn)
+
+    def delete(self, volume_id: str) -> None:
+        """Delete a volume its server took with it (``delete_on_termination``)."""
+        ctx = RequestContext.admin()
+        try:
+            self.m.begin_delete(ctx, volume_id)
+        except NotFound:
+            return
+        self.m.finish_delete(volume_id)
+
     def attached_servers(self) -> set[str]:
         views = self.a.list(RequestContext.admin(), all_projects=True)
         return {str(v.data["server_id"]) for v in views if v.data.get("server_id")}

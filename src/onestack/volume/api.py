@@ -16,7 +16,7 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON, Service, route
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
-from onestack.common.errors import APIError, BadRequest, NotFound
+from onestack.common.errors import APIError, BadRequest, Conflict, NotFound
 from onestack.common.pagination import parse_limit
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Snapshot, Volume
@@ -503,6 +503,8 @@ class VolumeAPI:
         if action in ATTACH_ACTIONS:
             policy, make = ATTACH_ACTIONS[action]
             args = arg if isinstance(arg, dict) else {}
+            if action in ("os-detach", "os-force_detach"):
+                await req.run(self.guard_nova, req.ctx, vid, args.get("attachment_id"))
             await req.run(self.m.volume_action, req.ctx, vid, policy, make(args))
             return Response(status_code=202)
         if action == "os-initialize_connection":
@@ -521,8 +523,25 @@ class VolumeAPI:
                         {"project_id": v.project_id})
             if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
                 raise BadRequest("Must specify 'connector'")
+            await req.run(self.guard_nova, req.ctx, vid, None)
             return Response(status_code=202)
         raise BadRequest(f"There is no such action: {action}")
+
+    def guard_nova(self, ctx: Any, volume_id: str, attachment_id: Any) -> None:
+        """Cinder's rule since OSSA-2023-003: an attachment the compute service uses (its
+        server has the volume attached) is removed through the Compute API only (409).
+        Compute itself runs in this process and does not come through here; no caller
+        over HTTP holds a service token this cloud would accept."""
+        if self.compute_events is None:
+            return
+        v = self.m.get_volume(ctx, volume_id)
+        for a in v.attachments or []:
+            if attachment_id is not None and a.get("id") != attachment_id:
+                continue
+            server = a.get("server_id")
+            if server and self.compute_events.uses_volume(server, v.id):
+                raise Conflict(f"Detach volume from instance {server} using the Compute "
+                               "API")
 
     async def _upload_image(self, req: ApiRequest, vid: str, args: dict[str, Any]
                             ) -> Response:

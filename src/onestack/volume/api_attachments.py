@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -21,7 +22,7 @@ _FILTERS = ("volume_id", "instance_id", "status", "project_id")
 
 def add_attachment_routes(api: VolumeAPI, attachments: Attachments) -> None:
     """Register the routes of this module on ``api``."""
-    h = _AttachmentRoutes(attachments)
+    h = _AttachmentRoutes(attachments, api.guard_nova)
     r = api._r  # noqa: SLF001 - the owner's route helper
     r("/v3/attachments", h.list, ["GET"])
     r("/v3/attachments/detail", h.list_detail, ["GET"])
@@ -66,8 +67,11 @@ def _connector(value: Any) -> dict[str, Any] | None:
 
 
 class _AttachmentRoutes:
-    def __init__(self, attachments: Attachments) -> None:
+    def __init__(self, attachments: Attachments,
+                 guard: Callable[[Any, str, str | None], None]) -> None:
         self.a = attachments
+        #: Refuses (409) removing an attachment the compute service uses.
+        self.guard = guard
 
     async def _list(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
         _need(req, "3.27")
@@ -114,6 +118,8 @@ class _AttachmentRoutes:
 
     async def delete(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, "3.27")
+        view = await req.run(self.a.get, req.ctx, req.param("id"))
+        await req.run(self.guard, req.ctx, view.volume_id, view.data["id"])
         rest = await req.run(self.a.delete, req.ctx, req.param("id"))
         return {"attachments": [attachment_view(v, False) for v in rest]}
 
