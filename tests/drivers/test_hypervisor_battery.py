@@ -227,6 +227,11 @@ def test_attach_detach_volume(host: Host) -> None:
         disks = run(host.driver.get_diagnostics(spec))["num_disks"]
         run(host.driver.attach_volume(spec, vol))
         run(host.driver.attach_volume(spec, vol))  # again: nothing changes
+        # A snapshot of the volume holds the guest's writes meanwhile.
+        assert run(host.driver.pause_volume_io(spec, vol)) is True
+        assert run(host.driver.get_info(spec)) == PowerState.PAUSED
+        run(host.driver.resume_volume_io(spec, vol))
+        assert run(host.driver.get_info(spec)) == PowerState.RUNNING
         if host.kind == "fake":
             run(host.driver.extend_volume(spec, vol, 1))
         assert run(host.driver.get_diagnostics(spec))["num_disks"] == disks + 1

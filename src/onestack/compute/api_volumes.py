@@ -231,6 +231,37 @@ class VolumeAttachmentRoutes:
             except Exception:  # noqa: BLE001 - the guest sees the size at its next start
                 LOG.warning("could not tell %s that volume %s grew", uuid, volume_id)
 
+    async def pause_io(self, volume_id: str, servers: list[str]) -> list[str]:
+        """Pause the disk I/O of the running guests using the volume (a snapshot of it is
+        being taken); returns the servers paused (``resume_io`` them afterwards)."""
+        paused = []
+        for uuid in servers:
+            inst = await self._running_with(uuid, volume_id)
+            if inst is None:
+                continue
+            res = await self._agent(inst, "pause_volume_io",
+                                    block_devices.find(inst, volume_id) or {})
+            if res.get("paused"):
+                paused.append(uuid)
+        return paused
+
+    async def resume_io(self, volume_id: str, servers: list[str]) -> None:
+        for uuid in servers:
+            inst = await self._running_with(uuid, volume_id)
+            if inst is not None:
+                await self._agent(inst, "resume_volume_io",
+                                  block_devices.find(inst, volume_id) or {})
+
+    async def _running_with(self, uuid: str, volume_id: str) -> InstanceDict | None:
+        try:
+            inst = await self.api.m.db.run(self.api.m.get_instance, None, uuid)
+        except NotFound:
+            return None
+        if not inst["host"] or inst["vm_state"] == states.SHELVED_OFFLOADED or \
+                block_devices.find(inst, volume_id) is None:
+            return None
+        return inst
+
     # ------------------------------------------------------------------ update / detach
     async def update(self, req: ApiRequest) -> Response:
         api = self.api

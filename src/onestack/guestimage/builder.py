@@ -116,6 +116,7 @@ DATA_FILES: dict[str, tuple[str, int]] = {
     "curl.sh": ("usr/bin/curl", 0o755),
     "blkid.sh": ("usr/bin/blkid", 0o755),
     "lsblk.sh": ("usr/bin/lsblk", 0o755),
+    "mkfs.sh": ("usr/sbin/mkfs", 0o755),
 }
 
 _LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib")

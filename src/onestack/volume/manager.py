@@ -565,15 +565,17 @@ class VolumeManager(TypesAndQuotasMixin):
 
     def create_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
                         description: str | None, force: bool,
-                        metadata: dict[str, str]) -> Snapshot:
+                        metadata: dict[str, str], in_use_ok: bool = False) -> Snapshot:
+        """Record a snapshot (``finish_snapshot`` copies the data). An ``in-use`` volume
+        needs ``force`` (or microversion 3.66+: ``in_use_ok``); its guests' I/O is paused
+        while the data is copied (``VolumeAPI``)."""
         def run(s: Session) -> Snapshot:
             vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            if vol.status != "available" and not (force and vol.status == "in-use"):
+            if vol.status != "available" and not ((force or in_use_ok)
+                                                  and vol.status == "in-use"):
+                wanted = "available or in-use" if in_use_ok else "available"
                 raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
-                                 f"available or in-use, but current status is: {vol.status}.")
-            if vol.status == "in-use":
-                raise BadRequest("Invalid volume: snapshots of attached volumes are not "
-                                 "supported by this backend.")
+                                 f"{wanted}, but current status is: {vol.status}.")
             self._check_quota(s, vol.project_id, snapshots=1, gigabytes=vol.size)
             snap = Snapshot(id=str(uuid.uuid4()), volume_id=vol.id, project_id=vol.project_id,
                             user_id=ctx.user_id or "", name=name, description=description,

@@ -53,7 +53,9 @@ Semantics every driver (and the shared driver test battery) follows:
   volumes a guest has when it is spawned. Attaching a volume the guest already has and
   detaching one it does not have succeed. ``extend_volume(instance, volume, new_size)``
   tells a running guest that the volume grew to ``new_size`` GiB (a stopped one sees it
-  at its next start).
+  at its next start). ``pause_volume_io(instance, volume)`` holds the guest's writes to the
+  volume, flushed, while the volume service copies it (a snapshot of an attached volume),
+  returning whether it paused anything; ``resume_volume_io`` lets them go on.
 """
 
 from __future__ import annotations
@@ -228,6 +230,14 @@ class HypervisorDriver(abc.ABC):
                             new_size: int) -> None:
         """Tell the guest that ``volume`` grew to ``new_size`` GiB."""
         raise DriverError("extending attached volumes is not supported by this driver")
+
+    async def pause_volume_io(self, instance: InstanceSpec, volume: dict[str, Any]) -> bool:
+        """Hold (flushed) the guest's writes to ``volume``; whether anything was paused."""
+        return False
+
+    async def resume_volume_io(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        """Let the writes paused by ``pause_volume_io`` go on."""
+        return None
 
     async def get_console_output(self, instance: InstanceSpec) -> str:
         """The guest's serial console log."""

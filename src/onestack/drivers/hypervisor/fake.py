@@ -244,6 +244,22 @@ class FakeDriver(HypervisorDriver):
             raise DriverError(f"volume {volume['volume_id']} is not attached")
         self._log(guest, f"disk {volume['volume_id']} resized to {new_size} GiB")
 
+    async def pause_volume_io(self, instance: InstanceSpec, volume: dict[str, Any]) -> bool:
+        await self._op("pause_volume_io")
+        guest = self._guest(instance)
+        if guest.state != PowerState.RUNNING:
+            return False
+        guest.state = PowerState.PAUSED
+        self._log(guest, f"disk {volume.get('volume_id')} I/O paused")
+        return True
+
+    async def resume_volume_io(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        await self._op("resume_volume_io")
+        guest = self._guest(instance)
+        if guest.state == PowerState.PAUSED:
+            guest.state = PowerState.RUNNING
+            self._log(guest, f"disk {volume.get('volume_id')} I/O resumed")
+
     async def list_instances(self) -> list[str]:
         return list(self.guests)
 

@@ -900,6 +900,24 @@ class QemuDriver(HypervisorDriver):
                 await self.disks.resize(lambda cmd, args=None: self._qmp(uuid, cmd, args),
                                         volume, new_size)
 
+    async def pause_volume_io(self, instance: InstanceSpec, volume: dict[str, Any]) -> bool:
+        """The guest's vCPUs stop (QEMU drains and flushes every disk on a stop), so the
+        volume's file holds one point in time until ``resume_volume_io``."""
+        uuid = instance["uuid"]
+        async with self._lock(uuid):
+            self._load_state(uuid)
+            if await self._status(uuid) != "running":
+                return False
+            await self._qmp(uuid, "stop")
+            return True
+
+    async def resume_volume_io(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
+        uuid = instance["uuid"]
+        async with self._lock(uuid):
+            self._load_state(uuid)
+            if await self._status(uuid) == "paused":
+                await self._qmp(uuid, "cont")
+
     async def power_off(self, instance: InstanceSpec, timeout: float = 0) -> None:
         uuid = instance["uuid"]
         async with self._lock(uuid):
