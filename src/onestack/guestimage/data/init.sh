@@ -103,12 +103,8 @@ watch_disks() {
 
 # NICs hot-plugged later: bring each up with DHCP as at boot (and stop its DHCP client
 # when it is unplugged); one line on the console per change. Disks are watched too.
+# (What was there at boot is taken in by watch_start, before the guest says it is ready.)
 watch_nics() {
-    known=" "
-    disks=""
-    sizes=" "
-    watch_disks
-    for dev in /sys/class/net/*; do known="$known${dev##*/} "; done
     while sleep 1; do
         watch_disks
         now=" "
@@ -299,6 +295,14 @@ for addr in $(ip -o -4 addr show scope global 2>/dev/null | awk '{print $2 "=" $
     log "address $addr"
 done
 log "up $(cut -d' ' -f1 /proc/uptime) s"
+watch_start() {
+    known=" "
+    for dev in /sys/class/net/*; do known="$known${dev##*/} "; done
+    disks=""
+    sizes=" "
+    watch_disks
+}
+watch_start
 log "$HOST ready"
 watch_nics </dev/null >/dev/console 2>&1 &
 
