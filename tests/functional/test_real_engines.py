@@ -190,3 +190,112 @@ def test_compute_flow_over_rabbitmq(engines_cloud: RunningCloud) -> None:
     for rp in providers:
         usages = api("placement", "GET", f"/resource_providers/{rp['uuid']}/usages").json()
         assert not any(usages["usages"].values()), (rp["name"], usages)
+
+
+def _volume_wait(api: Api, project: str, vid: str, status: str,
+                 timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api("volume", "GET", f"/v3/{project}/volumes/{vid}")
+        assert r.status_code == 200, r.text
+        vol = dict(r.json()["volume"])
+        if vol["status"] == status:
+            return vol
+        assert not vol["status"].startswith("error"), vol
+        assert time.monotonic() < deadline, vol["status"]
+        time.sleep(0.1)
+
+
+def test_volume_flow_over_rabbitmq(engines_cloud: RunningCloud) -> None:
+    """Volumes, snapshots, a backup, attach/extend/detach to a server whose agent is on the
+    other side of RabbitMQ, boot from volume, and everything released."""
+    api = Api(engines_cloud)
+    token = api.http.headers["X-Auth-Token"]
+    project = httpx.get(engines_cloud.auth_url + "/auth/tokens", headers={
+        "X-Auth-Token": token, "X-Subject-Token": token}).json()["token"]["project"]["id"]
+    v = f"/v3/{project}"
+    img = api("image", "POST", "/v2/images", {"name": "engines-vol", "disk_format": "raw",
+                                              "container_format": "bare"}).json()
+    r = api.http.put(engines_cloud.url("image") + f"/v2/images/{img['id']}/file",
+                     content=os.urandom(1 << 20),
+                     headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, r.text
+
+    r = api("volume", "POST", f"{v}/volumes", {"volume": {"size": 1, "name": "ev"}})
+    assert r.status_code == 202, r.text
+    vid = r.json()["volume"]["id"]
+    _volume_wait(api, project, vid, "available")
+    r = api("volume", "POST", f"{v}/snapshots", {"snapshot": {"volume_id": vid}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["snapshot"]["id"]
+    r = api("volume", "POST", f"{v}/backups", {"backup": {"volume_id": vid}})
+    assert r.status_code == 202, r.text
+    bid = r.json()["backup"]["id"]
+
+    r = api("compute", "POST", "/v2.1/servers", {"server": {
+        "name": "vol-host", "imageRef": img["id"], "flavorRef": "1", "networks": "none"}},
+        **{"OpenStack-API-Version": "compute 2.37"})
+    assert r.status_code == 202, r.text
+    server = r.json()["server"]["id"]
+    api.wait(server, "ACTIVE")
+    for _ in range(300):  # the snapshot and backup finish before the volume is attached
+        snap = api("volume", "GET", f"{v}/snapshots/{sid}").json()["snapshot"]["status"]
+        backup = api("volume", "GET", f"{v}/backups/{bid}").json()["backup"]["status"]
+        if snap == backup == "available":
+            break
+        time.sleep(0.1)
+    assert _volume_wait(api, project, vid, "available")
+    r = api("compute", "POST", f"/v2.1/servers/{server}/os-volume_attachments",
+            {"volumeAttachment": {"volumeId": vid}})
+    assert r.status_code == 200, r.text
+    assert _volume_wait(api, project, vid, "in-use")["attachments"][0]["server_id"] == server
+    atts = api("volume", "GET", f"{v}/attachments",
+               **{"OpenStack-API-Version": "volume 3.44"}).json()["attachments"]
+    assert [(a["volume_id"], a["instance"], a["status"]) for a in atts] == [
+        (vid, server, "attached")]
+    r = api("volume", "POST", f"{v}/volumes/{vid}/action", {"os-extend": {"new_size": 2}},
+            **{"OpenStack-API-Version": "volume 3.42"})
+    assert r.status_code == 202, r.text
+    for _ in range(300):
+        vol = api("volume", "GET", f"{v}/volumes/{vid}").json()["volume"]
+        if vol["size"] == 2 and vol["status"] == "in-use":
+            break
+        time.sleep(0.1)
+    assert (vol["size"], vol["status"]) == (2, "in-use")
+    r = api("compute", "DELETE", f"/v2.1/servers/{server}/os-volume_attachments/{vid}")
+    assert r.status_code == 202, r.text
+    _volume_wait(api, project, vid, "available")
+
+    # Boot from a volume made of the image by the agent; deleting the server deletes it.
+    r = api("compute", "POST", "/v2.1/servers", {"server": {
+        "name": "bfv", "flavorRef": "1", "networks": "none",
+        "block_device_mapping_v2": [{"source_type": "image", "uuid": img["id"],
+                                     "destination_type": "volume", "volume_size": 1,
+                                     "boot_index": 0, "delete_on_termination": True}]}},
+        **{"OpenStack-API-Version": "compute 2.37"})
+    assert r.status_code == 202, r.text
+    bfv = r.json()["server"]["id"]
+    shown = api.wait(bfv, "ACTIVE")
+    (root,) = shown["os-extended-volumes:volumes_attached"]
+    assert _volume_wait(api, project, root["id"], "in-use")["bootable"] == "true"
+    for sid_ in (server, bfv):
+        assert api("compute", "DELETE", f"/v2.1/servers/{sid_}").status_code == 204
+    deadline = time.monotonic() + 60
+    while api("volume", "GET", f"{v}/volumes/{root['id']}").status_code != 404:
+        assert time.monotonic() < deadline, "the root volume was not deleted"
+        time.sleep(0.1)
+
+    for path in (f"{v}/backups/{bid}", f"{v}/snapshots/{sid}"):
+        assert api("volume", "DELETE", path).status_code == 202
+    deadline = time.monotonic() + 60
+    while api("volume", "GET", f"{v}/snapshots/{sid}").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert api("volume", "DELETE", f"{v}/volumes/{vid}").status_code == 202
+    deadline = time.monotonic() + 60
+    while api("volume", "GET", f"{v}/volumes").json()["volumes"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    usage = api("volume", "GET", f"{v}/os-quota-sets/{project}?usage=true").json()[
+        "quota_set"]
+    assert usage["volumes"]["in_use"] == 0 and usage["gigabytes"]["in_use"] == 0, usage

@@ -125,9 +125,21 @@ def test_attach_detach_with_the_cli(cloud: RunningCloud, image: str) -> None:
     assert r.status_code == 202, r.text
     for sid in (forced.id, r.json()["snapshot"]["id"]):
         _until(lambda sid=sid: conn.block_storage.get_snapshot(sid).status == "available")
+    # Backups: of a snapshot (the volume stays in use), and of the attached volume itself
+    # (forced; its guest pauses its I/O for the copy too).
+    of_snap = conn.block_storage.create_backup(volume_id=vol["id"], snapshot_id=forced.id,
+                                               name="of-snap")
+    in_use = conn.block_storage.create_backup(volume_id=vol["id"], force=True, name="live")
+    for b in (of_snap, in_use):
+        conn.block_storage.wait_for_status(b, "available", wait=60)
+    assert conn.block_storage.get_backup(of_snap.id).snapshot_id == forced.id
+    assert conn.block_storage.get_snapshot(forced.id).status == "available"
+    assert _volume_status(cloud, env, vol["id"]) == "in-use"
     log = cloud.openstack("console", "log", "show", "srv", env=env).stdout
-    assert log.count("I/O paused") == 2 and log.count("I/O resumed") == 2
+    assert log.count("I/O paused") == 3 and log.count("I/O resumed") == 3
     assert _json(cloud, "server", "show", "srv", env=env)["status"] == "ACTIVE"
+    for b in (of_snap, in_use):
+        conn.block_storage.delete_backup(b)
     cloud.openstack("volume", "snapshot", "delete", "s-forced", "s-366", env=env)
     cloud.openstack("server", "remove", "volume", "srv", "data", env=env)
     assert _volume_status(cloud, env, vol["id"]) == "available"

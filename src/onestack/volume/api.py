@@ -647,22 +647,26 @@ class VolumeAPI:
             _text(body.get("description", body.get("display_description")), "description"),
             _bool(body.get("force", False), "force"), _metadata(body.get("metadata")),
             version_of(req.request.scope) >= "3.66")
-        self._track(asyncio.ensure_future(self._snapshot(s.id, vid)))
+        self.copy_quiesced(vid, self.m.finish_snapshot, s.id)
         return FastJSON(self._snap_doc(req, s, extended=False), status_code=202)
 
-    async def _snapshot(self, snapshot_id: str, volume_id: str) -> None:
-        """Copy the volume into the snapshot; the guests using it (an ``in-use`` volume)
-        have their I/O paused meanwhile, so the copy is one point in time (the role of
-        Nova's assisted snapshots for Cinder's file-based drivers)."""
-        servers = await asyncio.to_thread(self.servers_using, volume_id)
-        paused: list[str] = []
-        if servers and self.compute_events is not None:
-            paused = await self.compute_events.pause_io(volume_id, servers)
-        try:
-            await asyncio.to_thread(self.m.finish_snapshot, snapshot_id)
-        finally:
-            if paused:
-                await self.compute_events.resume_io(volume_id, paused)
+    def copy_quiesced(self, volume_id: str | None, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` (a copy of the volume's data) in a worker thread after the
+        answer; the guests using the volume (an ``in-use`` one) have their I/O paused
+        meanwhile, so the copy is one point in time (the role of Nova's assisted snapshots
+        for Cinder's file-based drivers). ``volume_id`` None: nothing to pause."""
+        async def run() -> None:
+            servers = [] if volume_id is None else await asyncio.to_thread(
+                self.servers_using, volume_id)
+            paused: list[str] = []
+            if servers and self.compute_events is not None:
+                paused = await self.compute_events.pause_io(volume_id, servers)
+            try:
+                await asyncio.to_thread(fn, *args)
+            finally:
+                if paused:
+                    await self.compute_events.resume_io(volume_id, paused)
+        self._track(asyncio.ensure_future(run()))
 
     def servers_using(self, volume_id: str) -> list[str]:
         """The servers the compute service has this volume attached to."""

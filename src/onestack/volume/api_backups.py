@@ -93,16 +93,16 @@ class _BackupRoutes:
     async def create(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "backup")
         vid = _text(body.get("volume_id"), "volume_id", nullable=False) or ""
-        if body.get("snapshot_id"):
-            raise BadRequest("Invalid input received: backups of snapshots are not "
-                             "supported by this cloud yet.")
         b = await req.run(
             self.b.create, req.ctx, vid, _text(body.get("name"), "name"),
             _text(body.get("description"), "description"),
             _bool(body.get("incremental", False), "incremental"),
             _bool(body.get("force", False), "force"),
-            _text(body.get("container"), "container"), _metadata(body.get("metadata")))
-        self.api._later(self.b.finish_create, b.id)  # noqa: SLF001
+            _text(body.get("container"), "container"), _metadata(body.get("metadata")),
+            _text(body.get("snapshot_id"), "snapshot_id"))
+        # A backup of the volume itself while it is attached is one point in time: its
+        # guests pause their I/O during the copy, as for a snapshot.
+        self.api.copy_quiesced(None if b.snapshot_id else vid, self.b.finish_create, b.id)
         return FastJSON({"backup": self._summary(req, b)}, status_code=202)
 
     async def update(self, req: ApiRequest) -> dict[str, Any]:

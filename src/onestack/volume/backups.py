@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime, parse_isotime, utcnow
-from onestack.db.volume import Backup, Volume
+from onestack.db.volume import Backup, Snapshot, Volume
 from onestack.drivers.volume.base import GiB, VolumeDriverError
 from onestack.volume.backup_store import BackupError, DirectoryBackupStore
 from onestack.volume.manager import OverQuota, VolumeManager
@@ -72,12 +72,30 @@ class Backups:
     # ------------------------------------------------------------------ create
     def create(self, ctx: RequestContext, volume_id: str, name: str | None,
                description: str | None, incremental: bool, force: bool,
-               container: str | None, metadata: dict[str, str]) -> Backup:
+               container: str | None, metadata: dict[str, str],
+               snapshot_id: str | None = None) -> Backup:
+        """Record a backup of the volume, or of one of its snapshots (``snapshot_id``:
+        the volume may then be in use); ``finish_create`` copies the data."""
         def run(s: Session) -> Backup:
             vol = self.m._visible(ctx, s.get(Volume, volume_id), "Volume",  # noqa: SLF001
                                   volume_id)
             self.m.enforce(ctx, "backup:create", vol.project_id)
-            if vol.status != "available" and not (force and vol.status == "in-use"):
+            snap = None
+            if snapshot_id is not None:
+                snap = self.m._visible(ctx, s.get(Snapshot, snapshot_id),  # noqa: SLF001
+                                       "Snapshot", snapshot_id)
+                if snap.volume_id != vol.id:
+                    raise BadRequest(f"Invalid snapshot: snapshot {snapshot_id} is not a "
+                                     f"snapshot of volume {vol.id}.")
+                if snap.status != "available":
+                    raise BadRequest(f"Invalid snapshot: Snapshot to be backed up must be "
+                                     f"available, but the current status is "
+                                     f"\"{snap.status}\".")
+                if vol.status not in ("available", "in-use"):
+                    raise BadRequest(f"Invalid volume: Volume to be backed up must be "
+                                     f"available or in-use, but the current status is "
+                                     f"\"{vol.status}\".")
+            elif vol.status != "available" and not (force and vol.status == "in-use"):
                 raise BadRequest(f"Invalid volume: Volume to be backed up must be available "
                                  f"or in-use, but the current status is \"{vol.status}\".")
             parent = None
@@ -106,9 +124,13 @@ class Backups:
                        availability_zone=vol.availability_zone, metadata_=dict(metadata),
                        created_at=utcnow())
             b.service_metadata = b.id
-            vol.admin_metadata = {**(vol.admin_metadata or {}),
-                                  "previous_status": vol.status}
-            vol.status = "backing-up"
+            if snap is not None:
+                b.snapshot_id, b.size = snap.id, snap.size
+                snap.status = "backing-up"
+            else:
+                vol.admin_metadata = {**(vol.admin_metadata or {}),
+                                      "previous_status": vol.status}
+                vol.status = "backing-up"
             s.add(b)
             return b
         return self.m._tx(run)  # noqa: SLF001
@@ -125,14 +147,18 @@ class Backups:
         if b is None:
             return
         vol = self.m._read(lambda s: s.get(Volume, b.volume_id))  # noqa: SLF001
+        snap = self.m._read(  # noqa: SLF001
+            lambda s: s.get(Snapshot, b.snapshot_id)) if b.snapshot_id else None
         try:
-            if vol is None or not vol.provider_location:
+            source = snap if b.snapshot_id else vol
+            if vol is None or source is None or not source.provider_location:
                 raise VolumeDriverError(f"volume {b.volume_id} has no data")
             parent = self.m._read(  # noqa: SLF001
                 lambda s: s.get(Backup, b.parent_id)) if b.parent_id else None
             count = self.store.write(
-                b.id, self.m.driver.read_chunks(vol.provider_location, self.store.chunk_size),
-                vol.size * GiB, (parent.service_metadata or parent.id) if parent else None,
+                b.id, self.m.driver.read_chunks(source.provider_location,
+                                                self.store.chunk_size),
+                source.size * GiB, (parent.service_metadata or parent.id) if parent else None,
                 {"metadata": dict(vol.metadata_ or {}), "bootable": vol.bootable,
                  "image_metadata": dict(vol.image_metadata or {})})
             status, reason = "available", None
@@ -144,9 +170,14 @@ class Backups:
             row = s.get(Backup, backup_id)
             if row is not None:
                 row.status, row.object_count, row.fail_reason = status, count, reason
-                row.data_timestamp = row.created_at
+                row.data_timestamp = snap.created_at if snap is not None else row.created_at
                 row.updated_at = utcnow()
-            self._volume_back(s, b.volume_id)
+            if b.snapshot_id:
+                snap_row = s.get(Snapshot, b.snapshot_id)
+                if snap_row is not None and snap_row.status == "backing-up":
+                    snap_row.status = "available"
+            else:
+                self._volume_back(s, b.volume_id)
         self.m._tx(done)  # noqa: SLF001
 
     # ------------------------------------------------------------------ changes
@@ -273,7 +304,8 @@ class Backups:
     # ------------------------------------------------------------------ recovery
     def reconcile(self) -> None:
         """After a crash: backups left ``creating`` whose data is whole become available,
-        else error; ``deleting`` ones are finished; ``restoring`` ones go back to available
+        else error (their volume or snapshot is back to its status); ``deleting`` ones are
+        finished; ``restoring`` ones go back to available
         (their target volume to ``error_restoring``); data no row names is removed."""
         def run(s: Session) -> set[str]:
             for b in s.scalars(select(Backup).where(Backup.status.in_(
@@ -288,6 +320,8 @@ class Backups:
                     s.delete(b)
             for v in s.scalars(select(Volume).where(Volume.status == "restoring-backup")):
                 v.status = "error_restoring"
+            for snap in s.scalars(select(Snapshot).where(Snapshot.status == "backing-up")):
+                snap.status = "available"  # its backup was settled just above
             s.flush()
             return {d for (bid, d) in s.execute(select(Backup.id, Backup.service_metadata))
                     for d in (d or bid,)}

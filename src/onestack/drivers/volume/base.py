@@ -102,7 +102,8 @@ class VolumeDriver(ABC):
 
     @abstractmethod
     def read_chunks(self, location: str, chunk_size: int) -> Iterator[bytes]:
-        """The volume's content in ``chunk_size`` pieces (the last may be shorter)."""
+        """The content of the volume (or snapshot) at ``location`` in ``chunk_size``
+        pieces (the last may be shorter)."""
 
     @abstractmethod
     def write_chunks(self, location: str, chunks: Iterable[tuple[int, bytes]]) -> None:

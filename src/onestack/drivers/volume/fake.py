@@ -99,7 +99,8 @@ class FakeVolumeDriver(VolumeDriver):
                                                        "volume_id": volume_id}}
 
     def read_chunks(self, location: str, chunk_size: int) -> Iterator[bytes]:
-        size, content = self._get(self.volumes, location)
+        table = self.snapshots if location in self.snapshots else self.volumes
+        size, content = self._get(table, location)
         total = size * GiB
         for off in range(0, total, chunk_size):
             piece = content[off:off + chunk_size]
