@@ -91,6 +91,36 @@ def test_nat_without_snat_or_gateway() -> None:
     assert "dnat" not in bare and "snat" not in bare and "redirect" in bare
 
 
+def test_address_scopes() -> None:
+    """Neutron's rules: a subnet in the external network's address scope is routed, not
+    SNATed; traffic between interfaces of different scopes is dropped unless NATed."""
+    m = _model()
+    m.networks["ext"]["ipv4_address_scope"] = "scope-a"
+    m.networks["int"]["ipv4_address_scope"] = "scope-a"
+    m.networks["other"] = {"id": "other", "provider:network_type": "vxlan", "mtu": 1450}
+    m.subnets["o4"] = {"id": "o4", "network_id": "other", "cidr": "10.30.0.0/24",
+                       "ip_version": 4}
+    m.ports["i3333333333-cccc"] = {
+        "id": "i3333333333-cccc", "network_id": "other", "mac_address": "fa:16:3e:00:00:03",
+        "device_owner": "network:router_interface", "device_id": RID,
+        "fixed_ips": [{"subnet_id": "o4", "ip_address": "10.30.0.1"}]}
+    lines = [line.strip() for line in plan_router(m, RID, {}).nat.splitlines()]
+    # Only the unscoped subnet is SNATed to the gateway.
+    assert ('oifname "qg-g2222222222" ip saddr { 10.30.0.0/24 } snat to 172.24.4.10'
+            in lines)
+    assert not any("10.20.0.0/24 } snat" in line for line in lines)
+    forward = lines[lines.index("type filter hook forward priority filter; policy accept;") + 1:]
+    assert forward[:2] == ["ct status dnat accept", "ct status snat accept"]
+    assert 'oifname "qg-g2222222222" ip saddr { 10.30.0.0/24 } accept' in forward
+    assert 'oifname "qg-g2222222222" ip saddr { 10.20.0.5 } accept' in forward
+    for a, b in (("qr-i1111111111", "qr-i3333333333"), ("qr-i3333333333", "qr-i1111111111"),
+                 ("qr-i3333333333", "qg-g2222222222"), ("qg-g2222222222", "qr-i3333333333")):
+        assert f'iifname "{a}" oifname "{b}" drop' in forward
+    assert 'iifname "qr-i1111111111" oifname "qg-g2222222222" drop' not in forward
+    # One scope everywhere (or none): no forward rules at all.
+    assert "hook forward" not in plan_router(_model(), RID, {}).nat
+
+
 def test_wanted_and_plan_without_gateway() -> None:
     m = _model()
     assert wanted(m, RID) and not wanted(m, "nope")

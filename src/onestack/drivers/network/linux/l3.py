@@ -144,17 +144,22 @@ def plan_router(model: Model, router_id: str, bridge_mappings: dict[str, str]) -
     router = model.routers[router_id]
     plan = RouterPlan(router_id=router_id, namespace=names.router_namespace(router_id))
     internal: list[str] = []
+    #: device -> IPv4 address scope of its network (None: no scope, a scope of its own).
+    scopes: dict[str, str | None] = {}
+    cidr_scope: dict[str, str | None] = {}
     for port in sorted(model.router_interfaces(router_id), key=lambda p: str(p["id"])):
         dev = _device_plan(model, port, names.router_interface(str(port["id"])),
                            bridge_mappings, gateway=False)
         if dev is None:
             continue
         plan.devices[dev.name] = dev
+        scopes[dev.name] = _scope(model, port)
         for fixed in port.get("fixed_ips") or ():
             subnet = model.subnets.get(str(fixed.get("subnet_id")))
             net = _net(subnet.get("cidr")) if subnet else None
             if net is not None and net.version == 4 and str(net) not in internal:
                 internal.append(str(net))
+                cidr_scope[str(net)] = scopes[dev.name]
     gw_dev: DevicePlan | None = None
     gw_ip: str | None = None
     gw_port = model.router_gateway_port(router_id)
@@ -163,6 +168,7 @@ def plan_router(model: Model, router_id: str, bridge_mappings: dict[str, str]) -
                               bridge_mappings, gateway=True)
     if gw_dev is not None and gw_port is not None:
         plan.devices[gw_dev.name] = gw_dev
+        scopes[gw_dev.name] = _scope(model, gw_port)
         for fixed in gw_port.get("fixed_ips") or ():
             subnet = model.subnets.get(str(fixed.get("subnet_id"))) or {}
             addr = _ip(fixed.get("ip_address"))
@@ -199,14 +205,51 @@ def plan_router(model: Model, router_id: str, bridge_mappings: dict[str, str]) -
             plan.routes.append(key)
     info = router.get("external_gateway_info") or {}
     snat = info.get("enable_snat", True) is not False
+    gw_scope = scopes.get(gw_dev.name) if gw_dev else None
+    # Neutron's address-scope rule: subnets in the external network's scope are routed,
+    # not SNATed.
+    snat_cidrs = [c for c in internal if gw_scope is None or cidr_scope.get(c) != gw_scope]
     plan.nat = render_nat(gateway_device=gw_dev.name if gw_dev else None, gateway_ip=gw_ip,
-                          snat=snat, internal_cidrs=internal, fips=plan.fips)
+                          snat=snat, internal_cidrs=internal, fips=plan.fips,
+                          snat_cidrs=snat_cidrs, scopes=scopes)
     return plan
 
 
+def _scope(model: Model, port: View) -> str | None:
+    network = model.networks.get(str(port.get("network_id"))) or {}
+    scope = network.get("ipv4_address_scope")
+    return str(scope) if scope else None
+
+
+def _scope_rules(scopes: dict[str, str | None], gateway_device: str | None,
+                 snat: bool, snat_cidrs: list[str], fips: dict[str, str]) -> list[str]:
+    """The forward rules of Neutron's address scopes: traffic between router interfaces
+    whose networks are in different IPv4 address scopes (no scope being one of its own) is
+    dropped, unless it is NATed (floating IPs; SNAT of internal subnets to the gateway)."""
+    if len(set(scopes.values())) < 2:
+        return []
+    rules = ["ct status dnat accept", "ct status snat accept"]
+    if gateway_device and snat and snat_cidrs:
+        rules.append(f'oifname "{gateway_device}" ip saddr {{ {", ".join(snat_cidrs)} }} '
+                     "accept")  # SNATed on the way out
+    if gateway_device and fips:
+        rules.append(f'oifname "{gateway_device}" ip saddr {{ {", ".join(fips.values())} }} '
+                     "accept")  # SNATed to their floating IPs
+    for src, src_scope in sorted(scopes.items()):
+        for dst, dst_scope in sorted(scopes.items()):
+            if src != dst and src_scope != dst_scope:
+                rules.append(f'iifname "{src}" oifname "{dst}" drop')
+    return rules
+
+
 def render_nat(*, gateway_device: str | None, gateway_ip: str | None, snat: bool,
-               internal_cidrs: list[str], fips: dict[str, str]) -> str:
-    """The nft script that atomically replaces a router's ``ip onestack-nat`` table."""
+               internal_cidrs: list[str], fips: dict[str, str],
+               snat_cidrs: list[str] | None = None,
+               scopes: dict[str, str | None] | None = None) -> str:
+    """The nft script that atomically replaces a router's ``ip onestack-nat`` table.
+    ``snat_cidrs``: the internal subnets SNATed to the gateway (default: all); ``scopes``:
+    each device's IPv4 address scope (forward rules between scopes)."""
+    snat_cidrs = internal_cidrs if snat_cidrs is None else snat_cidrs
     pre = [f'iifname "qr-*" ip daddr {METADATA_IP} tcp dport 80 redirect to :{METADATA_PORT}']
     out: list[str] = []
     post: list[str] = []
@@ -220,8 +263,8 @@ def render_nat(*, gateway_device: str | None, gateway_ip: str | None, snat: bool
             pre.append(f"ip daddr {floating} dnat to {fixed}")
             out.append(f"ip daddr {floating} dnat to {fixed}")
             post.append(f'oifname "{gateway_device}" ip saddr {fixed} snat to {floating}')
-        if snat and gateway_ip and internal:
-            post.append(f'oifname "{gateway_device}" ip saddr {{ {internal} }} '
+        if snat and gateway_ip and snat_cidrs:
+            post.append(f'oifname "{gateway_device}" ip saddr {{ {", ".join(snat_cidrs)} }} '
                         f"snat to {gateway_ip}")
     lines = [f"table ip {NAT_TABLE}", f"delete table ip {NAT_TABLE}",
              f"table ip {NAT_TABLE} {{"]
@@ -235,6 +278,9 @@ def render_nat(*, gateway_device: str | None, gateway_ip: str | None, snat: bool
     chain("prerouting", "type nat hook prerouting priority dstnat", pre)
     chain("output", "type nat hook output priority -100", out)
     chain("postrouting", "type nat hook postrouting priority srcnat", post)
+    forward = _scope_rules(scopes or {}, gateway_device, snat, snat_cidrs, fips)
+    if forward:
+        chain("forward", "type filter hook forward priority filter", forward)
     chain("input", "type filter hook input priority filter", [
         f'iifname "qr-*" tcp dport {METADATA_PORT} accept',
         f'iifname "lo" tcp dport {METADATA_PORT} accept',
