@@ -302,6 +302,21 @@ def test_boot_from_volume(cloud: RunningCloud, image: str) -> None:
     assert vol.status == "in-use" and vol.is_bootable
     assert vol.volume_image_metadata["image_id"] == image
     assert root.device == "/dev/vda"
+    # A snapshot of the volume-backed server: volume snapshots and an empty image whose
+    # block device mapping boots a new server from them.
+    cloud.openstack("server", "image", "create", "--name", "b1-image", "--wait", "b1",
+                    env=env)
+    b1_image = conn.image.find_image("b1-image")
+    assert b1_image.status == "active" and not b1_image.size
+    mapping = json.loads(b1_image.properties["block_device_mapping"])
+    assert [(m["source_type"], m["boot_index"]) for m in mapping] == [("snapshot", 0)]
+    cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "b1-image",
+                    "--nic", "none", "--wait", "b5", env=env)
+    (b5_root,) = conn.compute.volume_attachments(conn.compute.find_server("b5"))
+    assert conn.block_storage.get_volume(b5_root.volume_id).snapshot_id == mapping[0][
+        "snapshot_id"]
+    assert _json(cloud, "server", "show", "b5", env=env)["image"] in (
+        "", "N/A (booted from volume)")
     # The root volume cannot be detached.
     r = cloud.openstack("server", "remove", "volume", "b1", root.volume_id, env=env,
                         check=False)
@@ -343,12 +358,15 @@ def test_boot_from_volume(cloud: RunningCloud, image: str) -> None:
         assert r.status_code == 400, (bdm, r.text)
     assert conn.compute.find_server("bad") is None
     # Deleting the servers: delete_on_termination volumes go, the others are freed.
-    for name in ("b1", "b2", "b4"):
+    for name in ("b1", "b2", "b4", "b5"):
         conn.compute.delete_server(conn.compute.find_server(name))
-    for name in ("b1", "b2", "b4"):
+    for name in ("b1", "b2", "b4", "b5"):
         _until(lambda name=name: conn.compute.find_server(name) is None, 60)
     _until(lambda: conn.block_storage.get_volume(src.id).status == "available")
-    conn.block_storage.delete_snapshot(snap)
+    conn.image.delete_image(b1_image)
+    for s in conn.block_storage.snapshots():
+        conn.block_storage.delete_snapshot(s)
+    _until(lambda: not list(conn.block_storage.snapshots()))
     for v in conn.block_storage.volumes():
         conn.block_storage.wait_for_status(v, "available", wait=30)
         conn.block_storage.delete_volume(v)

@@ -527,8 +527,13 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             raise BadRequest(f"Flavor {fid} could not be found.") from None
         if flavor["disabled"]:
             raise BadRequest(f"Flavor {fid} could not be found.")
-        disks = boot_volumes.parse(ctx, srv, srv.get("imageRef"), self.volumes,
-                                   lambda iid: self._image(req, iid),
+        seen: dict[str, dict[str, Any]] = {}  # one image lookup per image and request
+
+        def image_info(iid: str) -> dict[str, Any]:
+            if iid not in seen:
+                seen[iid] = self._image(req, iid)
+            return dict(seen[iid])
+        disks = boot_volumes.parse(ctx, srv, srv.get("imageRef"), self.volumes, image_info,
                                    schemas.integer(srv.get("max_count", 1), "max_count", 1))
         if disks.volume_backed:
             image_id = ""
@@ -538,7 +543,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             if not schemas.is_uuid(image_id):
                 raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not "
                                  "be found.")
-            image = self._image(req, image_id)
+            image = image_info(image_id)
             if image["min_ram"] and flavor["memory_mb"] < image["min_ram"]:
                 raise BadRequest("Flavor's memory is too small for requested image.")
             if image["min_disk"] and flavor["root_gb"] and \
@@ -1035,6 +1040,12 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
             raise Conflict(f"Cannot 'createImage' instance {inst['uuid']} while it is in "
                            f"vm_state {inst['vm_state']}")
+        if any(b.get("boot_index") == 0 for b in block_devices.of(inst)):
+            image_id = await self.volume_routes.snapshot_server(req, inst, name, meta)
+            if ver(req) >= "2.45":
+                return FastJSON({"image_id": image_id}, status_code=202)
+            return Response(status_code=202,
+                            headers={"Location": f"{req.base_url}/images/{image_id}"})
         image_id = await req.run(self._new_image, req, inst, name, meta, "snapshot")
         try:
             inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "createImage",

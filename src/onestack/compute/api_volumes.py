@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -201,6 +203,50 @@ class VolumeAttachmentRoutes:
         except Conflict as exc:
             return {"error": exc.message}
         return res if isinstance(res, dict) else {}
+
+    # ------------------------------------------------------------------ server snapshots
+    async def snapshot_server(self, req: ApiRequest, inst: InstanceDict, name: str,
+                              meta: dict[str, str]) -> str:
+        """``createImage`` of a volume-backed server (Nova's ``snapshot_volume_backed``): a
+        snapshot of each of its volumes, taken with the guest's I/O paused, and an image
+        without data whose ``block_device_mapping`` boots a new server from them."""
+        vols = self.volumes
+        api = self.api
+        bdms = [b for b in block_devices.of(inst) if b.get("volume_id")]
+        ctx = api._project_ctx(inst["project_id"])  # noqa: SLF001
+        paused = False
+        if inst["host"] and inst["vm_state"] != states.SHELVED_OFFLOADED and bdms:
+            paused = bool((await self._agent(inst, "pause_volume_io", bdms[0])).get("paused"))
+        mappings = []
+        try:
+            for b in bdms:
+                snap = await req.run(vols.begin_snapshot, ctx, b["volume_id"],
+                                     f"snapshot for {name}", None, True)
+                await req.run(vols.finish_snapshot, snap["id"])
+                mappings.append({
+                    "source_type": "snapshot", "destination_type": "volume",
+                    "snapshot_id": snap["id"], "volume_size": snap["size"],
+                    "boot_index": b.get("boot_index"), "device_name": b.get("device"),
+                    "delete_on_termination": bool(b.get("delete_on_termination")),
+                    "tag": b.get("tag"), "volume_type": None, "disk_bus": "virtio",
+                    "device_type": "disk", "no_device": None, "guest_format": None})
+        finally:
+            if paused:
+                await self._agent(inst, "resume_volume_io", bdms[0])
+        extra = {**meta, "block_device_mapping": json.dumps(mappings), "bdm_v2": "True",
+                 "root_device_name": "/dev/vda"}
+        image_id = await req.run(api._new_image, req, inst, name, extra,  # noqa: SLF001
+                                 "snapshot")
+        await req.run(self._empty_upload, image_id)
+        await req.run(api.m.record_action, req.ctx, inst["uuid"], "createImage")
+        return str(image_id)
+
+    def _empty_upload(self, image_id: str) -> None:
+        """The image of a volume-backed server holds no data: it is made active, empty."""
+        from onestack.compute.setup import image_uploader
+
+        with tempfile.NamedTemporaryFile(prefix="onestack-empty-") as fh:
+            image_uploader(self.api.images)(image_id, fh.name)
 
     # ------------------------------------------------------------------ events
     def uses_volume(self, server_id: str, volume_id: str) -> bool:

@@ -17,6 +17,7 @@ compute does the same); an existing volume is reserved for the server in the req
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,34 @@ def _legacy(bdm: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def image_mappings(image: dict[str, Any]) -> list[dict[str, Any]]:
+    """The block device mappings an image carries (a snapshot of a volume-backed server:
+    ``block_device_mapping`` with ``bdm_v2``), as request entries; [] for other images."""
+    props = image.get("properties") or {}
+    raw = props.get("block_device_mapping")
+    if not raw or str(props.get("bdm_v2", "")).lower() != "true":
+        return []
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise BadRequest(_INVALID + "the image's block_device_mapping is not JSON.") from None
+    if not isinstance(items, list):
+        raise BadRequest(_INVALID + "the image's block_device_mapping is not a list.")
+    out = []
+    for item in items[:32]:
+        if not isinstance(item, dict) or item.get("source_type") not in ("snapshot",
+                                                                          "volume", "blank"):
+            continue
+        uuid = item.get("snapshot_id") or item.get("volume_id")
+        out.append({"source_type": item["source_type"], "destination_type": "volume",
+                    "uuid": uuid, "volume_size": item.get("volume_size"),
+                    "boot_index": item.get("boot_index"),
+                    "device_name": item.get("device_name"),
+                    "delete_on_termination": item.get("delete_on_termination", False),
+                    "volume_type": item.get("volume_type")})
+    return out
+
+
 def _truth(value: Any) -> bool:
     return value in (True, "True", "true", "TRUE", "1", "yes", "Yes", "on", "On")
 
@@ -85,6 +114,18 @@ def parse(ctx: RequestContext, srv: dict[str, Any], image_ref: Any, volumes: Any
     image's facts (400 when unknown)."""
     entries = [dict(b) for b in srv.get("block_device_mapping_v2") or []]
     entries += [_legacy(b) for b in srv.get("block_device_mapping") or []]
+    # An image made of a volume-backed server brings its own mappings; its root replaces
+    # the request's image root (what clients send along with imageRef), as in Nova.
+    boot_image = image_ref or next((b.get("uuid") for b in entries
+                                    if b.get("source_type") == "image"
+                                    and _boot_index(b) == 0), None)
+    if isinstance(boot_image, str) and schemas.is_uuid(boot_image):
+        defined = image_mappings(image_info(boot_image))
+        if any(_boot_index(b) == 0 for b in defined):
+            entries = [b for b in entries if not (b.get("source_type") == "image"
+                                                  and _boot_index(b) == 0)]
+            image_ref = None
+        entries += defined
     out = BootDisks(image_ref=image_ref or None)
     boot_indexes: list[int] = []
     for bdm in entries:
