@@ -173,6 +173,11 @@ class Settings:
     volume_max_over_subscription_ratio: float = 20.0
     #: Capacity of the ``fake`` volume driver.
     volume_fake_capacity_gb: int = 1000
+    #: Volume quotas from Keystone's unified limits (the ``block-storage`` service's
+    #: ``volumes``, ``gigabytes``, ``snapshots``, ``backups``, ``backup_gigabytes``,
+    #: ``groups``, per-type ``volumes_<type>``…, Cinder's names) instead of os-quota-sets;
+    #: a resource without a registered limit is unlimited.
+    volume_unified_limits: bool = False
     #: Compute quotas from Keystone's unified limits (``/v3/registered_limits`` and
     #: ``/v3/limits`` of the ``compute`` service, Nova's resource names) instead of the
     #: os-quota-sets values, as Nova's ``[quota] driver = unified_limits``.

@@ -286,3 +286,26 @@ def test_image_quota_from_unified_limits(tmp_path: Any) -> None:
         usage = httpx.get(c.url("image") + "/v2/info/usage",
                           headers={"X-Auth-Token": c.token()}).json()["usage"]
         assert usage["image_size_total"] == {"limit": 1 << 20, "usage": 1 << 20}
+
+
+def test_volume_quota_from_unified_limits() -> None:
+    """``volume_unified_limits``: the ``block-storage`` service's limits (Cinder's resource
+    names) replace os-quota-sets; a resource without a registered limit is unlimited."""
+    with own_cloud("onestack-vl-", env={"ONESTACK_VOLUME_UNIFIED_LIMITS": "true"}) as c:
+        conn = _conn(c)
+        svc = next(s for s in conn.identity.services() if s.type == "block-storage")
+        first = conn.block_storage.create_volume(size=1, name="v1")  # unlimited so far
+        conn.block_storage.wait_for_status(first, "available", wait=30)
+        conn.identity.create_registered_limit(service_id=svc.id, resource_name="volumes",
+                                              default_limit=1)
+        with pytest.raises(exc.HttpException) as err:
+            conn.block_storage.create_volume(size=1, name="v2")
+        assert err.value.status_code == 413
+        project = conn.current_project_id
+        conn.identity.create_limit(service_id=svc.id, project_id=project,
+                                   resource_name="volumes", resource_limit=2)
+        second = conn.block_storage.create_volume(size=1, name="v2")
+        conn.block_storage.wait_for_status(second, "available", wait=30)
+        quotas = httpx.get(f"{c.url('volume')}/v3/{project}/os-quota-sets/{project}",
+                           headers={"X-Auth-Token": c.token()}).json()["quota_set"]
+        assert quotas["volumes"] == 2 and quotas["gigabytes"] == -1

@@ -48,6 +48,10 @@ def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
     manager = VolumeManager(db, build_volume_driver(settings), build_policy(policy_file),
                             host=settings.compute_host or socket.gethostname(),
                             images=LocalImages(images) if images is not None else None)
+    if settings.volume_unified_limits:
+        from onestack.identity.limits import UnifiedLimits
+
+        manager.unified_limits = UnifiedLimits("block-storage", settings.region)
     manager.ensure_default_type()
     manager.reconcile()
     backups = Backups(manager, DirectoryBackupStore(settings.data_dir / "backups"))

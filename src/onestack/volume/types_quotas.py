@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType
 
@@ -34,6 +35,9 @@ class TypesAndQuotasMixin:
     _tx: Callable[..., Any]
     _read: Callable[..., Any]
     backup_usage: Callable[[Session, str], tuple[int, int]] | None
+    #: Keystone's unified limits of the ``block-storage`` service, when configured
+    #: (``volume_unified_limits``); None: os-quota-sets.
+    unified_limits: LimitSource | None = None
 
     # ------------------------------------------------------------------ types
     def ensure_default_type(self) -> None:
@@ -177,11 +181,15 @@ class TypesAndQuotasMixin:
     # ------------------------------------------------------------------ quotas
     def quota_limits(self, s: Session, project_id: str) -> dict[str, int]:
         """Cinder's defaults, then the ``default`` quota class (stored as project ``""``),
-        then the project's own limits."""
+        then the project's own limits; with ``unified_limits``, the project's unified
+        limits instead (unregistered resources unlimited)."""
         limits = dict(QUOTA_DEFAULTS)
         for name in s.scalars(select(VolumeType.name)):
             for res in ("volumes", "gigabytes", "snapshots"):
                 limits[f"{res}_{name}"] = -1
+        if self.unified_limits is not None:
+            found = self.unified_limits.for_project(s, project_id)
+            return {k: found.get(k, -1) for k in limits}
         rows = sorted(s.scalars(select(VolumeQuota).where(
             VolumeQuota.project_id.in_(["", project_id]))), key=lambda q: q.project_id != "")
         for q in rows:
