@@ -110,6 +110,15 @@ def test_attach_detach_with_the_cli(cloud: RunningCloud, image: str) -> None:
     assert conn.block_storage.get_volume(vol["id"]).status == "in-use"
     _until(lambda: "resized to 2 GiB" in cloud.openstack(
         "console", "log", "show", "srv", env=env).stdout)
+    # ... and records it as Nova does: action extend_volume, event compute_extend_volume.
+    admin = {"X-Auth-Token": cloud.token()}
+    acts = f"{cloud.url('compute')}/v2.1/servers/{server.id}/os-instance-actions"
+    extend = next(a for a in httpx.get(acts, headers=admin).json()["instanceActions"]
+                  if a["action"] == "extend_volume")
+    events = httpx.get(f"{acts}/{extend['request_id']}", headers=admin).json()[
+        "instanceAction"]["events"]
+    assert [(e["event"], e["result"]) for e in events] == [
+        ("compute_extend_volume", "Success")] and events[0]["finish_time"]
     # A snapshot of the attached volume: refused without --force before 3.66; taken with
     # the guest's I/O paused while the data is copied.
     # (OSC 10 drops --force when the cloud offers 3.66 while openstacksdk sends 3.65, so

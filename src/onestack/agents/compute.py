@@ -633,11 +633,12 @@ class ComputeAgent:
         return await self._nic(instance_uuid, volume, self.driver.detach_volume)
 
     async def extend_volume(self, instance_uuid: str, volume: dict[str, Any],
-                            new_size: int) -> None:
-        """A volume of the guest grew to ``new_size`` GiB: the guest is told (cast, like
-        Nova's handling of Cinder's ``volume-extended`` event)."""
-        await self._nic(instance_uuid, volume,
-                        lambda spec, vol: self.driver.extend_volume(spec, vol, new_size))
+                            new_size: int) -> dict[str, Any]:
+        """A volume of the guest grew to ``new_size`` GiB: the guest is told (Nova's
+        handling of Cinder's ``volume-extended`` event); ``{}`` or ``{"error"}``."""
+        return await self._nic(instance_uuid, volume,
+                               lambda spec, vol: self.driver.extend_volume(spec, vol,
+                                                                           new_size))
 
     async def pause_volume_io(self, instance_uuid: str,
                               volume: dict[str, Any]) -> dict[str, Any]:

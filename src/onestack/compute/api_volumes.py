@@ -174,7 +174,7 @@ class VolumeAttachmentRoutes:
                 await req.run(self.bdms.remove, inst["uuid"], vid)
                 await req.run(vols.release, attachment_id)
                 raise
-            await req.run(api.m.record_action, req.ctx, inst["uuid"], "attach_volume")
+            await self._record(req, inst, "attach_volume")
         return {"volumeAttachment": _view(req, inst, bdm, created=True)}
 
     async def _connect_guest(self, req: ApiRequest, inst: InstanceDict,
@@ -194,6 +194,13 @@ class VolumeAttachmentRoutes:
                       connection_info=info, mode=bdm["mode"])
         await req.run(vols.complete, bdm["attachment_id"])
         return bdm
+
+    async def _record(self, req: ApiRequest, inst: InstanceDict, action: str) -> None:
+        """The instance action and its compute event (Nova's ``compute_<action>``)."""
+        api = self.api
+        await req.run(api.m.record_action, req.ctx, inst["uuid"], action)
+        await req.run(api.m.record_event, inst["uuid"], f"compute_{action}", inst["host"],
+                      None)
 
     async def _agent(self, inst: InstanceDict, method: str,
                      bdm: dict[str, Any]) -> dict[str, Any]:
@@ -271,11 +278,21 @@ class VolumeAttachmentRoutes:
             if bdm is None or not inst["host"] or \
                     inst["vm_state"] == states.SHELVED_OFFLOADED:
                 continue
+            # An instance action with the outcome as its event, as Nova records it.
+            ctx = api._project_ctx(inst["project_id"])  # noqa: SLF001
+            await api.m.db.run(api.m.record_action, ctx, uuid, "extend_volume")
             try:
-                await api.bus.cast(f"compute.{inst['host']}", "extend_volume",
-                                   instance_uuid=uuid, volume=bdm, new_size=new_size)
-            except Exception:  # noqa: BLE001 - the guest sees the size at its next start
-                LOG.warning("could not tell %s that volume %s grew", uuid, volume_id)
+                res = await api._call(inst, "extend_volume",  # noqa: SLF001
+                                      timeout=VOLUME_TIMEOUT, instance_uuid=uuid,
+                                      volume=bdm, new_size=new_size)
+            except Conflict as exc:  # the guest sees the size at its next start
+                res = {"error": exc.message}
+            error = res.get("error") if isinstance(res, dict) else None
+            if error:
+                LOG.warning("could not tell %s that volume %s grew: %s", uuid, volume_id,
+                            error)
+            await api.m.db.run(api.m.record_event, uuid, "compute_extend_volume",
+                               inst["host"], error)
 
     async def pause_io(self, volume_id: str, servers: list[str]) -> list[str]:
         """Pause the disk I/O of the running guests using the volume (a snapshot of it is
@@ -373,5 +390,5 @@ class VolumeAttachmentRoutes:
             with contextlib.suppress(APIError):  # removed meanwhile (a force detach)
                 await req.run(vols.release, bdm["attachment_id"])
             await req.run(self.bdms.remove, inst["uuid"], vid)
-            await req.run(api.m.record_action, req.ctx, inst["uuid"], "detach_volume")
+            await self._record(req, inst, "detach_volume")
         return Response(status_code=202)
