@@ -38,8 +38,6 @@ from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime
 from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, states, views
 from onestack.compute.api_resources import ResourceRoutes
-from onestack.compute.api_volume_proxy import add_volume_proxy_routes
-from onestack.compute.api_volumes import add_volume_attachment_routes
 from onestack.compute.manager import ComputeManager, InstanceDict
 from onestack.compute.microversions import (
     MAX_VERSION,
@@ -135,9 +133,9 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         self._add_routes()
         self.add_resource_routes()
         self.add_network_proxy_routes()
-        #: Volume attachments; also where the volume service's events arrive.
-        self.volume_routes = add_volume_attachment_routes(self)
-        add_volume_proxy_routes(self)
+        #: Volume attachment routes (``compute/api_volumes.py``, registered by
+        #: ``compute.setup``); also where the volume service's events arrive.
+        self.volume_routes: Any = None
 
     # ------------------------------------------------------------------ helpers
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],

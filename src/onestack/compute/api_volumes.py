@@ -23,6 +23,7 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import block_devices, schemas, states
+from onestack.compute.image_upload import image_uploader
 from onestack.compute.microversions import version_of
 
 if TYPE_CHECKING:
@@ -250,8 +251,6 @@ class VolumeAttachmentRoutes:
 
     def _empty_upload(self, image_id: str) -> None:
         """The image of a volume-backed server holds no data: it is made active, empty."""
-        from onestack.compute.setup import image_uploader
-
         with tempfile.NamedTemporaryFile(prefix="onestack-empty-") as fh:
             image_uploader(self.api.images)(image_id, fh.name)
 

@@ -11,8 +11,10 @@ from starlette.types import ASGIApp
 from onestack.agents.compute import ComputeAgent, ComputeAgentPool
 from onestack.api.app import make_app
 from onestack.bus.base import Bus
-from onestack.common.context import RequestContext
 from onestack.compute.api import ComputeAPI, build_policy
+from onestack.compute.api_volume_proxy import add_volume_proxy_routes
+from onestack.compute.api_volumes import add_volume_attachment_routes
+from onestack.compute.image_upload import image_uploader
 from onestack.compute.manager import ComputeManager
 from onestack.compute.microversions import VersionLayer
 from onestack.compute.network import LocalNetwork
@@ -25,27 +27,6 @@ from onestack.identity.limits import UnifiedLimits
 from onestack.scheduler.manager import Scheduler
 
 LOG = logging.getLogger(__name__)
-
-
-def image_uploader(images: Any) -> Any:
-    """``upload(image_id, path)`` storing a snapshot file through the image manager."""
-
-    def upload(image_id: str, path: str) -> None:
-        ctx = RequestContext.admin()
-        images.begin_upload(ctx, image_id, False, None)
-        writer = images.store.begin(image_id)
-        try:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(4 << 20):
-                    writer.write(chunk)
-            stored = writer.commit()
-        except BaseException:
-            writer.abort()
-            images.abort_upload(image_id, False)
-            raise
-        images.finish_upload(image_id, stored, False)
-
-    return upload
 
 
 def host_names(settings: Settings) -> list[str]:
@@ -86,6 +67,8 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
                      console_url=settings.url("console"), network=nets)
     api.console_tokens = console_tokens(settings, db)
     api.volumes = volumes
+    api.volume_routes = add_volume_attachment_routes(api)
+    add_volume_proxy_routes(api)
     app = VersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     filters = [f.strip() for f in settings.scheduler_filters.split(",") if f.strip()]
     recovery = BootRecovery(manager, bus, nets, settings.compute_recover_after)
