@@ -24,7 +24,8 @@ from starlette.types import ASGIApp
 
 from onestack.api.app import make_app
 from onestack.api.http import HttpProtocol
-from onestack.bus.base import Bus, make_bus
+from onestack.bus.base import Bus
+from onestack.bus.factory import make_bus
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade

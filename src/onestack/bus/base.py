@@ -14,7 +14,8 @@ Four verbs, all with JSON-serialisable keyword arguments:
 A consumer registers with ``serve(topic, endpoint)``: a message ``method`` runs
 ``await endpoint.method(**kwargs)`` (or the plain function). Topics are dotted names such as
 ``scheduler`` or ``compute.host1``. Implementations: ``memory.MemoryBus`` (one process, the
-default of ``onestack up``) and ``amqp.AmqpBus`` (RabbitMQ, for many hosts).
+default of ``onestack up``) and ``amqp.AmqpBus`` (RabbitMQ, for many hosts); ``factory.make_bus``
+chooses by URL.
 """
 
 from __future__ import annotations
@@ -95,16 +96,3 @@ async def dispatch(endpoint: Any, method: str, kwargs: dict[str, Any]) -> Any:
     if hasattr(result, "__await__"):
         result = await result
     return result
-
-
-def make_bus(url: str) -> Bus:
-    """``memory://`` or ``amqp://user:pass@host:5672/vhost``."""
-    if url.startswith("memory:"):
-        from onestack.bus.memory import MemoryBus
-
-        return MemoryBus()
-    if url.startswith(("amqp:", "amqps:")):
-        from onestack.bus.amqp import AmqpBus
-
-        return AmqpBus(url)
-    raise BusError(f"unsupported bus URL {url!r}")
