@@ -43,6 +43,7 @@ from onestack.identity.setup import Credentials, bootstrap
 from onestack.image.api import AcceptCapture, ImageAPI
 from onestack.image.api import build_policy as build_image_policy
 from onestack.image.manager import ImageManager
+from onestack.image.metadefs_api import add_metadef_routes
 from onestack.image.setup import register_default_image
 from onestack.network.api import NetworkAPI
 from onestack.network.api import build_policy as build_network_policy
@@ -223,6 +224,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     image.recover()
     image_api = ImageAPI(image, image_store, image.policy, auth_uri,
                          max_json_body=settings.image_max_json_body)
+    add_metadef_routes(image_api)
     # Upload routes stream gigabytes: no shared body limit (JSON handlers apply their own).
     apps["image"] = AcceptCapture(make_app(image_api.service, tokens, 0))
     if run_bootstrap:

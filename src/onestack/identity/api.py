@@ -216,11 +216,8 @@ class IdentityAPI:
         r("/v3/credentials/{credential_id}", self.get_credential, ["GET"])
         r("/v3/credentials/{credential_id}", self.update_credential, ["PATCH"])
         r("/v3/credentials/{credential_id}", self.delete_credential, ["DELETE"])
-        from onestack.identity.api_extensions import add_extension_routes
-        from onestack.identity.api_limits import add_limit_routes
-
-        add_extension_routes(self)
-        add_limit_routes(self)
+        # The OS-* extensions' and unified limits' routes are added by ``identity.service``
+        # (their own modules).
 
     # ------------------------------------------------------------------ versions
     def _version_doc(self, req: ApiRequest) -> dict[str, Any]:

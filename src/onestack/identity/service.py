@@ -30,6 +30,8 @@ from onestack.api.http import HttpProtocol
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.identity.api import IdentityAPI, build_policy
+from onestack.identity.api_extensions import add_extension_routes
+from onestack.identity.api_limits import add_limit_routes
 from onestack.identity.auth import TokenService
 from onestack.identity.coherence import ChangeHint
 from onestack.identity.manager import IdentityManager
@@ -56,6 +58,8 @@ def build_identity(settings: Settings, db: Database) -> IdentityParts:
     tokens = TokenService(manager, TokenFormatter(FernetCodec(fernet_repo)), settings)
     api = IdentityAPI(manager, tokens, build_policy(settings.policy_file or None),
                       settings.url("identity"))
+    add_extension_routes(api)
+    add_limit_routes(api)
     app = make_app(api.service, tokens, settings.max_request_body_size)
     return IdentityParts(manager, tokens, app)
 

@@ -61,7 +61,6 @@ from onestack.image.cache import ImageCache
 from onestack.image.formats import InspectingWriter
 from onestack.image.manager import ImageManager, ListQuery
 from onestack.image.metadefs import MetadefManager
-from onestack.image.metadefs_api import MetadefRoutes
 from onestack.image.policies import RULES
 
 #: Versions we answer (newest first); 2.12 brings per-image tasks, 2.17 the location API.
@@ -272,8 +271,7 @@ class ImageAPI:
         self.cache = ImageCache(manager, cache_dir or Path(
             root if isinstance(root, Path) else ".") / "cache")
         self.metadefs = MetadefManager(manager.db, manager.policy)
-        self._add_routes()
-        MetadefRoutes(self, self.metadefs).add()
+        self._add_routes()  # the metadefs' routes: ``image.metadefs_api.add_metadef_routes``
 
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
            public: bool = False) -> None:

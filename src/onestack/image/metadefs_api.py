@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 NS = "/v2/metadefs/namespaces/{ns}"
 
 
+def add_metadef_routes(api: ImageAPI) -> None:
+    """Register the metadata definitions' routes on ``api`` (its ``metadefs`` manager)."""
+    MetadefRoutes(api, api.metadefs).add()
+
+
 def _created(doc: Any) -> Response:
     return FastJSON(doc, status_code=201)
 

@@ -32,6 +32,7 @@ from onestack.identity.manager import IdentityManager
 from onestack.identity.service import build_identity
 from onestack.image.api import AcceptCapture, ImageAPI, build_policy
 from onestack.image.manager import ImageManager
+from onestack.image.metadefs_api import add_metadef_routes
 
 LOG = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def build_worker(settings: Settings,
     api = ImageAPI(manager, store, policy, settings.url("identity"),
                    max_json_body=settings.image_max_json_body,
                    cache_dir=settings.data_dir / "images" / f"cache-{port}")
+    add_metadef_routes(api)
     app = AcceptCapture(make_app(api.service, parts.tokens, 0))
     config = uvicorn.Config(app, host=settings.bind, port=port, lifespan="off",
                             access_log=False, log_level=settings.log_level,
