@@ -412,3 +412,45 @@ def test_nova_volume_proxy(cloud: RunningCloud) -> None:
     _until(lambda: httpx.get(f"{base}/os-snapshots/{sid}", headers=h).status_code == 404)
     assert httpx.delete(f"{base}/os-volumes/{vol['id']}", headers=h).status_code == 202
     _until(lambda: httpx.get(f"{base}/os-volumes/{vol['id']}", headers=h).status_code == 404)
+
+
+def test_multiattach(cloud: RunningCloud, image: str) -> None:
+    """A volume of a ``multiattach="<is> True"`` type on two servers (Nova 2.60+)."""
+    admin = openstack.connect(
+        auth_url=cloud.auth_url, username="admin", password=cloud.admin_password,
+        project_name="admin", user_domain_id="default", project_domain_id="default",
+        region_name="RegionOne", identity_api_version="3")
+    vtype = admin.block_storage.create_type(name="multiattach-t",
+                                            extra_specs={"multiattach": "<is> True"})
+    env, conn = _member(cloud, "mat")
+    vol = conn.block_storage.create_volume(size=1, name="shared", volume_type=vtype.name)
+    conn.block_storage.wait_for_status(vol, "available", wait=30)
+    assert conn.block_storage.get_volume(vol.id).is_multiattach
+    sids = []
+    for name in ("m1", "m2"):
+        cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", image,
+                        "--nic", "none", "--wait", name, env=env)
+        sids.append(conn.compute.find_server(name).id)
+    base = cloud.url("compute") + "/v2.1/servers"
+    h = {"X-Auth-Token": conn.session.get_token()}
+    r = httpx.post(f"{base}/{sids[0]}/os-volume_attachments",
+                   headers={**h, "OpenStack-API-Version": "compute 2.59"},
+                   json={"volumeAttachment": {"volumeId": vol.id}})
+    assert r.status_code == 400 and "2.60" in r.text, r.text
+    for sid in sids:
+        r = httpx.post(f"{base}/{sid}/os-volume_attachments",
+                       headers={**h, "OpenStack-API-Version": "compute 2.60"},
+                       json={"volumeAttachment": {"volumeId": vol.id}})
+        assert r.status_code == 200, r.text
+    shown = conn.block_storage.get_volume(vol.id)
+    assert shown.status == "in-use"
+    assert sorted(a["server_id"] for a in shown.attachments) == sorted(sids)
+    for sid in sids:
+        r = httpx.delete(f"{base}/{sid}/os-volume_attachments/{vol.id}", headers=h)
+        assert r.status_code == 202, r.text
+    assert conn.block_storage.get_volume(vol.id).status == "available"
+    for sid in sids:
+        conn.compute.delete_server(sid)
+    conn.block_storage.delete_volume(vol)
+    _until(lambda: conn.block_storage.find_volume(vol.id) is None)
+    admin.block_storage.delete_type(vtype)

@@ -159,12 +159,15 @@ class VolumeAttachmentRoutes:
                     a.get("server_id") == inst["uuid"] for a in volume["attachments"]):
                 raise BadRequest(f"Invalid volume: volume {vid} is already attached to "
                                  f"server {inst['uuid']}.")
+            if volume["multiattach"] and version_of(req.request.scope) < "2.60":
+                raise BadRequest("Multiattach volumes are only supported starting with "
+                                 "compute API version 2.60.")
             device = block_devices.device_name(inst, att.get("device"))
             attachment_id = await req.run(vols.reserve, req.ctx, vid, inst["uuid"])
             try:
                 bdm = await req.run(self.bdms.add, inst["uuid"], {
                     "volume_id": vid, "attachment_id": attachment_id, "device": device,
-                    "tag": att.get("tag"),
+                    "tag": att.get("tag"), "multiattach": bool(volume["multiattach"]),
                     "delete_on_termination": bool(att.get("delete_on_termination"))})
             except BaseException:
                 await req.run(vols.release, attachment_id)

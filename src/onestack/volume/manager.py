@@ -282,10 +282,13 @@ class VolumeManager(TypesAndQuotasMixin):
                     raise BadRequest(f"Invalid input received: volume type {vt.name} is not "
                                      f"one of group {group_id}'s volume types.")
             self._check_quota(s, project, volumes=1, gigabytes=want, per_volume=want)
+            # Cinder: a type with ``multiattach="<is> True"`` makes multiattach volumes.
+            spec = str((vt.extra_specs or {}).get("multiattach", "")).strip().lower()
+            shared = multiattach or spec in ("<is> true", "true")
             vol = Volume(id=str(uuid.uuid4()), project_id=project, user_id=ctx.user_id or "",
                          name=name, description=description, size=want, status="creating",
                          attach_status="detached", availability_zone=self.availability_zone,
-                         volume_type_id=vt.id, bootable=False, multiattach=multiattach,
+                         volume_type_id=vt.id, bootable=False, multiattach=shared,
                          snapshot_id=snapshot_id, source_volid=source_volid, host=self.host,
                          metadata_=dict(metadata), admin_metadata={},
                          image_metadata=image.metadata() if image is not None else {},

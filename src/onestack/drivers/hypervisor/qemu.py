@@ -868,7 +868,8 @@ class QemuDriver(HypervisorDriver):
             if slot:
                 state.setdefault("disk_slots", {})[vid] = slot
             keep = {k: volume.get(k) for k in ("volume_id", "device", "mode",
-                                               "connection_info", "boot_index")}
+                                               "connection_info", "boot_index",
+                                               "multiattach")}
             spec["block_devices"] = [*(spec.get("block_devices") or []), keep]
             self._save_state(uuid, state)
 

@@ -78,6 +78,8 @@ def device_args(bdm: dict[str, Any], slot: str) -> dict[str, Any]:
     node, device = qemu_ids(bdm)
     args: dict[str, Any] = {"driver": "virtio-blk-pci", "drive": node, "id": device,
                             "serial": serial(bdm)}
+    if bdm.get("multiattach"):
+        args["share-rw"] = True  # other guests write the same volume (libvirt <shareable/>)
     if slot:
         args["bus"] = slot
     return args
@@ -98,7 +100,8 @@ class GuestDisks:
             args = device_args(bdm, slots.get(volume_id(bdm), ""))
             if bdm.get("boot_index") == 0:  # the root disk of a volume-backed guest
                 args["bootindex"] = 1
-            dev = ",".join(f"{k}={v}" for k, v in args.items() if k != "driver")
+            dev = ",".join(f"{k}={'on' if v is True else v}" for k, v in args.items()
+                           if k != "driver")
             out += ["-blockdev", json.dumps(blockdev(bdm), separators=(",", ":")),
                     "-device", f"{args['driver']},{dev}"]
         return out
