@@ -277,6 +277,17 @@ def test_image_quota_from_unified_limits(tmp_path: Any) -> None:
         conn.identity.create_registered_limit(service_id=image_svc.id,
                                               resource_name="image_size_total",
                                               default_limit=1)
+        # As with Glance, every one of its four limits must be registered.
+        with pytest.raises(exc.HttpException) as err:
+            conn.image.create_image(name="fits", filename=str(data), disk_format="raw",
+                                    container_format="bare")
+        assert err.value.status_code == 413
+        for name, value in (("image_count_total", 2), ("image_count_uploading", 1),
+                            ("image_stage_total", 1)):
+            conn.identity.create_registered_limit(service_id=image_svc.id,
+                                                  resource_name=name, default_limit=value)
+        for leftover in conn.image.images(owner=conn.current_project_id):
+            conn.image.delete_image(leftover)  # queued images the refusals left
         conn.image.create_image(name="fits", filename=str(data), disk_format="raw",
                                 container_format="bare")
         with pytest.raises(exc.HttpException) as err:
@@ -286,6 +297,13 @@ def test_image_quota_from_unified_limits(tmp_path: Any) -> None:
         usage = httpx.get(c.url("image") + "/v2/info/usage",
                           headers={"X-Auth-Token": c.token()}).json()["usage"]
         assert usage["image_size_total"] == {"limit": 1 << 20, "usage": 1 << 20}
+        assert usage["image_count_total"] == {"limit": 2, "usage": 1}
+        assert usage["image_count_uploading"]["limit"] == 1
+        # A second image record fits, a third is one too many (image_count_total).
+        codes = [httpx.post(c.url("image") + "/v2/images", json={"name": f"n{i}"},
+                            headers={"X-Auth-Token": c.token()}).status_code
+                 for i in range(2)]
+        assert codes == [201, 413], codes
 
 
 def test_volume_quota_from_unified_limits() -> None:

@@ -385,9 +385,7 @@ class ImageAPI:
         return {"stores": self.m.stores.info()}
 
     async def info_usage(self, req: ApiRequest) -> dict[str, Any]:
-        used = await req.run(self.m.usage, req.ctx.project_id)
-        limit = await req.run(self.m.limit_bytes, req.ctx.project_id)
-        return {"usage": {"image_size_total": {"limit": limit, "usage": used}}}
+        return {"usage": await req.run(self.m.unified_usage, req.ctx.project_id)}
 
     # ------------------------------------------------------------------ images
     async def list_images(self, req: ApiRequest) -> Response:

@@ -60,6 +60,10 @@ SORT_KEYS = ["name", "status", "container_format", "disk_format", "size", "id", 
 DEFAULT_SORT = [SortKey("created_at", "desc"), SortKey("id", "desc")]
 #: Statuses whose data counts against the project quota.
 QUOTA_STATUSES = ("active", "deactivated", "saving", "uploading", "importing")
+#: Images whose data is on its way in (Glance's ``image_count_uploading``).
+UPLOADING_STATUSES = ("saving", "uploading", "importing")
+#: Images whose data sits in the staging area (``image_stage_total``).
+STAGED_STATUSES = ("uploading", "importing")
 MAX_TAGS = 128
 MAX_PROPERTIES = 128
 MAX_MEMBERS = 128
@@ -317,6 +321,7 @@ class ImageManager(LocationsMixin):
             with self.db.transaction() as s:
                 if s.get(Image, img.id) is not None:
                     raise Conflict(f"An image with identifier {img.id} already exists")
+                self._check_count(s, owner, "image_count_total", Image.status != "deleted")
                 s.add(img)
                 s.flush()
                 for t in tags:
@@ -771,6 +776,62 @@ class ImageManager(LocationsMixin):
         mib = found.get("image_size_total", 0)
         return -1 if mib < 0 else mib * 1024 * 1024
 
+    def unified_usage(self, owner: str | None) -> dict[str, dict[str, int]]:
+        """``/v2/info/usage``: each of Glance's four limits (-1: unlimited) and its usage."""
+        with self.db.reader() as s:
+            found = (self.unified_limits.for_project(s, owner or "")
+                     if self.unified_limits is not None else None)
+
+            def limit(name: str) -> int:
+                if found is None:
+                    return -1
+                value = found.get(name, 0)
+                return value * 1024 * 1024 if value > 0 and name.endswith("_total") \
+                    and name != "image_count_total" else value
+            count = (select(func.count()).select_from(Image)
+                     .where(Image.owner == owner))
+            staged = select(func.coalesce(func.sum(Image.size), 0)).where(
+                Image.owner == owner, Image.status.in_(STAGED_STATUSES))
+            return {
+                "image_size_total": {"limit": self.limit_bytes(owner, s),
+                                     "usage": self.usage(owner)},
+                "image_stage_total": {"limit": limit("image_stage_total"),
+                                      "usage": int(s.scalar(staged) or 0)},
+                "image_count_total": {"limit": limit("image_count_total"),
+                                      "usage": int(s.scalar(count.where(
+                                          Image.status != "deleted")) or 0)},
+                "image_count_uploading": {"limit": limit("image_count_uploading"),
+                                          "usage": int(s.scalar(count.where(
+                                              Image.status.in_(UPLOADING_STATUSES))) or 0)}}
+
+    def _check_count(self, s: Session, owner: str | None, resource: str, where: Any) -> None:
+        """Glance's ``use_keystone_limits`` count limits (``image_count_total``,
+        ``image_count_uploading``): one more must fit (a resource without a registered
+        limit allows none); 413 otherwise."""
+        if self.unified_limits is None:
+            return
+        limit = self.unified_limits.for_project(s, owner or "").get(resource, 0)
+        if limit < 0:
+            return
+        used = int(s.scalar(select(func.count()).select_from(Image).where(
+            Image.owner == owner, where)) or 0)
+        if used + 1 > limit:
+            raise PayloadTooLarge(f"Resource {resource} is over limit of {limit} due to "
+                                  f"current usage {used} and delta 1")
+
+    def _check_staged(self, s: Session, owner: str | None, length: int | None) -> None:
+        """``image_stage_total`` (MiB) of data staged for import."""
+        if self.unified_limits is None:
+            return
+        mib = self.unified_limits.for_project(s, owner or "").get("image_stage_total", 0)
+        if mib < 0:
+            return
+        used = int(s.scalar(select(func.coalesce(func.sum(Image.size), 0)).where(
+            Image.owner == owner, Image.status.in_(STAGED_STATUSES))) or 0)
+        if used + (length or 0) > mib * 1024 * 1024 or (mib == 0 and length is None):
+            raise PayloadTooLarge(f"Resource image_stage_total is over limit of {mib} MiB "
+                                  f"due to current usage {used} bytes")
+
     def quota_left(self, owner: str | None) -> int | None:
         """Bytes ``owner`` may still store (None: unlimited)."""
         limit = self.limit_bytes(owner)
@@ -794,6 +855,10 @@ class ImageManager(LocationsMixin):
             if not staging and (img.disk_format is None or img.container_format is None):
                 raise BadRequest("Properties disk_format, container_format must be set prior "
                                  "to saving data.")
+            self._check_count(s, img.owner, "image_count_uploading",
+                              Image.status.in_(UPLOADING_STATUSES))
+            if staging:
+                self._check_staged(s, img.owner, length)
             left = None
             limit = self.limit_bytes(img.owner, s)
             if limit >= 0:
