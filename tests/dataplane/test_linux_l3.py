@@ -375,3 +375,31 @@ def test_ipv6_router_advertisements(world: World) -> None:
     assert second.ra.pid(w.router_id) is None
     assert not Path(f"/proc/{pid}").exists() or b"radvd" not in Path(
         f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_address_scopes(world: World) -> None:
+    """Neutron's rules: an internal subnet in the external network's IPv4 address scope is
+    routed (no SNAT); across different scopes only NATed traffic passes."""
+    w = world
+    _g1, g2 = w.guests
+    int_net, ext_net = (p["network_id"] for p in (w.model.ports[w.if_port],
+                                                  w.model.ports[w.gw_port]))
+    w.model.networks[int_net]["ipv4_address_scope"] = "scope-a"
+    w.model.networks[ext_net]["ipv4_address_scope"] = "scope-a"
+    w.l3 = L3(w.host, w.options)
+    w.l3.apply(w.model, Dirty(all=True))
+    # The "upstream" routes the internal subnet to the router, as a scope's routing would.
+    sh("ip", "-n", w.root, "route", "add", "10.20.0.0/24", "via", "172.24.4.10")
+    srv = listen(w.root, 7101, EXT_GW)
+    guest_srv = listen(g2, 7102)
+    try:
+        assert peer_of(srv, g2, EXT_GW, 7101) == "10.20.0.6"  # same scope: not SNATed
+        assert peer_of(guest_srv, w.root, "10.20.0.6", 7102) == EXT_GW  # and routed in
+        w.model.networks[ext_net]["ipv4_address_scope"] = "scope-b"
+        w.apply()
+        assert peer_of(srv, g2, EXT_GW, 7101) == "172.24.4.10"  # other scope: SNATed
+        assert not connect(w.root, "10.20.0.6", 7102, timeout=1.0)  # not routed across
+        assert ping(w.root, "172.24.4.20")  # floating IPs still pass
+    finally:
+        srv.close()
+        guest_srv.close()
