@@ -119,6 +119,7 @@ def test_attach_detach_with_the_cli(cloud: RunningCloud, image: str) -> None:
         "instanceAction"]["events"]
     assert [(e["event"], e["result"]) for e in events] == [
         ("compute_extend_volume", "Success")] and events[0]["finish_time"]
+    assert extend["user_id"] and extend["project_id"] == conn.current_project_id
     # A snapshot of the attached volume: refused without --force before 3.66; taken with
     # the guest's I/O paused while the data is copied.
     # (OSC 10 drops --force when the cloud offers 3.66 while openstacksdk sends 3.65, so
@@ -423,6 +424,10 @@ def test_multiattach(cloud: RunningCloud, image: str) -> None:
     vtype = admin.block_storage.create_type(name="multiattach-t",
                                             extra_specs={"multiattach": "<is> True"})
     env, conn = _member(cloud, "mat")
+    # An empty type name is the default type, as in Cinder.
+    plain = conn.block_storage.create_volume(size=1, name="plain", volume_type="")
+    conn.block_storage.wait_for_status(plain, "available", wait=30)
+    conn.block_storage.delete_volume(plain)
     vol = conn.block_storage.create_volume(size=1, name="shared", volume_type=vtype.name)
     conn.block_storage.wait_for_status(vol, "available", wait=30)
     assert conn.block_storage.get_volume(vol.id).is_multiattach

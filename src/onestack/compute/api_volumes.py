@@ -282,6 +282,7 @@ class VolumeAttachmentRoutes:
                 continue
             # An instance action with the outcome as its event, as Nova records it.
             ctx = api._project_ctx(inst["project_id"])  # noqa: SLF001
+            ctx.user_id = inst["user_id"]  # the action is the server owner's (never None)
             await api.m.db.run(api.m.record_action, ctx, uuid, "extend_volume")
             try:
                 res = await api._call(inst, "extend_volume",  # noqa: SLF001

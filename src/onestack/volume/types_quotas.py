@@ -54,7 +54,8 @@ class TypesAndQuotasMixin:
         return ctx.is_admin or vt.is_public or (ctx.project_id or "") in (vt.projects or [])
 
     def _find_type(self, s: Session, ctx: RequestContext, ref: str | None) -> VolumeType:
-        if ref is None:
+        """A type by id or name; none (or an empty name, as Cinder) is the default."""
+        if not ref:
             vt = s.scalar(select(VolumeType).where(VolumeType.name == DEFAULT_TYPE))
         else:
             vt = s.get(VolumeType, ref) or s.scalar(
