@@ -115,6 +115,19 @@ def _until(fn: Any, timeout: float, step: float = 0.02) -> float:
     return time.perf_counter() - t0
 
 
+def stop(proc: subprocess.Popen[bytes], work: Path) -> None:
+    """Stop the cloud, then any QEMU guest of this run (guests outlive onestack by design),
+    and remove the run's directory."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in _guests_of(work):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def _guests_of(work: Path) -> list[int]:
     """QEMU processes started for this run (their command lines name its directory)."""
     out = []
@@ -180,14 +193,7 @@ def attach_latency(args: argparse.Namespace, out: dict[str, Any]) -> bool:
             c.delete(f"{compute}/servers/{sid}")
             _until(lambda: c.get(f"{compute}/servers/{sid}").status_code == 404, 60, 0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        for pid in _guests_of(work):  # guests outlive onestack by design: none of ours may
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(work, ignore_errors=True)
+        stop(proc, work)
     med = statistics.median(samples)
     api = statistics.median(answered)
     out["attach_visible_s"] = {"median": med, "max": max(samples), "rounds": len(samples),
@@ -269,12 +275,7 @@ def main() -> int:
             print(f"{args.gib} GiB full backup: {backup_s:.2f} s, plain copy {copy_s:.2f} s: "
                   f"ratio {ratio:.2f} (target >= 0.5)")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        shutil.rmtree(work, ignore_errors=True)
+        stop(proc, work)
     if args.attachments:
         ok &= attach_latency(args, out)
     results = ROOT / "bench" / "results"

@@ -134,15 +134,20 @@ class BootRecovery:
         devices = self.network.compute_port_devices()
         if not devices:
             return 0
-        with self.m.db.reader() as s:
-            gone = list(s.execute(select(Instance.uuid, Instance.system_metadata).where(
-                Instance.uuid.in_(list(devices)), Instance.deleted.is_(True))))
+        gone = self._deleted_among(devices)
         for uuid, sm in gone:
             try:
                 self.network.deallocate(uuid, list((sm or {}).get("preserve_ports") or []))
             except Exception:  # noqa: BLE001 - the next start tries again
                 LOG.exception("could not release the ports of deleted server %s", uuid)
         return len(gone)
+
+    def _deleted_among(self, uuids: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        """(uuid, system_metadata) of the deleted servers among ``uuids``."""
+        with self.m.db.reader() as s:
+            return [(u, dict(sm or {})) for u, sm in s.execute(
+                select(Instance.uuid, Instance.system_metadata).where(
+                    Instance.uuid.in_(list(uuids)), Instance.deleted.is_(True)))]
 
     def _volumes_of_deleted(self) -> int:
         """Release what deleted servers still hold of the volume service."""
@@ -151,9 +156,7 @@ class BootRecovery:
         holders = self.volumes.attached_servers()
         if not holders:
             return 0
-        with self.m.db.reader() as s:
-            gone = list(s.execute(select(Instance.uuid, Instance.system_metadata).where(
-                Instance.uuid.in_(list(holders)), Instance.deleted.is_(True))))
+        gone = self._deleted_among(holders)
         for uuid, sm in gone:
             release_all(self.volumes, uuid, block_devices.of({"system_metadata": sm}))
         return len(gone)
