@@ -7,7 +7,8 @@ puts a FAT file system on it and writes a file. The volume is detached (the gues
 of the disk), attached to a second guest, and the file is there. While attached it grows
 (microversion 3.42) and the guest sees the new size. Then a snapshot, a volume from it, a
 backup restored into a new volume (the file again, read by a third guest booted *from a
-volume* made of the test image), a transfer to another project, and deleting everything
+volume* made of the test image; what it writes under ``/disk`` is read again by a fourth
+guest booted from the same volume), a transfer to another project, and deleting everything
 leaves no file in the volume directory.
 
 Root, QEMU and the data-plane tools only; everything the test made is removed afterwards.
@@ -131,6 +132,17 @@ def test_volumes_with_real_guests(lab: Lab) -> None:
                                 "cat /mnt/v/note && umount /mnt/v")
     assert "written-by-vm-a" in out
     lab.run("server", "remove", "volume", "vm-c", "restored")
+    # What the guest writes under /disk (its root disk's file system) is on the root volume:
+    # a new guest booted from the same volume reads it.
+    assert "/disk" in _in_guest(lab, fip_c, "grep ' /disk ' /proc/mounts")
+    _in_guest(lab, fip_c, "echo kept-on-the-root-volume > /disk/stamp && sync")
+    lab.run("server", "delete", "--wait", "vm-c")
+    _status(lab, "root", "available")
+    lab.json("server", "create", "--volume", "root", "--flavor", GUEST_FLAVOR, "--network",
+             "vlab-net", "--security-group", "vlab-sg", "--key-name", "lab-key", "--wait",
+             "vm-d")
+    fip_d = lab.reachable("vm-d")
+    assert "kept-on-the-root-volume" in _in_guest(lab, fip_d, "cat /disk/stamp")
 
     # ---- transfer to another project
     other, other_pw, other_project = lab.cloud.make_member("vlab2")
@@ -142,7 +154,7 @@ def test_volumes_with_real_guests(lab: Lab) -> None:
     lab.run("volume", "delete", "from-snap", env=env2)
 
     # ---- delete everything: nothing left in the volume directory
-    lab.run("server", "delete", "--wait", "vm-a", "vm-b", "vm-c")
+    lab.run("server", "delete", "--wait", "vm-a", "vm-b", "vm-d")
     lab.run("volume", "backup", "delete", "bk")
     lab.run("volume", "snapshot", "delete", "snap")
     _wait(lambda: not lab.json("volume", "snapshot", "list"), "the snapshot to go")

@@ -324,6 +324,26 @@ def test_rescue_unrescue(host: Host) -> None:
         state = json.loads((host.data_dir / "instances" / spec["uuid"] / "state.json")
                            .read_text())
         assert state["rescue"] is None
+        host.wait_ready("battery1", 6)
+    # Stable device rescue (Nova 2.87 with hw_rescue_bus/hw_rescue_device): the guest's
+    # disks keep their places, the rescue disk is added on the bus the image names.
+    image = dict(spec["image"], properties={**(spec["image"].get("properties") or {}),
+                                            "hw_rescue_bus": "scsi",
+                                            "hw_rescue_device": "disk"})
+    run(host.driver.rescue(spec, image))
+    assert run(host.driver.get_info(spec)) == PowerState.RUNNING
+    if host.kind == "qemu":
+        d = host.data_dir / "instances" / spec["uuid"]
+        state = json.loads((d / "state.json").read_text())
+        assert state["rescue"]["stable"] == {"bus": "scsi", "device": "disk"}
+        argv = (Path("/proc") / (d / "qemu.pid").read_text().strip() / "cmdline"
+                ).read_bytes().split(b"\0")
+        devices = [a.decode() for a in argv if a.startswith((b"virtio-blk", b"scsi-"))]
+        assert devices[0].startswith("virtio-blk-pci,drive=disk0")
+        assert "scsi-hd,bus=rescue-scsi.0,drive=rescue" in devices
+        host.wait_ready("battery1", 7)
+    run(host.driver.unrescue(spec))
+    assert run(host.driver.get_info(spec)) == PowerState.RUNNING
 
 
 def test_snapshot_is_bootable(host: Host) -> None:

@@ -326,12 +326,19 @@ class ComputeAgent:
                           self.driver.unrescue, vm_state=states.ACTIVE,
                           power_state=states.RUNNING)
 
-    async def rebuild_instance(self, instance_uuid: str, image_ref: str) -> None:
+    async def rebuild_instance(self, instance_uuid: str, image_ref: str,
+                               reimage_volume: str | None = None) -> None:
+        """Rebuild the guest; with ``reimage_volume`` (a volume-backed server given a new
+        image, 2.93) that root volume is re-imaged between the old guest and the new."""
         inst = await self._load(instance_uuid)
         if inst is None or inst["task_state"] != "rebuilding":
             return
         try:
             await self.driver.destroy(self.spec(inst))
+            if reimage_volume:
+                if self.volumes is None:
+                    raise DriverError("no volume service to re-image the root volume")
+                await asyncio.to_thread(self.volumes.reimage, reimage_volume, image_ref)
             await self.driver.spawn(await self._files(self.spec(inst)))
             if inst["vm_state"] == states.STOPPED:
                 await self.driver.power_off(self.spec(inst))

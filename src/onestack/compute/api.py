@@ -549,6 +549,11 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                 raise BadRequest("Flavor's disk is too small for requested image.")
             if flavor["root_gb"] and image["size"] > flavor["root_gb"] * 1024 ** 3:
                 raise BadRequest("Flavor's disk is too small for requested image.")
+            if not flavor["root_gb"] and not req.allowed(
+                    "os_compute_api:servers:create:zero_disk_flavor",
+                    {"project_id": ctx.project_id or ""}):
+                raise Forbidden("Only volume-backed servers are allowed for flavors with "
+                                "zero disk.")
         networks = srv.get("networks")
         requested_networks: list[dict[str, Any]] = []
         if v >= "2.37" and networks is None:
@@ -981,8 +986,17 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         if not isinstance(args, dict):
             raise ValidationError("Invalid input for field/attribute rescue.")
         rescue_image = args.get("rescue_image_ref")
+        props = dict(inst["system_metadata"].get("image_properties") or {})
         if rescue_image is not None:
-            await req.run(self._image, req, schemas.ref_id(rescue_image, "rescue_image_ref"))
+            props = (await req.run(self._image, req, schemas.ref_id(
+                rescue_image, "rescue_image_ref")))["properties"]
+        # Nova: a volume-backed server is rescued from 2.87 only, with a rescue image that
+        # says where its disk goes (stable device rescue: hw_rescue_bus/hw_rescue_device).
+        if block_devices.root(inst) is not None and not (
+                v_ge(req, "2.87") and "hw_rescue_bus" in props
+                and "hw_rescue_device" in props):
+            raise BadRequest(f"Instance {inst['uuid']} cannot be rescued: Cannot rescue a "
+                             "volume-backed instance")
         password = args.get("adminPass") or _admin_pass()
         await self._simple(req, inst, "rescue", "rescuing", "rescue_instance",
                            rescue_image=rescue_image)
@@ -1141,10 +1155,13 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             raise BadRequest(f"Flavor {fid} could not be found.") from None
         if flavor["id"] == inst["flavor"]["id"]:
             raise BadRequest("When resizing, instances must change flavor!")
-        if flavor["root_gb"] == 0 and inst["flavor"]["root_gb"] != 0:
-            raise BadRequest("Resize to zero disk flavor is not allowed.")
-        if flavor["root_gb"] < inst["flavor"]["root_gb"]:
-            raise BadRequest("Resize error: Unable to resize disk down.")
+        # A volume-backed server's root disk is its volume: the flavor's disk size does not
+        # apply to it (Nova).
+        if block_devices.root(inst) is None:
+            if flavor["root_gb"] == 0 and inst["flavor"]["root_gb"] != 0:
+                raise BadRequest("Resize to zero disk flavor is not allowed.")
+            if flavor["root_gb"] < inst["flavor"]["root_gb"]:
+                raise BadRequest("Resize error: Unable to resize disk down.")
         used = await req.run(self.m.quota_usage, inst["project_id"])
         limits = await req.run(self.m.quota_limits, inst["project_id"])
         from onestack.compute import quotas
@@ -1266,6 +1283,10 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                              "found.")
         image = await req.run(self._image, req, image_id)
         extra: dict[str, Any] = {"image_ref": image_id}
+        reimage = await self._volume_backed_rebuild(req, inst, image, v)
+        if block_devices.root(inst) is not None:
+            # An empty image_ref marks a volume-backed server (Nova keeps it so).
+            extra.pop("image_ref")
         if "name" in args:
             extra["display_name"] = schemas.name(args["name"])
         if "metadata" in args:
@@ -1290,6 +1311,8 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             if args.get(field):
                 extra[col] = fn(args[field], field)
         sm = dict(inst["system_metadata"], image_properties=image["properties"])
+        if reimage:
+            sm["boot_image"] = image_id
         if "OS-DCF:diskConfig" in args:
             if args["OS-DCF:diskConfig"] not in ("AUTO", "MANUAL"):
                 raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
@@ -1299,10 +1322,35 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "rebuild",
                              "rebuilding", None, (None,), True, None, extra)
         await self._cast(inst, "rebuild_instance", instance_uuid=inst["uuid"],
-                         image_ref=image_id)
+                         image_ref=image_id, reimage_volume=reimage)
         doc = await self._action_view(req, inst, rebuild=True)
         doc["adminPass"] = password
         return FastJSON({"server": doc}, status_code=202)
+
+    async def _volume_backed_rebuild(self, req: ApiRequest, inst: InstanceDict,
+                                     image: dict[str, Any], v: APIVersion) -> str | None:
+        """Nova's rules for rebuilding a volume-backed server: the image in its root volume
+        again (a plain rebuild), or, from 2.93, a new image written into the root volume
+        (returns that volume's id: the agent re-images it); otherwise 400."""
+        bdm = block_devices.root(inst)
+        if bdm is None or self.volumes is None:
+            return None
+        vol = await req.run(self.volumes.get, RequestContext.admin(), bdm["volume_id"])
+        if vol.get("image_id") == image["id"]:
+            return None
+        if v < "2.93":
+            raise BadRequest(f"Image {image['id']} is unacceptable: Unable to rebuild with a "
+                             "different image for a volume-backed server.")
+        if len(vol.get("attachments") or []) > 1:
+            raise Conflict("Cannot re-image a volume which is attached to more than one "
+                           "server.")
+        need = max(int(image.get("min_disk") or 0),
+                   -(-int(image.get("size") or 0) // (1 << 30)))
+        if need > int(vol["size"]):
+            raise BadRequest(f"Volume is smaller than the minimum size specified in image "
+                             f"metadata. Volume size is {int(vol['size']) << 30} bytes, "
+                             f"minimum size is {need << 30} bytes.")
+        return str(vol["id"])
 
     async def a_shelve(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         image_id = None

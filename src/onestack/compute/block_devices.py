@@ -31,6 +31,12 @@ def find(inst: dict[str, Any], volume_id: str) -> dict[str, Any] | None:
     return next((b for b in of(inst) if b.get("volume_id") == volume_id), None)
 
 
+def root(inst: dict[str, Any]) -> dict[str, Any] | None:
+    """The root volume's block device of a volume-backed server (None: image-backed)."""
+    return next((b for b in of(inst) if b.get("boot_index") in (0, "0")
+                 and b.get("volume_id")), None)
+
+
 def _letters() -> list[str]:
     one = list(string.ascii_lowercase)
     return one + [a + b for a in one for b in one]

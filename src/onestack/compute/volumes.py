@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import APIError, BadRequest, NotFound
+from onestack.volume import reimage
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ class ComputeVolumes(Protocol):
     def delete(self, volume_id: str) -> None: ...
 
     def attached_servers(self) -> set[str]: ...
+
+    def reimage(self, volume_id: str, image_id: str) -> None:
+        """Write ``image_id``'s disk over the (in-use) root volume of a server being rebuilt
+        (blocking; Nova's rebuild at 2.93 through Cinder's re-image); raises when the
+        volume service could not."""
+        ...
 
     def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]: ...
 
@@ -249,6 +256,19 @@ class LocalVolumes:
     def release(self, attachment_id: str) -> None:
         with contextlib.suppress(NotFound):  # already gone
             self.a.delete(None, attachment_id)
+
+    def reimage(self, volume_id: str, image_id: str) -> None:
+        if self.m.images is None:
+            raise BadRequest("no image service to re-image from")
+        image = self.m.images.volume_image(RequestContext.admin(), image_id)
+
+        def begin(v: Any) -> None:
+            image.check_fits(v.size)
+            reimage.mark(v)
+        self.m.volume_action(RequestContext.admin(), volume_id, "volume:update", begin)
+        if not reimage.finish(self.m, volume_id, image):
+            raise BadRequest(f"Volume {volume_id} could not be re-imaged with image "
+                             f"{image_id}.")
 
     def _volume_action(self, volume_id: str, fn: Any) -> None:
         ctx = RequestContext.admin()

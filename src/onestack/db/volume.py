@@ -78,6 +78,21 @@ class VolumeType(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
 
 
+class VolumeTypeEncryption(Base):
+    """The encryption a volume type asks for (Cinder's ``encryption`` of a type): at most
+    one per type."""
+
+    __tablename__ = "volume_type_encryption"
+    volume_type_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    encryption_id: Mapped[str] = mapped_column(String(36))
+    provider: Mapped[str] = mapped_column(String(255))
+    cipher: Mapped[str | None] = mapped_column(String(255), default=None)
+    key_size: Mapped[int | None] = mapped_column(Integer, default=None)
+    control_location: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
 class QosSpecs(Base):
     """Named QoS specs (``consumer`` back-end, front-end or both) that types point to."""
 

@@ -19,14 +19,18 @@ from onestack.config import Settings
 from onestack.identity import passwords
 from onestack.identity.manager import IdentityManager
 
-#: (catalog type, service name, description, URL path) for each onestack API.
-CATALOG = {
-    "identity": ("identity", "keystone", "OpenStack Identity", "/v3"),
-    "image": ("image", "glance", "OpenStack Image service", ""),
-    "compute": ("compute", "nova", "OpenStack Compute", "/v2.1"),
-    "placement": ("placement", "placement", "OpenStack Placement", ""),
-    "network": ("network", "neutron", "OpenStack Networking", ""),
-    "volume": ("block-storage", "cinder", "OpenStack Block Storage", "/v3/$(project_id)s"),
+#: (catalog type, service name, description, URL path) of each onestack API; the volume
+#: API is registered twice, as DevStack does: ``block-storage`` (the official type) and
+#: ``volumev3`` (the type older clients and Tempest's default look for).
+CATALOG: dict[str, list[tuple[str, str, str, str]]] = {
+    "identity": [("identity", "keystone", "OpenStack Identity", "/v3")],
+    "image": [("image", "glance", "OpenStack Image service", "")],
+    "compute": [("compute", "nova", "OpenStack Compute", "/v2.1")],
+    "placement": [("placement", "placement", "OpenStack Placement", "")],
+    "network": [("network", "neutron", "OpenStack Networking", "")],
+    "volume": [("block-storage", "cinder", "OpenStack Block Storage", "/v3/$(project_id)s"),
+               ("volumev3", "cinderv3", "OpenStack Block Storage (v3 alias)",
+                "/v3/$(project_id)s")],
 }
 MANAGED = "onestack"
 
@@ -126,22 +130,20 @@ def ensure_catalog(m: IdentityManager, settings: Settings, services: list[str]) 
     existing = m.list_services()
     endpoints = m.list_endpoints()
     for svc_name in services:
-        if svc_name not in CATALOG:
-            continue
-        stype, name, desc, path = CATALOG[svc_name]
-        url = settings.url(svc_name) + path
-        svc = next((s for s in existing if s.type == stype
-                    and (s.extra or {}).get("name") == name), None)
-        if svc is None:
-            svc = m.create_service(stype, name, desc, extra={"managed_by": MANAGED})
-        for interface in ("public", "internal", "admin"):
-            ep = next((e for e in endpoints if e.service_id == svc.id
-                       and e.interface == interface and e.region_id == settings.region), None)
-            if ep is None:
-                m.create_endpoint(svc.id, interface, url, settings.region,
-                                  extra={"managed_by": MANAGED})
-            elif (ep.extra or {}).get("managed_by") == MANAGED and ep.url != url:
-                m.update_endpoint(ep.id, {"url": url})
+        for stype, name, desc, path in CATALOG.get(svc_name, []):
+            url = settings.url(svc_name) + path
+            svc = next((s for s in existing if s.type == stype
+                        and (s.extra or {}).get("name") == name), None)
+            if svc is None:
+                svc = m.create_service(stype, name, desc, extra={"managed_by": MANAGED})
+            for interface in ("public", "internal", "admin"):
+                ep = next((e for e in endpoints if e.service_id == svc.id and
+                           e.interface == interface and e.region_id == settings.region), None)
+                if ep is None:
+                    m.create_endpoint(svc.id, interface, url, settings.region,
+                                      extra={"managed_by": MANAGED})
+                elif (ep.extra or {}).get("managed_by") == MANAGED and ep.url != url:
+                    m.update_endpoint(ep.id, {"url": url})
 
 
 def _quote(value: str) -> str:

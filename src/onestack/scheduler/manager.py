@@ -136,7 +136,14 @@ class Scheduler:
         passing = hosts
         for f in self.filters:
             if f.applies(spec):
+                before = len(passing)
                 passing = f.filter_all(passing, spec)
+                if not passing:
+                    # Nova's "Filter X returned 0 hosts": why a boot found no valid host.
+                    LOG.info("filter %s returned 0 of %d hosts (%d vCPU, %d MB, %d GB)",
+                             type(f).__name__, before, spec.vcpus, spec.memory_mb,
+                             spec.disk_gb)
+                    return []
         if not passing:
             return []
         ranked = [h for _, h in weigh_hosts(passing, spec, self.weighers)]

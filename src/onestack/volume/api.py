@@ -17,11 +17,12 @@ from onestack.api.app import ApiRequest, FastJSON, Service, route
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound
+from onestack.common.ids import is_uuid
 from onestack.common.pagination import parse_limit
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Snapshot, Volume
 from onestack.volume import attach_actions as aa
-from onestack.volume import views
+from onestack.volume import reimage, views
 from onestack.volume.manager import VOLUME_STATUSES, VolumeManager
 from onestack.volume.microversion import (
     MAX_VERSION,
@@ -483,6 +484,8 @@ class VolumeAPI:
             await req.run(self.m.begin_delete, req.ctx, vid, True, True)
             self._later(self.m.finish_delete, vid)
             return Response(status_code=202)
+        if action == "os-reimage":
+            return await self._reimage(req, vid, arg)
         if action == "os-volume_upload_image":
             return await self._upload_image(req, vid, _obj(body, action))
         if action == "os-retype":
@@ -526,6 +529,25 @@ class VolumeAPI:
             await req.run(self.guard_nova, req.ctx, vid, None)
             return Response(status_code=202)
         raise BadRequest(f"There is no such action: {action}")
+
+    async def _reimage(self, req: ApiRequest, vid: str, args: Any) -> Response:
+        """``os-reimage`` (3.68): the volume's data replaced by an image's disk."""
+        if version_of(req.request.scope) < "3.68":
+            raise NotFound("There is no such action: os-reimage")
+        if not isinstance(args, dict) or set(args) - {"image_id", "reimage_reserved"}:
+            raise BadRequest("Invalid input for field/attribute os-reimage: only image_id "
+                             "and reimage_reserved are allowed.")
+        image_id = args.get("image_id")
+        if not isinstance(image_id, str) or not is_uuid(image_id):
+            raise BadRequest("Invalid input for field/attribute image_id: a UUID is "
+                             "required.")
+        reserved = _bool(args.get("reimage_reserved", False), "reimage_reserved")
+        if self.m.images is None:
+            raise BadRequest("Invalid input received: no image service to re-image from.")
+        image = await req.run(self.m.images.volume_image, req.ctx, image_id)
+        await req.run(reimage.begin, self.m, req.ctx, vid, image, reserved)
+        self._later(reimage.finish, self.m, vid, image)
+        return Response(status_code=202)
 
     def guard_nova(self, ctx: Any, volume_id: str, attachment_id: Any) -> None:
         """Cinder's rule since OSSA-2023-003: an attachment the compute service uses (its

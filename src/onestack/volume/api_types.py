@@ -9,7 +9,8 @@ from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
 from onestack.common.errors import BadRequest, NotFound
-from onestack.volume import views
+from onestack.volume import encryption, views
+from onestack.volume.encryption import EncryptionTypes
 from onestack.volume.params import _bool, _metadata, _obj, _text
 
 if TYPE_CHECKING:
@@ -32,11 +33,17 @@ def add_type_routes(api: VolumeAPI) -> None:
     r("/v3/types/{id}/extra_specs/{key}", h.extra_spec, ["GET"])
     r("/v3/types/{id}/extra_specs/{key}", h.put_extra_spec, ["PUT"])
     r("/v3/types/{id}/extra_specs/{key}", h.delete_extra_spec, ["DELETE"])
+    r("/v3/types/{id}/encryption", h.show_encryption, ["GET"])
+    r("/v3/types/{id}/encryption", h.create_encryption, ["POST"])
+    r("/v3/types/{id}/encryption/{key}", h.encryption_item, ["GET"])
+    r("/v3/types/{id}/encryption/{key}", h.update_encryption, ["PUT"])
+    r("/v3/types/{id}/encryption/{key}", h.delete_encryption, ["DELETE"])
 
 
 class _Types:
     def __init__(self, api: VolumeAPI) -> None:
         self.m = api.m
+        self.enc = EncryptionTypes(api.m)
 
     async def list_types(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("volume_extension:type_get_all", {"project_id": req.ctx.project_id or ""})
@@ -139,3 +146,33 @@ class _Types:
         await req.run(self.m.delete_extra_spec, req.param("id"), req.param("key"))
         return Response(status_code=202)
 
+
+    # ------------------------------------------------------------------ encryption
+    async def show_encryption(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req, "volume_extension:volume_type_encryption:get")
+        return await req.run(self.enc.get, req.param("id"))
+
+    async def create_encryption(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req, "volume_extension:volume_type_encryption:create")
+        spec = encryption.parse(await req.json(), create=True)
+        return {"encryption": await req.run(self.enc.create, req.param("id"), spec)}
+
+    async def encryption_item(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req, "volume_extension:volume_type_encryption:get")
+        spec = await req.run(self.enc.get, req.param("id"))
+        key = req.param("key")
+        if key not in spec:
+            raise NotFound(f"Volume type encryption for type {req.param('id')} does not "
+                           "exist.")
+        return {key: spec[key]}
+
+    async def update_encryption(self, req: ApiRequest) -> dict[str, Any]:
+        self._admin(req, "volume_extension:volume_type_encryption:update")
+        spec = encryption.parse(await req.json(), create=False)
+        await req.run(self.enc.update, req.param("id"), req.param("key"), spec)
+        return {"encryption": spec}
+
+    async def delete_encryption(self, req: ApiRequest) -> Response:
+        self._admin(req, "volume_extension:volume_type_encryption:delete")
+        await req.run(self.enc.delete, req.param("id"), req.param("key"))
+        return Response(status_code=202)

@@ -38,6 +38,17 @@ class VolumeImage:
         meta.update({k: str(v) for k, v in self.properties.items()})
         return meta
 
+    def check_fits(self, size_gb: int) -> None:
+        """400 (Cinder's wording) unless the image's disk and ``min_disk`` fit in a volume
+        of ``size_gb``."""
+        need = -(-max(self.size, self.virtual_size or 0) // (1 << 30))
+        if need > size_gb:
+            raise BadRequest(f"Invalid input received: Size of specified image {need} "
+                             f"GB is larger than volume size {size_gb} GB.")
+        if self.min_disk > size_gb:
+            raise BadRequest(f"Invalid input received: Volume size {size_gb} GB cannot "
+                             f"be smaller than the image minDisk size {self.min_disk} GB.")
+
 
 class ImageSource(Protocol):
     def volume_image(self, ctx: RequestContext, image_id: str) -> VolumeImage:

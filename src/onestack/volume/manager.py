@@ -34,7 +34,8 @@ from onestack.db.volume import (
     Volume,
     VolumeType,
 )
-from onestack.drivers.volume.base import GiB, VolumeDriver, VolumeDriverError
+from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
+from onestack.volume import encryption, reimage
 from onestack.volume.images import ImageSource, VolumeImage
 from onestack.volume.scheduling import unmet
 from onestack.volume.types_quotas import (  # noqa: F401 - re-exported
@@ -265,15 +266,12 @@ class VolumeManager(TypesAndQuotasMixin):
                 raise BadRequest(f"Invalid input received: Volume size '{want}' must be an "
                                  "integer and greater than 0.")
             if image is not None:
-                need = -(-max(image.size, image.virtual_size or 0) // GiB)
-                if need > want:
-                    raise BadRequest(f"Invalid input received: Size of specified image {need} "
-                                     f"GB is larger than volume size {want} GB.")
-                if image.min_disk > want:
-                    raise BadRequest(f"Invalid input received: Volume size {want} GB cannot "
-                                     f"be smaller than the image minDisk size "
-                                     f"{image.min_disk} GB.")
+                image.check_fits(want)
             vt = self._find_type(s, ctx, type_ref)
+            if encryption.encrypted(s, vt.id):
+                raise BadRequest(f"Invalid input received: volume type {vt.name} is "
+                                 "encrypted, and this cloud has no key manager to keep "
+                                 "volume encryption keys.")
             if group_id is not None:
                 group = s.get(Group, group_id)
                 if group is None or (not ctx.is_admin and group.project_id != project):
@@ -495,6 +493,9 @@ class VolumeManager(TypesAndQuotasMixin):
             if vt.id == vol.volume_type_id:
                 raise BadRequest("Invalid input received: Retype requested to the volume's "
                                  "current type.")
+            if encryption.encrypted(s, vt.id):
+                raise BadRequest("Invalid input received: Retype cannot change encryption "
+                                 "requirements (this cloud has no key manager).")
             vol.volume_type_id = vt.id
             vol.updated_at = utcnow()
         self._tx(run)
@@ -671,6 +672,9 @@ class VolumeManager(TypesAndQuotasMixin):
                 else:
                     self._set_status(vol.id, "error")
                     counts["failed"] += 1
+            elif vol.status == "downloading":
+                reimage.reconcile(self, vol.id)
+                counts["failed"] += 1
             elif vol.status == "deleting":
                 self.finish_delete(vol.id)
                 counts["deleted"] += 1

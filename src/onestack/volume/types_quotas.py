@@ -14,7 +14,7 @@ from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
-from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType
+from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType, VolumeTypeEncryption
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -126,6 +126,9 @@ class TypesAndQuotasMixin:
                 raise BadRequest("The default volume type cannot be deleted.")
             if s.scalar(select(Volume.id).where(Volume.volume_type_id == vt.id).limit(1)):
                 raise BadRequest("Target volume type is still in use.")
+            enc = s.get(VolumeTypeEncryption, vt.id)
+            if enc is not None:
+                s.delete(enc)
             s.delete(vt)
         self._tx(run)
 

@@ -6,8 +6,11 @@ fastest: direct kernel boot, no bootloader, no root file system to read):
 
 * ``onestack-guest-kernel`` (``aki``): the kernel (uncompressed PVH ``vmlinux`` when built);
 * ``onestack-guest-ramdisk`` (``ari``): the initramfs holding the whole guest;
-* ``onestack-guest`` (``qcow2``, 64 MiB, empty): the root disk, with ``kernel_id``,
-  ``ramdisk_id`` and ``os_command_line`` properties;
+* ``onestack-guest`` (``qcow2``, 64 MiB): the root disk, with ``kernel_id``,
+  ``ramdisk_id`` and ``os_command_line`` properties; it holds an empty FAT file system
+  labelled ``GUESTDISKFS`` that the guest mounts at ``/disk`` (what it writes there stays on
+  its disk, or on the root volume it was booted from; the rest of its file system lives in
+  memory);
 
 and the flavor ``m1.guest`` (1 vCPU, 256 MB, 1 GB) is created. ``openstack server create
 --image onestack-guest --flavor m1.guest --config-drive true vm1`` then boots in seconds.
@@ -68,8 +71,7 @@ def register_guest(images: Any, compute: Any, owner: str | None) -> str | None:
                                        **common}, guest.initrd)
     with tempfile.TemporaryDirectory(prefix="onestack-guest-") as tmp:
         disk = Path(tmp) / "root.qcow2"
-        qemu_img = shutil.which("qemu-img") or "qemu-img"
-        subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+        root_disk(disk)
         image_id = _upload(images, ctx, {
             "name": GUEST_IMAGE_NAME, "disk_format": "qcow2", "container_format": "bare",
             "kernel_id": kernel_id, "ramdisk_id": ramdisk_id,
@@ -78,6 +80,35 @@ def register_guest(images: Any, compute: Any, owner: str | None) -> str | None:
     LOG.info("registered the test guest as image %s (kernel %s, ramdisk %s)", image_id,
              kernel_id, ramdisk_id)
     return image_id
+
+
+#: Label of the test guest's disk file system (exactly 11 characters: FAT pads shorter
+#: ones); the guest's init mounts a disk with it at ``/disk``.
+DISK_LABEL = "GUESTDISKFS"
+
+
+def root_disk(path: Path, size_mb: int = 64) -> None:
+    """The test guest's root disk at ``path`` (qcow2): a FAT file system labelled
+    :data:`DISK_LABEL`, made with the host's busybox (installed by the project's scripts);
+    without busybox, an empty disk (the guest then keeps nothing on it)."""
+    qemu_img = shutil.which("qemu-img") or "qemu-img"
+    busybox = shutil.which("busybox")
+    raw = path.with_suffix(".raw")
+    try:
+        if busybox is None:
+            raise OSError("busybox is not installed")
+        with open(raw, "wb") as fh:
+            fh.truncate(size_mb << 20)
+        subprocess.run([busybox, "mkdosfs", "-n", DISK_LABEL, str(raw)], check=True,
+                       capture_output=True)
+        subprocess.run([qemu_img, "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw),
+                        str(path)], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        LOG.warning("the test guest's disk has no file system (%s)", exc)
+        subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(path), f"{size_mb}M"],
+                       check=True)
+    finally:
+        raw.unlink(missing_ok=True)
 
 
 def setup_real_guests(settings: Any, agents: Any, images: Any, compute: Any,

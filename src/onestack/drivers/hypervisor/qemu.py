@@ -176,6 +176,38 @@ def _free_vnc_display(uuid: str) -> int:
     raise DriverError("no free VNC port in 5900-6899")
 
 
+
+#: ``hw_rescue_bus`` → the QEMU devices of a rescue disk (``{drive}``: its drive id);
+#: ``ide``/``sata`` use the AHCI controller q35 (and pc's IDE) already has.
+_RESCUE_BUS = {
+    "virtio": ([], "virtio-blk-pci,drive={drive}", None),
+    "scsi": (["-device", "virtio-scsi-pci,id=rescue-scsi"],
+             "scsi-{kind},bus=rescue-scsi.0,drive={drive}", ("hd", "cd")),
+    "usb": (["-device", "qemu-xhci,id=rescue-usb",
+             "-device", "usb-bot,id=rescue-bot,bus=rescue-usb.0"],
+            "scsi-{kind},bus=rescue-bot.0,drive={drive}", ("hd", "cd")),
+    "ide": ([], "ide-{kind},bus=ide.1,drive={drive}", ("hd", "cd")),
+    "sata": ([], "ide-{kind},bus=ide.1,drive={drive}", ("hd", "cd")),
+}
+
+
+def rescue_device_argv(path: Path, bus: str, device: str) -> list[str]:
+    """QEMU arguments of a stable-device rescue disk (``hw_rescue_bus`` ``bus``,
+    ``hw_rescue_device`` ``disk`` or ``cdrom``); ``DriverError`` for what this driver
+    cannot attach (Nova's "unsupported rescue bus/device")."""
+    if bus not in _RESCUE_BUS:
+        raise DriverError(f"Unsupported rescue bus {bus!r}")
+    if device not in ("disk", "cdrom"):
+        raise DriverError(f"Unsupported rescue device {device!r}")
+    if device == "cdrom" and bus == "virtio":
+        raise DriverError("A virtio rescue bus cannot carry a cdrom")
+    extra, dev, kinds = _RESCUE_BUS[bus]
+    kind = (kinds[1] if device == "cdrom" else kinds[0]) if kinds else ""
+
+    cd = ",media=cdrom,readonly=on" if device == "cdrom" else ""
+    return ["-drive", f"file={path},if=none,id=rescue,format=qcow2{cd}", *extra,
+            "-device", dev.format(drive="rescue", kind=kind)]
+
 class _KvmProbe:
     """Whether KVM really runs guests here: boot a tiny guest under it, time-boxed.
 
@@ -589,9 +621,14 @@ class QemuDriver(HypervisorDriver):
                 argv += ["-initrd", boot["ramdisk"]]
         volumes = list(spec.get("block_devices") or [])
         root = [b for b in volumes if b.get("boot_index") == 0]
-        if root and rescue is None:  # volume-backed: the root volume is the first disk
+        # Stable device rescue (the rescue image names hw_rescue_bus/device): the guest's
+        # disks keep their places and the rescue disk comes last; otherwise the rescue disk
+        # is first and the guest's own disks follow.
+        stable = (rescue or {}).get("stable")
+        legacy = rescue is not None and not stable
+        if root and not legacy:  # volume-backed: the root volume is the first disk
             argv += self.disks.argv(root, {})
-        disks = [d / "disk.rescue", d / "disk"] if rescue is not None else [d / "disk"]
+        disks = [d / "disk.rescue", d / "disk"] if legacy else [d / "disk"]
         disks += [d / "disk.local", d / "disk.swap"]
         for n, disk in enumerate(disks):
             if not disk.exists():
@@ -599,14 +636,16 @@ class QemuDriver(HypervisorDriver):
             argv += ["-drive", f"file={disk},if=none,id=disk{n},format=qcow2,cache=writeback,"
                                "discard=unmap",
                      "-device", f"virtio-blk-pci,drive=disk{n}"
-                     + (",bootindex=1" if n == 0 else "")]
+                     + (",bootindex=1" if n == 0 and not stable else "")]
+        if stable and (d / "disk.rescue").exists():
+            argv += rescue_device_argv(d / "disk.rescue", stable["bus"], stable["device"])
         if (d / "config.iso").exists():
             argv += ["-drive", f"file={d / 'config.iso'},if=none,id=config,format=raw,"
                                "readonly=on",
                      "-device", "virtio-blk-pci,drive=config"]
         argv += self.nics.argv(self._ports(spec), machine, state.get("nic_slots") or {},
                                int(state.get("root_ports") or LEGACY_SLOTS))
-        argv += self.disks.argv([b for b in volumes if b.get("boot_index") != 0 or rescue],
+        argv += self.disks.argv([b for b in volumes if b.get("boot_index") != 0 or legacy],
                                 state.get("disk_slots") or {})
         if incoming:
             argv += ["-incoming", "defer"]
@@ -1091,24 +1130,33 @@ class QemuDriver(HypervisorDriver):
 
     async def rescue(self, instance: InstanceSpec, rescue_image: dict[str, Any]) -> None:
         """Boot from ``rescue_image`` (a spec image dict; default: the instance's own image)
-        with the instance's disk attached second."""
+        with the instance's disk attached second; a rescue image with ``hw_rescue_bus``/
+        ``hw_rescue_device`` gets Nova's stable device rescue (the guest's disks, its root
+        volume included, stay where they are; the rescue disk is added on that bus)."""
         uuid = instance["uuid"]
         async with self._lock(uuid):
             state = self._load_state(uuid)
             image = self._resolve_image(rescue_image or {})
             if not image.get("path") and not image.get("kernel_path"):
                 image = state["spec"].get("image") or {}  # default: the instance's image
-            await self._stop(uuid, 0)
             d = self._dir(uuid)
+            props = image.get("properties") or {}
+            stable = None
+            if props.get("hw_rescue_bus") or props.get("hw_rescue_device"):
+                stable = {"bus": str(props.get("hw_rescue_bus") or "virtio"),
+                          "device": str(props.get("hw_rescue_device") or "disk")}
+                rescue_device_argv(d / "disk.rescue", stable["bus"], stable["device"])
+            await self._stop(uuid, 0)
 
             def prepare() -> dict[str, Any]:
                 boot = self._boot_files(image)
-                if image.get("path"):
+                if image.get("path") or stable:
                     self._make_root_disk(d / "disk.rescue", image, 0)
                 return boot
 
             boot = await asyncio.to_thread(prepare)
-            state["rescue"] = {"image": {k: image.get(k) for k in ("id", "path")}, "boot": boot}
+            state["rescue"] = {"image": {k: image.get(k) for k in ("id", "path")}, "boot": boot,
+                               "stable": stable}
             self._save_state(uuid, state)
             await self._start(uuid, state)
 
@@ -1142,7 +1190,7 @@ class QemuDriver(HypervisorDriver):
             state["spec"]["flavor"] = flavor
             root_gb = int(flavor.get("root_gb") or 0)
             disk = self._dir(uuid) / "disk"
-            if root_gb:
+            if root_gb and disk.exists():  # a volume-backed guest has no local root disk
                 info = await asyncio.to_thread(self._image_info, disk)
                 if root_gb * GiB > int(info.get("virtual-size") or 0):
                     await asyncio.to_thread(_run, [QEMU_IMG, "resize", "-q", os.fspath(disk),

@@ -2,6 +2,7 @@
 # /init of the onestack test guest (runs as PID 1 from the initramfs).
 #
 # Boot sequence: mount the kernel filesystems, load the few kernel modules the guest needs,
+# mount the root disk's file system at /disk (when the disk has the test image's),
 # start DHCP on every ethernet NIC, read instance metadata from a config drive (label
 # "config-2") or from the metadata service, apply hostname and SSH keys, start dropbear,
 # run a "#!" user-data script, print "onestack-guest: <hostname> ready" and hand PID 1 to
@@ -268,12 +269,23 @@ run_user_data() {
     fi
 }
 
+# The root disk's file system (the test image's disk carries an empty FAT file system
+# labelled GUESTDISKFS): mounted at /disk, where what is written stays on the disk (or on
+# the root volume the guest booted from). The rest of the guest lives in memory.
+mount_root_disk() {
+    mkdir -p /disk
+    [ -b /dev/vda ] || return 0
+    [ "$(dd if=/dev/vda bs=1 skip=71 count=11 2>/dev/null)" = GUESTDISKFS ] || return 0
+    mount -t vfat -o rw,noatime,flush /dev/vda /disk && log "root disk mounted at /disk"
+}
+
 mount_kernel_filesystems
 DEBUG=
 grep -qw onestack.debug /proc/cmdline && DEBUG=1
 stage "init started"
 load_modules modules.boot
 stage "modules loaded"
+mount_root_disk
 start_acpid
 start_dhcp
 start_sshd &
