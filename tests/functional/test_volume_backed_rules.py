@@ -227,3 +227,56 @@ def test_catalog_has_block_storage_and_volumev3(cloud: RunningCloud) -> None:
     urls = {ep["url"] for t in ("block-storage", "volumev3") for ep in types[t]["endpoints"]
             if ep["interface"] == "public"}
     assert len(urls) == 1 and next(iter(urls)).startswith(cloud.url("volume") + "/v3/")
+
+
+def test_swap_checks(cloud: RunningCloud, images: list[str]) -> None:
+    """A swap (``PUT os-volume_attachments/{id}`` with another volume) is for the service
+    role (what Cinder's volume migration uses) and admins: 403 for a member; unknown
+    volumes are 404; the swap itself is refused with 409 (not done by this cloud)."""
+    a, _ = images
+    c = Client(cloud)
+    sid = c.nova("POST", "/servers", "2.67", json={"server": {
+        "name": "sw", "flavorRef": c.conn.compute.find_flavor("m1.tiny").id,
+        "imageRef": a, "networks": "none"}}).json()["server"]["id"]
+    _until(lambda: c.status(sid) == "ACTIVE")
+    vols = []
+    for _ in range(2):
+        vid = c.cinder("POST", "/volumes", json={"volume": {"size": 1}}).json()["volume"]["id"]
+        _until(lambda vid=vid: c.volume_doc(vid)["status"] == "available")
+        vols.append(vid)
+    old, new = vols
+    assert c.nova("POST", f"/servers/{sid}/os-volume_attachments", json={
+        "volumeAttachment": {"volumeId": old}}).status_code == 200
+    path = f"/servers/{sid}/os-volume_attachments"
+    body = {"volumeAttachment": {"volumeId": new}}
+    assert c.nova("PUT", f"{path}/{old}", json=body).status_code == 403
+    admin = httpx.put(cloud.url("compute") + f"/v2.1{path}/{old}", json=body,
+                      headers={"X-Auth-Token": cloud.token()})
+    assert admin.status_code == 409
+    # A user with the service role in the project.
+    h = {"X-Auth-Token": cloud.token()}
+    base = cloud.auth_url
+    uid = httpx.post(base + "/users", headers=h, json={"user": {
+        "name": f"svc-{sid[:8]}", "password": "pw-svc"}}).json()["user"]["id"]
+    rid = httpx.get(base + "/roles", headers=h, params={"name": "service"}).json()["roles"][0][
+        "id"]
+    httpx.put(f"{base}/projects/{c.project}/users/{uid}/roles/{rid}", headers=h)
+    svc = httpx.post(base + "/auth/tokens", json={"auth": {"identity": {
+        "methods": ["password"], "password": {"user": {"id": uid, "password": "pw-svc"}}},
+        "scope": {"project": {"id": c.project}}}}).headers["X-Subject-Token"]
+    url = cloud.url("compute") + f"/v2.1{path}"
+    sh = {"X-Auth-Token": svc}
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert httpx.put(f"{url}/{missing}", json=body, headers=sh).status_code == 404
+    assert httpx.put(f"{url}/{old}", headers=sh, json={
+        "volumeAttachment": {"volumeId": missing}}).status_code == 404
+    assert httpx.put(f"{url}/{new}", headers=sh, json={
+        "volumeAttachment": {"volumeId": old}}).status_code == 404  # new is not attached
+    r = httpx.put(f"{url}/{old}", json=body, headers=sh)
+    assert r.status_code == 409, r.text
+    assert c.volume_doc(old)["status"] == "in-use" and c.volume_doc(new)["status"] == (
+        "available")
+    assert c.nova("DELETE", f"/servers/{sid}").status_code == 204
+    _until(lambda: c.volume_doc(old)["status"] == "available")
+    for vid in vols:
+        assert c.cinder("DELETE", f"/volumes/{vid}").status_code == 202

@@ -331,7 +331,6 @@ class VolumeAttachmentRoutes:
     # ------------------------------------------------------------------ update / detach
     async def update(self, req: ApiRequest) -> Response:
         api = self.api
-        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:update")  # noqa: SLF001
         vid = self._volume_id(req)
         body = await req.json()
         att = schemas.obj(body, "volumeAttachment")
@@ -343,9 +342,17 @@ class VolumeAttachmentRoutes:
         new = att.get("volumeId")
         if not isinstance(new, str) or not schemas.is_uuid(new):
             raise ValidationError("Invalid input for field/attribute volumeId.")
+        # Nova checks the swap policy alone for a swap, the update policy otherwise.
+        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:" + (  # noqa: SLF001
+            "swap" if new != vid else "update"))
         if new != vid:
-            req.enforce("os_compute_api:os-volumes-attachments:swap",
-                        api.tgt(req, inst["project_id"]))
+            # Nova's checks before a swap (404 for an unknown volume, or one the server
+            # does not have); the swap itself, which only Cinder's volume migration asks
+            # for (service role), is not done by this cloud.
+            await req.run(self.volumes.get, req.ctx, vid)
+            await req.run(self.volumes.get, req.ctx, new)
+            if block_devices.find(inst, vid) is None:
+                raise NotFound(f"volume_id not found: {vid}")
             raise Conflict("Swapping the volume of a server is not supported by this "
                            "cloud's hypervisor driver.")
         if v < "2.85":
