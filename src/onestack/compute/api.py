@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import secrets
-import string
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +20,7 @@ from onestack.api.app import ApiRequest, FastJSON, Service, route, url_header
 from onestack.api.bulk import json_response, run_bulk
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
-from onestack.bus.base import Bus, BusError, NoConsumer, RemoteError
+from onestack.bus.base import Bus, BusError, NoConsumer
 from onestack.common.context import RequestContext
 from onestack.common.errors import (
     APIError,
@@ -30,13 +28,13 @@ from onestack.common.errors import (
     Conflict,
     Forbidden,
     NotFound,
-    Unauthorized,
     ValidationError,
 )
 from onestack.common.ids import new_uuid
 from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime
 from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, states, views
+from onestack.compute.api_actions import ServerActions, admin_password
 from onestack.compute.api_resources import ResourceRoutes
 from onestack.compute.manager import ComputeManager, InstanceDict
 from onestack.compute.microversions import (
@@ -44,10 +42,10 @@ from onestack.compute.microversions import (
     MIN_VERSION,
     APIVersion,
     url_project,
-    version_of,
+    ver,
 )
 from onestack.compute.network_proxies import NetworkProxyRoutes, nova_group
-from onestack.compute.policies import ACTION_RULES, RULES
+from onestack.compute.policies import RULES
 from onestack.compute.volumes import release_all
 
 LOG = logging.getLogger(__name__)
@@ -78,15 +76,6 @@ def check_url_project(req: ApiRequest) -> None:
 
 def build_policy(policy_file: str | None) -> Policy:
     return Policy(RULES, policy_file, denied="Policy doesn't allow {action} to be performed.")
-
-
-def ver(req: ApiRequest) -> APIVersion:
-    return version_of(req.request.scope)
-
-
-def _admin_pass() -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(12))
 
 
 def _parse_time(value: str, field: str) -> dt.datetime:
@@ -130,6 +119,8 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         self.console_tokens: Any = None
         self.service = Service(name="compute", routes=[], fault=nova_fault, policy=policy,
                                auth_uri=auth_uri, request_check=check_url_project)
+        #: Server actions (``POST /servers/{id}/action``, ``compute/api_actions.py``).
+        self.actions = ServerActions(self)
         self._add_routes()
         self.add_resource_routes()
         self.add_network_proxy_routes()
@@ -159,7 +150,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             req.enforce(rule, self.tgt(req, inst["project_id"], inst["user_id"]))
         return inst
 
-    async def _cast(self, inst: InstanceDict, method: str, **kwargs: Any) -> None:
+    async def cast(self, inst: InstanceDict, method: str, **kwargs: Any) -> None:
         """Cast to the instance's host agent (a down in-process host: nothing listens)."""
         if not inst["host"]:
             raise Conflict(f"Instance {inst['uuid']} is not assigned to a host.")
@@ -170,7 +161,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                         inst["host"], method, inst["uuid"])
             raise Conflict(f"Compute host {inst['host']} could not be found.") from None
 
-    async def _call(self, inst: InstanceDict, method: str, timeout: float = 30,
+    async def call(self, inst: InstanceDict, method: str, timeout: float = 30,
                     **kwargs: Any) -> Any:
         if not inst["host"]:
             raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
@@ -180,7 +171,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         except (NoConsumer, BusError) as exc:
             raise Conflict(f"Compute host {inst['host']} is not available: {exc}") from None
 
-    async def _action_view(self, req: ApiRequest, inst: InstanceDict,
+    async def action_view(self, req: ApiRequest, inst: InstanceDict,
                            rebuild: bool = False) -> dict[str, Any]:
         """The server document of update/rebuild responses (before 2.75 a reduced one)."""
         v = ver(req)
@@ -251,7 +242,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         r(p + "/servers/{server_id}", self.show_server, ["GET"])
         r(p + "/servers/{server_id}", self.update_server, ["PUT"])
         r(p + "/servers/{server_id}", self.delete_server, ["DELETE"])
-        r(p + "/servers/{server_id}/action", self.server_action, ["POST"])
+        r(p + "/servers/{server_id}/action", self.actions.server_action, ["POST"])
         r(p + "/servers/{server_id}/metadata", self.get_metadata, ["GET"])
         r(p + "/servers/{server_id}/metadata", self.replace_metadata, ["PUT"])
         r(p + "/servers/{server_id}/metadata", self.update_metadata, ["POST"])
@@ -282,7 +273,8 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         r(p + "/servers/{server_id}/migrations", self.server_migrations, ["GET"])
         r(p + "/servers/{server_id}/topology", self.topology, ["GET"])
         r(p + "/os-server-external-events", self.external_events, ["POST"])
-        r(p + "/os-console-auth-tokens/{console_token}", self.show_console_token, ["GET"])
+        r(p + "/os-console-auth-tokens/{console_token}", self.actions.show_console_token,
+          ["GET"])
 
     # ------------------------------------------------------------------ versions
     def _version_doc(self, base: str) -> dict[str, Any]:
@@ -498,7 +490,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                                             addrs.get(inst["uuid"], {}))}
 
     # ------------------------------------------------------------------ create
-    def _image(self, req: ApiRequest, image_id: str) -> dict[str, Any]:
+    def image_info(self, req: ApiRequest, image_id: str) -> dict[str, Any]:
         if self.images is None:
             return {"id": image_id, "properties": {}, "min_ram": 0, "min_disk": 0, "size": 0}
         try:
@@ -529,7 +521,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
         def image_info(iid: str) -> dict[str, Any]:
             if iid not in seen:
-                seen[iid] = self._image(req, iid)
+                seen[iid] = self.image_info(req, iid)
             return dict(seen[iid])
         disks = boot_volumes.parse(ctx, srv, srv.get("imageRef"), self.volumes, image_info,
                                    schemas.integer(srv.get("max_count", 1), "max_count", 1))
@@ -742,7 +734,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         sg_ids: list[str] | None = None
         if self.network is not None:
             plan, sg_ids = await self.m.db.run(self._plan_network, req, srv, spec, max_count)
-        admin_pass = srv.get("adminPass") or _admin_pass()
+        admin_pass = srv.get("adminPass") or admin_password()
         request["admin_pass"] = admin_pass
         insts = await self.m.db.run(self.m.create_instances, req.ctx, spec, max_count,
                                     min_count)
@@ -878,11 +870,11 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                                       if srv["accessIPv6"] else None)
         if "hostname" in srv:
             values["hostname"] = schemas.name(srv["hostname"], "hostname")
-        await self._set_disk_config(req, inst, srv)
+        await self.set_disk_config(req, inst, srv)
         inst = await req.run(self.m.update_instance, req.ctx, inst["uuid"], values)
-        return {"server": await self._action_view(req, inst)}
+        return {"server": await self.action_view(req, inst)}
 
-    async def _set_disk_config(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
+    async def set_disk_config(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         """``OS-DCF:diskConfig`` of an update, rebuild or resize (Nova's
         ``auto_disk_config``): validated, then recorded."""
         if not isinstance(args, dict) or "OS-DCF:diskConfig" not in args:
@@ -926,623 +918,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         bdms = block_devices.of(inst)
         if self.volumes is not None and bdms:
             await req.run(release_all, self.volumes, inst["uuid"], bdms)
-
-    # ------------------------------------------------------------------ actions
-    async def server_action(self, req: ApiRequest) -> Response:
-        body = await req.json()
-        if not isinstance(body, dict) or len(body) != 1:
-            raise BadRequest("There is no such action: " + (
-                ",".join(body) if isinstance(body, dict) else str(body)))
-        (action, args), = body.items()
-        handler = _ACTIONS.get(action)
-        if handler is None:
-            raise BadRequest(f"There is no such action: {action}")
-        inst = await self._inst(req, ACTION_RULES[action])
-        result = await getattr(self, handler)(req, inst, args)
-        if isinstance(result, Response):
-            return result
-        if result is None:
-            return Response(status_code=202)
-        return FastJSON(result, status_code=200 if action in _OK_200 else 202)
-
-    async def _simple(self, req: ApiRequest, inst: InstanceDict, action: str, task: str,
-                      method: str, record: str | None = None, **kwargs: Any) -> None:
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, task,
-                             None, (None,), True, record)
-        await self._cast(inst, method, instance_uuid=inst["uuid"], **kwargs)
-
-    async def a_reboot(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        if not isinstance(args, dict) or str(args.get("type", "")).upper() not in ("SOFT",
-                                                                                  "HARD"):
-            raise ValidationError("Invalid input for field/attribute type.")
-        hard = str(args["type"]).upper() == "HARD"
-        vms = states.ALLOW_HARD_REBOOT if hard else states.ALLOW_SOFT_REBOOT
-        tasks: tuple[str | None, ...] = (None, "rebooting", "reboot_pending",
-                                         "reboot_started") if hard else (None,)
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "reboot",
-                             "rebooting_hard" if hard else "rebooting", vms, tasks, True)
-        await self._cast(inst, "reboot_instance", instance_uuid=inst["uuid"], hard=hard)
-
-    async def a_stop(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "stop", "powering-off", "stop_instance")
-
-    async def a_start(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "start", "powering-on", "start_instance")
-
-    async def a_pause(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "pause", "pausing", "pause_instance")
-
-    async def a_unpause(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "unpause", "unpausing", "unpause_instance")
-
-    async def a_suspend(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "suspend", "suspending", "suspend_instance")
-
-    async def a_resume(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "resume", "resuming", "resume_instance")
-
-    async def a_rescue(self, req: ApiRequest, inst: InstanceDict, args: Any) -> dict[str, Any]:
-        args = args or {}
-        if not isinstance(args, dict):
-            raise ValidationError("Invalid input for field/attribute rescue.")
-        rescue_image = args.get("rescue_image_ref")
-        props = dict(inst["system_metadata"].get("image_properties") or {})
-        if rescue_image is not None:
-            props = (await req.run(self._image, req, schemas.ref_id(
-                rescue_image, "rescue_image_ref")))["properties"]
-        # Nova: a volume-backed server is rescued from 2.87 only, with a rescue image that
-        # says where its disk goes (stable device rescue: hw_rescue_bus/hw_rescue_device).
-        if block_devices.root(inst) is not None and not (
-                v_ge(req, "2.87") and "hw_rescue_bus" in props
-                and "hw_rescue_device" in props):
-            raise BadRequest(f"Instance {inst['uuid']} cannot be rescued: Cannot rescue a "
-                             "volume-backed instance")
-        password = args.get("adminPass") or _admin_pass()
-        await self._simple(req, inst, "rescue", "rescuing", "rescue_instance",
-                           rescue_image=rescue_image)
-        return {"adminPass": password}
-
-    async def a_unrescue(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "unrescue", "unrescuing", "unrescue_instance")
-
-    async def a_lock(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        reason = None
-        if isinstance(args, dict) and "locked_reason" in args:
-            if ver(req) < "2.73":
-                raise ValidationError("Invalid input for field/attribute lock. Additional "
-                                      "properties are not allowed")
-            reason = args["locked_reason"]
-            if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
-                raise ValidationError("Invalid input for field/attribute locked_reason.")
-        await req.run(self.m.lock, req.ctx, inst["uuid"], reason)
-
-    async def a_unlock(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await req.run(self.m.unlock, req.ctx, inst["uuid"])
-
-    async def a_reset_state(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        st = args.get("state") if isinstance(args, dict) else None
-        if st not in ("active", "error"):
-            raise ValidationError("Invalid input for field/attribute state.")
-        await req.run(self.m.reset_state, req.ctx, inst["uuid"], st)
-
-    async def a_reset_network(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        """Nothing to inject: the network service configures guests (authorized above)."""
-
-    async def a_console_output(self, req: ApiRequest, inst: InstanceDict,
-                               args: Any) -> dict[str, Any]:
-        length = None
-        if isinstance(args, dict) and args.get("length") is not None:
-            length = schemas.integer(args["length"], "length", -1)
-            if length == -1:
-                length = None
-        if inst["vm_state"] in (states.BUILDING,) or not inst["host"]:
-            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
-        out = await self._call(inst, "get_console_output", instance_uuid=inst["uuid"],
-                               length=length)
-        return {"output": out}
-
-    async def a_create_image(self, req: ApiRequest, inst: InstanceDict,
-                             args: Any) -> Response:
-        if not isinstance(args, dict):
-            raise ValidationError("Invalid input for field/attribute createImage.")
-        name = schemas.name(args.get("name"), "name")
-        meta = schemas.metadata(args.get("metadata", {}))
-        if self.images is None:
-            raise Conflict("The image service is not available.")
-        if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
-            raise Conflict(f"Cannot 'createImage' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
-        if any(b.get("boot_index") == 0 for b in block_devices.of(inst)):
-            image_id = await self.volume_routes.snapshot_server(req, inst, name, meta)
-            if ver(req) >= "2.45":
-                return FastJSON({"image_id": image_id}, status_code=202)
-            return Response(status_code=202,
-                            headers={"Location": f"{req.base_url}/images/{image_id}"})
-        image_id = await req.run(self._new_image, req, inst, name, meta, "snapshot")
-        try:
-            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "createImage",
-                                 "image_snapshot")
-        except APIError:
-            await req.run(self._drop_image, image_id)
-            raise
-        await self._cast(inst, "snapshot_instance", instance_uuid=inst["uuid"],
-                         image_id=image_id)
-        location = f"{req.base_url}/images/{image_id}"
-        if ver(req) >= "2.45":
-            return FastJSON({"image_id": image_id}, status_code=202)
-        return Response(status_code=202, headers={"Location": location})
-
-    async def a_create_backup(self, req: ApiRequest, inst: InstanceDict,
-                              args: Any) -> Response:
-        if not isinstance(args, dict):
-            raise ValidationError("Invalid input for field/attribute createBackup.")
-        name = schemas.name(args.get("name"), "name")
-        btype = args.get("backup_type")
-        if not isinstance(btype, str) or not btype:
-            raise ValidationError("Invalid input for field/attribute backup_type.")
-        rotation = schemas.integer(args.get("rotation"), "rotation", 0)
-        meta = schemas.metadata(args.get("metadata", {}))
-        if self.images is None:
-            raise Conflict("The image service is not available.")
-        if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
-            raise Conflict(f"Cannot 'createBackup' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
-        meta = dict(meta, backup_type=btype)
-        image_id = await req.run(self._new_image, req, inst, name, meta, "backup")
-        try:
-            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "createBackup",
-                                 "image_backup")
-        except APIError:
-            await req.run(self._drop_image, image_id)
-            raise
-        await req.run(self._rotate_backups, inst, btype, rotation, image_id)
-        await self._cast(inst, "snapshot_instance", instance_uuid=inst["uuid"],
-                         image_id=image_id, task_state="image_backup")
-        if ver(req) >= "2.45":
-            return FastJSON({"image_id": image_id}, status_code=202)
-        return Response(status_code=202,
-                        headers={"Location": f"{req.base_url}/images/{image_id}"})
-
-    def _rotate_backups(self, inst: InstanceDict, btype: str, rotation: int,
-                        keep: str) -> None:
-        """Keep only the newest ``rotation`` backups of this type (the new one included)."""
-        admin = RequestContext.admin()
-        q = self.images.parse_list_query({}, 1000, 1000)  # type: ignore[union-attr]
-        imgs, _ = self.images.list(admin, q)  # type: ignore[union-attr]
-        backups = sorted((i for i in imgs if i.properties.get("instance_uuid") == inst["uuid"]
-                          and i.properties.get("image_type") == "backup"
-                          and i.properties.get("backup_type") == btype),
-                         key=lambda i: i.created_at, reverse=True)
-        for old in backups[max(rotation, 1 if keep else 0):]:
-            if old.id != keep:
-                self._drop_image(old.id)
-
-    def _new_image(self, req: ApiRequest, inst: InstanceDict, name: str,
-                   meta: dict[str, str], image_type: str) -> str:
-        ctx = req.ctx
-        props = {k: str(val) for k, val in (inst["system_metadata"].get("image_properties")
-                                            or {}).items()
-                 if k not in ("image_type", "instance_uuid", "base_image_ref")}
-        props.update({"image_type": image_type, "instance_uuid": inst["uuid"],
-                      "base_image_ref": inst["image_ref"] or "", "user_id": ctx.user_id or "",
-                      "owner_user_name": ctx.user_name or "",
-                      "owner_project_name": ctx.project_name or ""})
-        props.update(meta)
-        body: dict[str, Any] = {"name": name, "disk_format": "qcow2",
-                                "container_format": "bare", "visibility": "private", **props}
-        admin = RequestContext.admin()
-        admin.project_id = inst["project_id"]
-        body["owner"] = inst["project_id"]
-        try:
-            info = self.images.create(admin, body)  # type: ignore[union-attr]
-        except APIError as exc:
-            raise BadRequest(f"Cannot create the image: {exc.message}") from None
-        return str(info.id)
-
-    def _drop_image(self, image_id: str) -> None:
-        try:
-            self.images.delete(RequestContext.admin(), image_id)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001
-            LOG.warning("could not delete image %s", image_id)
-
-    async def a_resize(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        if not isinstance(args, dict) or "flavorRef" not in args:
-            raise ValidationError("Invalid input for field/attribute resize.")
-        fid = schemas.ref_id(args["flavorRef"], "flavorRef")
-        try:
-            flavor = await req.run(self.m.get_flavor, req.ctx, fid)
-        except NotFound:
-            raise BadRequest(f"Flavor {fid} could not be found.") from None
-        if flavor["id"] == inst["flavor"]["id"]:
-            raise BadRequest("When resizing, instances must change flavor!")
-        # A volume-backed server's root disk is its volume: the flavor's disk size does not
-        # apply to it (Nova).
-        if block_devices.root(inst) is None:
-            if flavor["root_gb"] == 0 and inst["flavor"]["root_gb"] != 0:
-                raise BadRequest("Resize to zero disk flavor is not allowed.")
-            if flavor["root_gb"] < inst["flavor"]["root_gb"]:
-                raise BadRequest("Resize error: Unable to resize disk down.")
-        used = await req.run(self.m.quota_usage, inst["project_id"])
-        limits = await req.run(self.m.quota_limits, inst["project_id"])
-        from onestack.compute import quotas
-
-        quotas.check(limits, used, {
-            "cores": max(0, flavor["vcpus"] - inst["flavor"]["vcpus"]),
-            "ram": max(0, flavor["memory_mb"] - inst["flavor"]["memory_mb"])})
-        if args.get("OS-DCF:diskConfig") not in (None, "AUTO", "MANUAL"):
-            raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
-        await self._move(req, inst, "resize", flavor)
-        await self._set_disk_config(req, inst, args)
-
-    async def a_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        host = None
-        # Nova validates the body from 2.56 only (``null`` or an object with an optional
-        # host); before, whatever the action carries is ignored (Tempest sends ``{}``).
-        if args is not None and ver(req) >= "2.56":
-            if not isinstance(args, dict):
-                raise ValidationError(f"Invalid input for field/attribute migrate. "
-                                      f"Value: {args}. {args!r} is not of type 'object', "
-                                      f"'null'")
-            schemas.only(args, {"host"}, "migrate")
-            host = schemas.host_or_null(args.get("host"))
-        if host is not None:
-            req.enforce("os_compute_api:os-migrate-server:migrate:host",
-                        self.tgt(req, inst["project_id"]))
-        await self._move(req, inst, "migrate", inst["flavor"], host)
-
-    async def _move(self, req: ApiRequest, inst: InstanceDict, action: str,
-                    flavor: dict[str, Any], host: str | None = None) -> None:
-        sm = dict(inst["system_metadata"], old_vm_state=inst["vm_state"])
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, "resize_prep",
-                             None, (None,), True, None,
-                             {"old_flavor": inst["flavor"], "new_flavor": flavor,
-                              "system_metadata": sm})
-        mig = await req.run(self.m.create_migration, inst, None, None,
-                            "resize" if action == "resize" else "migration",
-                            flavor.get("internal_id"))
-        ignore = [] if action == "resize" else [inst["host"]]
-        try:
-            dest = await self.bus.call("scheduler", "select_destination",
-                                       instance_uuid=inst["uuid"], consumer=mig["uuid"],
-                                       flavor=flavor,
-                                       request={"host": host,
-                                                "availability_zone": inst["availability_zone"]},
-                                       ignore_hosts=ignore)
-        except (RemoteError, BusError) as exc:
-            await req.run(self.m.set_migration, mig["uuid"], status="error")
-            await req.run(self.m.finish_task, inst["uuid"], "resize_prep", None,
-                          task_state=None, old_flavor=None, new_flavor=None)
-            msg = exc.message if isinstance(exc, RemoteError) else str(exc)
-            raise BadRequest(f"No valid host was found. {msg}") from None
-        await req.run(self.m.set_migration, mig["uuid"], dest_compute=dest["host"],
-                      dest_node=dest["node"])
-        await self._cast(inst, "resize_instance", instance_uuid=inst["uuid"],
-                         migration_uuid=mig["uuid"], dest_host=dest["host"],
-                         dest_node=dest["node"], new_flavor=flavor)
-
-    async def a_confirm_resize(self, req: ApiRequest, inst: InstanceDict,
-                               args: Any) -> Response:
-        mig = await req.run(self.m.latest_migration, inst["uuid"])
-        if inst["vm_state"] != states.RESIZED or mig is None or mig["status"] != "finished":
-            raise Conflict(f"Cannot 'confirmResize' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "confirmResize",
-                             "resize_confirming")
-        await req.run(self.m.set_migration, mig["uuid"], status="confirming")
-        await self._cast(inst, "confirm_resize", instance_uuid=inst["uuid"],
-                         migration_uuid=mig["uuid"], source_host=mig["source_compute"])
-        return Response(status_code=204)
-
-    async def a_revert_resize(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        mig = await req.run(self.m.latest_migration, inst["uuid"])
-        if inst["vm_state"] != states.RESIZED or mig is None or mig["status"] != "finished":
-            raise Conflict(f"Cannot 'revertResize' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "revertResize",
-                             "resize_reverting")
-        await req.run(self.m.set_migration, mig["uuid"], status="reverting")
-        await self._cast(inst, "revert_resize", instance_uuid=inst["uuid"],
-                         migration_uuid=mig["uuid"], source_host=mig["source_compute"],
-                         source_node=mig["source_node"])
-
-    async def a_live_migrate(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        # Validated before any state change: a bad body leaves the server as it was.
-        host = schemas.live_migrate(args, ver(req))
-        if host is not None:
-            req.enforce("os_compute_api:os-migrate-server:migrate_live:host",
-                        self.tgt(req, inst["project_id"]))
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "os-migrateLive",
-                             "migrating", None, (None,), True, "live-migration")
-        mig = await req.run(self.m.create_migration, inst, host, None, "live-migration")
-        try:
-            dest = await self.bus.call("scheduler", "select_destination",
-                                       instance_uuid=inst["uuid"], consumer=mig["uuid"],
-                                       flavor=inst["flavor"], request={"host": host},
-                                       ignore_hosts=[inst["host"]])
-        except (RemoteError, BusError):
-            await req.run(self.m.set_migration, mig["uuid"], status="error")
-            await req.run(self.m.finish_task, inst["uuid"], "migrating", None,
-                          task_state=None)
-            if host:
-                raise BadRequest(f"Compute service of {host} is unavailable at this "
-                                 "time.") from None
-            raise BadRequest("No valid host was found.") from None
-        await req.run(self.m.set_migration, mig["uuid"], dest_compute=dest["host"],
-                      dest_node=dest["node"])
-        await self._cast(inst, "live_migrate", instance_uuid=inst["uuid"],
-                         migration_uuid=mig["uuid"], dest_host=dest["host"],
-                         dest_node=dest["node"])
-
-    async def a_rebuild(self, req: ApiRequest, inst: InstanceDict, args: Any) -> Response:
-        v = ver(req)
-        if not isinstance(args, dict) or "imageRef" not in args:
-            raise ValidationError("Invalid input for field/attribute rebuild.")
-        image_id = schemas.ref_id(args["imageRef"], "imageRef")
-        if not schemas.is_uuid(image_id):
-            raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not be "
-                             "found.")
-        image = await req.run(self._image, req, image_id)
-        extra: dict[str, Any] = {"image_ref": image_id}
-        reimage = await self._volume_backed_rebuild(req, inst, image, v)
-        if block_devices.root(inst) is not None:
-            # An empty image_ref marks a volume-backed server (Nova keeps it so).
-            extra.pop("image_ref")
-        if "name" in args:
-            extra["display_name"] = schemas.name(args["name"])
-        if "metadata" in args:
-            extra["meta"] = schemas.metadata(args["metadata"])
-        if "description" in args and v >= "2.19":
-            extra["display_description"] = args["description"]
-        if "key_name" in args and v >= "2.54":
-            if args["key_name"] is None:
-                extra.update(key_name=None, key_data=None)
-            else:
-                try:
-                    kp = await req.run(self.m.get_keypair, req.ctx.user_id or "",
-                                       args["key_name"])
-                except NotFound:
-                    raise BadRequest("Invalid key_name provided.") from None
-                extra.update(key_name=kp["name"], key_data=kp["public_key"])
-        if "user_data" in args and v >= "2.57":
-            extra["user_data"] = (schemas.user_data(args["user_data"])
-                                  if args["user_data"] is not None else None)
-        for field, col, fn in (("accessIPv4", "access_ip_v4", schemas.ipv4),
-                               ("accessIPv6", "access_ip_v6", schemas.ipv6)):
-            if args.get(field):
-                extra[col] = fn(args[field], field)
-        sm = dict(inst["system_metadata"], image_properties=image["properties"])
-        if reimage:
-            sm["boot_image"] = image_id
-        if "OS-DCF:diskConfig" in args:
-            if args["OS-DCF:diskConfig"] not in ("AUTO", "MANUAL"):
-                raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
-            sm["disk_config"] = args["OS-DCF:diskConfig"]
-        extra["system_metadata"] = sm
-        password = args.get("adminPass") or _admin_pass()
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "rebuild",
-                             "rebuilding", None, (None,), True, None, extra)
-        await self._cast(inst, "rebuild_instance", instance_uuid=inst["uuid"],
-                         image_ref=image_id, reimage_volume=reimage)
-        doc = await self._action_view(req, inst, rebuild=True)
-        doc["adminPass"] = password
-        return FastJSON({"server": doc}, status_code=202)
-
-    async def _volume_backed_rebuild(self, req: ApiRequest, inst: InstanceDict,
-                                     image: dict[str, Any], v: APIVersion) -> str | None:
-        """Nova's rules for rebuilding a volume-backed server: the image in its root volume
-        again (a plain rebuild), or, from 2.93, a new image written into the root volume
-        (returns that volume's id: the agent re-images it); otherwise 400."""
-        bdm = block_devices.root(inst)
-        if bdm is None or self.volumes is None:
-            return None
-        vol = await req.run(self.volumes.get, RequestContext.admin(), bdm["volume_id"])
-        if vol.get("image_id") == image["id"]:
-            return None
-        if v < "2.93":
-            raise BadRequest(f"Image {image['id']} is unacceptable: Unable to rebuild with a "
-                             "different image for a volume-backed server.")
-        if len(vol.get("attachments") or []) > 1:
-            raise Conflict("Cannot re-image a volume which is attached to more than one "
-                           "server.")
-        need = max(int(image.get("min_disk") or 0),
-                   -(-int(image.get("size") or 0) // (1 << 30)))
-        if need > int(vol["size"]):
-            raise BadRequest(f"Volume is smaller than the minimum size specified in image "
-                             f"metadata. Volume size is {int(vol['size']) << 30} bytes, "
-                             f"minimum size is {need << 30} bytes.")
-        return str(vol["id"])
-
-    async def a_shelve(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        image_id = None
-        if self.images is not None:
-            image_id = await req.run(self._new_image, req, inst, f"{inst['name']}-shelved", {},
-                                     "snapshot")
-        sm = dict(inst["system_metadata"], shelved_image_id=image_id)
-        try:
-            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "shelve",
-                                 "shelving", None, (None,), True, None,
-                                 {"system_metadata": sm})
-        except APIError:
-            if image_id:
-                await req.run(self._drop_image, image_id)
-            raise
-        await self._cast(inst, "shelve_instance", instance_uuid=inst["uuid"],
-                         image_id=image_id, offload=True)
-
-    async def a_shelve_offload(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self._simple(req, inst, "shelveOffload", "shelving_offloading",
-                           "shelve_offload_instance")
-
-    async def a_unshelve(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        az = None
-        host = None
-        if isinstance(args, dict) and v_ge(req, "2.77"):
-            az = args.get("availability_zone")
-            if v_ge(req, "2.91") and args.get("host"):
-                req.enforce("os_compute_api:os-shelve:unshelve_to_host",
-                            self.tgt(req, inst["project_id"]))
-                host = args["host"]
-                if inst["vm_state"] != states.SHELVED_OFFLOADED:
-                    raise Conflict(f"Cannot 'unshelve' instance {inst['uuid']} to a host "
-                                   f"while it is in vm_state {inst['vm_state']}")
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "unshelve",
-                             "unshelving")
-        if inst["vm_state"] == states.SHELVED and inst["host"]:
-            await self._cast(inst, "unshelve_instance", instance_uuid=inst["uuid"],
-                             node=inst["node"])
-            return
-        try:
-            dest = await self.bus.call("scheduler", "select_destination",
-                                       instance_uuid=inst["uuid"], consumer=inst["uuid"],
-                                       flavor=inst["flavor"],
-                                       request={"availability_zone": az
-                                                or inst["availability_zone"], "host": host},
-                                       ignore_hosts=[])
-        except (RemoteError, BusError):
-            await req.run(self.m.finish_task, inst["uuid"], "unshelving", None,
-                          task_state=None)
-            raise BadRequest("No valid host was found.") from None
-        await req.run(self.m.set_instance, inst["uuid"], host=dest["host"], node=dest["node"])
-        image_id = inst["system_metadata"].get("shelved_image_id")
-        if image_id and self.images is not None:
-            await req.run(self._drop_image, image_id)
-        await self.bus.cast(f"compute.{dest['host']}", "unshelve_instance",
-                            instance_uuid=inst["uuid"], node=dest["node"])
-
-    async def a_force_delete(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        raise Conflict(f"Cannot 'forceDelete' instance {inst['uuid']} while it is in vm_state "
-                       f"{inst['vm_state']}")
-
-    async def a_restore(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        raise Conflict(f"Cannot 'restore' instance {inst['uuid']} while it is in vm_state "
-                       f"{inst['vm_state']}")
-
-    async def a_change_password(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        if not isinstance(args, dict) or not isinstance(args.get("adminPass"), str):
-            raise ValidationError("Invalid input for field/attribute changePassword.")
-        if inst["vm_state"] != states.ACTIVE:
-            raise Conflict(f"Cannot 'changePassword' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
-
-    async def a_trigger_crash_dump(self, req: ApiRequest, inst: InstanceDict,
-                                   args: Any) -> None:
-        if ver(req) < "2.17":
-            raise BadRequest("There is no such action: trigger_crash_dump")
-        if inst["vm_state"] not in states.ACTION_VM_STATES["trigger_crash_dump"]:
-            raise Conflict(f"Cannot 'trigger_crash_dump' instance {inst['uuid']} while it is "
-                           f"in vm_state {inst['vm_state']}")
-
-    async def a_add_security_group(self, req: ApiRequest, inst: InstanceDict,
-                                   args: Any) -> None:
-        await self._security_group(req, inst, args, True)
-
-    async def a_remove_security_group(self, req: ApiRequest, inst: InstanceDict,
-                                      args: Any) -> None:
-        await self._security_group(req, inst, args, False)
-
-    async def _security_group(self, req: ApiRequest, inst: InstanceDict, args: Any,
-                              add: bool) -> None:
-        """Membership is recorded on the instance and, with networking, applied to every
-        port of the server (without it only the ``default`` group exists)."""
-        name = args.get("name") if isinstance(args, dict) else None
-        if not isinstance(name, str) or not name.strip():
-            raise BadRequest("Security group name cannot be empty")
-        groups = list(inst["system_metadata"].get("security_groups") or [])
-        if self.network is not None:
-            ctx = self._project_ctx(inst["project_id"])
-            try:
-                await req.run(self.network.security_group_ids, ctx, [name])
-            except BadRequest:
-                raise NotFound(f"Security group {name} not found for project "
-                               f"{inst['project_id']}.") from None
-        if add:
-            if name != "default" and self.network is None:
-                raise NotFound(f"Security group {name} not found for project "
-                               f"{inst['project_id']}.")
-            if name in groups:
-                raise BadRequest(f"Security group {name} is already associated with the "
-                                 f"instance {inst['uuid']}")
-            groups.append(name)
-        else:
-            if name not in groups:
-                if name != "default" and self.network is None:
-                    raise NotFound(f"Security group {name} not found for project "
-                                   f"{inst['project_id']}.")
-                raise BadRequest(f"Security group {name} not associated with the instance "
-                                 f"{inst['uuid']}")
-            groups.remove(name)
-        if self.network is not None:
-            ids = await req.run(self.network.security_group_ids,
-                                self._project_ctx(inst["project_id"]), groups)
-            await req.run(self.network.set_security_groups, inst["uuid"], ids)
-        await req.run(self.m.update_system_metadata, inst["uuid"], security_groups=groups)
-
-    async def a_add_fixed_ip(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        """``addFixedIp``: one more address on the server's port on the network. Nova
-        removed it in 2.44; it is accepted at every microversion because openstacksdk (so
-        ``openstack server remove fixed ip``) sends these actions at its newest one."""
-        net_id = args.get("networkId") if isinstance(args, dict) else None
-        if not isinstance(net_id, str | int) or not str(net_id):
-            raise ValidationError("Invalid input for field/attribute networkId.")
-        if self.network is None:
-            raise BadRequest(f"Error: Network could not be found for instance "
-                             f"{inst['uuid']}.")
-        await req.run(self.network.add_fixed_ip, inst["uuid"], str(net_id))
-        await self._refresh_nics(req, inst)
-
-    async def a_remove_fixed_ip(self, req: ApiRequest, inst: InstanceDict,
-                                args: Any) -> None:
-        """``removeFixedIp`` (see ``a_add_fixed_ip`` on microversions)."""
-        address = args.get("address") if isinstance(args, dict) else None
-        if not isinstance(address, str) or not address:
-            raise ValidationError("Invalid input for field/attribute address.")
-        if self.network is None:
-            raise BadRequest(f"Instance {inst['uuid']} has no fixed IP '{address}'.")
-        await req.run(self.network.remove_fixed_ip, inst["uuid"], address)
-        await self._refresh_nics(req, inst)
-
-    async def a_deprecated_console(self, req: ApiRequest, inst: InstanceDict,
-                                   args: Any) -> dict[str, Any]:
-        ctype = args.get("type") if isinstance(args, dict) else None
-        if ctype not in ("novnc", "xvpvnc", "spice-html5", "rdp-html5", "serial"):
-            raise BadRequest("Invalid console type specified")
-        return {"console": {"type": ctype, "url": await self._console_url(req, inst, ctype)}}
-
-    async def _console_url(self, req: ApiRequest, inst: InstanceDict, ctype: str) -> str:
-        """A console URL with a new token (``inst`` was loaded through the tenancy-checked
-        manager, so the caller may see it). Only ``novnc`` exists: other types, and drivers
-        without a remote console, answer 400 "Unavailable console type" as Nova does."""
-        unavailable = BadRequest(f"Unavailable console type {ctype}.")
-        if ctype != "novnc" or self.console_tokens is None:
-            raise unavailable
-        if inst["vm_state"] != states.ACTIVE or not inst["host"]:
-            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
-        info = await self._call(inst, "get_vnc_console", instance_uuid=inst["uuid"])
-        if not isinstance(info, dict) or info.get("error") == "unavailable":
-            raise unavailable
-        if "port" not in info:
-            raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
-        token, _ = await req.run(self.console_tokens.create, inst["uuid"], ctype,
-                                 str(info["host"]), int(info["port"]), inst["host"])
-        # noVNC >= 1.1 takes the WebSocket path (with the token) from ``path``.
-        return f"{self.console_url}/vnc_lite.html?path=%3Ftoken%3D{token}"
-
-    async def show_console_token(self, req: ApiRequest) -> dict[str, Any]:
-        """``GET /os-console-auth-tokens/{token}`` (admin): what a console token connects
-        to. Unknown or expired tokens: 404; before 2.31 only RDP tokens were shown."""
-        req.enforce("os_compute_api:os-console-auth-tokens", self.tgt(req))
-        conn = None
-        if self.console_tokens is not None:
-            conn = await req.run(self.console_tokens.validate, req.param("console_token"))
-        if conn is None:
-            raise NotFound("Token not found")
-        if ver(req) < "2.31" and conn.console_type != "rdp-html5":
-            raise Unauthorized("The requested console type details are not accessible")
-        doc = {"instance_uuid": conn.instance_uuid, "host": conn.host, "port": conn.port,
-               "internal_access_path": conn.internal_access_path}
-        if ver(req) >= "2.99":
-            doc["tls_port"] = None
-        return {"console": doc}
 
     # ------------------------------------------------------------------ sub-resources
     async def get_metadata(self, req: ApiRequest) -> dict[str, Any]:
@@ -1697,7 +1072,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         if inst["vm_state"] == states.BUILDING or not inst["host"]:
             raise Conflict(f"Cannot 'get_diagnostics' instance {inst['uuid']} while it is in "
                            f"vm_state {inst['vm_state']}")
-        diag = await self._call(inst, "get_diagnostics", instance_uuid=inst["uuid"])
+        diag = await self.call(inst, "get_diagnostics", instance_uuid=inst["uuid"])
         if ver(req) < "2.48":
             return {"cpu0_time": 0, "memory": diag.get("memory_details", {}).get("maximum", 0)}
         # Nova's standard diagnostics model only (drivers may report more, e.g. the accel).
@@ -1725,7 +1100,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                  "rdp": ("rdp-html5",), "serial": ("serial",), "mks": ("webmks",)}
         if protocol not in valid or ctype not in valid[protocol]:
             raise ValidationError("Invalid input for field/attribute remote_console.")
-        url = await self._console_url(req, inst, ctype)
+        url = await self.actions.new_console_url(req, inst, ctype)
         return {"remote_console": {"protocol": protocol, "type": ctype, "url": url}}
 
     async def list_interfaces(self, req: ApiRequest) -> dict[str, Any]:
@@ -1793,26 +1168,26 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         names = inst["system_metadata"].get("security_groups") or []
         if not port_id:
             ctx = req.ctx if req.ctx.project_id == inst["project_id"] else \
-                self._project_ctx(inst["project_id"])
+                self.project_ctx(inst["project_id"])
             sg_ids = await req.run(self._sg_ids_quiet, ctx, names or ["default"])
         else:
             ctx = req.ctx
         port = await req.run(self.network.attach_interface, ctx, inst["uuid"], net_id,
                              port_id, fixed, inst["host"], sg_ids)
-        nics = await self._refresh_nics(req, inst)
+        nics = await self.refresh_nics(req, inst)
         if inst["host"]:
             # The guest gets the NIC now (hot-plug) or at its next start; a failure
             # undoes the port's attachment.
             nic = next((n for n in nics if n.get("id") == port["id"]), {"id": port["id"]})
             try:
-                res = await self._call(inst, "attach_interface", timeout=NIC_TIMEOUT,
+                res = await self.call(inst, "attach_interface", timeout=NIC_TIMEOUT,
                                        instance_uuid=inst["uuid"], port=nic)
             except Conflict as exc:
                 res = {"error": exc.message}
             if isinstance(res, dict) and res.get("error"):
                 await req.run(self.network.detach_interface, inst["uuid"], port["id"],
                               bool(port_id))
-                await self._refresh_nics(req, inst)
+                await self.refresh_nics(req, inst)
                 raise Conflict(f"Failed to attach network adapter device to "
                                f"{inst['uuid']}: {res['error']}")
         await req.run(self.m.record_action, req.ctx, inst["uuid"], "attach_interface")
@@ -1822,7 +1197,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {"interfaceAttachment": self._iface(req, port)}
 
     @staticmethod
-    def _project_ctx(project_id: str) -> Any:
+    def project_ctx(project_id: str) -> Any:
         ctx = RequestContext.admin()
         ctx.project_id = project_id
         return ctx
@@ -1834,7 +1209,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         except APIError:
             return None
 
-    async def _refresh_nics(self, req: ApiRequest, inst: InstanceDict) -> list[dict[str, Any]]:
+    async def refresh_nics(self, req: ApiRequest, inst: InstanceDict) -> list[dict[str, Any]]:
         """Refresh the instance's port cache (``system_metadata.networks``, what the
         driver and the metadata service read) after an interface change; returns it."""
         if self.network is None:
@@ -1858,7 +1233,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             nics = inst["system_metadata"].get("networks") or []
             nic = next((n for n in nics if n.get("id") == port_id), {"id": port_id})
             try:
-                res = await self._call(inst, "detach_interface", timeout=NIC_TIMEOUT,
+                res = await self.call(inst, "detach_interface", timeout=NIC_TIMEOUT,
                                        instance_uuid=inst["uuid"], port=nic)
             except Conflict as exc:
                 res = {"error": exc.message}
@@ -1872,7 +1247,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         if port_id in preserve:
             await req.run(self.m.update_system_metadata, inst["uuid"],
                           preserve_ports=[p for p in preserve if p != port_id])
-        await self._refresh_nics(req, inst)
+        await self.refresh_nics(req, inst)
         return Response(status_code=202)
 
     async def server_sgs(self, req: ApiRequest) -> dict[str, Any]:
@@ -1934,10 +1309,6 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {"nodes": [], "pagesize_kb": None}
 
 
-def v_ge(req: ApiRequest, version: str) -> bool:
-    return ver(req) >= version
-
-
 _TASK_FOR_STATUS = {
     "REBOOT": ["rebooting", "reboot_pending", "reboot_started"],
     "HARD_REBOOT": ["rebooting_hard", "reboot_pending_hard", "reboot_started_hard"],
@@ -1946,26 +1317,3 @@ _TASK_FOR_STATUS = {
     "REBUILD": ["rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"],
 }
 
-_ACTIONS = {
-    "reboot": "a_reboot", "os-stop": "a_stop", "os-start": "a_start", "pause": "a_pause",
-    "unpause": "a_unpause", "suspend": "a_suspend", "resume": "a_resume",
-    "rescue": "a_rescue", "unrescue": "a_unrescue", "lock": "a_lock", "unlock": "a_unlock",
-    "os-resetState": "a_reset_state", "resetNetwork": "a_reset_network",
-    "injectNetworkInfo": "a_reset_network",
-    "os-getConsoleOutput": "a_console_output", "createImage": "a_create_image",
-    "resize": "a_resize", "confirmResize": "a_confirm_resize",
-    "revertResize": "a_revert_resize", "migrate": "a_migrate",
-    "os-migrateLive": "a_live_migrate", "rebuild": "a_rebuild", "shelve": "a_shelve",
-    "shelveOffload": "a_shelve_offload", "unshelve": "a_unshelve",
-    "forceDelete": "a_force_delete", "restore": "a_restore",
-    "changePassword": "a_change_password", "trigger_crash_dump": "a_trigger_crash_dump",
-    "addSecurityGroup": "a_add_security_group",
-    "addFloatingIp": "a_add_floating_ip", "removeFloatingIp": "a_remove_floating_ip",
-    "addFixedIp": "a_add_fixed_ip", "removeFixedIp": "a_remove_fixed_ip",
-    "removeSecurityGroup": "a_remove_security_group", "createBackup": "a_create_backup",
-    "os-getVNCConsole": "a_deprecated_console", "os-getSPICEConsole": "a_deprecated_console",
-    "os-getSerialConsole": "a_deprecated_console",
-    "os-getRDPConsole": "a_deprecated_console",
-}
-_OK_200 = {"os-getConsoleOutput", "rescue", "os-getVNCConsole", "os-getSPICEConsole",
-           "os-getSerialConsole", "os-getRDPConsole"}

@@ -24,12 +24,7 @@ from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.compute import quotas, schemas, views
 from onestack.compute.manager import ComputeManager
-from onestack.compute.microversions import APIVersion, version_of
-
-
-def ver(req: ApiRequest) -> APIVersion:
-    return version_of(req.request.scope)
-
+from onestack.compute.microversions import APIVersion, ver
 
 _MIGRATION_HOST_FIELDS = ("source_compute", "source_node", "dest_compute", "dest_node",
                           "dest_host")

@@ -209,7 +209,7 @@ class VolumeAttachmentRoutes:
     async def _agent(self, inst: InstanceDict, method: str,
                      bdm: dict[str, Any]) -> dict[str, Any]:
         try:
-            res = await self.api._call(inst, method, timeout=VOLUME_TIMEOUT,  # noqa: SLF001
+            res = await self.api.call(inst, method, timeout=VOLUME_TIMEOUT,
                                        instance_uuid=inst["uuid"], volume=bdm)
         except Conflict as exc:
             return {"error": exc.message}
@@ -224,7 +224,7 @@ class VolumeAttachmentRoutes:
         vols = self.volumes
         api = self.api
         bdms = [b for b in block_devices.of(inst) if b.get("volume_id")]
-        ctx = api._project_ctx(inst["project_id"])  # noqa: SLF001
+        ctx = api.project_ctx(inst["project_id"])
         paused = False
         if inst["host"] and inst["vm_state"] != states.SHELVED_OFFLOADED and bdms:
             paused = bool((await self._agent(inst, "pause_volume_io", bdms[0])).get("paused"))
@@ -246,7 +246,7 @@ class VolumeAttachmentRoutes:
                 await self._agent(inst, "resume_volume_io", bdms[0])
         extra = {**meta, "block_device_mapping": json.dumps(mappings), "bdm_v2": "True",
                  "root_device_name": "/dev/vda"}
-        image_id = await req.run(api._new_image, req, inst, name, extra,  # noqa: SLF001
+        image_id = await req.run(api.actions.new_image, req, inst, name, extra,
                                  "snapshot")
         await req.run(self._empty_upload, image_id)
         await req.run(api.m.record_action, req.ctx, inst["uuid"], "createImage")
@@ -281,11 +281,11 @@ class VolumeAttachmentRoutes:
                     inst["vm_state"] == states.SHELVED_OFFLOADED:
                 continue
             # An instance action with the outcome as its event, as Nova records it.
-            ctx = api._project_ctx(inst["project_id"])  # noqa: SLF001
+            ctx = api.project_ctx(inst["project_id"])
             ctx.user_id = inst["user_id"]  # the action is the server owner's (never None)
             await api.m.db.run(api.m.record_action, ctx, uuid, "extend_volume")
             try:
-                res = await api._call(inst, "extend_volume",  # noqa: SLF001
+                res = await api.call(inst, "extend_volume",
                                       timeout=VOLUME_TIMEOUT, instance_uuid=uuid,
                                       volume=bdm, new_size=new_size)
             except Conflict as exc:  # the guest sees the size at its next start

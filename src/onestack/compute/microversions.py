@@ -10,6 +10,7 @@ unsupported one with Nova's fault body, stores the version on the scope for hand
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -114,6 +115,16 @@ class VersionLayer:
 
 def version_of(scope: Scope) -> APIVersion:
     return scope.get(SCOPE_KEY) or MIN
+
+
+def ver(req: Any) -> APIVersion:
+    """The compute microversion of a request (an ``ApiRequest``)."""
+    return version_of(req.request.scope)
+
+
+def v_ge(req: Any, version: str) -> bool:
+    """Whether the request's microversion is at least ``version``."""
+    return ver(req) >= version
 
 
 def url_project(scope: Scope) -> str | None:
