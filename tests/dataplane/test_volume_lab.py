@@ -11,7 +11,8 @@ volume* made of the test image; what it writes under ``/disk`` is read again by 
 guest booted from the same volume), a transfer to another project, and deleting everything
 leaves no file in the volume directory.
 
-Root, QEMU and the data-plane tools only; everything the test made is removed afterwards.
+A guest's ``/disk`` also survives a shelve and unshelve. Root, QEMU and the data-plane
+tools only; everything the test made is removed afterwards.
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ def test_volumes_with_real_guests(lab: Lab) -> None:
     lab.boot("vm-a", "vlab-net", "vlab-sg")
     lab.boot("vm-b", "vlab-net", "vlab-sg")
     fip_a, fip_b = lab.reachable("vm-a"), lab.reachable("vm-b")
+    # ---- what a guest keeps on its disk (/disk) survives a shelve (offloaded: the guest
+    # comes back from the shelve's snapshot, which is deleted afterwards)
+    _in_guest(lab, fip_b, "echo kept-by-the-shelve > /disk/stamp && sync")
+    lab.run("server", "shelve", "--wait", "vm-b")
+    assert lab.json("server", "show", "vm-b")["status"] == "SHELVED_OFFLOADED"
+    assert [i["Name"] for i in lab.json("image", "list")].count("vm-b-shelved") == 1
+    lab.run("server", "unshelve", "--wait", "vm-b")
+    _wait(lambda: lab.ssh(fip_b, "true").returncode == 0, "ssh to the unshelved guest")
+    assert "kept-by-the-shelve" in _in_guest(lab, fip_b, "cat /disk/stamp")
+    _wait(lambda: "vm-b-shelved" not in [i["Name"] for i in lab.json("image", "list")],
+          "the shelve's snapshot to go")
 
     vol = lab.json("volume", "create", "--size", "1", "data")
     assert vol["size"] == 1

@@ -280,3 +280,33 @@ def test_swap_checks(cloud: RunningCloud, images: list[str]) -> None:
     _until(lambda: c.volume_doc(old)["status"] == "available")
     for vid in vols:
         assert c.cinder("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_shelve_keeps_the_guest_in_a_snapshot_or_in_its_volumes(
+        cloud: RunningCloud, images: list[str]) -> None:
+    """Shelve (offloaded) of an image-backed server takes a snapshot image the unshelve
+    boots from and then deletes; a volume-backed server is shelved without an image."""
+    a, _ = images
+    c = Client(cloud)
+    flavor = c.conn.compute.find_flavor("m1.tiny").id
+    sid = c.nova("POST", "/servers", "2.67", json={"server": {
+        "name": "sh", "flavorRef": flavor, "imageRef": a, "networks": "none"}}).json()[
+        "server"]["id"]
+    _until(lambda: c.status(sid) == "ACTIVE")
+    bfv, _root = _boot_from_volume(c, a, "sh-bfv")
+
+    def shelved_images() -> list[str]:
+        return [i.name for i in c.conn.image.images() if i.name.endswith("-shelved")]
+
+    for server in (sid, bfv):
+        assert c.nova("POST", f"/servers/{server}/action", json={"shelve": None}
+                      ).status_code == 202
+        _until(lambda server=server: c.status(server) == "SHELVED_OFFLOADED")
+    assert shelved_images() == ["sh-shelved"]  # none for the volume-backed server
+    for server in (sid, bfv):
+        assert c.nova("POST", f"/servers/{server}/action", json={"unshelve": None}
+                      ).status_code == 202
+        _until(lambda server=server: c.status(server) == "ACTIVE")
+    _until(lambda: not shelved_images())
+    for server in (sid, bfv):
+        assert c.nova("DELETE", f"/servers/{server}").status_code == 204

@@ -65,6 +65,9 @@ class ComputeAgent:
     network: Any = None
     #: The volume service seen from compute (``compute/volumes.py``); None: no volumes.
     volumes: Any = None
+    #: ``drop(image_id)``: delete an image compute made (a shelved server's snapshot once it
+    #: runs again); None: kept.
+    drop_image: Callable[[str], None] | None = None
 
     def __init__(self, host: str, driver: HypervisorDriver, manager: ComputeManager, bus: Bus,
                  uploader: ImageUploader | None = None, build_timeout: float = 600.0) -> None:
@@ -411,7 +414,10 @@ class ComputeAgent:
                            vm_state=states.SHELVED_OFFLOADED, host=None, node=None,
                            power_state=states.NOSTATE)
 
-    async def unshelve_instance(self, instance_uuid: str, node: str) -> None:
+    async def unshelve_instance(self, instance_uuid: str, node: str,
+                                image_ref: str | None = None) -> None:
+        """Start a shelved guest again; an offloaded one is spawned from ``image_ref``, the
+        snapshot its shelve took (deleted once the guest runs, as Nova does)."""
         inst = await self._load(instance_uuid)
         if inst is None or inst["task_state"] != "unshelving":
             return
@@ -419,14 +425,21 @@ class ComputeAgent:
             if inst["vm_state"] == states.SHELVED and inst["host"] == self.host:
                 await self.driver.power_on(self.spec(inst))
             else:
-                await self.driver.spawn(await self._files(self.spec(inst,
-                                                                    **await self._bind(inst))))
+                spec = self.spec(inst, **await self._bind(inst))
+                if image_ref:
+                    spec["image"] = dict(spec["image"], id=image_ref)
+                await self.driver.spawn(await self._files(spec))
         except Exception as exc:  # noqa: BLE001
             await self._fail(instance_uuid, "unshelving", "compute_unshelve_instance", exc)
             return
         await self._finish(instance_uuid, "unshelving", "compute_unshelve_instance",
                            task_state=None, vm_state=states.ACTIVE, host=self.host,
                            node=node, power_state=states.RUNNING)
+        shelved = inst["system_metadata"].get("shelved_image_id")
+        if shelved and self.drop_image is not None:
+            await asyncio.to_thread(self.m.update_system_metadata, instance_uuid,
+                                    shelved_image_id=None)
+            await asyncio.to_thread(self.drop_image, shelved)
 
     # ------------------------------------------------------------------ moves
     async def resize_instance(self, instance_uuid: str, migration_uuid: str, dest_host: str,

@@ -511,7 +511,8 @@ class ServerActions:
 
     async def a_shelve(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         image_id = None
-        if self.images is not None:
+        # A volume-backed server keeps its disks in its volumes: no snapshot image (Nova).
+        if self.images is not None and block_devices.root(inst) is None:
             image_id = await req.run(self.new_image, req, inst, f"{inst['name']}-shelved", {},
                                      "snapshot")
         sm = dict(inst["system_metadata"], shelved_image_id=image_id)
@@ -524,7 +525,7 @@ class ServerActions:
                 await req.run(self._drop_image, image_id)
             raise
         await self.api.cast(inst, "shelve_instance", instance_uuid=inst["uuid"],
-                         image_id=image_id, offload=True)
+                            image_id=image_id, offload=True)
 
     async def a_shelve_offload(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         await self._simple(req, inst, "shelveOffload", "shelving_offloading",
@@ -560,11 +561,11 @@ class ServerActions:
                           task_state=None)
             raise BadRequest("No valid host was found.") from None
         await req.run(self.m.set_instance, inst["uuid"], host=dest["host"], node=dest["node"])
-        image_id = inst["system_metadata"].get("shelved_image_id")
-        if image_id and self.images is not None:
-            await req.run(self._drop_image, image_id)
+        # The guest comes back from the snapshot taken at shelve time (Nova bug 1257594);
+        # the agent deletes that image once the guest runs.
         await self.bus.cast(f"compute.{dest['host']}", "unshelve_instance",
-                            instance_uuid=inst["uuid"], node=dest["node"])
+                            instance_uuid=inst["uuid"], node=dest["node"],
+                            image_ref=inst["system_metadata"].get("shelved_image_id"))
 
     async def a_force_delete(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         raise Conflict(f"Cannot 'forceDelete' instance {inst['uuid']} while it is in vm_state "

@@ -3,9 +3,12 @@ snapshots, the empty image of a volume-backed server's snapshot)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from onestack.common.context import RequestContext
+
+LOG = logging.getLogger(__name__)
 
 
 def image_uploader(images: Any) -> Any:
@@ -27,3 +30,16 @@ def image_uploader(images: Any) -> Any:
         images.finish_upload(image_id, stored, False)
 
     return upload
+
+
+def image_dropper(images: Any) -> Any:
+    """``drop(image_id)`` deleting an image compute made (best effort: gone already is fine,
+    a failure is logged)."""
+
+    def drop(image_id: str) -> None:
+        try:
+            images.delete(RequestContext.admin(), image_id)
+        except Exception as exc:  # noqa: BLE001 - the image may be gone or in use
+            LOG.warning("image %s could not be deleted: %s", image_id, exc)
+
+    return drop

@@ -14,7 +14,7 @@ from onestack.bus.base import Bus
 from onestack.compute.api import ComputeAPI, build_policy
 from onestack.compute.api_volume_proxy import add_volume_proxy_routes
 from onestack.compute.api_volumes import add_volume_attachment_routes
-from onestack.compute.image_upload import image_uploader
+from onestack.compute.image_upload import image_dropper, image_uploader
 from onestack.compute.manager import ComputeManager
 from onestack.compute.microversions import VersionLayer
 from onestack.compute.network import LocalNetwork
@@ -96,6 +96,8 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
             agent.shutdown_timeout = settings.compute_shutdown_timeout
             agent.network = nets
             agent.volumes = volumes
+            if images is not None:
+                agent.drop_image = image_dropper(images)
             if images is not None and driver.hypervisor_type != "fake":
                 from onestack.drivers.hypervisor.imagefiles import ImageFiles
 
