@@ -310,3 +310,34 @@ def test_shelve_keeps_the_guest_in_a_snapshot_or_in_its_volumes(
     _until(lambda: not shelved_images())
     for server in (sid, bfv):
         assert c.nova("DELETE", f"/servers/{server}").status_code == 204
+
+
+def test_volume_from_a_volume_backed_server_snapshot(
+        cloud: RunningCloud, images: list[str]) -> None:
+    """Cinder 3.46: a volume from Nova's snapshot of a volume-backed server (an image
+    without data) is a copy of the boot volume's snapshot; before 3.46 Cinder copies the
+    image's data, which is no disk: the volume ends in error."""
+    a, _ = images
+    c = Client(cloud)
+    sid, _root = _boot_from_volume(c, a, "vbs")
+    r = c.nova("POST", f"/servers/{sid}/action", "2.45", json={"createImage": {
+        "name": "vbs-snap"}})
+    assert r.status_code == 202, r.text
+    image_id = r.json()["image_id"]
+    _until(lambda: c.conn.image.get_image(image_id).status == "active")
+    r = c.cinder("POST", "/volumes", "3.45", json={"volume": {"imageRef": image_id,
+                                                               "size": 1}})
+    assert r.status_code == 202, r.text
+    old = r.json()["volume"]["id"]
+    _until(lambda: c.volume_doc(old)["status"] != "creating")
+    assert c.volume_doc(old)["status"] == "error"
+    r = c.cinder("POST", "/volumes", "3.46", json={"volume": {"imageRef": image_id}})
+    assert r.status_code == 202, r.text
+    vid = r.json()["volume"]["id"]
+    _until(lambda: c.volume_doc(vid)["status"] == "available")
+    vol = c.volume_doc(vid)
+    assert vol["snapshot_id"] and vol["bootable"] == "true"
+    assert vol["volume_image_metadata"]["image_id"] == a
+    assert c.nova("DELETE", f"/servers/{sid}").status_code == 204
+    for v in (old, vid):
+        assert c.cinder("DELETE", f"/volumes/{v}").status_code == 202

@@ -392,14 +392,29 @@ class VolumeAPI:
                              "supported by this cloud yet.")
         image = None
         image_ref = body.get("imageRef", body.get("image_id"))
+        snapshot_id = _text(body.get("snapshot_id"), "snapshot_id")
         if image_ref is not None:
             if self.m.images is None:
                 raise BadRequest("Invalid input received: no image service to create a "
                                  "volume from.")
-            image = await req.run(self.m.images.volume_image, req.ctx,
-                                  _text(image_ref, "imageRef", nullable=False))
+            image_ref = _text(image_ref, "imageRef", nullable=False) or ""
+            # 3.46: Nova's snapshot of a volume-backed server (an image without data whose
+            # block device mapping names volume snapshots) gives the boot snapshot's copy.
+            boot_snapshot = None
+            if version_of(req.request.scope) >= "3.46":
+                boot_snapshot = await req.run(self.m.images.boot_snapshot, req.ctx,
+                                              image_ref)
+            if boot_snapshot is not None:
+                try:
+                    await req.run(self.m.get_snapshot, req.ctx, boot_snapshot)
+                except NotFound:
+                    raise NotFound(f"Nova specific image is found, but boot volume "
+                                   f"snapshot id:{boot_snapshot} not found.") from None
+                snapshot_id = boot_snapshot
+            else:
+                image = await req.run(self.m.images.volume_image, req.ctx, image_ref)
         size = _size(body["size"]) if body.get("size") is not None else None
-        if size is None and not (body.get("snapshot_id") or body.get("source_volid")):
+        if size is None and not (snapshot_id or body.get("source_volid")):
             raise BadRequest("Invalid input for field/attribute size. Value: None. None is "
                              "not of type 'integer', 'string'")
         vtype = body.get("volume_type")
@@ -414,8 +429,7 @@ class VolumeAPI:
             _text(body.get("description", body.get("display_description")), "description"),
             _text(vtype, "volume_type"), _metadata(body.get("metadata")),
             _text(body.get("availability_zone"), "availability_zone"),
-            _text(body.get("snapshot_id"), "snapshot_id"),
-            _text(body.get("source_volid"), "source_volid"),
+            snapshot_id, _text(body.get("source_volid"), "source_volid"),
             _bool(body.get("multiattach", False), "multiattach"), image, group_id)
         self._later(self.m.finish_create, v.id, image)
         return FastJSON(await self._volume_doc(req, v, extended=False), status_code=202)

@@ -4,6 +4,7 @@ may see, with a local file of its data, to create a volume from."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,6 +56,12 @@ class ImageSource(Protocol):
         """The image ``ctx`` may see, active and with local data (404/400 otherwise)."""
         ...
 
+    def boot_snapshot(self, ctx: RequestContext, image_id: str) -> str | None:
+        """The volume snapshot a Nova snapshot of a volume-backed server boots from (its
+        ``block_device_mapping``'s boot index 0 with source ``snapshot``); None for other
+        images (404 when ``ctx`` does not see the image)."""
+        ...
+
     def new_image(self, ctx: RequestContext, name: str, disk_format: str,
                   container_format: str, visibility: str, protected: bool) -> str:
         """A queued image of ``ctx``'s project for a volume's data; its id."""
@@ -100,6 +107,19 @@ class LocalImages:
         # Best effort: the image may be gone already.
         with contextlib.suppress(Exception):
             self.images.delete(RequestContext.admin(), image_id)
+
+    def boot_snapshot(self, ctx: RequestContext, image_id: str) -> str | None:
+        info = self.images.get(ctx, image_id)  # 404 when not visible
+        raw = (info.properties or {}).get("block_device_mapping")
+        try:
+            mappings = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return None
+        for bdm in mappings if isinstance(mappings, list) else []:
+            if isinstance(bdm, dict) and bdm.get("source_type") == "snapshot" and \
+                    str(bdm.get("boot_index")) == "0" and bdm.get("snapshot_id"):
+                return str(bdm["snapshot_id"])
+        return None
 
     def volume_image(self, ctx: RequestContext, image_id: str) -> VolumeImage:
         info = self.images.get(ctx, image_id)  # 404 when not visible
