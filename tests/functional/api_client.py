@@ -1,5 +1,5 @@
 """A small JSON client for functional tests: one service's base URL, a token and an optional
-compute microversion, plus waiting for a server to settle."""
+compute microversion, plus waiting for a server (or any condition) to settle."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ import time
 from typing import Any
 
 import httpx
+
+
+def until(fn: Any, timeout: float = 30) -> Any:
+    """``fn()``'s first truthy result, polled every 0.1 s (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = fn()
+        if out:
+            return out
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
 
 
 class Http:

@@ -6,7 +6,6 @@ hypervisor; tenancy, a reader, bad input, and what a server delete releases."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,13 @@ import openstack
 import pytest
 
 from tests.conftest import RunningCloud
+from tests.functional.api_client import until as _until
 
 pytestmark = pytest.mark.slow
 
 
 def _json(cloud: RunningCloud, *args: str, env: dict[str, str]) -> Any:
     return json.loads(cloud.openstack(*args, "-f", "json", env=env).stdout)
-
-
-def _until(fn: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        out = fn()
-        if out:
-            return out
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 def _volume_status(cloud: RunningCloud, env: dict[str, str], vid: str) -> str:

@@ -6,7 +6,6 @@ a zero-disk flavor, the zero-disk flavor policy for image-backed servers, ``os-r
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,9 @@ import openstack
 import pytest
 
 from tests.conftest import RunningCloud
+from tests.functional.api_client import until as _until
 
 pytestmark = pytest.mark.slow
-
-
-def _until(fn: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        out = fn()
-        if out:
-            return out
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

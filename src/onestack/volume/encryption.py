@@ -121,14 +121,19 @@ class EncryptionTypes:
                     **{k: getattr(row, k) for k in FIELDS}}
         return dict(self.m._tx(run))
 
+    def _existing(self, s: Session, type_id: str, encryption_id: str,
+                  verb: str) -> VolumeTypeEncryption:
+        """The type's encryption ``encryption_id`` when it may change (404, 400 in use)."""
+        self._type(s, type_id)
+        self._unused(s, type_id, verb)
+        row = s.get(VolumeTypeEncryption, type_id)
+        if row is None or row.encryption_id != encryption_id:
+            raise NotFound(f"Volume type encryption for type {type_id} does not exist.")
+        return row
+
     def update(self, type_id: str, encryption_id: str, spec: dict[str, Any]) -> None:
         def run(s: Session) -> None:
-            self._type(s, type_id)
-            self._unused(s, type_id, "update")
-            row = s.get(VolumeTypeEncryption, type_id)
-            if row is None or row.encryption_id != encryption_id:
-                raise NotFound(f"Volume type encryption for type {type_id} does not "
-                               "exist.")
+            row = self._existing(s, type_id, encryption_id, "update")
             for key, value in spec.items():
                 setattr(row, key, value)
             row.updated_at = utcnow()
@@ -136,11 +141,5 @@ class EncryptionTypes:
 
     def delete(self, type_id: str, encryption_id: str) -> None:
         def run(s: Session) -> None:
-            self._type(s, type_id)
-            self._unused(s, type_id, "delete")
-            row = s.get(VolumeTypeEncryption, type_id)
-            if row is None or row.encryption_id != encryption_id:
-                raise NotFound(f"Volume type encryption for type {type_id} does not "
-                               "exist.")
-            s.delete(row)
+            s.delete(self._existing(s, type_id, encryption_id, "delete"))
         self.m._tx(run)
