@@ -82,6 +82,8 @@ class Cloud:
     compute_agents: Any = None
     volume: Any = None
     servers: list[uvicorn.Server] = field(default_factory=list)
+    #: service name -> port of every service actually served (set by ``serve``).
+    served: dict[str, int] = field(default_factory=dict)
     _stop: asyncio.Event | None = None
 
     async def _background(self) -> None:
@@ -136,6 +138,7 @@ class Cloud:
                 sockets[id(server)] = [reuse_port_socket(self.settings.bind,
                                                          self.settings.port(name))]
             self.servers.append(server)
+            self.served[name] = self.settings.port(name)
         if self.bus is not None:
             await self.bus.start()
             if self.scheduler is not None:

@@ -4,6 +4,7 @@ image-worker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -13,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
-from onestack import __version__
+from onestack import __version__, runstate
 from onestack.config import ConfigError, Settings, load_settings
 
 
@@ -80,6 +80,13 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
         await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():
             elapsed = time.monotonic() - t0
+            runstate.write(settings.data_dir, runstate.RunState(
+                pid=os.getpid(), version=__version__, started_at=runstate.now(),
+                data_dir=str(settings.data_dir),
+                services={name: settings.url(name) for name in cloud.served},
+                connect_host=runstate.connect_host(settings.bind),
+                compute_driver=str(settings.compute_driver),
+                network_driver=str(settings.network_driver)))
             click.echo(f"onestack {__version__} is up ({'first start, ' if first else ''}"
                        f"{elapsed:.2f}s); data in {settings.data_dir}")
             for name in cloud.apps:
@@ -97,6 +104,7 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
         raise click.ClickException(f"cannot serve: {exc}") from exc
     finally:
         pidf.unlink(missing_ok=True)
+        runstate.remove(settings.data_dir, os.getpid())
     click.echo("onestack stopped")
 
 
@@ -157,40 +165,20 @@ def down(data_dir: str | None, timeout: float) -> None:
 
 @main.command()
 @data_dir_option
-def status(data_dir: str | None) -> None:
-    """Print each service's health; exit non-zero if any is down."""
-    from onestack.bootstrap import SERVICES
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(data_dir: str | None, as_json: bool) -> None:
+    """Print the running cloud's services, agents and servers; exit non-zero if it is not
+    running or a service is down."""
+    from onestack.status import collect, healthy, render
 
-    settings = _settings(data_dir)
-    down_count = 0
-    with httpx.Client(timeout=3.0) as client:
-        def healthy(port: int) -> bool:
-            try:
-                url = f"http://{_connect_host(settings)}:{port}/healthcheck"
-                return client.get(url).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        for name in SERVICES:
-            ok = healthy(settings.port(name))
-            down_count += 0 if ok else 1
-            click.echo(f"{name:<10} {'up' if ok else 'DOWN':<5} {settings.url(name)}")
-        # The console proxy is optional (not served when its port was taken): shown, but
-        # its absence is not a failure.
-        ok = healthy(settings.console_port)
-        host = settings.public_host or _connect_host(settings)
-        click.echo(f"{'console':<10} {'up' if ok else 'off':<5} "
-                   f"http://{host}:{settings.console_port}")
-    if down_count:
+    doc = collect(_settings(data_dir))
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        for line in render(doc):
+            click.echo(line)
+    if not healthy(doc):
         sys.exit(1)
-
-
-def _connect_host(settings: Settings) -> str:
-    if settings.bind in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if settings.bind == "::":
-        return "[::1]"
-    return f"[{settings.bind}]" if ":" in settings.bind else settings.bind
 
 
 @main.command()

@@ -1219,13 +1219,15 @@ class ComputeManager:
                 "DISK_GB": {"total": resources["local_gb"], "allocation_ratio": disk_r}})
 
     def heartbeat(self, hosts: Sequence[str], binary: str = "nova-compute") -> None:
-        """Report ``hosts``' services up (one statement for any number of fake hosts)."""
+        """Report ``hosts``' services up (one statement for any number of fake hosts); like
+        Nova's service reports it moves ``updated_at`` (the service list's "Updated At")."""
         now = utcnow()
         with self.write() as s:
             for i in range(0, len(hosts), 500):
                 s.execute(update(Service).where(Service.binary == binary,
                                                 Service.host.in_(list(hosts[i:i + 500])))
-                          .values(last_seen_up=now, report_count=Service.report_count + 1))
+                          .values(last_seen_up=now, updated_at=now,
+                                  report_count=Service.report_count + 1))
 
     def service_up(self, svc: dict[str, Any], now: dt.datetime | None = None) -> bool:
         if svc["forced_down"]:

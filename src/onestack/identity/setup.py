@@ -49,7 +49,7 @@ def _secret_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _read_password(path: Path, var: str = "OS_PASSWORD") -> str | None:
+def read_password(path: Path, var: str = "OS_PASSWORD") -> str | None:
     if not path.exists():
         return None
     for line in path.read_text().splitlines():
@@ -65,9 +65,9 @@ def bootstrap(m: IdentityManager, settings: Settings, services: list[str]) -> Cr
     """Create the default domain, projects, roles, users, region and catalog (idempotent)."""
     m.ensure_generation_row()
     data = settings.data_dir
-    admin_pw = (settings.admin_password or _read_password(data / "admin-openrc.sh")
+    admin_pw = (settings.admin_password or read_password(data / "admin-openrc.sh")
                 or secrets.token_urlsafe(16))
-    demo_pw = (settings.demo_password or _read_password(data / "demo-openrc.sh")
+    demo_pw = (settings.demo_password or read_password(data / "demo-openrc.sh")
                or secrets.token_urlsafe(16))
 
     first = m.domain_info("default") is None
