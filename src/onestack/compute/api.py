@@ -139,8 +139,8 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {"project_id": project_id or req.ctx.project_id or "",
                 "user_id": user_id or req.ctx.user_id or ""}
 
-    async def _inst(self, req: ApiRequest, rule: str | None = None,
-                    deleted_ok: bool = False) -> InstanceDict:
+    async def find_server(self, req: ApiRequest, rule: str | None = None,
+                          deleted_ok: bool = False) -> InstanceDict:
         """The server of the URL (another project's is not found for a non-admin: 404),
         then ``rule`` checked against it (403), as Nova orders them. ``deleted_ok``: a deleted
         server is found too (instance actions from 2.21)."""
@@ -162,7 +162,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             raise Conflict(f"Compute host {inst['host']} could not be found.") from None
 
     async def call(self, inst: InstanceDict, method: str, timeout: float = 30,
-                    **kwargs: Any) -> Any:
+                   **kwargs: Any) -> Any:
         if not inst["host"]:
             raise Conflict(f"Instance {inst['uuid']} is not ready yet.")
         try:
@@ -172,7 +172,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             raise Conflict(f"Compute host {inst['host']} is not available: {exc}") from None
 
     async def action_view(self, req: ApiRequest, inst: InstanceDict,
-                           rebuild: bool = False) -> dict[str, Any]:
+                          rebuild: bool = False) -> dict[str, Any]:
         """The server document of update/rebuild responses (before 2.75 a reduced one)."""
         v = ver(req)
         group = None
@@ -845,7 +845,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
     # ------------------------------------------------------------------ update / delete
     async def update_server(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
-        inst = await self._inst(req, "os_compute_api:servers:update")
+        inst = await self.find_server(req, "os_compute_api:servers:update")
         body = await req.json()
         srv = schemas.obj(body, "server")
         allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
@@ -921,11 +921,11 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     # ------------------------------------------------------------------ sub-resources
     async def get_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:server-metadata:index")
+        inst = await self.find_server(req, "os_compute_api:server-metadata:index")
         return {"metadata": inst["metadata"]}
 
     async def _set_meta(self, req: ApiRequest, replace: bool) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:server-metadata:update_all" if replace
+        inst = await self.find_server(req, "os_compute_api:server-metadata:update_all" if replace
                                 else "os_compute_api:server-metadata:create")
         body = await req.json()
         meta = schemas.metadata(schemas.obj(body, "metadata"))
@@ -939,14 +939,14 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return await self._set_meta(req, False)
 
     async def get_meta_item(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:server-metadata:show")
+        inst = await self.find_server(req, "os_compute_api:server-metadata:show")
         key = req.param("key")
         if key not in inst["metadata"]:
             raise NotFound("Metadata item was not found")
         return {"meta": {key: inst["metadata"][key]}}
 
     async def set_meta_item(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:server-metadata:update")
+        inst = await self.find_server(req, "os_compute_api:server-metadata:update")
         body = await req.json()
         meta = schemas.metadata(schemas.obj(body, "meta"), "meta")
         key = req.param("key")
@@ -958,7 +958,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {"meta": meta}
 
     async def delete_meta_item(self, req: ApiRequest) -> Response:
-        inst = await self._inst(req, "os_compute_api:server-metadata:delete")
+        inst = await self.find_server(req, "os_compute_api:server-metadata:delete")
         await req.run(self.m.delete_metadata, req.ctx, inst["uuid"], req.param("key"))
         return Response(status_code=204)
 
@@ -968,12 +968,12 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     async def list_tags(self, req: ApiRequest) -> dict[str, Any]:
         self._tags_allowed(req)
-        inst = await self._inst(req, "os_compute_api:os-server-tags:index")
+        inst = await self.find_server(req, "os_compute_api:os-server-tags:index")
         return {"tags": inst["tags"]}
 
     async def replace_tags(self, req: ApiRequest) -> dict[str, Any]:
         self._tags_allowed(req)
-        inst = await self._inst(req, "os_compute_api:os-server-tags:update_all")
+        inst = await self.find_server(req, "os_compute_api:os-server-tags:update_all")
         body = await req.json()
         if not isinstance(body, dict) or "tags" not in body:
             raise ValidationError("Invalid input for field/attribute tags.")
@@ -992,21 +992,21 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     async def delete_tags(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req, "os_compute_api:os-server-tags:delete_all")
+        inst = await self.find_server(req, "os_compute_api:os-server-tags:delete_all")
         self._tag_state(inst)
         await req.run(self.m.set_tags, req.ctx, inst["uuid"], [])
         return Response(status_code=204)
 
     async def check_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req, "os_compute_api:os-server-tags:show")
+        inst = await self.find_server(req, "os_compute_api:os-server-tags:show")
         if req.param("tag") not in inst["tags"]:
             raise NotFound(f"Tag {req.param('tag')} not found")
         return Response(status_code=204)
 
     async def add_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req, "os_compute_api:os-server-tags:update")
+        inst = await self.find_server(req, "os_compute_api:os-server-tags:update")
         tag = schemas.tag(req.param("tag"))
         self._tag_state(inst)
         existed = tag in inst["tags"]
@@ -1017,14 +1017,14 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     async def delete_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
-        inst = await self._inst(req, "os_compute_api:os-server-tags:delete")
+        inst = await self.find_server(req, "os_compute_api:os-server-tags:delete")
         self._tag_state(inst)
         await req.run(self.m.set_tags, req.ctx, inst["uuid"], None, None, req.param("tag"))
         return Response(status_code=204)
 
     async def list_actions(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
-        await self._inst(req, "os_compute_api:os-instance-actions:list", v >= "2.21")
+        await self.find_server(req, "os_compute_api:os-instance-actions:list", v >= "2.21")
         actions = await req.run(self.m.instance_actions, req.ctx, req.param("server_id"))
         q = req.query
         if v >= "2.58":
@@ -1046,13 +1046,13 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
 
     async def show_action(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
-        await self._inst(req, "os_compute_api:os-instance-actions:show", v >= "2.21")
+        await self.find_server(req, "os_compute_api:os-instance-actions:show", v >= "2.21")
         a = await req.run(self.m.instance_action, req.ctx, req.param("server_id"),
                           req.param("request_id"))
         return {"instanceAction": views.instance_action(a, v, True, req.ctx.is_admin)}
 
     async def _basic_ips(self, req: ApiRequest, rule: str) -> dict[str, list[dict[str, Any]]]:
-        inst = await self._inst(req, rule)
+        inst = await self.find_server(req, rule)
         addrs = (await self._addresses(req, [inst["uuid"]])).get(inst["uuid"], {})
         return {net: [{"version": a["version"], "addr": a["addr"]} for a in entries]
                 for net, entries in addrs.items()}
@@ -1068,7 +1068,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {net: addrs[net]}
 
     async def diagnostics(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:os-server-diagnostics")
+        inst = await self.find_server(req, "os_compute_api:os-server-diagnostics")
         if inst["vm_state"] == states.BUILDING or not inst["host"]:
             raise Conflict(f"Cannot 'get_diagnostics' instance {inst['uuid']} while it is in "
                            f"vm_state {inst['vm_state']}")
@@ -1079,19 +1079,19 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {k: v for k, v in diag.items() if k in _DIAGNOSTICS_KEYS}
 
     async def get_password(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:os-server-password:show")
+        inst = await self.find_server(req, "os_compute_api:os-server-password:show")
         # What the guest posted to the metadata service (encrypted by the guest, as in Nova).
         return {"password": str((inst.get("system_metadata") or {}).get("password") or "")}
 
     async def clear_password(self, req: ApiRequest) -> Response:
-        inst = await self._inst(req, "os_compute_api:os-server-password:clear")
+        inst = await self.find_server(req, "os_compute_api:os-server-password:clear")
         await req.run(self.m.update_system_metadata, inst["uuid"], password="")
         return Response(status_code=204)
 
     async def remote_console(self, req: ApiRequest) -> dict[str, Any]:
         if ver(req) < "2.6":
             raise NotFound("The resource could not be found.")
-        inst = await self._inst(req, "os_compute_api:os-remote-consoles")
+        inst = await self.find_server(req, "os_compute_api:os-remote-consoles")
         body = await req.json()
         rc = schemas.obj(body, "remote_console")
         protocol = rc.get("protocol")
@@ -1104,7 +1104,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return {"remote_console": {"protocol": protocol, "type": ctype, "url": url}}
 
     async def list_interfaces(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:list")
+        inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:list")
         if self.network is None:
             return {"interfaceAttachments": []}
         ports = await req.run(self.network.interfaces, inst["uuid"])
@@ -1119,7 +1119,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return doc
 
     async def show_interface(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:show")
+        inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:show")
         port_id = req.param("port_id")
         ports = ([] if self.network is None
                  else await req.run(self.network.interfaces, inst["uuid"]))
@@ -1137,7 +1137,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
                            f"vm_state {inst['vm_state']}")
 
     async def attach_interface(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:create")
+        inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:create")
         if self.network is None:
             raise BadRequest("Network service is not available in this cloud.")
         body = await req.json()
@@ -1220,7 +1220,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return nics
 
     async def detach_interface(self, req: ApiRequest) -> Response:
-        inst = await self._inst(req, "os_compute_api:os-attach-interfaces:delete")
+        inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:delete")
         port_id = req.param("port_id")
         if self.network is None:
             raise NotFound(f"Port {port_id} is not attached")
@@ -1251,7 +1251,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         return Response(status_code=202)
 
     async def server_sgs(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:os-security-groups:list")
+        inst = await self.find_server(req, "os_compute_api:os-security-groups:list")
         if self.network is not None:
             groups = await req.run(self.network.security_groups_of, inst["uuid"])
             if groups:
@@ -1265,7 +1265,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
             for n in inst["system_metadata"].get("security_groups") or []]}
 
     async def server_migrations(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self._inst(req, "os_compute_api:servers:migrations:index")
+        inst = await self.find_server(req, "os_compute_api:servers:migrations:index")
         migs = await req.run(self.m.list_migrations, inst["uuid"])
         live = [mg for mg in migs if mg["migration_type"] == "live-migration"
                 and mg["status"] in ("queued", "preparing", "running", "post-migrating")]
@@ -1305,7 +1305,7 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
     async def topology(self, req: ApiRequest) -> dict[str, Any]:
         if ver(req) < "2.78":
             raise NotFound("The resource could not be found.")
-        await self._inst(req, "compute:server:topology:index")
+        await self.find_server(req, "compute:server:topology:index")
         return {"nodes": [], "pagesize_kb": None}
 
 

@@ -3,8 +3,9 @@ suspend, rescue, lock, resize/migrate, rebuild, shelve, images and backups, secu
 fixed IPs, consoles) and console tokens.
 
 ``ServerActions`` is built by ``ComputeAPI`` (``api.py``) and reaches the manager, the bus
-and the other services' seams through it; like every route there it records intent through
-``ComputeManager`` and casts the work to the instance's host agent.
+and the other services' seams through it (typed by ``ActionHost``); like every route there
+it records intent through ``ComputeManager`` and casts the work to the instance's host
+agent.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.responses import Response
 
@@ -32,7 +33,6 @@ from onestack.compute.microversions import APIVersion, v_ge, ver
 from onestack.compute.policies import ACTION_RULES
 
 if TYPE_CHECKING:
-    from onestack.compute.api import ComputeAPI
     from onestack.compute.manager import ComputeManager, InstanceDict
 
 LOG = logging.getLogger(__name__)
@@ -44,10 +44,50 @@ def admin_password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(12))
 
 
+class ActionHost(Protocol):
+    """What the action handlers need from the compute API that builds them (``ComputeAPI``):
+    its collaborators and the request helpers every server route shares."""
+
+    m: ComputeManager
+    bus: Any
+    images: Any
+    network: Any
+    volumes: Any
+    volume_routes: Any
+    console_tokens: Any
+    console_url: str
+
+    @staticmethod
+    def tgt(req: ApiRequest, project_id: str | None = None,
+            user_id: str | None = None) -> dict[str, Any]: ...
+
+    @staticmethod
+    def project_ctx(project_id: str) -> Any: ...
+
+    async def find_server(self, req: ApiRequest, rule: str | None = None,
+                          deleted_ok: bool = False) -> InstanceDict: ...
+
+    async def cast(self, inst: InstanceDict, method: str, **kwargs: Any) -> None: ...
+
+    async def call(self, inst: InstanceDict, method: str, timeout: float = 30,
+                   **kwargs: Any) -> Any: ...
+
+    async def action_view(self, req: ApiRequest, inst: InstanceDict,
+                          rebuild: bool = False) -> dict[str, Any]: ...
+
+    def image_info(self, req: ApiRequest, image_id: str) -> dict[str, Any]: ...
+
+    async def set_disk_config(self, req: ApiRequest, inst: InstanceDict,
+                              args: Any) -> None: ...
+
+    async def refresh_nics(self, req: ApiRequest,
+                           inst: InstanceDict) -> list[dict[str, Any]]: ...
+
+
 class ServerActions:
     """The server action handlers (``a_<action>``) and their dispatcher."""
 
-    def __init__(self, api: ComputeAPI) -> None:
+    def __init__(self, api: ActionHost) -> None:
         self.api = api
 
     # The collaborators the handlers use, read from the API (set up after it is built).
@@ -92,7 +132,7 @@ class ServerActions:
         handler = _ACTIONS.get(action)
         if handler is None:
             raise BadRequest(f"There is no such action: {action}")
-        inst = await self.api._inst(req, ACTION_RULES[action])  # noqa: SLF001
+        inst = await self.api.find_server(req, ACTION_RULES[action])
         # Floating IP actions are Nova's network proxies (``network_proxies.py``).
         fn = getattr(self, handler, None) or getattr(self.api, handler)
         result = await fn(req, inst, args)

@@ -102,7 +102,7 @@ class VolumeAttachmentRoutes:
 
     # ------------------------------------------------------------------ reading
     async def list(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self.api._inst(req, "os_compute_api:os-volumes-attachments:index")  # noqa: SLF001
+        inst = await self.api.find_server(req, "os_compute_api:os-volumes-attachments:index")
         bdms = block_devices.of(inst)
         q = req.query
         if q.get("offset") is not None:
@@ -112,7 +112,7 @@ class VolumeAttachmentRoutes:
         return {"volumeAttachments": [_view(req, inst, b) for b in bdms]}
 
     async def show(self, req: ApiRequest) -> dict[str, Any]:
-        inst = await self.api._inst(req, "os_compute_api:os-volumes-attachments:show")  # noqa: SLF001
+        inst = await self.api.find_server(req, "os_compute_api:os-volumes-attachments:show")
         vid = self._volume_id(req)
         bdm = block_devices.find(inst, vid)
         if bdm is None:
@@ -147,7 +147,7 @@ class VolumeAttachmentRoutes:
 
     async def attach(self, req: ApiRequest) -> dict[str, Any]:
         api = self.api
-        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:create")  # noqa: SLF001
+        inst = await api.find_server(req, "os_compute_api:os-volumes-attachments:create")
         att = self._attach_body(req, await req.json())
         vols = self.volumes
         vid = att["volumeId"]
@@ -343,7 +343,7 @@ class VolumeAttachmentRoutes:
         if not isinstance(new, str) or not schemas.is_uuid(new):
             raise ValidationError("Invalid input for field/attribute volumeId.")
         # Nova checks the swap policy alone for a swap, the update policy otherwise.
-        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:" + (  # noqa: SLF001
+        inst = await api.find_server(req, "os_compute_api:os-volumes-attachments:" + (
             "swap" if new != vid else "update"))
         if new != vid:
             # Nova's checks before a swap (404 for an unknown volume, or one the server
@@ -378,7 +378,7 @@ class VolumeAttachmentRoutes:
 
     async def detach(self, req: ApiRequest) -> Response:
         api = self.api
-        inst = await api._inst(req, "os_compute_api:os-volumes-attachments:delete")  # noqa: SLF001
+        inst = await api.find_server(req, "os_compute_api:os-volumes-attachments:delete")
         vid = self._volume_id(req)
         vols = self.volumes
         async with self._lock(inst["uuid"]):

@@ -346,8 +346,8 @@ class ImageAPI:
         return parse_json(raw)
 
     def _image(self, info: Any) -> dict[str, Any]:
-        return views.image(info, self.m.store_ids(info),
-                           self.m.location_docs(info) if self.m.show_locations else None)
+        locations = self.m.location_ops.location_docs(info) if self.m.show_locations else None
+        return views.image(info, self.m.store_ids(info), locations)
 
     def _versions_doc(self, req: ApiRequest) -> dict[str, Any]:
         href = req.base_url + "/v2/"
@@ -606,16 +606,16 @@ class ImageAPI:
     async def add_location(self, req: ApiRequest) -> Response:
         """``POST /v2/images/{id}/locations`` (2.17): a URL location, hashed in a task."""
         body = await self._json(req)
-        task_id = await req.run(self.m.add_location, req.ctx, req.param("image_id"), body,
-                                req.ctx.request_id)
-        self._background(self.m.run_location_task, task_id)
+        task_id = await req.run(self.m.location_ops.add_location, req.ctx,
+                                req.param("image_id"), body, req.ctx.request_id)
+        self._background(self.m.location_ops.run_location_task, task_id)
         return Response(status_code=202)
 
     async def get_locations(self, req: ApiRequest) -> list[dict[str, Any]]:
         """``GET /v2/images/{id}/locations`` (2.17): for admins and the service role."""
         info = await req.run(self.m.get, req.ctx, req.param("image_id"))
         req.enforce("fetch_image_location", info.target)
-        return self.m.location_docs(info)
+        return self.m.location_ops.location_docs(info)
 
     async def image_tasks(self, req: ApiRequest) -> dict[str, Any]:
         tasks = await req.run(self.m.list_tasks, req.ctx, req.param("image_id"))

@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 
@@ -38,7 +38,7 @@ from onestack.drivers.imagestore.base import StoreError
 from onestack.image import fetch
 
 if TYPE_CHECKING:
-    from onestack.image.manager import ImageInfo, ImageManager
+    from onestack.image.stores import StoreSet
 
 LOG = logging.getLogger(__name__)
 
@@ -101,10 +101,32 @@ def _conflicts(img: Image, vd: Any) -> None:
             raise Conflict(f"The location's {key} does not match the image's {key}.")
 
 
-class LocationsMixin:
-    """Location operations of ``ImageManager`` (see the module docstring)."""
+class LocationHost(Protocol):
+    """What the location operations need from the image manager that owns them."""
 
-    def location_docs(self: ImageManager, info: ImageInfo | Image) -> list[dict[str, Any]]:
+    db: Any
+    stores: StoreSet
+    show_locations: bool
+
+    def _allowed(self, ctx: RequestContext, action: str, target: dict[str, Any]) -> bool: ...
+
+    def _writable_row(self, ctx: RequestContext, s: Any, image_id: str,
+                      action: str) -> Image: ...
+
+    def _touch(self, img: Image) -> None: ...
+
+    def _finish_task(self, s: Any, task_id: str, status: str, message: str,
+                     result: dict[str, Any] | None) -> None: ...
+
+
+class ImageLocations:
+    """Location operations of the image manager (see the module docstring); built by
+    ``ImageManager`` as its ``location_ops``."""
+
+    def __init__(self, host: LocationHost) -> None:
+        self.m = host
+
+    def location_docs(self, info: Any) -> list[dict[str, Any]]:
         """``locations`` as shown: file-store copies by weight, then URL locations."""
         internal = info.internal or {}
         out: list[dict[str, Any]] = []
@@ -114,25 +136,25 @@ class LocationsMixin:
             recorded, dict) else {}
         if not file_locs and info.location and not info.location.startswith(
                 ("http://", "https://")):
-            file_locs = {self.stores.store_id_of(info.location): info.location}
-        for sid in self.stores.order(file_locs.keys()):
+            file_locs = {self.m.stores.store_id_of(info.location): info.location}
+        for sid in self.m.stores.order(file_locs.keys()):
             out.append({"url": file_locs[sid], "metadata": {"store": sid}})
         for loc in url_locations(internal):
             out.append({"url": loc["url"], "metadata": dict(loc.get("metadata") or {})})
         return out
 
-    def _check_url(self: ImageManager, url: Any) -> fetch.Target:
+    def check_url(self, url: Any) -> fetch.Target:
         if not isinstance(url, str) or not url:
             raise BadRequest("A location needs a 'url' string.")
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme not in fetch.SCHEMES:
             raise BadRequest(f"Invalid location {url!r}: only http and https locations are "
                              "accepted.")
-        return self.stores.url_policy.check(url)
+        return self.m.stores.url_policy.check(url)
 
-    def _location_size(self: ImageManager, url: str) -> int:
+    def _location_size(self, url: str) -> int:
         """The size a location's server announces (400 when unreadable or unannounced)."""
-        target = self._check_url(url)
+        target = self.check_url(url)
         try:
             size = fetch.head_size(target)
         except StoreError as exc:
@@ -142,11 +164,11 @@ class LocationsMixin:
                              "(no Content-Length).")
         return size
 
-    def prepare_location_changes(self: ImageManager,
+    def prepare_location_changes(self,
                                  changes: list[tuple[str, list[str], Any]]) -> dict[str, Any]:
         """Network work of a PATCH before its transaction: the sizes of added URLs."""
         sizes: dict[str, Any] = {}
-        if not self.show_locations:
+        if not self.m.show_locations:
             return sizes
         for op, path, value in changes:
             if path[0] != "locations":
@@ -159,13 +181,13 @@ class LocationsMixin:
             for loc in new:
                 if isinstance(loc, dict) and isinstance(loc.get("url"), str) and \
                         loc["url"] not in sizes:
-                    self._check_url(loc["url"])
+                    self.check_url(loc["url"])
                     sizes[loc["url"]] = None
         for url in sizes:
             sizes[url] = self._location_size(url)
         return sizes
 
-    def apply_location_change(self: ImageManager, ctx: RequestContext, img: Image, op: str,
+    def apply_location_change(self, ctx: RequestContext, img: Image, op: str,
                               path: list[str], value: Any, sizes: dict[str, Any],
                               dropped: list[str]) -> None:
         """One JSON-patch operation on ``/locations`` (inside the PATCH transaction)."""
@@ -174,7 +196,7 @@ class LocationsMixin:
             if len(path) != 2:
                 raise BadRequest("Remove a location by its index: /locations/N.")
             target = {"project_id": img.owner or "", "owner": img.owner or ""}
-            if not self._allowed(ctx, "delete_image_location", target):
+            if not self.m._allowed(ctx, "delete_image_location", target):  # noqa: SLF001
                 raise Forbidden("You are not authorized to delete image locations.")
             if not path[1].isdigit() or int(path[1]) >= len(current):
                 raise BadRequest(f"Invalid location index {path[1]!r}.")
@@ -221,7 +243,7 @@ class LocationsMixin:
             raise BadRequest(f"Invalid location index {path[1]!r}.")
         self._add_location(img, value, sizes, index)
 
-    def _add_location(self: ImageManager, img: Image, loc: Any, sizes: dict[str, Any],
+    def _add_location(self, img: Image, loc: Any, sizes: dict[str, Any],
                       index: int) -> None:
         if not isinstance(loc, dict) or not isinstance(loc.get("url"), str):
             raise BadRequest("A location is an object with a 'url' and 'metadata'.")
@@ -259,7 +281,7 @@ class LocationsMixin:
         elif img.location is None:
             img.location = url
 
-    def _drop_location(self: ImageManager, img: Image, url: str, dropped: list[str]) -> None:
+    def _drop_location(self, img: Image, url: str, dropped: list[str]) -> None:
         internal = dict(img.internal or {})
         urls = url_locations(internal)
         if any(x["url"] == url for x in urls):
@@ -273,7 +295,7 @@ class LocationsMixin:
         img.location = remaining[0]["url"] if remaining else None
 
     # ------------------------------------------------------------------ API 2.17
-    def add_location(self: ImageManager, ctx: RequestContext, image_id: str, body: Any,
+    def add_location(self, ctx: RequestContext, image_id: str, body: Any,
                      request_id: str) -> str:
         """``POST /v2/images/{id}/locations``: returns the id of the hashing task."""
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
@@ -283,15 +305,15 @@ class LocationsMixin:
             raise BadRequest(f"Unknown keys: {', '.join(sorted(unknown))}.")
         vd = check_validation_data(body.get("validation_data"))
         url = body["url"]
-        with self.db.reader() as s:
-            img = self._writable_row(ctx, s, image_id, "add_image_location")
+        with self.m.db.reader() as s:
+            img = self.m._writable_row(ctx, s, image_id, "add_image_location")  # noqa: SLF001
             if img.status != "queued" or self.location_docs(img):
                 raise Conflict(f"Image {image_id} must be queued and have no location to "
                                f"be given one (its status is {img.status}).")
         size = self._location_size(url)
         now = utcnow()
-        with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "add_image_location")
+        with self.m.db.transaction() as s:
+            img = self.m._writable_row(ctx, s, image_id, "add_image_location")  # noqa: SLF001
             if img.status != "queued" or self.location_docs(img):
                 raise Conflict(f"Image {image_id} changed while its location was checked.")
             internal = dict(img.internal or {})
@@ -303,7 +325,7 @@ class LocationsMixin:
             img.checksum = vd.get("checksum")
             img.os_hash_algo = vd.get("os_hash_algo", "sha512")
             img.os_hash_value = vd.get("os_hash_value")
-            self._touch(img)
+            self.m._touch(img)  # noqa: SLF001
             task = ImageTask(id=new_uuid(), image_id=image_id, type="location_import",
                              status="processing", owner=img.owner, user_id=ctx.user_id,
                              request_id=request_id,
@@ -314,9 +336,9 @@ class LocationsMixin:
             s.add(task)
             return task.id
 
-    def run_location_task(self: ImageManager, task_id: str) -> None:
+    def run_location_task(self, task_id: str) -> None:
         """Hash the data of a new location and check it against its validation data."""
-        with self.db.reader() as s:
+        with self.m.db.reader() as s:
             task = s.get(ImageTask, task_id)
             if task is None:
                 return
@@ -329,14 +351,14 @@ class LocationsMixin:
         size = 0
         try:
             since_check = 0
-            for chunk in self.stores.open(url, chunk_size=1 << 20):
+            for chunk in self.m.stores.open(url, chunk_size=1 << 20):
                 md5.update(chunk)
                 digest.update(chunk)
                 size += len(chunk)
                 since_check += len(chunk)
                 if since_check >= CANCEL_CHECK_BYTES:
                     since_check = 0
-                    with self.db.reader() as s:
+                    with self.m.db.reader() as s:
                         if s.scalar(select(Image.id).where(Image.id == image_id)) is None:
                             return  # the image was deleted: nothing left to record
             got = {"checksum": md5.hexdigest(), "os_hash_algo": algo,
@@ -344,7 +366,7 @@ class LocationsMixin:
             bad = [k for k in ("checksum", "os_hash_value") if k in vd and vd[k] != got[k]]
         except (StoreError, OSError) as exc:
             got, bad = {}, [f"read failed: {exc}"]
-        with self.db.transaction() as s:
+        with self.m.db.transaction() as s:
             img = s.get(Image, image_id)
             task = s.get(ImageTask, task_id)
             if img is None or task is None:
@@ -354,12 +376,12 @@ class LocationsMixin:
                 img.checksum = img.os_hash_algo = img.os_hash_value = None
                 message = f"location data does not match: {', '.join(bad)}"
                 LOG.warning("location of image %s refused: %s", image_id, message)
-                self._finish_task(s, task_id, "failure", message, None)
+                self.m._finish_task(s, task_id, "failure", message, None)  # noqa: SLF001
             else:
                 img.checksum = got["checksum"]
                 img.os_hash_algo = got["os_hash_algo"]
                 img.os_hash_value = got["os_hash_value"]
                 if img.size is None:
                     img.size = size
-                self._finish_task(s, task_id, "success", "", {"image_id": image_id})
-            self._touch(img)
+                self.m._finish_task(s, task_id, "success", "", {"image_id": image_id})
+            self.m._touch(img)  # noqa: SLF001

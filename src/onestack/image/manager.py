@@ -49,7 +49,7 @@ from onestack.db.engine import Database
 from onestack.db.image import Image, ImageMember, ImageProperty, ImageTag, ImageTask
 from onestack.drivers.imagestore.base import ImageStore, StoredData, StoreError
 from onestack.image import fetch, formats, schemas
-from onestack.image.locations import LocationsMixin, url_locations
+from onestack.image.locations import ImageLocations, url_locations
 from onestack.image.stores import StoreSet
 
 LOG = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def _int_filter(value: str, name: str) -> int:
         raise BadRequest(f"Invalid value for {name}: {value!r}; expected an integer.") from None
 
 
-class ImageManager(LocationsMixin):
+class ImageManager:
     """Owns images: their rows, their data in the store and their status transitions."""
 
     def __init__(self, db: Database, store: ImageStore, policy: Policy,
@@ -193,6 +193,8 @@ class ImageManager(LocationsMixin):
         self.stores = StoreSet(store, stores, fetch.UrlPolicy(url_allow))
         #: Show and manage ``locations`` (Glance's ``show_multiple_locations``).
         self.show_locations = show_locations
+        #: The location operations (``image/locations.py``).
+        self.location_ops = ImageLocations(self)
         self.store = self.stores.default
         self.policy = policy
         self.quota_bytes = quota_bytes
@@ -511,7 +513,7 @@ class ImageManager(LocationsMixin):
         if self.show_locations and any(path[0] == "locations" for _o, path, _v in changes):
             with self.db.reader() as s:  # may this caller change it, before reading any URL?
                 self._writable_row(ctx, s, image_id)
-        sizes = self.prepare_location_changes(changes)
+        sizes = self.location_ops.prepare_location_changes(changes)
         dropped: list[str] = []
         with self.db.transaction() as s:
             img = self._writable_row(ctx, s, image_id)
@@ -524,7 +526,8 @@ class ImageManager(LocationsMixin):
             props = dict(info.properties)
             for op, path, value in changes:
                 if path[0] == "locations" and self.show_locations:
-                    self.apply_location_change(ctx, img, op, path, value, sizes, dropped)
+                    self.location_ops.apply_location_change(ctx, img, op, path, value, sizes,
+                                                            dropped)
                     continue
                 self._apply(ctx, img, doc, props, op, path, value)
             writable = {k: v for k, v in doc.items() if k != "owner" or v is not None}
@@ -1036,7 +1039,7 @@ class ImageManager(LocationsMixin):
                              f"{', '.join(self.import_methods)}.")
         assert isinstance(method, dict)
         if name == "web-download":
-            self._check_url(method.get("uri"))
+            self.location_ops.check_url(method.get("uri"))
         elif name == "glance-download":
             src = method.get("glance_image_id")
             try:
@@ -1191,7 +1194,7 @@ class ImageManager(LocationsMixin):
                                          method["glance_image_id"])
             headers = {"X-Auth-Token": token or "", "Accept": "application/json"}
             raw = b""
-            for piece in fetch.stream(self._check_url(url), headers=headers):
+            for piece in fetch.stream(self.location_ops.check_url(url), headers=headers):
                 raw += piece
                 if len(raw) > 1 << 20:
                     raise StoreError("the source image's description is too large")
@@ -1206,10 +1209,10 @@ class ImageManager(LocationsMixin):
                 k.startswith(GLANCE_DOWNLOAD_PREFIXES))}
             extra["disk_format"] = src.get("disk_format")
             extra["container_format"] = src.get("container_format")
-            target = self._check_url(url + "/file")
+            target = self.location_ops.check_url(url + "/file")
             headers = {"X-Auth-Token": token or ""}
         else:
-            target = self._check_url(method.get("uri"))
+            target = self.location_ops.check_url(method.get("uri"))
         left = self.quota_left(owner)
         writer = self.stores.staging.begin(image_id, staging=True)
         try:
