@@ -212,11 +212,7 @@ class IdentityManager:
                       domain_id: str | None = None, extra: dict[str, Any] | None = None,
                       ) -> Domain:
         with self.write() as s:
-            if s.scalar(select(Domain.id).where(func.lower(Domain.name) == name.lower())):
-                raise Conflict(
-                    f"Conflict occurred attempting to store domain - Duplicate entry found "
-                    f"with name {name}."
-                )
+            _name_free(s, Domain, "domain", name)
             d = Domain(id=domain_id or new_id(), name=name, description=description,
                        enabled=enabled, extra=extra or {}, created_at=utcnow())
             s.add(d)
@@ -225,13 +221,8 @@ class IdentityManager:
     def update_domain(self, domain_id: str, changes: dict[str, Any]) -> Domain:
         with self.write() as s:
             d = self.get_domain(domain_id, s)
-            if "name" in changes and changes["name"] != d.name and s.scalar(
-                select(Domain.id).where(func.lower(Domain.name) == changes["name"].lower())
-            ):
-                raise Conflict(
-                    "Conflict occurred attempting to store domain - Duplicate entry found "
-                    f"with name {changes['name']}."
-                )
+            if "name" in changes and changes["name"] != d.name:
+                _name_free(s, Domain, "domain", changes["name"])
             _apply(d, changes, ("name", "description", "enabled"))
             disabling = changes.get("enabled") is False
         if disabling:
@@ -351,12 +342,7 @@ class IdentityManager:
                     )
             else:
                 self.get_domain(domain_id, s)
-            if s.scalar(select(Project.id).where(Project.domain_id == domain_id,
-                                                 func.lower(Project.name) == name.lower())):
-                raise Conflict(
-                    "Conflict occurred attempting to store project - Duplicate entry found "
-                    f"with name {name} at domain ID {domain_id}."
-                )
+            _name_free(s, Project, "project", name, domain_id)
             p = Project(id=new_id(), name=name, domain_id=domain_id, parent_id=parent_id,
                         description=description, enabled=enabled, extra=extra or {},
                         options=options or {}, created_at=utcnow())
@@ -380,14 +366,8 @@ class IdentityManager:
                     raise Forbidden("Update of `parent_id` is not allowed.")
                 if "is_domain" in changes and changes["is_domain"]:
                     raise BadRequest("Update of `is_domain` is not allowed.")
-                if "name" in changes and changes["name"].lower() != p.name.lower() and s.scalar(
-                    select(Project.id).where(Project.domain_id == p.domain_id,
-                                             func.lower(Project.name) == changes["name"].lower())
-                ):
-                    raise Conflict(
-                        "Conflict occurred attempting to store project - Duplicate entry found "
-                        f"with name {changes['name']} at domain ID {p.domain_id}."
-                    )
+                if "name" in changes and changes["name"].lower() != p.name.lower():
+                    _name_free(s, Project, "project", changes["name"], p.domain_id)
                 _apply(p, changes, ("name", "description", "enabled"))
                 if "extra" in changes:
                     p.extra = {**(p.extra or {}), **changes["extra"]}
@@ -562,12 +542,7 @@ class IdentityManager:
         self._set_password(u, password)
         with self.write() as s:
             self.get_domain(domain_id, s)
-            if s.scalar(select(User.id).where(User.domain_id == domain_id,
-                                              func.lower(User.name) == name.lower())):
-                raise Conflict(
-                    "Conflict occurred attempting to store user - Duplicate entry found with "
-                    f"name {name} at domain ID {domain_id}."
-                )
+            _name_free(s, User, "user", name, domain_id)
             s.add(u)
         return u
 
@@ -580,14 +555,8 @@ class IdentityManager:
             u = self.get_user(user_id, s)
             if "domain_id" in changes and changes["domain_id"] != u.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != u.name.lower() and s.scalar(
-                select(User.id).where(User.domain_id == u.domain_id,
-                                      func.lower(User.name) == changes["name"].lower())
-            ):
-                raise Conflict(
-                    "Conflict occurred attempting to store user - Duplicate entry found with "
-                    f"name {changes['name']} at domain ID {u.domain_id}."
-                )
+            if "name" in changes and changes["name"].lower() != u.name.lower():
+                _name_free(s, User, "user", changes["name"], u.domain_id)
             _apply(u, changes, ("name", "enabled", "default_project_id"))
             if "extra" in changes:
                 merged = {**(u.extra or {}), **changes["extra"]}
@@ -666,12 +635,7 @@ class IdentityManager:
                      extra: dict[str, Any] | None = None) -> Group:
         with self.write() as s:
             self.get_domain(domain_id, s)
-            if s.scalar(select(Group.id).where(Group.domain_id == domain_id,
-                                               func.lower(Group.name) == name.lower())):
-                raise Conflict(
-                    "Conflict occurred attempting to store group - Duplicate entry found with "
-                    f"name {name} at domain ID {domain_id}."
-                )
+            _name_free(s, Group, "group", name, domain_id)
             g = Group(id=new_id(), name=name, domain_id=domain_id, description=description,
                       extra=extra or {})
             s.add(g)
@@ -682,14 +646,8 @@ class IdentityManager:
             g = self.get_group(group_id, s)
             if "domain_id" in changes and changes["domain_id"] != g.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != g.name.lower() and s.scalar(
-                select(Group.id).where(Group.domain_id == g.domain_id,
-                                       func.lower(Group.name) == changes["name"].lower())
-            ):
-                raise Conflict(
-                    "Conflict occurred attempting to store group - Duplicate entry found with "
-                    f"name {changes['name']} at domain ID {g.domain_id}."
-                )
+            if "name" in changes and changes["name"].lower() != g.name.lower():
+                _name_free(s, Group, "group", changes["name"], g.domain_id)
             _apply(g, changes, ("name", "description"))
             if "extra" in changes:
                 g.extra = {**(g.extra or {}), **changes["extra"]}
@@ -766,12 +724,7 @@ class IdentityManager:
         with self.write() as s:
             if domain_id:
                 self.get_domain(domain_id, s)
-            if s.scalar(select(Role.id).where(Role.domain_id == (domain_id or NULL_DOMAIN),
-                                              func.lower(Role.name) == name.lower())):
-                raise Conflict(
-                    "Conflict occurred attempting to store role - Duplicate entry found with "
-                    f"name {name}."
-                )
+            _name_free(s, Role, "role", name, domain_id or NULL_DOMAIN, show_domain=False)
             r = Role(id=role_id or new_id(), name=name, domain_id=domain_id or NULL_DOMAIN,
                      description=description, options=options or {}, extra=extra or {})
             s.add(r)
@@ -786,14 +739,8 @@ class IdentityManager:
                 raise Forbidden(f"Role {role_id} is immutable and cannot be modified.")
             if "domain_id" in changes and (changes["domain_id"] or NULL_DOMAIN) != r.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != r.name.lower() and s.scalar(
-                select(Role.id).where(Role.domain_id == r.domain_id,
-                                      func.lower(Role.name) == changes["name"].lower())
-            ):
-                raise Conflict(
-                    "Conflict occurred attempting to store role - Duplicate entry found with "
-                    f"name {changes['name']}."
-                )
+            if "name" in changes and changes["name"].lower() != r.name.lower():
+                _name_free(s, Role, "role", changes["name"], r.domain_id, show_domain=False)
             _apply(r, changes, ("name", "description"))
             if "options" in changes:
                 opts = {**(r.options or {}), **changes["options"]}
@@ -1539,3 +1486,15 @@ def _event(row: RevocationRow) -> RevocationEvent:
         issued_before=row.issued_before, revoked_at=row.revoked_at,
     )
 
+
+def _name_free(s: Session, model: Any, kind: str, name: str, domain_id: str | None = None,
+               show_domain: bool = True) -> None:
+    """Keystone's 409 when another ``kind`` already has ``name`` (names compare without
+    case), within ``domain_id`` when given (named in the message when ``show_domain``)."""
+    q = select(model.id).where(func.lower(model.name) == name.lower())
+    if domain_id is not None:
+        q = q.where(model.domain_id == domain_id)
+    if s.scalar(q.limit(1)):
+        where = f" at domain ID {domain_id}" if domain_id is not None and show_domain else ""
+        raise Conflict(f"Conflict occurred attempting to store {kind} - Duplicate entry "
+                       f"found with name {name}{where}.")
