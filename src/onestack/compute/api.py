@@ -3,7 +3,8 @@
 Routes parse and validate, call ``ComputeManager`` (which owns every state change) and shape
 the result with ``views``. Work on guests never happens here: the API records intent and casts
 to the scheduler (new servers, moves) or to the instance's host agent (``compute.<host>``).
-Flavors, keypairs and the admin APIs live in ``api_resources.py``.
+Flavors, keypairs, quotas, hosts, groups, usage and the image proxy live in a module each
+(``api_flavors.py`` ... ``api_images.py``); server actions in ``api_actions.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from onestack.common.pagination import next_link
 from onestack.common.timeutils import parse_isotime
 from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, states, views
 from onestack.compute.api_actions import ServerActions, admin_password
-from onestack.compute.api_resources import ResourceRoutes
+from onestack.compute.api_flavors import Flavors
+from onestack.compute.api_groups import ServerGroups
+from onestack.compute.api_hosts import Hosts
+from onestack.compute.api_images import ImageProxy
+from onestack.compute.api_keypairs import Keypairs
+from onestack.compute.api_quotas import Quotas
+from onestack.compute.api_usage import Usage
 from onestack.compute.manager import ComputeManager, InstanceDict
 from onestack.compute.microversions import (
     MAX_VERSION,
@@ -99,7 +106,7 @@ def _has_ports(inst: InstanceDict) -> bool:
                 or sm.get("preserve_ports"))
 
 
-class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
+class ComputeAPI(NetworkProxyRoutes):
     """Builds the compute service: routes bound to the manager, bus and image service."""
 
     def __init__(self, manager: ComputeManager, bus: Bus, policy: Policy, auth_uri: str,
@@ -122,7 +129,11 @@ class ComputeAPI(ResourceRoutes, NetworkProxyRoutes):
         #: Server actions (``POST /servers/{id}/action``, ``compute/api_actions.py``).
         self.actions = ServerActions(self)
         self._add_routes()
-        self.add_resource_routes()
+        #: One handler per resource beside servers, each registering its own routes.
+        self.resources = [cls(self) for cls in (Flavors, Keypairs, Quotas, Hosts,
+                                                   ServerGroups, Usage, ImageProxy)]
+        for handler in self.resources:
+            handler.add_routes(self._r)
         self.add_network_proxy_routes()
         #: Volume attachment routes (``compute/api_volumes.py``, registered by
         #: ``compute.setup``); also where the volume service's events arrive.
