@@ -11,11 +11,8 @@ write the outcome only if the instance is still in the expected task_state).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
-import functools
-import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,21 +29,18 @@ from onestack.common.ids import new_uuid
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.compute import quotas, states
+from onestack.compute.flavors import FlavorStore
+from onestack.compute.hosts import HostStore, looks_like_uuid, node_dict
+from onestack.compute.keypairs import KeypairStore
 from onestack.db.compute import (
-    Aggregate,
-    AggregateHost,
     Allocation,
     ComputeNode,
-    Flavor,
-    FlavorAccess,
     Instance,
     InstanceAction,
     InstanceTag,
-    KeyPair,
     Migration,
     ServerGroup,
     ServerGroupMember,
-    Service,
 )
 from onestack.db.console import ConsoleAuthToken
 from onestack.db.engine import Database
@@ -75,26 +69,8 @@ _SEL_ALLOCS = select(_ALLOC).where(_ALLOC.c.instance_uuid == bindparam("uuid"))
 #: Serialises this process's compute writes on SQLite (see ``ComputeManager.serial``).
 _SQLITE_WRITES = threading.RLock()
 
-#: The flavors a fresh DevStack has (id, name, ram MB, disk GB, vcpus): Nova's classic m1
-#: set, Tempest's m1.nano/m1.micro, and DevStack's own small set (``cirros256``, ``ds*``),
-#: which DevStack creates with the ``hw_rng:allowed`` extra spec.
-DEFAULT_FLAVORS = [
-    ("1", "m1.tiny", 512, 1, 1),
-    ("2", "m1.small", 2048, 20, 1),
-    ("3", "m1.medium", 4096, 40, 2),
-    ("4", "m1.large", 8192, 80, 4),
-    ("5", "m1.xlarge", 16384, 160, 8),
-    ("42", "m1.nano", 128, 1, 1),
-    ("84", "m1.micro", 192, 1, 1),
-    ("c1", "cirros256", 256, 1, 1),
-    ("d1", "ds512M", 512, 5, 1),
-    ("d2", "ds1G", 1024, 10, 1),
-    ("d3", "ds2G", 2048, 10, 2),
-    ("d4", "ds4G", 4096, 20, 4),
-]
-_DEVSTACK_SPECS = {"hw_rng:allowed": "True"}
 
-SERVICE_DOWN_TIME = 60.0
+
 INSTANCE_SORT_KEYS = ("created_at", "display_name", "updated_at", "uuid", "vm_state",
                       "task_state", "power_state", "launched_at", "terminated_at", "host",
                       "node", "image_ref", "project_id", "user_id", "availability_zone",
@@ -104,12 +80,7 @@ INSTANCE_SORT_KEYS = ("created_at", "display_name", "updated_at", "uuid", "vm_st
                       "memory_mb", "root_gb", "ephemeral_gb", "reservation_id", "id")
 
 
-def _flavor_dict(f: Any, access: list[str] | None = None) -> dict[str, Any]:
-    return {"id": f.flavorid, "internal_id": f.id, "name": f.name, "memory_mb": f.memory_mb,
-            "vcpus": f.vcpus, "root_gb": f.root_gb, "ephemeral_gb": f.ephemeral_gb,
-            "swap": f.swap, "rxtx_factor": f.rxtx_factor, "is_public": f.is_public,
-            "disabled": f.disabled, "description": f.description,
-            "extra_specs": dict(f.extra_specs or {})}
+
 
 
 def _inst_from_row(r: Any, tags: list[str] | None = None) -> InstanceDict:
@@ -164,85 +135,16 @@ class _Undo(Exception):
         self.result = result
 
 
-def fingerprint(public_key: str) -> str:
-    """The MD5 fingerprint (``aa:bb:…``) of an OpenSSH public key (400 when malformed)."""
-    parts = public_key.strip().split()
-    if len(parts) < 2:
-        raise BadRequest("Keypair data is invalid: failed to generate fingerprint")
-    try:
-        blob = base64.b64decode(parts[1].encode(), validate=True)
-        from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-
-        load_ssh_public_key(public_key.strip().encode())
-    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
-        raise BadRequest("Keypair data is invalid: failed to generate fingerprint") from exc
-    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
-def x509_fingerprint(cert_pem: str) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem.encode())
-    except Exception as exc:  # noqa: BLE001
-        raise BadRequest("Keypair data is invalid: failed to generate fingerprint") from exc
-    digest = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - what Nova shows
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
-def generate_keypair() -> tuple[str, str]:
-    """A new RSA 2048 key: (private key PEM, OpenSSH public key)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, public + " Generated-by-Nova"
 
 
-def generate_x509(user_id: str, project_id: str) -> tuple[str, str]:
-    """A new self-signed certificate: (private key PEM, certificate PEM)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user_id or "onestack"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, project_id or "onestack")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=3650))
-            .sign(key, hashes.SHA256()))
-    private = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption()).decode()
-    return private, cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _changes_hosts(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorator of manager methods that change what the scheduler knows of hosts
-    (services, nodes, aggregates): listeners hear of it when the change committed."""
-
-    @functools.wraps(fn)
-    def wrapper(self: ComputeManager, *args: Any, **kwargs: Any) -> T:
-        result = fn(self, *args, **kwargs)
-        for listener in self.host_listeners:
-            listener()
-        return result
-
-    return wrapper
-
-
-class ComputeManager:
-    """Compute state: flavors, keypairs, instances, hosts, aggregates, groups, quotas."""
+class ComputeManager(FlavorStore, KeypairStore, HostStore):
+    """Compute state: instances (their state machine and actions), claims, server groups,
+    quotas, usage and migrations here; flavors, key pairs and hosts (services, nodes,
+    aggregates) in the store modules it is made of (``flavors``, ``keypairs``, ``hosts``)."""
 
     def __init__(self, db: Database, default_az: str = "nova",
                  placement: Any | None = None, max_instances_per_request: int = 1000) -> None:
@@ -294,218 +196,7 @@ class ComputeManager:
         except IntegrityError as exc:
             raise Conflict("Conflict occurred while storing data.") from exc
 
-    # ================================================================== flavors
-    def ensure_default_flavors(self) -> None:
-        """Create DevStack's default flavors on a fresh cloud (idempotent)."""
-        with self.write() as s:
-            if s.scalar(select(func.count()).select_from(Flavor)):
-                return
-            now = utcnow()
-            for fid, name, ram, disk, vcpus in DEFAULT_FLAVORS:
-                s.add(Flavor(flavorid=fid, name=name, memory_mb=ram, root_gb=disk,
-                             vcpus=vcpus, ephemeral_gb=0, swap=0, rxtx_factor=1.0,
-                             is_public=True, disabled=False,
-                             extra_specs=dict(_DEVSTACK_SPECS) if fid[0] in "cd" else {},
-                             created_at=now))
 
-    def get_flavor(self, ctx: RequestContext | None, flavorid: str) -> dict[str, Any]:
-        """A flavor by its public id (404 when unknown or not accessible)."""
-        fl, fa = Flavor.__table__, FlavorAccess.__table__
-        with self.db.connect(readonly=True) as c:
-            f = c.execute(select(fl).where(fl.c.flavorid == flavorid)).first()
-            if f is None or (ctx is not None and not f.is_public and not ctx.is_admin
-                             and c.execute(select(fa.c.project_id).where(
-                                 fa.c.flavor_id == f.id,
-                                 fa.c.project_id == (ctx.project_id or ""))).first() is None):
-                raise NotFound(f"Flavor {flavorid} could not be found.")
-            return _flavor_dict(f)
-
-    def list_flavors(self, ctx: RequestContext, is_public: bool | None, min_ram: int | None,
-                     min_disk: int | None, sort_key: str, sort_dir: str, limit: int | None,
-                     marker: str | None) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            q = select(Flavor).where(Flavor.disabled.is_(False))
-            if ctx.is_admin:
-                if is_public is not None:
-                    q = q.where(Flavor.is_public.is_(is_public))
-            else:
-                access = select(FlavorAccess.flavor_id).where(
-                    FlavorAccess.project_id == (ctx.project_id or ""))
-                if is_public is None or is_public:
-                    q = q.where(or_(Flavor.is_public.is_(True), Flavor.id.in_(access)))
-                else:
-                    q = q.where(Flavor.is_public.is_(False), Flavor.id.in_(access))
-            if min_ram is not None:
-                q = q.where(Flavor.memory_mb >= min_ram)
-            if min_disk is not None:
-                q = q.where(Flavor.root_gb >= min_disk)
-            col = {"flavorid": Flavor.flavorid, "name": Flavor.name,
-                   "memory_mb": Flavor.memory_mb, "vcpus": Flavor.vcpus,
-                   "root_gb": Flavor.root_gb, "swap": Flavor.swap, "id": Flavor.id,
-                   "ephemeral_gb": Flavor.ephemeral_gb, "rxtx_factor": Flavor.rxtx_factor,
-                   "created_at": Flavor.created_at, "description": Flavor.description,
-                   "disabled": Flavor.disabled, "is_public": Flavor.is_public}.get(sort_key)
-            if col is None:
-                raise BadRequest(f"Invalid sort_key {sort_key}")
-            order = [col.asc() if sort_dir == "asc" else col.desc(),
-                     Flavor.id.asc() if sort_dir == "asc" else Flavor.id.desc()]
-            q = q.order_by(*order)
-            rows = list(s.scalars(q))
-            if marker is not None:
-                ids = [r.flavorid for r in rows]
-                if marker not in ids:
-                    raise BadRequest(f"marker [{marker}] not found")
-                rows = rows[ids.index(marker) + 1:]
-            if limit is not None:
-                rows = rows[:limit]
-            return [_flavor_dict(r) for r in rows]
-
-    def create_flavor(self, body: dict[str, Any]) -> dict[str, Any]:
-        with self.write() as s:
-            fid = body.get("id") or new_uuid()
-            if s.scalar(select(Flavor.id).where(Flavor.flavorid == fid)) is not None:
-                raise Conflict(f"Flavor with ID {fid} already exists.")
-            if s.scalar(select(Flavor.id).where(Flavor.name == body["name"])) is not None:
-                raise Conflict(f"Flavor with name {body['name']} already exists.")
-            f = Flavor(flavorid=fid, name=body["name"], memory_mb=body["ram"],
-                       vcpus=body["vcpus"], root_gb=body["disk"],
-                       ephemeral_gb=body.get("OS-FLV-EXT-DATA:ephemeral", 0),
-                       swap=body.get("swap", 0) or 0,
-                       rxtx_factor=body.get("rxtx_factor", 1.0),
-                       is_public=body.get("os-flavor-access:is_public", True),
-                       description=body.get("description"), disabled=False,
-                       extra_specs={}, created_at=utcnow())
-            s.add(f)
-            s.flush()
-            return _flavor_dict(f)
-
-    def _flavor_row(self, s: Session, flavorid: str) -> Flavor:
-        f = s.scalar(select(Flavor).where(Flavor.flavorid == flavorid))
-        if f is None:
-            raise NotFound(f"Flavor {flavorid} could not be found.")
-        return f
-
-    def update_flavor(self, flavorid: str, description: str | None) -> dict[str, Any]:
-        with self.write() as s:
-            f = self._flavor_row(s, flavorid)
-            f.description = description
-            f.updated_at = utcnow()
-            return _flavor_dict(f)
-
-    def delete_flavor(self, flavorid: str) -> None:
-        with self.write() as s:
-            f = self._flavor_row(s, flavorid)
-            s.execute(delete(FlavorAccess).where(FlavorAccess.flavor_id == f.id))
-            s.delete(f)
-
-    def set_extra_specs(self, flavorid: str, specs: dict[str, str],
-                        replace_all: bool = False) -> dict[str, str]:
-        with self.write() as s:
-            f = self._flavor_row(s, flavorid)
-            cur = {} if replace_all else dict(f.extra_specs or {})
-            cur.update(specs)
-            f.extra_specs = cur
-            f.updated_at = utcnow()
-            return cur
-
-    def delete_extra_spec(self, flavorid: str, key: str) -> None:
-        with self.write() as s:
-            f = self._flavor_row(s, flavorid)
-            cur = dict(f.extra_specs or {})
-            if key not in cur:
-                raise NotFound(f"Flavor {flavorid} has no extra specs with key {key}.")
-            del cur[key]
-            f.extra_specs = cur
-
-    def flavor_access(self, flavorid: str) -> list[str]:
-        with self.db.reader() as s:
-            f = self._flavor_row(s, flavorid)
-            if f.is_public:
-                raise NotFound("Access list not available for public flavors.")
-            return sorted(s.scalars(select(FlavorAccess.project_id).where(
-                FlavorAccess.flavor_id == f.id)))
-
-    def add_flavor_access(self, flavorid: str, project_id: str) -> list[str]:
-        with self.write() as s:
-            f = self._flavor_row(s, flavorid)
-            if f.is_public:
-                raise Conflict("Can not add access to a public flavor.")
-            if s.get(FlavorAccess, (f.id, project_id)) is not None:
-                raise Conflict(f"Flavor access already exists for flavor {flavorid} and "
-                               f"project {project_id} combination.")
-            s.add(FlavorAccess(flavor_id=f.id, project_id=project_id))
-        return self.flavor_access(flavorid)
-
-    def remove_flavor_access(self, flavorid: str, project_id: str) -> list[str]:
-        with self.write() as s:
-            f = self._flavor_row(s, flavorid)
-            if f.is_public:
-                raise Conflict("Can not remove access from a public flavor.")
-            row = s.get(FlavorAccess, (f.id, project_id))
-            if row is None:
-                raise NotFound(f"Flavor access not found for {flavorid} / {project_id} "
-                               "combination.")
-            s.delete(row)
-        return self.flavor_access(flavorid)
-
-    # ================================================================== keypairs
-    def create_keypair(self, ctx: RequestContext, user_id: str, name: str,
-                       public_key: str | None, key_type: str) -> dict[str, Any]:
-        private = None
-        if public_key is None:
-            if key_type == "x509":
-                private, public_key = generate_x509(user_id, ctx.project_id or "")
-            else:
-                private, public_key = generate_keypair()
-        fp = (x509_fingerprint(public_key) if key_type == "x509"
-              else fingerprint(public_key))
-        with self.write() as s:
-            limits = quotas.project_limits(s, ctx.project_id or "", user_id,
-                                           self.unified_limits)
-            used = int(s.scalar(select(func.count()).select_from(KeyPair).where(
-                KeyPair.user_id == user_id)) or 0)
-            if limits["key_pairs"] >= 0 and used + 1 > limits["key_pairs"]:
-                raise quotas.OverQuota("Quota exceeded, too many key pairs.")
-            if s.get(KeyPair, (user_id, name)) is not None:
-                raise Conflict(f"Key pair '{name}' already exists.")
-            kp = KeyPair(user_id=user_id, name=name, fingerprint=fp, public_key=public_key,
-                         type=key_type, created_at=utcnow())
-            s.add(kp)
-        out = self._kp(kp)
-        if private is not None:
-            out["private_key"] = private
-        return out
-
-    @staticmethod
-    def _kp(kp: KeyPair) -> dict[str, Any]:
-        return {"name": kp.name, "user_id": kp.user_id, "fingerprint": kp.fingerprint,
-                "public_key": kp.public_key, "type": kp.type, "created_at": kp.created_at}
-
-    def list_keypairs(self, user_id: str, limit: int | None = None,
-                      marker: str | None = None) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            q = select(KeyPair).where(KeyPair.user_id == user_id).order_by(KeyPair.name)
-            if marker is not None:
-                if s.get(KeyPair, (user_id, marker)) is None:
-                    raise BadRequest(f"marker [{marker}] not found")
-                q = q.where(KeyPair.name > marker)
-            if limit is not None:
-                q = q.limit(limit)
-            return [self._kp(k) for k in s.scalars(q)]
-
-    def get_keypair(self, user_id: str, name: str) -> dict[str, Any]:
-        with self.db.reader() as s:
-            kp = s.get(KeyPair, (user_id, name))
-            if kp is None:
-                raise NotFound(f"Keypair {name} not found for user {user_id}")
-            return self._kp(kp)
-
-    def delete_keypair(self, user_id: str, name: str) -> None:
-        with self.write() as s:
-            kp = s.get(KeyPair, (user_id, name))
-            if kp is None:
-                raise NotFound(f"Keypair {name} not found for user {user_id}")
-            s.delete(kp)
 
     # ================================================================== instances
     def create_instances(self, ctx: RequestContext, spec: dict[str, Any],
@@ -629,7 +320,7 @@ class ComputeManager:
 
     def _instance_row(self, ctx: RequestContext | None, s: Session, uuid: str,
                       deleted_ok: bool = False) -> Instance:
-        row = s.get(Instance, uuid) if _looks_like_uuid(uuid) else None
+        row = s.get(Instance, uuid) if looks_like_uuid(uuid) else None
         if (row is None or (row.deleted and not deleted_ok)
                 or (ctx is not None and not ctx.is_admin and row.project_id != ctx.project_id)):
             raise NotFound(f"Instance {uuid} could not be found.")
@@ -649,7 +340,7 @@ class ComputeManager:
                      deleted_ok: bool = False) -> Any:
         """The Core row mapping of an instance ``ctx`` may see (404 otherwise)."""
         r = c.execute(_SEL_INST, {"uuid": uuid}).mappings().first() \
-            if _looks_like_uuid(uuid) else None
+            if looks_like_uuid(uuid) else None
         if (r is None or (r["deleted"] and not deleted_ok)
                 or (ctx is not None and not ctx.is_admin and r["project_id"] != ctx.project_id)):
             raise NotFound(f"Instance {uuid} could not be found.")
@@ -740,7 +431,7 @@ class ComputeManager:
             order = [c.asc() if d == "asc" else c.desc() for c, d in cols]
             q = q.order_by(*order)
             if marker is not None:
-                mrow = s.get(Instance, marker) if _looks_like_uuid(marker) else None
+                mrow = s.get(Instance, marker) if looks_like_uuid(marker) else None
                 if mrow is None:
                     raise BadRequest(f"marker [{marker}] not found")
                 clauses = []
@@ -1169,313 +860,7 @@ class ComputeManager:
             s.execute(update(Allocation).where(Allocation.instance_uuid == from_consumer)
                       .values(instance_uuid=to_consumer))
 
-    # ================================================================== hosts
-    @_changes_hosts
-    def register_host(self, host: str, resources: dict[str, Any],
-                      binary: str = "nova-compute", zone: str = "nova") -> None:
-        """Create or refresh a compute service record and its compute node (agent start)."""
-        now = utcnow()
-        with self.write() as s:
-            svc = s.scalar(select(Service).where(Service.host == host,
-                                                 Service.binary == binary))
-            if svc is None:
-                s.add(Service(uuid=new_uuid(), host=host, binary=binary,
-                              topic="compute" if binary == "nova-compute" else binary,
-                              zone=zone, disabled=False, forced_down=False, report_count=1,
-                              last_seen_up=now, created_at=now, updated_at=now))
-            else:
-                svc.last_seen_up = now
-                svc.updated_at = now
-            if binary != "nova-compute":
-                return
-            hh = resources["hypervisor_hostname"]
-            node = s.scalar(select(ComputeNode).where(ComputeNode.hypervisor_hostname == hh))
-            if node is None:
-                node = ComputeNode(uuid=new_uuid(), host=host, hypervisor_hostname=hh,
-                                   created_at=now, vcpus_used=0, memory_mb_used=0,
-                                   local_gb_used=0, running_vms=0,
-                                   cpu_allocation_ratio=16.0, ram_allocation_ratio=1.5,
-                                   disk_allocation_ratio=1.0)
-                s.add(node)
-            node.host = host
-            node.vcpus = resources["vcpus"]
-            node.memory_mb = resources["memory_mb"]
-            node.local_gb = resources["local_gb"]
-            node.hypervisor_type = resources.get("hypervisor_type", "fake")
-            node.hypervisor_version = resources.get("hypervisor_version", 1000)
-            node.host_ip = resources.get("host_ip", "127.0.0.1")
-            node.cpu_info = resources.get("cpu_info") or {}
-            node.capabilities = resources.get("capabilities") or {}
-            node.updated_at = now
-            s.flush()
-            provider = (node.uuid, hh, node.cpu_allocation_ratio, node.ram_allocation_ratio,
-                        node.disk_allocation_ratio)
-        if self.placement is not None:
-            uuid, name, cpu_r, ram_r, disk_r = provider
-            self.placement.ensure_provider(uuid, name)
-            self.placement.set_inventories(uuid, {
-                "VCPU": {"total": resources["vcpus"], "allocation_ratio": cpu_r},
-                "MEMORY_MB": {"total": resources["memory_mb"], "allocation_ratio": ram_r},
-                "DISK_GB": {"total": resources["local_gb"], "allocation_ratio": disk_r}})
 
-    def heartbeat(self, hosts: Sequence[str], binary: str = "nova-compute") -> None:
-        """Report ``hosts``' services up (one statement for any number of fake hosts); like
-        Nova's service reports it moves ``updated_at`` (the service list's "Updated At")."""
-        now = utcnow()
-        with self.write() as s:
-            for i in range(0, len(hosts), 500):
-                s.execute(update(Service).where(Service.binary == binary,
-                                                Service.host.in_(list(hosts[i:i + 500])))
-                          .values(last_seen_up=now, updated_at=now,
-                                  report_count=Service.report_count + 1))
-
-    def service_up(self, svc: dict[str, Any], now: dt.datetime | None = None) -> bool:
-        if svc["forced_down"]:
-            return False
-        seen = svc["last_seen_up"]
-        now = now or utcnow()
-        return seen is not None and (now - seen).total_seconds() <= SERVICE_DOWN_TIME
-
-    def list_services(self, host: str | None = None,
-                      binary: str | None = None) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            q = select(Service).order_by(Service.id)
-            if host:
-                q = q.where(Service.host == host)
-            if binary:
-                q = q.where(Service.binary == binary)
-            zones = self._host_zones(s)
-            out = []
-            for r in s.scalars(q):
-                d = _service_dict(r)
-                if r.binary == "nova-compute":
-                    d["zone"] = zones.get(r.host, self.default_az)
-                out.append(d)
-            return out
-
-    def _service_row(self, s: Session, service_id: str) -> Service:
-        row = None
-        if service_id.isdigit():
-            row = s.get(Service, int(service_id))
-        elif _looks_like_uuid(service_id):
-            row = s.scalar(select(Service).where(Service.uuid == service_id))
-        if row is None:
-            raise NotFound(f"Service {service_id} could not be found.")
-        return row
-
-    @_changes_hosts
-    def update_service(self, service_id: str | None, host: str | None, binary: str | None,
-                       values: dict[str, Any]) -> dict[str, Any]:
-        with self.write() as s:
-            if service_id is not None:
-                row = self._service_row(s, service_id)
-            else:
-                row = s.scalar(select(Service).where(Service.host == host,
-                                                     Service.binary == binary))
-                if row is None:
-                    raise NotFound(f"Service {binary} on host {host} could not be found.")
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.updated_at = utcnow()
-            s.flush()
-            return _service_dict(row)
-
-    @_changes_hosts
-    def delete_service(self, service_id: str) -> None:
-        with self.write() as s:
-            row = self._service_row(s, service_id)
-            if row.binary == "nova-compute":
-                busy = s.scalar(select(func.count()).select_from(Instance).where(
-                    Instance.host == row.host, Instance.deleted.is_(False)))
-                if busy:
-                    raise Conflict("Unable to delete compute service that is hosting "
-                                   "instances. Migrate or delete the instances first.")
-                s.execute(delete(ComputeNode).where(ComputeNode.host == row.host))
-                s.execute(delete(AggregateHost).where(AggregateHost.host == row.host))
-            s.delete(row)
-
-    def list_nodes(self) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            svcs = {r.host: _service_dict(r) for r in s.scalars(
-                select(Service).where(Service.binary == "nova-compute"))}
-            return [_node_dict(n, svcs.get(n.host)) for n in s.scalars(
-                select(ComputeNode).order_by(ComputeNode.id))]
-
-    def host_states(self) -> list[dict[str, Any]]:
-        """Everything the scheduler needs about every node, in two queries."""
-        svc_t, agg_t, ah_t = Service.__table__, Aggregate.__table__, AggregateHost.__table__
-        with self.db.connect(readonly=True) as c:
-            # Core rows (same attribute names as the models): with 1,000 hosts, ORM
-            # objects cost more than everything else the scheduler does.
-            svcs = {r.host: _service_dict(r) for r in c.execute(
-                select(svc_t).where(svc_t.c.binary == "nova-compute"))}
-            aggs: dict[str, list[dict[str, Any]]] = {}
-            for meta, host in c.execute(select(agg_t.c["metadata"], ah_t.c.host).join(
-                    ah_t, ah_t.c.aggregate_id == agg_t.c.id)):
-                aggs.setdefault(host, []).append(dict(meta or {}))
-            out = []
-            for n in c.execute(select(_NODE)):
-                self._node_uuids[n.id] = n.uuid
-                d = _node_dict(n, svcs.get(n.host))
-                d["aggregates"] = aggs.get(n.host, [])
-                d["availability_zone"] = next(
-                    (m["availability_zone"] for m in d["aggregates"]
-                     if m.get("availability_zone")), self.default_az)
-                out.append(d)
-            return out
-
-    def group_hosts(self, group_uuid: str, exclude: str | None = None) -> dict[str, Any]:
-        """A server group's policy and the hosts its members run on."""
-        with self.db.reader() as s:
-            g = s.get(ServerGroup, group_uuid)
-            if g is None:
-                return {"policy": None, "hosts": [], "rules": {}}
-            hosts = [h for h, u in s.execute(
-                select(Instance.host, Instance.uuid).join(
-                    ServerGroupMember, ServerGroupMember.instance_uuid == Instance.uuid).where(
-                    ServerGroupMember.group_uuid == group_uuid, Instance.deleted.is_(False),
-                    Instance.host.is_not(None))) if u != exclude]
-            return {"policy": g.policy, "hosts": hosts, "rules": dict(g.rules or {})}
-
-    # ================================================================== aggregates
-    def _host_zones(self, s: Session) -> dict[str, str]:
-        zones: dict[str, str] = {}
-        for agg, host in s.execute(select(Aggregate, AggregateHost.host).join(
-                AggregateHost, AggregateHost.aggregate_id == Aggregate.id)):
-            az = (agg.meta or {}).get("availability_zone")
-            if az:
-                zones.setdefault(host, az)
-        return zones
-
-    def host_zone(self, host: str) -> str:
-        with self.db.reader() as s:
-            return self._host_zones(s).get(host, self.default_az)
-
-    def availability_zones(self) -> list[dict[str, Any]]:
-        """Zones with their hosts (``internal`` holds the non-compute services)."""
-        svcs = self.list_services()
-        now = utcnow()
-        zones: dict[str, dict[str, Any]] = {}
-        with self.db.reader() as s:
-            for agg in s.scalars(select(Aggregate)):
-                az = (agg.meta or {}).get("availability_zone")
-                if az:
-                    zones.setdefault(az, {"hosts": {}, "available": False})
-        for svc in svcs:
-            zone = svc["zone"]
-            z = zones.setdefault(zone, {"hosts": {}, "available": False})
-            up = self.service_up(svc, now)
-            z["hosts"].setdefault(svc["host"], {})[svc["binary"]] = {
-                "available": up and not svc["disabled"], "active": not svc["disabled"],
-                "updated_at": svc["updated_at"]}
-            if svc["binary"] == "nova-compute" and up and not svc["disabled"]:
-                z["available"] = True
-            if zone == "internal":
-                z["available"] = True
-        return [{"name": k, **v} for k, v in sorted(zones.items())]
-
-    def _agg_dict(self, s: Session, a: Aggregate) -> dict[str, Any]:
-        hosts = sorted(s.scalars(select(AggregateHost.host).where(
-            AggregateHost.aggregate_id == a.id)))
-        meta = dict(a.meta or {})
-        return {"id": a.id, "uuid": a.uuid, "name": a.name, "hosts": hosts, "metadata": meta,
-                "availability_zone": meta.get("availability_zone"), "created_at": a.created_at,
-                "updated_at": a.updated_at, "deleted": False, "deleted_at": None}
-
-    def list_aggregates(self) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            return [self._agg_dict(s, a) for a in s.scalars(select(Aggregate).order_by(
-                Aggregate.id))]
-
-    def _agg_row(self, s: Session, agg_id: str) -> Aggregate:
-        row = s.get(Aggregate, int(agg_id)) if str(agg_id).isdigit() else None
-        if row is None:
-            raise NotFound(f"Aggregate {agg_id} could not be found.")
-        return row
-
-    def get_aggregate(self, agg_id: str) -> dict[str, Any]:
-        with self.db.reader() as s:
-            return self._agg_dict(s, self._agg_row(s, agg_id))
-
-    def create_aggregate(self, name: str, az: str | None) -> dict[str, Any]:
-        with self.write() as s:
-            if s.scalar(select(Aggregate.id).where(Aggregate.name == name)) is not None:
-                raise Conflict(f"Aggregate {name} already exists.")
-            meta = {"availability_zone": az} if az else {}
-            a = Aggregate(uuid=new_uuid(), name=name, meta=meta, created_at=utcnow())
-            s.add(a)
-            s.flush()
-            return self._agg_dict(s, a)
-
-    @_changes_hosts
-    def update_aggregate(self, agg_id: str, name: str | None, az: str | None,
-                         set_az: bool) -> dict[str, Any]:
-        with self.write() as s:
-            a = self._agg_row(s, agg_id)
-            if name is not None and name != a.name:
-                if s.scalar(select(Aggregate.id).where(Aggregate.name == name)) is not None:
-                    raise Conflict(f"Aggregate {name} already exists.")
-                a.name = name
-            if set_az:
-                meta = dict(a.meta or {})
-                if az:
-                    meta["availability_zone"] = az
-                else:
-                    meta.pop("availability_zone", None)
-                a.meta = meta
-            a.updated_at = utcnow()
-            s.flush()
-            return self._agg_dict(s, a)
-
-    @_changes_hosts
-    def delete_aggregate(self, agg_id: str) -> None:
-        with self.write() as s:
-            a = self._agg_row(s, agg_id)
-            if s.scalar(select(func.count()).select_from(AggregateHost).where(
-                    AggregateHost.aggregate_id == a.id)):
-                raise BadRequest(f"Cannot remove aggregate {agg_id}: it still has hosts")
-            s.delete(a)
-
-    @_changes_hosts
-    def aggregate_host(self, agg_id: str, host: str, add: bool) -> dict[str, Any]:
-        with self.write() as s:
-            a = self._agg_row(s, agg_id)
-            if s.scalar(select(Service.id).where(Service.host == host,
-                                                 Service.binary == "nova-compute")) is None:
-                raise NotFound(f"Compute host {host} could not be found.")
-            row = s.get(AggregateHost, (a.id, host))
-            if add:
-                if row is not None:
-                    raise Conflict(f"Aggregate {agg_id} already has host {host}.")
-                az = (a.meta or {}).get("availability_zone")
-                if az:
-                    other = self._host_zones(s).get(host)
-                    if other and other != az:
-                        raise Conflict(f"Cannot add host {host} to aggregate {agg_id}: the "
-                                       f"host is already in availability zone {other}")
-                s.add(AggregateHost(aggregate_id=a.id, host=host))
-            else:
-                if row is None:
-                    raise NotFound(f"Cannot remove host {host} in aggregate {agg_id}")
-                s.delete(row)
-            a.updated_at = utcnow()
-            s.flush()
-            return self._agg_dict(s, a)
-
-    @_changes_hosts
-    def aggregate_metadata(self, agg_id: str, meta: dict[str, Any]) -> dict[str, Any]:
-        with self.write() as s:
-            a = self._agg_row(s, agg_id)
-            cur = dict(a.meta or {})
-            for k, v in meta.items():
-                if v is None:
-                    cur.pop(k, None)
-                else:
-                    cur[k] = str(v)
-            a.meta = cur
-            a.updated_at = utcnow()
-            s.flush()
-            return self._agg_dict(s, a)
 
     # ================================================================== server groups
     @staticmethod
@@ -1650,20 +1035,16 @@ class ComputeManager:
         with self.db.reader() as s:
             n = s.scalar(select(ComputeNode).where(
                 ComputeNode.hypervisor_hostname == hypervisor_hostname))
-            return None if n is None else _node_dict(n, None)
+            return None if n is None else node_dict(n, None)
 
 
 # ---------------------------------------------------------------------- helpers
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
-                      r"[0-9a-fA-F]{12}$")
-
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _looks_like_uuid(value: str) -> bool:
-    return bool(_UUID_RE.match(value or ""))
+
 
 
 def _hostname(name: str) -> str:
@@ -1718,24 +1099,10 @@ def _action_dict(a: InstanceAction) -> dict[str, Any]:
             "events": list(a.events or [])}
 
 
-def _service_dict(r: Any) -> dict[str, Any]:
-    return {"id": r.id, "uuid": r.uuid, "host": r.host, "binary": r.binary, "zone": r.zone,
-            "disabled": r.disabled, "disabled_reason": r.disabled_reason,
-            "forced_down": r.forced_down, "last_seen_up": r.last_seen_up,
-            "updated_at": r.updated_at or r.created_at, "created_at": r.created_at}
 
 
-def _node_dict(n: Any, svc: dict[str, Any] | None) -> dict[str, Any]:
-    return {"id": n.id, "uuid": n.uuid, "host": n.host,
-            "hypervisor_hostname": n.hypervisor_hostname,
-            "hypervisor_type": n.hypervisor_type, "hypervisor_version": n.hypervisor_version,
-            "host_ip": n.host_ip, "vcpus": n.vcpus, "memory_mb": n.memory_mb,
-            "local_gb": n.local_gb, "vcpus_used": n.vcpus_used,
-            "memory_mb_used": n.memory_mb_used, "local_gb_used": n.local_gb_used,
-            "running_vms": n.running_vms, "cpu_allocation_ratio": n.cpu_allocation_ratio,
-            "ram_allocation_ratio": n.ram_allocation_ratio,
-            "disk_allocation_ratio": n.disk_allocation_ratio, "cpu_info": n.cpu_info or {},
-            "capabilities": n.capabilities or {}, "service": svc}
+
+
 
 
 def _migration_dict(m: Migration) -> dict[str, Any]:
