@@ -134,7 +134,7 @@ class Guests:
 
     def qmp_status(self, uuid: str) -> str:
         from onestack.drivers.hypervisor.qemu import QemuDriver
-        from onestack.drivers.hypervisor.qmp import QMPClient, QMPError
+        from onestack.drivers.hypervisor.qemu.qmp import QMPClient, QMPError
 
         sock = QemuDriver("probe", data_dir=self.data_dir)._sock(uuid, "qmp.sock")
 

@@ -35,7 +35,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -43,7 +42,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from onestack.drivers.hypervisor import qemu_disks
 from onestack.drivers.hypervisor.base import (
     Capabilities,
     DriverError,
@@ -54,7 +52,26 @@ from onestack.drivers.hypervisor.base import (
     PowerState,
 )
 from onestack.drivers.hypervisor.configdrive import build_config_drive
-from onestack.drivers.hypervisor.qemu_nics import (
+from onestack.drivers.hypervisor.qemu import disks as qemu_disks
+from onestack.drivers.hypervisor.qemu.cmdline import rescue_device_argv
+from onestack.drivers.hypervisor.qemu.host import (
+    DEFAULT_KERNEL_CMDLINE,
+    QBOOT,
+    QEMU_BINARY,
+    QEMU_IMG,
+    SANDBOX,
+    GiB,
+    KvmProbe,
+    available,  # noqa: F401 - the package's face re-exports it
+    cpu_model,
+    free_vnc_display,
+    meminfo_mb,
+    pid_alive,
+    qemu_version,
+    run,
+    thread_cpu_ns,
+)
+from onestack.drivers.hypervisor.qemu.nics import (
     HOTPLUG_SLOTS,
     LEGACY_SLOTS,
     GuestNics,
@@ -62,19 +79,11 @@ from onestack.drivers.hypervisor.qemu_nics import (
     ports_of,
     tap_stats,
 )
-from onestack.drivers.hypervisor.qmp import QMPClient, QMPError
+from onestack.drivers.hypervisor.qemu.qmp import QMPClient, QMPError
 from onestack.metadata.content import tap_name
 
 LOG = logging.getLogger(__name__)
 
-QEMU_BINARY = "qemu-system-x86_64"
-QEMU_IMG = "qemu-img"
-#: Minimal firmware that boots ``-kernel`` much faster than SeaBIOS (Debian's qemu-system-data).
-QBOOT = Path("/usr/share/qemu/qboot.rom")
-GiB = 1 << 30
-#: Kernel command line for AKI/ARI images without an ``os_command_line`` property.
-DEFAULT_KERNEL_CMDLINE = "root=/dev/vda console=tty0 console=ttyS0"
-SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 _RUNSTATES = {
     "running": PowerState.RUNNING,
     "paused": PowerState.PAUSED,
@@ -93,218 +102,6 @@ _RUNSTATES = {
     "internal-error": PowerState.CRASHED,
     "guest-panicked": PowerState.CRASHED,
 }
-
-
-def available() -> bool:
-    """Whether QEMU (system emulator and qemu-img) is installed here."""
-    return shutil.which(QEMU_BINARY) is not None and shutil.which(QEMU_IMG) is not None
-
-
-def _run(argv: list[str], timeout: float = 600.0) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DriverError(f"{argv[0]} failed: {exc}") from exc
-    if proc.returncode != 0:
-        raise DriverError(f"{' '.join(argv[:3])}… failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout
-
-
-def _qemu_version(binary: str) -> tuple[int, str]:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                             timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return 0, "unknown"
-    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", out)
-    if not match:
-        return 0, "unknown"
-    major, minor, micro = (int(x) for x in match.groups())
-    return major * 1_000_000 + minor * 1_000 + micro, f"{major}.{minor}.{micro}"
-
-
-def _cpu_model() -> tuple[str, str, list[str]]:
-    model, vendor, flags = "unknown", "unknown", []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and model == "unknown":
-                model = value.strip()
-            elif key == "vendor_id" and vendor == "unknown":
-                vendor = value.strip()
-            elif key == "flags" and not flags:
-                flags = value.split()
-    return model, vendor, flags
-
-
-def _meminfo_mb() -> int:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    return 0
-
-
-def _pid_alive(pid: int, uuid: str) -> bool:
-    """Whether ``pid`` is a live (not zombie) QEMU of guest ``uuid``."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
-    return state not in ("Z", "X") and uuid.encode() in cmdline
-
-
-_VNC_LOCK = threading.Lock()
-
-
-def _free_vnc_display(uuid: str) -> int:
-    """A VNC display number (port 5900 + N) free on 127.0.0.1 right now."""
-    start = int(hashlib.sha256(uuid.encode()).hexdigest()[:6], 16) % 1000
-    with _VNC_LOCK:
-        for n in range(1000):
-            display = (start + n) % 1000
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                try:
-                    sock.bind(("127.0.0.1", 5900 + display))
-                except OSError:
-                    continue
-            return display
-    raise DriverError("no free VNC port in 5900-6899")
-
-
-
-#: ``hw_rescue_bus`` → the QEMU devices of a rescue disk (``{drive}``: its drive id);
-#: ``ide``/``sata`` use the AHCI controller q35 (and pc's IDE) already has.
-_RESCUE_BUS = {
-    "virtio": ([], "virtio-blk-pci,drive={drive}", None),
-    "scsi": (["-device", "virtio-scsi-pci,id=rescue-scsi"],
-             "scsi-{kind},bus=rescue-scsi.0,drive={drive}", ("hd", "cd")),
-    "usb": (["-device", "qemu-xhci,id=rescue-usb",
-             "-device", "usb-bot,id=rescue-bot,bus=rescue-usb.0"],
-            "scsi-{kind},bus=rescue-bot.0,drive={drive}", ("hd", "cd")),
-    "ide": ([], "ide-{kind},bus=ide.1,drive={drive}", ("hd", "cd")),
-    "sata": ([], "ide-{kind},bus=ide.1,drive={drive}", ("hd", "cd")),
-}
-
-
-def rescue_device_argv(path: Path, bus: str, device: str) -> list[str]:
-    """QEMU arguments of a stable-device rescue disk (``hw_rescue_bus`` ``bus``,
-    ``hw_rescue_device`` ``disk`` or ``cdrom``); ``DriverError`` for what this driver
-    cannot attach (Nova's "unsupported rescue bus/device")."""
-    if bus not in _RESCUE_BUS:
-        raise DriverError(f"Unsupported rescue bus {bus!r}")
-    if device not in ("disk", "cdrom"):
-        raise DriverError(f"Unsupported rescue device {device!r}")
-    if device == "cdrom" and bus == "virtio":
-        raise DriverError("A virtio rescue bus cannot carry a cdrom")
-    extra, dev, kinds = _RESCUE_BUS[bus]
-    kind = (kinds[1] if device == "cdrom" else kinds[0]) if kinds else ""
-
-    cd = ",media=cdrom,readonly=on" if device == "cdrom" else ""
-    return ["-drive", f"file={path},if=none,id=rescue,format=qcow2{cd}", *extra,
-            "-device", dev.format(drive="rescue", kind=kind)]
-
-class _KvmProbe:
-    """Whether KVM really runs guests here: boot a tiny guest under it, time-boxed.
-
-    Nested KVM on some clouds accepts every ioctl and then never runs the vCPU, so opening
-    /dev/kvm proves nothing. The probe boots the test guest kernel (when built) without a
-    root file system and ``panic=-1``: under working KVM it panics and QEMU exits
-    (``-no-reboot``) in well under a second; without a kernel, a 64 KiB firmware that
-    writes to ``isa-debug-exit``. The answer is cached per host boot and QEMU build in
-    ``DATA/instances/_accel.json``.
-    """
-
-    _lock = threading.Lock()
-    _memo: dict[str, str] = {}
-
-    @staticmethod
-    def _key(binary: str) -> str:
-        boot_id = ""
-        with contextlib.suppress(OSError):
-            boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        path = shutil.which(binary) or binary
-        mtime = 0.0
-        with contextlib.suppress(OSError):
-            mtime = os.stat(path).st_mtime
-        return f"{boot_id}:{path}:{mtime}"
-
-    @classmethod
-    def accel(cls, binary: str, cache_file: Path, timeout: float) -> str:
-        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-            return "tcg"
-        key = cls._key(binary)
-        with cls._lock:
-            if key in cls._memo:
-                return cls._memo[key]
-            with contextlib.suppress(OSError, ValueError):
-                cached = json.loads(cache_file.read_text())
-                if cached.get("key") == key and cached.get("accel") in ("kvm", "tcg"):
-                    cls._memo[key] = cached["accel"]
-                    return str(cached["accel"])
-            accel = "kvm" if cls._probe(binary, timeout) else "tcg"
-            cls._memo[key] = accel
-            with contextlib.suppress(OSError):
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                cache_file.write_text(json.dumps({"key": key, "accel": accel,
-                                                  "probed_at": time.time()}))
-            LOG.info("KVM probe: using %s", accel)
-            return accel
-
-    @staticmethod
-    def _probe(binary: str, timeout: float) -> bool:
-        kernel: Path | None = None
-        with contextlib.suppress(Exception):
-            from onestack.guestimage import default_output_dir
-
-            for name in ("vmlinux", "vmlinuz"):
-                if (default_output_dir() / name).is_file():
-                    kernel = default_output_dir() / name
-                    break
-        with tempfile.TemporaryDirectory(prefix="onestack-kvm-probe-") as tmp:
-            argv = [binary, "-machine", "q35,accel=kvm", "-cpu", "host", "-m", "64",
-                    "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
-                    "-no-reboot", "-monitor", "none"]
-            if kernel is not None:
-                log = Path(tmp) / "serial.log"
-                argv += ["-serial", f"file:{log}", "-kernel", str(kernel),
-                         "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent"]
-                if QBOOT.exists() and kernel.name == "vmlinux":
-                    argv += ["-bios", str(QBOOT)]
-            else:
-                rom = bytearray(b"\xf4" * 65536)
-                code = bytes([0xB0, 0x01, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD])  # out 0xf4, 1; hlt
-                rom[0xFFF0:0xFFF0 + len(code)] = code
-                (Path(tmp) / "probe.rom").write_bytes(bytes(rom))
-                argv += ["-serial", "none", "-bios", str(Path(tmp) / "probe.rom"),
-                         "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
-            try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True)
-            except OSError:
-                return False
-            try:
-                _out, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                LOG.warning("KVM probe did not finish within %.1f s: using TCG", timeout)
-                return False
-            if kernel is not None:
-                ok = proc.returncode == 0 and "Kernel panic" in (
-                    (Path(tmp) / "serial.log").read_text(errors="replace")
-                    if (Path(tmp) / "serial.log").exists() else "")
-            else:
-                ok = proc.returncode == 3
-            if not ok:
-                LOG.warning("KVM probe failed (%s): using TCG",
-                            err.decode(errors="replace").strip()[-200:])
-            return ok
 
 
 class QemuDriver(HypervisorDriver):
@@ -421,7 +218,7 @@ class QemuDriver(HypervisorDriver):
             pid = int((self._dir(uuid) / "qemu.pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid, uuid) else None
+        return pid if pid_alive(pid, uuid) else None
 
     @property
     def accel(self) -> str:
@@ -429,7 +226,7 @@ class QemuDriver(HypervisorDriver):
             if self.requested_accel in ("kvm", "tcg"):
                 self._accel = self.requested_accel
             else:
-                self._accel = _KvmProbe.accel(self.qemu_binary, self.root / "_accel.json",
+                self._accel = KvmProbe.accel(self.qemu_binary, self.root / "_accel.json",
                                               self.kvm_probe_timeout)
         return self._accel
 
@@ -459,11 +256,11 @@ class QemuDriver(HypervisorDriver):
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         st = os.statvfs(self.root)
         accel = await asyncio.to_thread(lambda: self.accel)
-        version, version_text = await asyncio.to_thread(_qemu_version, self.qemu_binary)
-        model, vendor, flags = _cpu_model()
+        version, version_text = await asyncio.to_thread(qemu_version, self.qemu_binary)
+        model, vendor, flags = cpu_model()
         cpus = os.cpu_count() or 1
         return HostResources(
-            vcpus=cpus, memory_mb=_meminfo_mb(),
+            vcpus=cpus, memory_mb=meminfo_mb(),
             local_gb=(st.f_blocks * st.f_frsize) // GiB,
             hypervisor_type="QEMU", hypervisor_version=version,
             hypervisor_hostname=self.host,
@@ -503,7 +300,7 @@ class QemuDriver(HypervisorDriver):
     @staticmethod
     def _image_info(path: Path) -> dict[str, Any]:
         info: dict[str, Any] = json.loads(
-            _run([QEMU_IMG, "info", "-U", "--output=json", os.fspath(path)]))
+            run([QEMU_IMG, "info", "-U", "--output=json", os.fspath(path)]))
         return info
 
     def _make_root_disk(self, disk: Path, image: dict[str, Any], root_gb: int) -> None:
@@ -514,14 +311,14 @@ class QemuDriver(HypervisorDriver):
             fmt = str(info.get("format") or image.get("disk_format") or "raw")
             if fmt not in ("raw", "qcow2"):
                 raise DriverError(f"disk format {fmt} is not supported (raw, qcow2)")
-            _run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", os.fspath(base), "-F", fmt,
+            run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", os.fspath(base), "-F", fmt,
                   os.fspath(disk)])
             if root_gb and root_gb * GiB > int(info.get("virtual-size") or 0):
-                _run([QEMU_IMG, "resize", "-q", os.fspath(disk), f"{root_gb}G"])
+                run([QEMU_IMG, "resize", "-q", os.fspath(disk), f"{root_gb}G"])
         else:
             # Kernel/ramdisk-only image (e.g. the test guest): an empty root disk.
             size = f"{root_gb}G" if root_gb else "64M"
-            _run([QEMU_IMG, "create", "-q", "-f", "qcow2", os.fspath(disk), size])
+            run([QEMU_IMG, "create", "-q", "-f", "qcow2", os.fspath(disk), size])
         os.chmod(disk, 0o600)
 
     def _make_flavor_disks(self, uuid: str, flavor: dict[str, Any]) -> None:
@@ -536,10 +333,10 @@ class QemuDriver(HypervisorDriver):
             if size <= 0:
                 continue
             if not disk.exists():
-                _run([QEMU_IMG, "create", "-q", "-f", "qcow2", os.fspath(disk), str(size)])
+                run([QEMU_IMG, "create", "-q", "-f", "qcow2", os.fspath(disk), str(size)])
                 os.chmod(disk, 0o600)
             elif size > int(self._image_info(disk).get("virtual-size") or 0):
-                _run([QEMU_IMG, "resize", "-q", os.fspath(disk), str(size)])
+                run([QEMU_IMG, "resize", "-q", os.fspath(disk), str(size)])
 
     def _resolve_image(self, image: dict[str, Any]) -> dict[str, Any]:
         """Fill ``path``/``kernel_path``/``ramdisk_path`` the agent left out from the local
@@ -662,7 +459,7 @@ class QemuDriver(HypervisorDriver):
         await self.nics.wait_plugged(self._ports(state["spec"]))
         for attempt in range(4):
             try:
-                await self._launch(uuid, state, incoming, _free_vnc_display(uuid))
+                await self._launch(uuid, state, incoming, free_vnc_display(uuid))
                 return
             except DriverError as exc:
                 # Another process took the VNC port between our check and QEMU's bind.
@@ -1193,7 +990,7 @@ class QemuDriver(HypervisorDriver):
             if root_gb and disk.exists():  # a volume-backed guest has no local root disk
                 info = await asyncio.to_thread(self._image_info, disk)
                 if root_gb * GiB > int(info.get("virtual-size") or 0):
-                    await asyncio.to_thread(_run, [QEMU_IMG, "resize", "-q", os.fspath(disk),
+                    await asyncio.to_thread(run, [QEMU_IMG, "resize", "-q", os.fspath(disk),
                                                    f"{root_gb}G"])
             await asyncio.to_thread(self._make_flavor_disks, uuid, flavor)
             self._save_state(uuid, state)
@@ -1223,7 +1020,7 @@ class QemuDriver(HypervisorDriver):
                 await self._qmp(uuid, "stop")  # flushes the guest's disk writes
                 paused_here = True
             try:
-                await asyncio.to_thread(_run, [QEMU_IMG, "convert", "-U", "-O", "qcow2",
+                await asyncio.to_thread(run, [QEMU_IMG, "convert", "-U", "-O", "qcow2",
                                                os.fspath(d / "disk"), os.fspath(out)])
             finally:
                 if paused_here:
@@ -1293,7 +1090,7 @@ class QemuDriver(HypervisorDriver):
             with contextlib.suppress(QMPError, OSError, asyncio.TimeoutError):
                 for cpu in await self._qmp(uuid, "query-cpus-fast", timeout=5.0) or []:
                     cpus.append({"id": int(cpu.get("cpu-index", len(cpus))),
-                                 "time": _thread_cpu_ns(pid, cpu.get("thread-id")),
+                                 "time": thread_cpu_ns(pid, cpu.get("thread-id")),
                                  "utilisation": None})
             with contextlib.suppress(QMPError, OSError, asyncio.TimeoutError):
                 for dev in await self._qmp(uuid, "query-blockstats", timeout=5.0) or []:
@@ -1318,17 +1115,6 @@ class QemuDriver(HypervisorDriver):
                 "config_drive": has_iso, "num_nics": len(ports),
                 "num_disks": len(disks) if disks else 1 + int(has_iso),
                 "cpu_details": cpus, "nic_details": nics, "disk_details": disks}
-
-
-def _thread_cpu_ns(pid: int, tid: Any) -> int | None:
-    """CPU time (user + system) of one thread of ``pid`` in nanoseconds, None if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/task/{int(tid)}/stat").read_text()
-    except (OSError, TypeError, ValueError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
 def driver_options(settings: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from onestack.drivers.hypervisor.base import DriverError
-from onestack.drivers.hypervisor.qmp import QMPError, unplug_device
+from onestack.drivers.hypervisor.qemu.qmp import QMPError, unplug_device
 
 #: How long a detach waits for the guest to release the disk (Nova: 8 attempts x 20 s).
 DETACH_TIMEOUT = 30.0

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from onestack.drivers.hypervisor.base import DriverError
-from onestack.drivers.hypervisor.qmp import QMPError, unplug_device
+from onestack.drivers.hypervisor.qemu.qmp import QMPError, unplug_device
 from onestack.metadata.content import tap_name
 
 #: Spare PCIe root ports of a new q35 guest for hot-plugged NICs and volumes (the number is
