@@ -1,0 +1,154 @@
+"""Identity API: the catalog: regions, services and endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest, FastJSON
+from onestack.common.errors import (
+    ValidationError,
+)
+from onestack.identity import schemas, views
+from onestack.identity.api_base import (
+    IdentityHandler,
+)
+
+
+class CatalogRoutes(IdentityHandler):
+    """The catalog: regions, services and endpoints."""
+
+    # ------------------------------------------------------------------ regions
+    async def list_regions(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_regions")
+        regions = await req.run(self.m.list_regions, req.query.get("parent_region_id"))
+        return views.collection(req.base_url, "regions", "regions",
+                                [views.region(req.base_url, r) for r in regions])
+
+    async def create_region(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_region")
+        body = schemas.validate(schemas.REGION_CREATE,
+                                schemas.body_of(await req.json(), "region"), "region")
+        extra = {k: v for k, v in body.items()
+                 if k not in ("id", "description", "parent_region_id")}
+        region = await req.run(self.m.create_region, body.get("id"), body.get("description"),
+                               body.get("parent_region_id"), extra)
+        return FastJSON({"region": views.region(req.base_url, region)}, status_code=201)
+
+    async def put_region(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_region")
+        body = schemas.validate(schemas.REGION_CREATE,
+                                schemas.body_of(await req.json(), "region"), "region")
+        rid = req.param("region_id")
+        if body.get("id") not in (None, rid):
+            raise ValidationError("The region id in the body must match the URL.")
+        extra = {k: v for k, v in body.items()
+                 if k not in ("id", "description", "parent_region_id")}
+        region = await req.run(self.m.create_region, rid, body.get("description"),
+                               body.get("parent_region_id"), extra)
+        return FastJSON({"region": views.region(req.base_url, region)}, status_code=201)
+
+    async def get_region(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_region")
+        region = await req.run(self.m.get_region, req.param("region_id"))
+        return {"region": views.region(req.base_url, region)}
+
+    async def update_region(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_region")
+        body = schemas.validate(schemas.REGION_UPDATE,
+                                schemas.body_of(await req.json(), "region"), "region")
+        changes = {k: v for k, v in body.items() if k in ("description", "parent_region_id")}
+        extra = {k: v for k, v in body.items() if k not in changes}
+        if extra:
+            changes["extra"] = extra
+        region = await req.run(self.m.update_region, req.param("region_id"), changes)
+        return {"region": views.region(req.base_url, region)}
+
+    async def delete_region(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_region")
+        await req.run(self.m.delete_region, req.param("region_id"))
+    # ------------------------------------------------------------------ services
+    async def list_services(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_services")
+        svcs = await req.run(self.m.list_services, req.query.get("type"),
+                             req.query.get("name"))
+        return views.collection(req.base_url, "services", "services",
+                                [views.service(req.base_url, s) for s in svcs])
+
+    async def create_service(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_service")
+        body = schemas.validate(schemas.SERVICE_CREATE,
+                                schemas.body_of(await req.json(), "service"), "service")
+        extra = {k: v for k, v in body.items()
+                 if k not in ("type", "name", "description", "enabled")}
+        svc = await req.run(self.m.create_service, body["type"], body.get("name"),
+                            body.get("description"), body.get("enabled", True), extra)
+        return FastJSON({"service": views.service(req.base_url, svc)}, status_code=201)
+
+    async def get_service(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_service")
+        svc = await req.run(self.m.get_service, req.param("service_id"))
+        return {"service": views.service(req.base_url, svc)}
+
+    async def update_service(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_service")
+        body = schemas.validate(schemas.SERVICE_UPDATE,
+                                schemas.body_of(await req.json(), "service"), "service")
+        changes = {k: v for k, v in body.items()
+                   if k in ("type", "name", "description", "enabled")}
+        extra = {k: v for k, v in body.items() if k not in changes}
+        if extra:
+            changes["extra"] = extra
+        svc = await req.run(self.m.update_service, req.param("service_id"), changes)
+        return {"service": views.service(req.base_url, svc)}
+
+    async def delete_service(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_service")
+        await req.run(self.m.delete_service, req.param("service_id"))
+    # ------------------------------------------------------------------ endpoints
+    async def list_endpoints(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:list_endpoints")
+        q = req.query
+        interface = q.get("interface")
+        if interface is not None and interface not in ("public", "internal", "admin"):
+            raise ValidationError(f"Invalid interface: {interface}")
+        eps = await req.run(self.m.list_endpoints, interface, q.get("service_id"),
+                            q.get("region_id"))
+        return views.collection(req.base_url, "endpoints", "endpoints",
+                                [views.endpoint(req.base_url, e) for e in eps])
+
+    async def create_endpoint(self, req: ApiRequest) -> Response:
+        req.enforce("identity:create_endpoint")
+        body = schemas.validate(schemas.ENDPOINT_CREATE,
+                                schemas.body_of(await req.json(), "endpoint"), "endpoint")
+        extra = {k: v for k, v in body.items() if k not in (
+            "service_id", "interface", "url", "region_id", "region", "enabled")}
+        e = await req.run(lambda: self.m.create_endpoint(
+            body["service_id"], body["interface"], body["url"], body.get("region_id"),
+            body.get("enabled", True), extra, body.get("region")))
+        return FastJSON({"endpoint": views.endpoint(req.base_url, e)}, status_code=201)
+
+    async def get_endpoint(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:get_endpoint")
+        e = await req.run(self.m.get_endpoint, req.param("endpoint_id"))
+        return {"endpoint": views.endpoint(req.base_url, e)}
+
+    async def update_endpoint(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("identity:update_endpoint")
+        body = schemas.validate(schemas.ENDPOINT_UPDATE,
+                                schemas.body_of(await req.json(), "endpoint"), "endpoint")
+        changes = {k: v for k, v in body.items()
+                   if k in ("service_id", "interface", "url", "region_id", "enabled")}
+        if "region" in body and "region_id" not in body:
+            changes["region_id"] = body["region"]
+            changes["legacy_region"] = True
+        extra = {k: v for k, v in body.items() if k not in changes and k != "region"}
+        if extra:
+            changes["extra"] = extra
+        e = await req.run(self.m.update_endpoint, req.param("endpoint_id"), changes)
+        return {"endpoint": views.endpoint(req.base_url, e)}
+
+    async def delete_endpoint(self, req: ApiRequest) -> None:
+        req.enforce("identity:delete_endpoint")
+        await req.run(self.m.delete_endpoint, req.param("endpoint_id"))
