@@ -29,6 +29,7 @@ from onestack.common.errors import (
     ValidationError,
 )
 from onestack.compute import block_devices, schemas, states
+from onestack.compute.image_upload import image_dropper
 from onestack.compute.microversions import APIVersion, v_ge, ver
 from onestack.compute.policies import ACTION_RULES
 
@@ -337,10 +338,7 @@ class ServerActions:
         return str(info.id)
 
     def _drop_image(self, image_id: str) -> None:
-        try:
-            self.images.delete(RequestContext.admin(), image_id)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001
-            LOG.warning("could not delete image %s", image_id)
+        image_dropper(self.images)(image_id)  # best effort, as the agents drop theirs
 
     async def a_resize(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         if not isinstance(args, dict) or "flavorRef" not in args:
