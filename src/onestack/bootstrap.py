@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from onestack.api.app import make_app
+from onestack.api.app import install_faults, make_app
 from onestack.api.http import HttpProtocol
 from onestack.bus.base import Bus
 from onestack.bus.factory import make_bus
@@ -30,6 +30,7 @@ from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
 from onestack.drivers.imagestore.file import FileStore
+from onestack.faults.bus import FaultBus
 from onestack.identity.auth import TokenService
 from onestack.identity.limits import UnifiedLimits
 from onestack.identity.manager import IdentityManager
@@ -249,7 +250,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     else:
         network.ensure_agents()
     network.start_dataplane()
-    bus = make_bus(settings.bus_url)
+    bus = FaultBus(make_bus(settings.bus_url), parts.faults)
     from onestack.volume.setup import build_volume
 
     volume, apps["volume"], volume_api = build_volume(settings, db, tokens, policy_file,
@@ -261,10 +262,13 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri,
         network=network, volumes=LocalVolumes(volume, volume_api.attachments))
     volume_api.compute_events = compute_api.volume_routes  # Cinder -> Nova events
+    if agents is not None:
+        agents.set_faults(parts.faults)
     apps["compute"] = compute_app
     from onestack.console.setup import build_console_app
 
     apps["console"] = build_console_app(settings, db, bus)
+    install_faults(apps, parts.faults)
     from onestack.drivers.hypervisor.guest_setup import real_guests, setup_real_guests
 
     if real_guests(agents):  # the metadata service only serves real guests

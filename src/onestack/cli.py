@@ -1,5 +1,5 @@
 """``onestack`` command line: up, down, status, openrc, db upgrade, fernet rotate,
-image-worker."""
+image-worker, fault (``cli_faults``)."""
 
 from __future__ import annotations
 
@@ -229,6 +229,14 @@ def fernet_rotate(data_dir: str | None) -> None:
     repo.rotate()
     click.echo(f"rotated keys in {settings.fernet_key_dir}")
 
+
+def _register() -> None:
+    from onestack.cli_faults import fault
+
+    main.add_command(fault)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

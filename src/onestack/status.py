@@ -17,6 +17,7 @@ import httpx
 
 from onestack import runstate
 from onestack.config import Settings
+from onestack.faults.rules import FaultRule, FaultTable
 
 #: Services that are optional: their absence is shown, not a failure.
 OPTIONAL = {"console", "metadata"}
@@ -24,11 +25,14 @@ OPTIONAL = {"console", "metadata"}
 
 def collect(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
     """The status document (what ``--json`` prints): ``running``, ``services`` (name ->
-    url, up), and when the APIs answer ``compute_services``, ``network_agents``,
-    ``servers``."""
+    url, up), ``faults`` (the fault rules in force, when any), and when the APIs answer
+    ``compute_services``, ``network_agents``, ``servers``."""
     state = runstate.read(settings.data_dir)
     out: dict[str, Any] = {"data_dir": str(settings.data_dir), "running": False,
                            "services": {}}
+    rules = FaultTable(settings.data_dir).list()
+    if rules:
+        out["faults"] = [r.to_dict() for r in rules]
     if state is None or not state.alive():
         out["reason"] = ("no run file: onestack is not running with this data dir"
                          if state is None else f"process {state.pid} is gone")
@@ -101,8 +105,11 @@ def _operator_view(client: httpx.Client, token: str, urls: dict[str, str]) -> di
 
 def render(doc: dict[str, Any]) -> list[str]:
     """The text form of ``collect``'s document, one line each."""
+    faults = [f"  fault rule {r['id']}: {FaultRule(**r).describe()}"
+              for r in doc.get("faults", [])]
     if not doc["running"]:
-        return [f"onestack is not running (data in {doc['data_dir']}): {doc['reason']}"]
+        return [f"onestack is not running (data in {doc['data_dir']}): {doc['reason']}",
+                *faults]
     lines = [f"onestack {doc['version']}, pid {doc['pid']}, up since {doc['started_at']} "
              f"(compute driver {doc['compute_driver']}, network driver "
              f"{doc['network_driver']}); data in {doc['data_dir']}"]
@@ -122,7 +129,7 @@ def render(doc: dict[str, Any]) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(srv["by_status"].items()))
         lines.append(f"  servers: {srv['count']}{'+' if srv['more'] else ''}"
                      + (f" ({counts})" if counts else ""))
-    return lines
+    return lines + faults
 
 
 def _age(stamp: str | None, now: dt.datetime) -> str | None:

@@ -34,6 +34,7 @@ from onestack.drivers.hypervisor.base import (
     InstanceNotFound,
     PowerState,
 )
+from onestack.faults.rules import FaultTable
 
 LOG = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class ComputeAgent:
     #: ``drop(image_id)``: delete an image compute made (a shelved server's snapshot once it
     #: runs again); None: kept.
     drop_image: Callable[[str], None] | None = None
+    #: The cloud's fault rules (``onestack.faults``): ``build`` rules fail builds here;
+    #: None: no fault injection.
+    faults: FaultTable | None = None
 
     def __init__(self, host: str, driver: HypervisorDriver, manager: ComputeManager, bus: Bus,
                  uploader: ImageUploader | None = None, build_timeout: float = 600.0) -> None:
@@ -159,6 +163,14 @@ class ComputeAgent:
             if inst is None or inst["task_state"] != "spawning" or inst["host"] != self.host:
                 return
         assert inst is not None
+        rule = self.faults.match_build(self.host) if self.faults is not None else None
+        if rule is not None:
+            # No reschedule: the rule says this build ends in ERROR.
+            await self._fail(instance_uuid, "spawning", "compute_build_and_run_instance",
+                             RuntimeError(rule.message or f"Build failed: injected fault "
+                                          f"(onestack fault rule {rule.id})."),
+                             vm_state=states.ERROR)
+            return
         if self.volumes is not None and block_devices.of(inst):
             try:
                 inst["system_metadata"] = dict(
@@ -751,6 +763,14 @@ class ComputeAgentPool:
         self.heartbeat_interval = heartbeat_interval
         self.reconcile_interval = reconcile_interval
         self._task: asyncio.Task[None] | None = None
+        #: ``host_down`` rules stop the heartbeats of the hosts they hold down.
+        self.faults: FaultTable | None = None
+
+    def set_faults(self, table: FaultTable | None) -> None:
+        """Apply ``table``'s rules to these agents (``build`` and ``host_down``)."""
+        self.faults = table
+        for agent in self.agents:
+            agent.faults = table
 
     async def start(self) -> None:
         for agent in self.agents:
@@ -780,7 +800,13 @@ class ComputeAgentPool:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             try:
-                await asyncio.to_thread(self.m.heartbeat, hosts)
+                down = self.faults.hosts_down(hosts) if self.faults is not None else set()
+                if down:
+                    # A host held down by a fault rule reports nothing and reads down at
+                    # once (its messages are dropped by the fault bus).
+                    await asyncio.to_thread(self.m.report_down, sorted(down))
+                await asyncio.to_thread(self.m.heartbeat,
+                                        [h for h in hosts if h not in down] if down else hosts)
                 now = asyncio.get_running_loop().time()
                 if now - last_reconcile >= self.reconcile_interval:
                     last_reconcile = now

@@ -6,9 +6,10 @@ req.run(fn, ...)`` runs blocking work in a thread) and shape the result. Any ``A
 becomes the service's own fault body; any other exception becomes a 500 in that body (and is
 logged), never a traceback.
 
-Middleware is pure ASGI (no per-request task switching): request id, body size limit and token
-authentication, which puts a ``RequestContext`` on ``scope["onestack.ctx"]`` and holds tokens
-limited by application-credential access rules to them (``onestack.api.access``).
+Middleware is pure ASGI (no per-request task switching): request id, injected faults (when a
+fault table is installed, ``onestack.faults``), body size limit and token authentication, which
+puts a ``RequestContext`` on ``scope["onestack.ctx"]`` and holds tokens limited by
+application-credential access rules to them (``onestack.api.access``).
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ from onestack.common.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from onestack.faults.rules import FaultTable
 
 LOG = logging.getLogger(__name__)
 
 CTX_KEY = "onestack.ctx"
+#: onestack's own (non-OpenStack) API paths: fault injection, health.
+CONTROL_PREFIX = "/_onestack/"
 
 
 class FaultFormatter(Protocol):
@@ -246,7 +250,11 @@ class ApiMiddleware:
     """Request id, body-size limit and token authentication in one pure-ASGI pass.
 
     ``max_body`` <= 0 disables the limit (services that stream uploads check their own).
+    ``faults`` (installed by the composition root, ``install_faults``) makes matching
+    requests slow or fail on purpose; paths under ``/_onestack/`` are never faulted.
     """
+
+    faults: FaultTable | None = None
 
     def __init__(self, app: ASGIApp, service: Service, validator: TokenValidator | None,
                  max_body: int) -> None:
@@ -277,8 +285,18 @@ class ApiMiddleware:
                     length = -1
         ctx = RequestContext(request_id=request_id)
         scope[CTX_KEY] = ctx
+        if self.faults is not None and not path.startswith(CONTROL_PREFIX):
+            rule = self.faults.match_http(self.service.name, scope["method"], scope["path"])
+            if rule is not None:
+                if rule.delay:
+                    await asyncio.sleep(rule.delay)
+                if rule.status:
+                    err = APIError(rule.message or "Injected fault (onestack fault rule "
+                                   f"{rule.id}).", status=rule.status)
+                    await fault_response(self.service, err, request_id)(scope, receive, send)
+                    return
         if length is not None and (length < 0 or 0 < self.max_body < length):
-            err: APIError = PayloadTooLarge("Request Entity Too Large")
+            err = PayloadTooLarge("Request Entity Too Large")
             if length < 0:
                 err = BadRequest("Invalid Content-Length header.")
             await fault_response(self.service, err, request_id)(scope, receive, send)
@@ -339,3 +357,23 @@ def make_app(service: Service, validator: TokenValidator | None, max_body: int) 
     app.router.redirect_slashes = False
     return ApiMiddleware(app, service, validator, max_body)
 
+
+
+def find_api_middleware(app: ASGIApp) -> ApiMiddleware | None:
+    """The ``ApiMiddleware`` of a service app under its wrappers (version layers), if any."""
+    for _ in range(8):
+        if isinstance(app, ApiMiddleware):
+            return app
+        inner = getattr(app, "app", None)
+        if inner is None:
+            return None
+        app = inner
+    return None
+
+
+def install_faults(apps: Mapping[str, ASGIApp], table: FaultTable | None) -> None:
+    """Let ``table``'s HTTP rules act on every service app of ``apps``."""
+    for app in apps.values():
+        mw = find_api_middleware(app)
+        if mw is not None:
+            mw.faults = table

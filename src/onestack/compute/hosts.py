@@ -136,6 +136,14 @@ class HostStore(ManagerState):
                           .values(last_seen_up=now, updated_at=now,
                                   report_count=Service.report_count + 1))
 
+    def report_down(self, hosts: Sequence[str], binary: str = "nova-compute") -> None:
+        """Forget when ``hosts``' services were last seen up, so they read down at once
+        (a host held down by a fault rule, ``onestack.faults``)."""
+        with self.write() as s:
+            s.execute(update(Service).where(Service.binary == binary,
+                                            Service.host.in_(list(hosts)))
+                      .values(last_seen_up=None))
+
     def service_up(self, svc: dict[str, Any], now: dt.datetime | None = None) -> bool:
         if svc["forced_down"]:
             return False

@@ -25,10 +25,12 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from onestack.api.app import make_app
+from onestack.api.app import install_faults, make_app
 from onestack.api.http import HttpProtocol
 from onestack.config import Settings
 from onestack.db.engine import Database
+from onestack.faults.api import ControlAPI, add_control_routes
+from onestack.faults.rules import FaultTable
 from onestack.identity.api import IdentityAPI, build_policy
 from onestack.identity.api_extensions import add_extension_routes
 from onestack.identity.api_limits import add_limit_routes
@@ -45,10 +47,13 @@ class IdentityParts:
     manager: IdentityManager
     tokens: TokenService
     app: ASGIApp
+    #: The cloud's fault rules (``onestack.faults``), shared with every other service.
+    faults: FaultTable
 
 
 def build_identity(settings: Settings, db: Database) -> IdentityParts:
-    """Keys (created on first use), manager with the shared change marker, tokens, app."""
+    """Keys (created on first use), manager with the shared change marker, tokens, app
+    (with onestack's ``/_onestack/`` control routes: health and fault rules)."""
     fernet_repo = KeyRepository(settings.fernet_key_dir, settings.fernet_max_active_keys)
     fernet_repo.setup()
     cred_repo = KeyRepository(settings.credential_key_dir, settings.fernet_max_active_keys)
@@ -60,8 +65,12 @@ def build_identity(settings: Settings, db: Database) -> IdentityParts:
                       settings.url("identity"))
     add_extension_routes(api)
     add_limit_routes(api)
+    faults = FaultTable(settings.data_dir)
+    add_control_routes(api.service, ControlAPI(faults, settings.data_dir,
+                                               settings.policy_file or None))
     app = make_app(api.service, tokens, settings.max_request_body_size)
-    return IdentityParts(manager, tokens, app)
+    install_faults({"identity": app}, faults)
+    return IdentityParts(manager, tokens, app, faults)
 
 
 def worker_count(settings: Settings) -> int:
