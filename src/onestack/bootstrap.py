@@ -52,6 +52,7 @@ from onestack.network.manager import NetworkManager
 from onestack.placement.api import build_app as build_placement_app
 from onestack.placement.api import build_policy as build_placement_policy
 from onestack.placement.manager import PlacementManager
+from onestack.snapshots import take_resume_marker
 
 LOG = logging.getLogger(__name__)
 
@@ -85,7 +86,15 @@ class Cloud:
     servers: list[uvicorn.Server] = field(default_factory=list)
     #: service name -> port of every service actually served (set by ``serve``).
     served: dict[str, int] = field(default_factory=dict)
+    #: Set when SIGHUP stopped the cloud: ``onestack up`` then starts it again in the same
+    #: process (after loading a snapshot, ``onestack.snapshots``).
+    restart_requested: bool = False
     _stop: asyncio.Event | None = None
+
+    def _restart(self) -> None:
+        self.restart_requested = True
+        if self._stop is not None:
+            self._stop.set()
 
     async def _background(self) -> None:
         """Periodic work: pick up other processes' identity changes, prune revocations."""
@@ -116,6 +125,7 @@ class Cloud:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self._restart)
         extra_identity = worker_count(self.settings) - 1
         sockets: dict[int, list[socket.socket]] = {}
         for name, app in self.apps.items():
@@ -177,7 +187,7 @@ class Cloud:
             with contextlib.suppress(asyncio.CancelledError):
                 await bg
             if install_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
             if self.compute_agents is not None:
                 await self.compute_agents.stop()
@@ -264,6 +274,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     volume_api.compute_events = compute_api.volume_routes  # Cinder -> Nova events
     if agents is not None:
         agents.set_faults(parts.faults)
+        agents.resume_guests = take_resume_marker(settings.data_dir)
     apps["compute"] = compute_app
     from onestack.console.setup import build_console_app
 

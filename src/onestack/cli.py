@@ -1,9 +1,10 @@
 """``onestack`` command line: up, down, status, openrc, db upgrade, fernet rotate,
-image-worker, fault (``cli_faults``)."""
+image-worker, fault (``cli_faults``), snapshot and reset (``cli_snapshots``)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -55,17 +56,37 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
        identity_port: int | None, log_level: str | None, compute_driver: str | None,
        network_driver: str | None, fake_hosts: int | None) -> None:
     """Start every service of the cloud in the foreground (Ctrl-C stops it)."""
-    from onestack.bootstrap import build_cloud, pid_file
-
     settings = _settings(data_dir, bind=bind, public_host=public_host,
                          identity_port=identity_port, log_level=log_level,
                          compute_driver=compute_driver, compute_fake_hosts=fake_hosts,
                          network_driver=network_driver)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    while _serve_cloud(settings):
+        # SIGHUP: a snapshot was loaded (or asked for); start again in this process, and
+        # let what the stopped cloud froze (``bootstrap.freeze_startup_heap``) go.
+        gc.unfreeze()
+        gc.collect()
+    click.echo("onestack stopped")
+
+
+def _serve_cloud(settings: Settings) -> bool:
+    """Build and serve the cloud until it stops; True when it should start again (SIGHUP,
+    after loading the snapshot ``onestack snapshot load`` asked for)."""
+    from onestack import snapshots
+    from onestack.bootstrap import build_cloud, pid_file
+
     t0 = time.monotonic()
     first = not (settings.data_dir / "onestack.pid").exists() and not (
         settings.data_dir / "admin-openrc.sh").exists()
+    sqlite = settings.db_url.startswith("sqlite:")
+    if sqlite:
+        snapshots.cleanup_partial(settings)
+        try:
+            if snapshots.finish_interrupted_load(settings):
+                click.echo("finished loading a snapshot an earlier run was loading")
+        except (OSError, snapshots.SnapshotError) as exc:
+            raise click.ClickException(f"cannot finish loading a snapshot: {exc}") from exc
     try:
         cloud = build_cloud(settings)
     except Exception as exc:  # noqa: BLE001 - report, do not trace back at the user
@@ -80,6 +101,10 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
         await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():
             elapsed = time.monotonic() - t0
+            if first and sqlite:
+                # What ``onestack reset`` goes back to.
+                await asyncio.to_thread(snapshots.save, settings, snapshots.FRESH,
+                                        replace=True, internal=True)
             runstate.write(settings.data_dir, runstate.RunState(
                 pid=os.getpid(), version=__version__, started_at=runstate.now(),
                 data_dir=str(settings.data_dir),
@@ -105,7 +130,16 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
     finally:
         pidf.unlink(missing_ok=True)
         runstate.remove(settings.data_dir, os.getpid())
-    click.echo("onestack stopped")
+    if not cloud.restart_requested:
+        return False
+    name = snapshots.take_load_request(settings.data_dir)
+    if name is not None:
+        try:
+            info = snapshots.load(settings, name, progress=click.echo)
+            click.echo(f"loaded snapshot {name} ({info.seconds:.2f}s); starting again")
+        except (OSError, snapshots.SnapshotError) as exc:
+            click.echo(f"could not load snapshot {name}: {exc}; starting again", err=True)
+    return True
 
 
 @main.command("image-worker")
@@ -154,12 +188,10 @@ def down(data_dir: str | None, timeout: float) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not runstate.process_running(pid):
             click.echo("onestack stopped")
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise click.ClickException(f"onestack (pid {pid}) did not stop within {timeout}s")
 
 
@@ -232,8 +264,11 @@ def fernet_rotate(data_dir: str | None) -> None:
 
 def _register() -> None:
     from onestack.cli_faults import fault
+    from onestack.cli_snapshots import reset, snapshot
 
     main.add_command(fault)
+    main.add_command(snapshot)
+    main.add_command(reset)
 
 
 _register()

@@ -694,6 +694,30 @@ class ComputeAgent:
         return self.host
 
     # ------------------------------------------------------------------ reconciliation
+    async def resume_guests(self) -> int:
+        """Start again the guest of every instance recorded ACTIVE and running whose guest
+        does not run (after a snapshot load: Nova's ``resume_guests_state_on_host_boot``):
+        a guest the driver still knows is powered on, one it does not is spawned from the
+        instance's record. Returns how many were started."""
+        have = set(await self.driver.list_instances())
+        started = 0
+        for inst in await asyncio.to_thread(self.m.instances_on_host, self.host):
+            if (inst["vm_state"] != states.ACTIVE or inst["task_state"] is not None
+                    or inst["power_state"] != states.RUNNING):
+                continue
+            try:
+                spec = await self._files(self.spec(inst))
+                if inst["uuid"] in have:
+                    if int(await self.driver.get_info(spec)) == PowerState.RUNNING:
+                        continue
+                    await self.driver.power_on(spec)
+                else:
+                    await self.driver.spawn(spec)
+                started += 1
+            except Exception:  # noqa: BLE001 - the reconciliation below records the state
+                LOG.exception("could not start the guest of %s again", inst["uuid"])
+        return started
+
     async def reconcile(self, on_start: bool = False) -> dict[str, int]:
         """Bring the database and the driver into line (see the module docstring).
 
@@ -765,6 +789,8 @@ class ComputeAgentPool:
         self._task: asyncio.Task[None] | None = None
         #: ``host_down`` rules stop the heartbeats of the hosts they hold down.
         self.faults: FaultTable | None = None
+        #: Start the guests of running instances again on start (after a snapshot load).
+        self.resume_guests = False
 
     def set_faults(self, table: FaultTable | None) -> None:
         """Apply ``table``'s rules to these agents (``build`` and ``host_down``)."""
@@ -776,6 +802,11 @@ class ComputeAgentPool:
         for agent in self.agents:
             await agent.register()
             await self.bus.serve(f"compute.{agent.host}", agent)
+        if self.resume_guests:
+            started = 0
+            for agent in self.agents:
+                started += await agent.resume_guests()
+            LOG.info("started %d guests again", started)
         for agent in self.agents:
             try:
                 await agent.reconcile(on_start=True)

@@ -36,7 +36,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -64,11 +63,13 @@ from onestack.drivers.hypervisor.qemu.host import (
     KvmProbe,
     available,  # noqa: F401 - the package's face re-exports it
     cpu_model,
+    drop_socket_link,
     free_vnc_display,
     meminfo_mb,
     pid_alive,
     qemu_version,
     run,
+    socket_path,
     thread_cpu_ns,
 )
 from onestack.drivers.hypervisor.qemu.nics import (
@@ -168,26 +169,10 @@ class QemuDriver(HypervisorDriver):
 
     def _sock(self, uuid: str, name: str) -> str:
         """Path of a unix socket in the instance dir, short enough for ``sun_path``."""
-        full = self._dir(uuid) / name
-        if len(os.fsencode(full)) < 100:
-            return os.fspath(full)
-        # Long data dirs: reach the instance dir through a short symlink.
-        digest = hashlib.sha256(os.fsencode(self._dir(uuid))).hexdigest()[:20]
-        link_dir = Path("/run/onestack/s") if os.access("/run", os.W_OK) else Path(
-            tempfile.gettempdir()) / "onestack-s"
-        link_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        link = link_dir / digest
-        if not link.is_symlink() or os.readlink(link) != os.fspath(self._dir(uuid)):
-            tmp = link_dir / f".{digest}.{secrets.token_hex(4)}"
-            os.symlink(self._dir(uuid), tmp)
-            os.replace(tmp, link)
-        return os.fspath(link / name)
+        return socket_path(self._dir(uuid), name)
 
     def _drop_sock_link(self, uuid: str) -> None:
-        digest = hashlib.sha256(os.fsencode(self._dir(uuid))).hexdigest()[:20]
-        for base in (Path("/run/onestack/s"), Path(tempfile.gettempdir()) / "onestack-s"):
-            with contextlib.suppress(OSError):
-                (base / digest).unlink()
+        drop_socket_link(self._dir(uuid))
 
     def _load_state(self, uuid: str) -> dict[str, Any]:
         try:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -82,6 +83,36 @@ def meminfo_mb() -> int:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) // 1024
     return 0
+
+
+def _socket_link_dirs() -> tuple[Path, Path]:
+    return Path("/run/onestack/s"), Path(tempfile.gettempdir()) / "onestack-s"
+
+
+def socket_path(instance_dir: Path, name: str) -> str:
+    """Path of unix socket ``name`` of an instance dir, short enough for ``sun_path`` (a
+    long data dir is reached through a short symlink named by the dir's digest)."""
+    full = instance_dir / name
+    if len(os.fsencode(full)) < 100:
+        return os.fspath(full)
+    digest = hashlib.sha256(os.fsencode(instance_dir)).hexdigest()[:20]
+    run, tmpdir = _socket_link_dirs()
+    link_dir = run if os.access("/run", os.W_OK) else tmpdir
+    link_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    link = link_dir / digest
+    if not link.is_symlink() or os.readlink(link) != os.fspath(instance_dir):
+        tmp = link_dir / f".{digest}.{secrets.token_hex(4)}"
+        os.symlink(instance_dir, tmp)
+        os.replace(tmp, link)
+    return os.fspath(link / name)
+
+
+def drop_socket_link(instance_dir: Path) -> None:
+    """Remove the short symlink ``socket_path`` may have made for ``instance_dir``."""
+    digest = hashlib.sha256(os.fsencode(instance_dir)).hexdigest()[:20]
+    for base in _socket_link_dirs():
+        with contextlib.suppress(OSError):
+            (base / digest).unlink()
 
 
 def pid_alive(pid: int, uuid: str) -> bool:
