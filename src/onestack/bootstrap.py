@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +89,9 @@ class Cloud:
     #: Set when SIGHUP stopped the cloud: ``onestack up`` then starts it again in the same
     #: process (after loading a snapshot, ``onestack.snapshots``).
     restart_requested: bool = False
+    #: Called (in a thread) once a stop is asked for, while the APIs still answer: the
+    #: ``shutdown.d`` hooks.
+    before_stop: Callable[[], object] | None = None
     _stop: asyncio.Event | None = None
 
     def _restart(self) -> None:
@@ -178,6 +181,11 @@ class Cloud:
                 started.set()
             stop_wait = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            if self.before_stop is not None:
+                try:
+                    await asyncio.to_thread(self.before_stop)
+                except Exception:  # noqa: BLE001 - stopping anyway
+                    LOG.exception("shutdown hooks failed")
         finally:
             await asyncio.to_thread(workers.stop)
             for s in self.servers:

@@ -1,5 +1,6 @@
 """``onestack`` command line: up, down, status, openrc, db upgrade, fernet rotate,
-image-worker, fault (``cli_faults``), snapshot and reset (``cli_snapshots``)."""
+image-worker, fault (``cli_faults``), snapshot and reset (``cli_snapshots``), seed
+(``cli_seed``)."""
 
 from __future__ import annotations
 
@@ -52,9 +53,13 @@ def main() -> None:
                    "guests when root and the tools are there).")
 @click.option("--fake-hosts", type=click.IntRange(1, 100000),
               help="Number of fake compute hosts to run (fake driver).")
+@click.option("--seed", "seed_file", envvar="ONESTACK_SEED",
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Seed file applied once the cloud is up (default: DATA/seed.yaml when "
+                   "it exists).")
 def up(data_dir: str | None, bind: str | None, public_host: str | None,
        identity_port: int | None, log_level: str | None, compute_driver: str | None,
-       network_driver: str | None, fake_hosts: int | None) -> None:
+       network_driver: str | None, fake_hosts: int | None, seed_file: Path | None) -> None:
     """Start every service of the cloud in the foreground (Ctrl-C stops it)."""
     settings = _settings(data_dir, bind=bind, public_host=public_host,
                          identity_port=identity_port, log_level=log_level,
@@ -62,7 +67,7 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
                          network_driver=network_driver)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    while _serve_cloud(settings):
+    while _serve_cloud(settings, seed_file):
         # SIGHUP: a snapshot was loaded (or asked for); start again in this process, and
         # let what the stopped cloud froze (``bootstrap.freeze_startup_heap``) go.
         gc.unfreeze()
@@ -70,11 +75,13 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
     click.echo("onestack stopped")
 
 
-def _serve_cloud(settings: Settings) -> bool:
+def _serve_cloud(settings: Settings, seed_file: Path | None = None) -> bool:
     """Build and serve the cloud until it stops; True when it should start again (SIGHUP,
-    after loading the snapshot ``onestack snapshot load`` asked for)."""
+    after loading the snapshot ``onestack snapshot load`` asked for). Around it: the init
+    hooks and the seed file (``onestack.seed``)."""
     from onestack import snapshots
     from onestack.bootstrap import build_cloud, pid_file
+    from onestack.seed.hooks import run_hooks
 
     t0 = time.monotonic()
     first = not (settings.data_dir / "onestack.pid").exists() and not (
@@ -87,10 +94,13 @@ def _serve_cloud(settings: Settings) -> bool:
                 click.echo("finished loading a snapshot an earlier run was loading")
         except (OSError, snapshots.SnapshotError) as exc:
             raise click.ClickException(f"cannot finish loading a snapshot: {exc}") from exc
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run_hooks(settings.data_dir, "boot", with_credentials=False)
     try:
         cloud = build_cloud(settings)
     except Exception as exc:  # noqa: BLE001 - report, do not trace back at the user
         raise click.ClickException(f"cannot start: {exc}") from exc
+    cloud.before_stop = lambda: run_hooks(settings.data_dir, "shutdown")
     pidf = Path(pid_file(settings))
     pidf.write_text(str(os.getpid()))
     started = asyncio.Event()
@@ -119,9 +129,13 @@ def _serve_cloud(settings: Settings) -> bool:
             click.echo(f"  credentials: source {settings.data_dir / 'admin-openrc.sh'}  "
                        f"(or OS_CLOUD=onestack-admin with {settings.data_dir / 'clouds.yaml'})")
             sys.stdout.flush()
+            ready = asyncio.create_task(asyncio.to_thread(_when_ready, settings, seed_file))
         else:
             waiter.cancel()
+            ready = None
         await task
+        if ready is not None and not ready.done():
+            ready.cancel()
 
     try:
         _run_loop(run())
@@ -133,13 +147,32 @@ def _serve_cloud(settings: Settings) -> bool:
     if not cloud.restart_requested:
         return False
     name = snapshots.take_load_request(settings.data_dir)
-    if name is not None:
-        try:
-            info = snapshots.load(settings, name, progress=click.echo)
-            click.echo(f"loaded snapshot {name} ({info.seconds:.2f}s); starting again")
-        except (OSError, snapshots.SnapshotError) as exc:
-            click.echo(f"could not load snapshot {name}: {exc}; starting again", err=True)
+    if name is None:
+        return False  # a plain hangup (the terminal went away): stop, as before
+    try:
+        info = snapshots.load(settings, name, progress=click.echo)
+        click.echo(f"loaded snapshot {name} ({info.seconds:.2f}s); starting again")
+    except (OSError, snapshots.SnapshotError) as exc:
+        click.echo(f"could not load snapshot {name}: {exc}; starting again", err=True)
     return True
+
+
+def _when_ready(settings: Settings, seed_file: Path | None) -> None:
+    """Apply the seed file, then run the ``ready.d`` hooks (in a thread: the APIs answer
+    meanwhile)."""
+    from onestack.seed.hooks import run_hooks
+    from onestack.seed.run import SEED_FILE, seed_cloud
+    from onestack.seed.schema import SeedError
+
+    path = seed_file or settings.data_dir / SEED_FILE
+    if path.is_file():
+        try:
+            report = seed_cloud(settings, path)
+            click.echo(f"  seeded from {path}: {report.summary()}")
+        except SeedError as exc:
+            click.echo(f"  seed file not applied: {exc}", err=True)
+        sys.stdout.flush()
+    run_hooks(settings.data_dir, "ready")
 
 
 @main.command("image-worker")
@@ -264,9 +297,11 @@ def fernet_rotate(data_dir: str | None) -> None:
 
 def _register() -> None:
     from onestack.cli_faults import fault
+    from onestack.cli_seed import seed
     from onestack.cli_snapshots import reset, snapshot
 
     main.add_command(fault)
+    main.add_command(seed)
     main.add_command(snapshot)
     main.add_command(reset)
 

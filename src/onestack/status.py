@@ -50,13 +50,14 @@ def collect(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
                 up = False
             out["services"][name] = {"url": url, "up": up}
         if all(out["services"].get(n, {}).get("up") for n in ("identity", "compute")):
-            token = _admin_token(settings, client, urls["identity"])
+            token = admin_token(settings, client, urls["identity"])
             if token is not None:
                 out.update(_operator_view(client, token, urls))
     return out
 
 
-def _admin_token(settings: Settings, client: httpx.Client, identity: str) -> str | None:
+def admin_token(settings: Settings, client: httpx.Client, identity: str) -> str | None:
+    """A token of the data dir's admin (its ``admin-openrc.sh``) on the admin project."""
     from onestack.identity.setup import read_password
 
     password = read_password(settings.data_dir / "admin-openrc.sh")
