@@ -56,7 +56,7 @@ class Cloud:
         self.ports = {s: free_port() for s in SERVICES}
         env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
         env.update({"ONESTACK_ADMIN_PASSWORD": PASSWORD, "ONESTACK_LOG_LEVEL": "error",
-                    "ONESTACK_BCRYPT_ROUNDS": "4"})
+                    "ONESTACK_BCRYPT_ROUNDS": "4", "ONESTACK_COMPUTE_DRIVER": "fake"})
         for s, p in self.ports.items():
             env[f"ONESTACK_{s.upper()}_PORT"] = str(p)
         self.log = (self.tmp / "log").open("wb")

@@ -93,7 +93,8 @@ def rss_mb(pid: int) -> float:
 def start_onestack(data: Path, port: int, password: str) -> tuple[subprocess.Popen[bytes], float]:
     from onestack.bootstrap import SERVICES
 
-    env = {**os.environ, "ONESTACK_ADMIN_PASSWORD": password}
+    env = {**os.environ, "ONESTACK_ADMIN_PASSWORD": password,
+           "ONESTACK_COMPUTE_DRIVER": "fake"}
     for name in SERVICES:  # every other service on a free port too
         env[f"ONESTACK_{name.upper()}_PORT"] = str(free_port())
     env["ONESTACK_IDENTITY_PORT"] = str(port)

@@ -235,7 +235,7 @@ def main() -> int:
     ports = {name: free_port() for name in ("identity", "image", "compute", "metadata",
                                             "console", "placement", "network", "volume")}
     env = {**os.environ, "ONESTACK_ADMIN_PASSWORD": "Bench-Admin-1",
-           "ONESTACK_BCRYPT_ROUNDS": "4",
+           "ONESTACK_BCRYPT_ROUNDS": "4", "ONESTACK_COMPUTE_DRIVER": "fake",
            **{f"ONESTACK_{name.upper()}_PORT": str(port) for name, port in ports.items()}}
     log = (work / "onestack.log").open("wb")
     proc = subprocess.Popen([str(BIN / "onestack"), "up", "--data-dir", str(work / "data")],

@@ -92,6 +92,7 @@ def start(data_dir: Path, driver: str = "noop") -> tuple[subprocess.Popen[bytes]
     ports = {name: free_port() for name in SERVICES}
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env.update(ONESTACK_ADMIN_PASSWORD=PASSWORD, ONESTACK_BCRYPT_ROUNDS="4",
+               ONESTACK_COMPUTE_DRIVER="fake",
                ONESTACK_LOG_LEVEL="warning", ONESTACK_NETWORK_DRIVER=driver)
     for name, port in ports.items():
         env[f"ONESTACK_{name.upper()}_PORT"] = str(port)

@@ -54,6 +54,7 @@ def start(data: Path, args: list[str] | None = None
 
     ports = {name: free_port() for name in SERVICES}
     env = {**os.environ, "ONESTACK_ADMIN_PASSWORD": PASSWORD, "ONESTACK_LOG_LEVEL": "warning",
+           "ONESTACK_COMPUTE_DRIVER": "fake",
            "ONESTACK_NETWORK_DRIVER": "noop", "ONESTACK_CONSOLE_PORT": str(free_port()),
            **{f"ONESTACK_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
     proc = subprocess.Popen([str(BIN / "onestack"), "up", "--data-dir", str(data),

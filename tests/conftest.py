@@ -159,6 +159,8 @@ def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str,
     full_env.update({
         "ONESTACK_ADMIN_PASSWORD": admin_password,
         "ONESTACK_BCRYPT_ROUNDS": os.environ.get("ONESTACK_TEST_BCRYPT_ROUNDS", "4"),
+        # The fake hypervisor unless a test asks for QEMU (``--compute-driver qemu``).
+        "ONESTACK_COMPUTE_DRIVER": "fake",
         "ONESTACK_LOG_LEVEL": "warning",
         # Tests never wire the machine's own network: the Linux data plane only where a
         # test asks for it (inside a namespace it made).

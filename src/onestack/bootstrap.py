@@ -45,7 +45,6 @@ from onestack.image.api import AcceptCapture, ImageAPI
 from onestack.image.api import build_policy as build_image_policy
 from onestack.image.manager import ImageManager
 from onestack.image.metadefs_api import add_metadef_routes
-from onestack.image.setup import register_default_image
 from onestack.network.api import NetworkAPI
 from onestack.network.api import build_policy as build_network_policy
 from onestack.network.manager import NetworkManager
@@ -89,10 +88,24 @@ class Cloud:
     #: Set when SIGHUP stopped the cloud: ``onestack up`` then starts it again in the same
     #: process (after loading a snapshot, ``onestack.snapshots``).
     restart_requested: bool = False
+    #: Builds and registers the guest image in a thread once the APIs answer (None: nothing
+    #: to do; ``onestack.default_guest``).
+    guest_job: Any = None
     #: Called (in a thread) once a stop is asked for, while the APIs still answer: the
     #: ``shutdown.d`` hooks.
     before_stop: Callable[[], object] | None = None
     _stop: asyncio.Event | None = None
+    _guest_task: asyncio.Task[Any] | None = None
+
+    @property
+    def compute_driver(self) -> str:
+        """The hypervisor this process's agents really use (``qemu``, ``fake``; ``none``
+        without agents), whatever was asked for (``auto``)."""
+        from onestack.drivers.hypervisor.guest_setup import real_guests
+
+        if not getattr(self.compute_agents, "agents", None):
+            return "none"
+        return "qemu" if real_guests(self.compute_agents) else "fake"
 
     def _restart(self) -> None:
         self.restart_requested = True
@@ -177,6 +190,8 @@ class Cloud:
             if workers.count:
                 await asyncio.to_thread(workers.start)
             freeze_startup_heap()
+            if self.guest_job is not None:
+                self._guest_task = asyncio.create_task(asyncio.to_thread(self.guest_job.run))
             if started is not None:
                 started.set()
             stop_wait = asyncio.create_task(self._stop.wait())
@@ -249,10 +264,6 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     add_metadef_routes(image_api)
     # Upload routes stream gigabytes: no shared body limit (JSON handlers apply their own).
     apps["image"] = AcceptCapture(make_app(image_api.service, tokens, 0))
-    if run_bootstrap:
-        admin_project = identity.project_info_by_name("admin", "default")
-        register_default_image(image, settings,
-                               owner=admin_project.id if admin_project else None)
     placement = PlacementManager(db)
     apps["placement"] = build_placement_app(placement, tokens,
                                             build_placement_policy(policy_file), auth_uri,
@@ -288,18 +299,22 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
 
     apps["console"] = build_console_app(settings, db, bus)
     install_faults(apps, parts.faults)
-    from onestack.drivers.hypervisor.guest_setup import real_guests, setup_real_guests
+    from onestack.drivers.hypervisor.guest_setup import real_guests
 
     if real_guests(agents):  # the metadata service only serves real guests
         from onestack.metadata.app import build_metadata_app
 
         apps["metadata"] = build_metadata_app(settings, compute, network)
+    guest_job = None
     if run_bootstrap:
+        from onestack.default_guest import setup_default_guest
+
         admin = identity.project_info_by_name("admin", "default")
-        setup_real_guests(settings, agents, image, compute, admin.id if admin else None)
+        guest_job = setup_default_guest(settings, agents, image, compute,
+                                        admin.id if admin else None)
     return Cloud(settings, db, identity, tokens, apps, creds, image=image, network=network,
                  placement=placement, bus=bus, compute=compute, scheduler=scheduler,
-                 compute_agents=agents, volume=volume)
+                 compute_agents=agents, volume=volume, guest_job=guest_job)
 
 
 def _network_defaults(identity: IdentityManager, network: NetworkManager) -> None:

@@ -46,7 +46,8 @@ def main() -> None:
 @click.option("--identity-port", type=int, help="Identity API port (default 5000).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--compute-driver", type=click.Choice(["fake", "qemu", "auto"]),
-              help="Hypervisor driver of the compute agent (default fake).")
+              help="Hypervisor driver of the compute agent (default auto: QEMU when "
+                   "it works here, else fake).")
 @click.option("--network-driver", type=click.Choice(["noop", "linux", "auto"]),
               help="Network data plane: linux (bridges, DHCP, routers, NAT, security "
                    "groups; root), noop (model only) or auto (default: linux for real "
@@ -120,8 +121,9 @@ def _serve_cloud(settings: Settings, seed_file: Path | None = None) -> bool:
                 data_dir=str(settings.data_dir),
                 services={name: settings.url(name) for name in cloud.served},
                 connect_host=runstate.connect_host(settings.bind),
-                compute_driver=str(settings.compute_driver),
-                network_driver=str(settings.network_driver)))
+                compute_driver=cloud.compute_driver,
+                network_driver=str(getattr(getattr(cloud.network, "driver", None), "name",
+                                           settings.network_driver))))
             click.echo(f"onestack {__version__} is up ({'first start, ' if first else ''}"
                        f"{elapsed:.2f}s); data in {settings.data_dir}")
             for name in cloud.apps:
@@ -129,6 +131,9 @@ def _serve_cloud(settings: Settings, seed_file: Path | None = None) -> bool:
             click.echo(f"  credentials: source {settings.data_dir / 'admin-openrc.sh'}  "
                        f"(or OS_CLOUD=onestack-admin with {settings.data_dir / 'clouds.yaml'})")
             sys.stdout.flush()
+            if cloud.guest_job is not None:
+                shown = asyncio.create_task(_show_guest_progress(cloud.guest_job))
+                shown.add_done_callback(lambda _t: None)
             ready = asyncio.create_task(asyncio.to_thread(_when_ready, settings, seed_file))
         else:
             waiter.cancel()
@@ -155,6 +160,38 @@ def _serve_cloud(settings: Settings, seed_file: Path | None = None) -> bool:
     except (OSError, snapshots.SnapshotError) as exc:
         click.echo(f"could not load snapshot {name}: {exc}; starting again", err=True)
     return True
+
+
+async def _show_guest_progress(job: Any) -> None:
+    """The guest image job's progress: a bar on a terminal, else a line per step."""
+    progress = job.progress
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("  guest image"), BarColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), transient=False) as bar:
+            task = bar.add_task("starting", total=None)
+            while progress.state == "building":
+                bar.update(task, description=progress.step, completed=progress.done,
+                           total=progress.total or None)
+                await asyncio.sleep(0.2)
+            bar.update(task, description=progress.step or progress.state,
+                       completed=progress.total or 1, total=progress.total or 1)
+    else:
+        last = ""
+        while progress.state == "building":
+            if progress.step != last:
+                last = progress.step
+                click.echo(f"  guest image: {last} ({progress.done}/{progress.total})")
+            await asyncio.sleep(0.2)
+    if progress.state == "ready":
+        from onestack.default_guest import DEFAULT_IMAGE_NAME
+
+        click.echo(f"  guest image ready: openstack server create --image {DEFAULT_IMAGE_NAME}"
+                   " --flavor m1.tiny --network private vm1")
+    else:
+        click.echo(f"  guest image not available: {progress.error}", err=True)
+    sys.stdout.flush()
 
 
 def _when_ready(settings: Settings, seed_file: Path | None) -> None:

@@ -141,9 +141,9 @@ class Settings:
     #: Linux data plane: seconds between full reconciles of the host with the database.
     network_sync_interval: float = 60.0
     # Compute
-    #: Hypervisor driver of this host's compute agent(s): fake, qemu or auto (qemu/auto fall
-    #: back to fake while no QEMU driver is installed).
-    compute_driver: str = "fake"
+    #: Hypervisor driver of this host's compute agent(s): auto (QEMU when it is installed
+    #: and works here, else fake), qemu or fake.
+    compute_driver: str = "auto"
     #: QEMU driver: accelerator ``auto`` (KVM when a time-boxed probe boots, else TCG),
     #: ``kvm`` or ``tcg``.
     compute_qemu_accel: str = "auto"

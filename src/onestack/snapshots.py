@@ -4,8 +4,8 @@ A snapshot is ``DATA/snapshots/NAME/``: ``onestack.db`` (an online backup of the
 database: one consistent point in time even while the cloud writes), ``files/`` (the rest of
 the data dir: image files, volumes, backups, guests' disks and definitions, keys, rc files)
 and ``meta.json``. What is never part of one: the run and pid files, the fault rules, the
-network data plane's host state (``dataplane/``: rebuilt from the database on start) and
-scratch directories.
+network data plane's host state (``dataplane/``: rebuilt from the database on start), the
+guest image cache (``cache/``) and scratch directories.
 
 Files that onestack never changes in place (image data and converted image caches, written
 aside and renamed into place) are hard-linked, so 1 GiB of images costs nothing to save or
@@ -65,6 +65,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Top-level entries of the data dir never saved nor replaced.
 KEEP_TOP = frozenset({SNAPSHOT_DIR, "run.json", "run.json.tmp", "onestack.pid", "faults.json",
                       "faults.json.lock", "faults.json.tmp", "dataplane", "volumes-scratch",
+                      "cache", "guest-image.json",
                       RESUME_MARKER, DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm",
                       f"{DB_NAME}-journal"})
 #: Trees whose files are written aside and renamed into place, never changed: hard links.

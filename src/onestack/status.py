@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
 import httpx
 
 from onestack import runstate
 from onestack.config import Settings
+from onestack.default_guest import GuestProgress
 from onestack.faults.rules import FaultRule, FaultTable
 
 #: Services that are optional: their absence is shown, not a failure.
@@ -25,7 +27,8 @@ OPTIONAL = {"console", "metadata"}
 
 def collect(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
     """The status document (what ``--json`` prints): ``running``, ``services`` (name ->
-    url, up), ``faults`` (the fault rules in force, when any), and when the APIs answer
+    url, up), ``faults`` (the fault rules in force, when any), ``guest_image`` (the guest
+    image build, ``onestack.default_guest``), and when the APIs answer
     ``compute_services``, ``network_agents``, ``servers``."""
     state = runstate.read(settings.data_dir)
     out: dict[str, Any] = {"data_dir": str(settings.data_dir), "running": False,
@@ -33,6 +36,9 @@ def collect(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
     rules = FaultTable(settings.data_dir).list()
     if rules:
         out["faults"] = [r.to_dict() for r in rules]
+    guest = GuestProgress.read(settings.data_dir)
+    if guest is not None:
+        out["guest_image"] = asdict(guest)
     if state is None or not state.alive():
         out["reason"] = ("no run file: onestack is not running with this data dir"
                          if state is None else f"process {state.pid} is gone")
@@ -130,6 +136,15 @@ def render(doc: dict[str, Any]) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(srv["by_status"].items()))
         lines.append(f"  servers: {srv['count']}{'+' if srv['more'] else ''}"
                      + (f" ({counts})" if counts else ""))
+    guest = doc.get("guest_image")
+    if guest:
+        if guest["state"] == "building":
+            lines.append(f"  guest image: building ({guest['step']}, step {guest['done']} "
+                         f"of about {guest['total']})")
+        elif guest["state"] == "failed":
+            lines.append(f"  guest image: FAILED ({guest['error']})")
+        else:
+            lines.append(f"  guest image: ready (since {guest['finished_at']})")
     return lines + faults
 
 

@@ -46,7 +46,8 @@ def enumerate_endpoints() -> list[Endpoint]:
 
     tmp = Path(tempfile.mkdtemp(prefix="onestack-fuzz-routes-"))
     try:
-        cloud = build_cloud(Settings(data_dir=tmp / "data"), run_bootstrap=False)
+        cloud = build_cloud(Settings(data_dir=tmp / "data", compute_driver="fake",
+                                     network_driver="noop"), run_bootstrap=False)
         out: list[Endpoint] = []
         for service, app in cloud.apps.items():
             router = _router(app)

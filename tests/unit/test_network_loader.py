@@ -18,7 +18,8 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
 def test_auto_is_noop_for_fake_guests(tmp_path: Path) -> None:
     assert loader.resolve(_settings(tmp_path, network_driver="auto",
                                     compute_driver="fake")) == "noop"
-    assert isinstance(loader.build_network_driver(_settings(tmp_path)), NoopDriver)
+    assert isinstance(loader.build_network_driver(_settings(tmp_path, compute_driver="fake")),
+                      NoopDriver)
 
 
 @pytest.mark.parametrize("missing, expected", [([], "linux"), (["not root"], "noop")])

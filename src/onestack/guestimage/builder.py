@@ -43,7 +43,7 @@ import subprocess
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -231,9 +231,11 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
 class _DebCache:
     """A directory of .deb files filled by ``apt-get download``, reused across builds."""
 
-    def __init__(self, directory: Path, refresh: bool = False) -> None:
+    def __init__(self, directory: Path, refresh: bool = False,
+                 on_get: Callable[[str], None] | None = None) -> None:
         self.directory = directory
         self.refresh = refresh
+        self.on_get = on_get
         self._updated = False
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -245,6 +247,8 @@ class _DebCache:
 
     def get(self, name: str) -> Path:
         """Return the cached .deb of package *name*, downloading it first if needed."""
+        if self.on_get is not None:
+            self.on_get(name)
         if not self.refresh:
             cached = self._cached(name)
             if cached is not None:
@@ -788,21 +792,30 @@ def _load_existing(out_dir: Path, version: str) -> GuestImage | None:
     )
 
 
+#: ``progress(step, done, total)``: what the build is doing (``done`` of about ``total``).
+Progress = Callable[[str, int, int], None]
+
+
 def build_guest_image(
     out_dir: Path | None = None,
     force: bool = False,
     *,
     deb_cache: Path | None = None,
     refresh_packages: bool = False,
+    cache_root: Path | None = None,
+    progress: Progress | None = None,
 ) -> GuestImage:
     """Build the test guest image, or return the cached one.
 
     Args:
         out_dir: where to put ``vmlinuz``, ``initrd.img`` and ``manifest.json``; defaults to
-            :func:`default_output_dir` (one directory per image version).
+            one directory per image version under *cache_root*.
         force: rebuild even if *out_dir* already holds this version.
-        deb_cache: directory of downloaded .deb files (default ``<cache>/debs``).
+        deb_cache: directory of downloaded .deb files (default ``<cache_root>/debs``).
         refresh_packages: download the packages again (picks up a newer Debian kernel).
+        cache_root: the cache (default :func:`default_cache_dir`; ``onestack up`` passes
+            its data dir's, unless ``$ONESTACK_GUEST_IMAGE_DIR`` is set).
+        progress: called at each step of a build (not for a cached image).
 
     Returns:
         The built :class:`GuestImage`.
@@ -811,14 +824,19 @@ def build_guest_image(
         GuestImageError: a Debian tool, package, library or kernel module is missing.
     """
     version = image_version()
-    out_dir = Path(out_dir) if out_dir is not None else default_cache_dir() / version
+    cache_root = Path(cache_root) if cache_root is not None else default_cache_dir()
+    out_dir = Path(out_dir) if out_dir is not None else cache_root / version
     if not force and (existing := _load_existing(out_dir, version)) is not None:
         return existing
-    cache_root = default_cache_dir()
+    cache_root.mkdir(parents=True, exist_ok=True)
     with _locked(cache_root / ".lock"):
         if not force and (existing := _load_existing(out_dir, version)) is not None:
             return existing
-        return _build(out_dir, version, deb_cache or cache_root / "debs", refresh_packages)
+        image = _build(out_dir, version, deb_cache or cache_root / "debs", refresh_packages,
+                       progress or (lambda _step, _done, _total: None))
+        if out_dir.parent == cache_root:
+            _prune_versions(out_dir)
+        return image
 
 
 def _prune_versions(keep: Path) -> None:
@@ -828,9 +846,17 @@ def _prune_versions(keep: Path) -> None:
             shutil.rmtree(other, ignore_errors=True)
 
 
-def _build(out_dir: Path, version: str, deb_dir: Path, refresh: bool) -> GuestImage:
+def _build(out_dir: Path, version: str, deb_dir: Path, refresh: bool,
+           progress: Progress) -> GuestImage:
     started = time.monotonic()
-    debs = _DebCache(deb_dir, refresh=refresh)
+    steps = [0, 14]  # done, about how many (packages, then the image itself)
+
+    def step(text: str) -> None:
+        steps[0] += 1
+        steps[1] = max(steps[1], steps[0] + 2)
+        progress(text, steps[0], steps[1])
+
+    debs = _DebCache(deb_dir, refresh=refresh, on_get=lambda name: step(f"fetching {name}"))
     try:
         kernel_deb = debs.get(_kernel_package(debs.get(KERNEL_METAPACKAGE)))
     except GuestImageError:
@@ -851,6 +877,7 @@ def _build(out_dir: Path, version: str, deb_dir: Path, refresh: bool) -> GuestIm
             packages[f"lib:{dep}"] = debs.get(dep)
             queue.extend(_depends(packages[f"lib:{dep}"]))
 
+    step("building the initramfs")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=out_dir.parent) as tmp:
         work = Path(tmp)
@@ -893,8 +920,6 @@ def _build(out_dir: Path, version: str, deb_dir: Path, refresh: bool) -> GuestIm
             (out_dir / "manifest.json").unlink()
         for name in (*outputs, "manifest.json"):  # manifest last: it marks the image complete
             os.replace(stage / name, out_dir / name)
-    if out_dir.parent == default_cache_dir():
-        _prune_versions(out_dir)
     image = _load_existing(out_dir, version)
     if image is None:
         raise GuestImageError(f"build finished but {out_dir} holds no complete image")

@@ -33,9 +33,6 @@ LOG = logging.getLogger(__name__)
 GUEST_IMAGE_NAME = "onestack-guest"
 GUEST_FLAVOR = {"id": "m1.guest", "name": "m1.guest", "ram": 256, "vcpus": 1, "disk": 1,
                 "description": "fits the onestack test guest"}
-INSTALL_HINT = ("QEMU is not installed: real guests need it "
-                "(Debian/Ubuntu: sudo apt-get install qemu-system-x86 qemu-utils); "
-                "using the fake compute driver")
 
 
 def _upload(images: Any, ctx: RequestContext, body: dict[str, Any], path: Path) -> str:
@@ -44,19 +41,28 @@ def _upload(images: Any, ctx: RequestContext, body: dict[str, Any], path: Path) 
     return create_from_file(images, ctx, body, path)
 
 
-def register_guest(images: Any, compute: Any, owner: str | None) -> str | None:
-    """Register the guest images and flavor (see the module docstring); the image id or None."""
+def create_guest_flavor(compute: Any) -> None:
+    """The flavor ``m1.guest`` (idempotent)."""
     if compute is not None:
         try:
             compute.create_flavor(dict(GUEST_FLAVOR))
         except Exception as exc:  # noqa: BLE001 - exists already (Conflict) or no compute
             LOG.debug("flavor m1.guest not created: %s", exc)
+
+
+def register_guest(images: Any, compute: Any, owner: str | None,
+                   cache_root: Path | None = None, progress: Any = None,
+                   aliases: tuple[str, ...] = ()) -> str | None:
+    """Register the guest images and flavor (see the module docstring); the image id or None
+    (already registered, or the image could not be built: logged). ``aliases``: more names
+    the root disk is registered under (same kernel, ramdisk and properties)."""
+    create_guest_flavor(compute)
     if images is None or images.has_images(GUEST_IMAGE_NAME):
         return None
     try:
         from onestack.guestimage import build_guest_image
 
-        guest = build_guest_image()
+        guest = build_guest_image(cache_root=cache_root, progress=progress)
     except Exception as exc:  # noqa: BLE001 - e.g. not Debian, no network for apt
         LOG.warning("the test guest image could not be built (%s); no default image", exc)
         return None
@@ -72,11 +78,14 @@ def register_guest(images: Any, compute: Any, owner: str | None) -> str | None:
     with tempfile.TemporaryDirectory(prefix="onestack-guest-") as tmp:
         disk = Path(tmp) / "root.qcow2"
         root_disk(disk)
-        image_id = _upload(images, ctx, {
-            "name": GUEST_IMAGE_NAME, "disk_format": "qcow2", "container_format": "bare",
-            "kernel_id": kernel_id, "ramdisk_id": ramdisk_id,
-            "os_command_line": guest.cmdline, "hw_qemu_guest_agent": "no",
-            "onestack_guest_version": guest.version, **common}, disk)
+        props = {"disk_format": "qcow2", "container_format": "bare",
+                 "kernel_id": kernel_id, "ramdisk_id": ramdisk_id,
+                 "os_command_line": guest.cmdline, "hw_qemu_guest_agent": "no",
+                 "onestack_guest_version": guest.version, **common}
+        for alias in aliases:
+            if not images.has_images(alias):
+                _upload(images, ctx, {"name": alias, **props}, disk)
+        image_id = _upload(images, ctx, {"name": GUEST_IMAGE_NAME, **props}, disk)
     LOG.info("registered the test guest as image %s (kernel %s, ramdisk %s)", image_id,
              kernel_id, ramdisk_id)
     return image_id
@@ -109,16 +118,6 @@ def root_disk(path: Path, size_mb: int = 64) -> None:
                        check=True)
     finally:
         raw.unlink(missing_ok=True)
-
-
-def setup_real_guests(settings: Any, agents: Any, images: Any, compute: Any,
-                      owner: str | None) -> None:
-    """``onestack up`` hook: guest image + flavor when a QEMU agent runs here; otherwise, for
-    ``--compute-driver auto`` without QEMU, say how to install it."""
-    if real_guests(agents):
-        register_guest(images, compute, owner)
-    elif settings.compute_driver in ("auto", "qemu"):
-        LOG.warning(INSTALL_HINT)
 
 
 def real_guests(agents: Any) -> bool:

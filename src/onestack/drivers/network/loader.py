@@ -17,7 +17,8 @@ DRIVERS = ("noop", "linux", "auto")
 
 def resolve(settings: Settings) -> str:
     """``noop`` or ``linux``: ``auto`` is ``linux`` when it can run here (root and the tools)
-    and the compute driver runs real guests (fake guests need no data plane)."""
+    and the compute driver runs real guests (``qemu``, or ``auto`` where QEMU works; fake
+    guests need no data plane)."""
     from onestack.drivers.network.linux.host import missing_requirements
 
     name = settings.network_driver
@@ -26,6 +27,11 @@ def resolve(settings: Settings) -> str:
     if name == "auto":
         if settings.compute_driver == "fake":
             return "noop"
+        if settings.compute_driver == "auto":
+            from onestack.drivers.hypervisor import qemu
+
+            if not qemu.available():
+                return "noop"
         missing = missing_requirements()
         if missing:
             LOG.info("network driver auto: noop (%s)", ", ".join(missing))

@@ -240,7 +240,8 @@ class KvmProbe:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
-                LOG.warning("KVM probe did not finish within %.1f s: using TCG", timeout)
+                LOG.warning("KVM does not work here (a test guest did not boot within %.1f s): "
+                            "guests run under TCG, slower", timeout)
                 return False
             if kernel is not None:
                 ok = proc.returncode == 0 and "Kernel panic" in (
@@ -249,6 +250,6 @@ class KvmProbe:
             else:
                 ok = proc.returncode == 3
             if not ok:
-                LOG.warning("KVM probe failed (%s): using TCG",
-                            err.decode(errors="replace").strip()[-200:])
+                LOG.warning("KVM does not work here: guests run under TCG, slower")
+                LOG.debug("KVM probe output: %s", err.decode(errors="replace").strip()[-500:])
             return ok

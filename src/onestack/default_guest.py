@@ -1,0 +1,153 @@
+"""The default image of a fresh cloud, in every mode, and the background build of the guest.
+
+Scripts written for DevStack find its CirrOS image by name (``cirros-*``, ``grep cirros``):
+onestack registers :data:`DEFAULT_IMAGE_NAME` (``cirros-onestack-x86_64-disk``), public.
+
+- With real guests (QEMU), it is onestack's test guest (``onestack.guestimage``: a tiny
+  Linux with SSH, root login by key; not CirrOS, which onestack cannot download here), also
+  registered as ``onestack-guest`` with its kernel and ramdisk. The guest is built from
+  Debian packages on the first start (about 30 s, then cached per version) *in the
+  background*: the APIs answer meanwhile, ``onestack up`` shows a progress bar and
+  ``onestack status`` the step (``DATA/guest-image.json``); the images appear once built.
+  The cache is ``DATA/cache/guest-image`` (``$ONESTACK_GUEST_IMAGE_DIR`` overrides it).
+- With the fake driver, it is a 1 MiB raw disk of zeros (property
+  ``onestack_placeholder=true``): enough for fake guests, which boot anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from onestack.common.context import RequestContext
+from onestack.common.timeutils import isotime, utcnow
+from onestack.config import Settings
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_NAME = "cirros-onestack-x86_64-disk"
+PROGRESS_FILE = "guest-image.json"
+INSTALL_HINT = ("QEMU is not usable here, so servers are fake (install it with: sudo "
+                "apt-get install qemu-system-x86 qemu-utils, or scripts/install)")
+
+
+def guest_cache_root(settings: Settings) -> Path:
+    """Where the guest image is built and cached (see the module docstring)."""
+    env = os.environ.get("ONESTACK_GUEST_IMAGE_DIR")
+    return Path(env).expanduser() if env else settings.data_dir / "cache" / "guest-image"
+
+
+@dataclass
+class GuestProgress:
+    """``DATA/guest-image.json``: the state of the guest image job."""
+
+    state: str  # building, ready, failed
+    step: str = ""
+    done: int = 0
+    total: int = 0
+    started_at: str = ""
+    finished_at: str = ""
+    error: str = ""
+
+    @classmethod
+    def read(cls, data_dir: Path) -> GuestProgress | None:
+        try:
+            return cls(**json.loads((Path(data_dir) / PROGRESS_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write(self, data_dir: Path) -> None:
+        path = Path(data_dir) / PROGRESS_FILE
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".guest-image.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(asdict(self), fh)
+        os.replace(tmp, path)
+
+
+class GuestImageJob:
+    """Builds (or finds in the cache) and registers the test guest; ``run`` blocks, so the
+    composition root runs it in a thread once the APIs answer."""
+
+    def __init__(self, settings: Settings, images: Any, compute: Any,
+                 owner: str | None) -> None:
+        self.settings = settings
+        self.images = images
+        self.compute = compute
+        self.owner = owner
+        self.progress = GuestProgress("building", "looking for the guest image",
+                                      started_at=isotime(utcnow()))
+
+    @property
+    def needed(self) -> bool:
+        """Whether there is anything to do (the guest is not registered yet)."""
+        from onestack.drivers.hypervisor.guest_setup import GUEST_IMAGE_NAME
+
+        return self.images is not None and not self.images.has_images(GUEST_IMAGE_NAME)
+
+    def _step(self, text: str, done: int, total: int) -> None:
+        self.progress.step, self.progress.done, self.progress.total = text, done, total
+        self.progress.write(self.settings.data_dir)
+
+    def run(self) -> str | None:
+        from onestack.drivers.hypervisor.guest_setup import register_guest
+
+        self.progress.write(self.settings.data_dir)
+        try:
+            image_id = register_guest(self.images, self.compute, self.owner,
+                                      cache_root=guest_cache_root(self.settings),
+                                      progress=self._step, aliases=(DEFAULT_IMAGE_NAME,))
+        except Exception as exc:  # noqa: BLE001 - reported, the cloud runs on
+            LOG.exception("registering the guest image failed")
+            self.progress.state, self.progress.error = "failed", str(exc)
+            image_id = None
+        else:
+            if image_id is None and self.needed:
+                self.progress.state = "failed"
+                self.progress.error = "the guest image could not be built (see the log)"
+            else:
+                self.progress.state, self.progress.step = "ready", "registered"
+                self.progress.done = self.progress.total = max(self.progress.total, 1)
+        self.progress.finished_at = isotime(utcnow())
+        self.progress.write(self.settings.data_dir)
+        return image_id
+
+
+def register_placeholder(images: Any, owner: str | None) -> str | None:
+    """The fake driver's default image (see the module docstring), once."""
+    from onestack.image.setup import create_from_file
+
+    if images is None or images.has_images(DEFAULT_IMAGE_NAME):
+        return None
+    ctx = RequestContext.admin()
+    ctx.project_id = owner
+    with tempfile.NamedTemporaryFile(prefix="onestack-placeholder-") as fh:
+        fh.truncate(1 << 20)
+        fh.flush()
+        image_id = create_from_file(images, ctx, {
+            "name": DEFAULT_IMAGE_NAME, "disk_format": "raw", "container_format": "bare",
+            "visibility": "public", "owner": owner, "onestack_placeholder": "true"},
+            Path(fh.name))
+    LOG.info("registered the placeholder image %s", image_id)
+    return image_id
+
+
+def setup_default_guest(settings: Settings, agents: Any, images: Any, compute: Any,
+                        owner: str | None) -> GuestImageJob | None:
+    """First-start work: with real guests, the ``m1.guest`` flavor and the job that
+    builds and registers the guest (returned, to run in the background); otherwise the
+    placeholder image."""
+    from onestack.drivers.hypervisor.guest_setup import create_guest_flavor, real_guests
+
+    if real_guests(agents):
+        create_guest_flavor(compute)
+        job = GuestImageJob(settings, images, compute, owner)
+        return job if job.needed else None
+    if settings.compute_driver in ("auto", "qemu"):
+        LOG.warning(INSTALL_HINT)
+    register_placeholder(images, owner)
+    return None
