@@ -383,3 +383,28 @@ def test_groups_and_group_snapshots(cloud: RunningCloud) -> None:
         time.sleep(0.1)
     assert c.delete(f"{base}/group_types/{gt_id}").status_code == 202
     c.close()
+
+
+def test_the_cinder_client(cloud: RunningCloud) -> None:
+    """The legacy ``cinder`` CLI the seed notes use (python-cinderclient)."""
+    import subprocess
+
+    from tests.conftest import VENV_BIN
+
+    user, password, project = cloud.make_member("cdr")
+    env = cloud.os_env(user, password, project)
+
+    def cinder(*args: str) -> str:
+        res = subprocess.run([str(VENV_BIN / "cinder"), *args], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout
+
+    out = cinder("create", "1", "--name", "legacy-vol")
+    assert "legacy-vol" in out
+    deadline = time.monotonic() + 30
+    while "available" not in cinder("show", "legacy-vol"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert "legacy-vol" in cinder("list")
+    cinder("delete", "legacy-vol")

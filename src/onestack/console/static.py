@@ -1,7 +1,8 @@
 """The web pages of the console proxy: noVNC when it is installed, else a small page of ours.
 
 noVNC (the HTML5 VNC client) is not bundled. When a noVNC directory is configured, or found
-at one of :data:`NOVNC_DIRS` (Debian/Ubuntu ``apt install novnc``, Fedora ``novnc``), its
+at one of :data:`NOVNC_DIRS` (``scripts/install`` unpacks Debian's into the virtual
+environment; or a system's ``novnc`` package), its
 files are served as they are (``vnc.html``, ``vnc_lite.html``; ``vnc_auto.html``, the name
 older Nova releases used, falls back to ``vnc_lite.html``). Without noVNC the console pages
 answer a short page that says where the WebSocket is and how to get the viewer.
@@ -10,10 +11,13 @@ answer a short page that says where the WebSocket is and how to get the viewer.
 from __future__ import annotations
 
 import mimetypes
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-NOVNC_DIRS = ("/usr/share/novnc", "/usr/share/webapps/novnc")
+NOVNC_DIRS = (os.path.join(sys.prefix, "share", "novnc"),  # scripts/install-novnc
+              "/usr/share/novnc", "/usr/share/webapps/novnc")
 CONSOLE_PAGES = ("vnc.html", "vnc_lite.html", "vnc_auto.html")
 _ALIASES = {"vnc_auto.html": "vnc_lite.html"}
 _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
@@ -28,8 +32,9 @@ FALLBACK_PAGE = """<!DOCTYPE html>
 <body>
 <h1>onestack console proxy</h1>
 <p>This proxy relays the guest's VNC console over a WebSocket at <code id="ws"></code>.</p>
-<p>The noVNC web client is not installed on this host. Install it (<code>apt install
-novnc</code>) or set <code>console_novnc_dir</code> to a noVNC checkout to get an in-browser
+<p>The noVNC web client is not installed on this host. Install it
+(<code>scripts/install-novnc</code> in onestack's checkout) or set
+<code>console_novnc_dir</code> to a noVNC checkout to get an in-browser
 viewer; any noVNC/websockify-compatible VNC client can use the WebSocket meanwhile.</p>
 <script>
   // The WebSocket a VNC-over-WebSocket client opens for this console URL.
