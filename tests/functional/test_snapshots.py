@@ -177,8 +177,10 @@ def test_save_load_reset_round_trip(scloud: RunningCloud) -> None:
     scloud.proc = restarted.proc
     assert inventory(scloud) == before
 
-    # Reset: back to the first start (the snapshot stays).
+    # Reset: back to the first start (the snapshot stays, fault rules go).
+    _cli(scloud, "fault", "add", "--service", "image", "--path", "/nothing")
     out = _cli(scloud, "reset").stdout
+    assert "no fault rules" in _cli(scloud, "fault", "list").stdout
     assert "loaded the first start" in out
     after_reset = inventory(scloud)
     # A project's default security group is made when first asked for (Neutron): the
