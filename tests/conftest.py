@@ -169,6 +169,7 @@ def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str,
     for name, port in ports.items():
         full_env[f"ONESTACK_{name.upper()}_PORT"] = str(port)
     full_env.setdefault("ONESTACK_CONSOLE_PORT", str(free_port()))
+    full_env.setdefault("ONESTACK_DASHBOARD_PORT", str(free_port()))
     full_env.update(env or {})
     log_path = data_dir.parent / f"{data_dir.name}.log"
     log = log_path.open("ab")
