@@ -81,6 +81,8 @@ class GuestImageJob:
         self.owner = owner
         self.progress = GuestProgress("building", "looking for the guest image",
                                       started_at=isotime(utcnow()))
+        # Written before the APIs answer, so whoever waits for the image sees it coming.
+        self.progress.write(settings.data_dir)
 
     @property
     def needed(self) -> bool:
@@ -145,8 +147,9 @@ def setup_default_guest(settings: Settings, agents: Any, images: Any, compute: A
 
     if real_guests(agents):
         create_guest_flavor(compute)
-        job = GuestImageJob(settings, images, compute, owner)
-        return job if job.needed else None
+        if images is None or images.has_images("onestack-guest"):
+            return None
+        return GuestImageJob(settings, images, compute, owner)
     if settings.compute_driver in ("auto", "qemu"):
         LOG.warning(INSTALL_HINT)
     register_placeholder(images, owner)
