@@ -121,10 +121,19 @@ class GuestImageJob:
 
 def register_placeholder(images: Any, owner: str | None) -> str | None:
     """The fake driver's default image (see the module docstring), once."""
-    from onestack.image.setup import create_from_file
 
     if images is None or images.has_images(DEFAULT_IMAGE_NAME):
         return None
+    try:
+        return _register_placeholder(images, owner)
+    except Exception as exc:  # noqa: BLE001 - e.g. an image quota too small: start anyway
+        LOG.warning("the default image %s was not registered: %s", DEFAULT_IMAGE_NAME, exc)
+        return None
+
+
+def _register_placeholder(images: Any, owner: str | None) -> str:
+    from onestack.image.setup import create_from_file
+
     ctx = RequestContext.admin()
     ctx.project_id = owner
     with tempfile.NamedTemporaryFile(prefix="onestack-placeholder-") as fh:
