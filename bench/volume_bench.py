@@ -61,16 +61,24 @@ def start(data: Path, args: list[str] | None = None
                              *(args or [])], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{ports['volume']}/healthcheck").status_code == 200:
-                return proc, ports
+            if httpx.get(f"http://127.0.0.1:{ports['volume']}/healthcheck").status_code == 200 \
+                    and '"building"' not in _read(data / "guest-image.json"):
+                return proc, ports  # the guest image is registered in the background
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     proc.kill()
     raise SystemExit("onestack did not start")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def token(ports: dict[str, int]) -> tuple[str, str]:

@@ -61,7 +61,7 @@ EXECUTOR_THREADS = 32
 #: Services served by this version, in start order.
 SERVICES = ["identity", "image", "placement", "network", "compute", "volume"]
 #: Served when their port is free, else skipped with a warning (no catalog entry).
-OPTIONAL_SERVICES = {"console"}
+OPTIONAL_SERVICES = {"console", "dashboard"}
 
 
 @dataclass
@@ -298,6 +298,9 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     from onestack.console.setup import build_console_app
 
     apps["console"] = build_console_app(settings, db, bus)
+    from onestack.dashboard.app import build_dashboard_app
+
+    apps["dashboard"] = build_dashboard_app(settings)
     install_faults(apps, parts.faults)
     from onestack.drivers.hypervisor.guest_setup import real_guests
 

@@ -1,19 +1,20 @@
 """``onestack fault``: add, list, remove and clear fault rules (``onestack.faults``).
 
 The commands edit the data dir's rule file directly (same rules as the admin-only
-``/_onestack/faults`` API), so they work whether the cloud runs or not; a running cloud
-applies a change within ``faults.rules.RELOAD_INTERVAL`` seconds.
+``/_onestack/faults`` API), so they work whether the cloud runs or not; like the API they
+return once every process of a running cloud applies the change (``faults.rules.SETTLE``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
 
 from onestack.common.errors import ValidationError
-from onestack.faults.rules import KINDS, SERVICES, FaultTable, parse_rule
+from onestack.faults.rules import KINDS, SERVICES, SETTLE, FaultTable, parse_rule
 
 
 def _table(ctx: click.Context, data_dir: str | None) -> FaultTable:
@@ -56,6 +57,7 @@ def fault_add(ctx: click.Context, data_dir: str | None, **opts: Any) -> None:
     try:
         rule = parse_rule(body)
         _table(ctx, data_dir).add(rule)
+        time.sleep(SETTLE)
     except ValidationError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"{rule.id}  {rule.describe()}")
@@ -85,6 +87,7 @@ def fault_remove(ctx: click.Context, data_dir: str | None, rule_id: str) -> None
     """Remove one rule."""
     if not _table(ctx, data_dir).remove(rule_id):
         raise click.ClickException(f"no fault rule {rule_id}")
+    time.sleep(SETTLE)
     click.echo(f"removed {rule_id}")
 
 
@@ -94,4 +97,5 @@ def fault_remove(ctx: click.Context, data_dir: str | None, rule_id: str) -> None
 def fault_clear(ctx: click.Context, data_dir: str | None) -> None:
     """Remove every rule."""
     n = _table(ctx, data_dir).clear()
+    time.sleep(SETTLE)
     click.echo(f"removed {n} fault rule{'s' if n != 1 else ''}")

@@ -26,6 +26,7 @@ SERVICE_PORTS: dict[str, int] = {
     "placement": 8778,
     "network": 9696,
     "volume": 8776,
+    "dashboard": 8080,
 }
 
 
@@ -65,6 +66,8 @@ class Settings:
     placement_port: int = SERVICE_PORTS["placement"]
     network_port: int = SERVICE_PORTS["network"]
     volume_port: int = SERVICE_PORTS["volume"]
+    #: The web dashboard (``onestack.dashboard``; optional: skipped when the port is taken).
+    dashboard_port: int = SERVICE_PORTS["dashboard"]
     # API machinery
     max_request_body_size: int = 114688
     policy_file: str = ""

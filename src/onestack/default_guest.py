@@ -81,6 +81,8 @@ class GuestImageJob:
         self.owner = owner
         self.progress = GuestProgress("building", "looking for the guest image",
                                       started_at=isotime(utcnow()))
+        # Written before the APIs answer, so whoever waits for the image sees it coming.
+        self.progress.write(settings.data_dir)
 
     @property
     def needed(self) -> bool:
@@ -119,10 +121,19 @@ class GuestImageJob:
 
 def register_placeholder(images: Any, owner: str | None) -> str | None:
     """The fake driver's default image (see the module docstring), once."""
-    from onestack.image.setup import create_from_file
 
     if images is None or images.has_images(DEFAULT_IMAGE_NAME):
         return None
+    try:
+        return _register_placeholder(images, owner)
+    except Exception as exc:  # noqa: BLE001 - e.g. an image quota too small: start anyway
+        LOG.warning("the default image %s was not registered: %s", DEFAULT_IMAGE_NAME, exc)
+        return None
+
+
+def _register_placeholder(images: Any, owner: str | None) -> str:
+    from onestack.image.setup import create_from_file
+
     ctx = RequestContext.admin()
     ctx.project_id = owner
     with tempfile.NamedTemporaryFile(prefix="onestack-placeholder-") as fh:
@@ -145,8 +156,9 @@ def setup_default_guest(settings: Settings, agents: Any, images: Any, compute: A
 
     if real_guests(agents):
         create_guest_flavor(compute)
-        job = GuestImageJob(settings, images, compute, owner)
-        return job if job.needed else None
+        if images is None or images.has_images("onestack-guest"):
+            return None
+        return GuestImageJob(settings, images, compute, owner)
     if settings.compute_driver in ("auto", "qemu"):
         LOG.warning(INSTALL_HINT)
     register_placeholder(images, owner)

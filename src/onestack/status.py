@@ -22,7 +22,7 @@ from onestack.default_guest import GuestProgress
 from onestack.faults.rules import FaultRule, FaultTable
 
 #: Services that are optional: their absence is shown, not a failure.
-OPTIONAL = {"console", "metadata"}
+OPTIONAL = {"console", "metadata", "dashboard"}
 
 
 def collect(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Errors use Keystone's fault body (the port's service).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from onestack import __version__, runstate
 from onestack.api.app import ApiRequest, FastJSON, Service, route
 from onestack.api.policy import Policy
 from onestack.common.errors import NotFound
-from onestack.faults.rules import FaultTable, parse_rule
+from onestack.faults.rules import SETTLE, FaultTable, parse_rule
 
 POLICY_DEFAULTS = {
     "onestack:faults:read": "role:admin",
@@ -57,6 +58,7 @@ class ControlAPI:
         rule = parse_rule(body.get("fault") if isinstance(body, dict) and "fault" in body
                           else body)
         await req.run(self.table.add, rule)
+        await asyncio.sleep(SETTLE)  # every process of the cloud applies it from now on
         return FastJSON({"fault": rule.to_dict()}, status_code=201)
 
     async def get_fault(self, req: ApiRequest) -> dict[str, Any]:
@@ -72,10 +74,12 @@ class ControlAPI:
         fid = req.param("fault_id")
         if not await req.run(self.table.remove, fid):
             raise NotFound(f"Could not find fault rule: {fid}.")
+        await asyncio.sleep(SETTLE)
 
     async def clear_faults(self, req: ApiRequest) -> None:
         self._enforce(req, "onestack:faults:write")
         await req.run(self.table.clear)
+        await asyncio.sleep(SETTLE)
 
 
 def add_control_routes(service: Service, control: ControlAPI) -> None:

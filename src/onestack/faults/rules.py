@@ -1,10 +1,10 @@
 """Fault rules and the file-backed table every process of the cloud consults.
 
 ``DATA/faults.json`` holds the rules; a process re-reads it when its modification time
-changes (looked at most every ``RELOAD_INTERVAL`` seconds on the request path, so a rule
-written by another process applies within that time). Firing a rule that has a ``count`` is
-a read-modify-write under an exclusive ``flock``, so a count of 3 fires 3 times across all
-processes, never more.
+changes (looked at most every ``RELOAD_INTERVAL`` seconds on the request path); the API
+and the CLI answer a change only ``SETTLE`` seconds later, when every process has seen it.
+Firing a rule that has a ``count`` is a read-modify-write under an exclusive ``flock``, so a
+count of 3 fires 3 times across all processes, never more.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from onestack.common.errors import ValidationError
 from onestack.common.timeutils import isotime, utcnow
 
 FAULT_FILE = "faults.json"
-#: Seconds between two looks at the rule file from the request path.
-RELOAD_INTERVAL = 0.1
+#: Seconds between two looks at the rule file from the request path (a ``stat`` costs a
+#: few microseconds, too much for every request). Whoever changes the rules waits
+#: ``SETTLE`` before answering, so every process applies the change to what comes next.
+RELOAD_INTERVAL = 0.05
+SETTLE = 2 * RELOAD_INTERVAL
 #: Rules a cloud holds at most (a bound, not a quota anyone should reach).
 MAX_RULES = 100
 KINDS = ("http", "build", "host_down", "bus")
@@ -134,10 +137,12 @@ class FaultTable:
 
     def __init__(self, data_dir: Path, rng: random.Random | None = None) -> None:
         self.path = Path(data_dir) / FAULT_FILE
+        self._path_str = str(self.path)
         self.lock_path = Path(data_dir) / (FAULT_FILE + ".lock")
         self.rules: list[FaultRule] = []
-        self._mtime: int | None = None
+        self._mtime: tuple[int, int, int] | None = None
         self._checked = 0.0
+        self._loaded = 0.0
         self._rng = rng or random.Random()
         self._mutex = threading.Lock()
         self.reload(force=True)
@@ -149,17 +154,22 @@ class FaultTable:
         return bool(self.rules)
 
     def reload(self, force: bool = False) -> None:
+        """Re-read the file when it changed: its inode (every write renames a new file
+        over the old), modification time or size differ, or a second went by (two writes
+        within one tick of the file system's clock may share an mtime)."""
         now = time.monotonic()
-        if not force and now - self._checked < RELOAD_INTERVAL:
+        if not force and RELOAD_INTERVAL and now - self._checked < RELOAD_INTERVAL:
             return
-        self._checked = now
         try:
-            mtime: int | None = self.path.stat().st_mtime_ns
+            st = os.stat(self._path_str)
+            key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
         except OSError:
-            mtime = None
-        if force or mtime != self._mtime:
-            self._mtime = mtime
-            self.rules = _load(self.path) if mtime is not None else []
+            key = None
+        if force or key != self._mtime or (key is not None and now - self._loaded > 1.0):
+            self._mtime = key
+            self._loaded = now
+            self.rules = _load(self.path) if key is not None else []
+        self._checked = now
 
     def list(self) -> list[FaultRule]:
         self.reload(force=True)
@@ -189,8 +199,9 @@ class FaultTable:
             json.dump({"rules": [r.to_dict() for r in rules]}, fh, indent=1)
         os.replace(tmp, self.path)
         self.rules = list(rules)
-        self._mtime = self.path.stat().st_mtime_ns
-        self._checked = time.monotonic()
+        st = self.path.stat()
+        self._mtime = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._checked = self._loaded = time.monotonic()
 
     def add(self, rule: FaultRule) -> FaultRule:
         with self._locked() as rules:
