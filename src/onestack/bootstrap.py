@@ -298,7 +298,7 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     from onestack.console.setup import build_console_app
 
     apps["console"] = build_console_app(settings, db, bus)
-    from onestack.dashboard.app import build_dashboard_app
+    from onestack.dashboard.server import build_dashboard_app
 
     apps["dashboard"] = build_dashboard_app(settings)
     install_faults(apps, parts.faults)

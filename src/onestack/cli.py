@@ -18,19 +18,10 @@ from typing import Any
 import click
 
 from onestack import __version__, runstate
-from onestack.config import ConfigError, Settings, load_settings
+from onestack.cli_common import data_dir_option, settings_for
+from onestack.config import Settings
 
-
-def _settings(data_dir: str | None, **overrides: object) -> Settings:
-    try:
-        return load_settings(data_dir, **overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-data_dir_option = click.option(
-    "--data-dir", envvar="ONESTACK_DATA_DIR", type=click.Path(file_okay=False),
-    help="Where onestack keeps its state (default ~/.local/share/onestack).")
+_settings = settings_for
 
 
 @click.group()

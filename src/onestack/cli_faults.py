@@ -13,21 +13,17 @@ from typing import Any
 
 import click
 
+from onestack.cli_common import data_dir_option, settings_for
 from onestack.common.errors import ValidationError
 from onestack.faults.rules import KINDS, SERVICES, SETTLE, FaultTable, parse_rule
 
 
 def _table(ctx: click.Context, data_dir: str | None) -> FaultTable:
-    from onestack.cli import _settings
-
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return FaultTable(settings.data_dir)
 
 
-data_dir_option = click.option(
-    "--data-dir", envvar="ONESTACK_DATA_DIR", type=click.Path(file_okay=False),
-    help="The cloud's data dir (default ~/.local/share/onestack).")
 
 
 @click.group()

@@ -6,18 +6,17 @@ from pathlib import Path
 
 import click
 
+from onestack.cli_common import data_dir_option, settings_for
 from onestack.seed.schema import SeedError
 
 
 @click.command()
-@click.option("--data-dir", envvar="ONESTACK_DATA_DIR", type=click.Path(file_okay=False),
-              help="The cloud's data dir (default ~/.local/share/onestack).")
+@data_dir_option
 @click.option("--check", is_flag=True, help="Only check the file; change nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Print the summary line only.")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def seed(data_dir: str | None, check: bool, quiet: bool, file: Path) -> None:
     """Create what FILE lists and the cloud lacks (idempotent: nothing is deleted)."""
-    from onestack.cli import _settings
     from onestack.seed.run import seed_cloud
     from onestack.seed.schema import load_seed
 
@@ -27,7 +26,7 @@ def seed(data_dir: str | None, check: bool, quiet: bool, file: Path) -> None:
             count = sum(len(v) for v in doc.values())
             click.echo(f"{file}: valid, {count} top-level entries")
             return
-        report = seed_cloud(_settings(data_dir), file,
+        report = seed_cloud(settings_for(data_dir), file,
                             progress=None if quiet else click.echo)
     except SeedError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -15,17 +15,12 @@ import click
 import httpx
 
 from onestack import runstate, snapshots
+from onestack.cli_common import data_dir_option, settings_for
 from onestack.config import Settings
-
-data_dir_option = click.option(
-    "--data-dir", envvar="ONESTACK_DATA_DIR", type=click.Path(file_okay=False),
-    help="The cloud's data dir (default ~/.local/share/onestack).")
 
 
 def _settings(data_dir: str | None) -> Settings:
-    from onestack.cli import _settings as load
-
-    return load(data_dir)
+    return settings_for(data_dir)
 
 
 @click.group()
@@ -40,7 +35,7 @@ def snapshot() -> None:
 def snapshot_save(data_dir: str | None, name: str, force: bool) -> None:
     """Save the cloud's state as NAME (running or stopped)."""
     try:
-        info = snapshots.save(_settings(data_dir), name, replace=force)
+        info = snapshots.save(settings_for(data_dir), name, replace=force)
     except (OSError, snapshots.SnapshotError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"saved {name}: {info.files} files, {_size(info.size_bytes)} "
@@ -59,7 +54,7 @@ def _size(n: int) -> str:
 @data_dir_option
 def snapshot_list(data_dir: str | None) -> None:
     """List the saved snapshots."""
-    infos = snapshots.list_snapshots(_settings(data_dir))
+    infos = snapshots.list_snapshots(settings_for(data_dir))
     for info in infos:
         click.echo(f"{info.name:<24} {info.created_at}  {_size(info.size_bytes):>10}  "
                    f"onestack {info.version}")
@@ -73,7 +68,7 @@ def snapshot_list(data_dir: str | None) -> None:
 def snapshot_delete(data_dir: str | None, name: str) -> None:
     """Delete snapshot NAME."""
     try:
-        snapshots.delete(_settings(data_dir), name)
+        snapshots.delete(settings_for(data_dir), name)
     except (OSError, snapshots.SnapshotError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"deleted {name}")
@@ -85,7 +80,7 @@ def snapshot_delete(data_dir: str | None, name: str) -> None:
 @click.option("--timeout", default=120.0, help="Seconds to wait for a running cloud.")
 def snapshot_load(data_dir: str | None, name: str, timeout: float) -> None:
     """Go back to snapshot NAME (a running cloud restarts in place)."""
-    _load(_settings(data_dir), name, timeout)
+    _load(settings_for(data_dir), name, timeout)
 
 
 @click.command()
@@ -93,7 +88,7 @@ def snapshot_load(data_dir: str | None, name: str, timeout: float) -> None:
 @click.option("--timeout", default=120.0, help="Seconds to wait for a running cloud.")
 def reset(data_dir: str | None, timeout: float) -> None:
     """Go back to the freshly bootstrapped cloud (fault rules cleared too)."""
-    _load(_settings(data_dir), snapshots.FRESH, timeout)
+    _load(settings_for(data_dir), snapshots.FRESH, timeout)
 
 
 def _load(settings: Settings, name: str, timeout: float) -> None:

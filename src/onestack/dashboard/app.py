@@ -4,7 +4,8 @@ Served by ``onestack up`` on ``dashboard_port`` (default 8080), like Horizon it 
 state of the cloud: every page is built from the APIs with the logged-in user's token
 (``cloud.CloudClient``), every change is an API call. Server-rendered HTML (Jinja2, every
 value escaped) with one small script (``static/app.js``: live instance status, upload
-progress, topology); no build step. Sessions and CSRF: ``session.py``. Pages: ``pages_*.py``.
+progress, topology); no build step. Sessions and CSRF: ``session.py``. Pages: ``pages_*.py``,
+put together with this module's routes by ``server.build_dashboard_app``.
 
 Security: sessions in a signed HTTP-only ``SameSite=Lax`` cookie, CSRF token on every form,
 ``Content-Security-Policy`` allowing scripts and styles from the dashboard only (no inline
@@ -24,7 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jinja2
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -281,28 +281,3 @@ def _load_static() -> dict[str, tuple[bytes, str, str]]:
             out[item.name] = (body, types.get(suffix, "application/octet-stream"),
                               hashlib.sha256(body).hexdigest()[:16])
     return out
-
-
-def build_dashboard_app(settings: Settings) -> Starlette:
-    """The dashboard's ASGI app (port ``dashboard_port``)."""
-    from onestack.dashboard import pages_admin, pages_compute, pages_network, pages_storage
-
-    dash = Dashboard(settings)
-    routes = [
-        Route("/", dash.root, methods=["GET"]),
-        Route("/dashboard", dash.root, methods=["GET"]),
-        Route("/dashboard/", dash.root, methods=["GET"]),
-        Route("/auth/login/", dash.login_page, methods=["GET"]),
-        Route("/auth/login/", dash.login, methods=["POST"]),
-        Route("/static/{name}", dash.static_file, methods=["GET"]),
-        Route("/healthcheck", dash.health, methods=["GET"]),
-    ]
-    dash.route("/auth/logout/", dash.logout, ("POST",))
-    dash.route("/auth/switch/", dash.switch_project, ("POST",))
-    pages_compute.register(dash)
-    pages_storage.register(dash)
-    pages_network.register(dash)
-    pages_admin.register(dash)
-    app = Starlette(routes=routes + dash.routes)
-    app.state.dashboard = dash
-    return app
