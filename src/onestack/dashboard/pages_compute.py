@@ -45,6 +45,10 @@ SIMPLE_ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "confirm_resize": ("Confirm resize", {"confirmResize": None}),
     "revert_resize": ("Revert resize", {"revertResize": None}),
 }
+#: The other actions' names, for messages.
+OTHER_ACTIONS = {"snapshot": "Create snapshot", "resize": "Resize", "rebuild": "Rebuild",
+                 "rescue": "Rescue", "associate_fip": "Associate floating IP",
+                 "attach_volume": "Attach volume", "attach_interface": "Attach interface"}
 TRANSITIONAL = {"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "VERIFY_RESIZE", "REBUILD",
                 "MIGRATING", "RESCUE"}
 
@@ -310,12 +314,18 @@ async def instance_detail(ctx: Ctx) -> Response:
         doc = await ctx.cloud.get("compute", f"/servers/{sid}/os-instance-actions")
         values["events"] = doc.get("instanceActions", [])
     else:
-        fips, flavors, volumes = await asyncio.gather(
+        fips, flavors, volumes, images, nets = await asyncio.gather(
             ctx.cloud.get("network", "/v2.0/floatingips"),
-            ctx.cloud.get("compute", "/flavors"), _volumes(ctx))
+            ctx.cloud.get("compute", "/flavors"), _volumes(ctx),
+            ctx.cloud.get("image", "/v2/images", limit="1000", status="active"),
+            ctx.cloud.get("network", "/v2.0/networks"))
         values["free_fips"] = [f for f in fips["floatingips"] if not f.get("port_id")]
         values["flavors"] = flavors["flavors"]
         values["volumes"] = [v for v in volumes if v.get("status") == "available"]
+        values["images"] = [(i["id"], i.get("name") or i["id"]) for i in images["images"]
+                            if i.get("disk_format") not in ("aki", "ari")]
+        values["networks"] = [(n["id"], n.get("name") or n["id"]) for n in nets["networks"]
+                              if not n.get("router:external")]
     return ctx.render("instance.html", title=server.get("name") or sid, **values)
 
 
@@ -365,7 +375,8 @@ async def instance_action(ctx: Ctx) -> Response:
             return ctx.fail(back, f"Unknown action {action!r}.")
     except ApiFailure as exc:
         return ctx.fail(back, exc)
-    return ctx.redirect(back, ok=f"{action.replace('_', ' ').capitalize()}: request accepted.")
+    label = SIMPLE_ACTIONS[action][0] if action in SIMPLE_ACTIONS else OTHER_ACTIONS[action]
+    return ctx.redirect(back, ok=f"{label}: request accepted.")
 
 
 # ---------------------------------------------------------------------- key pairs
