@@ -128,6 +128,10 @@ def test_pages_escape_and_refuse(dash: tuple[RunningCloud, str]) -> None:
     r = c.post("/project/networks/create", data={"csrfmiddlewaretoken": token,
                                                   "name": "bad-cidr", "cidr": "10.0.0.0/99"})
     assert r.status_code == 200 and "flash error" in r.text
+    # Ids that would step out of their resource are refused before any API call.
+    assert c.get("/project/instances/status", params={"ids": "../os-keypairs"}).status_code \
+        == 400
+    assert c.get("/project/instances/..%2Fos-keypairs/").status_code in (400, 404)
     # Pages the dashboard does not have.
     assert c.get("/project/nothing/").status_code == 404
     # Security headers on pages; long-lived caching on assets, revalidated by ETag.

@@ -140,6 +140,11 @@ class CloudClient:
         self.session = session
 
     def url(self, service: str, path: str) -> str:
+        """The URL of ``path`` on ``service``. Ids from the browser go into paths: a path
+        that would step out of its resource (``..``) or smuggle a query is refused."""
+        if any(ch in path for ch in "?#%\\") or any(ord(ch) < 32 for ch in path) or any(
+                seg in (".", "..") for seg in path.split("/")):
+            raise ApiFailure(400, "Invalid resource name.")
         base = self.session.catalog.get(service)
         if base is None:
             raise ApiFailure(503, f"The {service} service is not in your catalog.")
