@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from http.cookiejar import CookieJar
+from typing import Any
 
 import httpx
 import pytest
@@ -144,3 +145,63 @@ def test_pages_escape_and_refuse(dash: tuple[RunningCloud, str]) -> None:
     assert c.get(css, headers={"If-None-Match": asset.headers["etag"]}).status_code == 304
     cookie = [h for h in page.headers.get_list("set-cookie")]
     assert all("token" not in h.lower() for h in cookie)
+
+
+def _wait_for(check: Any, what: str, timeout: float = 30) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_images_and_boot_from_a_volume_snapshot(dash: tuple[RunningCloud, str]) -> None:
+    cloud, url = dash
+    user, password, project = cloud.make_member("dash3")
+    _other_user, _other_pw, other_project = cloud.make_member("dash3b")
+    c = _login(url, user, password)
+    token = _csrf(c)
+    api = {"X-Auth-Token": cloud.token(user, password, project)}
+    # An image made in the browser's two steps, renamed, then shared with another project.
+    made = c.post("/project/images/create", data={"name": "dash-img", "disk_format": "raw",
+                                                   "visibility": "private"},
+                  headers={"X-CSRFToken": token}).json()
+    r = c.put(made["upload"], content=b"\0" * 65536, headers={"X-CSRFToken": token})
+    assert r.status_code == 200, r.text
+    assert c.put(made["upload"], content=b"\0").status_code == 403  # no CSRF token
+    c.post("/project/images/_/update", data={"csrfmiddlewaretoken": token,
+                                              "image": made["id"], "name": "renamed"})
+    glance = cloud.url("image") + f"/v2/images/{made['id']}"
+    assert httpx.get(glance, headers=api).json()["name"] == "renamed"
+    other = httpx.get(cloud.url("identity") + "/v3/projects", headers={
+        "X-Auth-Token": cloud.token()}, params={"name": other_project}).json()["projects"][0]
+    c.post("/project/images/_/share", data={"csrfmiddlewaretoken": token,
+                                             "image": made["id"], "project": other["id"]})
+    members = httpx.get(glance + "/members", headers=api).json()["members"]
+    assert [m["member_id"] for m in members] == [other["id"]]
+    # A volume, its snapshot, and a server booted from a new volume made of the snapshot.
+    c.post("/project/volumes/create", data={"csrfmiddlewaretoken": token, "name": "dv",
+                                             "size": "1"})
+    vols = cloud.url("volume")
+    vol = _wait_for(lambda: [v for v in httpx.get(
+        f"{vols}/v3/volumes/detail", headers=api).json()["volumes"]
+        if v["name"] == "dv" and v["status"] == "available"], "the volume")[0]
+    c.post(f"/project/volumes/{vol['id']}/snapshot", data={"csrfmiddlewaretoken": token})
+    snap = _wait_for(lambda: [s for s in httpx.get(
+        f"{vols}/v3/snapshots/detail", headers=api).json()["snapshots"]
+        if s["status"] == "available"], "the snapshot")[0]
+    form = c.get("/project/instances/launch").text
+    source = f"snapshot:{snap['id']}:{snap['size']}"
+    assert source in form
+    r = c.post("/project/instances/launch", data={"csrfmiddlewaretoken": token,
+                                                   "name": "from-snap", "source": source,
+                                                   "flavor": "1"})
+    assert "Launching from-snap" in r.text, r.text[:500]
+    server = _wait_for(lambda: [s for s in httpx.get(
+        cloud.url("compute") + "/v2.1/servers/detail", headers=api).json()["servers"]
+        if s["name"] == "from-snap" and s["status"] == "ACTIVE"], "the server", 60)[0]
+    assert server["os-extended-volumes:volumes_attached"]

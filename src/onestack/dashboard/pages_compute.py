@@ -205,8 +205,12 @@ async def _launch_choices(ctx: Ctx) -> dict[str, list[tuple[str, str]]]:
         if "block-storage" not in ctx.session.catalog:
             return []
         doc = await ctx.cloud.get("block-storage", "/volumes/detail", status="available")
+        snaps = await ctx.cloud.get("block-storage", "/snapshots/detail", status="available")
         return [(f"volume:{v['id']}", f"volume {v.get('name') or v['id']}")
-                for v in doc.get("volumes", []) if v.get("bootable") in (True, "true")]
+                for v in doc.get("volumes", []) if v.get("bootable") in (True, "true")] + [
+            (f"snapshot:{s['id']}:{s['size']}",
+             f"volume snapshot {s.get('name') or s['id']}")
+            for s in snaps.get("snapshots", [])]
 
     async def flavors() -> list[tuple[str, str]]:
         doc = await ctx.cloud.get("compute", "/flavors/detail")
@@ -238,7 +242,7 @@ async def launch_form(ctx: Ctx) -> Response:
     form = Form("Launch instance", "/project/instances/launch", [
         Field("name", "Instance name", required=True),
         Field("source", "Source", "select", options=c["images"] + c["volumes"],
-              required=True, help="An image, or a bootable volume"),
+              required=True, help="An image, a bootable volume or a volume snapshot"),
         Field("flavor", "Flavor", "select", options=c["flavors"], required=True),
         Field("networks", "Networks", "multi", options=c["networks"],
               checked=[c["networks"][0][0]] if len(c["networks"]) == 1 else []),
@@ -260,6 +264,13 @@ async def launch(ctx: Ctx) -> Response:
     server: dict[str, Any] = {"name": name, "flavorRef": flavor}
     if kind == "image":
         server["imageRef"] = ref
+    elif kind == "snapshot":
+        # A new volume made from the snapshot, deleted with the server (Horizon's default).
+        snap_id, _, size = ref.partition(":")
+        server["block_device_mapping_v2"] = [{
+            "uuid": snap_id, "source_type": "snapshot", "destination_type": "volume",
+            "boot_index": 0, "volume_size": int(size) if size.isdigit() else 1,
+            "delete_on_termination": True}]
     else:
         server["block_device_mapping_v2"] = [{"uuid": ref, "source_type": "volume",
                                               "destination_type": "volume",

@@ -62,11 +62,15 @@ async def images(ctx: Ctx) -> Response:
         Field("min_disk", "Minimum disk (GB)", "number", value="0"),
         Field("min_ram", "Minimum RAM (MB)", "number", value="0"),
     ], submit="Create image", id="image-upload", upload=True)
-    share = Form("Share an image", "", [
+    owned = [(r.id, r.cells[0].text) for r in rows if r.actions]
+    rename = Form("Edit an image", "/project/images/_/update", [
+        Field("image", "Image", "select", options=owned),
+        Field("name", "New name", required=True)], submit="Save", id="image-edit")
+    share = Form("Share an image", "/project/images/_/share", [
         Field("image", "Image", "select", options=[
             (r.id, r.cells[0].text) for r in rows if r.actions]),
         Field("project", "Project ID", required=True)], submit="Share", id="image-share")
-    return ctx.render("page.html", title="Images", links=[], forms=[form, share],
+    return ctx.render("page.html", title="Images", links=[], forms=[form, rename, share],
                       tables=[Table("Images", ["Name", "Status", "Visibility", "Format",
                                                "Size", "Owned"], rows)])
 
@@ -109,6 +113,7 @@ async def image_data(ctx: Ctx) -> Response:
 
 
 async def image_update(ctx: Ctx) -> Response:
+    image = ctx.field("image") if ctx.param("id") == "_" else ctx.param("id")
     patch = []
     if ctx.field("visibility"):
         patch.append({"op": "replace", "path": "/visibility",
@@ -117,7 +122,7 @@ async def image_update(ctx: Ctx) -> Response:
         patch.append({"op": "replace", "path": "/name", "value": ctx.field("name")})
     try:
         await ctx.cloud.request(
-            "PATCH", "image", f"/v2/images/{ctx.param('id')}", json=patch,
+            "PATCH", "image", f"/v2/images/{image}", json=patch,
             headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
     except ApiFailure as exc:
         return ctx.fail("/project/images/", exc)
@@ -125,7 +130,7 @@ async def image_update(ctx: Ctx) -> Response:
 
 
 async def image_share(ctx: Ctx) -> Response:
-    image = ctx.field("image") or ctx.param("id")
+    image = ctx.field("image") if ctx.param("id") == "_" else ctx.param("id")
     try:
         await ctx.cloud.request(
             "PATCH", "image", f"/v2/images/{image}",
