@@ -90,12 +90,16 @@ def browser_figures(base: str, rounds: int) -> dict[str, float] | None:
     if chromium is None or driver_bin is None:
         print("browser figures skipped: chromium or chromedriver missing")
         return None
+    import tempfile
+
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
+    profile = tempfile.mkdtemp(prefix="onestack-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
+    opts.add_argument(f"--user-data-dir={profile}")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--proxy-server=direct://", "--proxy-bypass-list=*"):
         opts.add_argument(arg)
@@ -122,6 +126,7 @@ def browser_figures(base: str, rounds: int) -> dict[str, float] | None:
         rows = len(d.find_elements(By.CSS_SELECTOR, "tbody tr"))
     finally:
         d.quit()
+        shutil.rmtree(profile, ignore_errors=True)
     return {"instances_browser_ms": statistics.median(pages),
             "login_overview_browser_ms": statistics.median(logins), "rows_shown": rows}
 
