@@ -212,7 +212,11 @@ def own_cloud(prefix: str, **kwargs: Any) -> Iterator[RunningCloud]:
     """A cloud of one's own in a new temporary directory (``start_cloud``'s options), stopped
     and removed afterwards: what module fixtures yield."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
-    c = start_cloud(tmp / "data", **kwargs)
+    try:
+        c = start_cloud(tmp / "data", **kwargs)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a cloud that did not start leaves nothing
+        raise
     try:
         yield c
     finally:
