@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -103,7 +104,8 @@ def browser_figures(base: str, rounds: int) -> dict[str, float] | None:
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--proxy-server=direct://", "--proxy-bypass-list=*"):
         opts.add_argument(arg)
-    d = webdriver.Chrome(options=opts, service=Service(driver_bin))
+    service = Service(driver_bin, env={**os.environ, "TMPDIR": profile})
+    d = webdriver.Chrome(options=opts, service=service)
     timing = ("const t = performance.getEntriesByType('navigation')[0];"
               "return t.loadEventEnd - t.startTime;")
     try:
@@ -136,8 +138,6 @@ def main() -> int:
     ap.add_argument("--servers", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args()
-    import os
-
     os.environ["ONESTACK_DASHBOARD_PORT"] = str(free_port())
     cloud = Cloud(hosts=max(1, args.servers // 250))
     try:

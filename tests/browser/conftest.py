@@ -48,7 +48,9 @@ def browser() -> Iterator[Any]:
                 "--window-size=1400,1000", "--no-first-run", "--disable-extensions",
                 "--proxy-server=direct://", "--proxy-bypass-list=*"):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service(str(DRIVER)))
+    # Chromium's own temporary files (its singleton socket) go under the profile too.
+    service = Service(str(DRIVER), env={**os.environ, "TMPDIR": profile})
+    driver = webdriver.Chrome(options=opts, service=service)
     driver.set_page_load_timeout(60)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
