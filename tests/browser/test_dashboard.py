@@ -210,7 +210,7 @@ def test_dashboard_in_a_browser(dcloud: RunningCloud, browser: Any, tmp_path: Pa
     _until(lambda: (p.d.refresh() or True) and [r for r in p.all("tr") if "ui-vol" in r.text
                                                  and "available" in r.text], "available")
     p.d.get(detail_url)
-    p.select("#volume-select", "ui-vol")
+    p.select("#attach-volume-volume", "ui-vol")
     p.submit("#attach-volume")
     p.go("/project/volumes/")
     _until(lambda: (p.d.refresh() or True) and [r for r in p.all("tr") if "ui-vol" in r.text

@@ -330,14 +330,46 @@ async def instance_detail(ctx: Ctx) -> Response:
             ctx.cloud.get("compute", "/flavors"), _volumes(ctx),
             ctx.cloud.get("image", "/v2/images", limit="1000", status="active"),
             ctx.cloud.get("network", "/v2.0/networks"))
-        values["free_fips"] = [f for f in fips["floatingips"] if not f.get("port_id")]
-        values["flavors"] = flavors["flavors"]
-        values["volumes"] = [v for v in volumes if v.get("status") == "available"]
-        values["images"] = [(i["id"], i.get("name") or i["id"]) for i in images["images"]
-                            if i.get("disk_format") not in ("aki", "ari")]
-        values["networks"] = [(n["id"], n.get("name") or n["id"]) for n in nets["networks"]
-                              if not n.get("router:external")]
+        free = [f for f in fips["floatingips"] if not f.get("port_id")]
+        images_ = [(i["id"], i.get("name") or i["id"]) for i in images["images"]
+                   if i.get("disk_format") not in ("aki", "ari")]
+        values["forms"] = _instance_forms(
+            sid, [(f["id"], f["floating_ip_address"]) for f in free],
+            [(v["id"], v.get("name") or v["id"]) for v in volumes
+             if v.get("status") == "available"],
+            [(f["id"], f["name"]) for f in flavors["flavors"]], images_,
+            [(n["id"], n.get("name") or n["id"]) for n in nets["networks"]
+             if not n.get("router:external")])
     return ctx.render("instance.html", title=server.get("name") or sid, **values)
+
+
+def _instance_forms(sid: str, fips: list[tuple[str, str]], volumes: list[tuple[str, str]],
+                    flavors: list[tuple[str, str]], images: list[tuple[str, str]],
+                    networks: list[tuple[str, str]]) -> list[Form]:
+    """The instance page's forms, each an action of ``instance_action``."""
+    url = f"/project/instances/{sid}/action"
+
+    def form(title: str, action: str, field: Field, submit: str, form_id: str) -> Form:
+        return Form(title, url, [Field("action", "", "hidden", value=action), field],
+                    submit=submit, id=form_id)
+
+    return [
+        form("Associate floating IP", "associate_fip",
+             Field("floatingip", "Floating IP", "select", options=fips,
+                   help="" if fips else "No free floating IP: allocate one under "
+                                        "Floating IPs."), "Associate", "associate-fip"),
+        form("Attach volume", "attach_volume",
+             Field("volume", "Volume", "select", options=volumes), "Attach", "attach-volume"),
+        form("Create snapshot", "snapshot", Field("name", "Snapshot name", required=True),
+             "Create snapshot", "snapshot"),
+        form("Resize", "resize", Field("flavor", "New flavor", "select", options=flavors),
+             "Resize", "resize"),
+        form("Rebuild", "rebuild", Field("image", "Image", "select", options=images),
+             "Rebuild", "rebuild"),
+        form("Attach interface", "attach_interface",
+             Field("network", "Network", "select", options=networks), "Attach interface",
+             "attach-interface"),
+    ]
 
 
 async def _volumes(ctx: Ctx) -> list[dict[str, Any]]:
