@@ -101,7 +101,9 @@ def test_port_in_use_is_a_clear_error() -> None:
             [str(VENV_BIN / "onestack"), "up", "--data-dir", str(tmp / "d")],
             capture_output=True, text=True, timeout=60,
             env={**env, "ONESTACK_IDENTITY_PORT": str(port), "PATH": "/usr/bin:/bin",
-                 "ONESTACK_BCRYPT_ROUNDS": "4"})
+                 "ONESTACK_BCRYPT_ROUNDS": "4",
+                 # Never the host's own network, nor a guest image build, from a test.
+                 "ONESTACK_COMPUTE_DRIVER": "fake", "ONESTACK_NETWORK_DRIVER": "noop"})
     shutil.rmtree(tmp, ignore_errors=True)
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
