@@ -16,6 +16,7 @@ import httpx
 
 from onestack import runstate, snapshots
 from onestack.cli_common import data_dir_option, settings_for
+from onestack.common.units import human_size
 from onestack.config import Settings
 
 
@@ -38,16 +39,8 @@ def snapshot_save(data_dir: str | None, name: str, force: bool) -> None:
         info = snapshots.save(settings_for(data_dir), name, replace=force)
     except (OSError, snapshots.SnapshotError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"saved {name}: {info.files} files, {_size(info.size_bytes)} "
-               f"({_size(info.linked_bytes)} shared with the cloud) in {info.seconds:.2f}s")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    click.echo(f"saved {name}: {info.files} files, {human_size(info.size_bytes)} "
+               f"({human_size(info.linked_bytes)} shared with the cloud) in {info.seconds:.2f}s")
 
 
 @snapshot.command("list")
@@ -56,7 +49,7 @@ def snapshot_list(data_dir: str | None) -> None:
     """List the saved snapshots."""
     infos = snapshots.list_snapshots(settings_for(data_dir))
     for info in infos:
-        click.echo(f"{info.name:<24} {info.created_at}  {_size(info.size_bytes):>10}  "
+        click.echo(f"{info.name:<24} {info.created_at}  {human_size(info.size_bytes):>10}  "
                    f"onestack {info.version}")
     if not infos:
         click.echo("no snapshots")

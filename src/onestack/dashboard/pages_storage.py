@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
+from onestack.common.units import human_size
 from onestack.dashboard.cloud import ApiFailure
-from onestack.dashboard.ui import Action, Cell, Field, Form, Row, Table, cell, size, status
+from onestack.dashboard.ui import Action, Cell, Field, Form, Row, Table, cell, status
 
 if TYPE_CHECKING:
     from onestack.dashboard.app import Ctx, Dashboard
@@ -49,7 +50,7 @@ async def images(ctx: Ctx) -> Response:
                               confirm=f"Delete image {img.get('name')}?", danger=True)]
         rows.append(Row([cell(img.get("name") or img["id"]), status(img.get("status")),
                          cell(img.get("visibility")), cell(img.get("disk_format")),
-                         cell(size(img.get("size"))),
+                         cell(human_size(img.get("size"))),
                          cell("yes" if own else "no")], actions=actions, id=img["id"]))
     form = Form("Create image", "/project/images/create", [
         Field("name", "Image name", required=True),

@@ -86,18 +86,6 @@ def status(value: Any, live: str = "") -> Cell:
     return Cell(text, status=text.lower(), live=live)
 
 
-def size(n: Any) -> str:
-    try:
-        value = float(n)
-    except (TypeError, ValueError):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
-
-
 def addresses(server: dict[str, Any]) -> str:
     out = []
     for net, addrs in (server.get("addresses") or {}).items():

@@ -49,16 +49,29 @@ def _secret_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def read_openrc(path: Path) -> dict[str, str]:
+    """The ``export NAME=value`` lines of an rc file :func:`openrc_text` wrote (values
+    unquoted as a shell would); empty when there is no such file."""
+    import shlex
+
+    env: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return env
+    for line in text.splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, _, value = line[len("export "):].partition("=")
+            try:
+                parts = shlex.split(value)
+            except ValueError:
+                continue
+            env[name.strip()] = parts[0] if parts else ""
+    return env
+
+
 def read_password(path: Path, var: str = "OS_PASSWORD") -> str | None:
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        if line.startswith(f"export {var}="):
-            value = line.split("=", 1)[1].strip()
-            if value.startswith("'") and value.endswith("'"):
-                value = value[1:-1].replace("'\"'\"'", "'")
-            return value
-    return None
+    return read_openrc(path).get(var)
 
 
 def bootstrap(m: IdentityManager, settings: Settings, services: list[str]) -> Credentials:

@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from onestack.identity.setup import read_openrc
+
 LOG = logging.getLogger("onestack.hooks")
 
 STAGES = ("boot", "ready", "shutdown")
@@ -43,24 +45,6 @@ def _command(path: Path) -> list[str] | None:
     return None
 
 
-def openrc_env(rc_file: Path) -> dict[str, str]:
-    """The ``export NAME=value`` lines of an rc file onestack wrote."""
-    import shlex
-
-    env = {}
-    try:
-        text = rc_file.read_text()
-    except OSError:
-        return env
-    for line in text.splitlines():
-        if line.startswith("export ") and "=" in line:
-            name, _, value = line[len("export "):].partition("=")
-            with contextlib.suppress(ValueError):
-                parts = shlex.split(value)
-                env[name.strip()] = parts[0] if parts else ""
-    return env
-
-
 def run_hooks(data_dir: Path, stage: str, timeout: float = DEFAULT_TIMEOUT,
               with_credentials: bool = True) -> list[tuple[str, int | None]]:
     """Run the ``stage`` scripts; returns (name, exit code or None when killed) each."""
@@ -69,7 +53,7 @@ def run_hooks(data_dir: Path, stage: str, timeout: float = DEFAULT_TIMEOUT,
         return []
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     if with_credentials:
-        env.update(openrc_env(Path(data_dir) / "admin-openrc.sh"))
+        env.update(read_openrc(Path(data_dir) / "admin-openrc.sh"))
     env.update(ONESTACK_DATA_DIR=os.fspath(data_dir), ONESTACK_HOOK_STAGE=stage)
     results: list[tuple[str, int | None]] = []
     for path in sorted(folder.iterdir()):
