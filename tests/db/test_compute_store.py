@@ -10,7 +10,8 @@ from sqlalchemy import select, text
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import Forbidden, NotFound
-from onestack.compute.manager import ComputeManager, place_instance
+from onestack.compute.claims import place_instance
+from onestack.compute.manager import ComputeManager
 from onestack.console.tokens import ConsoleTokenStore
 from onestack.db.console import ConsoleAuthToken
 from onestack.db.engine import Database

@@ -33,7 +33,7 @@ async def test_delete_answered_while_building_is_finished_not_failed(db: Databas
         c = ctx()
         (inst,) = e.m.create_instances(c, e.spec(), 1, 1)
         node = e.m.list_nodes()[0]
-        from onestack.compute.manager import place_instance
+        from onestack.compute.claims import place_instance
 
         assert place_instance(e.m, inst["uuid"], {"node_id": node["id"], "host": "h0",
                                                   "nodename": node["hypervisor_hostname"]},

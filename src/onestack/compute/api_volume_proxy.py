@@ -18,26 +18,13 @@ from onestack.common.errors import BadRequest, NotFound, ValidationError
 from onestack.common.timeutils import isotime
 from onestack.compute import schemas
 from onestack.compute.microversions import version_of
+from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost, tgt
+from onestack.compute.volumes import ComputeVolumes
 
 if TYPE_CHECKING:
-    from onestack.compute.api import ComputeAPI
+    pass
 
 LOG = logging.getLogger(__name__)
-
-
-def add_volume_proxy_routes(api: ComputeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = VolumeProxyRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    for kind, lst, show, create, delete in (
-            ("os-volumes", h.list_volumes, h.show_volume, h.create_volume, h.delete_volume),
-            ("os-snapshots", h.list_snapshots, h.show_snapshot, h.create_snapshot,
-             h.delete_snapshot)):
-        r(f"/v2.1/{kind}", lst, ["GET"])
-        r(f"/v2.1/{kind}/detail", lst, ["GET"])
-        r(f"/v2.1/{kind}", create, ["POST"])
-        r(f"/v2.1/{kind}/{{id}}", show, ["GET"])
-        r(f"/v2.1/{kind}/{{id}}", delete, ["DELETE"])
 
 
 def _volume(v: dict[str, Any]) -> dict[str, Any]:
@@ -73,17 +60,29 @@ def _opt_text(doc: dict[str, Any], key: str) -> str | None:
     return value
 
 
-class VolumeProxyRoutes:
+class VolumeProxyRoutes(ResourceHandler):
     """``/os-volumes`` and ``/os-snapshots`` over the ``ComputeVolumes`` seam."""
 
-    def __init__(self, api: ComputeAPI) -> None:
-        self.api = api
+    def __init__(self, api: ServerHost) -> None:
+        super().__init__(api)
         self._tasks: set[asyncio.Future[Any]] = set()
 
-    def _vols(self, req: ApiRequest, rule: str) -> Any:
+    def add_routes(self, r: AddRoute) -> None:
+        for kind, lst, show, create, delete in (
+                ("os-volumes", self.list_volumes, self.show_volume, self.create_volume,
+                 self.delete_volume),
+                ("os-snapshots", self.list_snapshots, self.show_snapshot,
+                 self.create_snapshot, self.delete_snapshot)):
+            r(f"/v2.1/{kind}", lst, ["GET"])
+            r(f"/v2.1/{kind}/detail", lst, ["GET"])
+            r(f"/v2.1/{kind}", create, ["POST"])
+            r(f"/v2.1/{kind}/{{id}}", show, ["GET"])
+            r(f"/v2.1/{kind}/{{id}}", delete, ["DELETE"])
+
+    def _vols(self, req: ApiRequest, rule: str) -> ComputeVolumes:
         if version_of(req.request.scope) >= "2.36":
             raise NotFound("The resource could not be found.")
-        req.enforce(rule, self.api.tgt(req))
+        req.enforce(rule, tgt(req))
         if self.api.volumes is None:
             raise NotFound("The resource could not be found.")
         return self.api.volumes

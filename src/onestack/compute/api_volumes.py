@@ -16,19 +16,18 @@ import contextlib
 import json
 import logging
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import block_devices, schemas, states
-from onestack.compute.image_upload import image_uploader
+from onestack.compute.images import image_uploader
+from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import version_of
-
-if TYPE_CHECKING:
-    from onestack.compute.api import ComputeAPI, InstanceDict
-    from onestack.compute.volumes import ComputeVolumes
+from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost
+from onestack.compute.volumes import ComputeVolumes
 
 LOG = logging.getLogger(__name__)
 
@@ -37,19 +36,6 @@ VOLUME_TIMEOUT = 90
 #: States in which a server's volumes may change (Nova's ``check_instance_state``).
 _STATES = (states.ACTIVE, states.PAUSED, states.STOPPED, states.RESIZED,
            states.SOFT_DELETED, states.SHELVED, states.SHELVED_OFFLOADED)
-
-
-def add_volume_attachment_routes(api: ComputeAPI) -> VolumeAttachmentRoutes:
-    """Register the routes of this module on ``api``; returns their handler (which also
-    takes the volume service's events)."""
-    h = VolumeAttachmentRoutes(api)
-    p = "/v2.1/servers/{server_id}/os-volume_attachments"
-    api._r(p, h.list, ["GET"])  # noqa: SLF001 - the owner's route helper
-    api._r(p, h.attach, ["POST"])  # noqa: SLF001
-    api._r(p + "/{volume_id}", h.show, ["GET"])  # noqa: SLF001
-    api._r(p + "/{volume_id}", h.update, ["PUT"])  # noqa: SLF001
-    api._r(p + "/{volume_id}", h.detach, ["DELETE"])  # noqa: SLF001
-    return h
 
 
 def _view(req: ApiRequest, inst: InstanceDict, bdm: dict[str, Any],
@@ -68,19 +54,27 @@ def _view(req: ApiRequest, inst: InstanceDict, bdm: dict[str, Any],
     return doc
 
 
-class VolumeAttachmentRoutes:
+class VolumeAttachmentRoutes(ResourceHandler):
     """``/servers/{id}/os-volume_attachments`` over the ``ComputeVolumes`` seam."""
 
-    def __init__(self, api: ComputeAPI) -> None:
-        self.api = api
+    def __init__(self, api: ServerHost) -> None:
+        super().__init__(api)
         self.bdms = block_devices.BlockDevices(api.m)
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def add_routes(self, r: AddRoute) -> None:
+        p = "/v2.1/servers/{server_id}/os-volume_attachments"
+        r(p, self.list, ["GET"])
+        r(p, self.attach, ["POST"])
+        r(p + "/{volume_id}", self.show, ["GET"])
+        r(p + "/{volume_id}", self.update, ["PUT"])
+        r(p + "/{volume_id}", self.detach, ["DELETE"])
 
     @property
     def volumes(self) -> ComputeVolumes:
         if self.api.volumes is None:
             raise BadRequest("Volume service is not available in this cloud.")
-        return self.api.volumes  # type: ignore[no-any-return]
+        return self.api.volumes
 
     def _lock(self, uuid: str) -> asyncio.Lock:
         return self._locks.setdefault(uuid, asyncio.Lock())

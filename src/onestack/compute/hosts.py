@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 from onestack.common.errors import BadRequest, Conflict, NotFound
 from onestack.common.ids import new_uuid
 from onestack.common.timeutils import utcnow
-from onestack.compute.store import ManagerState
+from onestack.compute.store import ManagerState, looks_like_uuid
 from onestack.db.compute import (
     Aggregate,
     AggregateHost,
@@ -31,14 +30,6 @@ T = TypeVar("T")
 _NODE = ComputeNode.__table__
 
 SERVICE_DOWN_TIME = 60.0
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
-                      r"[0-9a-fA-F]{12}$")
-
-
-def looks_like_uuid(value: str) -> bool:
-    return bool(_UUID_RE.match(value or ""))
-
-
 def _service_dict(r: Any) -> dict[str, Any]:
     return {"id": r.id, "uuid": r.uuid, "host": r.host, "binary": r.binary, "zone": r.zone,
             "disabled": r.disabled, "disabled_reason": r.disabled_reason,
@@ -391,3 +382,9 @@ class HostStore(ManagerState):
             a.updated_at = utcnow()
             s.flush()
             return self._agg_dict(s, a)
+
+    def node_by_name(self, hypervisor_hostname: str) -> dict[str, Any] | None:
+        with self.db.reader() as s:
+            n = s.scalar(select(ComputeNode).where(
+                ComputeNode.hypervisor_hostname == hypervisor_hostname))
+            return None if n is None else node_dict(n, None)

@@ -18,28 +18,33 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
+from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.ids import new_uuid
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.compute import quotas, states
+from onestack.compute.claims import ClaimStore
 from onestack.compute.flavors import FlavorStore
-from onestack.compute.hosts import HostStore, looks_like_uuid, node_dict
+from onestack.compute.groups import GroupStore
+from onestack.compute.hosts import HostStore
+from onestack.compute.instance_actions import ActionLog, action_values, new_action, record_event_in
 from onestack.compute.keypairs import KeypairStore
+from onestack.compute.migrations import MigrationStore
+from onestack.compute.placement import ComputePlacement
+from onestack.compute.quota_store import QuotaStore
+from onestack.compute.store import looks_like_uuid
 from onestack.db.compute import (
     Allocation,
     ComputeNode,
     Instance,
     InstanceAction,
     InstanceTag,
-    Migration,
-    ServerGroup,
     ServerGroupMember,
 )
 from onestack.db.console import ConsoleAuthToken
@@ -70,7 +75,6 @@ _SEL_ALLOCS = select(_ALLOC).where(_ALLOC.c.instance_uuid == bindparam("uuid"))
 _SQLITE_WRITES = threading.RLock()
 
 
-
 INSTANCE_SORT_KEYS = ("created_at", "display_name", "updated_at", "uuid", "vm_state",
                       "task_state", "power_state", "launched_at", "terminated_at", "host",
                       "node", "image_ref", "project_id", "user_id", "availability_zone",
@@ -78,9 +82,6 @@ INSTANCE_SORT_KEYS = ("created_at", "display_name", "updated_at", "uuid", "vm_st
                       "instance_type_id", "access_ip_v4", "access_ip_v6", "config_drive",
                       "kernel_id", "ramdisk_id", "root_device_name", "progress", "vcpus",
                       "memory_mb", "root_gb", "ephemeral_gb", "reservation_id", "id")
-
-
-
 
 
 def _inst_from_row(r: Any, tags: list[str] | None = None) -> InstanceDict:
@@ -127,27 +128,15 @@ def _task_matches(expected: str | Sequence[str | None] | None) -> Any:
     return or_(*conds) if conds else _I.c.task_state.is_(None)
 
 
-class _Undo(Exception):
-    """Raised inside a Core write to roll it back and report ``result``."""
-
-    def __init__(self, result: str) -> None:
-        super().__init__(result)
-        self.result = result
-
-
-
-
-
-
-
-
-class ComputeManager(FlavorStore, KeypairStore, HostStore):
-    """Compute state: instances (their state machine and actions), claims, server groups,
-    quotas, usage and migrations here; flavors, key pairs and hosts (services, nodes,
-    aggregates) in the store modules it is made of (``flavors``, ``keypairs``, ``hosts``)."""
+class ComputeManager(FlavorStore, KeypairStore, HostStore, ClaimStore, GroupStore, QuotaStore,
+                     MigrationStore, ActionLog):
+    """Compute state: instances and their state machine here; the record stores it is made
+    of in modules of their own: flavors, key pairs, hosts (services, nodes, aggregates),
+    claims, server groups, quotas and usage, migrations, the action log."""
 
     def __init__(self, db: Database, default_az: str = "nova",
-                 placement: Any | None = None, max_instances_per_request: int = 1000) -> None:
+                 placement: ComputePlacement | None = None,
+                 max_instances_per_request: int = 1000) -> None:
         """``placement``: a ``PlacementManager``; when given, every claim is made there
         (atomic, never oversubscribing) and the compute node counters only mirror it.
         ``max_instances_per_request``: the most instances one ``POST /servers`` creates,
@@ -195,7 +184,6 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
                 yield c
         except IntegrityError as exc:
             raise Conflict("Conflict occurred while storing data.") from exc
-
 
 
     # ================================================================== instances
@@ -261,7 +249,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
                 tag_rows += [{"instance_uuid": uuid, "tag": t} for t in tags]
                 if group:
                     member_rows.append({"group_uuid": group, "instance_uuid": uuid})
-                actions.append(_action_values(uuid, "create", ctx, now))
+                actions.append(action_values(uuid, "create", ctx, now))
             c.execute(insert(_I), rows)
             if tag_rows:
                 c.execute(insert(_TAG), tag_rows)
@@ -317,14 +305,6 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             sm = dict(row.system_metadata or {})
             sm.update(items)
             row.system_metadata = sm
-
-    def _instance_row(self, ctx: RequestContext | None, s: Session, uuid: str,
-                      deleted_ok: bool = False) -> Instance:
-        row = s.get(Instance, uuid) if looks_like_uuid(uuid) else None
-        if (row is None or (row.deleted and not deleted_ok)
-                or (ctx is not None and not ctx.is_admin and row.project_id != ctx.project_id)):
-            raise NotFound(f"Instance {uuid} could not be found.")
-        return row
 
     def _tags(self, s: Session, uuids: Sequence[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -502,7 +482,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             for k, v in (extra or {}).items():
                 setattr(row, k, v)
             row.updated_at = now
-            s.add(_action(uuid, record or action, ctx, now))
+            s.add(new_action(uuid, record or action, ctx, now))
             s.flush()
             return _inst_dict(row, self._tags(s, [uuid]).get(uuid, []))
 
@@ -530,7 +510,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             if event is not None:
                 host = cols["host"] if "host" in cols else c.execute(
                     _SEL_HOST, {"uuid": uuid}).scalar()
-                _record_event(c, uuid, event, host, error, now)
+                record_event_in(c, uuid, event, host, error, now)
             return True
 
     def set_instance(self, uuid: str, **values: Any) -> None:
@@ -538,16 +518,6 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
         with self.write() as s:
             values["updated_at"] = utcnow()
             s.execute(update(Instance).where(Instance.uuid == uuid).values(**values))
-
-    def record_action(self, ctx: RequestContext, uuid: str, action: str) -> None:
-        """An instance action that needs no task state (e.g. ``attach_interface``)."""
-        with self.write() as s:
-            s.add(_action(uuid, action, ctx, utcnow()))
-
-    def record_event(self, uuid: str, event: str, host: str | None,
-                     error: str | None = None) -> None:
-        with self.core_write() as c:
-            _record_event(c, uuid, event, host, error, utcnow())
 
     def lock(self, ctx: RequestContext, uuid: str, reason: str | None) -> None:
         with self.write() as s:
@@ -557,7 +527,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
                 else "owner"
             row.locked_reason = reason
             row.updated_at = utcnow()
-            s.add(_action(uuid, "lock", ctx, row.updated_at))
+            s.add(new_action(uuid, "lock", ctx, row.updated_at))
 
     def unlock(self, ctx: RequestContext, uuid: str) -> None:
         with self.write() as s:
@@ -569,7 +539,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             row.locked_by = None
             row.locked_reason = None
             row.updated_at = utcnow()
-            s.add(_action(uuid, "unlock", ctx, row.updated_at))
+            s.add(new_action(uuid, "unlock", ctx, row.updated_at))
 
     def reset_state(self, ctx: RequestContext, uuid: str, state: str) -> None:
         with self.write() as s:
@@ -577,7 +547,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             row.vm_state = state
             row.task_state = None
             row.updated_at = utcnow()
-            s.add(_action(uuid, "resetState", ctx, row.updated_at))
+            s.add(new_action(uuid, "resetState", ctx, row.updated_at))
 
     def begin_delete(self, ctx: RequestContext, uuid: str, force: bool = False,
                      authorize: Callable[[InstanceDict], None] | None = None,
@@ -596,7 +566,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
                 authorize(inst)
             if r["locked"] and not ctx.is_admin:
                 raise Conflict(f"Instance {uuid} is locked")
-            c.execute(insert(_ACTION).values(**_action_values(uuid, "delete", ctx, now)))
+            c.execute(insert(_ACTION).values(**action_values(uuid, "delete", ctx, now)))
             if r["host"] is None or force and r["vm_state"] == states.ERROR and not r["host"]:
                 self._mark_deleted(c, uuid, r["host"], now)
                 on_host = False
@@ -606,7 +576,7 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
                 inst.update(task_state="deleting", updated_at=now)
                 on_host = True
         if not on_host:
-            self._placement_release(uuid)
+            self.release_placement(uuid)
         return inst, on_host
 
     def finish_delete(self, uuid: str) -> None:
@@ -616,17 +586,17 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             if r is None or r.deleted:
                 return
             self._mark_deleted(c, uuid, r.host, utcnow())
-        self._placement_release(uuid)
+        self.release_placement(uuid)
 
     def _mark_deleted(self, c: Connection, uuid: str, host: str | None,
                       now: dt.datetime) -> None:
         c.execute(update(_I).where(_I.c.uuid == uuid).values(
             vm_state=states.DELETED, task_state=None, power_state=states.NOSTATE,
             deleted=True, deleted_at=now, terminated_at=now, updated_at=now))
-        self._release(c, uuid)
+        self.release_in(c, uuid)
         c.execute(delete(_MEMBER).where(_MEMBER.c.instance_uuid == uuid))
         c.execute(delete(_CONSOLE).where(_CONSOLE.c.instance_uuid == uuid))
-        _record_event(c, uuid, "compute_terminate_instance", host, None, now)
+        record_event_in(c, uuid, "compute_terminate_instance", host, None, now)
 
     def set_metadata(self, ctx: RequestContext, uuid: str, meta: dict[str, str],
                      replace_all: bool, max_items: bool = True) -> dict[str, str]:
@@ -685,27 +655,6 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             row.updated_at = utcnow()
             return sorted(new)
 
-    def instance_actions(self, ctx: RequestContext, uuid: str) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            self._instance_row(ctx, s, uuid, deleted_ok=True)
-            rows = s.scalars(select(InstanceAction).where(
-                InstanceAction.instance_uuid == uuid).order_by(
-                InstanceAction.start_time.desc(), InstanceAction.id.desc()))
-            return [_action_dict(a) for a in rows]
-
-    def instance_action(self, ctx: RequestContext, uuid: str,
-                        request_id: str) -> dict[str, Any]:
-        with self.db.reader() as s:
-            self._instance_row(ctx, s, uuid, deleted_ok=True)
-            a = s.scalar(select(InstanceAction).where(
-                InstanceAction.instance_uuid == uuid,
-                InstanceAction.request_id == request_id).order_by(
-                InstanceAction.id.desc()).limit(1))
-            if a is None:
-                raise NotFound(f"Action for request_id {request_id} on instance {uuid} not "
-                               "found")
-            return _action_dict(a)
-
     def instances_on_host(self, host: str) -> list[InstanceDict]:
         with self.db.reader() as s:
             rows = s.scalars(select(Instance).where(Instance.host == host,
@@ -739,75 +688,6 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
                 r.updated_at = now
             return [r.uuid for r in rows]
 
-    # ================================================================== claims
-    def claim(self, consumer: str, node_id: int, vcpus: int, memory_mb: int,
-              disk_gb: int, project_id: str = "", user_id: str = "") -> bool:
-        """Atomically take resources on a node; False when they no longer fit.
-
-        With placement: a placement claim (provider = the node), then the node counters.
-        Without: one conditional UPDATE (usage + request <= capacity × ratio). Either way
-        concurrent claims can never oversubscribe a node, on every database backend.
-        """
-        if self.placement is not None and not self.placement_claim(
-                consumer, node_id, vcpus, memory_mb, disk_gb, project_id, user_id):
-            return False
-        with self.write() as s:
-            return self._claim(s, consumer, node_id, vcpus, memory_mb, disk_gb,
-                               force=self.placement is not None)
-
-    def _node_uuid(self, node_id: int) -> str:
-        uuid = self._node_uuids.get(node_id)
-        if uuid is None:
-            with self.db.reader() as s:
-                uuid = s.scalar(select(ComputeNode.uuid).where(ComputeNode.id == node_id))
-            if uuid is None:
-                raise NotFound(f"Compute node {node_id} could not be found.")
-            self._node_uuids[node_id] = uuid
-        return uuid
-
-    def placement_claim(self, consumer: str, node_id: int, vcpus: int, memory_mb: int,
-                        disk_gb: int, project_id: str, user_id: str) -> bool:
-        """Claim in placement (must run outside any compute transaction)."""
-        assert self.placement is not None
-        wanted = {rc: n for rc, n in (("VCPU", vcpus), ("MEMORY_MB", memory_mb),
-                                      ("DISK_GB", disk_gb)) if n > 0}
-        try:
-            provider = self._node_uuid(node_id)
-            with self.serial():
-                self.placement.claim_new(consumer, provider, wanted, project_id or "unknown",
-                                         user_id or "unknown")
-        except APIError as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
-
-    def release_placement(self, consumer: str) -> None:
-        """Give back what ``consumer`` holds in placement (nothing: no-op)."""
-        self._placement_release(consumer)
-
-    def _placement_release(self, consumer: str) -> None:
-        if self.placement is not None:
-            with self.serial():
-                self.placement.release(consumer)
-
-    def _claim(self, s: Connection | Session, consumer: str, node_id: int, vcpus: int,
-               memory_mb: int, disk_gb: int, force: bool = False) -> bool:
-        n = _NODE.c
-        conds = [n.id == node_id]
-        if not force:
-            conds += [n.vcpus_used + vcpus <= n.vcpus * n.cpu_allocation_ratio,
-                      n.memory_mb_used + memory_mb <= n.memory_mb * n.ram_allocation_ratio,
-                      n.local_gb_used + disk_gb <= n.local_gb * n.disk_allocation_ratio]
-        res = s.execute(update(_NODE).where(*conds).values(
-            vcpus_used=n.vcpus_used + vcpus, memory_mb_used=n.memory_mb_used + memory_mb,
-            local_gb_used=n.local_gb_used + disk_gb, running_vms=n.running_vms + 1))
-        if res.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        s.execute(insert(_ALLOC).values(instance_uuid=consumer, node_id=node_id, vcpus=vcpus,
-                                        memory_mb=memory_mb, disk_gb=disk_gb))
-        return True
-
     def spawning_on(self, uuid: str, host: str) -> bool:
         """Whether the instance is (still) being built on ``host`` (a build message that
         arrives twice, e.g. redelivered by the broker after a crash, is not run twice)."""
@@ -815,236 +695,6 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore):
             return s.execute(select(Instance.uuid).where(
                 Instance.uuid == uuid, Instance.deleted.is_(False), Instance.host == host,
                 Instance.task_state == "spawning")).first() is not None
-
-    def unplace(self, uuid: str, host: str) -> bool:
-        """A build on ``host`` failed: back to ``scheduling`` with no host and its claim
-        released, in one transaction (a crash leaves either the placed or the unscheduled
-        instance, never a placed one without its claim; a placement claim left behind is
-        replaced when it is placed again). False when it is no longer building there."""
-        with self.core_write() as c:
-            res = c.execute(update(_I).where(
-                _I.c.uuid == uuid, _I.c.deleted.is_(False), _I.c.host == host,
-                _I.c.task_state == "spawning").values(
-                task_state="scheduling", host=None, node=None, updated_at=utcnow()))
-            if res.rowcount != 1:
-                return False
-            self._release(c, uuid)
-        self._placement_release(uuid)
-        return True
-
-    def release(self, consumer: str) -> None:
-        with self.core_write() as c:
-            self._release(c, consumer)
-        self._placement_release(consumer)
-
-    def _release(self, s: Connection | Session, consumer: str) -> None:
-        n = _NODE.c
-        for a in list(s.execute(_SEL_ALLOCS, {"uuid": consumer})):
-            s.execute(update(_NODE).where(n.id == a.node_id).values(
-                vcpus_used=n.vcpus_used - a.vcpus, memory_mb_used=n.memory_mb_used - a.memory_mb,
-                local_gb_used=n.local_gb_used - a.disk_gb, running_vms=n.running_vms - 1))
-            s.execute(delete(_ALLOC).where(_ALLOC.c.instance_uuid == consumer,
-                                           _ALLOC.c.node_id == a.node_id))
-
-    def move_allocation(self, from_consumer: str, to_consumer: str) -> None:
-        """Re-own allocations (a confirmed move makes the migration's claim the instance's)."""
-        if self.placement is not None:
-            held = self.placement.get_consumer_allocations(from_consumer)
-            if held.allocations:
-                with self.serial():
-                    self.placement.claim(to_consumer, held.allocations,
-                                         held.project_id or "unknown",
-                                         held.user_id or "unknown")
-                    self.placement.release(from_consumer)
-        with self.write() as s:
-            s.execute(update(Allocation).where(Allocation.instance_uuid == from_consumer)
-                      .values(instance_uuid=to_consumer))
-
-
-
-    # ================================================================== server groups
-    @staticmethod
-    def _group_dict(s: Session, g: ServerGroup) -> dict[str, Any]:
-        members = sorted(s.scalars(select(ServerGroupMember.instance_uuid).where(
-            ServerGroupMember.group_uuid == g.uuid)))
-        return {"id": g.uuid, "name": g.name, "project_id": g.project_id,
-                "user_id": g.user_id, "policy": g.policy, "rules": dict(g.rules or {}),
-                "members": members}
-
-    def create_group(self, ctx: RequestContext, name: str, policy: str,
-                     rules: dict[str, Any]) -> dict[str, Any]:
-        with self.write() as s:
-            limits = quotas.project_limits(s, ctx.project_id or "", ctx.user_id,
-                                           self.unified_limits)
-            used = quotas.usage(s, ctx.project_id or "")
-            quotas.check(limits, used, {"server_groups": 1})
-            g = ServerGroup(uuid=new_uuid(), name=name, project_id=ctx.project_id or "",
-                            user_id=ctx.user_id or "", policy=policy, rules=rules,
-                            created_at=utcnow())
-            s.add(g)
-            s.flush()
-            return self._group_dict(s, g)
-
-    def list_groups(self, ctx: RequestContext, all_projects: bool, limit: int | None,
-                    offset: int) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            q = select(ServerGroup).order_by(ServerGroup.created_at, ServerGroup.uuid)
-            if not (all_projects and ctx.is_admin):
-                q = q.where(ServerGroup.project_id == (ctx.project_id or ""))
-            q = q.offset(offset)
-            if limit is not None:
-                q = q.limit(limit)
-            return [self._group_dict(s, g) for g in s.scalars(q)]
-
-    def get_group(self, ctx: RequestContext, uuid: str) -> dict[str, Any]:
-        with self.db.reader() as s:
-            g = s.get(ServerGroup, uuid)
-            if g is None or (not ctx.is_admin and g.project_id != ctx.project_id):
-                raise NotFound(f"Instance group {uuid} could not be found.")
-            return self._group_dict(s, g)
-
-    def delete_group(self, ctx: RequestContext, uuid: str) -> None:
-        with self.write() as s:
-            g = s.get(ServerGroup, uuid)
-            if g is None or (not ctx.is_admin and g.project_id != ctx.project_id):
-                raise NotFound(f"Instance group {uuid} could not be found.")
-            s.execute(delete(ServerGroupMember).where(ServerGroupMember.group_uuid == uuid))
-            s.delete(g)
-
-    def group_of(self, uuid: str) -> str | None:
-        with self.db.reader() as s:
-            return s.scalar(select(ServerGroupMember.group_uuid).where(
-                ServerGroupMember.instance_uuid == uuid))
-
-    # ================================================================== quotas
-    def quota_limits(self, project_id: str, user_id: str | None = None) -> dict[str, int]:
-        with self.db.reader() as s:
-            return quotas.project_limits(s, project_id, user_id, self.unified_limits)
-
-    def quota_usage(self, project_id: str, user_id: str | None = None) -> dict[str, int]:
-        with self.db.reader() as s:
-            return quotas.usage(s, project_id, user_id)
-
-    def quota_defaults(self) -> dict[str, int]:
-        with self.db.reader() as s:
-            return quotas.class_limits(s)
-
-    def set_quotas(self, project_id: str, values: dict[str, Any], user_id: str | None,
-                   force: bool) -> dict[str, int]:
-        with self.write() as s:
-            if not force:
-                used = quotas.usage(s, project_id, user_id)
-                for r, v in values.items():
-                    if int(v) >= 0 and used.get(r, 0) > int(v):
-                        raise BadRequest(f"Quota limit {v} for {r} must be greater than or "
-                                         f"equal to already used and reserved {used[r]}.")
-            quotas.set_limits(s, project_id, values, user_id)
-        return self.quota_limits(project_id, user_id)
-
-    def delete_quotas(self, project_id: str, user_id: str | None) -> None:
-        from onestack.db.compute import Quota
-
-        with self.write() as s:
-            q = delete(Quota).where(Quota.project_id == project_id)
-            if user_id:
-                q = q.where(Quota.user_id == user_id)
-            s.execute(q)
-
-    def quota_class(self, name: str) -> dict[str, int]:
-        with self.db.reader() as s:
-            return quotas.class_limits(s, name)
-
-    def set_quota_class(self, name: str, values: dict[str, Any]) -> dict[str, int]:
-        with self.write() as s:
-            quotas.set_class_limits(s, name, values)
-        return self.quota_class(name)
-
-    # ================================================================== usage
-    def usage_report(self, start: dt.datetime, end: dt.datetime,
-                     project_id: str | None) -> list[dict[str, Any]]:
-        """Per-project server usage between ``start`` and ``end`` (simple-tenant-usage)."""
-        with self.db.reader() as s:
-            q = select(Instance).where(
-                Instance.created_at < end,
-                or_(Instance.terminated_at.is_(None), Instance.terminated_at > start))
-            if project_id:
-                q = q.where(Instance.project_id == project_id)
-            rows = list(s.scalars(q.order_by(Instance.created_at)))
-        out: dict[str, dict[str, Any]] = {}
-        now = utcnow()
-        for r in rows:
-            begin = max(r.launched_at or r.created_at, start)
-            stop = min(r.terminated_at or now, end)
-            hours = max(0.0, (stop - begin).total_seconds() / 3600.0)
-            rep = out.setdefault(r.project_id, {
-                "tenant_id": r.project_id, "total_hours": 0.0, "total_local_gb_usage": 0.0,
-                "total_memory_mb_usage": 0.0, "total_vcpus_usage": 0.0,
-                "start": start, "stop": end, "server_usages": []})
-            rep["total_hours"] += hours
-            rep["total_local_gb_usage"] += hours * r.root_gb
-            rep["total_memory_mb_usage"] += hours * r.memory_mb
-            rep["total_vcpus_usage"] += hours * r.vcpus
-            rep["server_usages"].append({
-                "instance_id": r.uuid, "name": r.display_name, "hours": hours,
-                "memory_mb": r.memory_mb, "local_gb": r.root_gb, "vcpus": r.vcpus,
-                "tenant_id": r.project_id, "flavor": (r.flavor or {}).get("name"),
-                "started_at": r.launched_at or r.created_at, "ended_at": r.terminated_at,
-                "state": "terminated" if r.deleted else r.vm_state,
-                "uptime": int((now - (r.launched_at or r.created_at)).total_seconds())})
-        return list(out.values())
-
-    # ================================================================== migrations
-    def create_migration(self, inst: InstanceDict, dest: str | None, dest_node: str | None,
-                         mtype: str, new_flavor: int | None = None) -> dict[str, Any]:
-        """Record a migration; ``new_flavor`` is the new flavor's internal id (Nova shows
-        ``old/new_instance_type_id`` as the flavors' integer ids)."""
-        with self.write() as s:
-            m = Migration(uuid=new_uuid(), instance_uuid=inst["uuid"],
-                          project_id=inst["project_id"], user_id=inst["user_id"],
-                          source_compute=inst["host"], source_node=inst["node"],
-                          dest_compute=dest, dest_node=dest_node,
-                          old_flavor_id=_opt_str(inst["flavor"].get("internal_id")),
-                          new_flavor_id=_opt_str(new_flavor),
-                          migration_type=mtype, status="pre-migrating", created_at=utcnow())
-            s.add(m)
-            s.flush()
-            return _migration_dict(m)
-
-    def set_migration(self, uuid: str, **values: Any) -> None:
-        with self.write() as s:
-            values["updated_at"] = utcnow()
-            s.execute(update(Migration).where(Migration.uuid == uuid).values(**values))
-
-    def latest_migration(self, instance_uuid: str) -> dict[str, Any] | None:
-        with self.db.reader() as s:
-            m = s.scalar(select(Migration).where(Migration.instance_uuid == instance_uuid)
-                         .order_by(Migration.id.desc()).limit(1))
-            return None if m is None else _migration_dict(m)
-
-    def list_migrations(self, instance_uuid: str | None = None,
-                        project_id: str | None = None) -> list[dict[str, Any]]:
-        with self.db.reader() as s:
-            q = select(Migration).order_by(Migration.id.desc())
-            if instance_uuid:
-                q = q.where(Migration.instance_uuid == instance_uuid)
-            if project_id:
-                q = q.where(Migration.project_id == project_id)
-            return [_migration_dict(m) for m in s.scalars(q)]
-
-    def node_by_name(self, hypervisor_hostname: str) -> dict[str, Any] | None:
-        with self.db.reader() as s:
-            n = s.scalar(select(ComputeNode).where(
-                ComputeNode.hypervisor_hostname == hypervisor_hostname))
-            return None if n is None else node_dict(n, None)
-
-
-# ---------------------------------------------------------------------- helpers
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-
 
 
 def _hostname(name: str) -> str:
@@ -1058,106 +708,3 @@ def _sort_col(key: str) -> str:
     return {"id": "uuid", "instance_type_id": "vcpus", "kernel_id": "image_ref",
             "ramdisk_id": "image_ref", "root_device_name": "image_ref",
             "ephemeral_gb": "root_gb"}.get(key, key)
-
-
-def _action_values(uuid: str, action: str, ctx: RequestContext,
-                   now: dt.datetime) -> dict[str, Any]:
-    return {"instance_uuid": uuid, "action": action,
-            "request_id": ctx.request_id or ("req-" + new_uuid()),
-            "project_id": ctx.project_id, "user_id": ctx.user_id, "start_time": now,
-            "updated_at": now, "events": []}
-
-
-def _action(uuid: str, action: str, ctx: RequestContext, now: dt.datetime) -> InstanceAction:
-    return InstanceAction(**_action_values(uuid, action, ctx, now))
-
-
-def _event_doc(event: str, host: str | None, error: str | None,
-               now: dt.datetime) -> dict[str, Any]:
-    return {"event": event, "start_time": now.isoformat(), "finish_time": now.isoformat(),
-            "result": "Error" if error else "Success", "traceback": error, "host": host}
-
-
-def _record_event(c: Connection, uuid: str, event: str, host: str | None,
-                  error: str | None, now: dt.datetime) -> None:
-    """Append an event to the instance's newest action (its outcome and finish time)."""
-    last = c.execute(_SEL_LAST_ACTION, {"uuid": uuid}).first()
-    if last is None:
-        return
-    values: dict[str, Any] = {"events": [*(last.events or []),
-                                         _event_doc(event, host, error, now)],
-                              "finish_time": now, "updated_at": now}
-    if error:
-        values["message"] = "Error"
-    c.execute(update(_ACTION).where(_ACTION.c.id == last.id).values(**values))
-
-
-def _action_dict(a: InstanceAction) -> dict[str, Any]:
-    return {"action": a.action, "instance_uuid": a.instance_uuid, "request_id": a.request_id,
-            "project_id": a.project_id, "user_id": a.user_id, "message": a.message,
-            "start_time": a.start_time, "updated_at": a.updated_at,
-            "events": list(a.events or [])}
-
-
-
-
-
-
-
-
-def _migration_dict(m: Migration) -> dict[str, Any]:
-    return {"id": m.id, "uuid": m.uuid, "instance_uuid": m.instance_uuid,
-            "project_id": m.project_id, "user_id": m.user_id,
-            "source_compute": m.source_compute, "dest_compute": m.dest_compute,
-            "source_node": m.source_node, "dest_node": m.dest_node,
-            "old_instance_type_id": m.old_flavor_id, "new_instance_type_id": m.new_flavor_id,
-            "migration_type": m.migration_type, "status": m.status,
-            "created_at": m.created_at, "updated_at": m.updated_at}
-
-
-def place_instance(m: ComputeManager, uuid: str, node: dict[str, Any], vcpus: int,
-                   memory_mb: int, disk_gb: int, project_id: str | None = None,
-                   user_id: str | None = None) -> str:
-    """Claim ``node`` for a scheduling instance and record the host, in one transaction.
-
-    Returns ``"ok"``, ``"full"`` (the claim did not fit: try another host) or ``"gone"`` (the
-    instance was deleted or is no longer scheduling; nothing was claimed).
-    """
-    if m.placement is not None:
-        # Placement replaces a consumer's allocations: claiming for an instance another
-        # scheduler already placed (a boot cast twice: a redelivered message, a recovered
-        # boot) would move or, on "gone", drop the allocation of a placed server. Only a
-        # scheduling instance is claimed for.
-        with m.db.reader() as s:
-            row = s.execute(select(Instance.project_id, Instance.user_id).where(
-                Instance.uuid == uuid, Instance.deleted.is_(False),
-                Instance.task_state == "scheduling")).first()
-        if row is None:
-            return "gone"
-        owner: Any = (project_id, user_id) if project_id is not None else row
-        if not m.placement_claim(uuid, node["node_id"], vcpus, memory_mb, disk_gb,
-                                 owner[0], owner[1]):
-            return "full"
-    az = _I.c.availability_zone
-    try:
-        with m.core_write() as c:
-            res = c.execute(update(_I).where(
-                _I.c.uuid == uuid, _I.c.deleted.is_(False), _I.c.task_state == "scheduling",
-            ).values(host=node["host"], node=node["nodename"], task_state="spawning",
-                     availability_zone=case((or_(az.is_(None), az == ""),
-                                             node.get("availability_zone")), else_=az),
-                     updated_at=utcnow()))
-            if res.rowcount != 1:
-                raise _Undo("gone")
-            if not m._claim(c, uuid, node["node_id"], vcpus, memory_mb, disk_gb,
-                            force=m.placement is not None):
-                raise _Undo("full")
-    except _Undo as undo:
-        if undo.result == "gone":
-            with m.db.reader() as s:
-                placed = s.execute(select(Instance.host).where(
-                    Instance.uuid == uuid, Instance.deleted.is_(False))).scalar()
-            if not placed:  # deleted meanwhile: nothing may hold resources for it
-                m._placement_release(uuid)
-        return undo.result
-    return "ok"

@@ -30,6 +30,7 @@ from onestack.common.errors import (
     ValidationError,
 )
 from onestack.compute.microversions import APIVersion, version_of
+from onestack.compute.resource_base import AddRoute, ResourceHandler
 
 #: The last microversion with the proxy APIs.
 MAX_PROXY = APIVersion("2.35")
@@ -108,16 +109,10 @@ def _limited(items: list[Any], req: ApiRequest) -> list[Any]:
     return items[offset:offset + limit] if limit else items[offset:]
 
 
-class NetworkProxyRoutes:
+class NetworkProxyRoutes(ResourceHandler):
     """Handlers of Nova's network proxy APIs (see the module docstring)."""
 
-    network: Any
-
-    def _r(self, path: str, handler: Any, methods: list[str], public: bool = False) -> None:
-        raise NotImplementedError
-
-    def add_network_proxy_routes(self) -> None:
-        r = self._r
+    def add_routes(self, r: AddRoute) -> None:
         p = "/v2.1"
         r(p + "/os-security-groups", self.list_sgs, ["GET"])
         r(p + "/os-security-groups", self.create_sg, ["POST"])

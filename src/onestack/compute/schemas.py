@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import re
 from typing import Any
 
 from onestack.common.errors import BadRequest, ValidationError
+from onestack.common.timeutils import parse_isotime
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
                    r"[0-9a-fA-F]{12}$")
@@ -202,3 +204,11 @@ def live_migrate(args: Any, version: Any) -> str | None:
         if key in args:
             strict_boolean(args[key], key)
     return host_or_null(args["host"])
+
+
+def time_filter(value: str, field: str) -> dt.datetime:
+    """A ``changes-since``/``changes-before`` query value (400 when not a time)."""
+    try:
+        return parse_isotime(value)
+    except ValueError:
+        raise BadRequest(f"Invalid filter field: {field}.") from None

@@ -12,9 +12,7 @@ from onestack.agents.compute import ComputeAgent, ComputeAgentPool
 from onestack.api.app import make_app
 from onestack.bus.base import Bus
 from onestack.compute.api import ComputeAPI, build_policy
-from onestack.compute.api_volume_proxy import add_volume_proxy_routes
-from onestack.compute.api_volumes import add_volume_attachment_routes
-from onestack.compute.image_upload import image_dropper, image_uploader
+from onestack.compute.images import image_dropper, image_uploader
 from onestack.compute.manager import ComputeManager
 from onestack.compute.microversions import VersionLayer
 from onestack.compute.network import LocalNetwork
@@ -67,8 +65,7 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: Any, image
                      console_url=settings.url("console"), network=nets)
     api.console_tokens = console_tokens(settings, db)
     api.volumes = volumes
-    api.volume_routes = add_volume_attachment_routes(api)
-    add_volume_proxy_routes(api)
+    api.add_volume_routes()
     app = VersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     filters = [f.strip() for f in settings.scheduler_filters.split(",") if f.strip()]
     recovery = BootRecovery(manager, bus, nets, settings.compute_recover_after)

@@ -24,7 +24,8 @@ from typing import Any
 from onestack.bus.base import Bus, NoConsumer
 from onestack.common.timeutils import utcnow
 from onestack.compute import states
-from onestack.compute.manager import ComputeManager, place_instance
+from onestack.compute.claims import place_instance
+from onestack.compute.manager import ComputeManager
 from onestack.compute.recovery import BootRecovery
 from onestack.scheduler.filters import ALL_FILTERS, DEFAULT_FILTERS, BaseFilter
 from onestack.scheduler.host_state import HostState, RequestSpec
