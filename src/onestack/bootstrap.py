@@ -1,46 +1,53 @@
-"""The one composition root: settings -> database, keys, managers, service apps.
+"""The one composition root: settings -> database, keys, bus, drivers, managers, agents,
+service apps and workers.
 
-Nothing is built at import time. ``build_cloud`` wires the components; ``Cloud.serve`` runs
-every service's HTTP server in one event loop until asked to stop.
+Nothing is built at import time. ``build_cloud`` wires every component of ``onestack up``
+(``cloud.Cloud`` serves them); ``build_compute`` the compute service with its scheduler and
+host agents over the other services' seams; ``build_image_worker`` a second image API
+process (``onestack image-worker``). Service packages build only themselves
+(``identity/service.py``, ``volume/setup.py``, ``console/setup.py``) and never one another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import os
-import signal
 import socket
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from onestack.api.app import install_faults, make_app
+from onestack.agents.compute import ComputeAgent, ComputeAgentPool
+from onestack.api.app import TokenValidator, install_faults, make_app
 from onestack.api.http import HttpProtocol
 from onestack.bus.base import Bus
 from onestack.bus.factory import make_bus
+from onestack.cloud import Cloud
+from onestack.compute.api import ComputeAPI, build_policy
+from onestack.compute.images import ComputeImages, image_dropper, image_uploader
+from onestack.compute.manager import ComputeManager
+from onestack.compute.microversions import VersionLayer
+from onestack.compute.network import LocalNetwork
+from onestack.compute.placement import ComputePlacement
+from onestack.compute.recovery import BootRecovery
+from onestack.compute.volumes import ComputeVolumes
 from onestack.config import Settings
+from onestack.console.setup import console_tokens
 from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
+from onestack.default_guest import real_guests, setup_default_guest
+from onestack.drivers.hypervisor import load_driver
 from onestack.drivers.imagestore.file import FileStore
 from onestack.faults.bus import FaultBus
-from onestack.identity.auth import TokenService
 from onestack.identity.limits import UnifiedLimits
 from onestack.identity.manager import IdentityManager
 from onestack.identity.service import (
-    IdentityWorkers,
     build_identity,
-    reuse_port_socket,
-    worker_count,
 )
-from onestack.identity.setup import Credentials, bootstrap
+from onestack.identity.setup import bootstrap
 from onestack.image.api import AcceptCapture, ImageAPI
 from onestack.image.api import build_policy as build_image_policy
 from onestack.image.manager import ImageManager
@@ -51,188 +58,14 @@ from onestack.network.manager import NetworkManager
 from onestack.placement.api import build_app as build_placement_app
 from onestack.placement.api import build_policy as build_placement_policy
 from onestack.placement.manager import PlacementManager
+from onestack.scheduler.manager import Scheduler
 from onestack.snapshots import take_resume_marker
 
 LOG = logging.getLogger(__name__)
 
-#: Threads of the event loop's default executor (blocking work of every service).
-EXECUTOR_THREADS = 32
 
 #: Services served by this version, in start order.
 SERVICES = ["identity", "image", "placement", "network", "compute", "volume"]
-#: Served when their port is free, else skipped with a warning (no catalog entry).
-OPTIONAL_SERVICES = {"console", "dashboard"}
-
-
-@dataclass
-class Cloud:
-    """Everything ``onestack up`` runs, wired together."""
-
-    settings: Settings
-    db: Database
-    identity: IdentityManager
-    tokens: TokenService
-    apps: dict[str, ASGIApp]
-    credentials: Credentials | None = None
-    image: ImageManager | None = None
-    network: NetworkManager | None = None
-    placement: PlacementManager | None = None
-    bus: Bus | None = None
-    compute: Any = None
-    scheduler: Any = None
-    compute_agents: Any = None
-    volume: Any = None
-    servers: list[uvicorn.Server] = field(default_factory=list)
-    #: service name -> port of every service actually served (set by ``serve``).
-    served: dict[str, int] = field(default_factory=dict)
-    #: Set when SIGHUP stopped the cloud: ``onestack up`` then starts it again in the same
-    #: process (after loading a snapshot, ``onestack.snapshots``).
-    restart_requested: bool = False
-    #: Builds and registers the guest image in a thread once the APIs answer (None: nothing
-    #: to do; ``onestack.default_guest``).
-    guest_job: Any = None
-    #: Called (in a thread) once a stop is asked for, while the APIs still answer: the
-    #: ``shutdown.d`` hooks.
-    before_stop: Callable[[], object] | None = None
-    _stop: asyncio.Event | None = None
-    _guest_task: asyncio.Task[Any] | None = None
-
-    @property
-    def compute_driver(self) -> str:
-        """The hypervisor this process's agents really use (``qemu``, ``fake``; ``none``
-        without agents), whatever was asked for (``auto``)."""
-        from onestack.drivers.hypervisor.guest_setup import real_guests
-
-        if not getattr(self.compute_agents, "agents", None):
-            return "none"
-        return "qemu" if real_guests(self.compute_agents) else "fake"
-
-    def _restart(self) -> None:
-        self.restart_requested = True
-        if self._stop is not None:
-            self._stop.set()
-
-    async def _background(self) -> None:
-        """Periodic work: pick up other processes' identity changes, prune revocations."""
-        interval = max(0.2, self.settings.cache_refresh_interval)
-        last_prune = 0.0
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.to_thread(self.identity.refresh)
-                now = time.time()
-                if now - last_prune > 3600:
-                    horizon = (self.settings.token_expiration
-                               + self.settings.token_allow_expired_window)
-                    await asyncio.to_thread(self.identity.prune_revocations, now - horizon)
-                    last_prune = now
-            except Exception:  # noqa: BLE001 - keep the loop alive, log the failure
-                LOG.exception("background refresh failed")
-
-    async def serve(self, install_signals: bool = True,
-                    started: asyncio.Event | None = None) -> None:
-        """Serve every service until SIGINT/SIGTERM (or ``stop()``)."""
-        self._stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # Blocking work (database, bcrypt) of every service and agent shares this pool;
-        # asyncio's default (CPUs + 4 threads) would let a few bcrypt hashes stall reads.
-        loop.set_default_executor(ThreadPoolExecutor(EXECUTOR_THREADS,
-                                                     thread_name_prefix="onestack"))
-        if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self._stop.set)
-            loop.add_signal_handler(signal.SIGHUP, self._restart)
-        extra_identity = worker_count(self.settings) - 1
-        sockets: dict[int, list[socket.socket]] = {}
-        for name, app in self.apps.items():
-            config = uvicorn.Config(app, host=self.settings.bind,
-                                    port=self.settings.port(name), lifespan="off",
-                                    access_log=False, log_level=self.settings.log_level,
-                                    timeout_keep_alive=75, server_header=False,
-                                    http=HttpProtocol)
-            server = _Server(config)
-            if name in OPTIONAL_SERVICES:
-                # Bound here so that a taken port costs this service only, not the cloud.
-                try:
-                    sockets[id(server)] = [_listen(self.settings.bind,
-                                                   self.settings.port(name))]
-                except OSError as exc:
-                    LOG.warning("%s not served: port %s: %s", name, self.settings.port(name),
-                                exc)
-                    continue
-            elif name == "identity" and extra_identity > 0:
-                # Shared with the extra identity processes (the kernel spreads connections).
-                sockets[id(server)] = [reuse_port_socket(self.settings.bind,
-                                                         self.settings.port(name))]
-            self.servers.append(server)
-            self.served[name] = self.settings.port(name)
-        if self.bus is not None:
-            await self.bus.start()
-            if self.scheduler is not None:
-                await self.scheduler.start()
-            if self.compute_agents is not None:
-                await self.compute_agents.start()
-            if self.scheduler is not None:
-                # After the agents: rescheduled boots are cast to them.
-                await self.scheduler.recover()
-        tasks = [asyncio.create_task(s.serve(sockets=sockets.get(id(s))))
-                 for s in self.servers]
-        workers = IdentityWorkers(self.settings, max(0, extra_identity))
-        bg = asyncio.create_task(self._background())
-        try:
-            while not all(s.started for s in self.servers):
-                if any(t.done() for t in tasks):
-                    for t in tasks:
-                        if t.done() and t.exception():
-                            raise t.exception()  # type: ignore[misc]
-                    raise RuntimeError("a service failed to start (is its port in use?)")
-                await asyncio.sleep(0.01)
-            if workers.count:
-                await asyncio.to_thread(workers.start)
-            freeze_startup_heap()
-            if self.guest_job is not None:
-                self._guest_task = asyncio.create_task(asyncio.to_thread(self.guest_job.run))
-            if started is not None:
-                started.set()
-            stop_wait = asyncio.create_task(self._stop.wait())
-            await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            if self.before_stop is not None:
-                try:
-                    await asyncio.to_thread(self.before_stop)
-                except Exception:  # noqa: BLE001 - stopping anyway
-                    LOG.exception("shutdown hooks failed")
-        finally:
-            await asyncio.to_thread(workers.stop)
-            for s in self.servers:
-                s.should_exit = True
-            await asyncio.gather(*tasks, return_exceptions=True)
-            bg.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bg
-            if install_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
-            if self.compute_agents is not None:
-                await self.compute_agents.stop()
-            if self.network is not None:
-                await asyncio.to_thread(self.network.stop_dataplane)
-            if self.scheduler is not None:
-                await self.scheduler.stop()
-            if self.bus is not None:
-                await self.bus.stop()
-            self.db.dispose()
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to ``Cloud.serve`` (many share a loop)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
@@ -250,20 +83,8 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     auth_uri = settings.url("identity")
     apps: dict[str, Any] = {}
     apps["identity"] = parts.app
-    image_store = FileStore(settings.data_dir / "images")
-    image = ImageManager(db, image_store, build_image_policy(policy_file),
-                         settings.image_quota_bytes, stores=settings.image_stores,
-                         url_allow=settings.image_url_allow,
-                         show_locations=settings.image_locations,
-                         require_format_match=settings.image_require_format_match)
-    if settings.image_unified_limits:
-        image.unified_limits = UnifiedLimits("image", settings.region)
+    image, image_store, apps["image"] = build_image(settings, db, tokens)
     image.recover()
-    image_api = ImageAPI(image, image_store, image.policy, auth_uri,
-                         max_json_body=settings.image_max_json_body)
-    add_metadef_routes(image_api)
-    # Upload routes stream gigabytes: no shared body limit (JSON handlers apply their own).
-    apps["image"] = AcceptCapture(make_app(image_api.service, tokens, 0))
     placement = PlacementManager(db)
     apps["placement"] = build_placement_app(placement, tokens,
                                             build_placement_policy(policy_file), auth_uri,
@@ -284,11 +105,10 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
 
     volume, apps["volume"], volume_api = build_volume(settings, db, tokens, policy_file,
                                                       auth_uri, images=image)
-    from onestack.compute.setup import build_compute
-    from onestack.compute.volumes import LocalVolumes
+    from onestack.volume.for_compute import LocalVolumes
 
     compute, compute_app, scheduler, agents, compute_api = build_compute(
-        settings, db, bus, tokens, image, image_store, placement, policy_file, auth_uri,
+        settings, db, bus, tokens, image, placement, policy_file, auth_uri,
         network=network, volumes=LocalVolumes(volume, volume_api.attachments))
     volume_api.compute_events = compute_api.volume_routes  # Cinder -> Nova events
     if agents is not None:
@@ -302,22 +122,38 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
 
     apps["dashboard"] = build_dashboard_app(settings)
     install_faults(apps, parts.faults)
-    from onestack.drivers.hypervisor.guest_setup import real_guests
-
     if real_guests(agents):  # the metadata service only serves real guests
         from onestack.metadata.app import build_metadata_app
 
         apps["metadata"] = build_metadata_app(settings, compute, network)
     guest_job = None
     if run_bootstrap:
-        from onestack.default_guest import setup_default_guest
-
         admin = identity.project_info_by_name("admin", "default")
         guest_job = setup_default_guest(settings, agents, image, compute,
                                         admin.id if admin else None)
     return Cloud(settings, db, identity, tokens, apps, creds, image=image, network=network,
                  placement=placement, bus=bus, compute=compute, scheduler=scheduler,
                  compute_agents=agents, volume=volume, guest_job=guest_job)
+
+
+def build_image(settings: Settings, db: Database, tokens: TokenValidator,
+                cache_dir: Path | None = None) -> tuple[ImageManager, FileStore, ASGIApp]:
+    """The image service over the data dir's file store: its manager, store and app
+    (``cache_dir``: this process's own image cache, for an image worker)."""
+    store = FileStore(settings.data_dir / "images")
+    manager = ImageManager(db, store, build_image_policy(settings.policy_file or None),
+                           settings.image_quota_bytes, stores=settings.image_stores,
+                           url_allow=settings.image_url_allow,
+                           show_locations=settings.image_locations,
+                           require_format_match=settings.image_require_format_match)
+    if settings.image_unified_limits:
+        manager.unified_limits = UnifiedLimits("image", settings.region)
+    extra = {"cache_dir": cache_dir} if cache_dir is not None else {}
+    api = ImageAPI(manager, store, manager.policy, settings.url("identity"),
+                   max_json_body=settings.image_max_json_body, **extra)
+    add_metadef_routes(api)
+    # Upload routes stream gigabytes: no shared body limit (JSON handlers apply their own).
+    return manager, store, AcceptCapture(make_app(api.service, tokens, 0))
 
 
 def _network_defaults(identity: IdentityManager, network: NetworkManager) -> None:
@@ -330,33 +166,148 @@ def _network_defaults(identity: IdentityManager, network: NetworkManager) -> Non
         network.ensure_agents()
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (raises ``OSError`` when taken)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+# ---------------------------------------------------------------------- compute
+def host_names(settings: Settings) -> list[str]:
+    """The compute host names this process runs agents for."""
+    base = settings.compute_host or socket.gethostname()
+    n = max(1, settings.compute_fake_hosts)
+    if n == 1:
+        return [base]
+    return [f"{base}-{i:04d}" for i in range(1, n + 1)]
+
+
+def _weighers(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        if part.strip():
+            name, _, mult = part.partition(":")
+            out[name.strip()] = float(mult or 1.0)
+    return out
+
+
+def build_compute(settings: Settings, db: Database, bus: Bus, tokens: TokenValidator,
+                  images: ComputeImages | None, placement: ComputePlacement | None,
+                  policy_file: str | None, auth_uri: str,
+                  network: NetworkManager | None = None,
+                  volumes: ComputeVolumes | None = None
+                  ) -> tuple[ComputeManager, ASGIApp, Scheduler, ComputeAgentPool | None,
+                             ComputeAPI]:
+    """``network``: the in-process network manager (None: servers get no ports); the API
+    and the agents reach it through ``compute.network.LocalNetwork``. ``volumes``: the
+    block-storage seam (``compute.volumes.ComputeVolumes``; None: no volumes)."""
+    use_placement = placement is not None and settings.compute_claims == "placement"
+    manager = ComputeManager(db, settings.compute_default_availability_zone,
+                             placement if use_placement else None,
+                             settings.compute_max_instances_per_request)
+    if settings.compute_unified_limits:
+        manager.unified_limits = UnifiedLimits("compute", settings.region)
+    manager.ensure_default_flavors()
+    nets = LocalNetwork(network) if network is not None else None
+    api = ComputeAPI(manager, bus, build_policy(policy_file), auth_uri, images=images,
+                     console_url=settings.url("console"), network=nets)
+    api.console_tokens = console_tokens(settings, db)
+    api.volumes = volumes
+    api.add_volume_routes()
+    app = VersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
+    filters = [f.strip() for f in settings.scheduler_filters.split(",") if f.strip()]
+    recovery = BootRecovery(manager, bus, nets, settings.compute_recover_after)
+    recovery.volumes = volumes
+    scheduler = Scheduler(manager, bus, filters or None, _weighers(settings.scheduler_weighers),
+                          settings.scheduler_max_attempts, settings.scheduler_host_subset_size,
+                          host=settings.compute_host or socket.gethostname(),
+                          heartbeat_interval=settings.compute_heartbeat_interval,
+                          recovery=recovery,
+                          recovery_interval=min(settings.compute_reconcile_interval,
+                                                settings.compute_recover_after))
+    pool = None
+    if settings.compute_run_agents:
+        agents = []
+        upload = image_uploader(images) if images is not None else None
+        for host in host_names(settings):
+            driver = load_driver(settings.compute_driver, host,
+                                 **_driver_options(settings))
+            plugger = getattr(network, "driver", None) if network is not None else None
+            if hasattr(driver, "vif_plugger") and hasattr(plugger, "plug"):
+                # The data plane enslaves each guest tap as soon as the driver makes it.
+                driver.vif_plugger = plugger
+            agent = ComputeAgent(host, driver, manager, bus, upload,
+                                 settings.compute_build_timeout)
+            agent.shutdown_timeout = settings.compute_shutdown_timeout
+            agent.network = nets
+            agent.volumes = volumes
+            if images is not None:
+                agent.drop_image = image_dropper(images)
+            if images is not None and driver.hypervisor_type != "fake":
+                from onestack.drivers.hypervisor.imagefiles import ImageFiles
+
+                agent.image_files = ImageFiles(images, settings.data_dir / "image-cache")
+            agents.append(agent)
+        pool = ComputeAgentPool(agents, manager, bus, settings.compute_heartbeat_interval,
+                                settings.compute_reconcile_interval)
+    return manager, app, scheduler, pool, api
+
+
+def _driver_options(settings: Settings) -> dict[str, Any]:
+    if settings.compute_driver != "fake":
+        from onestack.drivers.hypervisor import qemu
+
+        if settings.compute_driver == "qemu" or qemu.available():
+            return qemu.driver_options(settings)
+        return {}
+    return {"vcpus": settings.compute_fake_vcpus, "memory_mb": settings.compute_fake_memory_mb,
+            "local_gb": settings.compute_fake_disk_gb, "delay": settings.compute_fake_delay}
+
+
+# ---------------------------------------------------------------------- image workers
+# ``onestack image-worker``: one more image API process next to ``onestack up``.
+#
+# Glance deployments run several API workers (on several nodes) over one database and one
+# staging area; Tempest calls the second one ``image_remote``. This process serves the same
+# image API on its own port, over the same database and data directory as the cloud it joins:
+# an image staged through one process can be imported, deleted or downloaded through the other,
+# and an import runs in the process that was asked for it. It keeps its own image cache
+# (``DATA/images/cache-<port>/``), as each Glance node does. It validates tokens itself with the
+# cloud's Fernet keys and follows revocations like the identity workers do.
+#
+# It never runs the start-up recovery of ``onestack up`` (that would roll back the main
+# process's uploads in progress); start it after the cloud, and stop it before restarting the
+# cloud. It does not register itself in the catalog: an operator adds an endpoint of a service
+# type of their choosing (``image_remote`` for Tempest's ``alternate_image_endpoint``).
+
+def build_image_worker(settings: Settings,
+                 port: int) -> tuple[uvicorn.Server, Database, IdentityManager]:
+    """The worker's server (not started), its database and its identity manager."""
+    db = Database(settings.db_url, settings.database_pool_size)
+    upgrade(db.engine)  # a no-op once the cloud has migrated; fails early on a bad DB
+    parts = build_identity(settings, db)
+    parts.manager.refresh()
+    _, _, app = build_image(settings, db, parts.tokens,
+                            settings.data_dir / "images" / f"cache-{port}")
+    config = uvicorn.Config(app, host=settings.bind, port=port, lifespan="off",
+                            access_log=False, log_level=settings.log_level,
+                            timeout_keep_alive=75, server_header=False,
+                            http=HttpProtocol)
+    return uvicorn.Server(config), db, parts.manager
+
+
+async def serve_image_worker(settings: Settings, port: int) -> None:
+    """Serve until SIGTERM/SIGINT, refreshing identity state (revocations) periodically."""
+    server, db, identity = build_image_worker(settings, port)  # uvicorn handles SIGTERM/SIGINT
+
+    async def refresh() -> None:
+        interval = max(0.2, settings.cache_refresh_interval)
+        while not server.should_exit:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(identity.refresh)
+            except Exception:  # noqa: BLE001 - keep refreshing, log the failure
+                LOG.exception("identity refresh failed")
+
+    watcher = asyncio.create_task(refresh())
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
-def freeze_startup_heap() -> None:
-    """Take everything built at start-up out of the cycle collector's view (``gc.freeze``).
-
-    The process's long-lived objects (modules, apps, caches, policy tables: a few hundred
-    thousand) otherwise get re-scanned by every full collection, which busy list traffic
-    triggers every second or so: each one stopped the one event loop of every service for
-    100–300 ms (``bench/health_bench.py``). Frozen, a full collection scans only what was
-    created since; start-up garbage is collected first so that none is kept for good.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def pid_file(settings: Settings) -> str:
-    return os.fspath(settings.data_dir / "onestack.pid")
+        await server.serve()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        db.dispose()

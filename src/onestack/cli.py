@@ -61,7 +61,7 @@ def up(data_dir: str | None, bind: str | None, public_host: str | None,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     while _serve_cloud(settings, seed_file):
         # SIGHUP: a snapshot was loaded (or asked for); start again in this process, and
-        # let what the stopped cloud froze (``bootstrap.freeze_startup_heap``) go.
+        # let what the stopped cloud froze (``cloud.freeze_startup_heap``) go.
         gc.unfreeze()
         gc.collect()
     click.echo("onestack stopped")
@@ -72,7 +72,8 @@ def _serve_cloud(settings: Settings, seed_file: Path | None = None) -> bool:
     after loading the snapshot ``onestack snapshot load`` asked for). Around it: the init
     hooks and the seed file (``onestack.seed``)."""
     from onestack import snapshots
-    from onestack.bootstrap import build_cloud, pid_file
+    from onestack.bootstrap import build_cloud
+    from onestack.cloud import pid_file
     from onestack.seed.hooks import run_hooks
 
     t0 = time.monotonic()
@@ -209,7 +210,7 @@ def _when_ready(settings: Settings, seed_file: Path | None) -> None:
 @click.option("--bind", help="Address it listens on (default: the cloud's bind address).")
 def image_worker(data_dir: str | None, port: int, bind: str | None) -> None:
     """Serve one more image API process over a running cloud's data (docs/image.md)."""
-    from onestack.image.worker import serve
+    from onestack.bootstrap import serve_image_worker as serve
 
     settings = _settings(data_dir, bind=bind)
     logging.basicConfig(level=settings.log_level.upper(),

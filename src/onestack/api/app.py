@@ -182,7 +182,7 @@ async def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     """Run ``fn`` in the event loop's default executor with the caller's context variables
     (what ``asyncio.to_thread`` does; cheaper per call than anyio's worker threads, which
     matters on hot paths of a few hundred microseconds). ``onestack up`` sizes that
-    executor (``bootstrap.EXECUTOR_THREADS``)."""
+    executor (``cloud.EXECUTOR_THREADS``)."""
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(None, call)

@@ -3,7 +3,7 @@
 Every service of ``onestack up`` shares one event loop and one interpreter lock. A list page
 (load a few hundred rows, shape them, encode the JSON) is milliseconds of pure Python; on the
 loop it delays every other request of every service, and in the loop's default executor
-(``bootstrap.EXECUTOR_THREADS`` threads, sized for blocking I/O and bcrypt, which release the
+(``cloud.EXECUTOR_THREADS`` threads, sized for blocking I/O and bcrypt, which release the
 lock) forty concurrent pages become forty threads handing the lock round in 5 ms turns, so
 the loop waits for it behind all of them: under 40 clients listing 200-server pages, version
 documents and health checks took 0.5–1 s (``bench/health_bench.py``).

@@ -20,6 +20,7 @@ from onestack.common.errors import (
 )
 from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, views
 from onestack.compute.api_actions import admin_password
+from onestack.compute.boot_request import BootRequest
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import APIVersion, ver
 from onestack.compute.resource_base import (
@@ -53,14 +54,13 @@ class Boot(ResourceHandler):
         spec, request = await self.m.db.run(self._prepare, req, srv, hints, v)
         # Kept with the instance (Nova's RequestSpec) so a boot whose scheduling was lost
         # in a crash can be scheduled again (compute/recovery.py).
-        spec["system_metadata"]["schedule_request"] = {
-            k: val for k, val in request.items() if k != "image_properties"}
+        spec["system_metadata"]["schedule_request"] = request.schedule_record()
         plan: list[dict[str, Any]] = []
         sg_ids: list[str] | None = None
         if self.network is not None:
             plan, sg_ids = await self.m.db.run(self._plan_network, req, srv, spec, max_count)
         admin_pass = srv.get("adminPass") or admin_password()
-        request["admin_pass"] = admin_pass
+        request.admin_pass = admin_pass
         insts = await self.m.db.run(self.m.create_instances, req.ctx, spec, max_count,
                                     min_count)
         if spec["system_metadata"].get("block_devices"):
@@ -81,15 +81,16 @@ class Boot(ResourceHandler):
                 raise
         first = insts[0]
         # What the scheduler and the agent need, so neither has to read the rows back.
-        request["instance"] = {
+        request.instance = {
             "flavor": spec["flavor"], "project_id": first["project_id"],
             "user_id": first["user_id"], "image_ref": first["image_ref"],
             "key_data": first["key_data"], "user_data": first["user_data"],
             "metadata": first["metadata"], "config_drive": first["config_drive"],
             "system_metadata": first["system_metadata"]}
-        request["names"] = {i["uuid"]: i["name"] for i in insts}
+        request.names = {i["uuid"]: i["name"] for i in insts}
         await self.bus.cast("scheduler", "build_instances",
-                            instance_uuids=[i["uuid"] for i in insts], request=request)
+                            instance_uuids=[i["uuid"] for i in insts],
+                            request=request.to_wire())
         if srv.get("return_reservation_id") in (True, "True", "true"):
             return FastJSON({"reservation_id": insts[0]["reservation_id"]}, status_code=202)
         first = insts[0]
@@ -104,8 +105,8 @@ class Boot(ResourceHandler):
                         headers={"Location": doc["links"][0]["href"]})
 
     def _prepare(self, req: ApiRequest, srv: dict[str, Any], hints: dict[str, Any],
-                 v: APIVersion) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Validate a create request; returns (instance spec, scheduler request)."""
+                 v: APIVersion) -> tuple[dict[str, Any], BootRequest]:
+        """Validate a create request; returns (instance spec, boot request)."""
         ctx = req.ctx
         name = schemas.name(srv.get("name"), "name")
         flavor_ref = srv.get("flavorRef")
@@ -310,10 +311,10 @@ class Boot(ResourceHandler):
             spec["system_metadata"]["block_devices"] = disks.volumes
         if disks.boot_image:
             spec["system_metadata"]["boot_image"] = disks.boot_image
-        request = {"availability_zone": az, "image_properties": image["properties"],
-                   "group": group, "hints": {k: v2 for k, v2 in (hints or {}).items()
-                                             if k != "group"},
-                   "host": req_host, "hypervisor_hostname": req_node}
+        request = BootRequest(availability_zone=az, image_properties=image["properties"],
+                              group=group, hints={k: v2 for k, v2 in (hints or {}).items()
+                                                  if k != "group"},
+                              host=req_host, hypervisor_hostname=req_node)
         return spec, request
 
     def _reserve_volumes(self, ctx: Any, uuid: str, bdms: list[dict[str, Any]]) -> None:

@@ -256,8 +256,8 @@ class ServerMoves(ResourceHandler):
         image_id = None
         # A volume-backed server keeps its disks in its volumes: no snapshot image (Nova).
         if self.images is not None and block_devices.root(inst) is None:
-            image_id = await req.run(self.new_image, req, inst, f"{inst['name']}-shelved", {},
-                                     "snapshot")
+            image_id = await req.run(self.actions.new_image, req, inst,
+                                     f"{inst['name']}-shelved", {}, "snapshot")
         sm = dict(inst["system_metadata"], shelved_image_id=image_id)
         try:
             inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "shelve",

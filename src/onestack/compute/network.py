@@ -6,12 +6,12 @@ claim the ports of new servers (all or nothing), bind them to the host that buil
 release them on delete, attach/detach interfaces, and the ``addresses`` of many servers at
 once (one batch per page of ``GET /servers/detail``, never a lookup per server).
 
-``LocalNetwork`` implements it in process over the public methods of
-``onestack.network.manager.NetworkManager`` (``onestack up`` runs both services in one
-process). When the compute API runs on a host without the network service, an HTTP
-implementation of the same methods (keystoneauth session to the ``network`` endpoint:
-``GET /v2.0/ports?device_id=…``, ``POST /v2.0/ports``, ``PUT /v2.0/ports/{id}``, …) can be
-passed to ``ComputeAPI``/``ComputeAgent`` instead; nothing else changes.
+``LocalNetwork`` implements it over ``NeutronApi`` (``compute/neutron.py``), which the
+in-process ``onestack.network.manager.NetworkManager`` satisfies (``onestack up`` runs both
+services in one process). When the compute API runs on a host without the network service,
+a client of Neutron's REST API with the same methods (keystoneauth session to the
+``network`` endpoint: ``GET /v2.0/ports?device_id=…``, ``POST /v2.0/ports``, …) can be
+given to ``LocalNetwork`` instead; nothing else changes.
 
 Every method is synchronous (the API runs them in worker threads) and raises compute-style
 ``APIError``s carrying Nova's messages and status codes.
@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound
+from onestack.compute.neutron import NeutronApi
 
 LOG = logging.getLogger(__name__)
 
@@ -39,10 +40,17 @@ DEVICE_OWNER = "compute:nova"
 
 
 class ComputeNetwork(Protocol):
-    """What the compute API and agents need of the network service (see module docstring)."""
+    """What the compute API and agents need of the network service (see module docstring).
 
+    ``n`` is the network service itself in Neutron's terms (Nova's proxy APIs use it)."""
+
+    n: NeutronApi
+
+    # ------------------------------------------------------------------ boot
     def plan_networks(self, ctx: RequestContext, networks: Any, count: int) -> list[
             dict[str, Any]]: ...
+
+    def is_external(self, ctx: RequestContext, net_id: str) -> bool: ...
 
     def security_group_ids(self, ctx: RequestContext, names: list[str]) -> list[str]: ...
 
@@ -51,16 +59,41 @@ class ComputeNetwork(Protocol):
 
     def deallocate(self, instance_uuid: str, preserve: list[str]) -> None: ...
 
+    # ------------------------------------------------------------------ agents
     def port_count(self, instance_uuid: str) -> int: ...
 
     def compute_port_devices(self) -> set[str]: ...
 
     def bind(self, instance_uuid: str, host: str) -> list[dict[str, Any]]: ...
 
+    def network_info(self, instance_uuid: str) -> list[dict[str, Any]]: ...
+
+    # ------------------------------------------------------------------ addresses
     def addresses(self, instance_uuids: list[str]) -> dict[str, dict[str, list[dict[
             str, Any]]]]: ...
 
+    def cached_addresses(self, caches: dict[str, list[dict[str, Any]] | None]
+                         ) -> dict[str, dict[str, list[dict[str, Any]]]]: ...
+
+    def instances_by_ip(self, pattern: str, version: int | None = None) -> list[str]: ...
+
+    # ------------------------------------------------------------------ interfaces
     def interfaces(self, instance_uuid: str) -> list[dict[str, Any]]: ...
+
+    def attach_interface(self, ctx: RequestContext, instance_uuid: str,
+                         net_id: str | None, port_id: str | None,
+                         fixed_ips: list[dict[str, str]] | None, host: str | None,
+                         security_groups: list[str] | None) -> dict[str, Any]: ...
+
+    def detach_interface(self, instance_uuid: str, port_id: str, preserve: bool) -> None: ...
+
+    def add_fixed_ip(self, instance_uuid: str, net_id: str) -> None: ...
+
+    def remove_fixed_ip(self, instance_uuid: str, address: str) -> None: ...
+
+    def set_security_groups(self, instance_uuid: str, group_ids: list[str]) -> None: ...
+
+    def security_groups_of(self, instance_uuid: str) -> list[dict[str, Any]]: ...
 
 
 def nova_error(exc: APIError) -> APIError:
@@ -142,7 +175,7 @@ def interface_view(port: dict[str, Any]) -> dict[str, Any]:
 class LocalNetwork:
     """``ComputeNetwork`` over an in-process ``NetworkManager`` (public methods only)."""
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: NeutronApi) -> None:
         self.n = manager
 
     @staticmethod

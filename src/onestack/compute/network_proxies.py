@@ -30,6 +30,7 @@ from onestack.common.errors import (
     ValidationError,
 )
 from onestack.compute.microversions import APIVersion, version_of
+from onestack.compute.neutron import NeutronApi
 from onestack.compute.resource_base import AddRoute, ResourceHandler
 
 #: The last microversion with the proxy APIs.
@@ -139,7 +140,7 @@ class NetworkProxyRoutes(ResourceHandler):
             r(p + gone, self.nova_network_gone, methods)
 
     # ------------------------------------------------------------------ helpers
-    def _proxy(self, req: ApiRequest, rule: str) -> Any:
+    def _proxy(self, req: ApiRequest, rule: str) -> NeutronApi:
         """Version gate, Nova's policy, and the network manager (404 without one)."""
         if version_of(req.request.scope) > MAX_PROXY:
             raise NotFound(_GONE)
@@ -150,10 +151,10 @@ class NetworkProxyRoutes(ResourceHandler):
         return self.network.n
 
     @staticmethod
-    def _groups_by_id(req: ApiRequest, n: Any) -> dict[str, dict[str, Any]]:
+    def _groups_by_id(req: ApiRequest, n: NeutronApi) -> dict[str, dict[str, Any]]:
         return {g["id"]: g for g in n.list_security_groups(req.ctx)}
 
-    def _sg(self, req: ApiRequest, n: Any, sg_id: str) -> dict[str, Any]:
+    def _sg(self, req: ApiRequest, n: NeutronApi, sg_id: str) -> dict[str, Any]:
         if not _is_uuid(sg_id):
             raise BadRequest("Security group id should be uuid")
         try:
@@ -279,10 +280,10 @@ class NetworkProxyRoutes(ResourceHandler):
 
     # ------------------------------------------------------------------ floating IPs
     @staticmethod
-    def _pools(req: ApiRequest, n: Any) -> list[dict[str, Any]]:
+    def _pools(req: ApiRequest, n: NeutronApi) -> list[dict[str, Any]]:
         return [net for net in n.list_networks(req.ctx) if net.get("router:external")]
 
-    def _nova_fip(self, req: ApiRequest, n: Any, fip: dict[str, Any],
+    def _nova_fip(self, req: ApiRequest, n: NeutronApi, fip: dict[str, Any],
                   names: dict[str, str] | None = None) -> dict[str, Any]:
         if names is None:
             names = {p["id"]: p["name"] or p["id"] for p in self._pools(req, n)}
@@ -311,7 +312,7 @@ class NetworkProxyRoutes(ResourceHandler):
                     if f["project_id"] == pid]
         return {"floating_ips": await req.run(run)}
 
-    def _fip(self, req: ApiRequest, n: Any, fip_id: str) -> dict[str, Any]:
+    def _fip(self, req: ApiRequest, n: NeutronApi, fip_id: str) -> dict[str, Any]:
         try:
             if not _is_uuid(fip_id):
                 raise NotFound("")
@@ -367,7 +368,7 @@ class NetworkProxyRoutes(ResourceHandler):
         await req.run(run)
         return Response(status_code=202)
 
-    def _fip_by_address(self, req: ApiRequest, n: Any, address: str) -> dict[str, Any]:
+    def _fip_by_address(self, req: ApiRequest, n: NeutronApi, address: str) -> dict[str, Any]:
         for fip in n.list_floatingips(req.ctx):
             if fip["floating_ip_address"] == address:
                 return dict(fip)
@@ -424,12 +425,12 @@ class NetworkProxyRoutes(ResourceHandler):
 
     # ------------------------------------------------------------------ networks
     @staticmethod
-    def _visible_networks(req: ApiRequest, n: Any) -> list[dict[str, Any]]:
+    def _visible_networks(req: ApiRequest, n: NeutronApi) -> list[dict[str, Any]]:
         """What the network service lists for the caller (Nova lists Neutron's networks
         with the user's token: an admin sees every network)."""
         return list(n.list_networks(req.ctx))
 
-    def _cidr(self, req: ApiRequest, n: Any, net: dict[str, Any]) -> str | None:
+    def _cidr(self, req: ApiRequest, n: NeutronApi, net: dict[str, Any]) -> str | None:
         for sid in net.get("subnets") or []:
             try:
                 return str(n.get_subnet(req.ctx, sid)["cidr"])
@@ -437,7 +438,7 @@ class NetworkProxyRoutes(ResourceHandler):
                 continue
         return None
 
-    def _nova_network(self, req: ApiRequest, n: Any, net: dict[str, Any]) -> dict[str, Any]:
+    def _nova_network(self, req: ApiRequest, n: NeutronApi, net: dict[str, Any]) -> dict[str, Any]:
         """Nova's ``os-networks`` entry: with Neutron only ``id`` and ``label`` carry data
         (the nova-network fields are null); admins see the admin fields too."""
         fields = ["cidr", "netmask", "gateway", "broadcast", "dns1", "dns2", "cidr_v6",
@@ -452,7 +453,7 @@ class NetworkProxyRoutes(ResourceHandler):
         out.update(dict.fromkeys(fields))
         return out
 
-    def _network(self, req: ApiRequest, n: Any, net_id: str) -> dict[str, Any]:
+    def _network(self, req: ApiRequest, n: NeutronApi, net_id: str) -> dict[str, Any]:
         net = next((x for x in self._visible_networks(req, n) if x["id"] == net_id), None)
         if net is None:
             raise NotFound("Network not found")
@@ -469,7 +470,8 @@ class NetworkProxyRoutes(ResourceHandler):
         return {"network": await req.run(
             lambda: self._nova_network(req, n, self._network(req, n, net_id)))}
 
-    def _tenant_network(self, req: ApiRequest, n: Any, net: dict[str, Any]) -> dict[str, Any]:
+    def _tenant_network(self, req: ApiRequest, n: NeutronApi,
+                        net: dict[str, Any]) -> dict[str, Any]:
         return {"id": net["id"], "label": net["name"], "cidr": str(self._cidr(req, n, net))}
 
     async def list_tenant_networks(self, req: ApiRequest) -> dict[str, Any]:

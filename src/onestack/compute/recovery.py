@@ -36,6 +36,7 @@ from sqlalchemy import select
 from onestack.bus.base import Bus
 from onestack.common.timeutils import utcnow
 from onestack.compute import block_devices, states
+from onestack.compute.boot_request import BootRequest
 from onestack.compute.manager import ComputeManager
 from onestack.compute.volumes import release_all
 from onestack.db.compute import Instance
@@ -76,17 +77,6 @@ class BootRecovery:
                 Instance.uuid.in_(select(PlacementAllocation.consumer_id).distinct()))))
 
     # ------------------------------------------------------------------ work
-    @staticmethod
-    def request_of(sm: dict[str, Any]) -> dict[str, Any]:
-        """The scheduling request of a recorded boot (what ``POST /servers`` cast)."""
-        hints = dict(sm.get("scheduler_hints") or {})
-        request = {"availability_zone": sm.get("requested_az"), "group": hints.get("group"),
-                   "hints": {k: v for k, v in hints.items() if k != "group"},
-                   "host": None, "hypervisor_hostname": None}
-        request.update(sm.get("schedule_request") or {})
-        request["image_properties"] = sm.get("image_properties") or {}
-        return request
-
     def _ports_complete(self, uuid: str, sm: dict[str, Any]) -> bool:
         wanted = int(sm.get("port_count") or 0)
         if not wanted or self.network is None:
@@ -99,13 +89,13 @@ class BootRecovery:
         self.m.release_placement(uuid)
         self.m.purge_instances([uuid])
 
-    def plan(self, on_start: bool) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, int]]:
+    def plan(self, on_start: bool) -> tuple[list[tuple[str, BootRequest]], dict[str, int]]:
         """Blocking part of a pass: clean-ups done, the boots to cast returned."""
         now = utcnow()
         stale = now - dt.timedelta(seconds=self.stale_after)
         before = max(self.started_at, stale) if on_start else stale
         counts = {"rescheduled": 0, "removed": 0, "released": 0, "ports": 0}
-        casts: list[tuple[str, dict[str, Any]]] = []
+        casts: list[tuple[str, BootRequest]] = []
         rows = self._unscheduled(before)
         for row in rows:
             uuid, sm = row["uuid"], row["sm"]
@@ -116,7 +106,7 @@ class BootRecovery:
                 continue
             # Touch it (only if still unscheduled) so the next pass leaves it alone.
             if self.m.finish_task(uuid, "scheduling"):
-                casts.append((uuid, self.request_of(sm)))
+                casts.append((uuid, BootRequest.from_system_metadata(sm)))
         for uuid in self._deleted_holding_allocations():
             self.m.release_placement(uuid)
             counts["released"] += 1
@@ -166,7 +156,7 @@ class BootRecovery:
         casts, counts = await asyncio.to_thread(self.plan, on_start)
         for uuid, request in casts:
             await self.bus.cast("scheduler", "build_instances", instance_uuids=[uuid],
-                                request=request)
+                                request=request.to_wire())
         if any(counts.values()):
             LOG.warning("boot recovery: %s", counts)
         return counts

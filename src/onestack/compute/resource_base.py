@@ -86,9 +86,6 @@ class ServerHost(Protocol):
     async def refresh_nics(self, req: ApiRequest,
                            inst: InstanceDict) -> list[dict[str, Any]]: ...
 
-    async def delete(self, req: ApiRequest, uuid: str, force: bool = False,
-                     authorize: Callable[[InstanceDict], None] | None = None) -> None: ...
-
 
 class ResourceHandler:
     """Base of one resource's route handlers; ``add_routes(r)`` registers them."""

@@ -24,6 +24,7 @@ from typing import Any
 from onestack.bus.base import Bus, NoConsumer
 from onestack.common.timeutils import utcnow
 from onestack.compute import states
+from onestack.compute.boot_request import BootRequest
 from onestack.compute.claims import place_instance
 from onestack.compute.manager import ComputeManager
 from onestack.compute.recovery import BootRecovery
@@ -154,10 +155,10 @@ class Scheduler:
             ranked = head + ranked[self.host_subset_size:]
         return ranked
 
-    async def _spec(self, inst: dict[str, Any], request: dict[str, Any],
+    async def _spec(self, inst: dict[str, Any], request: BootRequest,
                     tried: list[str]) -> RequestSpec:
         flavor = inst["flavor"]
-        az = request.get("availability_zone") or None
+        az = request.availability_zone
         force_hosts = []
         force_nodes = []
         if az and ":" in az:
@@ -166,20 +167,20 @@ class Scheduler:
             force_hosts = [host] if host else []
             force_nodes = [node] if node else []
             az = az or None
-        if request.get("host"):
-            force_hosts = [request["host"]]
-        if request.get("hypervisor_hostname"):
-            force_nodes = [request["hypervisor_hostname"]]
+        if request.host:
+            force_hosts = [request.host]
+        if request.hypervisor_hostname:
+            force_nodes = [request.hypervisor_hostname]
         spec = RequestSpec(instance_uuid=inst["uuid"], vcpus=flavor["vcpus"],
                            memory_mb=flavor["memory_mb"],
                            disk_gb=flavor["root_gb"] + flavor.get("ephemeral_gb", 0)
                            + (flavor.get("swap", 0) + 1023) // 1024,
                            flavor_extra_specs=flavor.get("extra_specs") or {},
-                           image_properties=request.get("image_properties") or {},
+                           image_properties=dict(request.image_properties),
                            availability_zone=az, ignore_hosts=list(tried),
                            force_hosts=force_hosts, force_nodes=force_nodes,
-                           hints=dict(request.get("hints") or {}))
-        group = request.get("group")
+                           hints=dict(request.hints))
+        group = request.group
         if group:
             info = await asyncio.to_thread(self.m.group_hosts, group, inst["uuid"])
             spec.group_policy = info["policy"]
@@ -206,7 +207,8 @@ class Scheduler:
         """Place each instance and hand it to its host's agent (bus cast)."""
         for uuid in instance_uuids:
             try:
-                await self._build_one(uuid, request, list(tried or []), attempt)
+                await self._build_one(uuid, BootRequest.from_wire(request),
+                                      list(tried or []), attempt)
             except Exception as exc:  # noqa: BLE001 - never leave an instance in BUILD
                 LOG.exception("scheduling %s failed", uuid)
                 await asyncio.to_thread(self._fail, uuid, f"{NO_VALID_HOST} ({exc})")
@@ -222,7 +224,8 @@ class Scheduler:
             return
         # The agent put it back to scheduling and released its claim (``unplace``).
         self.invalidate()
-        await self._build_one(instance_uuid, request, list(tried), attempt + 1, error)
+        await self._build_one(instance_uuid, BootRequest.from_wire(request), list(tried),
+                              attempt + 1, error)
 
     def _fail(self, uuid: str, message: str) -> None:
         self.m.finish_task(uuid, ["scheduling", "spawning"], event="schedule_instances",
@@ -236,9 +239,9 @@ class Scheduler:
             # placed) would otherwise outlive the failed boot.
             self.m.release_placement(uuid)
 
-    async def _build_one(self, uuid: str, request: dict[str, Any], tried: list[str],
+    async def _build_one(self, uuid: str, request: BootRequest, tried: list[str],
                          attempt: int, last_error: str | None = None) -> None:
-        base = request.get("instance")
+        base = request.instance
         if base is not None and attempt == 1:
             # The API sent what scheduling needs (saves a read); place_instance still checks
             # atomically that the instance is scheduling.
@@ -273,7 +276,7 @@ class Scheduler:
             host.consume(spec.vcpus, spec.memory_mb, spec.disk_gb)
             try:
                 await self.bus.cast(f"compute.{host.host}", "build_and_run_instance",
-                                    instance_uuid=uuid, request=request,
+                                    instance_uuid=uuid, request=request.to_wire(),
                                     tried=[*tried, host.host], attempt=attempt)
             except NoConsumer:
                 # A host whose service still looks up but has no agent (in-process bus):
@@ -297,7 +300,7 @@ class Scheduler:
         """Pick and claim (as ``consumer``) a host for a move; raises NoValidHost."""
         inst = await asyncio.to_thread(self.m.get_instance, None, instance_uuid)
         inst = dict(inst, flavor=flavor)
-        spec = await self._spec(inst, request, ignore_hosts)
+        spec = await self._spec(inst, BootRequest.from_wire(request), ignore_hosts)
         self.invalidate()
         hosts = await self._host_states()
         for host in self.candidates(hosts, spec):
