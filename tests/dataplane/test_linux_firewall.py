@@ -400,7 +400,7 @@ def test_ipv6_link_local_and_neighbour_discovery(lab: Lab) -> None:
 
 
 def test_hostile_model_loads(lab: Lab) -> None:
-    from tests.unit.test_linux_firewall_rules import hostile_model
+    from tests.unit.drivers.network.linux.test_firewall import hostile_model
     with namespace("fw-bad") as root:
         fw = Firewall(Host(netns=root), LinuxOptions(state_dir=Path(lab.options.state_dir,
                                                                     "bad")))
