@@ -168,7 +168,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         options = LinuxOptions(state_dir=tmp_path_factory.mktemp("fw-state"))
         fw = Firewall(host, options)
         yield Lab(root, ns, host, options, fw, sockets)
-        fw.remove_all()
+        host.nft("".join(f"add table {fam} {TABLE}\ndelete table {fam} {TABLE}\n"
+                         for fam in ("bridge", "inet")))
 
 
 def test_groups_allow_and_deny(lab: Lab) -> None:
@@ -400,14 +401,12 @@ def test_ipv6_link_local_and_neighbour_discovery(lab: Lab) -> None:
 
 
 def test_hostile_model_loads(lab: Lab) -> None:
-    from tests.unit.test_linux_firewall_rules import hostile_model
+    from tests.unit.drivers.network.linux.test_firewall import hostile_model
     with namespace("fw-bad") as root:
         fw = Firewall(Host(netns=root), LinuxOptions(state_dir=Path(lab.options.state_dir,
                                                                     "bad")))
         fw.apply(hostile_model(), Dirty(all=True))
         assert fw.loads == 1
-        fw.remove_all()
-        assert TABLE not in fw.host.run(["nft", "list", "tables"])
 
 
 def test_thousand_ports_render_and_load(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:

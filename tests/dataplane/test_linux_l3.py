@@ -1,9 +1,9 @@
 """The Linux data plane's L3 component against real namespaces (root only).
 
 A namespace ``l3-…`` plays the host (root side) with an internal and an external bridge; the
-external one carries 172.24.4.1/24 (``ensure_public_gateway``). Guests are namespaces ``l3g-…``
-plugged into the internal bridge by a veth. The router under test lives in ``qrouter-<id>``
-(the component's own name); every test deletes what it made.
+external one carries 172.24.4.1/24 (as ``public_gateway_cidr`` does). Guests are namespaces
+``l3g-…`` plugged into the internal bridge by a veth. The router under test lives in
+``qrouter-<id>`` (the component's own name); every test deletes what it made.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 from onestack.drivers.network.linux import names
 from onestack.drivers.network.linux.driver import LinuxOptions
 from onestack.drivers.network.linux.host import Host, missing_requirements
-from onestack.drivers.network.linux.l3 import L3, NAT_TABLE, ensure_public_gateway
+from onestack.drivers.network.linux.l3 import L3, NAT_TABLE
 from onestack.drivers.network.linux.model import Dirty, Model
 from tests.netns import in_netns, namespace
 
@@ -155,8 +155,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         for br in (int_br, ext_br):
             sh("ip", "-n", root, "link", "add", br, "type", "bridge")
             sh("ip", "-n", root, "link", "set", br, "up")
-        ensure_public_gateway(host, ext_br, f"{EXT_GW}/24")
-        ensure_public_gateway(host, ext_br, f"{EXT_GW}/24")  # idempotent
+        host.ip_batch([f"addr replace {EXT_GW}/24 dev {ext_br}", f"link set dev {ext_br} up"])
         vm1 = _guest(root, int_br, g1, "10.20.0.5")
         _guest(root, int_br, g2, "10.20.0.6")
         model = Model()

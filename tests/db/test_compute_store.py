@@ -137,7 +137,7 @@ def test_boot_and_delete_cycle_with_placement(database: Database) -> None:
     placement = m.placement
     assert placement is not None
     placement.ensure_provider(node["uuid"], "h1")
-    placement.set_inventory(node["uuid"], {"VCPU": {"total": 64}, "MEMORY_MB": 1024,
+    placement.set_inventories(node["uuid"], {"VCPU": {"total": 64}, "MEMORY_MB": 1024,
                                            "DISK_GB": 1000})
     flavor = m.get_flavor(None, "1")
     spec = {"name": "vm", "flavor": flavor, "image_ref": "img", "metadata": {"k": "v"},

@@ -56,14 +56,14 @@ def _race(n: int, claim: Callable[[], object]) -> list[str]:
 def _host(m: PlacementManager, name: str, vcpu: int = 8, ram: int = 4096,
           parent: str | None = None) -> str:
     rp = m.ensure_provider(_uuid(), name, parent)
-    m.set_inventory(rp.uuid, {"VCPU": {"total": vcpu}, "MEMORY_MB": ram})
+    m.set_inventories(rp.uuid, {"VCPU": {"total": vcpu}, "MEMORY_MB": ram})
     return rp.uuid
 
 
 def test_twenty_concurrent_claims_never_oversubscribe(database: Database) -> None:
     m = PlacementManager(database)
     rp = m.ensure_provider(_uuid(), "host-concurrency")
-    m.set_inventory(rp.uuid, {"VCPU": {"total": 10}})
+    m.set_inventories(rp.uuid, {"VCPU": {"total": 10}})
     results = _race(20, lambda: m.claim(_uuid(), {rp.uuid: {"VCPU": 1}}, PROJECT, USER))
     assert results.count("ok") == 10, results
     assert all(r == "409 placement.undefined_code" for r in results if r != "ok"), results
@@ -101,7 +101,7 @@ def test_concurrent_claims_many_providers(database: Database) -> None:
 def test_capacity_rules(database: Database) -> None:
     m = PlacementManager(database)
     rp = m.ensure_provider(_uuid(), "cap")
-    m.set_inventory(rp.uuid, {"VCPU": {"total": 4, "reserved": 1, "allocation_ratio": 2.0,
+    m.set_inventories(rp.uuid, {"VCPU": {"total": 4, "reserved": 1, "allocation_ratio": 2.0,
                                        "max_unit": 6, "step_size": 2}})
     c1 = _uuid()
     assert m.claim(c1, {rp.uuid: {"VCPU": 4}}, PROJECT, USER) == 1
@@ -122,7 +122,7 @@ def test_capacity_rules(database: Database) -> None:
     assert m.provider_usages(rp.uuid)[1] == {"VCPU": 6}
     # Deleting inventory in use is refused.
     with pytest.raises(Conflict) as exc:
-        m.set_inventory(rp.uuid, {})
+        m.set_inventories(rp.uuid, {})
     assert exc.value.kind == errors.INVENTORY_INUSE
     with pytest.raises(Conflict):
         m.delete_provider(rp.uuid)
@@ -201,9 +201,9 @@ def test_candidates_and_trees(database: Database) -> None:
     numa0 = m.create_provider("cn1-numa0", parent_provider_uuid=root.uuid)
     numa1 = m.create_provider("cn1-numa1", parent_provider_uuid=root.uuid)
     assert m.get_provider(numa0.uuid).root_provider_uuid == root.uuid
-    m.set_inventory(root.uuid, {"DISK_GB": 100})
-    m.set_inventory(numa0.uuid, {"VCPU": 4, "MEMORY_MB": 1024})
-    m.set_inventory(numa1.uuid, {"VCPU": 4, "MEMORY_MB": 1024})
+    m.set_inventories(root.uuid, {"DISK_GB": 100})
+    m.set_inventories(numa0.uuid, {"VCPU": 4, "MEMORY_MB": 1024})
+    m.set_inventories(numa1.uuid, {"VCPU": 4, "MEMORY_MB": 1024})
     cands = m.allocation_candidates({"VCPU": 2, "MEMORY_MB": 512, "DISK_GB": 10})
     # VCPU and MEMORY may each come from either NUMA node.
     assert len(cands.allocation_requests) == 4
@@ -247,7 +247,7 @@ def test_names_and_custom_classes(database: Database) -> None:
     with pytest.raises(BadRequest):
         m.delete_trait("HW_CPU_X86_AVX2")
     rp = m.ensure_provider(_uuid(), "custom")
-    m.set_inventory(rp.uuid, {"CUSTOM_GOLD": 3})
+    m.set_inventories(rp.uuid, {"CUSTOM_GOLD": 3})
     m.set_provider_traits(rp.uuid, ["CUSTOM_FAST"], ANY)
     with pytest.raises(Conflict):
         m.delete_resource_class("CUSTOM_GOLD")
@@ -261,7 +261,7 @@ def test_claim_new_matches_claim(database: Database) -> None:
     """The scheduler's fast path gives the same answers and errors as ``claim``."""
     m = PlacementManager(database)
     rp = m.ensure_provider(_uuid(), "fast")
-    m.set_inventory(rp.uuid, {"VCPU": {"total": 4, "reserved": 1, "allocation_ratio": 2.0,
+    m.set_inventories(rp.uuid, {"VCPU": {"total": 4, "reserved": 1, "allocation_ratio": 2.0,
                                        "max_unit": 6, "step_size": 2}})
     outcomes = {}
     for name, fn in (("claim", lambda c, r: m.claim(c, {rp.uuid: r}, PROJECT, USER)),
@@ -294,7 +294,7 @@ def test_claim_new_matches_claim(database: Database) -> None:
 def test_concurrent_claim_new_never_oversubscribes(database: Database) -> None:
     m = PlacementManager(database)
     rp = m.ensure_provider(_uuid(), "fast-concurrency")
-    m.set_inventory(rp.uuid, {"VCPU": {"total": 10}, "MEMORY_MB": {"total": 100000}})
+    m.set_inventories(rp.uuid, {"VCPU": {"total": 10}, "MEMORY_MB": {"total": 100000}})
     results = _race(20, lambda: m.claim_new(_uuid(), rp.uuid, {"VCPU": 1, "MEMORY_MB": 64},
                                             PROJECT, USER))
     assert results.count("ok") == 10, results

@@ -4,14 +4,17 @@ share one metadata builder: both must show a guest the same documents."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pycdlib
 import pytest
 
-from onestack.drivers.hypervisor.configdrive import build_config_drive, read_iso
+from onestack.drivers.hypervisor.configdrive import build_config_drive
 from onestack.metadata.app import MetadataApp, load_or_create_secret, sign_instance_id
 from onestack.metadata.content import build_metadata
 
@@ -36,6 +39,23 @@ def client() -> httpx.AsyncClient:
     app = MetadataApp(lambda uuid: INSTANCE if uuid == UUID else None, SECRET)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                              base_url="http://169.254.169.254")
+
+
+def read_iso(path: Path | str) -> dict[str, bytes]:
+    """The files of an ISO written by ``configdrive.write_iso`` (Rock Ridge names)."""
+    iso = pycdlib.PyCdlib()
+    iso.open(os.fspath(path))
+    out: dict[str, bytes] = {}
+    try:
+        for dirname, _dirs, names in iso.walk(rr_path="/"):
+            for name in names:
+                full = f"{dirname.rstrip('/')}/{name}"
+                buf = io.BytesIO()
+                iso.get_file_from_iso_fp(buf, rr_path=full)
+                out[full.lstrip("/")] = buf.getvalue()
+    finally:
+        iso.close()
+    return out
 
 
 def _headers(uuid: str = UUID, secret: str = SECRET) -> dict[str, str]:

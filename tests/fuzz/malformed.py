@@ -1,7 +1,7 @@
 """Malformed HTTP over raw sockets: no answer is a 5xx (a 4xx, or the connection closes
 without one for what is not HTTP at all), every answer is HTTP, and the service answers a
 well-formed request afterwards. (``Connection: close`` on every close is checked by
-``tests/unit/test_http_protocol.py``.)"""
+``tests/unit/api/test_http.py``.)"""
 
 from __future__ import annotations
 

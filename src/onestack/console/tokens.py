@@ -8,8 +8,8 @@ the URL; the console proxy looks it up when a browser (noVNC) opens the WebSocke
 * A token expires ``ttl`` seconds after it was made (Nova's ``[consoleauth] token_ttl``,
   default 600). Until then it may be used again (noVNC reconnects with the same URL), as in
   Nova; expired rows are deleted whenever a token is created.
-* A token is only valid while its instance exists (not deleted), and tokens of an instance
-  can be dropped at once (``delete_for_instance``).
+* A token is only valid while its instance exists (not deleted); the compute manager drops
+  an instance's tokens when it deletes the instance.
 * The store is the database, so a proxy in another process or on another host (same
   database) accepts tokens any API process created.
 """
@@ -105,16 +105,3 @@ class ConsoleTokenStore:
             ).scalar_one_or_none()
             return _conn(row) if row is not None else None
 
-    def delete_for_instance(self, instance_uuid: str) -> int:
-        """Drop every token of an instance (it was deleted, moved or rebuilt)."""
-        with self.db.transaction() as s:
-            res = s.execute(delete(ConsoleAuthToken)
-                            .where(ConsoleAuthToken.instance_uuid == instance_uuid))
-            return int(res.rowcount or 0)  # type: ignore[attr-defined]
-
-    def prune_expired(self) -> int:
-        """Delete expired tokens; returns how many."""
-        now = int(self.clock())
-        with self.db.transaction() as s:
-            res = s.execute(delete(ConsoleAuthToken).where(ConsoleAuthToken.expires <= now))
-            return int(res.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Address arithmetic for IPAM: CIDRs, allocation pools, free-address search, MACs.
+"""Address arithmetic for IPAM: CIDRs, allocation pools, SLAAC addresses, MACs.
 
 Pure functions; the manager combines them with the ``(subnet_id, ip_address)`` primary key
 of ``net_ip_allocation`` (and a row lock on the subnet) to hand out addresses safely.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from onestack.common.errors import BadRequest
@@ -126,34 +126,6 @@ def in_pools(ip: Addr, pools: Iterable[dict[str, str]]) -> bool:
 
 def pool_size(pools: Iterable[dict[str, str]]) -> int:
     return sum(b - a + 1 for a, b in pool_ranges(pools))
-
-
-def free_addresses(version: int, pools: list[dict[str, str]], used: set[str],
-                   skip: Iterable[str] = ()) -> Iterator[str]:
-    """Free addresses of the pools in order (``used`` are taken, ``skip`` are excluded)."""
-    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-    taken = {int(ipaddress.ip_address(u)) for u in used} | {
-        int(ipaddress.ip_address(s)) for s in skip if s}
-    for a, b in pool_ranges(pools):
-        n = a
-        while n <= b:
-            if n not in taken:
-                yield str(cls(n))
-            n += 1
-
-
-def pick_address(version: int, pools: list[dict[str, str]], used: set[str],
-                 skip: Iterable[str] = (), spread: int = 1) -> str | None:
-    """The first free address (or, with ``spread`` > 1, one of the first ``spread`` free
-    ones at random, which lowers collisions between concurrent allocators)."""
-    candidates = []
-    for ip in free_addresses(version, pools, used, skip):
-        candidates.append(ip)
-        if len(candidates) >= spread:
-            break
-    if not candidates:
-        return None
-    return random.choice(candidates) if spread > 1 else candidates[0]
 
 
 def eui64(net: Net, mac: str) -> str:

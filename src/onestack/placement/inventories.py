@@ -116,16 +116,6 @@ class InventoryStore(PlacementStore):
 
         return self._write(work)
 
-    def set_inventory(self, provider_uuid: str,
-                      inventories: Mapping[str, Mapping[str, Any] | int],
-                      generation: Any = ANY) -> int:
-        """In-process helper: replace the provider's inventory; returns the new generation.
-
-        Example: ``set_inventory(rp, {"VCPU": {"total": 8, "allocation_ratio": 4.0},
-        "MEMORY_MB": 16384, "DISK_GB": 100})``.
-        """
-        return self.set_inventories(provider_uuid, inventories, generation)[0]
-
     def get_inventory(self, uuid: str, rc: str) -> tuple[int, dict[str, Any]]:
         with self.db.reader() as s:
             row = self._row(s, uuid)

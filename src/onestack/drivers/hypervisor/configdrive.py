@@ -49,21 +49,3 @@ def build_config_drive(path: Path | str, instance: dict[str, Any]) -> None:
     """Write the config drive of ``instance`` (a driver ``InstanceSpec``) to ``path``."""
     write_iso(path, build_metadata(instance).config_drive_files())
 
-
-def read_iso(path: Path | str) -> dict[str, bytes]:
-    """The files of an ISO written by :func:`write_iso` (Rock Ridge names), for tests."""
-    import pycdlib
-
-    iso = pycdlib.PyCdlib()
-    iso.open(os.fspath(path))
-    out: dict[str, bytes] = {}
-    try:
-        for dirname, _dirs, names in iso.walk(rr_path="/"):
-            for name in names:
-                full = f"{dirname.rstrip('/')}/{name}"
-                buf = io.BytesIO()
-                iso.get_file_from_iso_fp(buf, rr_path=full)
-                out[full.lstrip("/")] = buf.getvalue()
-    finally:
-        iso.close()
-    return out

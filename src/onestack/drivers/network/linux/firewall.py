@@ -669,14 +669,6 @@ class Firewall:
     def stop(self) -> None:
         """Nothing runs in-process; the rules stay and the next start adopts them."""
 
-    def remove_all(self) -> None:
-        """Delete both tables (tests; ``onestack down --purge``)."""
-        self.host.nft("".join(f"add table {fam} {TABLE}\ndelete table {fam} {TABLE}\n"
-                              for fam in ("bridge", "inet")))
-        self._last_text = None
-        self._last = None
-        self._plans, self._members = {}, {}
-
     # ------------------------------------------------------------------ internals
     def _converge(self, model: Model) -> None:
         rendered = render(model, self.options, self._marks, self._zones)

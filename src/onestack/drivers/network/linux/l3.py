@@ -303,15 +303,6 @@ def render_external_nat(cidrs: list[str], bridges: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ensure_public_gateway(host: Host, bridge: str, cidr: str) -> None:
-    """Put the host side of the public network (``cidr``, e.g. DevStack's 172.24.4.1/24) on
-    ``bridge`` on the root side, and set the bridge up. Idempotent; "" does nothing."""
-    if not cidr:
-        return
-    iface = ipaddress.ip_interface(cidr)
-    host.ip_batch([f"addr replace {iface.with_prefixlen} dev {bridge}",
-                   f"link set dev {bridge} up"])
-
 
 def _ensure_namespace(host: Host, ledger: Ledger, name: str) -> None:
     """:func:`~.wiring.ensure_namespace`, except that with a root-side namespace set the

@@ -12,7 +12,7 @@ from onestack.compute import states
 from onestack.compute.recovery import BootRecovery
 from onestack.db.compute import Instance
 from onestack.db.engine import Database
-from tests.unit.test_compute_control import Env, ctx
+from tests.unit.compute.test_manager import Env, ctx
 
 LONG_AGO = dt.datetime(2000, 1, 1)
 
