@@ -90,17 +90,6 @@ async def test_boot_whose_scheduling_was_lost_is_scheduled_on_start(db: Database
         await e.stop()
 
 
-def test_request_of_a_recorded_boot() -> None:
-    r = BootRecovery.request_of({
-        "image_properties": {"hw_x": "1"}, "requested_az": "nova",
-        "scheduler_hints": {"group": "g1", "same_host": ["x"]},
-        "schedule_request": {"availability_zone": "nova:h1", "host": "h1",
-                             "hypervisor_hostname": None, "group": "g1",
-                             "hints": {"same_host": ["x"]}}})
-    assert r == {"availability_zone": "nova:h1", "group": "g1", "host": "h1",
-                 "hypervisor_hostname": None, "hints": {"same_host": ["x"]},
-                 "image_properties": {"hw_x": "1"}}
-
 
 @pytest.mark.parametrize("claims", ["local", "placement"])
 async def test_build_delivered_twice_runs_once(db: Database, claims: str) -> None:
