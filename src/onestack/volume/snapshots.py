@@ -99,11 +99,7 @@ class SnapshotsMixin:
             loc = self.driver.create_snapshot(snap.id, vol.provider_location)
         except VolumeDriverError as exc:
             LOG.warning("snapshot %s: create failed: %s", snapshot_id, exc)
-            def fail(s: Session) -> None:
-                row = s.get(Snapshot, snapshot_id)
-                if row is not None:
-                    row.status = "error"
-            self._tx(fail)
+            self._set_snapshot_status(snapshot_id, "error")
             return
         def done(s: Session) -> bool:
             row = s.get(Snapshot, snapshot_id)
@@ -139,14 +135,17 @@ class SnapshotsMixin:
                 self.driver.delete_snapshot(snap.provider_location)
         except VolumeDriverError as exc:
             LOG.warning("snapshot %s: delete failed: %s", snapshot_id, exc)
-            def fail(s: Session) -> None:
-                row = s.get(Snapshot, snapshot_id)
-                if row is not None:
-                    row.status = "error_deleting"
-            self._tx(fail)
+            self._set_snapshot_status(snapshot_id, "error_deleting")
             return
         def run(s: Session) -> None:
             row = s.get(Snapshot, snapshot_id)
             if row is not None:
                 s.delete(row)
+        self._tx(run)
+
+    def _set_snapshot_status(self, snapshot_id: str, status: str) -> None:
+        def run(s: Session) -> None:
+            row = s.get(Snapshot, snapshot_id)
+            if row is not None:
+                row.status = status
         self._tx(run)
