@@ -74,6 +74,17 @@ class VolumeAPI:
            public: bool = False) -> None:
         self.service.routes.append(route(self.service, path, handler, methods, public))
 
+    def _crud(self, base: str, list_: Callable[..., Any], create: Callable[..., Any],
+              show: Callable[..., Any], update: Callable[..., Any],
+              delete: Callable[..., Any]) -> None:
+        """A resource's five routes: ``base`` GET (list) and POST (create), ``base/{id}``
+        GET (show), PUT (update) and DELETE."""
+        self._r(base, list_, ["GET"])
+        self._r(base, create, ["POST"])
+        self._r(base + "/{id}", show, ["GET"])
+        self._r(base + "/{id}", update, ["PUT"])
+        self._r(base + "/{id}", delete, ["DELETE"])
+
     def _add_routes(self) -> None:
         r = self._r
         r("/", self.versions, ["GET"], public=True)
