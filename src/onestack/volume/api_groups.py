@@ -26,11 +26,8 @@ def add_group_routes(api: VolumeAPI) -> None:
     """Register the routes of this module on ``api``."""
     h = _GroupRoutes(api)
     r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/group_types", h.list_types, ["GET"])
-    r("/v3/group_types", h.create_type, ["POST"])
-    r("/v3/group_types/{id}", h.show_type, ["GET"])
-    r("/v3/group_types/{id}", h.update_type, ["PUT"])
-    r("/v3/group_types/{id}", h.delete_type, ["DELETE"])
+    api._crud("/v3/group_types", h.list_types, h.create_type, h.show_type,  # noqa: SLF001
+              h.update_type, h.delete_type)
     r("/v3/group_types/{id}/group_specs", h.list_specs, ["GET"])
     r("/v3/group_types/{id}/group_specs", h.add_specs, ["POST"])
     r("/v3/group_types/{id}/group_specs/{key}", h.show_spec, ["GET"])

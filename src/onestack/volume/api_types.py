@@ -21,11 +21,8 @@ def add_type_routes(api: VolumeAPI) -> None:
     """Register the routes of this module on ``api``."""
     h = _Types(api)
     r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/types", h.list_types, ["GET"])
-    r("/v3/types", h.create_type, ["POST"])
-    r("/v3/types/{id}", h.show_type, ["GET"])
-    r("/v3/types/{id}", h.update_type, ["PUT"])
-    r("/v3/types/{id}", h.delete_type, ["DELETE"])
+    api._crud("/v3/types", h.list_types, h.create_type, h.show_type,  # noqa: SLF001
+              h.update_type, h.delete_type)
     r("/v3/types/{id}/action", h.type_action, ["POST"])
     r("/v3/types/{id}/os-volume-type-access", h.type_access, ["GET"])
     r("/v3/types/{id}/extra_specs", h.extra_specs, ["GET"])

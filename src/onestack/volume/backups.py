@@ -20,7 +20,8 @@ from onestack.common.timeutils import isotime, parse_isotime, utcnow
 from onestack.db.volume import Backup, Snapshot, Volume
 from onestack.drivers.volume.base import GiB, VolumeDriverError
 from onestack.volume.backup_store import BackupError, DirectoryBackupStore
-from onestack.volume.manager import OverQuota, VolumeManager
+from onestack.volume.manager import VolumeManager
+from onestack.volume.types_quotas import OverQuota
 
 LOG = logging.getLogger(__name__)
 #: The backup service named in exported records. The directory store keeps Cinder's POSIX

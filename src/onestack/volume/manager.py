@@ -7,13 +7,16 @@ storage work runs afterwards (``finish_*``, in a worker thread) and moves the ro
 ``available`` or ``error``. ``reconcile`` on start finishes what a crash interrupted: rows left
 ``creating``/``deleting``/``extending`` follow what the backend holds, and data that no row
 names is removed.
+
+This module holds the volumes' own lifecycle (create, delete, their updates) and recovery;
+``VolumeManager`` also takes in its mixins: snapshots (``snapshots.py``), the actions on an
+existing volume (``volume_actions.py``), user messages (``messages.py``), and volume types
+and quotas (``types_quotas.py``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import tempfile
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,7 +31,6 @@ from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
 from onestack.db.volume import (
     Group,
-    Message,
     Snapshot,
     Transfer,
     Volume,
@@ -37,13 +39,12 @@ from onestack.db.volume import (
 from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
 from onestack.volume import encryption, reimage
 from onestack.volume.images import ImageSource, VolumeImage
+from onestack.volume.messages import MessagesMixin
+from onestack.volume.row_changes import _drop_meta, _set_meta, _updated
 from onestack.volume.scheduling import unmet
-from onestack.volume.types_quotas import (  # noqa: F401 - re-exported
-    DEFAULT_TYPE,
-    QUOTA_DEFAULTS,
-    OverQuota,
-    TypesAndQuotasMixin,
-)
+from onestack.volume.snapshots import SnapshotsMixin
+from onestack.volume.types_quotas import TypesAndQuotasMixin
+from onestack.volume.volume_actions import VolumeActionsMixin
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,7 +63,7 @@ class NoValidBackend(VolumeDriverError):
     """No backend satisfies the request (the volume ends in ``error``)."""
 
 
-class VolumeManager(TypesAndQuotasMixin):
+class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQuotasMixin):
     """Volumes, snapshots, volume types and quotas of the block-storage service."""
 
     def __init__(self, db: Database, driver: VolumeDriver, policy: Policy,
@@ -80,7 +81,7 @@ class VolumeManager(TypesAndQuotasMixin):
         self.host = f"{host}@{driver.backend_name}#{driver.backend_name}"
         self.availability_zone = availability_zone
 
-    # ------------------------------------------------------------------ capabilities, messages
+    # ------------------------------------------------------------------ capabilities
     def capabilities(self) -> dict[str, Any]:
         """What this backend reports to the scheduler (Cinder's pool capabilities)."""
         cap = self.driver.capacity()
@@ -93,44 +94,6 @@ class VolumeManager(TypesAndQuotasMixin):
                                                            1.0)),
                 "thin_provisioning_support": True, "thick_provisioning_support": False,
                 "reserved_percentage": 0, "multiattach": True}
-
-    def add_message(self, project_id: str, resource_type: str, resource_uuid: str | None,
-                    event_id: str, message: str) -> None:
-        """Record a user message (kept 30 days, Cinder's default)."""
-        now = utcnow()
-
-        def run(s: Session) -> None:
-            s.add(Message(id=str(uuid.uuid4()), project_id=project_id,
-                          resource_type=resource_type, resource_uuid=resource_uuid,
-                          event_id=event_id, message=message[:255],
-                          request_id=f"req-{uuid.uuid4()}", created_at=now,
-                          expires_at=now + dt.timedelta(days=30)))
-        self._tx(run)
-
-    def list_messages(self, ctx: RequestContext) -> list[Message]:
-        def run(s: Session) -> list[Message]:
-            q = select(Message).where(Message.expires_at > utcnow())
-            if not ctx.is_admin:
-                q = q.where(Message.project_id == (ctx.project_id or ""))
-            return list(s.scalars(q.order_by(Message.created_at.desc())))
-        return self._read(run)
-
-    def get_message(self, ctx: RequestContext, message_id: str) -> Message:
-        def run(s: Session) -> Message:
-            msg = s.get(Message, message_id)
-            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
-                raise NotFound(f"Message {message_id} could not be found.")
-            return msg
-        return self._read(run)
-
-    def delete_message(self, ctx: RequestContext, message_id: str) -> None:
-        def run(s: Session) -> None:
-            msg = s.get(Message, message_id)
-            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
-                raise NotFound(f"Message {message_id} could not be found.")
-            self.enforce(ctx, "message:delete", msg.project_id)
-            s.delete(msg)
-        self._tx(run)
 
     # ------------------------------------------------------------------ plumbing
     def _tx(self, fn: Callable[[Session], T]) -> T:
@@ -170,18 +133,9 @@ class VolumeManager(TypesAndQuotasMixin):
         """A synchronous change of one volume after ``action``'s policy."""
         self._change(ctx, Volume, "Volume", volume_id, action, fn)
 
-    def snapshot_action(self, ctx: RequestContext, snapshot_id: str, action: str,
-                        fn: Callable[[Snapshot], None]) -> None:
-        self._change(ctx, Snapshot, "Snapshot", snapshot_id, action, fn)
-
     def update_volume(self, ctx: RequestContext, volume_id: str,
                       changes: dict[str, Any]) -> Volume:
         return self._change(ctx, Volume, "Volume", volume_id, "volume:update",
-                            lambda row: _updated(row, changes))
-
-    def update_snapshot(self, ctx: RequestContext, snapshot_id: str,
-                        changes: dict[str, Any]) -> Snapshot:
-        return self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:update_snapshot",
                             lambda row: _updated(row, changes))
 
     def set_volume_metadata(self, ctx: RequestContext, volume_id: str,
@@ -192,17 +146,6 @@ class VolumeManager(TypesAndQuotasMixin):
     def delete_volume_metadata(self, ctx: RequestContext, volume_id: str, key: str) -> None:
         self._change(ctx, Volume, "Volume", volume_id, "volume:delete_volume_metadata",
                      lambda row: _drop_meta(row, "Volume", key))
-
-    def set_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
-                              metadata: dict[str, str], replace: bool) -> dict[str, str]:
-        return self._change(ctx, Snapshot, "Snapshot", snapshot_id,
-                            "volume:update_snapshot_metadata",
-                            lambda row: _set_meta(row, metadata, replace))
-
-    def delete_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
-                                 key: str) -> None:
-        self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:delete_snapshot_metadata",
-                     lambda row: _drop_meta(row, "Snapshot", key))
 
     # ------------------------------------------------------------------ volumes
     def list_volumes(self, ctx: RequestContext, all_projects: bool = False,
@@ -428,230 +371,6 @@ class VolumeManager(TypesAndQuotasMixin):
                 s.delete(row)
         self._tx(run)
 
-    def begin_extend(self, ctx: RequestContext, volume_id: str, new_size: int,
-                     attached_ok: bool = False) -> int:
-        """Mark a volume ``extending``; ``attached_ok`` (microversion 3.42+): an
-        ``in-use`` volume too (its servers are told once it has grown)."""
-        def run(s: Session) -> int:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            online = attached_ok and vol.status == "in-use"
-            self.enforce(ctx, "volume:extend_attached_volume" if online else "volume:extend",
-                         vol.project_id)
-            if vol.status != "available" and not online:
-                wanted = "'available' or 'in-use'" if attached_ok else "'available'"
-                raise BadRequest(f"Invalid volume: Volume status must be {wanted} to "
-                                 f"extend, currently in '{vol.status}'.")
-            if new_size <= vol.size:
-                raise BadRequest(f"Invalid input received: New size for extend must be "
-                                 f"greater than current size. (current: {vol.size}, "
-                                 f"extended: {new_size}).")
-            self._check_quota(s, vol.project_id, gigabytes=new_size - vol.size,
-                              per_volume=new_size)
-            vol.status = "extending"
-            vol.updated_at = utcnow()
-            return vol.size
-        return self._tx(run)
-
-    def finish_extend(self, volume_id: str, new_size: int) -> list[str]:
-        """Grow the data (blocking); returns the servers the volume is attached to, which
-        must be told (Cinder's ``volume-extended`` event to Nova)."""
-        vol = self._read(lambda s: s.get(Volume, volume_id))
-        if vol is None or not vol.provider_location:
-            return []
-        try:
-            self.driver.extend_volume(vol.provider_location, new_size)
-        except VolumeDriverError as exc:
-            LOG.warning("volume %s: extend failed: %s", volume_id, exc)
-            self._set_status(volume_id, "error_extending")
-            return []
-
-        def run(s: Session) -> list[str]:
-            row = s.get(Volume, volume_id)
-            if row is None:
-                return []
-            row.size = new_size
-            servers = [str(a["server_id"]) for a in row.attachments or []
-                       if a.get("server_id") and a.get("attach_status",
-                                                       "attached") == "attached"]
-            row.status = "in-use" if row.attachments else "available"
-            row.updated_at = utcnow()
-            return servers
-        return self._tx(run)
-
-    def retype(self, ctx: RequestContext, volume_id: str, new_type: str,
-               migration_policy: str) -> None:
-        """Change a volume's type. Every type lives on this one backend, so no data moves
-        (a retype ``never`` needing migration cannot happen here)."""
-        def run(s: Session) -> None:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            self.enforce(ctx, "volume_extension:retype", vol.project_id)
-            if vol.status not in ("available", "in-use"):
-                raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
-                                 f"available or in-use, but current status is: "
-                                 f"{vol.status}.")
-            vt = self._find_type(s, ctx, new_type)
-            if vt.id == vol.volume_type_id:
-                raise BadRequest("Invalid input received: Retype requested to the volume's "
-                                 "current type.")
-            if encryption.encrypted(s, vt.id):
-                raise BadRequest("Invalid input received: Retype cannot change encryption "
-                                 "requirements (this cloud has no key manager).")
-            vol.volume_type_id = vt.id
-            vol.updated_at = utcnow()
-        self._tx(run)
-
-    def begin_upload(self, ctx: RequestContext, volume_id: str, force: bool) -> Volume:
-        """``os-volume_upload_image``: the volume goes ``uploading`` (back when done)."""
-        def run(s: Session) -> Volume:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            self.enforce(ctx, "volume_extension:volume_actions:upload_image", vol.project_id)
-            if vol.status != "available" and not (force and vol.status == "in-use"):
-                raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
-                                 f"available or in-use, but current status is: "
-                                 f"{vol.status}.")
-            vol.admin_metadata = {**(vol.admin_metadata or {}),
-                                  "previous_status": vol.status}
-            vol.status = "uploading"
-            return vol
-        return self._tx(run)
-
-    def finish_upload(self, volume_id: str, image_id: str, disk_format: str = "raw",
-                      scratch: str | None = None) -> None:
-        """Copy the volume into the image (blocking): raw data streamed, other formats
-        written by the driver to a scratch file first; the image is deleted when the copy
-        fails."""
-        vol = self._read(lambda s: s.get(Volume, volume_id))
-        try:
-            if self.images is None or vol is None or not vol.provider_location:
-                raise VolumeDriverError(f"volume {volume_id} has no data")
-            if disk_format == "raw":
-                self.images.upload(image_id, self.driver.read_chunks(vol.provider_location,
-                                                                     4 << 20))
-            else:
-                with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-                    out = f"{tmp}/image"
-                    self.driver.export_file(vol.provider_location, out, disk_format)
-
-                    def chunks() -> Any:
-                        with open(out, "rb") as fh:
-                            while piece := fh.read(4 << 20):
-                                yield piece
-                    self.images.upload(image_id, chunks())
-        except Exception as exc:  # noqa: BLE001 - any failure: no half image, volume back
-            LOG.warning("upload of volume %s to image %s failed: %s", volume_id, image_id,
-                        exc)
-            if self.images is not None:
-                self.images.discard(image_id)
-        self.end_upload(volume_id)
-
-    def end_upload(self, volume_id: str) -> None:
-        """The volume back to the status it had before an upload."""
-        def done(s: Session) -> None:
-            row = s.get(Volume, volume_id)
-            if row is not None and row.status == "uploading":
-                meta = dict(row.admin_metadata or {})
-                row.status = meta.pop("previous_status", "available")
-                row.admin_metadata = meta
-        self._tx(done)
-
-    # ------------------------------------------------------------------ snapshots
-    def list_snapshots(self, ctx: RequestContext, all_projects: bool = False) -> list[Snapshot]:
-        def run(s: Session) -> list[Snapshot]:
-            q = select(Snapshot)
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Snapshot.project_id == (ctx.project_id or ""))
-            return list(s.scalars(q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())))
-        return self._read(run)
-
-    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
-        return self._read(lambda s: self._visible(ctx, s.get(Snapshot, snapshot_id),
-                                                  "Snapshot", snapshot_id))
-
-    def create_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
-                        description: str | None, force: bool,
-                        metadata: dict[str, str], in_use_ok: bool = False) -> Snapshot:
-        """Record a snapshot (``finish_snapshot`` copies the data). An ``in-use`` volume
-        needs ``force`` (or microversion 3.66+: ``in_use_ok``); its guests' I/O is paused
-        while the data is copied (``VolumeAPI``)."""
-        def run(s: Session) -> Snapshot:
-            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
-            if vol.status != "available" and not ((force or in_use_ok)
-                                                  and vol.status == "in-use"):
-                wanted = "available or in-use" if in_use_ok else "available"
-                raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
-                                 f"{wanted}, but current status is: {vol.status}.")
-            self._check_quota(s, vol.project_id, snapshots=1, gigabytes=vol.size)
-            snap = Snapshot(id=str(uuid.uuid4()), volume_id=vol.id, project_id=vol.project_id,
-                            user_id=ctx.user_id or "", name=name, description=description,
-                            size=vol.size, status="creating", progress="0%",
-                            metadata_=dict(metadata), created_at=utcnow())
-            s.add(snap)
-            return snap
-        return self._tx(run)
-
-    def finish_snapshot(self, snapshot_id: str) -> None:
-        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
-        if snap is None:
-            return
-        vol = self._read(lambda s: s.get(Volume, snap.volume_id))
-        try:
-            if vol is None or not vol.provider_location:
-                raise VolumeDriverError(f"volume {snap.volume_id} has no data")
-            loc = self.driver.create_snapshot(snap.id, vol.provider_location)
-        except VolumeDriverError as exc:
-            LOG.warning("snapshot %s: create failed: %s", snapshot_id, exc)
-            def fail(s: Session) -> None:
-                row = s.get(Snapshot, snapshot_id)
-                if row is not None:
-                    row.status = "error"
-            self._tx(fail)
-            return
-        def done(s: Session) -> bool:
-            row = s.get(Snapshot, snapshot_id)
-            if row is None:
-                return False
-            row.provider_location = loc
-            if row.status == "creating":
-                row.status = "available"
-                row.progress = "100%"
-            row.updated_at = utcnow()
-            return True
-        if not self._tx(done):
-            self.driver.delete_snapshot(loc)
-
-    def begin_delete_snapshot(self, ctx: RequestContext, snapshot_id: str,
-                              force: bool = False) -> None:
-        def run(s: Session) -> None:
-            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
-            self.enforce(ctx, "volume:force_delete_snapshot" if force
-                         else "volume:delete_snapshot", snap.project_id)
-            if not force and snap.status not in ("available", "error"):
-                raise BadRequest(f"Invalid snapshot: Snapshot status must be available or "
-                                 f"error (snapshot {snapshot_id} is {snap.status}).")
-            snap.status = "deleting"
-        self._tx(run)
-
-    def finish_delete_snapshot(self, snapshot_id: str) -> None:
-        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
-        if snap is None:
-            return
-        try:
-            if snap.provider_location:
-                self.driver.delete_snapshot(snap.provider_location)
-        except VolumeDriverError as exc:
-            LOG.warning("snapshot %s: delete failed: %s", snapshot_id, exc)
-            def fail(s: Session) -> None:
-                row = s.get(Snapshot, snapshot_id)
-                if row is not None:
-                    row.status = "error_deleting"
-            self._tx(fail)
-            return
-        def run(s: Session) -> None:
-            row = s.get(Snapshot, snapshot_id)
-            if row is not None:
-                s.delete(row)
-        self._tx(run)
-
     # ------------------------------------------------------------------ recovery
     def reconcile(self) -> dict[str, int]:
         """Finish what a crash interrupted (see the module docstring); the counts done."""
@@ -706,26 +425,3 @@ class VolumeManager(TypesAndQuotasMixin):
                 self.driver.delete_volume(loc)
             counts["orphans"] += 1
         return counts
-
-
-def _updated(row: Any, changes: dict[str, Any]) -> Any:
-    """``row`` with a new name, description or metadata (what an update may change)."""
-    for key in ("name", "description"):
-        if key in changes:
-            setattr(row, key, changes[key])
-    if "metadata" in changes:
-        row.metadata_ = dict(changes["metadata"])
-    return row
-
-
-def _set_meta(row: Any, metadata: dict[str, str], replace: bool) -> dict[str, str]:
-    row.metadata_ = dict(metadata) if replace else {**(row.metadata_ or {}), **metadata}
-    return dict(row.metadata_)
-
-
-def _drop_meta(row: Any, label: str, key: str) -> None:
-    meta = dict(row.metadata_ or {})
-    if key not in meta:
-        raise NotFound(f"{label} {row.id} has no metadata with key {key}.")
-    del meta[key]
-    row.metadata_ = meta

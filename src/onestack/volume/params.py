@@ -68,3 +68,19 @@ def _bool(value: Any, field: str) -> bool:
                      f"{value!r} is not a valid boolean")
 
 
+
+
+def _updates(body: dict[str, Any], what: str) -> dict[str, Any]:
+    """The name, description (or their ``display_`` aliases) and metadata a volume or
+    snapshot update sets; 400 when it sets none."""
+    changes: dict[str, Any] = {}
+    for key, alias in (("name", "display_name"), ("description", "display_description")):
+        if key in body or alias in body:
+            changes[key] = _text(body.get(key, body.get(alias)), key)
+    if "metadata" in body:
+        changes["metadata"] = _metadata(body["metadata"])
+    if not changes:
+        raise BadRequest(f"Invalid input received: a {what} update needs a name, a "
+                         "description or metadata.")
+    return changes
+

@@ -15,9 +15,14 @@ from onestack.volume.api_admin import add_admin_routes
 from onestack.volume.api_attachments import add_attachment_routes
 from onestack.volume.api_backups import add_backup_routes
 from onestack.volume.api_groups import add_group_routes
+from onestack.volume.api_metadata import add_metadata_routes
 from onestack.volume.api_qos import add_qos_routes
+from onestack.volume.api_quotas import add_quota_routes
+from onestack.volume.api_snapshots import add_snapshot_routes
 from onestack.volume.api_transfers import add_transfer_routes
 from onestack.volume.api_types import add_type_routes
+from onestack.volume.api_volume_actions import add_volume_action_routes
+from onestack.volume.api_volumes import add_volume_routes
 from onestack.volume.attachments import Attachments
 from onestack.volume.backup_store import DirectoryBackupStore
 from onestack.volume.backups import Backups
@@ -62,6 +67,11 @@ def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
     shutil.rmtree(scratch, ignore_errors=True)  # conversions a crash interrupted
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     api.scratch_dir = str(scratch)
+    add_volume_routes(api)
+    add_volume_action_routes(api)
+    add_snapshot_routes(api)
+    add_metadata_routes(api)
+    add_quota_routes(api)
     add_type_routes(api)
     add_transfer_routes(api)
     add_qos_routes(api)

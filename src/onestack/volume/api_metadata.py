@@ -1,0 +1,75 @@
+"""Block-storage API routes for the metadata of volumes and snapshots
+(``…/{id}/metadata[/{key}]``, the same routes for both)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest
+from onestack.common.errors import BadRequest, NotFound
+from onestack.volume.params import _metadata, _obj
+
+if TYPE_CHECKING:
+    from onestack.volume.api import VolumeAPI
+
+
+def add_metadata_routes(api: VolumeAPI) -> None:
+    """Register the routes of this module on ``api``."""
+    m = api.m
+    volume_meta = MetadataRoutes(
+        "Volume", m.get_volume, m.set_volume_metadata, m.delete_volume_metadata,
+        "volume:get_volume_metadata")
+    snapshot_meta = MetadataRoutes(
+        "Snapshot", m.get_snapshot, m.set_snapshot_metadata, m.delete_snapshot_metadata,
+        "volume:get_snapshot_metadata")
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    for kind, meta in (("volumes", volume_meta), ("snapshots", snapshot_meta)):
+        r(f"/v3/{kind}/{{id}}/metadata", meta.show, ["GET"])
+        r(f"/v3/{kind}/{{id}}/metadata", meta.add, ["POST"])
+        r(f"/v3/{kind}/{{id}}/metadata", meta.replace, ["PUT"])
+        r(f"/v3/{kind}/{{id}}/metadata/{{key}}", meta.item, ["GET"])
+        r(f"/v3/{kind}/{{id}}/metadata/{{key}}", meta.put_item, ["PUT"])
+        r(f"/v3/{kind}/{{id}}/metadata/{{key}}", meta.delete_item, ["DELETE"])
+
+
+class MetadataRoutes:
+    """The ``…/{id}/metadata[/{key}]`` routes of volumes or snapshots (the same in both)."""
+
+    def __init__(self, label: str, get: Callable[..., Any], set_: Callable[..., Any],
+                 delete: Callable[..., Any], read_policy: str) -> None:
+        self.label, self.get, self.set, self.delete = label, get, set_, delete
+        self.read_policy = read_policy
+
+    async def show(self, req: ApiRequest) -> dict[str, Any]:
+        row = await req.run(self.get, req.ctx, req.param("id"))
+        req.enforce(self.read_policy, {"project_id": row.project_id})
+        return {"metadata": dict(row.metadata_ or {})}
+
+    async def add(self, req: ApiRequest) -> dict[str, Any]:
+        meta = _metadata(_obj(await req.json(), "metadata"))
+        return {"metadata": await req.run(self.set, req.ctx, req.param("id"), meta, False)}
+
+    async def replace(self, req: ApiRequest) -> dict[str, Any]:
+        meta = _metadata(_obj(await req.json(), "metadata"))
+        return {"metadata": await req.run(self.set, req.ctx, req.param("id"), meta, True)}
+
+    async def item(self, req: ApiRequest) -> dict[str, Any]:
+        meta = (await self.show(req))["metadata"]
+        key = req.param("key")
+        if key not in meta:
+            raise NotFound(f"{self.label} {req.param('id')} has no metadata with key {key}.")
+        return {"meta": {key: meta[key]}}
+
+    async def put_item(self, req: ApiRequest) -> dict[str, Any]:
+        meta = _metadata(_obj(await req.json(), "meta"), "meta")
+        if list(meta) != [req.param("key")]:
+            raise BadRequest("Request body and URI mismatch")
+        await req.run(self.set, req.ctx, req.param("id"), meta, False)
+        return {"meta": meta}
+
+    async def delete_item(self, req: ApiRequest) -> Response:
+        await req.run(self.delete, req.ctx, req.param("id"), req.param("key"))
+        return Response(status_code=200)

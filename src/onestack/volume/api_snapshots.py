@@ -1,0 +1,127 @@
+"""Block-storage API routes for snapshots: list, detail, create (the copy taken with the
+guests' I/O paused), show, update, delete and the snapshot actions (reset-status,
+update-snapshot-status, force-delete)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from onestack.api.app import ApiRequest, FastJSON
+from onestack.common.errors import BadRequest, NotFound
+from onestack.db.volume import Snapshot
+from onestack.volume import views
+from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
+from onestack.volume.microversion import version_of
+from onestack.volume.params import _bool, _metadata, _obj, _text, _updates
+
+if TYPE_CHECKING:
+    from onestack.volume.api import VolumeAPI
+
+
+def add_snapshot_routes(api: VolumeAPI) -> None:
+    """Register the routes of this module on ``api``."""
+    h = _SnapshotRoutes(api)
+    r = api._r  # noqa: SLF001 - the owner's route helper
+    r("/v3/snapshots", h.list_snapshots, ["GET"])
+    r("/v3/snapshots/detail", h.list_snapshots, ["GET"])
+    r("/v3/snapshots", h.create_snapshot, ["POST"])
+    r("/v3/snapshots/{id}", h.show_snapshot, ["GET"])
+    r("/v3/snapshots/{id}", h.update_snapshot, ["PUT"])
+    r("/v3/snapshots/{id}", h.delete_snapshot, ["DELETE"])
+    r("/v3/snapshots/{id}/action", h.snapshot_action, ["POST"])
+
+
+class _SnapshotRoutes:
+    def __init__(self, api: VolumeAPI) -> None:
+        self.api = api
+        self.m = api.m
+
+    def _snap_doc(self, req: ApiRequest, s: Snapshot, extended: bool = True
+                  ) -> dict[str, Any]:
+        return {"snapshot": views.snapshot(req.base_url, s, version_of(req.request.scope),
+                                           extended)}
+
+    async def list_snapshots(self, req: ApiRequest) -> dict[str, Any]:
+        req.enforce("volume:get_all_snapshots", {"project_id": req.ctx.project_id or ""})
+        rows = await req.run(self.m.list_snapshots, req.ctx, sees_all_projects(req))
+        for key in ("name", "status", "volume_id"):
+            if key in req.query:
+                rows = [s for s in rows if getattr(s, key) == req.query[key]]
+        links: dict[str, Any] = {}
+        rows = sorted_page(req, rows, ("created_at", "updated_at", "id", "name", "size",
+                                       "status"), self.api.max_limit, links)
+        ver = version_of(req.request.scope)
+        detail = req.request.url.path.endswith("/detail")
+        return with_count(req, {"snapshots": [
+            views.snapshot(req.base_url, s, ver, detail) for s in rows]}, len(rows), links)
+
+    async def show_snapshot(self, req: ApiRequest) -> dict[str, Any]:
+        s = await req.run(self.m.get_snapshot, req.ctx, req.param("id"))
+        req.enforce("volume:get_snapshot", {"project_id": s.project_id})
+        return self._snap_doc(req, s)
+
+    async def create_snapshot(self, req: ApiRequest) -> Response:
+        body = _obj(await req.json(), "snapshot")
+        req.enforce("volume:create_snapshot", {"project_id": req.ctx.project_id or ""})
+        vid = body.get("volume_id")
+        if not isinstance(vid, str) or not vid:
+            raise NotFound(f"Volume {vid} could not be found.")
+        s = await req.run(
+            self.m.create_snapshot, req.ctx, vid,
+            _text(body.get("name", body.get("display_name")), "name"),
+            _text(body.get("description", body.get("display_description")), "description"),
+            _bool(body.get("force", False), "force"), _metadata(body.get("metadata")),
+            version_of(req.request.scope) >= "3.66")
+        self.api.copy_quiesced(vid, self.m.finish_snapshot, s.id)
+        return FastJSON(self._snap_doc(req, s, extended=False), status_code=202)
+
+    async def update_snapshot(self, req: ApiRequest) -> dict[str, Any]:
+        changes = _updates(_obj(await req.json(), "snapshot"), "snapshot")
+        s = await req.run(self.m.update_snapshot, req.ctx, req.param("id"), changes)
+        return self._snap_doc(req, s, extended=False)
+
+    async def delete_snapshot(self, req: ApiRequest) -> Response:
+        sid = req.param("id")
+        await req.run(self.m.begin_delete_snapshot, req.ctx, sid, False)
+        self.api._later(self.m.finish_delete_snapshot, sid)  # noqa: SLF001
+        return Response(status_code=202)
+
+    async def snapshot_action(self, req: ApiRequest) -> Response:
+        body = await req.json()
+        if not isinstance(body, dict) or len(body) != 1:
+            raise BadRequest("There is no such action: a snapshot action body names exactly "
+                             "one action.")
+        sid = req.param("id")
+        if "os-reset_status" in body:
+            status = _obj(body, "os-reset_status").get("status")
+            if status not in ("creating", "available", "deleting", "error",
+                              "error_deleting"):
+                raise BadRequest(f"Invalid input received: '{status}' is not a valid "
+                                 "snapshot status.")
+            await req.run(self.m.snapshot_action, req.ctx, sid,
+                          "volume_extension:snapshot_admin_actions:reset_status",
+                          lambda s: setattr(s, "status", status))
+            return Response(status_code=202)
+        if "os-update_snapshot_status" in body:
+            args = _obj(body, "os-update_snapshot_status")
+            status, progress = args.get("status"), args.get("progress")
+            allowed = {"creating": {"creating", "available", "error"},
+                       "deleting": {"deleting", "error_deleting"}}
+
+            def update(s: Snapshot) -> None:
+                if status not in allowed.get(s.status, set()):
+                    raise BadRequest(f"Invalid input received: snapshot status update from "
+                                     f"{s.status} to {status} is not allowed.")
+                s.status = status
+                if isinstance(progress, str):
+                    s.progress = progress[:16]
+            await req.run(self.m.snapshot_action, req.ctx, sid,
+                          "snapshot_extension:snapshot_actions:update_snapshot_status", update)
+            return Response(status_code=202)
+        if "os-force_delete" in body:
+            await req.run(self.m.begin_delete_snapshot, req.ctx, sid, True)
+            self.api._later(self.m.finish_delete_snapshot, sid)  # noqa: SLF001
+            return Response(status_code=202)
+        raise BadRequest(f"There is no such action: {next(iter(body))}")

@@ -1,0 +1,63 @@
+"""User messages of the block-storage service (Cinder's ``messages``: why an asynchronous
+operation failed, kept 30 days). Part of ``VolumeManager``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from onestack.common.context import RequestContext
+from onestack.common.errors import NotFound
+from onestack.common.timeutils import utcnow
+from onestack.db.volume import Message
+
+
+class MessagesMixin:
+    """User messages of ``VolumeManager`` (which provides ``_tx``/``_read``/``enforce``)."""
+
+    _tx: Callable[..., Any]
+    _read: Callable[..., Any]
+    enforce: Callable[..., None]
+
+    def add_message(self, project_id: str, resource_type: str, resource_uuid: str | None,
+                    event_id: str, message: str) -> None:
+        """Record a user message (kept 30 days, Cinder's default)."""
+        now = utcnow()
+
+        def run(s: Session) -> None:
+            s.add(Message(id=str(uuid.uuid4()), project_id=project_id,
+                          resource_type=resource_type, resource_uuid=resource_uuid,
+                          event_id=event_id, message=message[:255],
+                          request_id=f"req-{uuid.uuid4()}", created_at=now,
+                          expires_at=now + dt.timedelta(days=30)))
+        self._tx(run)
+
+    def list_messages(self, ctx: RequestContext) -> list[Message]:
+        def run(s: Session) -> list[Message]:
+            q = select(Message).where(Message.expires_at > utcnow())
+            if not ctx.is_admin:
+                q = q.where(Message.project_id == (ctx.project_id or ""))
+            return list(s.scalars(q.order_by(Message.created_at.desc())))
+        return self._read(run)
+
+    def get_message(self, ctx: RequestContext, message_id: str) -> Message:
+        def run(s: Session) -> Message:
+            msg = s.get(Message, message_id)
+            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
+                raise NotFound(f"Message {message_id} could not be found.")
+            return msg
+        return self._read(run)
+
+    def delete_message(self, ctx: RequestContext, message_id: str) -> None:
+        def run(s: Session) -> None:
+            msg = s.get(Message, message_id)
+            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
+                raise NotFound(f"Message {message_id} could not be found.")
+            self.enforce(ctx, "message:delete", msg.project_id)
+            s.delete(msg)
+        self._tx(run)

@@ -1,0 +1,151 @@
+"""Volume snapshots: their records, the copy of the volume's data (``finish_snapshot``),
+deletion, and their updates and metadata. Part of ``VolumeManager``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from onestack.common.context import RequestContext
+from onestack.common.errors import BadRequest
+from onestack.common.timeutils import utcnow
+from onestack.db.volume import Snapshot, Volume
+from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
+from onestack.volume.row_changes import _drop_meta, _set_meta, _updated
+
+LOG = logging.getLogger(__name__)
+
+
+class SnapshotsMixin:
+    """Snapshots of ``VolumeManager`` (which provides the plumbing declared here)."""
+
+    driver: VolumeDriver
+    _tx: Callable[..., Any]
+    _read: Callable[..., Any]
+    enforce: Callable[..., None]
+    _visible: Callable[..., Any]
+    _change: Callable[..., Any]
+    _check_quota: Callable[..., None]
+
+    # ------------------------------------------------------------------ changes of one snapshot
+    def snapshot_action(self, ctx: RequestContext, snapshot_id: str, action: str,
+                        fn: Callable[[Snapshot], None]) -> None:
+        self._change(ctx, Snapshot, "Snapshot", snapshot_id, action, fn)
+
+    def update_snapshot(self, ctx: RequestContext, snapshot_id: str,
+                        changes: dict[str, Any]) -> Snapshot:
+        return self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:update_snapshot",
+                            lambda row: _updated(row, changes))
+
+    def set_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
+                              metadata: dict[str, str], replace: bool) -> dict[str, str]:
+        return self._change(ctx, Snapshot, "Snapshot", snapshot_id,
+                            "volume:update_snapshot_metadata",
+                            lambda row: _set_meta(row, metadata, replace))
+
+    def delete_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
+                                 key: str) -> None:
+        self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:delete_snapshot_metadata",
+                     lambda row: _drop_meta(row, "Snapshot", key))
+
+    # ------------------------------------------------------------------ lifecycle
+    def list_snapshots(self, ctx: RequestContext, all_projects: bool = False) -> list[Snapshot]:
+        def run(s: Session) -> list[Snapshot]:
+            q = select(Snapshot)
+            if not (ctx.is_admin and all_projects):
+                q = q.where(Snapshot.project_id == (ctx.project_id or ""))
+            return list(s.scalars(q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())))
+        return self._read(run)
+
+    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
+        return self._read(lambda s: self._visible(ctx, s.get(Snapshot, snapshot_id),
+                                                  "Snapshot", snapshot_id))
+
+    def create_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
+                        description: str | None, force: bool,
+                        metadata: dict[str, str], in_use_ok: bool = False) -> Snapshot:
+        """Record a snapshot (``finish_snapshot`` copies the data). An ``in-use`` volume
+        needs ``force`` (or microversion 3.66+: ``in_use_ok``); its guests' I/O is paused
+        while the data is copied (``VolumeAPI``)."""
+        def run(s: Session) -> Snapshot:
+            vol = self._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
+            if vol.status != "available" and not ((force or in_use_ok)
+                                                  and vol.status == "in-use"):
+                wanted = "available or in-use" if in_use_ok else "available"
+                raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
+                                 f"{wanted}, but current status is: {vol.status}.")
+            self._check_quota(s, vol.project_id, snapshots=1, gigabytes=vol.size)
+            snap = Snapshot(id=str(uuid.uuid4()), volume_id=vol.id, project_id=vol.project_id,
+                            user_id=ctx.user_id or "", name=name, description=description,
+                            size=vol.size, status="creating", progress="0%",
+                            metadata_=dict(metadata), created_at=utcnow())
+            s.add(snap)
+            return snap
+        return self._tx(run)
+
+    def finish_snapshot(self, snapshot_id: str) -> None:
+        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
+        if snap is None:
+            return
+        vol = self._read(lambda s: s.get(Volume, snap.volume_id))
+        try:
+            if vol is None or not vol.provider_location:
+                raise VolumeDriverError(f"volume {snap.volume_id} has no data")
+            loc = self.driver.create_snapshot(snap.id, vol.provider_location)
+        except VolumeDriverError as exc:
+            LOG.warning("snapshot %s: create failed: %s", snapshot_id, exc)
+            self._set_snapshot_status(snapshot_id, "error")
+            return
+        def done(s: Session) -> bool:
+            row = s.get(Snapshot, snapshot_id)
+            if row is None:
+                return False
+            row.provider_location = loc
+            if row.status == "creating":
+                row.status = "available"
+                row.progress = "100%"
+            row.updated_at = utcnow()
+            return True
+        if not self._tx(done):
+            self.driver.delete_snapshot(loc)
+
+    def begin_delete_snapshot(self, ctx: RequestContext, snapshot_id: str,
+                              force: bool = False) -> None:
+        def run(s: Session) -> None:
+            snap = self._visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
+            self.enforce(ctx, "volume:force_delete_snapshot" if force
+                         else "volume:delete_snapshot", snap.project_id)
+            if not force and snap.status not in ("available", "error"):
+                raise BadRequest(f"Invalid snapshot: Snapshot status must be available or "
+                                 f"error (snapshot {snapshot_id} is {snap.status}).")
+            snap.status = "deleting"
+        self._tx(run)
+
+    def finish_delete_snapshot(self, snapshot_id: str) -> None:
+        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
+        if snap is None:
+            return
+        try:
+            if snap.provider_location:
+                self.driver.delete_snapshot(snap.provider_location)
+        except VolumeDriverError as exc:
+            LOG.warning("snapshot %s: delete failed: %s", snapshot_id, exc)
+            self._set_snapshot_status(snapshot_id, "error_deleting")
+            return
+        def run(s: Session) -> None:
+            row = s.get(Snapshot, snapshot_id)
+            if row is not None:
+                s.delete(row)
+        self._tx(run)
+
+    def _set_snapshot_status(self, snapshot_id: str, status: str) -> None:
+        def run(s: Session) -> None:
+            row = s.get(Snapshot, snapshot_id)
+            if row is not None:
+                row.status = status
+        self._tx(run)
