@@ -19,6 +19,7 @@ from onestack.api.app import ApiRequest, FastJSON, Service, route
 from onestack.api.policy import Policy
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound
+from onestack.volume.compute_events import ComputeEvents
 from onestack.volume.manager import VolumeManager
 from onestack.volume.microversion import MAX_VERSION, MIN_VERSION, url_project
 from onestack.volume.policies import RULES
@@ -53,7 +54,7 @@ class VolumeAPI:
         self.attachments: Any = None
         #: Where servers hear that their volume grew: ``async volume_extended(volume_id,
         #: server_ids, new_size)`` (the compute service; None: nobody is told).
-        self.compute_events: Any = None
+        self.compute_events: ComputeEvents | None = None
         #: Where uploads in formats other than raw are converted (None: the temp dir).
         self.scratch_dir: str | None = None
         self.max_limit = max_limit
