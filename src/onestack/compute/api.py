@@ -116,7 +116,7 @@ class ComputeAPI:
         interfaces = Interfaces(self)
         consoles = Consoles(self)
         network_proxies = NetworkProxyRoutes(self)
-        self.actions.providers += [ServerMoves(self, self.actions), interfaces, consoles,
+        self.actions.providers += [ServerMoves(self), interfaces, consoles,
                                    network_proxies]
         #: One handler per resource, each registering its own routes (in this order:
         #: ``/servers/detail`` before ``/servers/{server_id}``).

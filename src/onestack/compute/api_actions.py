@@ -26,7 +26,6 @@ from onestack.common.errors import (
     ValidationError,
 )
 from onestack.compute import block_devices, schemas, states
-from onestack.compute.images import image_dropper
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import v_ge, ver
 from onestack.compute.policies import ACTION_RULES
@@ -72,12 +71,6 @@ class ServerActions(ResourceHandler):
         if result is None:
             return Response(status_code=202)
         return FastJSON(result, status_code=200 if action in _OK_200 else 202)
-
-    async def simple(self, req: ApiRequest, inst: InstanceDict, action: str, task: str,
-                      method: str, record: str | None = None, **kwargs: Any) -> None:
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, task,
-                             None, (None,), True, record)
-        await self.api.cast(inst, method, instance_uuid=inst["uuid"], **kwargs)
 
     async def a_reboot(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         if not isinstance(args, dict) or str(args.get("type", "")).upper() not in ("SOFT",
@@ -244,31 +237,6 @@ class ServerActions(ResourceHandler):
         for old in backups[max(rotation, 1 if keep else 0):]:
             if old.id != keep:
                 self.drop_image(old.id)
-
-    def new_image(self, req: ApiRequest, inst: InstanceDict, name: str,
-                   meta: dict[str, str], image_type: str) -> str:
-        ctx = req.ctx
-        props = {k: str(val) for k, val in (inst["system_metadata"].get("image_properties")
-                                            or {}).items()
-                 if k not in ("image_type", "instance_uuid", "base_image_ref")}
-        props.update({"image_type": image_type, "instance_uuid": inst["uuid"],
-                      "base_image_ref": inst["image_ref"] or "", "user_id": ctx.user_id or "",
-                      "owner_user_name": ctx.user_name or "",
-                      "owner_project_name": ctx.project_name or ""})
-        props.update(meta)
-        body: dict[str, Any] = {"name": name, "disk_format": "qcow2",
-                                "container_format": "bare", "visibility": "private", **props}
-        admin = RequestContext.admin()
-        admin.project_id = inst["project_id"]
-        body["owner"] = inst["project_id"]
-        try:
-            info = self.images.create(admin, body)  # type: ignore[union-attr]
-        except APIError as exc:
-            raise BadRequest(f"Cannot create the image: {exc.message}") from None
-        return str(info.id)
-
-    def drop_image(self, image_id: str) -> None:
-        image_dropper(self.images)(image_id)  # best effort, as the agents drop theirs
 
     async def a_force_delete(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         raise Conflict(f"Cannot 'forceDelete' instance {inst['uuid']} while it is in vm_state "

@@ -21,13 +21,12 @@ from onestack.common.errors import (
     ValidationError,
 )
 from onestack.compute import block_devices, schemas, states
-from onestack.compute.api_actions import ServerActions, admin_password
+from onestack.compute.api_actions import admin_password
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import APIVersion, v_ge, ver
 from onestack.compute.resource_base import (
     AddRoute,
     ResourceHandler,
-    ServerHost,
     tgt,
 )
 
@@ -36,11 +35,6 @@ LOG = logging.getLogger(__name__)
 
 class ServerMoves(ResourceHandler):
     """Resize, migrate, live-migrate, rebuild and shelve actions."""
-
-    def __init__(self, api: ServerHost, actions: ServerActions) -> None:
-        super().__init__(api)
-        #: The plain actions' helpers (begin a task and cast, images of a server).
-        self.actions = actions
 
     def add_routes(self, r: AddRoute) -> None:
         """No routes of their own: reached through ``POST /servers/{id}/action``."""
@@ -256,7 +250,7 @@ class ServerMoves(ResourceHandler):
         image_id = None
         # A volume-backed server keeps its disks in its volumes: no snapshot image (Nova).
         if self.images is not None and block_devices.root(inst) is None:
-            image_id = await req.run(self.actions.new_image, req, inst,
+            image_id = await req.run(self.new_image, req, inst,
                                      f"{inst['name']}-shelved", {}, "snapshot")
         sm = dict(inst["system_metadata"], shelved_image_id=image_id)
         try:
@@ -265,13 +259,13 @@ class ServerMoves(ResourceHandler):
                                  {"system_metadata": sm})
         except APIError:
             if image_id:
-                await req.run(self.actions.drop_image, image_id)
+                await req.run(self.drop_image, image_id)
             raise
         await self.api.cast(inst, "shelve_instance", instance_uuid=inst["uuid"],
                             image_id=image_id, offload=True)
 
     async def a_shelve_offload(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.actions.simple(req, inst, "shelveOffload", "shelving_offloading",
+        await self.simple(req, inst, "shelveOffload", "shelving_offloading",
                            "shelve_offload_instance")
 
     async def a_unshelve(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:

@@ -26,7 +26,12 @@ from onestack.compute import block_devices, schemas, states
 from onestack.compute.images import image_uploader
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import version_of
-from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost
+from onestack.compute.resource_base import (
+    AddRoute,
+    ResourceHandler,
+    ServerHost,
+    project_ctx,
+)
 from onestack.compute.volumes import ComputeVolumes
 
 LOG = logging.getLogger(__name__)
@@ -218,7 +223,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
         vols = self.volumes
         api = self.api
         bdms = [b for b in block_devices.of(inst) if b.get("volume_id")]
-        ctx = api.project_ctx(inst["project_id"])
+        ctx = project_ctx(inst["project_id"])
         paused = False
         if inst["host"] and inst["vm_state"] != states.SHELVED_OFFLOADED and bdms:
             paused = bool((await self._agent(inst, "pause_volume_io", bdms[0])).get("paused"))
@@ -240,7 +245,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
                 await self._agent(inst, "resume_volume_io", bdms[0])
         extra = {**meta, "block_device_mapping": json.dumps(mappings), "bdm_v2": "True",
                  "root_device_name": "/dev/vda"}
-        image_id = await req.run(api.actions.new_image, req, inst, name, extra,
+        image_id = await req.run(self.new_image, req, inst, name, extra,
                                  "snapshot")
         await req.run(self._empty_upload, image_id)
         await req.run(api.m.record_action, req.ctx, inst["uuid"], "createImage")
@@ -275,7 +280,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
                     inst["vm_state"] == states.SHELVED_OFFLOADED:
                 continue
             # An instance action with the outcome as its event, as Nova records it.
-            ctx = api.project_ctx(inst["project_id"])
+            ctx = project_ctx(inst["project_id"])
             ctx.user_id = inst["user_id"]  # the action is the server owner's (never None)
             await api.m.db.run(api.m.record_action, ctx, uuid, "extend_volume")
             try:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from onestack.api.app import ApiRequest
 from onestack.bus.base import Bus
 from onestack.common.context import RequestContext
-from onestack.common.errors import Forbidden
-from onestack.compute.images import ComputeImages
+from onestack.common.errors import APIError, BadRequest, Conflict, Forbidden
+from onestack.compute.images import ComputeImages, image_dropper
 from onestack.compute.manager import ComputeManager, InstanceDict
 from onestack.compute.network import ComputeNetwork
 from onestack.compute.volumes import ComputeVolumes
@@ -120,6 +120,46 @@ class ResourceHandler:
 
     def add_routes(self, r: AddRoute) -> None:
         raise NotImplementedError
+
+    # Work several handlers share.
+    async def simple(self, req: ApiRequest, inst: InstanceDict, action: str, task: str,
+                     method: str, record: str | None = None, **kwargs: Any) -> None:
+        """Begin ``task`` of ``action`` (409 unless the server allows it) and cast
+        ``method`` to its host agent."""
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, task,
+                             None, (None,), True, record)
+        await self.api.cast(inst, method, instance_uuid=inst["uuid"], **kwargs)
+
+    def new_image(self, req: ApiRequest, inst: InstanceDict, name: str,
+                  meta: dict[str, str], image_type: str) -> str:
+        """A queued image of the server (snapshot, backup, shelve) in its project, with the
+        properties of the image it was booted from; 400 when the image service refuses."""
+        if self.images is None:
+            raise Conflict("The image service is not available.")
+        ctx = req.ctx
+        props = {k: str(val) for k, val in (inst["system_metadata"].get("image_properties")
+                                            or {}).items()
+                 if k not in ("image_type", "instance_uuid", "base_image_ref")}
+        props.update({"image_type": image_type, "instance_uuid": inst["uuid"],
+                      "base_image_ref": inst["image_ref"] or "", "user_id": ctx.user_id or "",
+                      "owner_user_name": ctx.user_name or "",
+                      "owner_project_name": ctx.project_name or ""})
+        props.update(meta)
+        body: dict[str, Any] = {"name": name, "disk_format": "qcow2",
+                                "container_format": "bare", "visibility": "private", **props}
+        admin = RequestContext.admin()
+        admin.project_id = inst["project_id"]
+        body["owner"] = inst["project_id"]
+        try:
+            info = self.images.create(admin, body)
+        except APIError as exc:
+            raise BadRequest(f"Cannot create the image: {exc.message}") from None
+        return str(info.id)
+
+    def drop_image(self, image_id: str) -> None:
+        """Delete an image made for the server (best effort, as the agents drop theirs)."""
+        if self.images is not None:
+            image_dropper(self.images)(image_id)
 
 
 def tgt(req: ApiRequest, project_id: str | None = None,
