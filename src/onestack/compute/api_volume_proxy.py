@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
@@ -20,9 +20,6 @@ from onestack.compute import schemas
 from onestack.compute.microversions import version_of
 from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost, tgt
 from onestack.compute.volumes import ComputeVolumes
-
-if TYPE_CHECKING:
-    pass
 
 LOG = logging.getLogger(__name__)
 
