@@ -92,7 +92,7 @@ def _cleanup_host(data_dir: Path) -> None:
         driver = QemuDriver("cleanup", data_dir=data_dir)
         for inst in (data_dir / "instances").iterdir():
             if not inst.name.startswith("_"):
-                driver._drop_sock_link(inst.name)
+                driver.guests.drop_sock_link(inst.name)
 
 
 def _alive(pid: int) -> bool:
@@ -136,7 +136,7 @@ class Guests:
         from onestack.drivers.hypervisor.qemu import QemuDriver
         from onestack.drivers.hypervisor.qemu.qmp import QMPClient, QMPError
 
-        sock = QemuDriver("probe", data_dir=self.data_dir)._sock(uuid, "qmp.sock")
+        sock = QemuDriver("probe", data_dir=self.data_dir).guests.sock(uuid, "qmp.sock")
 
         async def query() -> str:
             # The agent talks to the same monitor (one client at a time): retry briefly.
