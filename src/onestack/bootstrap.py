@@ -44,9 +44,7 @@ from onestack.drivers.imagestore.file import FileStore
 from onestack.faults.bus import FaultBus
 from onestack.identity.limits import UnifiedLimits
 from onestack.identity.manager import IdentityManager
-from onestack.identity.service import (
-    build_identity,
-)
+from onestack.identity.service import build_identity
 from onestack.identity.setup import bootstrap
 from onestack.image.api import AcceptCapture, ImageAPI
 from onestack.image.api import build_policy as build_image_policy

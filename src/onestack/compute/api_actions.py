@@ -19,12 +19,7 @@ from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    APIError,
-    BadRequest,
-    Conflict,
-    ValidationError,
-)
+from onestack.common.errors import APIError, BadRequest, Conflict, ValidationError
 from onestack.compute import block_devices, schemas, states
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import v_ge, ver

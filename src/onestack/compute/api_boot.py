@@ -12,23 +12,13 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
-from onestack.common.errors import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
 from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, views
 from onestack.compute.api_actions import admin_password
 from onestack.compute.boot_request import BootRequest
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import APIVersion, ver
-from onestack.compute.resource_base import (
-    AddRoute,
-    ResourceHandler,
-    external_attach,
-    tgt,
-)
+from onestack.compute.resource_base import AddRoute, ResourceHandler, external_attach, tgt
 
 LOG = logging.getLogger(__name__)
 

@@ -8,21 +8,11 @@ import logging
 from typing import Any
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
-    Unauthorized,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationError
 from onestack.compute import schemas, states
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import ver
-from onestack.compute.resource_base import (
-    AddRoute,
-    ResourceHandler,
-    tgt,
-)
+from onestack.compute.resource_base import AddRoute, ResourceHandler, tgt
 
 LOG = logging.getLogger(__name__)
 

@@ -7,11 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    BadRequest,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, NotFound, ValidationError
 from onestack.common.pagination import next_link
 from onestack.compute import schemas, views
 from onestack.compute.microversions import ver

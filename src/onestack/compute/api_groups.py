@@ -7,10 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    BadRequest,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, ValidationError
 from onestack.compute import schemas, views
 from onestack.compute.microversions import ver
 from onestack.compute.resource_base import ResourceHandler

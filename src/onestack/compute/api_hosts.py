@@ -8,12 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    APIError,
-    BadRequest,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import APIError, BadRequest, NotFound, ValidationError
 from onestack.common.timeutils import utcnow
 from onestack.compute import schemas, views
 from onestack.compute.microversions import ver

@@ -8,12 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-)
+from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.timeutils import parse_isotime
 from onestack.compute import schemas, views
 from onestack.compute.microversions import ver

@@ -10,13 +10,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    APIError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, ValidationError
 from onestack.common.ids import new_uuid
 from onestack.compute import schemas, states
 from onestack.compute.manager import InstanceDict

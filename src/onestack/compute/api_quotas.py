@@ -8,9 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    ValidationError,
-)
+from onestack.common.errors import ValidationError
 from onestack.compute import quotas, schemas
 from onestack.compute.microversions import APIVersion, ver
 from onestack.compute.resource_base import ResourceHandler

@@ -11,19 +11,10 @@ from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import block_devices, schemas, states, views
 from onestack.compute.microversions import ver
-from onestack.compute.resource_base import (
-    AddRoute,
-    ResourceHandler,
-    tgt,
-)
+from onestack.compute.resource_base import AddRoute, ResourceHandler, tgt
 
 LOG = logging.getLogger(__name__)
 

@@ -9,19 +9,11 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, url_header
-from onestack.common.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import schemas, states
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import ver
-from onestack.compute.resource_base import (
-    AddRoute,
-    ResourceHandler,
-)
+from onestack.compute.resource_base import AddRoute, ResourceHandler
 
 LOG = logging.getLogger(__name__)
 

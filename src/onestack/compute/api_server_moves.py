@@ -13,22 +13,12 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.bus.base import BusError, RemoteError
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    APIError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import block_devices, schemas, states
 from onestack.compute.api_actions import admin_password
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import APIVersion, v_ge, ver
-from onestack.compute.resource_base import (
-    AddRoute,
-    ResourceHandler,
-    tgt,
-)
+from onestack.compute.resource_base import AddRoute, ResourceHandler, tgt
 
 LOG = logging.getLogger(__name__)
 

@@ -13,20 +13,12 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest
 from onestack.api.bulk import json_response, run_bulk
 from onestack.bus.base import NoConsumer
-from onestack.common.errors import (
-    BadRequest,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, ValidationError
 from onestack.common.pagination import next_link
 from onestack.compute import block_devices, schemas, states, views
 from onestack.compute.manager import INSTANCE_SORT_KEYS, InstanceDict
 from onestack.compute.microversions import APIVersion, ver
-from onestack.compute.resource_base import (
-    AddRoute,
-    ResourceHandler,
-    preserved,
-    tgt,
-)
+from onestack.compute.resource_base import AddRoute, ResourceHandler, preserved, tgt
 from onestack.compute.volumes import release_all
 
 LOG = logging.getLogger(__name__)

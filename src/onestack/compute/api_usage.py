@@ -7,10 +7,7 @@ import datetime as dt
 from typing import Any
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    BadRequest,
-    NotFound,
-)
+from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.compute import views
 from onestack.compute.microversions import ver

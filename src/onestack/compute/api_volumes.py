@@ -26,12 +26,7 @@ from onestack.compute import block_devices, schemas, states
 from onestack.compute.images import image_uploader
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import version_of
-from onestack.compute.resource_base import (
-    AddRoute,
-    ResourceHandler,
-    ServerHost,
-    project_ctx,
-)
+from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost, project_ctx
 from onestack.compute.volumes import ComputeVolumes
 
 LOG = logging.getLogger(__name__)

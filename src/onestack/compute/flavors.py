@@ -13,10 +13,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound
 from onestack.common.ids import new_uuid
 from onestack.common.timeutils import utcnow
 from onestack.compute.store import ManagerState
-from onestack.db.compute import (
-    Flavor,
-    FlavorAccess,
-)
+from onestack.db.compute import Flavor, FlavorAccess
 
 T = TypeVar("T")
 

@@ -15,9 +15,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.compute import quotas
 from onestack.compute.store import ManagerState
-from onestack.db.compute import (
-    KeyPair,
-)
+from onestack.db.compute import KeyPair
 
 T = TypeVar("T")
 

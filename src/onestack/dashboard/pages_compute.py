@@ -11,17 +11,7 @@ from urllib.parse import urlencode
 from starlette.responses import JSONResponse, Response
 
 from onestack.dashboard.cloud import ApiFailure
-from onestack.dashboard.ui import (
-    Action,
-    Cell,
-    Field,
-    Form,
-    Row,
-    Table,
-    addresses,
-    cell,
-    status,
-)
+from onestack.dashboard.ui import Action, Cell, Field, Form, Row, Table, addresses, cell, status
 
 if TYPE_CHECKING:
     from onestack.dashboard.app import Ctx, Dashboard

@@ -8,11 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import (
-    APIError,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import APIError, NotFound, ValidationError
 from onestack.identity.auth import TokenService
 from onestack.identity.manager import IdentityManager
 

@@ -7,13 +7,9 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
-from onestack.common.errors import (
-    ValidationError,
-)
+from onestack.common.errors import ValidationError
 from onestack.identity import schemas, views
-from onestack.identity.api_base import (
-    IdentityHandler,
-)
+from onestack.identity.api_base import IdentityHandler
 
 
 class CatalogRoutes(IdentityHandler):

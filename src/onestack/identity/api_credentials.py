@@ -9,17 +9,10 @@ from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.body import parse_json
-from onestack.common.errors import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.identity import schemas, views
-from onestack.identity.api_base import (
-    IdentityHandler,
-)
+from onestack.identity.api_base import IdentityHandler
 
 
 class CredentialRoutes(IdentityHandler):

@@ -7,17 +7,9 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON, url_header
-from onestack.common.errors import (
-    Forbidden,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import Forbidden, NotFound, ValidationError
 from onestack.identity import schemas, views
-from onestack.identity.api_base import (
-    IdentityHandler,
-    _bool,
-    _flag,
-)
+from onestack.identity.api_base import IdentityHandler, _bool, _flag
 
 
 class ProjectRoutes(IdentityHandler):

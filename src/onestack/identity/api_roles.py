@@ -10,9 +10,7 @@ from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.identity import schemas, views
-from onestack.identity.api_base import (
-    IdentityHandler,
-)
+from onestack.identity.api_base import IdentityHandler
 
 
 class RoleRoutes(IdentityHandler):

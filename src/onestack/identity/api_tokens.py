@@ -8,13 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
-from onestack.common.errors import (
-    APIError,
-    BadRequest,
-    Forbidden,
-    NotFound,
-    ValidationError,
-)
+from onestack.common.errors import APIError, BadRequest, Forbidden, NotFound, ValidationError
 from onestack.common.timeutils import parse_isotime
 from onestack.identity import schemas, views
 from onestack.identity.api_base import (

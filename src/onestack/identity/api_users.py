@@ -7,17 +7,9 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
-from onestack.common.errors import (
-    Forbidden,
-    NotFound,
-    Unauthorized,
-    ValidationError,
-)
+from onestack.common.errors import Forbidden, NotFound, Unauthorized, ValidationError
 from onestack.identity import schemas, views
-from onestack.identity.api_base import (
-    IdentityHandler,
-    _bool,
-)
+from onestack.identity.api_base import IdentityHandler, _bool
 
 
 class UserRoutes(IdentityHandler):

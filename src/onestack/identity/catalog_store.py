@@ -10,15 +10,8 @@ from sqlalchemy.orm import Session
 
 from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.ids import new_id
-from onestack.db.identity import (
-    Endpoint,
-    Region,
-    Service,
-)
-from onestack.identity.store import (
-    IdentityState,
-    _apply,
-)
+from onestack.db.identity import Endpoint, Region, Service
+from onestack.identity.store import IdentityState, _apply
 
 
 class CatalogStore(IdentityState):

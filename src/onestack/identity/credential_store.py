@@ -12,16 +12,9 @@ from sqlalchemy.orm import Session
 from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.ids import new_id
 from onestack.common.timeutils import utcnow
-from onestack.db.identity import (
-    AccessRule,
-    ApplicationCredential,
-    Credential,
-)
+from onestack.db.identity import AccessRule, ApplicationCredential, Credential
 from onestack.identity import passwords
-from onestack.identity.store import (
-    IdentityState,
-    _apply,
-)
+from onestack.identity.store import IdentityState, _apply
 
 
 class CredentialStore(IdentityState):

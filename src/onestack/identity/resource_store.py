@@ -25,12 +25,7 @@ from onestack.db.identity import (
     Role,
     User,
 )
-from onestack.identity.store import (
-    IdentityState,
-    _apply,
-    _name_free,
-    _unique,
-)
+from onestack.identity.store import IdentityState, _apply, _name_free, _unique
 
 
 class ResourceStore(IdentityState):

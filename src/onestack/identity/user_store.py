@@ -22,11 +22,7 @@ from onestack.db.identity import (
     User,
 )
 from onestack.identity import passwords
-from onestack.identity.store import (
-    IdentityState,
-    _apply,
-    _name_free,
-)
+from onestack.identity.store import IdentityState, _apply, _name_free
 
 
 class UserStore(IdentityState):

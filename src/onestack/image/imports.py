@@ -24,12 +24,7 @@ from onestack.common.timeutils import utcnow
 from onestack.db.image import Image, ImageProperty, ImageTask
 from onestack.drivers.imagestore.base import StoredData, StoreError
 from onestack.image import fetch, schemas
-from onestack.image.records import (
-    GLANCE_DOWNLOAD_PREFIXES,
-    KNOWN_IMPORT_METHODS,
-    LOG,
-    ImageRecords,
-)
+from onestack.image.records import GLANCE_DOWNLOAD_PREFIXES, KNOWN_IMPORT_METHODS, LOG, ImageRecords
 
 
 class ImportStore(ImageRecords):

@@ -25,13 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from onestack.api.policy import Policy
 from onestack.common import pagination
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    PayloadTooLarge,
-)
+from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
 from onestack.common.ids import new_uuid
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import parse_isotime, utcnow

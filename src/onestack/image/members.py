@@ -9,21 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    PayloadTooLarge,
-)
+from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
 from onestack.common.timeutils import utcnow
 from onestack.db.image import Image, ImageMember
 from onestack.image import schemas
-from onestack.image.records import (
-    MAX_MEMBERS,
-    ImageRecords,
-    MemberInfo,
-)
+from onestack.image.records import MAX_MEMBERS, ImageRecords, MemberInfo
 
 
 class MemberStore(ImageRecords):

@@ -17,11 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from onestack.api.policy import Policy
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-)
+from onestack.common.errors import BadRequest, Forbidden, NotFound
 from onestack.common.pagination import SortKey
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database

@@ -8,17 +8,10 @@ import os
 from sqlalchemy import select, update
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-)
+from onestack.common.errors import Conflict, Forbidden, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.image import Image, ImageTask
-from onestack.image.records import (
-    LOG,
-    ImageRecords,
-)
+from onestack.image.records import LOG, ImageRecords
 
 
 class RecoveryStore(ImageRecords):

@@ -11,13 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import (
-    APIError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    PayloadTooLarge,
-)
+from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, PayloadTooLarge
 from onestack.common.timeutils import utcnow
 from onestack.db.image import Image
 from onestack.drivers.imagestore.base import StoredData

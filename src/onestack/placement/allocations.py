@@ -13,12 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from onestack.common.timeutils import utcnow
-from onestack.db.placement import (
-    Allocation,
-    Consumer,
-    Inventory,
-    ResourceProvider,
-)
+from onestack.db.placement import Allocation, Consumer, Inventory, ResourceProvider
 from onestack.placement import errors
 from onestack.placement.models import (
     _STANDARD_RC,

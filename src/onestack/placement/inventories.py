@@ -11,11 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from onestack.common.timeutils import utcnow
-from onestack.db.placement import (
-    Allocation,
-    Consumer,
-    Inventory,
-)
+from onestack.db.placement import Allocation, Consumer, Inventory
 from onestack.placement import errors
 from onestack.placement.models import (
     ANY,

@@ -13,11 +13,7 @@ from sqlalchemy.orm import Session
 
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.placement import (
-    CustomResourceClass,
-    CustomTrait,
-    ResourceProvider,
-)
+from onestack.db.placement import CustomResourceClass, CustomTrait, ResourceProvider
 from onestack.placement import errors
 from onestack.placement.models import (  # noqa: F401
     _STANDARD_RC,

@@ -30,12 +30,7 @@ from onestack.compute.manager import ComputeManager
 from onestack.compute.recovery import BootRecovery
 from onestack.scheduler.filters import ALL_FILTERS, DEFAULT_FILTERS, BaseFilter
 from onestack.scheduler.host_state import HostState, RequestSpec
-from onestack.scheduler.weights import (
-    ALL_WEIGHERS,
-    DEFAULT_WEIGHERS,
-    BaseWeigher,
-    weigh_hosts,
-)
+from onestack.scheduler.weights import ALL_WEIGHERS, DEFAULT_WEIGHERS, BaseWeigher, weigh_hosts
 
 LOG = logging.getLogger(__name__)
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."

@@ -29,13 +29,7 @@ from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.volume import (
-    Group,
-    Snapshot,
-    Transfer,
-    Volume,
-    VolumeType,
-)
+from onestack.db.volume import Group, Snapshot, Transfer, Volume, VolumeType
 from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
 from onestack.volume import encryption, reimage
 from onestack.volume.images import ImageSource, VolumeImage

@@ -7,13 +7,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from onestack.drivers.volume.base import (
-    Capacity,
-    GiB,
-    NoCapacity,
-    VolumeDriver,
-    VolumeDriverError,
-)
+from onestack.drivers.volume.base import Capacity, GiB, NoCapacity, VolumeDriver, VolumeDriverError
 
 
 class FakeVolumeDriver(VolumeDriver):

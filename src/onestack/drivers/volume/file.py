@@ -15,13 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from onestack.drivers.volume.base import (
-    Capacity,
-    GiB,
-    NoCapacity,
-    VolumeDriver,
-    VolumeDriverError,
-)
+from onestack.drivers.volume.base import Capacity, GiB, NoCapacity, VolumeDriver, VolumeDriverError
 
 
 class FileVolumeDriver(VolumeDriver):

@@ -163,11 +163,14 @@ class KvmProbe:
     root file system and ``panic=-1``: under working KVM it panics and QEMU exits
     (``-no-reboot``) in well under a second; without a kernel, a 64 KiB firmware that
     writes to ``isa-debug-exit``. The answer is cached per host boot and QEMU build in
-    ``DATA/instances/_accel.json``.
+    ``DATA/instances/_accel.json``. A firmware-only "KVM works" is provisional: some nested
+    KVM runs that firmware and then hangs a Linux guest, so once a guest kernel is at hand
+    (the test guest built on a first start) the probe is made again with it.
     """
 
     _lock = threading.Lock()
-    _memo: dict[str, str] = {}
+    #: key -> (accel, whether a kernel was booted to decide it)
+    _memo: dict[str, tuple[str, bool]] = {}
 
     @staticmethod
     def _key(binary: str) -> str:
@@ -182,36 +185,52 @@ class KvmProbe:
 
     @classmethod
     def accel(cls, binary: str, cache_file: Path, timeout: float) -> str:
+        """``kvm`` or ``tcg`` (see the class docstring)."""
+        return cls.verdict(binary, cache_file, timeout)[0]
+
+    @classmethod
+    def verdict(cls, binary: str, cache_file: Path, timeout: float) -> tuple[str, bool]:
+        """(``kvm`` or ``tcg``, whether it is final: decided with a kernel, or ``tcg``)."""
         if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-            return "tcg"
+            return "tcg", True
         key = cls._key(binary)
+        kernel = cls._kernel(cache_file)
         with cls._lock:
-            if key in cls._memo:
-                return cls._memo[key]
-            with contextlib.suppress(OSError, ValueError):
-                cached = json.loads(cache_file.read_text())
-                if cached.get("key") == key and cached.get("accel") in ("kvm", "tcg"):
-                    cls._memo[key] = cached["accel"]
-                    return str(cached["accel"])
-            accel = "kvm" if cls._probe(binary, timeout) else "tcg"
-            cls._memo[key] = accel
+            known = cls._memo.get(key)
+            if known is None:
+                with contextlib.suppress(OSError, ValueError):
+                    cached = json.loads(cache_file.read_text())
+                    if cached.get("key") == key and cached.get("accel") in ("kvm", "tcg"):
+                        known = (str(cached["accel"]), bool(cached.get("kernel", True)))
+            if known is not None and (known[0] == "tcg" or known[1] or kernel is None):
+                cls._memo[key] = known
+                return known[0], known[0] == "tcg" or known[1]
+            accel = "kvm" if cls._probe(binary, timeout, kernel) else "tcg"
+            cls._memo[key] = (accel, kernel is not None)
             with contextlib.suppress(OSError):
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
                 cache_file.write_text(json.dumps({"key": key, "accel": accel,
+                                                  "kernel": kernel is not None,
                                                   "probed_at": time.time()}))
-            LOG.info("KVM probe: using %s", accel)
-            return accel
+            LOG.info("KVM probe%s: using %s", "" if kernel else " (firmware only)", accel)
+            return accel, accel == "tcg" or kernel is not None
 
     @staticmethod
-    def _probe(binary: str, timeout: float) -> bool:
-        kernel: Path | None = None
+    def _kernel(cache_file: Path) -> Path | None:
+        """A test guest kernel to boot: in the guest image cache of this data dir
+        (``DATA/cache/guest-image``) or the default one."""
         with contextlib.suppress(Exception):
-            from onestack.guestimage import default_output_dir
+            from onestack.guestimage import default_output_dir, image_version
 
-            for name in ("vmlinux", "vmlinuz"):
-                if (default_output_dir() / name).is_file():
-                    kernel = default_output_dir() / name
-                    break
+            data = cache_file.parent.parent
+            for d in (data / "cache" / "guest-image" / image_version(), default_output_dir()):
+                for name in ("vmlinux", "vmlinuz"):
+                    if (d / name).is_file():
+                        return d / name
+        return None
+
+    @staticmethod
+    def _probe(binary: str, timeout: float, kernel: Path | None) -> bool:
         with tempfile.TemporaryDirectory(prefix="onestack-kvm-probe-") as tmp:
             argv = [binary, "-machine", "q35,accel=kvm", "-cpu", "host", "-m", "64",
                     "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",

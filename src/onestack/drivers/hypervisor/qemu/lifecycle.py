@@ -14,12 +14,7 @@ import shutil
 import time
 from typing import Any
 
-from onestack.drivers.hypervisor.base import (
-    DriverError,
-    InstanceNotFound,
-    InstanceSpec,
-    PowerState,
-)
+from onestack.drivers.hypervisor.base import DriverError, InstanceNotFound, InstanceSpec, PowerState
 from onestack.drivers.hypervisor.configdrive import build_config_drive
 from onestack.drivers.hypervisor.qemu.guests import QemuGuests
 from onestack.drivers.hypervisor.qemu.hotplug import free_slot

@@ -68,14 +68,18 @@ class GuestProcesses:
 
     @property
     def accel(self) -> str:
-        """``kvm`` or ``tcg`` (probed once, on first use, when ``auto``)."""
+        """``kvm`` or ``tcg`` (probed on first use when ``auto``; probed again while the
+        verdict is a provisional one, see ``KvmProbe``)."""
         if self._accel is None:
             if self.requested_accel in ("kvm", "tcg"):
                 self._accel = self.requested_accel
             else:
-                self._accel = KvmProbe.accel(self.qemu_binary,
-                                              self.guests.root / "_accel.json",
-                                              self.kvm_probe_timeout)
+                accel, final = KvmProbe.verdict(self.qemu_binary,
+                                                self.guests.root / "_accel.json",
+                                                self.kvm_probe_timeout)
+                if not final:
+                    return accel
+                self._accel = accel
         return self._accel
 
     # ------------------------------------------------------------------ watching
