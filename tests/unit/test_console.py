@@ -171,7 +171,7 @@ class _InlineDb:
 
 
 class _Manager:
-    """Just what ComputeAgent.get_vnc_console reads."""
+    """Just what the agent's get_vnc_console reads."""
 
     def __init__(self, known: set[str]) -> None:
         self.known = known
@@ -185,10 +185,11 @@ class _Manager:
 
 async def test_agent_reports_vnc_console(monkeypatch: pytest.MonkeyPatch) -> None:
     from onestack.agents.compute import ComputeAgent
+    from onestack.agents.compute_context import AgentContext
     from onestack.drivers.hypervisor.base import Capabilities, PowerState
     from onestack.drivers.hypervisor.fake import FakeDriver
 
-    monkeypatch.setattr(ComputeAgent, "spec", staticmethod(lambda inst: {"uuid": inst["uuid"]}))
+    monkeypatch.setattr(AgentContext, "spec", staticmethod(lambda inst: {"uuid": inst["uuid"]}))
     driver = FakeDriver("console-unit")
     await driver.spawn({"uuid": UUID, "name": "vm", "flavor": {}})
     agent = ComputeAgent("console-unit", driver, _Manager({UUID}), None)  # type: ignore[arg-type]
