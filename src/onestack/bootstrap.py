@@ -20,7 +20,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from onestack.agents.compute import ComputeAgent, ComputeAgentPool
+from onestack.agents.compute import ComputeAgent
+from onestack.agents.pool import ComputeAgentPool
 from onestack.api.app import TokenValidator, install_faults, make_app
 from onestack.api.http import HttpProtocol
 from onestack.bus.base import Bus
@@ -40,6 +41,7 @@ from onestack.db.engine import Database
 from onestack.db.migrate import upgrade
 from onestack.default_guest import real_guests, setup_default_guest
 from onestack.drivers.hypervisor import load_driver
+from onestack.drivers.hypervisor.imagefiles import ImageFiles
 from onestack.drivers.imagestore.file import FileStore
 from onestack.faults.bus import FaultBus
 from onestack.identity.limits import UnifiedLimits
@@ -228,18 +230,15 @@ def build_compute(settings: Settings, db: Database, bus: Bus, tokens: TokenValid
             if hasattr(driver, "vif_plugger") and hasattr(plugger, "plug"):
                 # The data plane enslaves each guest tap as soon as the driver makes it.
                 driver.vif_plugger = plugger
-            agent = ComputeAgent(host, driver, manager, bus, upload,
-                                 settings.compute_build_timeout)
-            agent.shutdown_timeout = settings.compute_shutdown_timeout
-            agent.network = nets
-            agent.volumes = volumes
-            if images is not None:
-                agent.drop_image = image_dropper(images)
+            image_files = None
             if images is not None and driver.hypervisor_type != "fake":
-                from onestack.drivers.hypervisor.imagefiles import ImageFiles
-
-                agent.image_files = ImageFiles(images, settings.data_dir / "image-cache")
-            agents.append(agent)
+                image_files = ImageFiles(images, settings.data_dir / "image-cache")
+            agents.append(ComputeAgent(
+                host, driver, manager, bus, upload, settings.compute_build_timeout,
+                shutdown_timeout=settings.compute_shutdown_timeout, network=nets,
+                volumes=volumes,
+                drop_image=image_dropper(images) if images is not None else None,
+                image_files=image_files))
         pool = ComputeAgentPool(agents, manager, bus, settings.compute_heartbeat_interval,
                                 settings.compute_reconcile_interval)
     return manager, app, scheduler, pool, api

@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from onestack.agents.compute import ComputeAgentPool
+from onestack.agents.pool import ComputeAgentPool
 from onestack.api.http import HttpProtocol
 from onestack.bus.base import Bus
 from onestack.compute.manager import ComputeManager

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from onestack.agents.compute import ComputeAgentPool
+from onestack.agents.pool import ComputeAgentPool
 from onestack.common.context import RequestContext
 from onestack.common.timeutils import isotime, utcnow
 from onestack.compute.manager import ComputeManager

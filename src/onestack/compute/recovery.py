@@ -3,8 +3,8 @@
 A boot is recorded (instance rows, quota) and its ports are made inside ``POST /servers``;
 only then is it cast to the scheduler and answered 202. A crash (``kill -9``) can lose that
 cast, or come between any two of those steps, or between the steps of a delete. The compute
-agents reconcile what is on their hosts (``agents/compute.py``); what no host knows about is
-recovered here, when the scheduler starts and then periodically:
+agents reconcile what is on their hosts (``agents/compute_reconcile.py``); what no host knows
+about is recovered here, when the scheduler starts and then periodically:
 
 * an accepted boot still unscheduled (BUILD/``scheduling``, no host) from before this
   process started, or untouched for ``stale_after`` seconds, is scheduled again from the

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from onestack.guestimage.builder import GuestImageError, build_guest_image
+from onestack.guestimage.builder import build_guest_image
+from onestack.guestimage.image import GuestImageError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ class _InlineDb:
 
 
 class _Manager:
-    """Just what ComputeAgent.get_vnc_console reads."""
+    """Just what the agent's get_vnc_console reads."""
 
     def __init__(self, known: set[str]) -> None:
         self.known = known
@@ -34,7 +34,9 @@ class _Manager:
 
 
 async def test_agent_reports_vnc_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ComputeAgent, "spec", staticmethod(lambda inst: {"uuid": inst["uuid"]}))
+    from onestack.agents.compute_context import AgentContext
+
+    monkeypatch.setattr(AgentContext, "spec", staticmethod(lambda inst: {"uuid": inst["uuid"]}))
     driver = FakeDriver("console-unit")
     await driver.spawn({"uuid": UUID, "name": "vm", "flavor": {}})
     agent = ComputeAgent("console-unit", driver, _Manager({UUID}), None)  # type: ignore[arg-type]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from onestack.agents.compute import ComputeAgent, ComputeAgentPool
+from onestack.agents.compute import ComputeAgent
+from onestack.agents.pool import ComputeAgentPool
 from onestack.bus.memory import MemoryBus
 from onestack.common.context import RequestContext
 from onestack.common.errors import Conflict, Forbidden, NotFound

@@ -1,0 +1,213 @@
+"""Server actions that keep a guest on its host: power (reboot, stop, start, pause, suspend,
+rescue and their reverses), rebuild, snapshot and shelve/unshelve.
+
+Each runs only while the instance is in the task state its API call set, and records the
+outcome through ``AgentContext.finish``/``fail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+from onestack.agents.compute_context import AgentContext
+from onestack.common.timeutils import utcnow
+from onestack.compute import states
+from onestack.compute.manager import InstanceDict
+from onestack.drivers.hypervisor.base import DriverError
+
+
+class Actions:
+    """Power, rebuild, snapshot and shelve operations of one host's guests."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ power
+    async def _power(self, uuid: str, task: str, event: str,
+                     fn: Callable[[dict[str, Any]], Any], **final: Any) -> None:
+        ctx = self.ctx
+        inst = await ctx.load(uuid)
+        if inst is None or inst["task_state"] != task:
+            return
+        try:
+            await fn(ctx.spec(inst))
+        except Exception as exc:  # noqa: BLE001
+            await ctx.fail(uuid, task, event, exc)
+            return
+        await ctx.finish(uuid, task, event, task_state=None, **final)
+
+    async def reboot_instance(self, instance_uuid: str, hard: bool) -> None:
+        task = "rebooting_hard" if hard else "rebooting"
+
+        async def run(spec: dict[str, Any]) -> None:
+            await self.ctx.driver.reboot(spec, hard)
+
+        await self._power(instance_uuid, task, "compute_reboot_instance", run,
+                          vm_state=states.ACTIVE, power_state=states.RUNNING)
+
+    async def stop_instance(self, instance_uuid: str) -> None:
+        async def run(spec: dict[str, Any]) -> None:
+            await self.ctx.driver.power_off(spec, self.ctx.shutdown_timeout)  # clean, then forced
+
+        await self._power(instance_uuid, "powering-off", "compute_stop_instance", run,
+                          vm_state=states.STOPPED, power_state=states.SHUTDOWN)
+
+    async def start_instance(self, instance_uuid: str) -> None:
+        await self._power(instance_uuid, "powering-on", "compute_start_instance",
+                          self.ctx.driver.power_on, vm_state=states.ACTIVE,
+                          power_state=states.RUNNING)
+
+    async def pause_instance(self, instance_uuid: str) -> None:
+        await self._power(instance_uuid, "pausing", "compute_pause_instance",
+                          self.ctx.driver.pause, vm_state=states.PAUSED,
+                          power_state=states.PAUSED_P)
+
+    async def unpause_instance(self, instance_uuid: str) -> None:
+        await self._power(instance_uuid, "unpausing", "compute_unpause_instance",
+                          self.ctx.driver.unpause, vm_state=states.ACTIVE,
+                          power_state=states.RUNNING)
+
+    async def suspend_instance(self, instance_uuid: str) -> None:
+        await self._power(instance_uuid, "suspending", "compute_suspend_instance",
+                          self.ctx.driver.suspend, vm_state=states.SUSPENDED,
+                          power_state=states.SHUTDOWN)
+
+    async def resume_instance(self, instance_uuid: str) -> None:
+        await self._power(instance_uuid, "resuming", "compute_resume_instance",
+                          self.ctx.driver.resume, vm_state=states.ACTIVE,
+                          power_state=states.RUNNING)
+
+    async def rescue_instance(self, instance_uuid: str, rescue_image: str | None) -> None:
+        async def run(spec: dict[str, Any]) -> None:
+            await self.ctx.driver.rescue(spec, (await self.ctx.files(
+                {"image": {"id": rescue_image}}))["image"])
+
+        await self._power(instance_uuid, "rescuing", "compute_rescue_instance", run,
+                          vm_state=states.RESCUED, power_state=states.RUNNING)
+
+    async def unrescue_instance(self, instance_uuid: str) -> None:
+        await self._power(instance_uuid, "unrescuing", "compute_unrescue_instance",
+                          self.ctx.driver.unrescue, vm_state=states.ACTIVE,
+                          power_state=states.RUNNING)
+
+    # ------------------------------------------------------------------ rebuild
+    async def rebuild_instance(self, instance_uuid: str, image_ref: str,
+                               reimage_volume: str | None = None) -> None:
+        """Rebuild the guest; with ``reimage_volume`` (a volume-backed server given a new
+        image, 2.93) that root volume is re-imaged between the old guest and the new."""
+        ctx = self.ctx
+        inst = await ctx.load(instance_uuid)
+        if inst is None or inst["task_state"] != "rebuilding":
+            return
+        try:
+            await ctx.driver.destroy(ctx.spec(inst))
+            if reimage_volume:
+                if ctx.volumes is None:
+                    raise DriverError("no volume service to re-image the root volume")
+                await asyncio.to_thread(ctx.volumes.reimage, reimage_volume, image_ref)
+            await ctx.driver.spawn(await ctx.files(ctx.spec(inst)))
+            if inst["vm_state"] == states.STOPPED:
+                await ctx.driver.power_off(ctx.spec(inst))
+        except Exception as exc:  # noqa: BLE001
+            await ctx.fail(instance_uuid, "rebuilding", "compute_rebuild_instance", exc,
+                           vm_state=states.ERROR)
+            return
+        stopped = inst["vm_state"] == states.STOPPED
+        await ctx.finish(instance_uuid, "rebuilding", "compute_rebuild_instance",
+                         task_state=None,
+                         vm_state=states.STOPPED if stopped else states.ACTIVE,
+                         power_state=states.SHUTDOWN if stopped else states.RUNNING,
+                         launched_at=utcnow())
+
+    # ------------------------------------------------------------------ images
+    async def _snapshot_to(self, inst: InstanceDict, image_id: str) -> None:
+        path = await self.ctx.driver.snapshot(self.ctx.spec(inst))
+        try:
+            if self.ctx.uploader is None:
+                raise RuntimeError("no image service to upload the snapshot to")
+            await asyncio.to_thread(self.ctx.uploader, image_id, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    async def snapshot_instance(self, instance_uuid: str, image_id: str,
+                                task_state: str = "image_snapshot") -> None:
+        ctx = self.ctx
+        inst = await ctx.load(instance_uuid)
+        if inst is None or inst["task_state"] != task_state:
+            return
+        try:
+            await self._snapshot_to(inst, image_id)
+        except Exception as exc:  # noqa: BLE001
+            await ctx.fail(instance_uuid, task_state, "compute_snapshot_instance", exc)
+            return
+        await ctx.finish(instance_uuid, task_state, "compute_snapshot_instance",
+                         task_state=None)
+
+    async def shelve_instance(self, instance_uuid: str, image_id: str | None,
+                              offload: bool) -> None:
+        ctx = self.ctx
+        inst = await ctx.load(instance_uuid)
+        if inst is None or inst["task_state"] != "shelving":
+            return
+        try:
+            await ctx.driver.power_off(ctx.spec(inst), ctx.shutdown_timeout)
+            if image_id:
+                await self._snapshot_to(inst, image_id)
+            if offload:
+                await ctx.driver.destroy(ctx.spec(inst))
+                await asyncio.to_thread(ctx.m.release, instance_uuid)
+        except Exception as exc:  # noqa: BLE001
+            await ctx.fail(instance_uuid, "shelving", "compute_shelve_instance", exc)
+            return
+        values: dict[str, Any] = {"vm_state": states.SHELVED_OFFLOADED if offload
+                                  else states.SHELVED, "power_state": states.SHUTDOWN}
+        if offload:
+            values.update(host=None, node=None, power_state=states.NOSTATE)
+        await ctx.finish(instance_uuid, "shelving", "compute_shelve_instance",
+                         task_state=None, **values)
+
+    async def shelve_offload_instance(self, instance_uuid: str) -> None:
+        ctx = self.ctx
+        inst = await ctx.load(instance_uuid)
+        if inst is None or inst["task_state"] != "shelving_offloading":
+            return
+        with contextlib.suppress(Exception):
+            await ctx.driver.destroy(ctx.spec(inst))
+        await asyncio.to_thread(ctx.m.release, instance_uuid)
+        await ctx.finish(instance_uuid, "shelving_offloading",
+                         "compute_shelve_offload_instance", task_state=None,
+                         vm_state=states.SHELVED_OFFLOADED, host=None, node=None,
+                         power_state=states.NOSTATE)
+
+    async def unshelve_instance(self, instance_uuid: str, node: str,
+                                image_ref: str | None = None) -> None:
+        """Start a shelved guest again; an offloaded one is spawned from ``image_ref``, the
+        snapshot its shelve took (deleted once the guest runs, as Nova does)."""
+        ctx = self.ctx
+        inst = await ctx.load(instance_uuid)
+        if inst is None or inst["task_state"] != "unshelving":
+            return
+        try:
+            if inst["vm_state"] == states.SHELVED and inst["host"] == ctx.host:
+                await ctx.driver.power_on(ctx.spec(inst))
+            else:
+                spec = ctx.spec(inst, **await ctx.bind(inst))
+                if image_ref:
+                    spec["image"] = dict(spec["image"], id=image_ref)
+                await ctx.driver.spawn(await ctx.files(spec))
+        except Exception as exc:  # noqa: BLE001
+            await ctx.fail(instance_uuid, "unshelving", "compute_unshelve_instance", exc)
+            return
+        await ctx.finish(instance_uuid, "unshelving", "compute_unshelve_instance",
+                         task_state=None, vm_state=states.ACTIVE, host=ctx.host,
+                         node=node, power_state=states.RUNNING)
+        shelved = inst["system_metadata"].get("shelved_image_id")
+        if shelved and ctx.drop_image is not None:
+            await asyncio.to_thread(ctx.m.update_system_metadata, instance_uuid,
+                                    shelved_image_id=None)
+            await asyncio.to_thread(ctx.drop_image, shelved)

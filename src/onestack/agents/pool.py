@@ -1,0 +1,88 @@
+"""``ComputeAgentPool``: the compute agents of this process (one per host, many with fake
+hosts) with one shared heartbeat/reconciliation loop, so ``--fake-hosts 1000`` costs 1000 dict
+entries, not 1000 timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from onestack.agents.compute import ComputeAgent
+from onestack.bus.base import Bus
+from onestack.compute.manager import ComputeManager
+from onestack.faults.rules import FaultTable
+
+LOG = logging.getLogger(__name__)
+
+
+class ComputeAgentPool:
+    """Runs one or many agents in this process: bus consumers plus one periodic loop."""
+
+    def __init__(self, agents: list[ComputeAgent], manager: ComputeManager, bus: Bus,
+                 heartbeat_interval: float = 10.0, reconcile_interval: float = 60.0) -> None:
+        self.agents = agents
+        self.m = manager
+        self.bus = bus
+        self.heartbeat_interval = heartbeat_interval
+        self.reconcile_interval = reconcile_interval
+        self._task: asyncio.Task[None] | None = None
+        #: ``host_down`` rules stop the heartbeats of the hosts they hold down.
+        self.faults: FaultTable | None = None
+        #: Start the guests of running instances again on start (after a snapshot load).
+        self.resume_guests = False
+
+    def set_faults(self, table: FaultTable | None) -> None:
+        """Apply ``table``'s rules to these agents (``build`` and ``host_down``)."""
+        self.faults = table
+        for agent in self.agents:
+            agent.ctx.faults = table
+
+    async def start(self) -> None:
+        for agent in self.agents:
+            await agent.register()
+            await self.bus.serve(f"compute.{agent.host}", agent)
+        if self.resume_guests:
+            started = 0
+            for agent in self.agents:
+                started += await agent.resume_guests()
+            LOG.info("started %d guests again", started)
+        for agent in self.agents:
+            try:
+                await agent.reconcile(on_start=True)
+            except Exception:  # noqa: BLE001
+                LOG.exception("reconciliation of %s failed", agent.host)
+        self._task = asyncio.create_task(self._periodic())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for agent in self.agents:
+            try:
+                await agent.driver.cleanup_host()
+            except Exception:  # noqa: BLE001 - stopping anyway
+                LOG.exception("driver cleanup of %s failed", agent.host)
+
+    async def _periodic(self) -> None:
+        last_reconcile = asyncio.get_running_loop().time()
+        hosts = [a.host for a in self.agents]
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                down = self.faults.hosts_down(hosts) if self.faults is not None else set()
+                if down:
+                    # A host held down by a fault rule reports nothing and reads down at
+                    # once (its messages are dropped by the fault bus).
+                    await asyncio.to_thread(self.m.report_down, sorted(down))
+                await asyncio.to_thread(self.m.heartbeat,
+                                        [h for h in hosts if h not in down] if down else hosts)
+                now = asyncio.get_running_loop().time()
+                if now - last_reconcile >= self.reconcile_interval:
+                    last_reconcile = now
+                    for agent in self.agents:
+                        await agent.reconcile()
+            except Exception:  # noqa: BLE001 - keep reporting
+                LOG.exception("compute periodic task failed")
