@@ -29,6 +29,8 @@ from onestack.agents.compute_reconcile import Reconciler
 from onestack.bus.base import Bus
 from onestack.common.timeutils import utcnow
 from onestack.compute.manager import ComputeManager
+from onestack.compute.network import ComputeNetwork
+from onestack.compute.volumes import ComputeVolumes
 from onestack.drivers.hypervisor.base import HypervisorDriver
 
 
@@ -37,7 +39,8 @@ class ComputeAgent:
 
     def __init__(self, host: str, driver: HypervisorDriver, manager: ComputeManager, bus: Bus,
                  uploader: ImageUploader | None = None, build_timeout: float = 600.0, *,
-                 shutdown_timeout: float = 60.0, network: Any = None, volumes: Any = None,
+                 shutdown_timeout: float = 60.0, network: ComputeNetwork | None = None,
+                 volumes: ComputeVolumes | None = None,
                  drop_image: Callable[[str], None] | None = None,
                  image_files: Callable[[dict[str, Any]], dict[str, Any]] | None = None
                  ) -> None:

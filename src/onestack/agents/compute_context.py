@@ -19,6 +19,8 @@ from typing import Any
 from onestack.bus.base import Bus
 from onestack.compute import block_devices
 from onestack.compute.manager import ComputeManager, InstanceDict
+from onestack.compute.network import ComputeNetwork
+from onestack.compute.volumes import ComputeVolumes
 from onestack.drivers.hypervisor.base import HypervisorDriver
 from onestack.faults.rules import FaultTable
 
@@ -43,9 +45,9 @@ class AgentContext:
     shutdown_timeout: float = 60.0
     #: The network service seen from compute (``compute/network.py``: ``bind``); None:
     #: guests get no ports.
-    network: Any = None
+    network: ComputeNetwork | None = None
     #: The volume service seen from compute (``compute/volumes.py``); None: no volumes.
-    volumes: Any = None
+    volumes: ComputeVolumes | None = None
     #: ``drop(image_id)``: delete an image compute made (a shelved server's snapshot once it
     #: runs again); None: kept.
     drop_image: Callable[[str], None] | None = None

@@ -26,6 +26,7 @@ from uuid import uuid4
 from onestack.common.context import RequestContext
 from onestack.common.errors import APIError, BadRequest
 from onestack.compute import schemas
+from onestack.compute.volumes import ComputeVolumes
 
 _INVALID = "Block Device Mapping is Invalid: "
 
@@ -107,7 +108,8 @@ def _boot_index(bdm: dict[str, Any]) -> int | None:
     return n if n >= 0 else None
 
 
-def parse(ctx: RequestContext, srv: dict[str, Any], image_ref: Any, volumes: Any,
+def parse(ctx: RequestContext, srv: dict[str, Any], image_ref: Any,
+          volumes: ComputeVolumes | None,
           image_info: Callable[[str], dict[str, Any]], count: int) -> BootDisks:
     """Check the request's mappings (400 with Nova's messages) and return what to do.
     ``volumes``: the ``ComputeVolumes`` seam or None; ``image_info(id)``: an active

@@ -38,7 +38,8 @@ from onestack.common.timeutils import utcnow
 from onestack.compute import block_devices, states
 from onestack.compute.boot_request import BootRequest
 from onestack.compute.manager import ComputeManager
-from onestack.compute.volumes import release_all
+from onestack.compute.network import ComputeNetwork
+from onestack.compute.volumes import ComputeVolumes, release_all
 from onestack.db.compute import Instance
 from onestack.db.placement import Allocation as PlacementAllocation
 
@@ -48,13 +49,13 @@ LOG = logging.getLogger(__name__)
 class BootRecovery:
     """See the module docstring. ``network``: ``compute.network.LocalNetwork`` or None."""
 
-    def __init__(self, manager: ComputeManager, bus: Bus, network: Any = None,
+    def __init__(self, manager: ComputeManager, bus: Bus, network: ComputeNetwork | None = None,
                  stale_after: float = 60.0) -> None:
         self.m = manager
         self.bus = bus
         self.network = network
         #: ``compute.volumes.ComputeVolumes`` or None (no block storage).
-        self.volumes: Any = None
+        self.volumes: ComputeVolumes | None = None
         self.stale_after = stale_after
         self.started_at = utcnow()
 
