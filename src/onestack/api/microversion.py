@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import total_ordering
+from functools import cached_property, total_ordering
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -89,11 +89,12 @@ class VersionRules:
     #: A second name for the request id header on every response (Nova's).
     request_id_alias: bytes | None = None
 
-    @property
+    # Parsed once (every request compares against them), not per request.
+    @cached_property
     def low(self) -> APIVersion:
         return APIVersion(self.min_version)
 
-    @property
+    @cached_property
     def high(self) -> APIVersion:
         return APIVersion(self.max_version)
 
