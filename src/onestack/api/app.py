@@ -36,6 +36,7 @@ from onestack.api.access import PUBLIC_ATTR, AccessGate
 from onestack.api.body import parse_json
 from onestack.api.params import check_path, check_query
 from onestack.api.policy import Policy
+from onestack.api.routes import declared, order_routes
 from onestack.common.context import RequestContext
 from onestack.common.errors import (
     APIError,
@@ -246,6 +247,14 @@ def route(service: Service, path: str, handler: Handler, methods: Sequence[str],
     return Route(path, endpoint(service, handler, public), methods=list(methods))
 
 
+def add_declared(service: Service, *handlers: object) -> None:
+    """Add the routes declared with ``@serves`` on each of ``handlers`` (``api/routes.py``)
+    to ``service``, handler by handler."""
+    for handler in handlers:
+        for decl, bound in declared(handler):
+            service.routes.append(route(service, decl.path, bound, decl.methods, decl.public))
+
+
 class ApiMiddleware:
     """Request id, body-size limit and token authentication in one pure-ASGI pass.
 
@@ -351,7 +360,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def make_app(service: Service, validator: TokenValidator | None, max_body: int) -> ASGIApp:
     """Build the ASGI app of one service."""
-    app = Starlette(routes=service.routes,
+    app = Starlette(routes=order_routes(service.routes),
                     exception_handlers={404: _not_found, 405: _not_found})
     app.state.service = service
     app.router.redirect_slashes = False

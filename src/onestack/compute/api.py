@@ -19,8 +19,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON, Service, add_declared, route
 from onestack.api.policy import Policy
+from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
 from onestack.bus.base import Bus, BusError, NoConsumer
 from onestack.common.errors import APIError, BadRequest, Conflict, ValidationError
@@ -118,22 +119,19 @@ class ComputeAPI:
         network_proxies = NetworkProxyRoutes(self)
         self.actions.providers += [ServerMoves(self), interfaces, consoles,
                                    network_proxies]
-        #: One handler per resource, each registering its own routes (in this order:
-        #: ``/servers/detail`` before ``/servers/{server_id}``).
+        #: One handler per resource, each declaring its routes (``@serves``).
         self.resources: list[ResourceHandler] = [
             Servers(self), Boot(self), self.actions, ServerMetadata(self), ServerInfo(self),
             interfaces, consoles, *(cls(self) for cls in (
                 Flavors, Keypairs, Quotas, Hosts, ServerGroups, Usage, ImageProxy)),
             network_proxies]
-        for handler in self.resources:
-            handler.add_routes(self._r)
+        add_declared(self.service, *self.resources)
 
     def add_volume_routes(self) -> None:
         """Volume attachments (``compute/api_volumes.py``) and Nova's volume proxy
         (``compute/api_volume_proxy.py``), once ``volumes`` is set."""
         self.volume_routes = VolumeAttachmentRoutes(self)
-        self.volume_routes.add_routes(self._r)
-        VolumeProxyRoutes(self).add_routes(self._r)
+        add_declared(self.service, self.volume_routes, VolumeProxyRoutes(self))
 
     # ------------------------------------------------------------------ helpers
     def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
@@ -228,11 +226,8 @@ class ComputeAPI:
 
     # ------------------------------------------------------------------ routes
     def _add_routes(self) -> None:
-        r = self._r
-        r("/", self.versions, ["GET"], public=True)
-        r("/v2.1", self.version, ["GET"], public=True)
-        r("/v2", self.version_v2, ["GET"], public=True)
-        r("/healthcheck", healthcheck, ["GET"], public=True)
+        add_declared(self.service, self)
+        self._r("/healthcheck", healthcheck, ["GET"], public=True)
 
     # ------------------------------------------------------------------ versions
     def _version_doc(self, base: str) -> dict[str, Any]:
@@ -244,6 +239,7 @@ class ComputeAPI:
                 "media-types": [{"base": "application/json",
                                  "type": "application/vnd.openstack.compute+json;version=2.1"}]}
 
+    @serves("GET", "/", public=True)
     async def versions(self, req: ApiRequest) -> Response:
         base = req.base_url
         v2 = {"id": "v2.0", "status": "SUPPORTED", "version": "", "min_version": "",
@@ -254,6 +250,7 @@ class ComputeAPI:
         doc["links"] = doc["links"][:1]
         return FastJSON({"versions": [v2, doc]}, status_code=300 if False else 200)
 
+    @serves("GET", "/v2", public=True)
     async def version_v2(self, req: ApiRequest) -> dict[str, Any]:
         base = req.base_url
         return {"version": {
@@ -265,6 +262,7 @@ class ComputeAPI:
             "media-types": [{"base": "application/json",
                              "type": "application/vnd.openstack.compute+json;version=2"}]}}
 
+    @serves("GET", "/v2.1", public=True)
     async def version(self, req: ApiRequest) -> dict[str, Any]:
         return {"version": self._version_doc(req.base_url)}
 

@@ -18,13 +18,14 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.context import RequestContext
 from onestack.common.errors import APIError, BadRequest, Conflict, ValidationError
 from onestack.compute import block_devices, schemas, states
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import v_ge, ver
 from onestack.compute.policies import ACTION_RULES
-from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost
+from onestack.compute.resource_base import ResourceHandler, ServerHost
 
 LOG = logging.getLogger(__name__)
 
@@ -46,9 +47,7 @@ class ServerActions(ResourceHandler):
         #: Objects whose ``a_<action>`` methods handle actions, searched in order.
         self.providers: list[object] = [self]
 
-    def add_routes(self, r: AddRoute) -> None:
-        r("/v2.1/servers/{server_id}/action", self.server_action, ["POST"])
-
+    @serves("POST", "/v2.1/servers/{server_id}/action")
     async def server_action(self, req: ApiRequest) -> Response:
         body = await req.json()
         if not isinstance(body, dict) or len(body) != 1:

@@ -12,13 +12,14 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
 from onestack.compute import block_devices, boot_volumes, schemas, server_schemas, views
 from onestack.compute.api_actions import admin_password
 from onestack.compute.boot_request import BootRequest
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import APIVersion, ver
-from onestack.compute.resource_base import AddRoute, ResourceHandler, external_attach, tgt
+from onestack.compute.resource_base import ResourceHandler, external_attach, tgt
 
 LOG = logging.getLogger(__name__)
 
@@ -26,10 +27,7 @@ LOG = logging.getLogger(__name__)
 class Boot(ResourceHandler):
     """Server create: validation, reservation of volumes and ports, the cast to the scheduler."""
 
-    def add_routes(self, r: AddRoute) -> None:
-        p = "/v2.1"
-        r(p + "/servers", self.create_server, ["POST"])
-
+    @serves("POST", "/v2.1/servers")
     async def create_server(self, req: ApiRequest) -> Response:
         v = ver(req)
         req.enforce("os_compute_api:servers:create", tgt(req))

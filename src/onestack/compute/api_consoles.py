@@ -8,21 +8,18 @@ import logging
 from typing import Any
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationError
 from onestack.compute import schemas, states
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import ver
-from onestack.compute.resource_base import AddRoute, ResourceHandler, tgt
+from onestack.compute.resource_base import ResourceHandler, tgt
 
 LOG = logging.getLogger(__name__)
 
 
 class Consoles(ResourceHandler):
     """Console URLs with new tokens, and what a token connects to."""
-
-    def add_routes(self, r: AddRoute) -> None:
-        r("/v2.1/servers/{server_id}/remote-consoles", self.remote_console, ["POST"])
-        r("/v2.1/os-console-auth-tokens/{console_token}", self.show_console_token, ["GET"])
 
     async def a_deprecated_console(self, req: ApiRequest, inst: InstanceDict,
                                    args: Any) -> dict[str, Any]:
@@ -50,6 +47,7 @@ class Consoles(ResourceHandler):
         # noVNC >= 1.1 takes the WebSocket path (with the token) from ``path``.
         return f"{self.api.console_url}/vnc_lite.html?path=%3Ftoken%3D{token}"
 
+    @serves("GET", "/v2.1/os-console-auth-tokens/{console_token}")
     async def show_console_token(self, req: ApiRequest) -> dict[str, Any]:
         """``GET /os-console-auth-tokens/{token}`` (admin): what a console token connects
         to. Unknown or expired tokens: 404; before 2.31 only RDP tokens were shown."""
@@ -67,6 +65,7 @@ class Consoles(ResourceHandler):
             doc["tls_port"] = None
         return {"console": doc}
 
+    @serves("POST", "/v2.1/servers/{server_id}/remote-consoles")
     async def remote_console(self, req: ApiRequest) -> dict[str, Any]:
         if ver(req) < "2.6":
             raise NotFound("The resource could not be found.")

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound, ValidationError
 from onestack.common.pagination import next_link
 from onestack.compute import schemas, views
@@ -17,22 +18,6 @@ from onestack.compute.resource_base import tgt as _tgt
 
 class Flavors(ResourceHandler):
     """Flavors and their extra specs and access (``/flavors``)."""
-
-    def add_routes(self, r: Any) -> None:
-        p = "/v2.1"
-        r(p + "/flavors", self.list_flavors, ["GET"])
-        r(p + "/flavors/detail", self.list_flavors_detail, ["GET"])
-        r(p + "/flavors", self.create_flavor, ["POST"])
-        r(p + "/flavors/{flavor_id}", self.show_flavor, ["GET"])
-        r(p + "/flavors/{flavor_id}", self.update_flavor, ["PUT"])
-        r(p + "/flavors/{flavor_id}", self.delete_flavor, ["DELETE"])
-        r(p + "/flavors/{flavor_id}/action", self.flavor_action, ["POST"])
-        r(p + "/flavors/{flavor_id}/os-flavor-access", self.flavor_access, ["GET"])
-        r(p + "/flavors/{flavor_id}/os-extra_specs", self.list_specs, ["GET"])
-        r(p + "/flavors/{flavor_id}/os-extra_specs", self.create_specs, ["POST"])
-        r(p + "/flavors/{flavor_id}/os-extra_specs/{key}", self.show_spec, ["GET"])
-        r(p + "/flavors/{flavor_id}/os-extra_specs/{key}", self.update_spec, ["PUT"])
-        r(p + "/flavors/{flavor_id}/os-extra_specs/{key}", self.delete_spec, ["DELETE"])
 
     # ================================================================== flavors
     async def _flavors(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
@@ -69,16 +54,20 @@ class Flavors(ResourceHandler):
                 req.base_url + req.request.url.path, q, flavors[-1]["id"], limit)}]
         return out
 
+    @serves("GET", "/v2.1/flavors")
     async def list_flavors(self, req: ApiRequest) -> dict[str, Any]:
         return await self._flavors(req, False)
 
+    @serves("GET", "/v2.1/flavors/detail")
     async def list_flavors_detail(self, req: ApiRequest) -> dict[str, Any]:
         return await self._flavors(req, True)
 
+    @serves("GET", "/v2.1/flavors/{flavor_id}")
     async def show_flavor(self, req: ApiRequest) -> dict[str, Any]:
         f = await req.run(self.m.get_flavor, req.ctx, req.param("flavor_id"))
         return {"flavor": views.flavor(f, req.base_url, ver(req))}
 
+    @serves("POST", "/v2.1/flavors")
     async def create_flavor(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-flavor-manage:create", _tgt(req))
         v = ver(req)
@@ -124,6 +113,7 @@ class Flavors(ResourceHandler):
         created = await req.run(self.m.create_flavor, doc)
         return {"flavor": views.flavor(created, req.base_url, v)}
 
+    @serves("PUT", "/v2.1/flavors/{flavor_id}")
     async def update_flavor(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
         if v < "2.55":
@@ -141,17 +131,20 @@ class Flavors(ResourceHandler):
         out = await req.run(self.m.update_flavor, req.param("flavor_id"), d)
         return {"flavor": views.flavor(out, req.base_url, v)}
 
+    @serves("DELETE", "/v2.1/flavors/{flavor_id}")
     async def delete_flavor(self, req: ApiRequest) -> Response:
         req.enforce("os_compute_api:os-flavor-manage:delete", _tgt(req))
         await req.run(self.m.delete_flavor, req.param("flavor_id"))
         return Response(status_code=202)
 
+    @serves("GET", "/v2.1/flavors/{flavor_id}/os-flavor-access")
     async def flavor_access(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-flavor-access", _tgt(req))
         fid = req.param("flavor_id")
         projects = await req.run(self.m.flavor_access, fid)
         return {"flavor_access": [{"flavor_id": fid, "tenant_id": p} for p in projects]}
 
+    @serves("POST", "/v2.1/flavors/{flavor_id}/action")
     async def flavor_action(self, req: ApiRequest) -> dict[str, Any]:
         body = await req.json()
         fid = req.param("flavor_id")
@@ -171,6 +164,7 @@ class Flavors(ResourceHandler):
             raise BadRequest("There is no such action")
         return {"flavor_access": [{"flavor_id": fid, "tenant_id": p} for p in projects]}
 
+    @serves("GET", "/v2.1/flavors/{flavor_id}/os-extra_specs")
     async def list_specs(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-flavor-extra-specs:index", _tgt(req))
         f = await req.run(self.m.get_flavor, req.ctx, req.param("flavor_id"))
@@ -194,6 +188,7 @@ class Flavors(ResourceHandler):
             out[k] = v
         return out
 
+    @serves("POST", "/v2.1/flavors/{flavor_id}/os-extra_specs")
     async def create_specs(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-flavor-extra-specs:create", _tgt(req))
         body = await req.json()
@@ -203,6 +198,7 @@ class Flavors(ResourceHandler):
         await req.run(self.m.set_extra_specs, req.param("flavor_id"), specs)
         return {"extra_specs": specs}
 
+    @serves("GET", "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}")
     async def show_spec(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-flavor-extra-specs:show", _tgt(req))
         f = await req.run(self.m.get_flavor, req.ctx, req.param("flavor_id"))
@@ -212,6 +208,7 @@ class Flavors(ResourceHandler):
                            f"{key}.")
         return {key: f["extra_specs"][key]}
 
+    @serves("PUT", "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}")
     async def update_spec(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-flavor-extra-specs:update", _tgt(req))
         body = await req.json()
@@ -224,6 +221,7 @@ class Flavors(ResourceHandler):
         await req.run(self.m.set_extra_specs, req.param("flavor_id"), specs)
         return specs
 
+    @serves("DELETE", "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}")
     async def delete_spec(self, req: ApiRequest) -> Response:
         req.enforce("os_compute_api:os-flavor-extra-specs:delete", _tgt(req))
         await req.run(self.m.delete_extra_spec, req.param("flavor_id"), req.param("key"))

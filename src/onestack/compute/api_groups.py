@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, ValidationError
 from onestack.compute import schemas, views
 from onestack.compute.microversions import ver
@@ -17,14 +18,8 @@ from onestack.compute.resource_base import tgt as _tgt
 class ServerGroups(ResourceHandler):
     """Server groups (``/os-server-groups``)."""
 
-    def add_routes(self, r: Any) -> None:
-        p = "/v2.1"
-        r(p + "/os-server-groups", self.list_groups, ["GET"])
-        r(p + "/os-server-groups", self.create_group, ["POST"])
-        r(p + "/os-server-groups/{group_id}", self.show_group, ["GET"])
-        r(p + "/os-server-groups/{group_id}", self.delete_group, ["DELETE"])
-
     # ================================================================== server groups
+    @serves("GET", "/v2.1/os-server-groups")
     async def list_groups(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-server-groups:index", _tgt(req))
         q = req.query
@@ -37,6 +32,7 @@ class ServerGroups(ResourceHandler):
         groups = await req.run(self.m.list_groups, req.ctx, all_projects, limit, offset)
         return {"server_groups": [views.server_group(g, ver(req)) for g in groups]}
 
+    @serves("POST", "/v2.1/os-server-groups")
     async def create_group(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-server-groups:create", _tgt(req))
         v = ver(req)
@@ -73,11 +69,13 @@ class ServerGroups(ResourceHandler):
         group = await req.run(self.m.create_group, req.ctx, name, policy, rules)
         return {"server_group": views.server_group(group, v)}
 
+    @serves("GET", "/v2.1/os-server-groups/{group_id}")
     async def show_group(self, req: ApiRequest) -> dict[str, Any]:
         g = await req.run(self.m.get_group, req.ctx, req.param("group_id"))
         req.enforce("os_compute_api:os-server-groups:show", _tgt(req, g["project_id"]))
         return {"server_group": views.server_group(g, ver(req))}
 
+    @serves("DELETE", "/v2.1/os-server-groups/{group_id}")
     async def delete_group(self, req: ApiRequest) -> Response:
         # Found first (another project's group is a 404), then authorized, as Nova does.
         g = await req.run(self.m.get_group, req.ctx, req.param("group_id"))

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import APIError, BadRequest, NotFound, ValidationError
 from onestack.common.timeutils import utcnow
 from onestack.compute import schemas, views
@@ -20,38 +21,15 @@ class Hosts(ResourceHandler):
     """The operator's view of hosts: availability zones, hypervisors, services, aggregates and the
     old ``os-hosts`` (<= 2.42)."""
 
-    def add_routes(self, r: Any) -> None:
-        p = "/v2.1"
-        r(p + "/os-availability-zone", self.list_zones, ["GET"])
-        r(p + "/os-availability-zone/detail", self.list_zones_detail, ["GET"])
-        r(p + "/os-hypervisors", self.list_hypervisors, ["GET"])
-        r(p + "/os-hypervisors/detail", self.list_hypervisors_detail, ["GET"])
-        r(p + "/os-hypervisors/statistics", self.hypervisor_stats, ["GET"])
-        r(p + "/os-hypervisors/{hid}", self.show_hypervisor, ["GET"])
-        r(p + "/os-hypervisors/{hid}/uptime", self.hypervisor_uptime, ["GET"])
-        r(p + "/os-hypervisors/{name}/search", self.hypervisor_search, ["GET"])
-        r(p + "/os-hypervisors/{name}/servers", self.hypervisor_servers, ["GET"])
-        r(p + "/os-services", self.list_services, ["GET"])
-        r(p + "/os-services/{service_id}", self.update_service, ["PUT"])
-        r(p + "/os-services/{service_id}", self.delete_service, ["DELETE"])
-        r(p + "/os-aggregates", self.list_aggregates, ["GET"])
-        r(p + "/os-aggregates", self.create_aggregate, ["POST"])
-        r(p + "/os-aggregates/{agg_id}", self.show_aggregate, ["GET"])
-        r(p + "/os-aggregates/{agg_id}", self.update_aggregate, ["PUT"])
-        r(p + "/os-aggregates/{agg_id}", self.delete_aggregate, ["DELETE"])
-        r(p + "/os-aggregates/{agg_id}/action", self.aggregate_action, ["POST"])
-        r(p + "/os-hosts", self.list_hosts, ["GET"])
-        r(p + "/os-hosts/{host}", self.show_host, ["GET"])
-        r(p + "/os-hosts/{host}", self.update_host, ["PUT"])
-        r(p + "/os-hosts/{host}/{action}", self.host_power_action, ["GET"])
-
     # ================================================================== zones
+    @serves("GET", "/v2.1/os-availability-zone")
     async def list_zones(self, req: ApiRequest) -> dict[str, Any]:
         zones = await req.run(self.m.availability_zones)
         return {"availabilityZoneInfo": [
             {"zoneName": z["name"], "zoneState": {"available": z["available"]}, "hosts": None}
             for z in zones if z["name"] != "internal"]}
 
+    @serves("GET", "/v2.1/os-availability-zone/detail")
     async def list_zones_detail(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-availability-zone:detail", _tgt(req))
         zones = await req.run(self.m.availability_zones)
@@ -98,9 +76,11 @@ class Hosts(ResourceHandler):
             out.append(views.hypervisor(n, v, detail, self._node_up(n), servers))
         return {"hypervisors": out}
 
+    @serves("GET", "/v2.1/os-hypervisors")
     async def list_hypervisors(self, req: ApiRequest) -> dict[str, Any]:
         return await self._hypervisors(req, False)
 
+    @serves("GET", "/v2.1/os-hypervisors/detail")
     async def list_hypervisors_detail(self, req: ApiRequest) -> dict[str, Any]:
         return await self._hypervisors(req, True)
 
@@ -114,6 +94,7 @@ class Hosts(ResourceHandler):
             raise BadRequest(f"Invalid uuid {hid}")
         raise NotFound(f"Hypervisor with ID '{hid}' could not be found.")
 
+    @serves("GET", "/v2.1/os-hypervisors/{hid}")
     async def show_hypervisor(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-hypervisors", _tgt(req))
         n = await self._node(req, req.param("hid"))
@@ -122,6 +103,7 @@ class Hosts(ResourceHandler):
             servers = await req.run(self.m.instances_on_host, n["host"])
         return {"hypervisor": views.hypervisor(n, ver(req), True, self._node_up(n), servers)}
 
+    @serves("GET", "/v2.1/os-hypervisors/{hid}/uptime")
     async def hypervisor_uptime(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-hypervisors", _tgt(req))
         if ver(req) >= "2.88":
@@ -131,6 +113,7 @@ class Hosts(ResourceHandler):
         doc["uptime"] = " 00:00:00 up 1 day,  0:00,  1 user,  load average: 0.00, 0.00, 0.00"
         return {"hypervisor": doc}
 
+    @serves("GET", "/v2.1/os-hypervisors/{name}/search")
     async def hypervisor_search(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-hypervisors", _tgt(req))
         if ver(req) >= "2.53":
@@ -143,6 +126,7 @@ class Hosts(ResourceHandler):
         return {"hypervisors": [views.hypervisor(n, ver(req), False, self._node_up(n))
                                 for n in nodes]}
 
+    @serves("GET", "/v2.1/os-hypervisors/{name}/servers")
     async def hypervisor_servers(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-hypervisors", _tgt(req))
         if ver(req) >= "2.53":
@@ -161,6 +145,7 @@ class Hosts(ResourceHandler):
             out.append(doc)
         return {"hypervisors": out}
 
+    @serves("GET", "/v2.1/os-hypervisors/statistics")
     async def hypervisor_stats(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-hypervisors", _tgt(req))
         if ver(req) >= "2.88":
@@ -176,6 +161,7 @@ class Hosts(ResourceHandler):
         return {"hypervisor_statistics": stats}
 
     # ================================================================== services
+    @serves("GET", "/v2.1/os-services")
     async def list_services(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-services", _tgt(req))
         svcs = await req.run(self.m.list_services, req.query.get("host"),
@@ -184,6 +170,7 @@ class Hosts(ResourceHandler):
         return {"services": [views.service(s, ver(req), self.m.service_up(s, now))
                              for s in svcs]}
 
+    @serves("PUT", "/v2.1/os-services/{service_id}")
     async def update_service(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-services", _tgt(req))
         v = ver(req)
@@ -241,6 +228,7 @@ class Hosts(ResourceHandler):
             out["forced_down"] = svc["forced_down"]
         return {"service": out}
 
+    @serves("DELETE", "/v2.1/os-services/{service_id}")
     async def delete_service(self, req: ApiRequest) -> Response:
         req.enforce("os_compute_api:os-services", _tgt(req))
         sid = req.param("service_id")
@@ -252,6 +240,7 @@ class Hosts(ResourceHandler):
         return Response(status_code=204)
 
     # ================================================================== aggregates
+    @serves("GET", "/v2.1/os-aggregates")
     async def list_aggregates(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-aggregates", _tgt(req))
         aggs = await req.run(self.m.list_aggregates)
@@ -266,6 +255,7 @@ class Hosts(ResourceHandler):
                                   f"Value: {value}.")
         return value
 
+    @serves("POST", "/v2.1/os-aggregates")
     async def create_aggregate(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-aggregates", _tgt(req))
         body = await req.json()
@@ -278,11 +268,13 @@ class Hosts(ResourceHandler):
         doc.pop("metadata")
         return {"aggregate": doc}
 
+    @serves("GET", "/v2.1/os-aggregates/{agg_id}")
     async def show_aggregate(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-aggregates", _tgt(req))
         agg = await req.run(self.m.get_aggregate, req.param("agg_id"))
         return {"aggregate": views.aggregate(agg, ver(req))}
 
+    @serves("PUT", "/v2.1/os-aggregates/{agg_id}")
     async def update_aggregate(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-aggregates", _tgt(req))
         body = await req.json()
@@ -295,11 +287,13 @@ class Hosts(ResourceHandler):
                             self._az(a.get("availability_zone")), "availability_zone" in a)
         return {"aggregate": views.aggregate(agg, ver(req))}
 
+    @serves("DELETE", "/v2.1/os-aggregates/{agg_id}")
     async def delete_aggregate(self, req: ApiRequest) -> Response:
         req.enforce("os_compute_api:os-aggregates", _tgt(req))
         await req.run(self.m.delete_aggregate, req.param("agg_id"))
         return Response(status_code=200)
 
+    @serves("POST", "/v2.1/os-aggregates/{agg_id}/action")
     async def aggregate_action(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-aggregates", _tgt(req))
         body = await req.json()
@@ -333,6 +327,7 @@ class Hosts(ResourceHandler):
             raise NotFound("The resource could not be found.")
         req.enforce("os_compute_api:os-hosts", _tgt(req))
 
+    @serves("GET", "/v2.1/os-hosts")
     async def list_hosts(self, req: ApiRequest) -> dict[str, Any]:
         self._hosts_allowed(req)
         svcs = await req.run(self.m.list_services)
@@ -343,6 +338,7 @@ class Hosts(ResourceHandler):
             out = [h for h in out if h["zone"] == zone]
         return {"hosts": out}
 
+    @serves("GET", "/v2.1/os-hosts/{host}")
     async def show_host(self, req: ApiRequest) -> dict[str, Any]:
         self._hosts_allowed(req)
         host = req.param("host")
@@ -371,6 +367,7 @@ class Hosts(ResourceHandler):
         rows += [{"resource": r} for r in by_project.values()]
         return {"host": rows}
 
+    @serves("PUT", "/v2.1/os-hosts/{host}")
     async def update_host(self, req: ApiRequest) -> dict[str, Any]:
         self._hosts_allowed(req)
         host = req.param("host")
@@ -400,6 +397,7 @@ class Hosts(ResourceHandler):
             out["status"] = "enabled" if status == "enable" else "disabled"
         return {"host": out}
 
+    @serves("GET", "/v2.1/os-hosts/{host}/{action}")
     async def host_power_action(self, req: ApiRequest) -> dict[str, Any]:
         self._hosts_allowed(req)
         host = req.param("host")

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.timeutils import parse_isotime
 from onestack.compute import schemas, views
@@ -17,18 +18,6 @@ from onestack.compute.resource_base import ResourceHandler
 
 class ImageProxy(ResourceHandler):
     """Nova's image proxy (``/images`` and their metadata, up to 2.35) over the image service."""
-
-    def add_routes(self, r: Any) -> None:
-        p = "/v2.1"
-        r(p + "/images", self.list_images, ["GET"])
-        r(p + "/images/detail", self.list_images_detail, ["GET"])
-        r(p + "/images/{image_id}", self.show_image, ["GET"])
-        r(p + "/images/{image_id}", self.delete_image, ["DELETE"])
-        r(p + "/images/{image_id}/metadata", self.image_metadata, ["GET"])
-        r(p + "/images/{image_id}/metadata", self.set_image_metadata, ["PUT", "POST"])
-        r(p + "/images/{image_id}/metadata/{key}", self.image_meta_item, ["GET"])
-        r(p + "/images/{image_id}/metadata/{key}", self.set_image_meta_item, ["PUT"])
-        r(p + "/images/{image_id}/metadata/{key}", self.delete_image_meta_item, ["DELETE"])
 
     # ================================================================== images (proxy)
     def _image_doc(self, img: Any, base: str, detail: bool) -> dict[str, Any]:
@@ -88,12 +77,15 @@ class ImageProxy(ResourceHandler):
             imgs = imgs[:schemas.integer(f.get("limit"), "limit", 0)]
         return {"images": [self._image_doc(i, req.base_url, detail) for i in imgs]}
 
+    @serves("GET", "/v2.1/images")
     async def list_images(self, req: ApiRequest) -> dict[str, Any]:
         return await self._images(req, False)
 
+    @serves("GET", "/v2.1/images/detail")
     async def list_images_detail(self, req: ApiRequest) -> dict[str, Any]:
         return await self._images(req, True)
 
+    @serves("GET", "/v2.1/images/{image_id}")
     async def show_image(self, req: ApiRequest) -> dict[str, Any]:
         if ver(req) > "2.35" or self.images is None:
             raise NotFound("The resource could not be found.")
@@ -103,6 +95,7 @@ class ImageProxy(ResourceHandler):
             raise NotFound("Image not found.") from None
         return {"image": self._image_doc(img, req.base_url, True)}
 
+    @serves("DELETE", "/v2.1/images/{image_id}")
     async def delete_image(self, req: ApiRequest) -> Response:
         if ver(req) > "2.35" or self.images is None:
             raise NotFound("The resource could not be found.")
@@ -123,6 +116,7 @@ class ImageProxy(ResourceHandler):
         except Exception:  # noqa: BLE001
             raise NotFound("Image not found.") from None
 
+    @serves("GET", "/v2.1/images/{image_id}/metadata")
     async def image_metadata(self, req: ApiRequest) -> dict[str, Any]:
         img = await self._proxy_image(req)
         return {"metadata": dict(img.properties)}
@@ -136,6 +130,7 @@ class ImageProxy(ResourceHandler):
         except Exception as exc:  # noqa: BLE001 - image-side validation
             raise BadRequest(str(exc)) from None
 
+    @serves("PUT POST", "/v2.1/images/{image_id}/metadata")
     async def set_image_metadata(self, req: ApiRequest) -> dict[str, Any]:
         img = await self._proxy_image(req)
         body = await req.json()
@@ -147,6 +142,7 @@ class ImageProxy(ResourceHandler):
         out = await self._patch_image(req, img, changes)
         return {"metadata": dict(out.properties)}
 
+    @serves("GET", "/v2.1/images/{image_id}/metadata/{key}")
     async def image_meta_item(self, req: ApiRequest) -> dict[str, Any]:
         img = await self._proxy_image(req)
         key = req.param("key")
@@ -154,6 +150,7 @@ class ImageProxy(ResourceHandler):
             raise NotFound("Image not found.")
         return {"meta": {key: img.properties[key]}}
 
+    @serves("PUT", "/v2.1/images/{image_id}/metadata/{key}")
     async def set_image_meta_item(self, req: ApiRequest) -> dict[str, Any]:
         img = await self._proxy_image(req)
         body = await req.json()
@@ -164,6 +161,7 @@ class ImageProxy(ResourceHandler):
         await self._patch_image(req, img, [("add", [key], meta[key])])
         return {"meta": meta}
 
+    @serves("DELETE", "/v2.1/images/{image_id}/metadata/{key}")
     async def delete_image_meta_item(self, req: ApiRequest) -> Response:
         img = await self._proxy_image(req)
         key = req.param("key")

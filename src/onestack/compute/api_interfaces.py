@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, ValidationError
 from onestack.common.ids import new_uuid
 from onestack.compute import schemas, states
@@ -18,7 +19,6 @@ from onestack.compute.microversions import ver
 from onestack.compute.network import interface_view
 from onestack.compute.network_proxies import nova_group
 from onestack.compute.resource_base import (
-    AddRoute,
     ResourceHandler,
     external_attach,
     preserved,
@@ -35,26 +35,17 @@ NIC_TIMEOUT = 90
 class Interfaces(ResourceHandler):
     """A server's IPs, interfaces and security groups."""
 
-    def add_routes(self, r: AddRoute) -> None:
-        p = "/v2.1"
-        s = p + "/servers/{server_id}"
-        r(s + "/ips", self.list_ips, ["GET"])
-        r(s + "/ips/{network}", self.show_ips, ["GET"])
-        r(s + "/os-interface", self.list_interfaces, ["GET"])
-        r(s + "/os-interface", self.attach_interface, ["POST"])
-        r(s + "/os-interface/{port_id}", self.show_interface, ["GET"])
-        r(s + "/os-interface/{port_id}", self.detach_interface, ["DELETE"])
-        r(s + "/os-security-groups", self.server_sgs, ["GET"])
-
     async def _basic_ips(self, req: ApiRequest, rule: str) -> dict[str, list[dict[str, Any]]]:
         inst = await self.find_server(req, rule)
         addrs = (await self.api.addresses(req, [inst["uuid"]])).get(inst["uuid"], {})
         return {net: [{"version": a["version"], "addr": a["addr"]} for a in entries]
                 for net, entries in addrs.items()}
 
+    @serves("GET", "/v2.1/servers/{server_id}/ips")
     async def list_ips(self, req: ApiRequest) -> dict[str, Any]:
         return {"addresses": await self._basic_ips(req, "os_compute_api:ips:index")}
 
+    @serves("GET", "/v2.1/servers/{server_id}/ips/{network}")
     async def show_ips(self, req: ApiRequest) -> dict[str, Any]:
         addrs = await self._basic_ips(req, "os_compute_api:ips:show")
         net = req.param("network")
@@ -62,6 +53,7 @@ class Interfaces(ResourceHandler):
             raise NotFound("Instance is not a member of specified network")
         return {net: addrs[net]}
 
+    @serves("GET", "/v2.1/servers/{server_id}/os-interface")
     async def list_interfaces(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:list")
         if self.network is None:
@@ -75,6 +67,7 @@ class Interfaces(ResourceHandler):
             doc["tag"] = None
         return doc
 
+    @serves("GET", "/v2.1/servers/{server_id}/os-interface/{port_id}")
     async def show_interface(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:show")
         port_id = req.param("port_id")
@@ -93,6 +86,7 @@ class Interfaces(ResourceHandler):
             raise Conflict(f"Cannot '{action}' instance {inst['uuid']} while it is in "
                            f"vm_state {inst['vm_state']}")
 
+    @serves("POST", "/v2.1/servers/{server_id}/os-interface")
     async def attach_interface(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:create")
         if self.network is None:
@@ -160,6 +154,7 @@ class Interfaces(ResourceHandler):
         except APIError:
             return None
 
+    @serves("DELETE", "/v2.1/servers/{server_id}/os-interface/{port_id}")
     async def detach_interface(self, req: ApiRequest) -> Response:
         inst = await self.find_server(req, "os_compute_api:os-attach-interfaces:delete")
         port_id = req.param("port_id")
@@ -191,6 +186,7 @@ class Interfaces(ResourceHandler):
         await self.api.refresh_nics(req, inst)
         return Response(status_code=202)
 
+    @serves("GET", "/v2.1/servers/{server_id}/os-security-groups")
     async def server_sgs(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:os-security-groups:list")
         if self.network is not None:

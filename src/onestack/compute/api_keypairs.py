@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
 from onestack.common.pagination import next_link
 from onestack.compute import schemas, views
@@ -16,13 +17,6 @@ from onestack.compute.resource_base import ResourceHandler
 
 class Keypairs(ResourceHandler):
     """Key pairs (``/os-keypairs``)."""
-
-    def add_routes(self, r: Any) -> None:
-        p = "/v2.1"
-        r(p + "/os-keypairs", self.list_keypairs, ["GET"])
-        r(p + "/os-keypairs", self.create_keypair, ["POST"])
-        r(p + "/os-keypairs/{name}", self.show_keypair, ["GET"])
-        r(p + "/os-keypairs/{name}", self.delete_keypair, ["DELETE"])
 
     # ================================================================== keypairs
     def _kp_user(self, req: ApiRequest, user_id: Any, action: str) -> str:
@@ -36,6 +30,7 @@ class Keypairs(ResourceHandler):
                     {"project_id": req.ctx.project_id or "", "user_id": user})
         return user
 
+    @serves("GET", "/v2.1/os-keypairs")
     async def list_keypairs(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
         user = self._kp_user(req, req.query.get("user_id"), "index")
@@ -51,6 +46,7 @@ class Keypairs(ResourceHandler):
                 req.base_url + req.request.url.path, req.query, kps[-1]["name"], limit)}]
         return out
 
+    @serves("POST", "/v2.1/os-keypairs")
     async def create_keypair(self, req: ApiRequest) -> Response:
         v = ver(req)
         body = await req.json()
@@ -80,11 +76,13 @@ class Keypairs(ResourceHandler):
         doc = views.keypair(created, v, created=True)
         return FastJSON({"keypair": doc}, status_code=201 if v >= "2.2" else 200)
 
+    @serves("GET", "/v2.1/os-keypairs/{name}")
     async def show_keypair(self, req: ApiRequest) -> dict[str, Any]:
         user = self._kp_user(req, req.query.get("user_id"), "show")
         kp = await req.run(self.m.get_keypair, user, req.param("name"))
         return {"keypair": views.keypair(kp, ver(req), full=True)}
 
+    @serves("DELETE", "/v2.1/os-keypairs/{name}")
     async def delete_keypair(self, req: ApiRequest) -> Response:
         user = self._kp_user(req, req.query.get("user_id"), "delete")
         await req.run(self.m.delete_keypair, user, req.param("name"))

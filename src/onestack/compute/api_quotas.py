@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
 from onestack.compute import quotas, schemas
 from onestack.compute.microversions import APIVersion, ver
@@ -23,18 +24,8 @@ class Quotas(ResourceHandler):
     """Limits, quota sets and quota classes (``/limits``, ``/os-quota-sets``, ``/os-quota-class-
     sets``)."""
 
-    def add_routes(self, r: Any) -> None:
-        p = "/v2.1"
-        r(p + "/limits", self.limits, ["GET"])
-        r(p + "/os-quota-sets/{project_id}", self.show_quota, ["GET"])
-        r(p + "/os-quota-sets/{project_id}/detail", self.show_quota_detail, ["GET"])
-        r(p + "/os-quota-sets/{project_id}/defaults", self.quota_defaults, ["GET"])
-        r(p + "/os-quota-sets/{project_id}", self.update_quota, ["PUT"])
-        r(p + "/os-quota-sets/{project_id}", self.delete_quota, ["DELETE"])
-        r(p + "/os-quota-class-sets/{name}", self.show_quota_class, ["GET"])
-        r(p + "/os-quota-class-sets/{name}", self.update_quota_class, ["PUT"])
-
     # ================================================================== limits / quotas
+    @serves("GET", "/v2.1/limits")
     async def limits(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
         project = req.ctx.project_id or ""
@@ -81,6 +72,7 @@ class Quotas(ResourceHandler):
             out["id"] = project
         return out
 
+    @serves("GET", "/v2.1/os-quota-sets/{project_id}")
     async def show_quota(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
         req.enforce("os_compute_api:os-quota-sets:show", _tgt(req, project))
@@ -88,6 +80,7 @@ class Quotas(ResourceHandler):
         lim = await req.run(self.m.quota_limits, project, user)
         return {"quota_set": self._quota_doc(lim, ver(req), project)}
 
+    @serves("GET", "/v2.1/os-quota-sets/{project_id}/detail")
     async def show_quota_detail(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
         req.enforce("os_compute_api:os-quota-sets:detail", _tgt(req, project))
@@ -100,10 +93,12 @@ class Quotas(ResourceHandler):
             used["key_pairs"] = 0
         return {"quota_set": self._quota_doc(lim, ver(req), project, used)}
 
+    @serves("GET", "/v2.1/os-quota-sets/{project_id}/defaults")
     async def quota_defaults(self, req: ApiRequest) -> dict[str, Any]:
         lim = await req.run(self.m.quota_defaults)
         return {"quota_set": self._quota_doc(lim, ver(req), req.param("project_id"))}
 
+    @serves("PUT", "/v2.1/os-quota-sets/{project_id}")
     async def update_quota(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
         req.enforce("os_compute_api:os-quota-sets:update", _tgt(req, project))
@@ -126,18 +121,21 @@ class Quotas(ResourceHandler):
         lim = await req.run(self.m.set_quotas, project, values, user, force)
         return {"quota_set": self._quota_doc(lim, v, None)}
 
+    @serves("DELETE", "/v2.1/os-quota-sets/{project_id}")
     async def delete_quota(self, req: ApiRequest) -> Response:
         project = req.param("project_id")
         req.enforce("os_compute_api:os-quota-sets:delete", _tgt(req, project))
         await req.run(self.m.delete_quotas, project, req.query.get("user_id"))
         return Response(status_code=202)
 
+    @serves("GET", "/v2.1/os-quota-class-sets/{name}")
     async def show_quota_class(self, req: ApiRequest) -> dict[str, Any]:
         name = req.param("name")
         req.enforce("os_compute_api:os-quota-class-sets:show", _tgt(req))
         lim = await req.run(self.m.quota_class, name)
         return {"quota_class_set": self._quota_doc(lim, ver(req), name)}
 
+    @serves("PUT", "/v2.1/os-quota-class-sets/{name}")
     async def update_quota_class(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-quota-class-sets:update", _tgt(req))
         name = req.param("name")

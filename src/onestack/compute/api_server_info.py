@@ -10,11 +10,12 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import block_devices, schemas, states, views
 from onestack.compute.microversions import ver
-from onestack.compute.resource_base import AddRoute, ResourceHandler, tgt
+from onestack.compute.resource_base import ResourceHandler, tgt
 
 LOG = logging.getLogger(__name__)
 
@@ -27,18 +28,7 @@ _DIAGNOSTICS_KEYS = frozenset({
 class ServerInfo(ResourceHandler):
     """A server's action log, diagnostics, password, consoles, migrations; external events."""
 
-    def add_routes(self, r: AddRoute) -> None:
-        p = "/v2.1"
-        s = p + "/servers/{server_id}"
-        r(s + "/os-instance-actions", self.list_actions, ["GET"])
-        r(s + "/os-instance-actions/{request_id}", self.show_action, ["GET"])
-        r(s + "/diagnostics", self.diagnostics, ["GET"])
-        r(s + "/os-server-password", self.get_password, ["GET"])
-        r(s + "/os-server-password", self.clear_password, ["DELETE"])
-        r(s + "/migrations", self.server_migrations, ["GET"])
-        r(s + "/topology", self.topology, ["GET"])
-        r(p + "/os-server-external-events", self.external_events, ["POST"])
-
+    @serves("GET", "/v2.1/servers/{server_id}/os-instance-actions")
     async def list_actions(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
         await self.find_server(req, "os_compute_api:os-instance-actions:list", v >= "2.21")
@@ -61,6 +51,7 @@ class ServerInfo(ResourceHandler):
         return {"instanceActions": [views.instance_action(a, v, False, req.ctx.is_admin)
                                     for a in actions]}
 
+    @serves("GET", "/v2.1/servers/{server_id}/os-instance-actions/{request_id}")
     async def show_action(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
         await self.find_server(req, "os_compute_api:os-instance-actions:show", v >= "2.21")
@@ -68,6 +59,7 @@ class ServerInfo(ResourceHandler):
                           req.param("request_id"))
         return {"instanceAction": views.instance_action(a, v, True, req.ctx.is_admin)}
 
+    @serves("GET", "/v2.1/servers/{server_id}/diagnostics")
     async def diagnostics(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:os-server-diagnostics")
         if inst["vm_state"] == states.BUILDING or not inst["host"]:
@@ -79,16 +71,19 @@ class ServerInfo(ResourceHandler):
         # Nova's standard diagnostics model only (drivers may report more, e.g. the accel).
         return {k: v for k, v in diag.items() if k in _DIAGNOSTICS_KEYS}
 
+    @serves("GET", "/v2.1/servers/{server_id}/os-server-password")
     async def get_password(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:os-server-password:show")
         # What the guest posted to the metadata service (encrypted by the guest, as in Nova).
         return {"password": str((inst.get("system_metadata") or {}).get("password") or "")}
 
+    @serves("DELETE", "/v2.1/servers/{server_id}/os-server-password")
     async def clear_password(self, req: ApiRequest) -> Response:
         inst = await self.find_server(req, "os_compute_api:os-server-password:clear")
         await req.run(self.m.update_system_metadata, inst["uuid"], password="")
         return Response(status_code=204)
 
+    @serves("GET", "/v2.1/servers/{server_id}/migrations")
     async def server_migrations(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:servers:migrations:index")
         migs = await req.run(self.m.list_migrations, inst["uuid"])
@@ -96,6 +91,7 @@ class ServerInfo(ResourceHandler):
                 and mg["status"] in ("queued", "preparing", "running", "post-migrating")]
         return {"migrations": [views.migration(mg, ver(req), req.base_url) for mg in live]}
 
+    @serves("POST", "/v2.1/os-server-external-events")
     async def external_events(self, req: ApiRequest) -> Response:
         req.enforce("os_compute_api:os-server-external-events:create", tgt(req))
         body = await req.json()
@@ -127,6 +123,7 @@ class ServerInfo(ResourceHandler):
             out.append(doc)
         return FastJSON({"events": out}, status_code=200 if found else 404)
 
+    @serves("GET", "/v2.1/servers/{server_id}/topology")
     async def topology(self, req: ApiRequest) -> dict[str, Any]:
         if ver(req) < "2.78":
             raise NotFound("The resource could not be found.")

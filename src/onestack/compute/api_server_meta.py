@@ -9,11 +9,12 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, url_header
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import schemas, states
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import ver
-from onestack.compute.resource_base import AddRoute, ResourceHandler
+from onestack.compute.resource_base import ResourceHandler
 
 LOG = logging.getLogger(__name__)
 
@@ -21,22 +22,7 @@ LOG = logging.getLogger(__name__)
 class ServerMetadata(ResourceHandler):
     """A server's metadata items and tags."""
 
-    def add_routes(self, r: AddRoute) -> None:
-        p = "/v2.1"
-        s = p + "/servers/{server_id}"
-        r(s + "/metadata", self.get_metadata, ["GET"])
-        r(s + "/metadata", self.replace_metadata, ["PUT"])
-        r(s + "/metadata", self.update_metadata, ["POST"])
-        r(s + "/metadata/{key}", self.get_meta_item, ["GET"])
-        r(s + "/metadata/{key}", self.set_meta_item, ["PUT"])
-        r(s + "/metadata/{key}", self.delete_meta_item, ["DELETE"])
-        r(s + "/tags", self.list_tags, ["GET"])
-        r(s + "/tags", self.replace_tags, ["PUT"])
-        r(s + "/tags", self.delete_tags, ["DELETE"])
-        r(s + "/tags/{tag}", self.check_tag, ["GET"])
-        r(s + "/tags/{tag}", self.add_tag, ["PUT"])
-        r(s + "/tags/{tag}", self.delete_tag, ["DELETE"])
-
+    @serves("GET", "/v2.1/servers/{server_id}/metadata")
     async def get_metadata(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:server-metadata:index")
         return {"metadata": inst["metadata"]}
@@ -49,12 +35,15 @@ class ServerMetadata(ResourceHandler):
         out = await req.run(self.m.set_metadata, req.ctx, inst["uuid"], meta, replace)
         return {"metadata": out}
 
+    @serves("PUT", "/v2.1/servers/{server_id}/metadata")
     async def replace_metadata(self, req: ApiRequest) -> dict[str, Any]:
         return await self._set_meta(req, True)
 
+    @serves("POST", "/v2.1/servers/{server_id}/metadata")
     async def update_metadata(self, req: ApiRequest) -> dict[str, Any]:
         return await self._set_meta(req, False)
 
+    @serves("GET", "/v2.1/servers/{server_id}/metadata/{key}")
     async def get_meta_item(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:server-metadata:show")
         key = req.param("key")
@@ -62,6 +51,7 @@ class ServerMetadata(ResourceHandler):
             raise NotFound("Metadata item was not found")
         return {"meta": {key: inst["metadata"][key]}}
 
+    @serves("PUT", "/v2.1/servers/{server_id}/metadata/{key}")
     async def set_meta_item(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.find_server(req, "os_compute_api:server-metadata:update")
         body = await req.json()
@@ -74,6 +64,7 @@ class ServerMetadata(ResourceHandler):
         await req.run(self.m.set_metadata, req.ctx, inst["uuid"], meta, False)
         return {"meta": meta}
 
+    @serves("DELETE", "/v2.1/servers/{server_id}/metadata/{key}")
     async def delete_meta_item(self, req: ApiRequest) -> Response:
         inst = await self.find_server(req, "os_compute_api:server-metadata:delete")
         await req.run(self.m.delete_metadata, req.ctx, inst["uuid"], req.param("key"))
@@ -83,11 +74,13 @@ class ServerMetadata(ResourceHandler):
         if ver(req) < "2.26":
             raise NotFound("The resource could not be found.")
 
+    @serves("GET", "/v2.1/servers/{server_id}/tags")
     async def list_tags(self, req: ApiRequest) -> dict[str, Any]:
         self._tags_allowed(req)
         inst = await self.find_server(req, "os_compute_api:os-server-tags:index")
         return {"tags": inst["tags"]}
 
+    @serves("PUT", "/v2.1/servers/{server_id}/tags")
     async def replace_tags(self, req: ApiRequest) -> dict[str, Any]:
         self._tags_allowed(req)
         inst = await self.find_server(req, "os_compute_api:os-server-tags:update_all")
@@ -107,6 +100,7 @@ class ServerMetadata(ResourceHandler):
             raise Conflict(f"Cannot 'update tags' instance {inst['uuid']} while it is in "
                            f"vm_state {inst['vm_state']}")
 
+    @serves("DELETE", "/v2.1/servers/{server_id}/tags")
     async def delete_tags(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
         inst = await self.find_server(req, "os_compute_api:os-server-tags:delete_all")
@@ -114,6 +108,7 @@ class ServerMetadata(ResourceHandler):
         await req.run(self.m.set_tags, req.ctx, inst["uuid"], [])
         return Response(status_code=204)
 
+    @serves("GET", "/v2.1/servers/{server_id}/tags/{tag}")
     async def check_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
         inst = await self.find_server(req, "os_compute_api:os-server-tags:show")
@@ -121,6 +116,7 @@ class ServerMetadata(ResourceHandler):
             raise NotFound(f"Tag {req.param('tag')} not found")
         return Response(status_code=204)
 
+    @serves("PUT", "/v2.1/servers/{server_id}/tags/{tag}")
     async def add_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
         inst = await self.find_server(req, "os_compute_api:os-server-tags:update")
@@ -132,6 +128,7 @@ class ServerMetadata(ResourceHandler):
         return Response(status_code=204 if existed else 201,
                         headers={"Location": url_header(loc)})
 
+    @serves("DELETE", "/v2.1/servers/{server_id}/tags/{tag}")
     async def delete_tag(self, req: ApiRequest) -> Response:
         self._tags_allowed(req)
         inst = await self.find_server(req, "os_compute_api:os-server-tags:delete")

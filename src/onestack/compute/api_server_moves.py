@@ -18,16 +18,13 @@ from onestack.compute import block_devices, schemas, states
 from onestack.compute.api_actions import admin_password
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import APIVersion, v_ge, ver
-from onestack.compute.resource_base import AddRoute, ResourceHandler, tgt
+from onestack.compute.resource_base import ResourceHandler, tgt
 
 LOG = logging.getLogger(__name__)
 
 
 class ServerMoves(ResourceHandler):
     """Resize, migrate, live-migrate, rebuild and shelve actions."""
-
-    def add_routes(self, r: AddRoute) -> None:
-        """No routes of their own: reached through ``POST /servers/{id}/action``."""
 
     async def a_resize(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         if not isinstance(args, dict) or "flavorRef" not in args:

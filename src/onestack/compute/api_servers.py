@@ -12,13 +12,14 @@ from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
 from onestack.api.bulk import json_response, run_bulk
+from onestack.api.routes import serves
 from onestack.bus.base import NoConsumer
 from onestack.common.errors import BadRequest, ValidationError
 from onestack.common.pagination import next_link
 from onestack.compute import block_devices, schemas, states, views
 from onestack.compute.manager import INSTANCE_SORT_KEYS, InstanceDict
 from onestack.compute.microversions import APIVersion, ver
-from onestack.compute.resource_base import AddRoute, ResourceHandler, preserved, tgt
+from onestack.compute.resource_base import ResourceHandler, preserved, tgt
 from onestack.compute.volumes import release_all
 
 LOG = logging.getLogger(__name__)
@@ -44,14 +45,6 @@ def _has_ports(inst: InstanceDict) -> bool:
 
 class Servers(ResourceHandler):
     """List, show, update and delete servers."""
-
-    def add_routes(self, r: AddRoute) -> None:
-        p = "/v2.1"
-        r(p + "/servers", self.list_servers, ["GET"])
-        r(p + "/servers/detail", self.list_servers_detail, ["GET"])
-        r(p + "/servers/{server_id}", self.show_server, ["GET"])
-        r(p + "/servers/{server_id}", self.update_server, ["PUT"])
-        r(p + "/servers/{server_id}", self.delete_server, ["DELETE"])
 
     def _list_filters(self, req: ApiRequest, v: APIVersion, detail: bool = True
                       ) -> dict[str, Any]:
@@ -213,12 +206,15 @@ class Servers(ResourceHandler):
                 path, req.query, insts[-1]["uuid"], limit)}]
         return json_response(out)
 
+    @serves("GET", "/v2.1/servers")
     async def list_servers(self, req: ApiRequest) -> Response:
         return await self._list(req, False)
 
+    @serves("GET", "/v2.1/servers/detail")
     async def list_servers_detail(self, req: ApiRequest) -> Response:
         return await self._list(req, True)
 
+    @serves("GET", "/v2.1/servers/{server_id}")
     async def show_server(self, req: ApiRequest) -> dict[str, Any]:
         inst, group_uuid = await self.m.db.run(self.m.show_instance, req.ctx,
                                          req.param("server_id"))
@@ -232,6 +228,7 @@ class Servers(ResourceHandler):
         return {"server": self.api.server_view(req, inst, host_status, group,
                                             addrs.get(inst["uuid"], {}))}
 
+    @serves("PUT", "/v2.1/servers/{server_id}")
     async def update_server(self, req: ApiRequest) -> dict[str, Any]:
         v = ver(req)
         inst = await self.find_server(req, "os_compute_api:servers:update")
@@ -263,6 +260,7 @@ class Servers(ResourceHandler):
         inst = await req.run(self.m.update_instance, req.ctx, inst["uuid"], values)
         return {"server": await self.api.action_view(req, inst)}
 
+    @serves("DELETE", "/v2.1/servers/{server_id}")
     async def delete_server(self, req: ApiRequest) -> Response:
         def authorize(inst: InstanceDict) -> None:
             req.enforce("os_compute_api:servers:delete", tgt(req, inst["project_id"]))

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.compute import views
@@ -57,16 +58,6 @@ class Usage(ResourceHandler):
     """Usage and records: simple tenant usage, migrations, the extension list and the usage audit
     log."""
 
-    def add_routes(self, r: Any) -> None:
-        p = "/v2.1"
-        r(p + "/os-simple-tenant-usage", self.list_usage, ["GET"])
-        r(p + "/os-simple-tenant-usage/{project_id}", self.show_usage, ["GET"])
-        r(p + "/os-migrations", self.list_migrations, ["GET"])
-        r(p + "/extensions", self.extensions, ["GET"])
-        r(p + "/extensions/{alias}", self.extension, ["GET"])
-        r(p + "/os-instance_usage_audit_log", self.audit_log, ["GET"])
-        r(p + "/os-instance_usage_audit_log/{before}", self.audit_log_before, ["GET"])
-
     # ================================================================== usage
     def _period(self, req: ApiRequest) -> tuple[dt.datetime, dt.datetime]:
         q = req.query
@@ -94,6 +85,7 @@ class Usage(ResourceHandler):
                                     for s in rep["server_usages"]]
         return out
 
+    @serves("GET", "/v2.1/os-simple-tenant-usage")
     async def list_usage(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-simple-tenant-usage:list", _tgt(req))
         start, end = self._period(req)
@@ -101,6 +93,7 @@ class Usage(ResourceHandler):
         reps = await req.run(self.m.usage_report, start, end, None)
         return {"tenant_usages": [self._usage_doc(r, detailed) for r in reps]}
 
+    @serves("GET", "/v2.1/os-simple-tenant-usage/{project_id}")
     async def show_usage(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
         req.enforce("os_compute_api:os-simple-tenant-usage:show", _tgt(req, project))
@@ -109,6 +102,7 @@ class Usage(ResourceHandler):
         return {"tenant_usage": self._usage_doc(reps[0], True) if reps else {}}
 
     # ================================================================== migrations
+    @serves("GET", "/v2.1/os-migrations")
     async def list_migrations(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("os_compute_api:os-migrations:index", _tgt(req))
         project = req.query.get("project_id")
@@ -131,9 +125,11 @@ class Usage(ResourceHandler):
                 doc.update(dict.fromkeys(_MIGRATION_HOST_FIELDS))
         return {"migrations": docs}
 
+    @serves("GET", "/v2.1/extensions")
     async def extensions(self, req: ApiRequest) -> dict[str, Any]:
         return {"extensions": [_extension(n, a) for n, a in EXTENSIONS]}
 
+    @serves("GET", "/v2.1/extensions/{alias}")
     async def extension(self, req: ApiRequest) -> dict[str, Any]:
         alias = req.param("alias")
         for n, a in EXTENSIONS:
@@ -154,9 +150,11 @@ class Usage(ResourceHandler):
                 "period_ending": views.nova_time(end), "total_errors": 0,
                 "total_instances": 0}
 
+    @serves("GET", "/v2.1/os-instance_usage_audit_log")
     async def audit_log(self, req: ApiRequest) -> dict[str, Any]:
         return {"instance_usage_audit_logs": await self._audit(req, None)}
 
+    @serves("GET", "/v2.1/os-instance_usage_audit_log/{before}")
     async def audit_log_before(self, req: ApiRequest) -> dict[str, Any]:
         try:
             before = parse_isotime(req.param("before").replace(" ", "T"))

@@ -14,11 +14,12 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound, ValidationError
 from onestack.common.timeutils import isotime
 from onestack.compute import schemas
 from onestack.compute.microversions import version_of
-from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost, tgt
+from onestack.compute.resource_base import ResourceHandler, ServerHost, tgt
 from onestack.compute.volumes import ComputeVolumes
 
 LOG = logging.getLogger(__name__)
@@ -64,18 +65,6 @@ class VolumeProxyRoutes(ResourceHandler):
         super().__init__(api)
         self._tasks: set[asyncio.Future[Any]] = set()
 
-    def add_routes(self, r: AddRoute) -> None:
-        for kind, lst, show, create, delete in (
-                ("os-volumes", self.list_volumes, self.show_volume, self.create_volume,
-                 self.delete_volume),
-                ("os-snapshots", self.list_snapshots, self.show_snapshot,
-                 self.create_snapshot, self.delete_snapshot)):
-            r(f"/v2.1/{kind}", lst, ["GET"])
-            r(f"/v2.1/{kind}/detail", lst, ["GET"])
-            r(f"/v2.1/{kind}", create, ["POST"])
-            r(f"/v2.1/{kind}/{{id}}", show, ["GET"])
-            r(f"/v2.1/{kind}/{{id}}", delete, ["DELETE"])
-
     def _vols(self, req: ApiRequest, rule: str) -> ComputeVolumes:
         if version_of(req.request.scope) >= "2.36":
             raise NotFound("The resource could not be found.")
@@ -95,15 +84,19 @@ class VolumeProxyRoutes(ResourceHandler):
         fut.add_done_callback(done)
 
     # ------------------------------------------------------------------ volumes
+    @serves("GET", "/v2.1/os-volumes")
+    @serves("GET", "/v2.1/os-volumes/detail")
     async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
         vols = self._vols(req, "os_compute_api:os-volumes:list")
         rows = await req.run(vols.list_volumes, req.ctx)
         return {"volumes": [_volume(v) for v in _page(req, rows)]}
 
+    @serves("GET", "/v2.1/os-volumes/{id}")
     async def show_volume(self, req: ApiRequest) -> dict[str, Any]:
         vols = self._vols(req, "os_compute_api:os-volumes:show")
         return {"volume": _volume(await req.run(vols.show_volume, req.ctx, req.param("id")))}
 
+    @serves("POST", "/v2.1/os-volumes")
     async def create_volume(self, req: ApiRequest) -> dict[str, Any]:
         vols = self._vols(req, "os_compute_api:os-volumes:create")
         doc = schemas.obj(await req.json(), "volume")
@@ -136,6 +129,7 @@ class VolumeProxyRoutes(ResourceHandler):
         self._later(vols.finish_create, made["id"], image)
         return {"volume": _volume(made)}
 
+    @serves("DELETE", "/v2.1/os-volumes/{id}")
     async def delete_volume(self, req: ApiRequest) -> Response:
         vols = self._vols(req, "os_compute_api:os-volumes:delete")
         vid = req.param("id")
@@ -144,16 +138,20 @@ class VolumeProxyRoutes(ResourceHandler):
         return Response(status_code=202)
 
     # ------------------------------------------------------------------ snapshots
+    @serves("GET", "/v2.1/os-snapshots")
+    @serves("GET", "/v2.1/os-snapshots/detail")
     async def list_snapshots(self, req: ApiRequest) -> dict[str, Any]:
         vols = self._vols(req, "os_compute_api:os-volumes:snapshots:list")
         rows = await req.run(vols.list_snapshots, req.ctx)
         return {"snapshots": [_snapshot(s) for s in _page(req, rows)]}
 
+    @serves("GET", "/v2.1/os-snapshots/{id}")
     async def show_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         vols = self._vols(req, "os_compute_api:os-volumes:snapshots:show")
         snap = await req.run(vols.show_snapshot, req.ctx, req.param("id"))
         return {"snapshot": _snapshot(snap)}
 
+    @serves("POST", "/v2.1/os-snapshots")
     async def create_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         vols = self._vols(req, "os_compute_api:os-volumes:snapshots:create")
         doc = schemas.obj(await req.json(), "snapshot")
@@ -172,6 +170,7 @@ class VolumeProxyRoutes(ResourceHandler):
         self._later(vols.finish_snapshot, snap["id"])
         return {"snapshot": _snapshot(snap)}
 
+    @serves("DELETE", "/v2.1/os-snapshots/{id}")
     async def delete_snapshot(self, req: ApiRequest) -> Response:
         vols = self._vols(req, "os_compute_api:os-volumes:snapshots:delete")
         sid = req.param("id")

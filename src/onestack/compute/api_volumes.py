@@ -21,12 +21,13 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound, ValidationError
 from onestack.compute import block_devices, schemas, states
 from onestack.compute.images import image_uploader
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import version_of
-from onestack.compute.resource_base import AddRoute, ResourceHandler, ServerHost, project_ctx
+from onestack.compute.resource_base import ResourceHandler, ServerHost, project_ctx
 from onestack.compute.volumes import ComputeVolumes
 
 LOG = logging.getLogger(__name__)
@@ -62,14 +63,6 @@ class VolumeAttachmentRoutes(ResourceHandler):
         self.bdms = block_devices.BlockDevices(api.m)
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def add_routes(self, r: AddRoute) -> None:
-        p = "/v2.1/servers/{server_id}/os-volume_attachments"
-        r(p, self.list, ["GET"])
-        r(p, self.attach, ["POST"])
-        r(p + "/{volume_id}", self.show, ["GET"])
-        r(p + "/{volume_id}", self.update, ["PUT"])
-        r(p + "/{volume_id}", self.detach, ["DELETE"])
-
     @property
     def volumes(self) -> ComputeVolumes:
         if self.api.volumes is None:
@@ -95,6 +88,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
         return vid
 
     # ------------------------------------------------------------------ reading
+    @serves("GET", "/v2.1/servers/{server_id}/os-volume_attachments")
     async def list(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.api.find_server(req, "os_compute_api:os-volumes-attachments:index")
         bdms = block_devices.of(inst)
@@ -105,6 +99,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
             bdms = bdms[:schemas.integer(q.get("limit"), "limit", 0)]
         return {"volumeAttachments": [_view(req, inst, b) for b in bdms]}
 
+    @serves("GET", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         inst = await self.api.find_server(req, "os_compute_api:os-volumes-attachments:show")
         vid = self._volume_id(req)
@@ -139,6 +134,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
             raise ValidationError("Invalid input for field/attribute device.")
         return att
 
+    @serves("POST", "/v2.1/servers/{server_id}/os-volume_attachments")
     async def attach(self, req: ApiRequest) -> dict[str, Any]:
         api = self.api
         inst = await api.find_server(req, "os_compute_api:os-volumes-attachments:create")
@@ -323,6 +319,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
         return inst
 
     # ------------------------------------------------------------------ update / detach
+    @serves("PUT", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}")
     async def update(self, req: ApiRequest) -> Response:
         api = self.api
         vid = self._volume_id(req)
@@ -370,6 +367,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
                 await req.run(self.bdms.update, inst["uuid"], vid, delete_on_termination=dot)
         return Response(status_code=202)
 
+    @serves("DELETE", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}")
     async def detach(self, req: ApiRequest) -> Response:
         api = self.api
         inst = await api.find_server(req, "os_compute_api:os-volumes-attachments:delete")

@@ -21,6 +21,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import (
     APIError,
     BadRequest,
@@ -31,7 +32,7 @@ from onestack.common.errors import (
 )
 from onestack.compute.microversions import APIVersion, version_of
 from onestack.compute.neutron import NeutronApi
-from onestack.compute.resource_base import AddRoute, ResourceHandler
+from onestack.compute.resource_base import ResourceHandler
 
 #: The last microversion with the proxy APIs.
 MAX_PROXY = APIVersion("2.35")
@@ -113,32 +114,6 @@ def _limited(items: list[Any], req: ApiRequest) -> list[Any]:
 class NetworkProxyRoutes(ResourceHandler):
     """Handlers of Nova's network proxy APIs (see the module docstring)."""
 
-    def add_routes(self, r: AddRoute) -> None:
-        p = "/v2.1"
-        r(p + "/os-security-groups", self.list_sgs, ["GET"])
-        r(p + "/os-security-groups", self.create_sg, ["POST"])
-        r(p + "/os-security-groups/{sg_id}", self.show_sg, ["GET"])
-        r(p + "/os-security-groups/{sg_id}", self.update_sg, ["PUT"])
-        r(p + "/os-security-groups/{sg_id}", self.delete_sg, ["DELETE"])
-        r(p + "/os-security-group-rules", self.create_sg_rule, ["POST"])
-        r(p + "/os-security-group-rules/{rule_id}", self.delete_sg_rule, ["DELETE"])
-        r(p + "/os-floating-ip-pools", self.list_fip_pools, ["GET"])
-        r(p + "/os-floating-ips", self.list_fips, ["GET"])
-        r(p + "/os-floating-ips", self.create_fip, ["POST"])
-        r(p + "/os-floating-ips/{fip_id}", self.show_fip, ["GET"])
-        r(p + "/os-floating-ips/{fip_id}", self.delete_fip, ["DELETE"])
-        r(p + "/os-networks", self.list_nova_networks, ["GET"])
-        r(p + "/os-networks/{net_id}", self.show_nova_network, ["GET"])
-        r(p + "/os-tenant-networks", self.list_tenant_networks, ["GET"])
-        r(p + "/os-tenant-networks/{net_id}", self.show_tenant_network, ["GET"])
-        for gone, methods in (("/os-networks", ["POST"]),
-                              ("/os-networks/{net_id}", ["DELETE"]),
-                              ("/os-networks/add", ["POST"]),
-                              ("/os-networks/{net_id}/action", ["POST"]),
-                              ("/os-tenant-networks", ["POST"]),
-                              ("/os-tenant-networks/{net_id}", ["DELETE"])):
-            r(p + gone, self.nova_network_gone, methods)
-
     # ------------------------------------------------------------------ helpers
     def _proxy(self, req: ApiRequest, rule: str) -> NeutronApi:
         """Version gate, Nova's policy, and the network manager (404 without one)."""
@@ -164,6 +139,7 @@ class NetworkProxyRoutes(ResourceHandler):
         return group
 
     # ------------------------------------------------------------------ security groups
+    @serves("GET", "/v2.1/os-security-groups")
     async def list_sgs(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-security-groups:get")
         all_tenants = "all_tenants" in req.query and req.ctx.is_admin
@@ -176,6 +152,7 @@ class NetworkProxyRoutes(ResourceHandler):
         result = _limited(await req.run(run), req)
         return {"security_groups": sorted(result, key=lambda g: (g["tenant_id"], g["name"]))}
 
+    @serves("GET", "/v2.1/os-security-groups/{sg_id}")
     async def show_sg(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-security-groups:show")
         sg_id = req.param("sg_id")
@@ -195,6 +172,7 @@ class NetworkProxyRoutes(ResourceHandler):
         return _property(sg.get("name"), "name"), _property(sg.get("description"),
                                                             "description")
 
+    @serves("POST", "/v2.1/os-security-groups")
     async def create_sg(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-security-groups:create")
         name, description = await self._sg_body(req)
@@ -208,6 +186,7 @@ class NetworkProxyRoutes(ResourceHandler):
             return nova_group(group, {})
         return {"security_group": await req.run(run)}
 
+    @serves("PUT", "/v2.1/os-security-groups/{sg_id}")
     async def update_sg(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-security-groups:update")
         sg_id = req.param("sg_id")
@@ -223,6 +202,7 @@ class NetworkProxyRoutes(ResourceHandler):
             return nova_group(group, self._groups_by_id(req, n))
         return {"security_group": await req.run(run)}
 
+    @serves("DELETE", "/v2.1/os-security-groups/{sg_id}")
     async def delete_sg(self, req: ApiRequest) -> Response:
         n = self._proxy(req, "os_compute_api:os-security-groups:delete")
         sg_id = req.param("sg_id")
@@ -237,6 +217,7 @@ class NetworkProxyRoutes(ResourceHandler):
         return Response(status_code=202)
 
     # ------------------------------------------------------------------ rules
+    @serves("POST", "/v2.1/os-security-group-rules")
     async def create_sg_rule(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-security-groups:rule:create")
         body = await req.json(required=False)
@@ -261,6 +242,7 @@ class NetworkProxyRoutes(ResourceHandler):
             return out
         return {"security_group_rule": await req.run(run)}
 
+    @serves("DELETE", "/v2.1/os-security-group-rules/{rule_id}")
     async def delete_sg_rule(self, req: ApiRequest) -> Response:
         n = self._proxy(req, "os_compute_api:os-security-groups:rule:delete")
         rule_id = req.param("rule_id")
@@ -297,11 +279,13 @@ class NetworkProxyRoutes(ResourceHandler):
                 "fixed_ip": fip.get("fixed_ip_address"), "instance_id": instance,
                 "pool": names.get(fip["floating_network_id"], fip["floating_network_id"])}
 
+    @serves("GET", "/v2.1/os-floating-ip-pools")
     async def list_fip_pools(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-floating-ip-pools")
         pools = await req.run(self._pools, req, n)
         return {"floating_ip_pools": [{"name": p["name"] or p["id"]} for p in pools]}
 
+    @serves("GET", "/v2.1/os-floating-ips")
     async def list_fips(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-floating-ips:list")
 
@@ -321,12 +305,14 @@ class NetworkProxyRoutes(ResourceHandler):
             raise NotFound(f"Floating IP not found for ID {fip_id}") from None
         return fip
 
+    @serves("GET", "/v2.1/os-floating-ips/{fip_id}")
     async def show_fip(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-floating-ips:show")
         fip_id = req.param("fip_id")
         return {"floating_ip": await req.run(
             lambda: self._nova_fip(req, n, self._fip(req, n, fip_id)))}
 
+    @serves("POST", "/v2.1/os-floating-ips")
     async def create_fip(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-floating-ips:create")
         body = await req.json(required=False)
@@ -355,6 +341,7 @@ class NetworkProxyRoutes(ResourceHandler):
             return self._nova_fip(req, n, fip)
         return {"floating_ip": await req.run(run)}
 
+    @serves("DELETE", "/v2.1/os-floating-ips/{fip_id}")
     async def delete_fip(self, req: ApiRequest) -> Response:
         n = self._proxy(req, "os_compute_api:os-floating-ips:delete")
         fip_id = req.param("fip_id")
@@ -459,11 +446,13 @@ class NetworkProxyRoutes(ResourceHandler):
             raise NotFound("Network not found")
         return net
 
+    @serves("GET", "/v2.1/os-networks")
     async def list_nova_networks(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-networks:list")
         return {"networks": await req.run(lambda: [
             self._nova_network(req, n, x) for x in self._visible_networks(req, n)])}
 
+    @serves("GET", "/v2.1/os-networks/{net_id}")
     async def show_nova_network(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-networks:show")
         net_id = req.param("net_id")
@@ -474,17 +463,25 @@ class NetworkProxyRoutes(ResourceHandler):
                         net: dict[str, Any]) -> dict[str, Any]:
         return {"id": net["id"], "label": net["name"], "cidr": str(self._cidr(req, n, net))}
 
+    @serves("GET", "/v2.1/os-tenant-networks")
     async def list_tenant_networks(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-tenant-networks:list")
         return {"networks": await req.run(lambda: [
             self._tenant_network(req, n, x) for x in self._visible_networks(req, n)])}
 
+    @serves("GET", "/v2.1/os-tenant-networks/{net_id}")
     async def show_tenant_network(self, req: ApiRequest) -> dict[str, Any]:
         n = self._proxy(req, "os_compute_api:os-tenant-networks:show")
         net_id = req.param("net_id")
         return {"network": await req.run(
             lambda: self._tenant_network(req, n, self._network(req, n, net_id)))}
 
+    @serves("POST", "/v2.1/os-networks")
+    @serves("DELETE", "/v2.1/os-networks/{net_id}")
+    @serves("POST", "/v2.1/os-networks/add")
+    @serves("POST", "/v2.1/os-networks/{net_id}/action")
+    @serves("POST", "/v2.1/os-tenant-networks")
+    @serves("DELETE", "/v2.1/os-tenant-networks/{net_id}")
     async def nova_network_gone(self, req: ApiRequest) -> Response:
         """nova-network's write APIs: 410 since Nova dropped nova-network (404 from 2.36)."""
         if version_of(req.request.scope) > MAX_PROXY:

@@ -13,7 +13,6 @@ The other services are reached only through their seams: ``ComputeImages``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from onestack.api.app import ApiRequest
@@ -27,10 +26,6 @@ from onestack.compute.volumes import ComputeVolumes
 
 if TYPE_CHECKING:
     from onestack.console.tokens import ConsoleTokenStore
-
-#: ``r(path, handler, methods)``: registers one route of the compute service.
-AddRoute = Callable[..., None]
-
 
 class VolumeEvents(Protocol):
     """What server routes ask of the volume attachment routes (``api_volumes.py``)."""
@@ -88,7 +83,8 @@ class ServerHost(Protocol):
 
 
 class ResourceHandler:
-    """Base of one resource's route handlers; ``add_routes(r)`` registers them."""
+    """Base of one resource's route handlers; each declares its routes with ``@serves``
+    (``api/routes.py``) and ``ComputeAPI`` adds them."""
 
     def __init__(self, api: ServerHost) -> None:
         self.api = api
@@ -117,9 +113,6 @@ class ResourceHandler:
     async def find_server(self, req: ApiRequest, rule: str | None = None,
                           deleted_ok: bool = False) -> InstanceDict:
         return await self.api.find_server(req, rule, deleted_ok)
-
-    def add_routes(self, r: AddRoute) -> None:
-        raise NotImplementedError
 
     # Work several handlers share.
     async def simple(self, req: ApiRequest, inst: InstanceDict, action: str, task: str,

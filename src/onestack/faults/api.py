@@ -17,8 +17,9 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack import __version__, runstate
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.policy import Policy
+from onestack.api.routes import serves
 from onestack.common.errors import NotFound
 from onestack.faults.rules import SETTLE, FaultTable, parse_rule
 
@@ -40,6 +41,7 @@ class ControlAPI:
     def _enforce(self, req: ApiRequest, action: str) -> None:
         self.policy.enforce(action, req.ctx.policy_creds(), {})
 
+    @serves("GET", "/_onestack/health", public=True)
     async def health(self, req: ApiRequest) -> dict[str, Any]:
         state = runstate.read(self.data_dir)
         return {"version": __version__,
@@ -47,11 +49,13 @@ class ControlAPI:
                 "services": dict(state.services) if state is not None else {},
                 "fault_rules": len(await req.run(self.table.list))}
 
+    @serves("GET", "/_onestack/faults")
     async def list_faults(self, req: ApiRequest) -> dict[str, Any]:
         self._enforce(req, "onestack:faults:read")
         rules = await req.run(self.table.list)
         return {"faults": [r.to_dict() for r in rules]}
 
+    @serves("POST", "/_onestack/faults")
     async def add_fault(self, req: ApiRequest) -> Response:
         self._enforce(req, "onestack:faults:write")
         body = await req.json()
@@ -61,6 +65,7 @@ class ControlAPI:
         await asyncio.sleep(SETTLE)  # every process of the cloud applies it from now on
         return FastJSON({"fault": rule.to_dict()}, status_code=201)
 
+    @serves("GET", "/_onestack/faults/{fault_id}")
     async def get_fault(self, req: ApiRequest) -> dict[str, Any]:
         self._enforce(req, "onestack:faults:read")
         fid = req.param("fault_id")
@@ -69,6 +74,7 @@ class ControlAPI:
                 return {"fault": rule.to_dict()}
         raise NotFound(f"Could not find fault rule: {fid}.")
 
+    @serves("DELETE", "/_onestack/faults/{fault_id}")
     async def delete_fault(self, req: ApiRequest) -> None:
         self._enforce(req, "onestack:faults:write")
         fid = req.param("fault_id")
@@ -76,20 +82,9 @@ class ControlAPI:
             raise NotFound(f"Could not find fault rule: {fid}.")
         await asyncio.sleep(SETTLE)
 
+    @serves("DELETE", "/_onestack/faults")
     async def clear_faults(self, req: ApiRequest) -> None:
         self._enforce(req, "onestack:faults:write")
         await req.run(self.table.clear)
         await asyncio.sleep(SETTLE)
 
-
-def add_control_routes(service: Service, control: ControlAPI) -> None:
-    """Append the ``/_onestack/`` routes to ``service`` (the identity service)."""
-    def r(path: str, handler: Any, methods: list[str], public: bool = False) -> None:
-        service.routes.append(route(service, path, handler, methods, public))
-
-    r("/_onestack/health", control.health, ["GET"], public=True)
-    r("/_onestack/faults", control.list_faults, ["GET"])
-    r("/_onestack/faults", control.add_fault, ["POST"])
-    r("/_onestack/faults", control.clear_faults, ["DELETE"])
-    r("/_onestack/faults/{fault_id}", control.get_fault, ["GET"])
-    r("/_onestack/faults/{fault_id}", control.delete_fault, ["DELETE"])

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler
@@ -16,12 +17,14 @@ class CatalogRoutes(IdentityHandler):
     """The catalog: regions, services and endpoints."""
 
     # ------------------------------------------------------------------ regions
+    @serves("GET", "/v3/regions")
     async def list_regions(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_regions")
         regions = await req.run(self.m.list_regions, req.query.get("parent_region_id"))
         return views.collection(req.base_url, "regions", "regions",
                                 [views.region(req.base_url, r) for r in regions])
 
+    @serves("POST", "/v3/regions")
     async def create_region(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_region")
         body = schemas.validate(schemas.REGION_CREATE,
@@ -32,6 +35,7 @@ class CatalogRoutes(IdentityHandler):
                                body.get("parent_region_id"), extra)
         return FastJSON({"region": views.region(req.base_url, region)}, status_code=201)
 
+    @serves("PUT", "/v3/regions/{region_id}")
     async def put_region(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_region")
         body = schemas.validate(schemas.REGION_CREATE,
@@ -45,11 +49,13 @@ class CatalogRoutes(IdentityHandler):
                                body.get("parent_region_id"), extra)
         return FastJSON({"region": views.region(req.base_url, region)}, status_code=201)
 
+    @serves("GET", "/v3/regions/{region_id}")
     async def get_region(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_region")
         region = await req.run(self.m.get_region, req.param("region_id"))
         return {"region": views.region(req.base_url, region)}
 
+    @serves("PATCH", "/v3/regions/{region_id}")
     async def update_region(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_region")
         body = schemas.validate(schemas.REGION_UPDATE,
@@ -61,10 +67,12 @@ class CatalogRoutes(IdentityHandler):
         region = await req.run(self.m.update_region, req.param("region_id"), changes)
         return {"region": views.region(req.base_url, region)}
 
+    @serves("DELETE", "/v3/regions/{region_id}")
     async def delete_region(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_region")
         await req.run(self.m.delete_region, req.param("region_id"))
     # ------------------------------------------------------------------ services
+    @serves("GET", "/v3/services")
     async def list_services(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_services")
         svcs = await req.run(self.m.list_services, req.query.get("type"),
@@ -72,6 +80,7 @@ class CatalogRoutes(IdentityHandler):
         return views.collection(req.base_url, "services", "services",
                                 [views.service(req.base_url, s) for s in svcs])
 
+    @serves("POST", "/v3/services")
     async def create_service(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_service")
         body = schemas.validate(schemas.SERVICE_CREATE,
@@ -82,11 +91,13 @@ class CatalogRoutes(IdentityHandler):
                             body.get("description"), body.get("enabled", True), extra)
         return FastJSON({"service": views.service(req.base_url, svc)}, status_code=201)
 
+    @serves("GET", "/v3/services/{service_id}")
     async def get_service(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_service")
         svc = await req.run(self.m.get_service, req.param("service_id"))
         return {"service": views.service(req.base_url, svc)}
 
+    @serves("PATCH", "/v3/services/{service_id}")
     async def update_service(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_service")
         body = schemas.validate(schemas.SERVICE_UPDATE,
@@ -99,10 +110,12 @@ class CatalogRoutes(IdentityHandler):
         svc = await req.run(self.m.update_service, req.param("service_id"), changes)
         return {"service": views.service(req.base_url, svc)}
 
+    @serves("DELETE", "/v3/services/{service_id}")
     async def delete_service(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_service")
         await req.run(self.m.delete_service, req.param("service_id"))
     # ------------------------------------------------------------------ endpoints
+    @serves("GET", "/v3/endpoints")
     async def list_endpoints(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_endpoints")
         q = req.query
@@ -114,6 +127,7 @@ class CatalogRoutes(IdentityHandler):
         return views.collection(req.base_url, "endpoints", "endpoints",
                                 [views.endpoint(req.base_url, e) for e in eps])
 
+    @serves("POST", "/v3/endpoints")
     async def create_endpoint(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_endpoint")
         body = schemas.validate(schemas.ENDPOINT_CREATE,
@@ -125,11 +139,13 @@ class CatalogRoutes(IdentityHandler):
             body.get("enabled", True), extra, body.get("region")))
         return FastJSON({"endpoint": views.endpoint(req.base_url, e)}, status_code=201)
 
+    @serves("GET", "/v3/endpoints/{endpoint_id}")
     async def get_endpoint(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_endpoint")
         e = await req.run(self.m.get_endpoint, req.param("endpoint_id"))
         return {"endpoint": views.endpoint(req.base_url, e)}
 
+    @serves("PATCH", "/v3/endpoints/{endpoint_id}")
     async def update_endpoint(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_endpoint")
         body = schemas.validate(schemas.ENDPOINT_UPDATE,
@@ -145,6 +161,7 @@ class CatalogRoutes(IdentityHandler):
         e = await req.run(self.m.update_endpoint, req.param("endpoint_id"), changes)
         return {"endpoint": views.endpoint(req.base_url, e)}
 
+    @serves("DELETE", "/v3/endpoints/{endpoint_id}")
     async def delete_endpoint(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_endpoint")
         await req.run(self.m.delete_endpoint, req.param("endpoint_id"))

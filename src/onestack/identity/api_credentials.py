@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.body import parse_json
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
 from onestack.common.timeutils import parse_isotime, utcnow
 from onestack.identity import schemas, views
@@ -25,6 +26,7 @@ class CredentialRoutes(IdentityHandler):
         await req.run(self.m.get_user, uid)
         return uid
 
+    @serves("GET", "/v3/users/{user_id}/application_credentials")
     async def list_app_creds(self, req: ApiRequest) -> dict[str, Any]:
         uid = await self._own_user(req, "identity:list_application_credentials")
         creds = await req.run(self.m.list_app_creds, uid, req.query.get("name"))
@@ -33,6 +35,7 @@ class CredentialRoutes(IdentityHandler):
         return views.collection(req.base_url, f"users/{uid}/application_credentials",
                                 "application_credentials", items)
 
+    @serves("POST", "/v3/users/{user_id}/application_credentials")
     async def create_app_cred(self, req: ApiRequest) -> Response:
         uid = await self._own_user(req, "identity:create_application_credential")
         body = schemas.validate(schemas.APP_CRED_CREATE,
@@ -73,12 +76,14 @@ class CredentialRoutes(IdentityHandler):
         return FastJSON({"application_credential": views.app_cred(
             req.base_url, ac, self._role_names(role_ids), secret)}, status_code=201)
 
+    @serves("GET", "/v3/users/{user_id}/application_credentials/{app_cred_id}")
     async def get_app_cred(self, req: ApiRequest) -> dict[str, Any]:
         uid = await self._own_user(req, "identity:get_application_credential")
         ac = await req.run(self.m.get_app_cred, req.param("app_cred_id"), uid)
         return {"application_credential": views.app_cred(
             req.base_url, ac, self._role_names(ac.roles or []))}
 
+    @serves("DELETE", "/v3/users/{user_id}/application_credentials/{app_cred_id}")
     async def delete_app_cred(self, req: ApiRequest) -> None:
         uid = await self._own_user(req, "identity:delete_application_credential")
         ctx = req.ctx
@@ -87,21 +92,25 @@ class CredentialRoutes(IdentityHandler):
                             "credentials.")
         await req.run(self.m.delete_app_cred, req.param("app_cred_id"), uid)
 
+    @serves("GET", "/v3/users/{user_id}/access_rules")
     async def list_access_rules(self, req: ApiRequest) -> dict[str, Any]:
         uid = await self._own_user(req, "identity:list_access_rules")
         rules = await req.run(self.m.list_access_rules, uid)
         return views.collection(req.base_url, f"users/{uid}/access_rules", "access_rules",
                                 [views.access_rule(req.base_url, r) for r in rules])
 
+    @serves("GET", "/v3/users/{user_id}/access_rules/{rule_id}")
     async def get_access_rule(self, req: ApiRequest) -> dict[str, Any]:
         uid = await self._own_user(req, "identity:get_access_rule")
         r = await req.run(self.m.get_access_rule, uid, req.param("rule_id"))
         return {"access_rule": views.access_rule(req.base_url, r)}
 
+    @serves("DELETE", "/v3/users/{user_id}/access_rules/{rule_id}")
     async def delete_access_rule(self, req: ApiRequest) -> None:
         uid = await self._own_user(req, "identity:delete_access_rule")
         await req.run(self.m.delete_access_rule, uid, req.param("rule_id"))
     # ------------------------------------------------------------------ credentials
+    @serves("GET", "/v3/credentials")
     async def list_credentials(self, req: ApiRequest) -> dict[str, Any]:
         user_id = req.query.get("user_id")
         if not req.ctx.is_admin:
@@ -114,6 +123,7 @@ class CredentialRoutes(IdentityHandler):
         items = [views.credential(req.base_url, c, self.m.credential_blob(c)) for c in creds]
         return views.collection(req.base_url, "credentials", "credentials", items)
 
+    @serves("POST", "/v3/credentials")
     async def create_credential(self, req: ApiRequest) -> Response:
         body = schemas.validate(schemas.CREDENTIAL_CREATE,
                                 schemas.body_of(await req.json(), "credential"), "credential")
@@ -144,10 +154,12 @@ class CredentialRoutes(IdentityHandler):
             raise NotFound(f"Could not find credential: {c.id}.")
         return c
 
+    @serves("GET", "/v3/credentials/{credential_id}")
     async def get_credential(self, req: ApiRequest) -> dict[str, Any]:
         c = await self._credential(req, "identity:get_credential")
         return {"credential": views.credential(req.base_url, c, self.m.credential_blob(c))}
 
+    @serves("PATCH", "/v3/credentials/{credential_id}")
     async def update_credential(self, req: ApiRequest) -> dict[str, Any]:
         await self._credential(req, "identity:update_credential")
         body = schemas.validate(schemas.CREDENTIAL_UPDATE,
@@ -160,6 +172,7 @@ class CredentialRoutes(IdentityHandler):
         c = await req.run(self.m.update_credential, req.param("credential_id"), changes)
         return {"credential": views.credential(req.base_url, c, self.m.credential_blob(c))}
 
+    @serves("DELETE", "/v3/credentials/{credential_id}")
     async def delete_credential(self, req: ApiRequest) -> None:
         await self._credential(req, "identity:delete_credential")
         await req.run(self.m.delete_credential, req.param("credential_id"))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
 from onestack.common.timeutils import isotime, parse_isotime
 from onestack.db.identity import Document, Trust
@@ -57,54 +58,10 @@ ENDPOINT_GROUP_CREATE = {"type": "object", "properties": {
 ENDPOINT_GROUP_UPDATE = {**ENDPOINT_GROUP_CREATE, "required": [], "minProperties": 1}
 
 
-def add_extension_routes(api: IdentityAPI) -> None:
-    """Register the extension routes on ``api``."""
-    ext = _Extensions(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/OS-TRUST/trusts", ext.list_trusts, ["GET"])
-    r("/v3/OS-TRUST/trusts", ext.create_trust, ["POST"])
-    r("/v3/OS-TRUST/trusts/{trust_id}", ext.get_trust, ["GET"])
-    r("/v3/OS-TRUST/trusts/{trust_id}", ext.delete_trust, ["DELETE"])
-    r("/v3/OS-TRUST/trusts/{trust_id}/roles", ext.trust_roles, ["GET"])
-    r("/v3/OS-TRUST/trusts/{trust_id}/roles/{role_id}", ext.check_trust_role, ["HEAD"])
-    r("/v3/OS-TRUST/trusts/{trust_id}/roles/{role_id}", ext.trust_role, ["GET"])
-    r("/v3/users/{user_id}/credentials/OS-EC2", ext.list_ec2, ["GET"])
-    r("/v3/users/{user_id}/credentials/OS-EC2", ext.create_ec2, ["POST"])
-    r("/v3/users/{user_id}/credentials/OS-EC2/{access}", ext.get_ec2, ["GET"])
-    r("/v3/users/{user_id}/credentials/OS-EC2/{access}", ext.delete_ec2, ["DELETE"])
-    r("/v3/policies", ext.list_policies, ["GET"])
-    r("/v3/policies", ext.create_policy, ["POST"])
-    r("/v3/policies/{policy_id}", ext.get_policy, ["GET"])
-    r("/v3/policies/{policy_id}", ext.update_policy, ["PATCH"])
-    r("/v3/policies/{policy_id}", ext.delete_policy, ["DELETE"])
-    r("/v3/OS-OAUTH1/consumers", ext.list_consumers, ["GET"])
-    r("/v3/OS-OAUTH1/consumers", ext.create_consumer, ["POST"])
-    r("/v3/OS-OAUTH1/consumers/{consumer_id}", ext.get_consumer, ["GET"])
-    r("/v3/OS-OAUTH1/consumers/{consumer_id}", ext.update_consumer, ["PATCH"])
-    r("/v3/OS-OAUTH1/consumers/{consumer_id}", ext.delete_consumer, ["DELETE"])
-    r("/v3/OS-EP-FILTER/endpoint_groups", ext.list_endpoint_groups, ["GET"])
-    r("/v3/OS-EP-FILTER/endpoint_groups", ext.create_endpoint_group, ["POST"])
-    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.check_endpoint_group, ["HEAD"])
-    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.get_endpoint_group, ["GET"])
-    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.update_endpoint_group, ["PATCH"])
-    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", ext.delete_endpoint_group, ["DELETE"])
-    r("/v3/OS-EP-FILTER/endpoint_groups/{group_id}/endpoints", ext.endpoint_group_endpoints,
-      ["GET"])
-    r("/v3/domains/config/default", ext.default_config, ["GET"])
-    r("/v3/domains/config/{group}/default", ext.default_config, ["GET"])
-    r("/v3/domains/config/{group}/{option}/default", ext.default_config, ["GET"])
-    r("/v3/domains/{domain_id}/config", ext.get_config, ["GET"])
-    r("/v3/domains/{domain_id}/config", ext.put_config, ["PUT"])
-    r("/v3/domains/{domain_id}/config", ext.patch_config, ["PATCH"])
-    r("/v3/domains/{domain_id}/config", ext.delete_config, ["DELETE"])
-    for path in ("/v3/domains/{domain_id}/config/{group}",
-                 "/v3/domains/{domain_id}/config/{group}/{option}"):
-        r(path, ext.get_config, ["GET"])
-        r(path, ext.patch_config, ["PATCH"])
-        r(path, ext.delete_config, ["DELETE"])
+class ExtensionRoutes:
+    """Trusts, OAuth1 consumers, endpoint groups, policies, domain configs and EC2
+    credentials."""
 
-
-class _Extensions:
     def __init__(self, api: IdentityAPI) -> None:
         self.api = api
         self.m = api.m
@@ -133,6 +90,7 @@ class _Extensions:
             "links": {"self": f"{base}/v3/OS-TRUST/trusts/{t.id}"},
         }
 
+    @serves("POST", "/v3/OS-TRUST/trusts")
     async def create_trust(self, req: ApiRequest) -> Response:
         body = schemas.validate(TRUST_CREATE, schemas.body_of(await req.json(), "trust"),
                                 "trust")
@@ -153,6 +111,7 @@ class _Extensions:
             body.get("remaining_uses"), bool(body.get("allow_redelegation"))))
         return FastJSON({"trust": self._trust_view(req.base_url, t)}, status_code=201)
 
+    @serves("GET", "/v3/OS-TRUST/trusts")
     async def list_trusts(self, req: ApiRequest) -> dict[str, Any]:
         trustor = req.query.get("trustor_user_id")
         trustee = req.query.get("trustee_user_id")
@@ -172,16 +131,19 @@ class _Extensions:
             raise NotFound(f"Could not find trust: {t.id}.")
         return t
 
+    @serves("GET", "/v3/OS-TRUST/trusts/{trust_id}")
     async def get_trust(self, req: ApiRequest) -> dict[str, Any]:
         t = await self._visible_trust(req)
         return {"trust": self._trust_view(req.base_url, t)}
 
+    @serves("DELETE", "/v3/OS-TRUST/trusts/{trust_id}")
     async def delete_trust(self, req: ApiRequest) -> None:
         t = await self._visible_trust(req)
         if not (req.ctx.is_admin or req.ctx.user_id == t.trustor_user_id):
             raise Forbidden("Only the trustor may delete a trust.")
         await req.run(self.trusts.delete, t.id)
 
+    @serves("GET", "/v3/OS-TRUST/trusts/{trust_id}/roles")
     async def trust_roles(self, req: ApiRequest) -> dict[str, Any]:
         t = await self._visible_trust(req)
         view = self._trust_view(req.base_url, t)
@@ -195,9 +157,11 @@ class _Extensions:
                 return role
         raise NotFound(f"Could not find role: {rid}.")
 
+    @serves("GET", "/v3/OS-TRUST/trusts/{trust_id}/roles/{role_id}")
     async def trust_role(self, req: ApiRequest) -> dict[str, Any]:
         return {"role": await self._trust_role(req)}
 
+    @serves("HEAD", "/v3/OS-TRUST/trusts/{trust_id}/roles/{role_id}")
     async def check_trust_role(self, req: ApiRequest) -> Response:
         await self._trust_role(req)
         return Response(status_code=200)
@@ -214,6 +178,7 @@ class _Extensions:
                             "identity:ec2_credentials.")
         return uid
 
+    @serves("POST", "/v3/users/{user_id}/credentials/OS-EC2")
     async def create_ec2(self, req: ApiRequest) -> Response:
         uid = self._own(req)
         ctx = req.ctx
@@ -232,17 +197,20 @@ class _Extensions:
         item = await req.run(self.docs.create_ec2, uid, body["tenant_id"])
         return FastJSON({"credential": self._ec2_view(req.base_url, item)}, status_code=201)
 
+    @serves("GET", "/v3/users/{user_id}/credentials/OS-EC2")
     async def list_ec2(self, req: ApiRequest) -> dict[str, Any]:
         uid = self._own(req)
         items = await req.run(self.docs.list_ec2, uid)
         return {"credentials": [self._ec2_view(req.base_url, i) for i in items],
                 "links": views.links(req.base_url, f"users/{uid}/credentials/OS-EC2")}
 
+    @serves("GET", "/v3/users/{user_id}/credentials/OS-EC2/{access}")
     async def get_ec2(self, req: ApiRequest) -> dict[str, Any]:
         uid = self._own(req)
         item = await req.run(self.docs.get_ec2, uid, req.param("access"))
         return {"credential": self._ec2_view(req.base_url, item)}
 
+    @serves("DELETE", "/v3/users/{user_id}/credentials/OS-EC2/{access}")
     async def delete_ec2(self, req: ApiRequest) -> None:
         uid = self._own(req)
         await req.run(self.docs.delete_ec2, uid, req.param("access"))
@@ -251,12 +219,14 @@ class _Extensions:
     def _policy_view(self, base: str, d: Document) -> dict[str, Any]:
         return {**d.data, "id": d.id, "links": {"self": f"{base}/v3/policies/{d.id}"}}
 
+    @serves("GET", "/v3/policies")
     async def list_policies(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_policies")
         docs = await req.run(self.docs.list_policies, req.query.get("type"))
         return {"policies": [self._policy_view(req.base_url, d) for d in docs],
                 "links": views.links(req.base_url, "policies")}
 
+    @serves("POST", "/v3/policies")
     async def create_policy(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_policy")
         body = schemas.validate(POLICY_CREATE, schemas.body_of(await req.json(), "policy"),
@@ -265,11 +235,13 @@ class _Extensions:
         d = await req.run(self.docs.create_policy, body["blob"], body["type"], extra)
         return FastJSON({"policy": self._policy_view(req.base_url, d)}, status_code=201)
 
+    @serves("GET", "/v3/policies/{policy_id}")
     async def get_policy(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_policy")
         d = await req.run(self.docs.get_policy, req.param("policy_id"))
         return {"policy": self._policy_view(req.base_url, d)}
 
+    @serves("PATCH", "/v3/policies/{policy_id}")
     async def update_policy(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_policy")
         body = schemas.validate(POLICY_UPDATE, schemas.body_of(await req.json(), "policy"),
@@ -278,6 +250,7 @@ class _Extensions:
         d = await req.run(self.docs.update_policy, req.param("policy_id"), body)
         return {"policy": self._policy_view(req.base_url, d)}
 
+    @serves("DELETE", "/v3/policies/{policy_id}")
     async def delete_policy(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_policy")
         await req.run(self.docs.delete_policy, req.param("policy_id"))
@@ -291,12 +264,14 @@ class _Extensions:
             out["secret"] = secret
         return out
 
+    @serves("GET", "/v3/OS-OAUTH1/consumers")
     async def list_consumers(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_consumers")
         docs = await req.run(self.docs.list_consumers)
         return {"consumers": [self._consumer_view(req.base_url, d) for d in docs],
                 "links": views.links(req.base_url, "OS-OAUTH1/consumers")}
 
+    @serves("POST", "/v3/OS-OAUTH1/consumers")
     async def create_consumer(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_consumer")
         body = schemas.validate(CONSUMER, schemas.body_of(await req.json(), "consumer"),
@@ -306,11 +281,13 @@ class _Extensions:
         return FastJSON({"consumer": self._consumer_view(req.base_url, d, secret)},
                         status_code=201)
 
+    @serves("GET", "/v3/OS-OAUTH1/consumers/{consumer_id}")
     async def get_consumer(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_consumer")
         d = await req.run(self.docs.get_consumer, req.param("consumer_id"))
         return {"consumer": self._consumer_view(req.base_url, d)}
 
+    @serves("PATCH", "/v3/OS-OAUTH1/consumers/{consumer_id}")
     async def update_consumer(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_consumer")
         body = schemas.validate(CONSUMER, schemas.body_of(await req.json(), "consumer"),
@@ -321,6 +298,7 @@ class _Extensions:
         d = await req.run(self.docs.update_consumer, req.param("consumer_id"), body)
         return {"consumer": self._consumer_view(req.base_url, d)}
 
+    @serves("DELETE", "/v3/OS-OAUTH1/consumers/{consumer_id}")
     async def delete_consumer(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_consumer")
         await req.run(self.docs.delete_consumer, req.param("consumer_id"))
@@ -330,12 +308,14 @@ class _Extensions:
         return {**d.data, "id": d.id,
                 "links": {"self": f"{base}/v3/OS-EP-FILTER/endpoint_groups/{d.id}"}}
 
+    @serves("GET", "/v3/OS-EP-FILTER/endpoint_groups")
     async def list_endpoint_groups(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_endpoint_groups")
         docs = await req.run(self.docs.list_endpoint_groups, req.query.get("name"))
         return {"endpoint_groups": [self._group_view(req.base_url, d) for d in docs],
                 "links": views.links(req.base_url, "OS-EP-FILTER/endpoint_groups")}
 
+    @serves("POST", "/v3/OS-EP-FILTER/endpoint_groups")
     async def create_endpoint_group(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_endpoint_group")
         body = schemas.validate(ENDPOINT_GROUP_CREATE,
@@ -346,16 +326,19 @@ class _Extensions:
         return FastJSON({"endpoint_group": self._group_view(req.base_url, d)},
                         status_code=201)
 
+    @serves("GET", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
     async def get_endpoint_group(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_endpoint_group")
         d = await req.run(self.docs.get_endpoint_group, req.param("group_id"))
         return {"endpoint_group": self._group_view(req.base_url, d)}
 
+    @serves("HEAD", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
     async def check_endpoint_group(self, req: ApiRequest) -> Response:
         req.enforce("identity:get_endpoint_group")
         await req.run(self.docs.get_endpoint_group, req.param("group_id"))
         return Response(status_code=200)
 
+    @serves("PATCH", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
     async def update_endpoint_group(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_endpoint_group")
         body = schemas.validate(ENDPOINT_GROUP_UPDATE,
@@ -364,10 +347,12 @@ class _Extensions:
         d = await req.run(self.docs.update_endpoint_group, req.param("group_id"), body)
         return {"endpoint_group": self._group_view(req.base_url, d)}
 
+    @serves("DELETE", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
     async def delete_endpoint_group(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_endpoint_group")
         await req.run(self.docs.delete_endpoint_group, req.param("group_id"))
 
+    @serves("GET", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}/endpoints")
     async def endpoint_group_endpoints(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_endpoints_associated_with_endpoint_group")
         eps = await req.run(self.docs.endpoints_in_group, req.param("group_id"))
@@ -376,6 +361,9 @@ class _Extensions:
                                 + req.param("group_id") + "/endpoints")}
 
     # ------------------------------------------------------------------ domain config
+    @serves("GET", "/v3/domains/config/default")
+    @serves("GET", "/v3/domains/config/{group}/default")
+    @serves("GET", "/v3/domains/config/{group}/{option}/default")
     async def default_config(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_domain_config_default")
         group = req.path_params.get("group")
@@ -392,6 +380,9 @@ class _Extensions:
                             "specific configurations.")
         return {"config": {option: DOMAIN_CONFIG_DEFAULTS[group][option]}}
 
+    @serves("GET", "/v3/domains/{domain_id}/config")
+    @serves("GET", "/v3/domains/{domain_id}/config/{group}")
+    @serves("GET", "/v3/domains/{domain_id}/config/{group}/{option}")
     async def get_config(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_domain_config")
         config = await req.run(self.docs.get_domain_config, req.param("domain_id"))
@@ -407,6 +398,7 @@ class _Extensions:
             raise NotFound(f"Could not find option {option} in group {group}.")
         return {"config": {option: config[group][option]}}
 
+    @serves("PUT", "/v3/domains/{domain_id}/config")
     async def put_config(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_domain_config")
         config = schemas.body_of(await req.json(), "config")
@@ -414,6 +406,9 @@ class _Extensions:
                                         req.param("domain_id"), config)
         return FastJSON({"config": result}, status_code=201 if created else 200)
 
+    @serves("PATCH", "/v3/domains/{domain_id}/config")
+    @serves("PATCH", "/v3/domains/{domain_id}/config/{group}")
+    @serves("PATCH", "/v3/domains/{domain_id}/config/{group}/{option}")
     async def patch_config(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_domain_config")
         config = schemas.body_of(await req.json(), "config")
@@ -421,6 +416,9 @@ class _Extensions:
                                req.path_params.get("group"), req.path_params.get("option"))
         return {"config": result}
 
+    @serves("DELETE", "/v3/domains/{domain_id}/config")
+    @serves("DELETE", "/v3/domains/{domain_id}/config/{group}")
+    @serves("DELETE", "/v3/domains/{domain_id}/config/{group}/{option}")
     async def delete_config(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_domain_config")
         await req.run(self.docs.delete_domain_config, req.param("domain_id"),

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
 from onestack.db.identity import Document, Project
 from onestack.identity import limits as lim
@@ -23,23 +24,6 @@ _LIMIT_FIELDS = ("project_id", "domain_id", "service_id", "region_id", "resource
                  "resource_limit", "description")
 
 
-def add_limit_routes(api: IdentityAPI) -> None:
-    """Register the unified-limits routes on ``api``."""
-    h = _Limits(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/registered_limits", h.list_registered, ["GET"])
-    r("/v3/registered_limits", h.create_registered, ["POST"])
-    r("/v3/registered_limits/{limit_id}", h.get_registered, ["GET"])
-    r("/v3/registered_limits/{limit_id}", h.update_registered, ["PATCH"])
-    r("/v3/registered_limits/{limit_id}", h.delete_registered, ["DELETE"])
-    r("/v3/limits/model", h.model, ["GET"])
-    r("/v3/limits", h.list_limits, ["GET"])
-    r("/v3/limits", h.create_limits, ["POST"])
-    r("/v3/limits/{limit_id}", h.get_limit, ["GET"])
-    r("/v3/limits/{limit_id}", h.update_limit, ["PATCH"])
-    r("/v3/limits/{limit_id}", h.delete_limit, ["DELETE"])
-
-
 def _batch(body: Any, key: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
     items = schemas.body_of(body, key)
     if not isinstance(items, list):
@@ -48,7 +32,9 @@ def _batch(body: Any, key: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-class _Limits:
+class LimitRoutes:
+    """Unified limits: registered limits, limits and the limit model."""
+
     def __init__(self, api: IdentityAPI) -> None:
         self.api = api
         self.m = api.m
@@ -69,6 +55,7 @@ class _Limits:
         return {k: req.query[k] for k in keys if k in req.query}
 
     # ------------------------------------------------------------------ registered limits
+    @serves("GET", "/v3/registered_limits")
     async def list_registered(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_registered_limits")
         docs = await req.run(self.store.list_registered_limits,
@@ -76,6 +63,7 @@ class _Limits:
         return views.collection(req.base_url, "registered_limits", "registered_limits",
                                 [self._reg_view(req.base_url, d) for d in docs])
 
+    @serves("POST", "/v3/registered_limits")
     async def create_registered(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_registered_limits")
         items = _batch(await req.json(), "registered_limits", lim.REGISTERED_LIMITS_CREATE)
@@ -83,11 +71,13 @@ class _Limits:
         return FastJSON({"registered_limits": [self._reg_view(req.base_url, d) for d in docs]},
                         status_code=201)
 
+    @serves("GET", "/v3/registered_limits/{limit_id}")
     async def get_registered(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_registered_limit")
         d = await req.run(self.store.get_registered_limit, req.param("limit_id"))
         return {"registered_limit": self._reg_view(req.base_url, d)}
 
+    @serves("PATCH", "/v3/registered_limits/{limit_id}")
     async def update_registered(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_registered_limit")
         body = schemas.validate(lim.REGISTERED_LIMIT_UPDATE,
@@ -96,11 +86,13 @@ class _Limits:
         d = await req.run(self.store.update_registered_limit, req.param("limit_id"), body)
         return {"registered_limit": self._reg_view(req.base_url, d)}
 
+    @serves("DELETE", "/v3/registered_limits/{limit_id}")
     async def delete_registered(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_registered_limit")
         await req.run(self.store.delete_registered_limit, req.param("limit_id"))
 
     # ------------------------------------------------------------------ limits
+    @serves("GET", "/v3/limits/model")
     async def model(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_limit_model")
         return {"model": dict(lim.MODEL)}
@@ -119,6 +111,7 @@ class _Limits:
             return {ctx.domain_id, *projects}
         return {ctx.project_id} if ctx.project_id else set()
 
+    @serves("GET", "/v3/limits")
     async def list_limits(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_limits")
         owners = await req.run(self._visible_owners, req)
@@ -128,6 +121,7 @@ class _Limits:
         return views.collection(req.base_url, "limits", "limits",
                                 [self._limit_view(req.base_url, d) for d in docs])
 
+    @serves("POST", "/v3/limits")
     async def create_limits(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_limits")
         items = _batch(await req.json(), "limits", lim.LIMITS_CREATE)
@@ -142,6 +136,7 @@ class _Limits:
             p = s.get(Project, project_id)
             return p.domain_id if p is not None else None
 
+    @serves("GET", "/v3/limits/{limit_id}")
     async def get_limit(self, req: ApiRequest) -> dict[str, Any]:
         d = await req.run(self.store.get_limit, req.param("limit_id"))
         project_domain = await req.run(self._project_domain, d.data.get("project_id"))
@@ -150,6 +145,7 @@ class _Limits:
             "project": {"domain_id": project_domain}}}})
         return {"limit": self._limit_view(req.base_url, d)}
 
+    @serves("PATCH", "/v3/limits/{limit_id}")
     async def update_limit(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_limit")
         body = schemas.validate(lim.LIMIT_UPDATE, schemas.body_of(await req.json(), "limit"),
@@ -157,6 +153,7 @@ class _Limits:
         d = await req.run(self.store.update_limit, req.param("limit_id"), body)
         return {"limit": self._limit_view(req.base_url, d)}
 
+    @serves("DELETE", "/v3/limits/{limit_id}")
     async def delete_limit(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_limit")
         await req.run(self.store.delete_limit, req.param("limit_id"))

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON, url_header
+from onestack.api.routes import serves
 from onestack.common.errors import Forbidden, NotFound, ValidationError
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler, _bool, _flag
@@ -16,6 +17,7 @@ class ProjectRoutes(IdentityHandler):
     """Domains and projects (with tags)."""
 
     # ------------------------------------------------------------------ domains
+    @serves("GET", "/v3/domains")
     async def list_domains(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_domains")
         domains = await req.run(self.m.list_domains, req.query.get("name"),
@@ -24,6 +26,7 @@ class ProjectRoutes(IdentityHandler):
                                 [views.domain(req.base_url, d) for d in domains],
                                 str(req.request.url.query))
 
+    @serves("POST", "/v3/domains")
     async def create_domain(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_domain")
         body = schemas.validate(schemas.DOMAIN_CREATE,
@@ -34,12 +37,14 @@ class ProjectRoutes(IdentityHandler):
                           body.get("enabled", True), body.get("id"), extra)
         return FastJSON({"domain": views.domain(req.base_url, d)}, status_code=201)
 
+    @serves("GET", "/v3/domains/{domain_id}")
     async def get_domain(self, req: ApiRequest) -> dict[str, Any]:
         did = req.param("domain_id")
         req.enforce("identity:get_domain", {"target": {"domain": {"id": did}}})
         d = await req.run(self.m.get_domain, did)
         return {"domain": views.domain(req.base_url, d)}
 
+    @serves("PATCH", "/v3/domains/{domain_id}")
     async def update_domain(self, req: ApiRequest) -> dict[str, Any]:
         did = req.param("domain_id")
         req.enforce("identity:update_domain", {"target": {"domain": {"id": did}}})
@@ -50,11 +55,13 @@ class ProjectRoutes(IdentityHandler):
         d = await req.run(self.m.update_domain, did, body)
         return {"domain": views.domain(req.base_url, d)}
 
+    @serves("DELETE", "/v3/domains/{domain_id}")
     async def delete_domain(self, req: ApiRequest) -> None:
         did = req.param("domain_id")
         req.enforce("identity:delete_domain", {"target": {"domain": {"id": did}}})
         await req.run(self.m.delete_domain, did)
     # ------------------------------------------------------------------ projects
+    @serves("GET", "/v3/projects")
     async def list_projects(self, req: ApiRequest) -> dict[str, Any]:
         q = req.query
         filters: dict[str, Any] = {}
@@ -84,6 +91,7 @@ class ProjectRoutes(IdentityHandler):
                                 [views.project(req.base_url, p, tags[p.id]) for p in projects],
                                 str(req.request.url.query))
 
+    @serves("POST", "/v3/projects")
     async def create_project(self, req: ApiRequest) -> Response:
         body = schemas.validate(schemas.PROJECT_CREATE,
                                 schemas.body_of(await req.json(), "project"), "project")
@@ -108,6 +116,7 @@ class ProjectRoutes(IdentityHandler):
         tags = (await req.run(self.m.project_tags, [p.id])).get(p.id, [])
         return FastJSON({"project": views.project(req.base_url, p, tags)}, status_code=201)
 
+    @serves("GET", "/v3/projects/{project_id}")
     async def get_project(self, req: ApiRequest) -> dict[str, Any]:
         pid = req.param("project_id")
         p = await req.run(self.m.get_project_or_domain, pid)
@@ -142,6 +151,7 @@ class ProjectRoutes(IdentityHandler):
             out["subtree"] = tree(pid)
         return {"project": out}
 
+    @serves("PATCH", "/v3/projects/{project_id}")
     async def update_project(self, req: ApiRequest) -> dict[str, Any]:
         pid = req.param("project_id")
         p = await req.run(self.m.get_project_or_domain, pid)
@@ -161,6 +171,7 @@ class ProjectRoutes(IdentityHandler):
         tags = (await req.run(self.m.project_tags, [p.id])).get(p.id, [])
         return {"project": views.project(req.base_url, p, tags)}
 
+    @serves("DELETE", "/v3/projects/{project_id}")
     async def delete_project(self, req: ApiRequest) -> None:
         pid = req.param("project_id")
         p = await req.run(self.m.get_project, pid)
@@ -174,19 +185,23 @@ class ProjectRoutes(IdentityHandler):
         req.enforce(action, {"target": {"project": {"id": p.id, "domain_id": p.domain_id}}})
         return pid
 
+    @serves("GET", "/v3/projects/{project_id}/tags")
     async def list_tags(self, req: ApiRequest) -> dict[str, Any]:
         pid = await self._project_for_tags(req, "identity:list_project_tags")
         return {"tags": (await req.run(self.m.project_tags, [pid]))[pid]}
 
+    @serves("PUT", "/v3/projects/{project_id}/tags")
     async def put_tags(self, req: ApiRequest) -> dict[str, Any]:
         pid = await self._project_for_tags(req, "identity:update_project_tags")
         body = schemas.validate(schemas.TAGS_PUT, await req.json(), "tags")
         return {"tags": await req.run(self.m.set_project_tags, pid, body["tags"])}
 
+    @serves("DELETE", "/v3/projects/{project_id}/tags")
     async def delete_tags(self, req: ApiRequest) -> None:
         pid = await self._project_for_tags(req, "identity:delete_project_tags")
         await req.run(self.m.set_project_tags, pid, [])
 
+    @serves("GET", "/v3/projects/{project_id}/tags/{tag}")
     async def check_tag(self, req: ApiRequest) -> Response:
         pid = await self._project_for_tags(req, "identity:get_project_tag")
         tag = req.param("tag")
@@ -194,6 +209,7 @@ class ProjectRoutes(IdentityHandler):
             raise NotFound(f"Could not find project tag: {tag}.")
         return Response(status_code=204)
 
+    @serves("PUT", "/v3/projects/{project_id}/tags/{tag}")
     async def add_tag(self, req: ApiRequest) -> Response:
         pid = await self._project_for_tags(req, "identity:create_project_tag")
         tag = req.param("tag")
@@ -203,6 +219,7 @@ class ProjectRoutes(IdentityHandler):
                         headers={"Location": url_header(
                             f"{req.base_url}/v3/projects/{pid}/tags/{tag}")})
 
+    @serves("DELETE", "/v3/projects/{project_id}/tags/{tag}")
     async def delete_tag(self, req: ApiRequest) -> None:
         pid = await self._project_for_tags(req, "identity:delete_project_tag")
         await req.run(self.m.delete_project_tag, pid, req.param("tag"))

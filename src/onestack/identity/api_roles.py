@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler
 
@@ -17,6 +18,7 @@ class RoleRoutes(IdentityHandler):
     """Roles, implied roles, grants and role assignments."""
 
     # ------------------------------------------------------------------ roles
+    @serves("GET", "/v3/roles")
     async def list_roles(self, req: ApiRequest) -> dict[str, Any]:
         domain_id = req.query.get("domain_id")
         action = "identity:list_domain_roles" if domain_id else "identity:list_roles"
@@ -26,6 +28,7 @@ class RoleRoutes(IdentityHandler):
                                 [views.role(req.base_url, r) for r in roles],
                                 str(req.request.url.query))
 
+    @serves("POST", "/v3/roles")
     async def create_role(self, req: ApiRequest) -> Response:
         body = schemas.validate(schemas.ROLE_CREATE,
                                 schemas.body_of(await req.json(), "role"), "role")
@@ -46,10 +49,12 @@ class RoleRoutes(IdentityHandler):
         req.enforce(domain_action if dom else action, {"target": {"domain_id": dom}})
         return role
 
+    @serves("GET", "/v3/roles/{role_id}")
     async def get_role(self, req: ApiRequest) -> dict[str, Any]:
         role = await self._role(req, "identity:get_role", "identity:get_domain_role")
         return {"role": views.role(req.base_url, role)}
 
+    @serves("PATCH", "/v3/roles/{role_id}")
     async def update_role(self, req: ApiRequest) -> dict[str, Any]:
         await self._role(req, "identity:update_role", "identity:update_domain_role")
         body = schemas.validate(schemas.ROLE_UPDATE,
@@ -62,10 +67,12 @@ class RoleRoutes(IdentityHandler):
         role = await req.run(self.m.update_role, req.param("role_id"), changes)
         return {"role": views.role(req.base_url, role)}
 
+    @serves("DELETE", "/v3/roles/{role_id}")
     async def delete_role(self, req: ApiRequest) -> None:
         await self._role(req, "identity:delete_role", "identity:delete_domain_role")
         await req.run(self.m.delete_role, req.param("role_id"))
 
+    @serves("GET", "/v3/roles/{prior_id}/implies")
     async def list_implies(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_implied_roles")
         rows = await req.run(self.m.list_implied_roles, req.param("prior_id"))
@@ -73,6 +80,7 @@ class RoleRoutes(IdentityHandler):
         return {"role_inference": views.implied(req.base_url, prior, implies),
                 "links": {"self": f"{req.base_url}/v3/roles/{prior.id}/implies"}}
 
+    @serves("GET", "/v3/roles/{prior_id}/implies/{implied_id}")
     async def get_implied(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_implied_role")
         prior, implied = await req.run(self.m.get_implied_role, req.param("prior_id"),
@@ -81,11 +89,13 @@ class RoleRoutes(IdentityHandler):
                                    "implies": views.role_ref(req.base_url, implied)},
                 "links": {"self": f"{req.base_url}/v3/roles/{prior.id}/implies/{implied.id}"}}
 
+    @serves("HEAD", "/v3/roles/{prior_id}/implies/{implied_id}")
     async def check_implied(self, req: ApiRequest) -> Response:
         req.enforce("identity:check_implied_role")
         await req.run(self.m.get_implied_role, req.param("prior_id"), req.param("implied_id"))
         return Response(status_code=204)
 
+    @serves("PUT", "/v3/roles/{prior_id}/implies/{implied_id}")
     async def create_implied(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_implied_role")
         prior, implied = await req.run(self.m.create_implied_role, req.param("prior_id"),
@@ -96,11 +106,13 @@ class RoleRoutes(IdentityHandler):
              "links": {"self": f"{req.base_url}/v3/roles/{prior.id}/implies/{implied.id}"}},
             status_code=201)
 
+    @serves("DELETE", "/v3/roles/{prior_id}/implies/{implied_id}")
     async def delete_implied(self, req: ApiRequest) -> None:
         req.enforce("identity:delete_implied_role")
         await req.run(self.m.delete_implied_role, req.param("prior_id"),
                       req.param("implied_id"))
 
+    @serves("GET", "/v3/role_inferences")
     async def role_inferences(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_role_inference_rules")
         rows = await req.run(self.m.list_implied_roles, None)
@@ -183,6 +195,7 @@ class RoleRoutes(IdentityHandler):
         handler.__name__ = f"delete_grant_{target}_{actor}"
         return handler
 
+    @serves("GET", "/v3/role_assignments")
     async def role_assignments(self, req: ApiRequest) -> dict[str, Any]:
         from onestack.identity.assignments import list_role_assignments
 

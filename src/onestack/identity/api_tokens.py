@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import APIError, BadRequest, Forbidden, NotFound, ValidationError
 from onestack.common.timeutils import parse_isotime
 from onestack.identity import schemas, views
@@ -32,12 +33,16 @@ class TokenRoutes(IdentityHandler):
                 "links": [{"rel": "self", "href": f"{req.base_url}/v3/"}],
                 "media-types": MEDIA}
 
+    @serves("GET", "/", public=True)
     async def versions(self, req: ApiRequest) -> Response:
         return FastJSON({"versions": {"values": [self._version_doc(req)]}}, status_code=300)
 
+    @serves("GET", "/v3", public=True)
+    @serves("GET", "/v3/", public=True)
     async def version(self, req: ApiRequest) -> dict[str, Any]:
         return {"version": self._version_doc(req)}
     # ------------------------------------------------------------------ tokens
+    @serves("POST", "/v3/auth/tokens", public=True)
     async def issue_token(self, req: ApiRequest) -> Response:
         body = await req.json()
         auth = schemas.body_of(body, "auth")
@@ -74,6 +79,7 @@ class TokenRoutes(IdentityHandler):
         if not supported >= ACCESS_RULES_MIN_VERSION:
             raise NotFound("Could not find token.", kind="TokenNotFound")
 
+    @serves("GET", "/v3/auth/tokens")
     async def validate_token(self, req: ApiRequest) -> Response:
         valid = await self._subject(req)
         self._check_access_rules_support(req, valid)
@@ -83,12 +89,14 @@ class TokenRoutes(IdentityHandler):
         return Response(body, media_type="application/json",
                         headers={"X-Subject-Token": valid.token_id})
 
+    @serves("HEAD", "/v3/auth/tokens")
     async def check_token_head(self, req: ApiRequest) -> Response:
         valid = await self._subject(req)
         self._check_access_rules_support(req, valid)
         req.enforce("identity:check_token", {"target": {"token": {"user_id": valid.user.id}}})
         return Response(status_code=200, headers={"X-Subject-Token": valid.token_id})
 
+    @serves("DELETE", "/v3/auth/tokens")
     async def revoke_token(self, req: ApiRequest) -> None:
         valid = await self._subject(req)
         req.enforce("identity:revoke_token", {"target": {"token": {"user_id": valid.user.id}}})
@@ -98,6 +106,7 @@ class TokenRoutes(IdentityHandler):
         assert req.ctx.token is not None
         return await self.tokens.validate_async(req.ctx.token)
 
+    @serves("GET", "/v3/auth/catalog")
     async def auth_catalog(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_auth_catalog")
         valid = await self._caller(req)
@@ -106,6 +115,7 @@ class TokenRoutes(IdentityHandler):
         return {"catalog": self.tokens.scoped_catalog(valid),
                 "links": views.links(req.base_url, "auth/catalog")}
 
+    @serves("GET", "/v3/auth/projects")
     async def auth_projects(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_auth_projects")
         projects = await req.run(self.m.user_projects, req.ctx.user_id)
@@ -118,12 +128,14 @@ class TokenRoutes(IdentityHandler):
         info = self.m.domain_info(domain_id)
         return bool(info and info.enabled)
 
+    @serves("GET", "/v3/auth/domains")
     async def auth_domains(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_auth_domains")
         domains = await req.run(self.m.user_domains, req.ctx.user_id)
         items = [views.domain(req.base_url, d) for d in domains if d.enabled]
         return views.collection(req.base_url, "auth/domains", "domains", items)
 
+    @serves("GET", "/v3/auth/system")
     async def auth_system(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:get_auth_system")
         roles = await req.run(self.m.effective_roles, req.ctx.user_id, None, None, True)
@@ -131,9 +143,11 @@ class TokenRoutes(IdentityHandler):
         return {"system": system,
                 "links": views.links(req.base_url, "auth/system")}
 
+    @serves("GET", "/v3/auth/tokens/OS-PKI/revoked")
     async def pki_revoked(self, req: ApiRequest) -> None:
         raise APIError("PKI tokens are not supported.", status=410)
 
+    @serves("GET", "/v3/OS-REVOKE/events")
     async def revoke_events(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:revocation_list")
         since = req.query.get("since")

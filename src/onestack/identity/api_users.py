@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import Forbidden, NotFound, Unauthorized, ValidationError
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler, _bool
@@ -16,6 +17,7 @@ class UserRoutes(IdentityHandler):
     """Users (passwords, their groups and projects) and groups (membership)."""
 
     # ------------------------------------------------------------------ users
+    @serves("GET", "/v3/users")
     async def list_users(self, req: ApiRequest) -> dict[str, Any]:
         q = req.query
         filters: dict[str, Any] = {}
@@ -35,6 +37,7 @@ class UserRoutes(IdentityHandler):
                                 [views.user(req.base_url, u) for u in users],
                                 str(req.request.url.query))
 
+    @serves("POST", "/v3/users")
     async def create_user(self, req: ApiRequest) -> Response:
         body = schemas.validate(schemas.USER_CREATE,
                                 schemas.body_of(await req.json(), "user"), "user")
@@ -52,6 +55,7 @@ class UserRoutes(IdentityHandler):
             body.get("default_project_id"), extra, body.get("options")))
         return FastJSON({"user": views.user(req.base_url, u)}, status_code=201)
 
+    @serves("GET", "/v3/users/{user_id}")
     async def get_user(self, req: ApiRequest) -> dict[str, Any]:
         uid = req.param("user_id")
         u = await req.run(self.m.get_user, uid)
@@ -59,6 +63,7 @@ class UserRoutes(IdentityHandler):
                                                               "domain_id": u.domain_id}}})
         return {"user": views.user(req.base_url, u)}
 
+    @serves("PATCH", "/v3/users/{user_id}")
     async def update_user(self, req: ApiRequest) -> dict[str, Any]:
         uid = req.param("user_id")
         u = await req.run(self.m.get_user, uid)
@@ -74,6 +79,7 @@ class UserRoutes(IdentityHandler):
         u = await req.run(self.m.update_user, uid, changes)
         return {"user": views.user(req.base_url, u)}
 
+    @serves("DELETE", "/v3/users/{user_id}")
     async def delete_user(self, req: ApiRequest) -> None:
         uid = req.param("user_id")
         u = await req.run(self.m.get_user, uid)
@@ -81,6 +87,7 @@ class UserRoutes(IdentityHandler):
                                                                  "domain_id": u.domain_id}}})
         await req.run(self.m.delete_user, uid)
 
+    @serves("POST", "/v3/users/{user_id}/password", public=True)
     async def change_password(self, req: ApiRequest) -> None:
         uid = req.param("user_id")
         body = schemas.validate(schemas.PASSWORD_CHANGE,
@@ -93,6 +100,7 @@ class UserRoutes(IdentityHandler):
         except NotFound as exc:
             raise Unauthorized("The request you have made requires authentication.") from exc
 
+    @serves("GET", "/v3/users/{user_id}/groups")
     async def user_groups(self, req: ApiRequest) -> dict[str, Any]:
         uid = req.param("user_id")
         u = await req.run(self.m.get_user, uid)
@@ -102,6 +110,7 @@ class UserRoutes(IdentityHandler):
         return views.collection(req.base_url, f"users/{uid}/groups", "groups",
                                 [views.group(req.base_url, g) for g in groups])
 
+    @serves("GET", "/v3/users/{user_id}/projects")
     async def user_projects(self, req: ApiRequest) -> dict[str, Any]:
         uid = req.param("user_id")
         u = await req.run(self.m.get_user, uid)
@@ -119,6 +128,7 @@ class UserRoutes(IdentityHandler):
         return views.collection(req.base_url, f"users/{uid}/projects", "projects",
                                 [views.project(req.base_url, p, tags[p.id]) for p in projects])
     # ------------------------------------------------------------------ groups
+    @serves("GET", "/v3/groups")
     async def list_groups(self, req: ApiRequest) -> dict[str, Any]:
         filters: dict[str, Any] = {}
         for key in ("name", "domain_id"):
@@ -132,6 +142,7 @@ class UserRoutes(IdentityHandler):
         return views.collection(req.base_url, "groups", "groups",
                                 [views.group(req.base_url, g) for g in groups])
 
+    @serves("POST", "/v3/groups")
     async def create_group(self, req: ApiRequest) -> Response:
         body = schemas.validate(schemas.GROUP_CREATE,
                                 schemas.body_of(await req.json(), "group"), "group")
@@ -148,10 +159,12 @@ class UserRoutes(IdentityHandler):
         req.enforce(action, {"target": {"group": {"id": g.id, "domain_id": g.domain_id}}})
         return gid
 
+    @serves("GET", "/v3/groups/{group_id}")
     async def get_group(self, req: ApiRequest) -> dict[str, Any]:
         gid = await self._group(req, "identity:get_group")
         return {"group": views.group(req.base_url, await req.run(self.m.get_group, gid))}
 
+    @serves("PATCH", "/v3/groups/{group_id}")
     async def update_group(self, req: ApiRequest) -> dict[str, Any]:
         gid = await self._group(req, "identity:update_group")
         body = schemas.validate(schemas.GROUP_UPDATE,
@@ -163,16 +176,19 @@ class UserRoutes(IdentityHandler):
         g = await req.run(self.m.update_group, gid, changes)
         return {"group": views.group(req.base_url, g)}
 
+    @serves("DELETE", "/v3/groups/{group_id}")
     async def delete_group(self, req: ApiRequest) -> None:
         gid = await self._group(req, "identity:delete_group")
         await req.run(self.m.delete_group, gid)
 
+    @serves("GET", "/v3/groups/{group_id}/users")
     async def group_users(self, req: ApiRequest) -> dict[str, Any]:
         gid = await self._group(req, "identity:list_users_in_group")
         users = await req.run(self.m.group_members, gid)
         return views.collection(req.base_url, f"groups/{gid}/users", "users",
                                 [views.user(req.base_url, u) for u in users])
 
+    @serves("GET HEAD", "/v3/groups/{group_id}/users/{user_id}")
     async def check_member(self, req: ApiRequest) -> Response:
         gid = await self._group(req, "identity:check_user_in_group")
         uid = req.param("user_id")
@@ -180,10 +196,12 @@ class UserRoutes(IdentityHandler):
             raise NotFound(f"Could not find user: {uid} in group {gid}.")
         return Response(status_code=204)
 
+    @serves("PUT", "/v3/groups/{group_id}/users/{user_id}")
     async def add_member(self, req: ApiRequest) -> None:
         gid = await self._group(req, "identity:add_user_to_group")
         await req.run(self.m.add_member, gid, req.param("user_id"))
 
+    @serves("DELETE", "/v3/groups/{group_id}/users/{user_id}")
     async def remove_member(self, req: ApiRequest) -> None:
         gid = await self._group(req, "identity:remove_user_from_group")
         await req.run(self.m.remove_member, gid, req.param("user_id"))

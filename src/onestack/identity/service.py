@@ -25,15 +25,15 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from onestack.api.app import install_faults, make_app
+from onestack.api.app import add_declared, install_faults, make_app
 from onestack.api.http import HttpProtocol
 from onestack.config import Settings
 from onestack.db.engine import Database
-from onestack.faults.api import ControlAPI, add_control_routes
+from onestack.faults.api import ControlAPI
 from onestack.faults.rules import FaultTable
 from onestack.identity.api import IdentityAPI, build_policy
-from onestack.identity.api_extensions import add_extension_routes
-from onestack.identity.api_limits import add_limit_routes
+from onestack.identity.api_extensions import ExtensionRoutes
+from onestack.identity.api_limits import LimitRoutes
 from onestack.identity.auth import TokenService
 from onestack.identity.coherence import ChangeHint
 from onestack.identity.manager import IdentityManager
@@ -63,11 +63,10 @@ def build_identity(settings: Settings, db: Database) -> IdentityParts:
     tokens = TokenService(manager, TokenFormatter(FernetCodec(fernet_repo)), settings)
     api = IdentityAPI(manager, tokens, build_policy(settings.policy_file or None),
                       settings.url("identity"))
-    add_extension_routes(api)
-    add_limit_routes(api)
     faults = FaultTable(settings.data_dir)
-    add_control_routes(api.service, ControlAPI(faults, settings.data_dir,
-                                               settings.policy_file or None))
+    # ``/_onestack/`` (health, fault injection) rides on the identity service.
+    add_declared(api.service, ExtensionRoutes(api), LimitRoutes(api),
+                 ControlAPI(faults, settings.data_dir, settings.policy_file or None))
     app = make_app(api.service, tokens, settings.max_request_body_size)
     install_faults({"identity": app}, faults)
     return IdentityParts(manager, tokens, app, faults)

@@ -33,11 +33,12 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON, Service, add_declared, route
 from onestack.api.body import parse_json
 from onestack.api.bulk import json_response, run_bulk
 from onestack.api.http import BODY_READER, ZEROCOPY, BodyGone, BodyReader
 from onestack.api.policy import Policy
+from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
 from onestack.common.errors import (
     APIError,
@@ -278,45 +279,8 @@ class ImageAPI:
         self.service.routes.append(route(self.service, path, handler, methods, public))
 
     def _add_routes(self) -> None:
-        r = self._r
-        r("/", self.versions_root, ["GET"], public=True)
-        r("/versions", self.versions, ["GET"], public=True)
-        r("/v2", self.versions, ["GET"], public=True)
-        r("/v2/", self.versions, ["GET"], public=True)
-        r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
-        r("/v2/schemas/{name:path}", self.schema, ["GET"])
-        r("/v2/info/import", self.info_import, ["GET"])
-        r("/v2/info/stores", self.info_stores, ["GET"])
-        r("/v2/info/usage", self.info_usage, ["GET"])
-        r("/v2/images", self.list_images, ["GET"])
-        r("/v2/images", self.create_image, ["POST"])
-        r("/v2/images/{image_id}", self.show_image, ["GET"])
-        r("/v2/images/{image_id}", self.update_image, ["PATCH"])
-        r("/v2/images/{image_id}", self.delete_image, ["DELETE"])
-        r("/v2/images/{image_id}/file", self.upload, ["PUT"])
-        r("/v2/images/{image_id}/file", self.download, ["GET"])
-        r("/v2/images/{image_id}/stage", self.stage, ["PUT"])
-        r("/v2/images/{image_id}/import", self.import_image, ["POST"])
-        r("/v2/images/{image_id}/tasks", self.image_tasks, ["GET"])
-        r("/v2/images/{image_id}/locations", self.add_location, ["POST"])
-        r("/v2/images/{image_id}/locations", self.get_locations, ["GET"])
-        r("/v2/cache", self.cache.list, ["GET"])
-        r("/v2/cache", self.cache.clear, ["DELETE"])
-        r("/v2/cache/{image_id}", self.cache.queue, ["PUT"])
-        r("/v2/cache/{image_id}", self.cache.delete, ["DELETE"])
-        r("/v2/stores/{store_id}/{image_id}", self.delete_from_store, ["DELETE"])
-        r("/v2/tasks", self.create_task, ["POST"])
-        r("/v2/tasks", self.list_tasks, ["GET"])
-        r("/v2/tasks/{task_id}", self.show_task, ["GET"])
-        r("/v2/images/{image_id}/actions/deactivate", self.deactivate, ["POST"])
-        r("/v2/images/{image_id}/actions/reactivate", self.reactivate, ["POST"])
-        r("/v2/images/{image_id}/tags/{tag:path}", self.add_tag, ["PUT"])
-        r("/v2/images/{image_id}/tags/{tag:path}", self.delete_tag, ["DELETE"])
-        r("/v2/images/{image_id}/members", self.list_members, ["GET"])
-        r("/v2/images/{image_id}/members", self.create_member, ["POST"])
-        r("/v2/images/{image_id}/members/{member_id}", self.show_member, ["GET"])
-        r("/v2/images/{image_id}/members/{member_id}", self.update_member, ["PUT"])
-        r("/v2/images/{image_id}/members/{member_id}", self.delete_member, ["DELETE"])
+        add_declared(self.service, self, self.cache)
+        self._r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
 
     # ------------------------------------------------------------------ helpers
     async def _json(self, req: ApiRequest, media: tuple[str, ...] = ()) -> Any:
@@ -358,12 +322,17 @@ class ImageAPI:
         return {"versions": out}
 
     # ------------------------------------------------------------------ discovery
+    @serves("GET", "/", public=True)
     async def versions_root(self, req: ApiRequest) -> Response:
         return FastJSON(self._versions_doc(req), status_code=300)
 
+    @serves("GET", "/versions", public=True)
+    @serves("GET", "/v2", public=True)
+    @serves("GET", "/v2/", public=True)
     async def versions(self, req: ApiRequest) -> Response:
         return FastJSON(self._versions_doc(req))
 
+    @serves("GET", "/v2/schemas/{name:path}")
     async def schema(self, req: ApiRequest) -> dict[str, Any]:
         name = req.param("name").strip("/")
         docs: dict[str, Callable[[], dict[str, Any]]] = {
@@ -377,17 +346,21 @@ class ImageAPI:
             return meta[name]
         raise NotFound(f"No schema named {name}.")
 
+    @serves("GET", "/v2/info/import")
     async def info_import(self, req: ApiRequest) -> dict[str, Any]:
         return {"import-methods": {"description": "Import methods available.",
                                    "type": "array", "value": self.m.import_methods}}
 
+    @serves("GET", "/v2/info/stores")
     async def info_stores(self, req: ApiRequest) -> dict[str, Any]:
         return {"stores": self.m.stores.info()}
 
+    @serves("GET", "/v2/info/usage")
     async def info_usage(self, req: ApiRequest) -> dict[str, Any]:
         return {"usage": await req.run(self.m.unified_usage, req.ctx.project_id)}
 
     # ------------------------------------------------------------------ images
+    @serves("GET", "/v2/images")
     async def list_images(self, req: ApiRequest) -> Response:
         req.enforce("get_images", {"project_id": req.ctx.project_id or ""})
         q = self.m.parse_list_query(req.query, self.default_limit, self.max_limit)
@@ -406,6 +379,7 @@ class ImageAPI:
                                     q.limit if "limit" in req.query else None)
         return json_response(doc)
 
+    @serves("POST", "/v2/images")
     async def create_image(self, req: ApiRequest) -> Response:
         req.enforce("add_image", {"project_id": req.ctx.project_id or ""})
         body = await self._json(req)
@@ -416,11 +390,13 @@ class ImageAPI:
             "Location": f"{req.base_url}/v2/images/{info.id}",
             "OpenStack-image-import-methods": ",".join(self.m.import_methods)})
 
+    @serves("GET", "/v2/images/{image_id}")
     async def show_image(self, req: ApiRequest) -> dict[str, Any]:
         info = await req.run(self.m.get, req.ctx, req.param("image_id"))
         req.enforce("get_image", info.target)
         return self._image(info)
 
+    @serves("PATCH", "/v2/images/{image_id}")
     async def update_image(self, req: ApiRequest) -> dict[str, Any]:
         image_id = req.param("image_id")
         body = await self._json(req, PATCH_TYPES)
@@ -428,24 +404,30 @@ class ImageAPI:
         info = await req.run(self.m.update, req.ctx, image_id, changes)
         return self._image(info)
 
+    @serves("DELETE", "/v2/images/{image_id}")
     async def delete_image(self, req: ApiRequest) -> None:
         await req.run(self.m.delete, req.ctx, req.param("image_id"))
         await run_in_threadpool(self.cache.forget, req.param("image_id"))
 
+    @serves("DELETE", "/v2/stores/{store_id}/{image_id}")
     async def delete_from_store(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_from_store, req.ctx, req.param("image_id"),
                       req.param("store_id"))
 
+    @serves("POST", "/v2/images/{image_id}/actions/deactivate")
     async def deactivate(self, req: ApiRequest) -> None:
         await req.run(self.m.deactivate, req.ctx, req.param("image_id"))
 
+    @serves("POST", "/v2/images/{image_id}/actions/reactivate")
     async def reactivate(self, req: ApiRequest) -> None:
         await req.run(self.m.reactivate, req.ctx, req.param("image_id"))
 
     # ------------------------------------------------------------------ data
+    @serves("PUT", "/v2/images/{image_id}/file")
     async def upload(self, req: ApiRequest) -> Response:
         return await self._receive(req, staging=False)
 
+    @serves("PUT", "/v2/images/{image_id}/stage")
     async def stage(self, req: ApiRequest) -> Response:
         return await self._receive(req, staging=True)
 
@@ -541,6 +523,7 @@ class ImageAPI:
         return PayloadTooLarge("Denying attempt to upload image because it exceeds the "
                                "quota.")
 
+    @serves("GET", "/v2/images/{image_id}/file")
     async def download(self, req: ApiRequest) -> Response:
         info = await req.run(self.m.get, req.ctx, req.param("image_id"))
         req.enforce("download_image", info.target)
@@ -586,6 +569,7 @@ class ImageAPI:
         return StreamingResponse(_stream(it), status_code=status, headers=headers)
 
     # ------------------------------------------------------------------ import / tasks
+    @serves("POST", "/v2/images/{image_id}/import")
     async def import_image(self, req: ApiRequest) -> Response:
         image_id = req.param("image_id")
         body = await self._json(req)
@@ -603,6 +587,7 @@ class ImageAPI:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @serves("POST", "/v2/images/{image_id}/locations")
     async def add_location(self, req: ApiRequest) -> Response:
         """``POST /v2/images/{id}/locations`` (2.17): a URL location, hashed in a task."""
         body = await self._json(req)
@@ -611,16 +596,19 @@ class ImageAPI:
         self._background(self.m.location_ops.run_location_task, task_id)
         return Response(status_code=202)
 
+    @serves("GET", "/v2/images/{image_id}/locations")
     async def get_locations(self, req: ApiRequest) -> list[dict[str, Any]]:
         """``GET /v2/images/{id}/locations`` (2.17): for admins and the service role."""
         info = await req.run(self.m.get, req.ctx, req.param("image_id"))
         req.enforce("fetch_image_location", info.target)
         return self.m.location_ops.location_docs(info)
 
+    @serves("GET", "/v2/images/{image_id}/tasks")
     async def image_tasks(self, req: ApiRequest) -> dict[str, Any]:
         tasks = await req.run(self.m.list_tasks, req.ctx, req.param("image_id"))
         return {"tasks": [views.task(t) for t in tasks]}
 
+    @serves("POST", "/v2/tasks")
     async def create_task(self, req: ApiRequest) -> None:
         """``POST /v2/tasks`` (the legacy, admin-only task API)."""
         req.enforce("add_task", {"project_id": req.ctx.project_id or ""})
@@ -634,30 +622,36 @@ class ImageAPI:
                          "fetch image data from other locations. Upload the data or stage it "
                          "and use the 'glance-direct' import method.")
 
+    @serves("GET", "/v2/tasks")
     async def list_tasks(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("get_tasks", {"project_id": req.ctx.project_id or ""})
         tasks = await req.run(self.m.all_tasks, req.ctx)
         return {"tasks": [views.task(t) for t in tasks], "first": "/v2/tasks",
                 "schema": "/v2/schemas/tasks"}
 
+    @serves("GET", "/v2/tasks/{task_id}")
     async def show_task(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("get_task", {"project_id": req.ctx.project_id or ""})
         task = await req.run(self.m.get_task, req.ctx, req.param("task_id"))
         return views.task(task)
 
     # ------------------------------------------------------------------ tags
+    @serves("PUT", "/v2/images/{image_id}/tags/{tag:path}")
     async def add_tag(self, req: ApiRequest) -> None:
         await req.run(self.m.add_tag, req.ctx, req.param("image_id"), req.param("tag"))
 
+    @serves("DELETE", "/v2/images/{image_id}/tags/{tag:path}")
     async def delete_tag(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_tag, req.ctx, req.param("image_id"), req.param("tag"))
 
     # ------------------------------------------------------------------ members
+    @serves("GET", "/v2/images/{image_id}/members")
     async def list_members(self, req: ApiRequest) -> dict[str, Any]:
         members = await req.run(self.m.list_members, req.ctx, req.param("image_id"))
         return {"members": [views.member(m) for m in members],
                 "schema": "/v2/schemas/members"}
 
+    @serves("POST", "/v2/images/{image_id}/members")
     async def create_member(self, req: ApiRequest) -> dict[str, Any]:
         body = await self._json(req)
         if not isinstance(body, dict) or "member" not in body:
@@ -666,11 +660,13 @@ class ImageAPI:
         m = await req.run(self.m.add_member, req.ctx, req.param("image_id"), body["member"])
         return views.member(m)
 
+    @serves("GET", "/v2/images/{image_id}/members/{member_id}")
     async def show_member(self, req: ApiRequest) -> dict[str, Any]:
         m = await req.run(self.m.get_member, req.ctx, req.param("image_id"),
                           req.param("member_id"))
         return views.member(m)
 
+    @serves("PUT", "/v2/images/{image_id}/members/{member_id}")
     async def update_member(self, req: ApiRequest) -> dict[str, Any]:
         body = await self._json(req)
         if not isinstance(body, dict) or "status" not in body:
@@ -679,6 +675,7 @@ class ImageAPI:
                           req.param("member_id"), body["status"])
         return views.member(m)
 
+    @serves("DELETE", "/v2/images/{image_id}/members/{member_id}")
     async def delete_member(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_member, req.ctx, req.param("image_id"),
                       req.param("member_id"))

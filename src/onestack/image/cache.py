@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.drivers.imagestore.base import FileSlice, StoreError
 
@@ -121,6 +122,7 @@ class ImageCache:
                     path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ API
+    @serves("GET", "/v2/cache")
     async def list(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("cache_list", {"project_id": req.ctx.project_id or ""})
         return await run_in_threadpool(self._list)
@@ -143,6 +145,7 @@ class ImageCache:
             queued = list(self._queued)
         return {"cached_images": cached, "queued_images": queued}
 
+    @serves("PUT", "/v2/cache/{image_id}")
     async def queue(self, req: ApiRequest) -> Response:
         req.enforce("cache_image", {"project_id": req.ctx.project_id or ""})
         image_id = req.param("image_id")
@@ -165,10 +168,12 @@ class ImageCache:
                     self._queued.pop(image_id, None)
         return Response(status_code=202)
 
+    @serves("DELETE", "/v2/cache/{image_id}")
     async def delete(self, req: ApiRequest) -> None:
         req.enforce("cache_delete", {"project_id": req.ctx.project_id or ""})
         await run_in_threadpool(self.forget, req.param("image_id"))
 
+    @serves("DELETE", "/v2/cache")
     async def clear(self, req: ApiRequest) -> None:
         req.enforce("cache_delete", {"project_id": req.ctx.project_id or ""})
         target = req.headers.get("x-image-cache-clear-target", "").strip().lower() or "both"

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.app import ApiRequest, FastJSON, add_declared
+from onestack.api.routes import serves
 from onestack.common import pagination
 from onestack.common.errors import BadRequest
 from onestack.image.metadefs import NS_SORT_KEYS, MetadefManager
@@ -19,7 +20,7 @@ NS = "/v2/metadefs/namespaces/{ns}"
 
 def add_metadef_routes(api: ImageAPI) -> None:
     """Register the metadata definitions' routes on ``api`` (its ``metadefs`` manager)."""
-    MetadefRoutes(api, api.metadefs).add()
+    add_declared(api.service, MetadefRoutes(api, api.metadefs))
 
 
 def _created(doc: Any) -> Response:
@@ -33,55 +34,29 @@ class MetadefRoutes:
         self.api = api
         self.m = manager
 
-    def add(self) -> None:
-        r = self.api._r
-        r("/v2/metadefs/resource_types", self.list_resource_types, ["GET"])
-        r("/v2/metadefs/namespaces", self.list_namespaces, ["GET"])
-        r("/v2/metadefs/namespaces", self.create_namespace, ["POST"])
-        r(NS, self.show_namespace, ["GET"])
-        r(NS, self.update_namespace, ["PUT"])
-        r(NS, self.delete_namespace, ["DELETE"])
-        r(NS + "/resource_types", self.list_associations, ["GET"])
-        r(NS + "/resource_types", self.create_association, ["POST"])
-        r(NS + "/resource_types/{name}", self.delete_association, ["DELETE"])
-        r(NS + "/objects", self.list_objects, ["GET"])
-        r(NS + "/objects", self.create_object, ["POST"])
-        r(NS + "/objects", self.delete_objects, ["DELETE"])
-        r(NS + "/objects/{name}", self.show_object, ["GET"])
-        r(NS + "/objects/{name}", self.update_object, ["PUT"])
-        r(NS + "/objects/{name}", self.delete_object, ["DELETE"])
-        r(NS + "/properties", self.list_properties, ["GET"])
-        r(NS + "/properties", self.create_property, ["POST"])
-        r(NS + "/properties", self.delete_properties, ["DELETE"])
-        r(NS + "/properties/{name}", self.show_property, ["GET"])
-        r(NS + "/properties/{name}", self.update_property, ["PUT"])
-        r(NS + "/properties/{name}", self.delete_property, ["DELETE"])
-        r(NS + "/tags", self.list_tags, ["GET"])
-        r(NS + "/tags", self.create_tags, ["POST"])
-        r(NS + "/tags", self.delete_tags, ["DELETE"])
-        r(NS + "/tags/{name}", self.show_tag, ["GET"])
-        r(NS + "/tags/{name}", self.create_tag, ["POST"])
-        r(NS + "/tags/{name}", self.update_tag, ["PUT"])
-        r(NS + "/tags/{name}", self.delete_tag, ["DELETE"])
-
     # ------------------------------------------------------------------ resource types
+    @serves("GET", "/v2/metadefs/resource_types")
     async def list_resource_types(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("list_metadef_resource_types", {"project_id": req.ctx.project_id or ""})
         return {"resource_types": await req.run(self.m.list_resource_types, req.ctx)}
 
+    @serves("GET", "/v2/metadefs/namespaces/{ns}/resource_types")
     async def list_associations(self, req: ApiRequest) -> dict[str, Any]:
         docs = await req.run(self.m.list_associations, req.ctx, req.param("ns"))
         return {"resource_type_associations": docs}
 
+    @serves("POST", "/v2/metadefs/namespaces/{ns}/resource_types")
     async def create_association(self, req: ApiRequest) -> Response:
         body = await self.api._json(req)
         return _created(await req.run(self.m.create_association, req.ctx, req.param("ns"),
                                       body))
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/resource_types/{name}")
     async def delete_association(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_association, req.ctx, req.param("ns"), req.param("name"))
 
     # ------------------------------------------------------------------ namespaces
+    @serves("GET", "/v2/metadefs/namespaces")
     async def list_namespaces(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("get_metadef_namespaces", {"project_id": req.ctx.project_id or ""})
         q = req.query
@@ -105,92 +80,115 @@ class MetadefRoutes:
                                                limit if "limit" in q else None)
         return out
 
+    @serves("POST", "/v2/metadefs/namespaces")
     async def create_namespace(self, req: ApiRequest) -> Response:
         body = await self.api._json(req)
         return _created(await req.run(self.m.create_namespace, req.ctx, body))
 
+    @serves("GET", "/v2/metadefs/namespaces/{ns}")
     async def show_namespace(self, req: ApiRequest) -> dict[str, Any]:
         return await req.run(self.m.get_namespace, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
                              req.query.get("resource_type"))
 
+    @serves("PUT", "/v2/metadefs/namespaces/{ns}")
     async def update_namespace(self, req: ApiRequest) -> dict[str, Any]:
         body = await self.api._json(req)
         return await req.run(self.m.update_namespace, req.ctx, req.param("ns"), body)  # type: ignore[no-any-return]
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}")
     async def delete_namespace(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_namespace, req.ctx, req.param("ns"))
 
     # ------------------------------------------------------------------ objects
+    @serves("GET", "/v2/metadefs/namespaces/{ns}/objects")
     async def list_objects(self, req: ApiRequest) -> dict[str, Any]:
         docs = await req.run(self.m.list_objects, req.ctx, req.param("ns"))
         return {"objects": docs, "schema": "v2/schemas/metadefs/objects"}
 
+    @serves("POST", "/v2/metadefs/namespaces/{ns}/objects")
     async def create_object(self, req: ApiRequest) -> Response:
         body = await self.api._json(req)
         return _created(await req.run(self.m.create_object, req.ctx, req.param("ns"), body))
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/objects")
     async def delete_objects(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_all_objects, req.ctx, req.param("ns"))
 
+    @serves("GET", "/v2/metadefs/namespaces/{ns}/objects/{name}")
     async def show_object(self, req: ApiRequest) -> dict[str, Any]:
         return await req.run(self.m.get_object, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
 
+    @serves("PUT", "/v2/metadefs/namespaces/{ns}/objects/{name}")
     async def update_object(self, req: ApiRequest) -> dict[str, Any]:
         body = await self.api._json(req)
         return await req.run(self.m.update_object, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
                              req.param("name"), body)
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/objects/{name}")
     async def delete_object(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_object, req.ctx, req.param("ns"), req.param("name"))
 
     # ------------------------------------------------------------------ properties
+    @serves("GET", "/v2/metadefs/namespaces/{ns}/properties")
     async def list_properties(self, req: ApiRequest) -> dict[str, Any]:
         props = await req.run(self.m.list_properties, req.ctx, req.param("ns"))
         return {"properties": props}
 
+    @serves("POST", "/v2/metadefs/namespaces/{ns}/properties")
     async def create_property(self, req: ApiRequest) -> Response:
         body = await self.api._json(req)
         return _created(await req.run(self.m.create_property, req.ctx, req.param("ns"), body))
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/properties")
     async def delete_properties(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_all_properties, req.ctx, req.param("ns"))
 
+    @serves("GET", "/v2/metadefs/namespaces/{ns}/properties/{name}")
     async def show_property(self, req: ApiRequest) -> dict[str, Any]:
         return await req.run(self.m.get_property, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
                              req.param("name"))
 
+    @serves("PUT", "/v2/metadefs/namespaces/{ns}/properties/{name}")
     async def update_property(self, req: ApiRequest) -> dict[str, Any]:
         body = await self.api._json(req)
         return await req.run(self.m.update_property, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
                              req.param("name"), body)
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/properties/{name}")
     async def delete_property(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_property, req.ctx, req.param("ns"), req.param("name"))
 
     # ------------------------------------------------------------------ tags
+    @serves("GET", "/v2/metadefs/namespaces/{ns}/tags")
     async def list_tags(self, req: ApiRequest) -> dict[str, Any]:
         return {"tags": await req.run(self.m.list_tags, req.ctx, req.param("ns"))}
 
+    @serves("POST", "/v2/metadefs/namespaces/{ns}/tags")
     async def create_tags(self, req: ApiRequest) -> Response:
         body = await self.api._json(req)
         append = req.headers.get("x-openstack-append", "").strip().lower() in ("true", "1")
         tags = await req.run(self.m.create_tags, req.ctx, req.param("ns"), body, append)
         return _created({"tags": tags})
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/tags")
     async def delete_tags(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_all_tags, req.ctx, req.param("ns"))
 
+    @serves("GET", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def show_tag(self, req: ApiRequest) -> dict[str, Any]:
         return await req.run(self.m.get_tag, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
 
+    @serves("POST", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def create_tag(self, req: ApiRequest) -> Response:
         return _created(await req.run(self.m.create_tag, req.ctx, req.param("ns"),
                                       req.param("name")))
 
+    @serves("PUT", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def update_tag(self, req: ApiRequest) -> dict[str, Any]:
         body = await self.api._json(req)
         return await req.run(self.m.update_tag, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
                              req.param("name"), body)
 
+    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def delete_tag(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_tag, req.ctx, req.param("ns"), req.param("name"))

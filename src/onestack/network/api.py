@@ -15,9 +15,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON, Service, add_declared, route
 from onestack.api.bulk import json_response, run_bulk
 from onestack.api.policy import Policy
+from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, NotFound
 from onestack.common.pagination import ASC, SortKey, parse_limit, parse_sort
@@ -241,44 +242,19 @@ class NetworkAPI:
         self.service.routes.append(route(self.service, path, handler, methods, public))
 
     def _add_routes(self) -> None:
-        r = self._r
         # Creates first: the busiest route (port creation) then matches at once; no other
         # POST route has a one-segment path, so the order changes no other match.
-        r("/v2.0/{coll}", self.create, ["POST"])
-        r("/", self.versions, ["GET"], public=True)
-        r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
-        r("/v2.0", self.resources, ["GET"])
-        r("/v2.0/extensions", self.extensions, ["GET"])
-        r("/v2.0/extensions/{alias}", self.extension, ["GET"])
-        r("/v2.0/availability_zones", self.availability_zones, ["GET"])
-        r("/v2.0/service-providers", self.service_providers, ["GET"])
-        r("/v2.0/network-ip-availabilities", self.ip_availabilities, ["GET"])
-        r("/v2.0/network-ip-availabilities/{id}", self.ip_availability, ["GET"])
-        r("/v2.0/quotas", self.list_quotas, ["GET"])
-        r("/v2.0/quotas/tenant", self.quota_tenant, ["GET"])
-        r("/v2.0/quotas/{project_id}", self.show_quota, ["GET"])
-        r("/v2.0/quotas/{project_id}/default", self.default_quota, ["GET"])
-        r("/v2.0/quotas/{project_id}/details", self.quota_details, ["GET"])
-        r("/v2.0/quotas/{project_id}", self.update_quota, ["PUT"])
-        r("/v2.0/quotas/{project_id}", self.delete_quota, ["DELETE"])
-        r("/v2.0/routers/{id}/add_router_interface", self.add_interface, ["PUT"])
-        r("/v2.0/routers/{id}/remove_router_interface", self.remove_interface, ["PUT"])
-        r("/v2.0/{resource}/{id}/tags", self.get_tags, ["GET"])
-        r("/v2.0/{resource}/{id}/tags", self.put_tags, ["PUT"])
-        r("/v2.0/{resource}/{id}/tags", self.delete_tags, ["DELETE"])
-        r("/v2.0/{resource}/{id}/tags/{tag}", self.get_tag, ["GET"])
-        r("/v2.0/{resource}/{id}/tags/{tag}", self.put_tag, ["PUT"])
-        r("/v2.0/{resource}/{id}/tags/{tag}", self.delete_tag, ["DELETE"])
-        r("/v2.0/{coll}", self.list, ["GET"])
-        r("/v2.0/{coll}/{id}", self.show, ["GET"])
-        r("/v2.0/{coll}/{id}", self.update, ["PUT"])
-        r("/v2.0/{coll}/{id}", self.delete, ["DELETE"])
+        self._r("/v2.0/{coll}", self.create, ["POST"])
+        self._r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
+        add_declared(self.service, self)
 
     # ------------------------------------------------------------------ discovery
+    @serves("GET", "/", public=True)
     async def versions(self, req: ApiRequest) -> dict[str, Any]:
         return {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [
             {"href": req.base_url + "/v2.0/", "rel": "self"}]}]}
 
+    @serves("GET", "/v2.0")
     async def resources(self, req: ApiRequest) -> dict[str, Any]:
         names = [("network", "networks"), ("subnet", "subnets"),
                  ("subnetpool", "subnetpools"), ("address_scope", "address-scopes"),
@@ -293,6 +269,7 @@ class NetworkAPI:
         return {"resources": [{"name": n, "collection": c, "links": [
             {"href": base + c, "rel": "self"}]} for n, c in names]}
 
+    @serves("GET", "/v2.0/extensions")
     async def extensions(self, req: ApiRequest) -> dict[str, Any]:
         return {"extensions": [self._ext(e) for e in EXTENSIONS]}
 
@@ -301,6 +278,7 @@ class NetworkAPI:
         return {"alias": e[0], "name": e[1], "description": e[2],
                 "updated": "2024-01-01T00:00:00-00:00", "links": []}
 
+    @serves("GET", "/v2.0/extensions/{alias}")
     async def extension(self, req: ApiRequest) -> dict[str, Any]:
         alias = req.param("alias")
         for e in EXTENSIONS:
@@ -309,11 +287,13 @@ class NetworkAPI:
         raise NotFound(f"Extension with alias {alias} does not exist",
                        kind="HTTPNotFound")
 
+    @serves("GET", "/v2.0/availability_zones")
     async def availability_zones(self, req: ApiRequest) -> dict[str, Any]:
         items = [{"name": "nova", "resource": r, "state": "available"}
                  for r in ("network", "router")]
         return self._list_doc(req, "availability_zones", items, paginate=False)
 
+    @serves("GET", "/v2.0/service-providers")
     async def service_providers(self, req: ApiRequest) -> dict[str, Any]:
         """The flavors of service this cloud offers (``service-type``): the L3 router,
         served by onestack's own router implementation, is the only one and the default."""
@@ -321,6 +301,7 @@ class NetworkAPI:
         items = [{"service_type": "L3_ROUTER_NAT", "name": "onestack", "default": True}]
         return self._list_doc(req, "service_providers", items, paginate=False)
 
+    @serves("GET", "/v2.0/network-ip-availabilities")
     async def ip_availabilities(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("get_network_ip_availability", {"project_id": req.ctx.project_id or ""})
         items = await req.run(self.m.ip_availabilities, req.ctx)
@@ -336,6 +317,7 @@ class NetworkAPI:
         return self._list_doc(req, "network_ip_availabilities", items, paginate=False,
                               skip={"ip_version"})
 
+    @serves("GET", "/v2.0/network-ip-availabilities/{id}")
     async def ip_availability(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("get_network_ip_availability", {"project_id": req.ctx.project_id or ""})
         items = await req.run(self.m.ip_availabilities, req.ctx)
@@ -346,23 +328,29 @@ class NetworkAPI:
                        kind="NetworkNotFound")
 
     # ------------------------------------------------------------------ quotas
+    @serves("GET", "/v2.0/quotas")
     async def list_quotas(self, req: ApiRequest) -> dict[str, Any]:
         return {"quotas": await req.run(self.m.list_quotas, req.ctx)}
 
+    @serves("GET", "/v2.0/quotas/tenant")
     async def quota_tenant(self, req: ApiRequest) -> dict[str, Any]:
         return {"tenant": {"tenant_id": req.ctx.project_id, "project_id": req.ctx.project_id}}
 
+    @serves("GET", "/v2.0/quotas/{project_id}")
     async def show_quota(self, req: ApiRequest) -> dict[str, Any]:
         return {"quota": await req.run(self.m.get_quota, req.ctx, req.param("project_id"))}
 
+    @serves("GET", "/v2.0/quotas/{project_id}/default")
     async def default_quota(self, req: ApiRequest) -> dict[str, Any]:
         self.m._quota_target(req.ctx, req.param("project_id"))
         return {"quota": self.m.default_quota()}
 
+    @serves("GET", "/v2.0/quotas/{project_id}/details")
     async def quota_details(self, req: ApiRequest) -> dict[str, Any]:
         return {"quota": await req.run(self.m.quota_details, req.ctx,
                                        req.param("project_id"))}
 
+    @serves("PUT", "/v2.0/quotas/{project_id}")
     async def update_quota(self, req: ApiRequest) -> dict[str, Any]:
         body = await req.json()
         if not isinstance(body, dict) or not isinstance(body.get("quota"), dict):
@@ -371,14 +359,17 @@ class NetworkAPI:
         return {"quota": await req.run(self.m.update_quota, req.ctx, req.param("project_id"),
                                        body["quota"])}
 
+    @serves("DELETE", "/v2.0/quotas/{project_id}")
     async def delete_quota(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_quota, req.ctx, req.param("project_id"))
 
     # ------------------------------------------------------------------ routers
+    @serves("PUT", "/v2.0/routers/{id}/add_router_interface")
     async def add_interface(self, req: ApiRequest) -> dict[str, Any]:
         body = await req.json()
         return await req.run(self.m.add_router_interface, req.ctx, req.param("id"), body)
 
+    @serves("PUT", "/v2.0/routers/{id}/remove_router_interface")
     async def remove_interface(self, req: ApiRequest) -> dict[str, Any]:
         body = await req.json()
         return await req.run(self.m.remove_router_interface, req.ctx, req.param("id"), body)
@@ -398,10 +389,12 @@ class NetworkAPI:
             raise NotFound("The resource could not be found.", kind="HTTPNotFound")
         return res
 
+    @serves("GET", "/v2.0/{resource}/{id}/tags")
     async def get_tags(self, req: ApiRequest) -> dict[str, Any]:
         return {"tags": await req.run(self.m.get_tags, req.ctx, self._tag_resource(req),
                                       req.param("id"))}
 
+    @serves("GET", "/v2.0/{resource}/{id}/tags/{tag}")
     async def get_tag(self, req: ApiRequest) -> Response:
         tag = req.param("tag")
         if not await req.run(self.m.has_tag, req.ctx, self._tag_resource(req),
@@ -409,6 +402,7 @@ class NetworkAPI:
             raise NotFound(f"Tag {tag} could not be found.", kind="TagNotFound")
         return Response(status_code=204)
 
+    @serves("PUT", "/v2.0/{resource}/{id}/tags")
     async def put_tags(self, req: ApiRequest) -> dict[str, Any]:
         body = await req.json()
         if not isinstance(body, dict) or "tags" not in body:
@@ -418,15 +412,18 @@ class NetworkAPI:
                              req.param("id"), body["tags"], _revision(req))
         return {"tags": tags}
 
+    @serves("PUT", "/v2.0/{resource}/{id}/tags/{tag}")
     async def put_tag(self, req: ApiRequest) -> Response:
         await req.run(self.m.add_tag, req.ctx, self._tag_resource(req), req.param("id"),
                       req.param("tag"), _revision(req))
         return Response(status_code=201)
 
+    @serves("DELETE", "/v2.0/{resource}/{id}/tags")
     async def delete_tags(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_tag, req.ctx, self._tag_resource(req), req.param("id"),
                       None, _revision(req))
 
+    @serves("DELETE", "/v2.0/{resource}/{id}/tags/{tag}")
     async def delete_tag(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_tag, req.ctx, self._tag_resource(req), req.param("id"),
                       req.param("tag"), _revision(req))
@@ -522,6 +519,7 @@ class NetworkAPI:
         doc[coll_name] = [self._fields(req, i) for i in items]
         return doc
 
+    @serves("GET", "/v2.0/{coll}")
     async def list(self, req: ApiRequest) -> Response:
         coll = self._coll(req)
         eq: dict[str, list[str]] = {}
@@ -539,6 +537,7 @@ class NetworkAPI:
         items = coll.list(req.ctx, **eq)
         return json_response(self._list_doc(req, coll.name, items))
 
+    @serves("GET", "/v2.0/{coll}/{id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         coll = self._coll(req)
         if coll.get is None:
@@ -579,6 +578,7 @@ class NetworkAPI:
             return FastJSON({coll.name: docs}, status_code=201)
         return FastJSON({coll.member: docs[0]}, status_code=201)
 
+    @serves("PUT", "/v2.0/{coll}/{id}")
     async def update(self, req: ApiRequest) -> dict[str, Any]:
         coll = self._coll(req)
         if coll.update is None:
@@ -592,6 +592,7 @@ class NetworkAPI:
                              _revision(req))
         return {coll.member: item}
 
+    @serves("DELETE", "/v2.0/{coll}/{id}")
     async def delete(self, req: ApiRequest) -> None:
         coll = self._coll(req)
         if coll.delete is None:

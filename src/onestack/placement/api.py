@@ -14,8 +14,17 @@ from typing import Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, Service, TokenValidator, make_app, route
+from onestack.api.app import (
+    ApiRequest,
+    FastJSON,
+    Service,
+    TokenValidator,
+    add_declared,
+    make_app,
+    route,
+)
 from onestack.api.policy import Policy
+from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, NotFound
 from onestack.placement import errors, schemas, views
@@ -239,46 +248,11 @@ class PlacementAPI:
         self.service.routes.append(route(self.service, path, handler, methods, public))
 
     def _add_routes(self) -> None:
-        r = self._r
-        rp = "/resource_providers/{uuid}"
-        r("/", self.versions, ["GET"], public=True)
-        r("/healthcheck", healthcheck, ["GET"], public=True)
-        r("/resource_providers", self.list_providers, ["GET"])
-        r("/resource_providers", self.create_provider, ["POST"])
-        r(rp, self.show_provider, ["GET"])
-        r(rp, self.update_provider, ["PUT"])
-        r(rp, self.delete_provider, ["DELETE"])
-        r(rp + "/inventories", self.list_inventories, ["GET"])
-        r(rp + "/inventories", self.put_inventories, ["PUT"])
-        r(rp + "/inventories", self.post_inventory, ["POST"])
-        r(rp + "/inventories", self.delete_inventories, ["DELETE"])
-        r(rp + "/inventories/{rc}", self.show_inventory, ["GET"])
-        r(rp + "/inventories/{rc}", self.put_inventory, ["PUT"])
-        r(rp + "/inventories/{rc}", self.delete_inventory, ["DELETE"])
-        r(rp + "/usages", self.provider_usages, ["GET"])
-        r(rp + "/aggregates", self.get_aggregates, ["GET"])
-        r(rp + "/aggregates", self.put_aggregates, ["PUT"])
-        r(rp + "/traits", self.get_provider_traits, ["GET"])
-        r(rp + "/traits", self.put_provider_traits, ["PUT"])
-        r(rp + "/traits", self.delete_provider_traits, ["DELETE"])
-        r(rp + "/allocations", self.provider_allocations, ["GET"])
-        r("/resource_classes", self.list_classes, ["GET"])
-        r("/resource_classes", self.create_class, ["POST"])
-        r("/resource_classes/{name}", self.show_class, ["GET"])
-        r("/resource_classes/{name}", self.put_class, ["PUT"])
-        r("/resource_classes/{name}", self.delete_class, ["DELETE"])
-        r("/traits", self.list_traits, ["GET"])
-        r("/traits/{name}", self.show_trait, ["GET"])
-        r("/traits/{name}", self.put_trait, ["PUT"])
-        r("/traits/{name}", self.delete_trait, ["DELETE"])
-        r("/allocations", self.post_allocations, ["POST"])
-        r("/allocations/{consumer}", self.get_allocations, ["GET"])
-        r("/allocations/{consumer}", self.put_allocations, ["PUT"])
-        r("/allocations/{consumer}", self.delete_allocations, ["DELETE"])
-        r("/allocation_candidates", self.allocation_candidates, ["GET"])
-        r("/usages", self.usages, ["GET"])
+        add_declared(self.service, self)
+        self._r("/healthcheck", healthcheck, ["GET"], public=True)
 
     # ------------------------------------------------------------------ root
+    @serves("GET", "/", public=True)
     async def versions(self, req: ApiRequest) -> dict[str, Any]:
         """Version document, like Placement's (one version with min/max microversion)."""
         return {"versions": [{"id": "v1.0", "max_version": fmt(MAX_VERSION),
@@ -286,6 +260,7 @@ class PlacementAPI:
                               "links": [{"rel": "self", "href": ""}]}]}
 
     # ------------------------------------------------------------------ providers
+    @serves("GET", "/resource_providers")
     async def list_providers(self, req: ApiRequest) -> dict[str, Any]:
         v = _version(req)
         req.enforce("placement:resource_providers:list")
@@ -315,6 +290,7 @@ class PlacementAPI:
         providers = await req.run(self.m.list_providers, pq)
         return {"resource_providers": [views.provider(p, v) for p in providers]}
 
+    @serves("POST", "/resource_providers")
     async def create_provider(self, req: ApiRequest) -> Response:
         v = _version(req)
         req.enforce("placement:resource_providers:create")
@@ -329,12 +305,14 @@ class PlacementAPI:
             return FastJSON(views.provider(info, v), headers={"Location": location})
         return Response(status_code=201, headers={"Location": location})
 
+    @serves("GET", "/resource_providers/{uuid}")
     async def show_provider(self, req: ApiRequest) -> dict[str, Any]:
         v = _version(req)
         req.enforce("placement:resource_providers:show")
         info = await req.run(self.m.get_provider, req.param("uuid"))
         return views.provider(info, v)
 
+    @serves("PUT", "/resource_providers/{uuid}")
     async def update_provider(self, req: ApiRequest) -> dict[str, Any]:
         v = _version(req)
         req.enforce("placement:resource_providers:update")
@@ -348,16 +326,19 @@ class PlacementAPI:
                              v >= (1, 37))
         return views.provider(info, v)
 
+    @serves("DELETE", "/resource_providers/{uuid}")
     async def delete_provider(self, req: ApiRequest) -> None:
         req.enforce("placement:resource_providers:delete")
         await req.run(self.m.delete_provider, req.param("uuid"))
 
     # ------------------------------------------------------------------ inventories
+    @serves("GET", "/resource_providers/{uuid}/inventories")
     async def list_inventories(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("placement:resource_providers:inventories:list")
         gen, invs = await req.run(self.m.get_inventories, req.param("uuid"))
         return {"inventories": invs, "resource_provider_generation": gen}
 
+    @serves("PUT", "/resource_providers/{uuid}/inventories")
     async def put_inventories(self, req: ApiRequest) -> dict[str, Any]:
         v = _version(req)
         req.enforce("placement:resource_providers:inventories:update")
@@ -368,6 +349,7 @@ class PlacementAPI:
                                   v >= (1, 26))
         return {"inventories": invs, "resource_provider_generation": gen}
 
+    @serves("POST", "/resource_providers/{uuid}/inventories")
     async def post_inventory(self, req: ApiRequest) -> Response:
         v = _version(req)
         req.enforce("placement:resource_providers:inventories:create")
@@ -380,16 +362,19 @@ class PlacementAPI:
                         headers={"Location": f"/resource_providers/{req.param('uuid')}"
                                              f"/inventories/{rc}"})
 
+    @serves("DELETE", "/resource_providers/{uuid}/inventories")
     async def delete_inventories(self, req: ApiRequest) -> None:
         _need(req, (1, 5))
         req.enforce("placement:resource_providers:inventories:delete")
         await req.run(self.m.delete_inventory, req.param("uuid"), None)
 
+    @serves("GET", "/resource_providers/{uuid}/inventories/{rc}")
     async def show_inventory(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("placement:resource_providers:inventories:show")
         gen, rec = await req.run(self.m.get_inventory, req.param("uuid"), req.param("rc"))
         return {**rec, "resource_provider_generation": gen}
 
+    @serves("PUT", "/resource_providers/{uuid}/inventories/{rc}")
     async def put_inventory(self, req: ApiRequest) -> dict[str, Any]:
         v = _version(req)
         req.enforce("placement:resource_providers:inventories:update")
@@ -400,16 +385,19 @@ class PlacementAPI:
                                  body, gen_in, False, v >= (1, 26))
         return {**rec, "resource_provider_generation": gen}
 
+    @serves("DELETE", "/resource_providers/{uuid}/inventories/{rc}")
     async def delete_inventory(self, req: ApiRequest) -> None:
         req.enforce("placement:resource_providers:inventories:delete")
         await req.run(self.m.delete_inventory, req.param("uuid"), req.param("rc"))
 
+    @serves("GET", "/resource_providers/{uuid}/usages")
     async def provider_usages(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("placement:resource_providers:usages")
         gen, usages = await req.run(self.m.provider_usages, req.param("uuid"))
         return {"resource_provider_generation": gen, "usages": usages}
 
     # ------------------------------------------------------------------ aggregates
+    @serves("GET", "/resource_providers/{uuid}/aggregates")
     async def get_aggregates(self, req: ApiRequest) -> dict[str, Any]:
         v = _need(req, (1, 1))
         req.enforce("placement:resource_providers:aggregates:list")
@@ -419,6 +407,7 @@ class PlacementAPI:
             out["resource_provider_generation"] = gen
         return out
 
+    @serves("PUT", "/resource_providers/{uuid}/aggregates")
     async def put_aggregates(self, req: ApiRequest) -> dict[str, Any]:
         v = _need(req, (1, 1))
         req.enforce("placement:resource_providers:aggregates:update")
@@ -436,12 +425,14 @@ class PlacementAPI:
         return out
 
     # ------------------------------------------------------------------ provider traits
+    @serves("GET", "/resource_providers/{uuid}/traits")
     async def get_provider_traits(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, (1, 6))
         req.enforce("placement:resource_providers:traits:list")
         gen, traits = await req.run(self.m.get_provider_traits, req.param("uuid"))
         return {"traits": traits, "resource_provider_generation": gen}
 
+    @serves("PUT", "/resource_providers/{uuid}/traits")
     async def put_provider_traits(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, (1, 6))
         req.enforce("placement:resource_providers:traits:update")
@@ -451,11 +442,13 @@ class PlacementAPI:
                                     body["traits"], body["resource_provider_generation"])
         return {"traits": traits, "resource_provider_generation": gen}
 
+    @serves("DELETE", "/resource_providers/{uuid}/traits")
     async def delete_provider_traits(self, req: ApiRequest) -> None:
         _need(req, (1, 6))
         req.enforce("placement:resource_providers:traits:delete")
         await req.run(self.m.delete_provider_traits, req.param("uuid"))
 
+    @serves("GET", "/resource_providers/{uuid}/allocations")
     async def provider_allocations(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("placement:resource_providers:allocations:list")
         gen, allocs = await req.run(self.m.get_provider_allocations, req.param("uuid"))
@@ -463,12 +456,14 @@ class PlacementAPI:
                 "resource_provider_generation": gen}
 
     # ------------------------------------------------------------------ resource classes
+    @serves("GET", "/resource_classes")
     async def list_classes(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, (1, 2))
         req.enforce("placement:resource_classes:list")
         names = await req.run(self.m.list_resource_classes)
         return {"resource_classes": [views.resource_class(n) for n in names]}
 
+    @serves("POST", "/resource_classes")
     async def create_class(self, req: ApiRequest) -> Response:
         _need(req, (1, 2))
         req.enforce("placement:resource_classes:create")
@@ -478,12 +473,14 @@ class PlacementAPI:
         return Response(status_code=201,
                         headers={"Location": f"/resource_classes/{body['name']}"})
 
+    @serves("GET", "/resource_classes/{name}")
     async def show_class(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, (1, 2))
         req.enforce("placement:resource_classes:show")
         name = await req.run(self.m.get_resource_class, req.param("name"))
         return views.resource_class(name)
 
+    @serves("PUT", "/resource_classes/{name}")
     async def put_class(self, req: ApiRequest) -> Any:
         v = _need(req, (1, 2))
         req.enforce("placement:resource_classes:update")
@@ -500,12 +497,14 @@ class PlacementAPI:
         await req.run(self.m.rename_resource_class, name, body["name"])
         return views.resource_class(body["name"])
 
+    @serves("DELETE", "/resource_classes/{name}")
     async def delete_class(self, req: ApiRequest) -> None:
         _need(req, (1, 2))
         req.enforce("placement:resource_classes:delete")
         await req.run(self.m.delete_resource_class, req.param("name"))
 
     # ------------------------------------------------------------------ traits
+    @serves("GET", "/traits")
     async def list_traits(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, (1, 6))
         req.enforce("placement:traits:list")
@@ -533,6 +532,7 @@ class PlacementAPI:
         traits = await req.run(self.m.list_traits, names, prefix, associated)
         return {"traits": traits}
 
+    @serves("GET", "/traits/{name}")
     async def show_trait(self, req: ApiRequest) -> Response:
         _need(req, (1, 6))
         req.enforce("placement:traits:show")
@@ -541,6 +541,7 @@ class PlacementAPI:
             raise errors.not_found(f"No such trait(s): {name}.")
         return Response(status_code=204)
 
+    @serves("PUT", "/traits/{name}")
     async def put_trait(self, req: ApiRequest) -> Response:
         _need(req, (1, 6))
         req.enforce("placement:traits:update")
@@ -554,12 +555,14 @@ class PlacementAPI:
         return Response(status_code=201 if created else 204,
                         headers={"Location": f"/traits/{name}"})
 
+    @serves("DELETE", "/traits/{name}")
     async def delete_trait(self, req: ApiRequest) -> None:
         _need(req, (1, 6))
         req.enforce("placement:traits:delete")
         await req.run(self.m.delete_trait, req.param("name"))
 
     # ------------------------------------------------------------------ allocations
+    @serves("GET", "/allocations/{consumer}")
     async def get_allocations(self, req: ApiRequest) -> dict[str, Any]:
         v = _version(req)
         req.enforce("placement:allocations:list")
@@ -584,6 +587,7 @@ class PlacementAPI:
             doc["consumer_generation"] if v >= (1, 28) else ANY,
             doc.get("consumer_type") if v >= (1, 38) else None)
 
+    @serves("PUT", "/allocations/{consumer}")
     async def put_allocations(self, req: ApiRequest) -> Response:
         v = _version(req)
         req.enforce("placement:allocations:update")
@@ -596,6 +600,7 @@ class PlacementAPI:
         await req.run(self.m.set_allocations, {_norm_uuid(consumer): creq})
         return Response(status_code=204)
 
+    @serves("POST", "/allocations")
     async def post_allocations(self, req: ApiRequest) -> Response:
         v = _need(req, (1, 13))
         req.enforce("placement:allocations:manage")
@@ -605,11 +610,13 @@ class PlacementAPI:
         await req.run(self.m.set_allocations, wanted)
         return Response(status_code=204)
 
+    @serves("DELETE", "/allocations/{consumer}")
     async def delete_allocations(self, req: ApiRequest) -> None:
         req.enforce("placement:allocations:delete")
         await req.run(self.m.delete_allocations, req.param("consumer"))
 
     # ------------------------------------------------------------------ usages
+    @serves("GET", "/usages")
     async def usages(self, req: ApiRequest) -> dict[str, Any]:
         v = _need(req, (1, 9))
         # Placement's target: the project asked about (a project reader sees its own).
@@ -638,6 +645,7 @@ class PlacementAPI:
         return {"usages": flat}
 
     # ------------------------------------------------------------------ candidates
+    @serves("GET", "/allocation_candidates")
     async def allocation_candidates(self, req: ApiRequest) -> dict[str, Any]:
         v = _need(req, (1, 10))
         req.enforce("placement:allocation_candidates:list")

@@ -15,8 +15,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, Service, route
+from onestack.api.app import ApiRequest, FastJSON, Service, add_declared, route
 from onestack.api.policy import Policy
+from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound
 from onestack.volume.compute_events import ComputeEvents
@@ -75,23 +76,9 @@ class VolumeAPI:
            public: bool = False) -> None:
         self.service.routes.append(route(self.service, path, handler, methods, public))
 
-    def _crud(self, base: str, list_: Callable[..., Any], create: Callable[..., Any],
-              show: Callable[..., Any], update: Callable[..., Any],
-              delete: Callable[..., Any]) -> None:
-        """A resource's five routes: ``base`` GET (list) and POST (create), ``base/{id}``
-        GET (show), PUT (update) and DELETE."""
-        self._r(base, list_, ["GET"])
-        self._r(base, create, ["POST"])
-        self._r(base + "/{id}", show, ["GET"])
-        self._r(base + "/{id}", update, ["PUT"])
-        self._r(base + "/{id}", delete, ["DELETE"])
-
     def _add_routes(self) -> None:
-        r = self._r
-        r("/", self.versions, ["GET"], public=True)
-        r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
-        r("/v3", self.version, ["GET"], public=True)
-        r("/v3/", self.version, ["GET"], public=True)
+        add_declared(self.service, self)
+        self._r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
         # The resources' routes are added by ``volume.setup`` (their own modules).
 
     # ------------------------------------------------------------------ background work
@@ -172,8 +159,11 @@ class VolumeAPI:
                 "media-types": [{"base": "application/json",
                                  "type": "application/vnd.openstack.volume+json;version=3"}]}
 
+    @serves("GET", "/", public=True)
     async def versions(self, req: ApiRequest) -> Response:
         return FastJSON({"versions": [self._version_doc(req.base_url)]}, status_code=300)
 
+    @serves("GET", "/v3", public=True)
+    @serves("GET", "/v3/", public=True)
     async def version(self, req: ApiRequest) -> dict[str, Any]:
         return {"versions": [self._version_doc(req.base_url)]}

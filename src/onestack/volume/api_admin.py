@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime, utcnow
 from onestack.db.volume import Message
 from onestack.volume import views
+from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.microversion import version_of
 
 if TYPE_CHECKING:
-    from onestack.volume.api import VolumeAPI
+    pass
 
 EXTENSIONS = [("AvailabilityZones", "os-availability-zone"), ("Quotas", "os-quota-sets"),
               ("QuotaClasses", "os-quota-class-sets"), ("Types", "types"),
@@ -28,28 +30,8 @@ EXTENSIONS = [("AvailabilityZones", "os-availability-zone"), ("Quotas", "os-quot
               ("Capabilities", "capabilities"), ("UsedLimits", "os-used-limits")]
 
 
-def add_admin_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _Admin(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/extensions", h.extensions, ["GET"])
-    r("/v3/os-services", h.services, ["GET"])
-    r("/v3/os-services/{action}", h.service_action, ["PUT"])
-    r("/v3/os-hosts", h.hosts, ["GET"])
-    r("/v3/os-hosts/{host}", h.host, ["GET"])
-    r("/v3/capabilities/{host}", h.capabilities, ["GET"])
-    r("/v3/scheduler-stats/get_pools", h.pools, ["GET"])
-    r("/v3/messages", h.list_messages, ["GET"])
-    r("/v3/messages/{id}", h.show_message, ["GET"])
-    r("/v3/messages/{id}", h.delete_message, ["DELETE"])
-    r("/v3/os-quota-class-sets/{name}", h.show_quota_class, ["GET"])
-    r("/v3/os-quota-class-sets/{name}", h.update_quota_class, ["PUT"])
-
-
-class _Admin:
-    def __init__(self, api: VolumeAPI) -> None:
-        self.api = api
-        self.m = api.m
+class AdminRoutes(VolumeHandler):
+    """Extensions, services, hosts, pools, capabilities, quota classes and messages."""
 
     def _admin(self, req: ApiRequest, action: str) -> None:
         req.enforce(action, {"project_id": req.ctx.project_id or ""})
@@ -59,11 +41,13 @@ class _Admin:
         backend = self.m.host.split("#", 1)[0]
         return backend.split("@", 1)[0], backend
 
+    @serves("GET", "/v3/extensions")
     async def extensions(self, req: ApiRequest) -> dict[str, Any]:
         return {"extensions": [{"name": n, "alias": a, "description": f"{n} support.",
                                 "updated": "2023-01-01T00:00:00+00:00", "links": []}
                                for n, a in EXTENSIONS]}
 
+    @serves("GET", "/v3/os-services")
     async def services(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:services:index")
         scheduler, backend = self._service_hosts()
@@ -84,6 +68,7 @@ class _Admin:
             items = [i for i in items if i["host"] == want or i["host"].startswith(want + "@")]
         return {"services": items}
 
+    @serves("PUT", "/v3/os-services/{action}")
     async def service_action(self, req: ApiRequest) -> dict[str, Any]:
         """``enable``, ``disable``, ``disable-log-reason`` (the volume service: a disabled
         one takes no new volumes, which then end in ``error``, as with no valid backend;
@@ -116,6 +101,7 @@ class _Admin:
         return {"host": host, "binary": binary, "status": "disabled" if disabled else "enabled",
                 "disabled": disabled, "disabled_reason": reason if disabled else None}
 
+    @serves("GET", "/v3/os-hosts")
     async def hosts(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:hosts")
         scheduler, backend = self._service_hosts()
@@ -125,6 +111,7 @@ class _Admin:
              "service-status": "available", "service-state": "enabled", "last-update": now}
             for binary, host in (("cinder-scheduler", scheduler), ("cinder-volume", backend))]}
 
+    @serves("GET", "/v3/os-hosts/{host}")
     async def host(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:hosts")
         name = req.param("host")
@@ -140,6 +127,7 @@ class _Admin:
                 for project, t in totals.items()]
         return {"host": rows}
 
+    @serves("GET", "/v3/capabilities/{host}")
     async def capabilities(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:capabilities")
         name = req.param("host")
@@ -156,6 +144,7 @@ class _Admin:
                     "title": "Thin Provisioning", "type": "boolean",
                     "description": "Sets thin provisioning."}}}
 
+    @serves("GET", "/v3/scheduler-stats/get_pools")
     async def pools(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "scheduler_extension:scheduler_stats:get_pools")
         pool: dict[str, Any] = {"name": self.m.host}
@@ -180,6 +169,7 @@ class _Admin:
         if version_of(req.request.scope) < "3.3":
             raise NotFound("The resource could not be found.")
 
+    @serves("GET", "/v3/messages")
     async def list_messages(self, req: ApiRequest) -> dict[str, Any]:
         self._since_3_3(req)
         req.enforce("message:get_all", {"project_id": req.ctx.project_id or ""})
@@ -189,23 +179,27 @@ class _Admin:
                 rows = [m for m in rows if getattr(m, key) == req.query[key]]
         return {"messages": [self._message(req, m) for m in rows]}
 
+    @serves("GET", "/v3/messages/{id}")
     async def show_message(self, req: ApiRequest) -> dict[str, Any]:
         self._since_3_3(req)
         m = await req.run(self.m.get_message, req.ctx, req.param("id"))
         req.enforce("message:get", {"project_id": m.project_id})
         return {"message": self._message(req, m)}
 
+    @serves("DELETE", "/v3/messages/{id}")
     async def delete_message(self, req: ApiRequest) -> Response:
         self._since_3_3(req)
         await req.run(self.m.delete_message, req.ctx, req.param("id"))
         return Response(status_code=204)
 
+    @serves("GET", "/v3/os-quota-class-sets/{name}")
     async def show_quota_class(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:quota_classes")
         limits = await req.run(self.m.default_quotas)
         doc = views.quota_set(req.param("name"), limits)
         return {"quota_class_set": doc}
 
+    @serves("PUT", "/v3/os-quota-class-sets/{name}")
     async def update_quota_class(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:quota_classes:update")
         if req.param("name") != "default":

@@ -9,28 +9,16 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.volume.attachments import Attachments, attachment_view
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _obj, _text
 
 if TYPE_CHECKING:
-    from onestack.volume.api import VolumeAPI
+    pass
 
 _FILTERS = ("volume_id", "instance_id", "status", "project_id")
-
-
-def add_attachment_routes(api: VolumeAPI, attachments: Attachments) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _AttachmentRoutes(attachments, api.guard_nova)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/attachments", h.list, ["GET"])
-    r("/v3/attachments/detail", h.list_detail, ["GET"])
-    r("/v3/attachments", h.create, ["POST"])
-    r("/v3/attachments/{id}", h.show, ["GET"])
-    r("/v3/attachments/{id}", h.update, ["PUT"])
-    r("/v3/attachments/{id}", h.delete, ["DELETE"])
-    r("/v3/attachments/{id}/action", h.action, ["POST"])
 
 
 def _need(req: ApiRequest, version: str) -> None:
@@ -66,7 +54,9 @@ def _connector(value: Any) -> dict[str, Any] | None:
     return value
 
 
-class _AttachmentRoutes:
+class AttachmentRoutes:
+    """Attachments (``/v3/attachments``, from 3.27)."""
+
     def __init__(self, attachments: Attachments,
                  guard: Callable[[Any, str, str | None], None]) -> None:
         self.a = attachments
@@ -79,17 +69,21 @@ class _AttachmentRoutes:
         rows = await req.run(self.a.list, req.ctx, "all_tenants" in req.query, filters)
         return {"attachments": [attachment_view(v, detail) for v in rows]}
 
+    @serves("GET", "/v3/attachments")
     async def list(self, req: ApiRequest) -> dict[str, Any]:
         return await self._list(req, False)
 
+    @serves("GET", "/v3/attachments/detail")
     async def list_detail(self, req: ApiRequest) -> dict[str, Any]:
         return await self._list(req, True)
 
+    @serves("GET", "/v3/attachments/{id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, "3.27")
         view = await req.run(self.a.get, req.ctx, req.param("id"))
         return {"attachment": attachment_view(view, True)}
 
+    @serves("POST", "/v3/attachments")
     async def create(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, "3.27")
         body = _obj(await req.json(), "attachment")
@@ -107,6 +101,7 @@ class _AttachmentRoutes:
         view = await req.run(self.a.create, req.ctx, volume_id, instance, connector, mode)
         return {"attachment": attachment_view(view, True)}
 
+    @serves("PUT", "/v3/attachments/{id}")
     async def update(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, "3.27")
         body = _obj(await req.json(), "attachment")
@@ -116,6 +111,7 @@ class _AttachmentRoutes:
         view = await req.run(self.a.update, req.ctx, req.param("id"), connector)
         return {"attachment": attachment_view(view, True)}
 
+    @serves("DELETE", "/v3/attachments/{id}")
     async def delete(self, req: ApiRequest) -> dict[str, Any]:
         _need(req, "3.27")
         view = await req.run(self.a.get, req.ctx, req.param("id"))
@@ -123,6 +119,7 @@ class _AttachmentRoutes:
         rest = await req.run(self.a.delete, req.ctx, req.param("id"))
         return {"attachments": [attachment_view(v, False) for v in rest]}
 
+    @serves("POST", "/v3/attachments/{id}/action")
     async def action(self, req: ApiRequest) -> Response:
         _need(req, "3.44")
         body = await req.json()

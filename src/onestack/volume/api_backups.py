@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Backup
@@ -19,23 +20,9 @@ if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
 
 
-def add_backup_routes(api: VolumeAPI, backups: Backups) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _BackupRoutes(api, backups)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/backups", h.list, ["GET"])
-    r("/v3/backups/detail", h.list_detail, ["GET"])
-    r("/v3/backups", h.create, ["POST"])
-    r("/v3/backups/import_record", h.import_record, ["POST"])
-    r("/v3/backups/{id}", h.show, ["GET"])
-    r("/v3/backups/{id}", h.update, ["PUT"])
-    r("/v3/backups/{id}", h.delete, ["DELETE"])
-    r("/v3/backups/{id}/restore", h.restore, ["POST"])
-    r("/v3/backups/{id}/action", h.action, ["POST"])
-    r("/v3/backups/{id}/export_record", h.export_record, ["GET"])
+class BackupRoutes:
+    """Backups (``/v3/backups``): restore, export and import of records, actions."""
 
-
-class _BackupRoutes:
     def __init__(self, api: VolumeAPI, backups: Backups) -> None:
         self.api = api
         self.b = backups
@@ -78,18 +65,22 @@ class _BackupRoutes:
                 rows = [(b, d) for b, d in rows if getattr(b, key) == req.query[key]]
         return rows
 
+    @serves("GET", "/v3/backups")
     async def list(self, req: ApiRequest) -> dict[str, Any]:
         rows = self._filter(req, await req.run(self.b.list, req.ctx, self._all(req)))
         return {"backups": [self._summary(req, b) for b, _ in rows]}
 
+    @serves("GET", "/v3/backups/detail")
     async def list_detail(self, req: ApiRequest) -> dict[str, Any]:
         rows = self._filter(req, await req.run(self.b.list, req.ctx, self._all(req)))
         return {"backups": [self._view(req, b, d) for b, d in rows]}
 
+    @serves("GET", "/v3/backups/{id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         b, dependents = await req.run(self.b.get, req.ctx, req.param("id"))
         return {"backup": self._view(req, b, dependents)}
 
+    @serves("POST", "/v3/backups")
     async def create(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "backup")
         vid = _text(body.get("volume_id"), "volume_id", nullable=False) or ""
@@ -105,6 +96,7 @@ class _BackupRoutes:
         self.api.copy_quiesced(None if b.snapshot_id else vid, self.b.finish_create, b.id)
         return FastJSON({"backup": self._summary(req, b)}, status_code=202)
 
+    @serves("PUT", "/v3/backups/{id}")
     async def update(self, req: ApiRequest) -> dict[str, Any]:
         if version_of(req.request.scope) < "3.9":
             raise NotFound("The resource could not be found.")
@@ -118,12 +110,14 @@ class _BackupRoutes:
         b = await req.run(self.b.update, req.ctx, req.param("id"), changes)
         return {"backup": self._summary(req, b)}
 
+    @serves("DELETE", "/v3/backups/{id}")
     async def delete(self, req: ApiRequest) -> Response:
         bid = req.param("id")
         await req.run(self.b.begin_delete, req.ctx, bid, False)
         self.api._later(self.b.finish_delete, bid)  # noqa: SLF001
         return Response(status_code=202)
 
+    @serves("POST", "/v3/backups/{id}/restore")
     async def restore(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "restore")
         vid = _text(body.get("volume_id"), "volume_id")
@@ -133,6 +127,7 @@ class _BackupRoutes:
         return FastJSON({"restore": {"backup_id": b.id, "volume_id": vol.id,
                                      "volume_name": vol.name}}, status_code=202)
 
+    @serves("POST", "/v3/backups/{id}/action")
     async def action(self, req: ApiRequest) -> Response:
         body = await req.json()
         bid = req.param("id")
@@ -146,11 +141,13 @@ class _BackupRoutes:
             return Response(status_code=202)
         raise BadRequest("There is no such action.")
 
+    @serves("GET", "/v3/backups/{id}/export_record")
     async def export_record(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("backup:export-import", {"project_id": req.ctx.project_id or ""})
         return {"backup-record": await req.run(self.b.export_record, req.ctx,
                                                req.param("id"))}
 
+    @serves("POST", "/v3/backups/import_record")
     async def import_record(self, req: ApiRequest) -> Response:
         req.enforce("backup:export-import", {"project_id": req.ctx.project_id or ""})
         body = _obj(await req.json(), "backup-record")

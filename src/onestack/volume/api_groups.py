@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Group, GroupSnapshot, GroupType
@@ -22,33 +23,9 @@ GROUP_STATUSES = ("available", "error", "creating", "deleting", "updating",
                   "in-use", "error_deleting")
 
 
-def add_group_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _GroupRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    api._crud("/v3/group_types", h.list_types, h.create_type, h.show_type,  # noqa: SLF001
-              h.update_type, h.delete_type)
-    r("/v3/group_types/{id}/group_specs", h.list_specs, ["GET"])
-    r("/v3/group_types/{id}/group_specs", h.add_specs, ["POST"])
-    r("/v3/group_types/{id}/group_specs/{key}", h.show_spec, ["GET"])
-    r("/v3/group_types/{id}/group_specs/{key}", h.put_spec, ["PUT"])
-    r("/v3/group_types/{id}/group_specs/{key}", h.delete_spec, ["DELETE"])
-    r("/v3/groups", h.list, ["GET"])
-    r("/v3/groups/detail", h.list_detail, ["GET"])
-    r("/v3/groups", h.create, ["POST"])
-    r("/v3/groups/action", h.create_from_source, ["POST"])
-    r("/v3/groups/{id}", h.show, ["GET"])
-    r("/v3/groups/{id}", h.update, ["PUT"])
-    r("/v3/groups/{id}/action", h.action, ["POST"])
-    r("/v3/group_snapshots", h.list_snapshots, ["GET"])
-    r("/v3/group_snapshots/detail", h.list_snapshots_detail, ["GET"])
-    r("/v3/group_snapshots", h.create_snapshot, ["POST"])
-    r("/v3/group_snapshots/{id}", h.show_snapshot, ["GET"])
-    r("/v3/group_snapshots/{id}", h.delete_snapshot, ["DELETE"])
-    r("/v3/group_snapshots/{id}/action", h.snapshot_action, ["POST"])
+class GroupRoutes:
+    """Groups, group types and group snapshots."""
 
-
-class _GroupRoutes:
     def __init__(self, api: VolumeAPI) -> None:
         self.api = api
         self.g = Groups(api.m)
@@ -69,6 +46,7 @@ class _GroupRoutes:
         return {"id": t.id, "name": t.name, "description": t.description,
                 "is_public": t.is_public, "group_specs": dict(t.group_specs or {})}
 
+    @serves("GET", "/v3/group_types")
     async def list_types(self, req: ApiRequest) -> dict[str, Any]:
         """Group types; ``is_public`` (admins) and ``sort=name:asc|desc`` as in Cinder."""
         self._since(req, "3.11")
@@ -86,11 +64,13 @@ class _GroupRoutes:
             rows.sort(key=lambda t, k=key: str(getattr(t, k)), reverse=direction == "desc")
         return {"group_types": [self._type_view(t) for t in rows]}
 
+    @serves("GET", "/v3/group_types/{id}")
     async def show_type(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.11")
         return {"group_type": self._type_view(await req.run(self.g.get_type,
                                                             req.param("id")))}
 
+    @serves("POST", "/v3/group_types")
     async def create_type(self, req: ApiRequest) -> Response:
         self._since(req, "3.11")
         self._policy(req, "group:group_types:create")
@@ -104,6 +84,7 @@ class _GroupRoutes:
                           _metadata(body.get("group_specs"), "group_specs"))
         return FastJSON({"group_type": self._type_view(t)}, status_code=202)
 
+    @serves("PUT", "/v3/group_types/{id}")
     async def update_type(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.11")
         self._policy(req, "group:group_types:update")
@@ -118,17 +99,20 @@ class _GroupRoutes:
         t = await req.run(self.g.update_type, req.param("id"), changes)
         return {"group_type": self._type_view(t)}
 
+    @serves("DELETE", "/v3/group_types/{id}")
     async def delete_type(self, req: ApiRequest) -> Response:
         self._since(req, "3.11")
         self._policy(req, "group:group_types:delete")
         await req.run(self.g.delete_type, req.param("id"))
         return Response(status_code=202)
 
+    @serves("GET", "/v3/group_types/{id}/group_specs")
     async def list_specs(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.11")
         t = await req.run(self.g.get_type, req.param("id"))
         return {"group_specs": dict(t.group_specs or {})}
 
+    @serves("POST", "/v3/group_types/{id}/group_specs")
     async def add_specs(self, req: ApiRequest) -> Response:
         self._since(req, "3.11")
         self._policy(req, "group:group_types_specs")
@@ -136,6 +120,7 @@ class _GroupRoutes:
         await req.run(self.g.set_specs, req.param("id"), specs)
         return FastJSON({"group_specs": specs}, status_code=202)
 
+    @serves("GET", "/v3/group_types/{id}/group_specs/{key}")
     async def show_spec(self, req: ApiRequest) -> dict[str, Any]:
         specs = (await self.list_specs(req))["group_specs"]
         key = req.param("key")
@@ -143,6 +128,7 @@ class _GroupRoutes:
             raise NotFound(f"Group Type {req.param('id')} has no specs with key {key}.")
         return {key: specs[key]}
 
+    @serves("PUT", "/v3/group_types/{id}/group_specs/{key}")
     async def put_spec(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.11")
         self._policy(req, "group:group_types_specs")
@@ -152,6 +138,7 @@ class _GroupRoutes:
         await req.run(self.g.set_specs, req.param("id"), spec)
         return spec
 
+    @serves("DELETE", "/v3/group_types/{id}/group_specs/{key}")
     async def delete_spec(self, req: ApiRequest) -> Response:
         self._since(req, "3.11")
         self._policy(req, "group:group_types_specs")
@@ -179,18 +166,21 @@ class _GroupRoutes:
         raw = req.query.get("all_tenants")
         return raw is not None and (raw == "" or _bool(raw, "all_tenants"))
 
+    @serves("GET", "/v3/groups")
     async def list(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.13")
         self._policy(req, "group:get_all")
         return {"groups": [self._summary(g)
                            for g in await req.run(self.g.list, req.ctx, self._all(req))]}
 
+    @serves("GET", "/v3/groups/detail")
     async def list_detail(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.13")
         self._policy(req, "group:get_all")
         rows = await req.run(self.g.list, req.ctx, self._all(req))
         return {"groups": [self._view(req, g, None) for g in rows]}
 
+    @serves("GET", "/v3/groups/{id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.13")
         g, vols = await req.run(self.g.get, req.ctx, req.param("id"))
@@ -198,6 +188,7 @@ class _GroupRoutes:
         listed = req.query.get("list_volume", "false").lower() in ("true", "1")
         return {"group": self._view(req, g, vols if listed else None)}
 
+    @serves("POST", "/v3/groups")
     async def create(self, req: ApiRequest) -> Response:
         self._since(req, "3.13")
         self._policy(req, "group:create")
@@ -212,6 +203,7 @@ class _GroupRoutes:
                           types, _text(body.get("availability_zone"), "availability_zone"))
         return FastJSON({"group": self._summary(g)}, status_code=202)
 
+    @serves("PUT", "/v3/groups/{id}")
     async def update(self, req: ApiRequest) -> Response:
         self._since(req, "3.13")
         self._policy(req, "group:update")
@@ -233,6 +225,7 @@ class _GroupRoutes:
         await req.run(self.g.update, req.ctx, req.param("id"), name, desc, add, remove)
         return Response(status_code=202)
 
+    @serves("POST", "/v3/groups/{id}/action")
     async def action(self, req: ApiRequest) -> Response:
         self._since(req, "3.13")
         body = await req.json()
@@ -255,6 +248,7 @@ class _GroupRoutes:
             return Response(status_code=202)
         raise BadRequest("There is no such action.")
 
+    @serves("POST", "/v3/groups/action")
     async def create_from_source(self, req: ApiRequest) -> Response:
         self._since(req, "3.14")
         self._policy(req, "group:create")
@@ -277,21 +271,25 @@ class _GroupRoutes:
                        group_id=gs.group_id, group_type_id=gs.group_type_id)
         return doc
 
+    @serves("GET", "/v3/group_snapshots")
     async def list_snapshots(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.14")
         rows = await req.run(self.g.list_snapshots, req.ctx, self._all(req))
         return {"group_snapshots": [self._snap_view(gs, False) for gs in rows]}
 
+    @serves("GET", "/v3/group_snapshots/detail")
     async def list_snapshots_detail(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.14")
         rows = await req.run(self.g.list_snapshots, req.ctx, self._all(req))
         return {"group_snapshots": [self._snap_view(gs, True) for gs in rows]}
 
+    @serves("GET", "/v3/group_snapshots/{id}")
     async def show_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.14")
         gs = await req.run(self.g.get_snapshot, req.ctx, req.param("id"))
         return {"group_snapshot": self._snap_view(gs, True)}
 
+    @serves("POST", "/v3/group_snapshots")
     async def create_snapshot(self, req: ApiRequest) -> Response:
         self._since(req, "3.14")
         self._policy(req, "group:create_group_snapshot")
@@ -305,6 +303,7 @@ class _GroupRoutes:
                                             "group_type_id": gs.group_type_id}},
                         status_code=202)
 
+    @serves("DELETE", "/v3/group_snapshots/{id}")
     async def delete_snapshot(self, req: ApiRequest) -> Response:
         self._since(req, "3.14")
         self._policy(req, "group:delete_group_snapshot")
@@ -313,6 +312,7 @@ class _GroupRoutes:
             self.api._later(self.api.m.finish_delete_snapshot, sid)  # noqa: SLF001
         return Response(status_code=202)
 
+    @serves("POST", "/v3/group_snapshots/{id}/action")
     async def snapshot_action(self, req: ApiRequest) -> Response:
         self._since(req, "3.19")
         body = await req.json()

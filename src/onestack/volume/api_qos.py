@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest
 from onestack.db.volume import QosSpecs
 from onestack.volume.params import _bool, _metadata, _obj
@@ -16,23 +17,9 @@ if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
 
 
-def add_qos_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _QosRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/qos-specs", h.list, ["GET"])
-    r("/v3/qos-specs", h.create, ["POST"])
-    r("/v3/qos-specs/{id}", h.show, ["GET"])
-    r("/v3/qos-specs/{id}", h.set_keys, ["PUT"])
-    r("/v3/qos-specs/{id}", h.delete, ["DELETE"])
-    r("/v3/qos-specs/{id}/delete_keys", h.delete_keys, ["PUT"])
-    r("/v3/qos-specs/{id}/associations", h.associations, ["GET"])
-    r("/v3/qos-specs/{id}/associate", h.associate, ["GET"])
-    r("/v3/qos-specs/{id}/disassociate", h.disassociate, ["GET"])
-    r("/v3/qos-specs/{id}/disassociate_all", h.disassociate_all, ["GET"])
+class QosRoutes:
+    """QoS specs and their associations with volume types."""
 
-
-class _QosRoutes:
     def __init__(self, api: VolumeAPI) -> None:
         self.q = Qos(api.m)
 
@@ -50,15 +37,18 @@ class _QosRoutes:
         href = f"{req.base_url}/v3/{req.ctx.project_id}/qos-specs/{q.id}"
         return [{"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]
 
+    @serves("GET", "/v3/qos-specs")
     async def list(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "get_all")
         return {"qos_specs": [self._view(q) for q in await req.run(self.q.list)]}
 
+    @serves("GET", "/v3/qos-specs/{id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "get")
         q = await req.run(self.q.get, req.param("id"))
         return {"qos_specs": self._view(q), "links": self._links(req, q)}
 
+    @serves("POST", "/v3/qos-specs")
     async def create(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "create")
         body = dict(_obj(await req.json(), "qos_specs"))
@@ -71,18 +61,21 @@ class _QosRoutes:
         q = await req.run(self.q.create, name, consumer, specs)
         return {"qos_specs": self._view(q), "links": self._links(req, q)}
 
+    @serves("PUT", "/v3/qos-specs/{id}")
     async def set_keys(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "update")
         specs = _metadata(_obj(await req.json(), "qos_specs"), "qos_specs")
         await req.run(self.q.set_keys, req.param("id"), specs)
         return {"qos_specs": specs}
 
+    @serves("DELETE", "/v3/qos-specs/{id}")
     async def delete(self, req: ApiRequest) -> Response:
         self._admin(req, "delete")
         force = _bool(req.query.get("force", "false"), "force")
         await req.run(self.q.delete, req.param("id"), force)
         return Response(status_code=202)
 
+    @serves("PUT", "/v3/qos-specs/{id}/delete_keys")
     async def delete_keys(self, req: ApiRequest) -> Response:
         self._admin(req, "update")
         body = await req.json()
@@ -92,6 +85,7 @@ class _QosRoutes:
         await req.run(self.q.delete_keys, req.param("id"), keys)
         return Response(status_code=202)
 
+    @serves("GET", "/v3/qos-specs/{id}/associations")
     async def associations(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "get")
         types = await req.run(self.q.associations, req.param("id"))
@@ -104,16 +98,19 @@ class _QosRoutes:
             raise BadRequest("Invalid input received: vol_type_id is required.")
         return tid
 
+    @serves("GET", "/v3/qos-specs/{id}/associate")
     async def associate(self, req: ApiRequest) -> Response:
         self._admin(req, "update")
         await req.run(self.q.associate, req.param("id"), self._type_id(req), True)
         return Response(status_code=202)
 
+    @serves("GET", "/v3/qos-specs/{id}/disassociate")
     async def disassociate(self, req: ApiRequest) -> Response:
         self._admin(req, "update")
         await req.run(self.q.associate, req.param("id"), self._type_id(req), False)
         return Response(status_code=202)
 
+    @serves("GET", "/v3/qos-specs/{id}/disassociate_all")
     async def disassociate_all(self, req: ApiRequest) -> Response:
         self._admin(req, "update")
         await req.run(self.q.associate, req.param("id"), None, False)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest
 from onestack.volume import views
 from onestack.volume.params import _bool, _obj
@@ -16,34 +17,27 @@ if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
 
 
-def add_quota_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _QuotaRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/os-availability-zone", h.availability_zones, ["GET"])
-    r("/v3/limits", h.limits, ["GET"])
-    r("/v3/os-quota-sets/{project_id}", h.show_quotas, ["GET"])
-    r("/v3/os-quota-sets/{project_id}/defaults", h.default_quotas, ["GET"])
-    r("/v3/os-quota-sets/{project_id}", h.update_quotas, ["PUT"])
-    r("/v3/os-quota-sets/{project_id}", h.delete_quotas, ["DELETE"])
+class QuotaRoutes:
+    """Zones, limits and quota sets."""
 
-
-class _QuotaRoutes:
     def __init__(self, api: VolumeAPI) -> None:
         self.m = api.m
 
+    @serves("GET", "/v3/os-availability-zone")
     async def availability_zones(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("volume_extension:availability_zone_list",
                     {"project_id": req.ctx.project_id or ""})
         return {"availabilityZoneInfo": [{"zoneName": self.m.availability_zone,
                                           "zoneState": {"available": True}}]}
 
+    @serves("GET", "/v3/limits")
     async def limits(self, req: ApiRequest) -> dict[str, Any]:
         project = req.ctx.project_id or ""
         req.enforce("limits_extension:used_limits", {"project_id": project})
         lim, used = await req.run(self.m.get_quotas, project)
         return views.limits(lim, used)
 
+    @serves("GET", "/v3/os-quota-sets/{project_id}")
     async def show_quotas(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
         req.enforce("volume_extension:quotas:show", {"project_id": project})
@@ -51,11 +45,13 @@ class _QuotaRoutes:
         usage = "usage" in req.query and _bool(req.query["usage"], "usage")
         return {"quota_set": views.quota_set(project, lim, used if usage else None)}
 
+    @serves("GET", "/v3/os-quota-sets/{project_id}/defaults")
     async def default_quotas(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
         req.enforce("volume_extension:quotas:show", {"project_id": project})
         return {"quota_set": views.quota_set(project, await req.run(self.m.default_quotas))}
 
+    @serves("PUT", "/v3/os-quota-sets/{project_id}")
     async def update_quotas(self, req: ApiRequest) -> dict[str, Any]:
         project = req.param("project_id")
         req.enforce("volume_extension:quotas:update", {"project_id": project})
@@ -77,6 +73,7 @@ class _QuotaRoutes:
         doc.pop("id", None)
         return {"quota_set": doc}
 
+    @serves("DELETE", "/v3/os-quota-sets/{project_id}")
     async def delete_quotas(self, req: ApiRequest) -> Response:
         project = req.param("project_id")
         req.enforce("volume_extension:quotas:delete", {"project_id": project})

@@ -9,40 +9,29 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.db.volume import Snapshot
 from onestack.volume import views
+from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _text, _updates
 
 if TYPE_CHECKING:
-    from onestack.volume.api import VolumeAPI
+    pass
 
 
-def add_snapshot_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _SnapshotRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/snapshots", h.list_snapshots, ["GET"])
-    r("/v3/snapshots/detail", h.list_snapshots, ["GET"])
-    r("/v3/snapshots", h.create_snapshot, ["POST"])
-    r("/v3/snapshots/{id}", h.show_snapshot, ["GET"])
-    r("/v3/snapshots/{id}", h.update_snapshot, ["PUT"])
-    r("/v3/snapshots/{id}", h.delete_snapshot, ["DELETE"])
-    r("/v3/snapshots/{id}/action", h.snapshot_action, ["POST"])
-
-
-class _SnapshotRoutes:
-    def __init__(self, api: VolumeAPI) -> None:
-        self.api = api
-        self.m = api.m
+class SnapshotRoutes(VolumeHandler):
+    """Snapshots (``/v3/snapshots``) and their actions."""
 
     def _snap_doc(self, req: ApiRequest, s: Snapshot, extended: bool = True
                   ) -> dict[str, Any]:
         return {"snapshot": views.snapshot(req.base_url, s, version_of(req.request.scope),
                                            extended)}
 
+    @serves("GET", "/v3/snapshots")
+    @serves("GET", "/v3/snapshots/detail")
     async def list_snapshots(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("volume:get_all_snapshots", {"project_id": req.ctx.project_id or ""})
         rows = await req.run(self.m.list_snapshots, req.ctx, sees_all_projects(req))
@@ -57,11 +46,13 @@ class _SnapshotRoutes:
         return with_count(req, {"snapshots": [
             views.snapshot(req.base_url, s, ver, detail) for s in rows]}, len(rows), links)
 
+    @serves("GET", "/v3/snapshots/{id}")
     async def show_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         s = await req.run(self.m.get_snapshot, req.ctx, req.param("id"))
         req.enforce("volume:get_snapshot", {"project_id": s.project_id})
         return self._snap_doc(req, s)
 
+    @serves("POST", "/v3/snapshots")
     async def create_snapshot(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "snapshot")
         req.enforce("volume:create_snapshot", {"project_id": req.ctx.project_id or ""})
@@ -77,17 +68,20 @@ class _SnapshotRoutes:
         self.api.copy_quiesced(vid, self.m.finish_snapshot, s.id)
         return FastJSON(self._snap_doc(req, s, extended=False), status_code=202)
 
+    @serves("PUT", "/v3/snapshots/{id}")
     async def update_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         changes = _updates(_obj(await req.json(), "snapshot"), "snapshot")
         s = await req.run(self.m.update_snapshot, req.ctx, req.param("id"), changes)
         return self._snap_doc(req, s, extended=False)
 
+    @serves("DELETE", "/v3/snapshots/{id}")
     async def delete_snapshot(self, req: ApiRequest) -> Response:
         sid = req.param("id")
         await req.run(self.m.begin_delete_snapshot, req.ctx, sid, False)
         self.api._later(self.m.finish_delete_snapshot, sid)  # noqa: SLF001
         return Response(status_code=202)
 
+    @serves("POST", "/v3/snapshots/{id}/action")
     async def snapshot_action(self, req: ApiRequest) -> Response:
         body = await req.json()
         if not isinstance(body, dict) or len(body) != 1:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Transfer
@@ -19,20 +20,9 @@ if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
 
 
-def add_transfer_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _TransferRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    for base in ("/v3/os-volume-transfer", "/v3/volume-transfers"):
-        r(base, h.list, ["GET"])
-        r(base + "/detail", h.list_detail, ["GET"])
-        r(base, h.create, ["POST"])
-        r(base + "/{id}", h.show, ["GET"])
-        r(base + "/{id}", h.delete, ["DELETE"])
-        r(base + "/{id}/accept", h.accept, ["POST"])
+class TransferRoutes:
+    """Volume transfers between projects."""
 
-
-class _TransferRoutes:
     def __init__(self, api: VolumeAPI) -> None:
         self.t = Transfers(api.m)
 
@@ -52,14 +42,20 @@ class _TransferRoutes:
                        accepted=False)
         return doc
 
+    @serves("GET", "/v3/os-volume-transfer")
+    @serves("GET", "/v3/volume-transfers")
     async def list(self, req: ApiRequest) -> dict[str, Any]:
         rows = await req.run(self.t.list, req.ctx, "all_tenants" in req.query)
         return {"transfers": [self._summary(req, t) for t in rows]}
 
+    @serves("GET", "/v3/os-volume-transfer/detail")
+    @serves("GET", "/v3/volume-transfers/detail")
     async def list_detail(self, req: ApiRequest) -> dict[str, Any]:
         rows = await req.run(self.t.list, req.ctx, "all_tenants" in req.query)
         return {"transfers": [self._view(req, t) for t in rows]}
 
+    @serves("POST", "/v3/os-volume-transfer")
+    @serves("POST", "/v3/volume-transfers")
     async def create(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "transfer")
         vid = _text(body.get("volume_id"), "volume_id", nullable=False)
@@ -73,14 +69,20 @@ class _TransferRoutes:
         return FastJSON({"transfer": {**self._view(req, t), "auth_key": key}},
                         status_code=202)
 
+    @serves("GET", "/v3/os-volume-transfer/{id}")
+    @serves("GET", "/v3/volume-transfers/{id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:
         t = await req.run(self.t.get, req.ctx, req.param("id"))
         return {"transfer": self._view(req, t)}
 
+    @serves("DELETE", "/v3/os-volume-transfer/{id}")
+    @serves("DELETE", "/v3/volume-transfers/{id}")
     async def delete(self, req: ApiRequest) -> Response:
         await req.run(self.t.delete, req.ctx, req.param("id"))
         return Response(status_code=202)
 
+    @serves("POST", "/v3/os-volume-transfer/{id}/accept")
+    @serves("POST", "/v3/volume-transfers/{id}/accept")
     async def accept(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "accept")
         key = _text(body.get("auth_key"), "auth_key", nullable=False) or ""

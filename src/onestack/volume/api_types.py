@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.volume import encryption, views
 from onestack.volume.encryption import EncryptionTypes
@@ -17,36 +18,20 @@ if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
 
 
-def add_type_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _Types(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    api._crud("/v3/types", h.list_types, h.create_type, h.show_type,  # noqa: SLF001
-              h.update_type, h.delete_type)
-    r("/v3/types/{id}/action", h.type_action, ["POST"])
-    r("/v3/types/{id}/os-volume-type-access", h.type_access, ["GET"])
-    r("/v3/types/{id}/extra_specs", h.extra_specs, ["GET"])
-    r("/v3/types/{id}/extra_specs", h.add_extra_specs, ["POST"])
-    r("/v3/types/{id}/extra_specs/{key}", h.extra_spec, ["GET"])
-    r("/v3/types/{id}/extra_specs/{key}", h.put_extra_spec, ["PUT"])
-    r("/v3/types/{id}/extra_specs/{key}", h.delete_extra_spec, ["DELETE"])
-    r("/v3/types/{id}/encryption", h.show_encryption, ["GET"])
-    r("/v3/types/{id}/encryption", h.create_encryption, ["POST"])
-    r("/v3/types/{id}/encryption/{key}", h.encryption_item, ["GET"])
-    r("/v3/types/{id}/encryption/{key}", h.update_encryption, ["PUT"])
-    r("/v3/types/{id}/encryption/{key}", h.delete_encryption, ["DELETE"])
+class TypeRoutes:
+    """Volume types, their extra specs, access and encryption types."""
 
-
-class _Types:
     def __init__(self, api: VolumeAPI) -> None:
         self.m = api.m
         self.enc = EncryptionTypes(api.m)
 
+    @serves("GET", "/v3/types")
     async def list_types(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("volume_extension:type_get_all", {"project_id": req.ctx.project_id or ""})
         rows = await req.run(self.m.list_types, req.ctx, req.query.get("is_public"))
         return {"volume_types": [views.volume_type(t, req.ctx.is_admin) for t in rows]}
 
+    @serves("GET", "/v3/types/{id}")
     async def show_type(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("volume_extension:type_get", {"project_id": req.ctx.project_id or ""})
         t = await req.run(self.m.get_type, req.ctx, req.param("id"))
@@ -55,6 +40,7 @@ class _Types:
     def _admin(self, req: ApiRequest, action: str = "volume_extension:types_manage") -> None:
         req.enforce(action, {"project_id": req.ctx.project_id or ""})
 
+    @serves("POST", "/v3/types")
     async def create_type(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req)
         body = _obj(await req.json(), "volume_type")
@@ -69,6 +55,7 @@ class _Types:
                           public, _metadata(body.get("extra_specs"), "extra_specs"))
         return {"volume_type": views.volume_type(t, True, "create")}
 
+    @serves("PUT", "/v3/types/{id}")
     async def update_type(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req)
         body = _obj(await req.json(), "volume_type")
@@ -85,11 +72,13 @@ class _Types:
         t = await req.run(self.m.update_type, req.param("id"), changes)
         return {"volume_type": views.volume_type(t, True, "update")}
 
+    @serves("DELETE", "/v3/types/{id}")
     async def delete_type(self, req: ApiRequest) -> Response:
         self._admin(req)
         await req.run(self.m.delete_type, req.param("id"))
         return Response(status_code=202)
 
+    @serves("POST", "/v3/types/{id}/action")
     async def type_action(self, req: ApiRequest) -> Response:
         body = await req.json()
         for action, add in (("addProjectAccess", True), ("removeProjectAccess", False)):
@@ -102,6 +91,7 @@ class _Types:
                 return Response(status_code=202)
         raise BadRequest("There is no such action.")
 
+    @serves("GET", "/v3/types/{id}/os-volume-type-access")
     async def type_access(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:volume_type_access")
         t = await req.run(self.m.get_type, req.ctx, req.param("id"))
@@ -110,17 +100,20 @@ class _Types:
         return {"volume_type_access": [{"volume_type_id": t.id, "project_id": p}
                                        for p in t.projects or []]}
 
+    @serves("GET", "/v3/types/{id}/extra_specs")
     async def extra_specs(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:access_types_extra_specs")
         t = await req.run(self.m.get_type, req.ctx, req.param("id"))
         return {"extra_specs": dict(t.extra_specs or {})}
 
+    @serves("POST", "/v3/types/{id}/extra_specs")
     async def add_extra_specs(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req)
         specs = _metadata(_obj(await req.json(), "extra_specs"), "extra_specs")
         await req.run(self.m.set_extra_specs, req.param("id"), specs)
         return {"extra_specs": specs}
 
+    @serves("GET", "/v3/types/{id}/extra_specs/{key}")
     async def extra_spec(self, req: ApiRequest) -> dict[str, Any]:
         specs = (await self.extra_specs(req))["extra_specs"]
         key = req.param("key")
@@ -129,6 +122,7 @@ class _Types:
                            f"{key}.")
         return {key: specs[key]}
 
+    @serves("PUT", "/v3/types/{id}/extra_specs/{key}")
     async def put_extra_spec(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req)
         body = await req.json()
@@ -138,6 +132,7 @@ class _Types:
         await req.run(self.m.set_extra_specs, req.param("id"), spec)
         return spec
 
+    @serves("DELETE", "/v3/types/{id}/extra_specs/{key}")
     async def delete_extra_spec(self, req: ApiRequest) -> Response:
         self._admin(req)
         await req.run(self.m.delete_extra_spec, req.param("id"), req.param("key"))
@@ -145,15 +140,18 @@ class _Types:
 
 
     # ------------------------------------------------------------------ encryption
+    @serves("GET", "/v3/types/{id}/encryption")
     async def show_encryption(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:volume_type_encryption:get")
         return await req.run(self.enc.get, req.param("id"))
 
+    @serves("POST", "/v3/types/{id}/encryption")
     async def create_encryption(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:volume_type_encryption:create")
         spec = encryption.parse(await req.json(), create=True)
         return {"encryption": await req.run(self.enc.create, req.param("id"), spec)}
 
+    @serves("GET", "/v3/types/{id}/encryption/{key}")
     async def encryption_item(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:volume_type_encryption:get")
         spec = await req.run(self.enc.get, req.param("id"))
@@ -163,12 +161,14 @@ class _Types:
                            "exist.")
         return {key: spec[key]}
 
+    @serves("PUT", "/v3/types/{id}/encryption/{key}")
     async def update_encryption(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:volume_type_encryption:update")
         spec = encryption.parse(await req.json(), create=False)
         await req.run(self.enc.update, req.param("id"), req.param("key"), spec)
         return {"encryption": spec}
 
+    @serves("DELETE", "/v3/types/{id}/encryption/{key}")
     async def delete_encryption(self, req: ApiRequest) -> Response:
         self._admin(req, "volume_extension:volume_type_encryption:delete")
         await req.run(self.enc.delete, req.param("id"), req.param("key"))

@@ -11,18 +11,20 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.ids import is_uuid
 from onestack.common.timeutils import isotime
 from onestack.db.volume import Volume
 from onestack.volume import attach_actions as aa
 from onestack.volume import reimage
+from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.manager import VOLUME_STATUSES
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _size, _text
 
 if TYPE_CHECKING:
-    from onestack.volume.api import VolumeAPI
+    pass
 
 
 #: action -> (policy, ``f(args) -> change of the volume``).
@@ -40,18 +42,10 @@ ATTACH_ACTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], Callable[[Volume
 }
 
 
-def add_volume_action_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _VolumeActionRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/volumes/{id}/action", h.volume_action, ["POST"])
+class VolumeActionRoutes(VolumeHandler):
+    """The actions of a volume (``POST /v3/volumes/{id}/action``)."""
 
-
-class _VolumeActionRoutes:
-    def __init__(self, api: VolumeAPI) -> None:
-        self.api = api
-        self.m = api.m
-
+    @serves("POST", "/v3/volumes/{id}/action")
     async def volume_action(self, req: ApiRequest) -> Response:
         body = await req.json()
         if not isinstance(body, dict) or len(body) != 1:

@@ -8,37 +8,24 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
+from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.db.volume import Volume
 from onestack.volume import views
+from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _size, _text, _updates
 
 if TYPE_CHECKING:
-    from onestack.volume.api import VolumeAPI
+    pass
 
 VOLUME_SORT_KEYS = ("created_at", "updated_at", "id", "name", "size", "status",
                     "availability_zone", "bootable")
 
 
-def add_volume_routes(api: VolumeAPI) -> None:
-    """Register the routes of this module on ``api``."""
-    h = _VolumeRoutes(api)
-    r = api._r  # noqa: SLF001 - the owner's route helper
-    r("/v3/volumes", h.list_volumes, ["GET"])
-    r("/v3/volumes/detail", h.list_volumes_detail, ["GET"])
-    r("/v3/volumes/summary", h.volume_summary, ["GET"])
-    r("/v3/volumes", h.create_volume, ["POST"])
-    r("/v3/volumes/{id}", h.show_volume, ["GET"])
-    r("/v3/volumes/{id}", h.update_volume, ["PUT"])
-    r("/v3/volumes/{id}", h.delete_volume, ["DELETE"])
-
-
-class _VolumeRoutes:
-    def __init__(self, api: VolumeAPI) -> None:
-        self.api = api
-        self.m = api.m
+class VolumeRoutes(VolumeHandler):
+    """Volumes: list, show, create, update, delete (``/v3/volumes``)."""
 
     def _filtered(self, req: ApiRequest, rows: list[Volume], links: dict[str, Any]
                   ) -> list[Volume]:
@@ -76,12 +63,14 @@ class _VolumeRoutes:
                              req.query.get("project_id"))
         return self._filtered(req, rows, links)
 
+    @serves("GET", "/v3/volumes")
     async def list_volumes(self, req: ApiRequest) -> dict[str, Any]:
         links: dict[str, Any] = {}
         rows = await self._volume_rows(req, links)
         return with_count(req, {"volumes": [views.volume_summary(req.base_url, v)
                                             for v in rows]}, len(rows), links)
 
+    @serves("GET", "/v3/volumes/detail")
     async def list_volumes_detail(self, req: ApiRequest) -> dict[str, Any]:
         links: dict[str, Any] = {}
         rows = await self._volume_rows(req, links)
@@ -91,6 +80,7 @@ class _VolumeRoutes:
             views.volume(req.base_url, v, req.ctx, ver, names) for v in rows]}, len(rows),
             links)
 
+    @serves("GET", "/v3/volumes/summary")
     async def volume_summary(self, req: ApiRequest) -> dict[str, Any]:
         """Counts and GiB of the volumes listed (3.12; their metadata values at 3.36)."""
         if version_of(req.request.scope) < "3.12":
@@ -113,11 +103,13 @@ class _VolumeRoutes:
         return {"volume": views.volume(req.base_url, v, req.ctx,
                                        version_of(req.request.scope), names, extended)}
 
+    @serves("GET", "/v3/volumes/{id}")
     async def show_volume(self, req: ApiRequest) -> dict[str, Any]:
         v = await req.run(self.m.get_volume, req.ctx, req.param("id"))
         req.enforce("volume:get", {"project_id": v.project_id})
         return await self._volume_doc(req, v)
 
+    @serves("POST", "/v3/volumes")
     async def create_volume(self, req: ApiRequest) -> Response:
         body = _obj(await req.json(), "volume")
         req.enforce("volume:create", {"project_id": req.ctx.project_id or ""})
@@ -168,11 +160,13 @@ class _VolumeRoutes:
         self.api._later(self.m.finish_create, v.id, image)  # noqa: SLF001
         return FastJSON(await self._volume_doc(req, v, extended=False), status_code=202)
 
+    @serves("PUT", "/v3/volumes/{id}")
     async def update_volume(self, req: ApiRequest) -> dict[str, Any]:
         changes = _updates(_obj(await req.json(), "volume"), "volume")
         v = await req.run(self.m.update_volume, req.ctx, req.param("id"), changes)
         return await self._volume_doc(req, v, extended=False)
 
+    @serves("DELETE", "/v3/volumes/{id}")
     async def delete_volume(self, req: ApiRequest) -> Response:
         vid = req.param("id")
         cascade = _bool(req.query.get("cascade", "false"), "cascade")

@@ -6,23 +6,23 @@ import shutil
 import socket
 from typing import Any
 
-from onestack.api.app import TokenValidator, make_app
+from onestack.api.app import TokenValidator, add_declared, make_app
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.drivers.volume.base import VolumeDriver
 from onestack.volume.api import VolumeAPI, build_policy
-from onestack.volume.api_admin import add_admin_routes
-from onestack.volume.api_attachments import add_attachment_routes
-from onestack.volume.api_backups import add_backup_routes
-from onestack.volume.api_groups import add_group_routes
+from onestack.volume.api_admin import AdminRoutes
+from onestack.volume.api_attachments import AttachmentRoutes
+from onestack.volume.api_backups import BackupRoutes
+from onestack.volume.api_groups import GroupRoutes
 from onestack.volume.api_metadata import add_metadata_routes
-from onestack.volume.api_qos import add_qos_routes
-from onestack.volume.api_quotas import add_quota_routes
-from onestack.volume.api_snapshots import add_snapshot_routes
-from onestack.volume.api_transfers import add_transfer_routes
-from onestack.volume.api_types import add_type_routes
-from onestack.volume.api_volume_actions import add_volume_action_routes
-from onestack.volume.api_volumes import add_volume_routes
+from onestack.volume.api_qos import QosRoutes
+from onestack.volume.api_quotas import QuotaRoutes
+from onestack.volume.api_snapshots import SnapshotRoutes
+from onestack.volume.api_transfers import TransferRoutes
+from onestack.volume.api_types import TypeRoutes
+from onestack.volume.api_volume_actions import VolumeActionRoutes
+from onestack.volume.api_volumes import VolumeRoutes
 from onestack.volume.attachments import Attachments
 from onestack.volume.backup_store import DirectoryBackupStore
 from onestack.volume.backups import Backups
@@ -67,18 +67,12 @@ def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
     shutil.rmtree(scratch, ignore_errors=True)  # conversions a crash interrupted
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     api.scratch_dir = str(scratch)
-    add_volume_routes(api)
-    add_volume_action_routes(api)
-    add_snapshot_routes(api)
+    # One handler per resource, each declaring its routes (``api/routes.py``).
+    add_declared(api.service, VolumeRoutes(api), VolumeActionRoutes(api), SnapshotRoutes(api))
     add_metadata_routes(api)
-    add_quota_routes(api)
-    add_type_routes(api)
-    add_transfer_routes(api)
-    add_qos_routes(api)
-    add_group_routes(api)
-    add_backup_routes(api, backups)
-    add_admin_routes(api)
     api.attachments = Attachments(manager)
-    add_attachment_routes(api, api.attachments)
+    add_declared(api.service, QuotaRoutes(api), TypeRoutes(api), TransferRoutes(api),
+                 QosRoutes(api), GroupRoutes(api), BackupRoutes(api, backups), AdminRoutes(api),
+                 AttachmentRoutes(api.attachments, api.guard_nova))
     app = VolumeVersionLayer(make_app(api.service, tokens, settings.max_request_body_size))
     return manager, app, api
