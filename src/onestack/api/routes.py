@@ -1,9 +1,11 @@
 """Routes declared on their handlers.
 
-A handler method says which requests it serves with ``@serves("GET", "/v2.1/flavors")`` (a
-method may serve several paths: one decorator each). ``add_declared(service, handler)`` turns
-every declared method of a handler object into a route of the service, in the order the methods
-are defined (base classes first), each decorator read top to bottom.
+A handler method says which requests it serves with ``@serves("GET", "/v2.1/flavors")``. A
+method may serve several paths, one decorator each; a decorator's keyword arguments are passed
+to the method on that route (``detail=True`` on ``/flavors/detail``).
+``add_declared(service, handler)`` turns every declared method of a handler object into a route
+of the service, in the order the methods are defined (base classes first), each decorator
+read top to bottom.
 
 Starlette tries routes in order, so a route must come before a more general one that would
 otherwise catch its requests (``/servers/detail`` before ``/servers/{server_id}``).
@@ -32,12 +34,16 @@ class RouteDecl:
     methods: tuple[str, ...]
     path: str
     public: bool = False
+    #: Keyword arguments the handler is called with on this route.
+    args: tuple[tuple[str, Any], ...] = ()
 
 
-def serves(methods: str, path: str, *, public: bool = False) -> Callable[[F], F]:
+def serves(methods: str, path: str, *, public: bool = False, **args: Any
+           ) -> Callable[[F], F]:
     """Declare that the decorated handler serves ``methods`` (space-separated, e.g.
-    ``"GET HEAD"``) on ``path`` (a Starlette path template). ``public``: no token needed."""
-    decl = RouteDecl(tuple(methods.split()), path, public)
+    ``"GET HEAD"``) on ``path`` (a Starlette path template). ``public``: no token needed;
+    ``args``: keyword arguments the handler gets on this route."""
+    decl = RouteDecl(tuple(methods.split()), path, public, tuple(sorted(args.items())))
 
     def mark(fn: F) -> F:
         # Decorators apply bottom-up: prepend, so the declarations read top to bottom.
@@ -48,8 +54,9 @@ def serves(methods: str, path: str, *, public: bool = False) -> Callable[[F], F]
 
 
 def declared(handler: object) -> Iterator[tuple[RouteDecl, Callable[..., Any]]]:
-    """Each route declared on ``handler``'s methods with its bound method, in definition
-    order (base classes first)."""
+    """Each route declared on ``handler``'s methods with the coroutine function serving it
+    (the bound method, with the route's ``args`` if any), in definition order (base classes
+    first)."""
     seen: set[str] = set()
     for cls in reversed(type(handler).__mro__):
         for name, attr in vars(cls).items():
@@ -59,7 +66,16 @@ def declared(handler: object) -> Iterator[tuple[RouteDecl, Callable[..., Any]]]:
             seen.add(name)
             bound = getattr(handler, name)
             for decl in decls:
-                yield decl, bound
+                yield decl, _with_args(bound, dict(decl.args)) if decl.args else bound
+
+
+def _with_args(fn: Callable[..., Any], args: dict[str, Any]) -> Callable[..., Any]:
+    async def call(req: Any) -> Any:
+        return await fn(req, **args)
+
+    call.__name__ = fn.__name__
+    call.__qualname__ = fn.__qualname__
+    return call
 
 
 # Segment kinds, most specific first: a literal, a parameter inside other text, a whole-segment

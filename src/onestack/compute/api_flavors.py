@@ -20,7 +20,9 @@ class Flavors(ResourceHandler):
     """Flavors and their extra specs and access (``/flavors``)."""
 
     # ================================================================== flavors
-    async def _flavors(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
+    @serves("GET", "/v2.1/flavors")
+    @serves("GET", "/v2.1/flavors/detail", detail=True)
+    async def list_flavors(self, req: ApiRequest, detail: bool = False) -> dict[str, Any]:
         q = req.query
         is_public: bool | None = True
         raw = q.get("is_public")
@@ -53,14 +55,6 @@ class Flavors(ResourceHandler):
             out["flavors_links"] = [{"rel": "next", "href": next_link(
                 req.base_url + req.request.url.path, q, flavors[-1]["id"], limit)}]
         return out
-
-    @serves("GET", "/v2.1/flavors")
-    async def list_flavors(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._flavors(req, False)
-
-    @serves("GET", "/v2.1/flavors/detail")
-    async def list_flavors_detail(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._flavors(req, True)
 
     @serves("GET", "/v2.1/flavors/{flavor_id}")
     async def show_flavor(self, req: ApiRequest) -> dict[str, Any]:

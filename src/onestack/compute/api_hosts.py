@@ -46,7 +46,9 @@ class Hosts(ResourceHandler):
     def _node_up(self, n: dict[str, Any]) -> bool:
         return n.get("service") is not None and self.m.service_up(n["service"])
 
-    async def _hypervisors(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
+    @serves("GET", "/v2.1/os-hypervisors")
+    @serves("GET", "/v2.1/os-hypervisors/detail", detail=True)
+    async def list_hypervisors(self, req: ApiRequest, detail: bool = False) -> dict[str, Any]:
         req.enforce("os_compute_api:os-hypervisors", _tgt(req))
         v = ver(req)
         nodes = await req.run(self.m.list_nodes)
@@ -75,14 +77,6 @@ class Hosts(ResourceHandler):
                 servers = await req.run(self.m.instances_on_host, n["host"])
             out.append(views.hypervisor(n, v, detail, self._node_up(n), servers))
         return {"hypervisors": out}
-
-    @serves("GET", "/v2.1/os-hypervisors")
-    async def list_hypervisors(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._hypervisors(req, False)
-
-    @serves("GET", "/v2.1/os-hypervisors/detail")
-    async def list_hypervisors_detail(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._hypervisors(req, True)
 
     async def _node(self, req: ApiRequest, hid: str) -> dict[str, Any]:
         nodes = await req.run(self.m.list_nodes)

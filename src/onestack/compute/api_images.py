@@ -40,7 +40,9 @@ class ImageProxy(ResourceHandler):
                     {"rel": "bookmark", "href": f"{base}/servers/{sid}"}]}
         return doc
 
-    async def _images(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
+    @serves("GET", "/v2.1/images")
+    @serves("GET", "/v2.1/images/detail", detail=True)
+    async def list_images(self, req: ApiRequest, detail: bool = False) -> dict[str, Any]:
         if ver(req) > "2.35" or self.images is None:
             raise NotFound("The resource could not be found.")
         q = await req.run(self.images.parse_list_query, {}, 1000, 1000)
@@ -76,14 +78,6 @@ class ImageProxy(ResourceHandler):
         if f.get("limit"):
             imgs = imgs[:schemas.integer(f.get("limit"), "limit", 0)]
         return {"images": [self._image_doc(i, req.base_url, detail) for i in imgs]}
-
-    @serves("GET", "/v2.1/images")
-    async def list_images(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._images(req, False)
-
-    @serves("GET", "/v2.1/images/detail")
-    async def list_images_detail(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._images(req, True)
 
     @serves("GET", "/v2.1/images/{image_id}")
     async def show_image(self, req: ApiRequest) -> dict[str, Any]:

@@ -27,21 +27,15 @@ class ServerMetadata(ResourceHandler):
         inst = await self.find_server(req, "os_compute_api:server-metadata:index")
         return {"metadata": inst["metadata"]}
 
-    async def _set_meta(self, req: ApiRequest, replace: bool) -> dict[str, Any]:
-        inst = await self.find_server(req, "os_compute_api:server-metadata:update_all" if replace
-                                else "os_compute_api:server-metadata:create")
+    @serves("PUT", "/v2.1/servers/{server_id}/metadata", replace=True)
+    @serves("POST", "/v2.1/servers/{server_id}/metadata")
+    async def set_metadata(self, req: ApiRequest, replace: bool = False) -> dict[str, Any]:
+        rule = "update_all" if replace else "create"
+        inst = await self.find_server(req, f"os_compute_api:server-metadata:{rule}")
         body = await req.json()
         meta = schemas.metadata(schemas.obj(body, "metadata"))
         out = await req.run(self.m.set_metadata, req.ctx, inst["uuid"], meta, replace)
         return {"metadata": out}
-
-    @serves("PUT", "/v2.1/servers/{server_id}/metadata")
-    async def replace_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._set_meta(req, True)
-
-    @serves("POST", "/v2.1/servers/{server_id}/metadata")
-    async def update_metadata(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._set_meta(req, False)
 
     @serves("GET", "/v2.1/servers/{server_id}/metadata/{key}")
     async def get_meta_item(self, req: ApiRequest) -> dict[str, Any]:

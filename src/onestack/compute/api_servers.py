@@ -159,7 +159,9 @@ class Servers(ResourceHandler):
             out.append((k, d))
         return out
 
-    async def _list(self, req: ApiRequest, detail: bool) -> Response:
+    @serves("GET", "/v2.1/servers")
+    @serves("GET", "/v2.1/servers/detail", detail=True)
+    async def list_servers(self, req: ApiRequest, detail: bool = False) -> Response:
         v = ver(req)
         req.enforce("os_compute_api:servers:detail" if detail
                     else "os_compute_api:servers:index", tgt(req))
@@ -205,14 +207,6 @@ class Servers(ResourceHandler):
             out["servers_links"] = [{"rel": "next", "href": next_link(
                 path, req.query, insts[-1]["uuid"], limit)}]
         return json_response(out)
-
-    @serves("GET", "/v2.1/servers")
-    async def list_servers(self, req: ApiRequest) -> Response:
-        return await self._list(req, False)
-
-    @serves("GET", "/v2.1/servers/detail")
-    async def list_servers_detail(self, req: ApiRequest) -> Response:
-        return await self._list(req, True)
 
     @serves("GET", "/v2.1/servers/{server_id}")
     async def show_server(self, req: ApiRequest) -> dict[str, Any]:

@@ -63,19 +63,13 @@ class AttachmentRoutes:
         #: Refuses (409) removing an attachment the compute service uses.
         self.guard = guard
 
-    async def _list(self, req: ApiRequest, detail: bool) -> dict[str, Any]:
+    @serves("GET", "/v3/attachments")
+    @serves("GET", "/v3/attachments/detail", detail=True)
+    async def list(self, req: ApiRequest, detail: bool = False) -> dict[str, Any]:
         _need(req, "3.27")
         filters = {k: req.query[k] for k in _FILTERS if req.query.get(k)}
         rows = await req.run(self.a.list, req.ctx, "all_tenants" in req.query, filters)
         return {"attachments": [attachment_view(v, detail) for v in rows]}
-
-    @serves("GET", "/v3/attachments")
-    async def list(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._list(req, False)
-
-    @serves("GET", "/v3/attachments/detail")
-    async def list_detail(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._list(req, True)
 
     @serves("GET", "/v3/attachments/{id}")
     async def show(self, req: ApiRequest) -> dict[str, Any]:

@@ -87,3 +87,23 @@ def test_first_segment_where_they_differ_decides() -> None:
     a, b = _r("/a/{x}/c", "GET"), _r("/a/b/{y}", "GET")
     assert order_routes([a, b]) == [b, a]  # b is the literal one first
     assert order_routes([b, a]) == [b, a]
+
+
+class _Lists:
+    def __init__(self) -> None:
+        self.calls: list[bool] = []
+
+    @serves("GET", "/things")
+    @serves("GET", "/things/detail", detail=True)
+    async def list_things(self, req: object, detail: bool = False) -> bool:
+        self.calls.append(detail)
+        return detail
+
+
+async def test_route_arguments_reach_the_handler() -> None:
+    h = _Lists()
+    got = {d.path: fn for d, fn in declared(h)}
+    assert await got["/things"](None) is False
+    assert await got["/things/detail"](None) is True
+    assert got["/things/detail"].__name__ == "list_things"
+    assert h.calls == [False, True]
