@@ -55,9 +55,12 @@ class ServerActions(ResourceHandler):
                 ",".join(body) if isinstance(body, dict) else str(body)))
         (action, args), = body.items()
         handler = _ACTIONS.get(action)
-        if handler is None:
+        if handler is None and action not in _PLAIN:
             raise BadRequest(f"There is no such action: {action}")
         inst = await self.api.find_server(req, ACTION_RULES[action])
+        if handler is None:
+            await self.simple(req, inst, *_PLAIN[action])
+            return Response(status_code=202)
         fn = next(getattr(p, handler) for p in self.providers if hasattr(p, handler))
         result = await fn(req, inst, args)
         if isinstance(result, Response):
@@ -77,24 +80,6 @@ class ServerActions(ResourceHandler):
         inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "reboot",
                              "rebooting_hard" if hard else "rebooting", vms, tasks, True)
         await self.api.cast(inst, "reboot_instance", instance_uuid=inst["uuid"], hard=hard)
-
-    async def a_stop(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.simple(req, inst, "stop", "powering-off", "stop_instance")
-
-    async def a_start(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.simple(req, inst, "start", "powering-on", "start_instance")
-
-    async def a_pause(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.simple(req, inst, "pause", "pausing", "pause_instance")
-
-    async def a_unpause(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.simple(req, inst, "unpause", "unpausing", "unpause_instance")
-
-    async def a_suspend(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.simple(req, inst, "suspend", "suspending", "suspend_instance")
-
-    async def a_resume(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.simple(req, inst, "resume", "resuming", "resume_instance")
 
     async def a_rescue(self, req: ApiRequest, inst: InstanceDict, args: Any) -> dict[str, Any]:
         args = args or {}
@@ -116,9 +101,6 @@ class ServerActions(ResourceHandler):
         await self.simple(req, inst, "rescue", "rescuing", "rescue_instance",
                            rescue_image=rescue_image)
         return {"adminPass": password}
-
-    async def a_unrescue(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        await self.simple(req, inst, "unrescue", "unrescuing", "unrescue_instance")
 
     async def a_lock(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
         reason = None
@@ -256,9 +238,7 @@ class ServerActions(ResourceHandler):
                            f"in vm_state {inst['vm_state']}")
 
 _ACTIONS = {
-    "reboot": "a_reboot", "os-stop": "a_stop", "os-start": "a_start", "pause": "a_pause",
-    "unpause": "a_unpause", "suspend": "a_suspend", "resume": "a_resume",
-    "rescue": "a_rescue", "unrescue": "a_unrescue", "lock": "a_lock", "unlock": "a_unlock",
+    "reboot": "a_reboot", "rescue": "a_rescue", "lock": "a_lock", "unlock": "a_unlock",
     "os-resetState": "a_reset_state", "resetNetwork": "a_reset_network",
     "injectNetworkInfo": "a_reset_network",
     "os-getConsoleOutput": "a_console_output", "createImage": "a_create_image",
@@ -275,6 +255,17 @@ _ACTIONS = {
     "os-getVNCConsole": "a_deprecated_console", "os-getSPICEConsole": "a_deprecated_console",
     "os-getSerialConsole": "a_deprecated_console",
     "os-getRDPConsole": "a_deprecated_console",
+}
+#: Actions that only begin a task and cast it to the host agent: (action recorded, task
+#: state, agent method).
+_PLAIN = {
+    "os-stop": ("stop", "powering-off", "stop_instance"),
+    "os-start": ("start", "powering-on", "start_instance"),
+    "pause": ("pause", "pausing", "pause_instance"),
+    "unpause": ("unpause", "unpausing", "unpause_instance"),
+    "suspend": ("suspend", "suspending", "suspend_instance"),
+    "resume": ("resume", "resuming", "resume_instance"),
+    "unrescue": ("unrescue", "unrescuing", "unrescue_instance"),
 }
 _OK_200 = {"os-getConsoleOutput", "rescue", "os-getVNCConsole", "os-getSPICEConsole",
            "os-getSerialConsole", "os-getRDPConsole"}

@@ -142,20 +142,18 @@ class Flavors(ResourceHandler):
     async def flavor_action(self, req: ApiRequest) -> dict[str, Any]:
         body = await req.json()
         fid = req.param("flavor_id")
-        if isinstance(body, dict) and "addTenantAccess" in body:
-            req.enforce("os_compute_api:os-flavor-access:add_tenant_access", _tgt(req))
-            tenant = schemas.obj(body, "addTenantAccess").get("tenant")
-            if not isinstance(tenant, str) or not tenant:
-                raise ValidationError("Invalid input for field/attribute tenant.")
-            projects = await req.run(self.m.add_flavor_access, fid, tenant)
-        elif isinstance(body, dict) and "removeTenantAccess" in body:
-            req.enforce("os_compute_api:os-flavor-access:remove_tenant_access", _tgt(req))
-            tenant = schemas.obj(body, "removeTenantAccess").get("tenant")
-            if not isinstance(tenant, str) or not tenant:
-                raise ValidationError("Invalid input for field/attribute tenant.")
-            projects = await req.run(self.m.remove_flavor_access, fid, tenant)
-        else:
+        key = next((k for k in ("addTenantAccess", "removeTenantAccess")
+                    if isinstance(body, dict) and k in body), None)
+        if key is None:
             raise BadRequest("There is no such action")
+        add = key == "addTenantAccess"
+        req.enforce("os_compute_api:os-flavor-access:"
+                    + ("add_tenant_access" if add else "remove_tenant_access"), _tgt(req))
+        tenant = schemas.obj(body, key).get("tenant")
+        if not isinstance(tenant, str) or not tenant:
+            raise ValidationError("Invalid input for field/attribute tenant.")
+        change = self.m.add_flavor_access if add else self.m.remove_flavor_access
+        projects = await req.run(change, fid, tenant)
         return {"flavor_access": [{"flavor_id": fid, "tenant_id": p} for p in projects]}
 
     @serves("GET", "/v2.1/flavors/{flavor_id}/os-extra_specs")

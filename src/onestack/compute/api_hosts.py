@@ -108,20 +108,11 @@ class Hosts(ResourceHandler):
         return {"hypervisor": doc}
 
     @serves("GET", "/v2.1/os-hypervisors/{name}/search")
-    async def hypervisor_search(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("os_compute_api:os-hypervisors", _tgt(req))
-        if ver(req) >= "2.53":
-            raise NotFound("The resource could not be found.")
-        name = req.param("name")
-        nodes = [n for n in await req.run(self.m.list_nodes)
-                 if name in n["hypervisor_hostname"]]
-        if not nodes:
-            raise NotFound(f"No hypervisor matching '{name}' could be found.")
-        return {"hypervisors": [views.hypervisor(n, ver(req), False, self._node_up(n))
-                                for n in nodes]}
-
-    @serves("GET", "/v2.1/os-hypervisors/{name}/servers")
-    async def hypervisor_servers(self, req: ApiRequest) -> dict[str, Any]:
+    @serves("GET", "/v2.1/os-hypervisors/{name}/servers", servers=True)
+    async def hypervisors_named(self, req: ApiRequest, servers: bool = False
+                                ) -> dict[str, Any]:
+        """The hypervisors whose name contains ``name`` (before 2.53), with their servers on
+        ``/servers``."""
         req.enforce("os_compute_api:os-hypervisors", _tgt(req))
         if ver(req) >= "2.53":
             raise NotFound("The resource could not be found.")
@@ -132,9 +123,9 @@ class Hosts(ResourceHandler):
             raise NotFound(f"No hypervisor matching '{name}' could be found.")
         out = []
         for n in nodes:
-            servers = await req.run(self.m.instances_on_host, n["host"])
-            doc = views.hypervisor(n, ver(req), False, self._node_up(n), servers)
-            if not servers:
+            on_host = await req.run(self.m.instances_on_host, n["host"]) if servers else None
+            doc = views.hypervisor(n, ver(req), False, self._node_up(n), on_host)
+            if servers and not on_host:
                 doc.pop("servers")
             out.append(doc)
         return {"hypervisors": out}

@@ -73,24 +73,21 @@ class Quotas(ResourceHandler):
         return out
 
     @serves("GET", "/v2.1/os-quota-sets/{project_id}")
-    async def show_quota(self, req: ApiRequest) -> dict[str, Any]:
+    @serves("GET", "/v2.1/os-quota-sets/{project_id}/detail", detail=True)
+    async def show_quota(self, req: ApiRequest, detail: bool = False) -> dict[str, Any]:
+        """A project's (or a user's) quotas; in detail, with what is in use."""
         project = req.param("project_id")
-        req.enforce("os_compute_api:os-quota-sets:show", _tgt(req, project))
+        req.enforce("os_compute_api:os-quota-sets:" + ("detail" if detail else "show"),
+                    _tgt(req, project))
         user = req.query.get("user_id")
         lim = await req.run(self.m.quota_limits, project, user)
-        return {"quota_set": self._quota_doc(lim, ver(req), project)}
-
-    @serves("GET", "/v2.1/os-quota-sets/{project_id}/detail")
-    async def show_quota_detail(self, req: ApiRequest) -> dict[str, Any]:
-        project = req.param("project_id")
-        req.enforce("os_compute_api:os-quota-sets:detail", _tgt(req, project))
-        user = req.query.get("user_id")
-        lim = await req.run(self.m.quota_limits, project, user)
-        used = await req.run(self.m.quota_usage, project, user)
-        if user:
-            used.setdefault("key_pairs", 0)
-        else:
-            used["key_pairs"] = 0
+        used = None
+        if detail:
+            used = await req.run(self.m.quota_usage, project, user)
+            if user:
+                used.setdefault("key_pairs", 0)
+            else:
+                used["key_pairs"] = 0
         return {"quota_set": self._quota_doc(lim, ver(req), project, used)}
 
     @serves("GET", "/v2.1/os-quota-sets/{project_id}/defaults")

@@ -14,7 +14,7 @@ from onestack.common.timeutils import isotime
 from onestack.db.volume import Group, GroupSnapshot, GroupType
 from onestack.volume.groups import Groups
 from onestack.volume.microversion import version_of
-from onestack.volume.params import _bool, _metadata, _obj, _text
+from onestack.volume.params import _bool, _metadata, _obj, _text, type_changes
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -89,13 +89,7 @@ class GroupRoutes:
         self._since(req, "3.11")
         self._policy(req, "group:group_types:update")
         body = _obj(await req.json(), "group_type")
-        changes: dict[str, Any] = {}
-        if "name" in body:
-            changes["name"] = _text(body["name"], "name", nullable=False)
-        if "description" in body:
-            changes["description"] = _text(body["description"], "description")
-        if "is_public" in body:
-            changes["is_public"] = _bool(body["is_public"], "is_public")
+        changes = type_changes(body)
         t = await req.run(self.g.update_type, req.param("id"), changes)
         return {"group_type": self._type_view(t)}
 
@@ -272,16 +266,11 @@ class GroupRoutes:
         return doc
 
     @serves("GET", "/v3/group_snapshots")
-    async def list_snapshots(self, req: ApiRequest) -> dict[str, Any]:
+    @serves("GET", "/v3/group_snapshots/detail", detail=True)
+    async def list_snapshots(self, req: ApiRequest, detail: bool = False) -> dict[str, Any]:
         self._since(req, "3.14")
         rows = await req.run(self.g.list_snapshots, req.ctx, self._all(req))
-        return {"group_snapshots": [self._snap_view(gs, False) for gs in rows]}
-
-    @serves("GET", "/v3/group_snapshots/detail")
-    async def list_snapshots_detail(self, req: ApiRequest) -> dict[str, Any]:
-        self._since(req, "3.14")
-        rows = await req.run(self.g.list_snapshots, req.ctx, self._all(req))
-        return {"group_snapshots": [self._snap_view(gs, True) for gs in rows]}
+        return {"group_snapshots": [self._snap_view(gs, detail) for gs in rows]}
 
     @serves("GET", "/v3/group_snapshots/{id}")
     async def show_snapshot(self, req: ApiRequest) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.volume import encryption, views
 from onestack.volume.encryption import EncryptionTypes
-from onestack.volume.params import _bool, _metadata, _obj, _text
+from onestack.volume.params import _bool, _metadata, _obj, _text, type_changes
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -59,13 +59,7 @@ class TypeRoutes:
     async def update_type(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req)
         body = _obj(await req.json(), "volume_type")
-        changes: dict[str, Any] = {}
-        if "name" in body:
-            changes["name"] = _text(body["name"], "name", nullable=False)
-        if "description" in body:
-            changes["description"] = _text(body["description"], "description")
-        if "is_public" in body:
-            changes["is_public"] = _bool(body["is_public"], "is_public")
+        changes = type_changes(body)
         if not changes:
             raise BadRequest("Invalid input received: a volume type update needs a name, a "
                              "description or is_public.")

@@ -45,19 +45,20 @@ class MessagesMixin:
             return list(s.scalars(q.order_by(Message.created_at.desc())))
         return self._read(run)
 
+    @staticmethod
+    def _visible_message(s: Session, ctx: RequestContext, message_id: str) -> Message:
+        """The message, if it is the caller's project's (or the caller is an admin): 404."""
+        msg = s.get(Message, message_id)
+        if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
+            raise NotFound(f"Message {message_id} could not be found.")
+        return msg
+
     def get_message(self, ctx: RequestContext, message_id: str) -> Message:
-        def run(s: Session) -> Message:
-            msg = s.get(Message, message_id)
-            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
-                raise NotFound(f"Message {message_id} could not be found.")
-            return msg
-        return self._read(run)
+        return self._read(lambda s: self._visible_message(s, ctx, message_id))
 
     def delete_message(self, ctx: RequestContext, message_id: str) -> None:
         def run(s: Session) -> None:
-            msg = s.get(Message, message_id)
-            if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
-                raise NotFound(f"Message {message_id} could not be found.")
+            msg = self._visible_message(s, ctx, message_id)
             self.enforce(ctx, "message:delete", msg.project_id)
             s.delete(msg)
         self._tx(run)

@@ -84,3 +84,16 @@ def _updates(body: dict[str, Any], what: str) -> dict[str, Any]:
                          "description or metadata.")
     return changes
 
+
+
+def type_changes(body: dict[str, Any]) -> dict[str, Any]:
+    """The changes a volume type or group type update asks for: ``name`` (not null),
+    ``description``, ``is_public``."""
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = _text(body["name"], "name", nullable=False)
+    if "description" in body:
+        changes["description"] = _text(body["description"], "description")
+    if "is_public" in body:
+        changes["is_public"] = _bool(body["is_public"], "is_public")
+    return changes
