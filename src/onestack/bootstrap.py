@@ -101,10 +101,11 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
         network.ensure_agents()
     network.start_dataplane()
     bus = FaultBus(make_bus(settings.bus_url), parts.faults)
+    from onestack.image.for_volume import LocalImages
     from onestack.volume.setup import build_volume
 
     volume, apps["volume"], volume_api = build_volume(settings, db, tokens, policy_file,
-                                                      auth_uri, images=image)
+                                                      auth_uri, images=LocalImages(image))
     from onestack.volume.for_compute import LocalVolumes
 
     compute, compute_app, scheduler, agents, compute_api = build_compute(

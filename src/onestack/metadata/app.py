@@ -32,10 +32,12 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 
+from onestack.common.context import RequestContext
+from onestack.config import Settings
 from onestack.metadata.content import (
     EC2_VERSIONS,
     OPENSTACK_VERSIONS,
@@ -72,7 +74,27 @@ def load_or_create_secret(data_dir: Path, configured: str = "") -> str:
     return secret
 
 
-def compute_lookup(manager: Any, network: Any = None) -> Lookup:
+class InstanceSource(Protocol):
+    """What the metadata service reads and writes of the compute service (its manager)."""
+
+    def get_instance(self, ctx: RequestContext | None, uuid: str) -> dict[str, Any]:
+        """The instance (admin view when ``ctx`` is None); raises when there is none."""
+        ...
+
+    def update_system_metadata(self, uuid: str, **items: Any) -> None:
+        """Set items of the instance's system metadata (the password a guest posts)."""
+        ...
+
+
+class PortSource(Protocol):
+    """What the metadata service reads of the network service: a device's ports."""
+
+    def device_ports(self, device_id: str) -> list[dict[str, Any]]:
+        """The ports bound to ``device_id``, with their fixed and floating IPs."""
+        ...
+
+
+def compute_lookup(manager: InstanceSource, network: PortSource | None = None) -> Lookup:
     """A lookup reading instances through ``ComputeManager.get_instance`` (admin view); with
     the network manager, the ports are read live (floating IPs associated after the boot
     included), else from the instance's port cache."""
@@ -263,12 +285,12 @@ def _is_password_path(path: str) -> bool:
     return len(parts) == 3 and parts[0] == "openstack" and parts[2] == "password"
 
 
-def build_metadata_app(settings: Any, compute: Any, network: Any = None) -> MetadataApp:
+def build_metadata_app(settings: Settings, compute: InstanceSource,
+                       network: PortSource | None = None) -> MetadataApp:
     """The metadata service of ``onestack up``: instances read through the compute manager
     (ports live from the network manager when given), the secret from
     ``metadata_proxy_shared_secret`` or ``DATA/metadata-secret``."""
-    secret = load_or_create_secret(settings.data_dir,
-                                   getattr(settings, "metadata_proxy_shared_secret", ""))
+    secret = load_or_create_secret(settings.data_dir, settings.metadata_proxy_shared_secret)
 
     def store_password(uuid: str, password: str) -> None:
         compute.update_system_metadata(uuid, password=password)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import socket
-from typing import Any
+
+from starlette.types import ASGIApp
 
 from onestack.api.app import TokenValidator, add_declared, make_app
 from onestack.config import Settings
@@ -26,7 +27,7 @@ from onestack.volume.api_volumes import VolumeRoutes
 from onestack.volume.attachments import Attachments
 from onestack.volume.backup_store import DirectoryBackupStore
 from onestack.volume.backups import Backups
-from onestack.volume.images import LocalImages
+from onestack.volume.images import ImageSource
 from onestack.volume.manager import VolumeManager
 from onestack.volume.microversion import VolumeVersionLayer
 
@@ -47,12 +48,13 @@ def build_volume_driver(settings: Settings) -> VolumeDriver:
 
 
 def build_volume(settings: Settings, db: Database, tokens: TokenValidator,
-                 policy_file: str | None, auth_uri: str, images: Any = None
-                 ) -> tuple[VolumeManager, Any, VolumeAPI]:
-    """``images``: the in-process image manager (volumes from images read its files)."""
+                 policy_file: str | None, auth_uri: str, images: ImageSource | None = None
+                 ) -> tuple[VolumeManager, ASGIApp, VolumeAPI]:
+    """``images``: the image service (volumes from images read its files; None: no
+    volumes from images)."""
     manager = VolumeManager(db, build_volume_driver(settings), build_policy(policy_file),
                             host=settings.compute_host or socket.gethostname(),
-                            images=LocalImages(images) if images is not None else None)
+                            images=images)
     if settings.volume_unified_limits:
         from onestack.identity.limits import UnifiedLimits
 

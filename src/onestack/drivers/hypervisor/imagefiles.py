@@ -20,22 +20,70 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from onestack.drivers.hypervisor.base import DriverError
+from onestack.drivers.imagestore.base import ImageStore
 
 LOG = logging.getLogger(__name__)
 
 
+class ImageRecord(Protocol):
+    """What is read of an image's record (the image service's ``ImageInfo``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def disk_format(self) -> str | None: ...
+    @property
+    def checksum(self) -> str | None: ...
+    @property
+    def os_hash_algo(self) -> str | None: ...
+    @property
+    def os_hash_value(self) -> str | None: ...
+    @property
+    def properties(self) -> Mapping[str, str]: ...
+
+
+class ImageStores(Protocol):
+    """The image service's stores, by id (its ``StoreSet``)."""
+
+    def get(self, store_id: str) -> ImageStore:
+        """The store ``store_id``."""
+        ...
+
+    def open(self, location: str) -> Iterator[bytes]:
+        """The data at ``location``, in chunks."""
+        ...
+
+
+class ImageCatalog(Protocol):
+    """What the compute host reads of the image service (its ``ImageManager``, in process)."""
+
+    stores: ImageStores
+
+    def get_internal(self, image_id: str) -> ImageRecord | None:
+        """The image's record whoever owns it; None when there is none."""
+        ...
+
+    def locations(self, img: ImageRecord) -> dict[str, str]:
+        """The image's data location in each store holding it, by store id."""
+        ...
+
+    def store_ids(self, img: ImageRecord) -> list[str]:
+        """The ids of the stores holding the image, in the order to read them."""
+        ...
+
+
 class ImageFiles:
-    """``resolve(image) -> image`` with local files (see the module docstring).
+    """``resolve(image) -> image`` with local files (see the module docstring), over the
+    image service (``ImageCatalog``)."""
 
-    ``images`` is the image service's manager (``get_internal``, ``locations``,
-    ``store_ids``, ``stores``).
-    """
-
-    def __init__(self, images: Any, cache_dir: str | Path) -> None:
+    def __init__(self, images: ImageCatalog, cache_dir: str | Path) -> None:
         self.images = images
         self.cache_dir = Path(cache_dir)
 
@@ -71,7 +119,7 @@ class ImageFiles:
             out[f"{kind}_checksum"] = sub.os_hash_value or sub.checksum
         return out
 
-    def _local_file(self, info: Any) -> str | None:
+    def _local_file(self, info: ImageRecord) -> str | None:
         """A local file holding the image's data (None when it has none)."""
         if info.status not in ("active", "deactivated"):
             return None
@@ -87,7 +135,7 @@ class ImageFiles:
         # No store has it as a file of this host: download once into the cache.
         return self._download(info, locations)
 
-    def _download(self, info: Any, locations: dict[str, str]) -> str:
+    def _download(self, info: ImageRecord, locations: dict[str, str]) -> str:
         checksum = str(info.os_hash_value or info.checksum or "")
         ident = re.sub(r"[^0-9A-Za-z-]", "", str(info.id))[:64] or "image"
         dest = self.cache_dir / f"{ident}-{hashlib.sha256(checksum.encode()).hexdigest()[:16]}"
