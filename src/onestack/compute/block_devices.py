@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from onestack.common.errors import BadRequest, NotFound
+from onestack.compute.store import ManagerState
 from onestack.db.compute import Instance
 
 KEY = "block_devices"
@@ -65,9 +66,10 @@ def device_name(inst: dict[str, Any], wanted: Any) -> str:
 
 
 class BlockDevices:
-    """Changes of servers' block device records (``manager`` is the compute manager)."""
+    """Changes of servers' block device records (``manager``: the compute manager, for its
+    transactions)."""
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: ManagerState) -> None:
         self.m = manager
 
     def _change(self, instance_uuid: str,

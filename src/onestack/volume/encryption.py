@@ -10,7 +10,7 @@ type exist, its encryption cannot be created, changed or removed (Cinder's rule)
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +18,9 @@ from sqlalchemy.orm import Session
 from onestack.common.errors import BadRequest, Conflict, NotFound
 from onestack.common.timeutils import isotime, utcnow
 from onestack.db.volume import Volume, VolumeType, VolumeTypeEncryption
+
+if TYPE_CHECKING:
+    from onestack.volume.manager import VolumeManager
 
 #: The fields of an encryption spec.
 FIELDS = ("provider", "cipher", "key_size", "control_location")
@@ -81,7 +84,7 @@ def encrypted(s: Session, type_id: str | None) -> bool:
 class EncryptionTypes:
     """Encryption specs of volume types (``m``: the volume manager, for transactions)."""
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: VolumeManager) -> None:
         self.m = manager
 
     @staticmethod
