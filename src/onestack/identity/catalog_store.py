@@ -48,13 +48,7 @@ class CatalogStore(IdentityState):
         return self.cache.get(("catalog",), load)
 
     def get_region(self, region_id: str, s: Session | None = None) -> Region:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_region(region_id, s2)
-        r = s.get(Region, region_id)
-        if r is None:
-            raise NotFound(f"Could not find region: {region_id}.")
-        return r
+        return self._fetch(Region, region_id, "region", s)
 
     def list_regions(self, parent_region_id: str | None = None) -> list[Region]:
         with self.db.reader() as s:
@@ -117,13 +111,7 @@ class CatalogStore(IdentityState):
             s.delete(r)
 
     def get_service(self, service_id: str, s: Session | None = None) -> Service:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_service(service_id, s2)
-        svc = s.get(Service, service_id)
-        if svc is None:
-            raise NotFound(f"Could not find service: {service_id}.")
-        return svc
+        return self._fetch(Service, service_id, "service", s)
 
     def list_services(self, type: str | None = None, name: str | None = None) -> list[Service]:
         with self.db.reader() as s:
@@ -166,13 +154,7 @@ class CatalogStore(IdentityState):
             s.delete(svc)
 
     def get_endpoint(self, endpoint_id: str, s: Session | None = None) -> Endpoint:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_endpoint(endpoint_id, s2)
-        e = s.get(Endpoint, endpoint_id)
-        if e is None:
-            raise NotFound(f"Could not find endpoint: {endpoint_id}.")
-        return e
+        return self._fetch(Endpoint, endpoint_id, "endpoint", s)
 
     def list_endpoints(self, interface: str | None = None, service_id: str | None = None,
                        region_id: str | None = None) -> list[Endpoint]:

@@ -33,13 +33,7 @@ class ResourceStore(IdentityState):
 
     # ------------------------------------------------------------------ domains
     def get_domain(self, domain_id: str, s: Session | None = None) -> Domain:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_domain(domain_id, s2)
-        d = s.get(Domain, domain_id)
-        if d is None:
-            raise NotFound(f"Could not find domain: {domain_id}.")
-        return d
+        return self._fetch(Domain, domain_id, "domain", s)
 
     def list_domains(self, name: str | None = None, enabled: bool | None = None,
                      ids: Iterable[str] | None = None) -> list[Domain]:
@@ -106,13 +100,7 @@ class ResourceStore(IdentityState):
         self.revoke(domain_id=domain_id)
     # ------------------------------------------------------------------ projects
     def get_project(self, project_id: str, s: Session | None = None) -> Project:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_project(project_id, s2)
-        p = s.get(Project, project_id)
-        if p is None:
-            raise NotFound(f"Could not find project: {project_id}.")
-        return p
+        return self._fetch(Project, project_id, "project", s)
 
     def project_tags(self, project_ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {pid: [] for pid in project_ids}

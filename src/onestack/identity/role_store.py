@@ -45,13 +45,7 @@ class RoleStore(IdentityState):
 
     # ------------------------------------------------------------------ roles
     def get_role(self, role_id: str, s: Session | None = None) -> Role:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_role(role_id, s2)
-        r = s.get(Role, role_id)
-        if r is None:
-            raise NotFound(f"Could not find role: {role_id}.")
-        return r
+        return self._fetch(Role, role_id, "role", s)
 
     def find_role(self, name: str, domain_id: str | None = None) -> Role | None:
         with self.db.reader() as s:

@@ -8,17 +8,19 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from onestack.common.errors import Conflict
+from onestack.common.errors import Conflict, NotFound
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.identity import RevocationEvent as RevocationRow
 from onestack.identity.cache import IdentityCache, RevocationEvent, RevocationList
 from onestack.identity.tokens import FernetCodec
+
+_Row = TypeVar("_Row")
 
 USER_PROJECT, GROUP_PROJECT = "UserProject", "GroupProject"
 USER_DOMAIN, GROUP_DOMAIN = "UserDomain", "GroupDomain"
@@ -115,3 +117,14 @@ class IdentityState:
     def write(self) -> contextlib.AbstractContextManager[Session]:
         """A write transaction that refreshes the caches after commit (``IdentityManager``)."""
         raise NotImplementedError
+
+    def _fetch(self, model: type[_Row], key: str, kind: str, s: Session | None = None) -> _Row:
+        """The ``model`` row of id ``key``, read in ``s`` (or in a reader of its own), or
+        Keystone's 404 ``Could not find {kind}: {key}.``"""
+        if s is None:
+            with self.db.reader() as s2:
+                return self._fetch(model, key, kind, s2)
+        row = s.get(model, key)
+        if row is None:
+            raise NotFound(f"Could not find {kind}: {key}.")
+        return row

@@ -30,13 +30,7 @@ class UserStore(IdentityState):
 
     # ------------------------------------------------------------------ users
     def get_user(self, user_id: str, s: Session | None = None) -> User:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_user(user_id, s2)
-        u = s.get(User, user_id)
-        if u is None:
-            raise NotFound(f"Could not find user: {user_id}.")
-        return u
+        return self._fetch(User, user_id, "user", s)
 
     def find_user(self, name: str, domain_id: str) -> User | None:
         with self.db.reader() as s:
@@ -161,13 +155,7 @@ class UserStore(IdentityState):
                     failed_auth_count=0, last_active_at=utcnow()))
     # ------------------------------------------------------------------ groups
     def get_group(self, group_id: str, s: Session | None = None) -> Group:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_group(group_id, s2)
-        g = s.get(Group, group_id)
-        if g is None:
-            raise NotFound(f"Could not find group: {group_id}.")
-        return g
+        return self._fetch(Group, group_id, "group", s)
 
     def list_groups(self, filters: dict[str, Any] | None = None) -> list[Group]:
         filters = filters or {}
