@@ -38,6 +38,9 @@ from onestack.identity.store import (
     _name_free,
 )
 
+#: An assignment's primary key: (type, actor id, target id, role id, inherited).
+GrantKey = tuple[str, str, str, str, bool]
+
 
 class RoleStore(IdentityState):
     """The assignment backend: roles, implied roles, grants, effective roles and the role data
@@ -197,23 +200,42 @@ class RoleStore(IdentityState):
             return "Group", group_id
         raise BadRequest("Specify a user or group.")
 
+    def _grant_key(self, s: Session, role_id: str, user_id: str | None, group_id: str | None,
+                   project_id: str | None, domain_id: str | None, system: str | None,
+                   inherited: bool) -> tuple[Role, str, GrantKey]:
+        """A grant's role, actor kind (``User``/``Group``) and assignment key (type, actor,
+        target, role, inherited), the role, actor and target each checked to exist."""
+        role = self.get_role(role_id, s)
+        actor_kind, actor = self._grant_actor(s, user_id, group_id)
+        target_kind, target = self._grant_target(s, project_id, domain_id, system)
+        return role, actor_kind, (actor_kind + target_kind, actor, target, role_id, inherited)
+
+    @staticmethod
+    def _assignment(s: Session, actor_kind: str, key: GrantKey) -> Assignment:
+        """The assignment row of ``key``, or Keystone's 404 naming the role, actor and
+        target."""
+        row = s.get(Assignment, key)
+        if row is None:
+            _, actor, target, role_id, _ = key
+            raise NotFound(f"Could not find role assignment with role: {role_id}, "
+                           f"{actor_kind.lower()}: {actor}, target: {target}.")
+        return row
+
     def create_grant(self, role_id: str, *, user_id: str | None = None,
                      group_id: str | None = None, project_id: str | None = None,
                      domain_id: str | None = None, system: str | None = None,
                      inherited: bool = False) -> None:
         with self.write() as s:
-            role = self.get_role(role_id, s)
-            actor_kind, actor = self._grant_actor(s, user_id, group_id)
-            target_kind, target = self._grant_target(s, project_id, domain_id, system)
+            role, _, key = self._grant_key(s, role_id, user_id, group_id, project_id,
+                                           domain_id, system, inherited)
             if role.domain_id != NULL_DOMAIN:
                 target_domain = domain_id or (
                     self.get_project(project_id, s).domain_id if project_id else None)
                 if target_domain != role.domain_id:
                     raise Forbidden(
                         "Domain-specific roles can only be granted on their own domain.")
-            key = (actor_kind + target_kind, actor, target, role_id, inherited)
             if s.get(Assignment, key) is None:
-                s.add(Assignment(type=key[0], actor_id=actor, target_id=target,
+                s.add(Assignment(type=key[0], actor_id=key[1], target_id=key[2],
                                  role_id=role_id, inherited=inherited))
 
     def check_grant(self, role_id: str, *, user_id: str | None = None,
@@ -221,28 +243,19 @@ class RoleStore(IdentityState):
                     domain_id: str | None = None, system: str | None = None,
                     inherited: bool = False) -> None:
         with self.db.reader() as s:
-            self.get_role(role_id, s)
-            actor_kind, actor = self._grant_actor(s, user_id, group_id)
-            target_kind, target = self._grant_target(s, project_id, domain_id, system)
-            if s.get(Assignment, (actor_kind + target_kind, actor, target, role_id,
-                                  inherited)) is None:
-                raise NotFound(f"Could not find role assignment with role: {role_id}, "
-                               f"{actor_kind.lower()}: {actor}, target: {target}.")
+            _, actor_kind, key = self._grant_key(s, role_id, user_id, group_id, project_id,
+                                                 domain_id, system, inherited)
+            self._assignment(s, actor_kind, key)
 
     def delete_grant(self, role_id: str, *, user_id: str | None = None,
                      group_id: str | None = None, project_id: str | None = None,
                      domain_id: str | None = None, system: str | None = None,
                      inherited: bool = False) -> None:
         with self.write() as s:
-            self.get_role(role_id, s)
-            actor_kind, actor = self._grant_actor(s, user_id, group_id)
-            target_kind, target = self._grant_target(s, project_id, domain_id, system)
-            row = s.get(Assignment, (actor_kind + target_kind, actor, target, role_id,
-                                     inherited))
-            if row is None:
-                raise NotFound(f"Could not find role assignment with role: {role_id}, "
-                               f"{actor_kind.lower()}: {actor}, target: {target}.")
-            s.delete(row)
+            _, actor_kind, key = self._grant_key(s, role_id, user_id, group_id, project_id,
+                                                 domain_id, system, inherited)
+            s.delete(self._assignment(s, actor_kind, key))
+            actor = key[1]
             members = [actor] if actor_kind == "User" else list(s.scalars(
                 select(GroupMembership.user_id).where(GroupMembership.group_id == actor)))
         for uid in members:
