@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.ids import new_id
 from onestack.db.identity import Endpoint, Region, Service
-from onestack.identity.store import IdentityState, _apply
+from onestack.identity.store import IdentityState, _apply, _where_given
 
 
 class CatalogStore(IdentityState):
@@ -52,9 +52,8 @@ class CatalogStore(IdentityState):
 
     def list_regions(self, parent_region_id: str | None = None) -> list[Region]:
         with self.db.reader() as s:
-            q = select(Region).order_by(Region.id)
-            if parent_region_id is not None:
-                q = q.where(Region.parent_region_id == parent_region_id)
+            q = _where_given(select(Region).order_by(Region.id), Region,
+                             parent_region_id=parent_region_id)
             return list(s.scalars(q))
 
     def create_region(self, region_id: str | None, description: str | None = None,
@@ -94,9 +93,7 @@ class CatalogStore(IdentityState):
                             f"{region_id}.")
                     nxt = s.get(Region, cur)
                     cur = nxt.parent_region_id if nxt else None
-            _apply(r, changes, ("description", "parent_region_id"))
-            if "extra" in changes:
-                r.extra = {**(r.extra or {}), **changes["extra"]}
+            _apply(r, changes, ("description", "parent_region_id"), merge=("extra",))
         return r
 
     def delete_region(self, region_id: str) -> None:
@@ -115,10 +112,8 @@ class CatalogStore(IdentityState):
 
     def list_services(self, type: str | None = None, name: str | None = None) -> list[Service]:
         with self.db.reader() as s:
-            q = select(Service).order_by(Service.type)
-            if type is not None:
-                q = q.where(Service.type == type)
-            rows = list(s.scalars(q))
+            rows = list(s.scalars(_where_given(select(Service).order_by(Service.type), Service,
+                                               type=type)))
         if name is not None:
             rows = [r for r in rows if (r.extra or {}).get("name") == name]
         return rows
@@ -159,13 +154,8 @@ class CatalogStore(IdentityState):
     def list_endpoints(self, interface: str | None = None, service_id: str | None = None,
                        region_id: str | None = None) -> list[Endpoint]:
         with self.db.reader() as s:
-            q = select(Endpoint)
-            if interface is not None:
-                q = q.where(Endpoint.interface == interface)
-            if service_id is not None:
-                q = q.where(Endpoint.service_id == service_id)
-            if region_id is not None:
-                q = q.where(Endpoint.region_id == region_id)
+            q = _where_given(select(Endpoint), Endpoint, interface=interface,
+                             service_id=service_id, region_id=region_id)
             return list(s.scalars(q))
 
     def create_endpoint(self, service_id: str, interface: str, url: str,
@@ -199,9 +189,8 @@ class CatalogStore(IdentityState):
                     raise BadRequest(f"Could not find region: {changes['region_id']}.")
                 # The deprecated ``region`` attribute creates its region on demand.
                 s.add(Region(id=changes["region_id"], description="", extra={}))
-            _apply(e, changes, ("service_id", "interface", "url", "region_id", "enabled"))
-            if "extra" in changes:
-                e.extra = {**(e.extra or {}), **changes["extra"]}
+            _apply(e, changes, ("service_id", "interface", "url", "region_id", "enabled"),
+                   merge=("extra",))
         return e
 
     def delete_endpoint(self, endpoint_id: str) -> None:

@@ -14,7 +14,7 @@ from onestack.common.ids import new_id
 from onestack.common.timeutils import utcnow
 from onestack.db.identity import AccessRule, ApplicationCredential, Credential
 from onestack.identity import passwords
-from onestack.identity.store import IdentityState, _apply
+from onestack.identity.store import IdentityState, _apply, _where_given
 
 #: The records a user owns, which another user's request must not find.
 _Owned = TypeVar("_Owned", ApplicationCredential, AccessRule)
@@ -107,9 +107,8 @@ class CredentialStore(IdentityState):
     def list_app_creds(self, user_id: str, name: str | None = None
                        ) -> list[ApplicationCredential]:
         with self.db.reader() as s:
-            q = select(ApplicationCredential).where(ApplicationCredential.user_id == user_id)
-            if name is not None:
-                q = q.where(ApplicationCredential.name == name)
+            q = _where_given(select(ApplicationCredential), ApplicationCredential,
+                             user_id=user_id, name=name)
             return list(s.scalars(q.order_by(ApplicationCredential.name)))
 
     def delete_app_cred(self, app_cred_id: str, user_id: str) -> None:
@@ -165,11 +164,7 @@ class CredentialStore(IdentityState):
     def list_credentials(self, user_id: str | None = None, type: str | None = None
                          ) -> list[Credential]:
         with self.db.reader() as s:
-            q = select(Credential)
-            if user_id is not None:
-                q = q.where(Credential.user_id == user_id)
-            if type is not None:
-                q = q.where(Credential.type == type)
+            q = _where_given(select(Credential), Credential, user_id=user_id, type=type)
             return list(s.scalars(q))
 
     def update_credential(self, credential_id: str, changes: dict[str, Any]) -> Credential:
@@ -177,11 +172,9 @@ class CredentialStore(IdentityState):
             c = self._fetch(Credential, credential_id, "credential", s)
             if "user_id" in changes:
                 self.get_user(changes["user_id"], s)
-            _apply(c, changes, ("user_id", "project_id", "type"))
+            _apply(c, changes, ("user_id", "project_id", "type"), merge=("extra",))
             if "blob" in changes:
                 c.encrypted_blob = self._encrypt_blob(changes["blob"])
-            if "extra" in changes:
-                c.extra = {**(c.extra or {}), **changes["extra"]}
         return c
 
     def delete_credential(self, credential_id: str) -> None:

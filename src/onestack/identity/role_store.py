@@ -36,6 +36,8 @@ from onestack.identity.store import (
     UserInfo,
     _apply,
     _name_free,
+    _rename_free,
+    _where_given,
 )
 
 #: An assignment's primary key: (type, actor id, target id, role id, inherited).
@@ -57,10 +59,8 @@ class RoleStore(IdentityState):
 
     def list_roles(self, name: str | None = None, domain_id: str | None = None) -> list[Role]:
         with self.db.reader() as s:
-            q = select(Role).order_by(Role.name).where(
-                Role.domain_id == (domain_id or NULL_DOMAIN))
-            if name is not None:
-                q = q.where(Role.name == name)
+            q = _where_given(select(Role).order_by(Role.name), Role,
+                             domain_id=domain_id or NULL_DOMAIN, name=name)
             return list(s.scalars(q))
 
     def create_role(self, name: str, domain_id: str | None = None,
@@ -85,14 +85,11 @@ class RoleStore(IdentityState):
                 raise Forbidden(f"Role {role_id} is immutable and cannot be modified.")
             if "domain_id" in changes and (changes["domain_id"] or NULL_DOMAIN) != r.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != r.name.lower():
-                _name_free(s, Role, "role", changes["name"], r.domain_id, show_domain=False)
-            _apply(r, changes, ("name", "description"))
+            _rename_free(s, r, "role", changes, show_domain=False)
+            _apply(r, changes, ("name", "description"), merge=("extra",))
             if "options" in changes:
                 opts = {**(r.options or {}), **changes["options"]}
                 r.options = {k: v for k, v in opts.items() if v is not None}
-            if "extra" in changes:
-                r.extra = {**(r.extra or {}), **changes["extra"]}
         return r
 
     def delete_role(self, role_id: str) -> None:
@@ -123,22 +120,25 @@ class RoleStore(IdentityState):
                 s.add(ImpliedRole(prior_role_id=prior_id, implied_role_id=implied_id))
         return prior, implied
 
+    def _implication(self, s: Session, prior_id: str, implied_id: str
+                     ) -> tuple[Role, Role, ImpliedRole]:
+        """The two roles and the rule that the first implies the second (404 when either
+        role or the rule is missing)."""
+        prior = self.get_role(prior_id, s)
+        implied = self.get_role(implied_id, s)
+        row = s.get(ImpliedRole, (prior_id, implied_id))
+        if row is None:
+            raise NotFound(f"{prior_id} does not imply {implied_id}.")
+        return prior, implied, row
+
     def get_implied_role(self, prior_id: str, implied_id: str) -> tuple[Role, Role]:
         with self.db.reader() as s:
-            prior = self.get_role(prior_id, s)
-            implied = self.get_role(implied_id, s)
-            if s.get(ImpliedRole, (prior_id, implied_id)) is None:
-                raise NotFound(f"{prior_id} does not imply {implied_id}.")
+            prior, implied, _ = self._implication(s, prior_id, implied_id)
             return prior, implied
 
     def delete_implied_role(self, prior_id: str, implied_id: str) -> None:
         with self.write() as s:
-            self.get_role(prior_id, s)
-            self.get_role(implied_id, s)
-            row = s.get(ImpliedRole, (prior_id, implied_id))
-            if row is None:
-                raise NotFound(f"{prior_id} does not imply {implied_id}.")
-            s.delete(row)
+            s.delete(self._implication(s, prior_id, implied_id)[2])
 
     def list_implied_roles(self, prior_id: str | None = None) -> list[tuple[Role, list[Role]]]:
         with self.db.reader() as s:

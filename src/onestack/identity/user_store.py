@@ -22,7 +22,7 @@ from onestack.db.identity import (
     User,
 )
 from onestack.identity import passwords
-from onestack.identity.store import IdentityState, _apply, _name_free
+from onestack.identity.store import IdentityState, _apply, _name_free, _rename_free
 
 
 class UserStore(IdentityState):
@@ -100,8 +100,7 @@ class UserStore(IdentityState):
             u = self.get_user(user_id, s)
             if "domain_id" in changes and changes["domain_id"] != u.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != u.name.lower():
-                _name_free(s, User, "user", changes["name"], u.domain_id)
+            _rename_free(s, u, "user", changes)
             _apply(u, changes, ("name", "enabled", "default_project_id"))
             if "extra" in changes:
                 merged = {**(u.extra or {}), **changes["extra"]}
@@ -184,11 +183,8 @@ class UserStore(IdentityState):
             g = self.get_group(group_id, s)
             if "domain_id" in changes and changes["domain_id"] != g.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != g.name.lower():
-                _name_free(s, Group, "group", changes["name"], g.domain_id)
-            _apply(g, changes, ("name", "description"))
-            if "extra" in changes:
-                g.extra = {**(g.extra or {}), **changes["extra"]}
+            _rename_free(s, g, "group", changes)
+            _apply(g, changes, ("name", "description"), merge=("extra",))
         return g
 
     def delete_group(self, group_id: str) -> None:
