@@ -5,10 +5,14 @@ shape, and the small helpers several resources use."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from onestack.api.app import ApiRequest
 from onestack.common.errors import APIError, NotFound, ValidationError
+from onestack.common.timeutils import parse_isotime
+from onestack.identity import schemas
 from onestack.identity.auth import TokenService
 from onestack.identity.manager import IdentityManager
 
@@ -24,6 +28,32 @@ def keystone_fault(err: APIError) -> tuple[dict[str, Any], str]:
     """Keystone's ``{"error": {"code", "title", "message"}}``."""
     return ({"error": {"code": err.status, "title": err.title, "message": err.message}},
             "application/json")
+
+
+async def _body(req: ApiRequest, schema: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object of the request's ``{key: {...}}`` body, checked against ``schema`` (400
+    naming the first problem)."""
+    return schemas.validate(schema, schemas.body_of(await req.json(), key), key)
+
+
+def _changes(body: dict[str, Any], fields: Collection[str]) -> dict[str, Any]:
+    """An update's changes: the body's ``fields`` as they are, the rest of it (when there is
+    any) under ``extra``."""
+    changes = {k: v for k, v in body.items() if k in fields}
+    extra = {k: v for k, v in body.items() if k not in changes}
+    if extra:
+        changes["extra"] = extra
+    return changes
+
+
+def _expires_at(body: dict[str, Any]) -> dt.datetime | None:
+    """The body's ``expires_at`` time (None when it has none; 400 when it is not one)."""
+    if not body.get("expires_at"):
+        return None
+    try:
+        return parse_isotime(body["expires_at"])
+    except ValueError as exc:
+        raise ValidationError("Invalid input for field 'expires_at'.") from exc
 
 
 def _bool(value: str | None, name: str) -> bool | None:

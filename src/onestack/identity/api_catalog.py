@@ -10,7 +10,7 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
 from onestack.identity import schemas, views
-from onestack.identity.api_base import IdentityHandler
+from onestack.identity.api_base import IdentityHandler, _body, _changes
 
 
 class CatalogRoutes(IdentityHandler):
@@ -27,25 +27,25 @@ class CatalogRoutes(IdentityHandler):
     @serves("POST", "/v3/regions")
     async def create_region(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_region")
-        body = schemas.validate(schemas.REGION_CREATE,
-                                schemas.body_of(await req.json(), "region"), "region")
-        extra = {k: v for k, v in body.items()
-                 if k not in ("id", "description", "parent_region_id")}
-        region = await req.run(self.m.create_region, body.get("id"), body.get("description"),
-                               body.get("parent_region_id"), extra)
-        return FastJSON({"region": views.region(req.base_url, region)}, status_code=201)
+        body = await _body(req, schemas.REGION_CREATE, "region")
+        return await self._store_region(req, body.get("id"), body)
 
     @serves("PUT", "/v3/regions/{region_id}")
     async def put_region(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_region")
-        body = schemas.validate(schemas.REGION_CREATE,
-                                schemas.body_of(await req.json(), "region"), "region")
+        body = await _body(req, schemas.REGION_CREATE, "region")
         rid = req.param("region_id")
         if body.get("id") not in (None, rid):
             raise ValidationError("The region id in the body must match the URL.")
+        return await self._store_region(req, rid, body)
+
+    async def _store_region(self, req: ApiRequest, region_id: str | None,
+                            body: dict[str, Any]) -> Response:
+        """Create the region of a POST or PUT body (``region_id``: its id, None for a new
+        one): 201 with the region."""
         extra = {k: v for k, v in body.items()
                  if k not in ("id", "description", "parent_region_id")}
-        region = await req.run(self.m.create_region, rid, body.get("description"),
+        region = await req.run(self.m.create_region, region_id, body.get("description"),
                                body.get("parent_region_id"), extra)
         return FastJSON({"region": views.region(req.base_url, region)}, status_code=201)
 
@@ -58,12 +58,8 @@ class CatalogRoutes(IdentityHandler):
     @serves("PATCH", "/v3/regions/{region_id}")
     async def update_region(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_region")
-        body = schemas.validate(schemas.REGION_UPDATE,
-                                schemas.body_of(await req.json(), "region"), "region")
-        changes = {k: v for k, v in body.items() if k in ("description", "parent_region_id")}
-        extra = {k: v for k, v in body.items() if k not in changes}
-        if extra:
-            changes["extra"] = extra
+        body = await _body(req, schemas.REGION_UPDATE, "region")
+        changes = _changes(body, ("description", "parent_region_id"))
         region = await req.run(self.m.update_region, req.param("region_id"), changes)
         return {"region": views.region(req.base_url, region)}
 
@@ -83,8 +79,7 @@ class CatalogRoutes(IdentityHandler):
     @serves("POST", "/v3/services")
     async def create_service(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_service")
-        body = schemas.validate(schemas.SERVICE_CREATE,
-                                schemas.body_of(await req.json(), "service"), "service")
+        body = await _body(req, schemas.SERVICE_CREATE, "service")
         extra = {k: v for k, v in body.items()
                  if k not in ("type", "name", "description", "enabled")}
         svc = await req.run(self.m.create_service, body["type"], body.get("name"),
@@ -100,13 +95,8 @@ class CatalogRoutes(IdentityHandler):
     @serves("PATCH", "/v3/services/{service_id}")
     async def update_service(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_service")
-        body = schemas.validate(schemas.SERVICE_UPDATE,
-                                schemas.body_of(await req.json(), "service"), "service")
-        changes = {k: v for k, v in body.items()
-                   if k in ("type", "name", "description", "enabled")}
-        extra = {k: v for k, v in body.items() if k not in changes}
-        if extra:
-            changes["extra"] = extra
+        body = await _body(req, schemas.SERVICE_UPDATE, "service")
+        changes = _changes(body, ("type", "name", "description", "enabled"))
         svc = await req.run(self.m.update_service, req.param("service_id"), changes)
         return {"service": views.service(req.base_url, svc)}
 
@@ -130,8 +120,7 @@ class CatalogRoutes(IdentityHandler):
     @serves("POST", "/v3/endpoints")
     async def create_endpoint(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_endpoint")
-        body = schemas.validate(schemas.ENDPOINT_CREATE,
-                                schemas.body_of(await req.json(), "endpoint"), "endpoint")
+        body = await _body(req, schemas.ENDPOINT_CREATE, "endpoint")
         extra = {k: v for k, v in body.items() if k not in (
             "service_id", "interface", "url", "region_id", "region", "enabled")}
         e = await req.run(lambda: self.m.create_endpoint(
@@ -148,8 +137,7 @@ class CatalogRoutes(IdentityHandler):
     @serves("PATCH", "/v3/endpoints/{endpoint_id}")
     async def update_endpoint(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_endpoint")
-        body = schemas.validate(schemas.ENDPOINT_UPDATE,
-                                schemas.body_of(await req.json(), "endpoint"), "endpoint")
+        body = await _body(req, schemas.ENDPOINT_UPDATE, "endpoint")
         changes = {k: v for k, v in body.items()
                    if k in ("service_id", "interface", "url", "region_id", "enabled")}
         if "region" in body and "region_id" not in body:

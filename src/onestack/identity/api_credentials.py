@@ -11,9 +11,9 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.body import parse_json
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
-from onestack.common.timeutils import parse_isotime, utcnow
+from onestack.common.timeutils import utcnow
 from onestack.identity import schemas, views
-from onestack.identity.api_base import IdentityHandler
+from onestack.identity.api_base import IdentityHandler, _body, _changes, _expires_at
 
 
 class CredentialRoutes(IdentityHandler):
@@ -38,9 +38,7 @@ class CredentialRoutes(IdentityHandler):
     @serves("POST", "/v3/users/{user_id}/application_credentials")
     async def create_app_cred(self, req: ApiRequest) -> Response:
         uid = await self._own_user(req, "identity:create_application_credential")
-        body = schemas.validate(schemas.APP_CRED_CREATE,
-                                schemas.body_of(await req.json(), "application_credential"),
-                                "application_credential")
+        body = await _body(req, schemas.APP_CRED_CREATE, "application_credential")
         ctx = req.ctx
         if ctx.app_cred_id and ctx.extra.get("app_cred_restricted", True):
             raise Forbidden("Using a restricted application credential to create another "
@@ -59,15 +57,10 @@ class CredentialRoutes(IdentityHandler):
                                 f"{ref.get('id') or ref.get('name')}.")
             if rid not in role_ids:
                 role_ids.append(rid)
-        expires = None
-        if body.get("expires_at"):
-            try:
-                expires = parse_isotime(body["expires_at"])
-            except ValueError as exc:
-                raise ValidationError("Invalid input for field 'expires_at'.") from exc
-            if expires <= utcnow():
-                raise ValidationError("The expiration time of an application credential must "
-                                      "be in the future.")
+        expires = _expires_at(body)
+        if expires is not None and expires <= utcnow():
+            raise ValidationError("The expiration time of an application credential must be "
+                                  "in the future.")
         secret = body.get("secret") or secrets.token_urlsafe(64)
         rules = [dict(rule) for rule in body.get("access_rules") or []]
         ac = await req.run(lambda: self.m.create_app_cred(
@@ -125,8 +118,7 @@ class CredentialRoutes(IdentityHandler):
 
     @serves("POST", "/v3/credentials")
     async def create_credential(self, req: ApiRequest) -> Response:
-        body = schemas.validate(schemas.CREDENTIAL_CREATE,
-                                schemas.body_of(await req.json(), "credential"), "credential")
+        body = await _body(req, schemas.CREDENTIAL_CREATE, "credential")
         req.enforce("identity:create_credential",
                     {"target": {"credential": {"user_id": body["user_id"]}}})
         cid = None
@@ -162,13 +154,8 @@ class CredentialRoutes(IdentityHandler):
     @serves("PATCH", "/v3/credentials/{credential_id}")
     async def update_credential(self, req: ApiRequest) -> dict[str, Any]:
         await self._credential(req, "identity:update_credential")
-        body = schemas.validate(schemas.CREDENTIAL_UPDATE,
-                                schemas.body_of(await req.json(), "credential"), "credential")
-        changes = {k: v for k, v in body.items()
-                   if k in ("blob", "project_id", "type", "user_id")}
-        extra = {k: v for k, v in body.items() if k not in changes}
-        if extra:
-            changes["extra"] = extra
+        body = await _body(req, schemas.CREDENTIAL_UPDATE, "credential")
+        changes = _changes(body, ("blob", "project_id", "type", "user_id"))
         c = await req.run(self.m.update_credential, req.param("credential_id"), changes)
         return {"credential": views.credential(req.base_url, c, self.m.credential_blob(c))}
 

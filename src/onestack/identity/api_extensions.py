@@ -10,9 +10,10 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
-from onestack.common.timeutils import isotime, parse_isotime
+from onestack.common.timeutils import isotime
 from onestack.db.identity import Document, Trust
 from onestack.identity import schemas, views
+from onestack.identity.api_base import _body, _expires_at
 from onestack.identity.documents import DOMAIN_CONFIG_DEFAULTS, DocumentStore
 
 if TYPE_CHECKING:
@@ -92,19 +93,13 @@ class ExtensionRoutes:
 
     @serves("POST", "/v3/OS-TRUST/trusts")
     async def create_trust(self, req: ApiRequest) -> Response:
-        body = schemas.validate(TRUST_CREATE, schemas.body_of(await req.json(), "trust"),
-                                "trust")
+        body = await _body(req, TRUST_CREATE, "trust")
         if body["trustor_user_id"] != req.ctx.user_id:
             raise Forbidden("The authenticated user should match the trustor.")
         if req.ctx.app_cred_id and req.ctx.extra.get("app_cred_restricted", True):
             raise Forbidden("Using a restricted application credential to create a trust is "
                             "not allowed.")
-        expires = None
-        if body.get("expires_at"):
-            try:
-                expires = parse_isotime(body["expires_at"])
-            except ValueError as exc:
-                raise ValidationError("Invalid input for field 'expires_at'.") from exc
+        expires = _expires_at(body)
         t = await req.run(lambda: self.trusts.create(
             body["trustor_user_id"], body["trustee_user_id"], body.get("project_id"),
             body.get("roles") or [], body["impersonation"], expires,
@@ -229,8 +224,7 @@ class ExtensionRoutes:
     @serves("POST", "/v3/policies")
     async def create_policy(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_policy")
-        body = schemas.validate(POLICY_CREATE, schemas.body_of(await req.json(), "policy"),
-                                "policy")
+        body = await _body(req, POLICY_CREATE, "policy")
         extra = {k: v for k, v in body.items() if k not in ("blob", "type", "id")}
         d = await req.run(self.docs.create_policy, body["blob"], body["type"], extra)
         return FastJSON({"policy": self._policy_view(req.base_url, d)}, status_code=201)
@@ -244,8 +238,7 @@ class ExtensionRoutes:
     @serves("PATCH", "/v3/policies/{policy_id}")
     async def update_policy(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_policy")
-        body = schemas.validate(POLICY_UPDATE, schemas.body_of(await req.json(), "policy"),
-                                "policy")
+        body = await _body(req, POLICY_UPDATE, "policy")
         body.pop("id", None)
         d = await req.run(self.docs.update_policy, req.param("policy_id"), body)
         return {"policy": self._policy_view(req.base_url, d)}
@@ -274,8 +267,7 @@ class ExtensionRoutes:
     @serves("POST", "/v3/OS-OAUTH1/consumers")
     async def create_consumer(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_consumer")
-        body = schemas.validate(CONSUMER, schemas.body_of(await req.json(), "consumer"),
-                                "consumer")
+        body = await _body(req, CONSUMER, "consumer")
         extra = {k: v for k, v in body.items() if k not in ("description", "id", "secret")}
         d, secret = await req.run(self.docs.create_consumer, body.get("description"), extra)
         return FastJSON({"consumer": self._consumer_view(req.base_url, d, secret)},
@@ -290,8 +282,7 @@ class ExtensionRoutes:
     @serves("PATCH", "/v3/OS-OAUTH1/consumers/{consumer_id}")
     async def update_consumer(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_consumer")
-        body = schemas.validate(CONSUMER, schemas.body_of(await req.json(), "consumer"),
-                                "consumer")
+        body = await _body(req, CONSUMER, "consumer")
         if "id" in body and body["id"] != req.param("consumer_id"):
             raise BadRequest("Cannot change consumer id.")
         body.pop("id", None)
@@ -318,9 +309,7 @@ class ExtensionRoutes:
     @serves("POST", "/v3/OS-EP-FILTER/endpoint_groups")
     async def create_endpoint_group(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_endpoint_group")
-        body = schemas.validate(ENDPOINT_GROUP_CREATE,
-                                schemas.body_of(await req.json(), "endpoint_group"),
-                                "endpoint_group")
+        body = await _body(req, ENDPOINT_GROUP_CREATE, "endpoint_group")
         d = await req.run(self.docs.create_endpoint_group, body["name"], body["filters"],
                           body.get("description"))
         return FastJSON({"endpoint_group": self._group_view(req.base_url, d)},
@@ -341,9 +330,7 @@ class ExtensionRoutes:
     @serves("PATCH", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
     async def update_endpoint_group(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_endpoint_group")
-        body = schemas.validate(ENDPOINT_GROUP_UPDATE,
-                                schemas.body_of(await req.json(), "endpoint_group"),
-                                "endpoint_group")
+        body = await _body(req, ENDPOINT_GROUP_UPDATE, "endpoint_group")
         d = await req.run(self.docs.update_endpoint_group, req.param("group_id"), body)
         return {"endpoint_group": self._group_view(req.base_url, d)}
 

@@ -14,6 +14,7 @@ from onestack.common.errors import ValidationError
 from onestack.db.identity import Document, Project
 from onestack.identity import limits as lim
 from onestack.identity import schemas, views
+from onestack.identity.api_base import _body
 from onestack.identity.limits import LimitStore
 
 if TYPE_CHECKING:
@@ -80,9 +81,7 @@ class LimitRoutes:
     @serves("PATCH", "/v3/registered_limits/{limit_id}")
     async def update_registered(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_registered_limit")
-        body = schemas.validate(lim.REGISTERED_LIMIT_UPDATE,
-                                schemas.body_of(await req.json(), "registered_limit"),
-                                "registered_limit")
+        body = await _body(req, lim.REGISTERED_LIMIT_UPDATE, "registered_limit")
         d = await req.run(self.store.update_registered_limit, req.param("limit_id"), body)
         return {"registered_limit": self._reg_view(req.base_url, d)}
 
@@ -148,8 +147,7 @@ class LimitRoutes:
     @serves("PATCH", "/v3/limits/{limit_id}")
     async def update_limit(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:update_limit")
-        body = schemas.validate(lim.LIMIT_UPDATE, schemas.body_of(await req.json(), "limit"),
-                                "limit")
+        body = await _body(req, lim.LIMIT_UPDATE, "limit")
         d = await req.run(self.store.update_limit, req.param("limit_id"), body)
         return {"limit": self._limit_view(req.base_url, d)}
 

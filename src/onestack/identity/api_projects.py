@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -9,8 +10,13 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON, url_header
 from onestack.api.routes import serves
 from onestack.common.errors import Forbidden, NotFound, ValidationError
+from onestack.db.identity import Project
 from onestack.identity import schemas, views
-from onestack.identity.api_base import IdentityHandler, _bool, _flag
+from onestack.identity.api_base import IdentityHandler, _body, _bool, _changes, _flag
+
+#: A project's own attributes; any other in a request body is kept in its ``extra``.
+_PROJECT_FIELDS = ("name", "description", "enabled", "domain_id", "parent_id", "is_domain",
+                   "tags", "options")
 
 
 class ProjectRoutes(IdentityHandler):
@@ -29,8 +35,7 @@ class ProjectRoutes(IdentityHandler):
     @serves("POST", "/v3/domains")
     async def create_domain(self, req: ApiRequest) -> Response:
         req.enforce("identity:create_domain")
-        body = schemas.validate(schemas.DOMAIN_CREATE,
-                                schemas.body_of(await req.json(), "domain"), "domain")
+        body = await _body(req, schemas.DOMAIN_CREATE, "domain")
         extra = {k: v for k, v in body.items()
                  if k not in ("name", "description", "enabled", "id", "tags", "options")}
         d = await req.run(self.m.create_domain, body["name"], body.get("description"),
@@ -48,8 +53,7 @@ class ProjectRoutes(IdentityHandler):
     async def update_domain(self, req: ApiRequest) -> dict[str, Any]:
         did = req.param("domain_id")
         req.enforce("identity:update_domain", {"target": {"domain": {"id": did}}})
-        body = schemas.validate(schemas.DOMAIN_UPDATE,
-                                schemas.body_of(await req.json(), "domain"), "domain")
+        body = await _body(req, schemas.DOMAIN_UPDATE, "domain")
         if "id" in body and body["id"] != did:
             raise ValidationError("Cannot change the domain id.")
         d = await req.run(self.m.update_domain, did, body)
@@ -93,8 +97,7 @@ class ProjectRoutes(IdentityHandler):
 
     @serves("POST", "/v3/projects")
     async def create_project(self, req: ApiRequest) -> Response:
-        body = schemas.validate(schemas.PROJECT_CREATE,
-                                schemas.body_of(await req.json(), "project"), "project")
+        body = await _body(req, schemas.PROJECT_CREATE, "project")
         domain_id = body.get("domain_id")
         parent_id = body.get("parent_id")
         if not domain_id and parent_id:
@@ -106,9 +109,7 @@ class ProjectRoutes(IdentityHandler):
         if parent_id == domain_id:
             parent_id = None
         req.enforce("identity:create_project", {"target": {"project": {"domain_id": domain_id}}})
-        extra = {k: v for k, v in body.items() if k not in (
-            "name", "description", "enabled", "domain_id", "parent_id", "is_domain", "tags",
-            "options")}
+        extra = {k: v for k, v in body.items() if k not in _PROJECT_FIELDS}
         p = await req.run(lambda: self.m.create_project(
             body["name"], domain_id, body.get("description"), body.get("enabled", True),
             parent_id, body.get("tags"), body.get("is_domain", False), extra,
@@ -116,12 +117,18 @@ class ProjectRoutes(IdentityHandler):
         tags = (await req.run(self.m.project_tags, [p.id])).get(p.id, [])
         return FastJSON({"project": views.project(req.base_url, p, tags)}, status_code=201)
 
+    async def _project(self, req: ApiRequest, action: str,
+                       lookup: Callable[[str], Project]) -> Project:
+        """The project of the URL (found with ``lookup``), once the caller may do ``action``
+        on it."""
+        p = await req.run(lookup, req.param("project_id"))
+        req.enforce(action, {"target": {"project": {"id": p.id, "domain_id": p.domain_id}}})
+        return p
+
     @serves("GET", "/v3/projects/{project_id}")
     async def get_project(self, req: ApiRequest) -> dict[str, Any]:
         pid = req.param("project_id")
-        p = await req.run(self.m.get_project_or_domain, pid)
-        req.enforce("identity:get_project", {"target": {"project": {
-            "id": p.id, "domain_id": p.domain_id}}})
+        p = await self._project(req, "identity:get_project", self.m.get_project_or_domain)
         tags = (await req.run(self.m.project_tags, [p.id])).get(p.id, [])
         out = views.project(req.base_url, p, tags)
         if _flag(req, "parents_as_list"):
@@ -154,36 +161,21 @@ class ProjectRoutes(IdentityHandler):
     @serves("PATCH", "/v3/projects/{project_id}")
     async def update_project(self, req: ApiRequest) -> dict[str, Any]:
         pid = req.param("project_id")
-        p = await req.run(self.m.get_project_or_domain, pid)
-        req.enforce("identity:update_project", {"target": {"project": {
-            "id": p.id, "domain_id": p.domain_id}}})
-        body = schemas.validate(schemas.PROJECT_UPDATE,
-                                schemas.body_of(await req.json(), "project"), "project")
-        changes = dict(body)
-        extra = {k: v for k, v in body.items() if k not in (
-            "name", "description", "enabled", "domain_id", "parent_id", "is_domain", "tags",
-            "options")}
-        for k in extra:
-            changes.pop(k)
-        if extra:
-            changes["extra"] = extra
+        await self._project(req, "identity:update_project", self.m.get_project_or_domain)
+        body = await _body(req, schemas.PROJECT_UPDATE, "project")
+        changes = _changes(body, _PROJECT_FIELDS)
         p = await req.run(self.m.update_project, pid, changes)
         tags = (await req.run(self.m.project_tags, [p.id])).get(p.id, [])
         return {"project": views.project(req.base_url, p, tags)}
 
     @serves("DELETE", "/v3/projects/{project_id}")
     async def delete_project(self, req: ApiRequest) -> None:
-        pid = req.param("project_id")
-        p = await req.run(self.m.get_project, pid)
-        req.enforce("identity:delete_project", {"target": {"project": {
-            "id": p.id, "domain_id": p.domain_id}}})
-        await req.run(self.m.delete_project, pid, _flag(req, "cascade"))
+        await self._project(req, "identity:delete_project", self.m.get_project)
+        await req.run(self.m.delete_project, req.param("project_id"), _flag(req, "cascade"))
 
     async def _project_for_tags(self, req: ApiRequest, action: str) -> str:
-        pid = req.param("project_id")
-        p = await req.run(self.m.get_project, pid)
-        req.enforce(action, {"target": {"project": {"id": p.id, "domain_id": p.domain_id}}})
-        return pid
+        await self._project(req, action, self.m.get_project)
+        return req.param("project_id")
 
     @serves("GET", "/v3/projects/{project_id}/tags")
     async def list_tags(self, req: ApiRequest) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.identity import schemas, views
-from onestack.identity.api_base import IdentityHandler
+from onestack.identity.api_base import IdentityHandler, _body, _changes
 
 
 class RoleRoutes(IdentityHandler):
@@ -30,8 +30,7 @@ class RoleRoutes(IdentityHandler):
 
     @serves("POST", "/v3/roles")
     async def create_role(self, req: ApiRequest) -> Response:
-        body = schemas.validate(schemas.ROLE_CREATE,
-                                schemas.body_of(await req.json(), "role"), "role")
+        body = await _body(req, schemas.ROLE_CREATE, "role")
         domain_id = body.get("domain_id")
         req.enforce("identity:create_domain_role" if domain_id else "identity:create_role",
                     {"target": {"domain_id": domain_id}})
@@ -57,13 +56,8 @@ class RoleRoutes(IdentityHandler):
     @serves("PATCH", "/v3/roles/{role_id}")
     async def update_role(self, req: ApiRequest) -> dict[str, Any]:
         await self._role(req, "identity:update_role", "identity:update_domain_role")
-        body = schemas.validate(schemas.ROLE_UPDATE,
-                                schemas.body_of(await req.json(), "role"), "role")
-        changes = {k: v for k, v in body.items()
-                   if k in ("name", "domain_id", "description", "options")}
-        extra = {k: v for k, v in body.items() if k not in changes}
-        if extra:
-            changes["extra"] = extra
+        body = await _body(req, schemas.ROLE_UPDATE, "role")
+        changes = _changes(body, ("name", "domain_id", "description", "options"))
         role = await req.run(self.m.update_role, req.param("role_id"), changes)
         return {"role": views.role(req.base_url, role)}
 
@@ -85,9 +79,7 @@ class RoleRoutes(IdentityHandler):
         req.enforce("identity:get_implied_role")
         prior, implied = await req.run(self.m.get_implied_role, req.param("prior_id"),
                                        req.param("implied_id"))
-        return {"role_inference": {"prior_role": views.role_ref(req.base_url, prior),
-                                   "implies": views.role_ref(req.base_url, implied)},
-                "links": {"self": f"{req.base_url}/v3/roles/{prior.id}/implies/{implied.id}"}}
+        return views.inference(req.base_url, prior, implied)
 
     @serves("HEAD", "/v3/roles/{prior_id}/implies/{implied_id}")
     async def check_implied(self, req: ApiRequest) -> Response:
@@ -100,11 +92,7 @@ class RoleRoutes(IdentityHandler):
         req.enforce("identity:create_implied_role")
         prior, implied = await req.run(self.m.create_implied_role, req.param("prior_id"),
                                        req.param("implied_id"))
-        return FastJSON(
-            {"role_inference": {"prior_role": views.role_ref(req.base_url, prior),
-                                "implies": views.role_ref(req.base_url, implied)},
-             "links": {"self": f"{req.base_url}/v3/roles/{prior.id}/implies/{implied.id}"}},
-            status_code=201)
+        return FastJSON(views.inference(req.base_url, prior, implied), status_code=201)
 
     @serves("DELETE", "/v3/roles/{prior_id}/implies/{implied_id}")
     async def delete_implied(self, req: ApiRequest) -> None:
@@ -148,11 +136,16 @@ class RoleRoutes(IdentityHandler):
             return p.domain_id
         return None
 
+    async def _enforce_grant(self, req: ApiRequest, target: str, actor: str, verb: str
+                             ) -> None:
+        """Check the caller may ``verb`` (list, check, create, revoke) grants of ``actor`` on
+        ``target``, against the domain of the grant's target."""
+        dom = await self._grant_target_domain(req, target)
+        req.enforce(self._grant_action(target, actor, verb), {"target": {"domain_id": dom}})
+
     def grant_list(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
         async def handler(req: ApiRequest) -> dict[str, Any]:
-            dom = await self._grant_target_domain(req, target)
-            req.enforce(self._grant_action(target, actor, "list"),
-                        {"target": {"domain_id": dom}})
+            await self._enforce_grant(req, target, actor, "list")
             roles = await req.run(lambda: self.m.list_grants(
                 **self._grant_kwargs(req, target, actor, inherited)))
             return views.collection(req.base_url, req.request.url.path[4:], "roles",
@@ -163,9 +156,7 @@ class RoleRoutes(IdentityHandler):
 
     def grant_check(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
         async def handler(req: ApiRequest) -> Response:
-            dom = await self._grant_target_domain(req, target)
-            req.enforce(self._grant_action(target, actor, "check"),
-                        {"target": {"domain_id": dom}})
+            await self._enforce_grant(req, target, actor, "check")
             await req.run(lambda: self.m.check_grant(
                 req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
             return Response(status_code=204)
@@ -175,9 +166,7 @@ class RoleRoutes(IdentityHandler):
 
     def grant_put(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
         async def handler(req: ApiRequest) -> None:
-            dom = await self._grant_target_domain(req, target)
-            req.enforce(self._grant_action(target, actor, "create"),
-                        {"target": {"domain_id": dom}})
+            await self._enforce_grant(req, target, actor, "create")
             await req.run(lambda: self.m.create_grant(
                 req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
 
@@ -186,9 +175,7 @@ class RoleRoutes(IdentityHandler):
 
     def grant_delete(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
         async def handler(req: ApiRequest) -> None:
-            dom = await self._grant_target_domain(req, target)
-            req.enforce(self._grant_action(target, actor, "revoke"),
-                        {"target": {"domain_id": dom}})
+            await self._enforce_grant(req, target, actor, "revoke")
             await req.run(lambda: self.m.delete_grant(
                 req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
 

@@ -9,8 +9,9 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import Forbidden, NotFound, Unauthorized, ValidationError
+from onestack.db.identity import User
 from onestack.identity import schemas, views
-from onestack.identity.api_base import IdentityHandler, _bool
+from onestack.identity.api_base import IdentityHandler, _body, _bool, _changes
 
 
 class UserRoutes(IdentityHandler):
@@ -39,8 +40,7 @@ class UserRoutes(IdentityHandler):
 
     @serves("POST", "/v3/users")
     async def create_user(self, req: ApiRequest) -> Response:
-        body = schemas.validate(schemas.USER_CREATE,
-                                schemas.body_of(await req.json(), "user"), "user")
+        body = await _body(req, schemas.USER_CREATE, "user")
         domain_id = self._scope_domain(req, body.get("domain_id"))
         req.enforce("identity:create_user", {"target": {"user": {"domain_id": domain_id}}})
         extra = {k: v for k, v in body.items() if k not in (
@@ -55,43 +55,36 @@ class UserRoutes(IdentityHandler):
             body.get("default_project_id"), extra, body.get("options")))
         return FastJSON({"user": views.user(req.base_url, u)}, status_code=201)
 
+    async def _user(self, req: ApiRequest, action: str) -> User:
+        """The user of the URL, once the caller may do ``action`` on it."""
+        u = await req.run(self.m.get_user, req.param("user_id"))
+        req.enforce(action, {"target": {"user": {"id": u.id, "domain_id": u.domain_id}}})
+        return u
+
     @serves("GET", "/v3/users/{user_id}")
     async def get_user(self, req: ApiRequest) -> dict[str, Any]:
-        uid = req.param("user_id")
-        u = await req.run(self.m.get_user, uid)
-        req.enforce("identity:get_user", {"target": {"user": {"id": u.id,
-                                                              "domain_id": u.domain_id}}})
+        u = await self._user(req, "identity:get_user")
         return {"user": views.user(req.base_url, u)}
 
     @serves("PATCH", "/v3/users/{user_id}")
     async def update_user(self, req: ApiRequest) -> dict[str, Any]:
         uid = req.param("user_id")
-        u = await req.run(self.m.get_user, uid)
-        req.enforce("identity:update_user", {"target": {"user": {"id": u.id,
-                                                                 "domain_id": u.domain_id}}})
-        body = schemas.validate(schemas.USER_UPDATE,
-                                schemas.body_of(await req.json(), "user"), "user")
-        changes = {k: v for k, v in body.items() if k in (
-            "name", "domain_id", "password", "enabled", "default_project_id", "options")}
-        extra = {k: v for k, v in body.items() if k not in changes}
-        if extra:
-            changes["extra"] = extra
+        await self._user(req, "identity:update_user")
+        body = await _body(req, schemas.USER_UPDATE, "user")
+        changes = _changes(body, ("name", "domain_id", "password", "enabled",
+                                  "default_project_id", "options"))
         u = await req.run(self.m.update_user, uid, changes)
         return {"user": views.user(req.base_url, u)}
 
     @serves("DELETE", "/v3/users/{user_id}")
     async def delete_user(self, req: ApiRequest) -> None:
-        uid = req.param("user_id")
-        u = await req.run(self.m.get_user, uid)
-        req.enforce("identity:delete_user", {"target": {"user": {"id": u.id,
-                                                                 "domain_id": u.domain_id}}})
-        await req.run(self.m.delete_user, uid)
+        await self._user(req, "identity:delete_user")
+        await req.run(self.m.delete_user, req.param("user_id"))
 
     @serves("POST", "/v3/users/{user_id}/password", public=True)
     async def change_password(self, req: ApiRequest) -> None:
         uid = req.param("user_id")
-        body = schemas.validate(schemas.PASSWORD_CHANGE,
-                                schemas.body_of(await req.json(), "user"), "user")
+        body = await _body(req, schemas.PASSWORD_CHANGE, "user")
         # Like Keystone, no token is needed: the original password authenticates, so a user
         # whose password has expired can still change it.
         try:
@@ -103,9 +96,7 @@ class UserRoutes(IdentityHandler):
     @serves("GET", "/v3/users/{user_id}/groups")
     async def user_groups(self, req: ApiRequest) -> dict[str, Any]:
         uid = req.param("user_id")
-        u = await req.run(self.m.get_user, uid)
-        req.enforce("identity:list_groups_for_user", {"target": {"user": {
-            "id": u.id, "domain_id": u.domain_id}}})
+        await self._user(req, "identity:list_groups_for_user")
         groups = await req.run(self.m.list_groups, {"user_id": uid})
         return views.collection(req.base_url, f"users/{uid}/groups", "groups",
                                 [views.group(req.base_url, g) for g in groups])
@@ -113,9 +104,7 @@ class UserRoutes(IdentityHandler):
     @serves("GET", "/v3/users/{user_id}/projects")
     async def user_projects(self, req: ApiRequest) -> dict[str, Any]:
         uid = req.param("user_id")
-        u = await req.run(self.m.get_user, uid)
-        req.enforce("identity:list_user_projects", {"target": {"user": {
-            "id": u.id, "domain_id": u.domain_id}}})
+        await self._user(req, "identity:list_user_projects")
         projects = await req.run(self.m.user_projects, uid)
         if req.query.get("enabled") is not None:
             want = _bool(req.query.get("enabled"), "enabled")
@@ -144,8 +133,7 @@ class UserRoutes(IdentityHandler):
 
     @serves("POST", "/v3/groups")
     async def create_group(self, req: ApiRequest) -> Response:
-        body = schemas.validate(schemas.GROUP_CREATE,
-                                schemas.body_of(await req.json(), "group"), "group")
+        body = await _body(req, schemas.GROUP_CREATE, "group")
         domain_id = self._scope_domain(req, body.get("domain_id"))
         req.enforce("identity:create_group", {"target": {"group": {"domain_id": domain_id}}})
         extra = {k: v for k, v in body.items() if k not in ("name", "domain_id", "description")}
@@ -167,12 +155,8 @@ class UserRoutes(IdentityHandler):
     @serves("PATCH", "/v3/groups/{group_id}")
     async def update_group(self, req: ApiRequest) -> dict[str, Any]:
         gid = await self._group(req, "identity:update_group")
-        body = schemas.validate(schemas.GROUP_UPDATE,
-                                schemas.body_of(await req.json(), "group"), "group")
-        changes = {k: v for k, v in body.items() if k in ("name", "domain_id", "description")}
-        extra = {k: v for k, v in body.items() if k not in changes}
-        if extra:
-            changes["extra"] = extra
+        body = await _body(req, schemas.GROUP_UPDATE, "group")
+        changes = _changes(body, ("name", "domain_id", "description"))
         g = await req.run(self.m.update_group, gid, changes)
         return {"group": views.group(req.base_url, g)}
 

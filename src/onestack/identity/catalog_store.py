@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from onestack.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from onestack.common.ids import new_id
 from onestack.db.identity import Endpoint, Region, Service
-from onestack.identity.store import IdentityState, _apply
+from onestack.identity.store import IdentityState, _apply, _where_given
 
 
 class CatalogStore(IdentityState):
@@ -48,19 +48,12 @@ class CatalogStore(IdentityState):
         return self.cache.get(("catalog",), load)
 
     def get_region(self, region_id: str, s: Session | None = None) -> Region:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_region(region_id, s2)
-        r = s.get(Region, region_id)
-        if r is None:
-            raise NotFound(f"Could not find region: {region_id}.")
-        return r
+        return self._fetch(Region, region_id, "region", s)
 
     def list_regions(self, parent_region_id: str | None = None) -> list[Region]:
         with self.db.reader() as s:
-            q = select(Region).order_by(Region.id)
-            if parent_region_id is not None:
-                q = q.where(Region.parent_region_id == parent_region_id)
+            q = _where_given(select(Region).order_by(Region.id), Region,
+                             parent_region_id=parent_region_id)
             return list(s.scalars(q))
 
     def create_region(self, region_id: str | None, description: str | None = None,
@@ -100,9 +93,7 @@ class CatalogStore(IdentityState):
                             f"{region_id}.")
                     nxt = s.get(Region, cur)
                     cur = nxt.parent_region_id if nxt else None
-            _apply(r, changes, ("description", "parent_region_id"))
-            if "extra" in changes:
-                r.extra = {**(r.extra or {}), **changes["extra"]}
+            _apply(r, changes, ("description", "parent_region_id"), merge=("extra",))
         return r
 
     def delete_region(self, region_id: str) -> None:
@@ -117,20 +108,12 @@ class CatalogStore(IdentityState):
             s.delete(r)
 
     def get_service(self, service_id: str, s: Session | None = None) -> Service:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_service(service_id, s2)
-        svc = s.get(Service, service_id)
-        if svc is None:
-            raise NotFound(f"Could not find service: {service_id}.")
-        return svc
+        return self._fetch(Service, service_id, "service", s)
 
     def list_services(self, type: str | None = None, name: str | None = None) -> list[Service]:
         with self.db.reader() as s:
-            q = select(Service).order_by(Service.type)
-            if type is not None:
-                q = q.where(Service.type == type)
-            rows = list(s.scalars(q))
+            rows = list(s.scalars(_where_given(select(Service).order_by(Service.type), Service,
+                                               type=type)))
         if name is not None:
             rows = [r for r in rows if (r.extra or {}).get("name") == name]
         return rows
@@ -166,24 +149,13 @@ class CatalogStore(IdentityState):
             s.delete(svc)
 
     def get_endpoint(self, endpoint_id: str, s: Session | None = None) -> Endpoint:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_endpoint(endpoint_id, s2)
-        e = s.get(Endpoint, endpoint_id)
-        if e is None:
-            raise NotFound(f"Could not find endpoint: {endpoint_id}.")
-        return e
+        return self._fetch(Endpoint, endpoint_id, "endpoint", s)
 
     def list_endpoints(self, interface: str | None = None, service_id: str | None = None,
                        region_id: str | None = None) -> list[Endpoint]:
         with self.db.reader() as s:
-            q = select(Endpoint)
-            if interface is not None:
-                q = q.where(Endpoint.interface == interface)
-            if service_id is not None:
-                q = q.where(Endpoint.service_id == service_id)
-            if region_id is not None:
-                q = q.where(Endpoint.region_id == region_id)
+            q = _where_given(select(Endpoint), Endpoint, interface=interface,
+                             service_id=service_id, region_id=region_id)
             return list(s.scalars(q))
 
     def create_endpoint(self, service_id: str, interface: str, url: str,
@@ -217,9 +189,8 @@ class CatalogStore(IdentityState):
                     raise BadRequest(f"Could not find region: {changes['region_id']}.")
                 # The deprecated ``region`` attribute creates its region on demand.
                 s.add(Region(id=changes["region_id"], description="", extra={}))
-            _apply(e, changes, ("service_id", "interface", "url", "region_id", "enabled"))
-            if "extra" in changes:
-                e.extra = {**(e.extra or {}), **changes["extra"]}
+            _apply(e, changes, ("service_id", "interface", "url", "region_id", "enabled"),
+                   merge=("extra",))
         return e
 
     def delete_endpoint(self, endpoint_id: str) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +14,10 @@ from onestack.common.ids import new_id
 from onestack.common.timeutils import utcnow
 from onestack.db.identity import AccessRule, ApplicationCredential, Credential
 from onestack.identity import passwords
-from onestack.identity.store import IdentityState, _apply
+from onestack.identity.store import IdentityState, _apply, _where_given
+
+#: The records a user owns, which another user's request must not find.
+_Owned = TypeVar("_Owned", ApplicationCredential, AccessRule)
 
 
 class CredentialStore(IdentityState):
@@ -80,13 +83,21 @@ class CredentialStore(IdentityState):
                             "method": rule.method})
         return out
 
+    @staticmethod
+    def _owned(s: Session, model: type[_Owned], key: str, user_id: str | None,
+               kind: str) -> _Owned:
+        """The ``model`` row of id ``key`` when it is ``user_id``'s (any user's when None),
+        else Keystone's 404 ``Could not find {kind}: {key}.``"""
+        row = s.get(model, key)
+        if row is None or (user_id is not None and row.user_id != user_id):
+            raise NotFound(f"Could not find {kind}: {key}.")
+        return row
+
     def get_app_cred(self, app_cred_id: str, user_id: str | None = None
                      ) -> ApplicationCredential:
         with self.db.reader() as s:
-            ac = s.get(ApplicationCredential, app_cred_id)
-        if ac is None or (user_id is not None and ac.user_id != user_id):
-            raise NotFound(f"Could not find Application Credential: {app_cred_id}.")
-        return ac
+            return self._owned(s, ApplicationCredential, app_cred_id, user_id,
+                               "Application Credential")
 
     def find_app_cred(self, user_id: str, name: str) -> ApplicationCredential | None:
         with self.db.reader() as s:
@@ -96,17 +107,14 @@ class CredentialStore(IdentityState):
     def list_app_creds(self, user_id: str, name: str | None = None
                        ) -> list[ApplicationCredential]:
         with self.db.reader() as s:
-            q = select(ApplicationCredential).where(ApplicationCredential.user_id == user_id)
-            if name is not None:
-                q = q.where(ApplicationCredential.name == name)
+            q = _where_given(select(ApplicationCredential), ApplicationCredential,
+                             user_id=user_id, name=name)
             return list(s.scalars(q.order_by(ApplicationCredential.name)))
 
     def delete_app_cred(self, app_cred_id: str, user_id: str) -> None:
         with self.write() as s:
-            ac = s.get(ApplicationCredential, app_cred_id)
-            if ac is None or ac.user_id != user_id:
-                raise NotFound(f"Could not find Application Credential: {app_cred_id}.")
-            s.delete(ac)
+            s.delete(self._owned(s, ApplicationCredential, app_cred_id, user_id,
+                                 "Application Credential"))
         self.revoke(app_cred_id=app_cred_id)
 
     def list_access_rules(self, user_id: str) -> list[AccessRule]:
@@ -115,16 +123,11 @@ class CredentialStore(IdentityState):
 
     def get_access_rule(self, user_id: str, rule_id: str) -> AccessRule:
         with self.db.reader() as s:
-            r = s.get(AccessRule, rule_id)
-        if r is None or r.user_id != user_id:
-            raise NotFound(f"Could not find Access Rule: {rule_id}.")
-        return r
+            return self._owned(s, AccessRule, rule_id, user_id, "Access Rule")
 
     def delete_access_rule(self, user_id: str, rule_id: str) -> None:
         with self.write() as s:
-            r = s.get(AccessRule, rule_id)
-            if r is None or r.user_id != user_id:
-                raise NotFound(f"Could not find Access Rule: {rule_id}.")
+            r = self._owned(s, AccessRule, rule_id, user_id, "Access Rule")
             for ac in s.scalars(select(ApplicationCredential).where(
                     ApplicationCredential.user_id == user_id)):
                 if any(rule.get("id") == rule_id for rule in ac.access_rules or []):
@@ -156,39 +159,24 @@ class CredentialStore(IdentityState):
         return c
 
     def get_credential(self, credential_id: str) -> Credential:
-        with self.db.reader() as s:
-            c = s.get(Credential, credential_id)
-        if c is None:
-            raise NotFound(f"Could not find credential: {credential_id}.")
-        return c
+        return self._fetch(Credential, credential_id, "credential")
 
     def list_credentials(self, user_id: str | None = None, type: str | None = None
                          ) -> list[Credential]:
         with self.db.reader() as s:
-            q = select(Credential)
-            if user_id is not None:
-                q = q.where(Credential.user_id == user_id)
-            if type is not None:
-                q = q.where(Credential.type == type)
+            q = _where_given(select(Credential), Credential, user_id=user_id, type=type)
             return list(s.scalars(q))
 
     def update_credential(self, credential_id: str, changes: dict[str, Any]) -> Credential:
         with self.write() as s:
-            c = s.get(Credential, credential_id)
-            if c is None:
-                raise NotFound(f"Could not find credential: {credential_id}.")
+            c = self._fetch(Credential, credential_id, "credential", s)
             if "user_id" in changes:
                 self.get_user(changes["user_id"], s)
-            _apply(c, changes, ("user_id", "project_id", "type"))
+            _apply(c, changes, ("user_id", "project_id", "type"), merge=("extra",))
             if "blob" in changes:
                 c.encrypted_blob = self._encrypt_blob(changes["blob"])
-            if "extra" in changes:
-                c.extra = {**(c.extra or {}), **changes["extra"]}
         return c
 
     def delete_credential(self, credential_id: str) -> None:
         with self.write() as s:
-            c = s.get(Credential, credential_id)
-            if c is None:
-                raise NotFound(f"Could not find credential: {credential_id}.")
-            s.delete(c)
+            s.delete(self._fetch(Credential, credential_id, "credential", s))

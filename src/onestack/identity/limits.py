@@ -132,9 +132,7 @@ class LimitStore:
                        if o.id != d.id):
                     raise Conflict("Conflict occurred attempting to store registered_limit - "
                                    "Duplicate entry.")
-                if self._referenced(s, d.data):
-                    raise Forbidden(f"Unable to update or delete registered limit {d.id} "
-                                    "because there are project limits associated with it.")
+                self._unreferenced(s, d)
             d.data = data
             d.parent_id = data["service_id"]
         return d
@@ -142,13 +140,15 @@ class LimitStore:
     def delete_registered_limit(self, limit_id: str) -> None:
         with self.m.write() as s:
             d = self._get(s, REGISTERED, limit_id)
-            if self._referenced(s, d.data):
-                raise Forbidden(f"Unable to update or delete registered limit {d.id} "
-                                "because there are project limits associated with it.")
+            self._unreferenced(s, d)
             s.delete(d)
 
-    def _referenced(self, s: Session, data: dict[str, Any]) -> bool:
-        return any(_key(x.data) == _key(data) for x in self._docs(s, LIMIT))
+    def _unreferenced(self, s: Session, registered: Document) -> None:
+        """Keystone's 403 when limits depend on the registered limit (same service, region
+        and resource): it may then be neither updated nor deleted."""
+        if any(_key(x.data) == _key(registered.data) for x in self._docs(s, LIMIT)):
+            raise Forbidden(f"Unable to update or delete registered limit {registered.id} "
+                            "because there are project limits associated with it.")
 
     # ------------------------------------------------------------------ limits
     def create_limits(self, items: list[dict[str, Any]]) -> list[Document]:

@@ -25,7 +25,14 @@ from onestack.db.identity import (
     Role,
     User,
 )
-from onestack.identity.store import IdentityState, _apply, _name_free, _unique
+from onestack.identity.store import (
+    IdentityState,
+    _apply,
+    _name_free,
+    _rename_free,
+    _unique,
+    _where_given,
+)
 
 
 class ResourceStore(IdentityState):
@@ -33,22 +40,13 @@ class ResourceStore(IdentityState):
 
     # ------------------------------------------------------------------ domains
     def get_domain(self, domain_id: str, s: Session | None = None) -> Domain:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_domain(domain_id, s2)
-        d = s.get(Domain, domain_id)
-        if d is None:
-            raise NotFound(f"Could not find domain: {domain_id}.")
-        return d
+        return self._fetch(Domain, domain_id, "domain", s)
 
     def list_domains(self, name: str | None = None, enabled: bool | None = None,
                      ids: Iterable[str] | None = None) -> list[Domain]:
         with self.db.reader() as s:
-            q = select(Domain).order_by(Domain.name)
-            if name is not None:
-                q = q.where(Domain.name == name)
-            if enabled is not None:
-                q = q.where(Domain.enabled == enabled)
+            q = _where_given(select(Domain).order_by(Domain.name), Domain, name=name,
+                             enabled=enabled)
             if ids is not None:
                 q = q.where(Domain.id.in_(list(ids)))
             return list(s.scalars(q))
@@ -106,13 +104,7 @@ class ResourceStore(IdentityState):
         self.revoke(domain_id=domain_id)
     # ------------------------------------------------------------------ projects
     def get_project(self, project_id: str, s: Session | None = None) -> Project:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_project(project_id, s2)
-        p = s.get(Project, project_id)
-        if p is None:
-            raise NotFound(f"Could not find project: {project_id}.")
-        return p
+        return self._fetch(Project, project_id, "project", s)
 
     def project_tags(self, project_ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {pid: [] for pid in project_ids}
@@ -210,13 +202,9 @@ class ResourceStore(IdentityState):
                     raise Forbidden("Update of `parent_id` is not allowed.")
                 if "is_domain" in changes and changes["is_domain"]:
                     raise BadRequest("Update of `is_domain` is not allowed.")
-                if "name" in changes and changes["name"].lower() != p.name.lower():
-                    _name_free(s, Project, "project", changes["name"], p.domain_id)
-                _apply(p, changes, ("name", "description", "enabled"))
-                if "extra" in changes:
-                    p.extra = {**(p.extra or {}), **changes["extra"]}
-                if "options" in changes:
-                    p.options = {**(p.options or {}), **changes["options"]}
+                _rename_free(s, p, "project", changes)
+                _apply(p, changes, ("name", "description", "enabled"),
+                       merge=("extra", "options"))
                 if "tags" in changes:
                     s.execute(delete(ProjectTag).where(ProjectTag.project_id == p.id))
                     for tag in _unique(changes["tags"]):

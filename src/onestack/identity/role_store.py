@@ -36,7 +36,12 @@ from onestack.identity.store import (
     UserInfo,
     _apply,
     _name_free,
+    _rename_free,
+    _where_given,
 )
+
+#: An assignment's primary key: (type, actor id, target id, role id, inherited).
+GrantKey = tuple[str, str, str, str, bool]
 
 
 class RoleStore(IdentityState):
@@ -45,13 +50,7 @@ class RoleStore(IdentityState):
 
     # ------------------------------------------------------------------ roles
     def get_role(self, role_id: str, s: Session | None = None) -> Role:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_role(role_id, s2)
-        r = s.get(Role, role_id)
-        if r is None:
-            raise NotFound(f"Could not find role: {role_id}.")
-        return r
+        return self._fetch(Role, role_id, "role", s)
 
     def find_role(self, name: str, domain_id: str | None = None) -> Role | None:
         with self.db.reader() as s:
@@ -60,10 +59,8 @@ class RoleStore(IdentityState):
 
     def list_roles(self, name: str | None = None, domain_id: str | None = None) -> list[Role]:
         with self.db.reader() as s:
-            q = select(Role).order_by(Role.name).where(
-                Role.domain_id == (domain_id or NULL_DOMAIN))
-            if name is not None:
-                q = q.where(Role.name == name)
+            q = _where_given(select(Role).order_by(Role.name), Role,
+                             domain_id=domain_id or NULL_DOMAIN, name=name)
             return list(s.scalars(q))
 
     def create_role(self, name: str, domain_id: str | None = None,
@@ -88,14 +85,11 @@ class RoleStore(IdentityState):
                 raise Forbidden(f"Role {role_id} is immutable and cannot be modified.")
             if "domain_id" in changes and (changes["domain_id"] or NULL_DOMAIN) != r.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != r.name.lower():
-                _name_free(s, Role, "role", changes["name"], r.domain_id, show_domain=False)
-            _apply(r, changes, ("name", "description"))
+            _rename_free(s, r, "role", changes, show_domain=False)
+            _apply(r, changes, ("name", "description"), merge=("extra",))
             if "options" in changes:
                 opts = {**(r.options or {}), **changes["options"]}
                 r.options = {k: v for k, v in opts.items() if v is not None}
-            if "extra" in changes:
-                r.extra = {**(r.extra or {}), **changes["extra"]}
         return r
 
     def delete_role(self, role_id: str) -> None:
@@ -126,22 +120,25 @@ class RoleStore(IdentityState):
                 s.add(ImpliedRole(prior_role_id=prior_id, implied_role_id=implied_id))
         return prior, implied
 
+    def _implication(self, s: Session, prior_id: str, implied_id: str
+                     ) -> tuple[Role, Role, ImpliedRole]:
+        """The two roles and the rule that the first implies the second (404 when either
+        role or the rule is missing)."""
+        prior = self.get_role(prior_id, s)
+        implied = self.get_role(implied_id, s)
+        row = s.get(ImpliedRole, (prior_id, implied_id))
+        if row is None:
+            raise NotFound(f"{prior_id} does not imply {implied_id}.")
+        return prior, implied, row
+
     def get_implied_role(self, prior_id: str, implied_id: str) -> tuple[Role, Role]:
         with self.db.reader() as s:
-            prior = self.get_role(prior_id, s)
-            implied = self.get_role(implied_id, s)
-            if s.get(ImpliedRole, (prior_id, implied_id)) is None:
-                raise NotFound(f"{prior_id} does not imply {implied_id}.")
+            prior, implied, _ = self._implication(s, prior_id, implied_id)
             return prior, implied
 
     def delete_implied_role(self, prior_id: str, implied_id: str) -> None:
         with self.write() as s:
-            self.get_role(prior_id, s)
-            self.get_role(implied_id, s)
-            row = s.get(ImpliedRole, (prior_id, implied_id))
-            if row is None:
-                raise NotFound(f"{prior_id} does not imply {implied_id}.")
-            s.delete(row)
+            s.delete(self._implication(s, prior_id, implied_id)[2])
 
     def list_implied_roles(self, prior_id: str | None = None) -> list[tuple[Role, list[Role]]]:
         with self.db.reader() as s:
@@ -203,23 +200,42 @@ class RoleStore(IdentityState):
             return "Group", group_id
         raise BadRequest("Specify a user or group.")
 
+    def _grant_key(self, s: Session, role_id: str, user_id: str | None, group_id: str | None,
+                   project_id: str | None, domain_id: str | None, system: str | None,
+                   inherited: bool) -> tuple[Role, str, GrantKey]:
+        """A grant's role, actor kind (``User``/``Group``) and assignment key (type, actor,
+        target, role, inherited), the role, actor and target each checked to exist."""
+        role = self.get_role(role_id, s)
+        actor_kind, actor = self._grant_actor(s, user_id, group_id)
+        target_kind, target = self._grant_target(s, project_id, domain_id, system)
+        return role, actor_kind, (actor_kind + target_kind, actor, target, role_id, inherited)
+
+    @staticmethod
+    def _assignment(s: Session, actor_kind: str, key: GrantKey) -> Assignment:
+        """The assignment row of ``key``, or Keystone's 404 naming the role, actor and
+        target."""
+        row = s.get(Assignment, key)
+        if row is None:
+            _, actor, target, role_id, _ = key
+            raise NotFound(f"Could not find role assignment with role: {role_id}, "
+                           f"{actor_kind.lower()}: {actor}, target: {target}.")
+        return row
+
     def create_grant(self, role_id: str, *, user_id: str | None = None,
                      group_id: str | None = None, project_id: str | None = None,
                      domain_id: str | None = None, system: str | None = None,
                      inherited: bool = False) -> None:
         with self.write() as s:
-            role = self.get_role(role_id, s)
-            actor_kind, actor = self._grant_actor(s, user_id, group_id)
-            target_kind, target = self._grant_target(s, project_id, domain_id, system)
+            role, _, key = self._grant_key(s, role_id, user_id, group_id, project_id,
+                                           domain_id, system, inherited)
             if role.domain_id != NULL_DOMAIN:
                 target_domain = domain_id or (
                     self.get_project(project_id, s).domain_id if project_id else None)
                 if target_domain != role.domain_id:
                     raise Forbidden(
                         "Domain-specific roles can only be granted on their own domain.")
-            key = (actor_kind + target_kind, actor, target, role_id, inherited)
             if s.get(Assignment, key) is None:
-                s.add(Assignment(type=key[0], actor_id=actor, target_id=target,
+                s.add(Assignment(type=key[0], actor_id=key[1], target_id=key[2],
                                  role_id=role_id, inherited=inherited))
 
     def check_grant(self, role_id: str, *, user_id: str | None = None,
@@ -227,28 +243,19 @@ class RoleStore(IdentityState):
                     domain_id: str | None = None, system: str | None = None,
                     inherited: bool = False) -> None:
         with self.db.reader() as s:
-            self.get_role(role_id, s)
-            actor_kind, actor = self._grant_actor(s, user_id, group_id)
-            target_kind, target = self._grant_target(s, project_id, domain_id, system)
-            if s.get(Assignment, (actor_kind + target_kind, actor, target, role_id,
-                                  inherited)) is None:
-                raise NotFound(f"Could not find role assignment with role: {role_id}, "
-                               f"{actor_kind.lower()}: {actor}, target: {target}.")
+            _, actor_kind, key = self._grant_key(s, role_id, user_id, group_id, project_id,
+                                                 domain_id, system, inherited)
+            self._assignment(s, actor_kind, key)
 
     def delete_grant(self, role_id: str, *, user_id: str | None = None,
                      group_id: str | None = None, project_id: str | None = None,
                      domain_id: str | None = None, system: str | None = None,
                      inherited: bool = False) -> None:
         with self.write() as s:
-            self.get_role(role_id, s)
-            actor_kind, actor = self._grant_actor(s, user_id, group_id)
-            target_kind, target = self._grant_target(s, project_id, domain_id, system)
-            row = s.get(Assignment, (actor_kind + target_kind, actor, target, role_id,
-                                     inherited))
-            if row is None:
-                raise NotFound(f"Could not find role assignment with role: {role_id}, "
-                               f"{actor_kind.lower()}: {actor}, target: {target}.")
-            s.delete(row)
+            _, actor_kind, key = self._grant_key(s, role_id, user_id, group_id, project_id,
+                                                 domain_id, system, inherited)
+            s.delete(self._assignment(s, actor_kind, key))
+            actor = key[1]
             members = [actor] if actor_kind == "User" else list(s.scalars(
                 select(GroupMembership.user_id).where(GroupMembership.group_id == actor)))
         for uid in members:

@@ -8,17 +8,19 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from onestack.common.errors import Conflict
+from onestack.common.errors import Conflict, NotFound
 from onestack.config import Settings
 from onestack.db.engine import Database
 from onestack.db.identity import RevocationEvent as RevocationRow
 from onestack.identity.cache import IdentityCache, RevocationEvent, RevocationList
 from onestack.identity.tokens import FernetCodec
+
+_Row = TypeVar("_Row")
 
 USER_PROJECT, GROUP_PROJECT = "UserProject", "GroupProject"
 USER_DOMAIN, GROUP_DOMAIN = "UserDomain", "GroupDomain"
@@ -63,10 +65,26 @@ class RoleRef:
     domain_id: str | None = None
 
 
-def _apply(obj: Any, changes: dict[str, Any], fields: Iterable[str]) -> None:
+def _apply(obj: Any, changes: dict[str, Any], fields: Iterable[str],
+           merge: Iterable[str] = ()) -> None:
+    """Set each of ``fields`` that ``changes`` has on ``obj``; merge each dict of ``merge``
+    it has (``extra``, ``options``) into the one ``obj`` holds."""
     for key in fields:
         if key in changes:
             setattr(obj, key, changes[key])
+    for key in merge:
+        if key in changes:
+            setattr(obj, key, {**(getattr(obj, key) or {}), **changes[key]})
+
+
+def _where_given(q: Select[tuple[_Row]], model: type[_Row], **values: object
+                 ) -> Select[tuple[_Row]]:
+    """``q`` narrowed to the rows whose column equals each of ``values`` (one that is None
+    does not narrow it): the optional filters of the ``list_*`` reads."""
+    for column, value in values.items():
+        if value is not None:
+            q = q.where(getattr(model, column) == value)
+    return q
 
 
 def _unique(items: Iterable[str]) -> list[str]:
@@ -102,6 +120,24 @@ def _name_free(s: Session, model: Any, kind: str, name: str, domain_id: str | No
                        f"found with name {name}{where}.")
 
 
+class _Named(Protocol):
+    """A record named uniquely within its domain (user, group, project, role)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def domain_id(self) -> str: ...
+
+
+def _rename_free(s: Session, row: _Named, kind: str, changes: dict[str, Any],
+                 show_domain: bool = True) -> None:
+    """``_name_free`` for an update: Keystone's 409 when ``changes`` renames ``row`` (beyond
+    a change of case) to a name another ``kind`` of its domain has."""
+    if "name" in changes and changes["name"].lower() != row.name.lower():
+        _name_free(s, type(row), kind, changes["name"], row.domain_id, show_domain)
+
+
 class IdentityState:
     """What ``IdentityManager`` and the backend stores it is made of share (set by
     ``IdentityManager.__init__``), and the transaction helpers every store uses."""
@@ -115,3 +151,14 @@ class IdentityState:
     def write(self) -> contextlib.AbstractContextManager[Session]:
         """A write transaction that refreshes the caches after commit (``IdentityManager``)."""
         raise NotImplementedError
+
+    def _fetch(self, model: type[_Row], key: str, kind: str, s: Session | None = None) -> _Row:
+        """The ``model`` row of id ``key``, read in ``s`` (or in a reader of its own), or
+        Keystone's 404 ``Could not find {kind}: {key}.``"""
+        if s is None:
+            with self.db.reader() as s2:
+                return self._fetch(model, key, kind, s2)
+        row = s.get(model, key)
+        if row is None:
+            raise NotFound(f"Could not find {kind}: {key}.")
+        return row

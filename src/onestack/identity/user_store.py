@@ -22,7 +22,7 @@ from onestack.db.identity import (
     User,
 )
 from onestack.identity import passwords
-from onestack.identity.store import IdentityState, _apply, _name_free
+from onestack.identity.store import IdentityState, _apply, _name_free, _rename_free
 
 
 class UserStore(IdentityState):
@@ -30,13 +30,7 @@ class UserStore(IdentityState):
 
     # ------------------------------------------------------------------ users
     def get_user(self, user_id: str, s: Session | None = None) -> User:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_user(user_id, s2)
-        u = s.get(User, user_id)
-        if u is None:
-            raise NotFound(f"Could not find user: {user_id}.")
-        return u
+        return self._fetch(User, user_id, "user", s)
 
     def find_user(self, name: str, domain_id: str) -> User | None:
         with self.db.reader() as s:
@@ -106,8 +100,7 @@ class UserStore(IdentityState):
             u = self.get_user(user_id, s)
             if "domain_id" in changes and changes["domain_id"] != u.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != u.name.lower():
-                _name_free(s, User, "user", changes["name"], u.domain_id)
+            _rename_free(s, u, "user", changes)
             _apply(u, changes, ("name", "enabled", "default_project_id"))
             if "extra" in changes:
                 merged = {**(u.extra or {}), **changes["extra"]}
@@ -161,13 +154,7 @@ class UserStore(IdentityState):
                     failed_auth_count=0, last_active_at=utcnow()))
     # ------------------------------------------------------------------ groups
     def get_group(self, group_id: str, s: Session | None = None) -> Group:
-        if s is None:
-            with self.db.reader() as s2:
-                return self.get_group(group_id, s2)
-        g = s.get(Group, group_id)
-        if g is None:
-            raise NotFound(f"Could not find group: {group_id}.")
-        return g
+        return self._fetch(Group, group_id, "group", s)
 
     def list_groups(self, filters: dict[str, Any] | None = None) -> list[Group]:
         filters = filters or {}
@@ -196,11 +183,8 @@ class UserStore(IdentityState):
             g = self.get_group(group_id, s)
             if "domain_id" in changes and changes["domain_id"] != g.domain_id:
                 raise BadRequest("Update of `domain_id` is not allowed.")
-            if "name" in changes and changes["name"].lower() != g.name.lower():
-                _name_free(s, Group, "group", changes["name"], g.domain_id)
-            _apply(g, changes, ("name", "description"))
-            if "extra" in changes:
-                g.extra = {**(g.extra or {}), **changes["extra"]}
+            _rename_free(s, g, "group", changes)
+            _apply(g, changes, ("name", "description"), merge=("extra",))
         return g
 
     def delete_group(self, group_id: str) -> None:

@@ -104,6 +104,13 @@ def implied(base: str, prior: Role, implies: list[Role]) -> dict[str, Any]:
     }
 
 
+def inference(base: str, prior: Role, implied: Role) -> dict[str, Any]:
+    """The document of one implied-role rule (``prior`` implies ``implied``), with its link."""
+    return {"role_inference": {"prior_role": role_ref(base, prior),
+                               "implies": role_ref(base, implied)},
+            "links": {"self": f"{base}/v3/roles/{prior.id}/implies/{implied.id}"}}
+
+
 def region(base: str, r: Region) -> dict[str, Any]:
     return {**(r.extra or {}), "id": r.id, "description": r.description or "",
             "parent_region_id": r.parent_region_id, "links": _link(base, f"regions/{r.id}")}
