@@ -94,206 +94,64 @@ class Boot(ResourceHandler):
 
     def _prepare(self, req: ApiRequest, srv: dict[str, Any], hints: dict[str, Any],
                  v: APIVersion) -> tuple[dict[str, Any], BootRequest]:
-        """Validate a create request; returns (instance spec, boot request)."""
+        """What a create request means, once ``server_schemas`` passed its shape for ``v``
+        (types, sizes and which fields exist at which microversion): each part checked
+        against the cloud, in Nova's order. Returns (instance spec, boot request)."""
         ctx = req.ctx
-        name = schemas.name(srv.get("name"), "name")
-        flavor_ref = srv.get("flavorRef")
-        if flavor_ref is None:
-            raise ValidationError("Invalid input for field/attribute server. 'flavorRef' is a "
-                                  "required property")
-        fid = schemas.ref_id(flavor_ref, "flavorRef")
-        try:
-            flavor = self.m.get_flavor(ctx, fid)
-        except NotFound:
-            raise BadRequest(f"Flavor {fid} could not be found.") from None
-        if flavor["disabled"]:
-            raise BadRequest(f"Flavor {fid} could not be found.")
-        seen: dict[str, dict[str, Any]] = {}  # one image lookup per image and request
-
-        def image_info(iid: str) -> dict[str, Any]:
-            if iid not in seen:
-                seen[iid] = self.api.image_info(req, iid)
-            return dict(seen[iid])
-        disks = boot_volumes.parse(ctx, srv, srv.get("imageRef"), self.volumes, image_info,
-                                   schemas.integer(srv.get("max_count", 1), "max_count", 1))
-        if disks.volume_backed:
-            image_id = ""
-            image = {"properties": disks.root_properties or {}}
-        else:
-            image_id = schemas.ref_id(disks.image_ref, "imageRef")
-            if not schemas.is_uuid(image_id):
-                raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not "
-                                 "be found.")
-            image = image_info(image_id)
-            if image["min_ram"] and flavor["memory_mb"] < image["min_ram"]:
-                raise BadRequest("Flavor's memory is too small for requested image.")
-            if image["min_disk"] and flavor["root_gb"] and \
-                    flavor["root_gb"] < image["min_disk"]:
-                raise BadRequest("Flavor's disk is too small for requested image.")
-            if flavor["root_gb"] and image["size"] > flavor["root_gb"] * 1024 ** 3:
-                raise BadRequest("Flavor's disk is too small for requested image.")
-            if not flavor["root_gb"] and not req.allowed(
-                    "os_compute_api:servers:create:zero_disk_flavor",
-                    {"project_id": ctx.project_id or ""}):
-                raise Forbidden("Only volume-backed servers are allowed for flavors with "
-                                "zero disk.")
+        name = schemas.name(srv["name"], "name")
+        flavor = self._flavor(req, srv["flavorRef"])
+        disks, image_id, image = self._root_disk(req, srv, flavor)
         networks = srv.get("networks")
-        requested_networks: list[dict[str, Any]] = []
-        if v >= "2.37" and networks is None:
-            raise ValidationError("Invalid input for field/attribute server. 'networks' is a "
-                                  "required property")
-        if isinstance(networks, str):
-            if networks not in ("none", "auto") or v < "2.37":
-                raise ValidationError(f"Invalid input for field/attribute networks. Value: "
-                                      f"{networks}.")
-        elif isinstance(networks, list):
-            for net in networks:
-                if not isinstance(net, dict):
-                    raise ValidationError("Invalid input for field/attribute networks.")
-                for key in ("uuid", "port", "fixed_ip"):
-                    if net.get(key) is not None and not isinstance(net[key], str):
-                        raise ValidationError(f"Invalid input for field/attribute {key}.")
-                if self.network is None:
-                    if net.get("port"):
-                        raise BadRequest(f"Port {net['port']} could not be found.")
-                    raise BadRequest(f"Network {net.get('uuid')} could not be found.")
-                requested_networks.append(net)
-        elif networks is not None:
-            raise ValidationError("Invalid input for field/attribute networks.")
-        key_data = None
+        requested_networks = self._requested_networks(networks)
         key_name = srv.get("key_name")
+        key_data = None
         if key_name is not None:
-            if not isinstance(key_name, str):
-                raise ValidationError("Invalid input for field/attribute key_name.")
             try:
                 key_data = self.m.get_keypair(ctx.user_id or "", key_name)["public_key"]
             except NotFound:
                 raise BadRequest("Invalid key_name provided.") from None
         # The metadata_items quota is checked with the others when the rows are written.
         meta = schemas.metadata(srv.get("metadata", {}))
-        personality = srv.get("personality")
-        if personality is not None:
-            if v >= "2.57":
-                raise ValidationError("Invalid input for field/attribute server. Additional "
-                                      "properties are not allowed ('personality' was "
-                                      "unexpected)")
-            if not isinstance(personality, list):
-                raise ValidationError("Invalid input for field/attribute personality.")
-            limits = self.m.quota_limits(ctx.project_id or "", ctx.user_id)
-            if 0 <= limits["injected_files"] < len(personality):
-                raise Forbidden("Personality file limit exceeded")
-            for f in personality:
-                if not isinstance(f, dict) or "path" not in f:
-                    raise ValidationError("Invalid input for field/attribute personality.")
-                if len(str(f["path"])) > limits["injected_file_path_bytes"] >= 0:
-                    raise Forbidden("Personality file path exceeds maximum "
-                                    f"{limits['injected_file_path_bytes']}")
-                try:
-                    content = base64.b64decode(f.get("contents", ""), validate=True)
-                except Exception:  # noqa: BLE001
-                    raise BadRequest("Personality content for "
-                                     f"{f['path']} cannot be decoded") from None
-                if len(content) > limits["injected_file_content_bytes"] >= 0:
-                    raise Forbidden("Personality file content exceeds maximum "
-                                    f"{limits['injected_file_content_bytes']}")
+        if srv.get("personality") is not None:
+            self._check_personality(req, srv["personality"])
         user_data = srv.get("user_data")
         if user_data is not None:
             user_data = schemas.user_data(user_data)
         az = srv.get("availability_zone")
-        if az is not None:
-            if not isinstance(az, str) or not az:
-                raise ValidationError("Invalid input for field/attribute availability_zone.")
-            zone = az.split(":", 1)[0]
-            if ":" in az:
-                req.enforce("os_compute_api:servers:create:forced_host", tgt(req))
-            if zone:
-                known = {z["name"] for z in self.m.availability_zones()
-                         if z["name"] != "internal"}
-                if zone not in known:
-                    raise BadRequest("The requested availability zone is not available")
-        req_host = srv.get("host")
-        req_node = srv.get("hypervisor_hostname")
+        zone = self._zone(req, az) if az is not None else None
+        req_host, req_node = srv.get("host"), srv.get("hypervisor_hostname")
         if (req_host or req_node) and v >= "2.74":
-            req.enforce("os_compute_api:servers:create:requested_destination", tgt(req))
-            if req_host and not any(n["host"] == req_host for n in self.m.list_nodes()):
-                raise BadRequest(f"Compute host {req_host} could not be found.")
-            if req_node and self.m.node_by_name(req_node) is None:
-                raise BadRequest(f"Compute host {req_node} could not be found.")
-        sgs = srv.get("security_groups")
-        sg_names = ["default"]
-        if sgs is not None:
-            if not isinstance(sgs, list):
-                raise ValidationError("Invalid input for field/attribute security_groups.")
-            sg_names = []
-            for sg in sgs:
-                if not isinstance(sg, dict) or not isinstance(sg.get("name"), str):
-                    raise ValidationError("Invalid input for field/attribute security_groups.")
-                if sg["name"] != "default" and self.network is None:
-                    raise BadRequest(f"Security group {sg['name']} not found for project "
-                                     f"{ctx.project_id}.")
-                if sg["name"] not in sg_names:
-                    sg_names.append(sg["name"])
-        if isinstance(networks, str) and networks == "none":
-            sg_names = sg_names if sgs is not None else []
-        group = None
-        if hints:
-            if not isinstance(hints, dict):
-                raise ValidationError("Invalid input for field/attribute os:scheduler_hints.")
-            group = hints.get("group")
-            if group is not None:
-                if not schemas.is_uuid(group):
-                    raise ValidationError(f"Invalid input for field/attribute group. Value: "
-                                          f"{group}.")
-                try:
-                    self.m.get_group(ctx, group)
-                except NotFound:
-                    raise BadRequest(f"Instance group {group} could not be found.") from None
-        tags = []
-        if srv.get("tags") is not None:
-            if v < "2.52":
-                raise ValidationError("Invalid input for field/attribute server. Additional "
-                                      "properties are not allowed ('tags' was unexpected)")
-            tags = schemas.tags(srv["tags"])
-        description = srv.get("description")
-        if description is not None:
-            if v < "2.19":
-                raise ValidationError("Invalid input for field/attribute server. Additional "
-                                      "properties are not allowed ('description' was "
-                                      "unexpected)")
-            if not isinstance(description, str) or len(description) > 255:
-                raise ValidationError("Invalid input for field/attribute description.")
-        hostname = srv.get("hostname")
-        if hostname is not None and v < "2.90":
-            raise ValidationError("Invalid input for field/attribute server. Additional "
-                                  "properties are not allowed ('hostname' was unexpected)")
-        ipv4 = srv.get("accessIPv4")
-        ipv6 = srv.get("accessIPv6")
-        if ipv4 is not None and ipv4 != "":
+            self._check_destination(req, req_host, req_node)
+        sg_names = self._security_groups(req, srv.get("security_groups"), networks)
+        group = hints.get("group") if hints else None
+        if group is not None:
+            if not schemas.is_uuid(group):
+                raise ValidationError(f"Invalid input for field/attribute group. Value: "
+                                      f"{group}.")
+            try:
+                self.m.get_group(ctx, group)
+            except NotFound:
+                raise BadRequest(f"Instance group {group} could not be found.") from None
+        tags = schemas.tags(srv["tags"]) if srv.get("tags") is not None else []
+        ipv4, ipv6 = srv.get("accessIPv4"), srv.get("accessIPv6")
+        if ipv4:
             ipv4 = schemas.ipv4(ipv4, "accessIPv4")
-        if ipv6 is not None and ipv6 != "":
+        if ipv6:
             ipv6 = schemas.ipv6(ipv6, "accessIPv6")
         config_drive = srv.get("config_drive")
-        if config_drive is not None and not isinstance(config_drive, bool | str):
-            raise ValidationError("Invalid input for field/attribute config_drive.")
-        disk_config = srv.get("OS-DCF:diskConfig", "MANUAL")
-        if disk_config not in ("AUTO", "MANUAL"):
-            raise ValidationError("Invalid input for field/attribute OS-DCF:diskConfig.")
-        admin_pass = srv.get("adminPass")
-        if admin_pass is not None and not isinstance(admin_pass, str):
-            raise ValidationError("Invalid input for field/attribute adminPass.")
-        spec = {"name": name, "flavor": flavor, "image_ref": image_id,
-                "key_name": key_name, "key_data": key_data, "user_data": user_data,
-                "metadata": meta, "availability_zone": (az.split(":", 1)[0] or None)
-                if az else None,
+        spec = {"name": name, "flavor": flavor,
+                "image_ref": image_id, "key_name": key_name, "key_data": key_data,
+                "user_data": user_data, "metadata": meta, "availability_zone": zone,
                 "config_drive": bool(config_drive) and config_drive not in ("", "False"),
                 "tags": tags, "access_ip_v4": ipv4 or None, "access_ip_v6": ipv6 or None,
-                "description": description, "hostname": hostname, "group": group,
+                "description": srv.get("description"), "hostname": srv.get("hostname"),
+                "group": group,
                 "system_metadata": {"image_properties": image["properties"],
-                                    "security_groups": sg_names, "disk_config": disk_config,
+                                    "security_groups": sg_names,
+                                    "disk_config": srv.get("OS-DCF:diskConfig", "MANUAL"),
                                     "requested_networks": requested_networks,
                                     "networks": [], "preserve_ports": [],
-                                    "requested_az": az.split(":", 1)[0] or None
-                                    if az else None,
+                                    "requested_az": zone,
                                     "scheduler_hints": dict(hints or {})}}
         if disks.volumes:
             spec["system_metadata"]["block_devices"] = disks.volumes
@@ -304,6 +162,118 @@ class Boot(ResourceHandler):
                                                   if k != "group"},
                               host=req_host, hypervisor_hostname=req_node)
         return spec, request
+
+    def _flavor(self, req: ApiRequest, flavor_ref: Any) -> dict[str, Any]:
+        """The flavor a boot names (400 when unknown or disabled)."""
+        fid = schemas.ref_id(flavor_ref, "flavorRef")
+        try:
+            flavor = self.m.get_flavor(req.ctx, fid)
+        except NotFound:
+            raise BadRequest(f"Flavor {fid} could not be found.") from None
+        if flavor["disabled"]:
+            raise BadRequest(f"Flavor {fid} could not be found.")
+        return flavor
+
+    def _root_disk(self, req: ApiRequest, srv: dict[str, Any], flavor: dict[str, Any]
+                   ) -> tuple[boot_volumes.BootDisks, str, dict[str, Any]]:
+        """The boot's disks (block device mappings), its image id ("" for a volume-backed
+        server) and the image's facts; the image must fit the flavor."""
+        seen: dict[str, dict[str, Any]] = {}  # one image lookup per image and request
+
+        def image_info(iid: str) -> dict[str, Any]:
+            if iid not in seen:
+                seen[iid] = self.api.image_info(req, iid)
+            return dict(seen[iid])
+        disks = boot_volumes.parse(req.ctx, srv, srv.get("imageRef"), self.volumes,
+                                   image_info,
+                                   schemas.integer(srv.get("max_count", 1), "max_count", 1))
+        if disks.volume_backed:
+            return disks, "", {"properties": disks.root_properties or {}}
+        image_id = schemas.ref_id(disks.image_ref, "imageRef")
+        if not schemas.is_uuid(image_id):
+            raise BadRequest(f"Invalid imageRef provided. Image {image_id} could not be found.")
+        image = image_info(image_id)
+        if image["min_ram"] and flavor["memory_mb"] < image["min_ram"]:
+            raise BadRequest("Flavor's memory is too small for requested image.")
+        root_gb = flavor["root_gb"]
+        if root_gb and (image["min_disk"] and root_gb < image["min_disk"]
+                        or image["size"] > root_gb * 1024 ** 3):
+            raise BadRequest("Flavor's disk is too small for requested image.")
+        if not root_gb and not req.allowed("os_compute_api:servers:create:zero_disk_flavor",
+                                           {"project_id": req.ctx.project_id or ""}):
+            raise Forbidden("Only volume-backed servers are allowed for flavors with zero "
+                            "disk.")
+        return disks, image_id, image
+
+    def _requested_networks(self, networks: Any) -> list[dict[str, Any]]:
+        """The networks and ports a boot asks for (``"none"``/``"auto"``: none named);
+        without a network service none can be found."""
+        if not isinstance(networks, list):
+            return []
+        for net in networks:
+            if self.network is None:
+                if net.get("port"):
+                    raise BadRequest(f"Port {net['port']} could not be found.")
+                raise BadRequest(f"Network {net.get('uuid')} could not be found.")
+        return list(networks)
+
+    def _check_personality(self, req: ApiRequest, files: list[dict[str, Any]]) -> None:
+        """Injected files (before 2.57) within the project's limits, their contents base64."""
+        ctx = req.ctx
+        limits = self.m.quota_limits(ctx.project_id or "", ctx.user_id)
+        if 0 <= limits["injected_files"] < len(files):
+            raise Forbidden("Personality file limit exceeded")
+        for f in files:
+            if "path" not in f:
+                raise ValidationError("Invalid input for field/attribute personality.")
+            if len(str(f["path"])) > limits["injected_file_path_bytes"] >= 0:
+                raise Forbidden("Personality file path exceeds maximum "
+                                f"{limits['injected_file_path_bytes']}")
+            try:
+                content = base64.b64decode(f.get("contents", ""), validate=True)
+            except Exception:  # noqa: BLE001
+                raise BadRequest(f"Personality content for {f['path']} cannot be "
+                                 "decoded") from None
+            if len(content) > limits["injected_file_content_bytes"] >= 0:
+                raise Forbidden("Personality file content exceeds maximum "
+                                f"{limits['injected_file_content_bytes']}")
+
+    def _zone(self, req: ApiRequest, az: str) -> str | None:
+        """The zone of ``zone[:host[:node]]`` (None when empty; a host needs the forced-host
+        policy); 400 for a zone this cloud does not have."""
+        zone = az.split(":", 1)[0]
+        if ":" in az:
+            req.enforce("os_compute_api:servers:create:forced_host", tgt(req))
+        if zone:
+            known = {z["name"] for z in self.m.availability_zones() if z["name"] != "internal"}
+            if zone not in known:
+                raise BadRequest("The requested availability zone is not available")
+        return zone or None
+
+    def _check_destination(self, req: ApiRequest, host: str | None, node: str | None) -> None:
+        """A requested host or node (2.74): allowed by policy, and known."""
+        req.enforce("os_compute_api:servers:create:requested_destination", tgt(req))
+        if host and not any(n["host"] == host for n in self.m.list_nodes()):
+            raise BadRequest(f"Compute host {host} could not be found.")
+        if node and self.m.node_by_name(node) is None:
+            raise BadRequest(f"Compute host {node} could not be found.")
+
+    def _security_groups(self, req: ApiRequest, groups: list[dict[str, Any]] | None,
+                         networks: Any) -> list[str]:
+        """The security group names of a boot (``default`` when it names none, none for
+        ``networks: "none"``), each once; only ``default`` without a network service."""
+        if groups is None:
+            return [] if networks == "none" else ["default"]
+        names: list[str] = []
+        for sg in groups:
+            if not isinstance(sg.get("name"), str):
+                raise ValidationError("Invalid input for field/attribute security_groups.")
+            if sg["name"] != "default" and self.network is None:
+                raise BadRequest(f"Security group {sg['name']} not found for project "
+                                 f"{req.ctx.project_id}.")
+            if sg["name"] not in names:
+                names.append(sg["name"])
+        return names
 
     def _reserve_volumes(self, ctx: Any, uuid: str, bdms: list[dict[str, Any]]) -> None:
         """Reserve the existing volumes a boot names (all or none)."""
