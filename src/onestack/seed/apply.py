@@ -104,26 +104,23 @@ class Seeder:
 
     # ------------------------------------------------------------------ apply
     def apply(self, doc: dict[str, Any]) -> SeedReport:
-        for role in doc.get("roles", []):
-            self._role(role["name"])
-        for project in doc.get("projects", []):
-            self._project(project)
-        for user in doc.get("users", []):
-            self._user(user)
-        for flavor in doc.get("flavors", []):
-            self._flavor(flavor)
-        for image in doc.get("images", []):
-            self._image(image)
-        for network in doc.get("networks", []):
-            self._network(network)
-        for router in doc.get("routers", []):
-            self._router(router)
-        for group in doc.get("security_groups", []):
-            self._security_group(group)
-        for keypair in doc.get("keypairs", []):
-            self._keypair(keypair)
-        for quota in doc.get("quotas", []):
-            self._quota(quota)
+        """Apply every section of ``doc``, in dependency order (roles and projects before the
+        users granted them, networks before routers...)."""
+        sections: tuple[tuple[str, Callable[[dict[str, Any]], object]], ...] = (
+            ("roles", lambda role: self._role(role["name"])),
+            ("projects", self._project),
+            ("users", self._user),
+            ("flavors", self._flavor),
+            ("images", self._image),
+            ("networks", self._network),
+            ("routers", self._router),
+            ("security_groups", self._security_group),
+            ("keypairs", self._keypair),
+            ("quotas", self._quota),
+        )
+        for section, apply_one in sections:
+            for spec in doc.get(section, []):
+                apply_one(spec)
         return self.report
 
     def _role(self, name: str) -> str:
