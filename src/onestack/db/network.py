@@ -16,16 +16,14 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base, JSONDoc
+from onestack.db.base import Base, JSONDoc, Timestamps
 
 
-class _Standard:
+class _Standard(Timestamps):
     """Neutron's standard attributes."""
 
     description: Mapped[str] = mapped_column(String(255), default="")
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
 class Network(_Standard, Base):
