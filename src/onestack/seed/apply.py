@@ -147,10 +147,15 @@ class Seeder:
             self._mark(self.report.created, what)
             return
         self._projects[(spec["name"], dom)] = found["id"]
+        self._patch_identity("project", found, want, what)
+
+    def _patch_identity(self, kind: str, found: dict[str, Any], want: dict[str, Any],
+                        what: str) -> None:
+        """Bring the existing identity ``kind`` (``project``, ``user``) ``found`` in line with
+        ``want``: PATCH the fields that differ (updated), or nothing (unchanged)."""
         diff = {k: v for k, v in want.items() if found.get(k) != v}
         if diff:
-            self._req("PATCH", "identity", f"/v3/projects/{found['id']}",
-                      json={"project": diff})
+            self._req("PATCH", "identity", f"/v3/{kind}s/{found['id']}", json={kind: diff})
             self._mark(self.report.updated, what)
         else:
             self._mark(self.report.unchanged, what)
@@ -170,13 +175,7 @@ class Seeder:
                               json={"user": body})["user"]
             self._mark(self.report.created, what)
         else:
-            diff = {k: v for k, v in want.items() if found.get(k) != v}
-            if diff:
-                self._req("PATCH", "identity", f"/v3/users/{found['id']}",
-                          json={"user": diff})
-                self._mark(self.report.updated, what)
-            else:
-                self._mark(self.report.unchanged, what)
+            self._patch_identity("user", found, want, what)
         for grant in spec.get("roles", []):
             pid = self.project_id(grant["project"], spec.get("domain"))
             role = self._one("identity", "/v3/roles", "roles", name=grant["role"])
