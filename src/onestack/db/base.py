@@ -42,3 +42,11 @@ class Timestamps:
 
     created_at: Mapped[dt.datetime] = mapped_column()
     updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class TimestampsNullUntilUpdated:
+    """Mixin: a row's required ``created_at`` and its ``updated_at``, None until the row is
+    first updated, after the table's own columns."""
+
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
