@@ -145,7 +145,7 @@ class _NamespaceItem(Timestamps):
         sort_order=-1)
 
     @declared_attr.directive
-    def __table_args__(cls) -> tuple[UniqueConstraint]:  # noqa: N805 - a class attribute
+    def __table_args__(cls) -> tuple[UniqueConstraint]:
         return (UniqueConstraint("namespace_id", "name"),)
 
 
