@@ -190,11 +190,16 @@ class _Parser:
             raise PolicyError(f"unexpected {self.peek()!r}")
         return check
 
-    def or_expr(self) -> Check:
-        parts = [self.and_expr()]
-        while self.peek() == "or":
+    def _operands(self, word: str, operand: Callable[[], Check]) -> list[Check]:
+        """One or more ``operand`` expressions joined by the keyword ``word``."""
+        parts = [operand()]
+        while self.peek() == word:
             self.take()
-            parts.append(self.and_expr())
+            parts.append(operand())
+        return parts
+
+    def or_expr(self) -> Check:
+        parts = self._operands("or", self.and_expr)
         if len(parts) == 1:
             return parts[0]
         if len(parts) == 2:
@@ -204,10 +209,7 @@ class _Parser:
         return lambda c, t, p: any(x(c, t, p) for x in parts)
 
     def and_expr(self) -> Check:
-        parts = [self.not_expr()]
-        while self.peek() == "and":
-            self.take()
-            parts.append(self.not_expr())
+        parts = self._operands("and", self.not_expr)
         if len(parts) == 1:
             return parts[0]
         if len(parts) == 2:

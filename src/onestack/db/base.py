@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, String, Text
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -34,3 +34,19 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: dict[Any, Any] = {dt.datetime: Timestamp}
+
+
+class Timestamps:
+    """Mixin: a row's ``created_at`` and ``updated_at`` (both required), after the table's own
+    columns."""
+
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class TimestampsNullUntilUpdated:
+    """Mixin: a row's required ``created_at`` and its ``updated_at``, None until the row is
+    first updated, after the table's own columns."""
+
+    created_at: Mapped[dt.datetime] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText
+from onestack.db.base import Base, JSONDoc, LongText, TimestampsNullUntilUpdated
 
 
-class Flavor(Base):
+class Flavor(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_flavor"
     __table_args__ = (UniqueConstraint("flavorid"), UniqueConstraint("name"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -33,8 +33,6 @@ class Flavor(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str | None] = mapped_column(LongText, default=None)
     extra_specs: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class FlavorAccess(Base):
@@ -132,7 +130,7 @@ class InstanceAction(Base):
     events: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
 
 
-class Service(Base):
+class Service(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_service"
     __table_args__ = (UniqueConstraint("host", "binary"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -146,11 +144,9 @@ class Service(Base):
     forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
     report_count: Mapped[int] = mapped_column(Integer, default=0)
     last_seen_up: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class ComputeNode(Base):
+class ComputeNode(TimestampsNullUntilUpdated, Base):
     """A hypervisor: capacity, usage counters (kept by atomic claims) and facts."""
 
     __tablename__ = "compute_node"
@@ -174,8 +170,6 @@ class ComputeNode(Base):
     disk_allocation_ratio: Mapped[float] = mapped_column(default=1.0)
     cpu_info: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
     capabilities: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class Allocation(Base):
@@ -191,14 +185,12 @@ class Allocation(Base):
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Aggregate(Base):
+class Aggregate(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_aggregate"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDoc, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class AggregateHost(Base):

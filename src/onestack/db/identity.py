@@ -6,12 +6,34 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import Boolean, Double, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
 from onestack.db.base import Base, JSONDoc, LongText
 
 #: Stored in ``domain_id`` columns for global (domain-less) roles so uniqueness holds.
 NULL_DOMAIN = "<<null>>"
+
+
+def _key_of(table: str, *, index: bool | None = None) -> MappedColumn[str]:
+    """A row's reference to the ``table`` row it belongs to, part of the row's key: the row
+    is deleted with it."""
+    return mapped_column(
+        String(64), ForeignKey(f"{table}.id", ondelete="CASCADE"), primary_key=True,
+        index=index)
+
+
+class _InDomain:
+    """Mixin of projects, users and groups: an id, a name and the domain the name is unique
+    in, ahead of the table's own columns."""
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-1)
+    name: Mapped[str] = mapped_column(String(255), sort_order=-1)
+    domain_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("identity_domain.id"), sort_order=-1)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[UniqueConstraint]:
+        return (UniqueConstraint("domain_id", "name"),)
 
 
 class Domain(Base):
@@ -24,12 +46,8 @@ class Domain(Base):
     created_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class Project(Base):
+class Project(_InDomain, Base):
     __tablename__ = "identity_project"
-    __table_args__ = (UniqueConstraint("domain_id", "name"),)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
-    domain_id: Mapped[str] = mapped_column(String(64), ForeignKey("identity_domain.id"))
     parent_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     description: Mapped[str | None] = mapped_column(LongText, default=None)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -40,18 +58,12 @@ class Project(Base):
 
 class ProjectTag(Base):
     __tablename__ = "identity_project_tag"
-    project_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_project.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[str] = _key_of("identity_project")
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
-class User(Base):
+class User(_InDomain, Base):
     __tablename__ = "identity_user"
-    __table_args__ = (UniqueConstraint("domain_id", "name"),)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
-    domain_id: Mapped[str] = mapped_column(String(64), ForeignKey("identity_domain.id"))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     default_project_id: Mapped[str | None] = mapped_column(String(64), default=None)
     extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
@@ -66,25 +78,16 @@ class User(Base):
     created_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class Group(Base):
+class Group(_InDomain, Base):
     __tablename__ = "identity_group"
-    __table_args__ = (UniqueConstraint("domain_id", "name"),)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
-    domain_id: Mapped[str] = mapped_column(String(64), ForeignKey("identity_domain.id"))
     description: Mapped[str | None] = mapped_column(LongText, default=None)
     extra: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
 
 
 class GroupMembership(Base):
     __tablename__ = "identity_group_membership"
-    user_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_user.id", ondelete="CASCADE"), primary_key=True
-    )
-    group_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_group.id", ondelete="CASCADE"), primary_key=True,
-        index=True,
-    )
+    user_id: Mapped[str] = _key_of("identity_user")
+    group_id: Mapped[str] = _key_of("identity_group", index=True)
 
 
 class Role(Base):
@@ -100,12 +103,8 @@ class Role(Base):
 
 class ImpliedRole(Base):
     __tablename__ = "identity_implied_role"
-    prior_role_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_role.id", ondelete="CASCADE"), primary_key=True
-    )
-    implied_role_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_role.id", ondelete="CASCADE"), primary_key=True
-    )
+    prior_role_id: Mapped[str] = _key_of("identity_role")
+    implied_role_id: Mapped[str] = _key_of("identity_role")
 
 
 class Assignment(Base):

@@ -13,12 +13,12 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText
+from onestack.db.base import Base, JSONDoc, LongText, Timestamps
 
 
-class Image(Base):
+class Image(Timestamps, Base):
     __tablename__ = "image_image"
     __table_args__ = (
         Index("ix_image_image_owner", "owner"),
@@ -45,14 +45,17 @@ class Image(Base):
     location: Mapped[str | None] = mapped_column(String(1024), default=None)
     #: Internal bookkeeping (staged data hashes, upload owner); never shown to users.
     internal: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+def _image_key() -> MappedColumn[str]:
+    """The image a row belongs to, first part of the row's key (deleted with the image)."""
+    return mapped_column(
+        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
 
 
 class ImageProperty(Base):
     __tablename__ = "image_property"
-    image_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[str] = _image_key()
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(LongText)
 
@@ -60,20 +63,16 @@ class ImageProperty(Base):
 class ImageTag(Base):
     __tablename__ = "image_tag"
     __table_args__ = (Index("ix_image_tag_value", "value"),)
-    image_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[str] = _image_key()
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
-class ImageMember(Base):
+class ImageMember(Timestamps, Base):
     __tablename__ = "image_member"
     __table_args__ = (Index("ix_image_member_member", "member"),)
-    image_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[str] = _image_key()
     member: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
 class ImageTask(Base):
@@ -97,7 +96,7 @@ class ImageTask(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class MetadefNamespace(Base):
+class MetadefNamespace(Timestamps, Base):
     """A metadata-definition namespace (the unit of ownership and visibility)."""
 
     __tablename__ = "image_metadef_namespace"
@@ -109,22 +108,18 @@ class MetadefNamespace(Base):
     visibility: Mapped[str] = mapped_column(String(32), default="private")
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
     owner: Mapped[str | None] = mapped_column(String(255), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class MetadefResourceType(Base):
+class MetadefResourceType(Timestamps, Base):
     """A kind of resource namespaces apply to (``OS::Glance::Image``, ...)."""
 
     __tablename__ = "image_metadef_resource_type"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class MetadefResourceTypeAssoc(Base):
+class MetadefResourceTypeAssoc(Timestamps, Base):
     """Namespace <-> resource type, with the prefix its properties take on that resource."""
 
     __tablename__ = "image_metadef_rt_assoc"
@@ -137,47 +132,42 @@ class MetadefResourceTypeAssoc(Base):
         primary_key=True)
     prefix: Mapped[str | None] = mapped_column(String(80), default=None)
     properties_target: Mapped[str | None] = mapped_column(String(80), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class MetadefObject(Base):
+class _NamespaceItem(Timestamps):
+    """Mixin of a namespace's objects, properties and tags: an id, then the namespace (the
+    item is deleted with it) ahead of the item's own columns; names (the item's own column,
+    of its own length) are unique in a namespace."""
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, sort_order=-1)
+    namespace_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"),
+        sort_order=-1)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[UniqueConstraint]:
+        return (UniqueConstraint("namespace_id", "name"),)
+
+
+class MetadefObject(_NamespaceItem, Base):
     """A named group of property definitions inside a namespace."""
 
     __tablename__ = "image_metadef_object"
-    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(80))
     description: Mapped[str | None] = mapped_column(LongText, default=None)
     required: Mapped[list[str] | None] = mapped_column(JSONDoc, default=None)
     #: ``{property name: JSON-schema fragment}``.
     properties: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class MetadefProperty(Base):
+class MetadefProperty(_NamespaceItem, Base):
     """A property definition (a JSON-schema fragment: title, type, enum, ...)."""
 
     __tablename__ = "image_metadef_property"
-    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     schema: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class MetadefTag(Base):
+class MetadefTag(_NamespaceItem, Base):
     __tablename__ = "image_metadef_tag"
-    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()

@@ -14,26 +14,34 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc
+from onestack.db.base import Base, JSONDoc, Timestamps
 
 
-class _Standard:
+class _Standard(Timestamps):
     """Neutron's standard attributes."""
 
     description: Mapped[str] = mapped_column(String(255), default="")
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class Network(_Standard, Base):
+class _ProjectResource:
+    """Mixin of a project's named resource (network, address scope, subnet pool, security
+    group, router): its id, project and name ahead of the table's own columns, and the
+    index on the project (``ix_<table>_project``) that project-scoped listings use."""
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, sort_order=-1)
+    project_id: Mapped[str] = mapped_column(String(64), default="", sort_order=-1)
+    name: Mapped[str] = mapped_column(String(255), default="", sort_order=-1)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index]:
+        return (Index(f"ix_{cls.__tablename__}_project", "project_id"),)
+
+
+class Network(_ProjectResource, _Standard, Base):
     __tablename__ = "net_network"
-    __table_args__ = (Index("ix_net_network_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str] = mapped_column(String(255), default="")
     admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -59,25 +67,17 @@ class SegmentAllocation(Base):
         String(36), ForeignKey("net_network.id", ondelete="CASCADE"))
 
 
-class AddressScope(Base):
+class AddressScope(_ProjectResource, Base):
     """A Neutron address scope: subnet pools bound to one share a non-overlapping address
     space (Neutron gives address scopes no standard attributes)."""
 
     __tablename__ = "net_address_scope"
-    __table_args__ = (Index("ix_net_address_scope_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str] = mapped_column(String(255), default="")
     ip_version: Mapped[int] = mapped_column(Integer, default=4)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class SubnetPool(_Standard, Base):
+class SubnetPool(_ProjectResource, _Standard, Base):
     __tablename__ = "net_subnetpool"
-    __table_args__ = (Index("ix_net_subnetpool_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str] = mapped_column(String(255), default="")
     ip_version: Mapped[int] = mapped_column(Integer, default=4)
     prefixes: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
     default_prefixlen: Mapped[int] = mapped_column(Integer, default=0)
@@ -152,12 +152,8 @@ class IPAllocation(Base):
     network_id: Mapped[str] = mapped_column(String(36))
 
 
-class SecurityGroup(_Standard, Base):
+class SecurityGroup(_ProjectResource, _Standard, Base):
     __tablename__ = "net_security_group"
-    __table_args__ = (Index("ix_net_security_group_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str] = mapped_column(String(255), default="")
     stateful: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
@@ -194,12 +190,8 @@ class PortSecurityGroup(Base):
         String(36), ForeignKey("net_security_group.id"), primary_key=True)
 
 
-class Router(_Standard, Base):
+class Router(_ProjectResource, _Standard, Base):
     __tablename__ = "net_router"
-    __table_args__ = (Index("ix_net_router_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str] = mapped_column(String(255), default="")
     admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
     gw_network_id: Mapped[str | None] = mapped_column(String(36), default=None)

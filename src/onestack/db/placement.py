@@ -11,12 +11,20 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import Double, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 
-from onestack.db.base import Base
+from onestack.db.base import Base, Timestamps
 
 
-class ResourceProvider(Base):
+def _provider_key(fk_name: str) -> MappedColumn[int]:
+    """The provider a row describes, part of the row's key: the row goes with the provider
+    (``fk_name`` names the foreign key)."""
+    return mapped_column(
+        Integer, ForeignKey("placement_resource_provider.id", ondelete="CASCADE", name=fk_name),
+        primary_key=True)
+
+
+class ResourceProvider(Timestamps, Base):
     """A provider of resources (a compute node, a NUMA cell, a shared storage pool...).
 
     ``generation`` is bumped by every change to the provider's inventory, traits, aggregates
@@ -37,18 +45,13 @@ class ResourceProvider(Base):
         default=None)
     #: The provider's own id for a root (set right after the insert).
     root_provider_id: Mapped[int | None] = mapped_column(Integer, default=None)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
 class Inventory(Base):
     """How much of one resource class a provider has, and how it may be consumed."""
 
     __tablename__ = "placement_inventory"
-    resource_provider_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("placement_resource_provider.id", ondelete="CASCADE",
-                   name="fk_placement_inventory_rp"),
-        primary_key=True)
+    resource_provider_id: Mapped[int] = _provider_key("fk_placement_inventory_rp")
     resource_class: Mapped[str] = mapped_column(String(255), primary_key=True)
     total: Mapped[int] = mapped_column(Integer)
     reserved: Mapped[int] = mapped_column(Integer, default=0)
@@ -59,7 +62,7 @@ class Inventory(Base):
     updated_at: Mapped[dt.datetime] = mapped_column()
 
 
-class Consumer(Base):
+class Consumer(Timestamps, Base):
     """Something holding allocations (an instance, a migration...), with its owner."""
 
     __tablename__ = "placement_consumer"
@@ -69,8 +72,6 @@ class Consumer(Base):
     user_id: Mapped[str] = mapped_column(String(255))
     generation: Mapped[int] = mapped_column(Integer, default=0)
     consumer_type: Mapped[str | None] = mapped_column(String(255), default=None)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column()
 
 
 class Allocation(Base):
@@ -95,20 +96,14 @@ class Allocation(Base):
 class ProviderTrait(Base):
     __tablename__ = "placement_provider_trait"
     __table_args__ = (Index("ix_placement_provider_trait_trait", "trait"),)
-    resource_provider_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("placement_resource_provider.id", ondelete="CASCADE",
-                   name="fk_placement_provider_trait_rp"),
-        primary_key=True)
+    resource_provider_id: Mapped[int] = _provider_key("fk_placement_provider_trait_rp")
     trait: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class ProviderAggregate(Base):
     __tablename__ = "placement_provider_aggregate"
     __table_args__ = (Index("ix_placement_provider_aggregate_aggregate", "aggregate_uuid"),)
-    resource_provider_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("placement_resource_provider.id", ondelete="CASCADE",
-                   name="fk_placement_provider_aggregate_rp"),
-        primary_key=True)
+    resource_provider_id: Mapped[int] = _provider_key("fk_placement_provider_aggregate_rp")
     aggregate_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
 
 

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base, JSONDoc
+from onestack.db.base import Base, JSONDoc, TimestampsNullUntilUpdated
 
 
-class Volume(Base):
+class Volume(TimestampsNullUntilUpdated, Base):
     __tablename__ = "volume_volume"
     __table_args__ = (Index("ix_volume_volume_project", "project_id"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -42,11 +42,9 @@ class Volume(Base):
     #: Attachments recorded through the attach actions: ``{id, server_id, host_name,
     #: device, attached_at, attach_mode}`` each.
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class Snapshot(Base):
+class Snapshot(TimestampsNullUntilUpdated, Base):
     __tablename__ = "volume_snapshot"
     __table_args__ = (Index("ix_volume_snapshot_volume", "volume_id"),
                       Index("ix_volume_snapshot_project", "project_id"))
@@ -62,8 +60,6 @@ class Snapshot(Base):
     group_snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None)
     provider_location: Mapped[str | None] = mapped_column(String(255), default=None)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class VolumeType(Base):
@@ -78,7 +74,7 @@ class VolumeType(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
 
 
-class VolumeTypeEncryption(Base):
+class VolumeTypeEncryption(TimestampsNullUntilUpdated, Base):
     """The encryption a volume type asks for (Cinder's ``encryption`` of a type): at most
     one per type."""
 
@@ -89,8 +85,6 @@ class VolumeTypeEncryption(Base):
     cipher: Mapped[str | None] = mapped_column(String(255), default=None)
     key_size: Mapped[int | None] = mapped_column(Integer, default=None)
     control_location: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class QosSpecs(Base):
@@ -120,7 +114,7 @@ class Transfer(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
 
 
-class Backup(Base):
+class Backup(TimestampsNullUntilUpdated, Base):
     """A copy of a volume's data in the backup directory (full, or incremental on a
     parent)."""
 
@@ -146,8 +140,6 @@ class Backup(Base):
     availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONDoc, default=dict)
     data_timestamp: Mapped[dt.datetime | None] = mapped_column(default=None)
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class Message(Base):

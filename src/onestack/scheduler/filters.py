@@ -160,30 +160,35 @@ class IgnoreHostsFilter(BaseFilter):
         return not (spec.force_nodes and host.nodename not in spec.force_nodes)
 
 
-class SameHostFilter(BaseFilter):
+class _HintedHostsFilter(BaseFilter):
+    """A scheduler hint naming instances, resolved into the spec's ``hint`` entry (the hosts
+    running them): a host passes when it is among them (``among`` True) or when it is not."""
+
+    hint: ClassVar[str]
+    among: ClassVar[bool]
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.hints.get(self.hint) is not None
+
+    def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
+        hosts = spec.hints.get(self.hint)
+        return hosts is None or (host.host in hosts) == self.among
+
+
+class SameHostFilter(_HintedHostsFilter):
     """Scheduler hint ``same_host``: only hosts running the given instances."""
 
     name = "SameHostFilter"
-
-    def applies(self, spec: RequestSpec) -> bool:
-        return spec.hints.get("_same_hosts") is not None
-
-    def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
-        hosts = spec.hints.get("_same_hosts")
-        return hosts is None or host.host in hosts
+    hint = "_same_hosts"
+    among = True
 
 
-class DifferentHostFilter(BaseFilter):
+class DifferentHostFilter(_HintedHostsFilter):
     """Scheduler hint ``different_host``: avoid hosts running the given instances."""
 
     name = "DifferentHostFilter"
-
-    def applies(self, spec: RequestSpec) -> bool:
-        return spec.hints.get("_different_hosts") is not None
-
-    def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
-        hosts = spec.hints.get("_different_hosts")
-        return hosts is None or host.host not in hosts
+    hint = "_different_hosts"
+    among = False
 
 
 ALL_FILTERS: dict[str, type[BaseFilter]] = {

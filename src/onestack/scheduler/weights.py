@@ -3,6 +3,7 @@ multiplied by the weigher's multiplier, and the host with the highest sum wins."
 
 from __future__ import annotations
 
+import operator
 from typing import ClassVar
 
 from onestack.scheduler.host_state import HostState, RequestSpec
@@ -28,68 +29,72 @@ class BaseWeigher:
         return [self.weigh(h, spec) for h in hosts]
 
 
-class RAMWeigher(BaseWeigher):
+class _FreeCapacityWeigher(BaseWeigher):
+    """Free capacity of one resource: total x allocation ratio - used (as ``HostState``'s
+    ``free_*`` properties compute it)."""
+
+    #: The ``HostState`` attributes of the resource's total, allocation ratio and usage.
+    fields: ClassVar[tuple[str, str, str]]
+
+    def weigh(self, host: HostState, spec: RequestSpec) -> float:
+        return self.weigh_all([host], spec)[0]
+
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        get = operator.attrgetter(*self.fields)
+        return [total * ratio - used for total, ratio, used in map(get, hosts)]
+
+
+class RAMWeigher(_FreeCapacityWeigher):
     """Free RAM (positive multiplier spreads, negative stacks)."""
 
     name = "RAMWeigher"
-
-    def weigh(self, host: HostState, spec: RequestSpec) -> float:
-        return host.free_ram_mb
-
-    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
-        return [h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
+    fields = ("memory_mb", "ram_allocation_ratio", "memory_mb_used")
 
 
-class CPUWeigher(BaseWeigher):
+class CPUWeigher(_FreeCapacityWeigher):
     """Free vCPUs."""
 
     name = "CPUWeigher"
-
-    def weigh(self, host: HostState, spec: RequestSpec) -> float:
-        return host.free_vcpus
-
-    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
-        return [h.vcpus * h.cpu_allocation_ratio - h.vcpus_used for h in hosts]
+    fields = ("vcpus", "cpu_allocation_ratio", "vcpus_used")
 
 
-class DiskWeigher(BaseWeigher):
+class DiskWeigher(_FreeCapacityWeigher):
     """Free disk."""
 
     name = "DiskWeigher"
+    fields = ("local_gb", "disk_allocation_ratio", "local_gb_used")
+
+
+class _GroupMembersWeigher(BaseWeigher):
+    """Members of the request's server group already on the host, for one soft policy:
+    counted up (``sign`` 1) to gather them, down (``sign`` -1) to spread them."""
+
+    policy: ClassVar[str]
+    sign: ClassVar[float]
+
+    def applies(self, spec: RequestSpec) -> bool:
+        return spec.group_policy == self.policy
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
-        return host.free_disk_gb
+        if spec.group_policy != self.policy:
+            return 0.0
+        return self.sign * float(spec.group_hosts.count(host.host))
 
-    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
-        return [h.local_gb * h.disk_allocation_ratio - h.local_gb_used for h in hosts]
 
-
-class ServerGroupSoftAffinityWeigher(BaseWeigher):
+class ServerGroupSoftAffinityWeigher(_GroupMembersWeigher):
     """``soft-affinity``: prefer hosts already running members of the group."""
 
     name = "ServerGroupSoftAffinityWeigher"
-
-    def applies(self, spec: RequestSpec) -> bool:
-        return spec.group_policy == "soft-affinity"
-
-    def weigh(self, host: HostState, spec: RequestSpec) -> float:
-        if spec.group_policy != "soft-affinity":
-            return 0.0
-        return float(spec.group_hosts.count(host.host))
+    policy = "soft-affinity"
+    sign = 1.0
 
 
-class ServerGroupSoftAntiAffinityWeigher(BaseWeigher):
+class ServerGroupSoftAntiAffinityWeigher(_GroupMembersWeigher):
     """``soft-anti-affinity``: prefer hosts with fewer members of the group."""
 
     name = "ServerGroupSoftAntiAffinityWeigher"
-
-    def applies(self, spec: RequestSpec) -> bool:
-        return spec.group_policy == "soft-anti-affinity"
-
-    def weigh(self, host: HostState, spec: RequestSpec) -> float:
-        if spec.group_policy != "soft-anti-affinity":
-            return 0.0
-        return -float(spec.group_hosts.count(host.host))
+    policy = "soft-anti-affinity"
+    sign = -1.0
 
 
 ALL_WEIGHERS: dict[str, type[BaseWeigher]] = {

@@ -104,26 +104,23 @@ class Seeder:
 
     # ------------------------------------------------------------------ apply
     def apply(self, doc: dict[str, Any]) -> SeedReport:
-        for role in doc.get("roles", []):
-            self._role(role["name"])
-        for project in doc.get("projects", []):
-            self._project(project)
-        for user in doc.get("users", []):
-            self._user(user)
-        for flavor in doc.get("flavors", []):
-            self._flavor(flavor)
-        for image in doc.get("images", []):
-            self._image(image)
-        for network in doc.get("networks", []):
-            self._network(network)
-        for router in doc.get("routers", []):
-            self._router(router)
-        for group in doc.get("security_groups", []):
-            self._security_group(group)
-        for keypair in doc.get("keypairs", []):
-            self._keypair(keypair)
-        for quota in doc.get("quotas", []):
-            self._quota(quota)
+        """Apply every section of ``doc``, in dependency order (roles and projects before the
+        users granted them, networks before routers...)."""
+        sections: tuple[tuple[str, Callable[[dict[str, Any]], object]], ...] = (
+            ("roles", lambda role: self._role(role["name"])),
+            ("projects", self._project),
+            ("users", self._user),
+            ("flavors", self._flavor),
+            ("images", self._image),
+            ("networks", self._network),
+            ("routers", self._router),
+            ("security_groups", self._security_group),
+            ("keypairs", self._keypair),
+            ("quotas", self._quota),
+        )
+        for section, apply_one in sections:
+            for spec in doc.get(section, []):
+                apply_one(spec)
         return self.report
 
     def _role(self, name: str) -> str:
@@ -150,10 +147,15 @@ class Seeder:
             self._mark(self.report.created, what)
             return
         self._projects[(spec["name"], dom)] = found["id"]
+        self._patch_identity("project", found, want, what)
+
+    def _patch_identity(self, kind: str, found: dict[str, Any], want: dict[str, Any],
+                        what: str) -> None:
+        """Bring the existing identity ``kind`` (``project``, ``user``) ``found`` in line with
+        ``want``: PATCH the fields that differ (updated), or nothing (unchanged)."""
         diff = {k: v for k, v in want.items() if found.get(k) != v}
         if diff:
-            self._req("PATCH", "identity", f"/v3/projects/{found['id']}",
-                      json={"project": diff})
+            self._req("PATCH", "identity", f"/v3/{kind}s/{found['id']}", json={kind: diff})
             self._mark(self.report.updated, what)
         else:
             self._mark(self.report.unchanged, what)
@@ -173,13 +175,7 @@ class Seeder:
                               json={"user": body})["user"]
             self._mark(self.report.created, what)
         else:
-            diff = {k: v for k, v in want.items() if found.get(k) != v}
-            if diff:
-                self._req("PATCH", "identity", f"/v3/users/{found['id']}",
-                          json={"user": diff})
-                self._mark(self.report.updated, what)
-            else:
-                self._mark(self.report.unchanged, what)
+            self._patch_identity("user", found, want, what)
         for grant in spec.get("roles", []):
             pid = self.project_id(grant["project"], spec.get("domain"))
             role = self._one("identity", "/v3/roles", "roles", name=grant["role"])
