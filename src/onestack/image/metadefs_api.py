@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -64,6 +65,22 @@ class MetadefRoutes:
         r(NS + "/tags/{name}", self.update_tag, ["PUT"])
         r(NS + "/tags/{name}", self.delete_tag, ["DELETE"])
 
+    # ------------------------------------------------------------------ shared handler bodies
+    async def _create_in(self, req: ApiRequest, create: Callable[..., Any]) -> Response:
+        """201 with what ``create(ctx, namespace, body)`` made in the path's namespace."""
+        body = await self.api._json(req)
+        return _created(await req.run(create, req.ctx, req.param("ns"), body))
+
+    async def _show_named(self, req: ApiRequest, get: Callable[..., Any]) -> dict[str, Any]:
+        """The document ``get(ctx, namespace, name)`` returns for the path's item."""
+        return await req.run(get, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
+
+    async def _update_named(self, req: ApiRequest, update: Callable[..., Any]
+                            ) -> dict[str, Any]:
+        """The path's item after ``update(ctx, namespace, name, body)``."""
+        body = await self.api._json(req)
+        return await req.run(update, req.ctx, req.param("ns"), req.param("name"), body)  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ resource types
     async def list_resource_types(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("list_metadef_resource_types", {"project_id": req.ctx.project_id or ""})
@@ -74,9 +91,7 @@ class MetadefRoutes:
         return {"resource_type_associations": docs}
 
     async def create_association(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
-        return _created(await req.run(self.m.create_association, req.ctx, req.param("ns"),
-                                      body))
+        return await self._create_in(req, self.m.create_association)
 
     async def delete_association(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_association, req.ctx, req.param("ns"), req.param("name"))
@@ -126,19 +141,16 @@ class MetadefRoutes:
         return {"objects": docs, "schema": "v2/schemas/metadefs/objects"}
 
     async def create_object(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
-        return _created(await req.run(self.m.create_object, req.ctx, req.param("ns"), body))
+        return await self._create_in(req, self.m.create_object)
 
     async def delete_objects(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_all_objects, req.ctx, req.param("ns"))
 
     async def show_object(self, req: ApiRequest) -> dict[str, Any]:
-        return await req.run(self.m.get_object, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
+        return await self._show_named(req, self.m.get_object)
 
     async def update_object(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self.api._json(req)
-        return await req.run(self.m.update_object, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"), body)
+        return await self._update_named(req, self.m.update_object)
 
     async def delete_object(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_object, req.ctx, req.param("ns"), req.param("name"))
@@ -149,20 +161,16 @@ class MetadefRoutes:
         return {"properties": props}
 
     async def create_property(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
-        return _created(await req.run(self.m.create_property, req.ctx, req.param("ns"), body))
+        return await self._create_in(req, self.m.create_property)
 
     async def delete_properties(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_all_properties, req.ctx, req.param("ns"))
 
     async def show_property(self, req: ApiRequest) -> dict[str, Any]:
-        return await req.run(self.m.get_property, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"))
+        return await self._show_named(req, self.m.get_property)
 
     async def update_property(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self.api._json(req)
-        return await req.run(self.m.update_property, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"), body)
+        return await self._update_named(req, self.m.update_property)
 
     async def delete_property(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_property, req.ctx, req.param("ns"), req.param("name"))
@@ -181,16 +189,14 @@ class MetadefRoutes:
         await req.run(self.m.delete_all_tags, req.ctx, req.param("ns"))
 
     async def show_tag(self, req: ApiRequest) -> dict[str, Any]:
-        return await req.run(self.m.get_tag, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
+        return await self._show_named(req, self.m.get_tag)
 
     async def create_tag(self, req: ApiRequest) -> Response:
         return _created(await req.run(self.m.create_tag, req.ctx, req.param("ns"),
                                       req.param("name")))
 
     async def update_tag(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self.api._json(req)
-        return await req.run(self.m.update_tag, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"), body)
+        return await self._update_named(req, self.m.update_tag)
 
     async def delete_tag(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_tag, req.ctx, req.param("ns"), req.param("name"))
