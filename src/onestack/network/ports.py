@@ -139,8 +139,7 @@ class PortsMixin(ManagerBase):
         self._check_port_quota(w, project)
         port = self._stamp(_PortRow(id=str(uuid.uuid4()), network_id=net.id,
                                     project_id=project))
-        port.name = sc.to_str(body.get("name", ""), "name") or ""
-        port.description = sc.to_str(body.get("description", ""), "description") or ""
+        self._set_text(port, body, create=True)
         port.admin_state_up = sc.to_bool(body.get("admin_state_up", True), "admin_state_up")
         port.device_id = sc.to_str(body.get("device_id", ""), "device_id") or ""
         port.device_owner = device_owner

@@ -50,8 +50,7 @@ class RoutersMixin(ManagerBase):
                 project = self._owner_for_create(ctx, body, "router")
                 self._check_quota(s, project, "router")
                 r = self._stamp(t.Router(id=str(uuid.uuid4()), project_id=project))
-                r.name = sc.to_str(body.get("name", ""), "name") or ""
-                r.description = sc.to_str(body.get("description", ""), "description") or ""
+                self._set_text(r, body, create=True)
                 r.admin_state_up = sc.to_bool(body.get("admin_state_up", True),
                                               "admin_state_up")
                 for key in ("distributed", "ha"):
@@ -160,10 +159,7 @@ class RoutersMixin(ManagerBase):
             r = self._owned(s, ctx, t.Router, rid)
             self._change(ctx, "update_router", "router", owned_target(r), t.Router)
             self._check_revision(r, revision)
-            if "name" in body:
-                r.name = sc.to_str(body["name"], "name") or ""
-            if "description" in body:
-                r.description = sc.to_str(body["description"], "description") or ""
+            self._set_text(r, body)
             if "admin_state_up" in body:
                 r.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
             for key in ("distributed", "ha"):
