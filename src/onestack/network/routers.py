@@ -216,21 +216,28 @@ class RoutersMixin(ManagerBase):
         self._tx(run)
         self.driver.router_deleted(rid)
 
+    def _interface_request(self, s: Session, ctx: RequestContext, rid: str, body: Any,
+                           action: str) -> tuple[t.Router, Any, Any]:
+        """The router of an interface request (``action`` allowed on it) and the subnet and
+        port ids the body names; 400 unless it names at least one."""
+        if not isinstance(body, dict):
+            raise sc.bad("Bad router request: body must be an object.")
+        r = self._owned(s, ctx, t.Router, rid)
+        self._change(ctx, action, "router", owned_target(r), t.Router)
+        sid, pid = body.get("subnet_id"), body.get("port_id")
+        if not sid and not pid:
+            raise sc.bad("Bad router request: Either subnet_id or port_id must be "
+                         "specified", "BadRequest")
+        return r, sid, pid
+
     def add_router_interface(self, ctx: RequestContext, rid: str, body: Any
                              ) -> dict[str, Any]:
         """Attach a subnet (a new port on its gateway IP) or an existing port to a router."""
         def run(s: Session) -> dict[str, Any]:
-            if not isinstance(body, dict):
-                raise sc.bad("Bad router request: body must be an object.")
-            r = self._owned(s, ctx, t.Router, rid)
-            self._change(ctx, "add_router_interface", "router", owned_target(r), t.Router)
-            sid, pid = body.get("subnet_id"), body.get("port_id")
+            r, sid, pid = self._interface_request(s, ctx, rid, body, "add_router_interface")
             if sid and pid:
                 raise sc.bad("Bad router request: Cannot specify both subnet-id and port-id",
                              "BadRequest")
-            if not sid and not pid:
-                raise sc.bad("Bad router request: Either subnet_id or port_id must be "
-                             "specified", "BadRequest")
             existing = []
             for port in self._router_interfaces(s, r.id):
                 for a in s.execute(select(t.IPAllocation).where(
@@ -298,14 +305,7 @@ class RoutersMixin(ManagerBase):
     def remove_router_interface(self, ctx: RequestContext, rid: str, body: Any
                                 ) -> dict[str, Any]:
         def run(s: Session) -> dict[str, Any]:
-            if not isinstance(body, dict):
-                raise sc.bad("Bad router request: body must be an object.")
-            r = self._owned(s, ctx, t.Router, rid)
-            self._change(ctx, "remove_router_interface", "router", owned_target(r), t.Router)
-            sid, pid = body.get("subnet_id"), body.get("port_id")
-            if not sid and not pid:
-                raise sc.bad("Bad router request: Either subnet_id or port_id must be "
-                             "specified", "BadRequest")
+            r, sid, pid = self._interface_request(s, ctx, rid, body, "remove_router_interface")
             ports = self._router_interfaces(s, r.id)
             target: t.Port | None = None
             if pid:
