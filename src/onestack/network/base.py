@@ -166,6 +166,12 @@ class ManagerBase:
         return row
 
     @staticmethod
+    def _allocations(s: Session, port_id: str) -> list[t.IPAllocation]:
+        """The IP allocations of port ``port_id``."""
+        return list(s.execute(select(t.IPAllocation).where(
+            t.IPAllocation.port_id == port_id)).scalars())
+
+    @staticmethod
     def _set_text(row: object, body: dict[str, Any], create: bool = False) -> None:
         """Set ``row``'s name and description from ``body``: both on create (empty when
         absent), on update only those the body gives."""

@@ -548,8 +548,7 @@ class PortsMixin(ManagerBase):
             assert net is not None
             subnets = self._subnets_of(s, net.id)
             requests = self._fixed_ip_requests(lambda: s, net, subnets, body["fixed_ips"] or [])
-            current = {(a.subnet_id, a.ip_address): a for a in s.execute(
-                select(t.IPAllocation).where(t.IPAllocation.port_id == port.id)).scalars()}
+            current = {(a.subnet_id, a.ip_address): a for a in self._allocations(s, port.id)}
             keep: set[tuple[str, str]] = set()
             new: list[tuple[t.Subnet, str | None]] = []
             for sub, ip in requests:

@@ -148,6 +148,16 @@ class RoutersMixin(ManagerBase):
         r.gw_network_id = None
         r.enable_snat = True
 
+    def _port_subnets(self, s: Session, port_ids: list[str]) -> list[t.Subnet]:
+        """The subnets of the ports' IP allocations, port by port."""
+        subnets = []
+        for port_id in port_ids:
+            for a in self._allocations(s, port_id):
+                sub = s.get(t.Subnet, a.subnet_id)
+                if sub is not None:
+                    subnets.append(sub)
+        return subnets
+
     def _router_interfaces(self, s: Session, rid: str) -> list[t.Port]:
         return list(s.execute(select(t.Port).where(
             t.Port.device_id == rid, t.Port.device_owner == ROUTER_INTERFACE)).scalars())
@@ -170,19 +180,11 @@ class RoutersMixin(ManagerBase):
                 self._set_gateway(s, ctx, r, body["external_gateway_info"])
             if "routes" in body:
                 routes = self._routes(body["routes"] or [], None, "routes")
-                cidrs = []
-                for port in self._router_interfaces(s, r.id):
-                    for a in s.execute(select(t.IPAllocation).where(
-                            t.IPAllocation.port_id == port.id)).scalars():
-                        sub = s.get(t.Subnet, a.subnet_id)
-                        if sub is not None:
-                            cidrs.append(ipaddress.ip_network(sub.cidr))
+                port_ids = [p.id for p in self._router_interfaces(s, r.id)]
                 if r.gw_port_id:
-                    for a in s.execute(select(t.IPAllocation).where(
-                            t.IPAllocation.port_id == r.gw_port_id)).scalars():
-                        sub = s.get(t.Subnet, a.subnet_id)
-                        if sub is not None:
-                            cidrs.append(ipaddress.ip_network(sub.cidr))
+                    port_ids.append(r.gw_port_id)
+                cidrs = [ipaddress.ip_network(sub.cidr)
+                         for sub in self._port_subnets(s, port_ids)]
                 for route in routes:
                     hop = ipaddress.ip_address(route["nexthop"])
                     if not any(hop in c for c in cidrs):
@@ -238,21 +240,14 @@ class RoutersMixin(ManagerBase):
             if sid and pid:
                 raise sc.bad("Bad router request: Cannot specify both subnet-id and port-id",
                              "BadRequest")
-            existing = []
-            for port in self._router_interfaces(s, r.id):
-                for a in s.execute(select(t.IPAllocation).where(
-                        t.IPAllocation.port_id == port.id)).scalars():
-                    sub = s.get(t.Subnet, a.subnet_id)
-                    if sub is not None:
-                        existing.append(sub)
+            existing = self._port_subnets(s, [p.id for p in self._router_interfaces(s, r.id)])
             if pid:
                 port = self._visible_port(s, ctx, str(pid))
                 if port.device_id or port.device_owner:
                     raise conflict(f"Unable to complete operation on port {pid} for network "
                                    f"{port.network_id}. Port already has an attached device "
                                    f"{port.device_id}.", "PortInUse")
-                allocs = list(s.execute(select(t.IPAllocation).where(
-                    t.IPAllocation.port_id == port.id)).scalars())
+                allocs = self._allocations(s, port.id)
                 if not allocs:
                     raise sc.bad("Bad router request: Router port must have at least one "
                                  "fixed IP", "BadRequest")
@@ -313,24 +308,21 @@ class RoutersMixin(ManagerBase):
                 if target is None:
                     raise NotFound(f"Router {rid} does not have an interface with id {pid}",
                                    kind="RouterInterfaceNotFound")
-                allocs = list(s.execute(select(t.IPAllocation).where(
-                    t.IPAllocation.port_id == target.id)).scalars())
+                allocs = self._allocations(s, target.id)
                 if sid and not any(a.subnet_id == sid for a in allocs):
                     raise conflict(f"Subnet {sid} is not associated with port {pid}",
                                    "SubnetMismatchForPort")
             else:
                 self._visible_subnet(s, ctx, str(sid))
                 for p in ports:
-                    allocs = list(s.execute(select(t.IPAllocation).where(
-                        t.IPAllocation.port_id == p.id)).scalars())
+                    allocs = self._allocations(s, p.id)
                     if any(a.subnet_id == sid for a in allocs):
                         target = p
                         break
                 if target is None:
                     raise NotFound(f"Router {rid} has no interface on subnet {sid}",
                                    kind="RouterInterfaceNotFoundForSubnet")
-            allocs = list(s.execute(select(t.IPAllocation).where(
-                t.IPAllocation.port_id == target.id)).scalars())
+            allocs = self._allocations(s, target.id)
             sub_ids = [a.subnet_id for a in allocs]
             for a in allocs:
                 cidr = ipaddress.ip_network(s.get(t.Subnet, a.subnet_id).cidr)  # type: ignore
@@ -451,9 +443,8 @@ class RoutersMixin(ManagerBase):
                                  "network:dhcp"):
             raise sc.bad(f"Bad floatingip request: Port {port_id} is a network device port "
                          "and cannot have a floating IP.", "BadRequest")
-        allocs = [a for a in s.execute(select(t.IPAllocation).where(
-            t.IPAllocation.port_id == port.id)).scalars()
-            if ipaddress.ip_address(a.ip_address).version == 4]
+        allocs = [a for a in self._allocations(s, port.id)
+                  if ipaddress.ip_address(a.ip_address).version == 4]
         if fixed_ip is not None:
             ipam.parse_ip(fixed_ip, "fixed_ip_address")
             chosen = next((a for a in allocs if a.ip_address == fixed_ip), None)
