@@ -130,6 +130,14 @@ class ManagerBase:
         row.revision_number = (row.revision_number or 0) + 1
         row.updated_at = utcnow()
 
+    def _updated(self, s: Session, row: Any, body: dict[str, Any]) -> None:
+        """An update's common end: the tags ``body`` gives replace the row's, its revision
+        goes up, and the change is flushed."""
+        if "tags" in body:
+            self._replace_tags(s, row.id, body["tags"])
+        self._touch(row)
+        s.flush()
+
     @staticmethod
     def _stamp(row: Any) -> Any:
         now = utcnow()

@@ -250,10 +250,7 @@ class NetworksMixin(ManagerBase):
                 net.mtu = mtu
             if "dns_domain" in body:
                 net.dns_domain = sc.to_str(body["dns_domain"], "dns_domain") or ""
-            if "tags" in body:
-                self._replace_tags(s, net.id, body["tags"])
-            self._touch(net)
-            s.flush()
+            self._updated(s, net, body)
             return self._network_views(s, ctx, [net])[0]
         doc = self._tx(run)
         self.driver.network_updated(doc, [])

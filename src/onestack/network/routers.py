@@ -191,10 +191,7 @@ class RoutersMixin(ManagerBase):
                         raise sc.bad(f"Invalid format for routes: {route}, the nexthop is not "
                                      "connected with router", "InvalidRoutes")
                 r.routes = routes
-            if "tags" in body:
-                self._replace_tags(s, r.id, body["tags"])
-            self._touch(r)
-            s.flush()
+            self._updated(s, r, body)
             return self._router_views(s, ctx, [r])[0]
         doc = self._tx(run)
         self.driver.router_updated(doc, [], [])
@@ -512,10 +509,7 @@ class RoutersMixin(ManagerBase):
                     fip.status = "DOWN"
             elif body.get("fixed_ip_address") and fip.port_id:
                 self._associate(s, ctx, fip, fip.port_id, body["fixed_ip_address"])
-            if "tags" in body:
-                self._replace_tags(s, fip.id, body["tags"])
-            self._touch(fip)
-            s.flush()
+            self._updated(s, fip, body)
             return self._fip_views(s, [fip])[0]
         doc = self._tx(run)
         self._fips_moved({doc.get("router_id"), *before})

@@ -284,10 +284,7 @@ class SubnetsMixin(ManagerBase):
                                                "host_routes")
             if "service_types" in body:
                 sub.service_types = list(sc.to_list(body["service_types"], "service_types"))
-            if "tags" in body:
-                self._replace_tags(s, sub.id, body["tags"])
-            self._touch(sub)
-            s.flush()
+            self._updated(s, sub, body)
             return self._subnet_views(s, [sub])[0]
         doc = self._tx(run)
         self._subnets_changed([doc])
@@ -448,10 +445,7 @@ class SubnetsMixin(ManagerBase):
             if "default_quota" in body:
                 pool.default_quota = sc.to_int(body["default_quota"], "default_quota",
                                                nullable=True, minimum=0)
-            if "tags" in body:
-                self._replace_tags(s, pool.id, body["tags"])
-            self._touch(pool)
-            s.flush()
+            self._updated(s, pool, body)
             return self._pool_views(s, [pool])[0]
         return self._tx(run)
 
