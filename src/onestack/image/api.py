@@ -7,9 +7,7 @@ of it, while the next batch arrives; downloads read the store in ``DOWNLOAD_CHUN
 worker thread, one piece ahead of the one being sent. The app is built with the shared body
 limit disabled, so JSON handlers enforce their own (``image_max_json_body``).
 
-Faults are rendered as WebOb (Glance's framework) renders them: HTML by default, JSON
-``{"message", "code", "title"}`` when the client asks for ``application/json`` only, plain
-text when it asks for ``text/plain``.
+Faults are rendered as Glance renders them (``onestack.image.faults``).
 """
 
 from __future__ import annotations
@@ -18,9 +16,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import contextvars
-import html
-import json
 import queue
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,7 +26,7 @@ from urllib.parse import urlencode
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from onestack.api.app import ApiRequest, FastJSON, Service, add_declared, route
 from onestack.api.body import parse_json
@@ -59,10 +54,14 @@ from onestack.drivers.imagestore.base import (
 )
 from onestack.image import schemas, views
 from onestack.image.cache import ImageCache
+from onestack.image.faults import AcceptCapture, glance_fault
 from onestack.image.formats import InspectingWriter
 from onestack.image.manager import ImageManager, ListQuery
 from onestack.image.metadefs import MetadefManager
 from onestack.image.policies import RULES
+
+#: ``AcceptCapture`` is the image app's outermost layer (``onestack.image.faults``).
+__all__ = ["AcceptCapture", "ImageAPI", "build_policy", "glance_fault", "parse_patch"]
 
 #: Versions we answer (newest first); 2.12 brings per-image tasks, 2.17 the location API.
 VERSIONS = ["2.17", "2.16", "2.15", "2.14", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7",
@@ -73,102 +72,6 @@ UPLOAD_BATCH = 2 << 20
 #: Batches fed to the writer and not yet written: bounds an upload's memory (~8 MiB).
 UPLOAD_IN_FLIGHT = 4
 DOWNLOAD_CHUNK = 4 << 20
-
-_ACCEPT: contextvars.ContextVar[str] = contextvars.ContextVar("image_accept", default="")
-
-_EXPLANATIONS = {
-    400: "The server could not comply with the request since it is either malformed or "
-         "otherwise incorrect.",
-    401: "This server could not verify that you are authorized to access the document you "
-         "requested.",
-    403: "Access was denied to this resource.",
-    404: "The resource could not be found.",
-    405: "The method is not allowed for this resource.",
-    409: "There was a conflict when trying to complete your request.",
-    413: "The request is larger than the server is willing or able to process.",
-    415: "The request media type is not supported by this server.",
-    416: "The Range requested is not available.",
-    500: "The server has either erred or is incapable of performing the requested "
-         "operation.",
-    501: "The server has not implemented this feature.",
-    503: "The server is currently unavailable. Please try again at a later time.",
-}
-
-
-def _fault_kind(accept: str) -> str:
-    """Which body WebOb would choose for this Accept header: html, json or plain."""
-    offers: list[tuple[float, int, str]] = []
-    for _i, part in enumerate(accept.split(",")):
-        media, *params = [p.strip() for p in part.split(";")]
-        q = 1.0
-        for p in params:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
-        media = media.lower()
-        if media in ("*/*", "text/*", "text/html"):
-            offers.append((q, 0, "html"))
-        if media in ("*/*", "application/*", "application/json"):
-            offers.append((q, 1, "json"))
-        if media == "text/plain":
-            offers.append((q, 2, "plain"))
-    if not accept.strip():
-        return "html"
-    offers = [o for o in offers if o[0] > 0]
-    if not offers:
-        return "plain"
-    offers.sort(key=lambda o: (-o[0], o[1]))
-    return offers[0][2]
-
-
-def glance_fault(err: APIError) -> tuple[dict[str, Any] | str, str]:
-    """Glance's fault body, in the representation the request's Accept header selects."""
-    status = f"{err.status} {err.title}"
-    explanation = _EXPLANATIONS.get(err.status, err.title)
-    detail = html.escape(err.message, quote=False)
-    kind = _fault_kind(_ACCEPT.get())
-    if kind == "json":
-        return ({"message": f"{explanation}<br /><br />\n{detail}\n\n\n", "code": status,
-                 "title": err.title}, "application/json")
-    if kind == "plain":
-        return f"{status}\n\n{explanation}\n\n{err.message}\n\n", "text/plain"
-    return (f"<html>\n <head>\n  <title>{status}</title>\n </head>\n <body>\n  "
-            f"<h1>{status}</h1>\n  {explanation}<br /><br />\n{detail}\n\n\n </body>\n"
-            f"</html>", "text/html")
-
-
-class AcceptCapture:
-    """Outermost ASGI layer: remembers the Accept header for ``glance_fault``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            accept = ""
-            for name, value in scope["headers"]:
-                if name == b"accept":
-                    accept = value.decode("latin-1")
-                    break
-            token = _ACCEPT.set(accept)
-            try:
-                path = scope.get("path", "")
-                if path.startswith("/v2/images/") and path.endswith("/"):
-                    # ``/v2/images/`` names an image with an empty id: no such resource
-                    # (the shared middleware would strip the slash and list images).
-                    body, media = glance_fault(NotFound("The resource could not be found."))
-                    response = Response(body if isinstance(body, str) else
-                                        json.dumps(body), status_code=404, media_type=media)
-                    await response(scope, receive, send)
-                    return
-                await self.app(scope, receive, send)
-            finally:
-                _ACCEPT.reset(token)
-        else:
-            await self.app(scope, receive, send)
-
 
 def build_policy(policy_file: str | None) -> Policy:
     return Policy(RULES, policy_file)

@@ -3,7 +3,6 @@ Part of ``ImageManager`` (``ImportStore``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -19,12 +18,17 @@ from onestack.common.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from onestack.common.ids import new_uuid
 from onestack.common.timeutils import utcnow
 from onestack.db.image import Image, ImageProperty, ImageTask
 from onestack.drivers.imagestore.base import StoredData, StoreError
 from onestack.image import fetch, schemas
-from onestack.image.records import GLANCE_DOWNLOAD_PREFIXES, KNOWN_IMPORT_METHODS, LOG, ImageRecords
+from onestack.image.records import (
+    GLANCE_DOWNLOAD_PREFIXES,
+    KNOWN_IMPORT_METHODS,
+    LOG,
+    ImageRecords,
+    new_task,
+)
 
 
 class ImportStore(ImageRecords):
@@ -131,13 +135,8 @@ class ImportStore(ImageRecords):
             internal["failed_import"] = []
             img.internal = internal
             self._touch(img)
-            task = ImageTask(id=new_uuid(), image_id=image_id, type="api_image_import",
-                             status="processing", owner=img.owner, user_id=ctx.user_id,
-                             request_id=request_id,
-                             input={"image_id": image_id, "import_req": body,
-                                    "backend": targets},
-                             result=None, message="", created_at=now, updated_at=now,
-                             expires_at=now + dt.timedelta(hours=48))
+            task = new_task(ctx, img, "api_image_import", request_id, now,
+                            {"image_id": image_id, "import_req": body, "backend": targets})
             s.add(task)
             return task.id
 

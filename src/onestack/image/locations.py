@@ -21,7 +21,6 @@ refused, so no image can point at a file of the host.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import re
@@ -31,11 +30,11 @@ from sqlalchemy import select
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Conflict, Forbidden
-from onestack.common.ids import new_uuid
 from onestack.common.timeutils import utcnow
 from onestack.db.image import Image, ImageTask
 from onestack.drivers.imagestore.base import StoreError
 from onestack.image import fetch
+from onestack.image.records import new_task
 
 if TYPE_CHECKING:
     from onestack.image.stores import StoreSet
@@ -326,13 +325,8 @@ class ImageLocations:
             img.os_hash_algo = vd.get("os_hash_algo", "sha512")
             img.os_hash_value = vd.get("os_hash_value")
             self.m._touch(img)  # noqa: SLF001
-            task = ImageTask(id=new_uuid(), image_id=image_id, type="location_import",
-                             status="processing", owner=img.owner, user_id=ctx.user_id,
-                             request_id=request_id,
-                             input={"image_id": image_id, "loc_url": url,
-                                    "validation_data": vd},
-                             result=None, message="", created_at=now, updated_at=now,
-                             expires_at=now + dt.timedelta(hours=48))
+            task = new_task(ctx, img, "location_import", request_id, now,
+                            {"image_id": image_id, "loc_url": url, "validation_data": vd})
             s.add(task)
             return task.id
 

@@ -450,23 +450,21 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
             LOG.warning("could not delete image data at %s", location, exc_info=True)
     # ------------------------------------------------------------------ status actions
     def deactivate(self, ctx: RequestContext, image_id: str) -> None:
-        with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "deactivate")
-            if img.status == "deactivated":
-                return
-            if img.status != "active":
-                raise Forbidden(f"Not allowed to deactivate image in status '{img.status}'")
-            img.status = "deactivated"
-            self._touch(img)
+        self._flip_status(ctx, image_id, "deactivate", "active", "deactivated")
 
     def reactivate(self, ctx: RequestContext, image_id: str) -> None:
+        self._flip_status(ctx, image_id, "reactivate", "deactivated", "active")
+
+    def _flip_status(self, ctx: RequestContext, image_id: str, action: str, source: str,
+                     target: str) -> None:
+        """Move an image from ``source`` to ``target`` status (a no-op when already there)."""
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "reactivate")
-            if img.status == "active":
+            img = self._writable_row(ctx, s, image_id, action)
+            if img.status == target:
                 return
-            if img.status != "deactivated":
-                raise Forbidden(f"Not allowed to reactivate image in status '{img.status}'")
-            img.status = "active"
+            if img.status != source:
+                raise Forbidden(f"Not allowed to {action} image in status '{img.status}'")
+            img.status = target
             self._touch(img)
     # ------------------------------------------------------------------ tags
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:

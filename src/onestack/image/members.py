@@ -31,6 +31,17 @@ class MemberStore(ImageRecords):
     def _member(row: ImageMember) -> MemberInfo:
         return MemberInfo(row.image_id, row.member, row.status, row.created_at, row.updated_at)
 
+    def _visible_member(self, ctx: RequestContext, s: Session, image_id: str,
+                        member_id: str) -> tuple[Image, ImageMember]:
+        """The shared image and its member row, seen by the image owner, the member itself
+        or an administrator (404 to anyone else)."""
+        img = self._member_image(ctx, s, image_id)
+        row = s.get(ImageMember, (image_id, member_id))
+        if row is None or (not ctx.is_admin and img.owner != ctx.project_id
+                           and member_id != ctx.project_id):
+            raise NotFound(f"{member_id} is not a member of image {image_id}.")
+        return img, row
+
     def add_member(self, ctx: RequestContext, image_id: str, member_id: str) -> MemberInfo:
         if not isinstance(member_id, str) or not member_id or len(member_id) > 64:
             raise BadRequest("member must be a project id (1 to 64 characters).")
@@ -64,21 +75,13 @@ class MemberStore(ImageRecords):
 
     def get_member(self, ctx: RequestContext, image_id: str, member_id: str) -> MemberInfo:
         with self.db.reader() as s:
-            img = self._member_image(ctx, s, image_id)
-            row = s.get(ImageMember, (image_id, member_id))
-            if row is None or (not ctx.is_admin and img.owner != ctx.project_id
-                               and member_id != ctx.project_id):
-                raise NotFound(f"{member_id} is not a member of image {image_id}.")
+            _, row = self._visible_member(ctx, s, image_id, member_id)
             return self._member(row)
 
     def update_member(self, ctx: RequestContext, image_id: str, member_id: str,
                       status: Any) -> MemberInfo:
         with self.db.transaction() as s:
-            img = self._member_image(ctx, s, image_id)
-            row = s.get(ImageMember, (image_id, member_id))
-            if row is None or (not ctx.is_admin and img.owner != ctx.project_id
-                               and member_id != ctx.project_id):
-                raise NotFound(f"{member_id} is not a member of image {image_id}.")
+            img, row = self._visible_member(ctx, s, image_id, member_id)
             if status not in schemas.MEMBER_STATUSES:
                 raise BadRequest(f"Invalid status: {status!r}; expected one of "
                                  f"{', '.join(schemas.MEMBER_STATUSES)}.")
@@ -92,11 +95,7 @@ class MemberStore(ImageRecords):
 
     def delete_member(self, ctx: RequestContext, image_id: str, member_id: str) -> None:
         with self.db.transaction() as s:
-            img = self._member_image(ctx, s, image_id)
-            row = s.get(ImageMember, (image_id, member_id))
-            if row is None or (not ctx.is_admin and img.owner != ctx.project_id
-                               and member_id != ctx.project_id):
-                raise NotFound(f"{member_id} is not a member of image {image_id}.")
+            img, row = self._visible_member(ctx, s, image_id, member_id)
             if not self._allowed(ctx, "delete_member",
                                  {"project_id": img.owner or "", "member_id": member_id}):
                 raise Forbidden("Only the image owner may remove members.")

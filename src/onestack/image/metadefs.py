@@ -235,8 +235,9 @@ class MetadefManager:
             raise NotFound(f"Metadata definition namespace={name} was not found.")
         return ns
 
-    def _writable(self, ctx: RequestContext, s: Session, name: str,
-                  action: str) -> MetadefNamespace:
+    def _authorized(self, ctx: RequestContext, s: Session, name: str,
+                    action: str) -> MetadefNamespace:
+        """The namespace ``name``, visible to ``ctx`` and with ``action`` allowed on it."""
         ns = self._ns(ctx, s, name)
         self._enforce(ctx, action, ns.owner)
         return ns
@@ -296,6 +297,15 @@ class MetadefManager:
     @staticmethod
     def _commit_conflict(what: str) -> Conflict:
         return Conflict(f"{what} already exists.")
+
+    def _name_free(self, s: Session,
+                   model: type[MetadefObject] | type[MetadefProperty] | type[MetadefTag],
+                   ns: MetadefNamespace, name: str, what: str, ns_name: str) -> None:
+        """409 when namespace ``ns`` (``ns_name`` as asked) already holds a ``model`` row
+        called ``name``."""
+        if s.scalar(select(model.id).where(model.namespace_id == ns.id,
+                                           model.name == name)) is not None:
+            raise self._commit_conflict(f"{what} {name} in namespace {ns_name}")
 
     # ------------------------------------------------------------------ namespaces
     def _ns_fields(self, ctx: RequestContext, body: Any, create: bool,
@@ -420,8 +430,7 @@ class MetadefManager:
     def get_namespace(self, ctx: RequestContext, name: str,
                       resource_type: str | None = None) -> dict[str, Any]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, name)
-            self._enforce(ctx, "get_metadef_namespace", ns.owner)
+            ns = self._authorized(ctx, s, name, "get_metadef_namespace")
             doc = _ns_doc(ns)
             assocs = self._assocs(s, [ns.id])[ns.id]
             if assocs:
@@ -450,7 +459,7 @@ class MetadefManager:
     def update_namespace(self, ctx: RequestContext, name: str, body: Any) -> dict[str, Any]:
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, name, "modify_metadef_namespace")
+                ns = self._authorized(ctx, s, name, "modify_metadef_namespace")
                 fields = self._ns_fields(ctx, body, create=False, current=ns)
                 new = fields.get("namespace", ns.namespace)
                 if new != ns.namespace and s.scalar(select(MetadefNamespace.id).where(
@@ -466,7 +475,7 @@ class MetadefManager:
 
     def delete_namespace(self, ctx: RequestContext, name: str) -> None:
         with self.db.transaction() as s:
-            ns = self._writable(ctx, s, name, "delete_metadef_namespace")
+            ns = self._authorized(ctx, s, name, "delete_metadef_namespace")
             if ns.protected:
                 raise Forbidden(f"Namespace {name} is protected and cannot be deleted.")
             for model in (MetadefObject, MetadefProperty, MetadefTag):
@@ -477,7 +486,7 @@ class MetadefManager:
 
     def _delete_all(self, ctx: RequestContext, name: str, model: Any, action: str) -> None:
         with self.db.transaction() as s:
-            ns = self._writable(ctx, s, name, action)
+            ns = self._authorized(ctx, s, name, action)
             if ns.protected:
                 raise Forbidden(f"Namespace {name} is protected; its contents cannot be "
                                 "deleted.")
@@ -499,11 +508,8 @@ class MetadefManager:
         now = utcnow()
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "add_metadef_object")
-                if s.scalar(select(MetadefObject.id).where(
-                        MetadefObject.namespace_id == ns.id,
-                        MetadefObject.name == doc["name"])) is not None:
-                    raise self._commit_conflict(f"Object {doc['name']} in namespace {ns_name}")
+                ns = self._authorized(ctx, s, ns_name, "add_metadef_object")
+                self._name_free(s, MetadefObject, ns, doc["name"], "Object", ns_name)
                 row = MetadefObject(id=new_uuid(), namespace_id=ns.id, created_at=now,
                                     updated_at=now, **doc)
                 s.add(row)
@@ -522,16 +528,14 @@ class MetadefManager:
 
     def list_objects(self, ctx: RequestContext, ns_name: str) -> list[dict[str, Any]]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, ns_name)
-            self._enforce(ctx, "get_metadef_objects", ns.owner)
+            ns = self._authorized(ctx, s, ns_name, "get_metadef_objects")
             return [_object_doc(ns.namespace, o) for o in s.scalars(
                 select(MetadefObject).where(MetadefObject.namespace_id == ns.id)
                 .order_by(MetadefObject.created_at, MetadefObject.name))]
 
     def get_object(self, ctx: RequestContext, ns_name: str, name: str) -> dict[str, Any]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, ns_name)
-            self._enforce(ctx, "get_metadef_object", ns.owner)
+            ns = self._authorized(ctx, s, ns_name, "get_metadef_object")
             return _object_doc(ns.namespace, self._object(s, ns, name))
 
     def update_object(self, ctx: RequestContext, ns_name: str, name: str,
@@ -539,12 +543,10 @@ class MetadefManager:
         doc = check_object(body)
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "modify_metadef_object")
+                ns = self._authorized(ctx, s, ns_name, "modify_metadef_object")
                 row = self._object(s, ns, name)
-                if doc["name"] != name and s.scalar(select(MetadefObject.id).where(
-                        MetadefObject.namespace_id == ns.id,
-                        MetadefObject.name == doc["name"])) is not None:
-                    raise self._commit_conflict(f"Object {doc['name']} in namespace {ns_name}")
+                if doc["name"] != name:
+                    self._name_free(s, MetadefObject, ns, doc["name"], "Object", ns_name)
                 for key, value in doc.items():
                     setattr(row, key, value)
                 row.updated_at = utcnow()
@@ -555,7 +557,7 @@ class MetadefManager:
 
     def delete_object(self, ctx: RequestContext, ns_name: str, name: str) -> None:
         with self.db.transaction() as s:
-            ns = self._writable(ctx, s, ns_name, "delete_metadef_object")
+            ns = self._authorized(ctx, s, ns_name, "delete_metadef_object")
             s.delete(self._object(s, ns, name))
 
     # ------------------------------------------------------------------ properties
@@ -570,11 +572,8 @@ class MetadefManager:
         now = utcnow()
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "add_metadef_property")
-                if s.scalar(select(MetadefProperty.id).where(
-                        MetadefProperty.namespace_id == ns.id,
-                        MetadefProperty.name == name)) is not None:
-                    raise self._commit_conflict(f"Property {name} in namespace {ns_name}")
+                ns = self._authorized(ctx, s, ns_name, "add_metadef_property")
+                self._name_free(s, MetadefProperty, ns, name, "Property", ns_name)
                 row = MetadefProperty(id=new_uuid(), namespace_id=ns.id, name=name,
                                       schema=schema, created_at=now, updated_at=now)
                 s.add(row)
@@ -603,16 +602,14 @@ class MetadefManager:
 
     def list_properties(self, ctx: RequestContext, ns_name: str) -> dict[str, Any]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, ns_name)
-            self._enforce(ctx, "get_metadef_properties", ns.owner)
+            ns = self._authorized(ctx, s, ns_name, "get_metadef_properties")
             return {p.name: dict(p.schema or {}) for p in s.scalars(
                 select(MetadefProperty).where(MetadefProperty.namespace_id == ns.id)
                 .order_by(MetadefProperty.name))}
 
     def get_property(self, ctx: RequestContext, ns_name: str, name: str) -> dict[str, Any]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, ns_name)
-            self._enforce(ctx, "get_metadef_property", ns.owner)
+            ns = self._authorized(ctx, s, ns_name, "get_metadef_property")
             row = self._property(s, ns, name)
             return _property_doc(row, name[:len(name) - len(row.name)])
 
@@ -621,12 +618,10 @@ class MetadefManager:
         new_name, schema = self._property_body(body)
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "modify_metadef_property")
+                ns = self._authorized(ctx, s, ns_name, "modify_metadef_property")
                 row = self._property(s, ns, name)
-                if new_name != row.name and s.scalar(select(MetadefProperty.id).where(
-                        MetadefProperty.namespace_id == ns.id,
-                        MetadefProperty.name == new_name)) is not None:
-                    raise self._commit_conflict(f"Property {new_name} in namespace {ns_name}")
+                if new_name != row.name:
+                    self._name_free(s, MetadefProperty, ns, new_name, "Property", ns_name)
                 row.name = new_name
                 row.schema = schema
                 row.updated_at = utcnow()
@@ -637,7 +632,7 @@ class MetadefManager:
 
     def delete_property(self, ctx: RequestContext, ns_name: str, name: str) -> None:
         with self.db.transaction() as s:
-            ns = self._writable(ctx, s, ns_name, "remove_metadef_property")
+            ns = self._authorized(ctx, s, ns_name, "remove_metadef_property")
             s.delete(self._property(s, ns, name))
 
     # ------------------------------------------------------------------ tags
@@ -653,10 +648,8 @@ class MetadefManager:
         now = utcnow()
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "add_metadef_tag")
-                if s.scalar(select(MetadefTag.id).where(MetadefTag.namespace_id == ns.id,
-                                                        MetadefTag.name == name)) is not None:
-                    raise self._commit_conflict(f"Tag {name} in namespace {ns_name}")
+                ns = self._authorized(ctx, s, ns_name, "add_metadef_tag")
+                self._name_free(s, MetadefTag, ns, name, "Tag", ns_name)
                 row = MetadefTag(id=new_uuid(), namespace_id=ns.id, name=name,
                                  created_at=now, updated_at=now)
                 s.add(row)
@@ -674,7 +667,7 @@ class MetadefManager:
         now = utcnow()
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "add_metadef_tags")
+                ns = self._authorized(ctx, s, ns_name, "add_metadef_tags")
                 if append:
                     have = set(s.scalars(select(MetadefTag.name).where(
                         MetadefTag.namespace_id == ns.id)))
@@ -694,16 +687,14 @@ class MetadefManager:
 
     def list_tags(self, ctx: RequestContext, ns_name: str) -> list[dict[str, Any]]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, ns_name)
-            self._enforce(ctx, "get_metadef_tags", ns.owner)
+            ns = self._authorized(ctx, s, ns_name, "get_metadef_tags")
             return [_tag_doc(t) for t in s.scalars(select(MetadefTag).where(
                 MetadefTag.namespace_id == ns.id).order_by(MetadefTag.created_at,
                                                            MetadefTag.name))]
 
     def get_tag(self, ctx: RequestContext, ns_name: str, name: str) -> dict[str, Any]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, ns_name)
-            self._enforce(ctx, "get_metadef_tag", ns.owner)
+            ns = self._authorized(ctx, s, ns_name, "get_metadef_tag")
             return _tag_doc(self._tag(s, ns, name))
 
     def update_tag(self, ctx: RequestContext, ns_name: str, name: str,
@@ -714,11 +705,10 @@ class MetadefManager:
         new = _name(doc.get("name"), "Tag name", TAG_MAX)
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "modify_metadef_tag")
+                ns = self._authorized(ctx, s, ns_name, "modify_metadef_tag")
                 row = self._tag(s, ns, name)
-                if new != name and s.scalar(select(MetadefTag.id).where(
-                        MetadefTag.namespace_id == ns.id, MetadefTag.name == new)) is not None:
-                    raise self._commit_conflict(f"Tag {new} in namespace {ns_name}")
+                if new != name:
+                    self._name_free(s, MetadefTag, ns, new, "Tag", ns_name)
                 row.name = new
                 row.updated_at = utcnow()
                 s.flush()
@@ -728,7 +718,7 @@ class MetadefManager:
 
     def delete_tag(self, ctx: RequestContext, ns_name: str, name: str) -> None:
         with self.db.transaction() as s:
-            ns = self._writable(ctx, s, ns_name, "delete_metadef_tag")
+            ns = self._authorized(ctx, s, ns_name, "delete_metadef_tag")
             s.delete(self._tag(s, ns, name))
 
     # ------------------------------------------------------------------ resource types
@@ -742,8 +732,7 @@ class MetadefManager:
 
     def list_associations(self, ctx: RequestContext, ns_name: str) -> list[dict[str, Any]]:
         with self.db.reader() as s:
-            ns = self._ns(ctx, s, ns_name)
-            self._enforce(ctx, "list_metadef_resource_types", ns.owner)
+            ns = self._authorized(ctx, s, ns_name, "list_metadef_resource_types")
             return self._assocs(s, [ns.id])[ns.id]
 
     def create_association(self, ctx: RequestContext, ns_name: str,
@@ -752,7 +741,7 @@ class MetadefManager:
         self._seed()
         try:
             with self.db.transaction() as s:
-                ns = self._writable(ctx, s, ns_name, "add_metadef_resource_type_association")
+                ns = self._authorized(ctx, s, ns_name, "add_metadef_resource_type_association")
                 out = self._associate(s, ns, doc, utcnow())
                 self._touch(ns)
                 return out
@@ -762,7 +751,7 @@ class MetadefManager:
 
     def delete_association(self, ctx: RequestContext, ns_name: str, rt_name: str) -> None:
         with self.db.transaction() as s:
-            ns = self._writable(ctx, s, ns_name, "remove_metadef_resource_type_association")
+            ns = self._authorized(ctx, s, ns_name, "remove_metadef_resource_type_association")
             rt = s.scalar(select(MetadefResourceType).where(
                 MetadefResourceType.name == rt_name))
             row = None if rt is None else s.get(MetadefResourceTypeAssoc, (ns.id, rt.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -34,6 +35,22 @@ class MetadefRoutes:
         self.api = api
         self.m = manager
 
+    # ------------------------------------------------------------------ shared handler bodies
+    async def _create_in(self, req: ApiRequest, create: Callable[..., Any]) -> Response:
+        """201 with what ``create(ctx, namespace, body)`` made in the path's namespace."""
+        body = await self.api._json(req)
+        return _created(await req.run(create, req.ctx, req.param("ns"), body))
+
+    async def _show_named(self, req: ApiRequest, get: Callable[..., Any]) -> dict[str, Any]:
+        """The document ``get(ctx, namespace, name)`` returns for the path's item."""
+        return await req.run(get, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
+
+    async def _update_named(self, req: ApiRequest, update: Callable[..., Any]
+                            ) -> dict[str, Any]:
+        """The path's item after ``update(ctx, namespace, name, body)``."""
+        body = await self.api._json(req)
+        return await req.run(update, req.ctx, req.param("ns"), req.param("name"), body)  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ resource types
     @serves("GET", "/v2/metadefs/resource_types")
     async def list_resource_types(self, req: ApiRequest) -> dict[str, Any]:
@@ -47,9 +64,7 @@ class MetadefRoutes:
 
     @serves("POST", "/v2/metadefs/namespaces/{ns}/resource_types")
     async def create_association(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
-        return _created(await req.run(self.m.create_association, req.ctx, req.param("ns"),
-                                      body))
+        return await self._create_in(req, self.m.create_association)
 
     @serves("DELETE", "/v2/metadefs/namespaces/{ns}/resource_types/{name}")
     async def delete_association(self, req: ApiRequest) -> None:
@@ -107,8 +122,7 @@ class MetadefRoutes:
 
     @serves("POST", "/v2/metadefs/namespaces/{ns}/objects")
     async def create_object(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
-        return _created(await req.run(self.m.create_object, req.ctx, req.param("ns"), body))
+        return await self._create_in(req, self.m.create_object)
 
     @serves("DELETE", "/v2/metadefs/namespaces/{ns}/objects")
     async def delete_objects(self, req: ApiRequest) -> None:
@@ -116,13 +130,11 @@ class MetadefRoutes:
 
     @serves("GET", "/v2/metadefs/namespaces/{ns}/objects/{name}")
     async def show_object(self, req: ApiRequest) -> dict[str, Any]:
-        return await req.run(self.m.get_object, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
+        return await self._show_named(req, self.m.get_object)
 
     @serves("PUT", "/v2/metadefs/namespaces/{ns}/objects/{name}")
     async def update_object(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self.api._json(req)
-        return await req.run(self.m.update_object, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"), body)
+        return await self._update_named(req, self.m.update_object)
 
     @serves("DELETE", "/v2/metadefs/namespaces/{ns}/objects/{name}")
     async def delete_object(self, req: ApiRequest) -> None:
@@ -136,8 +148,7 @@ class MetadefRoutes:
 
     @serves("POST", "/v2/metadefs/namespaces/{ns}/properties")
     async def create_property(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
-        return _created(await req.run(self.m.create_property, req.ctx, req.param("ns"), body))
+        return await self._create_in(req, self.m.create_property)
 
     @serves("DELETE", "/v2/metadefs/namespaces/{ns}/properties")
     async def delete_properties(self, req: ApiRequest) -> None:
@@ -145,14 +156,11 @@ class MetadefRoutes:
 
     @serves("GET", "/v2/metadefs/namespaces/{ns}/properties/{name}")
     async def show_property(self, req: ApiRequest) -> dict[str, Any]:
-        return await req.run(self.m.get_property, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"))
+        return await self._show_named(req, self.m.get_property)
 
     @serves("PUT", "/v2/metadefs/namespaces/{ns}/properties/{name}")
     async def update_property(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self.api._json(req)
-        return await req.run(self.m.update_property, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"), body)
+        return await self._update_named(req, self.m.update_property)
 
     @serves("DELETE", "/v2/metadefs/namespaces/{ns}/properties/{name}")
     async def delete_property(self, req: ApiRequest) -> None:
@@ -176,7 +184,7 @@ class MetadefRoutes:
 
     @serves("GET", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def show_tag(self, req: ApiRequest) -> dict[str, Any]:
-        return await req.run(self.m.get_tag, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
+        return await self._show_named(req, self.m.get_tag)
 
     @serves("POST", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def create_tag(self, req: ApiRequest) -> Response:
@@ -185,9 +193,7 @@ class MetadefRoutes:
 
     @serves("PUT", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def update_tag(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self.api._json(req)
-        return await req.run(self.m.update_tag, req.ctx, req.param("ns"),  # type: ignore[no-any-return]
-                             req.param("name"), body)
+        return await self._update_named(req, self.m.update_tag)
 
     @serves("DELETE", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def delete_tag(self, req: ApiRequest) -> None:

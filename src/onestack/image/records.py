@@ -18,10 +18,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from onestack.api.policy import Policy
 from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, Forbidden, NotFound
+from onestack.common.ids import new_uuid
 from onestack.common.pagination import SortKey
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.image import Image, ImageMember, ImageProperty, ImageTag
+from onestack.db.image import Image, ImageMember, ImageProperty, ImageTag, ImageTask
 from onestack.image.stores import StoreSet
 
 LOG = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ GLANCE_DOWNLOAD_PREFIXES = ("hw_", "trait:", "os_distro", "os_secure_boot",
                             "os_type")
 KNOWN_IMPORT_METHODS = {"glance-direct", "web-download", "copy-image", "glance-download"}
 TIME_OPS = {"gt", "gte", "lt", "lte", "eq", "neq"}
+#: How long an image task is kept after it was created.
+TASK_TTL = dt.timedelta(hours=48)
 
 
 @dataclass
@@ -148,6 +151,15 @@ def _int_filter(value: str, name: str) -> int:
         return int(value)
     except ValueError:
         raise BadRequest(f"Invalid value for {name}: {value!r}; expected an integer.") from None
+
+
+def new_task(ctx: RequestContext, img: Image, task_type: str, request_id: str,
+             now: dt.datetime, task_input: dict[str, Any]) -> ImageTask:
+    """A new ``processing`` task of ``task_type`` on ``img`` for the caller ``ctx``."""
+    return ImageTask(id=new_uuid(), image_id=img.id, type=task_type, status="processing",
+                     owner=img.owner, user_id=ctx.user_id, request_id=request_id,
+                     input=task_input, result=None, message="", created_at=now,
+                     updated_at=now, expires_at=now + TASK_TTL)
 
 
 def _limit_child() -> None:  # pragma: no cover - runs in the child

@@ -130,6 +130,14 @@ class ManagerBase:
         row.revision_number = (row.revision_number or 0) + 1
         row.updated_at = utcnow()
 
+    def _updated(self, s: Session, row: Any, body: dict[str, Any]) -> None:
+        """An update's common end: the tags ``body`` gives replace the row's, its revision
+        goes up, and the change is flushed."""
+        if "tags" in body:
+            self._replace_tags(s, row.id, body["tags"])
+        self._touch(row)
+        s.flush()
+
     @staticmethod
     def _stamp(row: Any) -> Any:
         now = utcnow()
@@ -165,24 +173,42 @@ class ManagerBase:
             raise not_found(model, rid)
         return row
 
+    @staticmethod
+    def _allocations(s: Session, port_id: str) -> list[t.IPAllocation]:
+        """The IP allocations of port ``port_id``."""
+        return list(s.execute(select(t.IPAllocation).where(
+            t.IPAllocation.port_id == port_id)).scalars())
+
+    @staticmethod
+    def _set_text(row: object, body: dict[str, Any], create: bool = False) -> None:
+        """Set ``row``'s name and description from ``body``: both on create (empty when
+        absent), on update only those the body gives."""
+        for key in ("name", "description"):
+            if create or key in body:
+                setattr(row, key, sc.to_str(body.get(key, ""), key) or "")
+
+    @staticmethod
+    def _seen_on_network(s: Session, ctx: RequestContext, row: t.Subnet | t.Port,
+                         shared: bool) -> bool:
+        """Whether ``ctx`` sees a row that lives on a network: an administrator, the row's
+        project or the network's project does (and, with ``shared``, anyone on a shared
+        network)."""
+        if ctx.is_admin or row.project_id == ctx.project_id:
+            return True
+        net = s.get(t.Network, row.network_id)
+        return net is not None and (net.project_id == ctx.project_id
+                                    or (shared and net.shared))
+
     def _visible_subnet(self, s: Session, ctx: RequestContext, sid: str) -> t.Subnet:
         sub = s.get(t.Subnet, sid)
-        if sub is None:
+        if sub is None or not self._seen_on_network(s, ctx, sub, shared=True):
             raise not_found(t.Subnet, sid)
-        if not ctx.is_admin and sub.project_id != ctx.project_id:
-            net = s.get(t.Network, sub.network_id)
-            if net is None or not (net.shared or net.project_id == ctx.project_id):
-                raise not_found(t.Subnet, sid)
         return sub
 
     def _visible_port(self, s: Session, ctx: RequestContext, pid: str) -> t.Port:
         port = s.get(t.Port, pid)
-        if port is None:
+        if port is None or not self._seen_on_network(s, ctx, port, shared=False):
             raise not_found(t.Port, pid)
-        if not ctx.is_admin and port.project_id != ctx.project_id:
-            net = s.get(t.Network, port.network_id)
-            if net is None or net.project_id != ctx.project_id:
-                raise not_found(t.Port, pid)
         return port
 
     # ---- bulk loaders for views

@@ -67,8 +67,7 @@ class NetworksMixin(ManagerBase):
                 body.setdefault(k, v)
         self._check_quota(s, project, "network")
         net = self._stamp(t.Network(id=str(uuid.uuid4()), project_id=project))
-        net.name = sc.to_str(body.get("name", ""), "name") or ""
-        net.description = sc.to_str(body.get("description", ""), "description") or ""
+        self._set_text(net, body, create=True)
         net.admin_state_up = sc.to_bool(body.get("admin_state_up", True), "admin_state_up")
         net.shared = sc.to_bool(body.get("shared", False), "shared")
         net.external = sc.to_bool(body.get("router:external", False), "router:external")
@@ -209,10 +208,7 @@ class NetworksMixin(ManagerBase):
                                  "InvalidInput")
             if "project_id" in body or "tenant_id" in body:
                 raise sc.bad("Cannot update read-only attribute project_id")
-            if "name" in body:
-                net.name = sc.to_str(body["name"], "name") or ""
-            if "description" in body:
-                net.description = sc.to_str(body["description"], "description") or ""
+            self._set_text(net, body)
             if "admin_state_up" in body:
                 net.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
             if "port_security_enabled" in body:
@@ -254,10 +250,7 @@ class NetworksMixin(ManagerBase):
                 net.mtu = mtu
             if "dns_domain" in body:
                 net.dns_domain = sc.to_str(body["dns_domain"], "dns_domain") or ""
-            if "tags" in body:
-                self._replace_tags(s, net.id, body["tags"])
-            self._touch(net)
-            s.flush()
+            self._updated(s, net, body)
             return self._network_views(s, ctx, [net])[0]
         doc = self._tx(run)
         self.driver.network_updated(doc, [])

@@ -139,8 +139,7 @@ class PortsMixin(ManagerBase):
         self._check_port_quota(w, project)
         port = self._stamp(_PortRow(id=str(uuid.uuid4()), network_id=net.id,
                                     project_id=project))
-        port.name = sc.to_str(body.get("name", ""), "name") or ""
-        port.description = sc.to_str(body.get("description", ""), "description") or ""
+        self._set_text(port, body, create=True)
         port.admin_state_up = sc.to_bool(body.get("admin_state_up", True), "admin_state_up")
         port.device_id = sc.to_str(body.get("device_id", ""), "device_id") or ""
         port.device_owner = device_owner
@@ -549,8 +548,7 @@ class PortsMixin(ManagerBase):
             assert net is not None
             subnets = self._subnets_of(s, net.id)
             requests = self._fixed_ip_requests(lambda: s, net, subnets, body["fixed_ips"] or [])
-            current = {(a.subnet_id, a.ip_address): a for a in s.execute(
-                select(t.IPAllocation).where(t.IPAllocation.port_id == port.id)).scalars()}
+            current = {(a.subnet_id, a.ip_address): a for a in self._allocations(s, port.id)}
             keep: set[tuple[str, str]] = set()
             new: list[tuple[t.Subnet, str | None]] = []
             for sub, ip in requests:

@@ -50,8 +50,7 @@ class RoutersMixin(ManagerBase):
                 project = self._owner_for_create(ctx, body, "router")
                 self._check_quota(s, project, "router")
                 r = self._stamp(t.Router(id=str(uuid.uuid4()), project_id=project))
-                r.name = sc.to_str(body.get("name", ""), "name") or ""
-                r.description = sc.to_str(body.get("description", ""), "description") or ""
+                self._set_text(r, body, create=True)
                 r.admin_state_up = sc.to_bool(body.get("admin_state_up", True),
                                               "admin_state_up")
                 for key in ("distributed", "ha"):
@@ -149,6 +148,16 @@ class RoutersMixin(ManagerBase):
         r.gw_network_id = None
         r.enable_snat = True
 
+    def _port_subnets(self, s: Session, port_ids: list[str]) -> list[t.Subnet]:
+        """The subnets of the ports' IP allocations, port by port."""
+        subnets = []
+        for port_id in port_ids:
+            for a in self._allocations(s, port_id):
+                sub = s.get(t.Subnet, a.subnet_id)
+                if sub is not None:
+                    subnets.append(sub)
+        return subnets
+
     def _router_interfaces(self, s: Session, rid: str) -> list[t.Port]:
         return list(s.execute(select(t.Port).where(
             t.Port.device_id == rid, t.Port.device_owner == ROUTER_INTERFACE)).scalars())
@@ -160,10 +169,7 @@ class RoutersMixin(ManagerBase):
             r = self._owned(s, ctx, t.Router, rid)
             self._change(ctx, "update_router", "router", owned_target(r), t.Router)
             self._check_revision(r, revision)
-            if "name" in body:
-                r.name = sc.to_str(body["name"], "name") or ""
-            if "description" in body:
-                r.description = sc.to_str(body["description"], "description") or ""
+            self._set_text(r, body)
             if "admin_state_up" in body:
                 r.admin_state_up = sc.to_bool(body["admin_state_up"], "admin_state_up")
             for key in ("distributed", "ha"):
@@ -174,29 +180,18 @@ class RoutersMixin(ManagerBase):
                 self._set_gateway(s, ctx, r, body["external_gateway_info"])
             if "routes" in body:
                 routes = self._routes(body["routes"] or [], None, "routes")
-                cidrs = []
-                for port in self._router_interfaces(s, r.id):
-                    for a in s.execute(select(t.IPAllocation).where(
-                            t.IPAllocation.port_id == port.id)).scalars():
-                        sub = s.get(t.Subnet, a.subnet_id)
-                        if sub is not None:
-                            cidrs.append(ipaddress.ip_network(sub.cidr))
+                port_ids = [p.id for p in self._router_interfaces(s, r.id)]
                 if r.gw_port_id:
-                    for a in s.execute(select(t.IPAllocation).where(
-                            t.IPAllocation.port_id == r.gw_port_id)).scalars():
-                        sub = s.get(t.Subnet, a.subnet_id)
-                        if sub is not None:
-                            cidrs.append(ipaddress.ip_network(sub.cidr))
+                    port_ids.append(r.gw_port_id)
+                cidrs = [ipaddress.ip_network(sub.cidr)
+                         for sub in self._port_subnets(s, port_ids)]
                 for route in routes:
                     hop = ipaddress.ip_address(route["nexthop"])
                     if not any(hop in c for c in cidrs):
                         raise sc.bad(f"Invalid format for routes: {route}, the nexthop is not "
                                      "connected with router", "InvalidRoutes")
                 r.routes = routes
-            if "tags" in body:
-                self._replace_tags(s, r.id, body["tags"])
-            self._touch(r)
-            s.flush()
+            self._updated(s, r, body)
             return self._router_views(s, ctx, [r])[0]
         doc = self._tx(run)
         self.driver.router_updated(doc, [], [])
@@ -220,36 +215,36 @@ class RoutersMixin(ManagerBase):
         self._tx(run)
         self.driver.router_deleted(rid)
 
+    def _interface_request(self, s: Session, ctx: RequestContext, rid: str, body: Any,
+                           action: str) -> tuple[t.Router, Any, Any]:
+        """The router of an interface request (``action`` allowed on it) and the subnet and
+        port ids the body names; 400 unless it names at least one."""
+        if not isinstance(body, dict):
+            raise sc.bad("Bad router request: body must be an object.")
+        r = self._owned(s, ctx, t.Router, rid)
+        self._change(ctx, action, "router", owned_target(r), t.Router)
+        sid, pid = body.get("subnet_id"), body.get("port_id")
+        if not sid and not pid:
+            raise sc.bad("Bad router request: Either subnet_id or port_id must be "
+                         "specified", "BadRequest")
+        return r, sid, pid
+
     def add_router_interface(self, ctx: RequestContext, rid: str, body: Any
                              ) -> dict[str, Any]:
         """Attach a subnet (a new port on its gateway IP) or an existing port to a router."""
         def run(s: Session) -> dict[str, Any]:
-            if not isinstance(body, dict):
-                raise sc.bad("Bad router request: body must be an object.")
-            r = self._owned(s, ctx, t.Router, rid)
-            self._change(ctx, "add_router_interface", "router", owned_target(r), t.Router)
-            sid, pid = body.get("subnet_id"), body.get("port_id")
+            r, sid, pid = self._interface_request(s, ctx, rid, body, "add_router_interface")
             if sid and pid:
                 raise sc.bad("Bad router request: Cannot specify both subnet-id and port-id",
                              "BadRequest")
-            if not sid and not pid:
-                raise sc.bad("Bad router request: Either subnet_id or port_id must be "
-                             "specified", "BadRequest")
-            existing = []
-            for port in self._router_interfaces(s, r.id):
-                for a in s.execute(select(t.IPAllocation).where(
-                        t.IPAllocation.port_id == port.id)).scalars():
-                    sub = s.get(t.Subnet, a.subnet_id)
-                    if sub is not None:
-                        existing.append(sub)
+            existing = self._port_subnets(s, [p.id for p in self._router_interfaces(s, r.id)])
             if pid:
                 port = self._visible_port(s, ctx, str(pid))
                 if port.device_id or port.device_owner:
                     raise conflict(f"Unable to complete operation on port {pid} for network "
                                    f"{port.network_id}. Port already has an attached device "
                                    f"{port.device_id}.", "PortInUse")
-                allocs = list(s.execute(select(t.IPAllocation).where(
-                    t.IPAllocation.port_id == port.id)).scalars())
+                allocs = self._allocations(s, port.id)
                 if not allocs:
                     raise sc.bad("Bad router request: Router port must have at least one "
                                  "fixed IP", "BadRequest")
@@ -302,14 +297,7 @@ class RoutersMixin(ManagerBase):
     def remove_router_interface(self, ctx: RequestContext, rid: str, body: Any
                                 ) -> dict[str, Any]:
         def run(s: Session) -> dict[str, Any]:
-            if not isinstance(body, dict):
-                raise sc.bad("Bad router request: body must be an object.")
-            r = self._owned(s, ctx, t.Router, rid)
-            self._change(ctx, "remove_router_interface", "router", owned_target(r), t.Router)
-            sid, pid = body.get("subnet_id"), body.get("port_id")
-            if not sid and not pid:
-                raise sc.bad("Bad router request: Either subnet_id or port_id must be "
-                             "specified", "BadRequest")
+            r, sid, pid = self._interface_request(s, ctx, rid, body, "remove_router_interface")
             ports = self._router_interfaces(s, r.id)
             target: t.Port | None = None
             if pid:
@@ -317,24 +305,21 @@ class RoutersMixin(ManagerBase):
                 if target is None:
                     raise NotFound(f"Router {rid} does not have an interface with id {pid}",
                                    kind="RouterInterfaceNotFound")
-                allocs = list(s.execute(select(t.IPAllocation).where(
-                    t.IPAllocation.port_id == target.id)).scalars())
+                allocs = self._allocations(s, target.id)
                 if sid and not any(a.subnet_id == sid for a in allocs):
                     raise conflict(f"Subnet {sid} is not associated with port {pid}",
                                    "SubnetMismatchForPort")
             else:
                 self._visible_subnet(s, ctx, str(sid))
                 for p in ports:
-                    allocs = list(s.execute(select(t.IPAllocation).where(
-                        t.IPAllocation.port_id == p.id)).scalars())
+                    allocs = self._allocations(s, p.id)
                     if any(a.subnet_id == sid for a in allocs):
                         target = p
                         break
                 if target is None:
                     raise NotFound(f"Router {rid} has no interface on subnet {sid}",
                                    kind="RouterInterfaceNotFoundForSubnet")
-            allocs = list(s.execute(select(t.IPAllocation).where(
-                t.IPAllocation.port_id == target.id)).scalars())
+            allocs = self._allocations(s, target.id)
             sub_ids = [a.subnet_id for a in allocs]
             for a in allocs:
                 cidr = ipaddress.ip_network(s.get(t.Subnet, a.subnet_id).cidr)  # type: ignore
@@ -455,9 +440,8 @@ class RoutersMixin(ManagerBase):
                                  "network:dhcp"):
             raise sc.bad(f"Bad floatingip request: Port {port_id} is a network device port "
                          "and cannot have a floating IP.", "BadRequest")
-        allocs = [a for a in s.execute(select(t.IPAllocation).where(
-            t.IPAllocation.port_id == port.id)).scalars()
-            if ipaddress.ip_address(a.ip_address).version == 4]
+        allocs = [a for a in self._allocations(s, port.id)
+                  if ipaddress.ip_address(a.ip_address).version == 4]
         if fixed_ip is not None:
             ipam.parse_ip(fixed_ip, "fixed_ip_address")
             chosen = next((a for a in allocs if a.ip_address == fixed_ip), None)
@@ -525,10 +509,7 @@ class RoutersMixin(ManagerBase):
                     fip.status = "DOWN"
             elif body.get("fixed_ip_address") and fip.port_id:
                 self._associate(s, ctx, fip, fip.port_id, body["fixed_ip_address"])
-            if "tags" in body:
-                self._replace_tags(s, fip.id, body["tags"])
-            self._touch(fip)
-            s.flush()
+            self._updated(s, fip, body)
             return self._fip_views(s, [fip])[0]
         doc = self._tx(run)
         self._fips_moved({doc.get("router_id"), *before})

@@ -139,10 +139,7 @@ class SecurityGroupsMixin(ManagerBase):
                 sg.description = sc.to_str(body["description"], "description") or ""
             if "stateful" in body:
                 sg.stateful = sc.to_bool(body["stateful"], "stateful")
-            if "tags" in body:
-                self._replace_tags(s, sg.id, body["tags"])
-            self._touch(sg)
-            s.flush()
+            self._updated(s, sg, body)
             return self._sg_views(s, [sg])[0]
         doc = self._tx(run)
         self.driver.security_group_updated(doc)

@@ -14,7 +14,15 @@ from onestack.db import network as t
 from onestack.network import ipam
 from onestack.network import schemas as sc
 from onestack.network.base import ManagerBase
-from onestack.network.common import ROUTER_INTERFACE, conflict, not_found
+from onestack.network.common import ROUTER_INTERFACE, T, conflict, not_found
+
+
+def _at_most(items: list[T], limit: int, what: str, fault: str) -> list[T]:
+    """``items``, or the subnet's ``fault`` (400) when there are more than ``limit``."""
+    if len(items) > limit:
+        raise sc.bad(f"Unable to complete operation for the subnet. The number of {what} "
+                     f"exceeds the limit {limit}.", fault)
+    return items
 
 
 class SubnetsMixin(ManagerBase):
@@ -114,8 +122,7 @@ class SubnetsMixin(ManagerBase):
         sub = self._stamp(t.Subnet(id=str(uuid.uuid4()), network_id=net.id,
                                    project_id=project, ip_version=version, cidr=str(cidr)))
         sub.subnetpool_id = pool.id if pool is not None else None
-        sub.name = sc.to_str(body.get("name", ""), "name") or ""
-        sub.description = sc.to_str(body.get("description", ""), "description") or ""
+        self._set_text(sub, body, create=True)
         sub.enable_dhcp = sc.to_bool(body.get("enable_dhcp", True), "enable_dhcp")
         ra = body.get("ipv6_ra_mode")
         mode = body.get("ipv6_address_mode")
@@ -176,10 +183,7 @@ class SubnetsMixin(ManagerBase):
                 raise sc.bad(f"Invalid input for dns_nameservers. Reason: Duplicate "
                              f"nameserver '{srv}'.")
             seen.append(srv)
-        if len(seen) > 5:
-            raise sc.bad("Unable to complete operation for the subnet. The number of DNS "
-                         "nameservers exceeds the limit 5.", "DNSNameServersExhausted")
-        return seen
+        return _at_most(seen, 5, "DNS nameservers", "DNSNameServersExhausted")
 
     @staticmethod
     def _routes(value: Any, version: int | None, field: str) -> list[dict[str, str]]:
@@ -203,10 +207,7 @@ class SubnetsMixin(ManagerBase):
                 raise sc.bad(f"Invalid input for {field}. Reason: Duplicate route "
                              f"'{item}'.")
             out.append(item)
-        if len(out) > 20:
-            raise sc.bad("Unable to complete operation for the subnet. The number of host "
-                         "routes exceeds the limit 20.", "HostRoutesExhausted")
-        return out
+        return _at_most(out, 20, "host routes", "HostRoutesExhausted")
 
     def _cidr_from_pool(self, s: Session, pool: t.SubnetPool, body: dict[str, Any]
                         ) -> ipam.Net:
@@ -252,10 +253,7 @@ class SubnetsMixin(ManagerBase):
                 if ro in body and body[ro] != getattr(sub, ro, object()):
                     raise sc.bad(f"Cannot update read-only attribute {ro}")
             cidr = ipaddress.ip_network(sub.cidr)
-            if "name" in body:
-                sub.name = sc.to_str(body["name"], "name") or ""
-            if "description" in body:
-                sub.description = sc.to_str(body["description"], "description") or ""
+            self._set_text(sub, body)
             if "enable_dhcp" in body:
                 sub.enable_dhcp = sc.to_bool(body["enable_dhcp"], "enable_dhcp")
             gw = sub.gateway_ip
@@ -286,10 +284,7 @@ class SubnetsMixin(ManagerBase):
                                                "host_routes")
             if "service_types" in body:
                 sub.service_types = list(sc.to_list(body["service_types"], "service_types"))
-            if "tags" in body:
-                self._replace_tags(s, sub.id, body["tags"])
-            self._touch(sub)
-            s.flush()
+            self._updated(s, sub, body)
             return self._subnet_views(s, [sub])[0]
         doc = self._tx(run)
         self._subnets_changed([doc])
@@ -393,8 +388,7 @@ class SubnetsMixin(ManagerBase):
         version = nets[0].version
         pool = self._stamp(t.SubnetPool(id=str(uuid.uuid4()), project_id=project,
                                         ip_version=version, prefixes=[str(n) for n in nets]))
-        pool.name = sc.to_str(body.get("name", ""), "name") or ""
-        pool.description = sc.to_str(body.get("description", ""), "description") or ""
+        self._set_text(pool, body, create=True)
         pool.min_prefixlen = 8 if version == 4 else 64
         pool.max_prefixlen = 32 if version == 4 else 128
         pool.default_prefixlen = 0
@@ -441,10 +435,7 @@ class SubnetsMixin(ManagerBase):
                                                pool.prefixes)
             if "address_scope_id" in body:
                 self._bind_scope(s, ctx, pool, body["address_scope_id"])
-            if "name" in body:
-                pool.name = sc.to_str(body["name"], "name") or ""
-            if "description" in body:
-                pool.description = sc.to_str(body["description"], "description") or ""
+            self._set_text(pool, body)
             self._pool_bounds(pool, body)
             if "is_default" in body:
                 self._enforce(ctx, "update_subnetpool:is_default",
@@ -454,10 +445,7 @@ class SubnetsMixin(ManagerBase):
             if "default_quota" in body:
                 pool.default_quota = sc.to_int(body["default_quota"], "default_quota",
                                                nullable=True, minimum=0)
-            if "tags" in body:
-                self._replace_tags(s, pool.id, body["tags"])
-            self._touch(pool)
-            s.flush()
+            self._updated(s, pool, body)
             return self._pool_views(s, [pool])[0]
         return self._tx(run)
 

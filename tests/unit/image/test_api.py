@@ -1,5 +1,5 @@
-"""The image API's pure parts (``image/api.py``): patch parsing, faults, ranges, the MD5
-header, upload batches."""
+"""The image API's pure parts (``image/api.py``, ``image/faults.py``): patch parsing,
+faults, ranges, the MD5 header, upload batches."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from onestack.common.errors import BadRequest, NotFound, RangeNotSatisfiable
-from onestack.image import api
+from onestack.image import api, faults
 
 
 def test_parse_patch_forms() -> None:
@@ -28,22 +28,22 @@ def test_parse_patch_forms() -> None:
 
 
 def test_fault_kinds() -> None:
-    assert api._fault_kind("") == "html"
-    assert api._fault_kind("*/*") == "html"
-    assert api._fault_kind("application/json") == "json"
-    assert api._fault_kind("text/plain") == "plain"
-    assert api._fault_kind("application/json;q=0.5, text/html") == "html"
+    assert faults._fault_kind("") == "html"
+    assert faults._fault_kind("*/*") == "html"
+    assert faults._fault_kind("application/json") == "json"
+    assert faults._fault_kind("text/plain") == "plain"
+    assert faults._fault_kind("application/json;q=0.5, text/html") == "html"
 
 
 def test_fault_bodies_follow_accept() -> None:
-    token = api._ACCEPT.set("application/json")
+    token = faults._ACCEPT.set("application/json")
     try:
-        body, media = api.glance_fault(NotFound("No image found with ID x"))
+        body, media = faults.glance_fault(NotFound("No image found with ID x"))
     finally:
-        api._ACCEPT.reset(token)
+        faults._ACCEPT.reset(token)
     assert media == "application/json"
     assert isinstance(body, dict) and body["code"] == "404 Not Found"
-    body, media = api.glance_fault(NotFound("No <b>image</b>"))
+    body, media = faults.glance_fault(NotFound("No <b>image</b>"))
     assert media == "text/html" and isinstance(body, str)
     assert "<h1>404 Not Found</h1>" in body and "&lt;b&gt;" in body
 
