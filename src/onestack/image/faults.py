@@ -13,27 +13,11 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from onestack.api.explanations import EXPLANATIONS
 from onestack.common.errors import APIError, NotFound
 
 _ACCEPT: contextvars.ContextVar[str] = contextvars.ContextVar("image_accept", default="")
 
-_EXPLANATIONS = {
-    400: "The server could not comply with the request since it is either malformed or "
-         "otherwise incorrect.",
-    401: "This server could not verify that you are authorized to access the document you "
-         "requested.",
-    403: "Access was denied to this resource.",
-    404: "The resource could not be found.",
-    405: "The method is not allowed for this resource.",
-    409: "There was a conflict when trying to complete your request.",
-    413: "The request is larger than the server is willing or able to process.",
-    415: "The request media type is not supported by this server.",
-    416: "The Range requested is not available.",
-    500: "The server has either erred or is incapable of performing the requested "
-         "operation.",
-    501: "The server has not implemented this feature.",
-    503: "The server is currently unavailable. Please try again at a later time.",
-}
 
 
 def _fault_kind(accept: str) -> str:
@@ -67,7 +51,7 @@ def _fault_kind(accept: str) -> str:
 def glance_fault(err: APIError) -> tuple[dict[str, Any] | str, str]:
     """Glance's fault body, in the representation the request's Accept header selects."""
     status = f"{err.status} {err.title}"
-    explanation = _EXPLANATIONS.get(err.status, err.title)
+    explanation = EXPLANATIONS.get(err.status, err.title)
     detail = html.escape(err.message, quote=False)
     kind = _fault_kind(_ACCEPT.get())
     if kind == "json":

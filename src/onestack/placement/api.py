@@ -23,6 +23,7 @@ from onestack.api.app import (
     make_app,
     route,
 )
+from onestack.api.explanations import EXPLANATIONS
 from onestack.api.policy import Policy
 from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
@@ -48,27 +49,13 @@ from onestack.placement.microversion import (
 )
 from onestack.placement.policies import RULES
 
-_EXPLANATION = {
-    400: "The server could not comply with the request since it is either malformed or "
-         "otherwise incorrect.",
-    401: "This server could not verify that you are authorized to access the document you "
-         "requested.",
-    403: "Access was denied to this resource.",
-    404: "The resource could not be found.",
-    405: "The method is not allowed for this resource.",
-    406: "The server could not produce a response in a format the client accepts.",
-    409: "There was a conflict when trying to complete your request.",
-    413: "The request is larger than the server is willing or able to process.",
-    415: "The request media type is not supported by this server.",
-}
-
 
 def placement_fault(err: APIError) -> tuple[dict[str, Any], str]:
     """Placement's ``{"errors": [{"status", "title", "detail", "code", "request_id"}]}``.
 
     ``request_id`` is filled in (and ``code`` dropped before 1.23) by ``PlacementWrapper``.
     """
-    explanation = _EXPLANATION.get(err.status, err.title)
+    explanation = EXPLANATIONS.get(err.status, err.title)
     detail = f"{explanation}\n\n {err.message}  "
     return (error_body(err.status, err.title, detail, "", errors.code_of(err.kind)),
             "application/json")
