@@ -27,21 +27,8 @@ class TokenRoutes(IdentityHandler):
     """Versions and tokens: issue (password, token, application credential, TOTP-less), validate,
     revoke, the auth/* listings and revocation events."""
 
-    # ------------------------------------------------------------------ versions
-    def _version_doc(self, req: ApiRequest) -> dict[str, Any]:
-        return {"id": VERSION_ID, "status": "stable", "updated": VERSION_UPDATED,
-                "links": [{"rel": "self", "href": f"{req.base_url}/v3/"}],
-                "media-types": MEDIA}
-
-    @serves("GET", "/", public=True)
-    async def versions(self, req: ApiRequest) -> Response:
-        return FastJSON({"versions": {"values": [self._version_doc(req)]}}, status_code=300)
-
-    @serves("GET", "/v3", public=True)
-    @serves("GET", "/v3/", public=True)
-    async def version(self, req: ApiRequest) -> dict[str, Any]:
-        return {"version": self._version_doc(req)}
     # ------------------------------------------------------------------ tokens
+    # Declared first: routes are tried in the order declared, and these are the hot paths.
     @serves("POST", "/v3/auth/tokens", public=True)
     async def issue_token(self, req: ApiRequest) -> Response:
         body = await req.json()
@@ -102,6 +89,22 @@ class TokenRoutes(IdentityHandler):
         req.enforce("identity:revoke_token", {"target": {"token": {"user_id": valid.user.id}}})
         await req.run(self.tokens.revoke_token, valid)
 
+    # ------------------------------------------------------------------ versions
+    def _version_doc(self, req: ApiRequest) -> dict[str, Any]:
+        return {"id": VERSION_ID, "status": "stable", "updated": VERSION_UPDATED,
+                "links": [{"rel": "self", "href": f"{req.base_url}/v3/"}],
+                "media-types": MEDIA}
+
+    @serves("GET", "/", public=True)
+    async def versions(self, req: ApiRequest) -> Response:
+        return FastJSON({"versions": {"values": [self._version_doc(req)]}}, status_code=300)
+
+    @serves("GET", "/v3", public=True)
+    @serves("GET", "/v3/", public=True)
+    async def version(self, req: ApiRequest) -> dict[str, Any]:
+        return {"version": self._version_doc(req)}
+
+    # ------------------------------------------------------------------ the caller's token
     async def _caller(self, req: ApiRequest) -> ValidToken:
         assert req.ctx.token is not None
         return await self.tokens.validate_async(req.ctx.token)
