@@ -10,7 +10,8 @@ type exist, its encryption cannot be created, changed or removed (Cinder's rule)
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,8 +20,15 @@ from onestack.common.errors import BadRequest, Conflict, NotFound
 from onestack.common.timeutils import isotime, utcnow
 from onestack.db.volume import Volume, VolumeType, VolumeTypeEncryption
 
-if TYPE_CHECKING:
-    from onestack.volume.manager import VolumeManager
+T = TypeVar("T")
+
+
+class Sessions(Protocol):
+    """The volume manager's transactions (what encryption types are written through)."""
+
+    def _tx(self, fn: Callable[[Session], T]) -> T: ...
+
+    def _read(self, fn: Callable[[Session], T]) -> T: ...
 
 #: The fields of an encryption spec.
 FIELDS = ("provider", "cipher", "key_size", "control_location")
@@ -84,7 +92,7 @@ def encrypted(s: Session, type_id: str | None) -> bool:
 class EncryptionTypes:
     """Encryption specs of volume types (``m``: the volume manager, for transactions)."""
 
-    def __init__(self, manager: VolumeManager) -> None:
+    def __init__(self, manager: Sessions) -> None:
         self.m = manager
 
     @staticmethod
