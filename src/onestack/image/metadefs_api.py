@@ -16,8 +16,6 @@ from onestack.image.metadefs import NS_SORT_KEYS, MetadefManager
 if TYPE_CHECKING:
     from onestack.image.api import ImageAPI
 
-NS = "/v2/metadefs/namespaces/{ns}"
-
 
 def add_metadef_routes(api: ImageAPI) -> None:
     """Register the metadata definitions' routes on ``api`` (its ``metadefs`` manager)."""
