@@ -127,6 +127,16 @@ class RunningCloud:
 SERVICES = ["identity"]
 
 
+def _stop_with_parent() -> None:
+    """Run in the child between fork and exec: the kernel sends it SIGTERM when the process
+    that started it dies, so a test run killed by PID (even with SIGKILL) leaves no cloud
+    behind (``onestack up`` stops its guests and agents on SIGTERM)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 def start_cloud(data_dir: Path, *, ports: dict[str, int] | None = None,
                 env: dict[str, str] | None = None, admin_password: str = "Secret-Admin-1",
                 wait: float = 60.0, args: list[str] | None = None,
@@ -176,7 +186,7 @@ def _start_cloud(data_dir: Path, *, ports: dict[str, int] | None, env: dict[str,
     proc = subprocess.Popen([*(prefix or []), str(VENV_BIN / "onestack"), "up",
                              "--data-dir", str(data_dir),
                              *(args or [])], env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_stop_with_parent)
     cloud = RunningCloud(data_dir, ports, admin_password, proc, log_path, env or {})
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

@@ -107,3 +107,51 @@ def test_port_in_use_is_a_clear_error() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
+
+
+_PARENT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from tests.conftest import start_cloud
+c = start_cloud(Path(sys.argv[1]))
+print(c.proc.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_test_run_leaves_no_cloud() -> None:
+    """A test process killed with SIGKILL (no finally block runs) takes its cloud with it."""
+    import sys
+    import time
+
+    tmp = Path(tempfile.mkdtemp(prefix="onestack-orphan-"))
+    repo = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp / "data"), str(repo)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid = 0
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert _running(pid)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 30
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(pid), "the cloud outlived the test process that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if pid and _running(pid):
+            os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
