@@ -47,7 +47,6 @@ from onestack.common.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from onestack.faults.rules import FaultTable
 
 LOG = logging.getLogger(__name__)
 
@@ -255,6 +254,22 @@ def add_declared(service: Service, *handlers: object) -> None:
             service.routes.append(route(service, decl.path, bound, decl.methods, decl.public))
 
 
+class InjectedFault(Protocol):
+    """What the middleware reads of a matching fault rule (``onestack.faults``)."""
+
+    id: str
+    status: int
+    message: str
+    delay: float
+
+
+class HttpFaults(Protocol):
+    """Fault rules for HTTP requests (``onestack.faults.rules.FaultTable``): the rule a request
+    to ``service`` matches, if any, counted as fired."""
+
+    def match_http(self, service: str, method: str, path: str) -> InjectedFault | None: ...
+
+
 class ApiMiddleware:
     """Request id, body-size limit and token authentication in one pure-ASGI pass.
 
@@ -263,7 +278,7 @@ class ApiMiddleware:
     requests slow or fail on purpose; paths under ``/_onestack/`` are never faulted.
     """
 
-    faults: FaultTable | None = None
+    faults: HttpFaults | None = None
 
     def __init__(self, app: ASGIApp, service: Service, validator: TokenValidator | None,
                  max_body: int) -> None:
@@ -380,7 +395,7 @@ def find_api_middleware(app: ASGIApp) -> ApiMiddleware | None:
     return None
 
 
-def install_faults(apps: Mapping[str, ASGIApp], table: FaultTable | None) -> None:
+def install_faults(apps: Mapping[str, ASGIApp], table: HttpFaults | None) -> None:
     """Let ``table``'s HTTP rules act on every service app of ``apps``."""
     for app in apps.values():
         mw = find_api_middleware(app)
