@@ -124,9 +124,11 @@ def build_cloud(settings: Settings, *, run_bootstrap: bool = True) -> Cloud:
     apps["dashboard"] = build_dashboard_app(settings)
     install_faults(apps, parts.faults)
     if real_guests(agents):  # the metadata service only serves real guests
+        from onestack.compute.network import LocalNetwork
         from onestack.metadata.app import build_metadata_app
 
-        apps["metadata"] = build_metadata_app(settings, compute, network)
+        apps["metadata"] = build_metadata_app(
+            settings, compute, LocalNetwork(network) if network is not None else None)
     guest_job = None
     if run_bootstrap:
         admin = identity.project_info_by_name("admin", "default")

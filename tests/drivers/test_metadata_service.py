@@ -166,3 +166,43 @@ async def test_password_post_once_and_public_ipv4() -> None:
         unsigned = await c.post("/openstack/2013-10-17/password", content=b"x",
                                 headers={"X-Instance-ID": UUID})
         assert unsigned.status_code == 400
+
+
+class _Instances:
+    def get_instance(self, ctx: Any, uuid: str) -> dict[str, Any]:
+        if uuid != UUID:
+            raise LookupError(uuid)
+        return {**INSTANCE, "system_metadata": {"networks": INSTANCE["networks"]}}
+
+    def update_system_metadata(self, uuid: str, **items: Any) -> None:
+        raise AssertionError("not used")
+
+
+class _Neutron:
+    """The part of the network service ``LocalNetwork.guest_ports`` reads: a device's ports
+    in Neutron's shape (subnets keyed by id, a floating IP associated after the boot)."""
+
+    def device_ports(self, device_id: str) -> list[dict[str, Any]]:
+        return [{"id": "0123456789abcdef", "network_id": "n1",
+                 "mac_address": "fa:16:3e:00:00:01", "mtu": 1450,
+                 "fixed_ips": [{"ip_address": "10.0.0.5", "subnet_id": "s1"}],
+                 "subnets": {"s1": {"cidr": "10.0.0.0/26", "gateway_ip": "10.0.0.1"}},
+                 "floating_ips": [{"floating_ip_address": "203.0.113.7"}]}]
+
+
+async def test_live_ports_through_compute_network_seam() -> None:
+    """A floating IP associated after the boot shows (the ports are read live through
+    compute's network seam, not from the instance's cache)."""
+    from onestack.compute.network import LocalNetwork
+    from onestack.metadata.app import compute_lookup
+
+    lookup = compute_lookup(_Instances(), LocalNetwork(_Neutron()))  # type: ignore[arg-type]
+    app = MetadataApp(lookup, SECRET)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://169.254.169.254") as c:
+        h = _headers()
+        assert (await c.get("/latest/meta-data/public-ipv4", headers=h)).text == "203.0.113.7"
+        net = (await c.get("/openstack/latest/network_data.json", headers=h)).json()
+        assert net["networks"][0]["netmask"] == "255.255.255.192"
+        assert (await c.get("/latest/meta-data/public-ipv4",
+                            headers=_headers(uuid="x" * 36))).status_code == 404

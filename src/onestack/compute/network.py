@@ -413,6 +413,12 @@ class LocalNetwork:
         """The driver's port dicts of a server as they are (no binding change)."""
         return [driver_port(p) for p in self.n.device_ports(instance_uuid)]
 
+    def guest_ports(self, instance_uuid: str) -> list[dict[str, Any]]:
+        """The driver's port dicts of a server, each with its ``floating_ips`` (what the
+        metadata service shows the guest: ``metadata.app.PortSource``)."""
+        return [{**driver_port(p), "floating_ips": p.get("floating_ips") or []}
+                for p in self.n.device_ports(instance_uuid)]
+
     def addresses(self, instance_uuids: list[str]) -> dict[str, dict[str, list[dict[
             str, Any]]]]:
         """``addresses`` of many servers: one port query, one floating IP query and one

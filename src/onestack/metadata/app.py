@@ -87,16 +87,18 @@ class InstanceSource(Protocol):
 
 
 class PortSource(Protocol):
-    """What the metadata service reads of the network service: a device's ports."""
+    """What the metadata service reads of the network service, through compute's network
+    seam (``compute.network.LocalNetwork``): a server's ports as its guest sees them."""
 
-    def device_ports(self, device_id: str) -> list[dict[str, Any]]:
-        """The ports bound to ``device_id``, with their fixed and floating IPs."""
+    def guest_ports(self, instance_uuid: str) -> list[dict[str, Any]]:
+        """The server's ports in the hypervisor driver's shape, each with its
+        ``floating_ips``."""
         ...
 
 
 def compute_lookup(manager: InstanceSource, network: PortSource | None = None) -> Lookup:
     """A lookup reading instances through ``ComputeManager.get_instance`` (admin view); with
-    the network manager, the ports are read live (floating IPs associated after the boot
+    a port source, the ports are read live (floating IPs associated after the boot
     included), else from the instance's port cache."""
 
     def lookup(uuid: str) -> dict[str, Any] | None:
@@ -107,11 +109,8 @@ def compute_lookup(manager: InstanceSource, network: PortSource | None = None) -
         sysmeta = inst.get("system_metadata") or {}
         ports = sysmeta.get("networks", inst.get("networks") or [])
         if network is not None:
-            from onestack.compute.network import driver_port
-
             try:
-                ports = [{**driver_port(p), "floating_ips": p.get("floating_ips") or []}
-                         for p in network.device_ports(uuid)] or ports
+                ports = network.guest_ports(uuid) or ports
             except Exception:  # noqa: BLE001 - the cache is the answer then
                 LOG.debug("live ports of %s unavailable", uuid, exc_info=True)
         return {**inst, "networks": ports, "image": {"id": inst.get("image_ref")}}
@@ -288,7 +287,7 @@ def _is_password_path(path: str) -> bool:
 def build_metadata_app(settings: Settings, compute: InstanceSource,
                        network: PortSource | None = None) -> MetadataApp:
     """The metadata service of ``onestack up``: instances read through the compute manager
-    (ports live from the network manager when given), the secret from
+    (ports live from the network service when given), the secret from
     ``metadata_proxy_shared_secret`` or ``DATA/metadata-secret``."""
     secret = load_or_create_secret(settings.data_dir, settings.metadata_proxy_shared_secret)
 
