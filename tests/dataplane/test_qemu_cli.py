@@ -66,7 +66,7 @@ def _qemu_pids(data_dir: Path) -> list[int]:
 
 def _taps_of(data_dir: Path) -> list[str]:
     """Tap devices the guests under ``data_dir`` were given (from their state.json)."""
-    from onestack.metadata.content import tap_name
+    from onestack.drivers.network.linux.names import tap as tap_name
 
     taps = []
     for state in (data_dir / "instances").glob("*/state.json"):

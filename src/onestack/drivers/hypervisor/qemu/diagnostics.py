@@ -16,7 +16,7 @@ from onestack.drivers.hypervisor.qemu.host import thread_cpu_ns
 from onestack.drivers.hypervisor.qemu.nics import ports_of, tap_stats
 from onestack.drivers.hypervisor.qemu.process import GuestProcesses
 from onestack.drivers.hypervisor.qemu.qmp import QMPError
-from onestack.metadata.content import tap_name
+from onestack.drivers.network.linux.names import tap as tap_name
 
 
 def _rss_kb(pid: int) -> int:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from onestack.drivers.hypervisor.base import DriverError
 from onestack.drivers.hypervisor.qemu.qmp import QMPError, unplug_device
-from onestack.metadata.content import tap_name
+from onestack.drivers.network.linux.names import tap as tap_name
 
 #: Spare PCIe root ports of a new q35 guest for hot-plugged NICs and volumes (the number is
 #: kept in the guest's state: a saved guest must be restored with the same layout).
