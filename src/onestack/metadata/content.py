@@ -22,8 +22,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from onestack.drivers.network.linux.names import tap
-
 #: Versions of the OpenStack metadata format we serve (Nova's list, oldest first).
 OPENSTACK_VERSIONS = ["2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30",
                       "2016-10-06", "2017-02-22", "2018-08-27", "2020-10-14"]
@@ -51,6 +49,14 @@ def _port_id(port: dict[str, Any]) -> str:
 def _mac(port: dict[str, Any]) -> str | None:
     mac = port.get("mac_address") or port.get("mac")
     return str(mac) if mac else None
+
+
+def device_link_id(port_id: str) -> str:
+    """A port's link id in ``network_data.json``: Nova names it after the port's device on
+    the host (``tap`` + the first 11 characters of the id, as
+    ``drivers/network/linux/names.tap`` does; the metadata service sits below the drivers
+    and does not import them)."""
+    return "tap" + port_id[:11]
 
 
 @dataclass
@@ -99,7 +105,7 @@ def _network_data(ports: list[dict[str, Any]]) -> dict[str, Any]:
     services: list[dict[str, Any]] = []
     for n, port in enumerate(ports):
         pid = _port_id(port)
-        link_id = tap(pid) if pid else f"interface{n}"
+        link_id = device_link_id(pid) if pid else f"interface{n}"
         links.append({"id": link_id, "vif_id": pid, "type": "ovs" if
                       port.get("binding:vif_type") == "ovs" else "bridge",
                       "mtu": port.get("mtu") or 1500,
