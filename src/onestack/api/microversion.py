@@ -1,6 +1,7 @@
 """Microversions shared by the services that have them: a comparable ``major.minor``
 version, the fault a version layer answers before any handler runs, and the version layer
-of compute and volume (``MicroversionLayer`` over each service's ``VersionRules``)."""
+of compute, volume and placement (``MicroversionLayer`` over each service's ``VersionRules``;
+placement's subclass reads, refuses and decorates in Placement's own way)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, total_ordering
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,8 +76,9 @@ class VersionRules:
     #: Only paths under this prefix are versioned (``/v2``, ``/v3``).
     prefix: str
     #: DevStack-style ``{prefix}/{project_id}/...`` URLs: the pattern (group 1 the project,
-    #: group 2 the rest) and the prefix the rest is served under.
-    project_segment: re.Pattern[str]
+    #: group 2 the rest) and the prefix the rest is served under (None: no such URLs, and no
+    #: trailing-slash check either).
+    project_segment: re.Pattern[str] | None
     served_prefix: str
     #: Versioned roots where a trailing slash is allowed.
     slash_roots: tuple[str, ...]
@@ -135,7 +137,11 @@ class MicroversionLayer:
     segment of old-style URLs (remembering the project and the path as sent), answers a
     malformed version (400) or one outside the range with the service's fault body, stores
     the version on the scope for handlers and adds the version headers to every
-    response."""
+    response.
+
+    A service whose rules differ in more than values overrides the three steps:
+    ``negotiate`` (the version asked for, or why not), ``refuse`` (the answer then) and
+    ``respond`` (what every response gets)."""
 
     def __init__(self, app: ASGIApp, rules: VersionRules) -> None:
         self.app = app
@@ -147,8 +153,20 @@ class MicroversionLayer:
             await self.app(scope, receive, send)
             return
         scope = dict(scope)
+        if rules.project_segment is not None and not await self._locate(scope, send):
+            return
+        version, status, message = self.negotiate(scope)
+        if status:
+            await self.refuse(send, status, message, version)
+            return
+        scope[rules.scope_key] = version
+        await self.app(scope, receive, self.respond(send, scope, version))
+
+    async def _locate(self, scope: Scope, send: Send) -> bool:
+        """Drop the project segment; False when a 404 was sent instead."""
+        rules = self.rules
         scope[rules.scope_key + ".path"] = scope["path"]
-        m = rules.project_segment.match(scope["path"])
+        m = cast(re.Pattern[str], rules.project_segment).match(scope["path"])
         if m is not None:
             scope["path"] = rules.served_prefix + (m.group(2) or "")
             scope[rules.scope_key + ".project"] = m.group(1)
@@ -156,25 +174,39 @@ class MicroversionLayer:
             # ``/servers/`` names a resource with an empty id: no such resource (the shared
             # middleware would strip the slash and answer for the collection instead).
             await send_fault(send, 404, "itemNotFound", "The resource could not be found.")
-            return
+            return False
+        return True
+
+    def negotiate(self, scope: Scope) -> tuple[Any, int, str]:
+        """The version a request asks for, with 0 and "", or the status and message of a
+        refusal (the version then is None when malformed)."""
+        rules = self.rules
         version, error = requested_version(scope, rules)
-        status, kind, message = 0, "", ""
         if version is None:
-            status, kind, message = 400, "badRequest", error or "Invalid version"
-        elif not (rules.low <= version <= rules.high):
-            status, kind = rules.unsupported
-            message = (f"Version {version} is not supported by the API. Minimum is "
-                       f"{rules.min_version} and maximum is {rules.max_version}.")
-        shown = str(version or rules.low)
-        headers = [(b"openstack-api-version", f"{rules.names[0]} {shown}".encode())]
+            return None, 400, error or "Invalid version"
+        if not (rules.low <= version <= rules.high):
+            return version, rules.unsupported[0], (
+                f"Version {version} is not supported by the API. Minimum is "
+                f"{rules.min_version} and maximum is {rules.max_version}.")
+        return version, 0, ""
+
+    def _headers(self, version: APIVersion) -> list[tuple[bytes, bytes]]:
+        rules = self.rules
+        headers = [(b"openstack-api-version", f"{rules.names[0]} {version}".encode())]
         if rules.legacy_header is not None:
-            headers.append((rules.legacy_header, shown.encode()))
+            headers.append((rules.legacy_header, str(version).encode()))
         headers.append((b"vary", rules.vary))
-        if status:
-            await send_fault(send, status, kind, message, headers)
-            return
-        scope[rules.scope_key] = version
-        alias = rules.request_id_alias
+        return headers
+
+    async def refuse(self, send: Send, status: int, message: str, version: Any) -> None:
+        """Answer a refused version with the service's fault body."""
+        kind = "badRequest" if status == 400 else self.rules.unsupported[1]
+        await send_fault(send, status, kind, message, self._headers(version or self.rules.low))
+
+    def respond(self, send: Send, scope: Scope, version: Any) -> Send:
+        """``send`` with the version headers (and the request id alias) on the response."""
+        headers = self._headers(version)
+        alias = self.rules.request_id_alias
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -188,7 +220,7 @@ class MicroversionLayer:
                 message["headers"] = out
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return send_with_headers
 
 
 def version_of(scope: Scope, rules: VersionRules) -> APIVersion:

@@ -1,10 +1,12 @@
 """Placement microversions: ``OpenStack-API-Version: placement 1.x`` (1.0 … 1.39).
 
-``PlacementWrapper`` is the outermost ASGI layer of the placement app. It parses the version
-header (400 when malformed, 406 outside the supported range), hands the version to handlers
-in ``scope["placement.version"]``, stamps ``OpenStack-API-Version``/``Vary`` on every
-response, adds the cache headers of 1.15+, and completes Placement fault bodies with the
-request id (and drops the ``code`` field before 1.23, as Placement does).
+``PlacementWrapper`` is the outermost ASGI layer of the placement app, the shared
+``api.microversion.MicroversionLayer`` with Placement's three steps: it parses the version
+header (400 when malformed, 406 outside the supported range, in Placement's ``errors``
+document), hands the version to handlers in ``scope["placement.version"]`` as a tuple, stamps
+``OpenStack-API-Version``/``Vary`` on every response, adds the cache headers of 1.15+, and
+completes Placement fault bodies with the request id (and drops the ``code`` field before
+1.23, as Placement does).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import uuid
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Scope, Send
+
+from onestack.api.microversion import MicroversionLayer, VersionRules
 
 SERVICE_TYPE = "placement"
 MIN_VERSION = (1, 0)
@@ -35,6 +39,14 @@ class VersionError(ValueError):
 
 def fmt(v: Version) -> str:
     return f"{v[0]}.{v[1]}"
+
+
+#: Every path is versioned; no project segment in URLs; the header names ``placement``.
+RULES = VersionRules(
+    names=(SERVICE_TYPE,), min_version=fmt(MIN_VERSION),
+    max_version=fmt(MAX_VERSION), scope_key=SCOPE_KEY,
+    prefix="/", project_segment=None, served_prefix="", slash_roots=(),
+    unsupported=(406, "Not Acceptable"))
 
 
 def parse_header(value: str | None) -> Version:
@@ -72,26 +84,40 @@ def error_body(status: int, title: str, detail: str, request_id: str,
     return {"errors": [err]}
 
 
-class PlacementWrapper:
+class PlacementWrapper(MicroversionLayer):
     """Microversion negotiation and response decoration around the placement ASGI app."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        super().__init__(app, RULES)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def negotiate(self, scope: Scope) -> tuple[Any, int, str]:
         header = None
         for name, value in scope["headers"]:
             if name == b"openstack-api-version":
                 header = value.decode("latin-1")
         try:
-            version = parse_header(header)
+            return parse_header(header), 0, ""
         except VersionError as exc:
-            await self._reject(exc, send)
-            return
-        scope[SCOPE_KEY] = version
+            return None, exc.status, exc.message
+
+    async def refuse(self, send: Send, status: int, message: str, version: Any) -> None:
+        request_id = "req-" + str(uuid.uuid4())
+        title = "Not Acceptable" if status == 406 else "Bad Request"
+        extra = {}
+        if status == 406:
+            extra = {"max_version": fmt(MAX_VERSION), "min_version": fmt(MIN_VERSION)}
+        body = orjson.dumps(error_body(status, title, message, request_id, **extra))
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-openstack-request-id", request_id.encode()),
+            (b"openstack-api-version", f"{SERVICE_TYPE} {fmt(MIN_VERSION)}".encode()),
+            (b"vary", b"openstack-api-version")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def respond(self, send: Send, scope: Scope, version: Version) -> Send:
+        """The version headers, the cache headers of 1.15+ on a GET's 200, and fault bodies
+        completed (``_patch_fault``)."""
         vtext = f"{SERVICE_TYPE} {fmt(version)}".encode()
         is_get = scope["method"] in ("GET", "HEAD")
         state: dict[str, Any] = {"buffer": None}
@@ -132,24 +158,7 @@ class PlacementWrapper:
                 return
             await send(message)
 
-        await self.app(scope, receive, wrapped)
-
-    @staticmethod
-    async def _reject(exc: VersionError, send: Send) -> None:
-        request_id = "req-" + str(uuid.uuid4())
-        title = "Not Acceptable" if exc.status == 406 else "Bad Request"
-        extra = {}
-        if exc.status == 406:
-            extra = {"max_version": fmt(MAX_VERSION), "min_version": fmt(MIN_VERSION)}
-        body = orjson.dumps(error_body(exc.status, title, exc.message, request_id,
-                                       **extra))
-        await send({"type": "http.response.start", "status": exc.status, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-openstack-request-id", request_id.encode()),
-            (b"openstack-api-version", f"{SERVICE_TYPE} {fmt(MIN_VERSION)}".encode()),
-            (b"vary", b"openstack-api-version")]})
-        await send({"type": "http.response.body", "body": body})
+        return wrapped
 
 
 def _patch_fault(body: bytes, start: Message, version: Version) -> bytes:
