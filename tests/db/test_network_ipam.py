@@ -356,10 +356,10 @@ def test_create_without_waiting_checkpoints_in_the_background(
     when that leaves too many pages the path restarts the WAL after a commit."""
     if database.backend != "sqlite":
         return
-    from onestack.network import writer as module
+    from onestack.db import sqlite_writer as module
 
-    monkeypatch.setattr(module, "_CHECKPOINT_EVERY", 5)
-    monkeypatch.setattr(module, "_WAL_RESTART_PAGES", 20)
+    monkeypatch.setattr(module, "CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(module, "WAL_RESTART_PAGES", 20)
     ctx = _ctx()
     net_id, _sub = _net_subnet(manager, "10.9.0.0/24")
 
@@ -372,22 +372,22 @@ def test_create_without_waiting_checkpoints_in_the_background(
             raw.close()
 
     def settle() -> None:  # wait for a running background checkpoint
-        assert manager._checkpoint_lock.acquire(timeout=30)
-        manager._checkpoint_lock.release()
+        assert manager._inplace.checkpoint_lock.acquire(timeout=30)
+        manager._inplace.checkpoint_lock.release()
 
     for _ in range(5):
         assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is not None
-    own = manager._nowait_conn
+    own = manager._inplace.conn
     assert own is not None
     raw = own.connection.driver_connection
     assert raw is not None
     assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     settle()  # the fifth commit started one; it saw the pages of everything so far
-    assert manager._wal_pages > 20
+    assert manager._inplace.wal_pages > 20
     before = wal_frames()
     for _ in range(5):  # the tenth commit restarts the WAL
         assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is not None
-    assert manager._wal_pages == 0
+    assert manager._inplace.wal_pages == 0
     assert manager.create_ports_nowait(ctx, [{"network_id": net_id}]) is not None
     assert wal_frames() < before  # written again from its start
     assert len(manager.list_ports(ctx)) == 11

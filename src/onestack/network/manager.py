@@ -22,16 +22,14 @@ The resources live in one module each (``networks``, ``subnets``, ``address_scop
 from __future__ import annotations
 
 import socket
-import threading
 from collections import defaultdict
 from typing import Any
-
-from sqlalchemy.engine import Connection
 
 from onestack.api.policy import Policy
 from onestack.common.timeutils import utcnow
 from onestack.config import Settings
 from onestack.db.engine import Database
+from onestack.db.sqlite_writer import DriverStatement, InPlaceWriter
 from onestack.drivers.network.base import NetworkDriver
 from onestack.drivers.network.noop import NoopDriver
 from onestack.network.address_scopes import AddressScopesMixin
@@ -45,7 +43,6 @@ from onestack.network.networks import NetworksMixin
 from onestack.network.ports import PortsMixin
 from onestack.network.routers import RoutersMixin
 from onestack.network.security_groups import SecurityGroupsMixin
-from onestack.network.store import _DriverStatement
 from onestack.network.subnets import SubnetsMixin
 from onestack.network.writer import WriterMixin
 
@@ -100,14 +97,7 @@ class NetworkManager(DataplaneMixin, DevicesMixin, AdminMixin, RoutersMixin, Por
         self._pools: dict[str, tuple[Any, Any, list[tuple[int, int]], int, int | None]] = {}
         #: Default security group id per project (cleared on any write race).
         self._default_sgs: dict[str, str] = {}
-        #: ``create_ports_nowait``'s own connection (SQLite), its DBAPI connection, a lock.
-        self._nowait_conn: Connection | None = None
-        self._nowait_raw: Any = None
-        self._nowait_lock = threading.Lock()
-        #: Port-creation statements compiled for the sqlite3 connection (``_PortWrites``).
-        self._driver_statements: dict[Any, _DriverStatement] = {}
-        #: Commits of that connection, pages in the WAL after the last background
-        #: checkpoint, and a lock held while one runs (``_nowait_committed``).
-        self._nowait_commits = 0
-        self._wal_pages = 0
-        self._checkpoint_lock = threading.Lock()
+        #: ``create_ports_nowait``'s own writer connection (SQLite) and the port-creation
+        #: statements compiled for its sqlite3 connection (``_PortWrites``).
+        self._inplace = InPlaceWriter(db.engine)
+        self._driver_statements: dict[Any, DriverStatement] = {}

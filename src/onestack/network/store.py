@@ -6,7 +6,7 @@ import datetime as dt
 import ipaddress
 import socket
 import sqlite3
-from collections import defaultdict, namedtuple
+from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from onestack.db import network as t
+from onestack.db.sqlite_writer import DriverStatement
 from onestack.network import views
 from onestack.network.common import _QUOTA_MODELS
 
@@ -24,7 +25,7 @@ from onestack.network.common import _QUOTA_MODELS
 # written with one executemany per table (``_PortWrites``). The statements are built once
 # here; SQLAlchemy's compiled cache then makes each execution cheap. On SQLite the API's
 # in-place path (``create_ports_nowait``) runs the same statements on the sqlite3 connection
-# itself (``_DriverStatement``), which leaves out SQLAlchemy's per-execution work.
+# itself (``DriverStatement``), which leaves out SQLAlchemy's per-execution work.
 _NETS = t.Network.__table__
 _SUBNETS = t.Subnet.__table__
 _PORTS = t.Port.__table__
@@ -95,52 +96,6 @@ class _NeedsSession(Exception):
     ``create_ports_nowait`` starts it again through SQLAlchemy."""
 
 
-class _DriverStatement:
-    """A Core statement compiled once for SQLite and executed on the sqlite3 connection
-    itself: the same SQL, and the same parameter and result conversions (its column types'
-    bind and result processors, e.g. JSON, booleans, timestamps), as when SQLAlchemy runs it,
-    without SQLAlchemy's per-execution work (context, events, result objects). An insert
-    takes every column of its table."""
-
-    __slots__ = ("sql", "names", "defaults", "binds", "results", "row")
-
-    def __init__(self, stmt: Any, dialect: Any) -> None:
-        keys = list(stmt.table.c.keys()) if stmt.is_insert else None
-        compiled = stmt.compile(dialect=dialect, column_keys=keys)
-        self.sql: str = compiled.string
-        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        params = compiled.binds
-        self.defaults = {n: params[n].value for n in self.names}
-        self.binds = tuple((i, proc) for i, n in enumerate(self.names)
-                           if (proc := params[n].type.dialect_impl(dialect)
-                               .bind_processor(dialect)) is not None)
-        columns = list(stmt.selected_columns) if stmt.is_select else []
-        self.results = tuple((i, proc) for i, c in enumerate(columns)
-                             if (proc := c.type.dialect_impl(dialect)
-                                 .result_processor(dialect, None)) is not None)
-        self.row: Any = namedtuple("Row", [c.key for c in columns], rename=True  # type: ignore[misc]
-                                   ) if columns else None
-
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        out = [params[n] if n in params else self.defaults[n] for n in self.names]
-        for i, proc in self.binds:
-            out[i] = proc(out[i])
-        return out
-
-    def rows(self, raw: sqlite3.Connection, params: dict[str, Any]) -> list[Any]:
-        found = raw.execute(self.sql, self.args(params)).fetchall()
-        if self.results:
-            for k, values in enumerate(found):
-                values = list(values)
-                for i, proc in self.results:
-                    values[i] = proc(values[i])
-                found[k] = values
-        return [self.row._make(r) for r in found]
-
-    def insert(self, raw: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
-        raw.executemany(self.sql, [self.args(r) for r in rows])
-
-
 @dataclass(slots=True)
 class _PortRow:
     """A port being created: every column of ``net_port`` (the view reads it directly)."""
@@ -188,7 +143,7 @@ class _PortWrites:
 
     def __init__(self, s: Session | None, conn: Connection | None = None,
                  raw: sqlite3.Connection | None = None,
-                 statements: dict[Any, _DriverStatement] | None = None) -> None:
+                 statements: dict[Any, DriverStatement] | None = None) -> None:
         """On the transaction of session ``s``, or (``s`` None) of connection ``conn``
         (a session for the rare ORM work is then opened on it when needed), or (``raw``)
         of ``conn``'s sqlite3 connection, where no ORM work can happen (``orm`` raises
@@ -215,10 +170,10 @@ class _PortWrites:
         self.port_groups: dict[str, list[str]] = {}
         self.port_tags: dict[str, list[str]] = {}
 
-    def _driver(self, stmt: Any) -> _DriverStatement:
+    def _driver(self, stmt: Any) -> DriverStatement:
         found = self._statements.get(stmt)
         if found is None:
-            found = self._statements[stmt] = _DriverStatement(stmt, self.conn.dialect)
+            found = self._statements[stmt] = DriverStatement(stmt, self.conn.dialect)
         return found
 
     def rows(self, stmt: Any, params: dict[str, Any]) -> list[Any]:
