@@ -69,7 +69,25 @@ def test_unified_limits_with_sdk_and_cli(cloud: RunningCloud) -> None:
     # The member sees its project's limit and the registered limits, changes nothing.
     member = _conn(cloud, user, password, project)
     assert [x.id for x in member.identity.limits()] == [lim.id]
+    assert member.identity.get_limit(lim.id).resource_limit == 5
     assert reg.id in [r.id for r in member.identity.registered_limits()]
+    # A domain-scoped token sees the limits of the domain's projects (Keystone).
+    admin_h = {"X-Auth-Token": cloud.token()}
+    uid = conn.identity.find_user(user).id
+    reader = conn.identity.find_role("reader").id
+    r = httpx.put(f"{cloud.auth_url}/domains/default/users/{uid}/roles/{reader}",
+                  headers=admin_h)
+    assert r.status_code == 204, r.text
+    r = httpx.post(cloud.auth_url + "/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"domain": {"id": "default"}}}})
+    assert r.status_code == 201, r.text
+    domain_h = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+    seen = httpx.get(cloud.auth_url + "/limits", headers=domain_h).json()["limits"]
+    assert lim.id in [x["id"] for x in seen]
+    r = httpx.get(f"{cloud.auth_url}/limits/{lim.id}", headers=domain_h)
+    assert r.status_code == 200 and r.json()["limit"]["resource_limit"] == 5
     with pytest.raises(exc.ForbiddenException):
         member.identity.create_registered_limit(service_id=compute.id, resource_name="z",
                                                 default_limit=1)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
-from onestack.db.identity import Document, Project
+from onestack.db.identity import Document
 from onestack.identity import limits as lim
 from onestack.identity import schemas, views
 from onestack.identity.api_base import _body
@@ -104,10 +103,7 @@ class LimitRoutes:
         if ctx.is_admin or ctx.system_scope:
             return None
         if ctx.domain_id:
-            with self.m.db.reader() as s:
-                projects = set(s.scalars(select(Project.id).where(
-                    Project.domain_id == ctx.domain_id)))
-            return {ctx.domain_id, *projects}
+            return {ctx.domain_id, *self.m.domain_project_ids(ctx.domain_id)}
         return {ctx.project_id} if ctx.project_id else set()
 
     @serves("GET", "/v3/limits")
@@ -129,11 +125,7 @@ class LimitRoutes:
                         status_code=201)
 
     def _project_domain(self, project_id: str | None) -> str | None:
-        if not project_id:
-            return None
-        with self.m.db.reader() as s:
-            p = s.get(Project, project_id)
-            return p.domain_id if p is not None else None
+        return self.m.domain_of_project(project_id) if project_id else None
 
     @serves("GET", "/v3/limits/{limit_id}")
     async def get_limit(self, req: ApiRequest) -> dict[str, Any]:

@@ -122,6 +122,17 @@ class ResourceStore(IdentityState):
                     out[pid].append(tag)
         return out
 
+    def domain_project_ids(self, domain_id: str) -> set[str]:
+        """The ids of every project in ``domain_id``."""
+        with self.db.reader() as s:
+            return set(s.scalars(select(Project.id).where(Project.domain_id == domain_id)))
+
+    def domain_of_project(self, project_id: str) -> str | None:
+        """The domain of ``project_id`` (None: no such project)."""
+        with self.db.reader() as s:
+            p = s.get(Project, project_id)
+            return p.domain_id if p is not None else None
+
     def find_project(self, name: str, domain_id: str) -> Project:
         with self.db.reader() as s:
             p = s.scalar(select(Project).where(Project.name == name,
