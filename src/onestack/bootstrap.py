@@ -11,7 +11,6 @@ process (``onestack image-worker``). Service packages build only themselves
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from pathlib import Path
@@ -60,6 +59,7 @@ from onestack.placement.api import build_policy as build_placement_policy
 from onestack.placement.manager import PlacementManager
 from onestack.scheduler.manager import Scheduler
 from onestack.snapshots import take_resume_marker
+from onestack.tasks import cancel_and_wait
 
 LOG = logging.getLogger(__name__)
 
@@ -307,7 +307,5 @@ async def serve_image_worker(settings: Settings, port: int) -> None:
     try:
         await server.serve()
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await cancel_and_wait(watcher)
         db.dispose()

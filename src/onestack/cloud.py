@@ -38,6 +38,7 @@ from onestack.image.manager import ImageManager
 from onestack.network.manager import NetworkManager
 from onestack.placement.manager import PlacementManager
 from onestack.scheduler.manager import Scheduler
+from onestack.tasks import cancel_and_wait
 from onestack.volume.manager import VolumeManager
 
 LOG = logging.getLogger(__name__)
@@ -189,9 +190,7 @@ class Cloud:
             for s in self.servers:
                 s.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
-            bg.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bg
+            await cancel_and_wait(bg)
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)

@@ -10,10 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from onestack.agents.compute_context import AgentContext
 from onestack.compute import states
+from onestack.compute.manager import InstanceDict
+
+
+def _was_stopped(inst: InstanceDict) -> bool:
+    """Whether the guest was stopped when its resize or migration began."""
+    return bool(inst["system_metadata"].get("old_vm_state") == states.STOPPED)
+
+
+def _started_values(inst: InstanceDict, host: str, node: str,
+                    flavor: dict[str, Any]) -> dict[str, Any]:
+    """The instance's values once a move has started its guest on ``host``/``node`` with
+    ``flavor`` (and stopped it again when it was stopped before)."""
+    return {"task_state": None, "host": host, "node": node, "flavor": flavor,
+            "vcpus": flavor["vcpus"], "memory_mb": flavor["memory_mb"],
+            "root_gb": flavor["root_gb"],
+            "power_state": states.SHUTDOWN if _was_stopped(inst) else states.RUNNING}
 
 
 class Moves:
@@ -21,6 +38,22 @@ class Moves:
 
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
+
+    async def _start_moved(self, inst: InstanceDict, flavor: dict[str, Any],
+                           start: Callable[[dict[str, Any]], Awaitable[None]],
+                           expected: str, event: str) -> bool:
+        """Start the guest of a move with ``flavor`` through the driver call ``start`` (and
+        power it off again when it was stopped before); whether that worked -- on a failure
+        the instance is put in ERROR."""
+        ctx = self.ctx
+        try:
+            await start(await ctx.files(ctx.spec(inst, flavor=flavor, **await ctx.bind(inst))))
+            if _was_stopped(inst):
+                await ctx.driver.power_off(ctx.spec(inst))
+        except Exception as exc:  # noqa: BLE001
+            await ctx.fail(inst["uuid"], expected, event, exc, vm_state=states.ERROR)
+            return False
+        return True
 
     async def resize_instance(self, instance_uuid: str, migration_uuid: str, dest_host: str,
                               dest_node: str, new_flavor: dict[str, Any]) -> None:
@@ -63,23 +96,14 @@ class Moves:
         inst = await ctx.load(instance_uuid)
         if inst is None or inst["task_state"] != "resize_migrated":
             return
-        was_stopped = inst["system_metadata"].get("old_vm_state") == states.STOPPED
-        try:
-            await ctx.driver.finish_migration(
-                await ctx.files(ctx.spec(inst, flavor=new_flavor,
-                                         **await ctx.bind(inst))), True)
-            if was_stopped:
-                await ctx.driver.power_off(ctx.spec(inst))
-        except Exception as exc:  # noqa: BLE001
-            await ctx.fail(instance_uuid, "resize_migrated", "compute_finish_resize", exc,
-                           vm_state=states.ERROR)
+        if not await self._start_moved(
+                inst, new_flavor, lambda spec: ctx.driver.finish_migration(spec, True),
+                "resize_migrated", "compute_finish_resize"):
             return
         await asyncio.to_thread(ctx.m.set_migration, migration_uuid, status="finished")
         await ctx.finish(instance_uuid, "resize_migrated", "compute_finish_resize",
-                         task_state=None, vm_state=states.RESIZED, host=ctx.host,
-                         node=dest_node, flavor=new_flavor, vcpus=new_flavor["vcpus"],
-                         memory_mb=new_flavor["memory_mb"], root_gb=new_flavor["root_gb"],
-                         power_state=states.SHUTDOWN if was_stopped else states.RUNNING)
+                         vm_state=states.RESIZED,
+                         **_started_values(inst, ctx.host, dest_node, new_flavor))
 
     async def confirm_resize(self, instance_uuid: str, migration_uuid: str,
                              source_host: str) -> None:
@@ -93,10 +117,10 @@ class Moves:
         await asyncio.to_thread(ctx.m.release, instance_uuid)
         await asyncio.to_thread(ctx.m.move_allocation, migration_uuid, instance_uuid)
         await asyncio.to_thread(ctx.m.set_migration, migration_uuid, status="confirmed")
-        stopped = inst["system_metadata"].get("old_vm_state") == states.STOPPED
         await ctx.finish(instance_uuid, [None, "resize_confirming"], "compute_confirm_resize",
-                         task_state=None, vm_state=states.STOPPED if stopped
-                         else states.ACTIVE, old_flavor=None, new_flavor=None)
+                         task_state=None,
+                         vm_state=states.STOPPED if _was_stopped(inst) else states.ACTIVE,
+                         old_flavor=None, new_flavor=None)
 
     async def revert_resize(self, instance_uuid: str, migration_uuid: str,
                             source_host: str, source_node: str) -> None:
@@ -125,23 +149,14 @@ class Moves:
         if inst is None or inst["task_state"] != "resize_reverting":
             return
         old = inst["old_flavor"] or inst["flavor"]
-        stopped = inst["system_metadata"].get("old_vm_state") == states.STOPPED
-        try:
-            await ctx.driver.finish_revert_migration(
-                await ctx.files(ctx.spec(inst, flavor=old, **await ctx.bind(inst))))
-            if stopped:
-                await ctx.driver.power_off(ctx.spec(inst))
-        except Exception as exc:  # noqa: BLE001
-            await ctx.fail(instance_uuid, "resize_reverting", "compute_revert_resize", exc,
-                           vm_state=states.ERROR)
+        if not await self._start_moved(inst, old, ctx.driver.finish_revert_migration,
+                                       "resize_reverting", "compute_revert_resize"):
             return
         await asyncio.to_thread(ctx.m.set_migration, migration_uuid, status="reverted")
         await ctx.finish(instance_uuid, "resize_reverting", "compute_revert_resize",
-                         task_state=None, vm_state=states.STOPPED if stopped
-                         else states.ACTIVE, host=ctx.host, node=source_node, flavor=old,
-                         vcpus=old["vcpus"], memory_mb=old["memory_mb"],
-                         root_gb=old["root_gb"], old_flavor=None, new_flavor=None,
-                         power_state=states.SHUTDOWN if stopped else states.RUNNING)
+                         vm_state=states.STOPPED if _was_stopped(inst) else states.ACTIVE,
+                         old_flavor=None, new_flavor=None,
+                         **_started_values(inst, ctx.host, source_node, old))
 
     async def live_migrate(self, instance_uuid: str, migration_uuid: str, dest_host: str,
                            dest_node: str) -> None:

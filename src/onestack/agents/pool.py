@@ -6,13 +6,13 @@ entries, not 1000 timers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from onestack.agents.compute import ComputeAgent
 from onestack.bus.base import Bus
 from onestack.compute.manager import ComputeManager
 from onestack.faults.rules import FaultTable
+from onestack.tasks import cancel_and_wait
 
 LOG = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ class ComputeAgentPool:
         self._task = asyncio.create_task(self._periodic())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         for agent in self.agents:
             try:
                 await agent.driver.cleanup_host()

@@ -36,6 +36,14 @@ def admin_password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(12))
 
 
+def _image_accepted(req: ApiRequest, image_id: str) -> Response:
+    """202 for a server image being made: its id in the body from 2.45, its URL in
+    ``Location`` before."""
+    if ver(req) >= "2.45":
+        return FastJSON({"image_id": image_id}, status_code=202)
+    return Response(status_code=202, headers={"Location": f"{req.base_url}/images/{image_id}"})
+
+
 class ServerActions(ResourceHandler):
     """The dispatcher of ``POST /servers/{id}/action`` and the plain actions (power, state,
     lock, images and backups). Actions of other concepts are found on the other
@@ -144,30 +152,15 @@ class ServerActions(ResourceHandler):
             raise ValidationError("Invalid input for field/attribute createImage.")
         name = schemas.name(args.get("name"), "name")
         meta = schemas.metadata(args.get("metadata", {}))
-        if self.images is None:
-            raise Conflict("The image service is not available.")
-        if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
-            raise Conflict(f"Cannot 'createImage' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
+        self._check_imageable(inst, "createImage")
         if any(b.get("boot_index") == 0 for b in block_devices.of(inst)):
             image_id = await self.api.volume_routes.snapshot_server(req, inst, name, meta)
-            if ver(req) >= "2.45":
-                return FastJSON({"image_id": image_id}, status_code=202)
-            return Response(status_code=202,
-                            headers={"Location": f"{req.base_url}/images/{image_id}"})
-        image_id = await req.run(self.new_image, req, inst, name, meta, "snapshot")
-        try:
-            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "createImage",
-                                 "image_snapshot")
-        except APIError:
-            await req.run(self.drop_image, image_id)
-            raise
+            return _image_accepted(req, image_id)
+        inst, image_id = await self._begin_image(req, inst, name, meta, "snapshot",
+                                                 "createImage", "image_snapshot")
         await self.api.cast(inst, "snapshot_instance", instance_uuid=inst["uuid"],
                          image_id=image_id)
-        location = f"{req.base_url}/images/{image_id}"
-        if ver(req) >= "2.45":
-            return FastJSON({"image_id": image_id}, status_code=202)
-        return Response(status_code=202, headers={"Location": location})
+        return _image_accepted(req, image_id)
 
     async def a_create_backup(self, req: ApiRequest, inst: InstanceDict,
                               args: Any) -> Response:
@@ -179,26 +172,36 @@ class ServerActions(ResourceHandler):
             raise ValidationError("Invalid input for field/attribute backup_type.")
         rotation = schemas.integer(args.get("rotation"), "rotation", 0)
         meta = schemas.metadata(args.get("metadata", {}))
-        if self.images is None:
-            raise Conflict("The image service is not available.")
-        if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
-            raise Conflict(f"Cannot 'createBackup' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
+        self._check_imageable(inst, "createBackup")
         meta = dict(meta, backup_type=btype)
-        image_id = await req.run(self.new_image, req, inst, name, meta, "backup")
-        try:
-            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "createBackup",
-                                 "image_backup")
-        except APIError:
-            await req.run(self.drop_image, image_id)
-            raise
+        inst, image_id = await self._begin_image(req, inst, name, meta, "backup",
+                                                 "createBackup", "image_backup")
         await req.run(self._rotate_backups, inst, btype, rotation, image_id)
         await self.api.cast(inst, "snapshot_instance", instance_uuid=inst["uuid"],
                          image_id=image_id, task_state="image_backup")
-        if ver(req) >= "2.45":
-            return FastJSON({"image_id": image_id}, status_code=202)
-        return Response(status_code=202,
-                        headers={"Location": f"{req.base_url}/images/{image_id}"})
+        return _image_accepted(req, image_id)
+
+    def _check_imageable(self, inst: InstanceDict, action: str) -> None:
+        """409 unless the server can be imaged by ``action`` (createImage, createBackup)
+        now: an image service, and a vm_state that allows it."""
+        if self.images is None:
+            raise Conflict("The image service is not available.")
+        if inst["vm_state"] not in states.ACTION_VM_STATES["createImage"]:
+            raise Conflict(f"Cannot '{action}' instance {inst['uuid']} while it is in "
+                           f"vm_state {inst['vm_state']}")
+
+    async def _begin_image(self, req: ApiRequest, inst: InstanceDict, name: str,
+                           meta: dict[str, str], image_type: str, action: str,
+                           task: str) -> tuple[InstanceDict, str]:
+        """A new image of the server and ``task`` of ``action`` begun to fill it; the image
+        is dropped again when the server refuses the task. The server and the image id."""
+        image_id = await req.run(self.new_image, req, inst, name, meta, image_type)
+        try:
+            inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, task)
+        except APIError:
+            await req.run(self.drop_image, image_id)
+            raise
+        return inst, image_id
 
     def _rotate_backups(self, inst: InstanceDict, btype: str, rotation: int,
                         keep: str) -> None:

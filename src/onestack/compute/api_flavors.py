@@ -67,11 +67,10 @@ class Flavors(ResourceHandler):
         v = ver(req)
         body = await req.json()
         f = schemas.obj(body, "flavor")
-        allowed = {"name", "id", "ram", "vcpus", "disk", "OS-FLV-EXT-DATA:ephemeral", "swap",
-                   "rxtx_factor", "os-flavor-access:is_public"}
-        if v >= "2.55":
-            allowed.add("description")
-        schemas.only(f, allowed, "flavor")
+        schemas.only_as_of(f, v, {"name", "id", "ram", "vcpus", "disk",
+                                  "OS-FLV-EXT-DATA:ephemeral", "swap", "rxtx_factor",
+                                  "os-flavor-access:is_public"}, {"description": "2.55"},
+                           "flavor")
         name = schemas.name(f.get("name"), "name").strip()
         fid = f.get("id")
         if isinstance(fid, int) and not isinstance(fid, bool):

@@ -240,12 +240,19 @@ class Hosts(ResourceHandler):
                                   f"Value: {value}.")
         return value
 
-    @serves("POST", "/v2.1/os-aggregates")
-    async def create_aggregate(self, req: ApiRequest) -> dict[str, Any]:
+    @staticmethod
+    async def _aggregate_body(req: ApiRequest) -> dict[str, Any]:
+        """The ``aggregate`` of a create or update body (400 on other keys), once the policy
+        allows the request."""
         req.enforce("os_compute_api:os-aggregates", _tgt(req))
         body = await req.json()
         a = schemas.obj(body, "aggregate")
         schemas.only(a, {"name", "availability_zone"}, "aggregate")
+        return a
+
+    @serves("POST", "/v2.1/os-aggregates")
+    async def create_aggregate(self, req: ApiRequest) -> dict[str, Any]:
+        a = await self._aggregate_body(req)
         name = schemas.name(a.get("name"), "name")
         agg = await req.run(self.m.create_aggregate, name, self._az(a.get("availability_zone")))
         doc = views.aggregate(agg, ver(req))
@@ -261,10 +268,7 @@ class Hosts(ResourceHandler):
 
     @serves("PUT", "/v2.1/os-aggregates/{agg_id}")
     async def update_aggregate(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("os_compute_api:os-aggregates", _tgt(req))
-        body = await req.json()
-        a = schemas.obj(body, "aggregate")
-        schemas.only(a, {"name", "availability_zone"}, "aggregate")
+        a = await self._aggregate_body(req)
         if not a:
             raise ValidationError("Invalid input for field/attribute aggregate.")
         name = schemas.name(a["name"]) if "name" in a else None

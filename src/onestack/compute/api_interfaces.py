@@ -129,23 +129,30 @@ class Interfaces(ResourceHandler):
         if inst["host"]:
             # The guest gets the NIC now (hot-plug) or at its next start; a failure
             # undoes the port's attachment.
-            nic = next((n for n in nics if n.get("id") == port["id"]), {"id": port["id"]})
-            try:
-                res = await self.api.call(inst, "attach_interface", timeout=NIC_TIMEOUT,
-                                       instance_uuid=inst["uuid"], port=nic)
-            except Conflict as exc:
-                res = {"error": exc.message}
-            if isinstance(res, dict) and res.get("error"):
+            error = await self._agent_nic(inst, "attach_interface", nics, port["id"])
+            if error:
                 await req.run(self.network.detach_interface, inst["uuid"], port["id"],
                               bool(port_id))
                 await self.api.refresh_nics(req, inst)
                 raise Conflict(f"Failed to attach network adapter device to "
-                               f"{inst['uuid']}: {res['error']}")
+                               f"{inst['uuid']}: {error}")
         await req.run(self.m.record_action, req.ctx, inst["uuid"], "attach_interface")
         if port_id:
             keep = preserved(inst) + [port["id"]]
             await req.run(self.m.update_system_metadata, inst["uuid"], preserve_ports=keep)
         return {"interfaceAttachment": self._iface(req, port)}
+
+    async def _agent_nic(self, inst: InstanceDict, method: str, nics: list[dict[str, Any]],
+                         port_id: str) -> Any:
+        """Have the server's agent ``method`` (attach or detach) the NIC of port ``port_id``
+        (as ``nics`` describe it); the error it reports, or None when it did it."""
+        nic = next((n for n in nics if n.get("id") == port_id), {"id": port_id})
+        try:
+            res = await self.api.call(inst, method, timeout=NIC_TIMEOUT,
+                                      instance_uuid=inst["uuid"], port=nic)
+        except Conflict as exc:
+            res = {"error": exc.message}
+        return res.get("error") if isinstance(res, dict) else None
 
     def _sg_ids_quiet(self, ctx: Any, names: list[str]) -> list[str] | None:
         assert self.network is not None
@@ -166,16 +173,12 @@ class Interfaces(ResourceHandler):
             raise NotFound(f"Port {port_id} is not attached")
         if inst["host"]:
             # The guest lets go of the NIC first; if it does not, the port stays attached.
-            nics = inst["system_metadata"].get("networks") or []
-            nic = next((n for n in nics if n.get("id") == port_id), {"id": port_id})
-            try:
-                res = await self.api.call(inst, "detach_interface", timeout=NIC_TIMEOUT,
-                                       instance_uuid=inst["uuid"], port=nic)
-            except Conflict as exc:
-                res = {"error": exc.message}
-            if isinstance(res, dict) and res.get("error"):
+            error = await self._agent_nic(inst, "detach_interface",
+                                          inst["system_metadata"].get("networks") or [],
+                                          port_id)
+            if error:
                 raise Conflict(f"Failed to detach network adapter device from "
-                               f"{inst['uuid']}: {res['error']}")
+                               f"{inst['uuid']}: {error}")
         preserve = preserved(inst)
         await req.run(self.network.detach_interface, inst["uuid"], port_id,
                       port_id in preserve)

@@ -51,12 +51,8 @@ class Keypairs(ResourceHandler):
         v = ver(req)
         body = await req.json()
         kp = schemas.obj(body, "keypair")
-        allowed = {"name", "public_key"}
-        if v >= "2.2":
-            allowed.add("type")
-        if v >= "2.10":
-            allowed.add("user_id")
-        schemas.only(kp, allowed, "keypair")
+        schemas.only_as_of(kp, v, {"name", "public_key"}, {"type": "2.2", "user_id": "2.10"},
+                           "keypair")
         name = kp.get("name")
         if not isinstance(name, str) or not 1 <= len(name) <= 255 or \
                 (v < "2.92" and not schemas.KEYPAIR_NAME.match(name)) or not name.strip():

@@ -101,27 +101,30 @@ class ServerMoves(ResourceHandler):
                          migration_uuid=mig["uuid"], dest_host=dest["host"],
                          dest_node=dest["node"], new_flavor=flavor)
 
-    async def a_confirm_resize(self, req: ApiRequest, inst: InstanceDict,
-                               args: Any) -> Response:
+    async def _end_resize(self, req: ApiRequest, inst: InstanceDict, action: str, task: str,
+                          status: str) -> tuple[InstanceDict, dict[str, Any]]:
+        """Begin ``action`` (confirmResize, revertResize) of a resized server as ``task``, its
+        finished migration going to ``status`` (409 when the server is not resized); the
+        server and the migration."""
         mig = await req.run(self.m.latest_migration, inst["uuid"])
         if inst["vm_state"] != states.RESIZED or mig is None or mig["status"] != "finished":
-            raise Conflict(f"Cannot 'confirmResize' instance {inst['uuid']} while it is in "
+            raise Conflict(f"Cannot '{action}' instance {inst['uuid']} while it is in "
                            f"vm_state {inst['vm_state']}")
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "confirmResize",
-                             "resize_confirming")
-        await req.run(self.m.set_migration, mig["uuid"], status="confirming")
+        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], action, task)
+        await req.run(self.m.set_migration, mig["uuid"], status=status)
+        return inst, mig
+
+    async def a_confirm_resize(self, req: ApiRequest, inst: InstanceDict,
+                               args: Any) -> Response:
+        inst, mig = await self._end_resize(req, inst, "confirmResize", "resize_confirming",
+                                           "confirming")
         await self.api.cast(inst, "confirm_resize", instance_uuid=inst["uuid"],
                          migration_uuid=mig["uuid"], source_host=mig["source_compute"])
         return Response(status_code=204)
 
     async def a_revert_resize(self, req: ApiRequest, inst: InstanceDict, args: Any) -> None:
-        mig = await req.run(self.m.latest_migration, inst["uuid"])
-        if inst["vm_state"] != states.RESIZED or mig is None or mig["status"] != "finished":
-            raise Conflict(f"Cannot 'revertResize' instance {inst['uuid']} while it is in "
-                           f"vm_state {inst['vm_state']}")
-        inst = await req.run(self.m.begin_task, req.ctx, inst["uuid"], "revertResize",
-                             "resize_reverting")
-        await req.run(self.m.set_migration, mig["uuid"], status="reverting")
+        inst, mig = await self._end_resize(req, inst, "revertResize", "resize_reverting",
+                                           "reverting")
         await self.api.cast(inst, "revert_resize", instance_uuid=inst["uuid"],
                          migration_uuid=mig["uuid"], source_host=mig["source_compute"],
                          source_node=mig["source_node"])

@@ -228,12 +228,8 @@ class Servers(ResourceHandler):
         inst = await self.find_server(req, "os_compute_api:servers:update")
         body = await req.json()
         srv = schemas.obj(body, "server")
-        allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
-        if v >= "2.19":
-            allowed.add("description")
-        if v >= "2.90":
-            allowed.add("hostname")
-        schemas.only(srv, allowed, "server")
+        schemas.only_as_of(srv, v, {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"},
+                           {"description": "2.19", "hostname": "2.90"}, "server")
         values: dict[str, Any] = {}
         if "name" in srv:
             values["display_name"] = schemas.name(srv["name"])

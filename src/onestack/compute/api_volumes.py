@@ -113,12 +113,8 @@ class VolumeAttachmentRoutes(ResourceHandler):
     def _attach_body(req: ApiRequest, body: Any) -> dict[str, Any]:
         v = version_of(req.request.scope)
         att = schemas.obj(body, "volumeAttachment")
-        allowed = {"volumeId", "device"}
-        if v >= "2.49":
-            allowed.add("tag")
-        if v >= "2.79":
-            allowed.add("delete_on_termination")
-        schemas.only(att, allowed, "volumeAttachment")
+        schemas.only_as_of(att, v, {"volumeId", "device"},
+                           {"tag": "2.49", "delete_on_termination": "2.79"}, "volumeAttachment")
         vid = att.get("volumeId")
         if not isinstance(vid, str) or not schemas.is_uuid(vid):
             raise ValidationError("Invalid input for field/attribute volumeId.")
@@ -326,10 +322,9 @@ class VolumeAttachmentRoutes(ResourceHandler):
         body = await req.json()
         att = schemas.obj(body, "volumeAttachment")
         v = version_of(req.request.scope)
-        allowed = {"volumeId", "device"}
-        if v >= "2.85":
-            allowed |= {"id", "serverId", "tag", "delete_on_termination"}
-        schemas.only(att, allowed, "volumeAttachment")
+        schemas.only_as_of(att, v, {"volumeId", "device"},
+                           dict.fromkeys(("id", "serverId", "tag", "delete_on_termination"),
+                                         "2.85"), "volumeAttachment")
         new = att.get("volumeId")
         if not isinstance(new, str) or not schemas.is_uuid(new):
             raise ValidationError("Invalid input for field/attribute volumeId.")

@@ -168,22 +168,25 @@ class ComputeManager(FlavorStore, KeypairStore, HostStore, ClaimStore, GroupStor
             yield
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction; integrity errors become 409."""
+    def _writing(self) -> Iterator[None]:
+        """What every write runs in: ``serial``, integrity errors becoming 409."""
         try:
-            with self.serial(), self.db.transaction() as s:
-                yield s
+            with self.serial():
+                yield
         except IntegrityError as exc:
             raise Conflict("Conflict occurred while storing data.") from exc
 
     @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction; integrity errors become 409."""
+        with self._writing(), self.db.transaction() as s:
+            yield s
+
+    @contextlib.contextmanager
     def core_write(self) -> Iterator[Connection]:
         """A Core write transaction (hot paths); integrity errors become 409."""
-        try:
-            with self.serial(), self.db.connect() as c:
-                yield c
-        except IntegrityError as exc:
-            raise Conflict("Conflict occurred while storing data.") from exc
+        with self._writing(), self.db.connect() as c:
+            yield c
 
 
     # ================================================================== instances

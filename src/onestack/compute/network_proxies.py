@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -37,6 +38,8 @@ from onestack.compute.resource_base import ResourceHandler
 #: The last microversion with the proxy APIs.
 MAX_PROXY = APIVersion("2.35")
 _GONE = "The resource could not be found."
+#: How a proxy route shows one network: (request, network API, Neutron's network) -> entry.
+NetworkView = Callable[[ApiRequest, NeutronApi, dict[str, Any]], dict[str, Any]]
 
 
 def _is_uuid(value: Any) -> bool:
@@ -446,18 +449,30 @@ class NetworkProxyRoutes(ResourceHandler):
             raise NotFound("Network not found")
         return net
 
+    async def _list_networks(self, req: ApiRequest, rule: str,
+                             view: NetworkView) -> dict[str, Any]:
+        """A list route of networks: ``view`` of each network the caller sees."""
+        n = self._proxy(req, rule)
+        return {"networks": await req.run(lambda: [
+            view(req, n, x) for x in self._visible_networks(req, n)])}
+
+    async def _show_network(self, req: ApiRequest, rule: str,
+                            view: NetworkView) -> dict[str, Any]:
+        """A show route of a network: ``view`` of the caller's network ``net_id``."""
+        n = self._proxy(req, rule)
+        net_id = req.param("net_id")
+        return {"network": await req.run(
+            lambda: view(req, n, self._network(req, n, net_id)))}
+
     @serves("GET", "/v2.1/os-networks")
     async def list_nova_networks(self, req: ApiRequest) -> dict[str, Any]:
-        n = self._proxy(req, "os_compute_api:os-networks:list")
-        return {"networks": await req.run(lambda: [
-            self._nova_network(req, n, x) for x in self._visible_networks(req, n)])}
+        return await self._list_networks(req, "os_compute_api:os-networks:list",
+                                         self._nova_network)
 
     @serves("GET", "/v2.1/os-networks/{net_id}")
     async def show_nova_network(self, req: ApiRequest) -> dict[str, Any]:
-        n = self._proxy(req, "os_compute_api:os-networks:show")
-        net_id = req.param("net_id")
-        return {"network": await req.run(
-            lambda: self._nova_network(req, n, self._network(req, n, net_id)))}
+        return await self._show_network(req, "os_compute_api:os-networks:show",
+                                        self._nova_network)
 
     def _tenant_network(self, req: ApiRequest, n: NeutronApi,
                         net: dict[str, Any]) -> dict[str, Any]:
@@ -465,16 +480,13 @@ class NetworkProxyRoutes(ResourceHandler):
 
     @serves("GET", "/v2.1/os-tenant-networks")
     async def list_tenant_networks(self, req: ApiRequest) -> dict[str, Any]:
-        n = self._proxy(req, "os_compute_api:os-tenant-networks:list")
-        return {"networks": await req.run(lambda: [
-            self._tenant_network(req, n, x) for x in self._visible_networks(req, n)])}
+        return await self._list_networks(req, "os_compute_api:os-tenant-networks:list",
+                                         self._tenant_network)
 
     @serves("GET", "/v2.1/os-tenant-networks/{net_id}")
     async def show_tenant_network(self, req: ApiRequest) -> dict[str, Any]:
-        n = self._proxy(req, "os_compute_api:os-tenant-networks:show")
-        net_id = req.param("net_id")
-        return {"network": await req.run(
-            lambda: self._tenant_network(req, n, self._network(req, n, net_id)))}
+        return await self._show_network(req, "os_compute_api:os-tenant-networks:show",
+                                        self._tenant_network)
 
     @serves("POST", "/v2.1/os-networks")
     @serves("DELETE", "/v2.1/os-networks/{net_id}")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import ipaddress
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onestack.common.errors import BadRequest, ValidationError
 from onestack.common.timeutils import parse_isotime
+
+if TYPE_CHECKING:
+    from onestack.compute.microversions import APIVersion
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
                    r"[0-9a-fA-F]{12}$")
@@ -121,24 +125,26 @@ def tag(value: Any) -> str:
     return value
 
 
-def ipv4(value: Any, field: str) -> str:
-    import ipaddress
+#: The JSON-schema formats of IP addresses and the class that parses each.
+_ADDRESS_FORMATS: dict[str, type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]] = {
+    "ipv4": ipaddress.IPv4Address, "ipv6": ipaddress.IPv6Address}
 
+
+def _address(value: Any, field: str, fmt: str) -> str:
+    """``value`` as the text of an address of format ``fmt`` (400 when it is not one)."""
     try:
-        return str(ipaddress.IPv4Address(value))
+        return str(_ADDRESS_FORMATS[fmt](value))
     except (ValueError, TypeError):
         raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
-                              f"{value!r} is not a 'ipv4'") from None
+                              f"{value!r} is not a '{fmt}'") from None
+
+
+def ipv4(value: Any, field: str) -> str:
+    return _address(value, field, "ipv4")
 
 
 def ipv6(value: Any, field: str) -> str:
-    import ipaddress
-
-    try:
-        return str(ipaddress.IPv6Address(value))
-    except (ValueError, TypeError):
-        raise ValidationError(f"Invalid input for field/attribute {field}. Value: {value}. "
-                              f"{value!r} is not a 'ipv6'") from None
+    return _address(value, field, "ipv6")
 
 
 def only(doc: dict[str, Any], allowed: set[str], field: str) -> None:
@@ -147,6 +153,13 @@ def only(doc: dict[str, Any], allowed: set[str], field: str) -> None:
         raise ValidationError(f"Invalid input for field/attribute {field}. Additional "
                               f"properties are not allowed ({', '.join(sorted(extra))} "
                               "were unexpected)")
+
+
+def only_as_of(doc: dict[str, Any], version: APIVersion, allowed: set[str],
+               added: dict[str, str], field: str) -> None:
+    """``only`` for a body whose keys grew with the microversion: ``allowed`` always, and
+    each key of ``added`` from the microversion it maps to on."""
+    only(doc, allowed | {key for key, since in added.items() if version >= since}, field)
 
 
 #: Nova's ``parameter_types.hostname``: what a compute host name may look like.

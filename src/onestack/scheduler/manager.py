@@ -15,7 +15,6 @@ claims, so the cache never oversubscribes (placement has the last word anyway).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -31,6 +30,7 @@ from onestack.compute.recovery import BootRecovery
 from onestack.scheduler.filters import ALL_FILTERS, DEFAULT_FILTERS, BaseFilter
 from onestack.scheduler.host_state import HostState, RequestSpec
 from onestack.scheduler.weights import ALL_WEIGHERS, DEFAULT_WEIGHERS, BaseWeigher, weigh_hosts
+from onestack.tasks import cancel_and_wait
 
 LOG = logging.getLogger(__name__)
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
@@ -83,10 +83,7 @@ class Scheduler:
         self._beat = asyncio.create_task(self._heartbeat())
 
     async def stop(self) -> None:
-        if self._beat is not None:
-            self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat
+        await cancel_and_wait(self._beat)
 
     async def recover(self) -> dict[str, int]:
         """The start-up recovery pass (call once this process's agents consume)."""

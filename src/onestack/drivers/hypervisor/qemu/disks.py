@@ -19,20 +19,21 @@ and reproduced by every later start.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from onestack.drivers.hypervisor.base import DriverError
-from onestack.drivers.hypervisor.qemu.qmp import QMPError, unplug_device
+from onestack.drivers.hypervisor.qemu.qmp import (
+    QmpCall,
+    QMPError,
+    add_device,
+    remove_device,
+)
 
 #: How long a detach waits for the guest to release the disk (Nova: 8 attempts x 20 s).
 DETACH_TIMEOUT = 30.0
 _FORMATS = ("raw", "qcow2")
-
-QmpCall = Callable[..., Awaitable[Any]]
 
 
 def volume_id(bdm: dict[str, Any]) -> str:
@@ -113,21 +114,16 @@ class GuestDisks:
             await qmp("blockdev-add", spec)
         except QMPError as exc:
             raise DriverError(f"QEMU cannot open volume {volume_id(bdm)}: {exc}") from exc
-        try:
-            await qmp("device_add", device_args(bdm, slot))
-        except QMPError as exc:
-            with contextlib.suppress(QMPError):
-                await qmp("blockdev-del", {"node-name": spec["node-name"]})
-            raise DriverError(f"QEMU refused the disk of volume {volume_id(bdm)}: "
-                              f"{exc}") from exc
+        await add_device(qmp, device_args(bdm, slot),
+                         ("blockdev-del", {"node-name": spec["node-name"]}),
+                         f"QEMU refused the disk of volume {volume_id(bdm)}")
 
     async def hot_remove(self, qmp: QmpCall, bdm: dict[str, Any]) -> None:
         """Unplug the volume's disk from a running QEMU; returns once the guest released it
         (``DriverError`` after ``detach_timeout``). A disk QEMU does not have is no error."""
         node, device = qemu_ids(bdm)
-        await unplug_device(qmp, device, self.detach_timeout, f"volume {volume_id(bdm)}")
-        with contextlib.suppress(QMPError):
-            await qmp("blockdev-del", {"node-name": node})
+        await remove_device(qmp, device, self.detach_timeout, f"volume {volume_id(bdm)}",
+                            ("blockdev-del", {"node-name": node}))
 
     @staticmethod
     async def resize(qmp: QmpCall, bdm: dict[str, Any], new_size_gb: int) -> None:

@@ -12,6 +12,9 @@ state fixes the layout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from onestack.drivers.hypervisor.base import DriverError, InstanceSpec
@@ -19,6 +22,7 @@ from onestack.drivers.hypervisor.qemu import disks as qemu_disks
 from onestack.drivers.hypervisor.qemu.guests import QemuGuests
 from onestack.drivers.hypervisor.qemu.nics import LEGACY_SLOTS, GuestNics, port_id, ports_of
 from onestack.drivers.hypervisor.qemu.process import GuestProcesses
+from onestack.drivers.hypervisor.qemu.qmp import QmpCall
 
 
 def free_slot(state: dict[str, Any]) -> str | None:
@@ -29,6 +33,22 @@ def free_slot(state: dict[str, Any]) -> str | None:
             *(state.get("disk_slots") or {}).values()]
     return GuestNics.free_slot(str(props.get("hw_machine_type") or "q35"), used,
                                int(state.get("root_ports") or LEGACY_SLOTS))
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """Where ``state.json`` records one kind of hot-pluggable device."""
+
+    #: The spec's list of them.
+    listing: str
+    #: Their root ports, by id.
+    slots: str
+    #: The id of one entry of ``listing``.
+    ident: Callable[[dict[str, Any]], str]
+
+
+_NICS = _Recorded("networks", "nic_slots", port_id)
+_VOLUMES = _Recorded("block_devices", "disk_slots", lambda b: str(b.get("volume_id")))
 
 
 class GuestHotplug:
@@ -44,6 +64,23 @@ class GuestHotplug:
     def _refuse_suspended(self, uuid: str) -> None:
         if self.processes.suspended(uuid):
             raise DriverError(f"instance {uuid} is suspended")  # saved layout is fixed
+
+    @contextlib.asynccontextmanager
+    async def _detaching(self, uuid: str, kind: _Recorded,
+                         ident: str) -> AsyncIterator[QmpCall | None]:
+        """Detach device ``ident`` of ``kind`` from guest ``uuid`` (refused while it is
+        suspended): under the guest's lock the block unplugs it -- from QEMU through the
+        monitor it is given while QEMU runs, None otherwise -- then the device leaves the
+        guest's record."""
+        async with self.guests.lock(uuid):
+            state = self.guests.load_state(uuid)
+            spec = state["spec"]
+            self._refuse_suspended(uuid)
+            yield self.processes.monitor(uuid) if self.processes.pid(uuid) is not None else None
+            spec[kind.listing] = [d for d in spec.get(kind.listing) or []
+                                  if kind.ident(d) != ident]
+            (state.get(kind.slots) or {}).pop(ident, None)
+            self.guests.save_state(uuid, state)
 
     # ------------------------------------------------------------------ NICs
     async def attach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
@@ -74,18 +111,10 @@ class GuestHotplug:
             self.guests.save_state(uuid, state)
 
     async def detach_interface(self, instance: InstanceSpec, port: dict[str, Any]) -> None:
-        uuid = instance["uuid"]
-        pid = port_id(port)
-        async with self.guests.lock(uuid):
-            state = self.guests.load_state(uuid)
-            spec = state["spec"]
-            self._refuse_suspended(uuid)
-            if self.processes.pid(uuid) is not None:
-                await self.nics.hot_remove(self.processes.monitor(uuid), port)
+        async with self._detaching(instance["uuid"], _NICS, port_id(port)) as monitor:
+            if monitor is not None:
+                await self.nics.hot_remove(monitor, port)
             await asyncio.to_thread(self.nics.unplug, [port])
-            spec["networks"] = [p for p in spec.get("networks") or [] if port_id(p) != pid]
-            (state.get("nic_slots") or {}).pop(pid, None)
-            self.guests.save_state(uuid, state)
 
     # ------------------------------------------------------------------ volumes
     async def attach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
@@ -113,18 +142,10 @@ class GuestHotplug:
             self.guests.save_state(uuid, state)
 
     async def detach_volume(self, instance: InstanceSpec, volume: dict[str, Any]) -> None:
-        uuid = instance["uuid"]
-        vid = str(volume["volume_id"])
-        async with self.guests.lock(uuid):
-            state = self.guests.load_state(uuid)
-            spec = state["spec"]
-            self._refuse_suspended(uuid)
-            if self.processes.pid(uuid) is not None:
-                await self.disks.hot_remove(self.processes.monitor(uuid), volume)
-            spec["block_devices"] = [b for b in spec.get("block_devices") or []
-                                     if str(b.get("volume_id")) != vid]
-            (state.get("disk_slots") or {}).pop(vid, None)
-            self.guests.save_state(uuid, state)
+        async with self._detaching(instance["uuid"], _VOLUMES,
+                                   str(volume["volume_id"])) as monitor:
+            if monitor is not None:
+                await self.disks.hot_remove(monitor, volume)
 
     async def extend_volume(self, instance: InstanceSpec, volume: dict[str, Any],
                             new_size: int) -> None:

@@ -21,12 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from onestack.drivers.hypervisor.base import DriverError
-from onestack.drivers.hypervisor.qemu.qmp import QMPError, unplug_device
+from onestack.drivers.hypervisor.qemu.qmp import (
+    QmpCall,
+    QMPError,
+    add_device,
+    remove_device,
+)
 from onestack.drivers.network.linux.names import tap as tap_name
 
 #: Spare PCIe root ports of a new q35 guest for hot-plugged NICs and volumes (the number is
@@ -36,8 +41,6 @@ HOTPLUG_SLOTS = 8
 LEGACY_SLOTS = 4
 #: How long a detach waits for the guest to release the NIC (Nova: 8 attempts x 20 s).
 DETACH_TIMEOUT = 30.0
-
-QmpCall = Callable[..., Awaitable[Any]]
 
 
 class VifPlugger(Protocol):
@@ -206,17 +209,12 @@ class GuestNics:
             args["mac"] = mac_of(port)
         if slot:
             args["bus"] = slot
-        try:
-            await qmp("device_add", args)
-        except QMPError as exc:
-            with contextlib.suppress(QMPError):
-                await qmp("netdev_del", {"id": netdev})
-            raise DriverError(f"QEMU refused the interface: {exc}") from exc
+        await add_device(qmp, args, ("netdev_del", {"id": netdev}),
+                         "QEMU refused the interface")
 
     async def hot_remove(self, qmp: QmpCall, port: dict[str, Any]) -> None:
         """Unplug the port's NIC from a running QEMU; returns once the guest released it
         (``DriverError`` after ``detach_timeout``). A NIC QEMU does not have is no error."""
         netdev, device = qemu_ids(port)
-        await unplug_device(qmp, device, self.detach_timeout, f"interface {port_id(port)}")
-        with contextlib.suppress(QMPError):
-            await qmp("netdev_del", {"id": netdev})
+        await remove_device(qmp, device, self.detach_timeout, f"interface {port_id(port)}",
+                            ("netdev_del", {"id": netdev}))

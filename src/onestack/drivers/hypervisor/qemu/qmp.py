@@ -20,6 +20,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+#: ``qmp(command, arguments)`` on one guest's monitor (what the hot-plug helpers are given).
+QmpCall = Callable[..., Awaitable[Any]]
+
 
 class QMPError(Exception):
     """A QMP command failed, or the monitor could not be reached."""
@@ -132,8 +135,7 @@ async def qmp_command(path: str, command: str, arguments: dict[str, Any] | None 
         return await qmp.execute(command, arguments)
 
 
-async def unplug_device(qmp: Callable[..., Awaitable[Any]], device_id: str,
-                        timeout: float, what: str) -> None:
+async def unplug_device(qmp: QmpCall, device_id: str, timeout: float, what: str) -> None:
     """Hot-unplug device ``device_id`` through ``qmp(command, arguments)`` and return once
     the guest released it: ``device_del`` (asked again every 10 s: the guest may miss a
     request), polling until QEMU no longer has the device. ``DriverError`` naming ``what``
@@ -159,3 +161,28 @@ async def unplug_device(qmp: Callable[..., Awaitable[Any]], device_id: str,
                 await qmp("device_del", {"id": device_id})
             asked = now
         await asyncio.sleep(0.1)
+
+
+async def add_device(qmp: QmpCall, args: dict[str, Any],
+                     drop_backend: tuple[str, dict[str, Any]], refused: str) -> None:
+    """Hot-plug a device through ``qmp(command, arguments)`` (``device_add`` with ``args``)
+    whose backend is already added. When QEMU refuses the device the backend is deleted again
+    (``drop_backend``: that QMP command and its arguments) and ``DriverError`` says
+    ``refused`` with QEMU's reason."""
+    from onestack.drivers.hypervisor.base import DriverError
+
+    try:
+        await qmp("device_add", args)
+    except QMPError as exc:
+        with contextlib.suppress(QMPError):
+            await qmp(*drop_backend)
+        raise DriverError(f"{refused}: {exc}") from exc
+
+
+async def remove_device(qmp: QmpCall, device_id: str, timeout: float, what: str,
+                        drop_backend: tuple[str, dict[str, Any]]) -> None:
+    """``unplug_device``, then delete the device's backend (``drop_backend``: that QMP
+    command and its arguments; a backend QEMU does not have is no error)."""
+    await unplug_device(qmp, device_id, timeout, what)
+    with contextlib.suppress(QMPError):
+        await qmp(*drop_backend)
