@@ -24,9 +24,8 @@ class RoleRoutes(IdentityHandler):
         action = "identity:list_domain_roles" if domain_id else "identity:list_roles"
         req.enforce(action, {"target": {"domain_id": domain_id}})
         roles = await req.run(self.m.list_roles, req.query.get("name"), domain_id)
-        return views.collection(req.base_url, "roles", "roles",
-                                [views.role(req.base_url, r) for r in roles],
-                                str(req.request.url.query))
+        return views.listing(req.base_url, "roles", "roles", views.role, roles,
+                             str(req.request.url.query))
 
     @serves("POST", "/v3/roles")
     async def create_role(self, req: ApiRequest) -> Response:
@@ -148,8 +147,7 @@ class RoleRoutes(IdentityHandler):
             await self._enforce_grant(req, target, actor, "list")
             roles = await req.run(lambda: self.m.list_grants(
                 **self._grant_kwargs(req, target, actor, inherited)))
-            return views.collection(req.base_url, req.request.url.path[4:], "roles",
-                                    [views.role(req.base_url, r) for r in roles])
+            return views.listing(req.base_url, req.request.url.path[4:], "roles", views.role, roles)
 
         handler.__name__ = f"list_grants_{target}_{actor}"
         return handler
