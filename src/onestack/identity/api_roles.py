@@ -153,31 +153,27 @@ class RoleRoutes(IdentityHandler):
         return handler
 
     def grant_check(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
-        async def handler(req: ApiRequest) -> Response:
-            await self._enforce_grant(req, target, actor, "check")
-            await req.run(lambda: self.m.check_grant(
-                req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
-            return Response(status_code=204)
-
-        handler.__name__ = f"check_grant_{target}_{actor}"
-        return handler
+        return self._grant_handler("check", "check_grant", self.m.check_grant, target, actor,
+                                   inherited)
 
     def grant_put(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
-        async def handler(req: ApiRequest) -> None:
-            await self._enforce_grant(req, target, actor, "create")
-            await req.run(lambda: self.m.create_grant(
-                req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
-
-        handler.__name__ = f"create_grant_{target}_{actor}"
-        return handler
+        return self._grant_handler("create", "create_grant", self.m.create_grant, target,
+                                   actor, inherited)
 
     def grant_delete(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
+        return self._grant_handler("revoke", "delete_grant", self.m.delete_grant, target,
+                                   actor, inherited)
+
+    def _grant_handler(self, verb: str, name: str, call: Callable[..., None], target: str,
+                       actor: str, inherited: bool) -> Callable[..., Any]:
+        """The handler (``<name>_<target>_<actor>``) that checks, creates or revokes
+        (``verb``) the path's role grant of ``actor`` on ``target`` through ``call``: 204."""
         async def handler(req: ApiRequest) -> None:
-            await self._enforce_grant(req, target, actor, "revoke")
-            await req.run(lambda: self.m.delete_grant(
+            await self._enforce_grant(req, target, actor, verb)
+            await req.run(lambda: call(
                 req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
 
-        handler.__name__ = f"delete_grant_{target}_{actor}"
+        handler.__name__ = f"{name}_{target}_{actor}"
         return handler
 
     @serves("GET", "/v3/role_assignments")
