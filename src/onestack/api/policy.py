@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,16 @@ def _field_check(spec: str) -> Check:
     return equal_check
 
 
+def _either(first: Check, second: Check) -> Check:
+    """``first or second`` as one check."""
+    return lambda c, t, p: first(c, t, p) or second(c, t, p)
+
+
+def _both(first: Check, second: Check) -> Check:
+    """``first and second`` as one check."""
+    return lambda c, t, p: first(c, t, p) and second(c, t, p)
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _TOKEN_RE.findall(text)
@@ -190,33 +200,27 @@ class _Parser:
             raise PolicyError(f"unexpected {self.peek()!r}")
         return check
 
-    def _operands(self, word: str, operand: Callable[[], Check]) -> list[Check]:
-        """One or more ``operand`` expressions joined by the keyword ``word``."""
+    def _joined(self, word: str, operand: Callable[[], Check],
+                pair: Callable[[Check, Check], Check],
+                many: Callable[[Iterable[bool]], bool]) -> Check:
+        """One or more ``operand`` expressions joined by the keyword ``word``: the lone
+        operand itself, ``pair`` of two (no generator, the common case) or ``many``
+        (``any``/``all``) over the operands' results."""
         parts = [operand()]
         while self.peek() == word:
             self.take()
             parts.append(operand())
-        return parts
+        if len(parts) == 1:
+            return parts[0]
+        if len(parts) == 2:
+            return pair(parts[0], parts[1])
+        return lambda c, t, p: many(x(c, t, p) for x in parts)
 
     def or_expr(self) -> Check:
-        parts = self._operands("or", self.and_expr)
-        if len(parts) == 1:
-            return parts[0]
-        if len(parts) == 2:
-            first, second = parts
-            return lambda c, t, p: first(c, t, p) or second(c, t, p)
-
-        return lambda c, t, p: any(x(c, t, p) for x in parts)
+        return self._joined("or", self.and_expr, _either, any)
 
     def and_expr(self) -> Check:
-        parts = self._operands("and", self.not_expr)
-        if len(parts) == 1:
-            return parts[0]
-        if len(parts) == 2:
-            first, second = parts
-            return lambda c, t, p: first(c, t, p) and second(c, t, p)
-
-        return lambda c, t, p: all(x(c, t, p) for x in parts)
+        return self._joined("and", self.not_expr, _both, all)
 
     def not_expr(self) -> Check:
         if self.peek() == "not":

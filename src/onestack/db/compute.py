@@ -238,7 +238,7 @@ class QuotaClass(Base):
     hard_limit: Mapped[int] = mapped_column(Integer)
 
 
-class Migration(Base):
+class Migration(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_migration"
     __table_args__ = (Index("ix_compute_migration_instance", "instance_uuid"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -254,5 +254,3 @@ class Migration(Base):
     new_flavor_id: Mapped[str | None] = mapped_column(String(255), default=None)
     migration_type: Mapped[str] = mapped_column(String(32), default="migration")
     status: Mapped[str] = mapped_column(String(32), default="pre-migrating")
-    created_at: Mapped[dt.datetime] = mapped_column()
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -21,8 +21,7 @@ class CatalogRoutes(IdentityHandler):
     async def list_regions(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_regions")
         regions = await req.run(self.m.list_regions, req.query.get("parent_region_id"))
-        return views.collection(req.base_url, "regions", "regions",
-                                [views.region(req.base_url, r) for r in regions])
+        return views.listing(req.base_url, "regions", "regions", views.region, regions)
 
     @serves("POST", "/v3/regions")
     async def create_region(self, req: ApiRequest) -> Response:
@@ -73,8 +72,7 @@ class CatalogRoutes(IdentityHandler):
         req.enforce("identity:list_services")
         svcs = await req.run(self.m.list_services, req.query.get("type"),
                              req.query.get("name"))
-        return views.collection(req.base_url, "services", "services",
-                                [views.service(req.base_url, s) for s in svcs])
+        return views.listing(req.base_url, "services", "services", views.service, svcs)
 
     @serves("POST", "/v3/services")
     async def create_service(self, req: ApiRequest) -> Response:
@@ -114,8 +112,7 @@ class CatalogRoutes(IdentityHandler):
             raise ValidationError(f"Invalid interface: {interface}")
         eps = await req.run(self.m.list_endpoints, interface, q.get("service_id"),
                             q.get("region_id"))
-        return views.collection(req.base_url, "endpoints", "endpoints",
-                                [views.endpoint(req.base_url, e) for e in eps])
+        return views.listing(req.base_url, "endpoints", "endpoints", views.endpoint, eps)
 
     @serves("POST", "/v3/endpoints")
     async def create_endpoint(self, req: ApiRequest) -> Response:

@@ -89,8 +89,8 @@ class CredentialRoutes(IdentityHandler):
     async def list_access_rules(self, req: ApiRequest) -> dict[str, Any]:
         uid = await self._own_user(req, "identity:list_access_rules")
         rules = await req.run(self.m.list_access_rules, uid)
-        return views.collection(req.base_url, f"users/{uid}/access_rules", "access_rules",
-                                [views.access_rule(req.base_url, r) for r in rules])
+        return views.listing(req.base_url, f"users/{uid}/access_rules", "access_rules",
+                             views.access_rule, rules)
 
     @serves("GET", "/v3/users/{user_id}/access_rules/{rule_id}")
     async def get_access_rule(self, req: ApiRequest) -> dict[str, Any]:

@@ -116,8 +116,7 @@ class ExtensionRoutes:
             raise Forbidden("You are not authorized to perform the requested action: "
                             "identity:list_trusts.")
         trusts = await req.run(self.trusts.list, trustor, trustee)
-        return {"trusts": [self._trust_view(req.base_url, t) for t in trusts],
-                "links": views.links(req.base_url, "OS-TRUST/trusts")}
+        return views.listing(req.base_url, "OS-TRUST/trusts", "trusts", self._trust_view, trusts)
 
     async def _visible_trust(self, req: ApiRequest) -> Trust:
         t: Trust = await req.run(self.trusts.get, req.param("trust_id"))
@@ -196,8 +195,8 @@ class ExtensionRoutes:
     async def list_ec2(self, req: ApiRequest) -> dict[str, Any]:
         uid = self._own(req)
         items = await req.run(self.docs.list_ec2, uid)
-        return {"credentials": [self._ec2_view(req.base_url, i) for i in items],
-                "links": views.links(req.base_url, f"users/{uid}/credentials/OS-EC2")}
+        return views.listing(req.base_url, f"users/{uid}/credentials/OS-EC2", "credentials",
+                             self._ec2_view, items)
 
     @serves("GET", "/v3/users/{user_id}/credentials/OS-EC2/{access}")
     async def get_ec2(self, req: ApiRequest) -> dict[str, Any]:
@@ -218,8 +217,7 @@ class ExtensionRoutes:
     async def list_policies(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_policies")
         docs = await req.run(self.docs.list_policies, req.query.get("type"))
-        return {"policies": [self._policy_view(req.base_url, d) for d in docs],
-                "links": views.links(req.base_url, "policies")}
+        return views.listing(req.base_url, "policies", "policies", self._policy_view, docs)
 
     @serves("POST", "/v3/policies")
     async def create_policy(self, req: ApiRequest) -> Response:
@@ -261,8 +259,8 @@ class ExtensionRoutes:
     async def list_consumers(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_consumers")
         docs = await req.run(self.docs.list_consumers)
-        return {"consumers": [self._consumer_view(req.base_url, d) for d in docs],
-                "links": views.links(req.base_url, "OS-OAUTH1/consumers")}
+        return views.listing(req.base_url, "OS-OAUTH1/consumers", "consumers", self._consumer_view,
+                             docs)
 
     @serves("POST", "/v3/OS-OAUTH1/consumers")
     async def create_consumer(self, req: ApiRequest) -> Response:
@@ -303,8 +301,8 @@ class ExtensionRoutes:
     async def list_endpoint_groups(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_endpoint_groups")
         docs = await req.run(self.docs.list_endpoint_groups, req.query.get("name"))
-        return {"endpoint_groups": [self._group_view(req.base_url, d) for d in docs],
-                "links": views.links(req.base_url, "OS-EP-FILTER/endpoint_groups")}
+        return views.listing(req.base_url, "OS-EP-FILTER/endpoint_groups", "endpoint_groups",
+                             self._group_view, docs)
 
     @serves("POST", "/v3/OS-EP-FILTER/endpoint_groups")
     async def create_endpoint_group(self, req: ApiRequest) -> Response:
@@ -343,9 +341,9 @@ class ExtensionRoutes:
     async def endpoint_group_endpoints(self, req: ApiRequest) -> dict[str, Any]:
         req.enforce("identity:list_endpoints_associated_with_endpoint_group")
         eps = await req.run(self.docs.endpoints_in_group, req.param("group_id"))
-        return {"endpoints": [views.endpoint(req.base_url, e) for e in eps],
-                "links": views.links(req.base_url, "OS-EP-FILTER/endpoint_groups/"
-                                + req.param("group_id") + "/endpoints")}
+        return views.listing(req.base_url, "OS-EP-FILTER/endpoint_groups/"
+                             + req.param("group_id") + "/endpoints", "endpoints",
+                             views.endpoint, eps)
 
     # ------------------------------------------------------------------ domain config
     @serves("GET", "/v3/domains/config/default")

@@ -60,8 +60,8 @@ class LimitRoutes:
         req.enforce("identity:list_registered_limits")
         docs = await req.run(self.store.list_registered_limits,
                              self._filters(req, ("service_id", "region_id", "resource_name")))
-        return views.collection(req.base_url, "registered_limits", "registered_limits",
-                                [self._reg_view(req.base_url, d) for d in docs])
+        return views.listing(req.base_url, "registered_limits", "registered_limits",
+                             self._reg_view, docs)
 
     @serves("POST", "/v3/registered_limits")
     async def create_registered(self, req: ApiRequest) -> Response:
@@ -113,8 +113,7 @@ class LimitRoutes:
         docs = await req.run(self.store.list_limits, self._filters(
             req, ("service_id", "region_id", "resource_name", "project_id", "domain_id")),
             owners)
-        return views.collection(req.base_url, "limits", "limits",
-                                [self._limit_view(req.base_url, d) for d in docs])
+        return views.listing(req.base_url, "limits", "limits", self._limit_view, docs)
 
     @serves("POST", "/v3/limits")
     async def create_limits(self, req: ApiRequest) -> Response:

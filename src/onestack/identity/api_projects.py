@@ -28,9 +28,8 @@ class ProjectRoutes(IdentityHandler):
         req.enforce("identity:list_domains")
         domains = await req.run(self.m.list_domains, req.query.get("name"),
                                 _bool(req.query.get("enabled"), "enabled"))
-        return views.collection(req.base_url, "domains", "domains",
-                                [views.domain(req.base_url, d) for d in domains],
-                                str(req.request.url.query))
+        return views.listing(req.base_url, "domains", "domains", views.domain, domains,
+                             str(req.request.url.query))
 
     @serves("POST", "/v3/domains")
     async def create_domain(self, req: ApiRequest) -> Response:

@@ -24,9 +24,8 @@ class RoleRoutes(IdentityHandler):
         action = "identity:list_domain_roles" if domain_id else "identity:list_roles"
         req.enforce(action, {"target": {"domain_id": domain_id}})
         roles = await req.run(self.m.list_roles, req.query.get("name"), domain_id)
-        return views.collection(req.base_url, "roles", "roles",
-                                [views.role(req.base_url, r) for r in roles],
-                                str(req.request.url.query))
+        return views.listing(req.base_url, "roles", "roles", views.role, roles,
+                             str(req.request.url.query))
 
     @serves("POST", "/v3/roles")
     async def create_role(self, req: ApiRequest) -> Response:
@@ -148,38 +147,33 @@ class RoleRoutes(IdentityHandler):
             await self._enforce_grant(req, target, actor, "list")
             roles = await req.run(lambda: self.m.list_grants(
                 **self._grant_kwargs(req, target, actor, inherited)))
-            return views.collection(req.base_url, req.request.url.path[4:], "roles",
-                                    [views.role(req.base_url, r) for r in roles])
+            return views.listing(req.base_url, req.request.url.path[4:], "roles", views.role, roles)
 
         handler.__name__ = f"list_grants_{target}_{actor}"
         return handler
 
     def grant_check(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
-        async def handler(req: ApiRequest) -> Response:
-            await self._enforce_grant(req, target, actor, "check")
-            await req.run(lambda: self.m.check_grant(
-                req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
-            return Response(status_code=204)
-
-        handler.__name__ = f"check_grant_{target}_{actor}"
-        return handler
+        return self._grant_handler("check", "check_grant", self.m.check_grant, target, actor,
+                                   inherited)
 
     def grant_put(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
-        async def handler(req: ApiRequest) -> None:
-            await self._enforce_grant(req, target, actor, "create")
-            await req.run(lambda: self.m.create_grant(
-                req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
-
-        handler.__name__ = f"create_grant_{target}_{actor}"
-        return handler
+        return self._grant_handler("create", "create_grant", self.m.create_grant, target,
+                                   actor, inherited)
 
     def grant_delete(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
+        return self._grant_handler("revoke", "delete_grant", self.m.delete_grant, target,
+                                   actor, inherited)
+
+    def _grant_handler(self, verb: str, name: str, call: Callable[..., None], target: str,
+                       actor: str, inherited: bool) -> Callable[..., Any]:
+        """The handler (``<name>_<target>_<actor>``) that checks, creates or revokes
+        (``verb``) the path's role grant of ``actor`` on ``target`` through ``call``: 204."""
         async def handler(req: ApiRequest) -> None:
-            await self._enforce_grant(req, target, actor, "revoke")
-            await req.run(lambda: self.m.delete_grant(
+            await self._enforce_grant(req, target, actor, verb)
+            await req.run(lambda: call(
                 req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
 
-        handler.__name__ = f"delete_grant_{target}_{actor}"
+        handler.__name__ = f"{name}_{target}_{actor}"
         return handler
 
     @serves("GET", "/v3/role_assignments")

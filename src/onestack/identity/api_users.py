@@ -34,9 +34,8 @@ class UserRoutes(IdentityHandler):
         if not req.ctx.is_admin and req.ctx.domain_id:
             filters["domain_id"] = req.ctx.domain_id
         users = await req.run(self.m.list_users, filters)
-        return views.collection(req.base_url, "users", "users",
-                                [views.user(req.base_url, u) for u in users],
-                                str(req.request.url.query))
+        return views.listing(req.base_url, "users", "users", views.user, users,
+                             str(req.request.url.query))
 
     @serves("POST", "/v3/users")
     async def create_user(self, req: ApiRequest) -> Response:
@@ -98,8 +97,7 @@ class UserRoutes(IdentityHandler):
         uid = req.param("user_id")
         await self._user(req, "identity:list_groups_for_user")
         groups = await req.run(self.m.list_groups, {"user_id": uid})
-        return views.collection(req.base_url, f"users/{uid}/groups", "groups",
-                                [views.group(req.base_url, g) for g in groups])
+        return views.listing(req.base_url, f"users/{uid}/groups", "groups", views.group, groups)
 
     @serves("GET", "/v3/users/{user_id}/projects")
     async def user_projects(self, req: ApiRequest) -> dict[str, Any]:
@@ -128,8 +126,7 @@ class UserRoutes(IdentityHandler):
             raise Forbidden("You are not authorized to perform the requested action: "
                             "identity:list_groups.")
         groups = await req.run(self.m.list_groups, filters)
-        return views.collection(req.base_url, "groups", "groups",
-                                [views.group(req.base_url, g) for g in groups])
+        return views.listing(req.base_url, "groups", "groups", views.group, groups)
 
     @serves("POST", "/v3/groups")
     async def create_group(self, req: ApiRequest) -> Response:
@@ -169,8 +166,7 @@ class UserRoutes(IdentityHandler):
     async def group_users(self, req: ApiRequest) -> dict[str, Any]:
         gid = await self._group(req, "identity:list_users_in_group")
         users = await req.run(self.m.group_members, gid)
-        return views.collection(req.base_url, f"groups/{gid}/users", "users",
-                                [views.user(req.base_url, u) for u in users])
+        return views.listing(req.base_url, f"groups/{gid}/users", "users", views.user, users)
 
     @serves("GET HEAD", "/v3/groups/{group_id}/users/{user_id}")
     async def check_member(self, req: ApiRequest) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -333,17 +334,11 @@ class TokenService:
             raise BadRequest(f"Invalid scope: {kind}.")
         if kind == "project":
             project = self._lookup_project(value)
-            if not project.enabled:
-                raise Unauthorized(f"Project {project.id} is not enabled.")
-            if not self.manager.effective_roles(user.id, project_id=project.id):
-                raise Unauthorized(f"User {user.id} has no access to project {project.id}.")
+            self._check_scope_target(user, "Project", project, project_id=project.id)
             data.project_id = project.id
         elif kind == "domain":
             domain = self._lookup_domain(value)
-            if not domain.enabled:
-                raise Unauthorized(f"Domain {domain.id} is not enabled.")
-            if not self.manager.effective_roles(user.id, domain_id=domain.id):
-                raise Unauthorized(f"User {user.id} has no access to domain {domain.id}.")
+            self._check_scope_target(user, "Domain", domain, domain_id=domain.id)
             data.domain_id = domain.id
         elif kind == "system":
             if value.get("all") is not True:
@@ -375,6 +370,39 @@ class TokenService:
         if trust.expires_at is not None:
             data.expires_at = min(data.expires_at, to_timestamp(trust.expires_at))
 
+    def _check_scope_target(self, user: UserInfo, label: str, target: ScopeInfo,
+                            **scope: str) -> None:
+        """401 unless ``target`` (the ``label`` project or domain) is enabled and ``user``
+        holds a role on it (``scope``: its ``project_id=`` or ``domain_id=``)."""
+        if not target.enabled:
+            raise Unauthorized(f"{label} {target.id} is not enabled.")
+        if not self.manager.effective_roles(user.id, **scope):
+            raise Unauthorized(f"User {user.id} has no access to {label.lower()} {target.id}.")
+
+    @staticmethod
+    def _scope_by_id(kind: str, sid: object,
+                     info: Callable[[str], ScopeInfo | None]) -> ScopeInfo:
+        """The ``kind`` (project or domain) with the id ``sid`` as ``info`` finds it: 400 for
+        an id that is not a string, 401 when there is none."""
+        if not isinstance(sid, str):
+            raise BadRequest(f"Invalid {kind} id.")
+        found = info(sid)
+        if found is None:
+            raise Unauthorized(f"Could not find {kind}: {sid}.")
+        return found
+
+    @staticmethod
+    def _named_in_domain(ref: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
+        """The name and the domain reference of a ``kind`` (project or user) named by name:
+        400 without them."""
+        name = ref.get("name")
+        if not isinstance(name, str):
+            raise BadRequest(f"Expecting to find id or name in {kind}.")
+        dref = ref.get("domain")
+        if not isinstance(dref, dict):
+            raise BadRequest(f"Expecting to find domain in {kind}.")
+        return name, dref
+
     def _lookup_domain(self, ref: dict[str, Any]) -> ScopeInfo:
         did = ref.get("id")
         if did is None:
@@ -384,28 +412,13 @@ class TokenService:
             did = self.manager.domain_id_by_name(name)
             if did is None:
                 raise Unauthorized(f"Could not find domain: {name}.")
-        if not isinstance(did, str):
-            raise BadRequest("Invalid domain id.")
-        d = self.manager.domain_info(did)
-        if d is None:
-            raise Unauthorized(f"Could not find domain: {did}.")
-        return d
+        return self._scope_by_id("domain", did, self.manager.domain_info)
 
     def _lookup_project(self, ref: dict[str, Any]) -> ScopeInfo:
         pid = ref.get("id")
         if pid is not None:
-            if not isinstance(pid, str):
-                raise BadRequest("Invalid project id.")
-            p = self.manager.project_info(pid)
-            if p is None:
-                raise Unauthorized(f"Could not find project: {pid}.")
-            return p
-        name = ref.get("name")
-        if not isinstance(name, str):
-            raise BadRequest("Expecting to find id or name in project.")
-        dref = ref.get("domain")
-        if not isinstance(dref, dict):
-            raise BadRequest("Expecting to find domain in project.")
+            return self._scope_by_id("project", pid, self.manager.project_info)
+        name, dref = self._named_in_domain(ref, "project")
         d = self._lookup_domain(dref)
         p = self.manager.project_info_by_name(name, d.id)
         if p is None:
@@ -428,12 +441,7 @@ class TokenService:
             except NotFound:
                 user = None
         else:
-            name = uref.get("name")
-            dref = uref.get("domain")
-            if not isinstance(name, str):
-                raise BadRequest("Expecting to find id or name in user.")
-            if not isinstance(dref, dict):
-                raise BadRequest("Expecting to find domain in user.")
+            name, dref = self._named_in_domain(uref, "user")
             try:
                 domain = self._lookup_domain(dref)
             except Unauthorized:

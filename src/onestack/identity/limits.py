@@ -88,6 +88,15 @@ class LimitStore:
             raise ValidationError(f"Invalid input for field 'region_id': no region {region} "
                                   f"exists for this {what}.")
 
+    def _matching(self, kind: str, filters: dict[str, str],
+                  parents: set[str] | None) -> list[Document]:
+        """The ``kind`` documents whose data has ``filters``' values (and, unless
+        ``parents`` is None, whose parent is one of them)."""
+        with self.m.db.reader() as s:
+            docs = self._docs(s, kind)
+        return [d for d in docs if (parents is None or d.parent_id in parents)
+                and all(d.data.get(k) == v for k, v in filters.items())]
+
     def _get(self, s: Session, kind: str, doc_id: str) -> Document:
         d = s.get(Document, (kind, doc_id))
         if d is None:
@@ -114,9 +123,7 @@ class LimitStore:
         return out
 
     def list_registered_limits(self, filters: dict[str, str]) -> list[Document]:
-        with self.m.db.reader() as s:
-            docs = self._docs(s, REGISTERED)
-        return [d for d in docs if all(d.data.get(k) == v for k, v in filters.items())]
+        return self._matching(REGISTERED, filters, None)
 
     def get_registered_limit(self, limit_id: str) -> Document:
         with self.m.db.reader() as s:
@@ -184,10 +191,7 @@ class LimitStore:
 
     def list_limits(self, filters: dict[str, str], owners: set[str] | None) -> list[Document]:
         """Limits matching ``filters``; ``owners``: only those of these projects/domains."""
-        with self.m.db.reader() as s:
-            docs = self._docs(s, LIMIT)
-        return [d for d in docs if (owners is None or d.parent_id in owners)
-                and all(d.data.get(k) == v for k, v in filters.items())]
+        return self._matching(LIMIT, filters, owners)
 
     def get_limit(self, limit_id: str) -> Document:
         with self.m.db.reader() as s:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from onestack.common.timeutils import isotime
 from onestack.db.identity import (
@@ -34,6 +35,15 @@ def links(base: str, path: str, query: str = "") -> dict[str, Any]:
 def collection(base: str, path: str, key: str, items: list[dict[str, Any]],
                query: str = "") -> dict[str, Any]:
     return {key: items, "links": links(base, path, query)}
+
+
+_Row = TypeVar("_Row")
+
+
+def listing(base: str, path: str, key: str, view: Callable[[str, _Row], dict[str, Any]],
+            rows: Iterable[_Row], query: str = "") -> dict[str, Any]:
+    """The collection ``key`` at ``path`` of every row shaped by ``view(base, row)``."""
+    return collection(base, path, key, [view(base, r) for r in rows], query)
 
 
 def domain(base: str, d: Domain) -> dict[str, Any]:

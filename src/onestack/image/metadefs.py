@@ -12,8 +12,8 @@ blocking; the API runs them in worker threads.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jsonschema
 from sqlalchemy import delete, select
@@ -47,6 +47,8 @@ NS_VISIBILITIES = ("public", "private")
 NS_SORT_KEYS = ("namespace", "display_name", "created_at", "updated_at", "visibility",
                 "protected", "owner")
 #: Read-only members clients echo back on update; ignored.
+#: The rows of a namespace's items (objects, properties, tags).
+_Item = TypeVar("_Item", MetadefObject, MetadefProperty, MetadefTag)
 _ECHOED = frozenset({"created_at", "updated_at", "schema", "self"})
 
 _PROPERTY_TYPES = ["array", "boolean", "integer", "number", "object", "string"]
@@ -307,6 +309,46 @@ class MetadefManager:
                                            model.name == name)) is not None:
             raise self._commit_conflict(f"{what} {name} in namespace {ns_name}")
 
+    def _add_item(self, ctx: RequestContext, ns_name: str, action: str, model: type[_Item],
+                  what: str, render: Callable[[MetadefNamespace, _Item], dict[str, Any]],
+                  fields: dict[str, Any]) -> dict[str, Any]:
+        """Add a ``model`` row (an object, property or tag: ``what``) with ``fields`` to the
+        namespace, once ``action`` is allowed there: 409 when the name is taken."""
+        now = utcnow()
+        try:
+            with self.db.transaction() as s:
+                ns = self._authorized(ctx, s, ns_name, action)
+                self._name_free(s, model, ns, fields["name"], what, ns_name)
+                row = model(id=new_uuid(), namespace_id=ns.id, created_at=now,
+                            updated_at=now, **fields)
+                s.add(row)
+                s.flush()
+                return render(ns, row)
+        except IntegrityError:
+            raise self._commit_conflict(f"{what} {fields['name']}") from None
+
+    def _update_item(self, ctx: RequestContext, ns_name: str, action: str, name: str,
+                     find: Callable[[Session, MetadefNamespace, str], _Item], what: str,
+                     render: Callable[[MetadefNamespace, _Item], dict[str, Any]],
+                     fields: dict[str, Any]) -> dict[str, Any]:
+        """Set ``fields`` (a ``name`` among them) on the namespace's item ``name`` (as
+        ``find`` finds it; an object, property or tag: ``what``), once ``action`` is allowed
+        there: 409 when a rename takes another item's name."""
+        new_name = fields["name"]
+        try:
+            with self.db.transaction() as s:
+                ns = self._authorized(ctx, s, ns_name, action)
+                row = find(s, ns, name)
+                if new_name != row.name:
+                    self._name_free(s, type(row), ns, new_name, what, ns_name)
+                for key, value in fields.items():
+                    setattr(row, key, value)
+                row.updated_at = utcnow()
+                s.flush()
+                return render(ns, row)
+        except IntegrityError:
+            raise self._commit_conflict(f"{what} {new_name}") from None
+
     # ------------------------------------------------------------------ namespaces
     def _ns_fields(self, ctx: RequestContext, body: Any, create: bool,
                    current: MetadefNamespace | None = None) -> dict[str, Any]:
@@ -504,19 +546,9 @@ class MetadefManager:
 
     # ------------------------------------------------------------------ objects
     def create_object(self, ctx: RequestContext, ns_name: str, body: Any) -> dict[str, Any]:
-        doc = check_object(body)
-        now = utcnow()
-        try:
-            with self.db.transaction() as s:
-                ns = self._authorized(ctx, s, ns_name, "add_metadef_object")
-                self._name_free(s, MetadefObject, ns, doc["name"], "Object", ns_name)
-                row = MetadefObject(id=new_uuid(), namespace_id=ns.id, created_at=now,
-                                    updated_at=now, **doc)
-                s.add(row)
-                s.flush()
-                return _object_doc(ns.namespace, row)
-        except IntegrityError:
-            raise self._commit_conflict(f"Object {doc['name']}") from None
+        return self._add_item(ctx, ns_name, "add_metadef_object", MetadefObject, "Object",
+                              lambda ns, row: _object_doc(ns.namespace, row),
+                              check_object(body))
 
     def _object(self, s: Session, ns: MetadefNamespace, name: str) -> MetadefObject:
         row = s.scalar(select(MetadefObject).where(MetadefObject.namespace_id == ns.id,
@@ -540,20 +572,9 @@ class MetadefManager:
 
     def update_object(self, ctx: RequestContext, ns_name: str, name: str,
                       body: Any) -> dict[str, Any]:
-        doc = check_object(body)
-        try:
-            with self.db.transaction() as s:
-                ns = self._authorized(ctx, s, ns_name, "modify_metadef_object")
-                row = self._object(s, ns, name)
-                if doc["name"] != name:
-                    self._name_free(s, MetadefObject, ns, doc["name"], "Object", ns_name)
-                for key, value in doc.items():
-                    setattr(row, key, value)
-                row.updated_at = utcnow()
-                s.flush()
-                return _object_doc(ns.namespace, row)
-        except IntegrityError:
-            raise self._commit_conflict(f"Object {doc['name']}") from None
+        return self._update_item(ctx, ns_name, "modify_metadef_object", name, self._object,
+                                 "Object", lambda ns, row: _object_doc(ns.namespace, row),
+                                 check_object(body))
 
     def delete_object(self, ctx: RequestContext, ns_name: str, name: str) -> None:
         with self.db.transaction() as s:
@@ -569,18 +590,9 @@ class MetadefManager:
 
     def create_property(self, ctx: RequestContext, ns_name: str, body: Any) -> dict[str, Any]:
         name, schema = self._property_body(body)
-        now = utcnow()
-        try:
-            with self.db.transaction() as s:
-                ns = self._authorized(ctx, s, ns_name, "add_metadef_property")
-                self._name_free(s, MetadefProperty, ns, name, "Property", ns_name)
-                row = MetadefProperty(id=new_uuid(), namespace_id=ns.id, name=name,
-                                      schema=schema, created_at=now, updated_at=now)
-                s.add(row)
-                s.flush()
-                return _property_doc(row)
-        except IntegrityError:
-            raise self._commit_conflict(f"Property {name}") from None
+        return self._add_item(ctx, ns_name, "add_metadef_property", MetadefProperty,
+                              "Property", lambda ns, row: _property_doc(row),
+                              {"name": name, "schema": schema})
 
     def _property(self, s: Session, ns: MetadefNamespace, name: str) -> MetadefProperty:
         row = s.scalar(select(MetadefProperty).where(MetadefProperty.namespace_id == ns.id,
@@ -616,19 +628,9 @@ class MetadefManager:
     def update_property(self, ctx: RequestContext, ns_name: str, name: str,
                         body: Any) -> dict[str, Any]:
         new_name, schema = self._property_body(body)
-        try:
-            with self.db.transaction() as s:
-                ns = self._authorized(ctx, s, ns_name, "modify_metadef_property")
-                row = self._property(s, ns, name)
-                if new_name != row.name:
-                    self._name_free(s, MetadefProperty, ns, new_name, "Property", ns_name)
-                row.name = new_name
-                row.schema = schema
-                row.updated_at = utcnow()
-                s.flush()
-                return _property_doc(row)
-        except IntegrityError:
-            raise self._commit_conflict(f"Property {new_name}") from None
+        return self._update_item(ctx, ns_name, "modify_metadef_property", name,
+                                 self._property, "Property", lambda ns, row: _property_doc(row),
+                                 {"name": new_name, "schema": schema})
 
     def delete_property(self, ctx: RequestContext, ns_name: str, name: str) -> None:
         with self.db.transaction() as s:
@@ -644,19 +646,9 @@ class MetadefManager:
         return row
 
     def create_tag(self, ctx: RequestContext, ns_name: str, name: str) -> dict[str, Any]:
-        name = _name(name, "Tag name", TAG_MAX)
-        now = utcnow()
-        try:
-            with self.db.transaction() as s:
-                ns = self._authorized(ctx, s, ns_name, "add_metadef_tag")
-                self._name_free(s, MetadefTag, ns, name, "Tag", ns_name)
-                row = MetadefTag(id=new_uuid(), namespace_id=ns.id, name=name,
-                                 created_at=now, updated_at=now)
-                s.add(row)
-                s.flush()
-                return _tag_doc(row)
-        except IntegrityError:
-            raise self._commit_conflict(f"Tag {name}") from None
+        return self._add_item(ctx, ns_name, "add_metadef_tag", MetadefTag, "Tag",
+                              lambda ns, row: _tag_doc(row),
+                              {"name": _name(name, "Tag name", TAG_MAX)})
 
     def create_tags(self, ctx: RequestContext, ns_name: str, body: Any,
                     append: bool) -> list[dict[str, Any]]:
@@ -702,19 +694,9 @@ class MetadefManager:
         doc = _object_body(body)
         if set(doc) - {"name"} - _ECHOED:
             raise BadRequest("Request body must be {\"name\": ...}.")
-        new = _name(doc.get("name"), "Tag name", TAG_MAX)
-        try:
-            with self.db.transaction() as s:
-                ns = self._authorized(ctx, s, ns_name, "modify_metadef_tag")
-                row = self._tag(s, ns, name)
-                if new != name:
-                    self._name_free(s, MetadefTag, ns, new, "Tag", ns_name)
-                row.name = new
-                row.updated_at = utcnow()
-                s.flush()
-                return _tag_doc(row)
-        except IntegrityError:
-            raise self._commit_conflict(f"Tag {new}") from None
+        new_name = _name(doc.get("name"), "Tag name", TAG_MAX)
+        return self._update_item(ctx, ns_name, "modify_metadef_tag", name, self._tag, "Tag",
+                                 lambda ns, row: _tag_doc(row), {"name": new_name})
 
     def delete_tag(self, ctx: RequestContext, ns_name: str, name: str) -> None:
         with self.db.transaction() as s:

@@ -128,6 +128,17 @@ class Collection:
     delete: Callable[..., None] | None = None
     attrs_key: str = ""
 
+    @classmethod
+    def of(cls, manager: NetworkManager, name: str, member: str,
+           update: bool = True) -> Collection:
+        """The collection ``name`` of ``member`` items, served by the manager's methods of
+        the usual names: ``list_<name>``, ``get_<member>``, ``create_<name>`` (bulk),
+        ``update_<member>`` (none when ``update`` is false) and ``delete_<member>``."""
+        return cls(name, member, getattr(manager, f"list_{name}"),
+                   getattr(manager, f"get_{member}"), getattr(manager, f"create_{name}"),
+                   getattr(manager, f"update_{member}") if update else None,
+                   getattr(manager, f"delete_{member}"))
+
 
 def _revision(req: ApiRequest) -> int | None:
     header = req.headers.get("if-match")
@@ -206,32 +217,16 @@ class NetworkAPI:
                                auth_uri=auth_uri)
         m = manager
         self.collections = {
-            "networks": Collection("networks", "network", m.list_networks, m.get_network,
-                                   m.create_networks, m.update_network, m.delete_network),
-            "subnets": Collection("subnets", "subnet", m.list_subnets, m.get_subnet,
-                                  m.create_subnets, m.update_subnet, m.delete_subnet),
-            "subnetpools": Collection("subnetpools", "subnetpool", m.list_subnetpools,
-                                      m.get_subnetpool, m.create_subnetpools,
-                                      m.update_subnetpool, m.delete_subnetpool),
-            "address-scopes": Collection(
-                "address_scopes", "address_scope", m.list_address_scopes,
-                m.get_address_scope, m.create_address_scopes, m.update_address_scope,
-                m.delete_address_scope),
-            "ports": Collection("ports", "port", m.list_ports, m.get_port, m.create_ports,
-                                m.update_port, m.delete_port),
-            "routers": Collection("routers", "router", m.list_routers, m.get_router,
-                                  m.create_routers, m.update_router, m.delete_router),
-            "floatingips": Collection("floatingips", "floatingip", m.list_floatingips,
-                                      m.get_floatingip, m.create_floatingips,
-                                      m.update_floatingip, m.delete_floatingip),
-            "security-groups": Collection(
-                "security_groups", "security_group", m.list_security_groups,
-                m.get_security_group, m.create_security_groups, m.update_security_group,
-                m.delete_security_group),
-            "security-group-rules": Collection(
-                "security_group_rules", "security_group_rule", m.list_security_group_rules,
-                m.get_security_group_rule, m.create_security_group_rules, None,
-                m.delete_security_group_rule),
+            "networks": Collection.of(m, "networks", "network"),
+            "subnets": Collection.of(m, "subnets", "subnet"),
+            "subnetpools": Collection.of(m, "subnetpools", "subnetpool"),
+            "address-scopes": Collection.of(m, "address_scopes", "address_scope"),
+            "ports": Collection.of(m, "ports", "port"),
+            "routers": Collection.of(m, "routers", "router"),
+            "floatingips": Collection.of(m, "floatingips", "floatingip"),
+            "security-groups": Collection.of(m, "security_groups", "security_group"),
+            "security-group-rules": Collection.of(m, "security_group_rules",
+                                                  "security_group_rule", update=False),
             "agents": Collection("agents", "agent", m.list_agents, m.get_agent, None,
                                  self._update_agent, self._delete_agent),
         }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -22,6 +22,9 @@ from onestack.network import views
 from onestack.network.authz import network_target, on_network_target, owned_target
 from onestack.network.common import _QUOTA_MODELS, DEFAULT_QUOTAS, T, _Retry, conflict, not_found
 from onestack.network.store import _Q_QUOTA
+
+#: Rows a project owns outright (listed by ``project_id`` alone).
+_Owned = TypeVar("_Owned", t.Router, t.FloatingIP, t.SecurityGroup)
 
 
 class ManagerBase:
@@ -51,6 +54,16 @@ class ManagerBase:
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
         with self.db.reader() as s:
             return fn(s, *args)
+
+    @staticmethod
+    def _project_rows(s: Session, ctx: RequestContext, model: type[_Owned],
+                      *order: Any) -> list[_Owned]:
+        """The ``model`` rows a list shows, in ``order``: all of them to an admin, else the
+        caller's project's."""
+        stmt = select(model).order_by(*order)
+        if not ctx.is_admin:
+            stmt = stmt.where(model.project_id == (ctx.project_id or ""))
+        return list(s.execute(stmt).scalars())
 
     @staticmethod
     def _admin(ctx: RequestContext) -> bool:

@@ -30,12 +30,8 @@ class RoutersMixin(ManagerBase):
 
     # ================================================================== routers
     def list_routers(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        def run(s: Session) -> list[dict[str, Any]]:
-            stmt = select(t.Router).order_by(t.Router.created_at, t.Router.id)
-            if not ctx.is_admin:
-                stmt = stmt.where(t.Router.project_id == (ctx.project_id or ""))
-            return self._router_views(s, ctx, list(s.execute(stmt).scalars()))
-        return self._read(run)
+        return self._read(lambda s: self._router_views(s, ctx, self._project_rows(
+            s, ctx, t.Router, t.Router.created_at, t.Router.id)))
 
     def get_router(self, ctx: RequestContext, rid: str) -> dict[str, Any]:
         return self._read(lambda s: self._router_views(
@@ -347,12 +343,8 @@ class RoutersMixin(ManagerBase):
 
     # ================================================================== floating IPs
     def list_floatingips(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        def run(s: Session) -> list[dict[str, Any]]:
-            stmt = select(t.FloatingIP).order_by(t.FloatingIP.created_at, t.FloatingIP.id)
-            if not ctx.is_admin:
-                stmt = stmt.where(t.FloatingIP.project_id == (ctx.project_id or ""))
-            return self._fip_views(s, list(s.execute(stmt).scalars()))
-        return self._read(run)
+        return self._read(lambda s: self._fip_views(s, self._project_rows(
+            s, ctx, t.FloatingIP, t.FloatingIP.created_at, t.FloatingIP.id)))
 
     def get_floatingip(self, ctx: RequestContext, fid: str) -> dict[str, Any]:
         return self._read(lambda s: self._fip_views(

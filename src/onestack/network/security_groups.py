@@ -79,13 +79,8 @@ class SecurityGroupsMixin(ManagerBase):
 
     def list_security_groups(self, ctx: RequestContext) -> list[dict[str, Any]]:
         self._default_sg_first(ctx)
-
-        def run(s: Session) -> list[dict[str, Any]]:
-            stmt = select(t.SecurityGroup).order_by(t.SecurityGroup.created_at)
-            if not ctx.is_admin:
-                stmt = stmt.where(t.SecurityGroup.project_id == (ctx.project_id or ""))
-            return self._sg_views(s, list(s.execute(stmt).scalars()))
-        return self._read(run)
+        return self._read(lambda s: self._sg_views(s, self._project_rows(
+            s, ctx, t.SecurityGroup, t.SecurityGroup.created_at)))
 
     def get_security_group(self, ctx: RequestContext, gid: str) -> dict[str, Any]:
         return self._read(lambda s: self._sg_views(

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from onestack.drivers.network.linux import names
-from onestack.drivers.network.linux.host import Host
+from onestack.drivers.network.linux.host import Host, process_argv, runs
 from onestack.drivers.network.linux.model import ROUTER_INTERFACE_OWNERS, Dirty, Model, View
 from onestack.drivers.network.linux.options import LinuxOptions
 from onestack.drivers.network.linux.wiring import (
@@ -213,18 +213,8 @@ def wanted_networks(model: Model) -> set[str]:
 
 
 # ---------------------------------------------------------------------- processes
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
 def _is_our_dnsmasq(pid: int, files: NetworkFiles) -> bool:
-    argv = _cmdline(pid)
-    return bool(argv) and os.path.basename(argv[0]) == "dnsmasq" \
-        and f"--dhcp-hostsfile={files.hosts}" in argv
+    return runs(pid, "dnsmasq", f"--dhcp-hostsfile={files.hosts}")
 
 
 def _alive(pid: int) -> bool:
@@ -415,7 +405,7 @@ class Dhcp:
         args = dnsmasq_args(model, net_id, files, device, self.options,
                             run_as_root=not _world_traversable(files.dir))
         pid = find_dnsmasq(files)
-        if pid is not None and _cmdline(pid) != args:
+        if pid is not None and process_argv(pid) != args:
             LOG.info("restarting dnsmasq of network %s (its command line changed)", net_id)
             _kill(pid, files)
             pid = None

@@ -46,6 +46,22 @@ def missing_requirements() -> list[str]:
     return reasons
 
 
+def process_argv(pid: int) -> list[str]:
+    """The command line of process ``pid`` (empty when it is gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def runs(pid: int, program: str, arg: str) -> bool:
+    """Whether process ``pid`` runs ``program`` (its base name) with ``arg`` among its
+    arguments: how a daemon onestack started is told from a recycled pid."""
+    argv = process_argv(pid)
+    return bool(argv) and os.path.basename(argv[0]) == program and arg in argv
+
+
 class Host:
     """Runs commands on this host; keeps a bounded log of them for tests and debugging."""
 

@@ -104,12 +104,17 @@ class Model:
         return [p for p in self.ports.values() if p.get("device_id") == router_id
                 and p.get("device_owner") in ROUTER_INTERFACE_OWNERS]
 
-    def router_gateway_port(self, router_id: str) -> View | None:
-        """The router's port on its external network (``qg-`` device), if it has one."""
+    def _owned_port(self, key: str, value: str, owner: str) -> View | None:
+        """The first port whose ``key`` is ``value`` and whose ``device_owner`` is
+        ``owner``, if there is one."""
         for p in self.ports.values():
-            if p.get("device_id") == router_id and p.get("device_owner") == ROUTER_GATEWAY:
+            if p.get(key) == value and p.get("device_owner") == owner:
                 return p
         return None
+
+    def router_gateway_port(self, router_id: str) -> View | None:
+        """The router's port on its external network (``qg-`` device), if it has one."""
+        return self._owned_port("device_id", router_id, ROUTER_GATEWAY)
 
     def router_floating_ips(self, router_id: str) -> list[View]:
         """Floating IPs associated through the router (with a fixed IP set)."""
@@ -117,10 +122,7 @@ class Model:
                 and f.get("fixed_ip_address")]
 
     def dhcp_port(self, network_id: str) -> View | None:
-        for p in self.ports.values():
-            if p.get("network_id") == network_id and p.get("device_owner") == DHCP:
-                return p
-        return None
+        return self._owned_port("network_id", network_id, DHCP)
 
     def group_members(self, group_id: str) -> list[View]:
         """Ports in the security group (for remote-group rules)."""

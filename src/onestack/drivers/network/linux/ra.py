@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from onestack.drivers.network.linux import names
-from onestack.drivers.network.linux.host import Host, HostError
+from onestack.drivers.network.linux.host import Host, HostError, runs
 from onestack.drivers.network.linux.model import Model
 
 LOG = logging.getLogger(__name__)
@@ -83,14 +83,6 @@ def render_radvd(model: Model, router_id: str) -> str:
     return "".join(blocks)
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
 class Radvd:
     """radvd processes of router namespaces (see the module documentation)."""
 
@@ -104,9 +96,7 @@ class Radvd:
         return self.base / router_id
 
     def _ours(self, pid: int, router_id: str) -> bool:
-        argv = _cmdline(pid)
-        conf = str(self._dir(router_id) / "radvd.conf")
-        return bool(argv) and os.path.basename(argv[0]) == "radvd" and conf in argv
+        return runs(pid, "radvd", str(self._dir(router_id) / "radvd.conf"))
 
     def pid(self, router_id: str) -> int | None:
         """The router's running radvd (its pid file, verified by the command line)."""
