@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from onestack.common.errors import APIError
@@ -73,11 +72,8 @@ class ProviderStore(PlacementStore):
                 s.flush()
             return self._info(s, [row])[0]
 
-        try:
-            return self._write(work)
-        except IntegrityError as exc:
-            raise errors.conflict(f"Conflicting resource provider {name} / {rp_uuid}: "
-                                  "already exists.", errors.DUPLICATE_NAME) from exc
+        return self._write_unique(work, f"Conflicting resource provider {name} / {rp_uuid}: "
+                                        "already exists.")
 
     def ensure_provider(self, uuid: str, name: str,
                         parent_provider_uuid: str | None = None) -> ProviderInfo:
@@ -151,12 +147,13 @@ class ProviderStore(PlacementStore):
         (microversion < 1.37) a parent may only be set on a provider that has none.
         """
 
+        duplicate = f"Conflicting resource provider name: {name} already exists."
+
         def work(s: Session) -> ProviderInfo:
             row = self._row(s, uuid, lock=True)
             if name != row.name and s.execute(select(ResourceProvider.id).where(
                     ResourceProvider.name == name)).first():
-                raise errors.conflict(f"Conflicting resource provider name: {name} already "
-                                      "exists.", errors.DUPLICATE_NAME)
+                raise errors.conflict(duplicate, errors.DUPLICATE_NAME)
             row.name = name
             if parent_provider_uuid is not ANY:
                 self._reparent(s, row, parent_provider_uuid, allow_reparent)
@@ -164,11 +161,7 @@ class ProviderStore(PlacementStore):
             s.flush()
             return self._info(s, [row])[0]
 
-        try:
-            return self._write(work)
-        except IntegrityError as exc:
-            raise errors.conflict(f"Conflicting resource provider name: {name} already "
-                                  "exists.", errors.DUPLICATE_NAME) from exc
+        return self._write_unique(work, duplicate)
 
     def _reparent(self, s: Session, row: ResourceProvider, parent_uuid: str | None,
                   allow: bool) -> None:
