@@ -129,6 +129,14 @@ def test_pages_escape_and_refuse(dash: tuple[RunningCloud, str]) -> None:
     r = c.post("/project/networks/create", data={"csrfmiddlewaretoken": token,
                                                   "name": "bad-cidr", "cidr": "10.0.0.0/99"})
     assert r.status_code == 200 and "flash error" in r.text
+    r = c.post(f"/project/networks/{'0' * 32}/delete", data={"csrfmiddlewaretoken": token},
+               follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/project/networks/"
+    assert "flash error" in c.get("/project/networks/").text
+    # A change that works lands back on its page with its message.
+    r = c.post("/project/security_groups/create", data={"csrfmiddlewaretoken": token,
+                                                         "name": "dash-sg"})
+    assert r.status_code == 200 and "Security group created." in r.text
     # Ids that would step out of their resource are refused before any API call.
     assert c.get("/project/instances/status", params={"ids": "../os-keypairs"}).status_code \
         == 400

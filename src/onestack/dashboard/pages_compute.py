@@ -460,8 +460,5 @@ async def keypair_download(ctx: Ctx) -> Response:
 
 
 async def keypair_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("compute", f"/os-keypairs/{ctx.param('name')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/key_pairs/", exc)
-    return ctx.redirect("/project/key_pairs/", ok="Key pair deleted.")
+    return await ctx.act("/project/key_pairs/", "Key pair deleted.",
+                         ctx.cloud.delete("compute", f"/os-keypairs/{ctx.param('name')}"))
