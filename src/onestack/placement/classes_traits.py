@@ -24,8 +24,6 @@ from onestack.placement.models import (
     CUSTOM_RE,
     STANDARD_RESOURCE_CLASSES,
     STANDARD_TRAITS,
-    _gen_conflict,
-    expected_mismatch,
 )
 from onestack.placement.store import PlacementStore
 
@@ -175,30 +173,14 @@ class ClassTraitStore(PlacementStore):
         self._write(work)
 
     def get_provider_traits(self, uuid: str) -> tuple[int, list[str]]:
-        with self.db.reader() as s:
-            row = self._row(s, uuid)
-            traits = sorted(s.execute(select(ProviderTrait.trait).where(
-                ProviderTrait.resource_provider_id == row.id)).scalars())
-            return row.generation, traits
+        return self._members(uuid, ProviderTrait, "trait")
 
     def set_provider_traits(self, uuid: str, traits: Iterable[str],
                             generation: Any = ANY) -> tuple[int, list[str]]:
         """Replace the provider's traits (400 for unknown traits); returns
         ``(new_generation, traits)``."""
-        wanted = sorted(set(traits))
-
-        def work(s: Session) -> tuple[int, list[str]]:
-            row = self._row(s, uuid, lock=True)
-            self._check_traits(s, wanted)
-            if expected_mismatch(generation, row.generation):
-                raise _gen_conflict(row, generation)
-            s.execute(delete(ProviderTrait).where(ProviderTrait.resource_provider_id == row.id))
-            for t in wanted:
-                s.add(ProviderTrait(resource_provider_id=row.id, trait=t))
-            s.flush()
-            return self._bump(s, row), wanted
-
-        return self._write(work)
+        return self._replace_members(uuid, ProviderTrait, "trait", sorted(set(traits)),
+                                     generation, self._check_traits)
 
     def delete_provider_traits(self, uuid: str) -> int:
         def work(s: Session) -> int:

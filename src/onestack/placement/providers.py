@@ -25,9 +25,7 @@ from onestack.placement.models import (
     ANY,
     ProviderInfo,
     ProviderQuery,
-    _gen_conflict,
     _Snapshot,
-    expected_mismatch,
     traits_ok,
 )
 from onestack.placement.store import PlacementStore
@@ -222,26 +220,10 @@ class ProviderStore(PlacementStore):
         self._write(work)
     # ------------------------------------------------------------------ aggregates
     def get_aggregates(self, uuid: str) -> tuple[int, list[str]]:
-        with self.db.reader() as s:
-            row = self._row(s, uuid)
-            aggs = sorted(s.execute(select(ProviderAggregate.aggregate_uuid).where(
-                ProviderAggregate.resource_provider_id == row.id)).scalars())
-            return row.generation, aggs
+        return self._members(uuid, ProviderAggregate, "aggregate_uuid")
 
     def set_aggregates(self, uuid: str, aggregates: Iterable[str],
                        generation: Any = ANY) -> tuple[int, list[str]]:
         """Replace the provider's aggregate memberships; returns ``(generation, aggs)``."""
-        wanted = sorted(set(aggregates))
-
-        def work(s: Session) -> tuple[int, list[str]]:
-            row = self._row(s, uuid, lock=True)
-            if expected_mismatch(generation, row.generation):
-                raise _gen_conflict(row, generation)
-            s.execute(delete(ProviderAggregate).where(
-                ProviderAggregate.resource_provider_id == row.id))
-            for a in wanted:
-                s.add(ProviderAggregate(resource_provider_id=row.id, aggregate_uuid=a))
-            s.flush()
-            return self._bump(s, row), wanted
-
-        return self._write(work)
+        return self._replace_members(uuid, ProviderAggregate, "aggregate_uuid",
+                                     sorted(set(aggregates)), generation)

@@ -7,13 +7,19 @@ import time
 from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.placement import CustomResourceClass, CustomTrait, ResourceProvider
+from onestack.db.placement import (
+    CustomResourceClass,
+    CustomTrait,
+    ProviderAggregate,
+    ProviderTrait,
+    ResourceProvider,
+)
 from onestack.placement import errors
 from onestack.placement.models import (  # noqa: F401
     _STANDARD_RC,
@@ -149,6 +155,36 @@ class PlacementStore:
                 root_provider_uuid=names.get(r.root_provider_id or r.id, r.uuid),
                 created_at=r.created_at, updated_at=r.updated_at))
         return out
+
+    # ------------------------------------------------------------------ traits, aggregates
+    def _members(self, uuid: str, model: type[ProviderTrait | ProviderAggregate],
+                 field: str) -> tuple[int, list[str]]:
+        """``(generation, sorted values of model.field)`` of the provider ``uuid``: its
+        traits or its aggregates."""
+        with self.db.reader() as s:
+            row = self._row(s, uuid)
+            return row.generation, sorted(s.execute(select(getattr(model, field)).where(
+                model.resource_provider_id == row.id)).scalars())
+
+    def _replace_members(self, uuid: str, model: type[ProviderTrait | ProviderAggregate],
+                         field: str, wanted: list[str], generation: Any,
+                         check: Callable[[Session, list[str]], None] | None = None,
+                         ) -> tuple[int, list[str]]:
+        """Make ``wanted`` the provider's values of ``model.field`` (after ``check``, then a
+        409 when the provider is not at ``generation``); ``(new generation, wanted)``."""
+        def work(s: Session) -> tuple[int, list[str]]:
+            row = self._row(s, uuid, lock=True)
+            if check is not None:
+                check(s, wanted)
+            if expected_mismatch(generation, row.generation):
+                raise _gen_conflict(row, generation)
+            s.execute(delete(model).where(model.resource_provider_id == row.id))
+            for value in wanted:
+                s.add(model(resource_provider_id=row.id, **{field: value}))
+            s.flush()
+            return self._bump(s, row), wanted
+
+        return self._write(work)
 
     # ------------------------------------------------------------------ name checks
     def resource_class_exists(self, s: Session, name: str) -> bool:
