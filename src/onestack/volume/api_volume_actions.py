@@ -22,6 +22,7 @@ from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.manager import VOLUME_STATUSES
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _size, _text
+from onestack.volume.row_changes import without_key
 
 if TYPE_CHECKING:
     pass
@@ -94,9 +95,8 @@ class VolumeActionRoutes(VolumeHandler):
                           "volume_extension:volume_admin_actions:reset_status", reset)
             return Response(status_code=202)
         if action == "os-force_delete":
-            await req.run(self.m.begin_delete, req.ctx, vid, True, True)
-            self.api._later(self.m.finish_delete, vid)  # noqa: SLF001
-            return Response(status_code=202)
+            return await self.api.delete_later(req, self.m.begin_delete,
+                                               self.m.finish_delete, vid, True, True)
         if action == "os-reimage":
             return await self._reimage(req, vid, arg)
         if action == "os-volume_upload_image":
@@ -226,12 +226,9 @@ class VolumeActionRoutes(VolumeHandler):
                                  "key.")
 
             def change(v: Volume) -> None:
-                meta = dict(v.image_metadata or {})
-                if key not in meta:
-                    raise NotFound(f"Glance metadata for volume {v.id} cannot be found.")
-                del meta[key]
-                v.image_metadata = meta
-                out.update(meta)
+                v.image_metadata = without_key(
+                    v.image_metadata, key, f"Glance metadata for volume {v.id} cannot be found.")
+                out.update(v.image_metadata)
         await req.run(self.m.volume_action, req.ctx, vid,
                       "volume_extension:volume_image_metadata:set", change)
         return out

@@ -16,6 +16,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Group, GroupSnapshot, GroupType, Snapshot, Volume
 from onestack.volume.manager import VolumeManager
+from onestack.volume.row_changes import without_key
 
 DEFAULT_GROUP_TYPE = "default_group_type"
 
@@ -96,11 +97,8 @@ class Groups:
     def delete_spec(self, ref: str, key: str) -> None:
         def run(s: Session) -> None:
             gt = self._type(s, ref)
-            specs = dict(gt.group_specs or {})
-            if key not in specs:
-                raise NotFound(f"Group Type {ref} has no specs with key {key}.")
-            del specs[key]
-            gt.group_specs = specs
+            gt.group_specs = without_key(gt.group_specs, key,
+                                         f"Group Type {ref} has no specs with key {key}.")
         self.m._tx(run)  # noqa: SLF001
 
     # ------------------------------------------------------------------ groups

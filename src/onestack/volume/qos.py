@@ -14,6 +14,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import QosSpecs, VolumeType
 from onestack.volume.manager import VolumeManager
+from onestack.volume.row_changes import without_key
 
 CONSUMERS = ("back-end", "front-end", "both")
 
@@ -69,9 +70,7 @@ class Qos:
             q = self._get(s, qos_id)
             specs = dict(q.specs or {})
             for k in keys:
-                if k not in specs:
-                    raise NotFound(f"QoS spec {qos_id} has no key {k}.")
-                del specs[k]
+                specs = without_key(specs, k, f"QoS spec {qos_id} has no key {k}.")
             q.specs = specs
         self.m._tx(run)  # noqa: SLF001
 

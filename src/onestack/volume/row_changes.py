@@ -1,11 +1,37 @@
 """The changes an update makes to one volume or snapshot row: its name, description and
-metadata (the same fields on both)."""
+metadata (the same fields on both), and the policies that guard them for each kind."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from onestack.common.errors import NotFound
+from onestack.db.volume import Snapshot, Volume
+
+R = TypeVar("R", Volume, Snapshot)
+
+
+@dataclass(frozen=True)
+class RowKind(Generic[R]):
+    """A kind of row (volume or snapshot) whose name, description and metadata the API
+    changes the same way, with the policy each change needs."""
+
+    model: type[R]
+    #: The word faults name a row of this kind by ("Volume").
+    label: str
+    update_policy: str
+    get_metadata_policy: str
+    set_metadata_policy: str
+    delete_metadata_policy: str
+
+
+VOLUMES: RowKind[Volume] = RowKind(
+    Volume, "Volume", "volume:update", "volume:get_volume_metadata",
+    "volume:update_volume_metadata", "volume:delete_volume_metadata")
+SNAPSHOTS: RowKind[Snapshot] = RowKind(
+    Snapshot, "Snapshot", "volume:update_snapshot", "volume:get_snapshot_metadata",
+    "volume:update_snapshot_metadata", "volume:delete_snapshot_metadata")
 
 
 def _updated(row: Any, changes: dict[str, Any]) -> Any:
@@ -24,8 +50,15 @@ def _set_meta(row: Any, metadata: dict[str, str], replace: bool) -> dict[str, st
 
 
 def _drop_meta(row: Any, label: str, key: str) -> None:
-    meta = dict(row.metadata_ or {})
-    if key not in meta:
-        raise NotFound(f"{label} {row.id} has no metadata with key {key}.")
-    del meta[key]
-    row.metadata_ = meta
+    row.metadata_ = without_key(row.metadata_, key,
+                                f"{label} {row.id} has no metadata with key {key}.")
+
+
+def without_key(mapping: dict[str, str] | None, key: str, missing: str) -> dict[str, str]:
+    """A copy of ``mapping`` (metadata, specs) without ``key``; a 404 saying ``missing``
+    when it has no such key."""
+    out = dict(mapping or {})
+    if key not in out:
+        raise NotFound(missing)
+    del out[key]
+    return out

@@ -15,6 +15,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLar
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType, VolumeTypeEncryption
+from onestack.volume.row_changes import without_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -149,11 +150,8 @@ class TypesAndQuotasMixin:
             vt = s.get(VolumeType, type_id)
             if vt is None:
                 raise NotFound(f"Volume type {type_id} could not be found.")
-            specs = dict(vt.extra_specs or {})
-            if key not in specs:
-                raise NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
-            del specs[key]
-            vt.extra_specs = specs
+            vt.extra_specs = without_key(
+                vt.extra_specs, key, f"Volume Type {type_id} has no extra specs with key {key}.")
         self._tx(run)
 
     def set_type_access(self, type_id: str, project_id: str, add: bool) -> None:
