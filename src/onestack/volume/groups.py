@@ -17,6 +17,7 @@ from onestack.common.timeutils import utcnow
 from onestack.db.volume import Group, GroupSnapshot, GroupType, Snapshot, Volume
 from onestack.volume.manager import VolumeManager
 from onestack.volume.row_changes import without_key
+from onestack.volume.visibility import scoped, visible
 
 DEFAULT_GROUP_TYPE = "default_group_type"
 
@@ -103,17 +104,12 @@ class Groups:
 
     # ------------------------------------------------------------------ groups
     def _group(self, ctx: RequestContext, s: Session, group_id: str) -> Group:
-        g = s.get(Group, group_id)
-        if g is None or (not ctx.is_admin and g.project_id != ctx.project_id):
-            raise NotFound(f"Group {group_id} could not be found.")
-        return g
+        return visible(ctx, s.get(Group, group_id), "Group", group_id)
 
     def list(self, ctx: RequestContext, all_projects: bool) -> list[Group]:
         def run(s: Session) -> list[Group]:
-            q = select(Group).order_by(Group.created_at.desc())
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Group.project_id == (ctx.project_id or ""))
-            return list(s.scalars(q))
+            return list(s.scalars(scoped(select(Group).order_by(Group.created_at.desc()),
+                                         Group.project_id, ctx, all_projects)))
         return self.m._read(run)  # noqa: SLF001
 
     def get(self, ctx: RequestContext, group_id: str) -> tuple[Group, list[str]]:
@@ -197,16 +193,12 @@ class Groups:
 
     # ------------------------------------------------------------------ group snapshots
     def _gsnap(self, ctx: RequestContext, s: Session, gs_id: str) -> GroupSnapshot:
-        gs = s.get(GroupSnapshot, gs_id)
-        if gs is None or (not ctx.is_admin and gs.project_id != ctx.project_id):
-            raise NotFound(f"GroupSnapshot {gs_id} could not be found.")
-        return gs
+        return visible(ctx, s.get(GroupSnapshot, gs_id), "GroupSnapshot", gs_id)
 
     def list_snapshots(self, ctx: RequestContext, all_projects: bool) -> list[GroupSnapshot]:
         def run(s: Session) -> list[GroupSnapshot]:
-            q = select(GroupSnapshot).order_by(GroupSnapshot.created_at.desc())
-            if not (ctx.is_admin and all_projects):
-                q = q.where(GroupSnapshot.project_id == (ctx.project_id or ""))
+            q = scoped(select(GroupSnapshot).order_by(GroupSnapshot.created_at.desc()),
+                       GroupSnapshot.project_id, ctx, all_projects)
             return list(s.scalars(q))
         return self.m._read(run)  # noqa: SLF001
 

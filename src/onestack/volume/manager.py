@@ -38,6 +38,7 @@ from onestack.volume.row_changes import R, RowKind, _drop_meta, _set_meta, _upda
 from onestack.volume.scheduling import unmet
 from onestack.volume.snapshots import SnapshotsMixin
 from onestack.volume.types_quotas import TypesAndQuotasMixin
+from onestack.volume.visibility import scoped, visible
 from onestack.volume.volume_actions import VolumeActionsMixin
 
 LOG = logging.getLogger(__name__)
@@ -126,12 +127,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
         self.policy.enforce(action, ctx.policy_creds(),
                             {"project_id": project_id or "", "user_id": ctx.user_id or ""})
 
-    @staticmethod
-    def _visible(ctx: RequestContext, row: Volume | Snapshot | None, what: str,
-                 rid: str) -> Any:
-        if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
-            raise NotFound(f"{what} {rid} could not be found.")
-        return row
+    _visible = staticmethod(visible)
 
     # ------------------------------------------------------------------ changes of one row
     def _change(self, ctx: RequestContext, model: type[Any], label: str, rid: str,
@@ -173,11 +169,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
     def list_volumes(self, ctx: RequestContext, all_projects: bool = False,
                      project_id: str | None = None) -> list[Volume]:
         def run(s: Session) -> list[Volume]:
-            q = select(Volume)
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Volume.project_id == (ctx.project_id or ""))
-            elif project_id:
-                q = q.where(Volume.project_id == project_id)
+            q = scoped(select(Volume), Volume.project_id, ctx, all_projects, project_id)
             return list(s.scalars(q.order_by(Volume.created_at.desc(), Volume.id.desc())))
         return self._read(run)
 

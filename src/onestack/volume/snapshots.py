@@ -17,6 +17,7 @@ from onestack.common.errors import BadRequest
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume
 from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
+from onestack.volume.visibility import scoped
 
 LOG = logging.getLogger(__name__)
 
@@ -41,9 +42,7 @@ class SnapshotsMixin:
     # ------------------------------------------------------------------ lifecycle
     def list_snapshots(self, ctx: RequestContext, all_projects: bool = False) -> list[Snapshot]:
         def run(s: Session) -> list[Snapshot]:
-            q = select(Snapshot)
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Snapshot.project_id == (ctx.project_id or ""))
+            q = scoped(select(Snapshot), Snapshot.project_id, ctx, all_projects)
             return list(s.scalars(q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())))
         return self._read(run)
 
