@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,15 +103,21 @@ class ClassTraitStore(PlacementStore):
     def delete_resource_class(self, name: str) -> None:
         """Delete a custom class (409 while any provider has inventory of it)."""
         self._custom_only(name, "resource class")
+        self._delete_unused(
+            CustomResourceClass, name, f"No such resource class {name}.",
+            select(Inventory.resource_provider_id).where(Inventory.resource_class == name),
+            f"Unable to delete resource class {name}. Class is in use in inventory.")
 
+    def _delete_unused(self, model: type[CustomResourceClass | CustomTrait], name: str,
+                       missing: str, users: Select[tuple[int]], in_use: str) -> None:
+        """Delete the custom class or trait ``name``: 404 saying ``missing`` when there is
+        none, 409 saying ``in_use`` while the query ``users`` finds a provider of it."""
         def work(s: Session) -> None:
-            row = s.get(CustomResourceClass, name)
+            row = s.get(model, name)
             if row is None:
-                raise errors.not_found(f"No such resource class {name}.")
-            if s.execute(select(Inventory.resource_provider_id).where(
-                    Inventory.resource_class == name).limit(1)).first():
-                raise errors.conflict(f"Unable to delete resource class {name}. Class is in "
-                                      "use in inventory.")
+                raise errors.not_found(missing)
+            if s.execute(users.limit(1)).first():
+                raise errors.conflict(in_use)
             s.delete(row)
 
         self._write(work)
@@ -160,17 +166,10 @@ class ClassTraitStore(PlacementStore):
         """Delete a custom trait (400 for standard ones, 409 while a provider has it)."""
         if name in STANDARD_TRAITS:
             raise errors.bad_request(f"Cannot delete standard trait {name}.")
-
-        def work(s: Session) -> None:
-            row = s.get(CustomTrait, name)
-            if row is None:
-                raise errors.not_found(f"No such trait(s): {name}.")
-            if s.execute(select(ProviderTrait.resource_provider_id).where(
-                    ProviderTrait.trait == name).limit(1)).first():
-                raise errors.conflict(f"The trait {name} is in use by a resource provider.")
-            s.delete(row)
-
-        self._write(work)
+        self._delete_unused(
+            CustomTrait, name, f"No such trait(s): {name}.",
+            select(ProviderTrait.resource_provider_id).where(ProviderTrait.trait == name),
+            f"The trait {name} is in use by a resource provider.")
 
     def get_provider_traits(self, uuid: str) -> tuple[int, list[str]]:
         return self._members(uuid, ProviderTrait, "trait")
