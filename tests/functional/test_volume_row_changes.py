@@ -57,6 +57,8 @@ def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
             "code": 404, "message": f"{label} {rid} has no metadata with key c."}})
         assert _answer(c.get(f"{url}/metadata/c")) == (404, {"itemNotFound": {
             "code": 404, "message": f"{label} {rid} has no metadata with key c."}})
+        assert _answer(c.put(f"{url}/metadata/c", json={"meta": {"d": "4"}})) == (
+            400, {"badRequest": {"code": 400, "message": "Request body and URI mismatch"}})
         assert _answer(c.put(f"{url}/metadata", json={"metadata": {"z": "9"}})) == (
             200, {"metadata": {"z": "9"}})
         assert _answer(c.get(f"{url}/metadata")) == (200, {"metadata": {"z": "9"}})
@@ -85,6 +87,22 @@ def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
     assert _answer(c.get(specs)) == (200, {"extra_specs": {"y": "2"}})
     assert _answer(c.delete(f"{specs}/x")) == (404, {"itemNotFound": {
         "code": 404, "message": f"Volume Type {vt['id']} has no extra specs with key x."}})
+    assert _answer(c.get(f"{specs}/y")) == (200, {"y": "2"})
+    assert _answer(c.put(f"{specs}/y", json={"y": "3"})) == (200, {"y": "3"})
+    assert _answer(c.put(f"{specs}/y", json={"z": "3"})) == (400, {"badRequest": {
+        "code": 400, "message": "Request body and URI mismatch"}})
+    assert _answer(c.get(f"{specs}/x")) == (404, {"itemNotFound": {
+        "code": 404, "message": f"Volume Type {vt['id']} has no extra specs with key x."}})
+    assert _answer(c.get(f"{base}/types/{vt['id']}/encryption/provider")) == (
+        404, {"itemNotFound": {"code": 404, "message": f"Volume type encryption for type "
+                                                      f"{vt['id']} does not exist."}})
+    assert _answer(c.post(f"{base}/types", json={"volume_type": {"name": "rc-type"}})) == (
+        409, {"conflictingRequest": {"code": 409,
+                                     "message": "Volume Type rc-type already exists."}})
+    vt2 = c.post(f"{base}/types", json={"volume_type": {"name": "rc-type2"}}).json()
+    assert _answer(c.put(f"{base}/types/{vt2['volume_type']['id']}", json={
+        "volume_type": {"name": "rc-type"}})) == (409, {"conflictingRequest": {
+            "code": 409, "message": "Volume Type rc-type already exists."}})
     gt = c.post(f"{base}/group_types", json={"group_type": {
         "name": "rc-gt", "group_specs": {"g": "1", "h": "2"}}}).json()["group_type"]
     gspecs = f"{base}/group_types/{gt['id']}/group_specs"
@@ -92,9 +110,22 @@ def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
     assert _answer(c.get(gspecs)) == (200, {"group_specs": {"h": "2"}})
     assert _answer(c.delete(f"{gspecs}/g")) == (404, {"itemNotFound": {
         "code": 404, "message": f"Group Type {gt['id']} has no specs with key g."}})
+    assert _answer(c.get(f"{gspecs}/h")) == (200, {"h": "2"})
+    assert _answer(c.put(f"{gspecs}/h", json={"g": "3"})) == (400, {"badRequest": {
+        "code": 400, "message": "Request body and URI mismatch"}})
+    assert _answer(c.get(f"{gspecs}/g")) == (404, {"itemNotFound": {
+        "code": 404, "message": f"Group Type {gt['id']} has no specs with key g."}})
+    assert _answer(c.post(f"{base}/group_types", json={"group_type": {"name": "rc-gt"}})) == (
+        409, {"conflictingRequest": {"code": 409, "message": "Group Type rc-gt already exists."}})
+    gt2 = c.post(f"{base}/group_types", json={"group_type": {"name": "rc-gt2"}}).json()
+    assert _answer(c.put(f"{base}/group_types/{gt2['group_type']['id']}", json={
+        "group_type": {"name": "rc-gt"}})) == (409, {"conflictingRequest": {
+            "code": 409, "message": "Group Type rc-gt already exists."}})
     qos = c.post(f"{base}/qos-specs", json={"qos_specs": {
         "name": "rc-qos", "read_iops_sec": "10", "write_iops_sec": "20",
         "total_iops_sec": "30"}}).json()["qos_specs"]
+    assert _answer(c.post(f"{base}/qos-specs", json={"qos_specs": {"name": "rc-qos"}})) == (
+        409, {"conflictingRequest": {"code": 409, "message": "QoS Specs rc-qos already exists."}})
     keys = f"{base}/qos-specs/{qos['id']}/delete_keys"
     assert c.put(keys, json={"keys": ["read_iops_sec"]}).status_code == 202
     assert c.get(f"{base}/qos-specs/{qos['id']}").json()["qos_specs"]["specs"] == {

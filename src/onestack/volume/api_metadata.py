@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest
-from onestack.common.errors import BadRequest, NotFound
-from onestack.volume.params import _metadata, _obj
-from onestack.volume.row_changes import SNAPSHOTS, VOLUMES, RowKind
+from onestack.volume.params import _metadata, _obj, _one_item
+from onestack.volume.row_changes import SNAPSHOTS, VOLUMES, RowKind, only_key
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -61,14 +60,11 @@ class MetadataRoutes:
     async def item(self, req: ApiRequest) -> dict[str, Any]:
         meta = (await self.show(req))["metadata"]
         key = req.param("key")
-        if key not in meta:
-            raise NotFound(f"{self.kind.label} {req.param('id')} has no metadata with key {key}.")
-        return {"meta": {key: meta[key]}}
+        return {"meta": only_key(meta, key, f"{self.kind.label} {req.param('id')} has no "
+                                            f"metadata with key {key}.")}
 
     async def put_item(self, req: ApiRequest) -> dict[str, Any]:
-        meta = _metadata(_obj(await req.json(), "meta"), "meta")
-        if list(meta) != [req.param("key")]:
-            raise BadRequest("Request body and URI mismatch")
+        meta = _one_item(_obj(await req.json(), "meta"), req.param("key"), "meta")
         await self._set(req, meta, False)
         return {"meta": meta}
 

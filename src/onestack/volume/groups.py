@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import BadRequest, Conflict, NotFound
+from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Group, GroupSnapshot, GroupType, Snapshot, Volume
 from onestack.volume.manager import VolumeManager
-from onestack.volume.row_changes import without_key
+from onestack.volume.row_changes import check_name_free, without_key
 from onestack.volume.visibility import scoped, visible
 
 DEFAULT_GROUP_TYPE = "default_group_type"
@@ -56,8 +56,7 @@ class Groups:
     def create_type(self, name: str, description: str | None, is_public: bool,
                     specs: dict[str, str]) -> GroupType:
         def run(s: Session) -> GroupType:
-            if s.scalar(select(GroupType.id).where(GroupType.name == name)):
-                raise Conflict(f"Group Type {name} already exists.")
+            check_name_free(s, GroupType, name, "Group Type")
             gt = GroupType(id=str(uuid.uuid4()), name=name, description=description,
                            is_public=is_public, group_specs=dict(specs), created_at=utcnow())
             s.add(gt)
@@ -68,8 +67,7 @@ class Groups:
         def run(s: Session) -> GroupType:
             gt = self._type(s, ref)
             if "name" in changes and changes["name"] != gt.name:
-                if s.scalar(select(GroupType.id).where(GroupType.name == changes["name"])):
-                    raise Conflict(f"Group Type {changes['name']} already exists.")
+                check_name_free(s, GroupType, changes["name"], "Group Type")
                 gt.name = changes["name"]
             for key in ("description", "is_public"):
                 if key in changes:

@@ -58,6 +58,15 @@ def _metadata(value: Any, field: str = "metadata") -> dict[str, str]:
     return out
 
 
+def _one_item(value: Any, key: str, field: str) -> dict[str, str]:
+    """The body of a ``PUT …/{key}`` of metadata or specs: ``{key: value}`` for the URI's
+    own ``key`` (400 for anything else)."""
+    item = _metadata(value, field)
+    if list(item) != [key]:
+        raise BadRequest("Request body and URI mismatch")
+    return item
+
+
 def _bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value

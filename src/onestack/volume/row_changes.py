@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from onestack.common.errors import NotFound
-from onestack.db.volume import Snapshot, Volume
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from onestack.common.errors import Conflict, NotFound
+from onestack.db.volume import GroupType, QosSpecs, Snapshot, Volume, VolumeType
 
 R = TypeVar("R", Volume, Snapshot)
 
@@ -52,6 +55,21 @@ def _set_meta(row: Any, metadata: dict[str, str], replace: bool) -> dict[str, st
 def _drop_meta(row: Any, label: str, key: str) -> None:
     row.metadata_ = without_key(row.metadata_, key,
                                 f"{label} {row.id} has no metadata with key {key}.")
+
+
+def only_key(mapping: dict[str, Any], key: str, missing: str) -> dict[str, Any]:
+    """``{key: mapping[key]}`` (the ``GET …/{key}`` of metadata or specs); a 404 saying
+    ``missing`` when there is no such key."""
+    if key not in mapping:
+        raise NotFound(missing)
+    return {key: mapping[key]}
+
+
+def check_name_free(s: Session, model: type[VolumeType | GroupType | QosSpecs], name: str,
+                    label: str) -> None:
+    """409 ``{label} {name} already exists.`` when a ``model`` row has that name."""
+    if s.scalar(select(model.id).where(model.name == name)):
+        raise Conflict(f"{label} {name} already exists.")
 
 
 def without_key(mapping: dict[str, str] | None, key: str, missing: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLar
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType, VolumeTypeEncryption
-from onestack.volume.row_changes import without_key
+from onestack.volume.row_changes import check_name_free, without_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,8 +91,7 @@ class TypesAndQuotasMixin:
     def create_type(self, name: str, description: str | None, is_public: bool,
                     extra_specs: dict[str, str]) -> VolumeType:
         def run(s: Session) -> VolumeType:
-            if s.scalar(select(VolumeType.id).where(VolumeType.name == name)):
-                raise Conflict(f"Volume Type {name} already exists.")
+            check_name_free(s, VolumeType, name, "Volume Type")
             vt = VolumeType(id=str(uuid.uuid4()), name=name, description=description,
                             is_public=is_public, extra_specs=dict(extra_specs), projects=[],
                             created_at=utcnow())
@@ -108,8 +107,7 @@ class TypesAndQuotasMixin:
             if "name" in changes and changes["name"] != vt.name:
                 if vt.name == DEFAULT_TYPE:
                     raise BadRequest("The default volume type cannot be renamed.")
-                if s.scalar(select(VolumeType.id).where(VolumeType.name == changes["name"])):
-                    raise Conflict(f"Volume Type {changes['name']} already exists.")
+                check_name_free(s, VolumeType, changes["name"], "Volume Type")
                 vt.name = changes["name"]
             if "description" in changes:
                 vt.description = changes["description"]
