@@ -213,3 +213,17 @@ def test_images_and_boot_from_a_volume_snapshot(dash: tuple[RunningCloud, str]) 
         cloud.url("compute") + "/v2.1/servers/detail", headers=api).json()["servers"]
         if s["name"] == "from-snap" and s["status"] == "ACTIVE"], "the server", 60)[0]
     assert server["os-extended-volumes:volumes_attached"]
+    # Server actions from the detail page: one whose body takes a form value, one the
+    # API refuses, one the dashboard does not know.
+    action = f"/project/instances/{server['id']}/action"
+    r = c.post(action, data={"csrfmiddlewaretoken": token, "action": "snapshot",
+                             "name": "dash-snap"})
+    assert "Create snapshot: request accepted." in r.text
+    _wait_for(lambda: [i for i in httpx.get(cloud.url("image") + "/v2/images",
+                                            headers=api).json()["images"]
+                       if i["name"] == "dash-snap"], "the server snapshot")
+    r = c.post(action, data={"csrfmiddlewaretoken": token, "action": "resize",
+                             "flavor": "no-such-flavor"})
+    assert "flash error" in r.text
+    r = c.post(action, data={"csrfmiddlewaretoken": token, "action": "explode"})
+    assert "Unknown action" in r.text
