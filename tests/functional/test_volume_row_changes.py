@@ -79,6 +79,16 @@ def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
         404, {"itemNotFound": {"code": 404, "message":
                                f"Glance metadata for volume {vol['id']} cannot be found."}})
 
+    # An action body names exactly one action; connection actions need a connector.
+    for kind, rid in (("volume", vol["id"]), ("snapshot", snap["id"])):
+        assert _answer(c.post(f"{base}/{kind}s/{rid}/action", json={
+            "os-a": {}, "os-b": {}})) == (400, {"badRequest": {
+                "code": 400, "message": f"There is no such action: a {kind} action body "
+                                        "names exactly one action."}})
+    for name in ("os-initialize_connection", "os-terminate_connection"):
+        assert _answer(c.post(action, json={name: {}})) == (400, {"badRequest": {
+            "code": 400, "message": "Must specify 'connector'"}})
+
     # Specs of a volume type, a group type and QoS specs.
     vt = c.post(f"{base}/types", json={"volume_type": {
         "name": "rc-type", "extra_specs": {"x": "1", "y": "2"}}}).json()["volume_type"]

@@ -16,7 +16,7 @@ from onestack.volume import views
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
 from onestack.volume.microversion import version_of
-from onestack.volume.params import _bool, _metadata, _obj, _text, _updates
+from onestack.volume.params import _action_body, _bool, _metadata, _obj, _text, _updates
 from onestack.volume.row_changes import SNAPSHOTS
 
 if TYPE_CHECKING:
@@ -83,10 +83,7 @@ class SnapshotRoutes(VolumeHandler):
 
     @serves("POST", "/v3/snapshots/{id}/action")
     async def snapshot_action(self, req: ApiRequest) -> Response:
-        body = await req.json()
-        if not isinstance(body, dict) or len(body) != 1:
-            raise BadRequest("There is no such action: a snapshot action body names exactly "
-                             "one action.")
+        body = _action_body(await req.json(), "snapshot")
         sid = req.param("id")
         if "os-reset_status" in body:
             status = _obj(body, "os-reset_status").get("status")

@@ -21,7 +21,7 @@ from onestack.volume import reimage
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.manager import VOLUME_STATUSES
 from onestack.volume.microversion import version_of
-from onestack.volume.params import _bool, _metadata, _obj, _size, _text
+from onestack.volume.params import _action_body, _bool, _metadata, _obj, _size, _text
 from onestack.volume.row_changes import without_key
 
 if TYPE_CHECKING:
@@ -48,10 +48,7 @@ class VolumeActionRoutes(VolumeHandler):
 
     @serves("POST", "/v3/volumes/{id}/action")
     async def volume_action(self, req: ApiRequest) -> Response:
-        body = await req.json()
-        if not isinstance(body, dict) or len(body) != 1:
-            raise BadRequest("There is no such action: a volume action body names exactly "
-                             "one action.")
+        body = _action_body(await req.json(), "volume")
         (action, arg), = body.items()
         vid = req.param("id")
         if action == "os-extend":
@@ -124,24 +121,28 @@ class VolumeActionRoutes(VolumeHandler):
             await req.run(self.m.volume_action, req.ctx, vid, policy, make(args))
             return Response(status_code=202)
         if action == "os-initialize_connection":
-            v = await req.run(self.m.get_volume, req.ctx, vid)
-            req.enforce("volume_extension:volume_actions:initialize_connection",
-                        {"project_id": v.project_id})
-            if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
-                raise BadRequest("Must specify 'connector'")
+            v = await self._connector_volume(
+                req, vid, "volume_extension:volume_actions:initialize_connection", arg)
             if not v.provider_location:
                 raise BadRequest(f"Invalid volume: Volume {vid} has no data yet.")
             info = await req.run(self.m.driver.connection_info, v.provider_location, v.id)
             return FastJSON({"connection_info": info}, status_code=200)
         if action == "os-terminate_connection":
-            v = await req.run(self.m.get_volume, req.ctx, vid)
-            req.enforce("volume_extension:volume_actions:terminate_connection",
-                        {"project_id": v.project_id})
-            if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
-                raise BadRequest("Must specify 'connector'")
+            await self._connector_volume(
+                req, vid, "volume_extension:volume_actions:terminate_connection", arg)
             await req.run(self.api.guard_nova, req.ctx, vid, None)
             return Response(status_code=202)
         raise BadRequest(f"There is no such action: {action}")
+
+    async def _connector_volume(self, req: ApiRequest, vid: str, policy: str,
+                                arg: Any) -> Volume:
+        """The volume of ``os-initialize_connection`` / ``os-terminate_connection`` once
+        ``policy`` allows it and the body names a ``connector``."""
+        v = await req.run(self.m.get_volume, req.ctx, vid)
+        req.enforce(policy, {"project_id": v.project_id})
+        if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
+            raise BadRequest("Must specify 'connector'")
+        return v
 
     async def _reimage(self, req: ApiRequest, vid: str, args: Any) -> Response:
         """``os-reimage`` (3.68): the volume's data replaced by an image's disk."""

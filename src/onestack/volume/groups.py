@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest, NotFound
@@ -236,15 +236,17 @@ class Groups:
     def finish_snapshot(self, gs_id: str, snapshot_ids: list[str]) -> None:
         for sid in snapshot_ids:
             self.m.finish_snapshot(sid)
+        self._settle(GroupSnapshot, gs_id, Snapshot.status, Snapshot.group_snapshot_id)
 
-        def run(s: Session) -> None:
-            gs = s.get(GroupSnapshot, gs_id)
-            if gs is None:
-                return
-            states = {st for (st,) in s.execute(select(Snapshot.status).where(
-                Snapshot.group_snapshot_id == gs_id))}
-            gs.status = "error" if "error" in states else "available"
-        self.m._tx(run)  # noqa: SLF001
+    def _settle(self, model: type[Group | GroupSnapshot], rid: str,
+                member_status: InstrumentedAttribute[str],
+                member_of: InstrumentedAttribute[str | None]) -> None:
+        """The group or group snapshot ``rid`` once its members' storage work is done:
+        ``error`` if any member is, else ``available`` (nothing if it is gone)."""
+        def run(s: Session, row: Group | GroupSnapshot) -> None:
+            states = set(s.execute(select(member_status).where(member_of == rid)).scalars())
+            row.status = "error" if "error" in states else "available"
+        self.m._on_row(model, rid, run)  # noqa: SLF001
 
     def delete_snapshot(self, ctx: RequestContext, gs_id: str) -> list[str]:
         def run(s: Session) -> list[str]:
@@ -317,12 +319,4 @@ class Groups:
     def finish_from_source(self, group_id: str, volume_ids: list[str]) -> None:
         for vid in volume_ids:
             self.m.finish_create(vid)
-
-        def run(s: Session) -> None:
-            g = s.get(Group, group_id)
-            if g is None:
-                return
-            states = {st for (st,) in s.execute(select(Volume.status).where(
-                Volume.group_id == group_id))}
-            g.status = "error" if "error" in states else "available"
-        self.m._tx(run)  # noqa: SLF001
+        self._settle(Group, group_id, Volume.status, Volume.group_id)

@@ -58,6 +58,15 @@ def _metadata(value: Any, field: str = "metadata") -> dict[str, str]:
     return out
 
 
+def _action_body(body: Any, what: str) -> dict[str, Any]:
+    """A ``POST …/{id}/action`` body: an object naming exactly one action (400 otherwise;
+    ``what`` is "volume" or "snapshot")."""
+    if not isinstance(body, dict) or len(body) != 1:
+        raise BadRequest(f"There is no such action: a {what} action body names exactly one "
+                         "action.")
+    return body
+
+
 def _one_item(value: Any, key: str, field: str) -> dict[str, str]:
     """The body of a ``PUT …/{key}`` of metadata or specs: ``{key: value}`` for the URI's
     own ``key`` (400 for anything else)."""
