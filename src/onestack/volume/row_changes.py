@@ -1,5 +1,7 @@
 """The changes an update makes to one volume or snapshot row: its name, description and
-metadata (the same fields on both), and the policies that guard them for each kind."""
+metadata (the same fields on both), and the policies that guard them for each kind; and
+the key-by-key reads and removals of metadata and specs, and the free-name check of volume
+types, group types and QoS specs, that every kind of row shares."""
 
 from __future__ import annotations
 
