@@ -249,12 +249,26 @@ def test_names_and_custom_classes(database: Database) -> None:
     rp = m.ensure_provider(_uuid(), "custom")
     m.set_inventories(rp.uuid, {"CUSTOM_GOLD": 3})
     m.set_provider_traits(rp.uuid, ["CUSTOM_FAST"], ANY)
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as exc:
         m.delete_resource_class("CUSTOM_GOLD")
-    with pytest.raises(Conflict):
+    assert exc.value.message == ("Unable to delete resource class CUSTOM_GOLD. Class is in use "
+                                 "in inventory.")
+    with pytest.raises(Conflict) as exc:
         m.delete_trait("CUSTOM_FAST")
+    assert exc.value.message == "The trait CUSTOM_FAST is in use by a resource provider."
     with pytest.raises(APIError):
         m.set_provider_traits(rp.uuid, ["CUSTOM_UNKNOWN"])
+    # Unused, they go; a second delete is a 404.
+    m.set_provider_traits(rp.uuid, [], ANY)
+    m.delete_inventory(rp.uuid)
+    m.delete_trait("CUSTOM_FAST")
+    m.delete_resource_class("CUSTOM_GOLD")
+    with pytest.raises(NotFound) as missing:
+        m.delete_trait("CUSTOM_FAST")
+    assert missing.value.message == "No such trait(s): CUSTOM_FAST."
+    with pytest.raises(NotFound) as missing:
+        m.delete_resource_class("CUSTOM_GOLD")
+    assert missing.value.message == "No such resource class CUSTOM_GOLD."
 
 
 def test_claim_new_matches_claim(database: Database) -> None:

@@ -129,6 +129,14 @@ def test_pages_escape_and_refuse(dash: tuple[RunningCloud, str]) -> None:
     r = c.post("/project/networks/create", data={"csrfmiddlewaretoken": token,
                                                   "name": "bad-cidr", "cidr": "10.0.0.0/99"})
     assert r.status_code == 200 and "flash error" in r.text
+    r = c.post(f"/project/networks/{'0' * 32}/delete", data={"csrfmiddlewaretoken": token},
+               follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/project/networks/"
+    assert "flash error" in c.get("/project/networks/").text
+    # A change that works lands back on its page with its message.
+    r = c.post("/project/security_groups/create", data={"csrfmiddlewaretoken": token,
+                                                         "name": "dash-sg"})
+    assert r.status_code == 200 and "Security group created." in r.text
     # Ids that would step out of their resource are refused before any API call.
     assert c.get("/project/instances/status", params={"ids": "../os-keypairs"}).status_code \
         == 400
@@ -205,3 +213,17 @@ def test_images_and_boot_from_a_volume_snapshot(dash: tuple[RunningCloud, str]) 
         cloud.url("compute") + "/v2.1/servers/detail", headers=api).json()["servers"]
         if s["name"] == "from-snap" and s["status"] == "ACTIVE"], "the server", 60)[0]
     assert server["os-extended-volumes:volumes_attached"]
+    # Server actions from the detail page: one whose body takes a form value, one the
+    # API refuses, one the dashboard does not know.
+    action = f"/project/instances/{server['id']}/action"
+    r = c.post(action, data={"csrfmiddlewaretoken": token, "action": "snapshot",
+                             "name": "dash-snap"})
+    assert "Create snapshot: request accepted." in r.text
+    _wait_for(lambda: [i for i in httpx.get(cloud.url("image") + "/v2/images",
+                                            headers=api).json()["images"]
+                       if i["name"] == "dash-snap"], "the server snapshot")
+    r = c.post(action, data={"csrfmiddlewaretoken": token, "action": "resize",
+                             "flavor": "no-such-flavor"})
+    assert "flash error" in r.text
+    r = c.post(action, data={"csrfmiddlewaretoken": token, "action": "explode"})
+    assert "Unknown action" in r.text

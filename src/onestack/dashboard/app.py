@@ -85,6 +85,15 @@ class Ctx:
         self.session.flash("error", exc.message if isinstance(exc, ApiFailure) else exc)
         return RedirectResponse(url, status_code=303)
 
+    async def act(self, back: str, ok: str, change: Awaitable[object]) -> RedirectResponse:
+        """Await ``change`` (calls to the cloud's APIs), then back to the page ``back``
+        with the success message ``ok``, or with the API's failure."""
+        try:
+            await change
+        except ApiFailure as exc:
+            return self.fail(back, exc)
+        return self.redirect(back, ok=ok)
+
 
 class Dashboard:
     """The dashboard of one cloud (``settings``)."""

@@ -103,11 +103,8 @@ async def flavor_create(ctx: Ctx) -> Response:
 
 
 async def flavor_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("compute", f"/flavors/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/admin/flavors/", exc)
-    return ctx.redirect("/admin/flavors/", ok="Flavor deleted.")
+    return await ctx.act("/admin/flavors/", "Flavor deleted.",
+                         ctx.cloud.delete("compute", f"/flavors/{ctx.param('id')}"))
 
 
 async def services(ctx: Ctx) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -36,6 +37,13 @@ SIMPLE_ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "revert_resize": ("Revert resize", {"revertResize": None}),
 }
 #: The other actions' names, for messages.
+#: Server actions whose request body takes a value from the form: form value -> body maker.
+FORM_ACTIONS: dict[str, Callable[[Ctx, str], dict[str, Any]]] = {
+    "snapshot": lambda ctx, sid: {"createImage": {"name": ctx.field("name") or f"{sid}-snap"}},
+    "resize": lambda ctx, _sid: {"resize": {"flavorRef": ctx.field("flavor")}},
+    "rebuild": lambda ctx, _sid: {"rebuild": {"imageRef": ctx.field("image")}},
+    "rescue": lambda _ctx, _sid: {"rescue": None},
+}
 OTHER_ACTIONS = {"snapshot": "Create snapshot", "resize": "Resize", "rebuild": "Rebuild",
                  "rescue": "Rescue", "associate_fip": "Associate floating IP",
                  "attach_volume": "Attach volume", "attach_interface": "Attach interface"}
@@ -381,17 +389,9 @@ async def instance_action(ctx: Ctx) -> Response:
             return ctx.redirect("/project/instances/", ok="Deleting the instance.")
         if action in SIMPLE_ACTIONS:
             await ctx.cloud.post("compute", f"/servers/{sid}/action", SIMPLE_ACTIONS[action][1])
-        elif action == "snapshot":
+        elif action in FORM_ACTIONS:
             await ctx.cloud.post("compute", f"/servers/{sid}/action",
-                                 {"createImage": {"name": ctx.field("name") or f"{sid}-snap"}})
-        elif action == "resize":
-            await ctx.cloud.post("compute", f"/servers/{sid}/action",
-                                 {"resize": {"flavorRef": ctx.field("flavor")}})
-        elif action == "rebuild":
-            await ctx.cloud.post("compute", f"/servers/{sid}/action",
-                                 {"rebuild": {"imageRef": ctx.field("image")}})
-        elif action == "rescue":
-            await ctx.cloud.post("compute", f"/servers/{sid}/action", {"rescue": None})
+                                 FORM_ACTIONS[action](ctx, sid))
         elif action == "associate_fip":
             ports = (await ctx.cloud.get("network", "/v2.0/ports", device_id=sid))["ports"]
             if not ports:
@@ -460,8 +460,5 @@ async def keypair_download(ctx: Ctx) -> Response:
 
 
 async def keypair_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("compute", f"/os-keypairs/{ctx.param('name')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/key_pairs/", exc)
-    return ctx.redirect("/project/key_pairs/", ok="Key pair deleted.")
+    return await ctx.act("/project/key_pairs/", "Key pair deleted.",
+                         ctx.cloud.delete("compute", f"/os-keypairs/{ctx.param('name')}"))

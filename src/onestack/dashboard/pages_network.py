@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from onestack.dashboard.cloud import ApiFailure
 from onestack.dashboard.ui import Action, Field, Form, Row, Table, cell, status
 
 if TYPE_CHECKING:
@@ -70,7 +69,8 @@ async def networks(ctx: Ctx) -> Response:
 
 async def network_create(ctx: Ctx) -> Response:
     name = ctx.field("name")
-    try:
+
+    async def create() -> None:
         net = (await ctx.cloud.post("network", "/v2.0/networks",
                                     {"network": {"name": name}}))["network"]
         if ctx.field("cidr"):
@@ -83,17 +83,12 @@ async def network_create(ctx: Ctx) -> Response:
                 subnet["dns_nameservers"] = [d.strip() for d in ctx.field("dns").split(",")
                                              if d.strip()]
             await ctx.cloud.post("network", "/v2.0/subnets", {"subnet": subnet})
-    except ApiFailure as exc:
-        return ctx.fail("/project/networks/", exc)
-    return ctx.redirect("/project/networks/", ok=f"Network {name} created.")
+    return await ctx.act("/project/networks/", f"Network {name} created.", create())
 
 
 async def network_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("network", f"/v2.0/networks/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/networks/", exc)
-    return ctx.redirect("/project/networks/", ok="Network deleted.")
+    return await ctx.act("/project/networks/", "Network deleted.", ctx.cloud.delete(
+        "network", f"/v2.0/networks/{ctx.param('id')}"))
 
 
 # ---------------------------------------------------------------------- routers
@@ -135,34 +130,27 @@ async def router_create(ctx: Ctx) -> Response:
     body: dict[str, Any] = {"name": ctx.field("name")}
     if ctx.field("external_network"):
         body["external_gateway_info"] = {"network_id": ctx.field("external_network")}
-    try:
-        await ctx.cloud.post("network", "/v2.0/routers", {"router": body})
-    except ApiFailure as exc:
-        return ctx.fail("/project/routers/", exc)
-    return ctx.redirect("/project/routers/", ok=f"Router {body['name']} created.")
+    return await ctx.act("/project/routers/", f"Router {body['name']} created.",
+                         ctx.cloud.post("network", "/v2.0/routers", {"router": body}))
 
 
 async def router_interface(ctx: Ctx) -> Response:
     router = ctx.field("router") if ctx.param("id") == "_" else ctx.param("id")
-    try:
-        await ctx.cloud.put("network", f"/v2.0/routers/{router}/add_router_interface",
-                            {"subnet_id": ctx.field("subnet")})
-    except ApiFailure as exc:
-        return ctx.fail("/project/routers/", exc)
-    return ctx.redirect("/project/routers/", ok="Interface added.")
+    return await ctx.act("/project/routers/", "Interface added.", ctx.cloud.put(
+        "network", f"/v2.0/routers/{router}/add_router_interface",
+        {"subnet_id": ctx.field("subnet")}))
 
 
 async def router_delete(ctx: Ctx) -> Response:
     rid = ctx.param("id")
-    try:
+
+    async def delete() -> None:
         for port in await _net(ctx, "/v2.0/ports", "ports", device_id=rid,
                                device_owner="network:router_interface"):
             await ctx.cloud.put("network", f"/v2.0/routers/{rid}/remove_router_interface",
                                 {"port_id": port["id"]})
         await ctx.cloud.delete("network", f"/v2.0/routers/{rid}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/routers/", exc)
-    return ctx.redirect("/project/routers/", ok="Router deleted.")
+    return await ctx.act("/project/routers/", "Router deleted.", delete())
 
 
 # ---------------------------------------------------------------------- security groups
@@ -207,12 +195,10 @@ def _ports(rule: dict[str, Any]) -> str:
 
 
 async def group_create(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.post("network", "/v2.0/security-groups", {"security_group": {
-            "name": ctx.field("name"), "description": ctx.field("description")}})
-    except ApiFailure as exc:
-        return ctx.fail("/project/security_groups/", exc)
-    return ctx.redirect("/project/security_groups/", ok="Security group created.")
+    return await ctx.act("/project/security_groups/", "Security group created.",
+                         ctx.cloud.post("network", "/v2.0/security-groups", {"security_group": {
+                             "name": ctx.field("name"),
+                             "description": ctx.field("description")}}))
 
 
 async def rule_create(ctx: Ctx) -> Response:
@@ -229,28 +215,19 @@ async def rule_create(ctx: Ctx) -> Response:
             return ctx.fail("/project/security_groups/", "Ports are numbers, as 22 or 80-90.")
     if ctx.field("remote_ip_prefix"):
         rule["remote_ip_prefix"] = ctx.field("remote_ip_prefix")
-    try:
-        await ctx.cloud.post("network", "/v2.0/security-group-rules",
-                             {"security_group_rule": rule})
-    except ApiFailure as exc:
-        return ctx.fail("/project/security_groups/", exc)
-    return ctx.redirect("/project/security_groups/", ok="Rule added.")
+    return await ctx.act("/project/security_groups/", "Rule added.", ctx.cloud.post(
+        "network", "/v2.0/security-group-rules", {"security_group_rule": rule}))
 
 
 async def rule_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("network", f"/v2.0/security-group-rules/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/security_groups/", exc)
-    return ctx.redirect("/project/security_groups/", ok="Rule deleted.")
+    return await ctx.act("/project/security_groups/", "Rule deleted.", ctx.cloud.delete(
+        "network", f"/v2.0/security-group-rules/{ctx.param('id')}"))
 
 
 async def group_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("network", f"/v2.0/security-groups/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/security_groups/", exc)
-    return ctx.redirect("/project/security_groups/", ok="Security group deleted.")
+    return await ctx.act("/project/security_groups/", "Security group deleted.",
+                         ctx.cloud.delete("network",
+                                          f"/v2.0/security-groups/{ctx.param('id')}"))
 
 
 # ---------------------------------------------------------------------- floating IPs
@@ -276,29 +253,20 @@ async def floating_ips(ctx: Ctx) -> Response:
 
 
 async def fip_allocate(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.post("network", "/v2.0/floatingips",
-                             {"floatingip": {"floating_network_id": ctx.field("pool")}})
-    except ApiFailure as exc:
-        return ctx.fail("/project/floating_ips/", exc)
-    return ctx.redirect("/project/floating_ips/", ok="Floating IP allocated.")
+    return await ctx.act("/project/floating_ips/", "Floating IP allocated.", ctx.cloud.post(
+        "network", "/v2.0/floatingips",
+        {"floatingip": {"floating_network_id": ctx.field("pool")}}))
 
 
 async def fip_release(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("network", f"/v2.0/floatingips/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/floating_ips/", exc)
-    return ctx.redirect("/project/floating_ips/", ok="Floating IP released.")
+    return await ctx.act("/project/floating_ips/", "Floating IP released.", ctx.cloud.delete(
+        "network", f"/v2.0/floatingips/{ctx.param('id')}"))
 
 
 async def fip_disassociate(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.put("network", f"/v2.0/floatingips/{ctx.param('id')}",
-                            {"floatingip": {"port_id": None}})
-    except ApiFailure as exc:
-        return ctx.fail("/project/floating_ips/", exc)
-    return ctx.redirect("/project/floating_ips/", ok="Floating IP disassociated.")
+    return await ctx.act("/project/floating_ips/", "Floating IP disassociated.",
+                         ctx.cloud.put("network", f"/v2.0/floatingips/{ctx.param('id')}",
+                                       {"floatingip": {"port_id": None}}))
 
 
 # ---------------------------------------------------------------------- topology

@@ -121,35 +121,27 @@ async def image_update(ctx: Ctx) -> Response:
                       "value": ctx.field("visibility")})
     if ctx.field("name"):
         patch.append({"op": "replace", "path": "/name", "value": ctx.field("name")})
-    try:
-        await ctx.cloud.request(
-            "PATCH", "image", f"/v2/images/{image}", json=patch,
-            headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
-    except ApiFailure as exc:
-        return ctx.fail("/project/images/", exc)
-    return ctx.redirect("/project/images/", ok="Image updated.")
+    return await ctx.act("/project/images/", "Image updated.", ctx.cloud.request(
+        "PATCH", "image", f"/v2/images/{image}", json=patch,
+        headers={"Content-Type": "application/openstack-images-v2.1-json-patch"}))
 
 
 async def image_share(ctx: Ctx) -> Response:
     image = ctx.field("image") if ctx.param("id") == "_" else ctx.param("id")
-    try:
+
+    async def share() -> None:
         await ctx.cloud.request(
             "PATCH", "image", f"/v2/images/{image}",
             json=[{"op": "replace", "path": "/visibility", "value": "shared"}],
             headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
         await ctx.cloud.post("image", f"/v2/images/{image}/members",
                              {"member": ctx.field("project")})
-    except ApiFailure as exc:
-        return ctx.fail("/project/images/", exc)
-    return ctx.redirect("/project/images/", ok="Image shared.")
+    return await ctx.act("/project/images/", "Image shared.", share())
 
 
 async def image_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("image", f"/v2/images/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/images/", exc)
-    return ctx.redirect("/project/images/", ok="Image deleted.")
+    return await ctx.act("/project/images/", "Image deleted.",
+                         ctx.cloud.delete("image", f"/v2/images/{ctx.param('id')}"))
 
 
 # ---------------------------------------------------------------------- volumes
@@ -203,34 +195,22 @@ async def volume_create(ctx: Ctx) -> Response:
         body["imageRef"] = ctx.field("image")
     if ctx.field("description"):
         body["description"] = ctx.field("description")
-    try:
-        await ctx.cloud.post("block-storage", "/volumes", {"volume": body})
-    except ApiFailure as exc:
-        return ctx.fail("/project/volumes/", exc)
-    return ctx.redirect("/project/volumes/", ok=f"Creating volume {body['name']}.")
+    return await ctx.act("/project/volumes/", f"Creating volume {body['name']}.",
+                         ctx.cloud.post("block-storage", "/volumes", {"volume": body}))
 
 
 async def volume_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("block-storage", f"/volumes/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/volumes/", exc)
-    return ctx.redirect("/project/volumes/", ok="Deleting the volume.")
+    return await ctx.act("/project/volumes/", "Deleting the volume.",
+                         ctx.cloud.delete("block-storage", f"/volumes/{ctx.param('id')}"))
 
 
 async def volume_snapshot(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.post("block-storage", "/snapshots", {"snapshot": {
+    return await ctx.act("/project/volumes/", "Creating a snapshot.", ctx.cloud.post(
+        "block-storage", "/snapshots", {"snapshot": {
             "volume_id": ctx.param("id"), "name": ctx.field("name") or None,
-            "force": True}})
-    except ApiFailure as exc:
-        return ctx.fail("/project/volumes/", exc)
-    return ctx.redirect("/project/volumes/", ok="Creating a snapshot.")
+            "force": True}}))
 
 
 async def snapshot_delete(ctx: Ctx) -> Response:
-    try:
-        await ctx.cloud.delete("block-storage", f"/snapshots/{ctx.param('id')}")
-    except ApiFailure as exc:
-        return ctx.fail("/project/volumes/", exc)
-    return ctx.redirect("/project/volumes/", ok="Deleting the snapshot.")
+    return await ctx.act("/project/volumes/", "Deleting the snapshot.",
+                         ctx.cloud.delete("block-storage", f"/snapshots/{ctx.param('id')}"))

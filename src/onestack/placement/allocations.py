@@ -3,13 +3,12 @@ between consumers. Part of ``PlacementManager`` (``AllocationStore``)."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from onestack.common.timeutils import utcnow
@@ -24,7 +23,6 @@ from onestack.placement.models import (
     _check_units,
     _Fallback,
     _no_inventory,
-    _retryable,
     is_uuid,
 )
 from onestack.placement.store import PlacementStore
@@ -218,7 +216,9 @@ class AllocationStore(PlacementStore):
         rp, inv_t, alloc_t = (ResourceProvider.__table__, Inventory.__table__,
                               Allocation.__table__)
         classes = sorted(resources)
-        for attempt in range(self.RETRIES):
+
+        def attempt() -> bool:
+            """The claim in one Core transaction; False when ``claim`` must make it."""
             try:
                 with self.db.connect() as c:
                     prov = c.execute(select(rp.c.id, rp.c.generation).where(
@@ -259,18 +259,14 @@ class AllocationStore(PlacementStore):
                         raise errors.concurrent_update(
                             f"resource provider {provider_uuid} was changed concurrently; "
                             "please retry.")
-                    return 1
+                    return True
             except (_Fallback, IntegrityError):
                 # No such provider, or the consumer exists (its insert failed and rolled
                 # everything back): the general path replaces or reports it.
-                return self.claim(consumer_id, {provider_uuid: resources}, project_id,
-                                  user_id)
-            except DBAPIError as exc:
-                if attempt + 1 < self.RETRIES and _retryable(exc):
-                    time.sleep(0.005 * (2 ** attempt))
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                return False
+        if self._retrying(attempt):
+            return 1
+        return self.claim(consumer_id, {provider_uuid: resources}, project_id, user_id)
 
     def delete_allocations(self, consumer_id: str) -> None:
         """Remove everything ``consumer_id`` holds (404 if it holds nothing)."""
@@ -288,15 +284,10 @@ class AllocationStore(PlacementStore):
         """In-process helper: like ``delete_allocations`` but False instead of 404 (two
         Core statements)."""
         alloc_t, cons_t = Allocation.__table__, Consumer.__table__
-        for attempt in range(self.RETRIES):
-            try:
-                with self.db.connect() as c:
-                    n = c.execute(delete(alloc_t).where(alloc_t.c.consumer_id == consumer_id))
-                    c.execute(delete(cons_t).where(cons_t.c.uuid == consumer_id))
-                    return bool(n.rowcount)
-            except DBAPIError as exc:
-                if attempt + 1 < self.RETRIES and _retryable(exc):
-                    time.sleep(0.005 * (2 ** attempt))
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt() -> bool:
+            with self.db.connect() as c:
+                n = c.execute(delete(alloc_t).where(alloc_t.c.consumer_id == consumer_id))
+                c.execute(delete(cons_t).where(cons_t.c.uuid == consumer_id))
+                return bool(n.rowcount)
+        return self._retrying(attempt)

@@ -89,6 +89,13 @@ def _norm_uuid(value: str) -> str:
 
 _SUFFIX_13 = re.compile(r"^[1-9][0-9]*$")
 _SUFFIX_33 = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+#: Query parameters of ``GET /allocation_candidates``: (name, first microversion, whether
+#: a request group may carry it with a suffix, as ``resources1``).
+_CANDIDATE_PARAMS: tuple[tuple[str, Version, bool], ...] = (
+    ("resources", (1, 0), True), ("limit", (1, 16), False), ("required", (1, 17), True),
+    ("member_of", (1, 21), True), ("group_policy", (1, 25), False),
+    ("in_tree", (1, 31), True), ("root_required", (1, 35), False),
+    ("same_subtree", (1, 36), False))
 
 
 class _Query:
@@ -643,25 +650,9 @@ class PlacementAPI:
 
     def _parse_candidates(self, req: ApiRequest, v: Version,
                           ) -> tuple[list[RequestGroup], dict[str, Any]]:
-        allowed = {"resources"}
-        base_keys = ["resources"]
-        if v >= (1, 16):
-            allowed.add("limit")
-        if v >= (1, 17):
-            allowed.add("required")
-            base_keys.append("required")
-        if v >= (1, 21):
-            allowed.add("member_of")
-            base_keys.append("member_of")
-        if v >= (1, 25):
-            allowed.add("group_policy")
-        if v >= (1, 31):
-            allowed.add("in_tree")
-            base_keys.append("in_tree")
-        if v >= (1, 35):
-            allowed.add("root_required")
-        if v >= (1, 36):
-            allowed.add("same_subtree")
+        known = [(name, group) for name, since, group in _CANDIDATE_PARAMS if v >= since]
+        allowed = {name for name, _ in known}
+        base_keys = [name for name, group in known if group]
         suffix_re = _SUFFIX_33 if v >= (1, 33) else _SUFFIX_13
 
         def granular(key: str) -> bool:

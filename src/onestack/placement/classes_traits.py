@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,8 +24,6 @@ from onestack.placement.models import (
     CUSTOM_RE,
     STANDARD_RESOURCE_CLASSES,
     STANDARD_TRAITS,
-    _gen_conflict,
-    expected_mismatch,
 )
 from onestack.placement.store import PlacementStore
 
@@ -105,15 +103,21 @@ class ClassTraitStore(PlacementStore):
     def delete_resource_class(self, name: str) -> None:
         """Delete a custom class (409 while any provider has inventory of it)."""
         self._custom_only(name, "resource class")
+        self._delete_unused(
+            CustomResourceClass, name, f"No such resource class {name}.",
+            select(Inventory.resource_provider_id).where(Inventory.resource_class == name),
+            f"Unable to delete resource class {name}. Class is in use in inventory.")
 
+    def _delete_unused(self, model: type[CustomResourceClass | CustomTrait], name: str,
+                       missing: str, users: Select[tuple[int]], in_use: str) -> None:
+        """Delete the custom class or trait ``name``: 404 saying ``missing`` when there is
+        none, 409 saying ``in_use`` while the query ``users`` finds a provider of it."""
         def work(s: Session) -> None:
-            row = s.get(CustomResourceClass, name)
+            row = s.get(model, name)
             if row is None:
-                raise errors.not_found(f"No such resource class {name}.")
-            if s.execute(select(Inventory.resource_provider_id).where(
-                    Inventory.resource_class == name).limit(1)).first():
-                raise errors.conflict(f"Unable to delete resource class {name}. Class is in "
-                                      "use in inventory.")
+                raise errors.not_found(missing)
+            if s.execute(users.limit(1)).first():
+                raise errors.conflict(in_use)
             s.delete(row)
 
         self._write(work)
@@ -162,43 +166,20 @@ class ClassTraitStore(PlacementStore):
         """Delete a custom trait (400 for standard ones, 409 while a provider has it)."""
         if name in STANDARD_TRAITS:
             raise errors.bad_request(f"Cannot delete standard trait {name}.")
-
-        def work(s: Session) -> None:
-            row = s.get(CustomTrait, name)
-            if row is None:
-                raise errors.not_found(f"No such trait(s): {name}.")
-            if s.execute(select(ProviderTrait.resource_provider_id).where(
-                    ProviderTrait.trait == name).limit(1)).first():
-                raise errors.conflict(f"The trait {name} is in use by a resource provider.")
-            s.delete(row)
-
-        self._write(work)
+        self._delete_unused(
+            CustomTrait, name, f"No such trait(s): {name}.",
+            select(ProviderTrait.resource_provider_id).where(ProviderTrait.trait == name),
+            f"The trait {name} is in use by a resource provider.")
 
     def get_provider_traits(self, uuid: str) -> tuple[int, list[str]]:
-        with self.db.reader() as s:
-            row = self._row(s, uuid)
-            traits = sorted(s.execute(select(ProviderTrait.trait).where(
-                ProviderTrait.resource_provider_id == row.id)).scalars())
-            return row.generation, traits
+        return self._members(uuid, ProviderTrait, "trait")
 
     def set_provider_traits(self, uuid: str, traits: Iterable[str],
                             generation: Any = ANY) -> tuple[int, list[str]]:
         """Replace the provider's traits (400 for unknown traits); returns
         ``(new_generation, traits)``."""
-        wanted = sorted(set(traits))
-
-        def work(s: Session) -> tuple[int, list[str]]:
-            row = self._row(s, uuid, lock=True)
-            self._check_traits(s, wanted)
-            if expected_mismatch(generation, row.generation):
-                raise _gen_conflict(row, generation)
-            s.execute(delete(ProviderTrait).where(ProviderTrait.resource_provider_id == row.id))
-            for t in wanted:
-                s.add(ProviderTrait(resource_provider_id=row.id, trait=t))
-            s.flush()
-            return self._bump(s, row), wanted
-
-        return self._write(work)
+        return self._replace_members(uuid, ProviderTrait, "trait", sorted(set(traits)),
+                                     generation, self._check_traits)
 
     def delete_provider_traits(self, uuid: str) -> int:
         def work(s: Session) -> int:

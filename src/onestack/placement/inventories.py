@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from onestack.common.timeutils import utcnow
-from onestack.db.placement import Allocation, Consumer, Inventory
+from onestack.db.placement import Allocation, Consumer, Inventory, ResourceProvider
 from onestack.placement import errors
 from onestack.placement.models import (
     ANY,
@@ -32,6 +33,19 @@ class InventoryStore(PlacementStore):
         return {"total": inv.total, "reserved": inv.reserved, "min_unit": inv.min_unit,
                 "max_unit": inv.max_unit, "step_size": inv.step_size,
                 "allocation_ratio": float(inv.allocation_ratio)}
+
+    @staticmethod
+    def _store_inventory(s: Session, row: ResourceProvider, rc: str, inv: Inventory | None,
+                         rec: Mapping[str, Any], now: datetime) -> None:
+        """Store ``rec`` as the provider's ``rc`` inventory: a new record, or ``inv`` (the
+        current one) updated."""
+        if inv is None:
+            s.add(Inventory(resource_provider_id=row.id, resource_class=rc,
+                            updated_at=now, **rec))
+            return
+        for k, v in rec.items():
+            setattr(inv, k, v)
+        inv.updated_at = now
 
     def get_inventories(self, uuid: str) -> tuple[int, dict[str, dict[str, Any]]]:
         """``(provider_generation, {resource_class: {total, reserved, ...}})``."""
@@ -98,14 +112,7 @@ class InventoryStore(PlacementStore):
                                                   Inventory.resource_class.in_(gone)))
             now = utcnow()
             for rc, rec in recs.items():
-                inv = existing.get(rc)
-                if inv is None:
-                    s.add(Inventory(resource_provider_id=row.id, resource_class=rc,
-                                    updated_at=now, **rec))
-                else:
-                    for k, v in rec.items():
-                        setattr(inv, k, v)
-                    inv.updated_at = now
+                self._store_inventory(s, row, rc, existing.get(rc), rec, now)
             s.flush()
             gen = self._bump(s, row)
             return gen, {rc: dict(recs[rc]) for rc in sorted(recs)}
@@ -136,14 +143,7 @@ class InventoryStore(PlacementStore):
             if create_only and inv is not None:
                 raise errors.conflict(f"Update conflict: Inventory for {rc} on resource "
                                       f"provider {uuid} already exists.")
-            now = utcnow()
-            if inv is None:
-                s.add(Inventory(resource_provider_id=row.id, resource_class=rc,
-                                updated_at=now, **rec))
-            else:
-                for k, v in rec.items():
-                    setattr(inv, k, v)
-                inv.updated_at = now
+            self._store_inventory(s, row, rc, inv, rec, utcnow())
             s.flush()
             return self._bump(s, row), rec
 

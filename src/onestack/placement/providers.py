@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from onestack.common.errors import APIError
@@ -26,9 +25,7 @@ from onestack.placement.models import (
     ANY,
     ProviderInfo,
     ProviderQuery,
-    _gen_conflict,
     _Snapshot,
-    expected_mismatch,
     traits_ok,
 )
 from onestack.placement.store import PlacementStore
@@ -73,11 +70,8 @@ class ProviderStore(PlacementStore):
                 s.flush()
             return self._info(s, [row])[0]
 
-        try:
-            return self._write(work)
-        except IntegrityError as exc:
-            raise errors.conflict(f"Conflicting resource provider {name} / {rp_uuid}: "
-                                  "already exists.", errors.DUPLICATE_NAME) from exc
+        return self._write_unique(work, f"Conflicting resource provider {name} / {rp_uuid}: "
+                                        "already exists.")
 
     def ensure_provider(self, uuid: str, name: str,
                         parent_provider_uuid: str | None = None) -> ProviderInfo:
@@ -151,12 +145,13 @@ class ProviderStore(PlacementStore):
         (microversion < 1.37) a parent may only be set on a provider that has none.
         """
 
+        duplicate = f"Conflicting resource provider name: {name} already exists."
+
         def work(s: Session) -> ProviderInfo:
             row = self._row(s, uuid, lock=True)
             if name != row.name and s.execute(select(ResourceProvider.id).where(
                     ResourceProvider.name == name)).first():
-                raise errors.conflict(f"Conflicting resource provider name: {name} already "
-                                      "exists.", errors.DUPLICATE_NAME)
+                raise errors.conflict(duplicate, errors.DUPLICATE_NAME)
             row.name = name
             if parent_provider_uuid is not ANY:
                 self._reparent(s, row, parent_provider_uuid, allow_reparent)
@@ -164,11 +159,7 @@ class ProviderStore(PlacementStore):
             s.flush()
             return self._info(s, [row])[0]
 
-        try:
-            return self._write(work)
-        except IntegrityError as exc:
-            raise errors.conflict(f"Conflicting resource provider name: {name} already "
-                                  "exists.", errors.DUPLICATE_NAME) from exc
+        return self._write_unique(work, duplicate)
 
     def _reparent(self, s: Session, row: ResourceProvider, parent_uuid: str | None,
                   allow: bool) -> None:
@@ -229,26 +220,10 @@ class ProviderStore(PlacementStore):
         self._write(work)
     # ------------------------------------------------------------------ aggregates
     def get_aggregates(self, uuid: str) -> tuple[int, list[str]]:
-        with self.db.reader() as s:
-            row = self._row(s, uuid)
-            aggs = sorted(s.execute(select(ProviderAggregate.aggregate_uuid).where(
-                ProviderAggregate.resource_provider_id == row.id)).scalars())
-            return row.generation, aggs
+        return self._members(uuid, ProviderAggregate, "aggregate_uuid")
 
     def set_aggregates(self, uuid: str, aggregates: Iterable[str],
                        generation: Any = ANY) -> tuple[int, list[str]]:
         """Replace the provider's aggregate memberships; returns ``(generation, aggs)``."""
-        wanted = sorted(set(aggregates))
-
-        def work(s: Session) -> tuple[int, list[str]]:
-            row = self._row(s, uuid, lock=True)
-            if expected_mismatch(generation, row.generation):
-                raise _gen_conflict(row, generation)
-            s.execute(delete(ProviderAggregate).where(
-                ProviderAggregate.resource_provider_id == row.id))
-            for a in wanted:
-                s.add(ProviderAggregate(resource_provider_id=row.id, aggregate_uuid=a))
-            s.flush()
-            return self._bump(s, row), wanted
-
-        return self._write(work)
+        return self._replace_members(uuid, ProviderAggregate, "aggregate_uuid",
+                                     sorted(set(aggregates)), generation)

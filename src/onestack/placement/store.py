@@ -4,16 +4,22 @@ generation bumps, row locks, and the checks of resource class and trait names.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from onestack.common.timeutils import utcnow
 from onestack.db.engine import Database
-from onestack.db.placement import CustomResourceClass, CustomTrait, ResourceProvider
+from onestack.db.placement import (
+    CustomResourceClass,
+    CustomTrait,
+    ProviderAggregate,
+    ProviderTrait,
+    ResourceProvider,
+)
 from onestack.placement import errors
 from onestack.placement.models import (  # noqa: F401
     _STANDARD_RC,
@@ -64,15 +70,30 @@ class PlacementStore:
     # ------------------------------------------------------------------ plumbing
     def _write(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in one write transaction, retrying on deadlocks/lock timeouts."""
-        for attempt in range(self.RETRIES):
+        def attempt() -> T:
+            with self.db.transaction() as s:
+                return fn(s)
+        return self._retrying(attempt)
+
+    def _write_unique(self, fn: Callable[[Session], T], duplicate: str) -> T:
+        """``_write(fn)``; a unique-constraint race (another writer took the name first)
+        answers 409 ``placement.duplicate_name`` saying ``duplicate``."""
+        try:
+            return self._write(fn)
+        except IntegrityError as exc:
+            raise errors.conflict(duplicate, errors.DUPLICATE_NAME) from exc
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """``attempt()`` (one transaction), run again after a deadlock or lock timeout, up to
+        ``RETRIES`` times with a growing pause; an integrity error is never retried."""
+        for n in range(self.RETRIES):
             try:
-                with self.db.transaction() as s:
-                    return fn(s)
+                return attempt()
             except IntegrityError:
                 raise
             except DBAPIError as exc:
-                if attempt + 1 < self.RETRIES and _retryable(exc):
-                    time.sleep(0.005 * (2 ** attempt))
+                if n + 1 < self.RETRIES and _retryable(exc):
+                    time.sleep(0.005 * (2 ** n))
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -135,28 +156,60 @@ class PlacementStore:
                 created_at=r.created_at, updated_at=r.updated_at))
         return out
 
+    # ------------------------------------------------------------------ traits, aggregates
+    def _members(self, uuid: str, model: type[ProviderTrait | ProviderAggregate],
+                 field: str) -> tuple[int, list[str]]:
+        """``(generation, sorted values of model.field)`` of the provider ``uuid``: its
+        traits or its aggregates."""
+        with self.db.reader() as s:
+            row = self._row(s, uuid)
+            return row.generation, sorted(s.execute(select(getattr(model, field)).where(
+                model.resource_provider_id == row.id)).scalars())
+
+    def _replace_members(self, uuid: str, model: type[ProviderTrait | ProviderAggregate],
+                         field: str, wanted: list[str], generation: Any,
+                         check: Callable[[Session, list[str]], None] | None = None,
+                         ) -> tuple[int, list[str]]:
+        """Make ``wanted`` the provider's values of ``model.field`` (after ``check``, then a
+        409 when the provider is not at ``generation``); ``(new generation, wanted)``."""
+        def work(s: Session) -> tuple[int, list[str]]:
+            row = self._row(s, uuid, lock=True)
+            if check is not None:
+                check(s, wanted)
+            if expected_mismatch(generation, row.generation):
+                raise _gen_conflict(row, generation)
+            s.execute(delete(model).where(model.resource_provider_id == row.id))
+            for value in wanted:
+                s.add(model(resource_provider_id=row.id, **{field: value}))
+            s.flush()
+            return self._bump(s, row), wanted
+
+        return self._write(work)
+
     # ------------------------------------------------------------------ name checks
     def resource_class_exists(self, s: Session, name: str) -> bool:
         if name in _STANDARD_RC:
             return True
         return s.get(CustomResourceClass, name) is not None
 
+    @staticmethod
+    def _unknown(s: Session, custom_names: InstrumentedAttribute[str], names: Iterable[str],
+                 standard: Container[str]) -> list[str]:
+        """The ``names`` (resource classes or traits) neither ``standard`` nor stored in
+        ``custom_names``, sorted."""
+        custom = {n for n in names if n not in standard}
+        if not custom:
+            return []
+        known = set(s.execute(select(custom_names).where(custom_names.in_(custom))).scalars())
+        return sorted(custom - known)
+
     def _check_classes(self, s: Session, names: Iterable[str], what: str) -> None:
-        names = set(names)
-        custom = {n for n in names if n not in _STANDARD_RC}
-        if custom:
-            known = set(s.execute(select(CustomResourceClass.name)
-                                  .where(CustomResourceClass.name.in_(custom))).scalars())
-            missing = sorted(custom - known)
-            if missing:
-                raise errors.bad_request(f"Unknown resource class in {what}: "
-                                         f"{', '.join(missing)}")
+        missing = self._unknown(s, CustomResourceClass.name, names, _STANDARD_RC)
+        if missing:
+            raise errors.bad_request(f"Unknown resource class in {what}: "
+                                     f"{', '.join(missing)}")
 
     def _check_traits(self, s: Session, names: Iterable[str]) -> None:
-        custom = {n for n in names if n not in STANDARD_TRAITS}
-        if custom:
-            known = set(s.execute(select(CustomTrait.name)
-                                  .where(CustomTrait.name.in_(custom))).scalars())
-            missing = sorted(custom - known)
-            if missing:
-                raise errors.bad_request(f"No such trait(s): {', '.join(missing)}")
+        missing = self._unknown(s, CustomTrait.name, names, STANDARD_TRAITS)
+        if missing:
+            raise errors.bad_request(f"No such trait(s): {', '.join(missing)}")

@@ -86,6 +86,14 @@ class VolumeAPI:
         """Run the storage half of an operation in a worker thread, after the answer."""
         self._track(asyncio.get_running_loop().run_in_executor(None, fn, *args))
 
+    async def delete_later(self, req: ApiRequest, begin: Callable[..., None],
+                           finish: Callable[[str], None], rid: str, *flags: bool) -> Response:
+        """A two-phase delete: ``begin(ctx, rid, *flags)`` now (the row turns ``deleting``),
+        ``finish(rid)`` (the storage work) in a worker thread after the 202."""
+        await req.run(begin, req.ctx, rid, *flags)
+        self._later(finish, rid)
+        return Response(status_code=202)
+
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._tasks.add(fut)
 

@@ -112,10 +112,8 @@ class BackupRoutes:
 
     @serves("DELETE", "/v3/backups/{id}")
     async def delete(self, req: ApiRequest) -> Response:
-        bid = req.param("id")
-        await req.run(self.b.begin_delete, req.ctx, bid, False)
-        self.api._later(self.b.finish_delete, bid)  # noqa: SLF001
-        return Response(status_code=202)
+        return await self.api.delete_later(req, self.b.begin_delete, self.b.finish_delete,
+                                           req.param("id"), False)
 
     @serves("POST", "/v3/backups/{id}/restore")
     async def restore(self, req: ApiRequest) -> Response:
@@ -136,9 +134,8 @@ class BackupRoutes:
             await req.run(self.b.reset_status, req.ctx, bid, str(status))
             return Response(status_code=202)
         if isinstance(body, dict) and "os-force_delete" in body:
-            await req.run(self.b.begin_delete, req.ctx, bid, True)
-            self.api._later(self.b.finish_delete, bid)  # noqa: SLF001
-            return Response(status_code=202)
+            return await self.api.delete_later(req, self.b.begin_delete,
+                                               self.b.finish_delete, bid, True)
         raise BadRequest("There is no such action.")
 
     @serves("GET", "/v3/backups/{id}/export_record")

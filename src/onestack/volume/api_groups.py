@@ -14,7 +14,8 @@ from onestack.common.timeutils import isotime
 from onestack.db.volume import Group, GroupSnapshot, GroupType
 from onestack.volume.groups import Groups
 from onestack.volume.microversion import version_of
-from onestack.volume.params import _bool, _metadata, _obj, _text, type_changes
+from onestack.volume.params import _bool, _metadata, _obj, _one_item, _text, type_changes
+from onestack.volume.row_changes import only_key
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -118,17 +119,13 @@ class GroupRoutes:
     async def show_spec(self, req: ApiRequest) -> dict[str, Any]:
         specs = (await self.list_specs(req))["group_specs"]
         key = req.param("key")
-        if key not in specs:
-            raise NotFound(f"Group Type {req.param('id')} has no specs with key {key}.")
-        return {key: specs[key]}
+        return only_key(specs, key, f"Group Type {req.param('id')} has no specs with key {key}.")
 
     @serves("PUT", "/v3/group_types/{id}/group_specs/{key}")
     async def put_spec(self, req: ApiRequest) -> dict[str, Any]:
         self._since(req, "3.11")
         self._policy(req, "group:group_types_specs")
-        spec = _metadata(await req.json(), "group_specs")
-        if list(spec) != [req.param("key")]:
-            raise BadRequest("Request body and URI mismatch")
+        spec = _one_item(await req.json(), req.param("key"), "group_specs")
         await req.run(self.g.set_specs, req.param("id"), spec)
         return spec
 

@@ -16,7 +16,8 @@ from onestack.volume import views
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
 from onestack.volume.microversion import version_of
-from onestack.volume.params import _bool, _metadata, _obj, _text, _updates
+from onestack.volume.params import _action_body, _bool, _metadata, _obj, _text, _updates
+from onestack.volume.row_changes import SNAPSHOTS
 
 if TYPE_CHECKING:
     pass
@@ -71,22 +72,18 @@ class SnapshotRoutes(VolumeHandler):
     @serves("PUT", "/v3/snapshots/{id}")
     async def update_snapshot(self, req: ApiRequest) -> dict[str, Any]:
         changes = _updates(_obj(await req.json(), "snapshot"), "snapshot")
-        s = await req.run(self.m.update_snapshot, req.ctx, req.param("id"), changes)
+        s = await req.run(self.m.update_row, req.ctx, SNAPSHOTS, req.param("id"), changes)
         return self._snap_doc(req, s, extended=False)
 
     @serves("DELETE", "/v3/snapshots/{id}")
     async def delete_snapshot(self, req: ApiRequest) -> Response:
-        sid = req.param("id")
-        await req.run(self.m.begin_delete_snapshot, req.ctx, sid, False)
-        self.api._later(self.m.finish_delete_snapshot, sid)  # noqa: SLF001
-        return Response(status_code=202)
+        return await self.api.delete_later(req, self.m.begin_delete_snapshot,
+                                           self.m.finish_delete_snapshot, req.param("id"),
+                                           False)
 
     @serves("POST", "/v3/snapshots/{id}/action")
     async def snapshot_action(self, req: ApiRequest) -> Response:
-        body = await req.json()
-        if not isinstance(body, dict) or len(body) != 1:
-            raise BadRequest("There is no such action: a snapshot action body names exactly "
-                             "one action.")
+        body = _action_body(await req.json(), "snapshot")
         sid = req.param("id")
         if "os-reset_status" in body:
             status = _obj(body, "os-reset_status").get("status")
@@ -115,7 +112,6 @@ class SnapshotRoutes(VolumeHandler):
                           "snapshot_extension:snapshot_actions:update_snapshot_status", update)
             return Response(status_code=202)
         if "os-force_delete" in body:
-            await req.run(self.m.begin_delete_snapshot, req.ctx, sid, True)
-            self.api._later(self.m.finish_delete_snapshot, sid)  # noqa: SLF001
-            return Response(status_code=202)
+            return await self.api.delete_later(req, self.m.begin_delete_snapshot,
+                                               self.m.finish_delete_snapshot, sid, True)
         raise BadRequest(f"There is no such action: {next(iter(body))}")

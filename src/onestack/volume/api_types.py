@@ -12,7 +12,8 @@ from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.volume import encryption, views
 from onestack.volume.encryption import EncryptionTypes
-from onestack.volume.params import _bool, _metadata, _obj, _text, type_changes
+from onestack.volume.params import _bool, _metadata, _obj, _one_item, _text, type_changes
+from onestack.volume.row_changes import only_key
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -111,18 +112,13 @@ class TypeRoutes:
     async def extra_spec(self, req: ApiRequest) -> dict[str, Any]:
         specs = (await self.extra_specs(req))["extra_specs"]
         key = req.param("key")
-        if key not in specs:
-            raise NotFound(f"Volume Type {req.param('id')} has no extra specs with key "
-                           f"{key}.")
-        return {key: specs[key]}
+        return only_key(specs, key, f"Volume Type {req.param('id')} has no extra specs with "
+                                    f"key {key}.")
 
     @serves("PUT", "/v3/types/{id}/extra_specs/{key}")
     async def put_extra_spec(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req)
-        body = await req.json()
-        spec = _metadata(body, "extra_specs")
-        if list(spec) != [req.param("key")]:
-            raise BadRequest("Request body and URI mismatch")
+        spec = _one_item(await req.json(), req.param("key"), "extra_specs")
         await req.run(self.m.set_extra_specs, req.param("id"), spec)
         return spec
 
@@ -149,11 +145,8 @@ class TypeRoutes:
     async def encryption_item(self, req: ApiRequest) -> dict[str, Any]:
         self._admin(req, "volume_extension:volume_type_encryption:get")
         spec = await req.run(self.enc.get, req.param("id"))
-        key = req.param("key")
-        if key not in spec:
-            raise NotFound(f"Volume type encryption for type {req.param('id')} does not "
-                           "exist.")
-        return {key: spec[key]}
+        return only_key(spec, req.param("key"), f"Volume type encryption for type "
+                                                f"{req.param('id')} does not exist.")
 
     @serves("PUT", "/v3/types/{id}/encryption/{key}")
     async def update_encryption(self, req: ApiRequest) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from onestack.volume import reimage
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.manager import VOLUME_STATUSES
 from onestack.volume.microversion import version_of
-from onestack.volume.params import _bool, _metadata, _obj, _size, _text
+from onestack.volume.params import _action_body, _bool, _metadata, _obj, _size, _text
+from onestack.volume.row_changes import without_key
 
 if TYPE_CHECKING:
     pass
@@ -47,10 +48,7 @@ class VolumeActionRoutes(VolumeHandler):
 
     @serves("POST", "/v3/volumes/{id}/action")
     async def volume_action(self, req: ApiRequest) -> Response:
-        body = await req.json()
-        if not isinstance(body, dict) or len(body) != 1:
-            raise BadRequest("There is no such action: a volume action body names exactly "
-                             "one action.")
+        body = _action_body(await req.json(), "volume")
         (action, arg), = body.items()
         vid = req.param("id")
         if action == "os-extend":
@@ -94,9 +92,8 @@ class VolumeActionRoutes(VolumeHandler):
                           "volume_extension:volume_admin_actions:reset_status", reset)
             return Response(status_code=202)
         if action == "os-force_delete":
-            await req.run(self.m.begin_delete, req.ctx, vid, True, True)
-            self.api._later(self.m.finish_delete, vid)  # noqa: SLF001
-            return Response(status_code=202)
+            return await self.api.delete_later(req, self.m.begin_delete,
+                                               self.m.finish_delete, vid, True, True)
         if action == "os-reimage":
             return await self._reimage(req, vid, arg)
         if action == "os-volume_upload_image":
@@ -124,24 +121,28 @@ class VolumeActionRoutes(VolumeHandler):
             await req.run(self.m.volume_action, req.ctx, vid, policy, make(args))
             return Response(status_code=202)
         if action == "os-initialize_connection":
-            v = await req.run(self.m.get_volume, req.ctx, vid)
-            req.enforce("volume_extension:volume_actions:initialize_connection",
-                        {"project_id": v.project_id})
-            if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
-                raise BadRequest("Must specify 'connector'")
+            v = await self._connector_volume(
+                req, vid, "volume_extension:volume_actions:initialize_connection", arg)
             if not v.provider_location:
                 raise BadRequest(f"Invalid volume: Volume {vid} has no data yet.")
             info = await req.run(self.m.driver.connection_info, v.provider_location, v.id)
             return FastJSON({"connection_info": info}, status_code=200)
         if action == "os-terminate_connection":
-            v = await req.run(self.m.get_volume, req.ctx, vid)
-            req.enforce("volume_extension:volume_actions:terminate_connection",
-                        {"project_id": v.project_id})
-            if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
-                raise BadRequest("Must specify 'connector'")
+            await self._connector_volume(
+                req, vid, "volume_extension:volume_actions:terminate_connection", arg)
             await req.run(self.api.guard_nova, req.ctx, vid, None)
             return Response(status_code=202)
         raise BadRequest(f"There is no such action: {action}")
+
+    async def _connector_volume(self, req: ApiRequest, vid: str, policy: str,
+                                arg: Any) -> Volume:
+        """The volume of ``os-initialize_connection`` / ``os-terminate_connection`` once
+        ``policy`` allows it and the body names a ``connector``."""
+        v = await req.run(self.m.get_volume, req.ctx, vid)
+        req.enforce(policy, {"project_id": v.project_id})
+        if not isinstance(arg, dict) or not isinstance(arg.get("connector"), dict):
+            raise BadRequest("Must specify 'connector'")
+        return v
 
     async def _reimage(self, req: ApiRequest, vid: str, args: Any) -> Response:
         """``os-reimage`` (3.68): the volume's data replaced by an image's disk."""
@@ -226,12 +227,9 @@ class VolumeActionRoutes(VolumeHandler):
                                  "key.")
 
             def change(v: Volume) -> None:
-                meta = dict(v.image_metadata or {})
-                if key not in meta:
-                    raise NotFound(f"Glance metadata for volume {v.id} cannot be found.")
-                del meta[key]
-                v.image_metadata = meta
-                out.update(meta)
+                v.image_metadata = without_key(
+                    v.image_metadata, key, f"Glance metadata for volume {v.id} cannot be found.")
+                out.update(v.image_metadata)
         await req.run(self.m.volume_action, req.ctx, vid,
                       "volume_extension:volume_image_metadata:set", change)
         return out

@@ -16,6 +16,7 @@ from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _size, _text, _updates
+from onestack.volume.row_changes import VOLUMES
 
 if TYPE_CHECKING:
     pass
@@ -163,7 +164,7 @@ class VolumeRoutes(VolumeHandler):
     @serves("PUT", "/v3/volumes/{id}")
     async def update_volume(self, req: ApiRequest) -> dict[str, Any]:
         changes = _updates(_obj(await req.json(), "volume"), "volume")
-        v = await req.run(self.m.update_volume, req.ctx, req.param("id"), changes)
+        v = await req.run(self.m.update_row, req.ctx, VOLUMES, req.param("id"), changes)
         return await self._volume_doc(req, v, extended=False)
 
     @serves("DELETE", "/v3/volumes/{id}")
@@ -171,6 +172,5 @@ class VolumeRoutes(VolumeHandler):
         vid = req.param("id")
         cascade = _bool(req.query.get("cascade", "false"), "cascade")
         force = "force" in req.query and _bool(req.query["force"], "force")
-        await req.run(self.m.begin_delete, req.ctx, vid, force, cascade)
-        self.api._later(self.m.finish_delete, vid)  # noqa: SLF001
-        return Response(status_code=202)
+        return await self.api.delete_later(req, self.m.begin_delete, self.m.finish_delete,
+                                           vid, force, cascade)

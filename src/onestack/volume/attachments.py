@@ -32,6 +32,7 @@ from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime, utcnow
 from onestack.db.volume import Volume
 from onestack.volume.manager import VolumeManager
+from onestack.volume.visibility import scoped
 
 T = TypeVar("T")
 
@@ -105,11 +106,8 @@ class Attachments:
         filters = filters or {}
 
         def run(s: Session) -> list[AttachmentView]:
-            q = select(Volume).where(Volume.attach_status != "detached")
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Volume.project_id == (ctx.project_id or ""))
-            elif filters.get("project_id"):
-                q = q.where(Volume.project_id == filters["project_id"])
+            q = scoped(select(Volume).where(Volume.attach_status != "detached"),
+                       Volume.project_id, ctx, all_projects, filters.get("project_id"))
             if filters.get("volume_id"):
                 q = q.where(Volume.id == filters["volume_id"])
             out = []

@@ -15,13 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import BadRequest, NotFound
+from onestack.common.errors import BadRequest
 from onestack.common.timeutils import isotime, parse_isotime, utcnow
 from onestack.db.volume import Backup, Snapshot, Volume
 from onestack.drivers.volume.base import GiB, VolumeDriverError
 from onestack.volume.backup_store import BackupError, DirectoryBackupStore
 from onestack.volume.manager import VolumeManager
 from onestack.volume.types_quotas import OverQuota
+from onestack.volume.visibility import scoped, visible
 
 LOG = logging.getLogger(__name__)
 #: The backup service named in exported records. The directory store keeps Cinder's POSIX
@@ -36,10 +37,7 @@ class Backups:
         self.store = store
 
     def _visible(self, ctx: RequestContext, s: Session, backup_id: str) -> Backup:
-        b = s.get(Backup, backup_id)
-        if b is None or (not ctx.is_admin and b.project_id != ctx.project_id):
-            raise NotFound(f"Backup {backup_id} could not be found.")
-        return b
+        return visible(ctx, s.get(Backup, backup_id), "Backup", backup_id)
 
     @staticmethod
     def has_dependents(s: Session, backup_id: str) -> bool:
@@ -49,9 +47,8 @@ class Backups:
     # ------------------------------------------------------------------ reads
     def list(self, ctx: RequestContext, all_projects: bool) -> list[tuple[Backup, bool]]:
         def run(s: Session) -> list[tuple[Backup, bool]]:
-            q = select(Backup).order_by(Backup.created_at.desc(), Backup.id.desc())
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Backup.project_id == (ctx.project_id or ""))
+            q = scoped(select(Backup).order_by(Backup.created_at.desc(), Backup.id.desc()),
+                       Backup.project_id, ctx, all_projects)
             rows = list(s.scalars(q))
             parents = {p for (p,) in s.execute(select(Backup.parent_id).where(
                 Backup.parent_id.is_not(None)))}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
+from collections.abc import Iterator
 from typing import Any
 
 from onestack.common.context import RequestContext
@@ -38,6 +39,15 @@ def volume_error(exc: APIError) -> APIError:
     return BadRequest(exc.message) if exc.status < 500 else exc
 
 
+@contextlib.contextmanager
+def _not_found_as(what: str, rid: str) -> Iterator[None]:
+    """Any 404 inside reworded as Nova says it: ``{what} {rid} could not be found.``"""
+    try:
+        yield
+    except NotFound:
+        raise NotFound(f"{what} {rid} could not be found.") from None
+
+
 class LocalVolumes:
     """``ComputeVolumes`` over the in-process volume manager and attachments."""
 
@@ -46,10 +56,8 @@ class LocalVolumes:
         self.a = attachments
 
     def get(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
-        try:
+        with _not_found_as("Volume", volume_id):
             v = self.m.get_volume(ctx, volume_id)
-        except NotFound:
-            raise NotFound(f"Volume {volume_id} could not be found.") from None
         return self._volume(v)
 
     @staticmethod
@@ -61,10 +69,8 @@ class LocalVolumes:
 
     def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]:
         """A snapshot the caller sees, with the image metadata of its volume."""
-        try:
+        with _not_found_as("Snapshot", snapshot_id):
             snap = self.m.get_snapshot(ctx, snapshot_id)
-        except NotFound:
-            raise NotFound(f"Snapshot {snapshot_id} could not be found.") from None
         meta: dict[str, str] = {}
         with contextlib.suppress(NotFound):
             meta = dict(self.m.get_volume(RequestContext.admin(), snap.volume_id)
@@ -126,17 +132,13 @@ class LocalVolumes:
         return [self.describe(v) for v in self.m.list_volumes(ctx)]
 
     def show_volume(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
-        try:
+        with _not_found_as("Volume", volume_id):
             return self.describe(self.m.get_volume(ctx, volume_id))
-        except NotFound:
-            raise NotFound(f"Volume {volume_id} could not be found.") from None
 
     def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
         """Begin deleting the caller's volume (``finish_delete`` removes its data)."""
-        try:
+        with _not_found_as("Volume", volume_id):
             self.m.begin_delete(ctx, volume_id)
-        except NotFound:
-            raise NotFound(f"Volume {volume_id} could not be found.") from None
 
     def finish_delete(self, volume_id: str) -> None:
         self.m.finish_delete(volume_id)
@@ -150,10 +152,8 @@ class LocalVolumes:
         return [self.describe_snapshot(s) for s in self.m.list_snapshots(ctx)]
 
     def show_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]:
-        try:
+        with _not_found_as("Snapshot", snapshot_id):
             return self.describe_snapshot(self.m.get_snapshot(ctx, snapshot_id))
-        except NotFound:
-            raise NotFound(f"Snapshot {snapshot_id} could not be found.") from None
 
     def begin_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
                        description: str | None, force: bool) -> dict[str, Any]:
@@ -169,10 +169,8 @@ class LocalVolumes:
         self.m.finish_snapshot(snapshot_id)
 
     def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
-        try:
+        with _not_found_as("Snapshot", snapshot_id):
             self.m.begin_delete_snapshot(ctx, snapshot_id)
-        except NotFound:
-            raise NotFound(f"Snapshot {snapshot_id} could not be found.") from None
 
     def finish_delete_snapshot(self, snapshot_id: str) -> None:
         self.m.finish_delete_snapshot(snapshot_id)

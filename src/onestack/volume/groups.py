@@ -9,13 +9,15 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import BadRequest, Conflict, NotFound
+from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Group, GroupSnapshot, GroupType, Snapshot, Volume
 from onestack.volume.manager import VolumeManager
+from onestack.volume.row_changes import check_name_free, without_key
+from onestack.volume.visibility import scoped, visible
 
 DEFAULT_GROUP_TYPE = "default_group_type"
 
@@ -54,8 +56,7 @@ class Groups:
     def create_type(self, name: str, description: str | None, is_public: bool,
                     specs: dict[str, str]) -> GroupType:
         def run(s: Session) -> GroupType:
-            if s.scalar(select(GroupType.id).where(GroupType.name == name)):
-                raise Conflict(f"Group Type {name} already exists.")
+            check_name_free(s, GroupType, name, "Group Type")
             gt = GroupType(id=str(uuid.uuid4()), name=name, description=description,
                            is_public=is_public, group_specs=dict(specs), created_at=utcnow())
             s.add(gt)
@@ -66,8 +67,7 @@ class Groups:
         def run(s: Session) -> GroupType:
             gt = self._type(s, ref)
             if "name" in changes and changes["name"] != gt.name:
-                if s.scalar(select(GroupType.id).where(GroupType.name == changes["name"])):
-                    raise Conflict(f"Group Type {changes['name']} already exists.")
+                check_name_free(s, GroupType, changes["name"], "Group Type")
                 gt.name = changes["name"]
             for key in ("description", "is_public"):
                 if key in changes:
@@ -96,26 +96,18 @@ class Groups:
     def delete_spec(self, ref: str, key: str) -> None:
         def run(s: Session) -> None:
             gt = self._type(s, ref)
-            specs = dict(gt.group_specs or {})
-            if key not in specs:
-                raise NotFound(f"Group Type {ref} has no specs with key {key}.")
-            del specs[key]
-            gt.group_specs = specs
+            gt.group_specs = without_key(gt.group_specs, key,
+                                         f"Group Type {ref} has no specs with key {key}.")
         self.m._tx(run)  # noqa: SLF001
 
     # ------------------------------------------------------------------ groups
     def _group(self, ctx: RequestContext, s: Session, group_id: str) -> Group:
-        g = s.get(Group, group_id)
-        if g is None or (not ctx.is_admin and g.project_id != ctx.project_id):
-            raise NotFound(f"Group {group_id} could not be found.")
-        return g
+        return visible(ctx, s.get(Group, group_id), "Group", group_id)
 
     def list(self, ctx: RequestContext, all_projects: bool) -> list[Group]:
         def run(s: Session) -> list[Group]:
-            q = select(Group).order_by(Group.created_at.desc())
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Group.project_id == (ctx.project_id or ""))
-            return list(s.scalars(q))
+            return list(s.scalars(scoped(select(Group).order_by(Group.created_at.desc()),
+                                         Group.project_id, ctx, all_projects)))
         return self.m._read(run)  # noqa: SLF001
 
     def get(self, ctx: RequestContext, group_id: str) -> tuple[Group, list[str]]:
@@ -199,16 +191,12 @@ class Groups:
 
     # ------------------------------------------------------------------ group snapshots
     def _gsnap(self, ctx: RequestContext, s: Session, gs_id: str) -> GroupSnapshot:
-        gs = s.get(GroupSnapshot, gs_id)
-        if gs is None or (not ctx.is_admin and gs.project_id != ctx.project_id):
-            raise NotFound(f"GroupSnapshot {gs_id} could not be found.")
-        return gs
+        return visible(ctx, s.get(GroupSnapshot, gs_id), "GroupSnapshot", gs_id)
 
     def list_snapshots(self, ctx: RequestContext, all_projects: bool) -> list[GroupSnapshot]:
         def run(s: Session) -> list[GroupSnapshot]:
-            q = select(GroupSnapshot).order_by(GroupSnapshot.created_at.desc())
-            if not (ctx.is_admin and all_projects):
-                q = q.where(GroupSnapshot.project_id == (ctx.project_id or ""))
+            q = scoped(select(GroupSnapshot).order_by(GroupSnapshot.created_at.desc()),
+                       GroupSnapshot.project_id, ctx, all_projects)
             return list(s.scalars(q))
         return self.m._read(run)  # noqa: SLF001
 
@@ -248,15 +236,17 @@ class Groups:
     def finish_snapshot(self, gs_id: str, snapshot_ids: list[str]) -> None:
         for sid in snapshot_ids:
             self.m.finish_snapshot(sid)
+        self._settle(GroupSnapshot, gs_id, Snapshot.status, Snapshot.group_snapshot_id)
 
-        def run(s: Session) -> None:
-            gs = s.get(GroupSnapshot, gs_id)
-            if gs is None:
-                return
-            states = {st for (st,) in s.execute(select(Snapshot.status).where(
-                Snapshot.group_snapshot_id == gs_id))}
-            gs.status = "error" if "error" in states else "available"
-        self.m._tx(run)  # noqa: SLF001
+    def _settle(self, model: type[Group | GroupSnapshot], rid: str,
+                member_status: InstrumentedAttribute[str],
+                member_of: InstrumentedAttribute[str | None]) -> None:
+        """The group or group snapshot ``rid`` once its members' storage work is done:
+        ``error`` if any member is, else ``available`` (nothing if it is gone)."""
+        def run(s: Session, row: Group | GroupSnapshot) -> None:
+            states = set(s.execute(select(member_status).where(member_of == rid)).scalars())
+            row.status = "error" if "error" in states else "available"
+        self.m._on_row(model, rid, run)  # noqa: SLF001
 
     def delete_snapshot(self, ctx: RequestContext, gs_id: str) -> list[str]:
         def run(s: Session) -> list[str]:
@@ -329,12 +319,4 @@ class Groups:
     def finish_from_source(self, group_id: str, volume_ids: list[str]) -> None:
         for vid in volume_ids:
             self.m.finish_create(vid)
-
-        def run(s: Session) -> None:
-            g = s.get(Group, group_id)
-            if g is None:
-                return
-            states = {st for (st,) in s.execute(select(Volume.status).where(
-                Volume.group_id == group_id))}
-            g.status = "error" if "error" in states else "available"
-        self.m._tx(run)  # noqa: SLF001
+        self._settle(Group, group_id, Volume.status, Volume.group_id)

@@ -34,14 +34,16 @@ from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
 from onestack.volume import encryption, reimage
 from onestack.volume.images import ImageSource, VolumeImage
 from onestack.volume.messages import MessagesMixin
-from onestack.volume.row_changes import _drop_meta, _set_meta, _updated
+from onestack.volume.row_changes import R, RowKind, _drop_meta, _set_meta, _updated
 from onestack.volume.scheduling import unmet
 from onestack.volume.snapshots import SnapshotsMixin
 from onestack.volume.types_quotas import TypesAndQuotasMixin
+from onestack.volume.visibility import scoped, visible
 from onestack.volume.volume_actions import VolumeActionsMixin
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M")
 
 #: Statuses from which a volume may be deleted without force (Cinder's).
 DELETABLE = {"available", "error", "error_restoring", "error_extending", "error_managing"}
@@ -51,6 +53,18 @@ VOLUME_STATUSES = {"creating", "available", "deleting", "error", "error_deleting
                    "maintenance", "reserved", "extending", "error_extending",
                    "downloading", "uploading", "retyping", "backing-up", "restoring-backup",
                    "error_restoring"}
+
+
+def _size_from_source(want: int | None, source_size: int, source: str, kind: str) -> int:
+    """The size of a new volume copied from a snapshot or volume of ``source_size`` GiB:
+    ``want``, or the source's size when none is asked; 400 when smaller than the source
+    (``source`` and ``kind`` name it in the fault, e.g. "the snapshot", "snapshot")."""
+    want = want or source_size
+    if want < source_size:
+        raise BadRequest(f"Invalid input received: Volume size '{want}'GB cannot be smaller "
+                         f"than {source} size {source_size}GB. They must be >= original "
+                         f"{kind} size.")
+    return want
 
 
 class NoValidBackend(VolumeDriverError):
@@ -98,16 +112,22 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
         with self.db.reader() as s:
             return fn(s)
 
+    def _on_row(self, model: type[M], rid: str, fn: Callable[[Session, M], None]) -> bool:
+        """``fn`` applied, in one transaction, to the row ``rid`` of ``model`` if it still
+        exists (a worker's change after the storage work); whether it did."""
+        def run(s: Session) -> bool:
+            row = s.get(model, rid)
+            if row is None:
+                return False
+            fn(s, row)
+            return True
+        return self._tx(run)
+
     def enforce(self, ctx: RequestContext, action: str, project_id: str | None) -> None:
         self.policy.enforce(action, ctx.policy_creds(),
                             {"project_id": project_id or "", "user_id": ctx.user_id or ""})
 
-    @staticmethod
-    def _visible(ctx: RequestContext, row: Volume | Snapshot | None, what: str,
-                 rid: str) -> Any:
-        if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
-            raise NotFound(f"{what} {rid} could not be found.")
-        return row
+    _visible = staticmethod(visible)
 
     # ------------------------------------------------------------------ changes of one row
     def _change(self, ctx: RequestContext, model: type[Any], label: str, rid: str,
@@ -127,29 +147,29 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
         """A synchronous change of one volume after ``action``'s policy."""
         self._change(ctx, Volume, "Volume", volume_id, action, fn)
 
-    def update_volume(self, ctx: RequestContext, volume_id: str,
-                      changes: dict[str, Any]) -> Volume:
-        return self._change(ctx, Volume, "Volume", volume_id, "volume:update",
+    def update_row(self, ctx: RequestContext, kind: RowKind[R], rid: str,
+                   changes: dict[str, Any]) -> R:
+        """The volume or snapshot ``rid`` with a new name, description or metadata."""
+        return self._change(ctx, kind.model, kind.label, rid, kind.update_policy,
                             lambda row: _updated(row, changes))
 
-    def set_volume_metadata(self, ctx: RequestContext, volume_id: str,
-                            metadata: dict[str, str], replace: bool) -> dict[str, str]:
-        return self._change(ctx, Volume, "Volume", volume_id, "volume:update_volume_metadata",
+    def set_row_metadata(self, ctx: RequestContext, kind: RowKind[Any], rid: str,
+                         metadata: dict[str, str], replace: bool) -> dict[str, str]:
+        """``metadata`` merged into (or, with ``replace``, put in place of) the row's."""
+        return self._change(ctx, kind.model, kind.label, rid, kind.set_metadata_policy,
                             lambda row: _set_meta(row, metadata, replace))
 
-    def delete_volume_metadata(self, ctx: RequestContext, volume_id: str, key: str) -> None:
-        self._change(ctx, Volume, "Volume", volume_id, "volume:delete_volume_metadata",
-                     lambda row: _drop_meta(row, "Volume", key))
+    def delete_row_metadata(self, ctx: RequestContext, kind: RowKind[Any], rid: str,
+                            key: str) -> None:
+        """The row's metadata without ``key`` (404 when it has none such)."""
+        self._change(ctx, kind.model, kind.label, rid, kind.delete_metadata_policy,
+                     lambda row: _drop_meta(row, kind.label, key))
 
     # ------------------------------------------------------------------ volumes
     def list_volumes(self, ctx: RequestContext, all_projects: bool = False,
                      project_id: str | None = None) -> list[Volume]:
         def run(s: Session) -> list[Volume]:
-            q = select(Volume)
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Volume.project_id == (ctx.project_id or ""))
-            elif project_id:
-                q = q.where(Volume.project_id == project_id)
+            q = scoped(select(Volume), Volume.project_id, ctx, all_projects, project_id)
             return list(s.scalars(q.order_by(Volume.created_at.desc(), Volume.id.desc())))
         return self._read(run)
 
@@ -178,11 +198,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                     raise BadRequest(f"Invalid snapshot: Originating snapshot status must be "
                                      f"one of 'available' values (snapshot {snapshot_id} is "
                                      f"{snap.status}).")
-                want = want or snap.size
-                if want < snap.size:
-                    raise BadRequest(f"Invalid input received: Volume size '{want}'GB cannot "
-                                     f"be smaller than the snapshot size {snap.size}GB. They "
-                                     "must be >= original snapshot size.")
+                want = _size_from_source(want, snap.size, "the snapshot", "snapshot")
                 src = s.get(Volume, snap.volume_id)
                 if type_ref is None and src is not None:
                     type_ref = src.volume_type_id
@@ -192,11 +208,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                     raise BadRequest(f"Invalid volume: Source volume status must be one of "
                                      f"'available', 'in-use' ({source_volid} is "
                                      f"{src.status}).")
-                want = want or src.size
-                if want < src.size:
-                    raise BadRequest(f"Invalid input received: Volume size '{want}'GB cannot "
-                                     f"be smaller than original volume size {src.size}GB. "
-                                     "They must be >= original volume size.")
+                want = _size_from_source(want, src.size, "original volume", "volume")
                 if type_ref is None:
                     type_ref = src.volume_type_id
             if not want or want < 1:
@@ -273,10 +285,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
             self.add_message(vol.project_id, "VOLUME", volume_id, "VOLUME_VOLUME_001_002",
                              "create volume:Could not create volume.")
             return
-        def done(s: Session) -> bool:
-            row = s.get(Volume, volume_id)
-            if row is None:  # deleted meanwhile
-                return False
+        def done(s: Session, row: Volume) -> None:
             row.provider_location = loc
             if row.status == "creating":
                 row.status = "available"
@@ -292,17 +301,14 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                     row.bootable = src.bootable
                     row.image_metadata = dict(src.image_metadata or {})
             row.updated_at = utcnow()
-            return True
-        if not self._tx(done):
+        if not self._on_row(Volume, volume_id, done):  # deleted meanwhile
             self.driver.delete_volume(loc)
 
     def _set_status(self, volume_id: str, status: str) -> None:
-        def run(s: Session) -> None:
-            row = s.get(Volume, volume_id)
-            if row is not None:
-                row.status = status
-                row.updated_at = utcnow()
-        self._tx(run)
+        def run(s: Session, row: Volume) -> None:
+            row.status = status
+            row.updated_at = utcnow()
+        self._on_row(Volume, volume_id, run)
 
     def begin_delete(self, ctx: RequestContext, volume_id: str, force: bool = False,
                      cascade: bool = False) -> None:

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
-from onestack.common.errors import NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Message
+from onestack.volume.visibility import visible
 
 
 class MessagesMixin:
@@ -48,10 +48,7 @@ class MessagesMixin:
     @staticmethod
     def _visible_message(s: Session, ctx: RequestContext, message_id: str) -> Message:
         """The message, if it is the caller's project's (or the caller is an admin): 404."""
-        msg = s.get(Message, message_id)
-        if msg is None or (not ctx.is_admin and msg.project_id != ctx.project_id):
-            raise NotFound(f"Message {message_id} could not be found.")
-        return msg
+        return visible(ctx, s.get(Message, message_id), "Message", message_id)
 
     def get_message(self, ctx: RequestContext, message_id: str) -> Message:
         return self._read(lambda s: self._visible_message(s, ctx, message_id))

@@ -58,6 +58,24 @@ def _metadata(value: Any, field: str = "metadata") -> dict[str, str]:
     return out
 
 
+def _action_body(body: Any, what: str) -> dict[str, Any]:
+    """A ``POST …/{id}/action`` body: an object naming exactly one action (400 otherwise;
+    ``what`` is "volume" or "snapshot")."""
+    if not isinstance(body, dict) or len(body) != 1:
+        raise BadRequest(f"There is no such action: a {what} action body names exactly one "
+                         "action.")
+    return body
+
+
+def _one_item(value: Any, key: str, field: str) -> dict[str, str]:
+    """The body of a ``PUT …/{key}`` of metadata or specs: ``{key: value}`` for the URI's
+    own ``key`` (400 for anything else)."""
+    item = _metadata(value, field)
+    if list(item) != [key]:
+        raise BadRequest("Request body and URI mismatch")
+    return item
+
+
 def _bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from onestack.common.errors import BadRequest, Conflict, NotFound
+from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import QosSpecs, VolumeType
 from onestack.volume.manager import VolumeManager
+from onestack.volume.row_changes import check_name_free, without_key
 
 CONSUMERS = ("back-end", "front-end", "both")
 
@@ -43,8 +44,7 @@ class Qos:
                              f"{', '.join(CONSUMERS)}.")
 
         def run(s: Session) -> QosSpecs:
-            if s.scalar(select(QosSpecs.id).where(QosSpecs.name == name)):
-                raise Conflict(f"QoS Specs {name} already exists.")
+            check_name_free(s, QosSpecs, name, "QoS Specs")
             q = QosSpecs(id=str(uuid.uuid4()), name=name, consumer=consumer,
                          specs=dict(specs), created_at=utcnow())
             s.add(q)
@@ -69,9 +69,7 @@ class Qos:
             q = self._get(s, qos_id)
             specs = dict(q.specs or {})
             for k in keys:
-                if k not in specs:
-                    raise NotFound(f"QoS spec {qos_id} has no key {k}.")
-                del specs[k]
+                specs = without_key(specs, k, f"QoS spec {qos_id} has no key {k}.")
             q.specs = specs
         self.m._tx(run)  # noqa: SLF001
 

@@ -1,5 +1,6 @@
 """Volume snapshots: their records, the copy of the volume's data (``finish_snapshot``),
-deletion, and their updates and metadata. Part of ``VolumeManager``."""
+deletion, and the actions on one snapshot (their updates and metadata are
+``VolumeManager.update_row`` and kin). Part of ``VolumeManager``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from onestack.common.errors import BadRequest
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume
 from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
-from onestack.volume.row_changes import _drop_meta, _set_meta, _updated
+from onestack.volume.visibility import scoped
 
 LOG = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class SnapshotsMixin:
     enforce: Callable[..., None]
     _visible: Callable[..., Any]
     _change: Callable[..., Any]
+    _on_row: Callable[..., bool]
     _check_quota: Callable[..., None]
 
     # ------------------------------------------------------------------ changes of one snapshot
@@ -37,28 +39,10 @@ class SnapshotsMixin:
                         fn: Callable[[Snapshot], None]) -> None:
         self._change(ctx, Snapshot, "Snapshot", snapshot_id, action, fn)
 
-    def update_snapshot(self, ctx: RequestContext, snapshot_id: str,
-                        changes: dict[str, Any]) -> Snapshot:
-        return self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:update_snapshot",
-                            lambda row: _updated(row, changes))
-
-    def set_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
-                              metadata: dict[str, str], replace: bool) -> dict[str, str]:
-        return self._change(ctx, Snapshot, "Snapshot", snapshot_id,
-                            "volume:update_snapshot_metadata",
-                            lambda row: _set_meta(row, metadata, replace))
-
-    def delete_snapshot_metadata(self, ctx: RequestContext, snapshot_id: str,
-                                 key: str) -> None:
-        self._change(ctx, Snapshot, "Snapshot", snapshot_id, "volume:delete_snapshot_metadata",
-                     lambda row: _drop_meta(row, "Snapshot", key))
-
     # ------------------------------------------------------------------ lifecycle
     def list_snapshots(self, ctx: RequestContext, all_projects: bool = False) -> list[Snapshot]:
         def run(s: Session) -> list[Snapshot]:
-            q = select(Snapshot)
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Snapshot.project_id == (ctx.project_id or ""))
+            q = scoped(select(Snapshot), Snapshot.project_id, ctx, all_projects)
             return list(s.scalars(q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())))
         return self._read(run)
 
@@ -101,17 +85,13 @@ class SnapshotsMixin:
             LOG.warning("snapshot %s: create failed: %s", snapshot_id, exc)
             self._set_snapshot_status(snapshot_id, "error")
             return
-        def done(s: Session) -> bool:
-            row = s.get(Snapshot, snapshot_id)
-            if row is None:
-                return False
+        def done(s: Session, row: Snapshot) -> None:
             row.provider_location = loc
             if row.status == "creating":
                 row.status = "available"
                 row.progress = "100%"
             row.updated_at = utcnow()
-            return True
-        if not self._tx(done):
+        if not self._on_row(Snapshot, snapshot_id, done):
             self.driver.delete_snapshot(loc)
 
     def begin_delete_snapshot(self, ctx: RequestContext, snapshot_id: str,
@@ -137,15 +117,9 @@ class SnapshotsMixin:
             LOG.warning("snapshot %s: delete failed: %s", snapshot_id, exc)
             self._set_snapshot_status(snapshot_id, "error_deleting")
             return
-        def run(s: Session) -> None:
-            row = s.get(Snapshot, snapshot_id)
-            if row is not None:
-                s.delete(row)
-        self._tx(run)
+        self._on_row(Snapshot, snapshot_id, lambda s, row: s.delete(row))
 
     def _set_snapshot_status(self, snapshot_id: str, status: str) -> None:
-        def run(s: Session) -> None:
-            row = s.get(Snapshot, snapshot_id)
-            if row is not None:
-                row.status = status
-        self._tx(run)
+        def run(s: Session, row: Snapshot) -> None:
+            row.status = status
+        self._on_row(Snapshot, snapshot_id, run)

@@ -18,6 +18,7 @@ from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Transfer, Volume
 from onestack.volume.manager import VolumeManager
+from onestack.volume.visibility import scoped, visible
 
 
 def _hash(salt: str, key: str) -> str:
@@ -55,17 +56,12 @@ class Transfers:
         return self.m._tx(run), key  # noqa: SLF001
 
     def _visible(self, ctx: RequestContext, s: Session, transfer_id: str) -> Transfer:
-        t = s.get(Transfer, transfer_id)
-        if t is None or (not ctx.is_admin and t.project_id != ctx.project_id):
-            raise NotFound(f"Transfer {transfer_id} could not be found.")
-        return t
+        return visible(ctx, s.get(Transfer, transfer_id), "Transfer", transfer_id)
 
     def list(self, ctx: RequestContext, all_projects: bool) -> list[Transfer]:
         def run(s: Session) -> list[Transfer]:
-            q = select(Transfer).order_by(Transfer.created_at)
-            if not (ctx.is_admin and all_projects):
-                q = q.where(Transfer.project_id == (ctx.project_id or ""))
-            return list(s.scalars(q))
+            return list(s.scalars(scoped(select(Transfer).order_by(Transfer.created_at),
+                                         Transfer.project_id, ctx, all_projects)))
         return self.m._read(run)  # noqa: SLF001
 
     def get(self, ctx: RequestContext, transfer_id: str) -> Transfer:

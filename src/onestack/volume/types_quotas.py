@@ -15,6 +15,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLar
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType, VolumeTypeEncryption
+from onestack.volume.row_changes import check_name_free, without_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,8 +91,7 @@ class TypesAndQuotasMixin:
     def create_type(self, name: str, description: str | None, is_public: bool,
                     extra_specs: dict[str, str]) -> VolumeType:
         def run(s: Session) -> VolumeType:
-            if s.scalar(select(VolumeType.id).where(VolumeType.name == name)):
-                raise Conflict(f"Volume Type {name} already exists.")
+            check_name_free(s, VolumeType, name, "Volume Type")
             vt = VolumeType(id=str(uuid.uuid4()), name=name, description=description,
                             is_public=is_public, extra_specs=dict(extra_specs), projects=[],
                             created_at=utcnow())
@@ -107,8 +107,7 @@ class TypesAndQuotasMixin:
             if "name" in changes and changes["name"] != vt.name:
                 if vt.name == DEFAULT_TYPE:
                     raise BadRequest("The default volume type cannot be renamed.")
-                if s.scalar(select(VolumeType.id).where(VolumeType.name == changes["name"])):
-                    raise Conflict(f"Volume Type {changes['name']} already exists.")
+                check_name_free(s, VolumeType, changes["name"], "Volume Type")
                 vt.name = changes["name"]
             if "description" in changes:
                 vt.description = changes["description"]
@@ -149,11 +148,8 @@ class TypesAndQuotasMixin:
             vt = s.get(VolumeType, type_id)
             if vt is None:
                 raise NotFound(f"Volume type {type_id} could not be found.")
-            specs = dict(vt.extra_specs or {})
-            if key not in specs:
-                raise NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
-            del specs[key]
-            vt.extra_specs = specs
+            vt.extra_specs = without_key(
+                vt.extra_specs, key, f"Volume Type {type_id} has no extra specs with key {key}.")
         self._tx(run)
 
     def set_type_access(self, type_id: str, project_id: str, add: bool) -> None:
