@@ -15,7 +15,6 @@ on a rule or group becomes a 400, an exhausted pool a 404, a quota a 403).
 from __future__ import annotations
 
 import ipaddress
-import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from onestack.common.errors import (
     NotFound,
     ValidationError,
 )
+from onestack.common.ids import is_uuid
 from onestack.compute.microversions import APIVersion, version_of
 from onestack.compute.neutron import NeutronApi
 from onestack.compute.resource_base import ResourceHandler
@@ -40,14 +40,6 @@ MAX_PROXY = APIVersion("2.35")
 _GONE = "The resource could not be found."
 #: How a proxy route shows one network: (request, network API, Neutron's network) -> entry.
 NetworkView = Callable[[ApiRequest, NeutronApi, dict[str, Any]], dict[str, Any]]
-
-
-def _is_uuid(value: Any) -> bool:
-    try:
-        uuidlib.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def nova_rule(rule: dict[str, Any], groups: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -133,7 +125,7 @@ class NetworkProxyRoutes(ResourceHandler):
         return {g["id"]: g for g in n.list_security_groups(req.ctx)}
 
     def _sg(self, req: ApiRequest, n: NeutronApi, sg_id: str) -> dict[str, Any]:
-        if not _is_uuid(sg_id):
+        if not is_uuid(sg_id):
             raise BadRequest("Security group id should be uuid")
         try:
             group: dict[str, Any] = n.get_security_group(req.ctx, sg_id)
@@ -249,7 +241,7 @@ class NetworkProxyRoutes(ResourceHandler):
     async def delete_sg_rule(self, req: ApiRequest) -> Response:
         n = self._proxy(req, "os_compute_api:os-security-groups:rule:delete")
         rule_id = req.param("rule_id")
-        if not _is_uuid(rule_id):
+        if not is_uuid(rule_id):
             raise BadRequest("Security group id should be uuid")
 
         def run() -> None:
@@ -301,7 +293,7 @@ class NetworkProxyRoutes(ResourceHandler):
 
     def _fip(self, req: ApiRequest, n: NeutronApi, fip_id: str) -> dict[str, Any]:
         try:
-            if not _is_uuid(fip_id):
+            if not is_uuid(fip_id):
                 raise NotFound("")
             fip: dict[str, Any] = n.get_floatingip(req.ctx, fip_id)
         except NotFound:
@@ -535,7 +527,7 @@ def _neutron_rule(rule: dict[str, Any]) -> dict[str, Any]:
     proto, lo, hi = rule.get("ip_protocol"), rule.get("from_port"), rule.get("to_port")
     out: dict[str, Any] = {"direction": "ingress", "ethertype": "IPv4"}
     if group_id is not None:
-        if not _is_uuid(group_id):
+        if not is_uuid(group_id):
             raise BadRequest("Security group id should be uuid")
         out["remote_group_id"] = str(group_id)
     else:

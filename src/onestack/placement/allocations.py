@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from onestack.common.ids import is_uuid
 from onestack.common.timeutils import utcnow
 from onestack.db.placement import Allocation, Consumer, Inventory, ResourceProvider
 from onestack.placement import errors
@@ -23,7 +24,6 @@ from onestack.placement.models import (
     _check_units,
     _Fallback,
     _no_inventory,
-    is_uuid,
 )
 from onestack.placement.store import PlacementStore
 

@@ -28,6 +28,7 @@ from onestack.api.policy import Policy
 from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, NotFound
+from onestack.common.ids import is_uuid
 from onestack.placement import errors, schemas, views
 from onestack.placement.manager import (
     ANY,
@@ -36,7 +37,6 @@ from onestack.placement.manager import (
     PlacementManager,
     ProviderQuery,
     RequestGroup,
-    is_uuid,
 )
 from onestack.placement.microversion import (
     MAX_VERSION,

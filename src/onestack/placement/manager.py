@@ -36,7 +36,6 @@ from onestack.placement.models import (  # noqa: F401 - the records are re-expor
     ProviderQuery,
     RequestGroup,
     capacity,
-    is_uuid,
     traits_ok,
 )
 from onestack.placement.providers import ProviderStore

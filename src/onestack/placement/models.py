@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid as uuidlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,14 +59,6 @@ class _Any:
 
 
 ANY: Any = _Any()
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuidlib.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def _no_inventory(rc: str, rp_uuid: str) -> APIError:

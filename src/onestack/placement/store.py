@@ -53,7 +53,6 @@ from onestack.placement.models import (  # noqa: F401
     _Snapshot,
     capacity,
     expected_mismatch,
-    is_uuid,
     traits_ok,
 )
 
