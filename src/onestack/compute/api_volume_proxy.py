@@ -8,7 +8,6 @@ does; the records are made (and quotas checked) before it.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from starlette.responses import Response
@@ -21,8 +20,7 @@ from onestack.compute import schemas
 from onestack.compute.microversions import version_of
 from onestack.compute.resource_base import ResourceHandler, ServerHost, tgt
 from onestack.compute.volumes import ComputeVolumes
-
-LOG = logging.getLogger(__name__)
+from onestack.tasks import BackgroundWork
 
 
 def _volume(v: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +61,7 @@ class VolumeProxyRoutes(ResourceHandler):
 
     def __init__(self, api: ServerHost) -> None:
         super().__init__(api)
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._background = BackgroundWork("volume proxy background work")
 
     def _vols(self, req: ApiRequest, rule: str) -> ComputeVolumes:
         if version_of(req.request.scope) >= "2.36":
@@ -74,14 +72,8 @@ class VolumeProxyRoutes(ResourceHandler):
         return self.api.volumes
 
     def _later(self, fn: Any, *args: Any) -> None:
-        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        self._tasks.add(fut)
-
-        def done(f: asyncio.Future[Any]) -> None:
-            self._tasks.discard(f)
-            if not f.cancelled() and f.exception() is not None:
-                LOG.error("volume proxy background work failed", exc_info=f.exception())
-        fut.add_done_callback(done)
+        """Run the storage half of a create or delete in a worker thread, after the answer."""
+        self._background.track(asyncio.ensure_future(asyncio.to_thread(fn, *args)))
 
     # ------------------------------------------------------------------ volumes
     @serves("GET", "/v2.1/os-volumes")

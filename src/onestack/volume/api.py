@@ -9,7 +9,6 @@ afterwards (``VolumeManager.finish_*``), as Cinder's volume service does it afte
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +19,12 @@ from onestack.api.policy import Policy
 from onestack.api.routes import serves
 from onestack.api.versions import healthcheck
 from onestack.common.errors import APIError, BadRequest, Conflict, NotFound
+from onestack.tasks import BackgroundWork
 from onestack.volume.compute_events import ComputeEvents
 from onestack.volume.manager import VolumeManager
 from onestack.volume.microversion import MAX_VERSION, MIN_VERSION, url_project
 from onestack.volume.policies import RULES
 
-LOG = logging.getLogger(__name__)
 FAULT_KINDS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
                405: "badMethod", 409: "conflictingRequest", 413: "overLimit",
                415: "badMediaType"}
@@ -62,7 +61,7 @@ class VolumeAPI:
         self.service = Service(name="volume", routes=[], fault=cinder_fault, policy=policy,
                                auth_uri=auth_uri, request_check=self._check_project,
                                service_type="block-storage")
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self.background = BackgroundWork("volume background work")
         self._add_routes()
 
     @staticmethod
@@ -84,7 +83,7 @@ class VolumeAPI:
     # ------------------------------------------------------------------ background work
     def _later(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run the storage half of an operation in a worker thread, after the answer."""
-        self._track(asyncio.get_running_loop().run_in_executor(None, fn, *args))
+        self.background.track(asyncio.get_running_loop().run_in_executor(None, fn, *args))
 
     async def delete_later(self, req: ApiRequest, begin: Callable[..., None],
                            finish: Callable[[str], None], rid: str, *flags: bool) -> Response:
@@ -93,20 +92,6 @@ class VolumeAPI:
         await req.run(begin, req.ctx, rid, *flags)
         self._later(finish, rid)
         return Response(status_code=202)
-
-    def _track(self, fut: asyncio.Future[Any]) -> None:
-        self._tasks.add(fut)
-
-        def done(f: asyncio.Future[Any]) -> None:
-            self._tasks.discard(f)
-            if not f.cancelled() and f.exception() is not None:
-                LOG.error("volume background work failed", exc_info=f.exception())
-        fut.add_done_callback(done)
-
-    async def drain(self) -> None:
-        """Wait for the background work started so far (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # ------------------------------------------------------------------ the guests of a volume
     def copy_quiesced(self, volume_id: str | None, fn: Callable[..., Any], *args: Any) -> None:
@@ -125,7 +110,7 @@ class VolumeAPI:
             finally:
                 if paused:
                     await self.compute_events.resume_io(volume_id, paused)
-        self._track(asyncio.ensure_future(run()))
+        self.background.track(asyncio.ensure_future(run()))
 
     def servers_using(self, volume_id: str) -> list[str]:
         """The servers the compute service has this volume attached to."""

@@ -55,7 +55,7 @@ class VolumeActionRoutes(VolumeHandler):
             new = _size(_obj(body, action).get("new_size"), "new_size")
             await req.run(self.m.begin_extend, req.ctx, vid, new,
                           version_of(req.request.scope) >= "3.42")
-            self.api._track(asyncio.ensure_future(self._extend(vid, new)))  # noqa: SLF001
+            self.api.background.track(asyncio.ensure_future(self._extend(vid, new)))
             return Response(status_code=202)
         if action == "os-set_bootable":
             flag = _bool(_obj(body, action).get("bootable"), "bootable")
