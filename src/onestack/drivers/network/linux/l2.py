@@ -104,7 +104,8 @@ class L2:
 
     def _remove_deleted(self, model: Model, dirty: Dirty) -> None:
         """Networks deleted since they were converged here lose their bridge and VXLAN
-        device at once (a full sync would find them too)."""
+        device at once (a full sync would find them too); a VXLAN device the kernel refused
+        to make (``_ensure_vxlan``) is not there to delete."""
         cmds = []
         for net_id in sorted(dirty.networks - set(model.networks)):
             signature = self._converged.pop(net_id, None)
@@ -114,7 +115,7 @@ class L2:
             mapped = kind == "flat" and self.options.bridge_mappings.get(physnet)
             if not mapped:
                 cmds.append(f"link del dev {names.bridge(net_id)}")
-            if kind == "vxlan" and vni is not None:
+            if kind == "vxlan" and vni is not None and int(vni) not in self._vxlan_refused:
                 cmds.append(f"link del dev {names.vxlan(int(vni))}")
         if cmds:
             self.host.ip_batch(cmds, force=True)

@@ -1,0 +1,55 @@
+"""The Linux bridge component's commands, against a host that records them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from onestack.drivers.network.linux.host import HostError
+from onestack.drivers.network.linux.l2 import L2
+from onestack.drivers.network.linux.model import Dirty, Model
+
+
+class RecordingHost:
+    """Links as ``link_masters`` reports them; ``ip`` batches recorded, a VXLAN add refused
+    (as this kernel answers when the VTEP's port is taken)."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, str | None] = {}
+        self.batches: list[list[str]] = []
+
+    def link_masters(self) -> dict[str, str | None]:
+        return dict(self.links)
+
+    def ip_batch(self, commands: list[str], *, netns: str | None = None,
+                 force: bool = False) -> None:
+        self.batches.append(list(commands))
+        if any(" type vxlan " in c for c in commands):
+            raise HostError(["ip"], 2, "RTNETLINK answers: File exists")
+        for c in commands:
+            if c.startswith("link del dev ") and c.split()[-1] not in self.links:
+                raise HostError(["ip"], 1, f'Cannot find device "{c.split()[-1]}"')
+
+
+def _net(vni: int) -> dict[str, Any]:
+    return {"id": "3b3dc8ed-47e7-445a-9792-0cd8ac2278fe", "provider:network_type": "vxlan",
+            "provider:physical_network": None, "provider:segmentation_id": vni, "mtu": 1450}
+
+
+def test_deleting_a_network_whose_vxlan_device_was_refused() -> None:
+    host = RecordingHost()
+    options = SimpleNamespace(bridge_mappings={}, public_physical_network="public",
+                              public_gateway_cidr="",
+                              vxlan_local_ip="127.0.0.1", vxlan_port=4789, host="h1")
+    l2 = L2(host, options)  # type: ignore[arg-type]
+    model = Model()
+    net = _net(2)
+    model.networks[net["id"]] = net
+    l2.apply(model, Dirty(networks={net["id"]}))
+    bridge = next(c.split()[3] for b in host.batches for c in b
+                  if c.startswith("link add name brq"))
+    host.links[bridge] = None
+    host.batches.clear()
+    del model.networks[net["id"]]
+    l2.apply(model, Dirty(networks={net["id"]}))  # raised HostError before: no vxlan-2 here
+    assert host.batches == [[f"link del dev {bridge}"]]
