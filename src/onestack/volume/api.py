@@ -81,7 +81,7 @@ class VolumeAPI:
         # The resources' routes are added by ``volume.setup`` (their own modules).
 
     # ------------------------------------------------------------------ background work
-    def _later(self, fn: Callable[..., Any], *args: Any) -> None:
+    def later(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run the storage half of an operation in a worker thread, after the answer."""
         self.background.track(asyncio.get_running_loop().run_in_executor(None, fn, *args))
 
@@ -90,7 +90,7 @@ class VolumeAPI:
         """A two-phase delete: ``begin(ctx, rid, *flags)`` now (the row turns ``deleting``),
         ``finish(rid)`` (the storage work) in a worker thread after the 202."""
         await req.run(begin, req.ctx, rid, *flags)
-        self._later(finish, rid)
+        self.later(finish, rid)
         return Response(status_code=202)
 
     # ------------------------------------------------------------------ the guests of a volume

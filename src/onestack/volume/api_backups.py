@@ -121,7 +121,7 @@ class BackupRoutes:
         vid = _text(body.get("volume_id"), "volume_id")
         b, vol = await req.run(self.b.begin_restore, req.ctx, req.param("id"), vid,
                                _text(body.get("name"), "name"))
-        self.api._later(self.b.finish_restore, b.id, vol.id)  # noqa: SLF001
+        self.api.later(self.b.finish_restore, b.id, vol.id)
         return FastJSON({"restore": {"backup_id": b.id, "volume_id": vol.id,
                                      "volume_name": vol.name}}, status_code=202)
 

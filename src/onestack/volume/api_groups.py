@@ -227,7 +227,7 @@ class GroupRoutes:
             vols = await req.run(self.g.delete, req.ctx, gid,
                                  _bool(args.get("delete-volumes", False), "delete-volumes"))
             for vid in vols:
-                self.api._later(self.api.m.finish_delete, vid)  # noqa: SLF001
+                self.api.later(self.api.m.finish_delete, vid)
             return Response(status_code=202)
         if isinstance(body, dict) and "reset_status" in body:
             self._since(req, "3.20")
@@ -249,7 +249,7 @@ class GroupRoutes:
                                 _text(args.get("description"), "description"),
                                 _text(args.get("group_snapshot_id"), "group_snapshot_id"),
                                 _text(args.get("source_group_id"), "source_group_id"))
-        self.api._later(self.g.finish_from_source, g.id, vols)  # noqa: SLF001
+        self.api.later(self.g.finish_from_source, g.id, vols)
         return FastJSON({"group": self._summary(g)}, status_code=202)
 
     # ------------------------------------------------------------------ group snapshots
@@ -284,7 +284,7 @@ class GroupRoutes:
                                   _text(body.get("group_id"), "group_id", nullable=False),
                                   _text(body.get("name"), "name"),
                                   _text(body.get("description"), "description"))
-        self.api._later(self.g.finish_snapshot, gs.id, snaps)  # noqa: SLF001
+        self.api.later(self.g.finish_snapshot, gs.id, snaps)
         return FastJSON({"group_snapshot": {"id": gs.id, "name": gs.name,
                                             "group_type_id": gs.group_type_id}},
                         status_code=202)
@@ -295,7 +295,7 @@ class GroupRoutes:
         self._policy(req, "group:delete_group_snapshot")
         snaps = await req.run(self.g.delete_snapshot, req.ctx, req.param("id"))
         for sid in snaps:
-            self.api._later(self.api.m.finish_delete_snapshot, sid)  # noqa: SLF001
+            self.api.later(self.api.m.finish_delete_snapshot, sid)
         return Response(status_code=202)
 
     @serves("POST", "/v3/group_snapshots/{id}/action")

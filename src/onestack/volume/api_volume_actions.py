@@ -160,7 +160,7 @@ class VolumeActionRoutes(VolumeHandler):
             raise BadRequest("Invalid input received: no image service to re-image from.")
         image = await req.run(self.m.images.volume_image, req.ctx, image_id)
         await req.run(reimage.begin, self.m, req.ctx, vid, image, reserved)
-        self.api._later(reimage.finish, self.m, vid, image)  # noqa: SLF001
+        self.api.later(reimage.finish, self.m, vid, image)
         return Response(status_code=202)
 
     async def _extend(self, volume_id: str, new_size: int) -> None:
@@ -193,7 +193,7 @@ class VolumeActionRoutes(VolumeHandler):
         except Exception:
             await req.run(self.m.end_upload, vid)
             raise
-        self.api._later(self.m.finish_upload, vid, image_id, disk_format,  # noqa: SLF001
+        self.api.later(self.m.finish_upload, vid, image_id, disk_format,
                         self.api.scratch_dir)
         names = await req.run(self.m.type_names)
         return FastJSON({"os-volume_upload_image": {

@@ -158,7 +158,7 @@ class VolumeRoutes(VolumeHandler):
             _text(body.get("availability_zone"), "availability_zone"),
             snapshot_id, _text(body.get("source_volid"), "source_volid"),
             _bool(body.get("multiattach", False), "multiattach"), image, group_id)
-        self.api._later(self.m.finish_create, v.id, image)  # noqa: SLF001
+        self.api.later(self.m.finish_create, v.id, image)
         return FastJSON(await self._volume_doc(req, v, extended=False), status_code=202)
 
     @serves("PUT", "/v3/volumes/{id}")
