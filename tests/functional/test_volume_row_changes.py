@@ -23,6 +23,33 @@ def _answer(r: httpx.Response) -> tuple[int, Any]:
     return r.status_code, r.json() if r.content else None
 
 
+def _check_type_specs(c: httpx.Client, url: str, key: str, specs_key: str, what: str,
+                      specs_word: str) -> str:
+    """A volume or group type's specs: delete, read, set one key, the 404s and the 400 of a
+    body naming another key; a duplicate name is a 409 on create and on rename. The type's
+    id."""
+    name = f"rc-{key}"
+    tid = c.post(url, json={key: {"name": name, specs_key: {"x": "1", "y": "2"}}}
+                 ).json()[key]["id"]
+    specs = f"{url}/{tid}/{specs_key}"
+    gone = (404, {"itemNotFound": {
+        "code": 404, "message": f"{what} {tid} has no {specs_word} with key x."}})
+    assert c.delete(f"{specs}/x").status_code == 202
+    assert _answer(c.get(specs)) == (200, {specs_key: {"y": "2"}})
+    assert _answer(c.delete(f"{specs}/x")) == gone
+    assert _answer(c.get(f"{specs}/y")) == (200, {"y": "2"})
+    assert _answer(c.put(f"{specs}/y", json={"y": "3"})) == (200, {"y": "3"})
+    assert _answer(c.put(f"{specs}/y", json={"z": "3"})) == (400, {"badRequest": {
+        "code": 400, "message": "Request body and URI mismatch"}})
+    assert _answer(c.get(f"{specs}/x")) == gone
+    taken = (409, {"conflictingRequest": {"code": 409, "message": f"{what} {name} already "
+                                                                  "exists."}})
+    assert _answer(c.post(url, json={key: {"name": name}})) == taken
+    other = c.post(url, json={key: {"name": f"{name}2"}}).json()[key]["id"]
+    assert _answer(c.put(f"{url}/{other}", json={key: {"name": name}})) == taken
+    return str(tid)
+
+
 def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
     token = cloud.token()
     c = httpx.Client(headers={"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.25"},
@@ -90,47 +117,13 @@ def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
             "code": 400, "message": "Must specify 'connector'"}})
 
     # Specs of a volume type, a group type and QoS specs.
-    vt = c.post(f"{base}/types", json={"volume_type": {
-        "name": "rc-type", "extra_specs": {"x": "1", "y": "2"}}}).json()["volume_type"]
-    specs = f"{base}/types/{vt['id']}/extra_specs"
-    assert c.delete(f"{specs}/x").status_code == 202
-    assert _answer(c.get(specs)) == (200, {"extra_specs": {"y": "2"}})
-    assert _answer(c.delete(f"{specs}/x")) == (404, {"itemNotFound": {
-        "code": 404, "message": f"Volume Type {vt['id']} has no extra specs with key x."}})
-    assert _answer(c.get(f"{specs}/y")) == (200, {"y": "2"})
-    assert _answer(c.put(f"{specs}/y", json={"y": "3"})) == (200, {"y": "3"})
-    assert _answer(c.put(f"{specs}/y", json={"z": "3"})) == (400, {"badRequest": {
-        "code": 400, "message": "Request body and URI mismatch"}})
-    assert _answer(c.get(f"{specs}/x")) == (404, {"itemNotFound": {
-        "code": 404, "message": f"Volume Type {vt['id']} has no extra specs with key x."}})
-    assert _answer(c.get(f"{base}/types/{vt['id']}/encryption/provider")) == (
+    vt = _check_type_specs(c, f"{base}/types", "volume_type", "extra_specs", "Volume Type",
+                           "extra specs")
+    assert _answer(c.get(f"{base}/types/{vt}/encryption/provider")) == (
         404, {"itemNotFound": {"code": 404, "message": f"Volume type encryption for type "
-                                                      f"{vt['id']} does not exist."}})
-    assert _answer(c.post(f"{base}/types", json={"volume_type": {"name": "rc-type"}})) == (
-        409, {"conflictingRequest": {"code": 409,
-                                     "message": "Volume Type rc-type already exists."}})
-    vt2 = c.post(f"{base}/types", json={"volume_type": {"name": "rc-type2"}}).json()
-    assert _answer(c.put(f"{base}/types/{vt2['volume_type']['id']}", json={
-        "volume_type": {"name": "rc-type"}})) == (409, {"conflictingRequest": {
-            "code": 409, "message": "Volume Type rc-type already exists."}})
-    gt = c.post(f"{base}/group_types", json={"group_type": {
-        "name": "rc-gt", "group_specs": {"g": "1", "h": "2"}}}).json()["group_type"]
-    gspecs = f"{base}/group_types/{gt['id']}/group_specs"
-    assert c.delete(f"{gspecs}/g").status_code == 202
-    assert _answer(c.get(gspecs)) == (200, {"group_specs": {"h": "2"}})
-    assert _answer(c.delete(f"{gspecs}/g")) == (404, {"itemNotFound": {
-        "code": 404, "message": f"Group Type {gt['id']} has no specs with key g."}})
-    assert _answer(c.get(f"{gspecs}/h")) == (200, {"h": "2"})
-    assert _answer(c.put(f"{gspecs}/h", json={"g": "3"})) == (400, {"badRequest": {
-        "code": 400, "message": "Request body and URI mismatch"}})
-    assert _answer(c.get(f"{gspecs}/g")) == (404, {"itemNotFound": {
-        "code": 404, "message": f"Group Type {gt['id']} has no specs with key g."}})
-    assert _answer(c.post(f"{base}/group_types", json={"group_type": {"name": "rc-gt"}})) == (
-        409, {"conflictingRequest": {"code": 409, "message": "Group Type rc-gt already exists."}})
-    gt2 = c.post(f"{base}/group_types", json={"group_type": {"name": "rc-gt2"}}).json()
-    assert _answer(c.put(f"{base}/group_types/{gt2['group_type']['id']}", json={
-        "group_type": {"name": "rc-gt"}})) == (409, {"conflictingRequest": {
-            "code": 409, "message": "Group Type rc-gt already exists."}})
+                                                      f"{vt} does not exist."}})
+    _check_type_specs(c, f"{base}/group_types", "group_type", "group_specs", "Group Type",
+                      "specs")
     qos = c.post(f"{base}/qos-specs", json={"qos_specs": {
         "name": "rc-qos", "read_iops_sec": "10", "write_iops_sec": "20",
         "total_iops_sec": "30"}}).json()["qos_specs"]
