@@ -25,7 +25,6 @@ SERVICE_TYPE = "placement"
 MIN_VERSION = (1, 0)
 MAX_VERSION = (1, 39)
 SCOPE_KEY = "placement.version"
-HEADER = "openstack-api-version"
 
 Version = tuple[int, int]
 
