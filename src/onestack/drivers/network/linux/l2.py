@@ -196,14 +196,28 @@ class L2:
             return  # model-only on this kernel
         bridge = self.bridge_of(net)
         if bridge not in links:
-            self.host.ip_batch([f"link add name {bridge} type bridge forward_delay 0",
-                                f"link set dev {bridge} up"])
-            links[bridge] = None
+            self._add_link(bridge, [f"link add name {bridge} type bridge forward_delay 0",
+                                    f"link set dev {bridge} up"], links)
         if kind == "vxlan" and net.get("provider:segmentation_id") is not None:
             self._ensure_vxlan(int(net["provider:segmentation_id"]), bridge, links)
         if self._is_public(net) and self.options.public_gateway_cidr:
             self.host.ip_batch([f"address replace {self.options.public_gateway_cidr} "
                                 f"dev {bridge}", f"link set dev {bridge} up"])
+
+    def _add_link(self, name: str, commands: list[str], links: dict[str, str | None]) -> None:
+        """Make device ``name`` with ``commands`` and note it in ``links``. A hypervisor's
+        :meth:`plug` and the worker's pass may both find a new network's device missing
+        and race to make it: the one that loses finds the device there on a fresh look and
+        goes on with it; any other refusal is raised."""
+        try:
+            self.host.ip_batch(commands)
+        except HostError:
+            now = self.host.link_masters()
+            if name not in now:
+                raise
+            links[name] = now[name]
+            return
+        links[name] = None
 
     def _ensure_vxlan(self, vni: int, bridge: str, links: dict[str, str | None]) -> None:
         dev = names.vxlan(vni)
@@ -211,14 +225,13 @@ class L2:
             if vni in self._vxlan_refused:
                 return
             try:
-                self.host.ip_batch([
+                self._add_link(dev, [
                     f"link add {dev} type vxlan id {vni} local {self.options.vxlan_local_ip} "
-                    f"dstport {int(self.options.vxlan_port)} nolearning"])
+                    f"dstport {int(self.options.vxlan_port)} nolearning"], links)
             except HostError as exc:
                 self._vxlan_refused.add(vni)
                 LOG.warning("no VXLAN device for VNI %s (one host needs none): %s", vni, exc)
                 return
-            links[dev] = None
         if links[dev] != bridge:
             self.host.ip_batch([f"link set dev {dev} master {bridge}",
                                 f"link set dev {dev} up"])

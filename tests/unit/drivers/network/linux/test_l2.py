@@ -12,7 +12,7 @@ from onestack.drivers.network.linux.model import Dirty, Model
 
 class RecordingHost:
     """Links as ``link_masters`` reports them; ``ip`` batches recorded, a VXLAN add refused
-    (as this kernel answers when the VTEP's port is taken)."""
+    (as the kernel answers when another device already has the VNI on that port)."""
 
     def __init__(self) -> None:
         self.links: dict[str, str | None] = {}
@@ -53,3 +53,42 @@ def test_deleting_a_network_whose_vxlan_device_was_refused() -> None:
     del model.networks[net["id"]]
     l2.apply(model, Dirty(networks={net["id"]}))  # raised HostError before: no vxlan-2 here
     assert host.batches == [[f"link del dev {bridge}"]]
+
+
+class RacedHost(RecordingHost):
+    """Another thread (a hypervisor's ``plug``) makes each device between this pass's look at
+    the links and its own ``link add``, so the add fails as the kernel answers then."""
+
+    def ip_batch(self, commands: list[str], *, netns: str | None = None,
+                 force: bool = False) -> None:
+        self.batches.append(list(commands))
+        for c in commands:
+            words = c.split()
+            if c.startswith("link add "):
+                name = words[3] if words[2] == "name" else words[2]
+                if name not in self.links:
+                    self.links[name] = None  # the other thread's add
+                    raise HostError(["ip"], 2, "RTNETLINK answers: File exists")
+            elif c.startswith("link set dev ") and " master " in c:
+                self.links[words[3]] = words[5]
+            elif c.startswith("link del dev "):
+                if words[3] not in self.links:
+                    raise HostError(["ip"], 1, f'Cannot find device "{words[3]}"')
+                del self.links[words[3]]
+
+
+def test_a_device_made_by_a_concurrent_plug_is_used_not_refused() -> None:
+    host = RacedHost()
+    options = SimpleNamespace(bridge_mappings={}, public_physical_network="public",
+                              public_gateway_cidr="",
+                              vxlan_local_ip="127.0.0.1", vxlan_port=4789, host="h1")
+    l2 = L2(host, options)  # type: ignore[arg-type]
+    model = Model()
+    net = _net(2)
+    model.networks[net["id"]] = net
+    l2.apply(model, Dirty(networks={net["id"]}))  # raised HostError (bridge) before
+    bridge = next(name for name in host.links if name.startswith("brq"))
+    assert host.links["vxlan-2"] == bridge  # enslaved, not taken for refused
+    del model.networks[net["id"]]
+    l2.apply(model, Dirty(networks={net["id"]}))
+    assert host.batches[-1] == [f"link del dev {bridge}", "link del dev vxlan-2"]
