@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from onestack.common.context import RequestContext
 from onestack.common.errors import (
@@ -27,6 +26,7 @@ from onestack.image.records import (
     KNOWN_IMPORT_METHODS,
     LOG,
     ImageRecords,
+    finish_task,
     new_task,
 )
 
@@ -97,7 +97,7 @@ class ImportStore(ImageRecords):
         targets = self._import_targets(body, header_store)
         now = utcnow()
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "import_image")
+            img = self.writable_row(ctx, s, image_id, "import_image")
             if name in ("web-download", "glance-download"):
                 if img.status != "queued":
                     raise Conflict(f"Image {image_id} must be queued to import data with "
@@ -134,7 +134,7 @@ class ImportStore(ImageRecords):
             internal["importing_to"] = targets
             internal["failed_import"] = []
             img.internal = internal
-            self._touch(img)
+            self.touch(img)
             task = new_task(ctx, img, "api_image_import", request_id, now,
                             {"image_id": image_id, "import_req": body, "backend": targets})
             s.add(task)
@@ -184,7 +184,7 @@ class ImportStore(ImageRecords):
                                         if t != store_id]
             row.location = locs[self.stores.order(locs.keys())[0]]
             row.internal = internal
-            self._touch(row)
+            self.touch(row)
             return True
 
     def _import_failed(self, image_id: str, store_id: str) -> None:
@@ -197,7 +197,7 @@ class ImportStore(ImageRecords):
                                         if t != store_id]
             internal["failed_import"] = [*internal.get("failed_import", []), store_id]
             row.internal = internal
-            self._touch(row)
+            self.touch(row)
 
     def _remote_image_url(self, region: str | None, interface: str, image_id: str) -> str:
         """``glance-download``: the source image's URL at the catalog's image endpoint."""
@@ -362,9 +362,8 @@ class ImportStore(ImageRecords):
                     internal = dict(row.internal or {})
                     internal.pop("staged", None)
                     row.internal = internal
-                self._finish_task(s, task_id, "success", "",
-                                  {"image_id": image_id, "stores": done,
-                                   "failed_stores": failed})
+                finish_task(s, task_id, "success", "",
+                            {"image_id": image_id, "stores": done, "failed_stores": failed})
         except (APIError, StoreError, OSError, ValueError, TypeError) as exc:
             message = getattr(exc, "message", None) or str(exc)
             LOG.warning("import of image %s failed: %s", image_id, message)
@@ -387,25 +386,15 @@ class ImportStore(ImageRecords):
                     row.size = None
                     row.checksum = row.os_hash_algo = row.os_hash_value = None
                     row.virtual_size = None
-                    self._touch(row)
+                    self.touch(row)
                 elif row is not None:
                     internal = dict(row.internal or {})
                     internal["importing_to"] = []
                     row.internal = internal
-                self._finish_task(s, task_id, "failure", message, None)
+                finish_task(s, task_id, "failure", message, None)
         finally:
             if staged_doc and glance_direct:
                 self._drop_data(staged_doc["location"])
-
-    @staticmethod
-    def _finish_task(s: Session, task_id: str, status: str, message: str,
-                     result: dict[str, Any] | None) -> None:
-        task = s.get(ImageTask, task_id)
-        if task is not None:
-            task.status = status
-            task.message = message
-            task.result = result
-            task.updated_at = utcnow()
 
     def list_tasks(self, ctx: RequestContext, image_id: str) -> list[ImageTask]:
         with self.db.reader() as s:

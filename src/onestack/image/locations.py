@@ -34,7 +34,7 @@ from onestack.common.timeutils import utcnow
 from onestack.db.image import Image, ImageTask
 from onestack.drivers.imagestore.base import StoreError
 from onestack.image import fetch
-from onestack.image.records import new_task
+from onestack.image.records import finish_task, new_task
 
 if TYPE_CHECKING:
     from onestack.image.stores import StoreSet
@@ -107,15 +107,19 @@ class LocationHost(Protocol):
     stores: StoreSet
     show_locations: bool
 
-    def _allowed(self, ctx: RequestContext, action: str, target: dict[str, Any]) -> bool: ...
+    def allowed(self, ctx: RequestContext, action: str, target: dict[str, Any]) -> bool:
+        """Whether ``action``'s policy lets ``ctx`` act on ``target``."""
+        ...
 
-    def _writable_row(self, ctx: RequestContext, s: Any, image_id: str,
-                      action: str) -> Image: ...
+    def writable_row(self, ctx: RequestContext, s: Any, image_id: str,
+                     action: str) -> Image:
+        """The image row ``ctx`` sees (404 otherwise) once ``action`` is allowed on it
+        (403 otherwise)."""
+        ...
 
-    def _touch(self, img: Image) -> None: ...
-
-    def _finish_task(self, s: Any, task_id: str, status: str, message: str,
-                     result: dict[str, Any] | None) -> None: ...
+    def touch(self, img: Image) -> None:
+        """``img``'s ``updated_at`` set to now."""
+        ...
 
 
 class ImageLocations:
@@ -195,7 +199,7 @@ class ImageLocations:
             if len(path) != 2:
                 raise BadRequest("Remove a location by its index: /locations/N.")
             target = {"project_id": img.owner or "", "owner": img.owner or ""}
-            if not self.m._allowed(ctx, "delete_image_location", target):  # noqa: SLF001
+            if not self.m.allowed(ctx, "delete_image_location", target):
                 raise Forbidden("You are not authorized to delete image locations.")
             if not path[1].isdigit() or int(path[1]) >= len(current):
                 raise BadRequest(f"Invalid location index {path[1]!r}.")
@@ -305,14 +309,14 @@ class ImageLocations:
         vd = check_validation_data(body.get("validation_data"))
         url = body["url"]
         with self.m.db.reader() as s:
-            img = self.m._writable_row(ctx, s, image_id, "add_image_location")  # noqa: SLF001
+            img = self.m.writable_row(ctx, s, image_id, "add_image_location")
             if img.status != "queued" or self.location_docs(img):
                 raise Conflict(f"Image {image_id} must be queued and have no location to "
                                f"be given one (its status is {img.status}).")
         size = self._location_size(url)
         now = utcnow()
         with self.m.db.transaction() as s:
-            img = self.m._writable_row(ctx, s, image_id, "add_image_location")  # noqa: SLF001
+            img = self.m.writable_row(ctx, s, image_id, "add_image_location")
             if img.status != "queued" or self.location_docs(img):
                 raise Conflict(f"Image {image_id} changed while its location was checked.")
             internal = dict(img.internal or {})
@@ -324,7 +328,7 @@ class ImageLocations:
             img.checksum = vd.get("checksum")
             img.os_hash_algo = vd.get("os_hash_algo", "sha512")
             img.os_hash_value = vd.get("os_hash_value")
-            self.m._touch(img)  # noqa: SLF001
+            self.m.touch(img)
             task = new_task(ctx, img, "location_import", request_id, now,
                             {"image_id": image_id, "loc_url": url, "validation_data": vd})
             s.add(task)
@@ -370,12 +374,12 @@ class ImageLocations:
                 img.checksum = img.os_hash_algo = img.os_hash_value = None
                 message = f"location data does not match: {', '.join(bad)}"
                 LOG.warning("location of image %s refused: %s", image_id, message)
-                self.m._finish_task(s, task_id, "failure", message, None)  # noqa: SLF001
+                finish_task(s, task_id, "failure", message, None)
             else:
                 img.checksum = got["checksum"]
                 img.os_hash_algo = got["os_hash_algo"]
                 img.os_hash_value = got["os_hash_value"]
                 if img.size is None:
                     img.size = size
-                self.m._finish_task(s, task_id, "success", "", {"image_id": image_id})
-            self.m._touch(img)  # noqa: SLF001
+                finish_task(s, task_id, "success", "", {"image_id": image_id})
+            self.m.touch(img)

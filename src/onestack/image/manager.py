@@ -160,9 +160,9 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
 
     def _check_visibility(self, ctx: RequestContext, visibility: str, owner: str | None) -> None:
         target = {"project_id": owner or "", "owner": owner or ""}
-        if visibility == "public" and not self._allowed(ctx, "publicize_image", target):
+        if visibility == "public" and not self.allowed(ctx, "publicize_image", target):
             raise Forbidden("You are not authorized to complete publicize_image action.")
-        if visibility == "community" and not self._allowed(ctx, "communitize_image", target):
+        if visibility == "community" and not self.allowed(ctx, "communitize_image", target):
             raise Forbidden("You are not authorized to complete communitize_image action.")
 
     def get(self, ctx: RequestContext, image_id: str) -> ImageInfo:
@@ -333,11 +333,11 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
         """Apply parsed JSON-patch ``changes`` [(op, path, value)] atomically."""
         if self.show_locations and any(path[0] == "locations" for _o, path, _v in changes):
             with self.db.reader() as s:  # may this caller change it, before reading any URL?
-                self._writable_row(ctx, s, image_id)
+                self.writable_row(ctx, s, image_id)
         sizes = self.location_ops.prepare_location_changes(changes)
         dropped: list[str] = []
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id)
+            img = self.writable_row(ctx, s, image_id)
             info = self._load(s, img)
             doc: dict[str, Any] = {
                 "name": img.name, "visibility": img.visibility, "protected": img.protected,
@@ -355,7 +355,7 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
             schemas.validate_image({**writable, **props})
             if doc["visibility"] != img.visibility:
                 self._check_visibility(ctx, doc["visibility"], doc["owner"])
-            if doc["owner"] != img.owner and not self._allowed(
+            if doc["owner"] != img.owner and not self.allowed(
                     ctx, "set_image_owner", info.target):
                 raise Forbidden("Only administrators may change the owner of an image.")
             for key in ("disk_format", "container_format"):
@@ -378,7 +378,7 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
                 s.execute(delete(ImageProperty).where(ImageProperty.image_id == img.id))
                 for k, v in props.items():
                     s.add(ImageProperty(image_id=img.id, name=k, value=v))
-            self._touch(img)
+            self.touch(img)
             s.flush()
             result = _info(img, tags, props)
         for loc in dropped:
@@ -429,7 +429,7 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
     def delete(self, ctx: RequestContext, image_id: str) -> None:
         """Delete the image, its metadata and its data (403 when protected)."""
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "delete_image")
+            img = self.writable_row(ctx, s, image_id, "delete_image")
             if img.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
             locations = [*self.locations(img).values(),
@@ -459,19 +459,19 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
                      target: str) -> None:
         """Move an image from ``source`` to ``target`` status (a no-op when already there)."""
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, action)
+            img = self.writable_row(ctx, s, image_id, action)
             if img.status == target:
                 return
             if img.status != source:
                 raise Forbidden(f"Not allowed to {action} image in status '{img.status}'")
             img.status = target
-            self._touch(img)
+            self.touch(img)
     # ------------------------------------------------------------------ tags
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         if not tag or len(tag) > schemas.MAX_TAG_LEN:
             raise BadRequest(f"Tags must be 1 to {schemas.MAX_TAG_LEN} characters long.")
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "add_image_tag")
+            img = self.writable_row(ctx, s, image_id, "add_image_tag")
             if s.get(ImageTag, (image_id, tag)) is not None:
                 return
             count = s.scalar(select(func.count()).select_from(ImageTag).where(
@@ -479,13 +479,13 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
             if count >= MAX_TAGS:
                 raise PayloadTooLarge(f"Maximum number of tags exceeded ({MAX_TAGS}).")
             s.add(ImageTag(image_id=image_id, value=tag))
-            self._touch(img)
+            self.touch(img)
 
     def delete_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "delete_image_tag")
+            img = self.writable_row(ctx, s, image_id, "delete_image_tag")
             row = s.get(ImageTag, (image_id, tag))
             if row is None:
                 raise NotFound(f"Tag {tag} not found on image {image_id}")
             s.delete(row)
-            self._touch(img)
+            self.touch(img)

@@ -48,7 +48,7 @@ class MemberStore(ImageRecords):
         with self.db.transaction() as s:
             img = self._member_image(ctx, s, image_id)
             target = {"project_id": img.owner or "", "member_id": member_id}
-            if not self._allowed(ctx, "add_member", target):
+            if not self.allowed(ctx, "add_member", target):
                 raise Forbidden("You are not authorized to share this image.")
             if s.get(ImageMember, (image_id, member_id)) is not None:
                 raise Conflict(f"The member {member_id} is already a member of image "
@@ -85,8 +85,8 @@ class MemberStore(ImageRecords):
             if status not in schemas.MEMBER_STATUSES:
                 raise BadRequest(f"Invalid status: {status!r}; expected one of "
                                  f"{', '.join(schemas.MEMBER_STATUSES)}.")
-            if not self._allowed(ctx, "modify_member",
-                                 {"project_id": img.owner or "", "member_id": member_id}):
+            if not self.allowed(ctx, "modify_member",
+                                {"project_id": img.owner or "", "member_id": member_id}):
                 raise Forbidden("Only the member may change its membership status.")
             row.status = status
             row.updated_at = utcnow()
@@ -96,7 +96,7 @@ class MemberStore(ImageRecords):
     def delete_member(self, ctx: RequestContext, image_id: str, member_id: str) -> None:
         with self.db.transaction() as s:
             img, row = self._visible_member(ctx, s, image_id, member_id)
-            if not self._allowed(ctx, "delete_member",
-                                 {"project_id": img.owner or "", "member_id": member_id}):
+            if not self.allowed(ctx, "delete_member",
+                                {"project_id": img.owner or "", "member_id": member_id}):
                 raise Forbidden("Only the image owner may remove members.")
             s.delete(row)

@@ -162,6 +162,18 @@ def new_task(ctx: RequestContext, img: Image, task_type: str, request_id: str,
                      updated_at=now, expires_at=now + TASK_TTL)
 
 
+def finish_task(s: Session, task_id: str, status: str, message: str,
+                result: dict[str, Any] | None) -> None:
+    """The task ``task_id`` ended with ``status``, ``message`` and ``result`` (nothing when
+    it is gone), written in the caller's session ``s``."""
+    task = s.get(ImageTask, task_id)
+    if task is not None:
+        task.status = status
+        task.message = message
+        task.result = result
+        task.updated_at = utcnow()
+
+
 def _limit_child() -> None:  # pragma: no cover - runs in the child
     """Resource limits for ``qemu-img`` on untrusted data (as Nova/Glance do)."""
     import resource
@@ -181,7 +193,8 @@ class ImageRecords:
     stores: StoreSet
 
     # ------------------------------------------------------------------ helpers
-    def _allowed(self, ctx: RequestContext, action: str, target: Mapping[str, Any]) -> bool:
+    def allowed(self, ctx: RequestContext, action: str, target: Mapping[str, Any]) -> bool:
+        """Whether ``action``'s policy lets ``ctx`` act on ``target``."""
         return self.policy.check(action, ctx.policy_creds(), target)
 
     def _enforce(self, ctx: RequestContext, action: str, target: Mapping[str, Any]) -> None:
@@ -224,15 +237,18 @@ class ImageRecords:
             raise NotFound(f"No image found with ID {image_id}")
         return img
 
-    def _writable_row(self, ctx: RequestContext, s: Session, image_id: str,
-                      action: str = "modify_image") -> Image:
+    def writable_row(self, ctx: RequestContext, s: Session, image_id: str,
+                     action: str = "modify_image") -> Image:
+        """The image row ``ctx`` sees, read in ``s`` (404 otherwise), once ``action`` is
+        allowed on it (403 otherwise)."""
         img = self._get_row(ctx, s, image_id)
         target = {"project_id": img.owner or "", "owner": img.owner or "",
                   "visibility": img.visibility, "id": img.id}
-        if not self._allowed(ctx, action, target):
+        if not self.allowed(ctx, action, target):
             raise Forbidden(f"You are not authorized to {action.replace('_', ' ')} "
                             f"image {image_id}.")
         return img
 
-    def _touch(self, img: Image) -> None:
+    def touch(self, img: Image) -> None:
+        """``img``'s ``updated_at`` set to now (a change of the image)."""
         img.updated_at = utcnow()

@@ -63,7 +63,7 @@ class RecoveryStore(ImageRecords):
         """``DELETE /v2/stores/{store}/{image}``: drop one copy of an active image's data."""
         self.stores.get(store_id)
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id, "delete_image_location")
+            img = self.writable_row(ctx, s, image_id, "delete_image_location")
             if img.status != "active":
                 raise Conflict(f"Image {image_id} must be active to delete its data from a "
                                f"store (its status is {img.status}).")
@@ -78,7 +78,7 @@ class RecoveryStore(ImageRecords):
             internal["locations"] = locs
             img.internal = internal
             img.location = locs[self.stores.order(locs.keys())[0]]
-            self._touch(img)
+            self.touch(img)
         self._drop_data(gone)
 
     def has_images(self, name: str) -> bool:

@@ -123,8 +123,8 @@ class UploadStore(ImageRecords):
         queued, 400 when its formats are unset, 413 when ``length`` exceeds the quota.
         """
         with self.db.transaction() as s:
-            img = self._writable_row(ctx, s, image_id,
-                                     "stage_image" if staging else "upload_image")
+            img = self.writable_row(ctx, s, image_id,
+                                    "stage_image" if staging else "upload_image")
             if img.status != "queued":
                 raise Conflict(f"Image status transition from {img.status} to "
                                f"{'uploading' if staging else 'saving'} is not allowed")
@@ -147,7 +147,7 @@ class UploadStore(ImageRecords):
                         f"size of the data {length} will exceed the limit. {left} bytes "
                         "remaining.")
             img.status = "uploading" if staging else "saving"
-            self._touch(img)
+            self.touch(img)
             s.flush()
             return self._load(s, img), left
 
@@ -190,7 +190,7 @@ class UploadStore(ImageRecords):
                     img.size = stored.size
                 else:
                     self._activate(img, stored, virtual_size, store_id or self.stores.default_id)
-                self._touch(img)
+                self.touch(img)
                 s.flush()
                 return self._load(s, img)
         except APIError:

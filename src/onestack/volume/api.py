@@ -71,13 +71,15 @@ class VolumeAPI:
             raise BadRequest(f"Malformed request url: URL's project_id '{project}' doesn't "
                              f"match Context's project_id '{req.ctx.project_id}'")
 
-    def _r(self, path: str, handler: Callable[..., Any], methods: list[str],
-           public: bool = False) -> None:
+    def add_route(self, path: str, handler: Callable[..., Any], methods: list[str],
+                  public: bool = False) -> None:
+        """Serve ``handler`` at ``path`` for ``methods`` (``public``: without a token); for
+        routes a module builds itself rather than declares."""
         self.service.routes.append(route(self.service, path, handler, methods, public))
 
     def _add_routes(self) -> None:
         add_declared(self.service, self)
-        self._r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
+        self.add_route("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
         # The resources' routes are added by ``volume.setup`` (their own modules).
 
     # ------------------------------------------------------------------ background work

@@ -22,7 +22,7 @@ def add_metadata_routes(api: VolumeAPI) -> None:
     m = api.m
     volume_meta = MetadataRoutes(m, VOLUMES, m.get_volume)
     snapshot_meta = MetadataRoutes(m, SNAPSHOTS, m.get_snapshot)
-    r = api._r  # noqa: SLF001 - the owner's route helper
+    r = api.add_route
     for kind, meta in (("volumes", volume_meta), ("snapshots", snapshot_meta)):
         r(f"/v3/{kind}/{{id}}/metadata", meta.show, ["GET"])
         r(f"/v3/{kind}/{{id}}/metadata", meta.add, ["POST"])

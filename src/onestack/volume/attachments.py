@@ -32,7 +32,7 @@ from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime, utcnow
 from onestack.db.volume import Volume
 from onestack.volume.manager import VolumeManager
-from onestack.volume.visibility import scoped
+from onestack.volume.visibility import scoped, visible
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ class Attachments:
         def run(s: Session) -> AttachmentView:
             v, a = self._find(s, ctx, attachment_id)
             return AttachmentView(v.id, v.project_id, dict(a))
-        return self.m._read(run)  # noqa: SLF001 - the manager's session helper
+        return self.m.read(run)
 
     def list(self, ctx: RequestContext, all_projects: bool = False,
              filters: dict[str, str] | None = None) -> list[AttachmentView]:
@@ -121,7 +121,7 @@ class Attachments:
                         continue
                     out.append(AttachmentView(v.id, v.project_id, dict(a)))
             return out
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     # ------------------------------------------------------------------ the flow
     def _connection(self, v: Volume, a: dict[str, Any]) -> dict[str, Any]:
@@ -138,8 +138,7 @@ class Attachments:
         """Reserve the volume for ``instance_uuid`` (and connect when a connector is
         given)."""
         def run(s: Session) -> AttachmentView:
-            v = self.m._visible(ctx, s.get(Volume, volume_id), "Volume",  # noqa: SLF001
-                                volume_id)
+            v = visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
             self.m.enforce(ctx, "volume:attachment_create", v.project_id)
             entries = list(v.attachments or [])
             shared = v.multiattach and v.status in ("in-use", "attaching", "reserved")
@@ -165,7 +164,7 @@ class Attachments:
             _settle(v)
             v.updated_at = utcnow()
             return self._view(v, a)
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def _connect(self, v: Volume, a: dict[str, Any], connector: dict[str, Any]) -> None:
         info = self._connection(v, a)  # raises before anything changes
@@ -194,7 +193,7 @@ class Attachments:
             _settle(v)
             v.updated_at = utcnow()
             return out
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def update(self, ctx: RequestContext | None, attachment_id: str,
                connector: dict[str, Any]) -> AttachmentView:
@@ -234,7 +233,7 @@ class Attachments:
             _settle(v)
             v.updated_at = utcnow()
             return [self._view(v, e) for e in v.attachments]
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     @staticmethod
     def _view(v: Volume, a: dict[str, Any]) -> AttachmentView:

@@ -53,14 +53,14 @@ class Backups:
             parents = {p for (p,) in s.execute(select(Backup.parent_id).where(
                 Backup.parent_id.is_not(None)))}
             return [(b, b.id in parents) for b in rows]
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def get(self, ctx: RequestContext, backup_id: str) -> tuple[Backup, bool]:
         def run(s: Session) -> tuple[Backup, bool]:
             b = self._visible(ctx, s, backup_id)
             self.m.enforce(ctx, "backup:get", b.project_id)
             return b, self.has_dependents(s, b.id)
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def usage(self, s: Session, project_id: str) -> tuple[int, int]:
         n, gb = s.execute(select(func.count(), func.coalesce(func.sum(Backup.size), 0)).where(
@@ -75,13 +75,11 @@ class Backups:
         """Record a backup of the volume, or of one of its snapshots (``snapshot_id``:
         the volume may then be in use); ``finish_create`` copies the data."""
         def run(s: Session) -> Backup:
-            vol = self.m._visible(ctx, s.get(Volume, volume_id), "Volume",  # noqa: SLF001
-                                  volume_id)
+            vol = visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
             self.m.enforce(ctx, "backup:create", vol.project_id)
             snap = None
             if snapshot_id is not None:
-                snap = self.m._visible(ctx, s.get(Snapshot, snapshot_id),  # noqa: SLF001
-                                       "Snapshot", snapshot_id)
+                snap = visible(ctx, s.get(Snapshot, snapshot_id), "Snapshot", snapshot_id)
                 if snap.volume_id != vol.id:
                     raise BadRequest(f"Invalid snapshot: snapshot {snapshot_id} is not a "
                                      f"snapshot of volume {vol.id}.")
@@ -131,7 +129,7 @@ class Backups:
                 vol.status = "backing-up"
             s.add(b)
             return b
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def _volume_back(self, s: Session, volume_id: str) -> None:
         vol = s.get(Volume, volume_id)
@@ -141,17 +139,17 @@ class Backups:
             vol.admin_metadata = meta
 
     def finish_create(self, backup_id: str) -> None:
-        b = self.m._read(lambda s: s.get(Backup, backup_id))  # noqa: SLF001
+        b = self.m.read(lambda s: s.get(Backup, backup_id))
         if b is None:
             return
-        vol = self.m._read(lambda s: s.get(Volume, b.volume_id))  # noqa: SLF001
-        snap = self.m._read(  # noqa: SLF001
+        vol = self.m.read(lambda s: s.get(Volume, b.volume_id))
+        snap = self.m.read(
             lambda s: s.get(Snapshot, b.snapshot_id)) if b.snapshot_id else None
         try:
             source = snap if b.snapshot_id else vol
             if vol is None or source is None or not source.provider_location:
                 raise VolumeDriverError(f"volume {b.volume_id} has no data")
-            parent = self.m._read(  # noqa: SLF001
+            parent = self.m.read(
                 lambda s: s.get(Backup, b.parent_id)) if b.parent_id else None
             count = self.store.write(
                 b.id, self.m.driver.read_chunks(source.provider_location,
@@ -176,7 +174,7 @@ class Backups:
                     snap_row.status = "available"
             else:
                 self._volume_back(s, b.volume_id)
-        self.m._tx(done)  # noqa: SLF001
+        self.m.write(done)
 
     # ------------------------------------------------------------------ changes
     def update(self, ctx: RequestContext, backup_id: str, changes: dict[str, Any]) -> Backup:
@@ -190,7 +188,7 @@ class Backups:
                 b.metadata_ = dict(changes["metadata"])
             b.updated_at = utcnow()
             return b
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def begin_delete(self, ctx: RequestContext, backup_id: str, force: bool) -> None:
         def run(s: Session) -> None:
@@ -203,7 +201,7 @@ class Backups:
             if self.has_dependents(s, b.id):
                 raise BadRequest("Invalid backup: Incremental backups exist for this backup.")
             b.status = "deleting"
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def finish_delete(self, backup_id: str) -> None:
         def run(s: Session) -> str | None:
@@ -216,7 +214,7 @@ class Backups:
             shared = s.scalar(select(Backup.id).where(Backup.service_metadata == data)
                               .limit(1))
             return None if shared else data
-        data = self.m._tx(run)  # noqa: SLF001
+        data = self.m.write(run)
         if data:  # no other record (an imported one) uses the data
             self.store.delete(data)
 
@@ -229,7 +227,7 @@ class Backups:
             b = self._visible(ctx, s, backup_id)
             self.m.enforce(ctx, "backup:backup-reset_status", b.project_id)
             b.status = status
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     # ------------------------------------------------------------------ restore
     def begin_restore(self, ctx: RequestContext, backup_id: str, volume_id: str | None,
@@ -250,8 +248,7 @@ class Backups:
             if b.status != "available":
                 raise BadRequest(f"Invalid backup: Backup status must be available (backup "
                                  f"{backup_id} is {b.status}).")
-            vol = self.m._visible(ctx, s.get(Volume, target), "Volume",  # noqa: SLF001
-                                  str(target))
+            vol = visible(ctx, s.get(Volume, target), "Volume", str(target))
             if vol.status != "available":
                 raise BadRequest(f"Invalid volume: Volume to be restored to must be "
                                  f"available (volume {vol.id} is {vol.status}).")
@@ -262,16 +259,16 @@ class Backups:
             vol.admin_metadata = {**(vol.admin_metadata or {}), "previous_status": "available"}
             vol.status = "restoring-backup"
             return b, vol
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def finish_restore(self, backup_id: str, volume_id: str) -> None:
-        vol = self.m._read(lambda s: s.get(Volume, volume_id))  # noqa: SLF001
+        vol = self.m.read(lambda s: s.get(Volume, volume_id))
         ok = True
         facts: dict[str, Any] = {}
         try:
             if vol is None or not vol.provider_location:
                 raise VolumeDriverError(f"volume {volume_id} has no data")
-            b = self.m._read(lambda s: s.get(Backup, backup_id))  # noqa: SLF001
+            b = self.m.read(lambda s: s.get(Backup, backup_id))
             data = (b.service_metadata if b is not None else None) or backup_id
             zeros = self.store.zero_ranges(data)
             self.m.driver.write_chunks(vol.provider_location, (
@@ -297,7 +294,7 @@ class Backups:
                     v.bootable = bool(facts.get("bootable", v.bootable))
                     if facts.get("image_metadata"):
                         v.image_metadata = dict(facts["image_metadata"])
-        self.m._tx(done)  # noqa: SLF001
+        self.m.write(done)
 
     # ------------------------------------------------------------------ recovery
     def reconcile(self) -> None:
@@ -323,7 +320,7 @@ class Backups:
             s.flush()
             return {d for (bid, d) in s.execute(select(Backup.id, Backup.service_metadata))
                     for d in (d or bid,)}
-        known = self.m._tx(run)  # noqa: SLF001
+        known = self.m.write(run)
         for orphan in self.store.ids() - known:
             self.store.delete(orphan)
 
@@ -375,4 +372,4 @@ class Backups:
             b.service_metadata = data
             s.add(b)
             return b
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)

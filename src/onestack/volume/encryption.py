@@ -26,9 +26,9 @@ T = TypeVar("T")
 class Sessions(Protocol):
     """The volume manager's transactions (what encryption types are written through)."""
 
-    def _tx(self, fn: Callable[[Session], T]) -> T: ...
+    def write(self, fn: Callable[[Session], T]) -> T: ...
 
-    def _read(self, fn: Callable[[Session], T]) -> T: ...
+    def read(self, fn: Callable[[Session], T]) -> T: ...
 
 #: The fields of an encryption spec.
 FIELDS = ("provider", "cipher", "key_size", "control_location")
@@ -113,7 +113,7 @@ class EncryptionTypes:
             self._type(s, type_id)
             row = s.get(VolumeTypeEncryption, type_id)
             return view(row) if row is not None else {}
-        return dict(self.m._read(run))
+        return dict(self.m.read(run))
 
     def create(self, type_id: str, spec: dict[str, Any]) -> dict[str, Any]:
         def run(s: Session) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class EncryptionTypes:
             s.add(row)
             return {"volume_type_id": type_id, "encryption_id": row.encryption_id,
                     **{k: getattr(row, k) for k in FIELDS}}
-        return dict(self.m._tx(run))
+        return dict(self.m.write(run))
 
     def _existing(self, s: Session, type_id: str, encryption_id: str,
                   verb: str) -> VolumeTypeEncryption:
@@ -148,9 +148,9 @@ class EncryptionTypes:
             for key, value in spec.items():
                 setattr(row, key, value)
             row.updated_at = utcnow()
-        self.m._tx(run)
+        self.m.write(run)
 
     def delete(self, type_id: str, encryption_id: str) -> None:
         def run(s: Session) -> None:
             s.delete(self._existing(s, type_id, encryption_id, "delete"))
-        self.m._tx(run)
+        self.m.write(run)

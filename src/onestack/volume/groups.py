@@ -34,7 +34,7 @@ class Groups:
                 s.add(GroupType(id=str(uuid.uuid4()), name=DEFAULT_GROUP_TYPE,
                                 description="Default group type", is_public=True,
                                 group_specs={}, created_at=utcnow()))
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def _type(self, s: Session, ref: str) -> GroupType:
         if ref == "default":
@@ -47,11 +47,11 @@ class Groups:
         return gt
 
     def list_types(self, ctx: RequestContext) -> list[GroupType]:
-        return self.m._read(lambda s: [t for t in s.scalars(  # noqa: SLF001
+        return self.m.read(lambda s: [t for t in s.scalars(
             select(GroupType).order_by(GroupType.name)) if t.is_public or ctx.is_admin])
 
     def get_type(self, ref: str) -> GroupType:
-        return self.m._read(lambda s: self._type(s, ref))  # noqa: SLF001
+        return self.m.read(lambda s: self._type(s, ref))
 
     def create_type(self, name: str, description: str | None, is_public: bool,
                     specs: dict[str, str]) -> GroupType:
@@ -61,7 +61,7 @@ class Groups:
                            is_public=is_public, group_specs=dict(specs), created_at=utcnow())
             s.add(gt)
             return gt
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def update_type(self, ref: str, changes: dict[str, Any]) -> GroupType:
         def run(s: Session) -> GroupType:
@@ -73,7 +73,7 @@ class Groups:
                 if key in changes:
                     setattr(gt, key, changes[key])
             return gt
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def delete_type(self, ref: str) -> None:
         def run(s: Session) -> None:
@@ -84,21 +84,21 @@ class Groups:
                 raise BadRequest(f"Group Type {gt.id} deletion is not allowed with groups "
                                  "present with the type.")
             s.delete(gt)
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def set_specs(self, ref: str, specs: dict[str, str]) -> dict[str, str]:
         def run(s: Session) -> dict[str, str]:
             gt = self._type(s, ref)
             gt.group_specs = {**(gt.group_specs or {}), **specs}
             return dict(gt.group_specs)
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def delete_spec(self, ref: str, key: str) -> None:
         def run(s: Session) -> None:
             gt = self._type(s, ref)
             gt.group_specs = without_key(gt.group_specs, key,
                                          f"Group Type {ref} has no specs with key {key}.")
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     # ------------------------------------------------------------------ groups
     def _group(self, ctx: RequestContext, s: Session, group_id: str) -> Group:
@@ -108,14 +108,14 @@ class Groups:
         def run(s: Session) -> list[Group]:
             return list(s.scalars(scoped(select(Group).order_by(Group.created_at.desc()),
                                          Group.project_id, ctx, all_projects)))
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def get(self, ctx: RequestContext, group_id: str) -> tuple[Group, list[str]]:
         def run(s: Session) -> tuple[Group, list[str]]:
             g = self._group(ctx, s, group_id)
             vols = [v for (v,) in s.execute(select(Volume.id).where(Volume.group_id == g.id))]
             return g, vols
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def create(self, ctx: RequestContext, name: str | None, description: str | None,
                group_type: str, volume_types: list[str],
@@ -124,7 +124,7 @@ class Groups:
             gt = self._type(s, group_type)
             if not volume_types:
                 raise BadRequest("Invalid input received: a group needs volume types.")
-            ids = [self.m._find_type(s, ctx, t).id for t in volume_types]  # noqa: SLF001
+            ids = [self.m.find_type(s, ctx, t).id for t in volume_types]
             g = Group(id=str(uuid.uuid4()), project_id=ctx.project_id or "",
                       user_id=ctx.user_id or "", name=name, description=description,
                       status="available", group_type_id=gt.id, volume_type_ids=ids,
@@ -132,7 +132,7 @@ class Groups:
                       created_at=utcnow())
             s.add(g)
             return g
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def update(self, ctx: RequestContext, group_id: str, name: Any, description: Any,
                add: list[str], remove: list[str]) -> None:
@@ -145,7 +145,7 @@ class Groups:
             if description is not None:
                 g.description = description
             for vid in add:
-                v = self.m._visible(ctx, s.get(Volume, vid), "Volume", vid)  # noqa: SLF001
+                v = visible(ctx, s.get(Volume, vid), "Volume", vid)
                 if v.group_id not in (None, g.id):
                     raise BadRequest(f"Invalid volume: Volume {vid} belongs to another group.")
                 if v.volume_type_id not in (g.volume_type_ids or []):
@@ -161,7 +161,7 @@ class Groups:
                     raise BadRequest(f"Invalid volume: Volume {vid} is not in group "
                                      f"{group_id}.")
                 v.group_id = None
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def delete(self, ctx: RequestContext, group_id: str, delete_volumes: bool) -> list[str]:
         """Delete a group (with its volumes when asked); the volumes to finish deleting."""
@@ -182,12 +182,12 @@ class Groups:
                 v.status = "deleting"
             s.delete(g)
             return [v.id for v in vols]
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def reset_status(self, ctx: RequestContext, group_id: str, status: str) -> None:
         def run(s: Session) -> None:
             self._group(ctx, s, group_id).status = status
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     # ------------------------------------------------------------------ group snapshots
     def _gsnap(self, ctx: RequestContext, s: Session, gs_id: str) -> GroupSnapshot:
@@ -198,10 +198,10 @@ class Groups:
             q = scoped(select(GroupSnapshot).order_by(GroupSnapshot.created_at.desc()),
                        GroupSnapshot.project_id, ctx, all_projects)
             return list(s.scalars(q))
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def get_snapshot(self, ctx: RequestContext, gs_id: str) -> GroupSnapshot:
-        return self.m._read(lambda s: self._gsnap(ctx, s, gs_id))  # noqa: SLF001
+        return self.m.read(lambda s: self._gsnap(ctx, s, gs_id))
 
     def create_snapshot(self, ctx: RequestContext, group_id: str, name: str | None,
                         description: str | None) -> tuple[GroupSnapshot, list[str]]:
@@ -231,7 +231,7 @@ class Groups:
                 s.add(snap)
                 snaps.append(snap.id)
             return gs, snaps
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def finish_snapshot(self, gs_id: str, snapshot_ids: list[str]) -> None:
         for sid in snapshot_ids:
@@ -246,7 +246,7 @@ class Groups:
         def run(s: Session, row: Group | GroupSnapshot) -> None:
             states = set(s.execute(select(member_status).where(member_of == rid)).scalars())
             row.status = "error" if "error" in states else "available"
-        self.m._on_row(model, rid, run)  # noqa: SLF001
+        self.m.on_row(model, rid, run)
 
     def delete_snapshot(self, ctx: RequestContext, gs_id: str) -> list[str]:
         def run(s: Session) -> list[str]:
@@ -259,12 +259,12 @@ class Groups:
                 snap.status = "deleting"
             s.delete(gs)
             return [snap.id for snap in snaps]
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def reset_snapshot_status(self, ctx: RequestContext, gs_id: str, status: str) -> None:
         def run(s: Session) -> None:
             self._gsnap(ctx, s, gs_id).status = status
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     # ------------------------------------------------------------------ from a source
     def create_from_source(self, ctx: RequestContext, name: str | None,
@@ -302,7 +302,7 @@ class Groups:
                              src_vol.volume_type_id if src_vol else None,
                              src_vol.name if src_vol else None))
             return g, plan
-        g, plan = self.m._tx(run)  # noqa: SLF001
+        g, plan = self.m.write(run)
         new_ids = []
         for vol_id, size, snap_id, vtype, vname in plan:
             vol = self.m.create_volume(ctx, size, vname, None, vtype, {}, None,
@@ -312,7 +312,7 @@ class Groups:
                 row = s.get(Volume, vid)
                 if row is not None:
                     row.group_id = g.id
-            self.m._tx(join)  # noqa: SLF001
+            self.m.write(join)
             new_ids.append(vol.id)
         return g, new_ids
 

@@ -104,15 +104,22 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                 "reserved_percentage": 0, "multiattach": True}
 
     # ------------------------------------------------------------------ plumbing
-    def _tx(self, fn: Callable[[Session], T]) -> T:
+    # ``write``, ``read``, ``on_row``, ``find_type`` and ``check_quota`` are also the seam of
+    # the collaborators built on this manager (attachments, backups, groups, QoS, transfers,
+    # encryption types, re-image).
+    def write(self, fn: Callable[[Session], T]) -> T:
+        """``fn(session)`` in one write transaction (committed when ``fn`` returns, rolled
+        back when it raises); what ``fn`` returns."""
         with self.db.transaction() as s:
             return fn(s)
 
-    def _read(self, fn: Callable[[Session], T]) -> T:
+    def read(self, fn: Callable[[Session], T]) -> T:
+        """``fn(session)`` in a session for reads (one transaction for a consistent view,
+        no write lock); what ``fn`` returns."""
         with self.db.reader() as s:
             return fn(s)
 
-    def _on_row(self, model: type[M], rid: str, fn: Callable[[Session, M], None]) -> bool:
+    def on_row(self, model: type[M], rid: str, fn: Callable[[Session, M], None]) -> bool:
         """``fn`` applied, in one transaction, to the row ``rid`` of ``model`` if it still
         exists (a worker's change after the storage work); whether it did."""
         def run(s: Session) -> bool:
@@ -121,7 +128,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                 return False
             fn(s, row)
             return True
-        return self._tx(run)
+        return self.write(run)
 
     def enforce(self, ctx: RequestContext, action: str, project_id: str | None) -> None:
         self.policy.enforce(action, ctx.policy_creds(),
@@ -140,7 +147,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
             out = fn(row)
             row.updated_at = utcnow()
             return out
-        return self._tx(run)
+        return self.write(run)
 
     def volume_action(self, ctx: RequestContext, volume_id: str, action: str,
                       fn: Callable[[Volume], None]) -> None:
@@ -171,11 +178,11 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
         def run(s: Session) -> list[Volume]:
             q = scoped(select(Volume), Volume.project_id, ctx, all_projects, project_id)
             return list(s.scalars(q.order_by(Volume.created_at.desc(), Volume.id.desc())))
-        return self._read(run)
+        return self.read(run)
 
     def get_volume(self, ctx: RequestContext, volume_id: str) -> Volume:
-        return self._read(lambda s: self._visible(ctx, s.get(Volume, volume_id), "Volume",
-                                                  volume_id))
+        return self.read(lambda s: self._visible(ctx, s.get(Volume, volume_id), "Volume",
+                                                 volume_id))
 
     def create_volume(self, ctx: RequestContext, size: int | None, name: str | None,
                       description: str | None, volume_type: str | None,
@@ -216,7 +223,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                                  "integer and greater than 0.")
             if image is not None:
                 image.check_fits(want)
-            vt = self._find_type(s, ctx, type_ref)
+            vt = self.find_type(s, ctx, type_ref)
             if encryption.encrypted(s, vt.id):
                 raise BadRequest(f"Invalid input received: volume type {vt.name} is "
                                  "encrypted, and this cloud has no key manager to keep "
@@ -228,7 +235,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                 if vt.id not in (group.volume_type_ids or []):
                     raise BadRequest(f"Invalid input received: volume type {vt.name} is not "
                                      f"one of group {group_id}'s volume types.")
-            self._check_quota(s, project, volumes=1, gigabytes=want, per_volume=want)
+            self.check_quota(s, project, volumes=1, gigabytes=want, per_volume=want)
             # Cinder: a type with ``multiattach="<is> True"`` makes multiattach volumes.
             spec = str((vt.extra_specs or {}).get("multiattach", "")).strip().lower()
             shared = multiattach or spec in ("<is> true", "true")
@@ -242,18 +249,18 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                          attachments=[], group_id=group_id, created_at=utcnow())
             s.add(vol)
             return vol
-        return self._tx(run)
+        return self.write(run)
 
     def finish_create(self, volume_id: str, image: VolumeImage | None = None) -> None:
         """The storage work of a create (blocking): the row ends ``available`` or
         ``error``; a volume made from ``image`` is bootable."""
-        vol = self._read(lambda s: s.get(Volume, volume_id))
+        vol = self.read(lambda s: s.get(Volume, volume_id))
         if vol is None:
             return
         try:
             if self.disabled_reason is not None:
                 raise NoValidBackend("the volume service is disabled")
-            vt = self._read(lambda s: s.get(VolumeType, vol.volume_type_id or ""))
+            vt = self.read(lambda s: s.get(VolumeType, vol.volume_type_id or ""))
             missing = unmet(dict(vt.extra_specs or {}) if vt else {}, self.capabilities())
             if missing:
                 raise NoValidBackend(f"extra specs {', '.join(sorted(missing))} are not met")
@@ -261,12 +268,12 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                 loc = self.driver.create_from_image(vol.id, vol.size, image.path,
                                                     image.disk_format)
             elif vol.snapshot_id:
-                snap = self._read(lambda s: s.get(Snapshot, vol.snapshot_id))
+                snap = self.read(lambda s: s.get(Snapshot, vol.snapshot_id))
                 if snap is None or not snap.provider_location:
                     raise VolumeDriverError(f"snapshot {vol.snapshot_id} has no data")
                 loc = self.driver.create_from_snapshot(vol.id, vol.size, snap.provider_location)
             elif vol.source_volid:
-                src = self._read(lambda s: s.get(Volume, vol.source_volid))
+                src = self.read(lambda s: s.get(Volume, vol.source_volid))
                 if src is None or not src.provider_location:
                     raise VolumeDriverError(f"volume {vol.source_volid} has no data")
                 loc = self.driver.clone_volume(vol.id, vol.size, src.provider_location)
@@ -301,14 +308,14 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                     row.bootable = src.bootable
                     row.image_metadata = dict(src.image_metadata or {})
             row.updated_at = utcnow()
-        if not self._on_row(Volume, volume_id, done):  # deleted meanwhile
+        if not self.on_row(Volume, volume_id, done):  # deleted meanwhile
             self.driver.delete_volume(loc)
 
     def _set_status(self, volume_id: str, status: str) -> None:
         def run(s: Session, row: Volume) -> None:
             row.status = status
             row.updated_at = utcnow()
-        self._on_row(Volume, volume_id, run)
+        self.on_row(Volume, volume_id, run)
 
     def begin_delete(self, ctx: RequestContext, volume_id: str, force: bool = False,
                      cascade: bool = False) -> None:
@@ -343,13 +350,13 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                 snap.status = "deleting"
             vol.status = "deleting"
             vol.updated_at = utcnow()
-        self._tx(run)
+        self.write(run)
 
     def finish_delete(self, volume_id: str) -> None:
-        vol = self._read(lambda s: s.get(Volume, volume_id))
+        vol = self.read(lambda s: s.get(Volume, volume_id))
         if vol is None:
             return
-        snaps = self._read(lambda s: list(s.scalars(
+        snaps = self.read(lambda s: list(s.scalars(
             select(Snapshot).where(Snapshot.volume_id == volume_id))))
         try:
             for snap in snaps:
@@ -369,14 +376,14 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
             row = s.get(Volume, volume_id)
             if row is not None:
                 s.delete(row)
-        self._tx(run)
+        self.write(run)
 
     # ------------------------------------------------------------------ recovery
     def reconcile(self) -> dict[str, int]:
         """Finish what a crash interrupted (see the module docstring); the counts done."""
         counts = {"created": 0, "failed": 0, "deleted": 0, "extended": 0, "orphans": 0}
-        vols = self._read(lambda s: list(s.scalars(select(Volume))))
-        snaps = self._read(lambda s: list(s.scalars(select(Snapshot))))
+        vols = self.read(lambda s: list(s.scalars(select(Volume))))
+        snaps = self.read(lambda s: list(s.scalars(select(Snapshot))))
         for vol in vols:
             if vol.status == "creating":
                 loc = f"volume-{vol.id}"
@@ -386,7 +393,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                         if row is not None:
                             row.provider_location = loc
                             row.status = "available"
-                    self._tx(done)
+                    self.write(done)
                     counts["created"] += 1
                 else:
                     self._set_status(vol.id, "error")
@@ -406,14 +413,14 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                     if row is not None:
                         row.size = max(row.size, size)
                         row.status = "available"
-                self._tx(fix)
+                self.write(fix)
                 counts["extended"] += 1
         for snap in snaps:
             if snap.status == "creating":
                 self.finish_snapshot(snap.id)
             elif snap.status == "deleting":
                 self.finish_delete_snapshot(snap.id)
-        named = self._read(lambda s: {
+        named = self.read(lambda s: {
             *(loc for (loc,) in s.execute(select(Volume.provider_location)) if loc),
             *(f"volume-{vid}" for (vid,) in s.execute(select(Volume.id))),
             *(loc for (loc,) in s.execute(select(Snapshot.provider_location)) if loc),

@@ -18,10 +18,10 @@ from onestack.volume.visibility import visible
 
 
 class MessagesMixin:
-    """User messages of ``VolumeManager`` (which provides ``_tx``/``_read``/``enforce``)."""
+    """User messages of ``VolumeManager`` (which provides ``write``/``read``/``enforce``)."""
 
-    _tx: Callable[..., Any]
-    _read: Callable[..., Any]
+    write: Callable[..., Any]
+    read: Callable[..., Any]
     enforce: Callable[..., None]
 
     def add_message(self, project_id: str, resource_type: str, resource_uuid: str | None,
@@ -35,7 +35,7 @@ class MessagesMixin:
                           event_id=event_id, message=message[:255],
                           request_id=f"req-{uuid.uuid4()}", created_at=now,
                           expires_at=now + dt.timedelta(days=30)))
-        self._tx(run)
+        self.write(run)
 
     def list_messages(self, ctx: RequestContext) -> list[Message]:
         def run(s: Session) -> list[Message]:
@@ -43,7 +43,7 @@ class MessagesMixin:
             if not ctx.is_admin:
                 q = q.where(Message.project_id == (ctx.project_id or ""))
             return list(s.scalars(q.order_by(Message.created_at.desc())))
-        return self._read(run)
+        return self.read(run)
 
     @staticmethod
     def _visible_message(s: Session, ctx: RequestContext, message_id: str) -> Message:
@@ -51,11 +51,11 @@ class MessagesMixin:
         return visible(ctx, s.get(Message, message_id), "Message", message_id)
 
     def get_message(self, ctx: RequestContext, message_id: str) -> Message:
-        return self._read(lambda s: self._visible_message(s, ctx, message_id))
+        return self.read(lambda s: self._visible_message(s, ctx, message_id))
 
     def delete_message(self, ctx: RequestContext, message_id: str) -> None:
         def run(s: Session) -> None:
             msg = self._visible_message(s, ctx, message_id)
             self.enforce(ctx, "message:delete", msg.project_id)
             s.delete(msg)
-        self._tx(run)
+        self.write(run)

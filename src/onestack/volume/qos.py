@@ -32,11 +32,11 @@ class Qos:
         return q
 
     def list(self) -> list[QosSpecs]:
-        return self.m._read(lambda s: list(s.scalars(  # noqa: SLF001
+        return self.m.read(lambda s: list(s.scalars(
             select(QosSpecs).order_by(QosSpecs.name))))
 
     def get(self, qos_id: str) -> QosSpecs:
-        return self.m._read(lambda s: self._get(s, qos_id))  # noqa: SLF001
+        return self.m.read(lambda s: self._get(s, qos_id))
 
     def create(self, name: str, consumer: str, specs: dict[str, str]) -> QosSpecs:
         if consumer not in CONSUMERS:
@@ -49,7 +49,7 @@ class Qos:
                          specs=dict(specs), created_at=utcnow())
             s.add(q)
             return q
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)
 
     def set_keys(self, qos_id: str, specs: dict[str, str]) -> None:
         def run(s: Session) -> None:
@@ -62,7 +62,7 @@ class Qos:
                                      f"one of {', '.join(CONSUMERS)}.")
                 q.consumer = consumer
             q.specs = {**(q.specs or {}), **specs_}
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def delete_keys(self, qos_id: str, keys: list[Any]) -> None:
         def run(s: Session) -> None:
@@ -71,7 +71,7 @@ class Qos:
             for k in keys:
                 specs = without_key(specs, k, f"QoS spec {qos_id} has no key {k}.")
             q.specs = specs
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def delete(self, qos_id: str, force: bool) -> None:
         def run(s: Session) -> None:
@@ -82,13 +82,13 @@ class Qos:
             for t in types:
                 t.qos_specs_id = None
             s.delete(q)
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def associations(self, qos_id: str) -> list[VolumeType]:
         def run(s: Session) -> list[VolumeType]:
             self._get(s, qos_id)
             return list(s.scalars(select(VolumeType).where(VolumeType.qos_specs_id == qos_id)))
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def associate(self, qos_id: str, type_id: str | None, add: bool) -> None:
         def run(s: Session) -> None:
@@ -108,4 +108,4 @@ class Qos:
                 t.qos_specs_id = qos_id
             elif t.qos_specs_id == qos_id:
                 t.qos_specs_id = None
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)

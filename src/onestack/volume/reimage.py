@@ -22,6 +22,7 @@ from onestack.common.timeutils import utcnow
 from onestack.db.volume import Volume
 from onestack.drivers.volume.base import VolumeDriverError
 from onestack.volume.images import VolumeImage
+from onestack.volume.visibility import visible
 
 LOG = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ def begin(m: Any, ctx: RequestContext, volume_id: str, image: VolumeImage,
     """Check a re-image of ``volume_id`` (``m``: the volume manager) and mark the volume
     ``downloading``: from ``available``/``error``, or ``reserved`` with ``reserved``."""
     def run(s: Session) -> None:
-        row = m._visible(ctx, s.get(Volume, volume_id, with_for_update=True), "Volume",
-                         volume_id)
+        row = visible(ctx, s.get(Volume, volume_id, with_for_update=True), "Volume",
+                      volume_id)
         m.enforce(ctx, "volume:reimage_reserved" if row.status == "reserved"
                   else "volume:reimage", row.project_id)
         if len(row.attachments or []) > 1:
@@ -47,7 +48,7 @@ def begin(m: Any, ctx: RequestContext, volume_id: str, image: VolumeImage,
                              f"{' or '.join(allowed)}, but current status is {row.status}.")
         image.check_fits(row.size)
         mark(row)
-    m._tx(run)
+    m.write(run)
 
 
 def mark(row: Volume) -> None:
@@ -61,7 +62,7 @@ def finish(m: Any, volume_id: str, image: VolumeImage) -> bool:
     """Write ``image``'s disk over the volume's data (blocking); the volume gets the image's
     metadata, becomes bootable and goes back to its status before (``error`` and a user
     message when the backend fails). True when the data was replaced."""
-    vol = m._read(lambda s: s.get(Volume, volume_id))
+    vol = m.read(lambda s: s.get(Volume, volume_id))
     if vol is None or vol.status != "downloading":
         return False
     try:
@@ -92,7 +93,7 @@ def _end(m: Any, volume_id: str, location: str | None, image: VolumeImage | None
             row.image_metadata = image.metadata()
             row.bootable = True
         row.updated_at = utcnow()
-    m._tx(run)
+    m.write(run)
 
 
 def reconcile(m: Any, volume_id: str) -> None:

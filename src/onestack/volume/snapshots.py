@@ -26,13 +26,13 @@ class SnapshotsMixin:
     """Snapshots of ``VolumeManager`` (which provides the plumbing declared here)."""
 
     driver: VolumeDriver
-    _tx: Callable[..., Any]
-    _read: Callable[..., Any]
+    write: Callable[..., Any]
+    read: Callable[..., Any]
     enforce: Callable[..., None]
     _visible: Callable[..., Any]
     _change: Callable[..., Any]
-    _on_row: Callable[..., bool]
-    _check_quota: Callable[..., None]
+    on_row: Callable[..., bool]
+    check_quota: Callable[..., None]
 
     # ------------------------------------------------------------------ changes of one snapshot
     def snapshot_action(self, ctx: RequestContext, snapshot_id: str, action: str,
@@ -44,11 +44,11 @@ class SnapshotsMixin:
         def run(s: Session) -> list[Snapshot]:
             q = scoped(select(Snapshot), Snapshot.project_id, ctx, all_projects)
             return list(s.scalars(q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())))
-        return self._read(run)
+        return self.read(run)
 
     def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
-        return self._read(lambda s: self._visible(ctx, s.get(Snapshot, snapshot_id),
-                                                  "Snapshot", snapshot_id))
+        return self.read(lambda s: self._visible(ctx, s.get(Snapshot, snapshot_id),
+                                                 "Snapshot", snapshot_id))
 
     def create_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
                         description: str | None, force: bool,
@@ -63,20 +63,20 @@ class SnapshotsMixin:
                 wanted = "available or in-use" if in_use_ok else "available"
                 raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
                                  f"{wanted}, but current status is: {vol.status}.")
-            self._check_quota(s, vol.project_id, snapshots=1, gigabytes=vol.size)
+            self.check_quota(s, vol.project_id, snapshots=1, gigabytes=vol.size)
             snap = Snapshot(id=str(uuid.uuid4()), volume_id=vol.id, project_id=vol.project_id,
                             user_id=ctx.user_id or "", name=name, description=description,
                             size=vol.size, status="creating", progress="0%",
                             metadata_=dict(metadata), created_at=utcnow())
             s.add(snap)
             return snap
-        return self._tx(run)
+        return self.write(run)
 
     def finish_snapshot(self, snapshot_id: str) -> None:
-        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
+        snap = self.read(lambda s: s.get(Snapshot, snapshot_id))
         if snap is None:
             return
-        vol = self._read(lambda s: s.get(Volume, snap.volume_id))
+        vol = self.read(lambda s: s.get(Volume, snap.volume_id))
         try:
             if vol is None or not vol.provider_location:
                 raise VolumeDriverError(f"volume {snap.volume_id} has no data")
@@ -91,7 +91,7 @@ class SnapshotsMixin:
                 row.status = "available"
                 row.progress = "100%"
             row.updated_at = utcnow()
-        if not self._on_row(Snapshot, snapshot_id, done):
+        if not self.on_row(Snapshot, snapshot_id, done):
             self.driver.delete_snapshot(loc)
 
     def begin_delete_snapshot(self, ctx: RequestContext, snapshot_id: str,
@@ -104,10 +104,10 @@ class SnapshotsMixin:
                 raise BadRequest(f"Invalid snapshot: Snapshot status must be available or "
                                  f"error (snapshot {snapshot_id} is {snap.status}).")
             snap.status = "deleting"
-        self._tx(run)
+        self.write(run)
 
     def finish_delete_snapshot(self, snapshot_id: str) -> None:
-        snap = self._read(lambda s: s.get(Snapshot, snapshot_id))
+        snap = self.read(lambda s: s.get(Snapshot, snapshot_id))
         if snap is None:
             return
         try:
@@ -117,9 +117,9 @@ class SnapshotsMixin:
             LOG.warning("snapshot %s: delete failed: %s", snapshot_id, exc)
             self._set_snapshot_status(snapshot_id, "error_deleting")
             return
-        self._on_row(Snapshot, snapshot_id, lambda s, row: s.delete(row))
+        self.on_row(Snapshot, snapshot_id, lambda s, row: s.delete(row))
 
     def _set_snapshot_status(self, snapshot_id: str, status: str) -> None:
         def run(s: Session, row: Snapshot) -> None:
             row.status = status
-        self._on_row(Snapshot, snapshot_id, run)
+        self.on_row(Snapshot, snapshot_id, run)

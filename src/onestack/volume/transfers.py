@@ -37,7 +37,7 @@ class Transfers:
         key = secrets.token_hex(8)
 
         def run(s: Session) -> Transfer:
-            vol = self.m._visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)  # noqa: SLF001
+            vol = visible(ctx, s.get(Volume, volume_id), "Volume", volume_id)
             self.m.enforce(ctx, "volume:create_transfer", vol.project_id)
             if vol.status != "available":
                 raise BadRequest(f"Invalid volume: status must be available (volume "
@@ -53,7 +53,7 @@ class Transfers:
             vol.status = "awaiting-transfer"
             s.add(t)
             return t
-        return self.m._tx(run), key  # noqa: SLF001
+        return self.m.write(run), key
 
     def _visible(self, ctx: RequestContext, s: Session, transfer_id: str) -> Transfer:
         return visible(ctx, s.get(Transfer, transfer_id), "Transfer", transfer_id)
@@ -62,14 +62,14 @@ class Transfers:
         def run(s: Session) -> list[Transfer]:
             return list(s.scalars(scoped(select(Transfer).order_by(Transfer.created_at),
                                          Transfer.project_id, ctx, all_projects)))
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def get(self, ctx: RequestContext, transfer_id: str) -> Transfer:
         def run(s: Session) -> Transfer:
             t = self._visible(ctx, s, transfer_id)
             self.m.enforce(ctx, "volume:get_transfer", t.project_id)
             return t
-        return self.m._read(run)  # noqa: SLF001
+        return self.m.read(run)
 
     def delete(self, ctx: RequestContext, transfer_id: str) -> None:
         def run(s: Session) -> None:
@@ -79,7 +79,7 @@ class Transfers:
             if vol is not None and vol.status == "awaiting-transfer":
                 vol.status = "available"
             s.delete(t)
-        self.m._tx(run)  # noqa: SLF001
+        self.m.write(run)
 
     def accept(self, ctx: RequestContext, transfer_id: str, auth_key: str) -> Transfer:
         """Any project holding the key takes the volume (a 404 for a wrong id, 400 for a
@@ -98,8 +98,8 @@ class Transfers:
             project = ctx.project_id or ""
             snaps = [] if t.no_snapshots else list(s.scalars(
                 select(Snapshot).where(Snapshot.volume_id == vol.id)))
-            self.m._check_quota(s, project, volumes=1, snapshots=len(snaps),  # noqa: SLF001
-                                gigabytes=vol.size + sum(sn.size for sn in snaps))
+            self.m.check_quota(s, project, volumes=1, snapshots=len(snaps),
+                               gigabytes=vol.size + sum(sn.size for sn in snaps))
             vol.project_id = project
             vol.user_id = ctx.user_id or ""
             vol.status = "available"
@@ -109,4 +109,4 @@ class Transfers:
                 sn.user_id = ctx.user_id or ""
             s.delete(t)
             return t
-        return self.m._tx(run)  # noqa: SLF001
+        return self.m.write(run)

@@ -31,10 +31,10 @@ class OverQuota(PayloadTooLarge):
 
 
 class TypesAndQuotasMixin:
-    """Volume types and quotas of ``VolumeManager`` (which provides ``_tx``/``_read``)."""
+    """Volume types and quotas of ``VolumeManager`` (which provides ``write``/``read``)."""
 
-    _tx: Callable[..., Any]
-    _read: Callable[..., Any]
+    write: Callable[..., Any]
+    read: Callable[..., Any]
     backup_usage: Callable[[Session, str], tuple[int, int]] | None
     #: Keystone's unified limits of the ``block-storage`` service, when configured
     #: (``volume_unified_limits``); None: os-quota-sets.
@@ -48,13 +48,13 @@ class TypesAndQuotasMixin:
                 s.add(VolumeType(id=str(uuid.uuid4()), name=DEFAULT_TYPE,
                                  description="Default Volume Type", is_public=True,
                                  extra_specs={}, projects=[], created_at=utcnow()))
-        self._tx(run)
+        self.write(run)
 
     @staticmethod
     def _type_visible(ctx: RequestContext, vt: VolumeType) -> bool:
         return ctx.is_admin or vt.is_public or (ctx.project_id or "") in (vt.projects or [])
 
-    def _find_type(self, s: Session, ctx: RequestContext, ref: str | None) -> VolumeType:
+    def find_type(self, s: Session, ctx: RequestContext, ref: str | None) -> VolumeType:
         """A type by id or name; none (or an empty name, as Cinder) is the default."""
         if not ref:
             vt = s.scalar(select(VolumeType).where(VolumeType.name == DEFAULT_TYPE))
@@ -76,17 +76,17 @@ class TypesAndQuotasMixin:
                 rows = [r for r in rows if r.is_public
                         or (ctx.project_id or "") in (r.projects or [])]
             return rows
-        return self._read(run)
+        return self.read(run)
 
     def get_type(self, ctx: RequestContext, type_id: str) -> VolumeType:
         def run(s: Session) -> VolumeType:
             if type_id == "default":
-                return self._find_type(s, ctx, None)
+                return self.find_type(s, ctx, None)
             vt = s.get(VolumeType, type_id)
             if vt is None or not self._type_visible(ctx, vt):
                 raise NotFound(f"Volume type {type_id} could not be found.")
             return vt
-        return self._read(run)
+        return self.read(run)
 
     def create_type(self, name: str, description: str | None, is_public: bool,
                     extra_specs: dict[str, str]) -> VolumeType:
@@ -97,7 +97,7 @@ class TypesAndQuotasMixin:
                             created_at=utcnow())
             s.add(vt)
             return vt
-        return self._tx(run)
+        return self.write(run)
 
     def update_type(self, type_id: str, changes: dict[str, Any]) -> VolumeType:
         def run(s: Session) -> VolumeType:
@@ -114,7 +114,7 @@ class TypesAndQuotasMixin:
             if "is_public" in changes:
                 vt.is_public = bool(changes["is_public"])
             return vt
-        return self._tx(run)
+        return self.write(run)
 
     def delete_type(self, type_id: str) -> None:
         def run(s: Session) -> None:
@@ -129,7 +129,7 @@ class TypesAndQuotasMixin:
             if enc is not None:
                 s.delete(enc)
             s.delete(vt)
-        self._tx(run)
+        self.write(run)
 
     def set_extra_specs(self, type_id: str, specs: dict[str, str],
                         replace: bool = False) -> dict[str, str]:
@@ -141,7 +141,7 @@ class TypesAndQuotasMixin:
                 raise BadRequest("Volume Type is currently in use.")
             vt.extra_specs = dict(specs) if replace else {**(vt.extra_specs or {}), **specs}
             return dict(vt.extra_specs)
-        return self._tx(run)
+        return self.write(run)
 
     def delete_extra_spec(self, type_id: str, key: str) -> None:
         def run(s: Session) -> None:
@@ -150,7 +150,7 @@ class TypesAndQuotasMixin:
                 raise NotFound(f"Volume type {type_id} could not be found.")
             vt.extra_specs = without_key(
                 vt.extra_specs, key, f"Volume Type {type_id} has no extra specs with key {key}.")
-        self._tx(run)
+        self.write(run)
 
     def set_type_access(self, type_id: str, project_id: str, add: bool) -> None:
         def run(s: Session) -> None:
@@ -172,10 +172,10 @@ class TypesAndQuotasMixin:
                                    f"{project_id} combination.")
                 projects.remove(project_id)
             vt.projects = projects
-        self._tx(run)
+        self.write(run)
 
     def type_names(self) -> dict[str, str]:
-        return self._read(lambda s: {r.id: r.name for r in s.scalars(select(VolumeType))})
+        return self.read(lambda s: {r.id: r.name for r in s.scalars(select(VolumeType))})
 
 
     # ------------------------------------------------------------------ quotas
@@ -213,7 +213,7 @@ class TypesAndQuotasMixin:
                                                            snapshot_gigabytes=int(gb))
             total = {k: sum(t[k] for t in out.values()) for k in zero}
             return {"(total)": total, **out}
-        return self._read(run)
+        return self.read(run)
 
     def quota_usage(self, s: Session, project_id: str) -> dict[str, int]:
         n, gb = s.execute(select(func.count(), func.coalesce(func.sum(Volume.size), 0)).where(
@@ -224,8 +224,11 @@ class TypesAndQuotasMixin:
         return {"volumes": int(n), "gigabytes": int(gb) + int(sgb), "snapshots": int(sn),
                 "backups": bn, "backup_gigabytes": bgb, "groups": 0}
 
-    def _check_quota(self, s: Session, project_id: str, volumes: int = 0, snapshots: int = 0,
-                     gigabytes: int = 0, per_volume: int | None = None) -> None:
+    def check_quota(self, s: Session, project_id: str, volumes: int = 0, snapshots: int = 0,
+                    gigabytes: int = 0, per_volume: int | None = None) -> None:
+        """``OverQuota`` (413, Cinder's texts) when ``volumes``, ``snapshots`` and
+        ``gigabytes`` more would exceed ``project_id``'s limits, or a new volume of
+        ``per_volume`` GiB its per-volume limit; read in the caller's session ``s``."""
         limits = self.quota_limits(s, project_id)
         if per_volume is not None and 0 <= limits["per_volume_gigabytes"] < per_volume:
             raise OverQuota(f"VolumeSizeExceedsLimit: Requested volume size {per_volume}G is "
@@ -246,11 +249,11 @@ class TypesAndQuotasMixin:
                             f"({limits['snapshots']}) exceeded")
 
     def get_quotas(self, project_id: str) -> tuple[dict[str, int], dict[str, int]]:
-        return self._read(lambda s: (self.quota_limits(s, project_id),
-                                     self.quota_usage(s, project_id)))
+        return self.read(lambda s: (self.quota_limits(s, project_id),
+                                    self.quota_usage(s, project_id)))
 
     def default_quotas(self) -> dict[str, int]:
-        return self._read(lambda s: self.quota_limits(s, ""))
+        return self.read(lambda s: self.quota_limits(s, ""))
 
     def set_quotas(self, project_id: str, values: dict[str, int]) -> dict[str, int]:
         def run(s: Session) -> dict[str, int]:
@@ -266,11 +269,11 @@ class TypesAndQuotasMixin:
                     row.hard_limit = v
             s.flush()
             return self.quota_limits(s, project_id)
-        return self._tx(run)
+        return self.write(run)
 
     def delete_quotas(self, project_id: str) -> None:
         def run(s: Session) -> None:
             for q in s.scalars(select(VolumeQuota).where(VolumeQuota.project_id == project_id)):
                 s.delete(q)
-        self._tx(run)
+        self.write(run)
 

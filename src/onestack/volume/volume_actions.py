@@ -28,13 +28,13 @@ class VolumeActionsMixin:
 
     driver: VolumeDriver
     images: ImageSource | None
-    _tx: Callable[..., Any]
-    _read: Callable[..., Any]
+    write: Callable[..., Any]
+    read: Callable[..., Any]
     enforce: Callable[..., None]
     _visible: Callable[..., Any]
     _set_status: Callable[[str, str], None]
-    _check_quota: Callable[..., None]
-    _find_type: Callable[..., Any]
+    check_quota: Callable[..., None]
+    find_type: Callable[..., Any]
 
     def begin_extend(self, ctx: RequestContext, volume_id: str, new_size: int,
                      attached_ok: bool = False) -> int:
@@ -53,17 +53,17 @@ class VolumeActionsMixin:
                 raise BadRequest(f"Invalid input received: New size for extend must be "
                                  f"greater than current size. (current: {vol.size}, "
                                  f"extended: {new_size}).")
-            self._check_quota(s, vol.project_id, gigabytes=new_size - vol.size,
-                              per_volume=new_size)
+            self.check_quota(s, vol.project_id, gigabytes=new_size - vol.size,
+                             per_volume=new_size)
             vol.status = "extending"
             vol.updated_at = utcnow()
             return vol.size
-        return self._tx(run)
+        return self.write(run)
 
     def finish_extend(self, volume_id: str, new_size: int) -> list[str]:
         """Grow the data (blocking); returns the servers the volume is attached to, which
         must be told (Cinder's ``volume-extended`` event to Nova)."""
-        vol = self._read(lambda s: s.get(Volume, volume_id))
+        vol = self.read(lambda s: s.get(Volume, volume_id))
         if vol is None or not vol.provider_location:
             return []
         try:
@@ -84,7 +84,7 @@ class VolumeActionsMixin:
             row.status = "in-use" if row.attachments else "available"
             row.updated_at = utcnow()
             return servers
-        return self._tx(run)
+        return self.write(run)
 
     def retype(self, ctx: RequestContext, volume_id: str, new_type: str,
                migration_policy: str) -> None:
@@ -97,7 +97,7 @@ class VolumeActionsMixin:
                 raise BadRequest(f"Invalid volume: Volume {volume_id} status must be "
                                  f"available or in-use, but current status is: "
                                  f"{vol.status}.")
-            vt = self._find_type(s, ctx, new_type)
+            vt = self.find_type(s, ctx, new_type)
             if vt.id == vol.volume_type_id:
                 raise BadRequest("Invalid input received: Retype requested to the volume's "
                                  "current type.")
@@ -106,7 +106,7 @@ class VolumeActionsMixin:
                                  "requirements (this cloud has no key manager).")
             vol.volume_type_id = vt.id
             vol.updated_at = utcnow()
-        self._tx(run)
+        self.write(run)
 
     def begin_upload(self, ctx: RequestContext, volume_id: str, force: bool) -> Volume:
         """``os-volume_upload_image``: the volume goes ``uploading`` (back when done)."""
@@ -121,14 +121,14 @@ class VolumeActionsMixin:
                                   "previous_status": vol.status}
             vol.status = "uploading"
             return vol
-        return self._tx(run)
+        return self.write(run)
 
     def finish_upload(self, volume_id: str, image_id: str, disk_format: str = "raw",
                       scratch: str | None = None) -> None:
         """Copy the volume into the image (blocking): raw data streamed, other formats
         written by the driver to a scratch file first; the image is deleted when the copy
         fails."""
-        vol = self._read(lambda s: s.get(Volume, volume_id))
+        vol = self.read(lambda s: s.get(Volume, volume_id))
         try:
             if self.images is None or vol is None or not vol.provider_location:
                 raise VolumeDriverError(f"volume {volume_id} has no data")
@@ -160,4 +160,4 @@ class VolumeActionsMixin:
                 meta = dict(row.admin_metadata or {})
                 row.status = meta.pop("previous_status", "available")
                 row.admin_metadata = meta
-        self._tx(done)
+        self.write(done)
