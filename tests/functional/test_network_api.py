@@ -278,8 +278,11 @@ def test_filters_sort_pagination_fields_tags(users: tuple[Client, Client]) -> No
 
 
 def test_quotas(cloud: RunningCloud, users: tuple[Client, Client], admin: Client) -> None:
-    a, _ = users
+    a, b = users
     project = a.req("GET", "/quotas/tenant")["tenant"]["tenant_id"]
+    assert a.req("GET", f"/quotas/{project}/default")["quota"]["router"] == 10
+    b.req("GET", f"/quotas/{project}/default", status=403)  # another project's
+    assert admin.req("GET", f"/quotas/{project}/default")["quota"]["router"] == 10
     admin.req("PUT", f"/quotas/{project}", {"quota": {"router": 1}}, 200)
     r = a.create("routers", "router", name="q1")
     over = a.req("POST", "/routers", {"router": {"name": "q2"}}, 409)

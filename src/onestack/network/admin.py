@@ -111,7 +111,9 @@ class AdminMixin(ManagerBase):
         self._quota_target(ctx, project_id)
         return self._read(self._quota_limits, project_id)
 
-    def default_quota(self) -> dict[str, int]:
+    def default_quota(self, ctx: RequestContext, project_id: str) -> dict[str, int]:
+        """The defaults every project starts with (another project's need ``get_quota``)."""
+        self._quota_target(ctx, project_id)
         return dict(DEFAULT_QUOTAS)
 
     def quota_details(self, ctx: RequestContext, project_id: str) -> dict[str, Any]:

@@ -337,8 +337,7 @@ class NetworkAPI:
 
     @serves("GET", "/v2.0/quotas/{project_id}/default")
     async def default_quota(self, req: ApiRequest) -> dict[str, Any]:
-        self.m._quota_target(req.ctx, req.param("project_id"))
-        return {"quota": self.m.default_quota()}
+        return {"quota": self.m.default_quota(req.ctx, req.param("project_id"))}
 
     @serves("GET", "/v2.0/quotas/{project_id}/details")
     async def quota_details(self, req: ApiRequest) -> dict[str, Any]:
