@@ -11,10 +11,10 @@ from onestack.api.app import ApiRequest
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime, utcnow
-from onestack.db.volume import Message
 from onestack.volume import views
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.microversion import version_of
+from onestack.volume.records import MessageRecord
 
 if TYPE_CHECKING:
     pass
@@ -155,7 +155,7 @@ class AdminRoutes(VolumeHandler):
         return {"pools": [pool]}
 
     # ------------------------------------------------------------------ user messages
-    def _message(self, req: ApiRequest, m: Message) -> dict[str, Any]:
+    def _message(self, req: ApiRequest, m: MessageRecord) -> dict[str, Any]:
         href = f"{req.base_url}/v3/{m.project_id}/messages/{m.id}"
         return {"id": m.id, "message_level": "ERROR", "event_id": m.event_id,
                 "user_message": m.message, "request_id": m.request_id,
