@@ -3,7 +3,7 @@ backend capabilities, scheduler pools and quota classes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
@@ -11,13 +11,10 @@ from onestack.api.app import ApiRequest
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime, utcnow
-from onestack.db.volume import Message
 from onestack.volume import views
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.microversion import version_of
-
-if TYPE_CHECKING:
-    pass
+from onestack.volume.records import MessageRecord
 
 EXTENSIONS = [("AvailabilityZones", "os-availability-zone"), ("Quotas", "os-quota-sets"),
               ("QuotaClasses", "os-quota-class-sets"), ("Types", "types"),
@@ -155,7 +152,7 @@ class AdminRoutes(VolumeHandler):
         return {"pools": [pool]}
 
     # ------------------------------------------------------------------ user messages
-    def _message(self, req: ApiRequest, m: Message) -> dict[str, Any]:
+    def _message(self, req: ApiRequest, m: MessageRecord) -> dict[str, Any]:
         href = f"{req.base_url}/v3/{m.project_id}/messages/{m.id}"
         return {"id": m.id, "message_level": "ERROR", "event_id": m.event_id,
                 "user_message": m.message, "request_id": m.request_id,

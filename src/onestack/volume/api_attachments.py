@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
@@ -14,9 +14,6 @@ from onestack.common.errors import BadRequest, NotFound
 from onestack.volume.attachments import Attachments, attachment_view
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _obj, _text
-
-if TYPE_CHECKING:
-    pass
 
 _FILTERS = ("volume_id", "instance_id", "status", "project_id")
 

@@ -11,10 +11,10 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime
-from onestack.db.volume import Backup
 from onestack.volume.backups import Backups
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _text
+from onestack.volume.records import BackupRecord
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -28,7 +28,7 @@ class BackupRoutes:
         self.b = backups
 
     @staticmethod
-    def _summary(req: ApiRequest, b: Backup) -> dict[str, Any]:
+    def _summary(req: ApiRequest, b: BackupRecord) -> dict[str, Any]:
         href = f"{req.base_url}/v3/{b.project_id}/backups/{b.id}"
         doc: dict[str, Any] = {"id": b.id, "name": b.name, "links": [
             {"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]}
@@ -36,7 +36,7 @@ class BackupRoutes:
             doc["metadata"] = dict(b.metadata_ or {})
         return doc
 
-    def _view(self, req: ApiRequest, b: Backup, dependents: bool) -> dict[str, Any]:
+    def _view(self, req: ApiRequest, b: BackupRecord, dependents: bool) -> dict[str, Any]:
         doc = {**self._summary(req, b), "status": b.status, "object_count": b.object_count,
                "container": b.container, "description": b.description,
                "availability_zone": b.availability_zone,
@@ -58,8 +58,8 @@ class BackupRoutes:
         raw = req.query.get("all_tenants")
         return raw is not None and (raw == "" or _bool(raw, "all_tenants"))
 
-    def _filter(self, req: ApiRequest, rows: list[tuple[Backup, bool]]
-                ) -> list[tuple[Backup, bool]]:
+    def _filter(self, req: ApiRequest, rows: list[tuple[BackupRecord, bool]]
+                ) -> list[tuple[BackupRecord, bool]]:
         for key in ("name", "status", "volume_id"):
             if key in req.query:
                 rows = [(b, d) for b, d in rows if getattr(b, key) == req.query[key]]

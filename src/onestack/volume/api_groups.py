@@ -11,10 +11,10 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.timeutils import isotime
-from onestack.db.volume import Group, GroupSnapshot, GroupType
 from onestack.volume.groups import Groups
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _one_item, _text, type_changes
+from onestack.volume.records import GroupRecord, GroupSnapshotRecord, GroupTypeRecord
 from onestack.volume.row_changes import only_key
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class GroupRoutes:
 
     # ------------------------------------------------------------------ group types
     @staticmethod
-    def _type_view(t: GroupType) -> dict[str, Any]:
+    def _type_view(t: GroupTypeRecord) -> dict[str, Any]:
         return {"id": t.id, "name": t.name, "description": t.description,
                 "is_public": t.is_public, "group_specs": dict(t.group_specs or {})}
 
@@ -137,10 +137,10 @@ class GroupRoutes:
         return Response(status_code=202)
 
     # ------------------------------------------------------------------ groups
-    def _summary(self, g: Group) -> dict[str, Any]:
+    def _summary(self, g: GroupRecord) -> dict[str, Any]:
         return {"id": g.id, "name": g.name}
 
-    def _view(self, req: ApiRequest, g: Group, volumes: list[str] | None) -> dict[str, Any]:
+    def _view(self, req: ApiRequest, g: GroupRecord, volumes: list[str] | None) -> dict[str, Any]:
         doc = {**self._summary(g), "description": g.description, "status": g.status,
                "availability_zone": g.availability_zone,
                "created_at": isotime(g.created_at, subsecond=True),
@@ -254,7 +254,7 @@ class GroupRoutes:
 
     # ------------------------------------------------------------------ group snapshots
     @staticmethod
-    def _snap_view(gs: GroupSnapshot, detail: bool) -> dict[str, Any]:
+    def _snap_view(gs: GroupSnapshotRecord, detail: bool) -> dict[str, Any]:
         doc: dict[str, Any] = {"id": gs.id, "name": gs.name}
         if detail:
             doc.update(description=gs.description, status=gs.status,

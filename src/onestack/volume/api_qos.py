@@ -9,9 +9,9 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest
-from onestack.db.volume import QosSpecs
 from onestack.volume.params import _bool, _metadata, _obj
 from onestack.volume.qos import Qos
+from onestack.volume.records import QosSpecsRecord
 
 if TYPE_CHECKING:
     from onestack.volume.api import VolumeAPI
@@ -29,11 +29,11 @@ class QosRoutes:
                     {"project_id": req.ctx.project_id or ""})
 
     @staticmethod
-    def _view(q: QosSpecs) -> dict[str, Any]:
+    def _view(q: QosSpecsRecord) -> dict[str, Any]:
         return {"id": q.id, "name": q.name, "consumer": q.consumer,
                 "specs": dict(q.specs or {})}
 
-    def _links(self, req: ApiRequest, q: QosSpecs) -> list[dict[str, str]]:
+    def _links(self, req: ApiRequest, q: QosSpecsRecord) -> list[dict[str, str]]:
         href = f"{req.base_url}/v3/{req.ctx.project_id}/qos-specs/{q.id}"
         return [{"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]
 

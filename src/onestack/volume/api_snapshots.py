@@ -4,29 +4,26 @@ update-snapshot-status, force-delete)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
-from onestack.db.volume import Snapshot
 from onestack.volume import views
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _action_body, _bool, _metadata, _obj, _text, _updates
+from onestack.volume.records import SnapshotRecord
 from onestack.volume.row_changes import SNAPSHOTS
-
-if TYPE_CHECKING:
-    pass
 
 
 class SnapshotRoutes(VolumeHandler):
     """Snapshots (``/v3/snapshots``) and their actions."""
 
-    def _snap_doc(self, req: ApiRequest, s: Snapshot, extended: bool = True
+    def _snap_doc(self, req: ApiRequest, s: SnapshotRecord, extended: bool = True
                   ) -> dict[str, Any]:
         return {"snapshot": views.snapshot(req.base_url, s, version_of(req.request.scope),
                                            extended)}
@@ -91,25 +88,12 @@ class SnapshotRoutes(VolumeHandler):
                               "error_deleting"):
                 raise BadRequest(f"Invalid input received: '{status}' is not a valid "
                                  "snapshot status.")
-            await req.run(self.m.snapshot_action, req.ctx, sid,
-                          "volume_extension:snapshot_admin_actions:reset_status",
-                          lambda s: setattr(s, "status", status))
+            await req.run(self.m.reset_snapshot_status, req.ctx, sid, status)
             return Response(status_code=202)
         if "os-update_snapshot_status" in body:
             args = _obj(body, "os-update_snapshot_status")
-            status, progress = args.get("status"), args.get("progress")
-            allowed = {"creating": {"creating", "available", "error"},
-                       "deleting": {"deleting", "error_deleting"}}
-
-            def update(s: Snapshot) -> None:
-                if status not in allowed.get(s.status, set()):
-                    raise BadRequest(f"Invalid input received: snapshot status update from "
-                                     f"{s.status} to {status} is not allowed.")
-                s.status = status
-                if isinstance(progress, str):
-                    s.progress = progress[:16]
-            await req.run(self.m.snapshot_action, req.ctx, sid,
-                          "snapshot_extension:snapshot_actions:update_snapshot_status", update)
+            await req.run(self.m.update_snapshot_status, req.ctx, sid, args.get("status"),
+                          args.get("progress"))
             return Response(status_code=202)
         if "os-force_delete" in body:
             return await self.api.delete_later(req, self.m.begin_delete_snapshot,

@@ -11,9 +11,9 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest
 from onestack.common.timeutils import isotime
-from onestack.db.volume import Transfer
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _obj, _text
+from onestack.volume.records import TransferRecord
 from onestack.volume.transfers import Transfers
 
 if TYPE_CHECKING:
@@ -27,12 +27,12 @@ class TransferRoutes:
         self.t = Transfers(api.m)
 
     @staticmethod
-    def _summary(req: ApiRequest, t: Transfer) -> dict[str, Any]:
+    def _summary(req: ApiRequest, t: TransferRecord) -> dict[str, Any]:
         href = f"{req.base_url}/v3/{t.project_id}/os-volume-transfer/{t.id}"
         return {"id": t.id, "name": t.name, "volume_id": t.volume_id,
                 "links": [{"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]}
 
-    def _view(self, req: ApiRequest, t: Transfer) -> dict[str, Any]:
+    def _view(self, req: ApiRequest, t: TransferRecord) -> dict[str, Any]:
         doc = {**self._summary(req, t), "created_at": isotime(t.created_at, subsecond=True)}
         ver = version_of(req.request.scope)
         if ver >= "3.55":

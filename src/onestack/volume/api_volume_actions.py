@@ -5,8 +5,7 @@ the volume's image metadata, the attach/detach actions and connections."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
@@ -15,32 +14,13 @@ from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
 from onestack.common.ids import is_uuid
 from onestack.common.timeutils import isotime
-from onestack.db.volume import Volume
 from onestack.volume import attach_actions as aa
 from onestack.volume import reimage
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.manager import VOLUME_STATUSES
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _action_body, _bool, _metadata, _obj, _size, _text
-from onestack.volume.row_changes import without_key
-
-if TYPE_CHECKING:
-    pass
-
-
-#: action -> (policy, ``f(args) -> change of the volume``).
-ATTACH_ACTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], Callable[[Volume], None]]]] = {
-    "os-reserve": ("volume_extension:volume_actions:reserve", lambda a: aa.reserve),
-    "os-unreserve": ("volume_extension:volume_actions:unreserve", lambda a: aa.unreserve),
-    "os-attach": ("volume_extension:volume_actions:attach", aa.attach),
-    "os-begin_detaching": ("volume_extension:volume_actions:begin_detaching",
-                           lambda a: aa.begin_detaching),
-    "os-roll_detaching": ("volume_extension:volume_actions:roll_detaching",
-                          lambda a: aa.roll_detaching),
-    "os-detach": ("volume_extension:volume_actions:detach", aa.detach),
-    "os-force_detach": ("volume_extension:volume_admin_actions:force_detach",
-                        lambda a: aa.detach(a, force=True)),
-}
+from onestack.volume.records import VolumeRecord
 
 
 class VolumeActionRoutes(VolumeHandler):
@@ -59,19 +39,11 @@ class VolumeActionRoutes(VolumeHandler):
             return Response(status_code=202)
         if action == "os-set_bootable":
             flag = _bool(_obj(body, action).get("bootable"), "bootable")
-            await req.run(self.m.volume_action, req.ctx, vid,
-                          "volume_extension:volume_actions:set_bootable",
-                          lambda v: setattr(v, "bootable", flag))
+            await req.run(self.m.set_bootable, req.ctx, vid, flag)
             return Response(status_code=200)
         if action == "os-update_readonly_flag":
             flag = _bool(_obj(body, action).get("readonly"), "readonly")
-
-            def readonly(v: Volume) -> None:
-                v.admin_metadata = {**(v.admin_metadata or {}),
-                                    "readonly": "True" if flag else "False"}
-                v.metadata_ = {**(v.metadata_ or {}), "readonly": "True" if flag else "False"}
-            await req.run(self.m.volume_action, req.ctx, vid, "volume:update_readonly_flag",
-                          readonly)
+            await req.run(self.m.set_readonly, req.ctx, vid, flag)
             return Response(status_code=202)
         if action == "os-reset_status":
             args = _obj(body, action)
@@ -83,13 +55,7 @@ class VolumeActionRoutes(VolumeHandler):
             if attach is not None and attach not in ("attached", "detached"):
                 raise BadRequest(f"Invalid input received: '{attach}' is not a valid "
                                  "attach status.")
-
-            def reset(v: Volume) -> None:
-                v.status = status
-                if attach is not None:
-                    v.attach_status = attach
-            await req.run(self.m.volume_action, req.ctx, vid,
-                          "volume_extension:volume_admin_actions:reset_status", reset)
+            await req.run(self.m.reset_status, req.ctx, vid, status, attach)
             return Response(status_code=202)
         if action == "os-force_delete":
             return await self.api.delete_later(req, self.m.begin_delete,
@@ -113,12 +79,11 @@ class VolumeActionRoutes(VolumeHandler):
             if action == "os-unset_image_metadata":
                 return Response(status_code=200)
             return FastJSON({"metadata": meta})
-        if action in ATTACH_ACTIONS:
-            policy, make = ATTACH_ACTIONS[action]
+        if action in aa.ACTIONS:
             args = arg if isinstance(arg, dict) else {}
             if action in ("os-detach", "os-force_detach"):
                 await req.run(self.api.guard_nova, req.ctx, vid, args.get("attachment_id"))
-            await req.run(self.m.volume_action, req.ctx, vid, policy, make(args))
+            await req.run(self.m.attach_action, req.ctx, vid, action, args)
             return Response(status_code=202)
         if action == "os-initialize_connection":
             v = await self._connector_volume(
@@ -135,7 +100,7 @@ class VolumeActionRoutes(VolumeHandler):
         raise BadRequest(f"There is no such action: {action}")
 
     async def _connector_volume(self, req: ApiRequest, vid: str, policy: str,
-                                arg: Any) -> Volume:
+                                arg: Any) -> VolumeRecord:
         """The volume of ``os-initialize_connection`` / ``os-terminate_connection`` once
         ``policy`` allows it and the body names a ``connector``."""
         v = await req.run(self.m.get_volume, req.ctx, vid)
@@ -213,23 +178,12 @@ class VolumeActionRoutes(VolumeHandler):
             return dict(v.image_metadata or {})
         if not isinstance(arg, dict):
             raise BadRequest(f"Malformed request body: {action} needs an object.")
-        out: dict[str, str] = {}
         if action == "os-set_image_metadata":
             meta = _metadata(arg.get("metadata"))
-
-            def change(v: Volume) -> None:
-                v.image_metadata = {**(v.image_metadata or {}), **meta}
-                out.update(v.image_metadata)
-        else:
-            key = arg.get("key")
-            if not isinstance(key, str) or not key:
-                raise BadRequest("Malformed request body: os-unset_image_metadata needs a "
-                                 "key.")
-
-            def change(v: Volume) -> None:
-                v.image_metadata = without_key(
-                    v.image_metadata, key, f"Glance metadata for volume {v.id} cannot be found.")
-                out.update(v.image_metadata)
-        await req.run(self.m.volume_action, req.ctx, vid,
-                      "volume_extension:volume_image_metadata:set", change)
+            out: dict[str, str] = await req.run(self.m.set_image_metadata, req.ctx, vid, meta)
+            return out
+        key = arg.get("key")
+        if not isinstance(key, str) or not key:
+            raise BadRequest("Malformed request body: os-unset_image_metadata needs a key.")
+        out = await req.run(self.m.unset_image_metadata, req.ctx, vid, key)
         return out

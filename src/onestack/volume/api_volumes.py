@@ -3,23 +3,20 @@ summary (3.12), create (blank, from an image, snapshot or volume), show, update 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, NotFound
-from onestack.db.volume import Volume
 from onestack.volume import views
 from onestack.volume.api_handler import VolumeHandler
 from onestack.volume.api_listing import sees_all_projects, sorted_page, with_count
 from onestack.volume.microversion import version_of
 from onestack.volume.params import _bool, _metadata, _obj, _size, _text, _updates
+from onestack.volume.records import VolumeRecord
 from onestack.volume.row_changes import VOLUMES
-
-if TYPE_CHECKING:
-    pass
 
 VOLUME_SORT_KEYS = ("created_at", "updated_at", "id", "name", "size", "status",
                     "availability_zone", "bootable")
@@ -28,8 +25,8 @@ VOLUME_SORT_KEYS = ("created_at", "updated_at", "id", "name", "size", "status",
 class VolumeRoutes(VolumeHandler):
     """Volumes: list, show, create, update, delete (``/v3/volumes``)."""
 
-    def _filtered(self, req: ApiRequest, rows: list[Volume], links: dict[str, Any]
-                  ) -> list[Volume]:
+    def _filtered(self, req: ApiRequest, rows: list[VolumeRecord], links: dict[str, Any]
+                  ) -> list[VolumeRecord]:
         q = req.query
         if "name" in q:
             rows = [v for v in rows if v.name == q["name"]]
@@ -57,7 +54,7 @@ class VolumeRoutes(VolumeHandler):
                                            for k, val in meta.items())]
         return sorted_page(req, rows, VOLUME_SORT_KEYS, self.api.max_limit, links)
 
-    async def _volume_rows(self, req: ApiRequest, links: dict[str, Any]) -> list[Volume]:
+    async def _volume_rows(self, req: ApiRequest, links: dict[str, Any]) -> list[VolumeRecord]:
         req.enforce("volume:get_all", {"project_id": req.ctx.project_id or ""})
         all_projects = sees_all_projects(req)
         rows = await req.run(self.m.list_volumes, req.ctx, all_projects,
@@ -98,7 +95,7 @@ class VolumeRoutes(VolumeHandler):
             doc["metadata"] = meta
         return {"volume-summary": doc}
 
-    async def _volume_doc(self, req: ApiRequest, v: Volume, extended: bool = True
+    async def _volume_doc(self, req: ApiRequest, v: VolumeRecord, extended: bool = True
                           ) -> dict[str, Any]:
         names = await req.run(self.m.type_names)
         return {"volume": views.volume(req.base_url, v, req.ctx,

@@ -5,7 +5,7 @@
 As in Cinder, these record the attach state of a volume; connecting a hypervisor to the data
 is the compute service's job (``os-initialize_connection`` hands it the driver's connection
 info). Each is a state transition checked against the volume's status, applied in one
-transaction by ``VolumeManager.volume_action``.
+transaction by ``VolumeManager.attach_action``.
 """
 
 from __future__ import annotations
@@ -100,3 +100,19 @@ def detach(args: dict[str, Any], force: bool = False) -> Callable[[Volume], None
         v.status = "in-use" if keep else "available"
         v.attach_status = "attached" if keep else "detached"
     return run
+
+
+#: action -> (policy, ``f(args) -> change of the volume``); the request's arguments are
+#: checked when ``f`` is called, before the volume is read.
+ACTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], Callable[[Volume], None]]]] = {
+    "os-reserve": ("volume_extension:volume_actions:reserve", lambda a: reserve),
+    "os-unreserve": ("volume_extension:volume_actions:unreserve", lambda a: unreserve),
+    "os-attach": ("volume_extension:volume_actions:attach", attach),
+    "os-begin_detaching": ("volume_extension:volume_actions:begin_detaching",
+                           lambda a: begin_detaching),
+    "os-roll_detaching": ("volume_extension:volume_actions:roll_detaching",
+                          lambda a: roll_detaching),
+    "os-detach": ("volume_extension:volume_actions:detach", detach),
+    "os-force_detach": ("volume_extension:volume_admin_actions:force_detach",
+                        lambda a: detach(a, force=True)),
+}

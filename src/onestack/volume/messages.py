@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from onestack.common.context import RequestContext
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Message
+from onestack.volume.records import MessageRecord
 from onestack.volume.visibility import visible
 
 
@@ -37,7 +38,7 @@ class MessagesMixin:
                           expires_at=now + dt.timedelta(days=30)))
         self.write(run)
 
-    def list_messages(self, ctx: RequestContext) -> list[Message]:
+    def list_messages(self, ctx: RequestContext) -> list[MessageRecord]:
         def run(s: Session) -> list[Message]:
             q = select(Message).where(Message.expires_at > utcnow())
             if not ctx.is_admin:
@@ -50,7 +51,7 @@ class MessagesMixin:
         """The message, if it is the caller's project's (or the caller is an admin): 404."""
         return visible(ctx, s.get(Message, message_id), "Message", message_id)
 
-    def get_message(self, ctx: RequestContext, message_id: str) -> Message:
+    def get_message(self, ctx: RequestContext, message_id: str) -> MessageRecord:
         return self.read(lambda s: self._visible_message(s, ctx, message_id))
 
     def delete_message(self, ctx: RequestContext, message_id: str) -> None:

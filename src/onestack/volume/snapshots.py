@@ -17,6 +17,7 @@ from onestack.common.errors import BadRequest
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume
 from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
+from onestack.volume.records import SnapshotRecord
 from onestack.volume.visibility import scoped
 
 LOG = logging.getLogger(__name__)
@@ -35,24 +36,49 @@ class SnapshotsMixin:
     check_quota: Callable[..., None]
 
     # ------------------------------------------------------------------ changes of one snapshot
-    def snapshot_action(self, ctx: RequestContext, snapshot_id: str, action: str,
-                        fn: Callable[[Snapshot], None]) -> None:
-        self._change(ctx, Snapshot, "Snapshot", snapshot_id, action, fn)
+    # Each: the snapshot the caller sees (404 otherwise), the action's policy, the change and
+    # a new ``updated_at``, in one transaction (``VolumeManager._change``).
+    def reset_snapshot_status(self, ctx: RequestContext, snapshot_id: str,
+                              status: str) -> None:
+        """``os-reset_status`` of a snapshot."""
+        def run(snap: Snapshot) -> None:
+            snap.status = status
+        self._change(ctx, Snapshot, "Snapshot", snapshot_id,
+                     "volume_extension:snapshot_admin_actions:reset_status", run)
+
+    def update_snapshot_status(self, ctx: RequestContext, snapshot_id: str, status: Any,
+                               progress: Any) -> None:
+        """``os-update_snapshot_status``: ``creating`` may go ``available`` or ``error``,
+        ``deleting`` may go ``error_deleting`` (400 otherwise); ``progress``, when a string,
+        is kept (its first 16 characters)."""
+        allowed = {"creating": {"creating", "available", "error"},
+                   "deleting": {"deleting", "error_deleting"}}
+
+        def run(snap: Snapshot) -> None:
+            if status not in allowed.get(snap.status, set()):
+                raise BadRequest(f"Invalid input received: snapshot status update from "
+                                 f"{snap.status} to {status} is not allowed.")
+            snap.status = status
+            if isinstance(progress, str):
+                snap.progress = progress[:16]
+        self._change(ctx, Snapshot, "Snapshot", snapshot_id,
+                     "snapshot_extension:snapshot_actions:update_snapshot_status", run)
 
     # ------------------------------------------------------------------ lifecycle
-    def list_snapshots(self, ctx: RequestContext, all_projects: bool = False) -> list[Snapshot]:
+    def list_snapshots(self, ctx: RequestContext, all_projects: bool = False
+                       ) -> list[SnapshotRecord]:
         def run(s: Session) -> list[Snapshot]:
             q = scoped(select(Snapshot), Snapshot.project_id, ctx, all_projects)
             return list(s.scalars(q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())))
         return self.read(run)
 
-    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
+    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> SnapshotRecord:
         return self.read(lambda s: self._visible(ctx, s.get(Snapshot, snapshot_id),
                                                  "Snapshot", snapshot_id))
 
     def create_snapshot(self, ctx: RequestContext, volume_id: str, name: str | None,
                         description: str | None, force: bool,
-                        metadata: dict[str, str], in_use_ok: bool = False) -> Snapshot:
+                        metadata: dict[str, str], in_use_ok: bool = False) -> SnapshotRecord:
         """Record a snapshot (``finish_snapshot`` copies the data). An ``in-use`` volume
         needs ``force`` (or microversion 3.66+: ``in_use_ok``); its guests' I/O is paused
         while the data is copied (``VolumeAPI``)."""

@@ -15,6 +15,7 @@ from onestack.common.errors import BadRequest, Conflict, NotFound, PayloadTooLar
 from onestack.common.limits import LimitSource
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Snapshot, Volume, VolumeQuota, VolumeType, VolumeTypeEncryption
+from onestack.volume.records import VolumeTypeRecord
 from onestack.volume.row_changes import check_name_free, without_key
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class TypesAndQuotasMixin:
             raise NotFound(f"Volume type with name {ref} could not be found.")
         return vt
 
-    def list_types(self, ctx: RequestContext, is_public: str | None = None) -> list[VolumeType]:
+    def list_types(self, ctx: RequestContext, is_public: str | None = None
+                   ) -> list[VolumeTypeRecord]:
         def run(s: Session) -> list[VolumeType]:
             rows = list(s.scalars(select(VolumeType).order_by(VolumeType.name)))
             rows = [r for r in rows if self._type_visible(ctx, r)]
@@ -78,7 +80,7 @@ class TypesAndQuotasMixin:
             return rows
         return self.read(run)
 
-    def get_type(self, ctx: RequestContext, type_id: str) -> VolumeType:
+    def get_type(self, ctx: RequestContext, type_id: str) -> VolumeTypeRecord:
         def run(s: Session) -> VolumeType:
             if type_id == "default":
                 return self.find_type(s, ctx, None)
@@ -89,7 +91,7 @@ class TypesAndQuotasMixin:
         return self.read(run)
 
     def create_type(self, name: str, description: str | None, is_public: bool,
-                    extra_specs: dict[str, str]) -> VolumeType:
+                    extra_specs: dict[str, str]) -> VolumeTypeRecord:
         def run(s: Session) -> VolumeType:
             check_name_free(s, VolumeType, name, "Volume Type")
             vt = VolumeType(id=str(uuid.uuid4()), name=name, description=description,
@@ -99,7 +101,7 @@ class TypesAndQuotasMixin:
             return vt
         return self.write(run)
 
-    def update_type(self, type_id: str, changes: dict[str, Any]) -> VolumeType:
+    def update_type(self, type_id: str, changes: dict[str, Any]) -> VolumeTypeRecord:
         def run(s: Session) -> VolumeType:
             vt = s.get(VolumeType, type_id)
             if vt is None:

@@ -7,7 +7,7 @@ from typing import Any
 from onestack.api.microversion import APIVersion
 from onestack.common.context import RequestContext
 from onestack.common.timeutils import isotime
-from onestack.db.volume import Snapshot, Volume, VolumeType
+from onestack.volume.records import SnapshotRecord, VolumeRecord, VolumeTypeRecord
 
 
 def _links(base: str, kind: str, rid: str, project: str) -> list[dict[str, str]]:
@@ -21,11 +21,11 @@ def attachment(volume_id: str, a: dict[str, Any]) -> dict[str, Any]:
             "device": a.get("device"), "attached_at": a.get("attached_at")}
 
 
-def volume_summary(base: str, v: Volume) -> dict[str, Any]:
+def volume_summary(base: str, v: VolumeRecord) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "links": _links(base, "volumes", v.id, v.project_id)}
 
 
-def volume(base: str, v: Volume, ctx: RequestContext, ver: APIVersion,
+def volume(base: str, v: VolumeRecord, ctx: RequestContext, ver: APIVersion,
            type_names: dict[str, str], extended: bool = True) -> dict[str, Any]:
     """Cinder's detailed volume view at microversion ``ver``; ``extended`` adds the
     ``os-vol-*`` attributes that show and list carry (create and update answers do not)."""
@@ -68,7 +68,7 @@ def volume(base: str, v: Volume, ctx: RequestContext, ver: APIVersion,
     return doc
 
 
-def snapshot(base: str, s: Snapshot, ver: APIVersion, extended: bool = True
+def snapshot(base: str, s: SnapshotRecord, ver: APIVersion, extended: bool = True
              ) -> dict[str, Any]:
     """A snapshot; ``extended`` adds ``os-extended-snapshot-attributes`` (show, detail)."""
     doc: dict[str, Any] = {
@@ -90,7 +90,7 @@ def snapshot(base: str, s: Snapshot, ver: APIVersion, extended: bool = True
     return doc
 
 
-def volume_type(t: VolumeType, admin: bool, shape: str = "show") -> dict[str, Any]:
+def volume_type(t: VolumeTypeRecord, admin: bool, shape: str = "show") -> dict[str, Any]:
     """A volume type as show/list (``show``), create (``create``: no QoS id) or update
     (``update``: neither the access flag nor the QoS id) answer it."""
     doc: dict[str, Any] = {"id": t.id, "name": t.name, "description": t.description,

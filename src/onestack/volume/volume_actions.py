@@ -1,6 +1,7 @@
 """The storage side of actions on an existing volume: extend (offline, or online at 3.42),
-retype, and upload to an image (the volume ``uploading`` meanwhile). Part of
-``VolumeManager``."""
+retype, upload to an image (the volume ``uploading`` meanwhile), the bootable and read-only
+flags, a status reset, the volume's image metadata and the legacy attach actions
+(``attach_actions.py``). Part of ``VolumeManager``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from onestack.common.errors import BadRequest
 from onestack.common.timeutils import utcnow
 from onestack.db.volume import Volume
 from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
-from onestack.volume import encryption
+from onestack.volume import attach_actions, encryption
 from onestack.volume.images import ImageSource
+from onestack.volume.row_changes import without_key
 
 LOG = logging.getLogger(__name__)
 
@@ -32,9 +34,69 @@ class VolumeActionsMixin:
     read: Callable[..., Any]
     enforce: Callable[..., None]
     _visible: Callable[..., Any]
+    _change: Callable[..., Any]
     _set_status: Callable[[str, str], None]
     check_quota: Callable[..., None]
     find_type: Callable[..., Any]
+
+    # ------------------------------------------------------------------ changes of one volume
+    # Each: the volume the caller sees (404 otherwise), the action's policy, the change and
+    # a new ``updated_at``, in one transaction (``VolumeManager._change``).
+    def set_bootable(self, ctx: RequestContext, volume_id: str, flag: bool) -> None:
+        """``os-set_bootable``."""
+        def run(v: Volume) -> None:
+            v.bootable = flag
+        self._change(ctx, Volume, "Volume", volume_id,
+                     "volume_extension:volume_actions:set_bootable", run)
+
+    def set_readonly(self, ctx: RequestContext, volume_id: str, flag: bool) -> None:
+        """``os-update_readonly_flag``: ``readonly`` in the admin metadata and the metadata."""
+        value = "True" if flag else "False"
+
+        def run(v: Volume) -> None:
+            v.admin_metadata = {**(v.admin_metadata or {}), "readonly": value}
+            v.metadata_ = {**(v.metadata_ or {}), "readonly": value}
+        self._change(ctx, Volume, "Volume", volume_id, "volume:update_readonly_flag", run)
+
+    def reset_status(self, ctx: RequestContext, volume_id: str, status: str,
+                     attach_status: str | None) -> None:
+        """``os-reset_status``: a new status (and attach status, when given)."""
+        def run(v: Volume) -> None:
+            v.status = status
+            if attach_status is not None:
+                v.attach_status = attach_status
+        self._change(ctx, Volume, "Volume", volume_id,
+                     "volume_extension:volume_admin_actions:reset_status", run)
+
+    def set_image_metadata(self, ctx: RequestContext, volume_id: str,
+                           metadata: dict[str, str]) -> dict[str, str]:
+        """``os-set_image_metadata``: ``metadata`` merged into the volume's image metadata;
+        returns the result."""
+        def run(v: Volume) -> dict[str, str]:
+            v.image_metadata = {**(v.image_metadata or {}), **metadata}
+            return dict(v.image_metadata)
+        out: dict[str, str] = self._change(ctx, Volume, "Volume", volume_id,
+                                           "volume_extension:volume_image_metadata:set", run)
+        return out
+
+    def unset_image_metadata(self, ctx: RequestContext, volume_id: str,
+                             key: str) -> dict[str, str]:
+        """``os-unset_image_metadata``: the volume's image metadata without ``key`` (404
+        when it has none such); returns the result."""
+        def run(v: Volume) -> dict[str, str]:
+            v.image_metadata = without_key(
+                v.image_metadata, key, f"Glance metadata for volume {v.id} cannot be found.")
+            return dict(v.image_metadata)
+        out: dict[str, str] = self._change(ctx, Volume, "Volume", volume_id,
+                                           "volume_extension:volume_image_metadata:set", run)
+        return out
+
+    def attach_action(self, ctx: RequestContext, volume_id: str, action: str,
+                      args: dict[str, Any]) -> None:
+        """One of the legacy attach actions (``attach_actions.ACTIONS``, which names its
+        policy); ``args`` are checked before the volume is read."""
+        policy, make = attach_actions.ACTIONS[action]
+        self._change(ctx, Volume, "Volume", volume_id, policy, make(args))
 
     def begin_extend(self, ctx: RequestContext, volume_id: str, new_size: int,
                      attached_ok: bool = False) -> int:
