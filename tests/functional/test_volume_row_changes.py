@@ -151,3 +151,53 @@ def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     c.close()
+
+
+def test_status_and_flag_actions(cloud: RunningCloud) -> None:
+    """The actions that change one field of a volume or snapshot (bootable, read-only,
+    reset and update of a status): the change is seen, a refused one changes nothing."""
+    token = cloud.token()
+    c = httpx.Client(headers={"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.25"},
+                     timeout=30)
+    project = c.get(f"{cloud.url('identity')}/v3/auth/tokens",
+                    headers={"X-Subject-Token": token}).json()["token"]["project"]["id"]
+    base = f"{cloud.url('volume')}/v3/{project}"
+    vol = c.post(f"{base}/volumes", json={"volume": {"size": 1, "name": "fl1"}}
+                 ).json()["volume"]
+    url = f"{base}/volumes/{vol['id']}"
+    _wait(c, url, "volume", "available")
+    action = f"{url}/action"
+    assert c.post(action, json={"os-set_bootable": {"bootable": True}}).status_code == 200
+    assert c.get(url).json()["volume"]["bootable"] == "true"
+    assert c.post(action, json={"os-set_bootable": {"bootable": "maybe"}}).status_code == 400
+    assert c.get(url).json()["volume"]["bootable"] == "true"
+    assert c.post(action, json={"os-update_readonly_flag": {"readonly": True}}
+                  ).status_code == 202
+    assert c.get(url).json()["volume"]["metadata"]["readonly"] == "True"
+    assert c.post(action, json={"os-update_readonly_flag": {"readonly": False}}
+                  ).status_code == 202
+    assert c.get(url).json()["volume"]["metadata"]["readonly"] == "False"
+    assert c.post(action, json={"os-reset_status": {"status": "bogus"}}).status_code == 400
+    assert c.post(action, json={"os-reset_status": {
+        "status": "available", "attach_status": "bogus"}}).status_code == 400
+    assert c.post(action, json={"os-reset_status": {"status": "error"}}).status_code == 202
+    assert c.get(url).json()["volume"]["status"] == "error"
+    assert c.post(action, json={"os-reset_status": {"status": "available"}}
+                  ).status_code == 202
+    missing = f"{base}/volumes/00000000-0000-0000-0000-000000000000/action"
+    assert c.post(missing, json={"os-set_bootable": {"bootable": True}}).status_code == 404
+
+    snap = c.post(f"{base}/snapshots", json={"snapshot": {"volume_id": vol["id"]}}
+                  ).json()["snapshot"]
+    surl = f"{base}/snapshots/{snap['id']}"
+    _wait(c, surl, "snapshot", "available")
+    sact = f"{surl}/action"
+    refused = c.post(sact, json={"os-update_snapshot_status": {"status": "error"}})
+    assert refused.status_code == 400, refused.text
+    assert c.get(surl).json()["snapshot"]["status"] == "available"
+    assert c.post(sact, json={"os-reset_status": {"status": "creating"}}).status_code == 202
+    assert c.post(sact, json={"os-update_snapshot_status": {
+        "status": "available", "progress": "100%"}}).status_code == 202
+    got = c.get(surl).json()["snapshot"]
+    assert (got["status"], got["os-extended-snapshot-attributes:progress"]) == (
+        "available", "100%")
