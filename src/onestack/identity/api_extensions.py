@@ -11,10 +11,10 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationError
 from onestack.common.timeutils import isotime
-from onestack.db.identity import Document, Trust
 from onestack.identity import schemas, views
 from onestack.identity.api_base import _body, _expires_at
 from onestack.identity.documents import DOMAIN_CONFIG_DEFAULTS, DocumentStore
+from onestack.identity.records import DocumentRecord, TrustRecord
 
 if TYPE_CHECKING:
     from onestack.identity.api import IdentityAPI
@@ -70,7 +70,7 @@ class ExtensionRoutes:
         self.docs = DocumentStore(api.m)
 
     # ------------------------------------------------------------------ trusts
-    def _trust_view(self, base: str, t: Trust) -> dict[str, Any]:
+    def _trust_view(self, base: str, t: TrustRecord) -> dict[str, Any]:
         roles = []
         for rid in t.roles or []:
             try:
@@ -118,8 +118,8 @@ class ExtensionRoutes:
         trusts = await req.run(self.trusts.list, trustor, trustee)
         return views.listing(req.base_url, "OS-TRUST/trusts", "trusts", self._trust_view, trusts)
 
-    async def _visible_trust(self, req: ApiRequest) -> Trust:
-        t: Trust = await req.run(self.trusts.get, req.param("trust_id"))
+    async def _visible_trust(self, req: ApiRequest) -> TrustRecord:
+        t: TrustRecord = await req.run(self.trusts.get, req.param("trust_id"))
         if not (req.ctx.is_admin or req.ctx.user_id in (t.trustor_user_id,
                                                          t.trustee_user_id)):
             raise NotFound(f"Could not find trust: {t.id}.")
@@ -210,7 +210,7 @@ class ExtensionRoutes:
         await req.run(self.docs.delete_ec2, uid, req.param("access"))
 
     # ------------------------------------------------------------------ policies
-    def _policy_view(self, base: str, d: Document) -> dict[str, Any]:
+    def _policy_view(self, base: str, d: DocumentRecord) -> dict[str, Any]:
         return {**d.data, "id": d.id, "links": {"self": f"{base}/v3/policies/{d.id}"}}
 
     @serves("GET", "/v3/policies")
@@ -247,7 +247,7 @@ class ExtensionRoutes:
         await req.run(self.docs.delete_policy, req.param("policy_id"))
 
     # ------------------------------------------------------------------ consumers
-    def _consumer_view(self, base: str, d: Document, secret: str | None = None
+    def _consumer_view(self, base: str, d: DocumentRecord, secret: str | None = None
                        ) -> dict[str, Any]:
         data = {k: v for k, v in d.data.items() if k != "secret_hash"}
         out = {**data, "id": d.id, "links": {"self": f"{base}/v3/OS-OAUTH1/consumers/{d.id}"}}
@@ -293,7 +293,7 @@ class ExtensionRoutes:
         await req.run(self.docs.delete_consumer, req.param("consumer_id"))
 
     # ------------------------------------------------------------------ endpoint groups
-    def _group_view(self, base: str, d: Document) -> dict[str, Any]:
+    def _group_view(self, base: str, d: DocumentRecord) -> dict[str, Any]:
         return {**d.data, "id": d.id,
                 "links": {"self": f"{base}/v3/OS-EP-FILTER/endpoint_groups/{d.id}"}}
 

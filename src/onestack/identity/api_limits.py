@@ -10,11 +10,11 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
-from onestack.db.identity import Document
 from onestack.identity import limits as lim
 from onestack.identity import schemas, views
 from onestack.identity.api_base import _body
 from onestack.identity.limits import LimitStore
+from onestack.identity.records import DocumentRecord
 
 if TYPE_CHECKING:
     from onestack.identity.api import IdentityAPI
@@ -41,12 +41,12 @@ class LimitRoutes:
         self.store = LimitStore(api.m)
 
     @staticmethod
-    def _reg_view(base: str, d: Document) -> dict[str, Any]:
+    def _reg_view(base: str, d: DocumentRecord) -> dict[str, Any]:
         return {"id": d.id, **{k: d.data.get(k) for k in _REG_FIELDS},
                 "links": {"self": f"{base}/v3/registered_limits/{d.id}"}}
 
     @staticmethod
-    def _limit_view(base: str, d: Document) -> dict[str, Any]:
+    def _limit_view(base: str, d: DocumentRecord) -> dict[str, Any]:
         return {"id": d.id, **{k: d.data.get(k) for k in _LIMIT_FIELDS},
                 "links": {"self": f"{base}/v3/limits/{d.id}"}}
 

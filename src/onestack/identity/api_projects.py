@@ -10,9 +10,9 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON, url_header
 from onestack.api.routes import serves
 from onestack.common.errors import Forbidden, NotFound, ValidationError
-from onestack.db.identity import Project
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler, _body, _bool, _changes, _flag
+from onestack.identity.records import ProjectRecord
 
 #: A project's own attributes; any other in a request body is kept in its ``extra``.
 _PROJECT_FIELDS = ("name", "description", "enabled", "domain_id", "parent_id", "is_domain",
@@ -117,7 +117,7 @@ class ProjectRoutes(IdentityHandler):
         return FastJSON({"project": views.project(req.base_url, p, tags)}, status_code=201)
 
     async def _project(self, req: ApiRequest, action: str,
-                       lookup: Callable[[str], Project]) -> Project:
+                       lookup: Callable[[str], ProjectRecord]) -> ProjectRecord:
         """The project of the URL (found with ``lookup``), once the caller may do ``action``
         on it."""
         p = await req.run(lookup, req.param("project_id"))

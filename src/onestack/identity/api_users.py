@@ -9,9 +9,9 @@ from starlette.responses import Response
 from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.common.errors import Forbidden, NotFound, Unauthorized, ValidationError
-from onestack.db.identity import User
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler, _body, _bool, _changes
+from onestack.identity.records import UserRecord
 
 
 class UserRoutes(IdentityHandler):
@@ -54,7 +54,7 @@ class UserRoutes(IdentityHandler):
             body.get("default_project_id"), extra, body.get("options")))
         return FastJSON({"user": views.user(req.base_url, u)}, status_code=201)
 
-    async def _user(self, req: ApiRequest, action: str) -> User:
+    async def _user(self, req: ApiRequest, action: str) -> UserRecord:
         """The user of the URL, once the caller may do ``action`` on it."""
         u = await req.run(self.m.get_user, req.param("user_id"))
         req.enforce(action, {"target": {"user": {"id": u.id, "domain_id": u.domain_id}}})

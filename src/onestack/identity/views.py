@@ -6,19 +6,19 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from onestack.common.timeutils import isotime
-from onestack.db.identity import (
+from onestack.identity.records import (
     NULL_DOMAIN,
-    AccessRule,
-    ApplicationCredential,
-    Credential,
-    Domain,
-    Endpoint,
-    Group,
-    Project,
-    Region,
-    Role,
-    Service,
-    User,
+    AccessRuleRecord,
+    AppCredRecord,
+    CredentialRecord,
+    DomainRecord,
+    EndpointRecord,
+    GroupRecord,
+    ProjectRecord,
+    RegionRecord,
+    RoleRecord,
+    ServiceRecord,
+    UserRecord,
 )
 
 
@@ -46,13 +46,13 @@ def listing(base: str, path: str, key: str, view: Callable[[str, _Row], dict[str
     return collection(base, path, key, [view(base, r) for r in rows], query)
 
 
-def domain(base: str, d: Domain) -> dict[str, Any]:
+def domain(base: str, d: DomainRecord) -> dict[str, Any]:
     out = {**(d.extra or {}), "id": d.id, "name": d.name, "description": d.description or "",
            "enabled": d.enabled, "tags": [], "options": {}, "links": _link(base, f"domains/{d.id}")}
     return out
 
 
-def project(base: str, p: Project, tags: list[str] | None = None) -> dict[str, Any]:
+def project(base: str, p: ProjectRecord, tags: list[str] | None = None) -> dict[str, Any]:
     is_domain = p.domain_id is None
     out = {
         **(p.extra or {}),
@@ -72,7 +72,7 @@ def project(base: str, p: Project, tags: list[str] | None = None) -> dict[str, A
     return out
 
 
-def user(base: str, u: User) -> dict[str, Any]:
+def user(base: str, u: UserRecord) -> dict[str, Any]:
     out: dict[str, Any] = {**(u.extra or {})}
     out.update({
         "id": u.id,
@@ -88,58 +88,58 @@ def user(base: str, u: User) -> dict[str, Any]:
     return out
 
 
-def group(base: str, g: Group) -> dict[str, Any]:
+def group(base: str, g: GroupRecord) -> dict[str, Any]:
     return {**(g.extra or {}), "id": g.id, "name": g.name, "domain_id": g.domain_id,
             "description": g.description or "", "links": _link(base, f"groups/{g.id}")}
 
 
-def role(base: str, r: Role) -> dict[str, Any]:
+def role(base: str, r: RoleRecord) -> dict[str, Any]:
     return {**(r.extra or {}), "id": r.id, "name": r.name,
             "domain_id": None if r.domain_id == NULL_DOMAIN else r.domain_id,
             "description": r.description, "options": dict(r.options or {}),
             "links": _link(base, f"roles/{r.id}")}
 
 
-def role_ref(base: str, r: Role) -> dict[str, Any]:
+def role_ref(base: str, r: RoleRecord) -> dict[str, Any]:
     out = {"id": r.id, "name": r.name, "links": _link(base, f"roles/{r.id}")}
     if r.domain_id != NULL_DOMAIN:
         out["domain_id"] = r.domain_id
     return out
 
 
-def implied(base: str, prior: Role, implies: list[Role]) -> dict[str, Any]:
+def implied(base: str, prior: RoleRecord, implies: list[RoleRecord]) -> dict[str, Any]:
     return {
         "prior_role": role_ref(base, prior),
         "implies": [role_ref(base, r) for r in implies],
     }
 
 
-def inference(base: str, prior: Role, implied: Role) -> dict[str, Any]:
+def inference(base: str, prior: RoleRecord, implied: RoleRecord) -> dict[str, Any]:
     """The document of one implied-role rule (``prior`` implies ``implied``), with its link."""
     return {"role_inference": {"prior_role": role_ref(base, prior),
                                "implies": role_ref(base, implied)},
             "links": {"self": f"{base}/v3/roles/{prior.id}/implies/{implied.id}"}}
 
 
-def region(base: str, r: Region) -> dict[str, Any]:
+def region(base: str, r: RegionRecord) -> dict[str, Any]:
     return {**(r.extra or {}), "id": r.id, "description": r.description or "",
             "parent_region_id": r.parent_region_id, "links": _link(base, f"regions/{r.id}")}
 
 
-def service(base: str, s: Service) -> dict[str, Any]:
+def service(base: str, s: ServiceRecord) -> dict[str, Any]:
     extra = dict(s.extra or {})
     out = {**extra, "id": s.id, "type": s.type, "enabled": s.enabled,
            "links": _link(base, f"services/{s.id}")}
     return out
 
 
-def endpoint(base: str, e: Endpoint) -> dict[str, Any]:
+def endpoint(base: str, e: EndpointRecord) -> dict[str, Any]:
     return {**(e.extra or {}), "id": e.id, "interface": e.interface, "region_id": e.region_id,
             "region": e.region_id, "service_id": e.service_id, "url": e.url,
             "enabled": e.enabled, "links": _link(base, f"endpoints/{e.id}")}
 
 
-def app_cred(base: str, a: ApplicationCredential, roles: list[dict[str, Any]],
+def app_cred(base: str, a: AppCredRecord, roles: list[dict[str, Any]],
              secret: str | None = None) -> dict[str, Any]:
     out = {
         "id": a.id,
@@ -163,11 +163,11 @@ def app_cred(base: str, a: ApplicationCredential, roles: list[dict[str, Any]],
     return out
 
 
-def access_rule(base: str, r: AccessRule) -> dict[str, Any]:
+def access_rule(base: str, r: AccessRuleRecord) -> dict[str, Any]:
     return {"id": r.id, "service": r.service, "path": r.path, "method": r.method,
             "links": _link(base, f"users/{r.user_id}/access_rules/{r.id}")}
 
 
-def credential(base: str, c: Credential, blob: str) -> dict[str, Any]:
+def credential(base: str, c: CredentialRecord, blob: str) -> dict[str, Any]:
     return {**(c.extra or {}), "id": c.id, "user_id": c.user_id, "project_id": c.project_id,
             "type": c.type, "blob": blob, "links": _link(base, f"credentials/{c.id}")}

@@ -26,6 +26,7 @@ from onestack.image.records import (
     KNOWN_IMPORT_METHODS,
     LOG,
     ImageRecords,
+    TaskRecord,
     finish_task,
     new_task,
 )
@@ -396,20 +397,20 @@ class ImportStore(ImageRecords):
             if staged_doc and glance_direct:
                 self._drop_data(staged_doc["location"])
 
-    def list_tasks(self, ctx: RequestContext, image_id: str) -> list[ImageTask]:
+    def list_tasks(self, ctx: RequestContext, image_id: str) -> list[TaskRecord]:
         with self.db.reader() as s:
             self._get_row(ctx, s, image_id)
             return list(s.scalars(select(ImageTask).where(ImageTask.image_id == image_id)
                                   .order_by(ImageTask.created_at)))
 
-    def all_tasks(self, ctx: RequestContext) -> list[ImageTask]:
+    def all_tasks(self, ctx: RequestContext) -> list[TaskRecord]:
         with self.db.reader() as s:
             stmt = select(ImageTask).order_by(ImageTask.created_at.desc())
             if not ctx.is_admin:
                 stmt = stmt.where(ImageTask.owner == (ctx.project_id or ""))
             return list(s.scalars(stmt.limit(1000)))
 
-    def get_task(self, ctx: RequestContext, task_id: str) -> ImageTask:
+    def get_task(self, ctx: RequestContext, task_id: str) -> TaskRecord:
         with self.db.reader() as s:
             task = s.get(ImageTask, task_id)
             if task is None or (not ctx.is_admin and task.owner != ctx.project_id):

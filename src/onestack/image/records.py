@@ -1,6 +1,6 @@
 """The image service's records and rules every image store shares: what the API gets back
-(``ImageInfo``, ``MemberInfo``, ``ListQuery``), list filters, limits, and the row helpers
-(``ImageRecords``: policy checks, visible and writable rows)."""
+(``ImageInfo``, ``MemberInfo``, ``TaskRecord``, ``ListQuery``), list filters, limits, and
+the row helpers (``ImageRecords``: policy checks, visible and writable rows)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -91,6 +91,37 @@ class MemberInfo:
     status: str
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class TaskRecord(Protocol):
+    """An image task as its view reads it (the stored row, read-only; no conversion)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def owner(self) -> str | None: ...
+    @property
+    def image_id(self) -> str: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def input(self) -> dict[str, Any]: ...
+    @property
+    def result(self) -> dict[str, Any] | None: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def updated_at(self) -> dt.datetime: ...
+    @property
+    def expires_at(self) -> dt.datetime | None: ...
 
 
 @dataclass

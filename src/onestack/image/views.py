@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from onestack.common.timeutils import isotime
-from onestack.db.image import ImageTask
 from onestack.image.manager import ImageInfo, MemberInfo
+from onestack.image.records import TaskRecord
 
 
 def image(info: ImageInfo, stores: list[str] | None = None,
@@ -68,7 +68,7 @@ def member(m: MemberInfo) -> dict[str, Any]:
     }
 
 
-def task(t: ImageTask) -> dict[str, Any]:
+def task(t: TaskRecord) -> dict[str, Any]:
     return {
         "id": t.id,
         "type": t.type,

@@ -1,0 +1,11 @@
+"""The image task record names only columns of the task row."""
+
+from __future__ import annotations
+
+from onestack.db.image import ImageTask
+from onestack.image.records import TaskRecord
+
+
+def test_task_record_members_are_row_columns() -> None:
+    members = {k for k, v in vars(TaskRecord).items() if isinstance(v, property)}
+    assert members and members <= set(ImageTask.__table__.columns.keys())
