@@ -50,7 +50,7 @@ def list_role_assignments(m: IdentityManager, base: str, q: Any) -> list[dict[st
         implied: dict[str, list[str]] = {}
         domain_roles: set[str] = set()
         if effective:
-            for row in m._load_implied(s).items():
+            for row in m.load_implied(s).items():
                 implied[row[0]] = row[1]
             domain_roles = set(s.scalars(select(Role.id).where(Role.domain_id != NULL_DOMAIN)))
         names: dict[str, Any] = {}

@@ -203,7 +203,7 @@ class TokenService:
             if t is None:
                 return None
             with self.manager.db.reader() as s:
-                expanded = self.manager._implied_closure(s, t.roles or [])
+                expanded = self.manager.implied_closure(s, t.roles or [])
             return {"id": t.id, "impersonation": t.impersonation,
                     "trustor_user_id": t.trustor_user_id, "trustee_user_id": t.trustee_user_id,
                     "project_id": t.project_id, "role_ids": sorted(expanded),

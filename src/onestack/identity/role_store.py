@@ -113,7 +113,7 @@ class RoleStore(IdentityState):
             if implied.name in PROHIBITED_IMPLIED and implied.domain_id == NULL_DOMAIN:
                 raise Forbidden(f"{implied.name} may not be implied by another role.")
             # Refuse cycles.
-            if prior_id == implied_id or prior_id in self._implied_closure(s, [implied_id]):
+            if prior_id == implied_id or prior_id in self.implied_closure(s, [implied_id]):
                 raise Forbidden(
                     f"Implied role {implied_id} would create a cycle with {prior_id}.")
             if s.get(ImpliedRole, (prior_id, implied_id)) is None:
@@ -158,8 +158,10 @@ class RoleStore(IdentityState):
                 grouped.setdefault(r.prior_role_id, []).append(roles[r.implied_role_id])
             return [(roles[p], imp) for p, imp in grouped.items()]
 
-    def _implied_closure(self, s: Session, role_ids: Iterable[str]) -> set[str]:
-        rules = self.cache.get(("implied-rules",), lambda: self._load_implied(s))
+    def implied_closure(self, s: Session, role_ids: Iterable[str]) -> set[str]:
+        """``role_ids`` and every role they imply, directly or through others (the rules
+        cached until a role or rule changes)."""
+        rules = self.cache.get(("implied-rules",), lambda: self.load_implied(s))
         out = set(role_ids)
         frontier = list(out)
         while frontier:
@@ -172,7 +174,8 @@ class RoleStore(IdentityState):
             frontier = nxt
         return out
 
-    def _load_implied(self, s: Session) -> dict[str, list[str]]:
+    def load_implied(self, s: Session) -> dict[str, list[str]]:
+        """Every implied-role rule from the database: prior role id -> the ids it implies."""
         rules: dict[str, list[str]] = {}
         for row in s.scalars(select(ImpliedRole)):
             rules.setdefault(row.prior_role_id, []).append(row.implied_role_id)
@@ -328,7 +331,7 @@ class RoleStore(IdentityState):
         def load() -> list[RoleRef]:
             with self.db.reader() as s:
                 direct = self._direct_role_ids(s, user_id, project_id, domain_id, system)
-                ids = self._implied_closure(s, direct)
+                ids = self.implied_closure(s, direct)
                 rows = s.scalars(select(Role).where(Role.id.in_(ids))).all() if ids else []
                 # Domain-specific roles only carry the global roles they imply.
                 return sorted((RoleRef(r.id, r.name) for r in rows

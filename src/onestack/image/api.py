@@ -186,7 +186,7 @@ class ImageAPI:
         self._r("/healthcheck", healthcheck, ["GET", "HEAD"], public=True)
 
     # ------------------------------------------------------------------ helpers
-    async def _json(self, req: ApiRequest, media: tuple[str, ...] = ()) -> Any:
+    async def json_body(self, req: ApiRequest, media: tuple[str, ...] = ()) -> Any:
         """The JSON body, read with the image API's own size limit."""
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if media and ctype not in media:
@@ -285,7 +285,7 @@ class ImageAPI:
     @serves("POST", "/v2/images")
     async def create_image(self, req: ApiRequest) -> Response:
         req.enforce("add_image", {"project_id": req.ctx.project_id or ""})
-        body = await self._json(req)
+        body = await self.json_body(req)
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object describing the image.")
         info = await req.run(self.m.create, req.ctx, body)
@@ -302,7 +302,7 @@ class ImageAPI:
     @serves("PATCH", "/v2/images/{image_id}")
     async def update_image(self, req: ApiRequest) -> dict[str, Any]:
         image_id = req.param("image_id")
-        body = await self._json(req, PATCH_TYPES)
+        body = await self.json_body(req, PATCH_TYPES)
         changes = parse_patch(body)
         info = await req.run(self.m.update, req.ctx, image_id, changes)
         return self._image(info)
@@ -475,7 +475,7 @@ class ImageAPI:
     @serves("POST", "/v2/images/{image_id}/import")
     async def import_image(self, req: ApiRequest) -> Response:
         image_id = req.param("image_id")
-        body = await self._json(req)
+        body = await self.json_body(req)
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object.")
         task_id = await req.run(self.m.start_import, req.ctx, image_id, body,
@@ -493,7 +493,7 @@ class ImageAPI:
     @serves("POST", "/v2/images/{image_id}/locations")
     async def add_location(self, req: ApiRequest) -> Response:
         """``POST /v2/images/{id}/locations`` (2.17): a URL location, hashed in a task."""
-        body = await self._json(req)
+        body = await self.json_body(req)
         task_id = await req.run(self.m.location_ops.add_location, req.ctx,
                                 req.param("image_id"), body, req.ctx.request_id)
         self._background(self.m.location_ops.run_location_task, task_id)
@@ -515,7 +515,7 @@ class ImageAPI:
     async def create_task(self, req: ApiRequest) -> None:
         """``POST /v2/tasks`` (the legacy, admin-only task API)."""
         req.enforce("add_task", {"project_id": req.ctx.project_id or ""})
-        body = await self._json(req)
+        body = await self.json_body(req)
         if not isinstance(body, dict) or body.get("type") != "import" or not isinstance(
                 body.get("input"), dict):
             raise BadRequest("Task body must be an object with type 'import' and an 'input' "
@@ -556,7 +556,7 @@ class ImageAPI:
 
     @serves("POST", "/v2/images/{image_id}/members")
     async def create_member(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self._json(req)
+        body = await self.json_body(req)
         if not isinstance(body, dict) or "member" not in body:
             raise BadRequest("Request body must be a JSON object with a 'member' "
                              "(project id).")
@@ -571,7 +571,7 @@ class ImageAPI:
 
     @serves("PUT", "/v2/images/{image_id}/members/{member_id}")
     async def update_member(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self._json(req)
+        body = await self.json_body(req)
         if not isinstance(body, dict) or "status" not in body:
             raise BadRequest("Request body must be a JSON object with a 'status'.")
         m = await req.run(self.m.update_member, req.ctx, req.param("image_id"),

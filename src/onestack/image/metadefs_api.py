@@ -36,7 +36,7 @@ class MetadefRoutes:
     # ------------------------------------------------------------------ shared handler bodies
     async def _create_in(self, req: ApiRequest, create: Callable[..., Any]) -> Response:
         """201 with what ``create(ctx, namespace, body)`` made in the path's namespace."""
-        body = await self.api._json(req)
+        body = await self.api.json_body(req)
         return _created(await req.run(create, req.ctx, req.param("ns"), body))
 
     async def _show_named(self, req: ApiRequest, get: Callable[..., Any]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ class MetadefRoutes:
     async def _update_named(self, req: ApiRequest, update: Callable[..., Any]
                             ) -> dict[str, Any]:
         """The path's item after ``update(ctx, namespace, name, body)``."""
-        body = await self.api._json(req)
+        body = await self.api.json_body(req)
         return await req.run(update, req.ctx, req.param("ns"), req.param("name"), body)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ resource types
@@ -95,7 +95,7 @@ class MetadefRoutes:
 
     @serves("POST", "/v2/metadefs/namespaces")
     async def create_namespace(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
+        body = await self.api.json_body(req)
         return _created(await req.run(self.m.create_namespace, req.ctx, body))
 
     @serves("GET", "/v2/metadefs/namespaces/{ns}")
@@ -105,7 +105,7 @@ class MetadefRoutes:
 
     @serves("PUT", "/v2/metadefs/namespaces/{ns}")
     async def update_namespace(self, req: ApiRequest) -> dict[str, Any]:
-        body = await self.api._json(req)
+        body = await self.api.json_body(req)
         return await req.run(self.m.update_namespace, req.ctx, req.param("ns"), body)  # type: ignore[no-any-return]
 
     @serves("DELETE", "/v2/metadefs/namespaces/{ns}")
@@ -171,7 +171,7 @@ class MetadefRoutes:
 
     @serves("POST", "/v2/metadefs/namespaces/{ns}/tags")
     async def create_tags(self, req: ApiRequest) -> Response:
-        body = await self.api._json(req)
+        body = await self.api.json_body(req)
         append = req.headers.get("x-openstack-append", "").strip().lower() in ("true", "1")
         tags = await req.run(self.m.create_tags, req.ctx, req.param("ns"), body, append)
         return _created({"tags": tags})
