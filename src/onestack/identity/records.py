@@ -1,9 +1,9 @@
-"""Read-only views of the identity service's records, as the API layer reads them.
+"""The identity service's records as the API layer reads them.
 
 Each protocol names exactly the attributes the API handlers and ``views.py`` read; the rows
-the stores return satisfy them as they are (no conversion). Members are read-only
-properties, so a row's mapped columns match them and nothing in the API layer can assign to
-one. ``NULL_DOMAIN`` is the ``domain_id`` of a global role."""
+the stores return satisfy them as they are (no conversion). The API layer only reads them:
+every change of a row is a store method with plain arguments. ``NULL_DOMAIN`` is the
+``domain_id`` of a global role."""
 
 from __future__ import annotations
 
@@ -20,221 +20,142 @@ __all__ = ["NULL_DOMAIN", "AccessRuleRecord", "AppCredRecord", "CredentialRecord
 class DomainRecord(Protocol):
     """A domain as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
+    id: str
+    name: str
+    description: str | None
+    enabled: bool
+    extra: dict[str, Any]
 
 
 class ProjectRecord(Protocol):
     """A project (or a domain's project row, ``domain_id`` None) as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def domain_id(self) -> str | None: ...
-    @property
-    def parent_id(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
-    @property
-    def options(self) -> dict[str, Any]: ...
+    id: str
+    name: str
+    domain_id: str
+    parent_id: str | None
+    description: str | None
+    enabled: bool
+    extra: dict[str, Any]
+    options: dict[str, Any]
 
 
 class UserRecord(Protocol):
     """A user as its view and the user handlers read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def domain_id(self) -> str: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def default_project_id(self) -> str | None: ...
-    @property
-    def password_expires_at(self) -> dt.datetime | None: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
-    @property
-    def options(self) -> dict[str, Any]: ...
+    id: str
+    name: str
+    domain_id: str
+    enabled: bool
+    default_project_id: str | None
+    password_expires_at: dt.datetime | None
+    extra: dict[str, Any]
+    options: dict[str, Any]
 
 
 class GroupRecord(Protocol):
     """A group as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def domain_id(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
+    id: str
+    name: str
+    domain_id: str
+    description: str | None
+    extra: dict[str, Any]
 
 
 class RoleRecord(Protocol):
     """A role (global when ``domain_id`` is ``NULL_DOMAIN``) as its views read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def domain_id(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
-    @property
-    def options(self) -> dict[str, Any]: ...
+    id: str
+    name: str
+    domain_id: str
+    description: str | None
+    extra: dict[str, Any]
+    options: dict[str, Any]
 
 
 class RegionRecord(Protocol):
     """A region as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def parent_region_id(self) -> str | None: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
+    id: str
+    description: str | None
+    parent_region_id: str | None
+    extra: dict[str, Any]
 
 
 class ServiceRecord(Protocol):
     """A catalog service as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
+    id: str
+    type: str
+    enabled: bool
+    extra: dict[str, Any]
 
 
 class EndpointRecord(Protocol):
     """A catalog endpoint as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def service_id(self) -> str: ...
-    @property
-    def interface(self) -> str: ...
-    @property
-    def url(self) -> str: ...
-    @property
-    def region_id(self) -> str | None: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
+    id: str
+    service_id: str
+    interface: str
+    url: str
+    region_id: str | None
+    enabled: bool
+    extra: dict[str, Any]
 
 
 class AppCredRecord(Protocol):
     """An application credential as its view reads it (never its secret's hash)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def project_id(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def expires_at(self) -> dt.datetime | None: ...
-    @property
-    def unrestricted(self) -> bool: ...
-    @property
-    def system(self) -> str | None: ...
-    @property
-    def access_rules(self) -> list[dict[str, Any]]: ...
+    id: str
+    name: str
+    user_id: str
+    project_id: str | None
+    description: str | None
+    expires_at: dt.datetime | None
+    unrestricted: bool
+    system: str | None
+    access_rules: list[dict[str, Any]]
 
 
 class AccessRuleRecord(Protocol):
     """An access rule of a user's application credentials as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def service(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def method(self) -> str: ...
+    id: str
+    user_id: str
+    service: str
+    path: str
+    method: str
 
 
 class CredentialRecord(Protocol):
     """A credential as its view reads it (the blob, decrypted, is passed beside it)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def project_id(self) -> str | None: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
+    id: str
+    user_id: str
+    project_id: str | None
+    type: str
+    extra: dict[str, Any]
 
 
 class DocumentRecord(Protocol):
     """One stored document of an extension (policy, consumer, endpoint group, limit...)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
+    id: str
+    data: dict[str, Any]
 
 
 class TrustRecord(Protocol):
     """A trust as the OS-TRUST handlers read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def trustor_user_id(self) -> str: ...
-    @property
-    def trustee_user_id(self) -> str: ...
-    @property
-    def project_id(self) -> str | None: ...
-    @property
-    def impersonation(self) -> bool: ...
-    @property
-    def expires_at(self) -> dt.datetime | None: ...
-    @property
-    def remaining_uses(self) -> int | None: ...
-    @property
-    def allow_redelegation(self) -> bool: ...
-    @property
-    def redelegation_count(self) -> int | None: ...
-    @property
-    def roles(self) -> list[str]: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
+    id: str
+    trustor_user_id: str
+    trustee_user_id: str
+    project_id: str | None
+    impersonation: bool
+    expires_at: dt.datetime | None
+    remaining_uses: int | None
+    allow_redelegation: bool
+    redelegation_count: int | None
+    roles: list[str]
+    extra: dict[str, Any]

@@ -94,34 +94,21 @@ class MemberInfo:
 
 
 class TaskRecord(Protocol):
-    """An image task as its view reads it (the stored row, read-only; no conversion)."""
+    """An image task as its view reads it (the stored row as it is; no conversion)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def owner(self) -> str | None: ...
-    @property
-    def image_id(self) -> str: ...
-    @property
-    def request_id(self) -> str | None: ...
-    @property
-    def user_id(self) -> str | None: ...
-    @property
-    def input(self) -> dict[str, Any]: ...
-    @property
-    def result(self) -> dict[str, Any] | None: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
-    @property
-    def updated_at(self) -> dt.datetime: ...
-    @property
-    def expires_at(self) -> dt.datetime | None: ...
+    id: str
+    type: str
+    status: str
+    owner: str | None
+    image_id: str
+    request_id: str | None
+    user_id: str | None
+    input: dict[str, Any]
+    result: dict[str, Any] | None
+    message: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
 
 
 @dataclass

@@ -1,9 +1,8 @@
-"""Read-only views of the block-storage service's records, as the API layer reads them.
+"""The block-storage service's records as the API layer reads them.
 
 Each protocol names exactly the attributes the API handlers and ``views.py`` read; the rows
-the managers return satisfy them as they are (no conversion). Members are read-only
-properties, so a row's mapped columns match them and nothing in the API layer can assign to
-one."""
+the managers return satisfy them as they are (no conversion). The API layer only
+reads them: every change of a row is a manager method with plain arguments."""
 
 from __future__ import annotations
 
@@ -14,252 +13,150 @@ from typing import Any, Protocol
 class VolumeRecord(Protocol):
     """A volume as its views, filters and actions read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def availability_zone(self) -> str: ...
-    @property
-    def volume_type_id(self) -> str | None: ...
-    @property
-    def bootable(self) -> bool: ...
-    @property
-    def multiattach(self) -> bool: ...
-    @property
-    def snapshot_id(self) -> str | None: ...
-    @property
-    def source_volid(self) -> str | None: ...
-    @property
-    def host(self) -> str | None: ...
-    @property
-    def provider_location(self) -> str | None: ...
-    @property
-    def metadata_(self) -> dict[str, str]: ...
-    @property
-    def image_metadata(self) -> dict[str, str]: ...
-    @property
-    def group_id(self) -> str | None: ...
-    @property
-    def attachments(self) -> list[dict[str, Any]]: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
-    @property
-    def updated_at(self) -> dt.datetime | None: ...
+    id: str
+    project_id: str
+    user_id: str
+    name: str | None
+    description: str | None
+    size: int
+    status: str
+    availability_zone: str
+    volume_type_id: str | None
+    bootable: bool
+    multiattach: bool
+    snapshot_id: str | None
+    source_volid: str | None
+    host: str | None
+    provider_location: str | None
+    metadata_: dict[str, str]
+    image_metadata: dict[str, str]
+    group_id: str | None
+    attachments: list[dict[str, Any]]
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
 
 
 class SnapshotRecord(Protocol):
     """A volume snapshot as its views and filters read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def volume_id(self) -> str: ...
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def progress(self) -> str: ...
-    @property
-    def group_snapshot_id(self) -> str | None: ...
-    @property
-    def metadata_(self) -> dict[str, str]: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
-    @property
-    def updated_at(self) -> dt.datetime | None: ...
+    id: str
+    volume_id: str
+    project_id: str
+    user_id: str
+    name: str | None
+    description: str | None
+    size: int
+    status: str
+    progress: str
+    group_snapshot_id: str | None
+    metadata_: dict[str, str]
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
 
 
 class VolumeTypeRecord(Protocol):
     """A volume type as its views read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def is_public(self) -> bool: ...
-    @property
-    def extra_specs(self) -> dict[str, str]: ...
-    @property
-    def projects(self) -> list[str]: ...
-    @property
-    def qos_specs_id(self) -> str | None: ...
+    id: str
+    name: str
+    description: str | None
+    is_public: bool
+    extra_specs: dict[str, str]
+    projects: list[str]
+    qos_specs_id: str | None
 
 
 class QosSpecsRecord(Protocol):
     """A QoS specs entry as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def consumer(self) -> str: ...
-    @property
-    def specs(self) -> dict[str, str]: ...
+    id: str
+    name: str
+    consumer: str
+    specs: dict[str, str]
 
 
 class BackupRecord(Protocol):
     """A backup as its views and filters read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def volume_id(self) -> str: ...
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def object_count(self) -> int: ...
-    @property
-    def container(self) -> str | None: ...
-    @property
-    def parent_id(self) -> str | None: ...
-    @property
-    def snapshot_id(self) -> str | None: ...
-    @property
-    def fail_reason(self) -> str | None: ...
-    @property
-    def availability_zone(self) -> str: ...
-    @property
-    def metadata_(self) -> dict[str, str]: ...
-    @property
-    def data_timestamp(self) -> dt.datetime | None: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
-    @property
-    def updated_at(self) -> dt.datetime | None: ...
+    id: str
+    volume_id: str
+    project_id: str
+    user_id: str
+    name: str | None
+    description: str | None
+    status: str
+    size: int
+    object_count: int
+    container: str | None
+    parent_id: str | None
+    snapshot_id: str | None
+    fail_reason: str | None
+    availability_zone: str
+    metadata_: dict[str, str]
+    data_timestamp: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
 
 
 class TransferRecord(Protocol):
     """A volume transfer as its views read it (never its key)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def volume_id(self) -> str: ...
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def no_snapshots(self) -> bool: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
+    id: str
+    volume_id: str
+    project_id: str
+    name: str | None
+    no_snapshots: bool
+    created_at: dt.datetime
 
 
 class MessageRecord(Protocol):
     """A user message as its view and filters read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def resource_type(self) -> str: ...
-    @property
-    def resource_uuid(self) -> str | None: ...
-    @property
-    def event_id(self) -> str: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def request_id(self) -> str: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
-    @property
-    def expires_at(self) -> dt.datetime: ...
+    id: str
+    project_id: str
+    resource_type: str
+    resource_uuid: str | None
+    event_id: str
+    message: str
+    request_id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
 
 
 class GroupTypeRecord(Protocol):
     """A group type as its view, filter and sort read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def is_public(self) -> bool: ...
-    @property
-    def group_specs(self) -> dict[str, str]: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
+    id: str
+    name: str
+    description: str | None
+    is_public: bool
+    group_specs: dict[str, str]
+    created_at: dt.datetime
 
 
 class GroupRecord(Protocol):
     """A volume group as its views read it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def group_type_id(self) -> str: ...
-    @property
-    def volume_type_ids(self) -> list[str]: ...
-    @property
-    def availability_zone(self) -> str: ...
-    @property
-    def group_snapshot_id(self) -> str | None: ...
-    @property
-    def source_group_id(self) -> str | None: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
+    id: str
+    project_id: str
+    name: str | None
+    description: str | None
+    status: str
+    group_type_id: str
+    volume_type_ids: list[str]
+    availability_zone: str
+    group_snapshot_id: str | None
+    source_group_id: str | None
+    created_at: dt.datetime
 
 
 class GroupSnapshotRecord(Protocol):
     """A group snapshot as its view reads it."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def group_id(self) -> str: ...
-    @property
-    def group_type_id(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
+    id: str
+    group_id: str
+    group_type_id: str
+    name: str | None
+    description: str | None
+    status: str
+    created_at: dt.datetime

@@ -18,6 +18,6 @@ PAIRS = [(records.DomainRecord, db.Domain), (records.ProjectRecord, db.Project),
 
 @pytest.mark.parametrize(("record", "row"), PAIRS, ids=[r.__name__ for r, _ in PAIRS])
 def test_record_members_are_row_columns(record: type, row: type) -> None:
-    members = {k for k, v in vars(record).items() if isinstance(v, property)}
+    members = set(vars(record)["__annotations__"])
     assert members
     assert members <= set(row.__table__.columns.keys())

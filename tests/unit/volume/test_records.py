@@ -16,7 +16,7 @@ PAIRS = [(records.VolumeRecord, db.Volume), (records.SnapshotRecord, db.Snapshot
 
 @pytest.mark.parametrize(("record", "row"), PAIRS, ids=[r.__name__ for r, _ in PAIRS])
 def test_record_members_are_row_columns(record: type, row: type) -> None:
-    members = {k for k, v in vars(record).items() if isinstance(v, property)}
+    members = set(vars(record)["__annotations__"])
     assert members
     assert members <= set(row.__table__.columns.keys()) | {"metadata_"}
     assert all(hasattr(row, m) for m in members)
