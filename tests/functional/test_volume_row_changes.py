@@ -23,6 +23,16 @@ def _answer(r: httpx.Response) -> tuple[int, Any]:
     return r.status_code, r.json() if r.content else None
 
 
+def _client(cloud: RunningCloud) -> tuple[httpx.Client, str]:
+    """A client of the admin's project at volume 3.25, and the project's volume API URL."""
+    token = cloud.token()
+    c = httpx.Client(headers={"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.25"},
+                     timeout=30)
+    project = c.get(f"{cloud.url('identity')}/v3/auth/tokens",
+                    headers={"X-Subject-Token": token}).json()["token"]["project"]["id"]
+    return c, f"{cloud.url('volume')}/v3/{project}"
+
+
 def _check_type_specs(c: httpx.Client, url: str, key: str, specs_key: str, what: str,
                       specs_word: str) -> str:
     """A volume or group type's specs: delete, read, set one key, the 404s and the 400 of a
@@ -51,12 +61,7 @@ def _check_type_specs(c: httpx.Client, url: str, key: str, specs_key: str, what:
 
 
 def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
-    token = cloud.token()
-    c = httpx.Client(headers={"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.25"},
-                     timeout=30)
-    project = c.get(f"{cloud.url('identity')}/v3/auth/tokens",
-                    headers={"X-Subject-Token": token}).json()["token"]["project"]["id"]
-    base = f"{cloud.url('volume')}/v3/{project}"
+    c, base = _client(cloud)
     vol = c.post(f"{base}/volumes", json={"volume": {"size": 1, "name": "rc1",
                                                      "metadata": {"a": "1"}}}).json()["volume"]
     _wait(c, f"{base}/volumes/{vol['id']}", "volume", "available")
@@ -156,12 +161,7 @@ def test_metadata_and_specs_of_volume_rows(cloud: RunningCloud) -> None:
 def test_status_and_flag_actions(cloud: RunningCloud) -> None:
     """The actions that change one field of a volume or snapshot (bootable, read-only,
     reset and update of a status): the change is seen, a refused one changes nothing."""
-    token = cloud.token()
-    c = httpx.Client(headers={"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.25"},
-                     timeout=30)
-    project = c.get(f"{cloud.url('identity')}/v3/auth/tokens",
-                    headers={"X-Subject-Token": token}).json()["token"]["project"]["id"]
-    base = f"{cloud.url('volume')}/v3/{project}"
+    c, base = _client(cloud)
     vol = c.post(f"{base}/volumes", json={"volume": {"size": 1, "name": "fl1"}}
                  ).json()["volume"]
     url = f"{base}/volumes/{vol['id']}"

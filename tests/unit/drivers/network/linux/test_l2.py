@@ -36,8 +36,8 @@ def _net(vni: int) -> dict[str, Any]:
             "provider:physical_network": None, "provider:segmentation_id": vni, "mtu": 1450}
 
 
-def test_deleting_a_network_whose_vxlan_device_was_refused() -> None:
-    host = RecordingHost()
+def _applied(host: RecordingHost) -> tuple[L2, Model, dict[str, Any]]:
+    """An L2 over ``host`` that has applied one new VXLAN network (VNI 2)."""
     options = SimpleNamespace(bridge_mappings={}, public_physical_network="public",
                               public_gateway_cidr="",
                               vxlan_local_ip="127.0.0.1", vxlan_port=4789, host="h1")
@@ -46,6 +46,12 @@ def test_deleting_a_network_whose_vxlan_device_was_refused() -> None:
     net = _net(2)
     model.networks[net["id"]] = net
     l2.apply(model, Dirty(networks={net["id"]}))
+    return l2, model, net
+
+
+def test_deleting_a_network_whose_vxlan_device_was_refused() -> None:
+    host = RecordingHost()
+    l2, model, net = _applied(host)
     bridge = next(c.split()[3] for b in host.batches for c in b
                   if c.startswith("link add name brq"))
     host.links[bridge] = None
@@ -79,14 +85,7 @@ class RacedHost(RecordingHost):
 
 def test_a_device_made_by_a_concurrent_plug_is_used_not_refused() -> None:
     host = RacedHost()
-    options = SimpleNamespace(bridge_mappings={}, public_physical_network="public",
-                              public_gateway_cidr="",
-                              vxlan_local_ip="127.0.0.1", vxlan_port=4789, host="h1")
-    l2 = L2(host, options)  # type: ignore[arg-type]
-    model = Model()
-    net = _net(2)
-    model.networks[net["id"]] = net
-    l2.apply(model, Dirty(networks={net["id"]}))  # raised HostError (bridge) before
+    l2, model, net = _applied(host)  # raised HostError (bridge) before
     bridge = next(name for name in host.links if name.startswith("brq"))
     assert host.links["vxlan-2"] == bridge  # enslaved, not taken for refused
     del model.networks[net["id"]]
