@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from onestack.api.app import ApiRequest, FastJSON, add_declared
+from onestack.api.app import ApiRequest, FastJSON, Handler, add_declared, route
 from onestack.api.routes import serves
 from onestack.common import pagination
+from onestack.common.context import RequestContext
 from onestack.common.errors import BadRequest
 from onestack.image.metadefs import NS_SORT_KEYS, MetadefManager
 
@@ -19,11 +21,88 @@ if TYPE_CHECKING:
 
 def add_metadef_routes(api: ImageAPI) -> None:
     """Register the metadata definitions' routes on ``api`` (its ``metadefs`` manager)."""
-    add_declared(api.service, MetadefRoutes(api, api.metadefs))
+    m = api.metadefs
+    add_declared(api.service, MetadefRoutes(api, m))
+    kinds = (ItemKind("objects", m.list_objects, m.delete_all_objects, m.get_object,
+                      m.update_object, m.delete_object, m.create_object,
+                      schema="v2/schemas/metadefs/objects"),
+             ItemKind("properties", m.list_properties, m.delete_all_properties, m.get_property,
+                      m.update_property, m.delete_property, m.create_property),
+             ItemKind("tags", m.list_tags, m.delete_all_tags, m.get_tag, m.update_tag,
+                      m.delete_tag))
+    for kind in kinds:
+        items = ItemRoutes(api, kind)
+        for methods, path, handler in items.routes():
+            api.service.routes.append(route(api.service, path, handler, methods))
 
 
 def _created(doc: Any) -> Response:
     return FastJSON(doc, status_code=201)
+
+
+@dataclass(frozen=True)
+class ItemKind:
+    """One kind of named item inside a namespace (``objects``, ``properties``, ``tags``): its
+    collection's last path segment and the manager calls serving its routes, each taking the
+    request context and the namespace's name first."""
+
+    segment: str
+    listing: Callable[[RequestContext, str], Any]
+    delete_all: Callable[[RequestContext, str], None]
+    get: Callable[[RequestContext, str, str], dict[str, Any]]
+    update: Callable[[RequestContext, str, str, Any], dict[str, Any]]
+    delete: Callable[[RequestContext, str, str], None]
+    #: ``create(ctx, namespace, body)``; None where the kind's POST has a handler of its own.
+    create: Callable[[RequestContext, str, Any], dict[str, Any]] | None = None
+    #: The list document's ``schema`` link, if it has one.
+    schema: str | None = None
+
+
+class ItemRoutes:
+    """The routes of one ``ItemKind``: list, create and delete all on
+    ``/v2/metadefs/namespaces/{ns}/<segment>``, show, update and delete on ``.../{name}``."""
+
+    def __init__(self, api: ImageAPI, kind: ItemKind) -> None:
+        self.api = api
+        self.kind = kind
+
+    def routes(self) -> list[tuple[tuple[str, ...], str, Handler]]:
+        """``(methods, path, handler)`` of each route, collection first."""
+        coll = f"/v2/metadefs/namespaces/{{ns}}/{self.kind.segment}"
+        out: list[tuple[tuple[str, ...], str, Handler]] = [(("GET",), coll, self.list_all)]
+        if self.kind.create is not None:
+            out.append((("POST",), coll, self.create))
+        out += [(("DELETE",), coll, self.delete_all),
+                (("GET",), coll + "/{name}", self.show),
+                (("PUT",), coll + "/{name}", self.update),
+                (("DELETE",), coll + "/{name}", self.delete)]
+        return out
+
+    async def list_all(self, req: ApiRequest) -> dict[str, Any]:
+        doc = {self.kind.segment: await req.run(self.kind.listing, req.ctx, req.param("ns"))}
+        if self.kind.schema:
+            doc["schema"] = self.kind.schema
+        return doc
+
+    async def create(self, req: ApiRequest) -> Response:
+        """201 with what the kind's ``create`` made in the path's namespace."""
+        assert self.kind.create is not None  # routed only when there is one
+        body = await self.api.json_body(req)
+        return _created(await req.run(self.kind.create, req.ctx, req.param("ns"), body))
+
+    async def delete_all(self, req: ApiRequest) -> None:
+        await req.run(self.kind.delete_all, req.ctx, req.param("ns"))
+
+    async def show(self, req: ApiRequest) -> dict[str, Any]:
+        return await req.run(self.kind.get, req.ctx, req.param("ns"), req.param("name"))
+
+    async def update(self, req: ApiRequest) -> dict[str, Any]:
+        body = await self.api.json_body(req)
+        return await req.run(self.kind.update, req.ctx, req.param("ns"), req.param("name"),
+                             body)
+
+    async def delete(self, req: ApiRequest) -> None:
+        await req.run(self.kind.delete, req.ctx, req.param("ns"), req.param("name"))
 
 
 class MetadefRoutes:
@@ -38,16 +117,6 @@ class MetadefRoutes:
         """201 with what ``create(ctx, namespace, body)`` made in the path's namespace."""
         body = await self.api.json_body(req)
         return _created(await req.run(create, req.ctx, req.param("ns"), body))
-
-    async def _show_named(self, req: ApiRequest, get: Callable[..., Any]) -> dict[str, Any]:
-        """The document ``get(ctx, namespace, name)`` returns for the path's item."""
-        return await req.run(get, req.ctx, req.param("ns"), req.param("name"))  # type: ignore[no-any-return]
-
-    async def _update_named(self, req: ApiRequest, update: Callable[..., Any]
-                            ) -> dict[str, Any]:
-        """The path's item after ``update(ctx, namespace, name, body)``."""
-        body = await self.api.json_body(req)
-        return await req.run(update, req.ctx, req.param("ns"), req.param("name"), body)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ resource types
     @serves("GET", "/v2/metadefs/resource_types")
@@ -112,63 +181,8 @@ class MetadefRoutes:
     async def delete_namespace(self, req: ApiRequest) -> None:
         await req.run(self.m.delete_namespace, req.ctx, req.param("ns"))
 
-    # ------------------------------------------------------------------ objects
-    @serves("GET", "/v2/metadefs/namespaces/{ns}/objects")
-    async def list_objects(self, req: ApiRequest) -> dict[str, Any]:
-        docs = await req.run(self.m.list_objects, req.ctx, req.param("ns"))
-        return {"objects": docs, "schema": "v2/schemas/metadefs/objects"}
-
-    @serves("POST", "/v2/metadefs/namespaces/{ns}/objects")
-    async def create_object(self, req: ApiRequest) -> Response:
-        return await self._create_in(req, self.m.create_object)
-
-    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/objects")
-    async def delete_objects(self, req: ApiRequest) -> None:
-        await req.run(self.m.delete_all_objects, req.ctx, req.param("ns"))
-
-    @serves("GET", "/v2/metadefs/namespaces/{ns}/objects/{name}")
-    async def show_object(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._show_named(req, self.m.get_object)
-
-    @serves("PUT", "/v2/metadefs/namespaces/{ns}/objects/{name}")
-    async def update_object(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._update_named(req, self.m.update_object)
-
-    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/objects/{name}")
-    async def delete_object(self, req: ApiRequest) -> None:
-        await req.run(self.m.delete_object, req.ctx, req.param("ns"), req.param("name"))
-
-    # ------------------------------------------------------------------ properties
-    @serves("GET", "/v2/metadefs/namespaces/{ns}/properties")
-    async def list_properties(self, req: ApiRequest) -> dict[str, Any]:
-        props = await req.run(self.m.list_properties, req.ctx, req.param("ns"))
-        return {"properties": props}
-
-    @serves("POST", "/v2/metadefs/namespaces/{ns}/properties")
-    async def create_property(self, req: ApiRequest) -> Response:
-        return await self._create_in(req, self.m.create_property)
-
-    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/properties")
-    async def delete_properties(self, req: ApiRequest) -> None:
-        await req.run(self.m.delete_all_properties, req.ctx, req.param("ns"))
-
-    @serves("GET", "/v2/metadefs/namespaces/{ns}/properties/{name}")
-    async def show_property(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._show_named(req, self.m.get_property)
-
-    @serves("PUT", "/v2/metadefs/namespaces/{ns}/properties/{name}")
-    async def update_property(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._update_named(req, self.m.update_property)
-
-    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/properties/{name}")
-    async def delete_property(self, req: ApiRequest) -> None:
-        await req.run(self.m.delete_property, req.ctx, req.param("ns"), req.param("name"))
-
     # ------------------------------------------------------------------ tags
-    @serves("GET", "/v2/metadefs/namespaces/{ns}/tags")
-    async def list_tags(self, req: ApiRequest) -> dict[str, Any]:
-        return {"tags": await req.run(self.m.list_tags, req.ctx, req.param("ns"))}
-
+    # Tags have two ways in of their own; their other routes are the ``ItemRoutes``'.
     @serves("POST", "/v2/metadefs/namespaces/{ns}/tags")
     async def create_tags(self, req: ApiRequest) -> Response:
         body = await self.api.json_body(req)
@@ -176,23 +190,7 @@ class MetadefRoutes:
         tags = await req.run(self.m.create_tags, req.ctx, req.param("ns"), body, append)
         return _created({"tags": tags})
 
-    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/tags")
-    async def delete_tags(self, req: ApiRequest) -> None:
-        await req.run(self.m.delete_all_tags, req.ctx, req.param("ns"))
-
-    @serves("GET", "/v2/metadefs/namespaces/{ns}/tags/{name}")
-    async def show_tag(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._show_named(req, self.m.get_tag)
-
     @serves("POST", "/v2/metadefs/namespaces/{ns}/tags/{name}")
     async def create_tag(self, req: ApiRequest) -> Response:
         return _created(await req.run(self.m.create_tag, req.ctx, req.param("ns"),
                                       req.param("name")))
-
-    @serves("PUT", "/v2/metadefs/namespaces/{ns}/tags/{name}")
-    async def update_tag(self, req: ApiRequest) -> dict[str, Any]:
-        return await self._update_named(req, self.m.update_tag)
-
-    @serves("DELETE", "/v2/metadefs/namespaces/{ns}/tags/{name}")
-    async def delete_tag(self, req: ApiRequest) -> None:
-        await req.run(self.m.delete_tag, req.ctx, req.param("ns"), req.param("name"))
