@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
+from sqlalchemy.types import TypeEngine
+
+_T = TypeVar("_T")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -27,6 +30,25 @@ LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 def ID(length: int = 64) -> String:  # noqa: N802 - reads like a type
     return String(length)
+
+
+def serial_key() -> MappedColumn[int]:
+    """An integer primary key numbered by the database (autoincrement)."""
+    return mapped_column(Integer, primary_key=True, autoincrement=True)
+
+
+def uuid_key(**kw: Any) -> MappedColumn[str]:
+    """A 36-character UUID primary key chosen by the code (``kw``: e.g. ``sort_order``)."""
+    return mapped_column(String(36), primary_key=True, **kw)
+
+
+def owner_ref(target: str, type_: TypeEngine[_T], *, primary_key: bool = False,
+              fk_name: str | None = None, **kw: Any) -> MappedColumn[_T]:
+    """A reference to the ``table.column`` row this row belongs to: the row is deleted with
+    it (``ON DELETE CASCADE``). ``fk_name`` names the foreign key (None: the naming
+    convention's name); ``kw`` goes to ``mapped_column`` (``index``, ``sort_order``...)."""
+    return mapped_column(type_, ForeignKey(target, ondelete="CASCADE", name=fk_name),
+                         primary_key=primary_key, **kw)
 
 
 class Base(DeclarativeBase):

@@ -11,16 +11,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText, TimestampsNullUntilUpdated
+from onestack.db.base import (
+    Base,
+    JSONDoc,
+    LongText,
+    TimestampsNullUntilUpdated,
+    owner_ref,
+    serial_key,
+    uuid_key,
+)
 
 
 class Flavor(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_flavor"
     __table_args__ = (UniqueConstraint("flavorid"), UniqueConstraint("name"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     flavorid: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(255))
     memory_mb: Mapped[int] = mapped_column(Integer)
@@ -37,8 +45,7 @@ class Flavor(TimestampsNullUntilUpdated, Base):
 
 class FlavorAccess(Base):
     __tablename__ = "compute_flavor_access"
-    flavor_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("compute_flavor.id", ondelete="CASCADE"), primary_key=True)
+    flavor_id: Mapped[int] = owner_ref("compute_flavor.id", Integer(), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
@@ -60,7 +67,7 @@ class Instance(Base):
         Index("ix_compute_instance_created", "created_at"),
         Index("ix_compute_instance_updated", "updated_at"),
     )
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    uuid: Mapped[str] = uuid_key()
     display_name: Mapped[str] = mapped_column(String(255), default="")
     display_description: Mapped[str | None] = mapped_column(LongText, default=None)
     project_id: Mapped[str] = mapped_column(String(255))
@@ -108,15 +115,14 @@ class Instance(Base):
 class InstanceTag(Base):
     __tablename__ = "compute_instance_tag"
     __table_args__ = (Index("ix_compute_instance_tag_tag", "tag"),)
-    instance_uuid: Mapped[str] = mapped_column(
-        String(36), ForeignKey("compute_instance.uuid", ondelete="CASCADE"), primary_key=True)
+    instance_uuid: Mapped[str] = owner_ref("compute_instance.uuid", String(36), primary_key=True)
     tag: Mapped[str] = mapped_column(String(80), primary_key=True)
 
 
 class InstanceAction(Base):
     __tablename__ = "compute_instance_action"
     __table_args__ = (Index("ix_compute_instance_action_instance", "instance_uuid"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     instance_uuid: Mapped[str] = mapped_column(String(36))
     action: Mapped[str] = mapped_column(String(255))
     request_id: Mapped[str] = mapped_column(String(255))
@@ -133,7 +139,7 @@ class InstanceAction(Base):
 class Service(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_service"
     __table_args__ = (UniqueConstraint("host", "binary"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     binary: Mapped[str] = mapped_column(String(255))
@@ -151,7 +157,7 @@ class ComputeNode(TimestampsNullUntilUpdated, Base):
 
     __tablename__ = "compute_node"
     __table_args__ = (UniqueConstraint("hypervisor_hostname"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     hypervisor_hostname: Mapped[str] = mapped_column(String(255))
@@ -177,9 +183,8 @@ class Allocation(Base):
 
     __tablename__ = "compute_allocation"
     __table_args__ = (Index("ix_compute_allocation_node", "node_id"),)
-    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    node_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("compute_node.id", ondelete="CASCADE"), primary_key=True)
+    instance_uuid: Mapped[str] = uuid_key()
+    node_id: Mapped[int] = owner_ref("compute_node.id", Integer(), primary_key=True)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
     memory_mb: Mapped[int] = mapped_column(Integer, default=0)
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)
@@ -187,7 +192,7 @@ class Allocation(Base):
 
 class Aggregate(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_aggregate"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDoc, default=dict)
@@ -195,15 +200,14 @@ class Aggregate(TimestampsNullUntilUpdated, Base):
 
 class AggregateHost(Base):
     __tablename__ = "compute_aggregate_host"
-    aggregate_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("compute_aggregate.id", ondelete="CASCADE"), primary_key=True)
+    aggregate_id: Mapped[int] = owner_ref("compute_aggregate.id", Integer(), primary_key=True)
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class ServerGroup(Base):
     __tablename__ = "compute_server_group"
     __table_args__ = (Index("ix_compute_server_group_project", "project_id"),)
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    uuid: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255))
     project_id: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[str] = mapped_column(String(255))
@@ -215,10 +219,8 @@ class ServerGroup(Base):
 class ServerGroupMember(Base):
     __tablename__ = "compute_server_group_member"
     __table_args__ = (Index("ix_compute_server_group_member_instance", "instance_uuid"),)
-    group_uuid: Mapped[str] = mapped_column(
-        String(36), ForeignKey("compute_server_group.uuid", ondelete="CASCADE"),
-        primary_key=True)
-    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    group_uuid: Mapped[str] = owner_ref("compute_server_group.uuid", String(36), primary_key=True)
+    instance_uuid: Mapped[str] = uuid_key()
 
 
 class Quota(Base):
@@ -241,7 +243,7 @@ class QuotaClass(Base):
 class Migration(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_migration"
     __table_args__ = (Index("ix_compute_migration_instance", "instance_uuid"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     instance_uuid: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base
+from onestack.db.base import Base, serial_key
 
 
 class ConsoleAuthToken(Base):
@@ -21,7 +21,7 @@ class ConsoleAuthToken(Base):
         Index("ix_compute_console_auth_token_instance", "instance_uuid"),
         Index("ix_compute_console_auth_token_expires", "expires"),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     console_type: Mapped[str] = mapped_column(String(32))
     instance_uuid: Mapped[str] = mapped_column(String(36))

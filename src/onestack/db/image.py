@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText, Timestamps
+from onestack.db.base import Base, JSONDoc, LongText, Timestamps, owner_ref, uuid_key
 
 
 class Image(Timestamps, Base):
@@ -25,7 +25,7 @@ class Image(Timestamps, Base):
         Index("ix_image_image_visibility", "visibility"),
         Index("ix_image_image_created", "created_at"),
     )
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str | None] = mapped_column(String(255), default=None)
     status: Mapped[str] = mapped_column(String(30), default="queued")
     visibility: Mapped[str] = mapped_column(String(20), default="shared")
@@ -49,8 +49,7 @@ class Image(Timestamps, Base):
 
 def _image_key() -> MappedColumn[str]:
     """The image a row belongs to, first part of the row's key (deleted with the image)."""
-    return mapped_column(
-        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    return owner_ref("image_image.id", String(36), primary_key=True)
 
 
 class ImageProperty(Base):
@@ -80,9 +79,8 @@ class ImageTask(Base):
 
     __tablename__ = "image_task"
     __table_args__ = (Index("ix_image_task_image", "image_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    image_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_image.id", ondelete="CASCADE"))
+    id: Mapped[str] = uuid_key()
+    image_id: Mapped[str] = owner_ref("image_image.id", String(36))
     type: Mapped[str] = mapped_column(String(30), default="api_image_import")
     status: Mapped[str] = mapped_column(String(30), default="pending")
     owner: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -101,7 +99,7 @@ class MetadefNamespace(Timestamps, Base):
 
     __tablename__ = "image_metadef_namespace"
     __table_args__ = (Index("ix_image_metadef_namespace_owner", "owner"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     namespace: Mapped[str] = mapped_column(String(80), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(80), default=None)
     description: Mapped[str | None] = mapped_column(LongText, default=None)
@@ -114,7 +112,7 @@ class MetadefResourceType(Timestamps, Base):
     """A kind of resource namespaces apply to (``OS::Glance::Image``, ...)."""
 
     __tablename__ = "image_metadef_resource_type"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(80), unique=True)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -124,12 +122,10 @@ class MetadefResourceTypeAssoc(Timestamps, Base):
 
     __tablename__ = "image_metadef_rt_assoc"
     __table_args__ = (Index("ix_image_metadef_rt_assoc_resource_type_id", "resource_type_id"),)
-    namespace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"),
-        primary_key=True)
-    resource_type_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_resource_type.id", ondelete="CASCADE"),
-        primary_key=True)
+    namespace_id: Mapped[str] = owner_ref(
+        "image_metadef_namespace.id", String(36), primary_key=True)
+    resource_type_id: Mapped[str] = owner_ref(
+        "image_metadef_resource_type.id", String(36), primary_key=True)
     prefix: Mapped[str | None] = mapped_column(String(80), default=None)
     properties_target: Mapped[str | None] = mapped_column(String(80), default=None)
 
@@ -139,10 +135,8 @@ class _NamespaceItem(Timestamps):
     item is deleted with it) ahead of the item's own columns; names (the item's own column,
     of its own length) are unique in a namespace."""
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, sort_order=-1)
-    namespace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"),
-        sort_order=-1)
+    id: Mapped[str] = uuid_key(sort_order=-1)
+    namespace_id: Mapped[str] = owner_ref("image_metadef_namespace.id", String(36), sort_order=-1)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[UniqueConstraint]:

@@ -13,15 +13,13 @@ import datetime as dt
 from sqlalchemy import Double, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 
-from onestack.db.base import Base, Timestamps
+from onestack.db.base import Base, Timestamps, owner_ref, serial_key, uuid_key
 
 
 def _provider_key(fk_name: str) -> MappedColumn[int]:
     """The provider a row describes, part of the row's key: the row goes with the provider
     (``fk_name`` names the foreign key)."""
-    return mapped_column(
-        Integer, ForeignKey("placement_resource_provider.id", ondelete="CASCADE", name=fk_name),
-        primary_key=True)
+    return owner_ref("placement_resource_provider.id", Integer(), primary_key=True, fk_name=fk_name)
 
 
 class ResourceProvider(Timestamps, Base):
@@ -36,7 +34,7 @@ class ResourceProvider(Timestamps, Base):
         Index("ix_placement_resource_provider_root", "root_provider_id"),
         Index("ix_placement_resource_provider_parent", "parent_provider_id"),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
@@ -67,7 +65,7 @@ class Consumer(Timestamps, Base):
 
     __tablename__ = "placement_consumer"
     __table_args__ = (Index("ix_placement_consumer_project_user", "project_id", "user_id"),)
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    uuid: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[str] = mapped_column(String(255))
     generation: Mapped[int] = mapped_column(Integer, default=0)
@@ -84,7 +82,7 @@ class Allocation(Base):
         Index("ix_placement_allocation_provider_class", "resource_provider_id",
               "resource_class"),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     resource_provider_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("placement_resource_provider.id", name="fk_placement_allocation_rp"))
     consumer_id: Mapped[str] = mapped_column(String(36))
@@ -104,7 +102,7 @@ class ProviderAggregate(Base):
     __tablename__ = "placement_provider_aggregate"
     __table_args__ = (Index("ix_placement_provider_aggregate_aggregate", "aggregate_uuid"),)
     resource_provider_id: Mapped[int] = _provider_key("fk_placement_provider_aggregate_rp")
-    aggregate_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    aggregate_uuid: Mapped[str] = uuid_key()
 
 
 class CustomResourceClass(Base):

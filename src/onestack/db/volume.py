@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base, JSONDoc, TimestampsNullUntilUpdated
+from onestack.db.base import Base, JSONDoc, TimestampsNullUntilUpdated, uuid_key
 
 
 class Volume(TimestampsNullUntilUpdated, Base):
     __tablename__ = "volume_volume"
     __table_args__ = (Index("ix_volume_volume_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(64), default="")
     user_id: Mapped[str] = mapped_column(String(64), default="")
     name: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -48,7 +48,7 @@ class Snapshot(TimestampsNullUntilUpdated, Base):
     __tablename__ = "volume_snapshot"
     __table_args__ = (Index("ix_volume_snapshot_volume", "volume_id"),
                       Index("ix_volume_snapshot_project", "project_id"))
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     volume_id: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str] = mapped_column(String(64), default="")
     user_id: Mapped[str] = mapped_column(String(64), default="")
@@ -64,7 +64,7 @@ class Snapshot(TimestampsNullUntilUpdated, Base):
 
 class VolumeType(Base):
     __tablename__ = "volume_type"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str | None] = mapped_column(String(255), default=None)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -79,7 +79,7 @@ class VolumeTypeEncryption(TimestampsNullUntilUpdated, Base):
     one per type."""
 
     __tablename__ = "volume_type_encryption"
-    volume_type_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_type_id: Mapped[str] = uuid_key()
     encryption_id: Mapped[str] = mapped_column(String(36))
     provider: Mapped[str] = mapped_column(String(255))
     cipher: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -91,7 +91,7 @@ class QosSpecs(Base):
     """Named QoS specs (``consumer`` back-end, front-end or both) that types point to."""
 
     __tablename__ = "volume_qos_specs"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255), unique=True)
     consumer: Mapped[str] = mapped_column(String(16), default="back-end")
     specs: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
@@ -104,7 +104,7 @@ class Transfer(Base):
 
     __tablename__ = "volume_transfer"
     __table_args__ = (Index("ix_volume_transfer_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     volume_id: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -121,7 +121,7 @@ class Backup(TimestampsNullUntilUpdated, Base):
     __tablename__ = "volume_backup"
     __table_args__ = (Index("ix_volume_backup_project", "project_id"),
                       Index("ix_volume_backup_volume", "volume_id"))
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     volume_id: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str] = mapped_column(String(64), default="")
     user_id: Mapped[str] = mapped_column(String(64), default="")
@@ -147,7 +147,7 @@ class Message(Base):
 
     __tablename__ = "volume_message"
     __table_args__ = (Index("ix_volume_message_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(64))
     resource_type: Mapped[str] = mapped_column(String(64))
     resource_uuid: Mapped[str | None] = mapped_column(String(36), default=None)
@@ -160,7 +160,7 @@ class Message(Base):
 
 class GroupType(Base):
     __tablename__ = "volume_group_type"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str | None] = mapped_column(String(255), default=None)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -173,7 +173,7 @@ class Group(Base):
 
     __tablename__ = "volume_group"
     __table_args__ = (Index("ix_volume_group_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(64), default="")
     user_id: Mapped[str] = mapped_column(String(64), default="")
     name: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -190,7 +190,7 @@ class Group(Base):
 class GroupSnapshot(Base):
     __tablename__ = "volume_group_snapshot"
     __table_args__ = (Index("ix_volume_group_snapshot_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(64), default="")
     group_id: Mapped[str] = mapped_column(String(36))
     group_type_id: Mapped[str] = mapped_column(String(36))
