@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 from sqlalchemy.types import TypeEngine
@@ -49,6 +49,13 @@ def owner_ref(target: str, type_: TypeEngine[_T], *, primary_key: bool = False,
     convention's name); ``kw`` goes to ``mapped_column`` (``index``, ``sort_order``...)."""
     return mapped_column(type_, ForeignKey(target, ondelete="CASCADE", name=fk_name),
                          primary_key=primary_key, **kw)
+
+
+def indexes(table: str, **columns: str | tuple[str, ...]) -> tuple[Index, ...]:
+    """The ``table``'s indexes, one a keyword: ``what="column"`` (or a tuple of columns)
+    indexes that column as ``ix_<table>_<what>``."""
+    return tuple(Index(f"ix_{table}_{what}", *((cols,) if isinstance(cols, str) else cols))
+                 for what, cols in columns.items())
 
 
 class Base(DeclarativeBase):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from onestack.db.base import (
@@ -19,6 +19,7 @@ from onestack.db.base import (
     JSONDoc,
     LongText,
     TimestampsNullUntilUpdated,
+    indexes,
     owner_ref,
     serial_key,
     uuid_key,
@@ -61,12 +62,8 @@ class KeyPair(Base):
 
 class Instance(Base):
     __tablename__ = "compute_instance"
-    __table_args__ = (
-        Index("ix_compute_instance_project", "project_id", "deleted"),
-        Index("ix_compute_instance_host", "host"),
-        Index("ix_compute_instance_created", "created_at"),
-        Index("ix_compute_instance_updated", "updated_at"),
-    )
+    __table_args__ = indexes(__tablename__, project=("project_id", "deleted"), host="host",
+                             created="created_at", updated="updated_at")
     uuid: Mapped[str] = uuid_key()
     display_name: Mapped[str] = mapped_column(String(255), default="")
     display_description: Mapped[str | None] = mapped_column(LongText, default=None)
@@ -114,14 +111,14 @@ class Instance(Base):
 
 class InstanceTag(Base):
     __tablename__ = "compute_instance_tag"
-    __table_args__ = (Index("ix_compute_instance_tag_tag", "tag"),)
+    __table_args__ = indexes(__tablename__, tag="tag")
     instance_uuid: Mapped[str] = owner_ref("compute_instance.uuid", String(36), primary_key=True)
     tag: Mapped[str] = mapped_column(String(80), primary_key=True)
 
 
 class InstanceAction(Base):
     __tablename__ = "compute_instance_action"
-    __table_args__ = (Index("ix_compute_instance_action_instance", "instance_uuid"),)
+    __table_args__ = indexes(__tablename__, instance="instance_uuid")
     id: Mapped[int] = serial_key()
     instance_uuid: Mapped[str] = mapped_column(String(36))
     action: Mapped[str] = mapped_column(String(255))
@@ -182,7 +179,7 @@ class Allocation(Base):
     """Resources one instance holds on one node (released on delete/move)."""
 
     __tablename__ = "compute_allocation"
-    __table_args__ = (Index("ix_compute_allocation_node", "node_id"),)
+    __table_args__ = indexes(__tablename__, node="node_id")
     instance_uuid: Mapped[str] = uuid_key()
     node_id: Mapped[int] = owner_ref("compute_node.id", Integer(), primary_key=True)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
@@ -206,7 +203,7 @@ class AggregateHost(Base):
 
 class ServerGroup(Base):
     __tablename__ = "compute_server_group"
-    __table_args__ = (Index("ix_compute_server_group_project", "project_id"),)
+    __table_args__ = indexes(__tablename__, project="project_id")
     uuid: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255))
     project_id: Mapped[str] = mapped_column(String(255))
@@ -218,7 +215,7 @@ class ServerGroup(Base):
 
 class ServerGroupMember(Base):
     __tablename__ = "compute_server_group_member"
-    __table_args__ = (Index("ix_compute_server_group_member_instance", "instance_uuid"),)
+    __table_args__ = indexes(__tablename__, instance="instance_uuid")
     group_uuid: Mapped[str] = owner_ref("compute_server_group.uuid", String(36), primary_key=True)
     instance_uuid: Mapped[str] = uuid_key()
 
@@ -242,7 +239,7 @@ class QuotaClass(Base):
 
 class Migration(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_migration"
-    __table_args__ = (Index("ix_compute_migration_instance", "instance_uuid"),)
+    __table_args__ = indexes(__tablename__, instance="instance_uuid")
     id: Mapped[int] = serial_key()
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     instance_uuid: Mapped[str] = mapped_column(String(36))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Double, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Double, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText, owner_ref, serial_key
+from onestack.db.base import Base, JSONDoc, LongText, indexes, owner_ref, serial_key
 
 #: Stored in ``domain_id`` columns for global (domain-less) roles so uniqueness holds.
 NULL_DOMAIN = "<<null>>"
@@ -109,7 +109,7 @@ class Assignment(Base):
     """A role granted to an actor (user or group) on a target (project, domain or system)."""
 
     __tablename__ = "identity_assignment"
-    __table_args__ = (Index("ix_identity_assignment_target", "target_id"),)
+    __table_args__ = indexes(__tablename__, target="target_id")
     type: Mapped[str] = mapped_column(String(32), primary_key=True)
     actor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     target_id: Mapped[str] = mapped_column(String(64), primary_key=True)

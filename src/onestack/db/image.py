@@ -12,19 +12,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText, Timestamps, owner_ref, uuid_key
+from onestack.db.base import Base, JSONDoc, LongText, Timestamps, indexes, owner_ref, uuid_key
 
 
 class Image(Timestamps, Base):
     __tablename__ = "image_image"
-    __table_args__ = (
-        Index("ix_image_image_owner", "owner"),
-        Index("ix_image_image_visibility", "visibility"),
-        Index("ix_image_image_created", "created_at"),
-    )
+    __table_args__ = indexes(__tablename__, owner="owner", visibility="visibility",
+                             created="created_at")
     id: Mapped[str] = uuid_key()
     name: Mapped[str | None] = mapped_column(String(255), default=None)
     status: Mapped[str] = mapped_column(String(30), default="queued")
@@ -61,14 +58,14 @@ class ImageProperty(Base):
 
 class ImageTag(Base):
     __tablename__ = "image_tag"
-    __table_args__ = (Index("ix_image_tag_value", "value"),)
+    __table_args__ = indexes(__tablename__, value="value")
     image_id: Mapped[str] = _image_key()
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class ImageMember(Timestamps, Base):
     __tablename__ = "image_member"
-    __table_args__ = (Index("ix_image_member_member", "member"),)
+    __table_args__ = indexes(__tablename__, member="member")
     image_id: Mapped[str] = _image_key()
     member: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
@@ -78,7 +75,7 @@ class ImageTask(Base):
     """An import task (``GET /v2/images/{id}/tasks``)."""
 
     __tablename__ = "image_task"
-    __table_args__ = (Index("ix_image_task_image", "image_id"),)
+    __table_args__ = indexes(__tablename__, image="image_id")
     id: Mapped[str] = uuid_key()
     image_id: Mapped[str] = owner_ref("image_image.id", String(36))
     type: Mapped[str] = mapped_column(String(30), default="api_image_import")
@@ -98,7 +95,7 @@ class MetadefNamespace(Timestamps, Base):
     """A metadata-definition namespace (the unit of ownership and visibility)."""
 
     __tablename__ = "image_metadef_namespace"
-    __table_args__ = (Index("ix_image_metadef_namespace_owner", "owner"),)
+    __table_args__ = indexes(__tablename__, owner="owner")
     id: Mapped[str] = uuid_key()
     namespace: Mapped[str] = mapped_column(String(80), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(80), default=None)
@@ -121,7 +118,7 @@ class MetadefResourceTypeAssoc(Timestamps, Base):
     """Namespace <-> resource type, with the prefix its properties take on that resource."""
 
     __tablename__ = "image_metadef_rt_assoc"
-    __table_args__ = (Index("ix_image_metadef_rt_assoc_resource_type_id", "resource_type_id"),)
+    __table_args__ = indexes(__tablename__, resource_type_id="resource_type_id")
     namespace_id: Mapped[str] = owner_ref(
         "image_metadef_namespace.id", String(36), primary_key=True)
     resource_type_id: Mapped[str] = owner_ref(
