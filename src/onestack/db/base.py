@@ -32,9 +32,10 @@ def ID(length: int = 64) -> String:  # noqa: N802 - reads like a type
     return String(length)
 
 
-def serial_key() -> MappedColumn[int]:
-    """An integer primary key numbered by the database (autoincrement)."""
-    return mapped_column(Integer, primary_key=True, autoincrement=True)
+def serial_key(**kw: Any) -> MappedColumn[int]:
+    """An integer primary key numbered by the database (autoincrement; ``kw``: e.g.
+    ``sort_order``)."""
+    return mapped_column(Integer, primary_key=True, autoincrement=True, **kw)
 
 
 def uuid_key(**kw: Any) -> MappedColumn[str]:
@@ -71,6 +72,14 @@ class Timestamps:
 
     created_at: Mapped[dt.datetime] = mapped_column()
     updated_at: Mapped[dt.datetime] = mapped_column()
+
+
+class SerialWithUUID:
+    """Mixin: an integer primary key numbered by the database and a unique UUID (the id the
+    API shows), ahead of the table's own columns."""
+
+    id: Mapped[int] = serial_key(sort_order=-1)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, sort_order=-1)
 
 
 class TimestampsNullUntilUpdated:

@@ -18,6 +18,7 @@ from onestack.db.base import (
     Base,
     JSONDoc,
     LongText,
+    SerialWithUUID,
     TimestampsNullUntilUpdated,
     indexes,
     owner_ref,
@@ -133,11 +134,9 @@ class InstanceAction(Base):
     events: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
 
 
-class Service(TimestampsNullUntilUpdated, Base):
+class Service(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_service"
     __table_args__ = (UniqueConstraint("host", "binary"),)
-    id: Mapped[int] = serial_key()
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     binary: Mapped[str] = mapped_column(String(255))
     topic: Mapped[str] = mapped_column(String(255))
@@ -149,13 +148,11 @@ class Service(TimestampsNullUntilUpdated, Base):
     last_seen_up: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class ComputeNode(TimestampsNullUntilUpdated, Base):
+class ComputeNode(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     """A hypervisor: capacity, usage counters (kept by atomic claims) and facts."""
 
     __tablename__ = "compute_node"
     __table_args__ = (UniqueConstraint("hypervisor_hostname"),)
-    id: Mapped[int] = serial_key()
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     hypervisor_hostname: Mapped[str] = mapped_column(String(255))
     hypervisor_type: Mapped[str] = mapped_column(String(255), default="fake")
@@ -187,10 +184,8 @@ class Allocation(Base):
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Aggregate(TimestampsNullUntilUpdated, Base):
+class Aggregate(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_aggregate"
-    id: Mapped[int] = serial_key()
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDoc, default=dict)
 
@@ -237,11 +232,9 @@ class QuotaClass(Base):
     hard_limit: Mapped[int] = mapped_column(Integer)
 
 
-class Migration(TimestampsNullUntilUpdated, Base):
+class Migration(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_migration"
     __table_args__ = indexes(__tablename__, instance="instance_uuid")
-    id: Mapped[int] = serial_key()
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     instance_uuid: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str | None] = mapped_column(String(255), default=None)
     user_id: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -13,7 +13,15 @@ import datetime as dt
 from sqlalchemy import Double, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 
-from onestack.db.base import Base, Timestamps, indexes, owner_ref, serial_key, uuid_key
+from onestack.db.base import (
+    Base,
+    SerialWithUUID,
+    Timestamps,
+    indexes,
+    owner_ref,
+    serial_key,
+    uuid_key,
+)
 
 
 def _provider_key(fk_name: str) -> MappedColumn[int]:
@@ -22,7 +30,7 @@ def _provider_key(fk_name: str) -> MappedColumn[int]:
     return owner_ref("placement_resource_provider.id", Integer(), primary_key=True, fk_name=fk_name)
 
 
-class ResourceProvider(Timestamps, Base):
+class ResourceProvider(SerialWithUUID, Timestamps, Base):
     """A provider of resources (a compute node, a NUMA cell, a shared storage pool...).
 
     ``generation`` is bumped by every change to the provider's inventory, traits, aggregates
@@ -32,8 +40,6 @@ class ResourceProvider(Timestamps, Base):
     __tablename__ = "placement_resource_provider"
     __table_args__ = indexes(__tablename__, root="root_provider_id",
                              parent="parent_provider_id")
-    id: Mapped[int] = serial_key()
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     parent_provider_id: Mapped[int | None] = mapped_column(
