@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 SERVICE_PORTS: dict[str, int] = {
     "identity": 5000,
@@ -41,6 +41,31 @@ def default_data_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "onestack"
+
+
+class PathIn:
+    """A read-only attribute: the path ``name`` inside the directory that the instance's
+    ``base`` attribute holds (``config_file = PathIn("data_dir", "onestack.toml")``)."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self.base = base
+        self.name = name
+        self.attr = name
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr = attr
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> PathIn: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Path: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> Path | PathIn:
+        if obj is None:
+            return self
+        return Path(getattr(obj, self.base)) / self.name
+
+    def __set__(self, obj: object, value: object) -> None:
+        raise AttributeError(f"{self.attr!r} follows {self.base!r} and cannot be set")
 
 
 @dataclass
@@ -242,17 +267,9 @@ class Settings:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'onestack.db'}"
 
-    @property
-    def fernet_key_dir(self) -> Path:
-        return self.data_dir / "fernet-keys"
-
-    @property
-    def credential_key_dir(self) -> Path:
-        return self.data_dir / "credential-keys"
-
-    @property
-    def config_file(self) -> Path:
-        return self.data_dir / "onestack.toml"
+    fernet_key_dir = PathIn("data_dir", "fernet-keys")
+    credential_key_dir = PathIn("data_dir", "credential-keys")
+    config_file = PathIn("data_dir", "onestack.toml")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

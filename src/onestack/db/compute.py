@@ -11,16 +11,26 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText, TimestampsNullUntilUpdated
+from onestack.db.base import (
+    Base,
+    JSONDoc,
+    LongText,
+    SerialWithUUID,
+    TimestampsNullUntilUpdated,
+    indexes,
+    owner_ref,
+    serial_key,
+    uuid_key,
+)
 
 
 class Flavor(TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_flavor"
     __table_args__ = (UniqueConstraint("flavorid"), UniqueConstraint("name"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     flavorid: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(255))
     memory_mb: Mapped[int] = mapped_column(Integer)
@@ -37,8 +47,7 @@ class Flavor(TimestampsNullUntilUpdated, Base):
 
 class FlavorAccess(Base):
     __tablename__ = "compute_flavor_access"
-    flavor_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("compute_flavor.id", ondelete="CASCADE"), primary_key=True)
+    flavor_id: Mapped[int] = owner_ref("compute_flavor.id", Integer(), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
@@ -54,13 +63,9 @@ class KeyPair(Base):
 
 class Instance(Base):
     __tablename__ = "compute_instance"
-    __table_args__ = (
-        Index("ix_compute_instance_project", "project_id", "deleted"),
-        Index("ix_compute_instance_host", "host"),
-        Index("ix_compute_instance_created", "created_at"),
-        Index("ix_compute_instance_updated", "updated_at"),
-    )
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, project=("project_id", "deleted"), host="host",
+                             created="created_at", updated="updated_at")
+    uuid: Mapped[str] = uuid_key()
     display_name: Mapped[str] = mapped_column(String(255), default="")
     display_description: Mapped[str | None] = mapped_column(LongText, default=None)
     project_id: Mapped[str] = mapped_column(String(255))
@@ -107,16 +112,15 @@ class Instance(Base):
 
 class InstanceTag(Base):
     __tablename__ = "compute_instance_tag"
-    __table_args__ = (Index("ix_compute_instance_tag_tag", "tag"),)
-    instance_uuid: Mapped[str] = mapped_column(
-        String(36), ForeignKey("compute_instance.uuid", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = indexes(__tablename__, tag="tag")
+    instance_uuid: Mapped[str] = owner_ref("compute_instance.uuid", String(36), primary_key=True)
     tag: Mapped[str] = mapped_column(String(80), primary_key=True)
 
 
 class InstanceAction(Base):
     __tablename__ = "compute_instance_action"
-    __table_args__ = (Index("ix_compute_instance_action_instance", "instance_uuid"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    __table_args__ = indexes(__tablename__, instance="instance_uuid")
+    id: Mapped[int] = serial_key()
     instance_uuid: Mapped[str] = mapped_column(String(36))
     action: Mapped[str] = mapped_column(String(255))
     request_id: Mapped[str] = mapped_column(String(255))
@@ -130,11 +134,9 @@ class InstanceAction(Base):
     events: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
 
 
-class Service(TimestampsNullUntilUpdated, Base):
+class Service(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_service"
     __table_args__ = (UniqueConstraint("host", "binary"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     binary: Mapped[str] = mapped_column(String(255))
     topic: Mapped[str] = mapped_column(String(255))
@@ -146,13 +148,11 @@ class Service(TimestampsNullUntilUpdated, Base):
     last_seen_up: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class ComputeNode(TimestampsNullUntilUpdated, Base):
+class ComputeNode(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     """A hypervisor: capacity, usage counters (kept by atomic claims) and facts."""
 
     __tablename__ = "compute_node"
     __table_args__ = (UniqueConstraint("hypervisor_hostname"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     hypervisor_hostname: Mapped[str] = mapped_column(String(255))
     hypervisor_type: Mapped[str] = mapped_column(String(255), default="fake")
@@ -176,34 +176,30 @@ class Allocation(Base):
     """Resources one instance holds on one node (released on delete/move)."""
 
     __tablename__ = "compute_allocation"
-    __table_args__ = (Index("ix_compute_allocation_node", "node_id"),)
-    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    node_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("compute_node.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = indexes(__tablename__, node="node_id")
+    instance_uuid: Mapped[str] = uuid_key()
+    node_id: Mapped[int] = owner_ref("compute_node.id", Integer(), primary_key=True)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
     memory_mb: Mapped[int] = mapped_column(Integer, default=0)
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Aggregate(TimestampsNullUntilUpdated, Base):
+class Aggregate(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_aggregate"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDoc, default=dict)
 
 
 class AggregateHost(Base):
     __tablename__ = "compute_aggregate_host"
-    aggregate_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("compute_aggregate.id", ondelete="CASCADE"), primary_key=True)
+    aggregate_id: Mapped[int] = owner_ref("compute_aggregate.id", Integer(), primary_key=True)
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class ServerGroup(Base):
     __tablename__ = "compute_server_group"
-    __table_args__ = (Index("ix_compute_server_group_project", "project_id"),)
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, project="project_id")
+    uuid: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255))
     project_id: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[str] = mapped_column(String(255))
@@ -214,11 +210,9 @@ class ServerGroup(Base):
 
 class ServerGroupMember(Base):
     __tablename__ = "compute_server_group_member"
-    __table_args__ = (Index("ix_compute_server_group_member_instance", "instance_uuid"),)
-    group_uuid: Mapped[str] = mapped_column(
-        String(36), ForeignKey("compute_server_group.uuid", ondelete="CASCADE"),
-        primary_key=True)
-    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, instance="instance_uuid")
+    group_uuid: Mapped[str] = owner_ref("compute_server_group.uuid", String(36), primary_key=True)
+    instance_uuid: Mapped[str] = uuid_key()
 
 
 class Quota(Base):
@@ -238,11 +232,9 @@ class QuotaClass(Base):
     hard_limit: Mapped[int] = mapped_column(Integer)
 
 
-class Migration(TimestampsNullUntilUpdated, Base):
+class Migration(SerialWithUUID, TimestampsNullUntilUpdated, Base):
     __tablename__ = "compute_migration"
-    __table_args__ = (Index("ix_compute_migration_instance", "instance_uuid"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    __table_args__ = indexes(__tablename__, instance="instance_uuid")
     instance_uuid: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str | None] = mapped_column(String(255), default=None)
     user_id: Mapped[str | None] = mapped_column(String(255), default=None)

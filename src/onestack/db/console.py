@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base
+from onestack.db.base import Base, indexes, serial_key
 
 
 class ConsoleAuthToken(Base):
     __tablename__ = "compute_console_auth_token"
-    __table_args__ = (
-        Index("ix_compute_console_auth_token_instance", "instance_uuid"),
-        Index("ix_compute_console_auth_token_expires", "expires"),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    __table_args__ = indexes(__tablename__, instance="instance_uuid", expires="expires")
+    id: Mapped[int] = serial_key()
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     console_type: Mapped[str] = mapped_column(String(32))
     instance_uuid: Mapped[str] = mapped_column(String(36))

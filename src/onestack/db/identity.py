@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Double, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Double, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText
+from onestack.db.base import Base, JSONDoc, LongText, indexes, owner_ref, serial_key
 
 #: Stored in ``domain_id`` columns for global (domain-less) roles so uniqueness holds.
 NULL_DOMAIN = "<<null>>"
@@ -17,9 +17,7 @@ NULL_DOMAIN = "<<null>>"
 def _key_of(table: str, *, index: bool | None = None) -> MappedColumn[str]:
     """A row's reference to the ``table`` row it belongs to, part of the row's key: the row
     is deleted with it."""
-    return mapped_column(
-        String(64), ForeignKey(f"{table}.id", ondelete="CASCADE"), primary_key=True,
-        index=index)
+    return owner_ref(f"{table}.id", String(64), primary_key=True, index=index)
 
 
 class _InDomain:
@@ -111,7 +109,7 @@ class Assignment(Base):
     """A role granted to an actor (user or group) on a target (project, domain or system)."""
 
     __tablename__ = "identity_assignment"
-    __table_args__ = (Index("ix_identity_assignment_target", "target_id"),)
+    __table_args__ = indexes(__tablename__, target="target_id")
     type: Mapped[str] = mapped_column(String(32), primary_key=True)
     actor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -138,9 +136,7 @@ class Service(Base):
 class Endpoint(Base):
     __tablename__ = "identity_endpoint"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    service_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_service.id", ondelete="CASCADE")
-    )
+    service_id: Mapped[str] = owner_ref("identity_service.id", String(64))
     interface: Mapped[str] = mapped_column(String(8))
     url: Mapped[str] = mapped_column(LongText)
     region_id: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -153,9 +149,7 @@ class ApplicationCredential(Base):
     __table_args__ = (UniqueConstraint("user_id", "name"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
-    user_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_user.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[str] = owner_ref("identity_user.id", String(64))
     project_id: Mapped[str | None] = mapped_column(String(64), default=None)
     secret_hash: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(LongText, default=None)
@@ -170,9 +164,7 @@ class ApplicationCredential(Base):
 class AccessRule(Base):
     __tablename__ = "identity_access_rule"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("identity_user.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[str] = owner_ref("identity_user.id", String(64), index=True)
     service: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(16))
@@ -192,7 +184,7 @@ class RevocationEvent(Base):
     """Tokens matching every non-null field and issued before ``issued_before`` are revoked."""
 
     __tablename__ = "identity_revocation_event"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     user_id: Mapped[str | None] = mapped_column(String(64), default=None)
     project_id: Mapped[str | None] = mapped_column(String(64), default=None)
     domain_id: Mapped[str | None] = mapped_column(String(64), default=None)

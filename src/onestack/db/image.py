@@ -12,20 +12,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc, LongText, Timestamps
+from onestack.db.base import Base, JSONDoc, LongText, Timestamps, indexes, owner_ref, uuid_key
 
 
 class Image(Timestamps, Base):
     __tablename__ = "image_image"
-    __table_args__ = (
-        Index("ix_image_image_owner", "owner"),
-        Index("ix_image_image_visibility", "visibility"),
-        Index("ix_image_image_created", "created_at"),
-    )
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, owner="owner", visibility="visibility",
+                             created="created_at")
+    id: Mapped[str] = uuid_key()
     name: Mapped[str | None] = mapped_column(String(255), default=None)
     status: Mapped[str] = mapped_column(String(30), default="queued")
     visibility: Mapped[str] = mapped_column(String(20), default="shared")
@@ -49,8 +46,7 @@ class Image(Timestamps, Base):
 
 def _image_key() -> MappedColumn[str]:
     """The image a row belongs to, first part of the row's key (deleted with the image)."""
-    return mapped_column(
-        String(36), ForeignKey("image_image.id", ondelete="CASCADE"), primary_key=True)
+    return owner_ref("image_image.id", String(36), primary_key=True)
 
 
 class ImageProperty(Base):
@@ -62,14 +58,14 @@ class ImageProperty(Base):
 
 class ImageTag(Base):
     __tablename__ = "image_tag"
-    __table_args__ = (Index("ix_image_tag_value", "value"),)
+    __table_args__ = indexes(__tablename__, value="value")
     image_id: Mapped[str] = _image_key()
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class ImageMember(Timestamps, Base):
     __tablename__ = "image_member"
-    __table_args__ = (Index("ix_image_member_member", "member"),)
+    __table_args__ = indexes(__tablename__, member="member")
     image_id: Mapped[str] = _image_key()
     member: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
@@ -79,10 +75,9 @@ class ImageTask(Base):
     """An import task (``GET /v2/images/{id}/tasks``)."""
 
     __tablename__ = "image_task"
-    __table_args__ = (Index("ix_image_task_image", "image_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    image_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_image.id", ondelete="CASCADE"))
+    __table_args__ = indexes(__tablename__, image="image_id")
+    id: Mapped[str] = uuid_key()
+    image_id: Mapped[str] = owner_ref("image_image.id", String(36))
     type: Mapped[str] = mapped_column(String(30), default="api_image_import")
     status: Mapped[str] = mapped_column(String(30), default="pending")
     owner: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -100,8 +95,8 @@ class MetadefNamespace(Timestamps, Base):
     """A metadata-definition namespace (the unit of ownership and visibility)."""
 
     __tablename__ = "image_metadef_namespace"
-    __table_args__ = (Index("ix_image_metadef_namespace_owner", "owner"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, owner="owner")
+    id: Mapped[str] = uuid_key()
     namespace: Mapped[str] = mapped_column(String(80), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(80), default=None)
     description: Mapped[str | None] = mapped_column(LongText, default=None)
@@ -114,7 +109,7 @@ class MetadefResourceType(Timestamps, Base):
     """A kind of resource namespaces apply to (``OS::Glance::Image``, ...)."""
 
     __tablename__ = "image_metadef_resource_type"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(80), unique=True)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -123,13 +118,11 @@ class MetadefResourceTypeAssoc(Timestamps, Base):
     """Namespace <-> resource type, with the prefix its properties take on that resource."""
 
     __tablename__ = "image_metadef_rt_assoc"
-    __table_args__ = (Index("ix_image_metadef_rt_assoc_resource_type_id", "resource_type_id"),)
-    namespace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"),
-        primary_key=True)
-    resource_type_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_resource_type.id", ondelete="CASCADE"),
-        primary_key=True)
+    __table_args__ = indexes(__tablename__, resource_type_id="resource_type_id")
+    namespace_id: Mapped[str] = owner_ref(
+        "image_metadef_namespace.id", String(36), primary_key=True)
+    resource_type_id: Mapped[str] = owner_ref(
+        "image_metadef_resource_type.id", String(36), primary_key=True)
     prefix: Mapped[str | None] = mapped_column(String(80), default=None)
     properties_target: Mapped[str | None] = mapped_column(String(80), default=None)
 
@@ -139,10 +132,8 @@ class _NamespaceItem(Timestamps):
     item is deleted with it) ahead of the item's own columns; names (the item's own column,
     of its own length) are unique in a namespace."""
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, sort_order=-1)
-    namespace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("image_metadef_namespace.id", ondelete="CASCADE"),
-        sort_order=-1)
+    id: Mapped[str] = uuid_key(sort_order=-1)
+    namespace_id: Mapped[str] = owner_ref("image_metadef_namespace.id", String(36), sort_order=-1)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[UniqueConstraint]:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from onestack.db.base import Base, JSONDoc, Timestamps
+from onestack.db.base import Base, JSONDoc, Timestamps, indexes, owner_ref, uuid_key
 
 
 class _Standard(Timestamps):
@@ -31,13 +31,13 @@ class _ProjectResource:
     group, router): its id, project and name ahead of the table's own columns, and the
     index on the project (``ix_<table>_project``) that project-scoped listings use."""
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, sort_order=-1)
+    id: Mapped[str] = uuid_key(sort_order=-1)
     project_id: Mapped[str] = mapped_column(String(64), default="", sort_order=-1)
     name: Mapped[str] = mapped_column(String(255), default="", sort_order=-1)
 
     @declared_attr.directive
-    def __table_args__(cls) -> tuple[Index]:
-        return (Index(f"ix_{cls.__tablename__}_project", "project_id"),)
+    def __table_args__(cls) -> tuple[Index, ...]:
+        return indexes(cls.__tablename__, project="project_id")
 
 
 class Network(_ProjectResource, _Standard, Base):
@@ -63,8 +63,7 @@ class SegmentAllocation(Base):
     network_type: Mapped[str] = mapped_column(String(32), primary_key=True)
     physical_network: Mapped[str] = mapped_column(String(64), primary_key=True)
     segmentation_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    network_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("net_network.id", ondelete="CASCADE"))
+    network_id: Mapped[str] = owner_ref("net_network.id", String(36))
 
 
 class AddressScope(_ProjectResource, Base):
@@ -91,11 +90,9 @@ class SubnetPool(_ProjectResource, _Standard, Base):
 
 class Subnet(_Standard, Base):
     __tablename__ = "net_subnet"
-    __table_args__ = (Index("ix_net_subnet_network", "network_id"),
-                      Index("ix_net_subnet_project", "project_id"))
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    network_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("net_network.id", ondelete="CASCADE"))
+    __table_args__ = indexes(__tablename__, network="network_id", project="project_id")
+    id: Mapped[str] = uuid_key()
+    network_id: Mapped[str] = owner_ref("net_network.id", String(36))
     project_id: Mapped[str] = mapped_column(String(64), default="")
     name: Mapped[str] = mapped_column(String(255), default="")
     ip_version: Mapped[int] = mapped_column(Integer, default=4)
@@ -113,14 +110,10 @@ class Subnet(_Standard, Base):
 
 class Port(_Standard, Base):
     __tablename__ = "net_port"
-    __table_args__ = (
-        UniqueConstraint("network_id", "mac_address"),
-        Index("ix_net_port_project", "project_id"),
-        Index("ix_net_port_device", "device_id"),
-    )
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    network_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("net_network.id", ondelete="CASCADE"))
+    __table_args__ = (UniqueConstraint("network_id", "mac_address"),
+                      *indexes(__tablename__, project="project_id", device="device_id"))
+    id: Mapped[str] = uuid_key()
+    network_id: Mapped[str] = owner_ref("net_network.id", String(36))
     project_id: Mapped[str] = mapped_column(String(64), default="")
     name: Mapped[str] = mapped_column(String(255), default="")
     mac_address: Mapped[str] = mapped_column(String(32))
@@ -143,12 +136,10 @@ class IPAllocation(Base):
     """One fixed IP of a port; the primary key forbids handing an address out twice."""
 
     __tablename__ = "net_ip_allocation"
-    __table_args__ = (Index("ix_net_ip_allocation_port", "port_id"),)
-    subnet_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("net_subnet.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = indexes(__tablename__, port="port_id")
+    subnet_id: Mapped[str] = owner_ref("net_subnet.id", String(36), primary_key=True)
     ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
-    port_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("net_port.id", ondelete="CASCADE"))
+    port_id: Mapped[str] = owner_ref("net_port.id", String(36))
     network_id: Mapped[str] = mapped_column(String(36))
 
 
@@ -167,10 +158,9 @@ class DefaultSecurityGroup(Base):
 
 class SecurityGroupRule(_Standard, Base):
     __tablename__ = "net_security_group_rule"
-    __table_args__ = (Index("ix_net_security_group_rule_group", "security_group_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    security_group_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("net_security_group.id", ondelete="CASCADE"))
+    __table_args__ = indexes(__tablename__, group="security_group_id")
+    id: Mapped[str] = uuid_key()
+    security_group_id: Mapped[str] = owner_ref("net_security_group.id", String(36))
     project_id: Mapped[str] = mapped_column(String(64), default="")
     direction: Mapped[str] = mapped_column(String(16), default="ingress")
     ethertype: Mapped[str] = mapped_column(String(8), default="IPv4")
@@ -183,9 +173,8 @@ class SecurityGroupRule(_Standard, Base):
 
 class PortSecurityGroup(Base):
     __tablename__ = "net_port_security_group"
-    __table_args__ = (Index("ix_net_port_security_group_group", "security_group_id"),)
-    port_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("net_port.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = indexes(__tablename__, group="security_group_id")
+    port_id: Mapped[str] = owner_ref("net_port.id", String(36), primary_key=True)
     security_group_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("net_security_group.id"), primary_key=True)
 
@@ -205,9 +194,8 @@ class Router(_ProjectResource, _Standard, Base):
 
 class FloatingIP(_Standard, Base):
     __tablename__ = "net_floatingip"
-    __table_args__ = (Index("ix_net_floatingip_project", "project_id"),
-                      Index("ix_net_floatingip_port", "port_id"))
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, project="project_id", port="port_id")
+    id: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(64), default="")
     floating_network_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("net_network.id"))
@@ -223,8 +211,8 @@ class Tag(Base):
     """A tag of any network resource (ids are UUIDs, unique across resource kinds)."""
 
     __tablename__ = "net_tag"
-    __table_args__ = (Index("ix_net_tag_tag", "tag"),)
-    resource_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, tag="tag")
+    resource_id: Mapped[str] = uuid_key()
     tag: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
@@ -239,7 +227,7 @@ class Agent(Base):
     """The data-plane agents of each host; alive while their heartbeats are recent."""
 
     __tablename__ = "net_agent"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     agent_type: Mapped[str] = mapped_column(String(64))
     binary: Mapped[str] = mapped_column(String(255))
     host: Mapped[str] = mapped_column(String(255))

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Double, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Double, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 
-from onestack.db.base import Base, Timestamps
+from onestack.db.base import (
+    Base,
+    SerialWithUUID,
+    Timestamps,
+    indexes,
+    owner_ref,
+    serial_key,
+    uuid_key,
+)
 
 
 def _provider_key(fk_name: str) -> MappedColumn[int]:
     """The provider a row describes, part of the row's key: the row goes with the provider
     (``fk_name`` names the foreign key)."""
-    return mapped_column(
-        Integer, ForeignKey("placement_resource_provider.id", ondelete="CASCADE", name=fk_name),
-        primary_key=True)
+    return owner_ref("placement_resource_provider.id", Integer(), primary_key=True, fk_name=fk_name)
 
 
-class ResourceProvider(Timestamps, Base):
+class ResourceProvider(SerialWithUUID, Timestamps, Base):
     """A provider of resources (a compute node, a NUMA cell, a shared storage pool...).
 
     ``generation`` is bumped by every change to the provider's inventory, traits, aggregates
@@ -32,12 +38,8 @@ class ResourceProvider(Timestamps, Base):
     """
 
     __tablename__ = "placement_resource_provider"
-    __table_args__ = (
-        Index("ix_placement_resource_provider_root", "root_provider_id"),
-        Index("ix_placement_resource_provider_parent", "parent_provider_id"),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    __table_args__ = indexes(__tablename__, root="root_provider_id",
+                             parent="parent_provider_id")
     name: Mapped[str] = mapped_column(String(200), unique=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     parent_provider_id: Mapped[int | None] = mapped_column(
@@ -66,8 +68,8 @@ class Consumer(Timestamps, Base):
     """Something holding allocations (an instance, a migration...), with its owner."""
 
     __tablename__ = "placement_consumer"
-    __table_args__ = (Index("ix_placement_consumer_project_user", "project_id", "user_id"),)
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, project_user=("project_id", "user_id"))
+    uuid: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[str] = mapped_column(String(255))
     generation: Mapped[int] = mapped_column(Integer, default=0)
@@ -81,10 +83,9 @@ class Allocation(Base):
     __table_args__ = (
         UniqueConstraint("consumer_id", "resource_provider_id", "resource_class",
                          name="uq_placement_allocation_consumer_rp_rc"),
-        Index("ix_placement_allocation_provider_class", "resource_provider_id",
-              "resource_class"),
+        *indexes(__tablename__, provider_class=("resource_provider_id", "resource_class")),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_key()
     resource_provider_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("placement_resource_provider.id", name="fk_placement_allocation_rp"))
     consumer_id: Mapped[str] = mapped_column(String(36))
@@ -95,16 +96,16 @@ class Allocation(Base):
 
 class ProviderTrait(Base):
     __tablename__ = "placement_provider_trait"
-    __table_args__ = (Index("ix_placement_provider_trait_trait", "trait"),)
+    __table_args__ = indexes(__tablename__, trait="trait")
     resource_provider_id: Mapped[int] = _provider_key("fk_placement_provider_trait_rp")
     trait: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class ProviderAggregate(Base):
     __tablename__ = "placement_provider_aggregate"
-    __table_args__ = (Index("ix_placement_provider_aggregate_aggregate", "aggregate_uuid"),)
+    __table_args__ = indexes(__tablename__, aggregate="aggregate_uuid")
     resource_provider_id: Mapped[int] = _provider_key("fk_placement_provider_aggregate_rp")
-    aggregate_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    aggregate_uuid: Mapped[str] = uuid_key()
 
 
 class CustomResourceClass(Base):

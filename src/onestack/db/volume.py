@@ -10,20 +10,28 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Index, Integer, String
+from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onestack.db.base import Base, JSONDoc, TimestampsNullUntilUpdated
+from onestack.db.base import Base, JSONDoc, TimestampsNullUntilUpdated, indexes, uuid_key
 
 
-class Volume(TimestampsNullUntilUpdated, Base):
+class _Owned:
+    """Mixin of a volume, snapshot, backup or group: its id, the project and user owning it,
+    its name and description, ahead of the table's own columns (the id first: a column the
+    table puts between the id and the owner, such as a snapshot's volume, takes
+    ``sort_order=-2``)."""
+
+    id: Mapped[str] = uuid_key(sort_order=-3)
+    project_id: Mapped[str] = mapped_column(String(64), default="", sort_order=-1)
+    user_id: Mapped[str] = mapped_column(String(64), default="", sort_order=-1)
+    name: Mapped[str | None] = mapped_column(String(255), default=None, sort_order=-1)
+    description: Mapped[str | None] = mapped_column(String(255), default=None, sort_order=-1)
+
+
+class Volume(_Owned, TimestampsNullUntilUpdated, Base):
     __tablename__ = "volume_volume"
-    __table_args__ = (Index("ix_volume_volume_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    user_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str | None] = mapped_column(String(255), default=None)
-    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    __table_args__ = indexes(__tablename__, project="project_id")
     size: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(32), default="creating")
     attach_status: Mapped[str] = mapped_column(String(32), default="detached")
@@ -44,16 +52,10 @@ class Volume(TimestampsNullUntilUpdated, Base):
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
 
 
-class Snapshot(TimestampsNullUntilUpdated, Base):
+class Snapshot(_Owned, TimestampsNullUntilUpdated, Base):
     __tablename__ = "volume_snapshot"
-    __table_args__ = (Index("ix_volume_snapshot_volume", "volume_id"),
-                      Index("ix_volume_snapshot_project", "project_id"))
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    volume_id: Mapped[str] = mapped_column(String(36))
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    user_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str | None] = mapped_column(String(255), default=None)
-    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    __table_args__ = indexes(__tablename__, volume="volume_id", project="project_id")
+    volume_id: Mapped[str] = mapped_column(String(36), sort_order=-2)
     size: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(32), default="creating")
     progress: Mapped[str] = mapped_column(String(16), default="0%")
@@ -64,7 +66,7 @@ class Snapshot(TimestampsNullUntilUpdated, Base):
 
 class VolumeType(Base):
     __tablename__ = "volume_type"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str | None] = mapped_column(String(255), default=None)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -79,7 +81,7 @@ class VolumeTypeEncryption(TimestampsNullUntilUpdated, Base):
     one per type."""
 
     __tablename__ = "volume_type_encryption"
-    volume_type_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_type_id: Mapped[str] = uuid_key()
     encryption_id: Mapped[str] = mapped_column(String(36))
     provider: Mapped[str] = mapped_column(String(255))
     cipher: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -91,7 +93,7 @@ class QosSpecs(Base):
     """Named QoS specs (``consumer`` back-end, front-end or both) that types point to."""
 
     __tablename__ = "volume_qos_specs"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255), unique=True)
     consumer: Mapped[str] = mapped_column(String(16), default="back-end")
     specs: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
@@ -103,8 +105,8 @@ class Transfer(Base):
     as a salted hash) takes it."""
 
     __tablename__ = "volume_transfer"
-    __table_args__ = (Index("ix_volume_transfer_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, project="project_id")
+    id: Mapped[str] = uuid_key()
     volume_id: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -114,19 +116,13 @@ class Transfer(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
 
 
-class Backup(TimestampsNullUntilUpdated, Base):
+class Backup(_Owned, TimestampsNullUntilUpdated, Base):
     """A copy of a volume's data in the backup directory (full, or incremental on a
     parent)."""
 
     __tablename__ = "volume_backup"
-    __table_args__ = (Index("ix_volume_backup_project", "project_id"),
-                      Index("ix_volume_backup_volume", "volume_id"))
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    volume_id: Mapped[str] = mapped_column(String(36))
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    user_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str | None] = mapped_column(String(255), default=None)
-    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    __table_args__ = indexes(__tablename__, project="project_id", volume="volume_id")
+    volume_id: Mapped[str] = mapped_column(String(36), sort_order=-2)
     status: Mapped[str] = mapped_column(String(32), default="creating")
     size: Mapped[int] = mapped_column(Integer, default=0)
     object_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -146,8 +142,8 @@ class Message(Base):
     """A user message: why an asynchronous operation failed (Cinder's ``messages``)."""
 
     __tablename__ = "volume_message"
-    __table_args__ = (Index("ix_volume_message_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, project="project_id")
+    id: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(64))
     resource_type: Mapped[str] = mapped_column(String(64))
     resource_uuid: Mapped[str | None] = mapped_column(String(36), default=None)
@@ -160,7 +156,7 @@ class Message(Base):
 
 class GroupType(Base):
     __tablename__ = "volume_group_type"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = uuid_key()
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str | None] = mapped_column(String(255), default=None)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -168,16 +164,11 @@ class GroupType(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
 
 
-class Group(Base):
+class Group(_Owned, Base):
     """A group of volumes snapshotted together (Cinder's generic volume groups)."""
 
     __tablename__ = "volume_group"
-    __table_args__ = (Index("ix_volume_group_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), default="")
-    user_id: Mapped[str] = mapped_column(String(64), default="")
-    name: Mapped[str | None] = mapped_column(String(255), default=None)
-    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    __table_args__ = indexes(__tablename__, project="project_id")
     status: Mapped[str] = mapped_column(String(32), default="creating")
     group_type_id: Mapped[str] = mapped_column(String(36))
     volume_type_ids: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
@@ -189,8 +180,8 @@ class Group(Base):
 
 class GroupSnapshot(Base):
     __tablename__ = "volume_group_snapshot"
-    __table_args__ = (Index("ix_volume_group_snapshot_project", "project_id"),)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    __table_args__ = indexes(__tablename__, project="project_id")
+    id: Mapped[str] = uuid_key()
     project_id: Mapped[str] = mapped_column(String(64), default="")
     group_id: Mapped[str] = mapped_column(String(36))
     group_type_id: Mapped[str] = mapped_column(String(36))

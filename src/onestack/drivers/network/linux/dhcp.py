@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onestack.config import PathIn
 from onestack.drivers.network.linux import names
 from onestack.drivers.network.linux.host import Host, process_argv, runs
 from onestack.drivers.network.linux.model import ROUTER_INTERFACE_OWNERS, Dirty, Model, View
@@ -158,21 +159,10 @@ class NetworkFiles:
 
     dir: Path
 
-    @property
-    def pid(self) -> Path:
-        return self.dir / "pid"
-
-    @property
-    def hosts(self) -> Path:
-        return self.dir / "host"
-
-    @property
-    def opts(self) -> Path:
-        return self.dir / "opts"
-
-    @property
-    def leases(self) -> Path:
-        return self.dir / "leases"
+    pid = PathIn("dir", "pid")
+    hosts = PathIn("dir", "host")
+    opts = PathIn("dir", "opts")
+    leases = PathIn("dir", "leases")
 
 
 def dnsmasq_args(model: Model, network_id: str, files: NetworkFiles, device: str,
