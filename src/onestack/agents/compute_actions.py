@@ -21,10 +21,11 @@ from onestack.drivers.hypervisor.base import DriverError
 
 
 class Actions:
-    """Power, rebuild, snapshot and shelve operations of one host's guests."""
+    """Power, rebuild, snapshot and shelve operations of one host's guests (a part of
+    ``ComputeAgent``, which mixes it in)."""
 
-    def __init__(self, ctx: AgentContext) -> None:
-        self.ctx = ctx
+    #: The agent's shared state (set by ``ComputeAgent``).
+    ctx: AgentContext
 
     # ------------------------------------------------------------------ power
     async def _power(self, uuid: str, task: str, event: str,
