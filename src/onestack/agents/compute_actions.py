@@ -10,89 +10,100 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from onestack.agents.compute_context import AgentContext
 from onestack.common.timeutils import utcnow
 from onestack.compute import states
 from onestack.compute.manager import InstanceDict
-from onestack.drivers.hypervisor.base import DriverError
+from onestack.drivers.hypervisor.base import DriverError, HypervisorDriver, InstanceSpec
+
+
+async def _power(ctx: AgentContext, uuid: str, task: str, event: str,
+                 fn: Callable[[dict[str, Any]], Any], **final: Any) -> None:
+    """Run the driver call ``fn`` on the guest of ``uuid`` while it is in ``task``, then record
+    ``final`` (or the failure) with ``event``."""
+    inst = await ctx.load(uuid)
+    if inst is None or inst["task_state"] != task:
+        return
+    try:
+        await fn(ctx.spec(inst))
+    except Exception as exc:  # noqa: BLE001
+        await ctx.fail(uuid, task, event, exc)
+        return
+    await ctx.finish(uuid, task, event, task_state=None, **final)
+
+
+class _OneCall:
+    """An action endpoint of ``Actions`` that is one driver call on the guest: it runs, through
+    ``_power``, the call that ``pick`` takes from the driver while the instance is in
+    ``task`` and then records ``vm_state`` and ``power_state``. Its event is ``compute_``
+    followed by the name it is bound to in the class."""
+
+    def __init__(self, task: str,
+                 pick: Callable[[HypervisorDriver], Callable[[InstanceSpec], Awaitable[None]]],
+                 vm_state: str, power_state: int) -> None:
+        self.task = task
+        self.pick = pick
+        self.vm_state = vm_state
+        self.power_state = power_state
+        self.event = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.event = f"compute_{name}"
+
+    def __get__(self, actions: Actions, owner: type | None = None
+                ) -> Callable[[str], Awaitable[None]]:
+        async def endpoint(instance_uuid: str) -> None:
+            await _power(actions.ctx, instance_uuid, self.task, self.event,
+                         self.pick(actions.ctx.driver), vm_state=self.vm_state,
+                         power_state=self.power_state)
+        return endpoint
 
 
 class Actions:
-    """Power, rebuild, snapshot and shelve operations of one host's guests."""
+    """Power, rebuild, snapshot and shelve operations of one host's guests (a part of
+    ``ComputeAgent``, which mixes it in)."""
 
-    def __init__(self, ctx: AgentContext) -> None:
-        self.ctx = ctx
+    #: The agent's shared state (set by ``ComputeAgent``).
+    ctx: AgentContext
 
     # ------------------------------------------------------------------ power
-    async def _power(self, uuid: str, task: str, event: str,
-                     fn: Callable[[dict[str, Any]], Any], **final: Any) -> None:
-        ctx = self.ctx
-        inst = await ctx.load(uuid)
-        if inst is None or inst["task_state"] != task:
-            return
-        try:
-            await fn(ctx.spec(inst))
-        except Exception as exc:  # noqa: BLE001
-            await ctx.fail(uuid, task, event, exc)
-            return
-        await ctx.finish(uuid, task, event, task_state=None, **final)
-
     async def reboot_instance(self, instance_uuid: str, hard: bool) -> None:
         task = "rebooting_hard" if hard else "rebooting"
 
         async def run(spec: dict[str, Any]) -> None:
             await self.ctx.driver.reboot(spec, hard)
 
-        await self._power(instance_uuid, task, "compute_reboot_instance", run,
-                          vm_state=states.ACTIVE, power_state=states.RUNNING)
+        await _power(self.ctx, instance_uuid, task, "compute_reboot_instance", run,
+                     vm_state=states.ACTIVE, power_state=states.RUNNING)
 
     async def stop_instance(self, instance_uuid: str) -> None:
         async def run(spec: dict[str, Any]) -> None:
             await self.ctx.driver.power_off(spec, self.ctx.shutdown_timeout)  # clean, then forced
 
-        await self._power(instance_uuid, "powering-off", "compute_stop_instance", run,
-                          vm_state=states.STOPPED, power_state=states.SHUTDOWN)
+        await _power(self.ctx, instance_uuid, "powering-off", "compute_stop_instance", run,
+                     vm_state=states.STOPPED, power_state=states.SHUTDOWN)
 
-    async def start_instance(self, instance_uuid: str) -> None:
-        await self._power(instance_uuid, "powering-on", "compute_start_instance",
-                          self.ctx.driver.power_on, vm_state=states.ACTIVE,
-                          power_state=states.RUNNING)
-
-    async def pause_instance(self, instance_uuid: str) -> None:
-        await self._power(instance_uuid, "pausing", "compute_pause_instance",
-                          self.ctx.driver.pause, vm_state=states.PAUSED,
-                          power_state=states.PAUSED_P)
-
-    async def unpause_instance(self, instance_uuid: str) -> None:
-        await self._power(instance_uuid, "unpausing", "compute_unpause_instance",
-                          self.ctx.driver.unpause, vm_state=states.ACTIVE,
-                          power_state=states.RUNNING)
-
-    async def suspend_instance(self, instance_uuid: str) -> None:
-        await self._power(instance_uuid, "suspending", "compute_suspend_instance",
-                          self.ctx.driver.suspend, vm_state=states.SUSPENDED,
-                          power_state=states.SHUTDOWN)
-
-    async def resume_instance(self, instance_uuid: str) -> None:
-        await self._power(instance_uuid, "resuming", "compute_resume_instance",
-                          self.ctx.driver.resume, vm_state=states.ACTIVE,
-                          power_state=states.RUNNING)
+    # The actions that are one driver call on the guest: (task state, driver call, vm state
+    # and power state once done); each is the endpoint of its name, event ``compute_<name>``.
+    start_instance = _OneCall("powering-on", lambda d: d.power_on, states.ACTIVE, states.RUNNING)
+    pause_instance = _OneCall("pausing", lambda d: d.pause, states.PAUSED, states.PAUSED_P)
+    unpause_instance = _OneCall("unpausing", lambda d: d.unpause, states.ACTIVE, states.RUNNING)
+    suspend_instance = _OneCall("suspending", lambda d: d.suspend, states.SUSPENDED,
+                                states.SHUTDOWN)
+    resume_instance = _OneCall("resuming", lambda d: d.resume, states.ACTIVE, states.RUNNING)
+    unrescue_instance = _OneCall("unrescuing", lambda d: d.unrescue, states.ACTIVE,
+                                 states.RUNNING)
 
     async def rescue_instance(self, instance_uuid: str, rescue_image: str | None) -> None:
         async def run(spec: dict[str, Any]) -> None:
             await self.ctx.driver.rescue(spec, (await self.ctx.files(
                 {"image": {"id": rescue_image}}))["image"])
 
-        await self._power(instance_uuid, "rescuing", "compute_rescue_instance", run,
-                          vm_state=states.RESCUED, power_state=states.RUNNING)
-
-    async def unrescue_instance(self, instance_uuid: str) -> None:
-        await self._power(instance_uuid, "unrescuing", "compute_unrescue_instance",
-                          self.ctx.driver.unrescue, vm_state=states.ACTIVE,
-                          power_state=states.RUNNING)
+        await _power(self.ctx, instance_uuid, "rescuing", "compute_rescue_instance", run,
+                     vm_state=states.RESCUED, power_state=states.RUNNING)
 
     # ------------------------------------------------------------------ rebuild
     async def rebuild_instance(self, instance_uuid: str, image_ref: str,

@@ -26,10 +26,11 @@ LOG = logging.getLogger(__name__)
 
 
 class Builds:
-    """``build_and_run_instance`` and ``terminate_instance`` of one host."""
+    """``build_and_run_instance`` and ``terminate_instance`` of one host (a part of
+    ``ComputeAgent``, which mixes it in)."""
 
-    def __init__(self, ctx: AgentContext) -> None:
-        self.ctx = ctx
+    #: The agent's shared state (set by ``ComputeAgent``).
+    ctx: AgentContext
 
     async def build_and_run_instance(self, instance_uuid: str, request: dict[str, Any],
                                      tried: list[str], attempt: int) -> None:

@@ -1,7 +1,7 @@
 """What every operation of a compute agent shares: its host, driver, services, and how it reads
 and writes instance records.
 
-An ``AgentContext`` is made by ``ComputeAgent`` and handed to each of its collaborators
+An ``AgentContext`` is made by ``ComputeAgent`` and read by each of its mixins
 (builds, actions, moves, devices, reconciliation). Writes go through ``ComputeManager``:
 ``finish`` only writes when the instance is still in the task state the operation started
 from, so a delete that raced an operation wins.
@@ -32,7 +32,7 @@ ImageUploader = Callable[[str, str], None]
 
 @dataclasses.dataclass
 class AgentContext:
-    """The state a compute agent's collaborators share (see the module docstring)."""
+    """The state the mixins of a compute agent share (see the module docstring)."""
 
     host: str
     driver: HypervisorDriver

@@ -18,10 +18,11 @@ LOG = logging.getLogger(__name__)
 
 
 class Devices:
-    """Consoles, diagnostics, NICs and disks of one host's guests."""
+    """Consoles, diagnostics, NICs and disks of one host's guests (a part of ``ComputeAgent``,
+    which mixes it in)."""
 
-    def __init__(self, ctx: AgentContext) -> None:
-        self.ctx = ctx
+    #: The agent's shared state (set by ``ComputeAgent``).
+    ctx: AgentContext
 
     # ------------------------------------------------------------------ consoles
     async def get_console_output(self, instance_uuid: str, length: int | None) -> str:

@@ -34,10 +34,11 @@ def _started_values(inst: InstanceDict, host: str, node: str,
 
 
 class Moves:
-    """Resize, cold and live migration of one host's guests (either end of the move)."""
+    """Resize, cold and live migration of one host's guests, either end of the move (a part
+    of ``ComputeAgent``, which mixes it in)."""
 
-    def __init__(self, ctx: AgentContext) -> None:
-        self.ctx = ctx
+    #: The agent's shared state (set by ``ComputeAgent``).
+    ctx: AgentContext
 
     async def _start_moved(self, inst: InstanceDict, flavor: dict[str, Any],
                            start: Callable[[dict[str, Any]], Awaitable[None]],

@@ -29,10 +29,11 @@ _RESTARTED_TASKS = frozenset({
 
 
 class Reconciler:
-    """Start-up and periodic reconciliation of one host."""
+    """Start-up and periodic reconciliation of one host (a part of ``ComputeAgent``, which
+    mixes it in)."""
 
-    def __init__(self, ctx: AgentContext) -> None:
-        self.ctx = ctx
+    #: The agent's shared state (set by ``ComputeAgent``).
+    ctx: AgentContext
 
     async def resume_guests(self) -> int:
         """Start again the guest of every instance recorded ACTIVE and running whose guest

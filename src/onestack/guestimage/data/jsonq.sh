@@ -78,16 +78,38 @@ function emit(path, v) {
     }
 }
 
-function parse_value(path,    c, key, child, idx, lit) {
+# Step over the opening bracket at pos; whether the container is empty (then its closing
+# bracket, closer, is stepped over too).
+function open_empty(closer) {
+    pos++
+    skip_ws()
+    if (substr(s, pos, 1) == closer) {
+        pos++
+        return 1
+    }
+    return 0
+}
+
+# Step over what follows a member of an object or array; whether it was a comma (so another
+# member follows).
+function more_members(    c) {
+    skip_ws()
+    c = substr(s, pos, 1)
+    pos++
+    return c == ","
+}
+
+# The path of member k (a key or an index) of the value at path.
+function child_path(path, k) {
+    return (path == "") ? k : (path "." k)
+}
+
+function parse_value(path,    c, key, idx, lit) {
     skip_ws()
     c = substr(s, pos, 1)
     if (c == "{") {
-        pos++
-        skip_ws()
-        if (substr(s, pos, 1) == "}") {
-            pos++
+        if (open_empty("}"))
             return
-        }
         while (pos <= n) {
             skip_ws()
             if (substr(s, pos, 1) != "\"") {
@@ -98,30 +120,18 @@ function parse_value(path,    c, key, child, idx, lit) {
             skip_ws()
             if (substr(s, pos, 1) == ":")
                 pos++
-            child = (path == "") ? key : (path "." key)
-            parse_value(child)
-            skip_ws()
-            c = substr(s, pos, 1)
-            pos++
-            if (c != ",")
+            parse_value(child_path(path, key))
+            if (!more_members())
                 return
         }
     } else if (c == "[") {
-        pos++
-        skip_ws()
-        if (substr(s, pos, 1) == "]") {
-            pos++
+        if (open_empty("]"))
             return
-        }
         idx = 0
         while (pos <= n) {
-            child = (path == "") ? idx : (path "." idx)
-            parse_value(child)
+            parse_value(child_path(path, idx))
             idx++
-            skip_ws()
-            c = substr(s, pos, 1)
-            pos++
-            if (c != ",")
+            if (!more_members())
                 return
         }
     } else if (c == "\"") {
