@@ -83,6 +83,42 @@ def _need(req: ApiRequest, minimum: Version) -> Version:
     return v
 
 
+def _gate(req: ApiRequest, rule: str, since: Version = MIN_VERSION) -> Version:
+    """The request's microversion, once it is at least ``since`` (404 below, like Placement)
+    and the policy allows ``rule`` (403); the version is always checked first."""
+    v = _need(req, since)
+    req.enforce(rule)
+    return v
+
+
+async def _call(req: ApiRequest, rule: str, fn: Callable[..., Any], *params: str,
+                since: Version = MIN_VERSION) -> Any:
+    """``_gate``, then the manager's ``fn`` run with the named path parameters, in order."""
+    _gate(req, rule, since)
+    return await req.run(fn, *(req.param(name) for name in params))
+
+
+async def _body(req: ApiRequest, schema: dict[str, Any]) -> Any:
+    """The JSON body (400 when missing or malformed), checked against ``schema``."""
+    body = await req.json()
+    schemas.validate(body, schema)
+    return body
+
+
+def _put_answer(created: bool, location: str) -> Response:
+    """The answer to an idempotent ``PUT`` of a named thing: 201 when it was made, 204 when
+    it was there already, with its ``Location`` either way."""
+    return Response(status_code=201 if created else 204, headers={"Location": location})
+
+
+def _aggregates_doc(aggregates: list[str], gen: int, v: Version) -> dict[str, Any]:
+    """A provider's aggregates document; the provider generation is in it from 1.19."""
+    out: dict[str, Any] = {"aggregates": aggregates}
+    if v >= (1, 19):
+        out["resource_provider_generation"] = gen
+    return out
+
+
 def _norm_uuid(value: str) -> str:
     return str(uuidlib.UUID(value))
 
@@ -256,8 +292,7 @@ class PlacementAPI:
     # ------------------------------------------------------------------ providers
     @serves("GET", "/resource_providers")
     async def list_providers(self, req: ApiRequest) -> dict[str, Any]:
-        v = _version(req)
-        req.enforce("placement:resource_providers:list")
+        v = _gate(req, "placement:resource_providers:list")
         allowed = {"name", "uuid"}
         if v >= (1, 3):
             allowed.add("member_of")
@@ -286,10 +321,8 @@ class PlacementAPI:
 
     @serves("POST", "/resource_providers")
     async def create_provider(self, req: ApiRequest) -> Response:
-        v = _version(req)
-        req.enforce("placement:resource_providers:create")
-        body = await req.json()
-        schemas.validate(body, schemas.provider_create(v))
+        v = _gate(req, "placement:resource_providers:create")
+        body = await _body(req, schemas.provider_create(v))
         rp_uuid = _norm_uuid(body["uuid"]) if body.get("uuid") else None
         parent = body.get("parent_provider_uuid")
         info = await req.run(self.m.create_provider, body["name"], rp_uuid,
@@ -301,17 +334,14 @@ class PlacementAPI:
 
     @serves("GET", "/resource_providers/{uuid}")
     async def show_provider(self, req: ApiRequest) -> dict[str, Any]:
-        v = _version(req)
-        req.enforce("placement:resource_providers:show")
+        v = _gate(req, "placement:resource_providers:show")
         info = await req.run(self.m.get_provider, req.param("uuid"))
         return views.provider(info, v)
 
     @serves("PUT", "/resource_providers/{uuid}")
     async def update_provider(self, req: ApiRequest) -> dict[str, Any]:
-        v = _version(req)
-        req.enforce("placement:resource_providers:update")
-        body = await req.json()
-        schemas.validate(body, schemas.provider_update(v))
+        v = _gate(req, "placement:resource_providers:update")
+        body = await _body(req, schemas.provider_update(v))
         parent: Any = ANY
         if "parent_provider_uuid" in body:
             parent = body["parent_provider_uuid"]
@@ -322,22 +352,19 @@ class PlacementAPI:
 
     @serves("DELETE", "/resource_providers/{uuid}")
     async def delete_provider(self, req: ApiRequest) -> None:
-        req.enforce("placement:resource_providers:delete")
-        await req.run(self.m.delete_provider, req.param("uuid"))
+        await _call(req, "placement:resource_providers:delete", self.m.delete_provider, "uuid")
 
     # ------------------------------------------------------------------ inventories
     @serves("GET", "/resource_providers/{uuid}/inventories")
     async def list_inventories(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("placement:resource_providers:inventories:list")
-        gen, invs = await req.run(self.m.get_inventories, req.param("uuid"))
+        gen, invs = await _call(req, "placement:resource_providers:inventories:list",
+                                self.m.get_inventories, "uuid")
         return {"inventories": invs, "resource_provider_generation": gen}
 
     @serves("PUT", "/resource_providers/{uuid}/inventories")
     async def put_inventories(self, req: ApiRequest) -> dict[str, Any]:
-        v = _version(req)
-        req.enforce("placement:resource_providers:inventories:update")
-        body = await req.json()
-        schemas.validate(body, schemas.INVENTORIES_PUT)
+        v = _gate(req, "placement:resource_providers:inventories:update")
+        body = await _body(req, schemas.INVENTORIES_PUT)
         gen, invs = await req.run(self.m.set_inventories, req.param("uuid"),
                                   body["inventories"], body["resource_provider_generation"],
                                   v >= (1, 26))
@@ -345,10 +372,8 @@ class PlacementAPI:
 
     @serves("POST", "/resource_providers/{uuid}/inventories")
     async def post_inventory(self, req: ApiRequest) -> Response:
-        v = _version(req)
-        req.enforce("placement:resource_providers:inventories:create")
-        body = await req.json()
-        schemas.validate(body, schemas.INVENTORY_POST)
+        v = _gate(req, "placement:resource_providers:inventories:create")
+        body = await _body(req, schemas.INVENTORY_POST)
         rc = body.pop("resource_class")
         gen, rec = await req.run(self.m.put_inventory, req.param("uuid"), rc, body, ANY,
                                  True, v >= (1, 26))
@@ -358,22 +383,19 @@ class PlacementAPI:
 
     @serves("DELETE", "/resource_providers/{uuid}/inventories")
     async def delete_inventories(self, req: ApiRequest) -> None:
-        _need(req, (1, 5))
-        req.enforce("placement:resource_providers:inventories:delete")
+        _gate(req, "placement:resource_providers:inventories:delete", since=(1, 5))
         await req.run(self.m.delete_inventory, req.param("uuid"), None)
 
     @serves("GET", "/resource_providers/{uuid}/inventories/{rc}")
     async def show_inventory(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("placement:resource_providers:inventories:show")
-        gen, rec = await req.run(self.m.get_inventory, req.param("uuid"), req.param("rc"))
+        gen, rec = await _call(req, "placement:resource_providers:inventories:show",
+                               self.m.get_inventory, "uuid", "rc")
         return {**rec, "resource_provider_generation": gen}
 
     @serves("PUT", "/resource_providers/{uuid}/inventories/{rc}")
     async def put_inventory(self, req: ApiRequest) -> dict[str, Any]:
-        v = _version(req)
-        req.enforce("placement:resource_providers:inventories:update")
-        body = await req.json()
-        schemas.validate(body, schemas.INVENTORY_PUT)
+        v = _gate(req, "placement:resource_providers:inventories:update")
+        body = await _body(req, schemas.INVENTORY_PUT)
         gen_in = body.pop("resource_provider_generation")
         gen, rec = await req.run(self.m.put_inventory, req.param("uuid"), req.param("rc"),
                                  body, gen_in, False, v >= (1, 26))
@@ -381,127 +403,105 @@ class PlacementAPI:
 
     @serves("DELETE", "/resource_providers/{uuid}/inventories/{rc}")
     async def delete_inventory(self, req: ApiRequest) -> None:
-        req.enforce("placement:resource_providers:inventories:delete")
-        await req.run(self.m.delete_inventory, req.param("uuid"), req.param("rc"))
+        await _call(req, "placement:resource_providers:inventories:delete",
+                    self.m.delete_inventory, "uuid", "rc")
 
     @serves("GET", "/resource_providers/{uuid}/usages")
     async def provider_usages(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("placement:resource_providers:usages")
-        gen, usages = await req.run(self.m.provider_usages, req.param("uuid"))
+        gen, usages = await _call(req, "placement:resource_providers:usages",
+                                  self.m.provider_usages, "uuid")
         return {"resource_provider_generation": gen, "usages": usages}
 
     # ------------------------------------------------------------------ aggregates
     @serves("GET", "/resource_providers/{uuid}/aggregates")
     async def get_aggregates(self, req: ApiRequest) -> dict[str, Any]:
-        v = _need(req, (1, 1))
-        req.enforce("placement:resource_providers:aggregates:list")
+        v = _gate(req, "placement:resource_providers:aggregates:list", since=(1, 1))
         gen, aggs = await req.run(self.m.get_aggregates, req.param("uuid"))
-        out: dict[str, Any] = {"aggregates": aggs}
-        if v >= (1, 19):
-            out["resource_provider_generation"] = gen
-        return out
+        return _aggregates_doc(aggs, gen, v)
 
     @serves("PUT", "/resource_providers/{uuid}/aggregates")
     async def put_aggregates(self, req: ApiRequest) -> dict[str, Any]:
-        v = _need(req, (1, 1))
-        req.enforce("placement:resource_providers:aggregates:update")
-        body = await req.json()
-        schemas.validate(body, schemas.aggregates_put(v))
+        v = _gate(req, "placement:resource_providers:aggregates:update", since=(1, 1))
+        body = await _body(req, schemas.aggregates_put(v))
         if v >= (1, 19):
             aggs, gen_in = body["aggregates"], body["resource_provider_generation"]
         else:
             aggs, gen_in = body, ANY
         gen, stored = await req.run(self.m.set_aggregates, req.param("uuid"),
                                     [_norm_uuid(a) for a in aggs], gen_in)
-        out: dict[str, Any] = {"aggregates": stored}
-        if v >= (1, 19):
-            out["resource_provider_generation"] = gen
-        return out
+        return _aggregates_doc(stored, gen, v)
 
     # ------------------------------------------------------------------ provider traits
     @serves("GET", "/resource_providers/{uuid}/traits")
     async def get_provider_traits(self, req: ApiRequest) -> dict[str, Any]:
-        _need(req, (1, 6))
-        req.enforce("placement:resource_providers:traits:list")
-        gen, traits = await req.run(self.m.get_provider_traits, req.param("uuid"))
+        gen, traits = await _call(req, "placement:resource_providers:traits:list",
+                                  self.m.get_provider_traits, "uuid", since=(1, 6))
         return {"traits": traits, "resource_provider_generation": gen}
 
     @serves("PUT", "/resource_providers/{uuid}/traits")
     async def put_provider_traits(self, req: ApiRequest) -> dict[str, Any]:
-        _need(req, (1, 6))
-        req.enforce("placement:resource_providers:traits:update")
-        body = await req.json()
-        schemas.validate(body, schemas.PROVIDER_TRAITS_PUT)
+        _gate(req, "placement:resource_providers:traits:update", since=(1, 6))
+        body = await _body(req, schemas.PROVIDER_TRAITS_PUT)
         gen, traits = await req.run(self.m.set_provider_traits, req.param("uuid"),
                                     body["traits"], body["resource_provider_generation"])
         return {"traits": traits, "resource_provider_generation": gen}
 
     @serves("DELETE", "/resource_providers/{uuid}/traits")
     async def delete_provider_traits(self, req: ApiRequest) -> None:
-        _need(req, (1, 6))
-        req.enforce("placement:resource_providers:traits:delete")
-        await req.run(self.m.delete_provider_traits, req.param("uuid"))
+        await _call(req, "placement:resource_providers:traits:delete",
+                    self.m.delete_provider_traits, "uuid", since=(1, 6))
 
     @serves("GET", "/resource_providers/{uuid}/allocations")
     async def provider_allocations(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("placement:resource_providers:allocations:list")
-        gen, allocs = await req.run(self.m.get_provider_allocations, req.param("uuid"))
+        gen, allocs = await _call(req, "placement:resource_providers:allocations:list",
+                                  self.m.get_provider_allocations, "uuid")
         return {"allocations": {c: {"resources": res} for c, res in allocs.items()},
                 "resource_provider_generation": gen}
 
     # ------------------------------------------------------------------ resource classes
     @serves("GET", "/resource_classes")
     async def list_classes(self, req: ApiRequest) -> dict[str, Any]:
-        _need(req, (1, 2))
-        req.enforce("placement:resource_classes:list")
-        names = await req.run(self.m.list_resource_classes)
+        names = await _call(req, "placement:resource_classes:list",
+                            self.m.list_resource_classes, since=(1, 2))
         return {"resource_classes": [views.resource_class(n) for n in names]}
 
     @serves("POST", "/resource_classes")
     async def create_class(self, req: ApiRequest) -> Response:
-        _need(req, (1, 2))
-        req.enforce("placement:resource_classes:create")
-        body = await req.json()
-        schemas.validate(body, schemas.RESOURCE_CLASS)
+        _gate(req, "placement:resource_classes:create", since=(1, 2))
+        body = await _body(req, schemas.RESOURCE_CLASS)
         await req.run(self.m.create_resource_class, body["name"])
         return Response(status_code=201,
                         headers={"Location": f"/resource_classes/{body['name']}"})
 
     @serves("GET", "/resource_classes/{name}")
     async def show_class(self, req: ApiRequest) -> dict[str, Any]:
-        _need(req, (1, 2))
-        req.enforce("placement:resource_classes:show")
-        name = await req.run(self.m.get_resource_class, req.param("name"))
+        name = await _call(req, "placement:resource_classes:show", self.m.get_resource_class,
+                           "name", since=(1, 2))
         return views.resource_class(name)
 
     @serves("PUT", "/resource_classes/{name}")
     async def put_class(self, req: ApiRequest) -> Any:
-        v = _need(req, (1, 2))
-        req.enforce("placement:resource_classes:update")
+        v = _gate(req, "placement:resource_classes:update", since=(1, 2))
         name = req.param("name")
         if v >= (1, 7):
             if not re.match(schemas.CUSTOM_PATTERN, name):
                 raise errors.bad_request(f"'{name}' is not a valid custom resource class "
                                          "name: it must match ^CUSTOM_[A-Z0-9_]+$")
             created = await req.run(self.m.create_resource_class, name, True)
-            return Response(status_code=201 if created else 204,
-                            headers={"Location": f"/resource_classes/{name}"})
-        body = await req.json()
-        schemas.validate(body, schemas.RESOURCE_CLASS)
+            return _put_answer(created, f"/resource_classes/{name}")
+        body = await _body(req, schemas.RESOURCE_CLASS)
         await req.run(self.m.rename_resource_class, name, body["name"])
         return views.resource_class(body["name"])
 
     @serves("DELETE", "/resource_classes/{name}")
     async def delete_class(self, req: ApiRequest) -> None:
-        _need(req, (1, 2))
-        req.enforce("placement:resource_classes:delete")
-        await req.run(self.m.delete_resource_class, req.param("name"))
+        await _call(req, "placement:resource_classes:delete", self.m.delete_resource_class,
+                    "name", since=(1, 2))
 
     # ------------------------------------------------------------------ traits
     @serves("GET", "/traits")
     async def list_traits(self, req: ApiRequest) -> dict[str, Any]:
-        _need(req, (1, 6))
-        req.enforce("placement:traits:list")
+        _gate(req, "placement:traits:list", since=(1, 6))
         q = _Query(req, {"name", "associated"})
         names = prefix = None
         name = q.get("name")
@@ -528,8 +528,7 @@ class PlacementAPI:
 
     @serves("GET", "/traits/{name}")
     async def show_trait(self, req: ApiRequest) -> Response:
-        _need(req, (1, 6))
-        req.enforce("placement:traits:show")
+        _gate(req, "placement:traits:show", since=(1, 6))
         name = req.param("name")
         if not await req.run(self.m.trait_exists, name):
             raise errors.not_found(f"No such trait(s): {name}.")
@@ -537,8 +536,7 @@ class PlacementAPI:
 
     @serves("PUT", "/traits/{name}")
     async def put_trait(self, req: ApiRequest) -> Response:
-        _need(req, (1, 6))
-        req.enforce("placement:traits:update")
+        _gate(req, "placement:traits:update", since=(1, 6))
         name = req.param("name")
         if not re.match(schemas.CUSTOM_PATTERN, name):
             raise errors.bad_request(f"The trait is invalid. A valid trait must be no longer "
@@ -546,20 +544,16 @@ class PlacementAPI:
                                      f"\"CUSTOM_\" and use following characters: \"A\"-\"Z\", "
                                      f"\"0\"-\"9\" and \"_\". Got: {name}")
         created = await req.run(self.m.create_trait, name)
-        return Response(status_code=201 if created else 204,
-                        headers={"Location": f"/traits/{name}"})
+        return _put_answer(created, f"/traits/{name}")
 
     @serves("DELETE", "/traits/{name}")
     async def delete_trait(self, req: ApiRequest) -> None:
-        _need(req, (1, 6))
-        req.enforce("placement:traits:delete")
-        await req.run(self.m.delete_trait, req.param("name"))
+        await _call(req, "placement:traits:delete", self.m.delete_trait, "name", since=(1, 6))
 
     # ------------------------------------------------------------------ allocations
     @serves("GET", "/allocations/{consumer}")
     async def get_allocations(self, req: ApiRequest) -> dict[str, Any]:
-        v = _version(req)
-        req.enforce("placement:allocations:list")
+        v = _gate(req, "placement:allocations:list")
         consumer = req.param("consumer")
         got = await req.run(self.m.get_consumer_allocations, consumer)
         return views.consumer_allocations(got, v)
@@ -583,31 +577,26 @@ class PlacementAPI:
 
     @serves("PUT", "/allocations/{consumer}")
     async def put_allocations(self, req: ApiRequest) -> Response:
-        v = _version(req)
-        req.enforce("placement:allocations:update")
+        v = _gate(req, "placement:allocations:update")
         consumer = req.param("consumer")
         if not is_uuid(consumer):
             raise errors.bad_request(f"Malformed consumer_uuid: {consumer}")
-        body = await req.json()
-        schemas.validate(body, schemas.allocations_put(v))
+        body = await _body(req, schemas.allocations_put(v))
         creq = self._consumer_request(body, v)
         await req.run(self.m.set_allocations, {_norm_uuid(consumer): creq})
         return Response(status_code=204)
 
     @serves("POST", "/allocations")
     async def post_allocations(self, req: ApiRequest) -> Response:
-        v = _need(req, (1, 13))
-        req.enforce("placement:allocations:manage")
-        body = await req.json()
-        schemas.validate(body, schemas.allocations_post(v))
+        v = _gate(req, "placement:allocations:manage", since=(1, 13))
+        body = await _body(req, schemas.allocations_post(v))
         wanted = {_norm_uuid(c): self._consumer_request(doc, v) for c, doc in body.items()}
         await req.run(self.m.set_allocations, wanted)
         return Response(status_code=204)
 
     @serves("DELETE", "/allocations/{consumer}")
     async def delete_allocations(self, req: ApiRequest) -> None:
-        req.enforce("placement:allocations:delete")
-        await req.run(self.m.delete_allocations, req.param("consumer"))
+        await _call(req, "placement:allocations:delete", self.m.delete_allocations, "consumer")
 
     # ------------------------------------------------------------------ usages
     @serves("GET", "/usages")
@@ -641,8 +630,7 @@ class PlacementAPI:
     # ------------------------------------------------------------------ candidates
     @serves("GET", "/allocation_candidates")
     async def allocation_candidates(self, req: ApiRequest) -> dict[str, Any]:
-        v = _need(req, (1, 10))
-        req.enforce("placement:allocation_candidates:list")
+        v = _gate(req, "placement:allocation_candidates:list", since=(1, 10))
         groups, kwargs = self._parse_candidates(req, v)
         cands = await req.run(lambda: self.m.allocation_candidates(groups, **kwargs))
         requested = {rc for g in groups for rc in g.resources}
