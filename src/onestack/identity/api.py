@@ -14,6 +14,7 @@ from onestack.api.versions import healthcheck
 from onestack.identity.api_base import keystone_fault
 from onestack.identity.api_catalog import CatalogRoutes
 from onestack.identity.api_credentials import CredentialRoutes
+from onestack.identity.api_members import add_members
 from onestack.identity.api_projects import ProjectRoutes
 from onestack.identity.api_roles import RoleRoutes
 from onestack.identity.api_tokens import TokenRoutes
@@ -77,6 +78,7 @@ class IdentityAPI:
             r(base + "/{role_id}", g.grant_put("system", actor, False), ["PUT"])
             r(base + "/{role_id}", g.grant_delete("system", actor, False), ["DELETE"])
         add_declared(self.service, self.catalog, self.creds)
+        add_members(self.service, self.catalog)
         # The OS-* extensions' and unified limits' routes are added by ``identity.service``
         # (their own modules).
 

@@ -11,6 +11,7 @@ from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler, _body, _changes
+from onestack.identity.api_members import Member
 
 
 class CatalogRoutes(IdentityHandler):
@@ -48,24 +49,6 @@ class CatalogRoutes(IdentityHandler):
                                body.get("parent_region_id"), extra)
         return FastJSON({"region": views.region(req.base_url, region)}, status_code=201)
 
-    @serves("GET", "/v3/regions/{region_id}")
-    async def get_region(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:get_region")
-        region = await req.run(self.m.get_region, req.param("region_id"))
-        return {"region": views.region(req.base_url, region)}
-
-    @serves("PATCH", "/v3/regions/{region_id}")
-    async def update_region(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_region")
-        body = await _body(req, schemas.REGION_UPDATE, "region")
-        changes = _changes(body, ("description", "parent_region_id"))
-        region = await req.run(self.m.update_region, req.param("region_id"), changes)
-        return {"region": views.region(req.base_url, region)}
-
-    @serves("DELETE", "/v3/regions/{region_id}")
-    async def delete_region(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_region")
-        await req.run(self.m.delete_region, req.param("region_id"))
     # ------------------------------------------------------------------ services
     @serves("GET", "/v3/services")
     async def list_services(self, req: ApiRequest) -> dict[str, Any]:
@@ -84,24 +67,6 @@ class CatalogRoutes(IdentityHandler):
                             body.get("description"), body.get("enabled", True), extra)
         return FastJSON({"service": views.service(req.base_url, svc)}, status_code=201)
 
-    @serves("GET", "/v3/services/{service_id}")
-    async def get_service(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:get_service")
-        svc = await req.run(self.m.get_service, req.param("service_id"))
-        return {"service": views.service(req.base_url, svc)}
-
-    @serves("PATCH", "/v3/services/{service_id}")
-    async def update_service(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_service")
-        body = await _body(req, schemas.SERVICE_UPDATE, "service")
-        changes = _changes(body, ("type", "name", "description", "enabled"))
-        svc = await req.run(self.m.update_service, req.param("service_id"), changes)
-        return {"service": views.service(req.base_url, svc)}
-
-    @serves("DELETE", "/v3/services/{service_id}")
-    async def delete_service(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_service")
-        await req.run(self.m.delete_service, req.param("service_id"))
     # ------------------------------------------------------------------ endpoints
     @serves("GET", "/v3/endpoints")
     async def list_endpoints(self, req: ApiRequest) -> dict[str, Any]:
@@ -125,28 +90,32 @@ class CatalogRoutes(IdentityHandler):
             body.get("enabled", True), extra, body.get("region")))
         return FastJSON({"endpoint": views.endpoint(req.base_url, e)}, status_code=201)
 
-    @serves("GET", "/v3/endpoints/{endpoint_id}")
-    async def get_endpoint(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:get_endpoint")
-        e = await req.run(self.m.get_endpoint, req.param("endpoint_id"))
-        return {"endpoint": views.endpoint(req.base_url, e)}
+    # ------------------------------------------------------------------ members
+    def members(self) -> tuple[Member, ...]:
+        """Show, update and delete of regions, services and endpoints."""
+        m = self.m
+        return (
+            Member("/v3/regions/{region_id}", "region", views.region, m.get_region,
+                   m.update_region, m.delete_region, schemas.REGION_UPDATE,
+                   lambda body, _id: _changes(body, ("description", "parent_region_id"))),
+            Member("/v3/services/{service_id}", "service", views.service, m.get_service,
+                   m.update_service, m.delete_service, schemas.SERVICE_UPDATE,
+                   lambda body, _id: _changes(body, ("type", "name", "description",
+                                                     "enabled"))),
+            Member("/v3/endpoints/{endpoint_id}", "endpoint", views.endpoint, m.get_endpoint,
+                   m.update_endpoint, m.delete_endpoint, schemas.ENDPOINT_UPDATE,
+                   _endpoint_changes))
 
-    @serves("PATCH", "/v3/endpoints/{endpoint_id}")
-    async def update_endpoint(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_endpoint")
-        body = await _body(req, schemas.ENDPOINT_UPDATE, "endpoint")
-        changes = {k: v for k, v in body.items()
-                   if k in ("service_id", "interface", "url", "region_id", "enabled")}
-        if "region" in body and "region_id" not in body:
-            changes["region_id"] = body["region"]
-            changes["legacy_region"] = True
-        extra = {k: v for k, v in body.items() if k not in changes and k != "region"}
-        if extra:
-            changes["extra"] = extra
-        e = await req.run(self.m.update_endpoint, req.param("endpoint_id"), changes)
-        return {"endpoint": views.endpoint(req.base_url, e)}
 
-    @serves("DELETE", "/v3/endpoints/{endpoint_id}")
-    async def delete_endpoint(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_endpoint")
-        await req.run(self.m.delete_endpoint, req.param("endpoint_id"))
+def _endpoint_changes(body: dict[str, Any], endpoint_id: str) -> dict[str, Any]:
+    """An endpoint update's changes: its own fields; a legacy ``region`` (without
+    ``region_id``) as the region; the rest under ``extra``."""
+    changes = {k: v for k, v in body.items()
+               if k in ("service_id", "interface", "url", "region_id", "enabled")}
+    if "region" in body and "region_id" not in body:
+        changes["region_id"] = body["region"]
+        changes["legacy_region"] = True
+    extra = {k: v for k, v in body.items() if k not in changes and k != "region"}
+    if extra:
+        changes["extra"] = extra
+    return changes

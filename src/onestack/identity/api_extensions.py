@@ -13,6 +13,7 @@ from onestack.common.errors import BadRequest, Forbidden, NotFound, ValidationEr
 from onestack.common.timeutils import isotime
 from onestack.identity import schemas, views
 from onestack.identity.api_base import _body, _expires_at
+from onestack.identity.api_members import Member, body_as_is
 from onestack.identity.documents import DOMAIN_CONFIG_DEFAULTS, DocumentStore
 from onestack.identity.records import DocumentRecord, TrustRecord
 
@@ -209,6 +210,20 @@ class ExtensionRoutes:
         uid = self._own(req)
         await req.run(self.docs.delete_ec2, uid, req.param("access"))
 
+    # ------------------------------------------------------------------ members
+    def members(self) -> tuple[Member, ...]:
+        """Show, update and delete of policies, OAuth1 consumers and endpoint groups."""
+        d = self.docs
+        return (
+            Member("/v3/policies/{policy_id}", "policy", self._policy_view, d.get_policy,
+                   d.update_policy, d.delete_policy, POLICY_UPDATE, _without_id),
+            Member("/v3/OS-OAUTH1/consumers/{consumer_id}", "consumer", self._consumer_view,
+                   d.get_consumer, d.update_consumer, d.delete_consumer, CONSUMER,
+                   _same_consumer),
+            Member("/v3/OS-EP-FILTER/endpoint_groups/{group_id}", "endpoint_group",
+                   self._group_view, d.get_endpoint_group, d.update_endpoint_group,
+                   d.delete_endpoint_group, ENDPOINT_GROUP_UPDATE, body_as_is))
+
     # ------------------------------------------------------------------ policies
     def _policy_view(self, base: str, d: DocumentRecord) -> dict[str, Any]:
         return {**d.data, "id": d.id, "links": {"self": f"{base}/v3/policies/{d.id}"}}
@@ -226,25 +241,6 @@ class ExtensionRoutes:
         extra = {k: v for k, v in body.items() if k not in ("blob", "type", "id")}
         d = await req.run(self.docs.create_policy, body["blob"], body["type"], extra)
         return FastJSON({"policy": self._policy_view(req.base_url, d)}, status_code=201)
-
-    @serves("GET", "/v3/policies/{policy_id}")
-    async def get_policy(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:get_policy")
-        d = await req.run(self.docs.get_policy, req.param("policy_id"))
-        return {"policy": self._policy_view(req.base_url, d)}
-
-    @serves("PATCH", "/v3/policies/{policy_id}")
-    async def update_policy(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_policy")
-        body = await _body(req, POLICY_UPDATE, "policy")
-        body.pop("id", None)
-        d = await req.run(self.docs.update_policy, req.param("policy_id"), body)
-        return {"policy": self._policy_view(req.base_url, d)}
-
-    @serves("DELETE", "/v3/policies/{policy_id}")
-    async def delete_policy(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_policy")
-        await req.run(self.docs.delete_policy, req.param("policy_id"))
 
     # ------------------------------------------------------------------ consumers
     def _consumer_view(self, base: str, d: DocumentRecord, secret: str | None = None
@@ -271,27 +267,6 @@ class ExtensionRoutes:
         return FastJSON({"consumer": self._consumer_view(req.base_url, d, secret)},
                         status_code=201)
 
-    @serves("GET", "/v3/OS-OAUTH1/consumers/{consumer_id}")
-    async def get_consumer(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:get_consumer")
-        d = await req.run(self.docs.get_consumer, req.param("consumer_id"))
-        return {"consumer": self._consumer_view(req.base_url, d)}
-
-    @serves("PATCH", "/v3/OS-OAUTH1/consumers/{consumer_id}")
-    async def update_consumer(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_consumer")
-        body = await _body(req, CONSUMER, "consumer")
-        if "id" in body and body["id"] != req.param("consumer_id"):
-            raise BadRequest("Cannot change consumer id.")
-        body.pop("id", None)
-        d = await req.run(self.docs.update_consumer, req.param("consumer_id"), body)
-        return {"consumer": self._consumer_view(req.base_url, d)}
-
-    @serves("DELETE", "/v3/OS-OAUTH1/consumers/{consumer_id}")
-    async def delete_consumer(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_consumer")
-        await req.run(self.docs.delete_consumer, req.param("consumer_id"))
-
     # ------------------------------------------------------------------ endpoint groups
     def _group_view(self, base: str, d: DocumentRecord) -> dict[str, Any]:
         return {**d.data, "id": d.id,
@@ -313,29 +288,11 @@ class ExtensionRoutes:
         return FastJSON({"endpoint_group": self._group_view(req.base_url, d)},
                         status_code=201)
 
-    @serves("GET", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
-    async def get_endpoint_group(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:get_endpoint_group")
-        d = await req.run(self.docs.get_endpoint_group, req.param("group_id"))
-        return {"endpoint_group": self._group_view(req.base_url, d)}
-
     @serves("HEAD", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
     async def check_endpoint_group(self, req: ApiRequest) -> Response:
         req.enforce("identity:get_endpoint_group")
         await req.run(self.docs.get_endpoint_group, req.param("group_id"))
         return Response(status_code=200)
-
-    @serves("PATCH", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
-    async def update_endpoint_group(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_endpoint_group")
-        body = await _body(req, ENDPOINT_GROUP_UPDATE, "endpoint_group")
-        d = await req.run(self.docs.update_endpoint_group, req.param("group_id"), body)
-        return {"endpoint_group": self._group_view(req.base_url, d)}
-
-    @serves("DELETE", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}")
-    async def delete_endpoint_group(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_endpoint_group")
-        await req.run(self.docs.delete_endpoint_group, req.param("group_id"))
 
     @serves("GET", "/v3/OS-EP-FILTER/endpoint_groups/{group_id}/endpoints")
     async def endpoint_group_endpoints(self, req: ApiRequest) -> dict[str, Any]:
@@ -408,3 +365,16 @@ class ExtensionRoutes:
         req.enforce("identity:delete_domain_config")
         await req.run(self.docs.delete_domain_config, req.param("domain_id"),
                       req.path_params.get("group"), req.path_params.get("option"))
+
+
+def _without_id(body: dict[str, Any], member_id: str) -> dict[str, Any]:
+    """An update's changes: the body without an ``id`` it may carry."""
+    body.pop("id", None)
+    return body
+
+
+def _same_consumer(body: dict[str, Any], consumer_id: str) -> dict[str, Any]:
+    """A consumer update's changes: 400 when the body names another consumer."""
+    if "id" in body and body["id"] != consumer_id:
+        raise BadRequest("Cannot change consumer id.")
+    return _without_id(body, consumer_id)

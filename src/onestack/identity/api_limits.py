@@ -12,7 +12,7 @@ from onestack.api.routes import serves
 from onestack.common.errors import ValidationError
 from onestack.identity import limits as lim
 from onestack.identity import schemas, views
-from onestack.identity.api_base import _body
+from onestack.identity.api_members import Member
 from onestack.identity.limits import LimitStore
 from onestack.identity.records import DocumentRecord
 
@@ -71,24 +71,6 @@ class LimitRoutes:
         return FastJSON({"registered_limits": [self._reg_view(req.base_url, d) for d in docs]},
                         status_code=201)
 
-    @serves("GET", "/v3/registered_limits/{limit_id}")
-    async def get_registered(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:get_registered_limit")
-        d = await req.run(self.store.get_registered_limit, req.param("limit_id"))
-        return {"registered_limit": self._reg_view(req.base_url, d)}
-
-    @serves("PATCH", "/v3/registered_limits/{limit_id}")
-    async def update_registered(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_registered_limit")
-        body = await _body(req, lim.REGISTERED_LIMIT_UPDATE, "registered_limit")
-        d = await req.run(self.store.update_registered_limit, req.param("limit_id"), body)
-        return {"registered_limit": self._reg_view(req.base_url, d)}
-
-    @serves("DELETE", "/v3/registered_limits/{limit_id}")
-    async def delete_registered(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_registered_limit")
-        await req.run(self.store.delete_registered_limit, req.param("limit_id"))
-
     # ------------------------------------------------------------------ limits
     @serves("GET", "/v3/limits/model")
     async def model(self, req: ApiRequest) -> dict[str, Any]:
@@ -135,14 +117,14 @@ class LimitRoutes:
             "project": {"domain_id": project_domain}}}})
         return {"limit": self._limit_view(req.base_url, d)}
 
-    @serves("PATCH", "/v3/limits/{limit_id}")
-    async def update_limit(self, req: ApiRequest) -> dict[str, Any]:
-        req.enforce("identity:update_limit")
-        body = await _body(req, lim.LIMIT_UPDATE, "limit")
-        d = await req.run(self.store.update_limit, req.param("limit_id"), body)
-        return {"limit": self._limit_view(req.base_url, d)}
-
-    @serves("DELETE", "/v3/limits/{limit_id}")
-    async def delete_limit(self, req: ApiRequest) -> None:
-        req.enforce("identity:delete_limit")
-        await req.run(self.store.delete_limit, req.param("limit_id"))
+    # ------------------------------------------------------------------ members
+    def members(self) -> tuple[Member, ...]:
+        """Show, update and delete of registered limits; update and delete of limits (a
+        limit's show checks its policy against the limit, above)."""
+        st = self.store
+        return (
+            Member("/v3/registered_limits/{limit_id}", "registered_limit", self._reg_view,
+                   st.get_registered_limit, st.update_registered_limit,
+                   st.delete_registered_limit, lim.REGISTERED_LIMIT_UPDATE),
+            Member("/v3/limits/{limit_id}", "limit", self._limit_view, None,
+                   st.update_limit, st.delete_limit, lim.LIMIT_UPDATE))

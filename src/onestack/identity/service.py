@@ -34,6 +34,7 @@ from onestack.faults.rules import FaultTable
 from onestack.identity.api import IdentityAPI, build_policy
 from onestack.identity.api_extensions import ExtensionRoutes
 from onestack.identity.api_limits import LimitRoutes
+from onestack.identity.api_members import add_members
 from onestack.identity.auth import TokenService
 from onestack.identity.coherence import ChangeHint
 from onestack.identity.manager import IdentityManager
@@ -65,8 +66,10 @@ def build_identity(settings: Settings, db: Database) -> IdentityParts:
                       settings.url("identity"))
     faults = FaultTable(settings.data_dir)
     # ``/_onestack/`` (health, fault injection) rides on the identity service.
-    add_declared(api.service, ExtensionRoutes(api), LimitRoutes(api),
+    extensions, limits = ExtensionRoutes(api), LimitRoutes(api)
+    add_declared(api.service, extensions, limits,
                  ControlAPI(faults, settings.data_dir, settings.policy_file or None))
+    add_members(api.service, extensions, limits)
     app = make_app(api.service, tokens, settings.max_request_body_size)
     install_faults({"identity": app}, faults)
     return IdentityParts(manager, tokens, app, faults)
