@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 
@@ -38,6 +38,7 @@ from onestack.compute.resource_base import ResourceHandler
 #: The last microversion with the proxy APIs.
 MAX_PROXY = APIVersion("2.35")
 _GONE = "The resource could not be found."
+T = TypeVar("T")
 #: How a proxy route shows one network: (request, network API, Neutron's network) -> entry.
 NetworkView = Callable[[ApiRequest, NeutronApi, dict[str, Any]], dict[str, Any]]
 
@@ -173,11 +174,8 @@ class NetworkProxyRoutes(ResourceHandler):
         name, description = await self._sg_body(req)
 
         def run() -> dict[str, Any]:
-            try:
-                group = n.create_security_groups(
-                    req.ctx, [{"name": name, "description": description}])[0]
-            except APIError as exc:
-                raise _nova_error(exc) from None
+            group = _as_nova(n.create_security_groups, req.ctx,
+                             [{"name": name, "description": description}])[0]
             return nova_group(group, {})
         return {"security_group": await req.run(run)}
 
@@ -189,11 +187,8 @@ class NetworkProxyRoutes(ResourceHandler):
         name, description = await self._sg_body(req)
 
         def run() -> dict[str, Any]:
-            try:
-                group = n.update_security_group(req.ctx, sg_id, {"name": name,
-                                                                 "description": description})
-            except APIError as exc:
-                raise _nova_error(exc) from None
+            group = _as_nova(n.update_security_group, req.ctx, sg_id,
+                             {"name": name, "description": description})
             return nova_group(group, self._groups_by_id(req, n))
         return {"security_group": await req.run(run)}
 
@@ -204,10 +199,7 @@ class NetworkProxyRoutes(ResourceHandler):
 
         def run() -> None:
             self._sg(req, n, sg_id)
-            try:
-                n.delete_security_group(req.ctx, sg_id)
-            except APIError as exc:
-                raise _nova_error(exc) from None
+            _as_nova(n.delete_security_group, req.ctx, sg_id)
         await req.run(run)
         return Response(status_code=202)
 
@@ -228,10 +220,7 @@ class NetworkProxyRoutes(ResourceHandler):
             if new.get("remote_group_id"):
                 self._sg(req, n, new["remote_group_id"])
             new["security_group_id"] = parent["id"]
-            try:
-                made = n.create_security_group_rules(req.ctx, [new])[0]
-            except APIError as exc:
-                raise _nova_error(exc) from None
+            made = _as_nova(n.create_security_group_rules, req.ctx, [new])[0]
             out = nova_rule(made, self._groups_by_id(req, n))
             assert out is not None
             return out
@@ -498,6 +487,14 @@ def _admin() -> Any:
     from onestack.common.context import RequestContext
 
     return RequestContext.admin()
+
+
+def _as_nova(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, a Neutron failure raised as Nova's (``_nova_error``)."""
+    try:
+        return call(*args)
+    except APIError as exc:
+        raise _nova_error(exc) from None
 
 
 def _nova_error(exc: APIError) -> APIError:
