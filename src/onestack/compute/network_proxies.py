@@ -128,11 +128,8 @@ class NetworkProxyRoutes(ResourceHandler):
     def _sg(self, req: ApiRequest, n: NeutronApi, sg_id: str) -> dict[str, Any]:
         if not is_uuid(sg_id):
             raise BadRequest("Security group id should be uuid")
-        try:
-            group: dict[str, Any] = n.get_security_group(req.ctx, sg_id)
-        except NotFound:
-            raise NotFound(f"Security group {sg_id} not found.") from None
-        return group
+        return _found(f"Security group {sg_id} not found.", n.get_security_group, req.ctx,
+                      sg_id)
 
     # ------------------------------------------------------------------ security groups
     @serves("GET", "/v2.1/os-security-groups")
@@ -281,13 +278,10 @@ class NetworkProxyRoutes(ResourceHandler):
         return {"floating_ips": await req.run(run)}
 
     def _fip(self, req: ApiRequest, n: NeutronApi, fip_id: str) -> dict[str, Any]:
-        try:
-            if not is_uuid(fip_id):
-                raise NotFound("")
-            fip: dict[str, Any] = n.get_floatingip(req.ctx, fip_id)
-        except NotFound:
-            raise NotFound(f"Floating IP not found for ID {fip_id}") from None
-        return fip
+        message = f"Floating IP not found for ID {fip_id}"
+        if not is_uuid(fip_id):
+            raise NotFound(message)
+        return _found(message, n.get_floatingip, req.ctx, fip_id)
 
     @serves("GET", "/v2.1/os-floating-ips/{fip_id}")
     async def show_fip(self, req: ApiRequest) -> dict[str, Any]:
@@ -332,10 +326,8 @@ class NetworkProxyRoutes(ResourceHandler):
 
         def run() -> None:
             self._fip(req, n, fip_id)
-            try:
-                n.delete_floatingip(req.ctx, fip_id)
-            except NotFound:
-                raise NotFound(f"Floating IP not found for ID {fip_id}") from None
+            _found(f"Floating IP not found for ID {fip_id}", n.delete_floatingip, req.ctx,
+                   fip_id)
         await req.run(run)
         return Response(status_code=202)
 
@@ -495,6 +487,14 @@ def _as_nova(call: Callable[..., T], *args: Any) -> T:
         return call(*args)
     except APIError as exc:
         raise _nova_error(exc) from None
+
+
+def _found(message: str, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, Neutron's 404 raised with Nova's own ``message`` instead."""
+    try:
+        return call(*args)
+    except NotFound:
+        raise NotFound(message) from None
 
 
 def _nova_error(exc: APIError) -> APIError:
