@@ -60,29 +60,28 @@ class AddressScopesMixin(ManagerBase):
 
     def create_address_scopes(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                               ) -> list[dict[str, Any]]:
-        def run(s: Session) -> list[dict[str, Any]]:
-            out = []
-            for body in bodies:
-                sc.check_keys(body, SCOPE_KEYS, "address_scope")
-                project = self._owner_for_create(ctx, body, "address_scope")
-                if "ip_version" not in body:
-                    raise sc.bad("Failed to parse request. Required attribute 'ip_version' "
-                                 "not specified")
-                version = sc.to_int(body["ip_version"], "ip_version")
-                if version not in (4, 6):
-                    raise sc.bad(f"Invalid input for ip_version. Reason: {version} is not "
-                                 "in [4, 6].")
-                shared = sc.to_bool(body.get("shared", False), "shared")
-                if shared:
-                    self._enforce(ctx, "create_address_scope:shared", {"project_id": project})
-                scope = t.AddressScope(
-                    id=str(uuid.uuid4()), project_id=project, ip_version=version,
-                    name=sc.to_str(body.get("name", ""), "name") or "", shared=shared)
-                s.add(scope)
-                out.append(scope)
-            s.flush()
-            return [views.address_scope(r) for r in out]
-        return self._tx(run)
+        return self._create_all(ctx, bodies, self._create_scope,
+                                lambda s, rows: [views.address_scope(r) for r in rows])
+
+    def _create_scope(self, s: Session, ctx: RequestContext, body: dict[str, Any]
+                      ) -> t.AddressScope:
+        sc.check_keys(body, SCOPE_KEYS, "address_scope")
+        project = self._owner_for_create(ctx, body, "address_scope")
+        if "ip_version" not in body:
+            raise sc.bad("Failed to parse request. Required attribute 'ip_version' "
+                         "not specified")
+        version = sc.to_int(body["ip_version"], "ip_version")
+        if version not in (4, 6):
+            raise sc.bad(f"Invalid input for ip_version. Reason: {version} is not "
+                         "in [4, 6].")
+        shared = sc.to_bool(body.get("shared", False), "shared")
+        if shared:
+            self._enforce(ctx, "create_address_scope:shared", {"project_id": project})
+        scope = t.AddressScope(
+            id=str(uuid.uuid4()), project_id=project, ip_version=version,
+            name=sc.to_str(body.get("name", ""), "name") or "", shared=shared)
+        s.add(scope)
+        return scope
 
     def update_address_scope(self, ctx: RequestContext, sid: str, body: dict[str, Any],
                              revision: int | None = None) -> dict[str, Any]:

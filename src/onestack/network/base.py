@@ -25,6 +25,9 @@ from onestack.network.store import _Q_QUOTA
 
 #: Rows a project owns outright (listed by ``project_id`` alone).
 _Owned = TypeVar("_Owned", t.Router, t.FloatingIP, t.SecurityGroup)
+#: Rows a (bulk) create makes.
+_Created = TypeVar("_Created", t.Network, t.Subnet, t.SubnetPool, t.Router, t.FloatingIP,
+                   t.SecurityGroup, t.AddressScope)
 
 
 class ManagerBase:
@@ -54,6 +57,23 @@ class ManagerBase:
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
         with self.db.reader() as s:
             return fn(s, *args)
+
+    def _create_all(self, ctx: RequestContext, bodies: list[dict[str, Any]],
+                    create: Callable[[Session, RequestContext, dict[str, Any]], _Created],
+                    render: Callable[[Session, list[_Created]], list[dict[str, Any]]]
+                    ) -> list[dict[str, Any]]:
+        """Neutron's (bulk) create: ``create`` makes each body's row and the body's ``tags``
+        (if any) go on it, all in one transaction (all or nothing); the rows are flushed, then
+        ``render`` gives their documents."""
+        def run(s: Session) -> list[dict[str, Any]]:
+            rows = []
+            for body in bodies:
+                row = create(s, ctx, body)
+                self._set_tags(s, row.id, body.get("tags"))
+                rows.append(row)
+            s.flush()
+            return render(s, rows)
+        return self._tx(run)
 
     @staticmethod
     def _project_rows(s: Session, ctx: RequestContext, model: type[_Owned],

@@ -40,10 +40,8 @@ class NetworksMixin(ManagerBase):
     def create_networks(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                         ) -> list[dict[str, Any]]:
         """Create networks (all or nothing), allocating their segments."""
-        def run(s: Session) -> list[dict[str, Any]]:
-            rows = [self._create_network(s, ctx, b) for b in bodies]
-            return self._network_views(s, ctx, rows)
-        docs = self._tx(run)
+        docs = self._create_all(ctx, bodies, self._create_network,
+                                lambda s, rows: self._network_views(s, ctx, rows))
         for d in docs:
             self.driver.network_updated(d, [])
         return docs
@@ -92,7 +90,6 @@ class NetworksMixin(ManagerBase):
             if mtu > net.mtu:
                 raise sc.bad(f"Requested MTU is too big, maximum is {net.mtu}", "InvalidInput")
             net.mtu = mtu
-        self._set_tags(s, net.id, body.get("tags"))
         return net
 
     def _type_mtu(self, network_type: str) -> int:

@@ -39,42 +39,40 @@ class RoutersMixin(ManagerBase):
 
     def create_routers(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                        ) -> list[dict[str, Any]]:
-        def run(s: Session) -> list[dict[str, Any]]:
-            rows = []
-            for body in bodies:
-                sc.check_keys(body, sc.ROUTER_KEYS, "router")
-                project = self._owner_for_create(ctx, body, "router")
-                self._check_quota(s, project, "router")
-                r = self._stamp(t.Router(id=str(uuid.uuid4()), project_id=project))
-                self._set_text(r, body, create=True)
-                r.admin_state_up = sc.to_bool(body.get("admin_state_up", True),
-                                              "admin_state_up")
-                for key in ("distributed", "ha"):
-                    if key in body:
-                        self._enforce(ctx, f"create_router:{key}", {"project_id": project})
-                        setattr(r, key, sc.to_bool(body[key], key))
-                hints = sc.to_list(body.get("availability_zone_hints", []),
-                                   "availability_zone_hints")
-                for h in hints:
-                    if h != "nova":
-                        raise NotFound(f"AvailabilityZone {h} could not be found.",
-                                       kind="AvailabilityZoneNotFound")
-                r.availability_zone_hints = list(hints)
-                r.routes = []
-                s.add(r)
-                s.flush()
-                if body.get("external_gateway_info"):
-                    self._set_gateway(s, ctx, r, body["external_gateway_info"])
-                if body.get("routes"):
-                    raise sc.bad("Routes can only be set on update.", "InvalidInput")
-                self._set_tags(s, r.id, body.get("tags"))
-                rows.append(r)
-            s.flush()
-            return self._router_views(s, ctx, rows)
-        docs = self._tx(run)
+        docs = self._create_all(ctx, bodies, self._create_router,
+                                lambda s, rows: self._router_views(s, ctx, rows))
         for d in docs:
             self.driver.router_updated(d, [], [])
         return docs
+
+    def _create_router(self, s: Session, ctx: RequestContext, body: dict[str, Any]
+                       ) -> t.Router:
+        sc.check_keys(body, sc.ROUTER_KEYS, "router")
+        project = self._owner_for_create(ctx, body, "router")
+        self._check_quota(s, project, "router")
+        r = self._stamp(t.Router(id=str(uuid.uuid4()), project_id=project))
+        self._set_text(r, body, create=True)
+        r.admin_state_up = sc.to_bool(body.get("admin_state_up", True),
+                                      "admin_state_up")
+        for key in ("distributed", "ha"):
+            if key in body:
+                self._enforce(ctx, f"create_router:{key}", {"project_id": project})
+                setattr(r, key, sc.to_bool(body[key], key))
+        hints = sc.to_list(body.get("availability_zone_hints", []),
+                           "availability_zone_hints")
+        for h in hints:
+            if h != "nova":
+                raise NotFound(f"AvailabilityZone {h} could not be found.",
+                               kind="AvailabilityZoneNotFound")
+        r.availability_zone_hints = list(hints)
+        r.routes = []
+        s.add(r)
+        s.flush()
+        if body.get("external_gateway_info"):
+            self._set_gateway(s, ctx, r, body["external_gateway_info"])
+        if body.get("routes"):
+            raise sc.bad("Routes can only be set on update.", "InvalidInput")
+        return r
 
     def _set_gateway(self, s: Session, ctx: RequestContext, r: t.Router, info: Any) -> None:
         info = sc.to_dict(info, "external_gateway_info")
@@ -352,11 +350,7 @@ class RoutersMixin(ManagerBase):
 
     def create_floatingips(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                            ) -> list[dict[str, Any]]:
-        def run(s: Session) -> list[dict[str, Any]]:
-            rows = [self._create_fip(s, ctx, b) for b in bodies]
-            s.flush()
-            return self._fip_views(s, rows)
-        docs = self._tx(run)
+        docs = self._create_all(ctx, bodies, self._create_fip, self._fip_views)
         self._fips_moved({d.get("router_id") for d in docs})
         return docs
 
@@ -419,7 +413,6 @@ class RoutersMixin(ManagerBase):
         s.flush()
         if body.get("port_id"):
             self._associate(s, ctx, fip, str(body["port_id"]), body.get("fixed_ip_address"))
-        self._set_tags(s, fip.id, body.get("tags"))
         return fip
 
     def _associate(self, s: Session, ctx: RequestContext, fip: t.FloatingIP, port_id: str,

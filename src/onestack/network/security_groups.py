@@ -88,30 +88,27 @@ class SecurityGroupsMixin(ManagerBase):
 
     def create_security_groups(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                                ) -> list[dict[str, Any]]:
-        def run(s: Session) -> list[dict[str, Any]]:
-            rows = []
-            for body in bodies:
-                sc.check_keys(body, sc.SECURITY_GROUP_KEYS, "security_group")
-                project = self._owner_for_create(ctx, body, "security_group")
-                self._ensure_default_sg(s, project)
-                name = sc.to_str(body.get("name", ""), "name") or ""
-                if name == "default":
-                    raise conflict("Default security group already exists.",
-                                   "SecurityGroupDefaultAlreadyExists")
-                self._check_quota(s, project, "security_group")
-                sg = self._stamp(t.SecurityGroup(id=str(uuid.uuid4()), project_id=project,
-                                                 name=name))
-                sg.description = sc.to_str(body.get("description", ""), "description") or ""
-                sg.stateful = sc.to_bool(body.get("stateful", True), "stateful")
-                s.add(sg)
-                s.flush()
-                for eth in ("IPv4", "IPv6"):
-                    self._add_rule_row(s, sg, "egress", eth)
-                self._set_tags(s, sg.id, body.get("tags"))
-                rows.append(sg)
-            s.flush()
-            return self._sg_views(s, rows)
-        return self._tx(run)
+        return self._create_all(ctx, bodies, self._create_sg, self._sg_views)
+
+    def _create_sg(self, s: Session, ctx: RequestContext, body: dict[str, Any]
+                   ) -> t.SecurityGroup:
+        sc.check_keys(body, sc.SECURITY_GROUP_KEYS, "security_group")
+        project = self._owner_for_create(ctx, body, "security_group")
+        self._ensure_default_sg(s, project)
+        name = sc.to_str(body.get("name", ""), "name") or ""
+        if name == "default":
+            raise conflict("Default security group already exists.",
+                           "SecurityGroupDefaultAlreadyExists")
+        self._check_quota(s, project, "security_group")
+        sg = self._stamp(t.SecurityGroup(id=str(uuid.uuid4()), project_id=project,
+                                         name=name))
+        sg.description = sc.to_str(body.get("description", ""), "description") or ""
+        sg.stateful = sc.to_bool(body.get("stateful", True), "stateful")
+        s.add(sg)
+        s.flush()
+        for eth in ("IPv4", "IPv6"):
+            self._add_rule_row(s, sg, "egress", eth)
+        return sg
 
     def update_security_group(self, ctx: RequestContext, gid: str, body: dict[str, Any],
                               revision: int | None = None) -> dict[str, Any]:

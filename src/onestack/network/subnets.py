@@ -47,10 +47,7 @@ class SubnetsMixin(ManagerBase):
     def create_subnets(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                        ) -> list[dict[str, Any]]:
         """Create subnets (all or nothing) with their pools, routes and name servers."""
-        def run(s: Session) -> list[dict[str, Any]]:
-            rows = [self._create_subnet(s, ctx, b) for b in bodies]
-            return self._subnet_views(s, rows)
-        docs = self._tx(run)
+        docs = self._create_all(ctx, bodies, self._create_subnet, self._subnet_views)
         self._subnets_changed(docs)
         return docs
 
@@ -157,7 +154,6 @@ class SubnetsMixin(ManagerBase):
         sub.service_types = list(sc.to_list(body.get("service_types", []), "service_types"))
         s.add(sub)
         s.flush()
-        self._set_tags(s, sub.id, body.get("tags"))
         return sub
 
     @staticmethod
@@ -347,9 +343,7 @@ class SubnetsMixin(ManagerBase):
 
     def create_subnetpools(self, ctx: RequestContext, bodies: list[dict[str, Any]]
                            ) -> list[dict[str, Any]]:
-        def run(s: Session) -> list[dict[str, Any]]:
-            return self._pool_views(s, [self._create_pool(s, ctx, b) for b in bodies])
-        return self._tx(run)
+        return self._create_all(ctx, bodies, self._create_pool, self._pool_views)
 
     def _pool_bounds(self, pool: t.SubnetPool, body: dict[str, Any]) -> None:
         maxlen = 32 if pool.ip_version == 4 else 128
@@ -406,7 +400,6 @@ class SubnetsMixin(ManagerBase):
         self._check_default_pool(s, pool)
         s.add(pool)
         s.flush()
-        self._set_tags(s, pool.id, body.get("tags"))
         return pool
 
     def update_subnetpool(self, ctx: RequestContext, pid: str, body: dict[str, Any],
