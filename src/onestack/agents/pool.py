@@ -1,6 +1,6 @@
 """``ComputeAgentPool``: the compute agents of this process (one per host, many with fake
-hosts) with one shared heartbeat/reconciliation loop, so ``--fake-hosts 1000`` costs 1000 dict
-entries, not 1000 timers.
+hosts) with one shared heartbeat loop and one shared reconciliation loop, so ``--fake-hosts
+1000`` costs 1000 dict entries, not 1000 timers.
 """
 
 from __future__ import annotations
@@ -64,7 +64,13 @@ class ComputeAgentPool:
                 LOG.exception("driver cleanup of %s failed", agent.host)
 
     async def _periodic(self) -> None:
-        last_reconcile = asyncio.get_running_loop().time()
+        """The heartbeats and the reconciliation, as two loops: a reconciliation waiting on a
+        busy guest (a graceful stop, a slow boot under TCG) must not delay the heartbeat, or
+        the scheduler reads a running host as down (Nova's service report is a loop of its
+        own too)."""
+        await asyncio.gather(self._heartbeats(), self._reconciles())
+
+    async def _heartbeats(self) -> None:
         hosts = [a.host for a in self.agents]
         while True:
             await asyncio.sleep(self.heartbeat_interval)
@@ -76,10 +82,14 @@ class ComputeAgentPool:
                     await asyncio.to_thread(self.m.report_down, sorted(down))
                 await asyncio.to_thread(self.m.heartbeat,
                                         [h for h in hosts if h not in down] if down else hosts)
-                now = asyncio.get_running_loop().time()
-                if now - last_reconcile >= self.reconcile_interval:
-                    last_reconcile = now
-                    for agent in self.agents:
-                        await agent.reconcile()
             except Exception:  # noqa: BLE001 - keep reporting
-                LOG.exception("compute periodic task failed")
+                LOG.exception("compute heartbeat failed")
+
+    async def _reconciles(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconcile_interval)
+            for agent in self.agents:
+                try:
+                    await agent.reconcile()
+                except Exception:  # noqa: BLE001 - keep reconciling
+                    LOG.exception("reconciliation of %s failed", agent.host)
