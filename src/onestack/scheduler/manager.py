@@ -96,18 +96,28 @@ class Scheduler:
             return {}
 
     async def _heartbeat(self) -> None:
-        last_recovery = time.monotonic()
+        """The service reports and the periodic boot recovery, as two loops: a slow recovery
+        pass must not delay the reports (the services would read down meanwhile)."""
+        await asyncio.gather(self._reports(), self._recoveries())
+
+    async def _reports(self) -> None:
         while True:
-            await asyncio.sleep(min(self.heartbeat_interval, self.recovery_interval))
+            await asyncio.sleep(self.heartbeat_interval)
             try:
                 for binary in ("nova-scheduler", "nova-conductor"):
                     await asyncio.to_thread(self.m.heartbeat, [self.host], binary)
-                if (self.recovery is not None
-                        and time.monotonic() - last_recovery >= self.recovery_interval):
-                    last_recovery = time.monotonic()
-                    await self.recovery.run()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - keep reporting
                 LOG.exception("scheduler heartbeat failed")
+
+    async def _recoveries(self) -> None:
+        if self.recovery is None:
+            return
+        while True:
+            await asyncio.sleep(self.recovery_interval)
+            try:
+                await self.recovery.run()
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                LOG.exception("boot recovery failed")
 
     # ------------------------------------------------------------------ host states
     async def _host_states(self) -> list[HostState]:
