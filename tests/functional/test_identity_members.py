@@ -127,3 +127,41 @@ def test_reader_cannot_change_members(cloud: RunningCloud, admin: Client) -> Non
         admin.delete(f"/users/{user['id']}")
         admin.delete(f"/regions/{rid}")
         admin.delete(f"/policies/{pol['id']}")
+
+
+def test_limit_batch_creates(admin: Client) -> None:
+    """``POST /v3/registered_limits`` and ``/v3/limits``: a list, all made at once (201 with
+    every document), a malformed body or a duplicate stores nothing."""
+    svc = admin.post("/services", json={"service": {"type": _name("t")}}).json()["service"]
+    project = admin.post("/projects", json={"project": {"name": _name("p")}}).json()["project"]
+    try:
+        for bad in ({"registered_limits": {}}, {"registered_limits": [{"default_limit": 1}]},
+                    {"other": []}):
+            assert admin.post("/registered_limits", json=bad).status_code == 400
+        regs = [{"service_id": svc["id"], "resource_name": n, "default_limit": 5}
+                for n in ("cores", "ram")]
+        made = admin.post("/registered_limits", json={"registered_limits": regs})
+        assert made.status_code == 201, made.text
+        docs = made.json()["registered_limits"]
+        assert [d["resource_name"] for d in docs] == ["cores", "ram"]
+        assert all(d["links"]["self"].endswith(f"/v3/registered_limits/{d['id']}")
+                   and d["region_id"] is None and d["description"] is None for d in docs)
+        dup = admin.post("/registered_limits", json={"registered_limits": regs[:1]})
+        assert dup.status_code == 409
+        limits = [{"service_id": svc["id"], "project_id": project["id"],
+                   "resource_name": "cores", "resource_limit": 3}]
+        assert admin.post("/limits", json={"limits": {}}).status_code == 400
+        made = admin.post("/limits", json={"limits": limits})
+        assert made.status_code == 201, made.text
+        (doc,) = made.json()["limits"]
+        assert doc["project_id"] == project["id"] and doc["domain_id"] is None
+        assert doc["links"]["self"].endswith(f"/v3/limits/{doc['id']}")
+        assert admin.post("/limits", json={"limits": limits}).status_code == 409
+        listed = admin.get("/limits", params={"project_id": project["id"]}).json()["limits"]
+        assert [x["id"] for x in listed] == [doc["id"]]
+        admin.delete(f"/limits/{doc['id']}")
+        for d in docs:
+            admin.delete(f"/registered_limits/{d['id']}")
+    finally:
+        admin.delete(f"/projects/{project['id']}")
+        admin.delete(f"/services/{svc['id']}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -32,6 +33,26 @@ def _batch(body: Any, key: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
+def _view(collection: str, fields: tuple[str, ...]
+          ) -> Callable[[str, DocumentRecord], dict[str, Any]]:
+    """The document of a (registered) limit: its id, ``fields`` and its link."""
+    def view(base: str, d: DocumentRecord) -> dict[str, Any]:
+        return {"id": d.id, **{k: d.data.get(k) for k in fields},
+                "links": {"self": f"{base}/v3/{collection}/{d.id}"}}
+    return view
+
+
+async def _create(req: ApiRequest, policy: str, key: str, schema: dict[str, Any],
+                  create: Callable[[list[dict[str, Any]]], Sequence[DocumentRecord]],
+                  view: Callable[[str, DocumentRecord], dict[str, Any]]) -> Response:
+    """A batch create (``POST /v3/registered_limits`` and ``/v3/limits``): the policy, the
+    list under ``key`` checked against ``schema``, all created at once, 201 with them."""
+    req.enforce(policy)
+    items = _batch(await req.json(), key, schema)
+    docs = await req.run(create, items)
+    return FastJSON({key: [view(req.base_url, d) for d in docs]}, status_code=201)
+
+
 class LimitRoutes:
     """Unified limits: registered limits, limits and the limit model."""
 
@@ -40,15 +61,8 @@ class LimitRoutes:
         self.m = api.m
         self.store = LimitStore(api.m)
 
-    @staticmethod
-    def _reg_view(base: str, d: DocumentRecord) -> dict[str, Any]:
-        return {"id": d.id, **{k: d.data.get(k) for k in _REG_FIELDS},
-                "links": {"self": f"{base}/v3/registered_limits/{d.id}"}}
-
-    @staticmethod
-    def _limit_view(base: str, d: DocumentRecord) -> dict[str, Any]:
-        return {"id": d.id, **{k: d.data.get(k) for k in _LIMIT_FIELDS},
-                "links": {"self": f"{base}/v3/limits/{d.id}"}}
+    _reg_view = staticmethod(_view("registered_limits", _REG_FIELDS))
+    _limit_view = staticmethod(_view("limits", _LIMIT_FIELDS))
 
     @staticmethod
     def _filters(req: ApiRequest, keys: tuple[str, ...]) -> dict[str, str]:
@@ -65,11 +79,9 @@ class LimitRoutes:
 
     @serves("POST", "/v3/registered_limits")
     async def create_registered(self, req: ApiRequest) -> Response:
-        req.enforce("identity:create_registered_limits")
-        items = _batch(await req.json(), "registered_limits", lim.REGISTERED_LIMITS_CREATE)
-        docs = await req.run(self.store.create_registered_limits, items)
-        return FastJSON({"registered_limits": [self._reg_view(req.base_url, d) for d in docs]},
-                        status_code=201)
+        return await _create(req, "identity:create_registered_limits", "registered_limits",
+                             lim.REGISTERED_LIMITS_CREATE, self.store.create_registered_limits,
+                             self._reg_view)
 
     # ------------------------------------------------------------------ limits
     @serves("GET", "/v3/limits/model")
@@ -99,11 +111,8 @@ class LimitRoutes:
 
     @serves("POST", "/v3/limits")
     async def create_limits(self, req: ApiRequest) -> Response:
-        req.enforce("identity:create_limits")
-        items = _batch(await req.json(), "limits", lim.LIMITS_CREATE)
-        docs = await req.run(self.store.create_limits, items)
-        return FastJSON({"limits": [self._limit_view(req.base_url, d) for d in docs]},
-                        status_code=201)
+        return await _create(req, "identity:create_limits", "limits", lim.LIMITS_CREATE,
+                             self.store.create_limits, self._limit_view)
 
     def _project_domain(self, project_id: str | None) -> str | None:
         return self.m.domain_of_project(project_id) if project_id else None
