@@ -12,6 +12,7 @@ from onestack.db.engine import Database
 from onestack.db.migrate import current, upgrade
 from onestack.identity.auth import TokenService
 from onestack.identity.manager import IdentityManager
+from onestack.identity.records import Grant
 from onestack.identity.setup import bootstrap
 from onestack.identity.tokens import FernetCodec, KeyRepository, TokenFormatter
 
@@ -85,7 +86,7 @@ def test_effective_roles_inheritance_and_implication(database: Database,
     u = m.create_user("u", "default", "pw")
     g = m.create_group("g", "default")
     m.add_member(g.id, u.id)
-    m.create_grant(a.id, group_id=g.id, project_id=parent.id, inherited=True)
+    m.create_grant(a.id, Grant(group_id=g.id, project_id=parent.id, inherited=True))
     names = {r.name for r in m.effective_roles(u.id, project_id=child.id)}
     assert names == {"a", "b"}
     assert m.effective_roles(u.id, project_id=parent.id) == []

@@ -257,3 +257,38 @@ def test_groups_grant_roles(cloud: RunningCloud, admin: Client,
     assert [x["name"] for x in r.json()["token"]["roles"]] == ["reader"]
     admin.delete(f"/groups/{g['id']}")
     _err(_auth(cloud, _pw_body(u["user"], u["password"], "admin")), 401)
+
+
+@pytest.mark.parametrize("target", ["projects", "domains", "system", "OS-INHERIT"])
+@pytest.mark.parametrize("actor", ["users", "groups"])
+def test_grant_routes_each_actor_and_target(admin: Client, target: str, actor: str) -> None:
+    """PUT, HEAD, GET (list) and DELETE of a grant for every actor and target kind, inherited
+    grants included: 204s, the role listed exactly while granted, then 404s."""
+    reader = admin.get("/roles", params={"name": "reader"}).json()["roles"][0]
+    if actor == "users":
+        who = admin.post("/users", json={"user": {"name": _name("u")}}).json()["user"]
+    else:
+        who = admin.post("/groups", json={"group": {"name": _name("g")}}).json()["group"]
+    p = admin.post("/projects", json={"project": {"name": _name("p")}}).json()["project"]
+    base = {"projects": f"/projects/{p['id']}/{actor}/{who['id']}/roles",
+            "domains": f"/domains/default/{actor}/{who['id']}/roles",
+            "system": f"/system/{actor}/{who['id']}/roles",
+            "OS-INHERIT": f"/OS-INHERIT/projects/{p['id']}/{actor}/{who['id']}/roles"}[target]
+    role = f"{base}/{reader['id']}" + ("/inherited_to_projects" if target == "OS-INHERIT"
+                                       else "")
+    listing = base + ("/inherited_to_projects" if target == "OS-INHERIT" else "")
+    try:
+        assert admin.head(role).status_code == 404
+        assert admin.put(role).status_code == 204
+        assert admin.put(role).status_code == 204  # idempotent
+        assert admin.head(role).status_code == 204
+        assert [r["id"] for r in admin.get(listing).json()["roles"]] == [reader["id"]]
+        assert admin.delete(role).status_code == 204
+        assert admin.head(role).status_code == 404
+        assert admin.get(listing).json()["roles"] == []
+        _err(admin.delete(role), 404)
+        missing = role.replace(who["id"], "0" * 32)
+        _err(admin.put(missing), 404)
+    finally:
+        admin.delete(f"/{actor}/{who['id']}")
+        admin.delete(f"/projects/{p['id']}")

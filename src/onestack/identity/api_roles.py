@@ -12,6 +12,7 @@ from onestack.api.app import ApiRequest, FastJSON
 from onestack.api.routes import serves
 from onestack.identity import schemas, views
 from onestack.identity.api_base import IdentityHandler, _body, _changes
+from onestack.identity.records import Grant
 
 
 class RoleRoutes(IdentityHandler):
@@ -106,17 +107,16 @@ class RoleRoutes(IdentityHandler):
         return {"role_inferences": [views.implied(req.base_url, p, imp) for p, imp in rows],
                 "links": {"self": f"{req.base_url}/v3/role_inferences"}}
     # ------------------------------------------------------------------ grants
-    def _grant_kwargs(self, req: ApiRequest, target: str, actor: str, inherited: bool
-                      ) -> dict[str, Any]:
-        kw: dict[str, Any] = {"inherited": inherited}
-        if target == "projects":
-            kw["project_id"] = req.param("target_id")
-        elif target == "domains":
-            kw["domain_id"] = req.param("target_id")
-        else:
-            kw["system"] = "all"
-        kw["user_id" if actor == "users" else "group_id"] = req.param("actor_id")
-        return kw
+    def _grant(self, req: ApiRequest, target: str, actor: str, inherited: bool) -> Grant:
+        """The grant the path names: its actor (``users``/``groups``) and target
+        (``projects``/``domains``/``system``)."""
+        actor_id = req.param("actor_id")
+        target_id = None if target == "system" else req.param("target_id")
+        return Grant(user_id=actor_id if actor == "users" else None,
+                     group_id=actor_id if actor == "groups" else None,
+                     project_id=target_id if target == "projects" else None,
+                     domain_id=target_id if target == "domains" else None,
+                     system="all" if target == "system" else None, inherited=inherited)
 
     def _grant_action(self, target: str, actor: str, verb: str) -> str:
         if target == "system":
@@ -145,8 +145,8 @@ class RoleRoutes(IdentityHandler):
     def grant_list(self, target: str, actor: str, inherited: bool) -> Callable[..., Any]:
         async def handler(req: ApiRequest) -> dict[str, Any]:
             await self._enforce_grant(req, target, actor, "list")
-            roles = await req.run(lambda: self.m.list_grants(
-                **self._grant_kwargs(req, target, actor, inherited)))
+            roles = await req.run(self.m.list_grants,
+                                  self._grant(req, target, actor, inherited))
             return views.listing(req.base_url, req.request.url.path[4:], "roles", views.role, roles)
 
         handler.__name__ = f"list_grants_{target}_{actor}"
@@ -170,8 +170,7 @@ class RoleRoutes(IdentityHandler):
         (``verb``) the path's role grant of ``actor`` on ``target`` through ``call``: 204."""
         async def handler(req: ApiRequest) -> None:
             await self._enforce_grant(req, target, actor, verb)
-            await req.run(lambda: call(
-                req.param("role_id"), **self._grant_kwargs(req, target, actor, inherited)))
+            await req.run(call, req.param("role_id"), self._grant(req, target, actor, inherited))
 
         handler.__name__ = f"{name}_{target}_{actor}"
         return handler

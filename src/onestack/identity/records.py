@@ -2,19 +2,37 @@
 
 Each protocol names exactly the attributes the API handlers and ``views.py`` read; the rows
 the stores return satisfy them as they are (no conversion). The API layer only reads them:
-every change of a row is a store method with plain arguments. ``NULL_DOMAIN`` is the
-``domain_id`` of a global role."""
+every change of a row is a store method with plain arguments (or ``Grant``, the one value
+naming a role grant's actor and target). ``NULL_DOMAIN`` is the ``domain_id`` of a global
+role."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from onestack.db.identity import NULL_DOMAIN
 
 __all__ = ["NULL_DOMAIN", "AccessRuleRecord", "AppCredRecord", "CredentialRecord",
-           "DocumentRecord", "DomainRecord", "EndpointRecord", "GroupRecord", "ProjectRecord",
-           "RegionRecord", "RoleRecord", "ServiceRecord", "TrustRecord", "UserRecord"]
+           "DocumentRecord", "DomainRecord", "EndpointRecord", "Grant", "GroupRecord",
+           "ProjectRecord", "RegionRecord", "RoleRecord", "ServiceRecord", "TrustRecord",
+           "UserRecord"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Where a role is (or would be) granted: to one actor (``user_id`` or ``group_id``) on
+    one target (``project_id``, ``domain_id`` or ``system``, which is ``all``), and whether
+    the grant is inherited by the target's projects rather than held on the target itself.
+    The store checks that exactly the actor and target named exist."""
+
+    user_id: str | None = None
+    group_id: str | None = None
+    project_id: str | None = None
+    domain_id: str | None = None
+    system: str | None = None
+    inherited: bool = False
 
 
 class DomainRecord(Protocol):

@@ -21,6 +21,7 @@ from onestack.db.identity import (
     Role,
     User,
 )
+from onestack.identity.records import Grant
 from onestack.identity.store import (
     GROUP_DOMAIN,
     GROUP_PROJECT,
@@ -181,37 +182,34 @@ class RoleStore(IdentityState):
             rules.setdefault(row.prior_role_id, []).append(row.implied_role_id)
         return rules
     # ------------------------------------------------------------------ grants
-    def _grant_target(self, s: Session, project_id: str | None, domain_id: str | None,
-                      system: str | None) -> tuple[str, str]:
-        if project_id:
-            self.get_project(project_id, s)
-            return "Project", project_id
-        if domain_id:
-            self.get_domain(domain_id, s)
-            return "Domain", domain_id
-        if system:
+    def _grant_target(self, s: Session, grant: Grant) -> tuple[str, str]:
+        if grant.project_id:
+            self.get_project(grant.project_id, s)
+            return "Project", grant.project_id
+        if grant.domain_id:
+            self.get_domain(grant.domain_id, s)
+            return "Domain", grant.domain_id
+        if grant.system:
             return "System", SYSTEM_ALL
         raise BadRequest("Specify a project, domain or system.")
 
-    def _grant_actor(self, s: Session, user_id: str | None, group_id: str | None
-                     ) -> tuple[str, str]:
-        if user_id:
-            self.get_user(user_id, s)
-            return "User", user_id
-        if group_id:
-            self.get_group(group_id, s)
-            return "Group", group_id
+    def _grant_actor(self, s: Session, grant: Grant) -> tuple[str, str]:
+        if grant.user_id:
+            self.get_user(grant.user_id, s)
+            return "User", grant.user_id
+        if grant.group_id:
+            self.get_group(grant.group_id, s)
+            return "Group", grant.group_id
         raise BadRequest("Specify a user or group.")
 
-    def _grant_key(self, s: Session, role_id: str, user_id: str | None, group_id: str | None,
-                   project_id: str | None, domain_id: str | None, system: str | None,
-                   inherited: bool) -> tuple[Role, str, GrantKey]:
+    def _grant_key(self, s: Session, role_id: str, grant: Grant) -> tuple[Role, str, GrantKey]:
         """A grant's role, actor kind (``User``/``Group``) and assignment key (type, actor,
         target, role, inherited), the role, actor and target each checked to exist."""
         role = self.get_role(role_id, s)
-        actor_kind, actor = self._grant_actor(s, user_id, group_id)
-        target_kind, target = self._grant_target(s, project_id, domain_id, system)
-        return role, actor_kind, (actor_kind + target_kind, actor, target, role_id, inherited)
+        actor_kind, actor = self._grant_actor(s, grant)
+        target_kind, target = self._grant_target(s, grant)
+        return role, actor_kind, (actor_kind + target_kind, actor, target, role_id,
+                                  grant.inherited)
 
     @staticmethod
     def _assignment(s: Session, actor_kind: str, key: GrantKey) -> Assignment:
@@ -224,60 +222,53 @@ class RoleStore(IdentityState):
                            f"{actor_kind.lower()}: {actor}, target: {target}.")
         return row
 
-    def create_grant(self, role_id: str, *, user_id: str | None = None,
-                     group_id: str | None = None, project_id: str | None = None,
-                     domain_id: str | None = None, system: str | None = None,
-                     inherited: bool = False) -> None:
+    def create_grant(self, role_id: str, grant: Grant) -> None:
+        """Grant the role (idempotent). A domain-specific role only on its own domain or that
+        domain's projects (403)."""
         with self.write() as s:
-            role, _, key = self._grant_key(s, role_id, user_id, group_id, project_id,
-                                           domain_id, system, inherited)
+            role, _, key = self._grant_key(s, role_id, grant)
             if role.domain_id != NULL_DOMAIN:
-                target_domain = domain_id or (
-                    self.get_project(project_id, s).domain_id if project_id else None)
+                target_domain = grant.domain_id or (
+                    self.get_project(grant.project_id, s).domain_id if grant.project_id
+                    else None)
                 if target_domain != role.domain_id:
                     raise Forbidden(
                         "Domain-specific roles can only be granted on their own domain.")
             if s.get(Assignment, key) is None:
                 s.add(Assignment(type=key[0], actor_id=key[1], target_id=key[2],
-                                 role_id=role_id, inherited=inherited))
+                                 role_id=role_id, inherited=grant.inherited))
 
-    def check_grant(self, role_id: str, *, user_id: str | None = None,
-                    group_id: str | None = None, project_id: str | None = None,
-                    domain_id: str | None = None, system: str | None = None,
-                    inherited: bool = False) -> None:
+    def check_grant(self, role_id: str, grant: Grant) -> None:
+        """Nothing if the role is granted so, else 404."""
         with self.db.reader() as s:
-            _, actor_kind, key = self._grant_key(s, role_id, user_id, group_id, project_id,
-                                                 domain_id, system, inherited)
+            _, actor_kind, key = self._grant_key(s, role_id, grant)
             self._assignment(s, actor_kind, key)
 
-    def delete_grant(self, role_id: str, *, user_id: str | None = None,
-                     group_id: str | None = None, project_id: str | None = None,
-                     domain_id: str | None = None, system: str | None = None,
-                     inherited: bool = False) -> None:
+    def delete_grant(self, role_id: str, grant: Grant) -> None:
+        """Revoke the role (404 if not granted) and the tokens it scoped."""
         with self.write() as s:
-            _, actor_kind, key = self._grant_key(s, role_id, user_id, group_id, project_id,
-                                                 domain_id, system, inherited)
+            _, actor_kind, key = self._grant_key(s, role_id, grant)
             s.delete(self._assignment(s, actor_kind, key))
             actor = key[1]
             members = [actor] if actor_kind == "User" else list(s.scalars(
                 select(GroupMembership.user_id).where(GroupMembership.group_id == actor)))
         for uid in members:
-            if project_id:
-                self.revoke(user_id=uid, project_id=project_id)
+            if grant.project_id:
+                self.revoke(user_id=uid, project_id=grant.project_id)
             else:
                 self.revoke(user_id=uid)
 
-    def list_grants(self, *, user_id: str | None = None, group_id: str | None = None,
-                    project_id: str | None = None, domain_id: str | None = None,
-                    system: str | None = None, inherited: bool = False) -> list[Role]:
+    def list_grants(self, grant: Grant) -> list[Role]:
+        """The roles granted to ``grant``'s actor on its target, by name."""
         with self.db.reader() as s:
-            actor_kind, actor = self._grant_actor(s, user_id, group_id)
-            target_kind, target = self._grant_target(s, project_id, domain_id, system)
+            actor_kind, actor = self._grant_actor(s, grant)
+            target_kind, target = self._grant_target(s, grant)
             q = (select(Role).join(Assignment, Assignment.role_id == Role.id)
                  .where(Assignment.type == actor_kind + target_kind,
                         Assignment.actor_id == actor, Assignment.target_id == target,
-                        Assignment.inherited == inherited).order_by(Role.name))
+                        Assignment.inherited == grant.inherited).order_by(Role.name))
             return list(s.scalars(q))
+
     # ------------------------------------------------------------------ effective roles
     def _user_group_ids(self, s: Session, user_id: str) -> list[str]:
         return list(s.scalars(select(GroupMembership.group_id)

@@ -18,6 +18,7 @@ import yaml
 from onestack.config import Settings
 from onestack.identity import passwords
 from onestack.identity.manager import IdentityManager
+from onestack.identity.records import Grant
 
 #: (catalog type, service name, description, URL path) of each onestack API; the volume
 #: API is registered twice, as DevStack does: ``block-storage`` (the official type) and
@@ -123,12 +124,12 @@ def bootstrap(m: IdentityManager, settings: Settings, services: list[str]) -> Cr
         return u.id
 
     admin_id = ensure_user("admin", admin_pw, "admin", bool(settings.admin_password))
-    m.create_grant(roles["admin"].id, user_id=admin_id, project_id=projects["admin"])
-    m.create_grant(roles["admin"].id, user_id=admin_id, system="all")
+    m.create_grant(roles["admin"].id, Grant(user_id=admin_id, project_id=projects["admin"]))
+    m.create_grant(roles["admin"].id, Grant(user_id=admin_id, system="all"))
     if first:
         demo_id = ensure_user("demo", demo_pw, "demo", bool(settings.demo_password))
-        m.create_grant(roles["admin"].id, user_id=admin_id, project_id=projects["demo"])
-        m.create_grant(roles["member"].id, user_id=demo_id, project_id=projects["demo"])
+        m.create_grant(roles["admin"].id, Grant(user_id=admin_id, project_id=projects["demo"]))
+        m.create_grant(roles["member"].id, Grant(user_id=demo_id, project_id=projects["demo"]))
 
     region = settings.region
     if region not in {r.id for r in m.list_regions()}:
