@@ -105,8 +105,10 @@ class L2:
     def _remove_deleted(self, model: Model, dirty: Dirty) -> None:
         """Networks deleted since they were converged here lose their bridge and VXLAN
         device at once (a full sync would find them too); a VXLAN device the kernel refused
-        to make (``_ensure_vxlan``) is not there to delete."""
+        to make (``_ensure_vxlan``) is not there to delete, and one whose VNI a live network
+        already has again (VNIs are reused at once) is that network's now."""
         cmds = []
+        live_vnis = self._vnis(model)
         for net_id in sorted(dirty.networks - set(model.networks)):
             signature = self._converged.pop(net_id, None)
             if signature is None:
@@ -115,7 +117,8 @@ class L2:
             mapped = kind == "flat" and self.options.bridge_mappings.get(physnet)
             if not mapped:
                 cmds.append(f"link del dev {names.bridge(net_id)}")
-            if kind == "vxlan" and vni is not None and int(vni) not in self._vxlan_refused:
+            if (kind == "vxlan" and vni is not None and int(vni) not in self._vxlan_refused
+                    and int(vni) not in live_vnis):
                 cmds.append(f"link del dev {names.vxlan(int(vni))}")
         if cmds:
             self.host.ip_batch(cmds, force=True)
@@ -126,13 +129,18 @@ class L2:
         return (net.get("provider:network_type"), net.get("provider:physical_network"),
                 net.get("provider:segmentation_id"), net.get("mtu"))
 
+    @staticmethod
+    def _vnis(model: Model) -> set[int]:
+        """The VNIs of the model's VXLAN networks."""
+        return {int(n["provider:segmentation_id"]) for n in model.networks.values()
+                if n.get("provider:network_type") == "vxlan"
+                and n.get("provider:segmentation_id") is not None}
+
     def cleanup(self, model: Model) -> None:
         wanted = {self.bridge_of(n) for n in model.networks.values()
                   if n.get("provider:network_type") != "vlan"}
         mapped = set(self.options.bridge_mappings.values())
-        vnis = {int(n["provider:segmentation_id"]) for n in model.networks.values()
-                if n.get("provider:network_type") == "vxlan"
-                and n.get("provider:segmentation_id") is not None}
+        vnis = self._vnis(model)
         stale = []
         for link in self.host.links():
             unwanted_bridge = link.startswith("brq") and link not in wanted | mapped

@@ -91,3 +91,20 @@ def test_a_device_made_by_a_concurrent_plug_is_used_not_refused() -> None:
     del model.networks[net["id"]]
     l2.apply(model, Dirty(networks={net["id"]}))
     assert host.batches[-1] == [f"link del dev {bridge}", "link del dev vxlan-2"]
+
+
+def test_a_vni_reused_by_a_new_network_keeps_its_device() -> None:
+    """A deleted network's VNI handed at once to a new network (the same pass sees both):
+    the new network's bridge gets ``vxlan-2``, which the deleted network's removal must not
+    then delete."""
+    host = RacedHost()
+    l2, model, old = _applied(host)
+    del model.networks[old["id"]]
+    new = {**_net(2), "id": "9d0e1c4b-5a55-4c39-8c65-2b0f6f6e6a01"}
+    model.networks[new["id"]] = new
+    host.batches.clear()
+    l2.apply(model, Dirty(networks={old["id"], new["id"]}))
+    new_bridge = next(name for name in host.links
+                      if name.startswith("brq") and name[3:] in new["id"])
+    assert host.links.get("vxlan-2") == new_bridge
+    assert "link del dev vxlan-2" not in [c for b in host.batches for c in b]
