@@ -1,6 +1,7 @@
 """The identity service's records as the API layer reads them.
 
-Each protocol names exactly the attributes the API handlers and ``views.py`` read; the rows
+Each protocol names exactly the attributes the API handlers and ``views.py`` read (a
+project's, user's and group's common ones through ``InDomainRecord``); the rows
 the stores return satisfy them as they are (no conversion). The API layer only reads them:
 every change of a row is a store method with plain arguments (or ``Grant``, the one value
 naming a role grant's actor and target). ``NULL_DOMAIN`` is the ``domain_id`` of a global
@@ -16,8 +17,8 @@ from onestack.db.identity import NULL_DOMAIN
 
 __all__ = ["NULL_DOMAIN", "AccessRuleRecord", "AppCredRecord", "CredentialRecord",
            "DocumentRecord", "DomainRecord", "EndpointRecord", "Grant", "GroupRecord",
-           "ProjectRecord", "RegionRecord", "RoleRecord", "ServiceRecord", "TrustRecord",
-           "UserRecord"]
+           "InDomainRecord", "ProjectRecord", "RegionRecord", "RoleRecord", "ServiceRecord",
+           "TrustRecord", "UserRecord"]
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,18 @@ class DomainRecord(Protocol):
     extra: dict[str, Any]
 
 
-class ProjectRecord(Protocol):
-    """A project (or a domain's project row, ``domain_id`` None) as its view reads it."""
+class InDomainRecord(Protocol):
+    """What a project, user or group has as a row in a domain (``db.identity._InDomain``):
+    its id, its name (unique in the domain) and the domain's id."""
 
     id: str
     name: str
     domain_id: str
+
+
+class ProjectRecord(InDomainRecord, Protocol):
+    """A project (or a domain's project row, ``domain_id`` None) as its view reads it."""
+
     parent_id: str | None
     description: str | None
     enabled: bool
@@ -58,12 +65,9 @@ class ProjectRecord(Protocol):
     options: dict[str, Any]
 
 
-class UserRecord(Protocol):
+class UserRecord(InDomainRecord, Protocol):
     """A user as its view and the user handlers read it."""
 
-    id: str
-    name: str
-    domain_id: str
     enabled: bool
     default_project_id: str | None
     password_expires_at: dt.datetime | None
@@ -71,12 +75,9 @@ class UserRecord(Protocol):
     options: dict[str, Any]
 
 
-class GroupRecord(Protocol):
+class GroupRecord(InDomainRecord, Protocol):
     """A group as its view reads it."""
 
-    id: str
-    name: str
-    domain_id: str
     description: str | None
     extra: dict[str, Any]
 

@@ -1,6 +1,7 @@
 """The block-storage service's records as the API layer reads them.
 
-Each protocol names exactly the attributes the API handlers and ``views.py`` read; the rows
+Each protocol names the attributes the API handlers and ``views.py`` read (the owned
+rows' common ones through ``OwnedRecord``); the rows
 the managers return satisfy them as they are (no conversion). The API layer only
 reads them: every change of a row is a manager method with plain arguments."""
 
@@ -10,14 +11,20 @@ import datetime as dt
 from typing import Any, Protocol
 
 
-class VolumeRecord(Protocol):
-    """A volume as its views, filters and actions read it."""
+class OwnedRecord(Protocol):
+    """What a volume, snapshot, backup or group has as an owned row (``db.volume._Owned``):
+    its id, the project and user owning it, its name and description."""
 
     id: str
     project_id: str
     user_id: str
     name: str | None
     description: str | None
+
+
+class VolumeRecord(OwnedRecord, Protocol):
+    """A volume as its views, filters and actions read it."""
+
     size: int
     status: str
     availability_zone: str
@@ -36,15 +43,10 @@ class VolumeRecord(Protocol):
     updated_at: dt.datetime | None
 
 
-class SnapshotRecord(Protocol):
+class SnapshotRecord(OwnedRecord, Protocol):
     """A volume snapshot as its views and filters read it."""
 
-    id: str
     volume_id: str
-    project_id: str
-    user_id: str
-    name: str | None
-    description: str | None
     size: int
     status: str
     progress: str
@@ -75,15 +77,10 @@ class QosSpecsRecord(Protocol):
     specs: dict[str, str]
 
 
-class BackupRecord(Protocol):
+class BackupRecord(OwnedRecord, Protocol):
     """A backup as its views and filters read it."""
 
-    id: str
     volume_id: str
-    project_id: str
-    user_id: str
-    name: str | None
-    description: str | None
     status: str
     size: int
     object_count: int
@@ -134,13 +131,9 @@ class GroupTypeRecord(Protocol):
     created_at: dt.datetime
 
 
-class GroupRecord(Protocol):
+class GroupRecord(OwnedRecord, Protocol):
     """A volume group as its views read it."""
 
-    id: str
-    project_id: str
-    name: str | None
-    description: str | None
     status: str
     group_type_id: str
     volume_type_ids: list[str]

@@ -16,7 +16,8 @@ PAIRS = [(records.VolumeRecord, db.Volume), (records.SnapshotRecord, db.Snapshot
 
 @pytest.mark.parametrize(("record", "row"), PAIRS, ids=[r.__name__ for r, _ in PAIRS])
 def test_record_members_are_row_columns(record: type, row: type) -> None:
-    members = set(vars(record)["__annotations__"])
+    # Inherited members (``OwnedRecord``'s) are checked against each row too.
+    members = {m for cls in record.__mro__ for m in vars(cls).get("__annotations__", {})}
     assert members
     assert members <= set(row.__table__.columns.keys()) | {"metadata_"}
     assert all(hasattr(row, m) for m in members)
