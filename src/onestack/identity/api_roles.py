@@ -164,7 +164,7 @@ class RoleRoutes(IdentityHandler):
         return self._grant_handler("revoke", "delete_grant", self.m.delete_grant, target,
                                    actor, inherited)
 
-    def _grant_handler(self, verb: str, name: str, call: Callable[..., None], target: str,
+    def _grant_handler(self, verb: str, name: str, call: Callable[[str, Grant], None], target: str,
                        actor: str, inherited: bool) -> Callable[..., Any]:
         """The handler (``<name>_<target>_<actor>``) that checks, creates or revokes
         (``verb``) the path's role grant of ``actor`` on ``target`` through ``call``: 204."""
