@@ -212,6 +212,10 @@ def test_dashboard_in_a_browser(dcloud: RunningCloud, browser: Any, tmp_path: Pa
     p.d.get(detail_url)
     p.select("#attach-volume-volume", "ui-vol")
     p.submit("#attach-volume")
+    # The request is answered before the next page is asked for: navigating at once could
+    # cancel the form's POST in the browser.
+    flash = _until(lambda: p.flash(), "the attach request's answer")
+    assert "Attach volume: request accepted." in flash, flash
     p.go("/project/volumes/")
     _until(lambda: (p.d.refresh() or True) and [r for r in p.all("tr") if "ui-vol" in r.text
                                                  and "in-use" in r.text], "in-use", 30)
