@@ -87,9 +87,11 @@ def leave_namespace(name: str, data_dir: Path) -> None:
 
 def start(data_dir: Path, driver: str = "noop") -> tuple[subprocess.Popen[bytes],
                                                           dict[str, int]]:
-    from onestack.bootstrap import SERVICES
+    from onestack.config import SERVICE_PORTS
 
-    ports = {name: free_port() for name in SERVICES}
+    # Every listener on a free port (metadata, console and dashboard too): a cloud already
+    # on a default port must not stop this one.
+    ports = {name: free_port() for name in SERVICE_PORTS}
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env.update(ONESTACK_ADMIN_PASSWORD=PASSWORD, ONESTACK_BCRYPT_ROUNDS="4",
                ONESTACK_COMPUTE_DRIVER="fake",
@@ -102,14 +104,17 @@ def start(data_dir: Path, driver: str = "noop") -> tuple[subprocess.Popen[bytes]
                             env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{ports['network']}/healthcheck").status_code == 200:
                 return proc, ports
         except httpx.HTTPError:
             time.sleep(0.1)
+    status = proc.poll()
     proc.kill()
-    raise SystemExit("onestack did not start")
+    raise SystemExit("onestack did not start" + (
+        f" (it exited with {status}; ONESTACK_BENCH_LOG=FILE keeps its output)"
+        if status is not None else " within 60 s"))
 
 
 class RawClient:
@@ -175,7 +180,13 @@ def main() -> int:
     target = 1000 if linux else 500
     work = Path(tempfile.mkdtemp(prefix="onestack-netbench-", dir=args.dir))
     netns = enter_namespace() if linux else None
-    proc, ports = start(work / "data", args.network_driver)
+    try:
+        proc, ports = start(work / "data", args.network_driver)
+    except SystemExit:
+        if netns is not None:
+            leave_namespace(netns, work / "data")
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     ok = True
     figures: dict[str, Any] = {"cpus": os.cpu_count(), "load": os.getloadavg()[0],
                                "network_driver": args.network_driver}
