@@ -107,9 +107,12 @@ class L2:
         device at once (a full sync would find them too); a VXLAN device the kernel refused
         to make (``_ensure_vxlan``) is not there to delete, and one whose VNI a live network
         already has again (VNIs are reused at once) is that network's now."""
+        gone = sorted(dirty.networks - set(model.networks))
+        if not gone:  # the usual pass (ports changed): nothing to look up
+            return
         cmds = []
         live_vnis = self._vnis(model)
-        for net_id in sorted(dirty.networks - set(model.networks)):
+        for net_id in gone:
             signature = self._converged.pop(net_id, None)
             if signature is None:
                 continue
