@@ -122,10 +122,7 @@ class BootRecovery:
         short); ports the user attached are detached and survive."""
         if self.network is None:
             return 0
-        devices = self.network.compute_port_devices()
-        if not devices:
-            return 0
-        gone = self._deleted_among(devices)
+        gone = self._deleted_among(self.network.compute_port_devices())
         for uuid, sm in gone:
             try:
                 self.network.deallocate(uuid, list((sm or {}).get("preserve_ports") or []))
@@ -134,7 +131,10 @@ class BootRecovery:
         return len(gone)
 
     def _deleted_among(self, uuids: set[str]) -> list[tuple[str, dict[str, Any]]]:
-        """(uuid, system_metadata) of the deleted servers among ``uuids``."""
+        """(uuid, system_metadata) of the deleted servers among ``uuids`` (none asked: no
+        query)."""
+        if not uuids:
+            return []
         with self.m.db.reader() as s:
             return [(u, dict(sm or {})) for u, sm in s.execute(
                 select(Instance.uuid, Instance.system_metadata).where(
@@ -144,10 +144,7 @@ class BootRecovery:
         """Release what deleted servers still hold of the volume service."""
         if self.volumes is None:
             return 0
-        holders = self.volumes.attached_servers()
-        if not holders:
-            return 0
-        gone = self._deleted_among(holders)
+        gone = self._deleted_among(self.volumes.attached_servers())
         for uuid, sm in gone:
             release_all(self.volumes, uuid, block_devices.of({"system_metadata": sm}))
         return len(gone)
