@@ -10,23 +10,17 @@ from starlette.responses import Response
 
 from onestack.dashboard.cloud import ApiFailure
 from onestack.dashboard.pages_compute import PAGE_SIZE, _names, paging, server_rows
+from onestack.dashboard.routes import Pages
 from onestack.dashboard.ui import Action, Field, Form, Row, Table, cell, status
 
 if TYPE_CHECKING:
-    from onestack.dashboard.app import Ctx, Dashboard
+    from onestack.dashboard.app import Ctx
 
 
-def register(dash: Dashboard) -> None:
-    dash.route("/admin/", hypervisors, admin=True)
-    dash.route("/admin/instances/", all_instances, admin=True)
-    dash.route("/admin/projects/", projects, admin=True)
-    dash.route("/admin/users/", users, admin=True)
-    dash.route("/admin/flavors/", flavors, admin=True)
-    dash.route("/admin/flavors/create", flavor_create, ("POST",), admin=True)
-    dash.route("/admin/flavors/{id}/delete", flavor_delete, ("POST",), admin=True)
-    dash.route("/admin/services/", services, admin=True)
+PAGES = Pages(admin=True)
 
 
+@PAGES.get("/admin/")
 async def hypervisors(ctx: Ctx) -> Response:
     doc = await ctx.cloud.get("compute", "/os-hypervisors/detail", limit="1000")
     rows = [Row([cell(h["hypervisor_hostname"]), cell(h.get("hypervisor_type")),
@@ -40,6 +34,7 @@ async def hypervisors(ctx: Ctx) -> Response:
                               "Disk used (GB)", "Instances", "State"], rows)])
 
 
+@PAGES.get("/admin/instances/")
 async def all_instances(ctx: Ctx) -> Response:
     marker = ctx.request.query_params.get("marker")
     doc, (images, _fl) = await asyncio.gather(
@@ -55,6 +50,7 @@ async def all_instances(ctx: Ctx) -> Response:
                       links=[], live=True)
 
 
+@PAGES.get("/admin/projects/")
 async def projects(ctx: Ctx) -> Response:
     doc = await ctx.cloud.get("identity", "/projects")
     rows = [Row([cell(p["name"]), cell(p["id"]), cell(p.get("domain_id")),
@@ -64,6 +60,7 @@ async def projects(ctx: Ctx) -> Response:
         Table("Projects", ["Name", "ID", "Domain", "Description", "Enabled"], rows)])
 
 
+@PAGES.get("/admin/users/")
 async def users(ctx: Ctx) -> Response:
     users_doc, roles_doc = await asyncio.gather(ctx.cloud.get("identity", "/users"),
                                                 ctx.cloud.get("identity", "/roles"))
@@ -75,6 +72,7 @@ async def users(ctx: Ctx) -> Response:
         Table("Roles", ["Name", "ID"], roles)])
 
 
+@PAGES.get("/admin/flavors/")
 async def flavors(ctx: Ctx) -> Response:
     doc = await ctx.cloud.get("compute", "/flavors/detail", is_public="None")
     rows = [Row([cell(f["name"]), cell(f["id"]), cell(f["vcpus"]), cell(f["ram"]),
@@ -90,6 +88,7 @@ async def flavors(ctx: Ctx) -> Response:
         Table("Flavors", ["Name", "ID", "VCPUs", "RAM (MB)", "Disk (GB)", "Public"], rows)])
 
 
+@PAGES.post("/admin/flavors/create")
 async def flavor_create(ctx: Ctx) -> Response:
     try:
         body = {"name": ctx.field("name"), "vcpus": int(ctx.field("vcpus", "1")),
@@ -102,11 +101,11 @@ async def flavor_create(ctx: Ctx) -> Response:
     return ctx.redirect("/admin/flavors/", ok="Flavor created.")
 
 
-async def flavor_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/admin/flavors/", "Flavor deleted.",
-                         ctx.cloud.delete("compute", f"/flavors/{ctx.param('id')}"))
+PAGES.deletes("/admin/flavors/{id}/delete", "compute", "/flavors/{id}",
+              back="/admin/flavors/", ok="Flavor deleted.")
 
 
+@PAGES.get("/admin/services/")
 async def services(ctx: Ctx) -> Response:
     async def optional(service: str, path: str, key: str) -> list[dict[str, Any]]:
         if service not in ctx.session.catalog:

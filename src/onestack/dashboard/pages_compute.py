@@ -12,10 +12,11 @@ from urllib.parse import urlencode
 from starlette.responses import JSONResponse, Response
 
 from onestack.dashboard.cloud import ApiFailure
+from onestack.dashboard.routes import Pages
 from onestack.dashboard.ui import Action, Cell, Field, Form, Row, Table, addresses, cell, status
 
 if TYPE_CHECKING:
-    from onestack.dashboard.app import Ctx, Dashboard
+    from onestack.dashboard.app import Ctx
 
 PAGE_SIZE = 50
 #: Server actions the detail page offers: form value -> (label, request body).
@@ -51,21 +52,11 @@ TRANSITIONAL = {"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "VERIFY_RESIZE", "RE
                 "MIGRATING", "RESCUE"}
 
 
-def register(dash: Dashboard) -> None:
-    dash.route("/project/", overview)
-    dash.route("/project/instances/", instances)
-    dash.route("/project/instances/status", instance_status)
-    dash.route("/project/instances/launch", launch_form)
-    dash.route("/project/instances/launch", launch, ("POST",))
-    dash.route("/project/instances/{id}/", instance_detail)
-    dash.route("/project/instances/{id}/action", instance_action, ("POST",))
-    dash.route("/project/key_pairs/", keypairs)
-    dash.route("/project/key_pairs/create", keypair_create, ("POST",))
-    dash.route("/project/key_pairs/download", keypair_download, ("POST",))
-    dash.route("/project/key_pairs/{name}/delete", keypair_delete, ("POST",))
+PAGES = Pages()
 
 
 # ---------------------------------------------------------------------- overview
+@PAGES.get("/project/")
 async def overview(ctx: Ctx) -> Response:
     """Quota usage of the current project, as bar charts."""
     pid = ctx.session.project_id
@@ -160,6 +151,7 @@ def paging(ctx: Ctx, items: list[dict[str, Any]], base: str) -> tuple[str, str]:
     return nxt, prev
 
 
+@PAGES.get("/project/instances/")
 async def instances(ctx: Ctx) -> Response:
     marker = ctx.request.query_params.get("marker")
     doc, (images, _flavors) = await asyncio.gather(
@@ -175,6 +167,7 @@ async def instances(ctx: Ctx) -> Response:
                       links=[("Launch instance", "/project/instances/launch")], live=True)
 
 
+@PAGES.get("/project/instances/status")
 async def instance_status(ctx: Ctx) -> Response:
     """The status of the servers named by ``ids`` (the list page polls it)."""
     ids = [i for i in ctx.request.query_params.get("ids", "").split(",") if i][:PAGE_SIZE]
@@ -235,6 +228,7 @@ async def _launch_choices(ctx: Ctx) -> dict[str, list[tuple[str, str]]]:
     return dict(zip(names, results, strict=True))
 
 
+@PAGES.get("/project/instances/launch")
 async def launch_form(ctx: Ctx) -> Response:
     c = await _launch_choices(ctx)
     form = Form("Launch instance", "/project/instances/launch", [
@@ -254,6 +248,7 @@ async def launch_form(ctx: Ctx) -> Response:
                       links=[("Back to instances", "/project/instances/")])
 
 
+@PAGES.post("/project/instances/launch")
 async def launch(ctx: Ctx) -> Response:
     name, source, flavor = ctx.field("name"), ctx.field("source"), ctx.field("flavor")
     if not name or ":" not in source or not flavor:
@@ -295,6 +290,7 @@ async def launch(ctx: Ctx) -> Response:
     return ctx.redirect("/project/instances/", ok=f"Launching {name}.")
 
 
+@PAGES.get("/project/instances/{id}/")
 async def instance_detail(ctx: Ctx) -> Response:
     sid = ctx.param("id")
     tab = ctx.request.query_params.get("tab", "overview")
@@ -379,6 +375,7 @@ async def _volumes(ctx: Ctx) -> list[dict[str, Any]]:
         return []
 
 
+@PAGES.post("/project/instances/{id}/action")
 async def instance_action(ctx: Ctx) -> Response:
     sid = ctx.param("id")
     action = ctx.field("action")
@@ -413,6 +410,7 @@ async def instance_action(ctx: Ctx) -> Response:
 
 
 # ---------------------------------------------------------------------- key pairs
+@PAGES.get("/project/key_pairs/")
 async def keypairs(ctx: Ctx) -> Response:
     doc = await ctx.cloud.get("compute", "/os-keypairs")
     rows = [Row([cell(k["keypair"]["name"]), cell(k["keypair"].get("type", "ssh")),
@@ -433,6 +431,7 @@ async def keypairs(ctx: Ctx) -> Response:
                       pending_key=pending[0] if pending else "")
 
 
+@PAGES.post("/project/key_pairs/create")
 async def keypair_create(ctx: Ctx) -> Response:
     body: dict[str, Any] = {"name": ctx.field("name")}
     if ctx.field("public_key"):
@@ -448,6 +447,7 @@ async def keypair_create(ctx: Ctx) -> Response:
     return ctx.redirect("/project/key_pairs/", ok=f"Key pair {body['name']} created.")
 
 
+@PAGES.post("/project/key_pairs/download")
 async def keypair_download(ctx: Ctx) -> Response:
     pending, ctx.session.pending_key = ctx.session.pending_key, None
     if pending is None:
@@ -459,6 +459,5 @@ async def keypair_download(ctx: Ctx) -> Response:
         "Cache-Control": "no-store"})
 
 
-async def keypair_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/project/key_pairs/", "Key pair deleted.",
-                         ctx.cloud.delete("compute", f"/os-keypairs/{ctx.param('name')}"))
+PAGES.deletes("/project/key_pairs/{name}/delete", "compute", "/os-keypairs/{name}",
+              back="/project/key_pairs/", ok="Key pair deleted.")

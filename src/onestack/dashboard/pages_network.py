@@ -9,30 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
+from onestack.dashboard.routes import Pages
 from onestack.dashboard.ui import Action, Field, Form, Row, Table, cell, status
 
 if TYPE_CHECKING:
-    from onestack.dashboard.app import Ctx, Dashboard
+    from onestack.dashboard.app import Ctx
 
 
-def register(dash: Dashboard) -> None:
-    dash.route("/project/networks/", networks)
-    dash.route("/project/networks/create", network_create, ("POST",))
-    dash.route("/project/networks/{id}/delete", network_delete, ("POST",))
-    dash.route("/project/routers/", routers)
-    dash.route("/project/routers/create", router_create, ("POST",))
-    dash.route("/project/routers/{id}/interface", router_interface, ("POST",))
-    dash.route("/project/routers/{id}/delete", router_delete, ("POST",))
-    dash.route("/project/security_groups/", security_groups)
-    dash.route("/project/security_groups/create", group_create, ("POST",))
-    dash.route("/project/security_groups/rule", rule_create, ("POST",))
-    dash.route("/project/security_groups/rule/{id}/delete", rule_delete, ("POST",))
-    dash.route("/project/security_groups/{id}/delete", group_delete, ("POST",))
-    dash.route("/project/floating_ips/", floating_ips)
-    dash.route("/project/floating_ips/allocate", fip_allocate, ("POST",))
-    dash.route("/project/floating_ips/{id}/release", fip_release, ("POST",))
-    dash.route("/project/floating_ips/{id}/disassociate", fip_disassociate, ("POST",))
-    dash.route("/project/network_topology/", topology)
+PAGES = Pages()
 
 
 async def _net(ctx: Ctx, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
@@ -40,6 +24,7 @@ async def _net(ctx: Ctx, path: str, key: str, **params: Any) -> list[dict[str, A
 
 
 # ---------------------------------------------------------------------- networks
+@PAGES.get("/project/networks/")
 async def networks(ctx: Ctx) -> Response:
     nets, subnets = await asyncio.gather(_net(ctx, "/v2.0/networks", "networks"),
                                          _net(ctx, "/v2.0/subnets", "subnets"))
@@ -67,6 +52,7 @@ async def networks(ctx: Ctx) -> Response:
                                                  "Status", "Admin state"], rows)])
 
 
+@PAGES.post("/project/networks/create")
 async def network_create(ctx: Ctx) -> Response:
     name = ctx.field("name")
 
@@ -86,12 +72,12 @@ async def network_create(ctx: Ctx) -> Response:
     return await ctx.act("/project/networks/", f"Network {name} created.", create())
 
 
-async def network_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/project/networks/", "Network deleted.", ctx.cloud.delete(
-        "network", f"/v2.0/networks/{ctx.param('id')}"))
+PAGES.deletes("/project/networks/{id}/delete", "network", "/v2.0/networks/{id}",
+              back="/project/networks/", ok="Network deleted.")
 
 
 # ---------------------------------------------------------------------- routers
+@PAGES.get("/project/routers/")
 async def routers(ctx: Ctx) -> Response:
     rts, nets, subnets = await asyncio.gather(
         _net(ctx, "/v2.0/routers", "routers"), _net(ctx, "/v2.0/networks", "networks"),
@@ -126,6 +112,7 @@ async def routers(ctx: Ctx) -> Response:
                                                 "Admin state"], rows)])
 
 
+@PAGES.post("/project/routers/create")
 async def router_create(ctx: Ctx) -> Response:
     body: dict[str, Any] = {"name": ctx.field("name")}
     if ctx.field("external_network"):
@@ -134,6 +121,7 @@ async def router_create(ctx: Ctx) -> Response:
                          ctx.cloud.post("network", "/v2.0/routers", {"router": body}))
 
 
+@PAGES.post("/project/routers/{id}/interface")
 async def router_interface(ctx: Ctx) -> Response:
     router = ctx.field("router") if ctx.param("id") == "_" else ctx.param("id")
     return await ctx.act("/project/routers/", "Interface added.", ctx.cloud.put(
@@ -141,6 +129,7 @@ async def router_interface(ctx: Ctx) -> Response:
         {"subnet_id": ctx.field("subnet")}))
 
 
+@PAGES.post("/project/routers/{id}/delete")
 async def router_delete(ctx: Ctx) -> Response:
     rid = ctx.param("id")
 
@@ -154,6 +143,7 @@ async def router_delete(ctx: Ctx) -> Response:
 
 
 # ---------------------------------------------------------------------- security groups
+@PAGES.get("/project/security_groups/")
 async def security_groups(ctx: Ctx) -> Response:
     groups = await _net(ctx, "/v2.0/security-groups", "security_groups",
                         project_id=ctx.session.project_id)
@@ -194,6 +184,7 @@ def _ports(rule: dict[str, Any]) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+@PAGES.post("/project/security_groups/create")
 async def group_create(ctx: Ctx) -> Response:
     return await ctx.act("/project/security_groups/", "Security group created.",
                          ctx.cloud.post("network", "/v2.0/security-groups", {"security_group": {
@@ -201,6 +192,7 @@ async def group_create(ctx: Ctx) -> Response:
                              "description": ctx.field("description")}}))
 
 
+@PAGES.post("/project/security_groups/rule")
 async def rule_create(ctx: Ctx) -> Response:
     rule: dict[str, Any] = {"security_group_id": ctx.field("group"),
                             "direction": ctx.field("direction", "ingress")}
@@ -219,18 +211,17 @@ async def rule_create(ctx: Ctx) -> Response:
         "network", "/v2.0/security-group-rules", {"security_group_rule": rule}))
 
 
-async def rule_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/project/security_groups/", "Rule deleted.", ctx.cloud.delete(
-        "network", f"/v2.0/security-group-rules/{ctx.param('id')}"))
+PAGES.deletes("/project/security_groups/rule/{id}/delete", "network",
+              "/v2.0/security-group-rules/{id}", back="/project/security_groups/",
+              ok="Rule deleted.")
 
 
-async def group_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/project/security_groups/", "Security group deleted.",
-                         ctx.cloud.delete("network",
-                                          f"/v2.0/security-groups/{ctx.param('id')}"))
+PAGES.deletes("/project/security_groups/{id}/delete", "network", "/v2.0/security-groups/{id}",
+              back="/project/security_groups/", ok="Security group deleted.")
 
 
 # ---------------------------------------------------------------------- floating IPs
+@PAGES.get("/project/floating_ips/")
 async def floating_ips(ctx: Ctx) -> Response:
     fips, nets = await asyncio.gather(_net(ctx, "/v2.0/floatingips", "floatingips"),
                                       _net(ctx, "/v2.0/networks", "networks"))
@@ -252,17 +243,18 @@ async def floating_ips(ctx: Ctx) -> Response:
                                                      "Status"], rows)])
 
 
+@PAGES.post("/project/floating_ips/allocate")
 async def fip_allocate(ctx: Ctx) -> Response:
     return await ctx.act("/project/floating_ips/", "Floating IP allocated.", ctx.cloud.post(
         "network", "/v2.0/floatingips",
         {"floatingip": {"floating_network_id": ctx.field("pool")}}))
 
 
-async def fip_release(ctx: Ctx) -> Response:
-    return await ctx.act("/project/floating_ips/", "Floating IP released.", ctx.cloud.delete(
-        "network", f"/v2.0/floatingips/{ctx.param('id')}"))
+PAGES.deletes("/project/floating_ips/{id}/release", "network", "/v2.0/floatingips/{id}",
+              back="/project/floating_ips/", ok="Floating IP released.")
 
 
+@PAGES.post("/project/floating_ips/{id}/disassociate")
 async def fip_disassociate(ctx: Ctx) -> Response:
     return await ctx.act("/project/floating_ips/", "Floating IP disassociated.",
                          ctx.cloud.put("network", f"/v2.0/floatingips/{ctx.param('id')}",
@@ -273,6 +265,7 @@ async def fip_disassociate(ctx: Ctx) -> Response:
 COL_W, TOP, BOX_W, BOX_H, GAP = 150, 60, 120, 40, 16
 
 
+@PAGES.get("/project/network_topology/")
 async def topology(ctx: Ctx) -> Response:
     """Networks, routers and instances with their links, as an SVG of positioned shapes."""
     nets, rts, ports, servers = await asyncio.gather(

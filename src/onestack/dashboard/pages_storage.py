@@ -9,31 +9,22 @@ from starlette.responses import JSONResponse, Response
 
 from onestack.common.units import human_size
 from onestack.dashboard.cloud import ApiFailure
+from onestack.dashboard.routes import Pages
 from onestack.dashboard.ui import Action, Cell, Field, Form, Row, Table, cell, status
 
 if TYPE_CHECKING:
-    from onestack.dashboard.app import Ctx, Dashboard
+    from onestack.dashboard.app import Ctx
 
 DISK_FORMATS = ["qcow2", "raw", "vmdk", "vdi", "vhd", "vhdx", "iso", "ami", "aki", "ari"]
 #: Largest image the browser may upload through the dashboard.
 MAX_UPLOAD = 64 << 30
 
 
-def register(dash: Dashboard) -> None:
-    dash.route("/project/images/", images)
-    dash.route("/project/images/create", image_create, ("POST",))
-    dash.route("/project/images/{id}/data", image_data, ("PUT",))
-    dash.route("/project/images/{id}/update", image_update, ("POST",))
-    dash.route("/project/images/{id}/share", image_share, ("POST",))
-    dash.route("/project/images/{id}/delete", image_delete, ("POST",))
-    dash.route("/project/volumes/", volumes)
-    dash.route("/project/volumes/create", volume_create, ("POST",))
-    dash.route("/project/volumes/{id}/delete", volume_delete, ("POST",))
-    dash.route("/project/volumes/{id}/snapshot", volume_snapshot, ("POST",))
-    dash.route("/project/snapshots/{id}/delete", snapshot_delete, ("POST",))
+PAGES = Pages()
 
 
 # ---------------------------------------------------------------------- images
+@PAGES.get("/project/images/")
 async def images(ctx: Ctx) -> Response:
     doc = await ctx.cloud.get("image", "/v2/images", limit="1000")
     mine = ctx.session.project_id
@@ -76,6 +67,7 @@ async def images(ctx: Ctx) -> Response:
                                                "Size", "Owned"], rows)])
 
 
+@PAGES.post("/project/images/create")
 async def image_create(ctx: Ctx) -> Response:
     """Create the image record; the page's script then sends the file to ``/data``."""
     body: dict[str, Any] = {"name": ctx.field("name"), "container_format": "bare",
@@ -96,6 +88,7 @@ async def image_create(ctx: Ctx) -> Response:
                         status_code=201)
 
 
+@PAGES.serves("/project/images/{id}/data", "PUT")
 async def image_data(ctx: Ctx) -> Response:
     """Stream the request body to the image service (the browser shows the progress)."""
     length = ctx.request.headers.get("content-length")
@@ -113,6 +106,7 @@ async def image_data(ctx: Ctx) -> Response:
     return JSONResponse({"ok": True})
 
 
+@PAGES.post("/project/images/{id}/update")
 async def image_update(ctx: Ctx) -> Response:
     image = ctx.field("image") if ctx.param("id") == "_" else ctx.param("id")
     patch = []
@@ -126,6 +120,7 @@ async def image_update(ctx: Ctx) -> Response:
         headers={"Content-Type": "application/openstack-images-v2.1-json-patch"}))
 
 
+@PAGES.post("/project/images/{id}/share")
 async def image_share(ctx: Ctx) -> Response:
     image = ctx.field("image") if ctx.param("id") == "_" else ctx.param("id")
 
@@ -139,12 +134,12 @@ async def image_share(ctx: Ctx) -> Response:
     return await ctx.act("/project/images/", "Image shared.", share())
 
 
-async def image_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/project/images/", "Image deleted.",
-                         ctx.cloud.delete("image", f"/v2/images/{ctx.param('id')}"))
+PAGES.deletes("/project/images/{id}/delete", "image", "/v2/images/{id}",
+              back="/project/images/", ok="Image deleted.")
 
 
 # ---------------------------------------------------------------------- volumes
+@PAGES.get("/project/volumes/")
 async def volumes(ctx: Ctx) -> Response:
     if "block-storage" not in ctx.session.catalog:
         return ctx.render("error.html", title="Volumes", status=404,
@@ -185,6 +180,7 @@ async def volumes(ctx: Ctx) -> Response:
                                                          "Volume"], srows)])
 
 
+@PAGES.post("/project/volumes/create")
 async def volume_create(ctx: Ctx) -> Response:
     try:
         size_gb = int(ctx.field("size", "1"))
@@ -199,11 +195,11 @@ async def volume_create(ctx: Ctx) -> Response:
                          ctx.cloud.post("block-storage", "/volumes", {"volume": body}))
 
 
-async def volume_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/project/volumes/", "Deleting the volume.",
-                         ctx.cloud.delete("block-storage", f"/volumes/{ctx.param('id')}"))
+PAGES.deletes("/project/volumes/{id}/delete", "block-storage", "/volumes/{id}",
+              back="/project/volumes/", ok="Deleting the volume.")
 
 
+@PAGES.post("/project/volumes/{id}/snapshot")
 async def volume_snapshot(ctx: Ctx) -> Response:
     return await ctx.act("/project/volumes/", "Creating a snapshot.", ctx.cloud.post(
         "block-storage", "/snapshots", {"snapshot": {
@@ -211,6 +207,5 @@ async def volume_snapshot(ctx: Ctx) -> Response:
             "force": True}}))
 
 
-async def snapshot_delete(ctx: Ctx) -> Response:
-    return await ctx.act("/project/volumes/", "Deleting the snapshot.",
-                         ctx.cloud.delete("block-storage", f"/snapshots/{ctx.param('id')}"))
+PAGES.deletes("/project/snapshots/{id}/delete", "block-storage", "/snapshots/{id}",
+              back="/project/volumes/", ok="Deleting the snapshot.")

@@ -25,10 +25,8 @@ def build_dashboard_app(settings: Settings) -> Starlette:
     ]
     dash.route("/auth/logout/", dash.logout, ("POST",))
     dash.route("/auth/switch/", dash.switch_project, ("POST",))
-    pages_compute.register(dash)
-    pages_storage.register(dash)
-    pages_network.register(dash)
-    pages_admin.register(dash)
+    for pages in (pages_compute, pages_storage, pages_network, pages_admin):
+        pages.PAGES.register(dash)
     app = Starlette(routes=routes + dash.routes)
     app.state.dashboard = dash
     return app
