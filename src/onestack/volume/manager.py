@@ -37,7 +37,7 @@ from onestack.volume.messages import MessagesMixin
 from onestack.volume.row_changes import R, RowKind, _drop_meta, _set_meta, _updated
 from onestack.volume.scheduling import unmet
 from onestack.volume.snapshots import SnapshotsMixin
-from onestack.volume.types_quotas import TypesAndQuotasMixin
+from onestack.volume.types_quotas import TypesAndQuotasMixin, multiattach_type
 from onestack.volume.visibility import scoped, visible
 from onestack.volume.volume_actions import VolumeActionsMixin
 
@@ -236,9 +236,7 @@ class VolumeManager(VolumeActionsMixin, SnapshotsMixin, MessagesMixin, TypesAndQ
                     raise BadRequest(f"Invalid input received: volume type {vt.name} is not "
                                      f"one of group {group_id}'s volume types.")
             self.check_quota(s, project, volumes=1, gigabytes=want, per_volume=want)
-            # Cinder: a type with ``multiattach="<is> True"`` makes multiattach volumes.
-            spec = str((vt.extra_specs or {}).get("multiattach", "")).strip().lower()
-            shared = multiattach or spec in ("<is> true", "true")
+            shared = multiattach or multiattach_type(vt)
             vol = Volume(id=str(uuid.uuid4()), project_id=project, user_id=ctx.user_id or "",
                          name=name, description=description, size=want, status="creating",
                          attach_status="detached", availability_zone=self.availability_zone,

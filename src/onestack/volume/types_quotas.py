@@ -27,6 +27,13 @@ QUOTA_DEFAULTS = {"volumes": 10, "snapshots": 10, "gigabytes": 1000, "backups": 
                   "backup_gigabytes": 1000, "per_volume_gigabytes": -1, "groups": 10}
 
 
+def multiattach_type(vt: VolumeType) -> bool:
+    """A type whose volumes attach to several servers at once (Cinder: the extra spec
+    ``multiattach="<is> True"``)."""
+    spec = str((vt.extra_specs or {}).get("multiattach", "")).strip().lower()
+    return spec in ("<is> true", "true")
+
+
 class OverQuota(PayloadTooLarge):
     """413: a quota would be exceeded (Cinder's fault renders it ``overLimit``)."""
 

@@ -20,6 +20,7 @@ from onestack.drivers.volume.base import VolumeDriver, VolumeDriverError
 from onestack.volume import attach_actions, encryption
 from onestack.volume.images import ImageSource
 from onestack.volume.row_changes import without_key
+from onestack.volume.types_quotas import multiattach_type
 
 LOG = logging.getLogger(__name__)
 
@@ -166,7 +167,15 @@ class VolumeActionsMixin:
             if encryption.encrypted(s, vt.id):
                 raise BadRequest("Invalid input received: Retype cannot change encryption "
                                  "requirements (this cloud has no key manager).")
+            # Cinder: the new type decides whether the volume is multiattach; a change of
+            # that only while nothing is attached.
+            shared = multiattach_type(vt)
+            if shared != vol.multiattach and vol.status != "available":
+                raise BadRequest(f"Invalid input received: type {vt.name} would change "
+                                 "whether the volume attaches to several servers, which "
+                                 f"only an available volume may (it is {vol.status}).")
             vol.volume_type_id = vt.id
+            vol.multiattach = shared
             vol.updated_at = utcnow()
         self.write(run)
 
