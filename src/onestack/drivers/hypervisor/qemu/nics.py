@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +53,7 @@ class VifPlugger(Protocol):
 
     # Optional: ``wait_plugged(port_ids, timeout) -> bool``, True once the data plane has
     # wired every port (Nova's ``network-vif-plugged`` event); the guest starts after it.
+    # False at the timeout, or sooner when a port can no longer be wired (deleted).
 
 
 def port_id(port: dict[str, Any]) -> str:
@@ -145,7 +147,11 @@ class GuestNics:
         ids = [port_id(p) for p in ports]
         if wait is None or not ids:
             return
+        started = time.monotonic()
         if not await asyncio.to_thread(wait, ids, self.plugging_timeout):
+            if time.monotonic() - started < self.plugging_timeout:
+                raise DriverError(f"the network will not wire ports {', '.join(ids)} (a port "
+                                  "was deleted, or the data plane is stopping)")
             raise DriverError(f"the network did not wire ports {', '.join(ids)} within "
                               f"{self.plugging_timeout:g} s (vif plugging timed out)")
 

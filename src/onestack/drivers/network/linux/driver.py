@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from onestack.drivers.network.base import Binding, ControlPlane, DesiredState, NetworkDriver
@@ -46,6 +47,10 @@ COALESCE = 0.25
 
 #: Ports of the data plane's own devices whose status it reports wherever they are bound.
 REPORTED = ("network:router_interface", "network:router_gateway", "network:dhcp")
+
+
+#: How many deleted port ids ``wait_plugged`` remembers.
+DELETED_KEPT = 4096
 
 
 class Component(Protocol):
@@ -91,6 +96,9 @@ class LinuxDriver(NetworkDriver):
         self._newer_ports: dict[str, dict[str, Any] | None] | None = None
         #: Ports wired on the host as of the last pass (``wait_plugged``).
         self._wired: set[str] = set()
+        #: Ids of ports deleted lately (the newest ``DELETED_KEPT``): a wait for one of them
+        #: ends at once instead of at its timeout (a server deleted while it builds).
+        self._deleted: OrderedDict[str, None] = OrderedDict()
         #: Seconds the last pass spent in each component (debugging, benchmarks).
         self.timings: dict[str, float] = {}
         self._last_sync = 0.0
@@ -342,6 +350,11 @@ class LinuxDriver(NetworkDriver):
                 self._newer_ports[port["id"]] = None
             routers = {str(f["router_id"]) for f in self.model.floating_ips.values()
                        if f.get("port_id") == port["id"] and f.get("router_id")}
+        with self._cond:
+            self._deleted[port["id"]] = None
+            while len(self._deleted) > DELETED_KEPT:
+                self._deleted.popitem(last=False)
+            self._cond.notify_all()
         self._mark(ports={port["id"]}, networks={old.get("network_id", "")},
                    security_groups=set(old.get("security_groups") or ()), routers=routers)
 
@@ -379,12 +392,13 @@ class LinuxDriver(NetworkDriver):
 
     def wait_plugged(self, port_ids: list[str], timeout: float) -> bool:
         """Block until every port is wired on the host (True) or ``timeout`` passes (False):
-        the in-process form of Neutron's ``network-vif-plugged`` event to Nova."""
+        the in-process form of Neutron's ``network-vif-plugged`` event to Nova. False at
+        once when one of the ports is deleted (it will never be wired)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not set(port_ids) <= self._wired:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._stopping:
+                if left <= 0 or self._stopping or any(p in self._deleted for p in port_ids):
                     return False
                 self._cond.wait(min(left, 1.0))
         return True
