@@ -468,3 +468,28 @@ def test_nova_network_proxies(nc: RunningCloud, member: dict[str, Any], image_id
     tn = old("GET", "/os-tenant-networks").json()["networks"]
     assert {"id": member["net1"], "label": "net1", "cidr": "10.10.0.0/24"} in tn
     assert oc("GET", f"/os-tenant-networks/{member['net1']}").status_code == 404
+
+
+def test_nics_keep_the_order_of_the_request(member: dict[str, Any], image_id: str) -> None:
+    """The guest's NICs (and the port cache the server list shows) follow ``networks`` as
+    listed, as in Nova: a user's port created before the boot does not jump ahead of the
+    network listed first."""
+    net, c = member["net"], member["compute"]
+    n2 = net("POST", "/networks", {"network": {"name": "net-order-2"}}).json()["network"]
+    r = net("POST", "/subnets", {"subnet": {"network_id": n2["id"], "ip_version": 4,
+                                            "cidr": "10.12.0.0/24"}})
+    assert r.status_code == 201, r.text
+    port = net("POST", "/ports", {"port": {"network_id": n2["id"]}}).json()["port"]
+    r = boot(member, image_id, "ordered", [{"uuid": member["net1"]}, {"port": port["id"]},
+                                            {"uuid": n2["id"]}])
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    wait_active(c, sid)
+    # The list reads the port cache the build recorded, in the guest's NIC order.
+    (s,) = [x for x in c("GET", "/servers/detail").json()["servers"] if x["id"] == sid]
+    assert list(s["addresses"]) == ["net1", "net-order-2"]
+    second = [a["addr"] for a in s["addresses"]["net-order-2"]]
+    assert second[0] == port["fixed_ips"][0]["ip_address"] and len(second) == 2
+    assert c("DELETE", f"/servers/{sid}").status_code == 204
+    wait_gone(c, sid)
+    net("DELETE", f"/ports/{port['id']}")

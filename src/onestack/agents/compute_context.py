@@ -115,7 +115,8 @@ class AgentContext:
         sm = inst["system_metadata"]
         if self.network is None or not (sm.get("port_count") or sm.get("networks")):
             return {}
-        nics = await asyncio.to_thread(self.network.bind, inst["uuid"], host or self.host)
+        nics = await asyncio.to_thread(self.network.bind, inst["uuid"], host or self.host,
+                                       sm.get("nic_order"))
         await asyncio.to_thread(self.m.update_system_metadata, inst["uuid"], networks=nics,
                                 port_cache=True)
         return {"networks": nics}

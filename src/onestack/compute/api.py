@@ -293,7 +293,9 @@ class ComputeAPI:
         driver and the metadata service read) after an interface change; returns it."""
         if self.network is None:
             return []
-        nics: list[dict[str, Any]] = await req.run(self.network.network_info, inst["uuid"])
+        nics: list[dict[str, Any]] = await req.run(
+            self.network.network_info, inst["uuid"],
+            inst["system_metadata"].get("nic_order"))
         await req.run(self.m.update_system_metadata, inst["uuid"], networks=nics,
                       port_cache=True)
         return nics

@@ -19,6 +19,7 @@ from onestack.compute.api_actions import admin_password
 from onestack.compute.boot_request import BootRequest
 from onestack.compute.manager import InstanceDict
 from onestack.compute.microversions import APIVersion, ver
+from onestack.compute.network import nic_order
 from onestack.compute.resource_base import ResourceHandler, external_attach, tgt
 
 LOG = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ class Boot(ResourceHandler):
             sg_ids = self.network.security_group_ids(req.ctx, names or ["default"])
         sm["preserve_ports"] = [e["port_id"] for e in plan if e.get("port_id")]
         sm["port_count"] = len(plan)
+        sm["nic_order"] = nic_order(plan)
         return plan, sg_ids
 
     def _allocate_all(self, ctx: Any, insts: list[InstanceDict], plan: list[dict[str, Any]],

@@ -18,7 +18,10 @@ Every method is synchronous (the API runs them in worker threads) and raises com
 
 A *plan* (``plan_networks``) is the validated request, one entry per interface, in order:
 ``{"network_id": id, "fixed_ip": ip | None}`` (a port to create) or
-``{"port_id": id, "network_id": id}`` (a user's port to claim).
+``{"port_id": id, "network_id": id}`` (a user's port to claim). Its order is the guest's NIC
+order (Nova's: the first requested is ``eth0``): ``nic_order`` keeps it on the instance
+(``system_metadata.nic_order``), and ``bind``, ``network_info`` and ``guest_ports`` give a
+server's ports in that order, the ports attached later after them.
 """
 
 from __future__ import annotations
@@ -64,9 +67,11 @@ class ComputeNetwork(Protocol):
 
     def compute_port_devices(self) -> set[str]: ...
 
-    def bind(self, instance_uuid: str, host: str) -> list[dict[str, Any]]: ...
+    def bind(self, instance_uuid: str, host: str,
+             order: NicOrder | None = None) -> list[dict[str, Any]]: ...
 
-    def network_info(self, instance_uuid: str) -> list[dict[str, Any]]: ...
+    def network_info(self, instance_uuid: str,
+                     order: NicOrder | None = None) -> list[dict[str, Any]]: ...
 
     # ------------------------------------------------------------------ addresses
     def addresses(self, instance_uuids: list[str]) -> dict[str, dict[str, list[dict[
@@ -94,6 +99,35 @@ class ComputeNetwork(Protocol):
     def set_security_groups(self, instance_uuid: str, group_ids: list[str]) -> None: ...
 
     def security_groups_of(self, instance_uuid: str) -> list[dict[str, Any]]: ...
+
+
+#: A boot request's NICs in its order: ``["port", id]`` (a user's port) or ``["network", id]``
+#: (a port compute made on that network), as kept in ``system_metadata.nic_order``.
+NicOrder = list[list[str]]
+
+
+def nic_order(plan: list[dict[str, Any]]) -> NicOrder:
+    """The plan's NICs in order (what ``in_nic_order`` sorts by)."""
+    return [["port", str(e["port_id"])] if e.get("port_id")
+            else ["network", str(e["network_id"])] for e in plan]
+
+
+def in_nic_order(ports: list[dict[str, Any]], order: NicOrder | None) -> list[dict[str, Any]]:
+    """``ports`` (in creation order) as the boot request listed them: each ``port`` entry
+    takes that port, each ``network`` entry the first remaining port compute made on that
+    network; ports the request did not name (attached later) follow in their own order."""
+    if not order:
+        return ports
+    named = {ref for kind, ref in order if kind == "port"}
+    rest = list(ports)
+    out: list[dict[str, Any]] = []
+    for kind, ref in order:
+        for i, p in enumerate(rest):
+            if (p["id"] == ref) if kind == "port" else (
+                    p.get("network_id") == ref and p["id"] not in named):
+                out.append(rest.pop(i))
+                break
+    return out + rest
 
 
 def nova_error(exc: APIError) -> APIError:
@@ -398,10 +432,11 @@ class LocalNetwork:
                 if str(p.get("device_owner") or "").startswith("compute:")
                 and p.get("device_id")}
 
-    def bind(self, instance_uuid: str, host: str) -> list[dict[str, Any]]:
-        """Bind every port of a server to ``host``; the driver's port dicts."""
+    def bind(self, instance_uuid: str, host: str,
+             order: NicOrder | None = None) -> list[dict[str, Any]]:
+        """Bind every port of a server to ``host``; the driver's port dicts, in NIC order."""
         out = []
-        for port in self.n.device_ports(instance_uuid):
+        for port in in_nic_order(self.n.device_ports(instance_uuid), order):
             if port.get("binding:host_id") != host or port.get(
                     "binding:vif_type") in ("unbound", "binding_failed"):
                 bound = self.n.bind_port(port["id"], host)
@@ -409,15 +444,19 @@ class LocalNetwork:
             out.append(driver_port(port))
         return out
 
-    def network_info(self, instance_uuid: str) -> list[dict[str, Any]]:
-        """The driver's port dicts of a server as they are (no binding change)."""
-        return [driver_port(p) for p in self.n.device_ports(instance_uuid)]
+    def network_info(self, instance_uuid: str,
+                     order: NicOrder | None = None) -> list[dict[str, Any]]:
+        """The driver's port dicts of a server as they are (no binding change), in NIC
+        order."""
+        return [driver_port(p) for p in in_nic_order(self.n.device_ports(instance_uuid),
+                                                     order)]
 
-    def guest_ports(self, instance_uuid: str) -> list[dict[str, Any]]:
-        """The driver's port dicts of a server, each with its ``floating_ips`` (what the
-        metadata service shows the guest: ``metadata.app.PortSource``)."""
+    def guest_ports(self, instance_uuid: str,
+                    order: NicOrder | None = None) -> list[dict[str, Any]]:
+        """The driver's port dicts of a server, each with its ``floating_ips``, in NIC order
+        (what the metadata service shows the guest: ``metadata.app.PortSource``)."""
         return [{**driver_port(p), "floating_ips": p.get("floating_ips") or []}
-                for p in self.n.device_ports(instance_uuid)]
+                for p in in_nic_order(self.n.device_ports(instance_uuid), order)]
 
     def addresses(self, instance_uuids: list[str]) -> dict[str, dict[str, list[dict[
             str, Any]]]]:

@@ -90,9 +90,11 @@ class PortSource(Protocol):
     """What the metadata service reads of the network service, through compute's network
     seam (``compute.network.LocalNetwork``): a server's ports as its guest sees them."""
 
-    def guest_ports(self, instance_uuid: str) -> list[dict[str, Any]]:
+    def guest_ports(self, instance_uuid: str,
+                    order: list[list[str]] | None = None) -> list[dict[str, Any]]:
         """The server's ports in the hypervisor driver's shape, each with its
-        ``floating_ips``."""
+        ``floating_ips``, in the order of the boot request's NICs (``order``: the
+        instance's ``system_metadata.nic_order``)."""
         ...
 
 
@@ -110,7 +112,7 @@ def compute_lookup(manager: InstanceSource, network: PortSource | None = None) -
         ports = sysmeta.get("networks", inst.get("networks") or [])
         if network is not None:
             try:
-                ports = network.guest_ports(uuid) or ports
+                ports = network.guest_ports(uuid, sysmeta.get("nic_order")) or ports
             except Exception:  # noqa: BLE001 - the cache is the answer then
                 LOG.debug("live ports of %s unavailable", uuid, exc_info=True)
         return {**inst, "networks": ports, "image": {"id": inst.get("image_ref")}}
