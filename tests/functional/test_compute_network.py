@@ -217,8 +217,18 @@ def test_boot_on_network_addresses_and_interfaces(member: dict[str, Any],
     # The hypervisor got the NIC (the fake driver logs it on the guest's console).
     console = c("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}})
     assert f"nic {att['port_id']} added" in console.json()["output"]
-    assert c("DELETE", f"/servers/{sid}/os-interface/{att['port_id']}").status_code == 202
+    r = c("DELETE", f"/servers/{sid}/os-interface/{att['port_id']}")
+    assert r.status_code == 202
     assert c("DELETE", f"/servers/{sid}/os-interface/{att['port_id']}").status_code == 404
+    # Both changes are instance actions with their successful compute event (what
+    # Tempest's wait_for_interface_detach reads).
+    action = c("GET", f"/servers/{sid}/os-instance-actions/"
+                      f"{r.headers['x-openstack-request-id']}").json()["instanceAction"]
+    assert action["action"] == "detach_interface"
+    assert [(e["event"], e["result"]) for e in action["events"]] == [
+        ("compute_detach_interface", "Success")]
+    actions = c("GET", f"/servers/{sid}/os-instance-actions").json()["instanceActions"]
+    assert "attach_interface" in [a["action"] for a in actions]
     console = c("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}})
     assert f"nic {att['port_id']} removed" in console.json()["output"]
     assert len(c("GET", f"/servers/{sid}/os-interface").json()["interfaceAttachments"]) == 1

@@ -136,7 +136,7 @@ class Interfaces(ResourceHandler):
                 await self.api.refresh_nics(req, inst)
                 raise Conflict(f"Failed to attach network adapter device to "
                                f"{inst['uuid']}: {error}")
-        await req.run(self.m.record_action, req.ctx, inst["uuid"], "attach_interface")
+        await self.record_done(req, inst, "attach_interface")
         if port_id:
             keep = preserved(inst) + [port["id"]]
             await req.run(self.m.update_system_metadata, inst["uuid"], preserve_ports=keep)
@@ -182,7 +182,7 @@ class Interfaces(ResourceHandler):
         preserve = preserved(inst)
         await req.run(self.network.detach_interface, inst["uuid"], port_id,
                       port_id in preserve)
-        await req.run(self.m.record_action, req.ctx, inst["uuid"], "detach_interface")
+        await self.record_done(req, inst, "detach_interface")
         if port_id in preserve:
             await req.run(self.m.update_system_metadata, inst["uuid"],
                           preserve_ports=[p for p in preserve if p != port_id])

@@ -164,7 +164,7 @@ class VolumeAttachmentRoutes(ResourceHandler):
                 await req.run(self.bdms.remove, inst["uuid"], vid)
                 await req.run(vols.release, attachment_id)
                 raise
-            await self._record(req, inst, "attach_volume")
+            await self.record_done(req, inst, "attach_volume")
         return {"volumeAttachment": _view(req, inst, bdm, created=True)}
 
     async def _connect_guest(self, req: ApiRequest, inst: InstanceDict,
@@ -184,13 +184,6 @@ class VolumeAttachmentRoutes(ResourceHandler):
                       connection_info=info, mode=bdm["mode"])
         await req.run(vols.complete, bdm["attachment_id"])
         return bdm
-
-    async def _record(self, req: ApiRequest, inst: InstanceDict, action: str) -> None:
-        """The instance action and its compute event (Nova's ``compute_<action>``)."""
-        api = self.api
-        await req.run(api.m.record_action, req.ctx, inst["uuid"], action)
-        await req.run(api.m.record_event, inst["uuid"], f"compute_{action}", inst["host"],
-                      None)
 
     async def _agent(self, inst: InstanceDict, method: str,
                      bdm: dict[str, Any]) -> dict[str, Any]:
@@ -387,5 +380,5 @@ class VolumeAttachmentRoutes(ResourceHandler):
             with contextlib.suppress(APIError):  # removed meanwhile (a force detach)
                 await req.run(vols.release, bdm["attachment_id"])
             await req.run(self.bdms.remove, inst["uuid"], vid)
-            await self._record(req, inst, "detach_volume")
+            await self.record_done(req, inst, "detach_volume")
         return Response(status_code=202)

@@ -123,6 +123,14 @@ class ResourceHandler:
                              None, (None,), True, record)
         await self.api.cast(inst, method, instance_uuid=inst["uuid"], **kwargs)
 
+    async def record_done(self, req: ApiRequest, inst: InstanceDict, action: str) -> None:
+        """An action done at once (a device attached or detached): the instance action and
+        its successful compute event (Nova's ``compute_<action>``, which Tempest's waiters
+        read)."""
+        await req.run(self.m.record_action, req.ctx, inst["uuid"], action)
+        await req.run(self.m.record_event, inst["uuid"], f"compute_{action}", inst["host"],
+                      None)
+
     def new_image(self, req: ApiRequest, inst: InstanceDict, name: str,
                   meta: dict[str, str], image_type: str) -> str:
         """A queued image of the server (snapshot, backup, shelve) in its project, with the
