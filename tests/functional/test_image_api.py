@@ -509,6 +509,7 @@ def test_filters(listing: Any) -> None:
     assert set(a.ids(name=made[1]["name"])) == {made[1]["id"]}
     assert set(a.ids(name=f"in:{made[1]['name']},{made[2]['name']}")) == {
         made[1]["id"], made[2]["id"]}
+    assert a.ids(id="in:") == [] and a.ids(owner="in:") == []  # was a 500
     assert set(a.ids(tag=tag, colour="red")) == {m["id"] for m in made[:3]}
     assert set(a.ids(tag=tag, status="active", container_format="bare",
                      owner=a.project_id)) == ids

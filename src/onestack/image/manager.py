@@ -288,7 +288,9 @@ class ImageManager(MemberStore, UploadStore, ImportStore, RecoveryStore):
         for key in ("name", "id", "status", "disk_format", "container_format", "owner"):
             if key in f:
                 col = getattr(Image, key)
-                conds.append(col.in_(f[key]) if len(f[key]) > 1 else col == f[key][0])
+                # ``in:`` with nothing after it names no image (openstacksdk sends
+                # ``id=in:`` for a server list without image ids): no match, not a 500.
+                conds.append(col == f[key][0] if len(f[key]) == 1 else col.in_(f[key]))
         for tag in f.get("tag", []):
             conds.append(exists(select(ImageTag.image_id).where(
                 ImageTag.image_id == Image.id, ImageTag.value == tag)))
