@@ -15,20 +15,24 @@ bound|renew)
         ip addr add "$ip/$prefix" ${broadcast:+broadcast "$broadcast"} dev "$interface"
     fi
     [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+    # Every NIC's lease may carry a router: each NIC's routes get a metric of its own, the
+    # first NIC's lowest, so eth0 keeps the default route whatever lease comes last (as
+    # cloud images' network configuration does).
+    metric=$((100 + $(cat "/sys/class/net/$interface/ifindex" 2>/dev/null || echo 0)))
     if [ -n "$staticroutes" ]; then
         # RFC 3442: when classless routes are present the router option is ignored.
         set -- $staticroutes
         while [ $# -ge 2 ]; do
             if [ "$2" = 0.0.0.0 ]; then
-                ip route replace "$1" dev "$interface"
+                ip route replace "$1" dev "$interface" metric "$metric"
             else
-                ip route replace "$1" via "$2" dev "$interface"
+                ip route replace "$1" via "$2" dev "$interface" metric "$metric"
             fi
             shift 2
         done
     elif [ -n "$router" ]; then
         for gw in $router; do
-            ip route replace default via "$gw" dev "$interface"
+            ip route replace default via "$gw" dev "$interface" metric "$metric"
             break
         done
     fi
