@@ -334,6 +334,14 @@ def test_boot_from_volume(cloud: RunningCloud, image: str) -> None:
                         "--nic", "none", "b3", env=env, check=False)
     assert r.returncode != 0 and "400" in r.stderr
     assert conn.compute.find_server("b3") is None
+    # A volume that is not bootable (an empty one) cannot be the root disk (Nova's 400).
+    plain = conn.block_storage.create_volume(size=1, name="plainvol")
+    conn.block_storage.wait_for_status(plain, "available", wait=30)
+    r = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--volume", "plainvol",
+                        "--nic", "none", "b3", env=env, check=False)
+    assert r.returncode != 0 and "is not bootable" in r.stderr, r.stderr
+    assert conn.compute.find_server("b3") is None
+    assert conn.block_storage.get_volume(plain.id).status == "available"
     # From a snapshot of a volume (a new volume made by compute).
     cloud.openstack("server", "create", "--flavor", "m1.tiny", "--snapshot", snap.id,
                     "--nic", "none", "--wait", "b4", env=env)

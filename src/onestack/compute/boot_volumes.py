@@ -170,6 +170,9 @@ def parse(ctx: RequestContext, srv: dict[str, Any], image_ref: Any,
                                                      and vol["status"] == "in-use"):
                 raise BadRequest(f"Invalid volume: volume '{uuid}' status must be "
                                  f"'available'. Currently in '{vol['status']}'")
+            if index == 0 and not vol.get("bootable", True):
+                # Nova's InvalidBDMVolumeNotBootable: the root must be a bootable volume.
+                raise BadRequest(f"Block Device {uuid} is not bootable.")
             record["volume_id"] = uuid
             if index == 0:
                 out.root_properties = dict(vol.get("image_properties") or {})
